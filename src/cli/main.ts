@@ -1,0 +1,17 @@
+// The dicom-xfer command line: one sub-command per module, each registering itself on the program.
+import { Command } from 'commander';
+import { registerGenerate } from './generate.ts';
+import { registerImport } from './import.ts';
+import { registerServe } from './serve.ts';
+
+const program = new Command();
+program
+  .name('dicom-xfer')
+  .description('Moves DICOM studies between sites, fast and with nothing lost; speaks Orthanc\'s Transfers Accelerator protocol.')
+  .showHelpAfterError();
+
+registerServe(program);
+registerImport(program);
+registerGenerate(program);
+
+await program.parseAsync(process.argv);

@@ -1,0 +1,70 @@
+// Every default of dicom-xfer's configuration, in the units the configuration file uses (Orthanc's units),
+// plus the unit constants that code uses to turn those values into bytes and milliseconds.
+
+/** Bytes in a kibibyte; the plugin's "KB" (Transfers.BucketSize) means this. */
+export const KiB = 1024;
+/** Bytes in a mebibyte; Orthanc's "MB" (MaximumStorageSize, Transfers.CacheSize) means this. */
+export const MiB = 1024 * KiB;
+/** Bytes in a gibibyte. */
+export const GiB = 1024 * MiB;
+
+/** Milliseconds in a second: configuration durations are in seconds, timers in milliseconds. */
+export const SECOND = 1000;
+/** Milliseconds in a minute. */
+export const MINUTE = 60 * SECOND;
+/** Milliseconds in an hour. */
+export const HOUR = 60 * MINUTE;
+
+/** HTTP host to bind when remote access is not allowed: loopback only. */
+export const LOOPBACK_HOST = '127.0.0.1';
+/** HTTP host to bind when remote access is allowed: every interface. */
+export const ANY_HOST = '0.0.0.0';
+
+/**
+ * Defaults of the top-level keys, in configuration units. Keys whose default depends on another key
+ * (AuthenticationEnabled, HttpHost) are absent here; their rule lives next to them in schema.ts.
+ */
+export const DEFAULTS = {
+  Name: 'dicom-xfer',
+  HttpPort: 8042,
+  StorageDirectory: './dicom-xfer-data',
+  RemoteAccessAllowed: false,
+  RegisteredUsers: {} as Record<string, string>,
+  SslEnabled: false,
+  /** Seconds; 0 means no timeout. */
+  HttpTimeout: 60,
+  HttpsVerifyPeers: true,
+  /** Seconds without a new instance before a patient, study or series counts as stable. */
+  StableAge: 60,
+  OverwriteInstances: false,
+  /** MB; 0 means unlimited. */
+  MaximumStorageSize: 0,
+  ConcurrentJobs: 2,
+  JobsHistorySize: 10,
+  SaveJobs: true,
+  HttpDescribeErrors: true,
+  LogLevel: 'info',
+} as const;
+
+/** Defaults of the `Transfers` section: the plugin's own defaults, then dicom-xfer's extensions. */
+export const TRANSFERS_DEFAULTS = {
+  Threads: 4,
+  /** KB (×1024). */
+  BucketSize: 4096,
+  /** MB (×1,048,576). */
+  CacheSize: 512,
+  MaxPushTransactions: 4,
+  MaxHttpRetries: 0,
+  /** Seconds. */
+  PeerConnectivityTimeout: 2,
+  /** Seconds. */
+  PeerCommitTimeout: 600,
+  CommitThreadsCount: 1,
+  // dicom-xfer extensions (the plugin ignores these keys):
+  /** Upper bound of workers per job; the effective default is never below Threads. */
+  MaxThreads: 32,
+  /** Seconds; 0 means never. */
+  IdleTransactionTimeout: 3600,
+  /** Seconds; 0 means no retries beyond MaxHttpRetries. */
+  RetryBudget: 120,
+} as const;

@@ -1,0 +1,108 @@
+// Renders docs/configuration.md from the configuration table, so the reference cannot drift from the code
+// (a unit test compares the file with this output).
+import { DEFAULTS } from './defaults.ts';
+import { CONFIG_ENV_VAR } from './load.ts';
+import { ORTHANC_IGNORED_KEYS } from './orthanc-keys.ts';
+import { describeConfig, RESERVED_PEER_KEYS, type ConfigKeyInfo } from './schema.ts';
+
+/** Path of the reference, relative to the repository root. */
+export const CONFIG_REFERENCE_PATH = 'docs/configuration.md';
+
+const SOURCE_LABEL: Record<ConfigKeyInfo['source'], string> = {
+  orthanc: 'Orthanc',
+  'transfers-plugin': 'plugin',
+  'dicom-xfer': 'dicom-xfer',
+};
+
+function cell(s: string): string {
+  return s.replace(/\|/g, '\\|').replace(/\n/g, ' ');
+}
+
+function table(rows: readonly ConfigKeyInfo[]): string[] {
+  const lines = ['| Key | Type | Default | Unit | From | Meaning |', '|---|---|---|---|---|---|'];
+  for (const r of rows) {
+    lines.push(
+      `| \`${r.key}\` | ${cell(r.type)} | ${cell(r.default)} | ${r.unit ?? ''} | ${SOURCE_LABEL[r.source]} | ${cell(r.meaning)} |`,
+    );
+  }
+  return lines;
+}
+
+/** The markdown text of docs/configuration.md. */
+export function configReferenceMarkdown(): string {
+  const rows = describeConfig();
+  const top = rows.filter((r) => !r.key.startsWith('Transfers.'));
+  const transfers = rows.filter((r) => r.key.startsWith('Transfers.'));
+  const ignored = [...ORTHANC_IGNORED_KEYS.keys()].sort();
+  const out = [
+    '# Configuration reference',
+    '',
+    '<!-- Generated from src/config/schema.ts by configReferenceMarkdown(); test/unit/config.test.ts checks it. -->',
+    '',
+    'dicom-xfer reads an Orthanc-style JSON configuration file: `dicom-xfer serve --config <file>`, or the',
+    `file named by the environment variable \`${CONFIG_ENV_VAR}\` when no flag is given. An Orthanc`,
+    'configuration file works as it is:',
+    '',
+    '- `//` and `/* */` comments and trailing commas are allowed;',
+    '- `${VAR}` is replaced by the environment variable VAR (empty when unset) and `${VAR:-text}` by text',
+    '  when VAR is unset, as Orthanc does;',
+    '- the path may name a folder, whose `*.json` files are read together; a top-level key defined in two',
+    '  of them is an error, as in Orthanc;',
+    '- relative paths are relative to the folder of the configuration file;',
+    '- keys that Orthanc knows but dicom-xfer does not use are ignored quietly (list below); other unknown',
+    '  keys are reported as warnings; a value of the wrong type stops start-up with a message naming the',
+    '  file, line, column and key.',
+    '',
+    'Command-line flags override the file. Units: sizes in KB are multiples of 1024 bytes, sizes in MB',
+    'multiples of 1,048,576 bytes; durations are in seconds.',
+    '',
+    '## Top-level keys',
+    '',
+    ...table(top),
+    '',
+    '## `Transfers`',
+    '',
+    'The Transfers Accelerator plugin\'s keys with the plugin\'s defaults, then dicom-xfer\'s extensions,',
+    'which the plugin ignores. All are integers of at least 0; 0 is refused where the table says ≥ 1.',
+    '',
+    ...table(transfers),
+    '',
+    '## `OrthancPeers`',
+    '',
+    'Each entry names a peer. Short forms: `["https://host:8042/"]` or `["https://host:8042/", "user", "password"]`.',
+    'Long form:',
+    '',
+    '```jsonc',
+    '"OrthancPeers": {',
+    '  "site-b": {',
+    '    "Url": "https://site-b.example.org:8042/",   // or "URL"; http:// or https:// only',
+    '    "Username": "alice",',
+    '    "Password": "secret",',
+    '    "HttpHeaders": { "Token": "..." },',
+    '    "CertificateFile": "client.crt",            // client certificate (PEM)',
+    '    "CertificateKeyFile": "client.key",',
+    '    "CertificateKeyPassword": "...",',
+    '    "Timeout": 120,                             // seconds, overrides HttpTimeout for this peer',
+    '    "RemoteSelf": "site-a"                      // a user property',
+    '  }',
+    '}',
+    '```',
+    '',
+    `Reserved keys: ${RESERVED_PEER_KEYS.map((k) => `\`${k}\``).join(', ')}. Every other key is a user`,
+    'property, kept as a string (`true`/`false` become `"1"`/`"0"`, integers their decimal text).',
+    '`RemoteSelf` is the user property that names this node in the peer\'s own `OrthancPeers`; with it,',
+    'sending to that peer runs in pull mode. A trailing `/` is added to every URL. `Pkcs11` is not supported.',
+    '',
+    '## Orthanc keys that dicom-xfer ignores',
+    '',
+    'These are accepted without a warning so that an Orthanc file loads unchanged. A few print a note when',
+    'their value asks for something dicom-xfer does not do (for example a non-empty `HttpProxy`).',
+    '',
+    ignored.map((k) => `\`${k}\``).join(', ') + '.',
+    '',
+    `With no configuration at all, dicom-xfer listens on 127.0.0.1:${DEFAULTS.HttpPort} and stores data in`,
+    `\`${DEFAULTS.StorageDirectory}\` under the current directory.`,
+    '',
+  ];
+  return out.join('\n');
+}

@@ -1,0 +1,534 @@
+// The configuration table: every key dicom-xfer reads, with its zod schema, default, unit and meaning.
+// It is the single source for validation, defaults, docs/configuration.md and the API's description.
+import { z } from 'zod';
+import { ANY_HOST, DEFAULTS, LOOPBACK_HOST, TRANSFERS_DEFAULTS } from './defaults.ts';
+import { LOG_LEVELS, type Config, type PeerConfig, type TransfersConfig } from './types.ts';
+
+/** Where a key comes from: Orthanc's core, the Transfers Accelerator plugin, or dicom-xfer itself. */
+export type SettingSource = 'orthanc' | 'transfers-plugin' | 'dicom-xfer';
+
+/** A default computed from other, already-filled keys (e.g. AuthenticationEnabled from RemoteAccessAllowed). */
+export interface Derived<T, C> {
+  readonly derive: (filled: C) => T;
+  /** How the docs describe the rule. */
+  readonly text: string;
+}
+
+export interface Setting<T, C = Config> {
+  /** Validates the file's value and turns it into the loaded form. Error messages are "expected" phrases. */
+  readonly schema: z.ZodType<T>;
+  /** Short type for the docs. */
+  readonly type: string;
+  /** A value, a rule, or undefined when the key is optional and has no default. */
+  readonly default: T | Derived<T, C> | undefined;
+  readonly unit?: string;
+  readonly meaning: string;
+  readonly source: SettingSource;
+  /** A filesystem path: a relative one is resolved against the folder of the file that holds it. */
+  readonly path?: boolean;
+  /** A looser schema for values given on the command line (HttpPort 0 there means "any free port"). */
+  readonly overrideSchema?: z.ZodType<T>;
+}
+
+export function isDerived<T, C>(d: T | Derived<T, C> | undefined): d is Derived<T, C> {
+  return typeof d === 'object' && d !== null && 'derive' in d && typeof d.derive === 'function';
+}
+
+// ---- schema helpers: each failure message is the phrase that follows "expected" in an error -------------
+
+/** Marks an issue whose message is a whole sentence rather than an "expected ..." phrase. */
+export const PLAIN = { plain: true } as const;
+
+const str = (expected = 'a string') => z.string({ error: expected });
+const nonEmpty = (expected = 'a non-empty string') => z.string({ error: expected }).min(1, { error: expected });
+const bool = () => z.boolean({ error: 'true or false' });
+const intIn = (lo: number, hi: number) => {
+  const expected = `an integer between ${lo} and ${hi}`;
+  return z.int({ error: expected }).min(lo, { error: expected }).max(hi, { error: expected });
+};
+const uint = (unit?: string) => {
+  const expected = `an integer of at least 0${unit ? ` (${unit})` : ''}`;
+  return z.int({ error: expected }).min(0, { error: expected });
+};
+/** An unsigned integer where 0 is refused, because the plugin refuses it or it would stall every job. */
+const positive = (unit?: string) => {
+  const expected = `an integer of at least 1${unit ? ` (${unit})` : ''}; 0 is not allowed`;
+  return z.int({ error: expected }).min(1, { error: expected });
+};
+const stringMap = (what: string) =>
+  z.record(z.string(), z.string({ error: 'a string' }), { error: `an object of ${what}` });
+/** An optional path where "" means "not set", as in Orthanc's own file. */
+const optionalPath = () => str('a path (string)').transform((s) => (s === '' ? undefined : s));
+
+// ---- OrthancPeers -----------------------------------------------------------------------------------------
+
+/** Keys of a long-form peer that Orthanc reserves; every other key is a user property. */
+export const RESERVED_PEER_KEYS: readonly string[] = [
+  'Url',
+  'URL',
+  'Username',
+  'Password',
+  'HttpHeaders',
+  'CertificateFile',
+  'CertificateKeyFile',
+  'CertificateKeyPassword',
+  'Pkcs11',
+  'Timeout',
+];
+
+const URL_EXPECTED = 'an http:// or https:// URL';
+
+function isHttpUrl(s: string): boolean {
+  if (!/^https?:\/\//i.test(s)) return false;
+  try {
+    new URL(s);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Orthanc keeps every peer URL with a trailing '/', and dicom-xfer builds request URLs the same way. */
+const peerUrl = () =>
+  z
+    .string({ error: URL_EXPECTED })
+    .refine(isHttpUrl, { error: URL_EXPECTED })
+    .transform((u) => (u.endsWith('/') ? u : `${u}/`));
+
+type PeerFields = Omit<PeerConfig, 'name'>;
+
+const shortPeer = z
+  .array(z.string({ error: 'a string' }), { error: 'an array' })
+  .refine((a) => a.length === 1 || a.length === 3, { error: '[url] or [url, username, password]' })
+  .transform((a, ctx): PeerFields => {
+    const url = peerUrl().safeParse(a[0]);
+    if (!url.success) ctx.issues.push({ code: 'custom', message: URL_EXPECTED, path: [0], input: a[0] });
+    const peer: PeerFields = { url: url.data ?? '', httpHeaders: {}, userProperties: {} };
+    if (a.length === 3 && a[1]) {
+      peer.username = a[1];
+      peer.password = a[2] ?? '';
+    } else if (a.length === 3 && a[2]) {
+      ctx.issues.push({
+        code: 'custom',
+        message: 'a password is given without a username',
+        path: [2],
+        input: a[2],
+        params: PLAIN,
+      });
+    }
+    return peer;
+  });
+
+const longPeer = z
+  .looseObject({
+    Url: str().optional(),
+    URL: str().optional(),
+    Username: str().optional(),
+    Password: str().optional(),
+    HttpHeaders: stringMap('header names to strings').optional(),
+    CertificateFile: str('a path (string)').optional(),
+    CertificateKeyFile: str('a path (string)').optional(),
+    CertificateKeyPassword: str().optional(),
+    Pkcs11: bool().optional(),
+    Timeout: uint('seconds').optional(),
+  })
+  .transform((p, ctx): PeerFields => {
+    // Orthanc takes "Url" when it is non-empty, else "URL".
+    const rawUrl = p.Url !== undefined && p.Url !== '' ? p.Url : p.URL;
+    const urlKey = rawUrl === p.Url ? 'Url' : 'URL';
+    const url = peerUrl().safeParse(rawUrl);
+    if (!url.success) {
+      const message = rawUrl === undefined ? `${URL_EXPECTED} under "Url"` : URL_EXPECTED;
+      ctx.issues.push({ code: 'custom', message, path: rawUrl === undefined ? [] : [urlKey], input: rawUrl });
+    }
+    if ((p.Username ?? '') === '' && (p.Password ?? '') !== '') {
+      ctx.issues.push({
+        code: 'custom',
+        message: 'a Password is given without a Username',
+        path: ['Password'],
+        input: p.Password,
+        params: PLAIN,
+      });
+    }
+    const userProperties: Record<string, string> = {};
+    for (const [key, value] of Object.entries(p)) {
+      if (RESERVED_PEER_KEYS.includes(key)) continue;
+      if (typeof value === 'string') userProperties[key] = value;
+      else if (typeof value === 'boolean') userProperties[key] = value ? '1' : '0';
+      else if (typeof value === 'number' && Number.isSafeInteger(value)) userProperties[key] = String(value);
+      else {
+        ctx.issues.push({
+          code: 'custom',
+          message: 'a string, true, false or an integer (user property)',
+          path: [key],
+          input: value,
+        });
+      }
+    }
+    const peer: PeerFields = { url: url.data ?? '', httpHeaders: { ...p.HttpHeaders }, userProperties };
+    if (p.Username) peer.username = p.Username;
+    if (p.Username) peer.password = p.Password ?? '';
+    if (p.CertificateFile) peer.certificateFile = p.CertificateFile;
+    if (p.CertificateFile && p.CertificateKeyFile) peer.certificateKeyFile = p.CertificateKeyFile;
+    if (p.CertificateFile && p.CertificateKeyPassword) peer.certificateKeyPassword = p.CertificateKeyPassword;
+    if (p.Timeout !== undefined && p.Timeout > 0) peer.timeout = p.Timeout;
+    return peer;
+  });
+
+const PEER_EXPECTED = '[url], [url, username, password] or an object with "Url"';
+
+const peers = z
+  .record(z.string(), z.unknown(), { error: 'an object of peer name to peer' })
+  .transform((rec, ctx): Record<string, PeerConfig> => {
+    const out: Record<string, PeerConfig> = {};
+    for (const [name, raw] of Object.entries(rec)) {
+      if (name === '') {
+        ctx.issues.push({ code: 'custom', message: 'a peer has an empty name', path: [name], input: raw, params: PLAIN });
+        continue;
+      }
+      const schema = Array.isArray(raw) ? shortPeer : typeof raw === 'object' && raw !== null ? longPeer : undefined;
+      if (!schema) {
+        ctx.issues.push({ code: 'custom', message: PEER_EXPECTED, path: [name], input: raw });
+        continue;
+      }
+      const parsed = schema.safeParse(raw);
+      if (!parsed.success) {
+        for (const issue of parsed.error.issues) {
+          const plain = issue.code === 'custom' && issue.params?.['plain'] === true;
+          ctx.issues.push({
+            code: 'custom',
+            message: issue.message,
+            path: [name, ...issue.path],
+            input: raw,
+            ...(plain ? { params: PLAIN } : {}),
+          });
+        }
+        continue;
+      }
+      out[name] = { name, ...parsed.data };
+    }
+    return out;
+  });
+
+// ---- the table --------------------------------------------------------------------------------------------
+
+type TopKey = Exclude<keyof Config, 'Transfers'>;
+
+/** Top-level keys, in the order the docs list them. `Transfers` has its own table below. */
+export const SETTINGS: { readonly [K in TopKey]-?: Setting<Config[K]> } = {
+  Name: {
+    schema: nonEmpty(),
+    type: 'string',
+    default: DEFAULTS.Name,
+    meaning: 'Name of this node, shown by `GET /system`.',
+    source: 'orthanc',
+  },
+  HttpPort: {
+    schema: intIn(1, 65535),
+    overrideSchema: intIn(0, 65535),
+    type: 'integer 1–65535',
+    default: DEFAULTS.HttpPort,
+    meaning:
+      'TCP port of the HTTP server (REST API, transfers protocol, dashboard). On the command line, 0 picks a free port.',
+    source: 'orthanc',
+  },
+  HttpHost: {
+    schema: nonEmpty('a host name or IP address'),
+    type: 'string',
+    default: {
+      derive: (c) => (c.RemoteAccessAllowed ? ANY_HOST : LOOPBACK_HOST),
+      text: `"${ANY_HOST}" if RemoteAccessAllowed, else "${LOOPBACK_HOST}"`,
+    },
+    meaning: 'Address the HTTP server listens on. Orthanc has no such key; it always listens on every interface.',
+    source: 'dicom-xfer',
+  },
+  StorageDirectory: {
+    schema: nonEmpty('a path (non-empty string)'),
+    type: 'path',
+    default: DEFAULTS.StorageDirectory,
+    meaning:
+      'Folder of the embedded store (DICOM files and the SQLite index). A relative path is relative to the folder of the configuration file, as in Orthanc.',
+    source: 'orthanc',
+    path: true,
+  },
+  RemoteAccessAllowed: {
+    schema: bool(),
+    type: 'boolean',
+    default: DEFAULTS.RemoteAccessAllowed,
+    meaning: 'Accept HTTP requests from hosts other than this one.',
+    source: 'orthanc',
+  },
+  AuthenticationEnabled: {
+    schema: bool(),
+    type: 'boolean',
+    default: { derive: (c) => c.RemoteAccessAllowed, text: 'same as RemoteAccessAllowed' },
+    meaning: 'Require HTTP Basic authentication with one of RegisteredUsers.',
+    source: 'orthanc',
+  },
+  RegisteredUsers: {
+    schema: stringMap('user names to passwords'),
+    type: 'object: user → password',
+    default: DEFAULTS.RegisteredUsers,
+    meaning: 'Users allowed in when AuthenticationEnabled is true.',
+    source: 'orthanc',
+  },
+  SslEnabled: {
+    schema: bool(),
+    type: 'boolean',
+    default: DEFAULTS.SslEnabled,
+    meaning: 'Serve HTTPS instead of HTTP.',
+    source: 'orthanc',
+  },
+  SslCertificate: {
+    schema: optionalPath(),
+    type: 'path',
+    default: undefined,
+    meaning: 'PEM file holding the server certificate and its private key; required when SslEnabled is true.',
+    source: 'orthanc',
+    path: true,
+  },
+  HttpTimeout: {
+    schema: uint('seconds'),
+    type: 'integer ≥ 0',
+    default: DEFAULTS.HttpTimeout,
+    unit: 's',
+    meaning: 'Timeout of outgoing HTTP calls to peers; 0 means none. A peer\'s own "Timeout" overrides it.',
+    source: 'orthanc',
+  },
+  HttpsVerifyPeers: {
+    schema: bool(),
+    type: 'boolean',
+    default: DEFAULTS.HttpsVerifyPeers,
+    meaning: 'Verify the certificates of HTTPS peers.',
+    source: 'orthanc',
+  },
+  HttpsCACertificates: {
+    schema: optionalPath(),
+    type: 'path',
+    default: undefined,
+    meaning: 'PEM bundle of CA certificates trusted for HTTPS peers; the system\'s when unset or "".',
+    source: 'orthanc',
+    path: true,
+  },
+  StableAge: {
+    schema: uint('seconds'),
+    type: 'integer ≥ 0',
+    default: DEFAULTS.StableAge,
+    unit: 's',
+    meaning: 'Seconds without a new instance after which a patient, study or series is stable.',
+    source: 'orthanc',
+  },
+  OverwriteInstances: {
+    schema: bool(),
+    type: 'boolean',
+    default: DEFAULTS.OverwriteInstances,
+    meaning: 'Replace an instance that is stored again; when false the stored copy is kept.',
+    source: 'orthanc',
+  },
+  MaximumStorageSize: {
+    schema: uint('MB'),
+    type: 'integer ≥ 0',
+    default: DEFAULTS.MaximumStorageSize,
+    unit: 'MB',
+    meaning: 'Most space the embedded store may use; 0 means unlimited.',
+    source: 'orthanc',
+  },
+  ConcurrentJobs: {
+    schema: uint(),
+    type: 'integer ≥ 0',
+    default: DEFAULTS.ConcurrentJobs,
+    meaning: 'Jobs running at once; 0 means one per CPU core.',
+    source: 'orthanc',
+  },
+  JobsHistorySize: {
+    schema: uint(),
+    type: 'integer ≥ 0',
+    default: DEFAULTS.JobsHistorySize,
+    meaning: 'Finished jobs kept in the job list.',
+    source: 'orthanc',
+  },
+  SaveJobs: {
+    schema: bool(),
+    type: 'boolean',
+    default: DEFAULTS.SaveJobs,
+    meaning: 'Keep jobs in the database so that they resume after a restart.',
+    source: 'orthanc',
+  },
+  HttpDescribeErrors: {
+    schema: bool(),
+    type: 'boolean',
+    default: DEFAULTS.HttpDescribeErrors,
+    meaning: 'Answer errors with Orthanc\'s JSON error body.',
+    source: 'orthanc',
+  },
+  OrthancPeers: {
+    schema: peers,
+    type: 'object: name → peer',
+    default: {},
+    meaning:
+      'Peers, each `[url]`, `[url, username, password]` or an object (see below). Any key of the object form that Orthanc does not reserve, such as `RemoteSelf`, is a user property.',
+    source: 'orthanc',
+  },
+  LogLevel: {
+    schema: z.enum(LOG_LEVELS, { error: `one of ${LOG_LEVELS.map((l) => `"${l}"`).join(', ')}` }),
+    type: `one of ${LOG_LEVELS.join(', ')}`,
+    default: DEFAULTS.LogLevel,
+    meaning: 'Least severe log level written.',
+    source: 'dicom-xfer',
+  },
+};
+
+/** Keys of the `Transfers` section, in the order the docs list them. */
+export const TRANSFERS_SETTINGS: {
+  readonly [K in keyof TransfersConfig]-?: Setting<TransfersConfig[K], TransfersConfig>;
+} = {
+  Threads: {
+    schema: positive(),
+    type: 'integer ≥ 1',
+    default: TRANSFERS_DEFAULTS.Threads,
+    meaning: 'HTTP workers per push or pull job; also how many chunk requests are served at once.',
+    source: 'transfers-plugin',
+  },
+  BucketSize: {
+    schema: positive('KB'),
+    type: 'integer ≥ 1',
+    default: TRANSFERS_DEFAULTS.BucketSize,
+    unit: 'KB',
+    meaning: 'Instances smaller than this are grouped into buckets of about this size; instances of twice this size or more are split.',
+    source: 'transfers-plugin',
+  },
+  CacheSize: {
+    schema: positive('MB'),
+    type: 'integer ≥ 1',
+    default: TRANSFERS_DEFAULTS.CacheSize,
+    unit: 'MB',
+    meaning: 'Memory cache of DICOM files read on the sending side.',
+    source: 'transfers-plugin',
+  },
+  MaxPushTransactions: {
+    schema: positive(),
+    type: 'integer ≥ 1',
+    default: TRANSFERS_DEFAULTS.MaxPushTransactions,
+    meaning: 'Push transactions a receiver holds at once; a new one beyond this evicts the least recently used.',
+    source: 'transfers-plugin',
+  },
+  MaxHttpRetries: {
+    schema: uint(),
+    type: 'integer ≥ 0',
+    default: TRANSFERS_DEFAULTS.MaxHttpRetries,
+    meaning: 'Retries of each failed outgoing HTTP call.',
+    source: 'transfers-plugin',
+  },
+  PeerConnectivityTimeout: {
+    schema: uint('seconds'),
+    type: 'integer ≥ 0',
+    default: TRANSFERS_DEFAULTS.PeerConnectivityTimeout,
+    unit: 's',
+    meaning: 'Timeout of `GET /plugins` when checking whether a peer runs the transfers protocol.',
+    source: 'transfers-plugin',
+  },
+  PeerCommitTimeout: {
+    schema: uint('seconds'),
+    type: 'integer ≥ 0',
+    default: TRANSFERS_DEFAULTS.PeerCommitTimeout,
+    unit: 's',
+    meaning: 'Timeout of creating and of committing a push transaction.',
+    source: 'transfers-plugin',
+  },
+  CommitThreadsCount: {
+    schema: positive(),
+    type: 'integer ≥ 1',
+    default: TRANSFERS_DEFAULTS.CommitThreadsCount,
+    meaning: 'Workers that store the instances of a committed transfer on the receiving side.',
+    source: 'transfers-plugin',
+  },
+  MaxThreads: {
+    schema: positive(),
+    type: 'integer ≥ 1',
+    default: {
+      derive: (t) => Math.max(TRANSFERS_DEFAULTS.MaxThreads, t.Threads),
+      text: `${TRANSFERS_DEFAULTS.MaxThreads}, or Threads if larger`,
+    },
+    meaning:
+      'dicom-xfer extension: most HTTP workers one job may use when it widens beyond Threads on a link that can take more. Not below Threads.',
+    source: 'dicom-xfer',
+  },
+  IdleTransactionTimeout: {
+    schema: uint('seconds'),
+    type: 'integer ≥ 0',
+    default: TRANSFERS_DEFAULTS.IdleTransactionTimeout,
+    unit: 's',
+    meaning:
+      'dicom-xfer extension: a push transaction that receives no request for this long is discarded with its staged data; 0 means never.',
+    source: 'dicom-xfer',
+  },
+  RetryBudget: {
+    schema: uint('seconds'),
+    type: 'integer ≥ 0',
+    default: TRANSFERS_DEFAULTS.RetryBudget,
+    unit: 's',
+    meaning:
+      'dicom-xfer extension: time during which a failed outgoing call is retried with backoff, beyond MaxHttpRetries, before its job fails; 0 means only MaxHttpRetries applies, as in the plugin.',
+    source: 'dicom-xfer',
+  },
+};
+
+// ---- description for docs and the API -----------------------------------------------------------------------
+
+export interface ConfigKeyInfo {
+  /** Key path, e.g. `HttpPort` or `Transfers.BucketSize`. */
+  key: string;
+  type: string;
+  /** The default as the docs show it (JSON text, a rule, or "none"). */
+  default: string;
+  unit?: string;
+  meaning: string;
+  source: SettingSource;
+}
+
+function defaultText<T, C>(d: T | Derived<T, C> | undefined): string {
+  if (d === undefined) return 'none';
+  if (isDerived(d)) return d.text;
+  return JSON.stringify(d);
+}
+
+/** Every key dicom-xfer reads, top level first then `Transfers.*`, with type, default, unit and meaning. */
+export function describeConfig(): ConfigKeyInfo[] {
+  const rows: ConfigKeyInfo[] = [];
+  const add = (key: string, s: Setting<unknown, never>) => {
+    const row: ConfigKeyInfo = { key, type: s.type, default: defaultText(s.default), meaning: s.meaning, source: s.source };
+    if (s.unit) row.unit = s.unit;
+    rows.push(row);
+  };
+  for (const [key, s] of Object.entries(SETTINGS)) add(key, s as Setting<unknown, never>);
+  rows.push({
+    key: 'Transfers',
+    type: 'object',
+    default: '{}',
+    meaning: 'Settings of the transfers protocol; the keys below.',
+    source: 'transfers-plugin',
+  });
+  for (const [key, s] of Object.entries(TRANSFERS_SETTINGS)) add(`Transfers.${key}`, s as Setting<unknown, never>);
+  return rows;
+}
+
+let jsonSchema: Record<string, unknown> | undefined;
+
+/** JSON Schema (draft 2020-12) of the configuration file's keys, for `GET /openapi.json`. Built once. */
+export function configJsonSchema(): Record<string, unknown> {
+  jsonSchema ??= buildJsonSchema();
+  return structuredClone(jsonSchema);
+}
+
+function buildJsonSchema(): Record<string, unknown> {
+  const shape = (table: Record<string, Setting<unknown, never>>) =>
+    Object.fromEntries(
+      Object.entries(table).map(([k, s]) => [k, s.schema.optional().meta({ description: s.meaning })]),
+    );
+  const transfers = z.object(shape(TRANSFERS_SETTINGS as Record<string, Setting<unknown, never>>));
+  const top = z.looseObject({
+    ...shape(SETTINGS as Record<string, Setting<unknown, never>>),
+    Transfers: transfers.optional().meta({ description: 'Settings of the transfers protocol.' }),
+  });
+  return z.toJSONSchema(top, { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>;
+}

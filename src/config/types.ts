@@ -1,0 +1,123 @@
+// The shape of dicom-xfer's configuration once loaded and validated: Orthanc's key names, values in
+// configuration units (seconds, KB, MB; see defaults.ts for the constants), every default filled in.
+
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** One entry of OrthancPeers, normalised from the short or the long form. */
+export interface PeerConfig {
+  /** The key under OrthancPeers. */
+  name: string;
+  /** http:// or https:// base URL, always ending with '/'. */
+  url: string;
+  username?: string;
+  password?: string;
+  /** Extra headers sent with every request to this peer. */
+  httpHeaders: Record<string, string>;
+  /** Absolute path of the PEM client certificate. */
+  certificateFile?: string;
+  /** Absolute path of the PEM private key of the client certificate. */
+  certificateKeyFile?: string;
+  certificateKeyPassword?: string;
+  /** Per-peer HTTP timeout in seconds (Orthanc >= 1.9.1 `Timeout`), overriding HttpTimeout. */
+  timeout?: number;
+  /**
+   * Every key that Orthanc does not reserve, as a string (booleans become "1"/"0" and integers their
+   * decimal text, as Orthanc does). `RemoteSelf` lives here.
+   */
+  userProperties: Record<string, string>;
+}
+
+/** The `Transfers` section: the plugin's keys, then dicom-xfer's extensions. */
+export interface TransfersConfig {
+  /** HTTP workers per push or pull job; also the bound on concurrently served chunks. */
+  Threads: number;
+  /** KB: instances smaller than this are grouped into buckets; twice this splits an instance. */
+  BucketSize: number;
+  /** MB of raw DICOM cached in memory on the sending side. */
+  CacheSize: number;
+  /** Push transactions held at once by a receiver. */
+  MaxPushTransactions: number;
+  /** Retries of each outgoing HTTP call. */
+  MaxHttpRetries: number;
+  /** Seconds allowed for `GET /plugins` when detecting a peer. */
+  PeerConnectivityTimeout: number;
+  /** Seconds allowed for creating and committing a push transaction. */
+  PeerCommitTimeout: number;
+  /** Commit workers on the receiving side. */
+  CommitThreadsCount: number;
+  /** dicom-xfer extension: most workers one job may use (never below Threads). */
+  MaxThreads: number;
+  /** dicom-xfer extension: seconds of inactivity after which a push transaction is dropped; 0 = never. */
+  IdleTransactionTimeout: number;
+  /** dicom-xfer extension: seconds one outgoing call may spend being retried; 0 = MaxHttpRetries only. */
+  RetryBudget: number;
+}
+
+export interface Config {
+  Name: string;
+  HttpPort: number;
+  /** Address the HTTP server binds. */
+  HttpHost: string;
+  /** Absolute path. */
+  StorageDirectory: string;
+  RemoteAccessAllowed: boolean;
+  AuthenticationEnabled: boolean;
+  /** user -> password */
+  RegisteredUsers: Record<string, string>;
+  SslEnabled: boolean;
+  /** Absolute path of a PEM holding the server certificate and its key; set whenever SslEnabled. */
+  SslCertificate?: string;
+  /** Seconds; 0 = no timeout. */
+  HttpTimeout: number;
+  HttpsVerifyPeers: boolean;
+  /** Absolute path of a PEM bundle of CA certificates for outgoing HTTPS. */
+  HttpsCACertificates?: string;
+  /** Seconds. */
+  StableAge: number;
+  OverwriteInstances: boolean;
+  /** MB; 0 = unlimited. */
+  MaximumStorageSize: number;
+  /** 0 = one per CPU core, as in Orthanc. */
+  ConcurrentJobs: number;
+  JobsHistorySize: number;
+  SaveJobs: boolean;
+  HttpDescribeErrors: boolean;
+  /** Peer name -> peer. */
+  OrthancPeers: Record<string, PeerConfig>;
+  Transfers: TransfersConfig;
+  LogLevel: LogLevel;
+}
+
+/** A peer as written in a configuration file: `[url]`, `[url, user, password]` or the long object form. */
+export type PeerInput = readonly string[] | Readonly<Record<string, unknown>>;
+
+/**
+ * Values given on the command line (or by code), in configuration-file form. An `undefined` value means
+ * "not given". Top-level keys replace the file's; `Transfers`, `OrthancPeers` and `RegisteredUsers` merge
+ * with the file's entry by entry.
+ */
+export interface ConfigOverrides {
+  Name?: string;
+  HttpPort?: number;
+  HttpHost?: string;
+  StorageDirectory?: string;
+  RemoteAccessAllowed?: boolean;
+  AuthenticationEnabled?: boolean;
+  RegisteredUsers?: Record<string, string>;
+  SslEnabled?: boolean;
+  SslCertificate?: string;
+  HttpTimeout?: number;
+  HttpsVerifyPeers?: boolean;
+  HttpsCACertificates?: string;
+  StableAge?: number;
+  OverwriteInstances?: boolean;
+  MaximumStorageSize?: number;
+  ConcurrentJobs?: number;
+  JobsHistorySize?: number;
+  SaveJobs?: boolean;
+  HttpDescribeErrors?: boolean;
+  OrthancPeers?: Record<string, PeerInput>;
+  Transfers?: Partial<TransfersConfig>;
+  LogLevel?: LogLevel;
+}

@@ -1,6 +1,130 @@
-// Placeholder until the 'serve' command lands.
+// `dicom-xfer serve`: runs a node with the embedded store until Ctrl-C or SIGTERM.
+import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
+import { pino, type Logger } from 'pino';
+import { loadConfig } from '../config/load.ts';
+import type { Config, ConfigOverrides } from '../config/types.ts';
+import { buildApp } from '../server/app.ts';
+import { EmbeddedStore } from '../store/embedded/store.ts';
+
+export interface ServeFlags {
+  port?: string;
+  host?: string;
+  data?: string;
+  config?: string;
+  logLevel?: string;
+}
+
+export interface RunningNode {
+  config: Config;
+  url: string;
+  logger: Logger;
+  /** Stops accepting requests, lets in-flight ones finish, closes the database. */
+  stop(): Promise<void>;
+}
+
+function overridesFrom(flags: ServeFlags): ConfigOverrides {
+  const o: ConfigOverrides = {};
+  if (flags.port !== undefined) {
+    const n = Number(flags.port);
+    if (!Number.isInteger(n) || n < 0 || n > 65535) throw new Error(`--port: expected a port number, got "${flags.port}"`);
+    o.HttpPort = n;
+  }
+  if (flags.host !== undefined) o.HttpHost = flags.host;
+  if (flags.data !== undefined) o.StorageDirectory = flags.data;
+  if (flags.logLevel !== undefined) o.LogLevel = flags.logLevel as ConfigOverrides['LogLevel'];
+  return o;
+}
+
+/** Starts a node from flags and the configuration file; resolves once it listens. */
+export async function startNode(flags: ServeFlags): Promise<RunningNode> {
+  const { config, warnings } = await loadConfig({ file: flags.config, overrides: overridesFrom(flags) });
+  const logger = pino({ level: config.LogLevel, base: { node: config.Name } }, pino.destination(2));
+  for (const w of warnings) logger.warn(w);
+  const store = await EmbeddedStore.open(config.StorageDirectory, {
+    overwriteInstances: config.OverwriteInstances,
+    stableAgeSeconds: config.StableAge,
+    commitThreads: config.Transfers.CommitThreadsCount,
+  });
+  let sslPem: string | undefined;
+  if (config.SslEnabled) {
+    if (!config.SslCertificate) throw new Error('SslEnabled is true but SslCertificate is not set');
+    sslPem = await readFile(config.SslCertificate, 'utf8');
+  }
+  const app = await buildApp({
+    name: config.Name,
+    remoteAccessAllowed: config.RemoteAccessAllowed,
+    authenticationEnabled: config.AuthenticationEnabled,
+    registeredUsers: config.RegisteredUsers,
+    sslPem,
+    httpTimeoutSeconds: config.HttpTimeout > 0 ? config.HttpTimeout : 3600,
+    httpPort: config.HttpPort,
+    logger,
+    store,
+  });
+  try {
+    await app.fastify.listen({ port: config.HttpPort, host: config.HttpHost });
+  } catch (e) {
+    await store.close();
+    throw e;
+  }
+  const addr = app.fastify.server.address();
+  const port = addr && typeof addr === 'object' ? addr.port : config.HttpPort;
+  const hostForUrl = config.HttpHost.includes(':') ? `[${config.HttpHost}]` : config.HttpHost;
+  const url = `${config.SslEnabled ? 'https' : 'http'}://${hostForUrl === '0.0.0.0' ? '127.0.0.1' : hostForUrl}:${port}`;
+  logger.info({ url, storage: config.StorageDirectory }, 'dicom-xfer node listening');
+  let stopping: Promise<void> | undefined;
+  return {
+    config,
+    url,
+    logger,
+    stop() {
+      stopping ??= (async () => {
+        await app.fastify.close();
+        await store.close();
+        logger.info('dicom-xfer node stopped');
+      })();
+      return stopping;
+    },
+  };
+}
 
 export function registerServe(program: Command): void {
-  void program;
+  program
+    .command('serve')
+    .description('run a node with the embedded store (DICOM files plus a SQLite index)')
+    .option('--port <port>', 'HTTP port (HttpPort, default 8042)')
+    .option('--host <address>', 'address to listen on (default 127.0.0.1, or all when RemoteAccessAllowed)')
+    .option('--data <dir>', 'storage directory (StorageDirectory, default ./dicom-xfer-data)')
+    .option('--config <file>', 'Orthanc-style JSON configuration file (comments allowed); env DICOM_XFER_CONFIG')
+    .option('--log-level <level>', 'trace, debug, info, warn, error or silent')
+    .action(async (flags: ServeFlags) => {
+      let node: RunningNode;
+      try {
+        node = await startNode(flags);
+      } catch (e) {
+        process.stderr.write(`dicom-xfer serve: ${e instanceof Error ? e.message : String(e)}\n`);
+        process.exitCode = 1;
+        return;
+      }
+      process.stderr.write(`dicom-xfer listening on ${node.url} (Ctrl-C to stop)\n`);
+      let signals = 0;
+      const onSignal = (sig: NodeJS.Signals) => {
+        signals++;
+        if (signals > 1) {
+          node.logger.warn({ signal: sig }, 'second signal: exiting now');
+          process.exit(130);
+        }
+        node.logger.info({ signal: sig }, 'stopping: letting in-flight requests finish');
+        node.stop().then(
+          () => process.exit(0),
+          (e: unknown) => {
+            node.logger.error({ err: e }, 'error while stopping');
+            process.exit(1);
+          },
+        );
+      };
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
+    });
 }

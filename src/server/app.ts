@@ -1,0 +1,131 @@
+// The HTTP application of a dicom-xfer node: security (loopback unless remote access is allowed,
+// HTTP Basic authentication, HTTPS), Orthanc's JSON errors, and the routes of every module.
+import { createHash, timingSafeEqual } from 'node:crypto';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { XferError } from '../errors.ts';
+import type { EmbeddedStore } from '../store/embedded/store.ts';
+import { VERSION } from '../version.ts';
+import { installErrorHandlers, route, sendError, sendJson, type RouteInfo } from './http.ts';
+import { registerOrthancApi } from './orthanc-api.ts';
+
+export interface AppOptions {
+  name: string;
+  remoteAccessAllowed: boolean;
+  authenticationEnabled: boolean;
+  registeredUsers: Record<string, string>;
+  /** PEM text holding the certificate and its private key, when HTTPS is on. */
+  sslPem?: string | undefined;
+  httpTimeoutSeconds: number;
+  httpPort: number;
+  logger: Logger;
+  store: EmbeddedStore;
+}
+
+export interface App {
+  fastify: FastifyInstance;
+  /** Every route registered, with its methods. */
+  routes: RouteInfo[];
+}
+
+const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|::ffff:127\.\d+\.\d+\.\d+)$/;
+
+function digest(s: string): Buffer {
+  return createHash('sha256').update(s).digest();
+}
+
+/** Checks an `Authorization: Basic` header against the registered users, in constant time per user. */
+export function checkBasicAuth(header: string | undefined, users: Record<string, string>): boolean {
+  if (!header || !/^basic /i.test(header)) return false;
+  const decoded = Buffer.from(header.slice(6).trim(), 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  if (colon < 0) return false;
+  const user = decoded.slice(0, colon);
+  const password = decoded.slice(colon + 1);
+  let ok = false;
+  for (const [u, p] of Object.entries(users)) {
+    const match = timingSafeEqual(digest(u), digest(user)) && timingSafeEqual(digest(p), digest(password));
+    ok = ok || match;
+  }
+  return ok;
+}
+
+export async function buildApp(opts: AppOptions): Promise<App> {
+  const routes: RouteInfo[] = [];
+  // The HTTPS option and pino's Logger type make Fastify infer a narrower instance type than the one the
+  // route modules take; they only use the common API, so widen it once here.
+  const fastify = Fastify({
+    loggerInstance: opts.logger as FastifyBaseLogger,
+    disableRequestLogging: true,
+    routerOptions: {
+      // Orthanc peers send `//transfers/...`; chunk URLs list dozens of instance IDs.
+      ignoreDuplicateSlashes: true,
+      ignoreTrailingSlash: true,
+      maxParamLength: 65_536,
+    },
+    https: opts.sslPem ? { key: opts.sslPem, cert: opts.sslPem } : null,
+    keepAliveTimeout: 30_000,
+    forceCloseConnections: 'idle',
+    return503OnClosing: true,
+  }) as unknown as FastifyInstance;
+  // Bodies are read by the routes themselves, as streams, whatever their Content-Type.
+  fastify.removeAllContentTypeParsers();
+  fastify.addContentTypeParser('*', (_req, _payload, done) => done(null, undefined));
+  installErrorHandlers(fastify);
+
+  fastify.addHook('onRequest', async (req, reply) => {
+    const remote = req.socket.remoteAddress ?? '';
+    if (!opts.remoteAccessAllowed && !LOOPBACK.test(remote)) {
+      sendError(req, reply, new XferError('ForbiddenAccess', 'remote access is not allowed (RemoteAccessAllowed)'));
+      return reply;
+    }
+    if (opts.authenticationEnabled && !checkBasicAuth(req.headers.authorization, opts.registeredUsers)) {
+      reply.header('WWW-Authenticate', `Basic realm="${opts.name.replace(/"/g, '')}"`);
+      sendError(req, reply, new XferError('Unauthorized', 'this node requires HTTP Basic credentials'));
+      return reply;
+    }
+    return undefined;
+  });
+
+  route(
+    fastify,
+    '/system',
+    {
+      GET: async (_req, reply) =>
+        sendJson(reply, {
+          ApiVersion: 16,
+          CheckRevisions: false,
+          DatabaseBackendPlugin: null,
+          DatabaseVersion: 6,
+          DicomAet: 'DICOMXFER',
+          DicomPort: 0,
+          DicomXferVersion: VERSION,
+          HttpPort: opts.httpPort,
+          IsHttpServerSecure: opts.authenticationEnabled || Boolean(opts.sslPem),
+          Name: opts.name,
+          PluginsEnabled: true,
+          StorageAreaPlugin: null,
+          Version: '1.10.1',
+        }),
+    },
+    routes,
+  );
+  route(fastify, '/plugins', { GET: async (_req, reply) => sendJson(reply, ['transfers']) }, routes);
+  route(
+    fastify,
+    '/plugins/transfers',
+    {
+      GET: async (_req, reply) =>
+        sendJson(reply, {
+          Description: 'dicom-xfer: accelerated, resumable DICOM transfers, wire-compatible with the Transfers Accelerator',
+          ExtendsOrthancExplorer: false,
+          ID: 'transfers',
+          Version: VERSION,
+        }),
+    },
+    routes,
+  );
+
+  registerOrthancApi(fastify, { store: opts.store, httpTimeoutSeconds: opts.httpTimeoutSeconds, routes });
+  return { fastify, routes };
+}

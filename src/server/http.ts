@@ -1,0 +1,178 @@
+// HTTP plumbing shared by every route: one registration helper that answers 405 with `Allow` for the
+// other methods, bodies read as bounded streams (no Content-Type needed, as Orthanc), Orthanc's JSON
+// error shape for every failure, and JSON answers written the way Orthanc writes them.
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { XferError, errorBody, toXferError } from '../errors.ts';
+
+export type Method = 'GET' | 'POST' | 'PUT' | 'DELETE';
+export type Handler = (req: FastifyRequest, reply: FastifyReply) => Promise<unknown>;
+
+const ALL_METHODS: readonly Method[] = ['GET', 'POST', 'PUT', 'DELETE'];
+
+/** Every route path with the methods it accepts, as registered (for the OpenAPI document and tests). */
+export interface RouteInfo {
+  path: string;
+  methods: Method[];
+}
+
+/**
+ * Registers `path` for every method: the ones in `handlers` run, the others answer 405 with an
+ * `Allow` header naming the accepted methods and an empty body (Orthanc's behaviour).
+ */
+export function route(
+  app: FastifyInstance,
+  path: string,
+  handlers: Partial<Record<Method, Handler>>,
+  registry?: RouteInfo[],
+): void {
+  const allowed = ALL_METHODS.filter((m) => handlers[m] !== undefined);
+  registry?.push({ path, methods: [...allowed] });
+  app.route({
+    method: [...ALL_METHODS, 'PATCH'],
+    url: path,
+    handler: async (req, reply) => {
+      const h = handlers[req.method as Method];
+      if (!h) {
+        reply.code(405).header('Allow', allowed.join(',')).send();
+        return reply;
+      }
+      return h(req, reply);
+    },
+  });
+}
+
+/** Sends a JSON answer with status 200 (or `status`), always a non-empty body. */
+export function sendJson(reply: FastifyReply, value: unknown, status = 200): FastifyReply {
+  return reply
+    .code(status)
+    .header('Content-Type', 'application/json; charset=utf-8')
+    .send(JSON.stringify(value, null, 3) + '\n');
+}
+
+/** Sends Orthanc's JSON error body for `err`. */
+export function sendError(req: FastifyRequest, reply: FastifyReply, err: XferError): FastifyReply {
+  const uri = (req.raw.url ?? req.url).split('?')[0] ?? '';
+  const body = errorBody(err, req.method, uri);
+  return reply
+    .code(err.http)
+    .header('Content-Type', 'application/json; charset=utf-8')
+    .send(JSON.stringify(body, null, 3) + '\n');
+}
+
+/**
+ * Reads a whole request body (at most `limit` bytes), whatever its Content-Type. A larger body is
+ * refused with 413 before it is all read. Stalls longer than `idleMs` abort the request.
+ */
+export async function readBody(req: FastifyRequest, limit: number, idleMs = 60_000): Promise<Buffer> {
+  const declared = Number(req.headers['content-length'] ?? NaN);
+  if (Number.isFinite(declared) && declared > limit) {
+    throw new XferError('BadRequest', `the body (${declared} bytes) is larger than ${limit} bytes`, {
+      httpStatus: 413,
+    });
+  }
+  const parts: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of withIdleTimeout(req, idleMs)) {
+    total += chunk.length;
+    if (total > limit) {
+      throw new XferError('BadRequest', `the body is larger than ${limit} bytes`, { httpStatus: 413 });
+    }
+    parts.push(chunk);
+  }
+  return Buffer.concat(parts, total);
+}
+
+/**
+ * Reads a JSON body. Bad JSON is Orthanc's BadFileFormat (400); an empty body is `undefined`.
+ */
+export async function readJson(req: FastifyRequest, limit = 64 * 1024 * 1024): Promise<unknown> {
+  const buf = await readBody(req, limit);
+  const text = buf.toString('utf8').trim();
+  if (text === '') return undefined;
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw new XferError('BadFileFormat', 'the body is not valid JSON');
+  }
+}
+
+/**
+ * The raw request body as an async iterable of buffers that fails with a Timeout error when no byte
+ * arrives for `idleMs`, and with NetworkProtocol when the client goes away mid-body.
+ */
+export async function* withIdleTimeout(req: FastifyRequest, idleMs: number): AsyncGenerator<Buffer> {
+  const raw = req.raw;
+  const it = raw[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  for (let n = 0; ; n++) {
+    const next = it.next();
+    // When the timer wins, this read stays pending until the connection closes; never let it go unhandled.
+    next.catch(() => undefined);
+    let timer: NodeJS.Timeout | undefined;
+    const idle = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new XferError('Timeout', `no data received for ${Math.round(idleMs / 1000)} s`, { httpStatus: 408 })),
+        idleMs,
+      );
+    });
+    let r: IteratorResult<Buffer>;
+    try {
+      r = await Promise.race([next, idle]);
+    } catch (e) {
+      if (e instanceof XferError) throw e;
+      throw new XferError('NetworkProtocol', 'the request body was cut short', { cause: e });
+    } finally {
+      clearTimeout(timer);
+    }
+    if (r.done) break;
+    yield r.value;
+  }
+  if (!raw.complete) throw new XferError('NetworkProtocol', 'the client closed the connection mid-body');
+}
+
+/** Query-string flag as Orthanc reads it: present (any value but "false" / "0") means true. */
+export function flag(query: unknown, name: string): boolean {
+  if (query === null || typeof query !== 'object') return false;
+  const v = (query as Record<string, unknown>)[name];
+  if (v === undefined) return false;
+  const s = Array.isArray(v) ? String(v[0]) : String(v);
+  return s !== 'false' && s !== '0';
+}
+
+/** Non-negative integer query parameter, or `fallback` when absent; 400 when malformed. */
+export function intParam(query: unknown, name: string, fallback: number): number {
+  if (query === null || typeof query !== 'object') return fallback;
+  const v = (query as Record<string, unknown>)[name];
+  if (v === undefined || v === '') return fallback;
+  const s = Array.isArray(v) ? String(v[0]) : String(v);
+  if (!/^\d{1,15}$/.test(s)) throw new XferError('BadParameterType', `"${name}" must be a non-negative integer`);
+  return Number(s);
+}
+
+/** Installs the handlers that turn any failure into Orthanc's JSON error shape. */
+export function installErrorHandlers(app: FastifyInstance): void {
+  app.setErrorHandler((error, req, reply) => {
+    let err: XferError;
+    if (error instanceof XferError) err = error;
+    else {
+      const e = error as { statusCode?: number; code?: string; message?: string };
+      if (e.statusCode === 413) err = new XferError('BadRequest', e.message, { httpStatus: 413 });
+      else if (e.statusCode !== undefined && e.statusCode >= 400 && e.statusCode < 500) {
+        err = new XferError('BadRequest', e.message, { httpStatus: e.statusCode });
+      } else {
+        err = toXferError(error);
+        req.log.error({ err: error, url: req.url }, 'unexpected error');
+      }
+    }
+    if (err.http >= 500) req.log.warn({ code: err.code, details: err.details, url: req.url }, 'request failed');
+    if (reply.sent || reply.raw.headersSent) {
+      reply.raw.destroy();
+      return;
+    }
+    // A body that was not read must not be left on the connection.
+    if (!req.raw.complete) reply.header('Connection', 'close');
+    sendError(req, reply, err);
+  });
+  app.setNotFoundHandler((req, reply) => {
+    sendError(req, reply, new XferError('UnknownResource', `no route for ${req.method} ${req.url.split('?')[0]}`));
+  });
+}

@@ -1,0 +1,238 @@
+// The part of Orthanc's REST API that people use to put, list, fetch and delete DICOM, answered from
+// the embedded store in Orthanc's shapes.
+import { createReadStream } from 'node:fs';
+import { unlink } from 'node:fs/promises';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { isOrthancId } from '../dicom/ids.ts';
+import { readDicomHeaderFromFile, simplifiedTags } from '../dicom/parse.ts';
+import type { Level } from '../dicom/types.ts';
+import { XferError, isXferError } from '../errors.ts';
+import { LEVEL_PATH, type EmbeddedStore } from '../store/embedded/store.ts';
+import type { IngestResult } from '../store/types.ts';
+import { flag, intParam, route, sendJson, withIdleTimeout, type RouteInfo } from './http.ts';
+import { ingestZip, isZip, spool, uploadRoom } from './ingest.ts';
+
+export interface OrthancApiOptions {
+  store: EmbeddedStore;
+  /** Seconds without a byte after which an upload is abandoned. */
+  httpTimeoutSeconds: number;
+  routes?: RouteInfo[];
+}
+
+const LEVEL_BY_PATH: Record<string, Level> = {
+  patients: 'Patient',
+  studies: 'Study',
+  series: 'Series',
+  instances: 'Instance',
+};
+
+function ingestAnswer(r: IngestResult): Record<string, string> {
+  return {
+    ID: r.ids.instance,
+    ParentPatient: r.ids.patient,
+    ParentSeries: r.ids.series,
+    ParentStudy: r.ids.study,
+    Path: `/instances/${r.ids.instance}`,
+    Status: r.status,
+  };
+}
+
+/** The `{id}` path parameter, refused as an unknown resource unless it has the shape of an Orthanc ID. */
+function idParam(req: FastifyRequest, level: Level): string {
+  const id = (req.params as { id?: string }).id ?? '';
+  if (!isOrthancId(id)) throw new XferError('UnknownResource', `${level} ${id}`);
+  return id;
+}
+
+export function registerOrthancApi(app: FastifyInstance, opts: OrthancApiOptions): void {
+  const { store } = opts;
+  const idleMs = opts.httpTimeoutSeconds * 1000;
+  const reg = opts.routes;
+
+  route(
+    app,
+    '/instances',
+    {
+      GET: async (req, reply) => listLevel(req, reply, 'Instance'),
+      POST: async (req, reply) => {
+        const declared = Number(req.headers['content-length'] ?? NaN);
+        const room = await uploadRoom(store.tmpDir());
+        if (Number.isFinite(declared) && declared > room) {
+          throw new XferError('FullStorage', `the upload (${declared} bytes) does not fit in the ${room} bytes left on disk`);
+        }
+        const spooled = await spool(withIdleTimeout(req, idleMs), store.tmpDir(), room);
+        let consumed = false;
+        try {
+          if (spooled.size === 0) throw new XferError('EmptyRequest', 'the body is empty');
+          if (await isZip(spooled.path)) {
+            const outcomes = await ingestZip(spooled.path, store, store.tmpDir());
+            const good = outcomes.filter((o) => o.result).map((o) => ingestAnswer(o.result as IngestResult));
+            if (good.length === 0 && outcomes.some((o) => o.error)) {
+              const first = outcomes.find((o) => o.error);
+              throw new XferError('BadFileFormat', `no DICOM file in the ZIP archive (${first?.name}: ${first?.error?.details})`);
+            }
+            return sendJson(reply, good);
+          }
+          const result = await store.ingestFile(spooled.path, spooled.size, spooled.md5);
+          consumed = true;
+          req.log.debug({ id: result.ids.instance, status: result.status }, 'instance received');
+          return sendJson(reply, ingestAnswer(result));
+        } finally {
+          if (!consumed) await unlink(spooled.path).catch(() => undefined);
+        }
+      },
+    },
+    reg,
+  );
+
+  for (const path of ['patients', 'studies', 'series'] as const) {
+    const level = LEVEL_BY_PATH[path] as Level;
+    route(app, `/${path}`, { GET: async (req, reply) => listLevel(req, reply, level) }, reg);
+  }
+
+  for (const path of ['patients', 'studies', 'series', 'instances'] as const) {
+    const level = LEVEL_BY_PATH[path] as Level;
+    route(
+      app,
+      `/${path}/:id`,
+      {
+        GET: async (req, reply) => {
+          const id = idParam(req, level);
+          const r = store.getResource(level, id);
+          if (!r) throw new XferError('UnknownResource', `${level} ${id}`);
+          return sendJson(reply, r);
+        },
+        DELETE: async (req, reply) => {
+          const id = idParam(req, level);
+          const r = await store.deleteResource(level, id);
+          if (!r) throw new XferError('UnknownResource', `${level} ${id}`);
+          req.log.info({ level, id }, 'resource deleted');
+          return sendJson(reply, r);
+        },
+      },
+      reg,
+    );
+    if (level !== 'Instance') {
+      route(
+        app,
+        `/${path}/:id/instances`,
+        {
+          GET: async (req, reply) => {
+            const id = idParam(req, level);
+            const list = store.instancesOf(level, id);
+            if (!list) throw new XferError('UnknownResource', `${level} ${id}`);
+            return sendJson(reply, list);
+          },
+        },
+        reg,
+      );
+    }
+  }
+  route(app, '/patients/:id/studies', { GET: children('Patient') }, reg);
+  route(app, '/studies/:id/series', { GET: children('Study') }, reg);
+
+  route(
+    app,
+    '/instances/:id/file',
+    {
+      GET: async (req, reply) => {
+        const id = idParam(req, 'Instance');
+        const f = store.instanceFile(id);
+        if (!f) throw new XferError('UnknownResource', `Instance ${id}`);
+        return sendFileRange(req, reply, f.path, f.size, 'application/dicom');
+      },
+    },
+    reg,
+  );
+
+  const tagsRoute = (forceSimplify: boolean) => async (req: FastifyRequest, reply: FastifyReply) => {
+    const id = idParam(req, 'Instance');
+    const f = store.instanceFile(id);
+    if (!f) throw new XferError('UnknownResource', `Instance ${id}`);
+    const header = await readDicomHeaderFromFile(f.path);
+    const simplify = forceSimplify || flag(req.query, 'simplify') || flag(req.query, 'short');
+    return sendJson(reply, simplifiedTags(header, simplify ? 'simplify' : 'full'));
+  };
+  route(app, '/instances/:id/tags', { GET: tagsRoute(false) }, reg);
+  route(app, '/instances/:id/simplified-tags', { GET: tagsRoute(true) }, reg);
+
+  const attachmentInfo = (what: 'md5' | 'size') => async (req: FastifyRequest, reply: FastifyReply) => {
+    const id = idParam(req, 'Instance');
+    const f = store.instanceFile(id);
+    if (!f) throw new XferError('UnknownResource', `Instance ${id}`);
+    return reply
+      .header('Content-Type', 'text/plain')
+      .send(what === 'md5' ? f.md5 : String(f.size));
+  };
+  route(app, '/instances/:id/attachments/dicom/md5', { GET: attachmentInfo('md5') }, reg);
+  route(app, '/instances/:id/attachments/dicom/size', { GET: attachmentInfo('size') }, reg);
+
+  route(app, '/statistics', { GET: async (_req, reply) => sendJson(reply, store.statistics()) }, reg);
+
+  async function listLevel(req: FastifyRequest, reply: FastifyReply, level: Level) {
+    const since = intParam(req.query, 'since', 0);
+    const limit = intParam(req.query, 'limit', 0);
+    const ids = store.listResources(level, since, limit);
+    if (!flag(req.query, 'expand')) return sendJson(reply, ids);
+    return sendJson(
+      reply,
+      ids.map((id) => store.getResource(level, id)).filter((r) => r !== undefined),
+    );
+  }
+
+  function children(level: Level) {
+    return async (req: FastifyRequest, reply: FastifyReply) => {
+      const id = idParam(req, level);
+      const list = store.childrenOf(level, id);
+      if (!list) throw new XferError('UnknownResource', `${level} ${id}`);
+      return sendJson(reply, list);
+    };
+  }
+}
+
+/**
+ * Sends a file, honouring a single `Range: bytes=` request (206 with Content-Range; 416 when it
+ * cannot be satisfied). Several ranges are answered with the whole file, as HTTP allows.
+ */
+export async function sendFileRange(
+  req: FastifyRequest,
+  reply: FastifyReply,
+  path: string,
+  size: number,
+  contentType: string,
+): Promise<FastifyReply> {
+  reply.header('Content-Type', contentType).header('Accept-Ranges', 'bytes');
+  const range = req.headers.range;
+  let start = 0;
+  let end = size; // exclusive
+  let partial = false;
+  if (typeof range === 'string' && range.trim() !== '') {
+    const m = /^bytes=(\d*)-(\d*)$/.exec(range.trim());
+    if (m && (m[1] !== '' || m[2] !== '')) {
+      if (m[1] === '') {
+        const suffix = Number(m[2]);
+        start = Math.max(0, size - suffix);
+      } else {
+        start = Number(m[1]);
+        if (m[2] !== '') end = Math.min(size, Number(m[2]) + 1);
+      }
+      if (start >= size || start >= end) {
+        reply.header('Content-Range', `bytes */${size}`);
+        throw new XferError('BadRange', `range ${range} of a ${size}-byte file`);
+      }
+      partial = true;
+    } else if (!range.includes(',')) {
+      throw new XferError('BadRange', `unsupported range ${range}`);
+    }
+  }
+  if (partial) reply.code(206).header('Content-Range', `bytes ${start}-${end - 1}/${size}`);
+  reply.header('Content-Length', String(end - start));
+  if (end === start || req.method === 'HEAD') return reply.send('');
+  const stream = createReadStream(path, { start, end: end - 1, highWaterMark: 256 * 1024 });
+  stream.on('error', (e) => {
+    if (!isXferError(e)) req.log.warn({ err: e, path }, 'file read failed');
+  });
+  return reply.send(stream);
+}
+
+export { LEVEL_BY_PATH, LEVEL_PATH };

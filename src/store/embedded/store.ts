@@ -1,0 +1,615 @@
+// The embedded store: DICOM files on local disk plus a SQLite index, with the resource queries that
+// Orthanc's REST API needs. Files are adopted atomically (temporary file, fsync, rename, one index
+// transaction) and a journal of files being adopted or removed makes a crash leave nothing behind.
+import { randomUUID } from 'node:crypto';
+import { closeSync, createReadStream, existsSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { mkdir, readdir, rm, stat, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { readDicomHeaderFromFile } from '../../dicom/parse.ts';
+import { orthancIds } from '../../dicom/ids.ts';
+import type { DicomHeader, Level, MainTags, OrthancIds } from '../../dicom/types.ts';
+import { XferError, isXferError } from '../../errors.ts';
+import { fsyncDir, fsyncFile, md5File } from '../../util/fs.ts';
+import { mapLimit } from '../../util/concurrency.ts';
+import type { CommitResult, IngestResult, InstanceInfo, StagedInstance, Store } from '../types.ts';
+import { openDb, type Db } from './db.ts';
+
+const LEVEL_NUM: Record<Level, number> = { Patient: 0, Study: 1, Series: 2, Instance: 3 };
+const NUM_LEVEL: readonly Level[] = ['Patient', 'Study', 'Series', 'Instance'];
+const CHILD_KEY: Record<Level, string | undefined> = {
+  Patient: 'Studies',
+  Study: 'Series',
+  Series: 'Instances',
+  Instance: undefined,
+};
+const PARENT_KEY: Record<Level, string | undefined> = {
+  Patient: undefined,
+  Study: 'ParentPatient',
+  Series: 'ParentStudy',
+  Instance: 'ParentSeries',
+};
+export const LEVEL_PATH: Record<Level, string> = {
+  Patient: 'patients',
+  Study: 'studies',
+  Series: 'series',
+  Instance: 'instances',
+};
+
+export interface EmbeddedStoreOptions {
+  /** Replace an instance that is stored again (Orthanc's OverwriteInstances). */
+  overwriteInstances?: boolean;
+  /** Seconds without a new instance after which a resource is stable (Orthanc's StableAge). */
+  stableAgeSeconds?: number;
+  /** Parallel MD5 checks and header parses during a commit (Transfers.CommitThreadsCount). */
+  commitThreads?: number;
+}
+
+interface ResourceRow {
+  seq: number;
+  id: string;
+  level: number;
+  parent: number | null;
+  main_tags: string;
+  patient_tags: string | null;
+  last_update: number;
+}
+
+interface InstanceRow {
+  seq: number;
+  file: string;
+  size: number;
+  md5: string;
+  index_in_series: number | null;
+}
+
+/** One instance ready to become visible: its parsed header and file already in place. */
+interface Adoption {
+  header: DicomHeader;
+  ids: OrthancIds;
+  file: string;
+  size: number;
+  md5: string;
+}
+
+export type OrthancResource = Record<string, unknown>;
+
+/** Orthanc's ISO "basic" timestamp without fraction, in UTC (LastUpdate). */
+function isoBasic(ms: number): string {
+  return new Date(ms).toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, '');
+}
+
+export class EmbeddedStore implements Store {
+  readonly kind = 'embedded' as const;
+  readonly features = { resourceApi: true } as const;
+  readonly dir: string;
+  readonly #db: Db;
+  readonly #opts: Required<EmbeddedStoreOptions>;
+  readonly #lockPath: string;
+  #closed = false;
+
+  private constructor(dir: string, db: Db, opts: Required<EmbeddedStoreOptions>, lockPath: string) {
+    this.dir = dir;
+    this.#db = db;
+    this.#opts = opts;
+    this.#lockPath = lockPath;
+  }
+
+  /**
+   * Opens (creating if needed) the store in `dir`. Refuses a directory that another live dicom-xfer
+   * process holds. Cleans what a crash left: temporary files, and files adopted or removed halfway.
+   */
+  static async open(dir: string, options: EmbeddedStoreOptions = {}): Promise<EmbeddedStore> {
+    await mkdir(join(dir, 'files'), { recursive: true });
+    await mkdir(join(dir, 'tmp'), { recursive: true });
+    await mkdir(join(dir, 'staging'), { recursive: true });
+    const lockPath = join(dir, 'dicom-xfer.lock');
+    takeLock(lockPath);
+    let db: Db;
+    try {
+      db = openDb(join(dir, 'index.sqlite'));
+    } catch (e) {
+      releaseLock(lockPath);
+      throw e;
+    }
+    const store = new EmbeddedStore(
+      dir,
+      db,
+      {
+        overwriteInstances: options.overwriteInstances ?? false,
+        stableAgeSeconds: options.stableAgeSeconds ?? 60,
+        commitThreads: Math.max(1, options.commitThreads ?? 2),
+      },
+      lockPath,
+    );
+    await store.#recover();
+    return store;
+  }
+
+  async #recover(): Promise<void> {
+    const pending = this.#db.prepare('SELECT file FROM pending_files').all() as { file: string }[];
+    const referenced = this.#db.prepare('SELECT 1 FROM instances WHERE file = ?');
+    for (const { file } of pending) {
+      if (!referenced.get(file)) await unlink(this.#filePath(file)).catch(() => undefined);
+    }
+    this.#db.prepare('DELETE FROM pending_files').run();
+    // Temporary files of interrupted uploads belong to nobody.
+    for (const name of await readdir(join(this.dir, 'tmp'))) {
+      await rm(join(this.dir, 'tmp', name), { recursive: true, force: true });
+    }
+  }
+
+  #filePath(file: string): string {
+    return join(this.dir, 'files', file.slice(0, 2), file.slice(2, 4), file);
+  }
+
+  /** Directory for temporary upload files (same file system as the store). */
+  tmpDir(): string {
+    return join(this.dir, 'tmp');
+  }
+
+  stagingRoot(): string {
+    return join(this.dir, 'staging');
+  }
+
+  // ---- the store interface used by the transfer engine ----
+
+  async listInstances(level: Level, id: string): Promise<string[]> {
+    const row = this.#resource(level, id);
+    if (!row) throw new XferError('UnknownResource', `${level} ${id}`);
+    return this.#instanceRowsUnder(row).map((r) => r.id).sort();
+  }
+
+  async instanceInfo(id: string): Promise<InstanceInfo> {
+    const row = this.#instanceRow(id);
+    if (!row) throw new XferError('UnknownResource', `Instance ${id}`);
+    return { id, size: row.size, md5: row.md5 };
+  }
+
+  async findInstances(ids: readonly string[]): Promise<Map<string, InstanceInfo>> {
+    const out = new Map<string, InstanceInfo>();
+    const stmt = this.#db.prepare(
+      'SELECT r.id AS id, i.size AS size, i.md5 AS md5 FROM resources r JOIN instances i ON i.seq = r.seq WHERE r.id = ?',
+    );
+    for (const id of ids) {
+      const row = stmt.get(id) as InstanceInfo | undefined;
+      if (row) out.set(id, { id: row.id, size: row.size, md5: row.md5 });
+    }
+    return out;
+  }
+
+  async readRange(id: string, start: number, end: number): Promise<Readable> {
+    const row = this.#instanceRow(id);
+    if (!row) throw new XferError('UnknownResource', `Instance ${id}`);
+    if (start < 0 || end < start || end > row.size) {
+      throw new XferError('ParameterOutOfRange', `range ${start}-${end} of instance ${id} (${row.size} bytes)`);
+    }
+    if (end === start) return Readable.from([]);
+    return createReadStream(this.#filePath(row.file), { start, end: end - 1, highWaterMark: 256 * 1024 });
+  }
+
+  async ingestFile(path: string, size: number, md5: string): Promise<IngestResult> {
+    const header = await readDicomHeaderFromFile(path);
+    const ids = orthancIds(header);
+    const existing = this.#instanceRow(ids.instance);
+    if (existing && !this.#opts.overwriteInstances) {
+      await unlink(path).catch(() => undefined);
+      return { ids, status: 'AlreadyStored' };
+    }
+    await fsyncFile(path);
+    const file = randomUUID();
+    await mkdir(join(this.#filePath(file), '..'), { recursive: true });
+    // From here to the end of #adopt everything is synchronous, so no other request interleaves:
+    // two concurrent uploads of one instance cannot both insert it.
+    const again = this.#instanceRow(ids.instance);
+    if (again && !this.#opts.overwriteInstances) {
+      await unlink(path).catch(() => undefined);
+      return { ids, status: 'AlreadyStored' };
+    }
+    const replaced = this.#adopt([{ header, ids, file, size, md5 }], [path]);
+    await fsyncDir(join(this.#filePath(file), '..'));
+    await this.#removeFiles(replaced);
+    return { ids, status: 'Success' };
+  }
+
+  async commitStaged(staged: readonly StagedInstance[]): Promise<CommitResult> {
+    const problems: string[] = [];
+    const checked = await mapLimit(staged, this.#opts.commitThreads, async (s) => {
+      try {
+        const st = await stat(s.path);
+        if (st.size !== s.size) {
+          problems.push(`${s.id}: ${st.size} bytes instead of ${s.size}`);
+          return undefined;
+        }
+        const actual = await md5File(s.path);
+        if (actual !== s.md5) {
+          problems.push(`${s.id}: bad MD5 (${actual} instead of ${s.md5})`);
+          return undefined;
+        }
+        const header = await readDicomHeaderFromFile(s.path);
+        const ids = orthancIds(header);
+        if (ids.instance !== s.id) {
+          problems.push(`${s.id}: the file holds instance ${ids.instance}`);
+          return undefined;
+        }
+        return { s, header, ids };
+      } catch (e) {
+        const why = isXferError(e) ? (e.details ?? e.message) : e instanceof Error ? e.message : String(e);
+        problems.push(`${s.id}: ${why}`);
+        return undefined;
+      }
+    });
+    if (problems.length > 0) {
+      problems.sort();
+      throw new XferError(
+        'CorruptedFile',
+        `${problems.length} of ${staged.length} instances refused, nothing stored: ${problems.join('; ')}`,
+      );
+    }
+    const fresh: Adoption[] = [];
+    const freshPaths: string[] = [];
+    const alreadyStored: string[] = [];
+    for (const c of checked) {
+      if (!c) continue;
+      const existing = this.#instanceRow(c.ids.instance);
+      if (existing && (!this.#opts.overwriteInstances || existing.md5 === c.s.md5)) {
+        alreadyStored.push(c.s.id);
+        continue;
+      }
+      const file = randomUUID();
+      await mkdir(join(this.#filePath(file), '..'), { recursive: true });
+      await fsyncFile(c.s.path);
+      fresh.push({ header: c.header, ids: c.ids, file, size: c.s.size, md5: c.s.md5 });
+      freshPaths.push(c.s.path);
+    }
+    // Synchronous from the re-check to the commit of the index transaction.
+    const stillFresh: Adoption[] = [];
+    const stillPaths: string[] = [];
+    fresh.forEach((a, i) => {
+      const existing = this.#instanceRow(a.ids.instance);
+      if (existing && (!this.#opts.overwriteInstances || existing.md5 === a.md5)) alreadyStored.push(a.ids.instance);
+      else {
+        stillFresh.push(a);
+        stillPaths.push(freshPaths[i] as string);
+      }
+    });
+    const replaced = stillFresh.length > 0 ? this.#adopt(stillFresh, stillPaths) : [];
+    const dirs = new Set(stillFresh.map((a) => join(this.#filePath(a.file), '..')));
+    for (const d of dirs) await fsyncDir(d);
+    await this.#removeFiles(replaced);
+    for (const s of staged) {
+      if (alreadyStored.includes(s.id)) await unlink(s.path).catch(() => undefined);
+    }
+    return { stored: stillFresh.map((a) => a.ids.instance).sort(), alreadyStored: alreadyStored.sort() };
+  }
+
+  /**
+   * Moves the files into place and indexes them in one transaction; all or nothing. Synchronous on
+   * purpose. Returns the files of instances that were overwritten, to be removed by the caller.
+   */
+  #adopt(items: readonly Adoption[], sources: readonly string[]): string[] {
+    const db = this.#db;
+    const now = Date.now();
+    const addPending = db.prepare('INSERT INTO pending_files (file, since) VALUES (?, ?)');
+    db.transaction(() => {
+      for (const a of items) addPending.run(a.file, now);
+    })();
+    const moved: string[] = [];
+    try {
+      items.forEach((a, i) => {
+        renameSync(sources[i] as string, this.#filePath(a.file));
+        moved.push(a.file);
+      });
+      const replaced: string[] = [];
+      db.transaction(() => {
+        for (const a of items) {
+          const old = this.#indexInstance(a, now);
+          if (old) {
+            replaced.push(old);
+            addPending.run(old, now);
+          }
+        }
+        const drop = db.prepare('DELETE FROM pending_files WHERE file = ?');
+        for (const a of items) drop.run(a.file);
+      })();
+      return replaced;
+    } catch (e) {
+      // Put the staged files back where they came from, so that nothing half-adopted stays.
+      moved.forEach((file, i) => {
+        try {
+          renameSync(this.#filePath(file), sources[i] as string);
+        } catch {
+          try {
+            unlinkSync(this.#filePath(file));
+          } catch {
+            // already gone
+          }
+        }
+      });
+      const drop = db.prepare('DELETE FROM pending_files WHERE file = ?');
+      for (const a of items) drop.run(a.file);
+      throw new XferError('Database', 'cannot index the instances', { cause: e });
+    }
+  }
+
+  /** Inserts or refreshes the four levels of one instance. Returns the file it replaced, if any. */
+  #indexInstance(a: Adoption, now: number): string | undefined {
+    const db = this.#db;
+    const upsert = (level: Level, id: string, parent: number | null, tags: MainTags, patientTags?: MainTags) => {
+      const row = db.prepare('SELECT seq FROM resources WHERE id = ?').get(id) as { seq: number } | undefined;
+      if (row) {
+        db.prepare('UPDATE resources SET last_update = ? WHERE seq = ?').run(now, row.seq);
+        return row.seq;
+      }
+      const info = db
+        .prepare(
+          'INSERT INTO resources (id, level, parent, main_tags, patient_tags, last_update) VALUES (?, ?, ?, ?, ?, ?)',
+        )
+        .run(id, LEVEL_NUM[level], parent, JSON.stringify(tags), patientTags ? JSON.stringify(patientTags) : null, now);
+      return Number(info.lastInsertRowid);
+    };
+    const h = a.header;
+    const p = upsert('Patient', a.ids.patient, null, h.mainTags.Patient);
+    const st = upsert('Study', a.ids.study, p, h.mainTags.Study, h.mainTags.Patient);
+    const se = upsert('Series', a.ids.series, st, h.mainTags.Series);
+    const existing = db
+      .prepare('SELECT r.seq AS seq, i.file AS file FROM resources r JOIN instances i ON i.seq = r.seq WHERE r.id = ?')
+      .get(a.ids.instance) as { seq: number; file: string } | undefined;
+    const indexInSeries = indexInSeriesOf(h.mainTags.Instance);
+    if (existing) {
+      db.prepare(
+        'UPDATE instances SET file = ?, size = ?, md5 = ?, transfer_syntax = ?, sop_class = ?, index_in_series = ?, received = ? WHERE seq = ?',
+      ).run(a.file, a.size, a.md5, h.transferSyntaxUid, h.sopClassUid ?? null, indexInSeries, now, existing.seq);
+      db.prepare('UPDATE resources SET main_tags = ?, last_update = ? WHERE seq = ?').run(
+        JSON.stringify(h.mainTags.Instance),
+        now,
+        existing.seq,
+      );
+      return existing.file;
+    }
+    const inst = upsert('Instance', a.ids.instance, se, h.mainTags.Instance);
+    db.prepare(
+      'INSERT INTO instances (seq, file, size, md5, transfer_syntax, sop_class, index_in_series, received) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+    ).run(inst, a.file, a.size, a.md5, h.transferSyntaxUid, h.sopClassUid ?? null, indexInSeries, now);
+    return undefined;
+  }
+
+  /** Removes files whose index rows are gone; they were journalled in pending_files. */
+  async #removeFiles(files: readonly string[]): Promise<void> {
+    if (files.length === 0) return;
+    for (const f of files) await unlink(this.#filePath(f)).catch(() => undefined);
+    const drop = this.#db.prepare('DELETE FROM pending_files WHERE file = ?');
+    this.#db.transaction(() => {
+      for (const f of files) drop.run(f);
+    })();
+  }
+
+  // ---- Orthanc's resource REST API ----
+
+  #resource(level: Level, id: string): ResourceRow | undefined {
+    return this.#db.prepare('SELECT * FROM resources WHERE id = ? AND level = ?').get(id, LEVEL_NUM[level]) as
+      | ResourceRow
+      | undefined;
+  }
+
+  #instanceRow(id: string): InstanceRow | undefined {
+    return this.#db
+      .prepare(
+        'SELECT i.seq AS seq, i.file AS file, i.size AS size, i.md5 AS md5, i.index_in_series AS index_in_series FROM resources r JOIN instances i ON i.seq = r.seq WHERE r.id = ?',
+      )
+      .get(id) as InstanceRow | undefined;
+  }
+
+  #instanceRowsUnder(row: ResourceRow): ResourceRow[] {
+    return this.#db
+      .prepare(
+        `WITH RECURSIVE sub(seq) AS (SELECT ? UNION ALL SELECT r.seq FROM resources r JOIN sub ON r.parent = sub.seq)
+         SELECT r.* FROM resources r JOIN sub ON r.seq = sub.seq WHERE r.level = 3 ORDER BY r.seq`,
+      )
+      .all(row.seq) as ResourceRow[];
+  }
+
+  /** IDs of every resource of a level, in the order they were stored; `since` skips, `limit` caps. */
+  listResources(level: Level, since = 0, limit = 0): string[] {
+    const rows = this.#db
+      .prepare('SELECT id FROM resources WHERE level = ? ORDER BY seq LIMIT ? OFFSET ?')
+      .all(LEVEL_NUM[level], limit > 0 ? limit : -1, since) as { id: string }[];
+    return rows.map((r) => r.id);
+  }
+
+  /** A resource in Orthanc's object shape, or undefined when absent. */
+  getResource(level: Level, id: string): OrthancResource | undefined {
+    const row = this.#resource(level, id);
+    return row ? this.#format(row) : undefined;
+  }
+
+  #format(row: ResourceRow): OrthancResource {
+    const level = NUM_LEVEL[row.level] as Level;
+    const out: OrthancResource = {};
+    const parentKey = PARENT_KEY[level];
+    const parent =
+      row.parent === null
+        ? undefined
+        : (this.#db.prepare('SELECT id FROM resources WHERE seq = ?').get(row.parent) as { id: string } | undefined);
+    if (level === 'Instance') {
+      const inst = this.#db.prepare('SELECT * FROM instances WHERE seq = ?').get(row.seq) as InstanceRow;
+      out.FileSize = inst.size;
+      out.FileUuid = inst.file;
+      out.ID = row.id;
+      out.IndexInSeries = inst.index_in_series;
+      out.MainDicomTags = JSON.parse(row.main_tags) as MainTags;
+      out.ParentSeries = parent?.id;
+      out.Type = 'Instance';
+      return out;
+    }
+    const childKey = CHILD_KEY[level] as string;
+    const children = (
+      this.#db.prepare('SELECT id FROM resources WHERE parent = ? ORDER BY seq').all(row.seq) as { id: string }[]
+    ).map((c) => c.id);
+    if (level === 'Series') out.ExpectedNumberOfInstances = null;
+    out.ID = row.id;
+    if (level === 'Series') out.Instances = children;
+    out.IsStable = Date.now() - row.last_update >= this.#opts.stableAgeSeconds * 1000;
+    out.LastUpdate = isoBasic(row.last_update);
+    out.MainDicomTags = JSON.parse(row.main_tags) as MainTags;
+    if (parentKey) out[parentKey] = parent?.id;
+    if (level === 'Study') {
+      out.PatientMainDicomTags = row.patient_tags ? (JSON.parse(row.patient_tags) as MainTags) : {};
+      out.Series = children;
+    }
+    if (level === 'Patient') out.Studies = children;
+    if (level === 'Series') out.Status = 'Unknown';
+    out.Type = level;
+    return out;
+  }
+
+  /** The instances under a resource, each in Orthanc's instance shape; undefined when absent. */
+  instancesOf(level: Level, id: string): OrthancResource[] | undefined {
+    const row = this.#resource(level, id);
+    if (!row) return undefined;
+    return this.#instanceRowsUnder(row).map((r) => this.#format(r));
+  }
+
+  /** The resources of a level that are direct children of a resource; undefined when absent. */
+  childrenOf(level: Level, id: string): OrthancResource[] | undefined {
+    const row = this.#resource(level, id);
+    if (!row) return undefined;
+    const rows = this.#db.prepare('SELECT * FROM resources WHERE parent = ? ORDER BY seq').all(row.seq) as ResourceRow[];
+    return rows.map((r) => this.#format(r));
+  }
+
+  /** Where an instance's file is and how big it is, for serving it. */
+  instanceFile(id: string): { path: string; size: number; md5: string } | undefined {
+    const row = this.#instanceRow(id);
+    return row ? { path: this.#filePath(row.file), size: row.size, md5: row.md5 } : undefined;
+  }
+
+  /**
+   * Deletes a resource, its descendants and their files, and parents left empty. Answers Orthanc's
+   * `RemainingAncestor`, or undefined when the resource is absent.
+   */
+  async deleteResource(level: Level, id: string): Promise<{ RemainingAncestor: OrthancResource | null } | undefined> {
+    const db = this.#db;
+    const row = this.#resource(level, id);
+    if (!row) return undefined;
+    const files: string[] = [];
+    let remaining: ResourceRow | undefined;
+    const now = Date.now();
+    db.transaction(() => {
+      const under = db
+        .prepare(
+          `WITH RECURSIVE sub(seq) AS (SELECT ? UNION ALL SELECT r.seq FROM resources r JOIN sub ON r.parent = sub.seq)
+           SELECT seq FROM sub`,
+        )
+        .all(row.seq) as { seq: number }[];
+      const fileOf = db.prepare('SELECT file FROM instances WHERE seq = ?');
+      const addPending = db.prepare('INSERT OR IGNORE INTO pending_files (file, since) VALUES (?, ?)');
+      for (const { seq } of under) {
+        const f = fileOf.get(seq) as { file: string } | undefined;
+        if (f) {
+          files.push(f.file);
+          addPending.run(f.file, now);
+        }
+      }
+      // Children first (foreign keys point upwards).
+      const delInst = db.prepare('DELETE FROM instances WHERE seq = ?');
+      const delRes = db.prepare('DELETE FROM resources WHERE seq = ?');
+      for (const { seq } of [...under].reverse()) {
+        delInst.run(seq);
+        delRes.run(seq);
+      }
+      // Remove parents left without children.
+      let parentSeq = row.parent;
+      while (parentSeq !== null) {
+        const parent = db.prepare('SELECT * FROM resources WHERE seq = ?').get(parentSeq) as ResourceRow | undefined;
+        if (!parent) break;
+        const left = db.prepare('SELECT COUNT(*) AS n FROM resources WHERE parent = ?').get(parent.seq) as { n: number };
+        if (left.n > 0) {
+          remaining = parent;
+          break;
+        }
+        delRes.run(parent.seq);
+        parentSeq = parent.parent;
+      }
+    })();
+    await this.#removeFiles(files);
+    if (!remaining) return { RemainingAncestor: null };
+    const rl = NUM_LEVEL[remaining.level] as Level;
+    return { RemainingAncestor: { ID: remaining.id, Path: `/${LEVEL_PATH[rl]}/${remaining.id}`, Type: rl } };
+  }
+
+  /** Orthanc's /statistics. */
+  statistics(): Record<string, unknown> {
+    const count = (level: Level) =>
+      (this.#db.prepare('SELECT COUNT(*) AS n FROM resources WHERE level = ?').get(LEVEL_NUM[level]) as { n: number }).n;
+    const total = (this.#db.prepare('SELECT COALESCE(SUM(size), 0) AS s FROM instances').get() as { s: number }).s;
+    const mb = Math.floor(total / (1024 * 1024));
+    return {
+      CountInstances: count('Instance'),
+      CountPatients: count('Patient'),
+      CountSeries: count('Series'),
+      CountStudies: count('Study'),
+      TotalDiskSize: String(total),
+      TotalDiskSizeMB: mb,
+      TotalUncompressedSize: String(total),
+      TotalUncompressedSizeMB: mb,
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#db.close();
+    releaseLock(this.#lockPath);
+  }
+}
+
+function indexInSeriesOf(tags: MainTags): number | null {
+  for (const key of ['InstanceNumber', 'ImageIndex']) {
+    const v = tags[key];
+    if (v !== undefined && /^\s*[+-]?\d+\s*$/.test(v)) return Number.parseInt(v, 10);
+  }
+  return null;
+}
+
+/** Takes the store's lock file, refusing when a live process holds it. */
+function takeLock(path: string): void {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fd = openSync(path, 'wx');
+      writeSync(fd, String(process.pid));
+      closeSync(fd);
+      return;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      const pid = Number.parseInt(existsSync(path) ? readFileSync(path, 'utf8') : '', 10);
+      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && processAlive(pid)) {
+        throw new Error(`${path}: the store is in use by another dicom-xfer process (pid ${pid})`);
+      }
+      // A stale lock from a process that died: take it over.
+      try {
+        unlinkSync(path);
+      } catch {
+        // someone else removed it
+      }
+    }
+  }
+  throw new Error(`${path}: cannot take the store's lock`);
+}
+
+function releaseLock(path: string): void {
+  try {
+    if (readFileSync(path, 'utf8') === String(process.pid)) unlinkSync(path);
+  } catch {
+    // already gone
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

@@ -1,0 +1,77 @@
+// The store interface: the one contract between the transfer engine and where DICOM lives (the
+// embedded store, or a real Orthanc). The engine never knows which store it holds.
+import type { Readable } from 'node:stream';
+import type { Level, OrthancIds } from '../dicom/types.ts';
+
+/** Size and MD5 (32 lowercase hex) of an instance's DICOM file, as stored. */
+export interface InstanceInfo {
+  id: string;
+  size: number;
+  md5: string;
+}
+
+/** A file staged on local disk, complete, that a commit will adopt. */
+export interface StagedInstance {
+  id: string;
+  path: string;
+  size: number;
+  md5: string;
+}
+
+export type IngestStatus = 'Success' | 'AlreadyStored';
+
+export interface IngestResult {
+  ids: OrthancIds;
+  status: IngestStatus;
+}
+
+export interface CommitResult {
+  /** Instances that the commit added. */
+  stored: string[];
+  /** Instances that were already there with the same content. */
+  alreadyStored: string[];
+}
+
+export interface StoreFeatures {
+  /** The store answers Orthanc's resource REST API itself (patients, studies, ...). */
+  readonly resourceApi: boolean;
+}
+
+export interface Store {
+  readonly kind: 'embedded' | 'orthanc';
+  readonly features: StoreFeatures;
+
+  /** IDs of the instances of a resource, sorted. Rejects with UnknownResource when it is absent. */
+  listInstances(level: Level, id: string): Promise<string[]>;
+
+  /** Size and MD5 of one instance. Rejects with UnknownResource when it is absent. */
+  instanceInfo(id: string): Promise<InstanceInfo>;
+
+  /** The instances among `ids` that the store holds, with their size and MD5. Never rejects for absent ones. */
+  findInstances(ids: readonly string[]): Promise<Map<string, InstanceInfo>>;
+
+  /**
+   * The bytes [start, end) of an instance's file as a stream. Rejects with UnknownResource when the
+   * instance is absent and ParameterOutOfRange when the range is outside the file.
+   */
+  readRange(id: string, start: number, end: number): Promise<Readable>;
+
+  /** A directory on the same file system as the store, where staged files can be written. */
+  stagingRoot(): string;
+
+  /**
+   * Stores a staged DICOM file (already complete on disk, MD5 known). The file is moved or copied;
+   * it no longer belongs to the caller afterwards. Rejects with BadFileFormat for a file that is not
+   * DICOM. The answer says whether the instance was new.
+   */
+  ingestFile(path: string, size: number, md5: string): Promise<IngestResult>;
+
+  /**
+   * Adopts every staged instance, all or none: each file's MD5 is checked against the declared one
+   * (CorruptedFile naming the instances otherwise), each must parse as DICOM, and either all become
+   * visible at once or none does. The staged files are consumed on success and left on failure.
+   */
+  commitStaged(staged: readonly StagedInstance[]): Promise<CommitResult>;
+
+  close(): Promise<void>;
+}

@@ -4,7 +4,8 @@ import type { Command } from 'commander';
 import { pino, type Logger } from 'pino';
 import { loadConfig } from '../config/load.ts';
 import type { Config, ConfigOverrides } from '../config/types.ts';
-import { buildApp } from '../server/app.ts';
+import { randomUUID } from 'node:crypto';
+import { buildApp, type NodeContext, type NodeModule } from '../server/app.ts';
 import { EmbeddedStore } from '../store/embedded/store.ts';
 
 export interface ServeFlags {
@@ -22,6 +23,11 @@ export interface RunningNode {
   /** Stops accepting requests, lets in-flight ones finish, closes the database. */
   stop(): Promise<void>;
 }
+
+/** The modules of a node, registered in this order after the core REST API. */
+const NODE_MODULES: NodeModule[] = [
+  // (transfer modules are added here)
+];
 
 function overridesFrom(flags: ServeFlags): ConfigOverrides {
   const o: ConfigOverrides = {};
@@ -51,17 +57,14 @@ export async function startNode(flags: ServeFlags): Promise<RunningNode> {
     if (!config.SslCertificate) throw new Error('SslEnabled is true but SslCertificate is not set');
     sslPem = await readFile(config.SslCertificate, 'utf8');
   }
-  const app = await buildApp({
-    name: config.Name,
-    remoteAccessAllowed: config.RemoteAccessAllowed,
-    authenticationEnabled: config.AuthenticationEnabled,
-    registeredUsers: config.RegisteredUsers,
-    sslPem,
-    httpTimeoutSeconds: config.HttpTimeout > 0 ? config.HttpTimeout : 3600,
-    httpPort: config.HttpPort,
-    logger,
+  const ctx: NodeContext = {
+    config,
     store,
-  });
+    logger,
+    originator: randomUUID(),
+    httpTimeoutSeconds: config.HttpTimeout > 0 ? config.HttpTimeout : 3600,
+  };
+  const app = await buildApp({ ctx, sslPem, modules: NODE_MODULES });
   try {
     await app.fastify.listen({ port: config.HttpPort, host: config.HttpHost });
   } catch (e) {
@@ -81,6 +84,7 @@ export async function startNode(flags: ServeFlags): Promise<RunningNode> {
     stop() {
       stopping ??= (async () => {
         await app.fastify.close();
+        await app.closeModules();
         await store.close();
         logger.info('dicom-xfer node stopped');
       })();

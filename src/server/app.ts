@@ -5,27 +5,43 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { XferError } from '../errors.ts';
 import type { EmbeddedStore } from '../store/embedded/store.ts';
+import type { Config } from '../config/types.ts';
 import { VERSION } from '../version.ts';
 import { installErrorHandlers, route, sendError, sendJson, type RouteInfo } from './http.ts';
 import { registerOrthancApi } from './orthanc-api.ts';
 
+/** What every module of a node shares: its configuration, store, logger and identity. */
+export interface NodeContext {
+  config: Config;
+  store: EmbeddedStore;
+  logger: Logger;
+  /** This node's random UUID, new at every start (the plugin's "Originator"). */
+  originator: string;
+  /** Seconds without a byte after which a request body is abandoned. */
+  httpTimeoutSeconds: number;
+}
+
+/** A module adds its routes (through `route()`, recording them in `routes`) and may return a closer. */
+export type NodeModule = (
+  app: FastifyInstance,
+  ctx: NodeContext,
+  routes: RouteInfo[],
+) => void | (() => Promise<void>) | Promise<void | (() => Promise<void>)>;
+
 export interface AppOptions {
-  name: string;
-  remoteAccessAllowed: boolean;
-  authenticationEnabled: boolean;
-  registeredUsers: Record<string, string>;
+  ctx: NodeContext;
   /** PEM text holding the certificate and its private key, when HTTPS is on. */
   sslPem?: string | undefined;
-  httpTimeoutSeconds: number;
-  httpPort: number;
-  logger: Logger;
-  store: EmbeddedStore;
+  /** Modules registered after the core API, in order. */
+  modules?: NodeModule[];
 }
 
 export interface App {
   fastify: FastifyInstance;
   /** Every route registered, with its methods. */
   routes: RouteInfo[];
+  /** Stops the modules (jobs, transactions...) after the HTTP server closed. */
+  closeModules(): Promise<void>;
 }
 
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|::ffff:127\.\d+\.\d+\.\d+)$/;
@@ -52,10 +68,12 @@ export function checkBasicAuth(header: string | undefined, users: Record<string,
 
 export async function buildApp(opts: AppOptions): Promise<App> {
   const routes: RouteInfo[] = [];
+  const { ctx } = opts;
+  const { config } = ctx;
   // The HTTPS option and pino's Logger type make Fastify infer a narrower instance type than the one the
   // route modules take; they only use the common API, so widen it once here.
   const fastify = Fastify({
-    loggerInstance: opts.logger as FastifyBaseLogger,
+    loggerInstance: ctx.logger as FastifyBaseLogger,
     disableRequestLogging: true,
     routerOptions: {
       // Orthanc peers send `//transfers/...`; chunk URLs list dozens of instance IDs.
@@ -75,12 +93,12 @@ export async function buildApp(opts: AppOptions): Promise<App> {
 
   fastify.addHook('onRequest', async (req, reply) => {
     const remote = req.socket.remoteAddress ?? '';
-    if (!opts.remoteAccessAllowed && !LOOPBACK.test(remote)) {
+    if (!config.RemoteAccessAllowed && !LOOPBACK.test(remote)) {
       sendError(req, reply, new XferError('ForbiddenAccess', 'remote access is not allowed (RemoteAccessAllowed)'));
       return reply;
     }
-    if (opts.authenticationEnabled && !checkBasicAuth(req.headers.authorization, opts.registeredUsers)) {
-      reply.header('WWW-Authenticate', `Basic realm="${opts.name.replace(/"/g, '')}"`);
+    if (config.AuthenticationEnabled && !checkBasicAuth(req.headers.authorization, config.RegisteredUsers)) {
+      reply.header('WWW-Authenticate', `Basic realm="${config.Name.replace(/"/g, '')}"`);
       sendError(req, reply, new XferError('Unauthorized', 'this node requires HTTP Basic credentials'));
       return reply;
     }
@@ -100,9 +118,9 @@ export async function buildApp(opts: AppOptions): Promise<App> {
           DicomAet: 'DICOMXFER',
           DicomPort: 0,
           DicomXferVersion: VERSION,
-          HttpPort: opts.httpPort,
-          IsHttpServerSecure: opts.authenticationEnabled || Boolean(opts.sslPem),
-          Name: opts.name,
+          HttpPort: config.HttpPort,
+          IsHttpServerSecure: config.AuthenticationEnabled || Boolean(opts.sslPem),
+          Name: config.Name,
           PluginsEnabled: true,
           StorageAreaPlugin: null,
           Version: '1.10.1',
@@ -126,6 +144,17 @@ export async function buildApp(opts: AppOptions): Promise<App> {
     routes,
   );
 
-  registerOrthancApi(fastify, { store: opts.store, httpTimeoutSeconds: opts.httpTimeoutSeconds, routes });
-  return { fastify, routes };
+  registerOrthancApi(fastify, { store: ctx.store, httpTimeoutSeconds: ctx.httpTimeoutSeconds, routes });
+  const closers: (() => Promise<void>)[] = [];
+  for (const m of opts.modules ?? []) {
+    const closer = await m(fastify, ctx, routes);
+    if (closer) closers.push(closer);
+  }
+  return {
+    fastify,
+    routes,
+    async closeModules() {
+      for (const c of closers.reverse()) await c();
+    },
+  };
 }

@@ -446,7 +446,8 @@ export class EmbeddedStore implements Store {
     const children = (
       this.#db.prepare('SELECT id FROM resources WHERE parent = ? ORDER BY seq').all(row.seq) as { id: string }[]
     ).map((c) => c.id);
-    if (level === 'Series') out.ExpectedNumberOfInstances = null;
+    const expected = level === 'Series' ? expectedInstances(JSON.parse(row.main_tags) as MainTags) : undefined;
+    if (level === 'Series') out.ExpectedNumberOfInstances = expected ?? null;
     out.ID = row.id;
     if (level === 'Series') out.Instances = children;
     out.IsStable = Date.now() - row.last_update >= this.#opts.stableAgeSeconds * 1000;
@@ -458,9 +459,24 @@ export class EmbeddedStore implements Store {
       out.Series = children;
     }
     if (level === 'Patient') out.Studies = children;
-    if (level === 'Series') out.Status = 'Unknown';
+    if (level === 'Series') out.Status = this.#seriesStatus(row.seq, expected);
     out.Type = level;
     return out;
+  }
+
+  /** Orthanc's series status: Unknown without an expected count, else Complete, Missing or Inconsistent. */
+  #seriesStatus(seq: number, expected: number | undefined): string {
+    if (expected === undefined) return 'Unknown';
+    const rows = this.#db
+      .prepare('SELECT i.index_in_series AS idx FROM resources r JOIN instances i ON i.seq = r.seq WHERE r.parent = ?')
+      .all(seq) as { idx: number | null }[];
+    const seen = new Set<number>();
+    for (const { idx } of rows) {
+      if (idx === null) return 'Unknown';
+      if (!(idx > 0 && idx <= expected) || seen.has(idx)) return 'Inconsistent';
+      seen.add(idx);
+    }
+    return seen.size === expected ? 'Complete' : 'Missing';
   }
 
   /** The instances under a resource, each in Orthanc's instance shape; undefined when absent. */
@@ -564,12 +580,35 @@ export class EmbeddedStore implements Store {
   }
 }
 
+/** Orthanc's IndexInSeries: InstanceNumber, else ImageIndex, when it is an integer. */
 function indexInSeriesOf(tags: MainTags): number | null {
-  for (const key of ['InstanceNumber', 'ImageIndex']) {
-    const v = tags[key];
-    if (v !== undefined && /^\s*[+-]?\d+\s*$/.test(v)) return Number.parseInt(v, 10);
+  const v = (tags.InstanceNumber ?? tags.ImageIndex)?.trim();
+  return v !== undefined && /^[+-]?\d{1,15}$/.test(v) ? Number.parseInt(v, 10) : null;
+}
+
+function strictInt(v: string | undefined): number | undefined {
+  return v !== undefined && /^[+-]?\d{1,15}$/.test(v) ? Number.parseInt(v, 10) : undefined;
+}
+
+/**
+ * How many instances a series announces, as Orthanc computes it from the series' main tags:
+ * ImagesInAcquisition x NumberOfTemporalPositions, else NumberOfSlices x NumberOfTimeSlices, else
+ * CardiacNumberOfImages. Undefined when none applies or the product is not positive.
+ */
+function expectedInstances(tags: MainTags): number | undefined {
+  const pairs: [string, string | undefined][] = [
+    ['ImagesInAcquisition', 'NumberOfTemporalPositions'],
+    ['NumberOfSlices', 'NumberOfTimeSlices'],
+    ['CardiacNumberOfImages', undefined],
+  ];
+  for (const [a, b] of pairs) {
+    if (tags[a] === undefined || (b !== undefined && tags[b] === undefined)) continue;
+    const x = strictInt(tags[a]);
+    const y = b === undefined ? 1 : strictInt(tags[b]);
+    if (x === undefined || y === undefined) return undefined;
+    return x * y > 0 ? x * y : undefined;
   }
-  return null;
+  return undefined;
 }
 
 /** Takes the store's lock file, refusing when a live process holds it. */

@@ -64,14 +64,17 @@ export async function startNode(flags: ServeFlags): Promise<RunningNode> {
     originator: randomUUID(),
     httpTimeoutSeconds: config.HttpTimeout > 0 ? config.HttpTimeout : 3600,
   };
-  const app = await buildApp({ ctx, sslPem, modules: NODE_MODULES });
+  let app: Awaited<ReturnType<typeof buildApp>> | undefined;
   try {
+    app = await buildApp({ ctx, sslPem, modules: NODE_MODULES });
     await app.fastify.listen({ port: config.HttpPort, host: config.HttpHost });
   } catch (e) {
+    await app?.closeModules().catch(() => undefined);
     await store.close();
     throw e;
   }
-  const addr = app.fastify.server.address();
+  const started = app;
+  const addr = started.fastify.server.address();
   const port = addr && typeof addr === 'object' ? addr.port : config.HttpPort;
   const hostForUrl = config.HttpHost.includes(':') ? `[${config.HttpHost}]` : config.HttpHost;
   const url = `${config.SslEnabled ? 'https' : 'http'}://${hostForUrl === '0.0.0.0' ? '127.0.0.1' : hostForUrl}:${port}`;
@@ -83,8 +86,8 @@ export async function startNode(flags: ServeFlags): Promise<RunningNode> {
     logger,
     stop() {
       stopping ??= (async () => {
-        await app.fastify.close();
-        await app.closeModules();
+        await started.fastify.close();
+        await started.closeModules();
         await store.close();
         logger.info('dicom-xfer node stopped');
       })();
@@ -112,6 +115,9 @@ export function registerServe(program: Command): void {
         return;
       }
       process.stderr.write(`dicom-xfer listening on ${node.url} (Ctrl-C to stop)\n`);
+      // A failure inside one request or job must not stop the node: log it and carry on.
+      process.on('unhandledRejection', (reason) => node.logger.error({ err: reason }, 'unhandled rejection'));
+      process.on('uncaughtException', (err) => node.logger.error({ err }, 'uncaught exception'));
       let signals = 0;
       const onSignal = (sig: NodeJS.Signals) => {
         signals++;

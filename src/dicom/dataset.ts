@@ -1,0 +1,554 @@
+// The low level of dicom-xfer's DICOM reading: finds how a byte array is encoded (Part 10 file or raw data
+// set; explicit or implicit VR; little or big endian; deflated), lets dicom-parser read the file meta
+// information and the data set up to Pixel Data, and turns element values into strings as Orthanc does.
+import { createRequire } from 'node:module';
+import { constants as zlibConstants, inflateRawSync } from 'node:zlib';
+import type { ByteArrayParser, DataSet, Element } from 'dicom-parser';
+import { XferError } from '../errors.ts';
+import { charsetFor, type CharsetInfo, type TextDecodeFn } from './charset.ts';
+import { lookupTag, parserKey, TAG, tagGroup, type TagNumber } from './tags.ts';
+
+// dicom-parser is CommonJS whose exports Node cannot name statically; its typings describe the module object.
+const dp = createRequire(import.meta.url)('dicom-parser') as typeof import('dicom-parser');
+// The typings declare DataSet as an interface only; at run time it is a class that the parser functions need.
+type DataSetClass = new (parser: ByteArrayParser, byteArray: Uint8Array, elements: Record<string, Element>) => DataSet;
+const DataSetCtor = (dp as unknown as { DataSet: DataSetClass }).DataSet;
+
+/**
+ * The bytes ended before the header did. A BadFileFormat error like any other for a whole file; for a
+ * prefix of a file it means "read more of the file and try again".
+ */
+export class DicomTruncatedError extends XferError {
+  constructor(details: string, options?: { cause?: unknown }) {
+    super('BadFileFormat', details, options);
+  }
+}
+
+/** True when `e` says that the bytes ended too early (as opposed to bytes that are not DICOM). */
+export function isDicomTruncated(e: unknown): e is DicomTruncatedError {
+  return e instanceof DicomTruncatedError;
+}
+
+export interface ParseOptions {
+  /**
+   * The bytes may be only the beginning of the file (default false). Then the parse must reach Pixel Data
+   * to succeed, and running out of bytes throws DicomTruncatedError. When false, the bytes are the whole
+   * file, and a file without Pixel Data (a report, a presentation state) parses to its end.
+   */
+  prefix?: boolean;
+}
+
+export const TS = {
+  ImplicitLittle: '1.2.840.10008.1.2',
+  ExplicitLittle: '1.2.840.10008.1.2.1',
+  DeflatedExplicitLittle: '1.2.840.10008.1.2.1.99',
+  ExplicitBig: '1.2.840.10008.1.2.2',
+  JpipReferencedDeflate: '1.2.840.10008.1.2.4.95',
+} as const;
+
+/** A data set read by dicom-parser, with what is needed to interpret its values. */
+export interface ParsedDicom {
+  /** File meta information (group 0002, always explicit little endian); undefined for a raw data set. */
+  meta: DataSet | undefined;
+  /** The data set, read up to (not into) the top-level Pixel Data element. */
+  dataSet: DataSet;
+  /** From the file meta information, or the one detected for a raw data set. */
+  transferSyntaxUid: string;
+  explicitVr: boolean;
+  littleEndian: boolean;
+  deflated: boolean;
+  /** Whether the top-level Pixel Data element was reached. */
+  reachedPixelData: boolean;
+  /** Offset in the input bytes of the Pixel Data element's tag; undefined if not reached or deflated. */
+  pixelDataOffset: number | undefined;
+  charset: CharsetInfo;
+}
+
+const PIXEL_DATA_KEY = parserKey(TAG.PixelData);
+const VALID_VRS = new Set([
+  'AE', 'AS', 'AT', 'CS', 'DA', 'DS', 'DT', 'FD', 'FL', 'IS', 'LO', 'LT', 'OB', 'OD', 'OF', 'OL', 'OV', 'OW',
+  'PN', 'SH', 'SL', 'SQ', 'SS', 'ST', 'SV', 'TM', 'UC', 'UI', 'UL', 'UN', 'UR', 'US', 'UT', 'UV',
+]);
+/** VRs whose explicit length field has 4 bytes (after 2 reserved ones). */
+const LONG_VRS = new Set(['OB', 'OD', 'OF', 'OL', 'OV', 'OW', 'SQ', 'UC', 'UR', 'UT', 'UN', 'SV', 'UV']);
+/** Upper bound of what a deflated data set may inflate to while looking for its header. */
+const MAX_INFLATED = 256 * 1024 * 1024;
+
+function ascii(bytes: Uint8Array, at: number, n: number): string {
+  let s = '';
+  for (let i = at; i < at + n && i < bytes.length; i++) s += String.fromCharCode(bytes[i] ?? 0);
+  return s;
+}
+
+function isVrAt(bytes: Uint8Array, at: number): boolean {
+  return at + 2 <= bytes.length && VALID_VRS.has(ascii(bytes, at, 2));
+}
+
+function u16(bytes: Uint8Array, at: number, little: boolean): number {
+  const a = bytes[at] ?? 0;
+  const b = bytes[at + 1] ?? 0;
+  return little ? a | (b << 8) : (a << 8) | b;
+}
+
+interface Encoding {
+  explicitVr: boolean;
+  littleEndian: boolean;
+}
+
+/**
+ * Guesses the encoding of a data set from its first element, as DCMTK does for raw data sets and for data
+ * sets whose declared transfer syntax does not match their bytes. Undefined when the first element does not
+ * look like the start of a DICOM data set.
+ */
+function sniffEncoding(bytes: Uint8Array, at: number, declared: Encoding | undefined): Encoding | undefined {
+  if (at + 8 > bytes.length) return undefined;
+  const explicit = isVrAt(bytes, at + 4);
+  const plausible = (group: number) => group % 2 === 0 && group >= 0x0002 && group <= 0x0028;
+  const le = u16(bytes, at, true);
+  const be = u16(bytes, at, false);
+  if (declared && (declared.littleEndian ? plausible(le) : plausible(be))) {
+    return { explicitVr: explicit, littleEndian: declared.littleEndian };
+  }
+  if (plausible(le)) return { explicitVr: explicit, littleEndian: true };
+  if (plausible(be) && explicit) return { explicitVr: true, littleEndian: false };
+  return undefined;
+}
+
+function transferSyntaxEncoding(ts: string): Encoding & { deflated: boolean } {
+  if (ts === TS.ImplicitLittle) return { explicitVr: false, littleEndian: true, deflated: false };
+  if (ts === TS.ExplicitBig) return { explicitVr: true, littleEndian: false, deflated: false };
+  const deflated = ts === TS.DeflatedExplicitLittle || ts === TS.JpipReferencedDeflate;
+  return { explicitVr: true, littleEndian: true, deflated };
+}
+
+/** What dicom-parser threw, as text (it throws strings, Errors, and {exception, dataSet} objects). */
+function describe(e: unknown): string {
+  if (typeof e === 'string') return e;
+  if (e instanceof Error) return e.message;
+  if (e && typeof e === 'object' && 'exception' in e) return describe((e as { exception: unknown }).exception);
+  return String(e);
+}
+
+/** Whether a dicom-parser failure is the kind that more bytes could cure. */
+function ranOutOfBytes(e: unknown): boolean {
+  return /past end|overread|overrun|maxP ?osition|eof/i.test(describe(e));
+}
+
+function failure(e: unknown, what: string): XferError {
+  if (e instanceof XferError) return e;
+  if (e instanceof RangeError && /call stack/i.test(e.message)) {
+    return new XferError('BadFileFormat', `${what}: sequences nested too deeply`, { cause: e });
+  }
+  if (ranOutOfBytes(e)) return new DicomTruncatedError(`${what}: the data ends inside an element`, { cause: e });
+  return new XferError('BadFileFormat', `${what}: ${describe(e)}`, { cause: e });
+}
+
+/** The VR of an element for interpretation: the explicit one, else the dictionary's (implicit VR). */
+export function elementVr(el: Element): string | undefined {
+  if (el.vr !== undefined) return el.vr;
+  const tag = parseInt(el.tag.slice(1), 16) >>> 0;
+  // Private creators (gggg,0010-00FF of an odd group) are LO by definition.
+  if (tagGroup(tag) % 2 === 1 && (tag & 0xffff) >= 0x0010 && (tag & 0xffff) <= 0x00ff) return 'LO';
+  return lookupTag(tag)?.vr;
+}
+
+/** Tells dicom-parser the VR of an implicit element, so that it knows the sequences. */
+function vrCallback(tag: string): string {
+  // The typings want a string; undefined (an unknown tag) makes dicom-parser guess from the next bytes.
+  return lookupTag(parseInt(tag.slice(1), 16) >>> 0)?.vr as string;
+}
+
+/** Reads the file meta information (explicit VR little endian, group 0002) starting at `at`. */
+function readMeta(bytes: Uint8Array, at: number): { meta: DataSet; end: number } {
+  const elements: Record<string, Element> = {};
+  const stream = new dp.ByteStream(dp.littleEndianByteArrayParser, bytes, at);
+  // The group length, when present, says where the meta information ends (as DCMTK reads it): a data set
+  // may itself start with group 0002 elements, which belong to the data set. Reading stops at the first
+  // element boundary at or after that end, so a wrong group length cannot cut an element in two.
+  let end = Infinity;
+  // Bounded: every element read advances the stream by at least 8 bytes.
+  while (
+    stream.position + 8 <= bytes.length &&
+    stream.position < end &&
+    u16(bytes, stream.position, true) === 0x0002
+  ) {
+    const el = dp.readDicomElementExplicit(stream, stream.warnings);
+    if (el.tag === 'x00020000' && el.length === 4 && el.dataOffset + 4 <= bytes.length) {
+      const groupLength = dp.littleEndianByteArrayParser.readUint32(bytes, el.dataOffset);
+      if (groupLength < 1024 * 1024) end = stream.position + groupLength;
+    }
+    if (el.dataOffset + el.length > bytes.length) {
+      throw new DicomTruncatedError('the file meta information is cut short');
+    }
+    el.parser = dp.littleEndianByteArrayParser;
+    elements[el.tag] = el;
+  }
+  const meta = new DataSetCtor(dp.littleEndianByteArrayParser, bytes, elements);
+  return { meta, end: stream.position };
+}
+
+function inflate(compressed: Uint8Array): Buffer {
+  try {
+    // SYNC_FLUSH: a prefix of a deflated stream inflates to a prefix of the data set instead of failing.
+    return inflateRawSync(compressed, {
+      finishFlush: zlibConstants.Z_SYNC_FLUSH,
+      maxOutputLength: MAX_INFLATED,
+    });
+  } catch (e) {
+    throw new XferError('BadFileFormat', 'the deflated data set cannot be inflated', { cause: e });
+  }
+}
+
+/** The transfer syntax UID text of the meta information, or undefined. */
+function metaTransferSyntax(meta: DataSet): string | undefined {
+  const el = meta.elements[parserKey(TAG.TransferSyntaxUID)];
+  if (!el) return undefined;
+  const raw = meta.byteArray.subarray(el.dataOffset, Math.min(el.dataOffset + el.length, meta.byteArray.length));
+  return trimUid(ascii(raw, 0, raw.length));
+}
+
+function trimUid(s: string): string {
+  const nul = s.indexOf('\0');
+  return (nul >= 0 ? s.slice(0, nul) : s).trim();
+}
+
+/** Reads the data set that starts at `at` in `bytes`, up to Pixel Data. */
+function readBody(
+  bytes: Uint8Array,
+  at: number,
+  enc: Encoding,
+  prefix: boolean,
+): { dataSet: DataSet; reachedPixelData: boolean; pixelDataOffset: number | undefined } {
+  const parser: ByteArrayParser = enc.littleEndian ? dp.littleEndianByteArrayParser : dp.bigEndianByteArrayParser;
+  const dataSet = new DataSetCtor(parser, bytes, {});
+  if (at >= bytes.length) {
+    if (prefix) throw new DicomTruncatedError('the data set is missing');
+    return { dataSet, reachedPixelData: false, pixelDataOffset: undefined };
+  }
+  const stream = new dp.ByteStream(parser, bytes, at);
+  // dicom-parser appends to the warnings of the data set when a sequence ends with the bytes.
+  dataSet.warnings = stream.warnings;
+  try {
+    if (enc.explicitVr) {
+      dp.parseDicomDataSetExplicit(dataSet, stream, bytes.length, { untilTag: PIXEL_DATA_KEY });
+    } else {
+      dp.parseDicomDataSetImplicit(dataSet, stream, bytes.length, { untilTag: PIXEL_DATA_KEY, vrCallback });
+    }
+  } catch (e) {
+    throw failure(e, 'cannot read the data set');
+  }
+  const pixel = dataSet.elements[PIXEL_DATA_KEY];
+  if (pixel === undefined && stream.position > bytes.length) {
+    throw new DicomTruncatedError('the data set ends inside an element');
+  }
+  if (pixel === undefined && prefix) throw new DicomTruncatedError('Pixel Data not reached');
+  let pixelDataOffset: number | undefined;
+  if (pixel) {
+    const headerSize = enc.explicitVr && pixel.vr !== undefined && LONG_VRS.has(pixel.vr) ? 12 : 8;
+    pixelDataOffset = pixel.dataOffset - headerSize;
+    delete dataSet.elements[PIXEL_DATA_KEY];
+  }
+  return { dataSet, reachedPixelData: pixel !== undefined, pixelDataOffset };
+}
+
+/**
+ * Parses the header of a DICOM file (or of a raw data set) with dicom-parser: file meta information and the
+ * data set up to Pixel Data, never the pixel data. Throws XferError('BadFileFormat') for bytes that are not
+ * DICOM, DicomTruncatedError when they end too early. Never throws anything else, never recurses without
+ * bound (dicom-parser's own recursion into nested sequences ends in a caught RangeError at worst).
+ */
+export function parseDicomBytes(bytes: Uint8Array, options: ParseOptions = {}): ParsedDicom {
+  const prefix = options.prefix ?? false;
+  try {
+    return parseUnchecked(bytes, prefix);
+  } catch (e) {
+    throw failure(e, 'not a DICOM file');
+  }
+}
+
+function parseUnchecked(bytes: Uint8Array, prefix: boolean): ParsedDicom {
+  let metaStart: number | undefined;
+  if (bytes.length >= 132 && ascii(bytes, 128, 4) === 'DICM') {
+    metaStart = 132;
+  } else if (ascii(bytes, 0, 4) === 'DICM') {
+    metaStart = 4; // meta information without the 128-byte preamble
+  } else if (bytes.length >= 8 && u16(bytes, 0, true) === 0x0002 && isVrAt(bytes, 4)) {
+    metaStart = 0; // meta information without preamble nor magic
+  }
+
+  let meta: DataSet | undefined;
+  let bodyStart = 0;
+  let ts: string | undefined;
+  if (metaStart !== undefined) {
+    const r = readMeta(bytes, metaStart);
+    meta = r.meta;
+    bodyStart = r.end;
+    ts = metaTransferSyntax(meta);
+    if (bodyStart >= bytes.length && prefix) throw new DicomTruncatedError('the file ends after its meta information');
+  } else if (bytes.length < 132 && prefix) {
+    throw new DicomTruncatedError('too few bytes to recognise a DICOM file');
+  }
+
+  const declared = ts !== undefined ? transferSyntaxEncoding(ts) : undefined;
+  if (declared?.deflated) {
+    return parseDeflated(bytes, meta, bodyStart, ts ?? TS.DeflatedExplicitLittle, prefix);
+  }
+  let enc: Encoding;
+  const sniffed = sniffEncoding(bytes, bodyStart, declared);
+  if (sniffed) {
+    enc = sniffed;
+  } else if (declared && bodyStart >= bytes.length) {
+    enc = declared; // nothing after the meta information
+  } else if (metaStart === undefined) {
+    if (prefix && bytes.length < 8) throw new DicomTruncatedError('too few bytes to recognise a DICOM file');
+    throw new XferError('BadFileFormat', 'not a DICOM file: no DICM prefix and no recognisable data set');
+  } else if (declared) {
+    enc = declared;
+  } else {
+    throw new XferError('BadFileFormat', 'the data set after the meta information is not recognisable');
+  }
+  if (ts === undefined) {
+    ts = enc.explicitVr ? (enc.littleEndian ? TS.ExplicitLittle : TS.ExplicitBig) : TS.ImplicitLittle;
+  }
+  const body = readBody(bytes, bodyStart, enc, prefix);
+  return {
+    meta,
+    dataSet: body.dataSet,
+    transferSyntaxUid: ts,
+    explicitVr: enc.explicitVr,
+    littleEndian: enc.littleEndian,
+    deflated: false,
+    reachedPixelData: body.reachedPixelData,
+    pixelDataOffset: body.pixelDataOffset,
+    charset: charsetFor(rawCharset(body.dataSet)),
+  };
+}
+
+/**
+ * A deflated data set: inflates growing prefixes of the compressed bytes (64 KiB, then 4 times more) until
+ * the header is complete, so that memory stays bounded by the header, not by the file.
+ */
+function parseDeflated(bytes: Uint8Array, meta: DataSet | undefined, bodyStart: number, ts: string, prefix: boolean): ParsedDicom {
+  const compressed = bytes.subarray(bodyStart);
+  const enc: Encoding = { explicitVr: true, littleEndian: true };
+  // Bounded: n grows 4x per round up to the length of the compressed bytes.
+  for (let n = Math.min(64 * 1024, compressed.length); ; n = Math.min(n * 4, compressed.length)) {
+    const inflated = inflate(compressed.subarray(0, n));
+    const joined = new Uint8Array(bodyStart + inflated.length);
+    joined.set(bytes.subarray(0, bodyStart), 0);
+    joined.set(inflated, bodyStart);
+    const last = n >= compressed.length;
+    try {
+      const body = readBody(joined, bodyStart, enc, last ? prefix : true);
+      return {
+        meta,
+        dataSet: body.dataSet,
+        transferSyntaxUid: ts,
+        explicitVr: true,
+        littleEndian: true,
+        deflated: true,
+        reachedPixelData: body.reachedPixelData,
+        pixelDataOffset: undefined, // offsets in the inflated data set mean nothing in the file
+        charset: charsetFor(rawCharset(body.dataSet)),
+      };
+    } catch (e) {
+      if (last || !isDicomTruncated(e)) throw e;
+    }
+  }
+}
+
+/** SpecificCharacterSet as raw text (trailing padding removed), or undefined when absent. */
+function rawCharset(ds: DataSet): string | undefined {
+  const el = ds.elements[parserKey(TAG.SpecificCharacterSet)];
+  if (!el) return undefined;
+  const raw = valueBytes(ds, el);
+  return ascii(raw, 0, raw.length).replace(/[\0 ]+$/, '');
+}
+
+/** The bytes of an element's value, cut at the end of the input if the element runs past it. */
+export function valueBytes(ds: DataSet, el: Element): Uint8Array {
+  const start = Math.min(el.dataOffset, ds.byteArray.length);
+  const end = Math.min(el.dataOffset + (el.hadUndefinedLength ? 0 : el.length), ds.byteArray.length);
+  return ds.byteArray.subarray(start, Math.max(start, end));
+}
+
+/** Orthanc's limit on the length of a value (ORTHANC_MAXIMUM_TAG_LENGTH): longer ones are null. */
+export const MAX_VALUE_LENGTH = 256;
+
+/** Why a leaf has no value to show: binary (or unreadable), or longer than MAX_VALUE_LENGTH. */
+export const BINARY = Symbol('binary');
+export const TOO_LONG = Symbol('too long');
+export type LeafValue = string | typeof BINARY | typeof TOO_LONG;
+
+const STRING_VRS = new Set(['AE', 'AS', 'CS', 'DA', 'DS', 'DT', 'IS', 'LO', 'LT', 'PN', 'SH', 'ST', 'TM', 'UC', 'UI', 'UR', 'UT']);
+
+export function isStringVr(vr: string | undefined): boolean {
+  return vr !== undefined && STRING_VRS.has(vr);
+}
+
+/** Whether a byte is white space for C's isspace(). */
+function isSpace(b: number): boolean {
+  return b === 0x20 || (b >= 0x09 && b <= 0x0d);
+}
+
+/**
+ * A text value the way DCMTK hands it to Orthanc. `raw` is already padded to an even length with a NUL
+ * (see evenLength). UI: every white-space byte is removed (DCMTK's correction of badly written UIDs), then
+ * the value is cut at the first NUL. Other VRs: trailing spaces are removed, then the value is cut at the
+ * first NUL; so an odd-length value keeps its trailing spaces, hidden behind the added NUL, as in Orthanc.
+ * `fromUn`: a value stored with VR UN and read through the dictionary's text VR, which Orthanc takes as it
+ * is, only cut at the first NUL.
+ */
+function stringValue(raw: Uint8Array, vr: string, decode: TextDecodeFn, fromUn: boolean): LeafValue {
+  let bytes = raw;
+  if (vr === 'UI' && !fromUn) {
+    bytes = raw.filter((b) => !isSpace(b));
+  } else if (!fromUn) {
+    let end = raw.length;
+    while (end > 0 && raw[end - 1] === 0x20) end--;
+    bytes = raw.subarray(0, end);
+  }
+  const nul = bytes.indexOf(0);
+  const s = decode(nul >= 0 ? bytes.subarray(0, nul) : bytes);
+  return Buffer.byteLength(s, 'utf8') > MAX_VALUE_LENGTH ? TOO_LONG : s;
+}
+
+/** DCMTK makes every value even-length on reading, adding a NUL byte to an odd-length one. */
+function evenLength(raw: Uint8Array): Uint8Array {
+  if (raw.length % 2 === 0) return raw;
+  const out = new Uint8Array(raw.length + 1);
+  out.set(raw);
+  return out;
+}
+
+/** The exact decimal value of a finite non-zero double: |x| = digits * 10^scale. */
+function exactDecimal(x: number): { digits: string; scale: number } {
+  const view = new DataView(new ArrayBuffer(8));
+  view.setFloat64(0, x);
+  const hi = view.getUint32(0);
+  const lo = view.getUint32(4);
+  const biased = (hi >>> 20) & 0x7ff;
+  const fraction = (BigInt(hi & 0xfffff) << 32n) | BigInt(lo);
+  const mant = biased === 0 ? fraction : fraction | (1n << 52n);
+  const exp = biased === 0 ? -1074 : biased - 1075;
+  if (exp >= 0) return { digits: (mant << BigInt(exp)).toString(), scale: 0 };
+  // mant / 2^k = mant * 5^k / 10^k, exactly.
+  return { digits: (mant * 5n ** BigInt(-exp)).toString(), scale: exp };
+}
+
+/**
+ * C's "%.{precision}g" of a double, as Orthanc prints binary floating-point values: rounded from the exact
+ * binary value with ties to even (JavaScript's toPrecision rounds ties up, and differs on such values).
+ */
+export function formatG(x: number, precision: number): string {
+  if (Number.isNaN(x)) return 'nan';
+  if (!Number.isFinite(x)) return x < 0 ? '-inf' : 'inf';
+  if (x === 0) return Object.is(x, -0) ? '-0' : '0';
+  const sign = x < 0 ? '-' : '';
+  const { digits, scale } = exactDecimal(Math.abs(x));
+  let e10 = digits.length - 1 + scale; // decimal exponent of the first digit
+  let head = digits.slice(0, precision);
+  if (digits.length > precision) {
+    const rest = digits.slice(precision);
+    const first = rest.charCodeAt(0) - 48;
+    const tail = /[1-9]/.test(rest.slice(1));
+    const lastOdd = (head.charCodeAt(head.length - 1) - 48) % 2 === 1;
+    if (first > 5 || (first === 5 && (tail || lastOdd))) {
+      head = (BigInt(head) + 1n).toString();
+      if (head.length > precision) {
+        head = head.slice(0, precision);
+        e10++;
+      }
+    }
+  } else {
+    head = head.padEnd(precision, '0');
+  }
+  if (e10 < -4 || e10 >= precision) {
+    const frac = head.slice(1).replace(/0+$/, '');
+    const mant = frac ? `${head[0]}.${frac}` : `${head[0]}`;
+    return `${sign}${mant}e${e10 < 0 ? '-' : '+'}${String(Math.abs(e10)).padStart(2, '0')}`;
+  }
+  const intPart = e10 >= 0 ? head.slice(0, e10 + 1) : '0';
+  const frac = (e10 >= 0 ? head.slice(e10 + 1) : '0'.repeat(-e10 - 1) + head).replace(/0+$/, '');
+  return frac ? `${sign}${intPart}.${frac}` : `${sign}${intPart}`;
+}
+
+type NumReader = (p: ByteArrayParser, b: Uint8Array, at: number) => string;
+
+const NUMERIC: Record<string, { size: number; read: NumReader }> = {
+  US: { size: 2, read: (p, b, at) => String(p.readUint16(b, at)) },
+  SS: { size: 2, read: (p, b, at) => String(p.readInt16(b, at)) },
+  UL: { size: 4, read: (p, b, at) => String(p.readUint32(b, at)) },
+  SL: { size: 4, read: (p, b, at) => String(p.readInt32(b, at)) },
+  // Orthanc prints both through a double with 17 significant digits: 0.679f shows as 0.67900002002716064.
+  FL: { size: 4, read: (p, b, at) => formatG(p.readFloat(b, at), 17) },
+  FD: { size: 8, read: (p, b, at) => formatG(p.readDouble(b, at), 17) },
+  AT: {
+    size: 4,
+    read: (p, b, at) =>
+      `${p.readUint16(b, at).toString(16).padStart(4, '0')},${p.readUint16(b, at + 2).toString(16).padStart(4, '0')}`,
+  },
+};
+
+
+/** Implicit "US or SS" elements that DCMTK resolves with PixelRepresentation (0028,0103). */
+const PIXEL_VALUE_TAGS = new Set([
+  'x00280106', 'x00280107', 'x00280108', 'x00280109', 'x00280110', 'x00280111', 'x00280120', 'x00280121',
+  'x00603004', 'x00603006', 'x00409211', 'x00409216',
+]);
+
+function pixelValueVr(ds: DataSet, el: Element): string | undefined {
+  if (!PIXEL_VALUE_TAGS.has(el.tag)) return undefined;
+  const rep = ds.elements['x00280103'];
+  if (!rep || rep.length < 2 || rep.dataOffset + 2 > ds.byteArray.length) return 'US';
+  return (rep.parser ?? ds.byteArrayParser).readUint16(ds.byteArray, rep.dataOffset) === 1 ? 'SS' : 'US';
+}
+
+/**
+ * The value of a leaf element as Orthanc shows it (in `MainDicomTags` and in `?simplify`): a string, or why
+ * there is none (BINARY: binary VRs and values that cannot be read; TOO_LONG: over 256 bytes). Multiple
+ * values of a string are kept as written ("a\\b"); numbers in binary VRs are printed and joined with "\\".
+ */
+export function leafValueOf(ds: DataSet, el: Element, decode: TextDecodeFn): LeafValue {
+  // The dictionary's pseudo-VRs (xs, ox, lt, up: implicit elements whose VR depends on context) are
+  // not in the lists below, so they are binary as in Orthanc, except pixel values (see pixelValueVr).
+  let vr = elementVr(el);
+  if (vr === 'xs') vr = pixelValueVr(ds, el);
+  let fromUn = false;
+  if (vr === 'UN' && el.vr === 'UN') {
+    // Orthanc reads an explicit UN element through the dictionary when the dictionary says it is text.
+    const dictVr = lookupTag(parseInt(el.tag.slice(1), 16) >>> 0)?.vr;
+    if (!isStringVr(dictVr)) return BINARY;
+    vr = dictVr;
+    fromUn = true;
+  }
+  if (vr === undefined) return BINARY;
+  const raw = evenLength(valueBytes(ds, el));
+  if (isStringVr(vr)) return stringValue(raw, vr, decode, fromUn);
+  const num = NUMERIC[vr];
+  if (!num) return BINARY;
+  const parser = el.parser ?? ds.byteArrayParser;
+  const count = Math.floor(raw.length / num.size);
+  if (count === 0) return BINARY;
+  // Orthanc prints every number when the length is a multiple of the size, else only the first; for AT
+  // always only the first.
+  const n = vr !== 'AT' && raw.length > num.size && raw.length % num.size === 0 ? count : 1;
+  const parts: string[] = [];
+  for (let i = 0; i < n; i++) parts.push(num.read(parser, raw, i * num.size));
+  const s = parts.join('\\');
+  return s.length > MAX_VALUE_LENGTH ? TOO_LONG : s;
+}
+
+/** leafValueOf with null for "no value to show". */
+export function leafValue(ds: DataSet, el: Element, decode: TextDecodeFn): string | null {
+  const v = leafValueOf(ds, el, decode);
+  return typeof v === 'string' ? v : null;
+}
+
+/** The value of a top-level element of the data set by tag, or undefined when the element is absent. */
+export function topLevelValue(parsed: ParsedDicom, tag: TagNumber): string | null | undefined {
+  const ds = tagGroup(tag) === 0x0002 && parsed.meta ? parsed.meta : parsed.dataSet;
+  const el = ds.elements[parserKey(tag)];
+  if (!el) return undefined;
+  return leafValue(ds, el, parsed.charset.decode);
+}

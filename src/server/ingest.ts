@@ -1,11 +1,9 @@
 // Ingest of uploaded DICOM: the request body is streamed to a temporary file while hashed, then
 // handed to the store; a ZIP body is unpacked entry by entry. Nothing is buffered whole.
 import { createHash, randomUUID } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
 import { open, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { pipeline } from 'node:stream/promises';
-import { Transform, type Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import yauzl from 'yauzl';
 import { XferError, isXferError } from '../errors.ts';
 import type { IngestResult, Store } from '../store/types.ts';
@@ -18,55 +16,79 @@ export interface SpooledFile {
   path: string;
   size: number;
   md5: string;
+  /** The first bytes of the file (up to HEAD_BYTES), for sniffing and header parsing without a read. */
+  head: Buffer;
 }
 
+/** How much of the start of an upload is kept in memory. */
+export const HEAD_BYTES = 256 * 1024;
+/** Writes are gathered up to this size before they go to the file. */
+const WRITE_BATCH = 1024 * 1024;
+
 /**
- * Writes a stream to a new temporary file in `dir`, computing its MD5 on the way. The file is removed
- * if anything fails. `maxBytes` bounds the size (FullStorage beyond).
+ * Writes a stream to a new temporary file in `dir`, computing its MD5 on the way, and flushes it to
+ * disk. The file is removed if anything fails. `maxBytes` bounds the size (FullStorage beyond).
  */
 export async function spool(source: AsyncIterable<Buffer> | Readable, dir: string, maxBytes: number): Promise<SpooledFile> {
   const path = join(dir, `upload-${randomUUID()}`);
   const hash = createHash('md5');
+  const headParts: Buffer[] = [];
+  let headLength = 0;
   let size = 0;
-  const counter = new Transform({
-    transform(chunk: Buffer, _enc, cb) {
+  const fh = await open(path, 'wx');
+  try {
+    let batch: Buffer[] = [];
+    let batched = 0;
+    let position = 0;
+    const flush = async () => {
+      if (batched === 0) return;
+      const buffers = batch;
+      batch = [];
+      const n = batched;
+      batched = 0;
+      const { bytesWritten } = await fh.writev(buffers, position);
+      if (bytesWritten !== n) throw new XferError('CannotWriteFile', `short write (${bytesWritten} of ${n} bytes)`);
+      position += n;
+    };
+    for await (const chunk of source) {
       size += chunk.length;
       if (size > maxBytes) {
-        cb(new XferError('FullStorage', `the upload exceeds the ${Math.floor(maxBytes / 1048576)} MB left on disk`));
-        return;
+        throw new XferError('FullStorage', `the upload exceeds the ${Math.floor(maxBytes / 1048576)} MB left on disk`);
       }
       hash.update(chunk);
-      cb(null, chunk);
-    },
-  });
-  try {
-    await pipeline(source, counter, createWriteStream(path, { highWaterMark: 1 << 20 }));
+      if (headLength < HEAD_BYTES) {
+        const part = chunk.subarray(0, HEAD_BYTES - headLength);
+        headParts.push(Buffer.from(part));
+        headLength += part.length;
+      }
+      batch.push(chunk);
+      batched += chunk.length;
+      if (batched >= WRITE_BATCH) await flush();
+    }
+    await flush();
+    await fh.sync();
   } catch (e) {
+    await fh.close().catch(() => undefined);
     await unlink(path).catch(() => undefined);
     throw e;
   }
-  return { path, size, md5: hash.digest('hex') };
+  await fh.close();
+  return { path, size, md5: hash.digest('hex'), head: Buffer.concat(headParts, headLength) };
 }
 
-/** How many bytes an upload may take on the store's disk now. */
+let roomCache: { dir: string; at: number; free: number } | undefined;
+
+/** How many bytes an upload may take on the store's disk now (free space read at most once a second). */
 export async function uploadRoom(dir: string): Promise<number> {
-  return Math.max(0, (await freeBytes(dir)) - DISK_RESERVE);
-}
-
-async function head(path: string, n: number): Promise<Buffer> {
-  const fh = await open(path, 'r');
-  try {
-    const buf = Buffer.alloc(n);
-    const { bytesRead } = await fh.read(buf, 0, n, 0);
-    return buf.subarray(0, bytesRead);
-  } finally {
-    await fh.close();
+  const now = Date.now();
+  if (!roomCache || roomCache.dir !== dir || now - roomCache.at > 1000) {
+    roomCache = { dir, at: now, free: await freeBytes(dir) };
   }
+  return Math.max(0, roomCache.free - DISK_RESERVE);
 }
 
-/** True when the file is a ZIP archive rather than a DICOM file. */
-export async function isZip(path: string): Promise<boolean> {
-  const b = await head(path, 132);
+/** True when the bytes start a ZIP archive rather than a DICOM file. */
+export function isZip(b: Buffer): boolean {
   const zipMagic = b.length >= 4 && b.readUInt32LE(0) === 0x04034b50;
   const dicm = b.length >= 132 && b.toString('latin1', 128, 132) === 'DICM';
   return zipMagic && !dicm;
@@ -106,7 +128,7 @@ export async function ingestZip(zipPath: string, store: Store, tmpDir: string): 
             const room = await uploadRoom(tmpDir);
             const spooled = await spool(stream, tmpDir, room);
             try {
-              const result = await store.ingestFile(spooled.path, spooled.size, spooled.md5);
+              const result = await store.ingestFile(spooled.path, spooled.size, spooled.md5, { head: spooled.head, synced: true });
               outcomes.push({ name: entry.fileName, result });
             } catch (e) {
               await unlink(spooled.path).catch(() => undefined);

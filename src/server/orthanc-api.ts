@@ -64,7 +64,7 @@ export function registerOrthancApi(app: FastifyInstance, opts: OrthancApiOptions
         let consumed = false;
         try {
           if (spooled.size === 0) throw new XferError('EmptyRequest', 'the body is empty');
-          if (await isZip(spooled.path)) {
+          if (isZip(spooled.head)) {
             const outcomes = await ingestZip(spooled.path, store, store.tmpDir());
             const good = outcomes.filter((o) => o.result).map((o) => ingestAnswer(o.result as IngestResult));
             if (good.length === 0 && outcomes.some((o) => o.error)) {
@@ -73,7 +73,7 @@ export function registerOrthancApi(app: FastifyInstance, opts: OrthancApiOptions
             }
             return sendJson(reply, good);
           }
-          const result = await store.ingestFile(spooled.path, spooled.size, spooled.md5);
+          const result = await store.ingestFile(spooled.path, spooled.size, spooled.md5, { head: spooled.head, synced: true });
           consumed = true;
           req.log.debug({ id: result.ids.instance, status: result.status }, 'instance received');
           return sendJson(reply, ingestAnswer(result));

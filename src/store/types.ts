@@ -25,6 +25,14 @@ export interface IngestResult {
   status: IngestStatus;
 }
 
+/** What the caller of ingestFile may already know, to spare the store a read or a flush. */
+export interface IngestHints {
+  /** The first bytes of the file (enough to parse its header in most cases). */
+  head?: Buffer;
+  /** The file's data was already flushed to disk. */
+  synced?: boolean;
+}
+
 export interface CommitResult {
   /** Instances that the commit added. */
   stored: string[];
@@ -64,7 +72,7 @@ export interface Store {
    * it no longer belongs to the caller afterwards. Rejects with BadFileFormat for a file that is not
    * DICOM. The answer says whether the instance was new.
    */
-  ingestFile(path: string, size: number, md5: string): Promise<IngestResult>;
+  ingestFile(path: string, size: number, md5: string, hints?: IngestHints): Promise<IngestResult>;
 
   /**
    * Adopts every staged instance, all or none: each file's MD5 is checked against the declared one

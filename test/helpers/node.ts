@@ -31,6 +31,8 @@ export interface NodeOptions {
   dir?: string;
   port?: number;
   extraArgs?: string[];
+  /** Options for node itself, before the script (e.g. --cpu-prof). */
+  nodeArgs?: string[];
   env?: Record<string, string>;
   /** Credentials for the readiness probe. */
   auth?: { username: string; password: string };
@@ -46,7 +48,7 @@ export async function startXferNode(opts: NodeOptions = {}): Promise<XferNode> {
   await writeFile(configPath, JSON.stringify({ Name: `node-${port}`, ...opts.config }, null, 2));
   const child: ChildProcess = spawn(
     process.execPath,
-    [BIN, 'serve', '--port', String(port), '--data', dataDir, '--config', configPath, ...(opts.extraArgs ?? [])],
+    [...(opts.nodeArgs ?? []), BIN, 'serve', '--port', String(port), '--data', dataDir, '--config', configPath, ...(opts.extraArgs ?? [])],
     { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } },
   );
   let output = '';

@@ -6,13 +6,14 @@ import { closeSync, createReadStream, existsSync, openSync, readFileSync, rename
 import { mkdir, readdir, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { readDicomHeaderFromFile } from '../../dicom/parse.ts';
+import { isDicomTruncated, parseDicomHeader, readDicomHeaderFromFile } from '../../dicom/parse.ts';
 import { orthancIds } from '../../dicom/ids.ts';
 import type { DicomHeader, Level, MainTags, OrthancIds } from '../../dicom/types.ts';
 import { XferError, isXferError } from '../../errors.ts';
 import { fsyncDir, fsyncFile, md5File } from '../../util/fs.ts';
 import { mapLimit } from '../../util/concurrency.ts';
-import type { CommitResult, IngestResult, InstanceInfo, StagedInstance, Store } from '../types.ts';
+import type { CommitResult, IngestHints, IngestResult, InstanceInfo, StagedInstance, Store } from '../types.ts';
+import type Database from 'better-sqlite3';
 import { openDb, type Db } from './db.ts';
 
 const LEVEL_NUM: Record<Level, number> = { Patient: 0, Study: 1, Series: 2, Instance: 3 };
@@ -127,16 +128,38 @@ export class EmbeddedStore implements Store {
   }
 
   async #recover(): Promise<void> {
-    const pending = this.#db.prepare('SELECT file FROM pending_files').all() as { file: string }[];
-    const referenced = this.#db.prepare('SELECT 1 FROM instances WHERE file = ?');
+    const pending = this.#stmt('SELECT file FROM pending_files').all() as { file: string }[];
+    const referenced = this.#stmt('SELECT 1 FROM instances WHERE file = ?');
     for (const { file } of pending) {
       if (!referenced.get(file)) await unlink(this.#filePath(file)).catch(() => undefined);
     }
-    this.#db.prepare('DELETE FROM pending_files').run();
+    this.#stmt('DELETE FROM pending_files').run();
     // Temporary files of interrupted uploads belong to nobody.
     for (const name of await readdir(join(this.dir, 'tmp'))) {
       await rm(join(this.dir, 'tmp', name), { recursive: true, force: true });
     }
+  }
+
+  readonly #statements = new Map<string, Database.Statement>();
+
+  /** A prepared statement, prepared once per SQL text. */
+  #stmt(sql: string): Database.Statement {
+    let st = this.#statements.get(sql);
+    if (!st) {
+      st = this.#db.prepare(sql);
+      this.#statements.set(sql, st);
+    }
+    return st;
+  }
+
+  readonly #madeDirs = new Set<string>();
+
+  /** Creates the directory of a new file (once per directory for the life of the process). */
+  async #mkdirFor(file: string): Promise<void> {
+    const dir = join(this.#filePath(file), '..');
+    if (this.#madeDirs.has(dir)) return;
+    await mkdir(dir, { recursive: true });
+    this.#madeDirs.add(dir);
   }
 
   #filePath(file: string): string {
@@ -168,7 +191,7 @@ export class EmbeddedStore implements Store {
 
   async findInstances(ids: readonly string[]): Promise<Map<string, InstanceInfo>> {
     const out = new Map<string, InstanceInfo>();
-    const stmt = this.#db.prepare(
+    const stmt = this.#stmt(
       'SELECT r.id AS id, i.size AS size, i.md5 AS md5 FROM resources r JOIN instances i ON i.seq = r.seq WHERE r.id = ?',
     );
     for (const id of ids) {
@@ -188,17 +211,17 @@ export class EmbeddedStore implements Store {
     return createReadStream(this.#filePath(row.file), { start, end: end - 1, highWaterMark: 256 * 1024 });
   }
 
-  async ingestFile(path: string, size: number, md5: string): Promise<IngestResult> {
-    const header = await readDicomHeaderFromFile(path);
+  async ingestFile(path: string, size: number, md5: string, hints: IngestHints = {}): Promise<IngestResult> {
+    const header = await headerOf(path, size, hints.head);
     const ids = orthancIds(header);
     const existing = this.#instanceRow(ids.instance);
     if (existing && !this.#opts.overwriteInstances) {
       await unlink(path).catch(() => undefined);
       return { ids, status: 'AlreadyStored' };
     }
-    await fsyncFile(path);
+    if (!hints.synced) await fsyncFile(path);
     const file = randomUUID();
-    await mkdir(join(this.#filePath(file), '..'), { recursive: true });
+    await this.#mkdirFor(file);
     // From here to the end of #adopt everything is synchronous, so no other request interleaves:
     // two concurrent uploads of one instance cannot both insert it.
     const again = this.#instanceRow(ids.instance);
@@ -206,8 +229,10 @@ export class EmbeddedStore implements Store {
       await unlink(path).catch(() => undefined);
       return { ids, status: 'AlreadyStored' };
     }
+    // The file's data is on disk (fsync before the rename); the directory entry is not flushed on its
+    // own, as the index itself commits with synchronous=NORMAL: a power loss may lose the newest
+    // instances entirely, never keep half of one.
     const replaced = this.#adopt([{ header, ids, file, size, md5 }], [path]);
-    await fsyncDir(join(this.#filePath(file), '..'));
     await this.#removeFiles(replaced);
     return { ids, status: 'Success' };
   }
@@ -257,7 +282,7 @@ export class EmbeddedStore implements Store {
         continue;
       }
       const file = randomUUID();
-      await mkdir(join(this.#filePath(file), '..'), { recursive: true });
+      await this.#mkdirFor(file);
       await fsyncFile(c.s.path);
       fresh.push({ header: c.header, ids: c.ids, file, size: c.s.size, md5: c.s.md5 });
       freshPaths.push(c.s.path);
@@ -290,7 +315,7 @@ export class EmbeddedStore implements Store {
   #adopt(items: readonly Adoption[], sources: readonly string[]): string[] {
     const db = this.#db;
     const now = Date.now();
-    const addPending = db.prepare('INSERT INTO pending_files (file, since) VALUES (?, ?)');
+    const addPending = this.#stmt('INSERT INTO pending_files (file, since) VALUES (?, ?)');
     db.transaction(() => {
       for (const a of items) addPending.run(a.file, now);
     })();
@@ -309,7 +334,7 @@ export class EmbeddedStore implements Store {
             addPending.run(old, now);
           }
         }
-        const drop = db.prepare('DELETE FROM pending_files WHERE file = ?');
+        const drop = this.#stmt('DELETE FROM pending_files WHERE file = ?');
         for (const a of items) drop.run(a.file);
       })();
       return replaced;
@@ -326,7 +351,7 @@ export class EmbeddedStore implements Store {
           }
         }
       });
-      const drop = db.prepare('DELETE FROM pending_files WHERE file = ?');
+      const drop = this.#stmt('DELETE FROM pending_files WHERE file = ?');
       for (const a of items) drop.run(a.file);
       throw new XferError('Database', 'cannot index the instances', { cause: e });
     }
@@ -336,13 +361,12 @@ export class EmbeddedStore implements Store {
   #indexInstance(a: Adoption, now: number): string | undefined {
     const db = this.#db;
     const upsert = (level: Level, id: string, parent: number | null, tags: MainTags, patientTags?: MainTags) => {
-      const row = db.prepare('SELECT seq FROM resources WHERE id = ?').get(id) as { seq: number } | undefined;
+      const row = this.#stmt('SELECT seq FROM resources WHERE id = ?').get(id) as { seq: number } | undefined;
       if (row) {
-        db.prepare('UPDATE resources SET last_update = ? WHERE seq = ?').run(now, row.seq);
+        this.#stmt('UPDATE resources SET last_update = ? WHERE seq = ?').run(now, row.seq);
         return row.seq;
       }
-      const info = db
-        .prepare(
+      const info = this.#stmt(
           'INSERT INTO resources (id, level, parent, main_tags, patient_tags, last_update) VALUES (?, ?, ?, ?, ?, ?)',
         )
         .run(id, LEVEL_NUM[level], parent, JSON.stringify(tags), patientTags ? JSON.stringify(patientTags) : null, now);
@@ -352,15 +376,14 @@ export class EmbeddedStore implements Store {
     const p = upsert('Patient', a.ids.patient, null, h.mainTags.Patient);
     const st = upsert('Study', a.ids.study, p, h.mainTags.Study, h.mainTags.Patient);
     const se = upsert('Series', a.ids.series, st, h.mainTags.Series);
-    const existing = db
-      .prepare('SELECT r.seq AS seq, i.file AS file FROM resources r JOIN instances i ON i.seq = r.seq WHERE r.id = ?')
+    const existing = this.#stmt('SELECT r.seq AS seq, i.file AS file FROM resources r JOIN instances i ON i.seq = r.seq WHERE r.id = ?')
       .get(a.ids.instance) as { seq: number; file: string } | undefined;
     const indexInSeries = indexInSeriesOf(h.mainTags.Instance);
     if (existing) {
-      db.prepare(
+      this.#stmt(
         'UPDATE instances SET file = ?, size = ?, md5 = ?, transfer_syntax = ?, sop_class = ?, index_in_series = ?, received = ? WHERE seq = ?',
       ).run(a.file, a.size, a.md5, h.transferSyntaxUid, h.sopClassUid ?? null, indexInSeries, now, existing.seq);
-      db.prepare('UPDATE resources SET main_tags = ?, last_update = ? WHERE seq = ?').run(
+      this.#stmt('UPDATE resources SET main_tags = ?, last_update = ? WHERE seq = ?').run(
         JSON.stringify(h.mainTags.Instance),
         now,
         existing.seq,
@@ -368,7 +391,7 @@ export class EmbeddedStore implements Store {
       return existing.file;
     }
     const inst = upsert('Instance', a.ids.instance, se, h.mainTags.Instance);
-    db.prepare(
+    this.#stmt(
       'INSERT INTO instances (seq, file, size, md5, transfer_syntax, sop_class, index_in_series, received) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
     ).run(inst, a.file, a.size, a.md5, h.transferSyntaxUid, h.sopClassUid ?? null, indexInSeries, now);
     return undefined;
@@ -378,7 +401,7 @@ export class EmbeddedStore implements Store {
   async #removeFiles(files: readonly string[]): Promise<void> {
     if (files.length === 0) return;
     for (const f of files) await unlink(this.#filePath(f)).catch(() => undefined);
-    const drop = this.#db.prepare('DELETE FROM pending_files WHERE file = ?');
+    const drop = this.#stmt('DELETE FROM pending_files WHERE file = ?');
     this.#db.transaction(() => {
       for (const f of files) drop.run(f);
     })();
@@ -387,22 +410,20 @@ export class EmbeddedStore implements Store {
   // ---- Orthanc's resource REST API ----
 
   #resource(level: Level, id: string): ResourceRow | undefined {
-    return this.#db.prepare('SELECT * FROM resources WHERE id = ? AND level = ?').get(id, LEVEL_NUM[level]) as
+    return this.#stmt('SELECT * FROM resources WHERE id = ? AND level = ?').get(id, LEVEL_NUM[level]) as
       | ResourceRow
       | undefined;
   }
 
   #instanceRow(id: string): InstanceRow | undefined {
-    return this.#db
-      .prepare(
+    return this.#stmt(
         'SELECT i.seq AS seq, i.file AS file, i.size AS size, i.md5 AS md5, i.index_in_series AS index_in_series FROM resources r JOIN instances i ON i.seq = r.seq WHERE r.id = ?',
       )
       .get(id) as InstanceRow | undefined;
   }
 
   #instanceRowsUnder(row: ResourceRow): ResourceRow[] {
-    return this.#db
-      .prepare(
+    return this.#stmt(
         `WITH RECURSIVE sub(seq) AS (SELECT ? UNION ALL SELECT r.seq FROM resources r JOIN sub ON r.parent = sub.seq)
          SELECT r.* FROM resources r JOIN sub ON r.seq = sub.seq WHERE r.level = 3 ORDER BY r.seq`,
       )
@@ -411,8 +432,7 @@ export class EmbeddedStore implements Store {
 
   /** IDs of every resource of a level, in the order they were stored; `since` skips, `limit` caps. */
   listResources(level: Level, since = 0, limit = 0): string[] {
-    const rows = this.#db
-      .prepare('SELECT id FROM resources WHERE level = ? ORDER BY seq LIMIT ? OFFSET ?')
+    const rows = this.#stmt('SELECT id FROM resources WHERE level = ? ORDER BY seq LIMIT ? OFFSET ?')
       .all(LEVEL_NUM[level], limit > 0 ? limit : -1, since) as { id: string }[];
     return rows.map((r) => r.id);
   }
@@ -430,9 +450,9 @@ export class EmbeddedStore implements Store {
     const parent =
       row.parent === null
         ? undefined
-        : (this.#db.prepare('SELECT id FROM resources WHERE seq = ?').get(row.parent) as { id: string } | undefined);
+        : (this.#stmt('SELECT id FROM resources WHERE seq = ?').get(row.parent) as { id: string } | undefined);
     if (level === 'Instance') {
-      const inst = this.#db.prepare('SELECT * FROM instances WHERE seq = ?').get(row.seq) as InstanceRow;
+      const inst = this.#stmt('SELECT * FROM instances WHERE seq = ?').get(row.seq) as InstanceRow;
       out.FileSize = inst.size;
       out.FileUuid = inst.file;
       out.ID = row.id;
@@ -444,7 +464,7 @@ export class EmbeddedStore implements Store {
     }
     const childKey = CHILD_KEY[level] as string;
     const children = (
-      this.#db.prepare('SELECT id FROM resources WHERE parent = ? ORDER BY seq').all(row.seq) as { id: string }[]
+      this.#stmt('SELECT id FROM resources WHERE parent = ? ORDER BY seq').all(row.seq) as { id: string }[]
     ).map((c) => c.id);
     const expected = level === 'Series' ? expectedInstances(JSON.parse(row.main_tags) as MainTags) : undefined;
     if (level === 'Series') out.ExpectedNumberOfInstances = expected ?? null;
@@ -467,8 +487,7 @@ export class EmbeddedStore implements Store {
   /** Orthanc's series status: Unknown without an expected count, else Complete, Missing or Inconsistent. */
   #seriesStatus(seq: number, expected: number | undefined): string {
     if (expected === undefined) return 'Unknown';
-    const rows = this.#db
-      .prepare('SELECT i.index_in_series AS idx FROM resources r JOIN instances i ON i.seq = r.seq WHERE r.parent = ?')
+    const rows = this.#stmt('SELECT i.index_in_series AS idx FROM resources r JOIN instances i ON i.seq = r.seq WHERE r.parent = ?')
       .all(seq) as { idx: number | null }[];
     const seen = new Set<number>();
     for (const { idx } of rows) {
@@ -490,7 +509,7 @@ export class EmbeddedStore implements Store {
   childrenOf(level: Level, id: string): OrthancResource[] | undefined {
     const row = this.#resource(level, id);
     if (!row) return undefined;
-    const rows = this.#db.prepare('SELECT * FROM resources WHERE parent = ? ORDER BY seq').all(row.seq) as ResourceRow[];
+    const rows = this.#stmt('SELECT * FROM resources WHERE parent = ? ORDER BY seq').all(row.seq) as ResourceRow[];
     return rows.map((r) => this.#format(r));
   }
 
@@ -512,14 +531,13 @@ export class EmbeddedStore implements Store {
     let remaining: ResourceRow | undefined;
     const now = Date.now();
     db.transaction(() => {
-      const under = db
-        .prepare(
+      const under = this.#stmt(
           `WITH RECURSIVE sub(seq) AS (SELECT ? UNION ALL SELECT r.seq FROM resources r JOIN sub ON r.parent = sub.seq)
            SELECT seq FROM sub`,
         )
         .all(row.seq) as { seq: number }[];
-      const fileOf = db.prepare('SELECT file FROM instances WHERE seq = ?');
-      const addPending = db.prepare('INSERT OR IGNORE INTO pending_files (file, since) VALUES (?, ?)');
+      const fileOf = this.#stmt('SELECT file FROM instances WHERE seq = ?');
+      const addPending = this.#stmt('INSERT OR IGNORE INTO pending_files (file, since) VALUES (?, ?)');
       for (const { seq } of under) {
         const f = fileOf.get(seq) as { file: string } | undefined;
         if (f) {
@@ -528,8 +546,8 @@ export class EmbeddedStore implements Store {
         }
       }
       // Children first (foreign keys point upwards).
-      const delInst = db.prepare('DELETE FROM instances WHERE seq = ?');
-      const delRes = db.prepare('DELETE FROM resources WHERE seq = ?');
+      const delInst = this.#stmt('DELETE FROM instances WHERE seq = ?');
+      const delRes = this.#stmt('DELETE FROM resources WHERE seq = ?');
       for (const { seq } of [...under].reverse()) {
         delInst.run(seq);
         delRes.run(seq);
@@ -537,9 +555,9 @@ export class EmbeddedStore implements Store {
       // Remove parents left without children.
       let parentSeq = row.parent;
       while (parentSeq !== null) {
-        const parent = db.prepare('SELECT * FROM resources WHERE seq = ?').get(parentSeq) as ResourceRow | undefined;
+        const parent = this.#stmt('SELECT * FROM resources WHERE seq = ?').get(parentSeq) as ResourceRow | undefined;
         if (!parent) break;
-        const left = db.prepare('SELECT COUNT(*) AS n FROM resources WHERE parent = ?').get(parent.seq) as { n: number };
+        const left = this.#stmt('SELECT COUNT(*) AS n FROM resources WHERE parent = ?').get(parent.seq) as { n: number };
         if (left.n > 0) {
           remaining = parent;
           break;
@@ -557,8 +575,8 @@ export class EmbeddedStore implements Store {
   /** Orthanc's /statistics. */
   statistics(): Record<string, unknown> {
     const count = (level: Level) =>
-      (this.#db.prepare('SELECT COUNT(*) AS n FROM resources WHERE level = ?').get(LEVEL_NUM[level]) as { n: number }).n;
-    const total = (this.#db.prepare('SELECT COALESCE(SUM(size), 0) AS s FROM instances').get() as { s: number }).s;
+      (this.#stmt('SELECT COUNT(*) AS n FROM resources WHERE level = ?').get(LEVEL_NUM[level]) as { n: number }).n;
+    const total = (this.#stmt('SELECT COALESCE(SUM(size), 0) AS s FROM instances').get() as { s: number }).s;
     const mb = Math.floor(total / (1024 * 1024));
     return {
       CountInstances: count('Instance'),
@@ -578,6 +596,19 @@ export class EmbeddedStore implements Store {
     this.#db.close();
     releaseLock(this.#lockPath);
   }
+}
+
+/** The header of a file, parsed from its first bytes when the caller has them, else read from disk. */
+async function headerOf(path: string, size: number, head: Buffer | undefined): Promise<DicomHeader> {
+  if (head && head.length > 0) {
+    try {
+      return parseDicomHeader(head);
+    } catch (e) {
+      // A header longer than the bytes at hand is read from the file; anything else is the answer.
+      if (!(isDicomTruncated(e) && head.length < size)) throw e;
+    }
+  }
+  return readDicomHeaderFromFile(path);
 }
 
 /** Orthanc's IndexInSeries: InstanceNumber, else ImageIndex, when it is an integer. */

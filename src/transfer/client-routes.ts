@@ -1,0 +1,145 @@
+// The client side of the protocol as a node module: the jobs engine (persistent, in the storage
+// directory), Orthanc's /jobs routes, and the routes that start transfers: /transfers/send (push, or
+// send-in-pull-mode through RemoteSelf) and /transfers/pull.
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { XferError, isXferError } from '../errors.ts';
+import { openJobsDb } from '../jobs/db.ts';
+import { JobsEngine } from '../jobs/engine.ts';
+import { registerJobRoutes } from '../jobs/routes.ts';
+import { getPeers } from '../peers/routes.ts';
+import {
+  parseJobHandle,
+  parseTransferQuery,
+  toWireJobHandle,
+  toWirePullTrigger,
+  toWireRemoteJobHandle,
+  type TransferQuery,
+} from '../protocol/wire.ts';
+import type { NodeContext, NodeModule } from '../server/app.ts';
+import { readBody, route, sendJson, type RouteInfo } from '../server/http.ts';
+import { retry, retryOptionsFromConfig } from '../util/retry.ts';
+import { senderTransferId, transferRunners, type TransferDeps, type TransferJobQuery } from './jobs.ts';
+
+const engines = new WeakMap<NodeContext, JobsEngine>();
+
+/** The jobs engine of a node (after the module is registered). */
+export function getJobs(ctx: NodeContext): JobsEngine {
+  const e = engines.get(ctx);
+  if (!e) throw new XferError('InternalError', 'the transfers client module is not registered');
+  return e;
+}
+
+/** Reads a transfer query, checking `Priority` against the raw text (a JSON real such as 1.0 is refused). */
+async function readQuery(req: Parameters<typeof readBody>[0], idleMs: number): Promise<TransferQuery> {
+  const raw = (await readBody(req, 16 * 1024 * 1024, idleMs)).toString('utf8');
+  let body: unknown;
+  try {
+    body = raw.trim() === '' ? undefined : JSON.parse(raw);
+  } catch {
+    throw new XferError('BadFileFormat', 'the body is not valid JSON');
+  }
+  return parseTransferQuery(body, raw);
+}
+
+function jobQuery(q: TransferQuery): TransferJobQuery {
+  const out: TransferJobQuery = {
+    Resources: q.Resources,
+    Peer: q.Peer,
+    Compression: q.Compression,
+    Priority: q.Priority,
+    SenderTransferID: senderTransferId(q.SenderTransferID),
+  };
+  if (q.Originator !== undefined) out.Originator = q.Originator;
+  return out;
+}
+
+export const transfersClientModule: NodeModule = async (app: FastifyInstance, ctx: NodeContext, routes: RouteInfo[]) => {
+  const { config } = ctx;
+  const peers = getPeers(ctx);
+  const deps: TransferDeps = {
+    config,
+    store: ctx.store,
+    peer(name) {
+      const p = peers.get(name);
+      if (!p) throw new XferError('UnknownResource', `peer "${name}" is not configured`);
+      return { client: peers.client(name), url: p.url };
+    },
+  };
+  const db = openJobsDb(join(config.StorageDirectory, 'jobs.sqlite'));
+  const engine = new JobsEngine(db, {
+    concurrentJobs: config.ConcurrentJobs,
+    historySize: config.JobsHistorySize,
+    runners: transferRunners(deps),
+    logger: ctx.logger,
+  });
+  engines.set(ctx, engine);
+  registerJobRoutes(app, engine, routes);
+  const idleMs = ctx.httpTimeoutSeconds * 1000;
+
+  route(
+    app,
+    '/transfers/pull',
+    {
+      POST: async (req, reply) => {
+        const q = await readQuery(req, idleMs);
+        if (!peers.get(q.Peer)) throw new XferError('UnknownResource', `peer "${q.Peer}" is not configured`);
+        const id = engine.submit('PullTransfer', { ...jobQuery(q) }, q.Priority);
+        return sendJson(reply, toWireJobHandle(id));
+      },
+    },
+    routes,
+  );
+
+  route(
+    app,
+    '/transfers/send',
+    {
+      POST: async (req, reply) => {
+        const q = await readQuery(req, idleMs);
+        const peer = peers.get(q.Peer);
+        if (!peer) throw new XferError('UnknownResource', `peer "${q.Peer}" is not configured`);
+        const remoteSelf = peer.userProperties.RemoteSelf;
+        if (remoteSelf === undefined) {
+          const id = engine.submit('PushTransfer', { ...jobQuery(q) }, q.Priority);
+          return sendJson(reply, toWireJobHandle(id));
+        }
+        // Send in pull mode: ask the peer to pull from us (SPEC §8.2). Priority is not forwarded.
+        const trigger = toWirePullTrigger({
+          Compression: q.Compression,
+          Originator: ctx.originator,
+          Peer: remoteSelf,
+          Resources: q.Resources,
+        });
+        const client = peers.client(q.Peer);
+        let handle;
+        try {
+          const answer = await retry(
+            (_a, signal) =>
+              client.json({
+                method: 'POST',
+                path: '/transfers/pull',
+                headers: { 'sender-transfer-id': senderTransferId(q.SenderTransferID) },
+                body: JSON.stringify(trigger),
+                signal,
+              }),
+            retryOptionsFromConfig(config),
+          );
+          handle = parseJobHandle(answer.body);
+        } catch (e) {
+          const why = isXferError(e) ? (e.details ?? e.message) : String(e);
+          req.log.warn({ peer: q.Peer, err: why }, 'send in pull mode failed: does the peer run the transfers plugin?');
+          throw new XferError('NetworkProtocol', `peer "${q.Peer}" could not start the pull: ${why}`);
+        }
+        return sendJson(reply, toWireRemoteJobHandle(q.Peer, handle.ID, peer.url + handle.Path.replace(/^\/+/, '/')));
+      },
+    },
+    routes,
+  );
+
+  engine.start();
+  return async () => {
+    await engine.close();
+    db.close();
+  };
+};

@@ -7,6 +7,7 @@ import type { Config, ConfigOverrides } from '../config/types.ts';
 import { randomUUID } from 'node:crypto';
 import { buildApp, type NodeContext, type NodeModule } from '../server/app.ts';
 import { EmbeddedStore } from '../store/embedded/store.ts';
+import { transfersServerModule } from '../transfer/server-routes.ts';
 
 export interface ServeFlags {
   port?: string;
@@ -26,6 +27,7 @@ export interface RunningNode {
 
 /** The modules of a node, registered in this order after the core REST API. */
 const NODE_MODULES: NodeModule[] = [
+  transfersServerModule,
   // (transfer modules are added here)
 ];
 

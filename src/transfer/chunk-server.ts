@@ -1,0 +1,142 @@
+// The data-source side of pull mode (SPEC §3.3, §5.4): answers a chunk request with the concatenated
+// byte ranges of the listed instances, streamed from the store (never a whole instance in memory),
+// through one gzip member when asked, with at most Transfers.Threads answers produced at once.
+import { Readable } from 'node:stream';
+import { XferError } from '../errors.ts';
+import { ChunkWalk, type ByteRange, type ChunkRequest } from '../protocol/chunk-url.ts';
+import { createGzipStream } from '../protocol/compression.ts';
+import type { Store } from '../store/types.ts';
+
+/** A counting semaphore: `acquire` waits in FIFO order for one of `limit` slots. */
+export class Semaphore {
+  readonly limit: number;
+  #running = 0;
+  readonly #waiting: (() => void)[] = [];
+
+  constructor(limit: number) {
+    this.limit = Math.max(1, Math.floor(limit));
+  }
+
+  /** Slots in use. */
+  get running(): number {
+    return this.#running;
+  }
+
+  /** Callers waiting for a slot. */
+  get queued(): number {
+    return this.#waiting.length;
+  }
+
+  /** Resolves with a release function (idempotent) once a slot is free. */
+  async acquire(): Promise<() => void> {
+    if (this.#running < this.limit) this.#running++;
+    else await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const next = this.#waiting.shift();
+      // The slot passes straight to the next waiter, so #running stays as it is.
+      if (next) next();
+      else this.#running--;
+    };
+  }
+}
+
+export interface ChunkPlan {
+  ranges: ByteRange[];
+  /** Bytes of the answer before compression. */
+  total: number;
+}
+
+/**
+ * The byte ranges of a chunk request (the walk of SPEC §3.3), given the sizes of the instances the store
+ * holds. An instance that the walk has to visit and the store lacks is UnknownResource (404); instances
+ * after the point where `size` bytes are gathered are not looked at, as the plugin does not open them.
+ * Offsets and sizes are exact up to 2^53.
+ */
+export function planChunkRead(req: Pick<ChunkRequest, 'ids' | 'offset' | 'size'>, sizes: ReadonlyMap<string, number>): ChunkPlan {
+  const walk = new ChunkWalk(req.offset, req.size);
+  const ranges: ByteRange[] = [];
+  for (const id of req.ids) {
+    if (walk.done) break;
+    const size = sizes.get(id);
+    if (size === undefined) throw new XferError('UnknownResource', `Missing instance: ${id}`);
+    const r = walk.visit(id, size);
+    if (r && r.end > r.start) ranges.push(r);
+  }
+  return { ranges, total: walk.taken };
+}
+
+/** Cumulative figures of the chunk server, for metrics. */
+export interface ChunkServerCounters {
+  /** Chunk answers started. */
+  requests: number;
+  /** Uncompressed bytes read from the store for chunk answers. */
+  bytes: number;
+}
+
+export interface ChunkAnswer {
+  stream: Readable;
+  contentType: 'application/octet-stream' | 'application/gzip';
+  /** Body length when known in advance (no compression). */
+  length: number | undefined;
+  plan: ChunkPlan;
+}
+
+export class ChunkServer {
+  readonly counters: ChunkServerCounters = { requests: 0, bytes: 0 };
+  readonly #store: Store;
+  readonly #slots: Semaphore;
+
+  /** `threads`: chunk answers produced at once, server-wide (Transfers.Threads); more wait. */
+  constructor(store: Store, threads: number) {
+    this.#store = store;
+    this.#slots = new Semaphore(threads);
+  }
+
+  /** Answers being produced now, and requests waiting for a slot. */
+  get load(): { running: number; queued: number; limit: number } {
+    return { running: this.#slots.running, queued: this.#slots.queued, limit: this.#slots.limit };
+  }
+
+  /** Waits for one of the server-wide slots; the caller releases it when its answer is finished. */
+  acquire(): Promise<() => void> {
+    return this.#slots.acquire();
+  }
+
+  /**
+   * Plans a chunk answer and builds its body stream. UnknownResource (404) when a needed instance is
+   * absent, before any byte is produced. The stream reads each range in turn from the store, and is
+   * gzipped as one member when `compression` is gzip.
+   */
+  async answer(req: ChunkRequest): Promise<ChunkAnswer> {
+    const sizes = new Map<string, number>();
+    for (const [id, info] of await this.#store.findInstances([...new Set(req.ids)])) sizes.set(id, info.size);
+    const plan = planChunkRead(req, sizes);
+    this.counters.requests++;
+    const raw = Readable.from(this.#read(plan.ranges), { objectMode: false, highWaterMark: 256 * 1024 });
+    if (req.compression === 'gzip') {
+      const gz = createGzipStream();
+      // A failed read must fail the answer (the connection is cut), not end it early as if complete.
+      raw.on('error', (e) => gz.destroy(e));
+      gz.on('close', () => raw.destroy());
+      return { stream: raw.pipe(gz), contentType: 'application/gzip', length: undefined, plan };
+    }
+    return { stream: raw, contentType: 'application/octet-stream', length: plan.total, plan };
+  }
+
+  async *#read(ranges: readonly ByteRange[]): AsyncGenerator<Buffer> {
+    for (const r of ranges) {
+      const s = await this.#store.readRange(r.ID, r.start, r.end);
+      try {
+        for await (const piece of s) {
+          this.counters.bytes += (piece as Buffer).length;
+          yield piece as Buffer;
+        }
+      } finally {
+        s.destroy();
+      }
+    }
+  }
+}

@@ -1,0 +1,582 @@
+// The push receiver (SPEC §3.6-§3.9, §9): push transactions, each with its own staging area, written
+// bucket by bucket in parallel (no global lock), kept on disk so that a restart resumes them, bounded
+// in number (LRU eviction of idle ones), expired when idle, and committed atomically through the store.
+import { randomUUID } from 'node:crypto';
+import { mkdir, open, readFile, readdir, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import type { Logger } from 'pino';
+import { XferError, isXferError } from '../errors.ts';
+import { bucketSize } from '../protocol/buckets.ts';
+import { ByteCounter } from '../protocol/compression.ts';
+import {
+  parsePushCreate,
+  sortUniqueInstances,
+  toWirePushCreate,
+  toWirePushHandle,
+  type PushCreateBody,
+  type JobHandle,
+} from '../protocol/wire.ts';
+import type { Store } from '../store/types.ts';
+import { fsyncDir, freeBytes } from '../util/fs.ts';
+import { StagingArea, fileError } from './staging.ts';
+
+/** Bytes always left free on the staging disk when a transaction is created. */
+export const STAGING_DISK_RESERVE = 64 * 1024 * 1024;
+
+const MANIFEST = 'manifest.json';
+const DONE_LOG = 'buckets.log';
+const MANIFEST_VERSION = 1;
+
+/** Cumulative figures of the receiver, for metrics (SPEC §16 and dicom-xfer's own). */
+export interface PushReceiverCounters {
+  /** Transactions created. */
+  created: number;
+  /** Transactions committed successfully. */
+  committed: number;
+  /** Commits that failed (nothing stored, transaction removed). */
+  failedCommits: number;
+  /** Transactions discarded by DELETE (the plugin counts these as "committed"). */
+  discarded: number;
+  /** Transactions evicted (least recently used) to make room for a new one. */
+  evicted: number;
+  /** Transactions removed after IdleTransactionTimeout without activity. */
+  expired: number;
+  /** Declared bytes of the transactions that reached commit (added when the commit starts). */
+  receivedBytes: number;
+  /** Sum over commits of (commit start - creation), in ms. */
+  receptionMs: number;
+  /** Sum of the durations of successful commits, in ms. */
+  commitMs: number;
+  /** Buckets written completely. */
+  buckets: number;
+  /** Uncompressed bucket bytes written into staging files. */
+  bucketBytes: number;
+  /** Request body bytes received by bucket PUTs (compressed when gzip). */
+  wireBytes: number;
+}
+
+/** What a transaction looks like from outside (for logs, a status route, tests). */
+export interface PushTransactionInfo {
+  id: string;
+  state: TxState;
+  compression: 'gzip' | 'none';
+  instances: number;
+  buckets: number;
+  bucketsDone: number;
+  totalSize: number;
+  createdAt: number;
+  lastActivity: number;
+  requestsInFlight: number;
+}
+
+export interface PushReceiverOptions {
+  store: Store;
+  /** Transactions held at once (Transfers.MaxPushTransactions); at least 1. */
+  maxTransactions: number;
+  /** Seconds without activity after which a transaction is dropped (0 = never). */
+  idleTimeoutSeconds: number;
+  logger?: Logger;
+}
+
+type TxState = 'creating' | 'open' | 'committing';
+
+/** The manifest of a transaction, as kept in its staging directory. */
+interface Manifest {
+  Version: number;
+  ID: string;
+  CreatedAt: number;
+  LastActivity: number;
+  Create: ReturnType<typeof toWirePushCreate>;
+}
+
+interface Transaction {
+  id: string;
+  dir: string;
+  body: PushCreateBody;
+  /** Sum of the declared instance sizes. */
+  total: number;
+  /** Payload size of each bucket. */
+  bucketTotals: number[];
+  area: StagingArea | undefined;
+  state: TxState;
+  createdAt: number;
+  lastActivity: number;
+  done: Set<number>;
+  /** Requests being served for this transaction (PUTs, the create itself). */
+  inFlight: number;
+  /** Settles when the in-flight PUTs have; the commit and the removal wait for them. */
+  ops: Set<Promise<unknown>>;
+  /** Aborted when the transaction is discarded while a PUT runs. */
+  abort: AbortController;
+  commit: Promise<void> | undefined;
+}
+
+/** Transaction IDs are lowercase UUIDs; the route accepts `[.0-9a-f-]+`, anything else is unknown. */
+const TX_ID = /^[.0-9a-f-]{1,64}$/;
+
+export class PushReceiver {
+  readonly counters: PushReceiverCounters = {
+    created: 0,
+    committed: 0,
+    failedCommits: 0,
+    discarded: 0,
+    evicted: 0,
+    expired: 0,
+    receivedBytes: 0,
+    receptionMs: 0,
+    commitMs: 0,
+    buckets: 0,
+    bucketBytes: 0,
+    wireBytes: 0,
+  };
+  readonly #store: Store;
+  readonly #root: string;
+  readonly #max: number;
+  readonly #idleMs: number;
+  readonly #log: Logger | undefined;
+  /** Held transactions, least recently used first (Map keeps insertion order; a touch re-inserts). */
+  readonly #txs = new Map<string, Transaction>();
+  /** Removals and other work running in the background, awaited by close(). */
+  readonly #background = new Set<Promise<unknown>>();
+  #timer: NodeJS.Timeout | undefined;
+  #closed = false;
+
+  private constructor(opts: PushReceiverOptions) {
+    this.#store = opts.store;
+    this.#root = join(opts.store.stagingRoot(), 'push');
+    this.#max = Math.max(1, Math.floor(opts.maxTransactions));
+    this.#idleMs = Math.max(0, opts.idleTimeoutSeconds) * 1000;
+    this.#log = opts.logger;
+  }
+
+  /**
+   * Opens the receiver: reloads the transactions found under `<stagingRoot>/push/` (removing the ones
+   * whose manifest or files are damaged, and the oldest beyond maxTransactions) and starts the expiry
+   * timer.
+   */
+  static async open(opts: PushReceiverOptions): Promise<PushReceiver> {
+    const r = new PushReceiver(opts);
+    await mkdir(r.#root, { recursive: true });
+    await r.#reload();
+    if (r.#idleMs > 0) {
+      const every = Math.min(60_000, Math.max(250, Math.floor(r.#idleMs / 4)));
+      r.#timer = setInterval(() => r.#expire(), every);
+      r.#timer.unref();
+    }
+    return r;
+  }
+
+  /** Directory holding the push transactions' staging areas. */
+  get root(): string {
+    return this.#root;
+  }
+
+  /** Transactions held now. */
+  get held(): number {
+    return this.#txs.size;
+  }
+
+  /** Transactions that can still be created without evicting one (the plugin's available_push_count). */
+  get available(): number {
+    return Math.max(0, this.#max - this.#txs.size);
+  }
+
+  /** The held transactions, least recently used first. */
+  list(): PushTransactionInfo[] {
+    return [...this.#txs.values()].map((t) => this.#info(t));
+  }
+
+  /** One transaction; UnknownResource when it is not held. */
+  info(id: string): PushTransactionInfo {
+    return this.#info(this.#get(id));
+  }
+
+  /** Indices of the buckets of a transaction written completely and flushed, sorted. UnknownResource. */
+  bucketsDone(id: string): number[] {
+    return [...this.#get(id).done].sort((a, b) => a - b);
+  }
+
+  // ---- create ----------------------------------------------------------------------------------
+
+  /**
+   * Creates a transaction from a create body (parsed JSON). BadFileFormat / ParameterOutOfRange for a
+   * bad body; 503 when every held transaction has a request in flight (nothing changes); FullStorage
+   * (507) when the declared total does not fit on the staging disk, counting what the other
+   * transactions may still write (nothing changes). Otherwise evicts the least recently used idle
+   * transaction if the receiver is full, allocates the sparse files, writes the manifest and answers
+   * `{ID, Path}`.
+   */
+  async create(body: unknown): Promise<JobHandle> {
+    this.#checkOpen();
+    const parsed = parsePushCreate(body);
+    const create: PushCreateBody = { ...parsed, Instances: sortUniqueInstances(parsed.Instances) };
+    let total = 0;
+    for (const i of create.Instances) total += i.Size;
+    this.#victim(); // 503 early, before the disk is even asked
+    const free = await freeBytes(this.#root);
+    const victim = this.#victim();
+    let reserved = STAGING_DISK_RESERVE;
+    for (const t of this.#txs.values()) if (t !== victim) reserved += this.#stillToWrite(t);
+    if (total > free - reserved) {
+      throw new XferError(
+        'FullStorage',
+        `the transfer declares ${total} bytes but the staging disk has room for ${Math.max(0, free - reserved)}`,
+      );
+    }
+    // From here on, synchronous until the new transaction is registered: the checks above still hold.
+    const evicted = victim ? this.#drop(victim, 'evicted') : undefined;
+    const id = randomUUID();
+    const now = Date.now();
+    const tx: Transaction = {
+      id,
+      dir: join(this.#root, id),
+      body: create,
+      total,
+      bucketTotals: create.Buckets.map(bucketSize),
+      area: undefined,
+      state: 'creating',
+      createdAt: now,
+      lastActivity: now,
+      done: new Set(),
+      inFlight: 1,
+      ops: new Set(),
+      abort: new AbortController(),
+      commit: undefined,
+    };
+    this.#txs.set(id, tx);
+    try {
+      // The victim had no request in flight, so its files go at once; its disk space is counted free.
+      await evicted;
+      tx.area = await StagingArea.create(tx.dir, create.Instances);
+      await this.#writeManifest(tx);
+    } catch (e) {
+      this.#txs.delete(id);
+      await rm(tx.dir, { recursive: true, force: true }).catch(() => undefined);
+      throw fileError(e, 'cannot create the push transaction');
+    } finally {
+      tx.inFlight--;
+    }
+    tx.state = 'open';
+    this.counters.created++;
+    this.#log?.info({ tx: id, instances: create.Instances.length, buckets: create.Buckets.length, bytes: total, evicted: victim?.id }, 'push transaction created');
+    return toWirePushHandle(id);
+  }
+
+  /** The transaction to evict to make room, undefined when there is room; 503 when all are busy. */
+  #victim(): Transaction | undefined {
+    if (this.#txs.size < this.#max) return undefined;
+    for (const t of this.#txs.values()) {
+      if (t.state === 'open' && t.inFlight === 0) return t;
+    }
+    throw new XferError(
+      'InternalError',
+      `all ${this.#max} push transactions are receiving data (Transfers.MaxPushTransactions); try again later`,
+      { httpStatus: 503 },
+    );
+  }
+
+  /** Declared bytes of the buckets not yet written (an upper bound of what it may still add to disk). */
+  #stillToWrite(t: Transaction): number {
+    let left = t.total;
+    for (const i of t.done) left -= t.bucketTotals[i] ?? 0;
+    return Math.max(0, left);
+  }
+
+  // ---- buckets ---------------------------------------------------------------------------------
+
+  /**
+   * Receives bucket `index` of a transaction from its request body, streamed. UnknownResource (404)
+   * for an unknown transaction; BadSequenceOfCalls (400) once its commit has started;
+   * ParameterOutOfRange (400) for an index outside the bucket list; UnknownResource / ParameterOutOfRange
+   * when the bucket names an undeclared instance or runs past one (checked before any byte is read);
+   * BadFileFormat (400) for corrupt gzip; NetworkProtocol (500) when the payload length differs from
+   * the bucket total. Buckets may come in any order, several at once, and more than once. Once the data
+   * is on disk the bucket is recorded as done in the transaction's log.
+   */
+  async putBucket(id: string, index: number, body: AsyncIterable<Buffer> | Readable): Promise<void> {
+    this.#checkOpen();
+    const tx = this.#get(id);
+    if (tx.state !== 'open') {
+      throw new XferError('BadSequenceOfCalls', `push transaction ${id} is being ${tx.state === 'committing' ? 'committed' : 'created'}`);
+    }
+    const bucket = Number.isSafeInteger(index) && index >= 0 ? tx.body.Buckets[index] : undefined;
+    if (!bucket) {
+      throw new XferError('ParameterOutOfRange', `bucket ${index} of a transaction with ${tx.body.Buckets.length} buckets`);
+    }
+    const area = tx.area as StagingArea;
+    area.checkBucket(bucket);
+    this.#touch(tx);
+    tx.inFlight++;
+    const counter = new ByteCounter((n) => {
+      this.counters.wireBytes += n;
+    });
+    const work = (async () => {
+      const bytes = await area.writeBucket(bucket, body, {
+        gunzip: tx.body.Compression === 'gzip',
+        signal: tx.abort.signal,
+        before: [counter],
+      });
+      if (tx.abort.signal.aborted) throw new XferError('UnknownResource', `push transaction ${id} was discarded`);
+      const at = Date.now();
+      await this.#logDone(tx, index, at);
+      tx.done.add(index);
+      this.counters.buckets++;
+      this.counters.bucketBytes += bytes;
+    })();
+    tx.ops.add(work);
+    try {
+      await work;
+    } finally {
+      tx.ops.delete(work);
+      tx.inFlight--;
+      tx.lastActivity = Date.now();
+      if (this.#txs.get(id) === tx) this.#touch(tx);
+    }
+  }
+
+  async #logDone(tx: Transaction, index: number, at: number): Promise<void> {
+    const fh = await open(join(tx.dir, DONE_LOG), 'a');
+    try {
+      await fh.write(`${JSON.stringify({ Bucket: index, At: at })}\n`);
+      await fh.datasync();
+    } catch (e) {
+      throw fileError(e, 'cannot record a received bucket');
+    } finally {
+      await fh.close();
+    }
+  }
+
+  // ---- commit and discard ----------------------------------------------------------------------
+
+  /**
+   * Commits a transaction: waits for its PUTs still running, then has the store check every MD5 and
+   * adopt every instance at once, or none. The transaction and its staging are gone afterwards in both
+   * cases. UnknownResource (404) for an unknown transaction; CorruptedFile (500) naming the refused
+   * instances when the commit fails, nothing of the transfer being visible. A second commit of a
+   * transaction being committed (a retry) waits for the same outcome.
+   */
+  async commit(id: string): Promise<void> {
+    this.#checkOpen();
+    const tx = this.#get(id);
+    if (tx.state === 'creating') throw new XferError('BadSequenceOfCalls', `push transaction ${id} is being created`);
+    tx.commit ??= this.#commit(tx);
+    return tx.commit;
+  }
+
+  async #commit(tx: Transaction): Promise<void> {
+    tx.state = 'committing';
+    tx.inFlight++;
+    const done = (async () => {
+      await Promise.allSettled([...tx.ops]);
+      const start = Date.now();
+      const area = tx.area as StagingArea;
+      this.counters.receivedBytes += area.totalSize;
+      this.counters.receptionMs += start - tx.createdAt;
+      try {
+        const result = await this.#store.commitStaged(area.staged());
+        this.counters.committed++;
+        this.counters.commitMs += Date.now() - start;
+        this.#log?.info(
+          { tx: tx.id, stored: result.stored.length, alreadyStored: result.alreadyStored.length, ms: Date.now() - start },
+          'push transaction committed',
+        );
+      } catch (e) {
+        this.counters.failedCommits++;
+        const err = isXferError(e, 'CorruptedFile')
+          ? e
+          : new XferError('CorruptedFile', `commit of push transaction ${tx.id} failed, nothing stored: ${isXferError(e) ? (e.details ?? e.message) : String(e)}`, { cause: e });
+        this.#log?.warn({ tx: tx.id, details: err.details }, 'push transaction commit failed; transaction removed');
+        throw err;
+      } finally {
+        tx.inFlight--;
+        if (this.#txs.get(tx.id) === tx) this.#txs.delete(tx.id);
+        await area.remove();
+      }
+    })();
+    this.#track(done);
+    return done;
+  }
+
+  /**
+   * Discards a transaction and its staging (DELETE). UnknownResource (404) when unknown;
+   * BadSequenceOfCalls (400) while it is being committed. PUTs still running are told to stop; the
+   * staging is removed once they have.
+   */
+  async discard(id: string): Promise<void> {
+    this.#checkOpen();
+    const tx = this.#get(id);
+    if (tx.state === 'committing') throw new XferError('BadSequenceOfCalls', `push transaction ${id} is being committed`);
+    const busy = tx.ops.size > 0;
+    const removed = this.#drop(tx, 'discarded');
+    // Without a PUT running the files go before the answer; a stalled PUT must not hold the DELETE.
+    if (!busy) await removed;
+  }
+
+  /**
+   * Forgets a transaction now and removes its staging once its running requests have stopped; the
+   * promise settles (never rejects) when the staging is gone.
+   */
+  #drop(tx: Transaction, why: 'discarded' | 'evicted' | 'expired'): Promise<void> {
+    this.#txs.delete(tx.id);
+    this.counters[why]++;
+    tx.abort.abort();
+    this.#log?.info({ tx: tx.id, why, bucketsDone: tx.done.size, buckets: tx.body.Buckets.length }, `push transaction ${why}`);
+    const removal = (async () => {
+      await Promise.allSettled([...tx.ops]);
+      await rm(tx.dir, { recursive: true, force: true, maxRetries: 2 }).catch(() => undefined);
+    })();
+    this.#track(removal);
+    return removal;
+  }
+
+  /** Drops the transactions idle for longer than the timeout, never one with a request in flight. */
+  #expire(): void {
+    if (this.#closed || this.#idleMs <= 0) return;
+    const now = Date.now();
+    for (const t of [...this.#txs.values()]) {
+      if (t.state === 'open' && t.inFlight === 0 && now - t.lastActivity > this.#idleMs) void this.#drop(t, 'expired');
+    }
+  }
+
+  /** Stops the expiry timer and waits for the work in flight (commits, removals). Idempotent. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = undefined;
+    for (let i = 0; i < 100 && this.#background.size > 0; i++) await Promise.allSettled([...this.#background]);
+    const puts = [...this.#txs.values()].flatMap((t) => [...t.ops]);
+    await Promise.allSettled(puts);
+  }
+
+  // ---- persistence -----------------------------------------------------------------------------
+
+  async #writeManifest(tx: Transaction): Promise<void> {
+    const manifest: Manifest = {
+      Version: MANIFEST_VERSION,
+      ID: tx.id,
+      CreatedAt: tx.createdAt,
+      LastActivity: tx.lastActivity,
+      Create: toWirePushCreate(tx.body),
+    };
+    const tmp = join(tx.dir, `${MANIFEST}.tmp`);
+    const fh = await open(tmp, 'w');
+    try {
+      await fh.writeFile(JSON.stringify(manifest));
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, join(tx.dir, MANIFEST));
+    await fsyncDir(tx.dir);
+  }
+
+  async #reload(): Promise<void> {
+    const names = await readdir(this.#root).catch(() => [] as string[]);
+    const loaded: Transaction[] = [];
+    for (const name of names) {
+      const dir = join(this.#root, name);
+      try {
+        loaded.push(await this.#load(name, dir));
+      } catch (e) {
+        this.#log?.warn({ dir, err: isXferError(e) ? e.details : String(e) }, 'removing an unusable push transaction left by a previous run');
+        await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+      }
+    }
+    loaded.sort((a, b) => a.lastActivity - b.lastActivity);
+    for (const t of loaded) this.#txs.set(t.id, t);
+    while (this.#txs.size > this.#max) {
+      const oldest = this.#txs.values().next().value as Transaction;
+      await this.#drop(oldest, 'evicted');
+    }
+    if (loaded.length > 0) this.#log?.info({ transactions: this.#txs.size }, 'push transactions resumed from disk');
+  }
+
+  async #load(name: string, dir: string): Promise<Transaction> {
+    if (!TX_ID.test(name)) throw new XferError('BadFileFormat', 'not a transaction directory');
+    let manifest: Manifest;
+    try {
+      manifest = JSON.parse(await readFile(join(dir, MANIFEST), 'utf8')) as Manifest;
+    } catch (e) {
+      throw new XferError('BadFileFormat', `no readable manifest: ${(e as Error).message}`);
+    }
+    if (manifest.Version !== MANIFEST_VERSION || manifest.ID !== name) throw new XferError('BadFileFormat', 'manifest of another version or transaction');
+    if (!Number.isSafeInteger(manifest.CreatedAt) || !Number.isSafeInteger(manifest.LastActivity)) {
+      throw new XferError('BadFileFormat', 'manifest without its times');
+    }
+    const body = parsePushCreate(manifest.Create);
+    const area = await StagingArea.open(dir, body.Instances);
+    const done = new Set<number>();
+    let last = manifest.LastActivity;
+    const log = await readFile(join(dir, DONE_LOG), 'utf8').catch(() => '');
+    for (const line of log.split('\n')) {
+      // A line torn by a crash is ignored: that bucket will simply be sent again.
+      let entry: { Bucket?: unknown; At?: unknown };
+      try {
+        entry = JSON.parse(line) as typeof entry;
+      } catch {
+        continue;
+      }
+      if (Number.isSafeInteger(entry.Bucket) && (entry.Bucket as number) >= 0 && (entry.Bucket as number) < body.Buckets.length) {
+        done.add(entry.Bucket as number);
+      }
+      if (Number.isSafeInteger(entry.At)) last = Math.max(last, entry.At as number);
+    }
+    return {
+      id: name,
+      dir,
+      body: { ...body, Instances: area.instances },
+      total: area.totalSize,
+      bucketTotals: body.Buckets.map(bucketSize),
+      area,
+      state: 'open',
+      createdAt: manifest.CreatedAt,
+      lastActivity: last,
+      done,
+      inFlight: 0,
+      ops: new Set(),
+      abort: new AbortController(),
+      commit: undefined,
+    };
+  }
+
+  // ---- helpers ---------------------------------------------------------------------------------
+
+  #get(id: string): Transaction {
+    const tx = TX_ID.test(id) ? this.#txs.get(id) : undefined;
+    if (!tx) throw new XferError('UnknownResource', `no push transaction ${id}`);
+    return tx;
+  }
+
+  /** Marks a transaction most recently used. */
+  #touch(tx: Transaction): void {
+    tx.lastActivity = Date.now();
+    this.#txs.delete(tx.id);
+    this.#txs.set(tx.id, tx);
+  }
+
+  #track(p: Promise<unknown>): void {
+    const quiet = p.catch(() => undefined);
+    this.#background.add(quiet);
+    void quiet.finally(() => this.#background.delete(quiet));
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw new XferError('InternalError', 'the push receiver is stopping', { httpStatus: 503 });
+  }
+
+  #info(t: Transaction): PushTransactionInfo {
+    return {
+      id: t.id,
+      state: t.state,
+      compression: t.body.Compression,
+      instances: t.body.Instances.length,
+      buckets: t.body.Buckets.length,
+      bucketsDone: t.done.size,
+      totalSize: t.total,
+      createdAt: t.createdAt,
+      lastActivity: t.lastActivity,
+      requestsInFlight: t.inFlight,
+    };
+  }
+}

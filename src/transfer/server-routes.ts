@@ -1,0 +1,166 @@
+// The server side of the transfers protocol as a node module: /transfers/lookup, /transfers/chunks/...
+// (data source in pull mode) and the four push-receiver routes, each answering 405 + Allow for other
+// methods, with Orthanc's error JSON for every failure.
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { XferError } from '../errors.ts';
+import { parseChunkIds, parseChunkQuery } from '../protocol/chunk-url.ts';
+import { parseLookupRequest, toWireLookupAnswer } from '../protocol/wire.ts';
+import type { NodeModule } from '../server/app.ts';
+import { readJson, route, sendJson, withIdleTimeout } from '../server/http.ts';
+import { ChunkServer } from './chunk-server.ts';
+import { lookupInstances } from './lookup.ts';
+import { PushReceiver } from './receiver.ts';
+
+/** The parts of a node's transfers server that other modules may use (status routes, metrics). */
+export interface TransfersServer {
+  receiver: PushReceiver;
+  chunks: ChunkServer;
+}
+
+const servers = new WeakMap<FastifyInstance, TransfersServer>();
+
+/** The transfers server registered on `app` by transfersServerModule, if any. */
+export function transfersServerOf(app: FastifyInstance): TransfersServer | undefined {
+  return servers.get(app);
+}
+
+/** Largest JSON body accepted by the lookup and create routes (a create lists every instance). */
+const MAX_JSON_BODY = 256 * 1024 * 1024;
+
+/** Route parameters as Orthanc's route regexes accept them; anything else does not match (404). */
+const TX_PARAM = /^[.0-9a-f-]+$/;
+const INDEX_PARAM = /^[0-9]+$/;
+
+function param(req: FastifyRequest, name: string): string {
+  const v = (req.params as Record<string, string | undefined>)[name];
+  return v ?? '';
+}
+
+function txParam(req: FastifyRequest): string {
+  const tx = param(req, 'tx');
+  if (!TX_PARAM.test(tx)) throw new XferError('UnknownResource', `no push transaction ${tx}`);
+  return tx;
+}
+
+/** The raw query string of a request (after '?'), as sent. */
+function rawQuery(req: FastifyRequest): string {
+  const url = req.raw.url ?? '';
+  const q = url.indexOf('?');
+  return q < 0 ? '' : url.slice(q + 1);
+}
+
+/**
+ * Registers the transfers routes on a node. Reloads the push transactions kept on disk by an earlier
+ * run; the closer stops the expiry timer and waits for commits and removals in progress.
+ */
+export const transfersServerModule: NodeModule = async (app, ctx, routes) => {
+  const { config, store, logger } = ctx;
+  const log = logger.child({ module: 'transfers-server' });
+  const receiver = await PushReceiver.open({
+    store,
+    maxTransactions: config.Transfers.MaxPushTransactions,
+    idleTimeoutSeconds: config.Transfers.IdleTransactionTimeout,
+    logger: log,
+  });
+  const chunks = new ChunkServer(store, config.Transfers.Threads);
+  servers.set(app, { receiver, chunks });
+  const idleMs = ctx.httpTimeoutSeconds * 1000;
+
+  route(
+    app,
+    '/transfers/lookup',
+    {
+      POST: async (req, reply) => {
+        const resources = parseLookupRequest(await readJson(req, MAX_JSON_BODY));
+        const instances = await lookupInstances(store, resources);
+        return sendJson(reply, toWireLookupAnswer(instances, ctx.originator));
+      },
+    },
+    routes,
+  );
+
+  route(
+    app,
+    '/transfers/chunks/:ids',
+    {
+      GET: async (req: FastifyRequest, reply: FastifyReply) => {
+        const ids = parseChunkIds(param(req, 'ids'));
+        const query = parseChunkQuery(rawQuery(req));
+        const release = await chunks.acquire();
+        let handedOver = false;
+        try {
+          const answer = await chunks.answer({ ids, ...query });
+          // The slot is held until the answer is fully sent or the client went away.
+          reply.raw.once('close', release);
+          handedOver = true;
+          reply.code(200).header('Content-Type', answer.contentType);
+          if (answer.length !== undefined) reply.header('Content-Length', String(answer.length));
+          return reply.send(answer.stream);
+        } finally {
+          if (!handedOver) release();
+        }
+      },
+    },
+    routes,
+  );
+
+  route(
+    app,
+    '/transfers/push',
+    {
+      POST: async (req, reply) => {
+        const body = await readJson(req, MAX_JSON_BODY);
+        return sendJson(reply, await receiver.create(body));
+      },
+    },
+    routes,
+  );
+
+  route(
+    app,
+    '/transfers/push/:tx',
+    {
+      DELETE: async (req, reply) => {
+        await receiver.discard(txParam(req));
+        return sendJson(reply, {});
+      },
+    },
+    routes,
+  );
+
+  route(
+    app,
+    '/transfers/push/:tx/:index',
+    {
+      PUT: async (req, reply) => {
+        const tx = txParam(req);
+        const indexText = param(req, 'index');
+        if (!INDEX_PARAM.test(indexText)) throw new XferError('UnknownResource', `no route for PUT ${req.url.split('?')[0]}`);
+        // Digits beyond 2^53 become an index that is simply out of range.
+        const index = indexText.length > 15 ? Number.MAX_SAFE_INTEGER : Number(indexText);
+        await receiver.putBucket(tx, index, withIdleTimeout(req, idleMs));
+        return sendJson(reply, {});
+      },
+    },
+    routes,
+  );
+
+  route(
+    app,
+    '/transfers/push/:tx/commit',
+    {
+      POST: async (req, reply) => {
+        // The body is ignored (an Orthanc sender posts none, without Content-Type); drain what came.
+        req.raw.resume();
+        await receiver.commit(txParam(req));
+        return sendJson(reply, {});
+      },
+    },
+    routes,
+  );
+
+  return async () => {
+    servers.delete(app);
+    await receiver.close();
+  };
+};

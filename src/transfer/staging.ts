@@ -1,0 +1,224 @@
+// The staging area of one incoming transfer: a directory with one pre-sized (sparse) file per declared
+// instance, filled positionally by bucket payloads as they stream in, then handed to the store's atomic
+// commit. Used by the push receiver; a pull download can use it the same way.
+import type { FileHandle } from 'node:fs/promises';
+import { mkdir, open, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { XferError, isXferError } from '../errors.ts';
+import { bucketSize, payloadLayout } from '../protocol/buckets.ts';
+import { createGunzipStream, createLengthCheck } from '../protocol/compression.ts';
+import { sortUniqueInstances, type Bucket, type InstanceInfo } from '../protocol/wire.ts';
+import type { StagedInstance } from '../store/types.ts';
+
+/** Name of an instance's file inside a staging directory (IDs are lowercase hex and dashes only). */
+export function stagedFileName(id: string): string {
+  return `${id}.dcm`;
+}
+
+export interface WriteBucketOptions {
+  /** The payload is one gzip member to inflate first (a gzip transaction). */
+  gunzip?: boolean;
+  /** Aborting stops the write between two pieces of the payload (the transfer was discarded). */
+  signal?: AbortSignal;
+  /** Streams inserted before the inflater, e.g. a counter of the bytes on the wire. */
+  before?: Transform[];
+}
+
+/**
+ * Turns a failure of the file system into our error table: a full disk is FullStorage (507), anything
+ * else CannotWriteFile (500). XferErrors pass unchanged.
+ */
+export function fileError(e: unknown, what: string): XferError {
+  if (isXferError(e)) return e;
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  if (code === 'ENOSPC' || code === 'EDQUOT' || code === 'EFBIG') {
+    return new XferError('FullStorage', `${what}: ${(e as Error).message}`, { cause: e });
+  }
+  return new XferError('CannotWriteFile', `${what}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+}
+
+export class StagingArea {
+  /** The directory holding the instance files. */
+  readonly dir: string;
+  readonly #instances: Map<string, InstanceInfo>;
+  readonly #total: number;
+
+  private constructor(dir: string, instances: readonly InstanceInfo[]) {
+    this.dir = dir;
+    this.#instances = new Map(sortUniqueInstances(instances).map((i) => [i.ID, i]));
+    let total = 0;
+    for (const i of this.#instances.values()) total += i.Size;
+    this.#total = total;
+  }
+
+  /**
+   * Creates `dir` (and its parents) with one file per instance, each extended to its declared size
+   * without writing data (sparse). Duplicated IDs collapse, the last declaration winning. On failure
+   * the directory is removed and FullStorage / CannotWriteFile is thrown.
+   */
+  static async create(dir: string, instances: readonly InstanceInfo[]): Promise<StagingArea> {
+    const area = new StagingArea(dir, instances);
+    try {
+      await mkdir(dir, { recursive: true });
+      for (const i of area.#instances.values()) {
+        const fh = await open(area.pathOf(i.ID), 'w');
+        try {
+          await fh.truncate(i.Size);
+        } finally {
+          await fh.close();
+        }
+      }
+    } catch (e) {
+      await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+      throw fileError(e, 'cannot create the staging files');
+    }
+    return area;
+  }
+
+  /**
+   * Reopens a staging area created earlier (after a restart). InexistentFile when an instance's file
+   * is missing or no longer has its declared size (e.g. a commit adopted it before the crash).
+   */
+  static async open(dir: string, instances: readonly InstanceInfo[]): Promise<StagingArea> {
+    const area = new StagingArea(dir, instances);
+    for (const i of area.#instances.values()) {
+      const st = await stat(area.pathOf(i.ID)).catch(() => undefined);
+      if (!st || !st.isFile() || st.size !== i.Size) {
+        throw new XferError('InexistentFile', `staged file of instance ${i.ID} is missing or has the wrong size`);
+      }
+    }
+    return area;
+  }
+
+  /** Sum of the declared sizes of the (distinct) instances. */
+  get totalSize(): number {
+    return this.#total;
+  }
+
+  /** The declared instances, sorted by ID. */
+  get instances(): InstanceInfo[] {
+    return [...this.#instances.values()];
+  }
+
+  has(id: string): boolean {
+    return this.#instances.has(id);
+  }
+
+  pathOf(id: string): string {
+    return join(this.dir, stagedFileName(id));
+  }
+
+  /**
+   * Checks that a bucket fits the declared instances, before any byte of it is read: UnknownResource
+   * (404) for an undeclared instance, ParameterOutOfRange (400) for a chunk that runs past its
+   * instance's declared size.
+   */
+  checkBucket(bucket: Bucket): void {
+    for (const c of bucket) {
+      const inst = this.#instances.get(c.ID);
+      if (!inst) throw new XferError('UnknownResource', `instance ${c.ID} is not part of this transfer`);
+      if (c.Offset + c.Size > inst.Size) {
+        throw new XferError(
+          'ParameterOutOfRange',
+          `chunk [${c.Offset}, ${c.Offset + c.Size}) is outside instance ${c.ID} (${inst.Size} bytes)`,
+        );
+      }
+    }
+  }
+
+  /**
+   * Streams one bucket payload into the instance files: each piece is written at its place as it
+   * arrives (nothing holds the whole bucket), the payload length must equal the bucket total
+   * (NetworkProtocol "WriteUncompressedBucket: got != expected" otherwise, as soon as it runs over),
+   * and the touched files are flushed to disk before this resolves. A payload cut short leaves its
+   * bytes written, which is harmless: the bucket is simply not complete and will be sent again.
+   * Resolves with the number of payload bytes written.
+   */
+  async writeBucket(bucket: Bucket, payload: AsyncIterable<Buffer> | Readable, opts: WriteBucketOptions = {}): Promise<number> {
+    this.checkBucket(bucket);
+    const total = bucketSize(bucket);
+    const layout = payloadLayout(bucket).filter((c) => c.Size > 0);
+    const handles = new Map<string, FileHandle>();
+    const signal = opts.signal;
+    let written = 0;
+    const handleOf = async (id: string): Promise<FileHandle> => {
+      let fh = handles.get(id);
+      if (!fh) {
+        fh = await open(this.pathOf(id), 'r+');
+        handles.set(id, fh);
+      }
+      return fh;
+    };
+    const sink = async (source: AsyncIterable<Buffer>): Promise<void> => {
+      let k = 0; // current chunk of the layout
+      for await (const piece of source) {
+        if (signal?.aborted) throw new XferError('UnknownResource', 'the transfer was discarded while this bucket arrived');
+        let at = 0;
+        while (at < piece.length) {
+          const c = layout[k];
+          // The length check upstream refuses extra bytes before they get here.
+          if (!c) throw new XferError('NetworkProtocol', `WriteUncompressedBucket: at least ${written + piece.length - at} != ${total}`);
+          const inChunk = written - c.payloadOffset;
+          const n = Math.min(piece.length - at, c.Size - inChunk);
+          const fh = await handleOf(c.ID);
+          await writeFully(fh, piece.subarray(at, at + n), c.Offset + inChunk);
+          at += n;
+          written += n;
+          if (written - c.payloadOffset >= c.Size) k++;
+        }
+      }
+    };
+    try {
+      const stages: (Transform | ((s: AsyncIterable<Buffer>) => Promise<void>))[] = [...(opts.before ?? [])];
+      if (opts.gunzip) stages.push(createGunzipStream());
+      stages.push(createLengthCheck(total));
+      stages.push(sink);
+      // pipeline's typings cannot express a variable list of stages.
+      await (pipeline as unknown as (...args: unknown[]) => Promise<void>)(payload, ...stages);
+      for (const fh of handles.values()) await fh.datasync();
+    } catch (e) {
+      if ((e as Error | undefined)?.name === 'AbortError') {
+        throw new XferError('UnknownResource', 'the transfer was discarded while this bucket arrived', { cause: e });
+      }
+      throw fileError(e, 'cannot write a bucket into the staging files');
+    } finally {
+      for (const fh of handles.values()) await fh.close().catch(() => undefined);
+    }
+    return written;
+  }
+
+  /** Writes `data` at `offset` of an instance's file (ParameterOutOfRange past its declared size). */
+  async writeAt(id: string, offset: number, data: Uint8Array): Promise<void> {
+    this.checkBucket([{ ID: id, Offset: offset, Size: data.byteLength }]);
+    const fh = await open(this.pathOf(id), 'r+');
+    try {
+      await writeFully(fh, data, offset);
+    } catch (e) {
+      throw fileError(e, `cannot write into the staged file of ${id}`);
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /** The instances as the store's commitStaged wants them. */
+  staged(): StagedInstance[] {
+    return this.instances.map((i) => ({ id: i.ID, path: this.pathOf(i.ID), size: i.Size, md5: i.MD5 }));
+  }
+
+  /** Deletes the directory and everything in it (what a commit did not adopt). Never throws. */
+  async remove(): Promise<void> {
+    await rm(this.dir, { recursive: true, force: true, maxRetries: 2 }).catch(() => undefined);
+  }
+}
+
+async function writeFully(fh: FileHandle, data: Uint8Array, position: number): Promise<void> {
+  let done = 0;
+  // A regular file takes the whole write at once; the loop only guards against short writes.
+  for (let guard = 0; done < data.byteLength && guard < 1_000_000; guard++) {
+    const { bytesWritten } = await fh.write(data, done, data.byteLength - done, position + done);
+    if (bytesWritten <= 0) throw new XferError('CannotWriteFile', 'short write into a staged file');
+    done += bytesWritten;
+  }
+}

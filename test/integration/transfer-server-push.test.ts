@@ -1,0 +1,532 @@
+// The push receiver on real node processes: the captured push of an Orthanc sender replayed, buckets in
+// any order and twice, every error answer, an atomic commit that stores all or nothing, LRU eviction and
+// the 503 when every transaction is busy, the free-disk check, a restart between PUTs, idle expiry, and
+// PUTs of several transactions (and of one) processed at the same time.
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { readFile, readdir, rm, stat } from 'node:fs/promises';
+import { request as httpRequest, type ClientRequest } from 'node:http';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { orthancIds } from '../../src/dicom/ids.ts';
+import { parseDicomHeader } from '../../src/dicom/parse.ts';
+import { scheduleBuckets } from '../../src/protocol/buckets.ts';
+import { gzipBuffer } from '../../src/protocol/compression.ts';
+import { toWirePushCreate, type Bucket, type Compression, type InstanceInfo } from '../../src/protocol/wire.ts';
+import { startXferNode, type XferNode } from '../helpers/node.ts';
+import { waitFor } from '../helpers/ports.ts';
+
+const DATA = '/work/shared/testdata/real-dicom';
+const CAPTURES = '/work/shared/protocol/captures';
+const md5 = (b: Uint8Array) => createHash('md5').update(b).digest('hex');
+
+interface Answer {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
+}
+
+function collect(req: ClientRequest): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    req.on('response', (res) => {
+      const parts: Buffer[] = [];
+      res.on('data', (d: Buffer) => parts.push(d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(parts) }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+  });
+}
+
+/** One request, the path sent exactly as written. */
+function raw(node: XferNode, method: string, path: string, body?: Buffer | string, headers: Record<string, string> = {}): Promise<Answer> {
+  const req = httpRequest({ host: '127.0.0.1', port: node.port, method, path, headers, agent: false });
+  const answer = collect(req);
+  req.end(body);
+  return answer;
+}
+
+/**
+ * A PUT whose body is sent in two steps: the headers and `first` now, the rest when `finish` is called.
+ * Lets a test hold a request in flight on the server.
+ */
+function slowPut(node: XferNode, path: string, first: Buffer, rest: Buffer) {
+  const req = httpRequest({
+    host: '127.0.0.1',
+    port: node.port,
+    method: 'PUT',
+    path,
+    agent: false,
+    headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': String(first.length + rest.length) },
+  });
+  const answer = collect(req);
+  req.write(first);
+  return {
+    answer,
+    finish(): Promise<Answer> {
+      req.end(rest);
+      return answer;
+    },
+  };
+}
+
+function json(a: Answer): Record<string, unknown> {
+  return JSON.parse(a.body.toString('utf8')) as Record<string, unknown>;
+}
+
+/** Fails if `p` has not settled within `ms`: a bound on a wait, not a timing assertion. */
+async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const limit = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not happen within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([p, limit]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+interface TestInstance extends InstanceInfo {
+  data: Buffer;
+}
+
+async function loadInstances(folder: string, count: number): Promise<TestInstance[]> {
+  const dir = join(DATA, folder);
+  const names = (await readdir(dir)).filter((n) => n.endsWith('.dcm')).sort().slice(0, count);
+  const out: TestInstance[] = [];
+  for (const n of names) {
+    const data = await readFile(join(dir, n));
+    out.push({ ID: orthancIds(parseDicomHeader(data)).instance, Size: data.length, MD5: md5(data), data });
+  }
+  return out.sort((a, b) => (a.ID < b.ID ? -1 : 1));
+}
+
+function payload(instances: readonly TestInstance[], bucket: Bucket): Buffer {
+  const byId = new Map(instances.map((i) => [i.ID, i.data]));
+  return Buffer.concat(bucket.map((c) => (byId.get(c.ID) as Buffer).subarray(c.Offset, c.Offset + c.Size)));
+}
+
+function createBody(instances: readonly TestInstance[], buckets: Bucket[], compression: Compression): string {
+  return JSON.stringify(toWirePushCreate({ Instances: instances.map(({ ID, Size, MD5 }) => ({ ID, Size, MD5 })), Buckets: buckets, Compression: compression }));
+}
+
+async function create(node: XferNode, body: string): Promise<{ ID: string; Path: string }> {
+  const r = await raw(node, 'POST', '/transfers/push', body, { 'Content-Type': 'application/json' });
+  assert.equal(r.status, 200, r.body.toString());
+  return json(r) as { ID: string; Path: string };
+}
+
+function pushDir(node: XferNode, tx?: string): string {
+  return tx ? join(node.dataDir, 'staging', 'push', tx) : join(node.dataDir, 'staging', 'push');
+}
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** Waits until the staged file of `id` in `tx` starts with `bytes`: the server is writing that PUT. */
+async function waitStaged(node: XferNode, tx: string, id: string, at: number, bytes: Buffer): Promise<void> {
+  await waitFor(
+    `the first bytes of a bucket of ${tx} on disk`,
+    async () => {
+      const f = await readFile(join(pushDir(node, tx), `${id}.dcm`));
+      return f.subarray(at, at + bytes.length).equals(bytes);
+    },
+    20_000,
+    20,
+  );
+}
+
+async function instanceMd5(node: XferNode, id: string): Promise<Answer> {
+  return raw(node, 'GET', `/instances/${id}/attachments/dicom/md5`);
+}
+
+describe('transfers server: push receiver', () => {
+  let node: XferNode;
+  let knee: TestInstance[];
+  let brainix: TestInstance[];
+
+  before(async () => {
+    node = await startXferNode({ config: { HttpTimeout: 60, Transfers: { MaxPushTransactions: 4 } } });
+    knee = await loadInstances('Knee/T1', 30);
+    brainix = await loadInstances('Brainix/Flair', 10);
+  });
+  after(async () => {
+    await node?.stop();
+  });
+
+  test('accepts the captured push of an Orthanc sender and stores the 50 instances', async () => {
+    const createBytes = await readFile(join(CAPTURES, '18143-0003-POST-req.bin'));
+    const declared = JSON.parse(createBytes.toString('utf8')) as { Buckets: unknown[][]; Compression: string; Instances: { ID: string; MD5: string; Size: string }[] };
+    assert.equal(declared.Buckets.length, 1);
+    assert.equal(declared.Compression, 'gzip');
+    const r = await raw(node, 'POST', '//transfers/push', createBytes, { 'Content-Type': 'application/json', 'sender-transfer-id': 'replay' });
+    assert.equal(r.status, 200, r.body.toString());
+    const handle = json(r) as { ID: string; Path: string };
+    assert.match(handle.ID, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    assert.equal(handle.Path, `/transfers/push/${handle.ID}`);
+    assert.ok(await exists(pushDir(node, handle.ID)));
+
+    const bucket = await readFile(join(CAPTURES, '18143-0004-PUT-req.bin'));
+    const put = await raw(node, 'PUT', `/${handle.Path}/0`, bucket, { 'Content-Type': 'application/octet-stream', 'sender-transfer-id': 'replay' });
+    assert.equal(put.status, 200, put.body.toString());
+    assert.deepEqual(json(put), {});
+
+    // The commit as an Orthanc sender posts it: empty body, a form Content-Type or none.
+    const commit = await raw(node, 'POST', `/${handle.Path}/commit`, '', { 'Content-Type': 'application/x-www-form-urlencoded' });
+    assert.equal(commit.status, 200, commit.body.toString());
+    assert.deepEqual(json(commit), {});
+    for (const i of declared.Instances) {
+      const m = await instanceMd5(node, i.ID);
+      assert.equal(m.status, 200, i.ID);
+      assert.equal(m.body.toString().trim(), i.MD5);
+    }
+    const stats = json(await raw(node, 'GET', '/statistics'));
+    assert.equal(stats.CountInstances, 50);
+    assert.equal(stats.TotalDiskSize, String(declared.Instances.reduce((s, i) => s + Number(i.Size), 0)));
+    // The transaction is gone, its staging too.
+    assert.equal((await raw(node, 'POST', `${handle.Path}/commit`)).status, 404);
+    assert.equal(await exists(pushDir(node, handle.ID)), false);
+  });
+
+  test('takes buckets in any order and more than once, and commits', async () => {
+    // 64 KB buckets split these ~130-170 KB files; the small group threshold mixes whole and partial.
+    const instances = brainix.slice(0, 4);
+    const buckets = scheduleBuckets(instances, { bucketSize: 64 * 1024 });
+    assert.ok(buckets.length >= 8, `${buckets.length} buckets`);
+    const { Path } = await create(node, createBody(instances, buckets, 'none'));
+    const order = buckets.map((_, i) => i).reverse();
+    for (const i of [...order, 0, 3]) {
+      const r = await raw(node, 'PUT', `${Path}/${i}`, payload(instances, buckets[i] as Bucket));
+      assert.equal(r.status, 200, `bucket ${i}: ${r.body.toString()}`);
+    }
+    const c = await raw(node, 'POST', `${Path}/commit`);
+    assert.equal(c.status, 200, c.body.toString());
+    for (const i of instances) assert.equal((await instanceMd5(node, i.ID)).body.toString().trim(), i.MD5);
+  });
+
+  test('answers a wrong size with 500 NetworkProtocol, a bad index with 400, corrupt gzip with 400', async () => {
+    const [a] = knee as [TestInstance];
+    const half = Math.floor(a.Size / 2);
+    const buckets: Bucket[] = [
+      [{ ID: a.ID, Offset: 0, Size: half }],
+      [{ ID: a.ID, Offset: half, Size: a.Size - half }],
+    ];
+    const { ID, Path } = await create(node, createBody([a], buckets, 'none'));
+    const wrong = await raw(node, 'PUT', `${Path}/0`, 'xyz', { 'Content-Type': 'application/octet-stream' });
+    assert.equal(wrong.status, 500);
+    const e = json(wrong);
+    assert.equal(e.OrthancStatus, 9);
+    assert.equal(e.Message, 'Error in the network protocol');
+    assert.equal(e.Details, `WriteUncompressedBucket: 3 != ${half}`);
+    assert.equal(e.Method, 'PUT');
+    assert.equal(e.Uri, `${Path}/0`);
+    const range = await raw(node, 'PUT', `${Path}/7`, payload([a], buckets[0] as Bucket));
+    assert.equal(range.status, 400);
+    assert.equal(json(range).OrthancStatus, 3);
+    const huge = await raw(node, 'PUT', `${Path}/99999999999999999999999`, 'x');
+    assert.equal(huge.status, 400);
+    const notIndex = await raw(node, 'PUT', `${Path}/abc`, 'x');
+    assert.equal(notIndex.status, 404);
+    // Still usable after the errors.
+    for (const i of [1, 0]) assert.equal((await raw(node, 'PUT', `${Path}/${i}`, payload([a], buckets[i] as Bucket))).status, 200);
+    assert.equal((await raw(node, 'DELETE', Path)).status, 200);
+    assert.equal(await exists(pushDir(node, ID)), false);
+
+    const gz = await create(node, createBody([a], [[{ ID: a.ID, Offset: 0, Size: a.Size }]], 'gzip'));
+    const plain = await raw(node, 'PUT', `${gz.Path}/0`, a.data);
+    assert.equal(plain.status, 400, 'a plain body in a gzip transaction is corrupt gzip');
+    assert.equal(json(plain).OrthancStatus, 15);
+    const packed = gzipBuffer(a.data);
+    const cut = await raw(node, 'PUT', `${gz.Path}/0`, packed.subarray(0, packed.length - 20));
+    assert.equal(cut.status, 400);
+    const ok = await raw(node, 'PUT', `${gz.Path}/0`, packed);
+    assert.equal(ok.status, 200, ok.body.toString());
+    assert.equal((await raw(node, 'DELETE', gz.Path)).status, 200);
+  });
+
+  test('refuses buckets naming undeclared instances (404) or running past one (400)', async () => {
+    const [a, b] = knee as [TestInstance, TestInstance];
+    const buckets: Bucket[] = [
+      [{ ID: b.ID, Offset: 0, Size: 10 }],
+      [{ ID: a.ID, Offset: a.Size - 5, Size: 10 }],
+    ];
+    const { Path } = await create(node, createBody([a], buckets, 'none'));
+    const unknown = await raw(node, 'PUT', `${Path}/0`, Buffer.alloc(10));
+    assert.equal(unknown.status, 404);
+    assert.equal(json(unknown).OrthancStatus, 17);
+    const outside = await raw(node, 'PUT', `${Path}/1`, Buffer.alloc(10));
+    assert.equal(outside.status, 400);
+    assert.equal(json(outside).OrthancStatus, 3);
+    assert.equal((await raw(node, 'DELETE', Path)).status, 200);
+  });
+
+  test('unknown transactions are 404, other methods 405, bad create bodies 400', async () => {
+    const none = '/transfers/push/00000000-0000-0000-0000-000000000000';
+    for (const [method, path] of [['PUT', `${none}/0`], ['POST', `${none}/commit`], ['DELETE', none], ['DELETE', '/transfers/push/ABC']] as const) {
+      const r = await raw(node, method, path, method === 'PUT' ? 'xyz' : undefined);
+      assert.equal(r.status, 404, `${method} ${path}`);
+      const e = json(r);
+      assert.equal(e.OrthancStatus, 17);
+      assert.equal(e.Uri, path);
+    }
+    for (const [method, path, allow] of [
+      ['GET', '/transfers/push', 'POST'],
+      ['GET', none, 'DELETE'],
+      ['PUT', `${none}/commit`, 'POST'],
+      ['GET', `${none}/3`, 'PUT'],
+    ] as const) {
+      const r = await raw(node, method, path);
+      assert.equal(r.status, 405, `${method} ${path}`);
+      assert.equal(r.headers.allow, allow);
+    }
+    const [a] = knee as [TestInstance];
+    const info = { ID: a.ID, MD5: a.MD5, Size: String(a.Size) };
+    const bad: [unknown, number][] = [
+      [[], 15],
+      [{ Instances: [info], Buckets: [] }, 15],
+      [{ Instances: [{ ...info, Size: a.Size }], Buckets: [], Compression: 'none' }, 15],
+      [{ Instances: [{ ...info, MD5: a.MD5.toUpperCase() }], Buckets: [], Compression: 'none' }, 15],
+      [{ Instances: [info], Buckets: [{ ID: a.ID, Offset: '0', Size: '1' }], Compression: 'none' }, 15],
+      [{ Instances: [info], Buckets: [], Compression: 'bzip2' }, 3],
+    ];
+    const before = await readdir(pushDir(node));
+    for (const [body, orthanc] of bad) {
+      const r = await raw(node, 'POST', '/transfers/push', JSON.stringify(body));
+      assert.equal(r.status, 400, JSON.stringify(body));
+      assert.equal(json(r).OrthancStatus, orthanc, JSON.stringify(body));
+    }
+    assert.equal((await raw(node, 'POST', '/transfers/push', '{"Instances":')).status, 400);
+    assert.equal((await raw(node, 'POST', '/transfers/push')).status, 400);
+    assert.deepEqual(await readdir(pushDir(node)), before);
+  });
+
+  test('refuses with 507 a transfer larger than the free disk, creating nothing', async () => {
+    const [a] = knee as [TestInstance];
+    const before = await readdir(pushDir(node));
+    const body = JSON.stringify({
+      Buckets: [],
+      Compression: 'none',
+      Instances: [{ ID: a.ID, MD5: a.MD5, Size: String(2 ** 50) }],
+    });
+    const r = await raw(node, 'POST', '/transfers/push', body);
+    assert.equal(r.status, 507, r.body.toString());
+    const e = json(r);
+    assert.equal(e.OrthancStatus, 19);
+    assert.equal(e.HttpStatus, 507);
+    assert.deepEqual(await readdir(pushDir(node)), before);
+  });
+
+  test('a corrupted bucket fails the commit with 500, stores nothing and ends the transaction', async () => {
+    const instances = brainix.slice(4, 9);
+    const buckets = scheduleBuckets(instances, { bucketSize: 256 * 1024 });
+    const statsBefore = json(await raw(node, 'GET', '/statistics'));
+    const { ID, Path } = await create(node, createBody(instances, buckets, 'gzip'));
+    // Flip one byte of the pixel data of the last bucket's last instance, then send it gzipped as usual.
+    const lastIndex = buckets.length - 1;
+    const last = buckets[lastIndex] as Bucket;
+    const victim = last[last.length - 1]?.ID as string;
+    for (const [i, b] of buckets.entries()) {
+      const body = payload(instances, b);
+      if (i === lastIndex) body[body.length - 100] = (body[body.length - 100] ?? 0) ^ 0x01;
+      assert.equal((await raw(node, 'PUT', `${Path}/${i}`, gzipBuffer(body))).status, 200);
+    }
+    const c = await raw(node, 'POST', `${Path}/commit`);
+    assert.equal(c.status, 500, c.body.toString());
+    const e = json(c);
+    assert.equal(e.OrthancStatus, 20);
+    assert.equal(e.Message, 'Corrupted file (e.g. inconsistent MD5 hash)');
+    assert.match(String(e.Details), new RegExp(victim));
+    for (const other of instances.filter((i) => i.ID !== victim)) assert.doesNotMatch(String(e.Details), new RegExp(other.ID));
+    // Nothing of the transfer is visible.
+    assert.deepEqual(json(await raw(node, 'GET', '/statistics')), statsBefore);
+    for (const i of instances) assert.equal((await raw(node, 'GET', `/instances/${i.ID}`)).status, 404, i.ID);
+    // The transaction is gone, with its staging.
+    assert.equal((await raw(node, 'POST', `${Path}/commit`)).status, 404);
+    assert.equal((await raw(node, 'PUT', `${Path}/0`, 'x')).status, 404);
+    assert.equal((await raw(node, 'DELETE', Path)).status, 404);
+    assert.equal(await exists(pushDir(node, ID)), false);
+  });
+
+  test('a missing bucket also fails the commit (unwritten bytes are zeros)', async () => {
+    const instances = brainix.slice(4, 6);
+    const buckets = scheduleBuckets(instances, { bucketSize: 64 * 1024 });
+    const { Path } = await create(node, createBody(instances, buckets, 'none'));
+    for (const [i, b] of buckets.entries()) {
+      if (i !== 1) assert.equal((await raw(node, 'PUT', `${Path}/${i}`, payload(instances, b))).status, 200);
+    }
+    const c = await raw(node, 'POST', `${Path}/commit`);
+    assert.equal(c.status, 500);
+    assert.equal(json(c).OrthancStatus, 20);
+    for (const i of instances) assert.equal((await raw(node, 'GET', `/instances/${i.ID}`)).status, 404);
+  });
+
+  test('PUTs of two transactions, and of one, are processed at the same time', async () => {
+    const [x, y] = knee.slice(20, 22) as [TestInstance, TestInstance];
+    const xHalf = Math.floor(x.Size / 2);
+    const tx1 = await create(node, createBody([x], [[{ ID: x.ID, Offset: 0, Size: xHalf }], [{ ID: x.ID, Offset: xHalf, Size: x.Size - xHalf }]], 'none'));
+    const tx2 = await create(node, createBody([y], [[{ ID: y.ID, Offset: 0, Size: y.Size }]], 'none'));
+    const events: string[] = [];
+    // Bucket 0 of tx1 stays open: the first 20000 bytes now, the rest later.
+    const slow = slowPut(node, `${tx1.Path}/0`, x.data.subarray(0, 20_000), x.data.subarray(20_000, xHalf));
+    void slow.answer.then(() => events.push('tx1/0 answered'));
+    await waitStaged(node, tx1.ID, x.ID, 0, x.data.subarray(0, 20_000));
+    events.push('tx1/0 half written');
+    // With a global lock these two would wait for tx1/0 to finish, which only happens after them.
+    const other = await within(raw(node, 'PUT', `${tx2.Path}/0`, y.data), 20_000, 'a PUT of another transaction');
+    assert.equal(other.status, 200);
+    events.push('tx2/0 answered');
+    const sibling = await within(raw(node, 'PUT', `${tx1.Path}/1`, x.data.subarray(xHalf)), 20_000, 'a PUT of another bucket of the same transaction');
+    assert.equal(sibling.status, 200);
+    events.push('tx1/1 answered');
+    const first = await slow.finish();
+    assert.equal(first.status, 200, first.body.toString());
+    assert.deepEqual(events, ['tx1/0 half written', 'tx2/0 answered', 'tx1/1 answered', 'tx1/0 answered']);
+    for (const tx of [tx1, tx2]) assert.equal((await raw(node, 'POST', `${tx.Path}/commit`)).status, 200);
+    for (const i of [x, y]) assert.equal((await instanceMd5(node, i.ID)).body.toString().trim(), i.MD5);
+  });
+
+  test('a commit that arrives while a bucket is being written waits for it', async () => {
+    const [x] = knee.slice(22, 23) as [TestInstance];
+    const half = Math.floor(x.Size / 2);
+    const buckets: Bucket[] = [[{ ID: x.ID, Offset: 0, Size: half }], [{ ID: x.ID, Offset: half, Size: x.Size - half }]];
+    const tx = await create(node, createBody([x], buckets, 'none'));
+    assert.equal((await raw(node, 'PUT', `${tx.Path}/0`, x.data.subarray(0, half))).status, 200);
+    const events: string[] = [];
+    const slow = slowPut(node, `${tx.Path}/1`, x.data.subarray(half, half + 5000), x.data.subarray(half + 5000));
+    void slow.answer.then((a) => events.push(`bucket 1 answered ${a.status}`));
+    await waitStaged(node, tx.ID, x.ID, half, x.data.subarray(half, half + 5000));
+    const commit = raw(node, 'POST', `${tx.Path}/commit`);
+    void commit.then((a) => events.push(`commit answered ${a.status}`));
+    // Once the commit has started, a new PUT of this transaction is refused (400): that is the sign.
+    await waitFor(
+      'the commit to start',
+      async () => (await raw(node, 'PUT', `${tx.Path}/0`, x.data.subarray(0, half))).status === 400,
+      20_000,
+      20,
+    );
+    assert.deepEqual(events, []);
+    // Meanwhile a DELETE is refused.
+    const del = await raw(node, 'DELETE', tx.Path);
+    assert.equal(del.status, 400);
+    assert.equal(json(del).OrthancStatus, 6);
+    await slow.finish();
+    await within(commit, 20_000, 'the commit');
+    assert.deepEqual(events, ['bucket 1 answered 200', 'commit answered 200']);
+    assert.equal((await instanceMd5(node, x.ID)).body.toString().trim(), x.MD5);
+  });
+});
+
+describe('transfers server: transactions held, evicted, refused', () => {
+  let node: XferNode;
+  let knee: TestInstance[];
+
+  before(async () => {
+    node = await startXferNode({ config: { HttpTimeout: 60, Transfers: { MaxPushTransactions: 2 } } });
+    knee = await loadInstances('Knee/T2', 6);
+  });
+  after(async () => {
+    await node?.stop();
+  });
+
+  test('a new transaction beyond MaxPushTransactions evicts the least recently used one', async () => {
+    const [a, b, c] = knee as [TestInstance, TestInstance, TestInstance];
+    const one = (i: TestInstance) => createBody([i], [[{ ID: i.ID, Offset: 0, Size: i.Size }]], 'none');
+    const txA = await create(node, one(a));
+    const txB = await create(node, one(b));
+    // A PUT makes A the most recently used: B is now the oldest.
+    assert.equal((await raw(node, 'PUT', `${txA.Path}/0`, a.data)).status, 200);
+    const txC = await create(node, one(c));
+    assert.equal((await raw(node, 'PUT', `${txB.Path}/0`, b.data)).status, 404);
+    assert.equal(await exists(pushDir(node, txB.ID)), false);
+    assert.deepEqual((await readdir(pushDir(node))).sort(), [txA.ID, txC.ID].sort());
+    assert.equal((await raw(node, 'PUT', `${txC.Path}/0`, c.data)).status, 200);
+    for (const tx of [txA, txC]) assert.equal((await raw(node, 'POST', `${tx.Path}/commit`)).status, 200);
+  });
+
+  test('answers 503 and changes nothing when every held transaction has a request in flight', async () => {
+    const [, , , d, e, f] = knee as [TestInstance, TestInstance, TestInstance, TestInstance, TestInstance, TestInstance];
+    const one = (i: TestInstance) => createBody([i], [[{ ID: i.ID, Offset: 0, Size: i.Size }]], 'none');
+    const txD = await create(node, one(d));
+    const txE = await create(node, one(e));
+    const slowD = slowPut(node, `${txD.Path}/0`, d.data.subarray(0, 1000), d.data.subarray(1000));
+    const slowE = slowPut(node, `${txE.Path}/0`, e.data.subarray(0, 1000), e.data.subarray(1000));
+    await waitStaged(node, txD.ID, d.ID, 0, d.data.subarray(0, 1000));
+    await waitStaged(node, txE.ID, e.ID, 0, e.data.subarray(0, 1000));
+    const refused = await raw(node, 'POST', '/transfers/push', one(f));
+    assert.equal(refused.status, 503, refused.body.toString());
+    const err = json(refused);
+    assert.equal(err.HttpStatus, 503);
+    assert.equal(err.Method, 'POST');
+    assert.equal(err.Uri, '/transfers/push');
+    assert.deepEqual((await readdir(pushDir(node))).sort(), [txD.ID, txE.ID].sort());
+    assert.equal((await slowD.finish()).status, 200);
+    assert.equal((await slowE.finish()).status, 200);
+    // Idle again: the next create evicts the least recently used (D, whose PUT ended first).
+    const txF = await create(node, one(f));
+    assert.deepEqual((await readdir(pushDir(node))).sort(), [txE.ID, txF.ID].sort());
+    assert.equal((await raw(node, 'POST', `${txE.Path}/commit`)).status, 200);
+    assert.equal((await raw(node, 'DELETE', txF.Path)).status, 200);
+    assert.deepEqual(await readdir(pushDir(node)), []);
+  });
+});
+
+describe('transfers server: durable and expiring transactions', () => {
+  test('a transaction survives a restart of the node between PUTs and commits', async () => {
+    const config = { HttpTimeout: 60 };
+    let node = await startXferNode({ config });
+    const dir = node.dir;
+    try {
+      const instances = await loadInstances('Brainix/Flair', 3);
+      const buckets = scheduleBuckets(instances, { bucketSize: 64 * 1024 });
+      assert.ok(buckets.length >= 4);
+      const tx = await create(node, createBody(instances, buckets, 'gzip'));
+      const sent = [0, 2];
+      for (const i of sent) assert.equal((await raw(node, 'PUT', `${tx.Path}/${i}`, gzipBuffer(payload(instances, buckets[i] as Bucket)))).status, 200);
+      await node.stop({ keep: true });
+      node = await startXferNode({ config, dir });
+      assert.ok(await exists(pushDir(node, tx.ID)));
+      const log = (await readFile(join(pushDir(node, tx.ID), 'buckets.log'), 'utf8')).trim().split('\n');
+      assert.deepEqual(log.map((l) => (JSON.parse(l) as { Bucket: number }).Bucket).sort(), sent);
+      for (const i of buckets.keys()) {
+        if (sent.includes(i)) continue;
+        const r = await raw(node, 'PUT', `${tx.Path}/${i}`, gzipBuffer(payload(instances, buckets[i] as Bucket)));
+        assert.equal(r.status, 200, r.body.toString());
+      }
+      const c = await raw(node, 'POST', `${tx.Path}/commit`);
+      assert.equal(c.status, 200, c.body.toString());
+      for (const i of instances) assert.equal((await instanceMd5(node, i.ID)).body.toString().trim(), i.MD5);
+    } finally {
+      await node.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('idle transactions expire after IdleTransactionTimeout, never one with a request in flight', async () => {
+    const node = await startXferNode({ config: { HttpTimeout: 60, Transfers: { IdleTransactionTimeout: 1 } } });
+    try {
+      const [a, b, c] = await loadInstances('Knee/T2', 3) as [TestInstance, TestInstance, TestInstance];
+      const one = (i: TestInstance) => createBody([i], [[{ ID: i.ID, Offset: 0, Size: i.Size }]], 'none');
+      const txA = await create(node, one(a));
+      const txB = await create(node, one(b));
+      const slowB = slowPut(node, `${txB.Path}/0`, b.data.subarray(0, 1000), b.data.subarray(1000));
+      await waitStaged(node, txB.ID, b.ID, 0, b.data.subarray(0, 1000));
+      await waitFor('transaction A to expire', async () => !(await exists(pushDir(node, txA.ID))), 20_000, 50);
+      assert.equal((await raw(node, 'PUT', `${txA.Path}/0`, a.data)).status, 404);
+      assert.equal((await raw(node, 'POST', `${txA.Path}/commit`)).status, 404);
+      // C is created after B's PUT began; once C has expired, B has been quiet longer than the timeout.
+      const txC = await create(node, one(c));
+      await waitFor('transaction C to expire', async () => !(await exists(pushDir(node, txC.ID))), 20_000, 50);
+      assert.ok(await exists(pushDir(node, txB.ID)), 'B has a request in flight and must stay');
+      assert.equal((await slowB.finish()).status, 200);
+      assert.equal((await raw(node, 'POST', `${txB.Path}/commit`)).status, 200);
+      assert.equal((await instanceMd5(node, b.ID)).body.toString().trim(), b.MD5);
+    } finally {
+      await node.stop();
+    }
+  });
+});

@@ -1,0 +1,184 @@
+// The staging area of an incoming transfer on real files: sparse pre-sizing, bucket payloads streamed
+// into place (plain and gzip, split across pieces), the length check, bad buckets, offsets past 2 GiB,
+// reopening after a restart, and removal.
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, open, readFile, readdir, rm, stat, truncate } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { after, before, describe, test } from 'node:test';
+import { isXferError } from '../../src/errors.ts';
+import { gzipBuffer } from '../../src/protocol/compression.ts';
+import type { Bucket, InstanceInfo } from '../../src/protocol/wire.ts';
+import { StagingArea, stagedFileName } from '../../src/transfer/staging.ts';
+
+const md5 = (b: Uint8Array) => createHash('md5').update(b).digest('hex');
+const KNEE = '/work/shared/testdata/real-dicom/Knee/T1';
+
+/** A payload delivered in pieces of `piece` bytes, as a network body arrives. */
+function pieces(data: Buffer, piece: number): Readable {
+  const parts: Buffer[] = [];
+  for (let at = 0; at < data.length; at += piece) parts.push(data.subarray(at, at + piece));
+  return Readable.from(parts);
+}
+
+function payloadOf(files: Map<string, Buffer>, bucket: Bucket): Buffer {
+  return Buffer.concat(bucket.map((c) => (files.get(c.ID) as Buffer).subarray(c.Offset, c.Offset + c.Size)));
+}
+
+describe('staging area', () => {
+  let root: string;
+  const files = new Map<string, Buffer>();
+  let instances: InstanceInfo[];
+
+  before(async () => {
+    root = await mkdtemp(join(tmpdir(), 'dx-staging-'));
+    const names = (await readdir(KNEE)).sort().slice(0, 3);
+    instances = [];
+    for (const [i, name] of names.entries()) {
+      const data = await readFile(join(KNEE, name));
+      const id = `0000000${i}-aaaaaaaa-bbbbbbbb-cccccccc-dddddddd`;
+      files.set(id, data);
+      instances.push({ ID: id, Size: data.length, MD5: md5(data) });
+    }
+  });
+  after(async () => {
+    await rm(root, { recursive: true, force: true });
+  });
+
+  test('creates one file per instance at its declared size without writing data', async () => {
+    const area = await StagingArea.create(join(root, 'a', 'tx'), instances);
+    for (const i of instances) {
+      const st = await stat(area.pathOf(i.ID));
+      assert.equal(st.size, i.Size);
+      // Sparse: (almost) no block is allocated yet.
+      assert.ok(st.blocks * 512 < i.Size, `${i.ID} takes ${st.blocks * 512} bytes on disk for ${i.Size}`);
+    }
+    assert.equal(area.totalSize, instances.reduce((s, i) => s + i.Size, 0));
+    assert.deepEqual(area.staged().map((s) => s.path), instances.map((i) => join(root, 'a', 'tx', stagedFileName(i.ID))));
+  });
+
+  test('writes buckets in any order, split across pieces, plain and gzip, and more than once', async () => {
+    const [a, b, c] = instances as [InstanceInfo, InstanceInfo, InstanceInfo];
+    const half = Math.floor(a.Size / 2);
+    const buckets: Bucket[] = [
+      // The tail of a, whole b, the head of c: the general bucket shape the receiver must accept.
+      [
+        { ID: a.ID, Offset: half, Size: a.Size - half },
+        { ID: b.ID, Offset: 0, Size: b.Size },
+        { ID: c.ID, Offset: 0, Size: 1000 },
+      ],
+      [{ ID: c.ID, Offset: 1000, Size: c.Size - 1000 }],
+      [{ ID: a.ID, Offset: 0, Size: half }],
+    ];
+    const area = await StagingArea.create(join(root, 'b'), instances);
+    const plain0 = payloadOf(files, buckets[0] as Bucket);
+    assert.equal(await area.writeBucket(buckets[0] as Bucket, pieces(plain0, 7777)), plain0.length);
+    const gz1 = gzipBuffer(payloadOf(files, buckets[1] as Bucket));
+    assert.equal(await area.writeBucket(buckets[1] as Bucket, pieces(gz1, 1000), { gunzip: true }), c.Size - 1000);
+    await area.writeBucket(buckets[2] as Bucket, pieces(payloadOf(files, buckets[2] as Bucket), 65536));
+    // Again: positional writes make it idempotent.
+    await area.writeBucket(buckets[0] as Bucket, pieces(plain0, 1));
+    for (const i of instances) assert.equal(md5(await readFile(area.pathOf(i.ID))), i.MD5, i.ID);
+  });
+
+  test('a payload of the wrong length is NetworkProtocol with Orthanc\'s Details', async () => {
+    const [a] = instances as [InstanceInfo];
+    const area = await StagingArea.create(join(root, 'c'), instances);
+    const bucket: Bucket = [{ ID: a.ID, Offset: 0, Size: 37422 }];
+    await assert.rejects(area.writeBucket(bucket, Readable.from([Buffer.from('xyz')])), (e: unknown) => {
+      assert.ok(isXferError(e, 'NetworkProtocol'));
+      assert.equal(e.details, 'WriteUncompressedBucket: 3 != 37422');
+      assert.equal(e.http, 500);
+      return true;
+    });
+    // Too long fails as soon as it runs over, and writes nothing past the bucket.
+    const long = Buffer.concat([(files.get(a.ID) as Buffer).subarray(0, 37422), Buffer.alloc(100, 0xee)]);
+    await assert.rejects(area.writeBucket(bucket, pieces(long, 37400)), (e: unknown) => isXferError(e, 'NetworkProtocol'));
+    const staged = await readFile(area.pathOf(a.ID));
+    assert.equal(staged.indexOf(0xee, 37422), -1);
+    // Inflated length checked too.
+    await assert.rejects(
+      area.writeBucket(bucket, Readable.from([gzipBuffer(Buffer.alloc(10))]), { gunzip: true }),
+      (e: unknown) => isXferError(e, 'NetworkProtocol') && e.details === 'WriteUncompressedBucket: 10 != 37422',
+    );
+  });
+
+  test('refuses corrupt gzip (400), undeclared instances (404) and chunks outside their instance (400)', async () => {
+    const [a] = instances as [InstanceInfo];
+    const area = await StagingArea.create(join(root, 'd'), instances);
+    const bucket: Bucket = [{ ID: a.ID, Offset: 0, Size: 100 }];
+    const gz = gzipBuffer((files.get(a.ID) as Buffer).subarray(0, 100));
+    gz[gz.length - 6] = (gz[gz.length - 6] ?? 0) ^ 0xff; // CRC-32 of the trailer
+    await assert.rejects(area.writeBucket(bucket, Readable.from([gz]), { gunzip: true }), (e: unknown) => isXferError(e, 'BadFileFormat') && e.http === 400);
+    await assert.rejects(area.writeBucket(bucket, Readable.from([Buffer.from('not gzip at all')]), { gunzip: true }), (e: unknown) => isXferError(e, 'BadFileFormat'));
+    const unknown: Bucket = [{ ID: 'ffffffff-ffffffff-ffffffff-ffffffff-ffffffff', Offset: 0, Size: 1 }];
+    assert.throws(() => area.checkBucket(unknown), (e: unknown) => isXferError(e, 'UnknownResource') && e.http === 404);
+    await assert.rejects(area.writeBucket(unknown, Readable.from([Buffer.from('x')])), (e: unknown) => isXferError(e, 'UnknownResource'));
+    const outside: Bucket = [{ ID: a.ID, Offset: a.Size - 10, Size: 11 }];
+    await assert.rejects(area.writeBucket(outside, Readable.from([Buffer.alloc(11)])), (e: unknown) => isXferError(e, 'ParameterOutOfRange') && e.http === 400);
+  });
+
+  test('stops between pieces once the transfer is aborted', async () => {
+    const [a] = instances as [InstanceInfo];
+    const area = await StagingArea.create(join(root, 'e'), instances);
+    const ac = new AbortController();
+    const data = files.get(a.ID) as Buffer;
+    async function* slow() {
+      yield data.subarray(0, 1000);
+      ac.abort();
+      yield data.subarray(1000);
+    }
+    await assert.rejects(
+      area.writeBucket([{ ID: a.ID, Offset: 0, Size: a.Size }], slow(), { signal: ac.signal }),
+      (e: unknown) => isXferError(e, 'UnknownResource'),
+    );
+  });
+
+  test('writes at offsets past 2 GiB in a sparse file', async (t) => {
+    const size = 2 ** 31 + 50 * 1024 * 1024; // 2.05 GiB, sparse: a few blocks on disk
+    const id = 'eeeeeeee-eeeeeeee-eeeeeeee-eeeeeeee-eeeeeeee';
+    let area: StagingArea;
+    try {
+      area = await StagingArea.create(join(root, 'big'), [{ ID: id, Size: size, MD5: '0'.repeat(32) }]);
+    } catch (e) {
+      t.skip(`this file system cannot hold a ${size}-byte sparse file: ${(e as Error).message}`);
+      return;
+    }
+    const marker = randomBytes(300_000);
+    const offset = 2 ** 31 + 12_345;
+    await area.writeBucket([{ ID: id, Offset: offset, Size: marker.length }], pieces(gzipBuffer(marker), 4096), { gunzip: true });
+    const tail = randomBytes(1000);
+    await area.writeAt(id, size - tail.length, tail);
+    const fh = await open(area.pathOf(id), 'r');
+    try {
+      const back = Buffer.alloc(marker.length + 2);
+      await fh.read(back, 0, back.length, offset - 1);
+      assert.equal(back[0], 0);
+      assert.ok(back.subarray(1, 1 + marker.length).equals(marker));
+      assert.equal(back[back.length - 1], 0);
+      const end = Buffer.alloc(tail.length);
+      await fh.read(end, 0, end.length, size - tail.length);
+      assert.ok(end.equals(tail));
+    } finally {
+      await fh.close();
+    }
+    assert.equal((await stat(area.pathOf(id))).size, size);
+    await area.remove();
+  });
+
+  test('reopens an existing area, and refuses one whose files are missing or resized', async () => {
+    const dir = join(root, 'f');
+    const first = await StagingArea.create(dir, instances);
+    const [a, b] = instances as [InstanceInfo, InstanceInfo];
+    await first.writeAt(a.ID, 0, files.get(a.ID) as Buffer);
+    const again = await StagingArea.open(dir, instances);
+    assert.equal(md5(await readFile(again.pathOf(a.ID))), a.MD5);
+    await truncate(again.pathOf(b.ID), 10);
+    await assert.rejects(StagingArea.open(dir, instances), (e: unknown) => isXferError(e, 'InexistentFile'));
+    await again.remove();
+    await assert.rejects(stat(dir));
+    await again.remove(); // twice is fine
+  });
+});

@@ -7,6 +7,7 @@ import type { Config, ConfigOverrides } from '../config/types.ts';
 import { randomUUID } from 'node:crypto';
 import { buildApp, type NodeContext, type NodeModule } from '../server/app.ts';
 import { EmbeddedStore } from '../store/embedded/store.ts';
+import { transfersClientModule } from '../transfer/client-routes.ts';
 import { transfersServerModule } from '../transfer/server-routes.ts';
 
 export interface ServeFlags {
@@ -25,9 +26,13 @@ export interface RunningNode {
   stop(): Promise<void>;
 }
 
+import { peersModule } from '../peers/routes.ts';
+
 /** The modules of a node, registered in this order after the core REST API. */
 const NODE_MODULES: NodeModule[] = [
+  peersModule, // first: the other modules reach the peers through getPeers(ctx)
   transfersServerModule,
+  transfersClientModule,
   // (transfer modules are added here)
 ];
 

@@ -1,7 +1,7 @@
 // The HTTP application of a dicom-xfer node: security (loopback unless remote access is allowed,
 // HTTP Basic authentication, HTTPS), Orthanc's JSON errors, and the routes of every module.
 import { createHash, timingSafeEqual } from 'node:crypto';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { XferError } from '../errors.ts';
 import type { EmbeddedStore } from '../store/embedded/store.ts';
@@ -74,7 +74,10 @@ export async function buildApp(opts: AppOptions): Promise<App> {
   // route modules take; they only use the common API, so widen it once here.
   const fastify = Fastify({
     loggerInstance: ctx.logger as FastifyBaseLogger,
-    disableRequestLogging: true,
+    // One log line per failure is written by the error handler; no line per request.
+    logController: new LogController({ disableRequestLogging: true }),
+    // Bodies are guarded by an idle timeout in the routes; a slow but live bucket must not be cut off.
+    requestTimeout: 0,
     routerOptions: {
       // Orthanc peers send `//transfers/...`; chunk URLs list dozens of instance IDs.
       ignoreDuplicateSlashes: true,

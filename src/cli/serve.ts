@@ -1,4 +1,4 @@
-// `dicom-xfer serve`: runs a node with the embedded store until Ctrl-C or SIGTERM.
+// `dicom-xfer serve`: runs a node with the embedded store, or beside an Orthanc (--orthanc), until Ctrl-C or SIGTERM.
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { pino, type Logger } from 'pino';
@@ -7,6 +7,8 @@ import type { Config, ConfigOverrides } from '../config/types.ts';
 import { randomUUID } from 'node:crypto';
 import { buildApp, type NodeContext, type NodeModule } from '../server/app.ts';
 import { EmbeddedStore } from '../store/embedded/store.ts';
+import { OrthancStore } from '../store/orthanc/store.ts';
+import type { Store } from '../store/types.ts';
 import { transfersClientModule } from '../transfer/client-routes.ts';
 import { transfersServerModule } from '../transfer/server-routes.ts';
 
@@ -16,6 +18,9 @@ export interface ServeFlags {
   data?: string;
   config?: string;
   logLevel?: string;
+  orthanc?: string;
+  orthancUsername?: string;
+  orthancPassword?: string;
 }
 
 export interface RunningNode {
@@ -46,6 +51,11 @@ function overridesFrom(flags: ServeFlags): ConfigOverrides {
   if (flags.host !== undefined) o.HttpHost = flags.host;
   if (flags.data !== undefined) o.StorageDirectory = flags.data;
   if (flags.logLevel !== undefined) o.LogLevel = flags.logLevel as ConfigOverrides['LogLevel'];
+  if (flags.orthanc !== undefined) {
+    o.OrthancStore = { Url: flags.orthanc, Username: flags.orthancUsername, Password: flags.orthancPassword };
+  } else if (flags.orthancUsername !== undefined || flags.orthancPassword !== undefined) {
+    throw new Error('--orthanc-username and --orthanc-password need --orthanc <url>');
+  }
   return o;
 }
 
@@ -54,11 +64,25 @@ export async function startNode(flags: ServeFlags): Promise<RunningNode> {
   const { config, warnings } = await loadConfig({ file: flags.config, overrides: overridesFrom(flags) });
   const logger = pino({ level: config.LogLevel, base: { node: config.Name } }, pino.destination(2));
   for (const w of warnings) logger.warn(w);
-  const store = await EmbeddedStore.open(config.StorageDirectory, {
-    overwriteInstances: config.OverwriteInstances,
-    stableAgeSeconds: config.StableAge,
-    commitThreads: config.Transfers.CommitThreadsCount,
-  });
+  const orthanc = config.OrthancStore;
+  const store: Store = orthanc
+    ? await OrthancStore.open({
+        url: orthanc.url,
+        username: orthanc.username,
+        password: orthanc.password,
+        timeoutSeconds: orthanc.timeout,
+        rangeCacheBytes: orthanc.rangeCacheSize * 1024 * 1024,
+        storageDirectory: config.StorageDirectory,
+        commitThreads: config.Transfers.CommitThreadsCount,
+        verifyPeers: config.HttpsVerifyPeers,
+        caFile: config.HttpsCACertificates,
+        logger,
+      })
+    : await EmbeddedStore.open(config.StorageDirectory, {
+        overwriteInstances: config.OverwriteInstances,
+        stableAgeSeconds: config.StableAge,
+        commitThreads: config.Transfers.CommitThreadsCount,
+      });
   let sslPem: string | undefined;
   if (config.SslEnabled) {
     if (!config.SslCertificate) throw new Error('SslEnabled is true but SslCertificate is not set');
@@ -106,12 +130,15 @@ export async function startNode(flags: ServeFlags): Promise<RunningNode> {
 export function registerServe(program: Command): void {
   program
     .command('serve')
-    .description('run a node with the embedded store (DICOM files plus a SQLite index)')
+    .description('run a node with the embedded store (DICOM files plus a SQLite index), or beside an Orthanc (--orthanc)')
     .option('--port <port>', 'HTTP port (HttpPort, default 8042)')
     .option('--host <address>', 'address to listen on (default 127.0.0.1, or all when RemoteAccessAllowed)')
     .option('--data <dir>', 'storage directory (StorageDirectory, default ./dicom-xfer-data)')
     .option('--config <file>', 'Orthanc-style JSON configuration file (comments allowed); env DICOM_XFER_CONFIG')
     .option('--log-level <level>', 'trace, debug, info, warn, error or silent')
+    .option('--orthanc <url>', "keep the DICOM in this Orthanc, through its REST API (replaces the file's OrthancStore)")
+    .option('--orthanc-username <user>', 'Basic credentials for --orthanc')
+    .option('--orthanc-password <password>', 'Basic credentials for --orthanc')
     .action(async (flags: ServeFlags) => {
       let node: RunningNode;
       try {

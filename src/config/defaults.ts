@@ -68,3 +68,11 @@ export const TRANSFERS_DEFAULTS = {
   /** Seconds; 0 means no retries beyond MaxHttpRetries. */
   RetryBudget: 120,
 } as const;
+
+/** Defaults of the `OrthancStore` section (used only when it is present). */
+export const ORTHANC_STORE_DEFAULTS = {
+  /** Seconds to wait for an answer of Orthanc; 0 means none. */
+  Timeout: 60,
+  /** MB of local disk for copies of large instances read in ranges. */
+  RangeCacheSize: 1024,
+} as const;

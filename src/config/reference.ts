@@ -1,6 +1,6 @@
 // Renders docs/configuration.md from the configuration table, so the reference cannot drift from the code
 // (a unit test compares the file with this output).
-import { DEFAULTS } from './defaults.ts';
+import { DEFAULTS, ORTHANC_STORE_DEFAULTS } from './defaults.ts';
 import { CONFIG_ENV_VAR } from './load.ts';
 import { ORTHANC_IGNORED_KEYS } from './orthanc-keys.ts';
 import { describeConfig, RESERVED_PEER_KEYS, type ConfigKeyInfo } from './schema.ts';
@@ -92,6 +92,27 @@ export function configReferenceMarkdown(): string {
     'property, kept as a string (`true`/`false` become `"1"`/`"0"`, integers their decimal text).',
     '`RemoteSelf` is the user property that names this node in the peer\'s own `OrthancPeers`; with it,',
     'sending to that peer runs in pull mode. A trailing `/` is added to every URL. `Pkcs11` is not supported.',
+    '',
+    '## `OrthancStore`',
+    '',
+    'With this key (or `dicom-xfer serve --orthanc URL [--orthanc-username U --orthanc-password P]`, which',
+    'replaces the key whole), dicom-xfer runs beside an existing Orthanc and keeps no DICOM of its own: it',
+    'lists, reads and stores instances through Orthanc\'s REST API. Orthanc\'s own resource API is not served',
+    'by dicom-xfer then. A commit stores instance by instance and deletes what it added when one store fails.',
+    '',
+    '```jsonc',
+    '"OrthancStore": {',
+    '  "Url": "http://127.0.0.1:8042/",   // Orthanc\'s REST API; http:// or https:// (HttpsVerifyPeers applies)',
+    '  "Username": "dicom-xfer",           // Basic credentials, when Orthanc asks for them',
+    '  "Password": "secret",',
+    `  "Timeout": ${ORTHANC_STORE_DEFAULTS.Timeout},                      // seconds to wait for an answer of Orthanc; 0 = none`,
+    `  "RangeCacheSize": ${ORTHANC_STORE_DEFAULTS.RangeCacheSize}              // MB of local copies of large instances read in pieces`,
+    '}',
+    '```',
+    '',
+    'Orthanc 1.10.1 ignores HTTP `Range` and sends whole files: an instance split into several buckets is',
+    'then copied once to `StorageDirectory/orthanc-range-cache/` and read from there (copies are dropped',
+    'after a minute unused, and the oldest first beyond `RangeCacheSize`).',
     '',
     '## Orthanc keys that dicom-xfer ignores',
     '',

@@ -1,8 +1,8 @@
 // The configuration table: every key dicom-xfer reads, with its zod schema, default, unit and meaning.
 // It is the single source for validation, defaults, docs/configuration.md and the API's description.
 import { z } from 'zod';
-import { ANY_HOST, DEFAULTS, LOOPBACK_HOST, TRANSFERS_DEFAULTS } from './defaults.ts';
-import { LOG_LEVELS, type Config, type PeerConfig, type TransfersConfig } from './types.ts';
+import { ANY_HOST, DEFAULTS, LOOPBACK_HOST, ORTHANC_STORE_DEFAULTS, TRANSFERS_DEFAULTS } from './defaults.ts';
+import { LOG_LEVELS, type Config, type OrthancStoreConfig, type PeerConfig, type TransfersConfig } from './types.ts';
 
 /** Where a key comes from: Orthanc's core, the Transfers Accelerator plugin, or dicom-xfer itself. */
 export type SettingSource = 'orthanc' | 'transfers-plugin' | 'dicom-xfer';
@@ -210,6 +210,55 @@ const peers = z
     return out;
   });
 
+// ---- OrthancStore ----------------------------------------------------------------------------------------
+
+/** Keys of the `OrthancStore` object. */
+export const ORTHANC_STORE_KEYS: readonly string[] = ['Url', 'Username', 'Password', 'Timeout', 'RangeCacheSize'];
+
+const orthancStore = z
+  .looseObject(
+    {
+      Url: peerUrl(),
+      Username: str().optional(),
+      Password: str().optional(),
+      Timeout: uint('seconds').optional(),
+      RangeCacheSize: positive('MB').optional(),
+    },
+    { error: 'an object with "Url"' },
+  )
+  .transform((o, ctx): OrthancStoreConfig => {
+    for (const key of Object.keys(o)) {
+      if (!ORTHANC_STORE_KEYS.includes(key)) {
+        ctx.issues.push({
+          code: 'custom',
+          message: `unknown key "${key}" (known keys: ${ORTHANC_STORE_KEYS.join(', ')})`,
+          path: [key],
+          input: o[key],
+          params: PLAIN,
+        });
+      }
+    }
+    if ((o.Username ?? '') === '' && (o.Password ?? '') !== '') {
+      ctx.issues.push({
+        code: 'custom',
+        message: 'a Password is given without a Username',
+        path: ['Password'],
+        input: o.Password,
+        params: PLAIN,
+      });
+    }
+    const out: OrthancStoreConfig = {
+      url: o.Url,
+      timeout: o.Timeout ?? ORTHANC_STORE_DEFAULTS.Timeout,
+      rangeCacheSize: o.RangeCacheSize ?? ORTHANC_STORE_DEFAULTS.RangeCacheSize,
+    };
+    if (o.Username) {
+      out.username = o.Username;
+      out.password = o.Password ?? '';
+    }
+    return out;
+  });
+
 // ---- the table --------------------------------------------------------------------------------------------
 
 type TopKey = Exclude<keyof Config, 'Transfers'>;
@@ -368,6 +417,14 @@ export const SETTINGS: { readonly [K in TopKey]-?: Setting<Config[K]> } = {
     meaning:
       'Peers, each `[url]`, `[url, username, password]` or an object (see below). Any key of the object form that Orthanc does not reserve, such as `RemoteSelf`, is a user property.',
     source: 'orthanc',
+  },
+  OrthancStore: {
+    schema: orthancStore,
+    type: 'object',
+    default: undefined,
+    meaning:
+      'dicom-xfer extension: keep the DICOM in this Orthanc (1.5 or later), reached through its REST API, instead of the embedded store; `{"Url": ..., "Username": ..., "Password": ..., "Timeout": seconds, "RangeCacheSize": MB}` (see below). StorageDirectory still holds staging, jobs and peers. `serve --orthanc URL` sets it.',
+    source: 'dicom-xfer',
   },
   LogLevel: {
     schema: z.enum(LOG_LEVELS, { error: `one of ${LOG_LEVELS.map((l) => `"${l}"`).join(', ')}` }),

@@ -28,6 +28,18 @@ export interface PeerConfig {
   userProperties: Record<string, string>;
 }
 
+/** `OrthancStore`: the Orthanc server whose REST API holds the DICOM instead of the embedded store. */
+export interface OrthancStoreConfig {
+  /** http:// or https:// base URL of Orthanc's REST API, always ending with '/'. */
+  url: string;
+  username?: string;
+  password?: string;
+  /** Seconds to wait for an answer of Orthanc (and the longest silence inside one); 0 = none. */
+  timeout: number;
+  /** MB of local disk for copies of large instances read in ranges (Orthanc sends whole files). */
+  rangeCacheSize: number;
+}
+
 /** The `Transfers` section: the plugin's keys, then dicom-xfer's extensions. */
 export interface TransfersConfig {
   /** HTTP workers per push or pull job; also the bound on concurrently served chunks. */
@@ -85,6 +97,8 @@ export interface Config {
   HttpDescribeErrors: boolean;
   /** Peer name -> peer. */
   OrthancPeers: Record<string, PeerConfig>;
+  /** When set, the DICOM lives in this Orthanc instead of the embedded store. */
+  OrthancStore?: OrthancStoreConfig;
   Transfers: TransfersConfig;
   LogLevel: LogLevel;
 }
@@ -118,6 +132,8 @@ export interface ConfigOverrides {
   SaveJobs?: boolean;
   HttpDescribeErrors?: boolean;
   OrthancPeers?: Record<string, PeerInput>;
+  /** As in the file: `{ "Url": ..., "Username": ..., "Password": ... }`; replaces the file's whole. */
+  OrthancStore?: Readonly<Record<string, unknown>>;
   Transfers?: Partial<TransfersConfig>;
   LogLevel?: LogLevel;
 }

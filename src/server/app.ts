@@ -4,7 +4,8 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { XferError } from '../errors.ts';
-import type { EmbeddedStore } from '../store/embedded/store.ts';
+import { EmbeddedStore } from '../store/embedded/store.ts';
+import type { Store } from '../store/types.ts';
 import type { Config } from '../config/types.ts';
 import { VERSION } from '../version.ts';
 import { installErrorHandlers, route, sendError, sendJson, type RouteInfo } from './http.ts';
@@ -13,7 +14,8 @@ import { registerOrthancApi } from './orthanc-api.ts';
 /** What every module of a node shares: its configuration, store, logger and identity. */
 export interface NodeContext {
   config: Config;
-  store: EmbeddedStore;
+  /** The store of the node: the embedded store or an Orthanc; see embeddedApiOf for the embedded-only API. */
+  store: Store;
   logger: Logger;
   /** This node's random UUID, new at every start (the plugin's "Originator"). */
   originator: string;
@@ -64,6 +66,11 @@ export function checkBasicAuth(header: string | undefined, users: Record<string,
     ok = ok || match;
   }
   return ok;
+}
+
+/** The embedded store's own API (resources in Orthanc's shapes), when the node's store is the embedded one. */
+export function embeddedApiOf(store: Store): EmbeddedStore | undefined {
+  return store.features.resourceApi && store instanceof EmbeddedStore ? store : undefined;
 }
 
 export async function buildApp(opts: AppOptions): Promise<App> {
@@ -147,7 +154,9 @@ export async function buildApp(opts: AppOptions): Promise<App> {
     routes,
   );
 
-  registerOrthancApi(fastify, { store: ctx.store, httpTimeoutSeconds: ctx.httpTimeoutSeconds, routes });
+  // Orthanc's resource REST API is answered by the embedded store only (features.resourceApi).
+  const embedded = embeddedApiOf(ctx.store);
+  if (embedded) registerOrthancApi(fastify, { store: embedded, httpTimeoutSeconds: ctx.httpTimeoutSeconds, routes });
   const closers: (() => Promise<void>)[] = [];
   for (const m of opts.modules ?? []) {
     const closer = await m(fastify, ctx, routes);

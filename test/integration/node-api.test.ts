@@ -7,7 +7,8 @@ import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { startXferNode, type XferNode } from '../helpers/node.ts';
+import { BIN, startXferNode, type XferNode } from '../helpers/node.ts';
+import { storedZip } from '../helpers/zip.ts';
 import { waitFor } from '../helpers/ports.ts';
 
 const DATA = '/work/shared/testdata/real-dicom';
@@ -237,6 +238,50 @@ describe('node REST API', () => {
     assert.equal(statuses.filter((s) => s === 'AlreadyStored').length, 15);
     assert.equal((await stats(node)).CountInstances, before + 1);
     assert.deepEqual(await readdir(join(node.dataDir, 'tmp')), []);
+  });
+
+  test('a ZIP of DICOM files is stored entry by entry, answering an array', async () => {
+    const names = ['IM-0001-0003.dcm', 'IM-0001-0004.dcm', 'IM-0001-0005.dcm'];
+    const entries = await Promise.all(
+      names.map(async (n) => ({ name: `dir/${n}`, data: await readFile(join(DATA, 'Brainix/Flair', n)) })),
+    );
+    entries.push({ name: 'README.txt', data: Buffer.from('not DICOM') });
+    const before = (await stats(node)).CountInstances as number;
+    const r = await post(`${node.url}/instances`, storedZip(entries));
+    assert.equal(r.status, 200, r.text);
+    const answers = JSON.parse(r.text) as Record<string, string>[];
+    assert.equal(answers.length, 3);
+    assert.ok(answers.every((a) => a.Status === 'Success' && typeof a.ID === 'string'));
+    assert.equal((await stats(node)).CountInstances, before + 3);
+    for (const [i, a] of answers.entries()) {
+      const back = Buffer.from(await (await fetch(`${node.url}/instances/${a.ID}/file`)).arrayBuffer());
+      assert.ok(back.equals((entries[i] as { data: Buffer }).data));
+    }
+    const junk = await post(`${node.url}/instances`, storedZip([{ name: 'a.txt', data: Buffer.from('nothing here') }]));
+    assert.equal(junk.status, 400);
+    assert.deepEqual(await readdir(join(node.dataDir, 'tmp')), []);
+  });
+
+  test('dicom-xfer import uploads a folder to the node and summarises', async () => {
+    const { execFile } = await import('node:child_process');
+    const run = (args: string[]) =>
+      new Promise<{ code: number; stdout: string }>((resolve) => {
+        execFile(process.execPath, [BIN, ...args], { timeout: 60_000 }, (err, stdout) =>
+          resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout }),
+        );
+      });
+    const r = await run(['import', join(DATA, 'Brainix/Epi'), '--url', node.url, '--json']);
+    assert.equal(r.code, 0, r.stdout);
+    const summary = JSON.parse(r.stdout) as { files: number; new: number; alreadyStored: number; rejected: number };
+    const files = (await readdir(join(DATA, 'Brainix/Epi'))).length;
+    assert.equal(summary.files, files);
+    assert.equal(summary.new + summary.alreadyStored, files);
+    assert.equal(summary.rejected, 0);
+    const again = await run(['import', join(DATA, 'Brainix/Epi'), '--url', node.url, '--json']);
+    assert.equal(again.code, 0);
+    const second = JSON.parse(again.stdout) as { new: number; alreadyStored: number };
+    assert.equal(second.new, 0);
+    assert.equal(second.alreadyStored, files);
   });
 
   test('IDs with uppercase letters or path characters are unknown on every {id} route', async () => {

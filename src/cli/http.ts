@@ -1,6 +1,7 @@
 // The CLI's HTTP client to a dicom-xfer (or Orthanc) node: where the node is, Basic credentials, one
 // keep-alive pool, and every failure turned into an error whose message says the cause and what to do.
 import type { Readable } from 'node:stream';
+import { Option, type Command } from 'commander';
 import { Agent, request } from 'undici';
 import { ERRORS, XferError, type ErrorCode, type OrthancErrorBody } from '../errors.ts';
 
@@ -16,6 +17,17 @@ export class UsageError extends Error {
     super(message);
     this.name = 'UsageError';
   }
+}
+
+/**
+ * Adds --url, --username and --password (documented with their environment variables) to a command;
+ * read them back with resolveTarget(). Returns the command for chaining.
+ */
+export function addTargetOptions(cmd: Command): Command {
+  return cmd
+    .addOption(new Option('--url <url>', `the node's address (env ${ENV_URL})`).default(undefined, DEFAULT_NODE_URL))
+    .addOption(new Option('--username <user>', `user name for HTTP Basic authentication (env ${ENV_USERNAME})`))
+    .addOption(new Option('--password <password>', `password for HTTP Basic authentication (env ${ENV_PASSWORD})`));
 }
 
 /** Where a node is and how to log in. `url` carries no credentials and no trailing slash. */

@@ -2,6 +2,9 @@
 import { Command } from 'commander';
 import { registerGenerate } from './generate.ts';
 import { registerImport } from './import.ts';
+import { registerJobs } from './jobs.ts';
+import { registerPeers } from './peers.ts';
+import { registerPull, registerSend } from './send.ts';
 import { registerServe } from './serve.ts';
 
 const program = new Command();
@@ -13,5 +16,9 @@ program
 registerServe(program);
 registerImport(program);
 registerGenerate(program);
+registerSend(program);
+registerPull(program);
+registerJobs(program);
+registerPeers(program);
 
 await program.parseAsync(process.argv);

@@ -1,5 +1,6 @@
 // Progress display of long CLI commands (import, transfers): files and bytes done of total, MB, rate and
 // ETA, drawn as a cli-progress bar on a terminal, as a plain line at most every few seconds otherwise.
+// `StatusBars` shows several items whose figures someone else computes (jobs followed on a node).
 import cliProgress from 'cli-progress';
 
 export const MB = 1_000_000;
@@ -201,5 +202,118 @@ export class Progress {
     if (key === this.#lastLine) return;
     this.#lastLine = key;
     this.#stream.write(`${line}\n`);
+  }
+}
+
+export interface StatusBarsOptions {
+  /** Where to draw (default process.stderr). */
+  stream?: NodeJS.WritableStream & { isTTY?: boolean };
+  /** Default: 'bar' on a TTY, 'lines' otherwise; 'none' when quiet. */
+  mode?: ProgressMode;
+  quiet?: boolean;
+  /** Least time between two plain lines of one item (default LINE_INTERVAL_MS). */
+  lineIntervalMs?: number;
+}
+
+interface StatusItem {
+  label: string;
+  percent: number;
+  detail: string;
+  bar?: cliProgress.SingleBar;
+  /** Text of the last plain line printed, and when. */
+  printed?: string;
+  printedAt: number;
+}
+
+/**
+ * One bar per item (a job), each with a percentage and a free detail text computed by the caller
+ * (e.g. from a job's JSON). On a terminal the bars are redrawn in place; otherwise an item's line is
+ * printed at once when it first appears, then at most every `lineIntervalMs` when its text changed.
+ * `stop()` ends the display (idempotent) and must be called before printing anything else.
+ */
+export class StatusBars {
+  readonly mode: ProgressMode;
+  readonly #stream: NodeJS.WritableStream;
+  readonly #lineIntervalMs: number;
+  readonly #items = new Map<string, StatusItem>();
+  #multi: cliProgress.MultiBar | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #stopped = false;
+
+  constructor(opts: StatusBarsOptions = {}) {
+    const stream = opts.stream ?? process.stderr;
+    this.#stream = stream;
+    this.#lineIntervalMs = opts.lineIntervalMs ?? LINE_INTERVAL_MS;
+    this.mode = opts.quiet ? 'none' : (opts.mode ?? progressMode(stream));
+    if (this.mode === 'bar') {
+      this.#multi = new cliProgress.MultiBar(
+        {
+          stream,
+          format: '{label} [{bar}] {percentage}%  {detail}',
+          barsize: 16,
+          barCompleteChar: '\u2588',
+          barIncompleteChar: '\u2591',
+          hideCursor: true,
+          clearOnComplete: false,
+          linewrap: false,
+          fps: 5,
+        },
+        cliProgress.Presets.shades_classic,
+      );
+    } else if (this.mode === 'lines') {
+      // unref: a pending line must never keep the process alive after the work is done
+      this.#timer = setInterval(() => this.#printLines(), Math.max(100, Math.floor(this.#lineIntervalMs / 4)));
+      this.#timer.unref();
+    }
+  }
+
+  /** Shows item `key` (created on first call) at `percent` (0-100, clamped) with `detail` after the bar. */
+  update(key: string, label: string, percent: number, detail: string): void {
+    if (this.#stopped) return;
+    const p = Number.isFinite(percent) ? Math.min(100, Math.max(0, Math.round(percent))) : 0;
+    let item = this.#items.get(key);
+    if (!item) {
+      item = { label, percent: p, detail, printedAt: 0 };
+      this.#items.set(key, item);
+      if (this.#multi) item.bar = this.#multi.create(100, p, { label, detail });
+      else if (this.mode === 'lines') this.#printItem(item);
+      return;
+    }
+    item.label = label;
+    item.percent = p;
+    item.detail = detail;
+    item.bar?.update(p, { label, detail });
+  }
+
+  /** Ends the display: bars are drawn one last time and the cursor comes back; lines stop. */
+  stop(): void {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    if (this.#timer) clearInterval(this.#timer);
+    if (this.#multi) {
+      for (const item of this.#items.values()) item.bar?.update(item.percent, { label: item.label, detail: item.detail });
+      this.#multi.stop();
+    }
+  }
+
+  #lineOf(item: StatusItem): string {
+    return `${item.label}: ${item.percent}%  ${item.detail}`;
+  }
+
+  #printItem(item: StatusItem): void {
+    const line = this.#lineOf(item);
+    item.printed = line;
+    item.printedAt = Date.now();
+    this.#stream.write(`${line}\n`);
+  }
+
+  #printLines(): void {
+    if (this.#stopped) return;
+    const now = Date.now();
+    for (const item of this.#items.values()) {
+      // a line identical to the previous one of the same item says nothing new
+      if (this.#lineOf(item) === item.printed) continue;
+      if (now - item.printedAt >= this.#lineIntervalMs) this.#printItem(item);
+    }
   }
 }

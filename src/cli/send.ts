@@ -185,8 +185,12 @@ async function startJob(client: NodeClient, kind: TransferKind, req: TransferReq
   const a = (typeof answer === 'object' && answer !== null ? answer : {}) as Record<string, unknown>;
   if (typeof a.RemoteJob === 'string' && typeof a.URL === 'string') {
     const remote = parseRemoteJobUrl(a.URL);
-    const username = flags.peerUsername ?? (process.env[ENV_PEER_USERNAME] || undefined) ?? remote.username ?? client.target.username;
-    const password = flags.peerPassword ?? (process.env[ENV_PEER_PASSWORD] || undefined) ?? remote.password ?? client.target.password;
+    // The node's own credentials are never sent to another host: the peer's come from their own flags.
+    const sameOrigin = new URL(remote.base).origin === new URL(client.target.url).origin;
+    const username =
+      flags.peerUsername ?? (process.env[ENV_PEER_USERNAME] || undefined) ?? remote.username ?? (sameOrigin ? client.target.username : undefined);
+    const password =
+      flags.peerPassword ?? (process.env[ENV_PEER_PASSWORD] || undefined) ?? remote.password ?? (sameOrigin ? client.target.password : undefined);
     const target = resolveTarget({ url: remote.base, username, password }, {});
     return { target, id: remote.id, remote: true, peer: typeof a.Peer === 'string' ? a.Peer : req.Peer, url: a.URL };
   }
@@ -338,8 +342,8 @@ function addTransferOptions(cmd: Command, kind: TransferKind): Command {
     .option('--quiet', 'no progress display');
   if (kind === 'send') {
     cmd
-      .addOption(new Option('--peer-username <user>', `user name on the peer, to follow a job that runs there (env ${ENV_PEER_USERNAME}; default: --username)`))
-      .addOption(new Option('--peer-password <password>', `password on the peer (env ${ENV_PEER_PASSWORD}; default: --password)`));
+      .addOption(new Option('--peer-username <user>', `user name on the peer, to follow a job that runs there (env ${ENV_PEER_USERNAME}; default: none, unless the peer is this node)`))
+      .addOption(new Option('--peer-password <password>', `password on the peer (env ${ENV_PEER_PASSWORD})`));
   }
   return cmd.addHelpText(
     'after',

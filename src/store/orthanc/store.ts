@@ -450,7 +450,7 @@ export class OrthancStore implements Store {
       }
     });
     if (failure) {
-      const why = isXferError(failure.error) ? (failure.error.details ?? failure.error.message) : String(failure.error);
+      const why = failure.error instanceof Error ? failure.error.message : String(failure.error);
       const left = await this.#remove(added);
       const undo =
         left.length === 0

@@ -1,8 +1,8 @@
 // The jobs database: every job with its query, public content, durable private state, and the buckets
 // it has finished, so that a restart resumes where it stopped. Schema as numbered migrations.
-import Database from 'better-sqlite3';
+import { openSqlite, type Sqlite } from '../util/sqlite.ts';
 
-export type JobsDb = Database.Database;
+export type JobsDb = Sqlite;
 
 const MIGRATIONS: readonly string[] = [
   `
@@ -32,20 +32,5 @@ const MIGRATIONS: readonly string[] = [
 ];
 
 export function openJobsDb(path: string): JobsDb {
-  const db = new Database(path);
-  db.pragma('journal_mode = WAL');
-  db.pragma('synchronous = NORMAL');
-  db.pragma('foreign_keys = ON');
-  db.pragma('busy_timeout = 5000');
-  const current = db.pragma('user_version', { simple: true }) as number;
-  if (current > MIGRATIONS.length) {
-    throw new Error(`${path} was written by a newer dicom-xfer (schema ${current})`);
-  }
-  for (let v = current; v < MIGRATIONS.length; v++) {
-    db.transaction(() => {
-      db.exec(MIGRATIONS[v] as string);
-      db.pragma(`user_version = ${v + 1}`);
-    })();
-  }
-  return db;
+  return openSqlite(path, MIGRATIONS);
 }

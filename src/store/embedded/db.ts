@@ -1,7 +1,7 @@
 // The embedded store's SQLite index: schema as numbered migrations, opened in WAL mode.
-import Database from 'better-sqlite3';
+import { openSqlite, type Sqlite } from '../../util/sqlite.ts';
 
-export type Db = Database.Database;
+export type Db = Sqlite;
 
 /** Schema changes, applied in order; PRAGMA user_version holds how many have run. */
 const MIGRATIONS: readonly string[] = [
@@ -36,29 +36,5 @@ const MIGRATIONS: readonly string[] = [
 ];
 
 export function openDb(path: string): Db {
-  const db = new Database(path);
-  db.pragma('journal_mode = WAL');
-  // NORMAL in WAL mode keeps the database consistent after a process crash and loses nothing committed;
-  // only a power loss may roll back the last transactions.
-  db.pragma('synchronous = NORMAL');
-  db.pragma('foreign_keys = ON');
-  db.pragma('busy_timeout = 5000');
-  migrate(db);
-  return db;
-}
-
-function migrate(db: Db): void {
-  const current = db.pragma('user_version', { simple: true }) as number;
-  if (current > MIGRATIONS.length) {
-    throw new Error(
-      `the index was written by a newer dicom-xfer (schema ${current}, this one knows ${MIGRATIONS.length})`,
-    );
-  }
-  for (let v = current; v < MIGRATIONS.length; v++) {
-    const sql = MIGRATIONS[v] as string;
-    db.transaction(() => {
-      db.exec(sql);
-      db.pragma(`user_version = ${v + 1}`);
-    })();
-  }
+  return openSqlite(path, MIGRATIONS);
 }

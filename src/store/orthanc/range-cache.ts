@@ -1,30 +1,43 @@
 // Local copies of instances that Orthanc sent whole when only a byte range was asked for (Orthanc 1.10.1
 // ignores HTTP Range on /instances/{id}/file). A large instance split into many buckets is then fetched
-// from Orthanc once, streamed to disk, and every bucket is read from the copy: never a whole instance in
-// memory, and not the whole instance once per bucket. Copies are bounded in bytes and dropped when idle.
-import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, open, rename, rm, unlink } from 'node:fs/promises';
+// from Orthanc once, streamed to disk, and every bucket is read from the copy, as soon as the bytes it
+// needs are written: never a whole instance in memory, and not the whole instance once per bucket.
+// Copies are bounded in bytes and dropped when idle.
+import { createReadStream } from 'node:fs';
+import { mkdir, open, rm, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Readable, Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { Readable } from 'node:stream';
 import { XferError } from '../../errors.ts';
 import { freeBytes } from '../../util/fs.ts';
 
 export interface RangeCacheOptions {
   /** Folder of the copies; emptied when the cache opens and when it closes. */
   dir: string;
-  /** Bytes of copies kept at most (a copy being read is kept even past it). */
+  /** Bytes of complete copies kept at most (a copy being read or written is kept even past it). */
   maxBytes: number;
   /** Milliseconds after which a copy nobody read is dropped. */
   idleMs: number;
 }
 
+interface Waiter {
+  need: number;
+  resolve: () => void;
+  reject: (e: unknown) => void;
+}
+
 interface Entry {
   path: string;
   size: number;
+  /** Bytes written to the file so far, from its start. */
+  written: number;
+  complete: boolean;
   lastUse: number;
   /** Range streams open on the copy (a pinned copy is never dropped). */
   pins: number;
+  /** Readers waiting for bytes not written yet. */
+  waiters: Waiter[];
+  /** Orthanc's answer being written, until the copy is complete. */
+  body: Readable | undefined;
 }
 
 /** Bytes kept free on the disk whatever the cache wants. */
@@ -33,8 +46,8 @@ const DISK_MARGIN = 256 * 1024 * 1024;
 export class RangeCache {
   readonly #opts: RangeCacheOptions;
   readonly #entries = new Map<string, Entry>();
-  /** Copies being written, so that concurrent readers of one instance wait for one download. */
-  readonly #filling = new Map<string, Promise<void>>();
+  readonly #writing = new Set<Promise<void>>();
+  /** Bytes of all copies, complete or being written. */
   #bytes = 0;
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
@@ -53,7 +66,7 @@ export class RangeCache {
     return cache;
   }
 
-  /** Bytes of complete copies held now. */
+  /** Bytes of the copies held now (complete or being written). */
   get bytes(): number {
     return this.#bytes;
   }
@@ -68,13 +81,78 @@ export class RangeCache {
     }
   }
 
+  /** Whether there is a copy of `id`, complete or being written. */
+  has(id: string): boolean {
+    return this.#entries.has(id);
+  }
+
   /**
-   * The bytes [start, end) of the copy of `id`, waiting for a copy being written; undefined when there is
-   * none (or its download failed). Rejects with ParameterOutOfRange when the range is outside the copy.
+   * Starts writing `body` (the whole file of `id`, `size` bytes) as the copy of `id`, in the background;
+   * readers get their ranges as soon as the bytes are on disk. When a copy of `id` exists, `body` is dropped.
+   */
+  begin(id: string, size: number, body: Readable): void {
+    if (this.#closed || this.#entries.has(id)) {
+      body.destroy();
+      return;
+    }
+    const entry: Entry = { path: join(this.#opts.dir, id), size, written: 0, complete: false, lastUse: Date.now(), pins: 0, waiters: [], body };
+    this.#entries.set(id, entry);
+    this.#bytes += size;
+    const w = this.#write(id, entry, body).finally(() => this.#writing.delete(w));
+    this.#writing.add(w);
+  }
+
+  async #write(id: string, entry: Entry, body: Readable): Promise<void> {
+    let fh;
+    try {
+      fh = await open(entry.path, 'w');
+      for await (const chunk of body as AsyncIterable<Buffer>) {
+        if (this.#closed) throw new XferError('BadSequenceOfCalls', 'the Orthanc store is closed');
+        if (entry.written + chunk.length > entry.size) {
+          throw new XferError('NetworkProtocol', `Orthanc sent more than the ${entry.size} bytes of instance ${id}`);
+        }
+        let done = 0;
+        // A regular file takes each write whole; the loop guards against short writes.
+        for (let guard = 0; done < chunk.length && guard < 1000; guard++) {
+          done += (await fh.write(chunk, done, chunk.length - done, entry.written + done)).bytesWritten;
+        }
+        entry.written += chunk.length;
+        this.#wake(entry);
+      }
+      if (entry.written !== entry.size) {
+        throw new XferError('NetworkProtocol', `Orthanc sent ${entry.written} bytes of instance ${id} instead of ${entry.size}`);
+      }
+      entry.complete = true;
+      entry.body = undefined;
+      entry.lastUse = Date.now();
+      this.#wake(entry);
+    } catch (e) {
+      body.destroy();
+      if (this.#entries.get(id) === entry) {
+        this.#entries.delete(id);
+        this.#bytes -= entry.size;
+      }
+      for (const w of entry.waiters.splice(0)) w.reject(e);
+      await unlink(entry.path).catch(() => undefined);
+    } finally {
+      await fh?.close().catch(() => undefined);
+    }
+    this.#evict();
+  }
+
+  #wake(entry: Entry): void {
+    if (entry.waiters.length === 0) return;
+    const still: Waiter[] = [];
+    for (const w of entry.waiters) (w.need <= entry.written ? w.resolve() : still.push(w));
+    entry.waiters = still;
+  }
+
+  /**
+   * The bytes [start, end) of the copy of `id`, once they are written; undefined when there is no copy.
+   * Rejects with ParameterOutOfRange when the range is outside the file, and with the failure of the
+   * download when the copy could not be completed.
    */
   async read(id: string, start: number, end: number): Promise<Readable | undefined> {
-    const pending = this.#filling.get(id);
-    if (pending) await pending.catch(() => undefined);
     const entry = this.#entries.get(id);
     if (!entry) return undefined;
     if (end > entry.size) {
@@ -82,80 +160,30 @@ export class RangeCache {
     }
     entry.lastUse = Date.now();
     entry.pins++;
-    let fh;
     try {
-      fh = await open(entry.path, 'r');
-    } catch (e) {
-      entry.pins--;
-      this.#drop(id);
-      throw new XferError('InexistentFile', `the local copy of instance ${id} is gone`, { cause: e });
-    }
-    if (end === start) {
-      await fh.close();
-      entry.pins--;
-      return Readable.from([]);
-    }
-    const stream = createReadStream('', { fd: fh, start, end: end - 1, highWaterMark: 256 * 1024 });
-    stream.once('close', () => {
-      entry.pins--;
-      entry.lastUse = Date.now();
-      this.#evict();
-    });
-    return stream;
-  }
-
-  /**
-   * Writes `body` (the whole file of `id`, `size` bytes) as the copy of `id`, then answers [start, end)
-   * from it. When another copy of `id` is being written, `body` is dropped and that copy is used.
-   */
-  async fillAndRead(id: string, size: number, body: Readable, start: number, end: number): Promise<Readable> {
-    if (this.#filling.has(id) || this.#entries.has(id)) {
-      body.destroy();
-    } else {
-      const fill = this.#fill(id, size, body);
-      this.#filling.set(id, fill);
-      try {
-        await fill;
-      } finally {
-        this.#filling.delete(id);
+      if (entry.written < end) await new Promise<void>((resolve, reject) => entry.waiters.push({ need: end, resolve, reject }));
+      if (end === start) {
+        entry.pins--;
+        return Readable.from([]);
       }
-    }
-    const s = await this.read(id, start, end);
-    if (!s) throw new XferError('InternalError', `the local copy of instance ${id} could not be made`);
-    return s;
-  }
-
-  async #fill(id: string, size: number, body: Readable): Promise<void> {
-    const path = join(this.#opts.dir, id);
-    const part = `${path}.part`;
-    let written = 0;
-    const counter = new Transform({
-      transform(chunk: Buffer, _enc, done) {
-        written += chunk.length;
-        done(null, chunk);
-      },
-    });
-    try {
-      await pipeline(body, counter, createWriteStream(part, { highWaterMark: 1 << 20 }));
-      if (written !== size) throw new XferError('NetworkProtocol', `Orthanc sent ${written} bytes of instance ${id} instead of ${size}`);
-      await rename(part, path);
+      const fh = await open(entry.path, 'r');
+      const stream = createReadStream('', { fd: fh, start, end: end - 1, highWaterMark: 64 * 1024 });
+      stream.once('close', () => {
+        entry.pins--;
+        entry.lastUse = Date.now();
+        this.#evict();
+      });
+      return stream;
     } catch (e) {
-      await unlink(part).catch(() => undefined);
+      entry.pins--;
       throw e;
     }
-    if (this.#closed) {
-      await unlink(path).catch(() => undefined);
-      throw new XferError('BadSequenceOfCalls', 'the Orthanc store is closed');
-    }
-    this.#entries.set(id, { path, size, lastUse: Date.now(), pins: 0 });
-    this.#bytes += size;
-    this.#evict(id);
   }
 
-  /** Drops the least recently used copies nobody reads while over the byte bound (never `keep`). */
-  #evict(keep?: string): void {
+  /** Drops the least recently used complete copies nobody reads while over the byte bound. */
+  #evict(): void {
     if (this.#bytes <= this.#opts.maxBytes) return;
-    const idle = [...this.#entries].filter(([id, e]) => e.pins === 0 && id !== keep).sort((a, b) => a[1].lastUse - b[1].lastUse);
+    const idle = [...this.#entries].filter(([, e]) => e.complete && e.pins === 0).sort((a, b) => a[1].lastUse - b[1].lastUse);
     for (const [id] of idle) {
       if (this.#bytes <= this.#opts.maxBytes) break;
       this.#drop(id);
@@ -164,7 +192,7 @@ export class RangeCache {
 
   #dropIdle(): void {
     const now = Date.now();
-    for (const [id, e] of this.#entries) if (e.pins === 0 && now - e.lastUse >= this.#opts.idleMs) this.#drop(id);
+    for (const [id, e] of this.#entries) if (e.complete && e.pins === 0 && now - e.lastUse >= this.#opts.idleMs) this.#drop(id);
   }
 
   #drop(id: string): void {
@@ -176,11 +204,12 @@ export class RangeCache {
     unlink(e.path).catch(() => undefined);
   }
 
-  /** Drops every copy and the folder. */
+  /** Stops the downloads, drops every copy and the folder. */
   async close(): Promise<void> {
     this.#closed = true;
     clearInterval(this.#timer);
-    await Promise.allSettled([...this.#filling.values()]);
+    for (const e of this.#entries.values()) e.body?.destroy(new XferError('BadSequenceOfCalls', 'the Orthanc store is closed'));
+    await Promise.allSettled([...this.#writing]);
     this.#entries.clear();
     this.#bytes = 0;
     await rm(this.#opts.dir, { recursive: true, force: true });

@@ -97,6 +97,8 @@ export class OrthancStore implements Store {
   #rangeHonoured: boolean | undefined;
   readonly #md5s = new Map<string, string>();
   readonly #md5Pending = new Map<string, Promise<string>>();
+  /** Instances whose file is being asked for, so that concurrent range readers wait for one answer. */
+  readonly #opening = new Map<string, Promise<void>>();
   #closed = false;
 
   private constructor(client: OrthancClient, dir: string, cache: RangeCache, opts: OrthancStoreOptions) {
@@ -294,8 +296,34 @@ export class OrthancStore implements Store {
     if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start) {
       throw new XferError('ParameterOutOfRange', `range ${start}-${end} of instance ${id}`);
     }
-    const copy = await this.#cache.read(id, start, end);
-    if (copy) return copy;
+    // Concurrent readers of one instance (the buckets of a split instance) wait for the first one's
+    // request: when Orthanc answers it with the whole file, they all read from the one local copy.
+    for (let round = 0; round < 2; round++) {
+      const copy = await this.#fromCopy(id, start, end);
+      if (copy) return copy;
+      const pending = this.#opening.get(id);
+      if (!pending) break;
+      await pending;
+    }
+    let opened!: () => void;
+    this.#opening.set(id, new Promise<void>((resolve) => (opened = resolve)));
+    try {
+      return await this.#readFromOrthanc(id, start, end);
+    } finally {
+      this.#opening.delete(id);
+      opened();
+    }
+  }
+
+  async #fromCopy(id: string, start: number, end: number): Promise<Readable | undefined> {
+    try {
+      return await this.#cache.read(id, start, end);
+    } catch (e) {
+      throw this.#client.transportError(`GET /instances/${id}/file`, e);
+    }
+  }
+
+  async #readFromOrthanc(id: string, start: number, end: number): Promise<Readable> {
     if (end === start) {
       const { size } = await this.instanceInfo(id);
       if (end > size) throw new XferError('ParameterOutOfRange', `range ${start}-${end} of instance ${id} (${size} bytes)`);
@@ -339,11 +367,10 @@ export class OrthancStore implements Store {
     if (total - (end - start) <= SKIP_LIMIT || !(await this.#cache.canHold(total))) {
       return this.#slice(res.body, start, end, what);
     }
-    try {
-      return await this.#cache.fillAndRead(id, total, res.body, start, end);
-    } catch (e) {
-      throw this.#client.transportError(what, e);
-    }
+    this.#cache.begin(id, total, res.body);
+    const copy = await this.#fromCopy(id, start, end);
+    if (!copy) throw new XferError('InternalError', `the local copy of instance ${id} could not be made`);
+    return copy;
   }
 
   /**

@@ -24,8 +24,8 @@ export interface OrthancClientOptions {
   verifyPeers?: boolean | undefined;
   /** PEM bundle of trusted CAs for an https:// Orthanc (HttpsCACertificates). */
   caFile?: string | undefined;
-  /** Attempts of an idempotent read (GET, DELETE) in all; default 3. */
-  readAttempts?: number | undefined;
+  /** Attempts of an idempotent call in all; default 3. */
+  attempts?: number | undefined;
 }
 
 export interface OrthancRequest {
@@ -192,21 +192,24 @@ export class OrthancClient {
         });
       }
     };
-    return req.method === 'POST' ? run() : this.retryRead(run, req.signal);
+    return req.method === 'POST' ? run() : this.retryIdempotent(run, req.signal);
   }
 
   /** A GET whose answer is short text (e.g. a size or an MD5), retried. */
   async text(path: string, signal?: AbortSignal): Promise<string> {
-    return this.retryRead(async () => {
+    return this.retryIdempotent(async () => {
       const res = await this.request({ method: 'GET', path, signal });
       return (await this.#readBody(res.body, `GET ${path}`)).toString('utf8');
     }, signal);
   }
 
-  /** Runs an idempotent call with a few quick retries (Orthanc restarting, a keep-alive connection lost). */
-  retryRead<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+  /**
+   * Runs an idempotent call (a read, a DELETE, or POST /instances, which Orthanc answers AlreadyStored when
+   * repeated) with a few quick retries: Orthanc restarting, a keep-alive connection lost.
+   */
+  retryIdempotent<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
     const opts: RetryOptions = {
-      maxAttempts: this.#opts.readAttempts ?? 3,
+      maxAttempts: this.#opts.attempts ?? 3,
       backoff: { kind: 'exponential', baseMs: 200, capMs: 1000 },
     };
     if (signal) opts.signal = signal;

@@ -116,6 +116,15 @@ export class OrthancStore implements Store {
    */
   static async open(opts: OrthancStoreOptions): Promise<OrthancStore> {
     const dir = opts.storageDirectory;
+    // First, as it refuses a malformed URL before anything is locked.
+    const client = new OrthancClient({
+      url: opts.url,
+      username: opts.username,
+      password: opts.password,
+      timeoutMs: (opts.timeoutSeconds ?? 60) * 1000,
+      verifyPeers: opts.verifyPeers,
+      caFile: opts.caFile,
+    });
     await mkdir(join(dir, 'staging'), { recursive: true });
     const lock = join(dir, LOCK_FILE);
     acquireLock(lock);
@@ -130,14 +139,6 @@ export class OrthancStore implements Store {
       releaseLock(lock);
       throw e;
     }
-    const client = new OrthancClient({
-      url: opts.url,
-      username: opts.username,
-      password: opts.password,
-      timeoutMs: (opts.timeoutSeconds ?? 60) * 1000,
-      verifyPeers: opts.verifyPeers,
-      caFile: opts.caFile,
-    });
     const store = new OrthancStore(client, dir, cache, opts);
     try {
       const sys = await store.system();
@@ -262,7 +263,7 @@ export class OrthancStore implements Store {
     if (known) return known;
     let p = this.#md5Pending.get(key);
     if (!p) {
-      p = this.#client.retryRead(async () => {
+      p = this.#client.retryIdempotent(async () => {
         const hash = createHash('md5');
         let n = 0;
         const res = await this.#client.request({ method: 'GET', path: `/instances/${id}/file` });
@@ -332,7 +333,7 @@ export class OrthancStore implements Store {
     const path = `/instances/${id}/file`;
     let res;
     try {
-      res = await this.#client.retryRead(() =>
+      res = await this.#client.retryIdempotent(() =>
         this.#client.request({ method: 'GET', path, headers: { range: `bytes=${start}-${end - 1}` } }),
       );
     } catch (e) {
@@ -415,7 +416,7 @@ export class OrthancStore implements Store {
    */
   async #post(path: string, size: number): Promise<{ ids: OrthancIds; status: IngestStatus; attempt: number }> {
     let attempt = 0;
-    const doc = await this.#client.retryRead(async () => {
+    const doc = await this.#client.retryIdempotent(async () => {
       attempt++;
       return this.#client.json<Record<string, unknown>>({
         method: 'POST',
@@ -527,7 +528,7 @@ export class OrthancStore implements Store {
     const left: string[] = [];
     await mapLimit(ids, this.#commitThreads, async (id) => {
       try {
-        await this.#client.retryRead(async () => {
+        await this.#client.retryIdempotent(async () => {
           const res = await this.#client.request({ method: 'DELETE', path: `/instances/${id}` });
           res.body.resume();
         });

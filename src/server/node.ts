@@ -1,0 +1,127 @@
+// A running dicom-xfer node: configuration, store (embedded, or a real Orthanc), the HTTP application with
+// its modules, and a clean stop.
+import { readFile } from 'node:fs/promises';
+import { pino, type Logger } from 'pino';
+import { loadConfig } from '../config/load.ts';
+import type { Config, ConfigOverrides } from '../config/types.ts';
+import { randomUUID } from 'node:crypto';
+import { buildApp, type NodeContext, type NodeModule } from './app.ts';
+import { EmbeddedStore } from '../store/embedded/store.ts';
+import { OrthancStore } from '../store/orthanc/store.ts';
+import type { Store } from '../store/types.ts';
+import { transfersClientModule } from '../transfer/client-routes.ts';
+import { transfersServerModule } from '../transfer/server-routes.ts';
+import { peersModule } from '../peers/routes.ts';
+
+export interface ServeFlags {
+  port?: string;
+  host?: string;
+  data?: string;
+  config?: string;
+  logLevel?: string;
+  orthanc?: string;
+  orthancUsername?: string;
+  orthancPassword?: string;
+}
+
+export interface RunningNode {
+  config: Config;
+  url: string;
+  logger: Logger;
+  /** Stops accepting requests, lets in-flight ones finish, closes the database. */
+  stop(): Promise<void>;
+}
+
+/** The modules of a node, registered in this order after the core REST API. */
+const NODE_MODULES: NodeModule[] = [
+  peersModule, // first: the other modules reach the peers through getPeers(ctx)
+  transfersServerModule,
+  transfersClientModule,
+];
+
+function overridesFrom(flags: ServeFlags): ConfigOverrides {
+  const o: ConfigOverrides = {};
+  if (flags.port !== undefined) {
+    const n = Number(flags.port);
+    if (!Number.isInteger(n) || n < 0 || n > 65535) throw new Error(`--port: expected a port number, got "${flags.port}"`);
+    o.HttpPort = n;
+  }
+  if (flags.host !== undefined) o.HttpHost = flags.host;
+  if (flags.data !== undefined) o.StorageDirectory = flags.data;
+  if (flags.logLevel !== undefined) o.LogLevel = flags.logLevel as ConfigOverrides['LogLevel'];
+  if (flags.orthanc !== undefined) {
+    o.OrthancStore = { Url: flags.orthanc, Username: flags.orthancUsername, Password: flags.orthancPassword };
+  } else if (flags.orthancUsername !== undefined || flags.orthancPassword !== undefined) {
+    throw new Error('--orthanc-username and --orthanc-password need --orthanc <url>');
+  }
+  return o;
+}
+
+/** Starts a node from flags and the configuration file; resolves once it listens. */
+export async function startNode(flags: ServeFlags): Promise<RunningNode> {
+  const { config, warnings } = await loadConfig({ file: flags.config, overrides: overridesFrom(flags) });
+  const logger = pino({ level: config.LogLevel, base: { node: config.Name } }, pino.destination(2));
+  for (const w of warnings) logger.warn(w);
+  const orthanc = config.OrthancStore;
+  const store: Store = orthanc
+    ? await OrthancStore.open({
+        url: orthanc.url,
+        username: orthanc.username,
+        password: orthanc.password,
+        timeoutSeconds: orthanc.timeout,
+        rangeCacheBytes: orthanc.rangeCacheSize * 1024 * 1024,
+        storageDirectory: config.StorageDirectory,
+        commitThreads: config.Transfers.CommitThreadsCount,
+        verifyPeers: config.HttpsVerifyPeers,
+        caFile: config.HttpsCACertificates,
+        logger,
+      })
+    : await EmbeddedStore.open(config.StorageDirectory, {
+        overwriteInstances: config.OverwriteInstances,
+        stableAgeSeconds: config.StableAge,
+        commitThreads: config.Transfers.CommitThreadsCount,
+      });
+  let sslPem: string | undefined;
+  if (config.SslEnabled) {
+    if (!config.SslCertificate) throw new Error('SslEnabled is true but SslCertificate is not set');
+    sslPem = await readFile(config.SslCertificate, 'utf8');
+  }
+  const ctx: NodeContext = {
+    config,
+    store,
+    logger,
+    originator: randomUUID(),
+    httpTimeoutSeconds: config.HttpTimeout > 0 ? config.HttpTimeout : 3600,
+  };
+  let app: Awaited<ReturnType<typeof buildApp>> | undefined;
+  try {
+    app = await buildApp({ ctx, sslPem, modules: NODE_MODULES });
+    await app.fastify.listen({ port: config.HttpPort, host: config.HttpHost });
+  } catch (e) {
+    await app?.closeModules().catch(() => undefined);
+    await store.close();
+    throw e;
+  }
+  const started = app;
+  const addr = started.fastify.server.address();
+  const port = addr && typeof addr === 'object' ? addr.port : config.HttpPort;
+  const hostForUrl = config.HttpHost.includes(':') ? `[${config.HttpHost}]` : config.HttpHost;
+  const url = `${config.SslEnabled ? 'https' : 'http'}://${hostForUrl === '0.0.0.0' ? '127.0.0.1' : hostForUrl}:${port}`;
+  logger.info({ url, storage: config.StorageDirectory }, 'dicom-xfer node listening');
+  let stopping: Promise<void> | undefined;
+  return {
+    config,
+    url,
+    logger,
+    stop() {
+      stopping ??= (async () => {
+        await started.fastify.close();
+        await started.closeModules();
+        await store.close();
+        logger.info('dicom-xfer node stopped');
+      })();
+      return stopping;
+    },
+  };
+}
+

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Config } from '../config/types.ts';
-import { XferError, isXferError } from '../errors.ts';
+import { ERRORS, XferError, isXferError } from '../errors.ts';
 import type { JobRunContext, JobRunner, JobType } from '../jobs/engine.ts';
 import { bucketSize, scheduleBuckets } from '../protocol/buckets.ts';
 import { buildChunkPath } from '../protocol/chunk-url.ts';
@@ -24,10 +24,10 @@ import {
   type InstanceInfo,
   type Resource,
 } from '../protocol/wire.ts';
-import type { PeerClient } from '../peers/client.ts';
+import { PeerHttpError, type PeerClient } from '../peers/client.ts';
 import type { Store } from '../store/types.ts';
 import { mapLimit } from '../util/concurrency.ts';
-import { retry, retryOptionsFromConfig } from '../util/retry.ts';
+import { isRetryable, retry, retryOptionsFromConfig } from '../util/retry.ts';
 import { StagingArea } from './staging.ts';
 
 /** The serialized form of a transfer job: its query (SPEC §11.6). */
@@ -173,6 +173,11 @@ async function runBuckets(
   });
 }
 
+/** A peer's answer carrying Orthanc's CorruptedFile error (a commit refused for bad MD5 or bad data). */
+function isRemoteCorruptedFile(e: unknown): boolean {
+  return e instanceof PeerHttpError && e.remote?.OrthancStatus === ERRORS.CorruptedFile.status;
+}
+
 function describeFailure(what: string, e: unknown): XferError {
   if (isXferError(e)) return new XferError(e.code, `${what}: ${e.details ?? e.message}`, { cause: e });
   return new XferError('NetworkProtocol', `${what}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
@@ -271,21 +276,50 @@ export class PushTransferJob implements JobRunner {
       throw describeFailure('a bucket could not be sent', e);
     }
 
+    // An attempt whose answer never came (cut connection, timeout) may have committed all the same.
+    let outcomeUnknown = false;
     await retry(
-      (_a, signal) =>
-        client.json({
-          method: 'POST',
-          path: `${path}/commit`,
-          headers: pushHeaders(q, cookie),
-          body: '',
-          timeoutMs: T.PeerCommitTimeout * 1000,
-          signal,
-        }),
-      retryOpts(stats),
-    ).catch((e: unknown) => {
+      async (_a, signal) => {
+        try {
+          return await client.json({
+            method: 'POST',
+            path: `${path}/commit`,
+            headers: pushHeaders(q, cookie),
+            body: '',
+            timeoutMs: T.PeerCommitTimeout * 1000,
+            signal,
+          });
+        } catch (e) {
+          if (!(e instanceof PeerHttpError)) outcomeUnknown = true;
+          throw e;
+        }
+      },
+      // A commit refused for bad data (CorruptedFile) fails the same way every time, and the receiver
+      // may have dropped the transaction: another attempt would only hide the reason behind a 404.
+      { ...retryOpts(stats), retryable: (e) => !isRemoteCorruptedFile(e) && isRetryable(e) },
+    ).catch(async (e: unknown) => {
+      // The transaction is gone after an attempt whose answer was lost: the receiver may well have
+      // committed it (then removed it). The instances themselves tell.
+      if (outcomeUnknown && e instanceof PeerHttpError && e.status === 404 && (await this.#storedAtPeer(ctx, client, instances))) {
+        ctx.log.warn({ path }, 'the commit answer was lost, but the peer holds every instance: the transfer is complete');
+        return;
+      }
       throw describeFailure(`the peer "${q.Peer}" did not commit the transfer`, e);
     });
     ctx.setProgress(1);
+  }
+
+  /** Whether the peer stores every instance with its MD5 (Orthanc's `/instances/{id}/attachments/dicom/md5`). */
+  async #storedAtPeer(ctx: JobRunContext, client: PeerClient, instances: readonly InstanceInfo[]): Promise<boolean> {
+    try {
+      await mapLimit(instances, this.#deps.config.Transfers.Threads, async (i) => {
+        const a = await client.buffer({ method: 'GET', path: `/instances/${i.ID}/attachments/dicom/md5`, signal: ctx.signal });
+        if (a.body.toString('utf8').trim() !== i.MD5) throw new XferError('CorruptedFile', `instance ${i.ID} differs at the peer`);
+      });
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   async #discard(ctx: JobRunContext, client: PeerClient, path: string, cookie: string | undefined): Promise<void> {

@@ -1,0 +1,90 @@
+// End to end on real DICOM: every real test file imported into node A travels to node B by push, by pull
+// and by send-in-pull-mode, with gzip and without compression; B then holds exactly A's instances, byte
+// for byte (same IDs, same MD5s).
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import {
+  REAL_DICOM,
+  assertSameInstances,
+  emptyNode,
+  getJson,
+  importFiles,
+  listFiles,
+  startPair,
+  startTransfer,
+  storedMd5s,
+  waitJob,
+  type Imported,
+  type Pair,
+} from '../helpers/transfer-nodes.ts';
+
+describe('transfers of the real DICOM files between two nodes', { timeout: 240_000 }, () => {
+  let pair: Pair;
+  let imported: Imported;
+  /** Instance ID -> MD5 as A stores it. */
+  let source: Map<string, string>;
+  let patients: string[];
+
+  before(async () => {
+    pair = await startPair({ aliasesOfB: { 'b-pull': { RemoteSelf: 'a' } } });
+    const files = await listFiles(REAL_DICOM);
+    assert.equal(files.length, 239);
+    imported = await importFiles(pair.a.url, files);
+    // One file of the set is not DICOM that a node accepts; every other one is stored.
+    assert.equal(imported.refused.length, 1, JSON.stringify(imported.refused));
+    source = await storedMd5s(pair.a.url);
+    assert.deepEqual([...source.keys()].sort(), [...imported.path.keys()].sort());
+    patients = await getJson<string[]>(pair.a.url, '/patients');
+    assert.ok(patients.length > 10);
+  });
+  after(async () => {
+    await pair?.stop();
+  });
+
+  const resources = () => patients.map((ID) => ({ Level: 'Patient', ID }));
+
+  for (const compression of ['gzip', 'none'] as const) {
+    test(`push (${compression}): B ends up with every instance of A, same MD5s`, async () => {
+      await emptyNode(pair.b.url);
+      pair.toB.clearRecords();
+      const h = await startTransfer(pair.a.url, 'send', { Resources: resources(), Compression: compression, Peer: 'b' });
+      const job = await waitJob(pair.a.url, h.ID as string);
+      assert.equal(job.State, 'Success', JSON.stringify(job));
+      assert.equal(job.Type, 'PushTransfer');
+      assert.equal(job.Content.TotalInstances, source.size);
+      await assertSameInstances(pair.b.url, source);
+      // The data reached B as the bucket PUTs of one transaction, each sent once, then one commit.
+      const creates = pair.toB.records({ method: 'POST', path: /^\/+transfers\/push$/ });
+      assert.equal(creates.length, 1);
+      const puts = pair.toB.records({ method: 'PUT' });
+      assert.equal(puts.length, job.Content.CompletedHttpQueries);
+      assert.equal(puts.length, job.Content.TotalBuckets);
+      assert.ok(puts.every((r) => r.status === 200));
+      assert.equal(pair.toB.records({ method: 'POST', path: /\/commit$/ }).length, 1);
+    });
+
+    test(`pull (${compression}): B pulls every instance of A, same MD5s`, async () => {
+      await emptyNode(pair.b.url);
+      const h = await startTransfer(pair.b.url, 'pull', { Resources: resources(), Compression: compression, Peer: 'a' });
+      const job = await waitJob(pair.b.url, h.ID as string);
+      assert.equal(job.State, 'Success', JSON.stringify(job));
+      assert.equal(job.Type, 'PullTransfer');
+      assert.equal(job.Content.TotalInstances, source.size);
+      await assertSameInstances(pair.b.url, source);
+    });
+
+    test(`send in pull mode (${compression}): A asks B to pull, B's job brings every instance`, async () => {
+      await emptyNode(pair.b.url);
+      const h = await startTransfer(pair.a.url, 'send', { Resources: resources(), Compression: compression, Peer: 'b-pull' });
+      assert.deepEqual(Object.keys(h).sort(), ['Peer', 'RemoteJob', 'URL']);
+      assert.equal(h.Peer, 'b-pull');
+      assert.equal(h.URL, `${pair.toB.url}//jobs/${h.RemoteJob}`);
+      const job = await waitJob(pair.b.url, h.RemoteJob as string);
+      assert.equal(job.State, 'Success', JSON.stringify(job));
+      assert.equal(job.Type, 'PullTransfer');
+      assert.equal(job.Content.Peer, 'a');
+      assert.equal(typeof job.Content.Originator, 'string');
+      await assertSameInstances(pair.b.url, source);
+    });
+  }
+});

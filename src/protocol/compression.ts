@@ -213,18 +213,22 @@ export function createGunzipStream(): GunzipOneMember {
 /**
  * Passes bytes through and fails unless exactly `expected` bytes went by: NetworkProtocol (500) with
  * Details like Orthanc's "WriteUncompressedBucket: 3 != 37422". A stream that runs past `expected`
- * fails at once (Details "at least N != expected"), so an oversized or malicious body is not read
- * through. `label` replaces "WriteUncompressedBucket" in the Details.
+ * fails once it is more than `slack` bytes past (Details "at least N != expected"), so an oversized or
+ * malicious body is not read through; bytes past `expected` are never passed on. A little slack lets an
+ * upstream inflater report a corrupt stream (400) before the length is blamed (500), as the plugin,
+ * which inflates first, would. `label` replaces "WriteUncompressedBucket" in the Details.
  */
 export class ExpectedLength extends Transform {
   readonly expected: number;
   readonly label: string;
+  readonly slack: number;
   #seen = 0;
 
-  constructor(expected: number, label = 'WriteUncompressedBucket') {
+  constructor(expected: number, label = 'WriteUncompressedBucket', slack = 0) {
     super();
     this.expected = expected;
     this.label = label;
+    this.slack = slack;
   }
 
   /** Bytes seen so far. */
@@ -233,9 +237,14 @@ export class ExpectedLength extends Transform {
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    const before = this.#seen;
     this.#seen += chunk.length;
-    if (this.#seen > this.expected) {
+    if (this.#seen > this.expected + this.slack) {
       return cb(new XferError('NetworkProtocol', `${this.label}: at least ${this.#seen} != ${this.expected}`));
+    }
+    if (this.#seen > this.expected) {
+      // Keep counting (the stream may yet turn out corrupt upstream) but pass nothing past the bucket.
+      return cb(null, before < this.expected ? chunk.subarray(0, this.expected - before) : undefined);
     }
     cb(null, chunk);
   }
@@ -246,8 +255,8 @@ export class ExpectedLength extends Transform {
   }
 }
 
-export function createLengthCheck(expected: number, label?: string): ExpectedLength {
-  return new ExpectedLength(expected, label);
+export function createLengthCheck(expected: number, label?: string, slack?: number): ExpectedLength {
+  return new ExpectedLength(expected, label, slack);
 }
 
 /** Passes bytes through and counts them (e.g. the compressed bytes on the wire, for *SizeMB). */

@@ -173,7 +173,9 @@ export class StagingArea {
     try {
       const stages: (Transform | ((s: AsyncIterable<Buffer>) => Promise<void>))[] = [...(opts.before ?? [])];
       if (opts.gunzip) stages.push(createGunzipStream());
-      stages.push(createLengthCheck(total));
+      // With gzip, up to 1 MiB of excess output is counted, not written, so that a corrupt member is
+      // reported as such (400) rather than as a wrong length (500).
+      stages.push(createLengthCheck(total, undefined, opts.gunzip ? 1024 * 1024 : 0));
       stages.push(sink);
       // pipeline's typings cannot express a variable list of stages.
       await (pipeline as unknown as (...args: unknown[]) => Promise<void>)(payload, ...stages);

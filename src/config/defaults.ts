@@ -75,4 +75,6 @@ export const ORTHANC_STORE_DEFAULTS = {
   Timeout: 60,
   /** MB of local disk for copies of large instances read in ranges. */
   RangeCacheSize: 1024,
+  /** Whether the node forwards the requests it does not answer to Orthanc. */
+  Proxy: false,
 } as const;

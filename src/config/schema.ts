@@ -213,7 +213,7 @@ const peers = z
 // ---- OrthancStore ----------------------------------------------------------------------------------------
 
 /** Keys of the `OrthancStore` object. */
-export const ORTHANC_STORE_KEYS: readonly string[] = ['Url', 'Username', 'Password', 'Timeout', 'RangeCacheSize'];
+export const ORTHANC_STORE_KEYS: readonly string[] = ['Url', 'Username', 'Password', 'Timeout', 'RangeCacheSize', 'Proxy'];
 
 const orthancStore = z
   .looseObject(
@@ -223,6 +223,7 @@ const orthancStore = z
       Password: str().optional(),
       Timeout: uint('seconds').optional(),
       RangeCacheSize: positive('MB').optional(),
+      Proxy: bool().optional(),
     },
     { error: 'an object with "Url"' },
   )
@@ -251,6 +252,7 @@ const orthancStore = z
       url: o.Url,
       timeout: o.Timeout ?? ORTHANC_STORE_DEFAULTS.Timeout,
       rangeCacheSize: o.RangeCacheSize ?? ORTHANC_STORE_DEFAULTS.RangeCacheSize,
+      proxy: o.Proxy ?? ORTHANC_STORE_DEFAULTS.Proxy,
     };
     if (o.Username) {
       out.username = o.Username;
@@ -423,7 +425,7 @@ export const SETTINGS: { readonly [K in TopKey]-?: Setting<Config[K]> } = {
     type: 'object',
     default: undefined,
     meaning:
-      'dicom-xfer extension: keep the DICOM in this Orthanc (1.5 or later), reached through its REST API, instead of the embedded store; `{"Url": ..., "Username": ..., "Password": ..., "Timeout": seconds, "RangeCacheSize": MB}` (see below). StorageDirectory still holds staging, jobs and peers. `serve --orthanc URL` sets it.',
+      'dicom-xfer extension: keep the DICOM in this Orthanc (1.5 or later), reached through its REST API, instead of the embedded store; `{"Url": ..., "Username": ..., "Password": ..., "Timeout": seconds, "RangeCacheSize": MB, "Proxy": true/false}` (see below). StorageDirectory still holds staging, jobs and peers. `serve --orthanc URL` sets it. With `"Proxy": true` (or `serve --proxy`), every request that dicom-xfer does not answer itself is forwarded to that Orthanc, so one port serves Orthanc\'s REST API, Orthanc Explorer (with the "Transfers accelerator" button) and the transfers routes.',
     source: 'dicom-xfer',
   },
   LogLevel: {

@@ -38,6 +38,8 @@ export interface OrthancStoreConfig {
   timeout: number;
   /** MB of local disk for copies of large instances read in ranges (Orthanc sends whole files). */
   rangeCacheSize: number;
+  /** Forward every request that dicom-xfer does not answer itself to this Orthanc (src/proxy/). */
+  proxy: boolean;
 }
 
 /** The `Transfers` section: the plugin's keys, then dicom-xfer's extensions. */

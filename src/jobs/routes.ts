@@ -1,10 +1,26 @@
-// Orthanc's jobs REST API over the jobs engine: list, describe, and the four controls.
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+// Orthanc's jobs REST API over the jobs engine: list, describe, and the four controls. Beside an Orthanc
+// store, the jobs of that Orthanc are listed too, and requests about them are forwarded to it.
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { XferError } from '../errors.ts';
 import { flag, route, sendJson, type RouteInfo } from '../server/http.ts';
 import type { JobsEngine } from './engine.ts';
 
 const JOB_ID = /^[0-9a-f-]{1,64}$/;
+
+/** Jobs owned by another system (the Orthanc behind an Orthanc store), shown beside the engine's. */
+export interface ForeignJobs {
+  /** Its job IDs (or expanded jobs); undefined when they cannot be had now (only the engine's are listed). */
+  list(req: FastifyRequest, expand: boolean): Promise<unknown[] | undefined>;
+  /** Answers a request about a job that the engine does not own, as the other system answers it. */
+  forward(req: FastifyRequest, reply: FastifyReply): Promise<unknown>;
+}
+
+const foreignJobs = new WeakMap<FastifyInstance, ForeignJobs>();
+
+/** Makes the /jobs routes of `app` merge and forward to `jobs` (set by the Orthanc proxy module). */
+export function setForeignJobs(app: FastifyInstance, jobs: ForeignJobs): void {
+  foreignJobs.set(app, jobs);
+}
 
 function jobId(req: FastifyRequest, engine: JobsEngine): string {
   const id = (req.params as { id?: string }).id ?? '';
@@ -13,13 +29,22 @@ function jobId(req: FastifyRequest, engine: JobsEngine): string {
 }
 
 export function registerJobRoutes(app: FastifyInstance, engine: JobsEngine, routes: RouteInfo[]): void {
+  /** The other system's answer, for a job ID that is not the engine's; undefined when it is ours. */
+  const foreign = (req: FastifyRequest, reply: FastifyReply): Promise<unknown> | undefined => {
+    const id = (req.params as { id?: string }).id ?? '';
+    const other = foreignJobs.get(app);
+    return other && !engine.has(id) ? other.forward(req, reply) : undefined;
+  };
   route(
     app,
     '/jobs',
     {
       GET: async (req, reply) => {
+        const expand = flag(req.query, 'expand');
         const ids = engine.list();
-        return sendJson(reply, flag(req.query, 'expand') ? ids.map((id) => engine.describe(id)) : ids);
+        const ours: unknown[] = expand ? ids.map((id) => engine.describe(id)) : ids;
+        const theirs = (await foreignJobs.get(app)?.list(req, expand)) ?? [];
+        return sendJson(reply, [...ours, ...theirs]);
       },
     },
     routes,
@@ -27,11 +52,13 @@ export function registerJobRoutes(app: FastifyInstance, engine: JobsEngine, rout
   route(
     app,
     '/jobs/:id',
-    { GET: async (req, reply) => sendJson(reply, engine.describe(jobId(req, engine))) },
+    { GET: async (req, reply) => foreign(req, reply) ?? sendJson(reply, engine.describe(jobId(req, engine))) },
     routes,
   );
   const control = (action: 'pause' | 'resume' | 'cancel' | 'resubmit') => ({
-    POST: async (req: FastifyRequest, reply: Parameters<typeof sendJson>[0]) => {
+    POST: async (req: FastifyRequest, reply: FastifyReply) => {
+      const elsewhere = foreign(req, reply);
+      if (elsewhere) return elsewhere;
       const id = jobId(req, engine);
       await engine[action](id);
       return sendJson(reply, {});

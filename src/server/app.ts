@@ -1,14 +1,14 @@
 // The HTTP application of a dicom-xfer node: security (loopback unless remote access is allowed,
 // HTTP Basic authentication, HTTPS), Orthanc's JSON errors, and the routes of every module.
 import { createHash, timingSafeEqual } from 'node:crypto';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { XferError } from '../errors.ts';
 import { EmbeddedStore } from '../store/embedded/store.ts';
 import type { Store } from '../store/types.ts';
 import type { Config } from '../config/types.ts';
 import { VERSION } from '../version.ts';
-import { installErrorHandlers, route, sendError, sendJson, type RouteInfo } from './http.ts';
+import { installErrorHandlers, route, sendError, sendJson, type Handler, type RouteInfo } from './http.ts';
 import { registerOrthancApi } from './orthanc-api.ts';
 
 /** What every module of a node shares: its configuration, store, logger and identity. */
@@ -23,11 +23,23 @@ export interface NodeContext {
   httpTimeoutSeconds: number;
 }
 
+/** The core routes whose JSON answer a module may amend. */
+export type CorePath = '/system' | '/plugins' | '/plugins/transfers';
+
+/** What a module may change beyond its own routes. */
+export interface ModuleHooks {
+  /** Answers every request that no route matches (the proxy to Orthanc); one module at most. */
+  setFallback(handler: Handler): void;
+  /** Rewrites the JSON value a core route answers (e.g. Orthanc's plugins beside "transfers"). */
+  amend(path: CorePath, fn: (value: unknown, req: FastifyRequest) => Promise<unknown>): void;
+}
+
 /** A module adds its routes (through `route()`, recording them in `routes`) and may return a closer. */
 export type NodeModule = (
   app: FastifyInstance,
   ctx: NodeContext,
   routes: RouteInfo[],
+  hooks: ModuleHooks,
 ) => void | (() => Promise<void>) | Promise<void | (() => Promise<void>)>;
 
 export interface AppOptions {
@@ -99,7 +111,24 @@ export async function buildApp(opts: AppOptions): Promise<App> {
   // Bodies are read by the routes themselves, as streams, whatever their Content-Type.
   fastify.removeAllContentTypeParsers();
   fastify.addContentTypeParser('*', (_req, _payload, done) => done(null, undefined));
-  installErrorHandlers(fastify);
+  let fallback: Handler | undefined;
+  const amenders = new Map<CorePath, (value: unknown, req: FastifyRequest) => Promise<unknown>>();
+  const hooks: ModuleHooks = {
+    setFallback(handler) {
+      if (fallback) throw new Error('a fallback handler is already set');
+      fallback = handler;
+    },
+    amend(path, fn) {
+      if (amenders.has(path)) throw new Error(`${path} is already amended`);
+      amenders.set(path, fn);
+    },
+  };
+  /** The answer of a core route, after the module that amends it (if any). */
+  const core = async (path: CorePath, value: unknown, req: FastifyRequest): Promise<unknown> => {
+    const fn = amenders.get(path);
+    return fn ? fn(value, req) : value;
+  };
+  installErrorHandlers(fastify, () => fallback);
 
   fastify.addHook('onRequest', async (req, reply) => {
     const remote = req.socket.remoteAddress ?? '';
@@ -119,8 +148,8 @@ export async function buildApp(opts: AppOptions): Promise<App> {
     fastify,
     '/system',
     {
-      GET: async (_req, reply) =>
-        sendJson(reply, {
+      GET: async (req, reply) =>
+        sendJson(reply, await core('/system', {
           ApiVersion: 16,
           CheckRevisions: false,
           DatabaseBackendPlugin: null,
@@ -134,22 +163,22 @@ export async function buildApp(opts: AppOptions): Promise<App> {
           PluginsEnabled: true,
           StorageAreaPlugin: null,
           Version: '1.10.1',
-        }),
+        }, req)),
     },
     routes,
   );
-  route(fastify, '/plugins', { GET: async (_req, reply) => sendJson(reply, ['transfers']) }, routes);
+  route(fastify, '/plugins', { GET: async (req, reply) => sendJson(reply, await core('/plugins', ['transfers'], req)) }, routes);
   route(
     fastify,
     '/plugins/transfers',
     {
-      GET: async (_req, reply) =>
-        sendJson(reply, {
+      GET: async (req, reply) =>
+        sendJson(reply, await core('/plugins/transfers', {
           Description: 'dicom-xfer: accelerated, resumable DICOM transfers, wire-compatible with the Transfers Accelerator',
           ExtendsOrthancExplorer: false,
           ID: 'transfers',
           Version: VERSION,
-        }),
+        }, req)),
     },
     routes,
   );
@@ -159,7 +188,7 @@ export async function buildApp(opts: AppOptions): Promise<App> {
   if (embedded) registerOrthancApi(fastify, { store: embedded, httpTimeoutSeconds: ctx.httpTimeoutSeconds, routes });
   const closers: (() => Promise<void>)[] = [];
   for (const m of opts.modules ?? []) {
-    const closer = await m(fastify, ctx, routes);
+    const closer = await m(fastify, ctx, routes, hooks);
     if (closer) closers.push(closer);
   }
   return {

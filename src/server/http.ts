@@ -148,8 +148,11 @@ export function intParam(query: unknown, name: string, fallback: number): number
   return Number(s);
 }
 
-/** Installs the handlers that turn any failure into Orthanc's JSON error shape. */
-export function installErrorHandlers(app: FastifyInstance): void {
+/**
+ * Installs the handlers that turn any failure into Orthanc's JSON error shape. A request that no route
+ * matches goes to `fallback()` when it returns a handler (e.g. the proxy to Orthanc), else it is a 404.
+ */
+export function installErrorHandlers(app: FastifyInstance, fallback?: () => Handler | undefined): void {
   app.setErrorHandler((error, req, reply) => {
     let err: XferError;
     if (error instanceof XferError) err = error;
@@ -172,7 +175,9 @@ export function installErrorHandlers(app: FastifyInstance): void {
     if (!req.raw.complete) reply.header('Connection', 'close');
     sendError(req, reply, err);
   });
-  app.setNotFoundHandler((req, reply) => {
-    sendError(req, reply, new XferError('UnknownResource', `no route for ${req.method} ${req.url.split('?')[0]}`));
+  app.setNotFoundHandler(async (req, reply) => {
+    const handler = fallback?.();
+    if (handler) return handler(req, reply);
+    return sendError(req, reply, new XferError('UnknownResource', `no route for ${req.method} ${req.url.split('?')[0]}`));
   });
 }

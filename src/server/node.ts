@@ -12,6 +12,7 @@ import type { Store } from '../store/types.ts';
 import { transfersClientModule } from '../transfer/client-routes.ts';
 import { transfersServerModule } from '../transfer/server-routes.ts';
 import { peersModule } from '../peers/routes.ts';
+import { orthancProxyModule } from '../proxy/module.ts';
 
 export interface ServeFlags {
   port?: string;
@@ -22,6 +23,8 @@ export interface ServeFlags {
   orthanc?: string;
   orthancUsername?: string;
   orthancPassword?: string;
+  /** Forward what the node does not answer to the Orthanc of the Orthanc store (OrthancStore.Proxy). */
+  proxy?: boolean;
 }
 
 export interface RunningNode {
@@ -37,6 +40,7 @@ const NODE_MODULES: NodeModule[] = [
   peersModule, // first: the other modules reach the peers through getPeers(ctx)
   transfersServerModule,
   transfersClientModule,
+  orthancProxyModule, // last: Orthanc's jobs in /jobs, and (with Proxy) the fallback to Orthanc
 ];
 
 function overridesFrom(flags: ServeFlags): ConfigOverrides {
@@ -62,6 +66,10 @@ export async function startNode(flags: ServeFlags): Promise<RunningNode> {
   const { config, warnings } = await loadConfig({ file: flags.config, overrides: overridesFrom(flags) });
   const logger = pino({ level: config.LogLevel, base: { node: config.Name } }, pino.destination(2));
   for (const w of warnings) logger.warn(w);
+  if (flags.proxy) {
+    if (!config.OrthancStore) throw new Error('--proxy needs --orthanc <url> (or an OrthancStore key)');
+    config.OrthancStore.proxy = true;
+  }
   const orthanc = config.OrthancStore;
   const store: Store = orthanc
     ? await OrthancStore.open({

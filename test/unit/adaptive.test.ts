@@ -1,0 +1,98 @@
+// The adaptive number of buckets in flight, driven by a simulated bottleneck link: it climbs while more
+// parallel requests raise the throughput and settles near the level that fills the link.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { AdaptiveConcurrency, runWithLimit } from '../../src/transfer/adaptive.ts';
+
+interface Link {
+  /** Bytes/s of the bottleneck. */
+  capacity: number;
+  /** Bytes/s one connection gets at most (loss-limited congestion window). */
+  perConnection: number;
+  rttMs: number;
+}
+
+/** Simulates `seconds` of a transfer of `bucket`-byte buckets; returns the controller and the goodput of the last third. */
+function simulate(link: Link, bucket: number, seconds: number, ctl: AdaptiveConcurrency) {
+  let now = 0;
+  const inFlight: { end: number }[] = [];
+  let bytesLate = 0;
+  const lateFrom = (seconds * 1000 * 2) / 3;
+  for (let steps = 0; steps < 1_000_000 && now < seconds * 1000; steps++) {
+    while (inFlight.length < ctl.limit) {
+      const share = Math.min(link.perConnection, link.capacity / Math.max(ctl.limit, inFlight.length + 1));
+      inFlight.push({ end: now + (bucket / share) * 1000 + link.rttMs });
+    }
+    inFlight.sort((a, b) => a.end - b.end);
+    const first = inFlight.shift() as { end: number };
+    now = first.end;
+    if (now >= lateFrom) bytesLate += bucket;
+    ctl.completed(bucket, now);
+  }
+  return { goodput: (bytesLate * 1000) / (seconds * 1000 - lateFrom) };
+}
+
+const MB = 1e6;
+
+test('on a lossy link it opens enough requests to fill it', () => {
+  // 100 Mbit/s shared, 4.5 Mbit/s per connection (CUBIC at 0.5% loss), 40 ms RTT.
+  const link = { capacity: 12.5 * MB, perConnection: 0.56 * MB, rttMs: 40 };
+  const ctl = new AdaptiveConcurrency({ initial: 4, min: 1, max: 64 }, 0);
+  const { goodput } = simulate(link, 4 * MB, 600, ctl);
+  assert.ok(goodput >= 0.85 * link.capacity, `goodput ${(goodput / MB).toFixed(2)} MB/s, limit ${ctl.limit}`);
+  assert.ok(ctl.limit >= 20 && ctl.limit <= 64, `limit ${ctl.limit}`);
+});
+
+test('on a very lossy long link it goes further, up to the ceiling', () => {
+  // 20 Mbit/s, about 0.9 Mbit/s per connection (150 ms RTT, 1% loss).
+  const link = { capacity: 2.5 * MB, perConnection: 0.115 * MB, rttMs: 150 };
+  const ctl = new AdaptiveConcurrency({ initial: 4, min: 1, max: 48 }, 0);
+  const { goodput } = simulate(link, 2 * MB, 1800, ctl);
+  assert.ok(goodput >= 0.85 * link.capacity, `goodput ${(goodput / MB).toFixed(2)} MB/s, limit ${ctl.limit}`);
+});
+
+test('when one connection fills the link it stays low', () => {
+  const link = { capacity: 12.5 * MB, perConnection: 12.5 * MB, rttMs: 40 };
+  const ctl = new AdaptiveConcurrency({ initial: 4, min: 1, max: 64 }, 0);
+  simulate(link, 4 * MB, 300, ctl);
+  assert.ok(ctl.limit <= 9, `limit ${ctl.limit}`);
+});
+
+test('failures step the level down', () => {
+  const ctl = new AdaptiveConcurrency({ initial: 20, min: 2, max: 64 }, 0);
+  ctl.failed(10);
+  assert.equal(ctl.limit, 14);
+  ctl.failed(11); // same window: one step only
+  assert.equal(ctl.limit, 14);
+});
+
+test('runWithLimit follows a changing limit and stops at the first failure', async () => {
+  let limit = 1;
+  let active = 0;
+  let peak = 0;
+  const seen: number[] = [];
+  await runWithLimit(
+    Array.from({ length: 30 }, (_, i) => i),
+    () => limit,
+    async (i) => {
+      active++;
+      peak = Math.max(peak, active);
+      seen.push(i);
+      if (i === 5) limit = 6;
+      await new Promise((r) => setTimeout(r, 5));
+      active--;
+    },
+  );
+  assert.equal(seen.length, 30);
+  assert.equal(peak, 6);
+  let started = 0;
+  await assert.rejects(
+    runWithLimit([1, 2, 3, 4, 5, 6, 7, 8], () => 2, async (i) => {
+      started++;
+      await new Promise((r) => setTimeout(r, 5));
+      if (i === 2) throw new Error('boom');
+    }),
+    /boom/,
+  );
+  assert.ok(started <= 4, `started ${started}`);
+});

@@ -12,6 +12,9 @@ import type { Store } from '../store/types.ts';
 import { transfersClientModule } from '../transfer/client-routes.ts';
 import { transfersServerModule } from '../transfer/server-routes.ts';
 import { peersModule } from '../peers/routes.ts';
+import { metricsModule } from '../metrics/metrics.ts';
+import { uiModule } from '../ui/module.ts';
+import { openapiModule } from '../openapi/openapi.ts';
 import { orthancProxyModule } from '../proxy/module.ts';
 
 export interface ServeFlags {
@@ -36,10 +39,13 @@ export interface RunningNode {
 }
 
 /** The modules of a node, registered in this order after the core REST API. */
-const NODE_MODULES: NodeModule[] = [
+export const NODE_MODULES: NodeModule[] = [
   peersModule, // first: the other modules reach the peers through getPeers(ctx)
   transfersServerModule,
   transfersClientModule,
+  metricsModule, // after the peers and transfers modules: it reads their counters
+  uiModule, // after metricsModule: the dashboard shows its throughput
+  openapiModule, // builds its document when asked, from the routes of every module
   orthancProxyModule, // last: Orthanc's jobs in /jobs, and (with Proxy) the fallback to Orthanc
 ];
 

@@ -1,0 +1,125 @@
+// JSON Schemas of the bodies the node reads and answers, for the OpenAPI document: the protocol's zod
+// schemas converted with zod's own converter (the wire form, as a peer sends it), the configuration
+// file's schema, and hand-written shapes for the answers no schema validates (Orthanc's job and error JSON).
+import { z } from 'zod';
+import { configJsonSchema } from '../config/schema.ts';
+import {
+  JobHandleSchema,
+  LookupAnswerSchema,
+  LookupRequestSchema,
+  PushCreateSchema,
+  RemoteJobHandleSchema,
+  ResourceSchema,
+  TransferQuerySchema,
+} from '../protocol/wire.ts';
+
+type Json = Record<string, unknown>;
+
+/** A zod schema as JSON Schema of its input side (what arrives on the wire), without `$schema`. */
+export function fromZod(schema: z.ZodType): Json {
+  const out = z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' }) as Json;
+  delete out.$schema;
+  return out;
+}
+
+/** Adds facts the zod schemas check in code (enumerations, decimal strings) to a converted object schema. */
+function refine(schema: Json, props: Record<string, Json>): Json {
+  const properties = (schema.properties ?? {}) as Record<string, Json>;
+  for (const [k, extra] of Object.entries(props)) if (properties[k]) properties[k] = { ...properties[k], ...extra };
+  return schema;
+}
+
+const COMPRESSION = { enum: ['gzip', 'none'], description: 'Bucket compression: exactly "gzip" or "none".' };
+const LEVEL = { description: 'Patient, Study, Series or Instance (any case, singular or plural).' };
+const DECIMAL = { pattern: '^[0-9]+$', description: 'A byte count written as a decimal string.' };
+
+function resource(): Json {
+  return refine(fromZod(ResourceSchema), { Level: LEVEL, ID: { description: "Orthanc's ID of the resource." } });
+}
+
+function instanceInfo(s: Json): void {
+  const items = ((s.properties as Record<string, Json>).Instances as Json).items as Json;
+  refine(items, { Size: DECIMAL });
+}
+
+/** The named schemas of the document (components.schemas). */
+export function componentSchemas(): Record<string, Json> {
+  const transferQuery = refine(fromZod(TransferQuerySchema.extend({ Resources: z.array(ResourceSchema) })), {
+    Compression: COMPRESSION,
+    Peer: { description: 'Name of the peer in OrthancPeers.' },
+    Priority: { description: 'Job priority: higher runs first (default 0).' },
+    Originator: { description: 'UUID of the server that asks for a pull (send in pull mode).' },
+  });
+  (transferQuery.properties as Record<string, Json>).Resources = { type: 'array', items: { $ref: '#/components/schemas/Resource' } };
+  const pushCreate = refine(fromZod(PushCreateSchema), { Compression: COMPRESSION });
+  instanceInfo(pushCreate);
+  const lookupAnswer = refine(fromZod(LookupAnswerSchema), { TotalSize: DECIMAL });
+  instanceInfo(lookupAnswer);
+  const lookupRequest = fromZod(LookupRequestSchema);
+  lookupRequest.items = { $ref: '#/components/schemas/Resource' };
+  const config = configJsonSchema();
+  delete config.$schema;
+  return {
+    OrthancError: {
+      type: 'object',
+      description: "Orthanc's error answer: every failure of every route has this shape.",
+      properties: {
+        Method: { type: 'string' },
+        Uri: { type: 'string' },
+        HttpError: { type: 'string', description: 'Reason phrase of the HTTP status.' },
+        HttpStatus: { type: 'integer' },
+        OrthancError: { type: 'string', description: "Orthanc's message for the error code." },
+        OrthancStatus: { type: 'integer', description: "Orthanc's error code (ErrorCodes.json)." },
+        Message: { type: 'string' },
+        Details: { type: 'string', description: 'What went wrong, in words.' },
+      },
+      required: ['Method', 'Uri', 'HttpError', 'HttpStatus', 'OrthancError', 'OrthancStatus', 'Message'],
+    },
+    Resource: resource(),
+    TransferQuery: transferQuery,
+    JobHandle: { ...fromZod(JobHandleSchema), description: 'A job (or push transaction) on the server that answered: its ID and path.' },
+    RemoteJobHandle: { ...fromZod(RemoteJobHandleSchema), description: 'Send in pull mode: the job runs on the peer.' },
+    LookupRequest: lookupRequest,
+    LookupAnswer: lookupAnswer,
+    PushCreate: pushCreate,
+    Job: {
+      type: 'object',
+      description: "A job in Orthanc's JSON shape.",
+      properties: {
+        ID: { type: 'string' },
+        Type: { type: 'string', enum: ['PushTransfer', 'PullTransfer'] },
+        State: { type: 'string', enum: ['Pending', 'Running', 'Paused', 'Success', 'Failure'] },
+        Priority: { type: 'integer' },
+        Progress: { type: 'integer', minimum: 0, maximum: 100 },
+        CreationTime: { type: 'string' },
+        CompletionTime: { type: 'string' },
+        EstimatedTimeOfArrival: { type: 'string' },
+        EffectiveRuntime: { type: 'number' },
+        ErrorCode: { type: 'integer' },
+        ErrorDescription: { type: 'string' },
+        ErrorDetails: { type: 'string' },
+        Timestamp: { type: 'string' },
+        Content: { type: 'object', description: 'Peer, Resources, Compression, TotalInstances, TotalSizeMB, TotalBuckets, CompletedHttpQueries, NetworkSpeedKBs, Retries...' },
+      },
+      required: ['ID', 'Type', 'State', 'Priority', 'Progress', 'Content'],
+    },
+    IngestAnswer: {
+      type: 'object',
+      properties: {
+        ID: { type: 'string' },
+        ParentPatient: { type: 'string' },
+        ParentStudy: { type: 'string' },
+        ParentSeries: { type: 'string' },
+        Path: { type: 'string' },
+        Status: { type: 'string', enum: ['Success', 'AlreadyStored'] },
+      },
+      required: ['ID', 'Path', 'Status'],
+    },
+    OrthancResource: {
+      type: 'object',
+      description: 'A patient, study, series or instance in Orthanc\'s shape (ID, Type, MainDicomTags, parents and children).',
+      properties: { ID: { type: 'string' }, Type: { type: 'string' }, MainDicomTags: { type: 'object' } },
+    },
+    Configuration: { ...config, description: "The node's configuration keys (Orthanc's names)." },
+  };
+}

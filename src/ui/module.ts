@@ -1,0 +1,280 @@
+// The dashboard as a node module: the files of web/ui/ under /ui/, and the few JSON routes the pages need
+// beyond the node's REST API (overview, live job events, job history, peers with their extensions, store
+// search, sending with a choice of push or pull).
+import type { FastifyRequest } from 'fastify';
+import type { Config } from '../config/types.ts';
+import { XferError, isXferError } from '../errors.ts';
+import type { JobsEngine } from '../jobs/engine.ts';
+import { metricsOf } from '../metrics/metrics.ts';
+import type { Peers } from '../peers/peers.ts';
+import { describePeer } from '../peers/registry.ts';
+import { getPeers } from '../peers/routes.ts';
+import { parseJobHandle, parseTransferQuery, toWireJobHandle, toWirePullTrigger, toWireRemoteJobHandle } from '../protocol/wire.ts';
+import { retry, retryOptionsFromConfig } from '../util/retry.ts';
+import { embeddedApiOf, type NodeContext, type NodeModule } from '../server/app.ts';
+import { readJson, route, sendJson } from '../server/http.ts';
+import { getJobs } from '../transfer/client-routes.ts';
+import { senderTransferId, type TransferJobQuery } from '../transfer/jobs.ts';
+import { VERSION } from '../version.ts';
+import { LiveJobs } from './live.ts';
+import { searchStudies, type StudySearch } from './search.ts';
+import { securityHeaders, sendUiFile } from './static.ts';
+
+const JOB_ID = /^[0-9a-f-]{1,64}$/;
+const DATE = /^[0-9]{8}$/;
+
+/** The configuration as the dashboard shows it: secrets left out, peers as Orthanc describes them. */
+export function publicConfig(config: Config): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...config };
+  out.RegisteredUsers = Object.fromEntries(Object.keys(config.RegisteredUsers).map((u) => [u, '********']));
+  out.OrthancPeers = Object.fromEntries(Object.values(config.OrthancPeers).map((p) => [p.name, describePeer(p)]));
+  if (config.OrthancStore) {
+    const s = config.OrthancStore;
+    const store: Record<string, unknown> = { Url: s.url, Timeout: s.timeout, RangeCacheSize: s.rangeCacheSize, Proxy: s.proxy };
+    if (s.username !== undefined) store.Username = s.username;
+    out.OrthancStore = store;
+  }
+  return out;
+}
+
+/** The names a peer's `GET /transfers/capabilities` answer gives its extensions, whatever its exact shape. */
+export function extensionNames(body: unknown): string[] {
+  if (Array.isArray(body)) return body.filter((x): x is string => typeof x === 'string').sort();
+  if (body === null || typeof body !== 'object') return [];
+  const o = body as Record<string, unknown>;
+  for (const key of ['Extensions', 'extensions', 'Capabilities']) {
+    if (o[key] !== undefined) return extensionNames(o[key]);
+  }
+  // An object of flags or of per-extension settings: the keys whose value is not false.
+  return Object.entries(o)
+    .filter(([, v]) => v !== false && v !== null && v !== undefined)
+    .map(([k]) => k)
+    .sort();
+}
+
+/** What the peers page shows of each peer. */
+async function describePeers(peers: Peers, config: Config): Promise<Record<string, unknown>[]> {
+  const probes = await peers.probeAll();
+  const timeoutMs = Math.max(1, config.Transfers.PeerConnectivityTimeout) * 1000;
+  return Promise.all(
+    probes.map(async (probe) => {
+      const peer = peers.get(probe.name);
+      const stats = peers.stats(probe.name);
+      let extensions: string[] | null = null;
+      let capabilities: unknown = null;
+      if (peer && probe.reachable && probe.status !== 'disabled') {
+        try {
+          const res = await peers.client(probe.name).json({ method: 'GET', path: '/transfers/capabilities', timeoutMs });
+          capabilities = res.body;
+          extensions = extensionNames(res.body);
+        } catch {
+          // No such route (an Orthanc peer, an older dicom-xfer): no extensions.
+          extensions = [];
+        }
+      }
+      return {
+        Name: probe.name,
+        Url: peer?.url ?? null,
+        RemoteSelf: peer?.userProperties.RemoteSelf ?? null,
+        Reachable: probe.reachable,
+        RttMs: probe.rttMs ?? null,
+        Status: probe.status,
+        Error: probe.error ?? null,
+        Plugins: probe.plugins ?? [],
+        Extensions: extensions,
+        Capabilities: capabilities,
+        ProbedAt: probe.at,
+        Stats: stats ?? null,
+      };
+    }),
+  );
+}
+
+function oneQuery(query: unknown, name: string): string | undefined {
+  const v = (query as Record<string, unknown> | undefined)?.[name];
+  const s = Array.isArray(v) ? v[0] : v;
+  return typeof s === 'string' && s.trim() !== '' ? s.trim() : undefined;
+}
+
+function searchFrom(query: unknown): StudySearch {
+  const s: StudySearch = {};
+  const q = oneQuery(query, 'q');
+  if (q !== undefined) s.text = q;
+  for (const k of ['from', 'to'] as const) {
+    const v = oneQuery(query, k);
+    if (v === undefined) continue;
+    const d = v.replace(/-/g, '');
+    if (!DATE.test(d)) throw new XferError('BadParameterType', `"${k}" must be a date as YYYYMMDD or YYYY-MM-DD`);
+    s[k] = d;
+  }
+  const modality = oneQuery(query, 'modality');
+  if (modality !== undefined) s.modality = modality;
+  const limit = oneQuery(query, 'limit');
+  if (limit !== undefined) {
+    if (!/^[1-9][0-9]{0,5}$/.test(limit)) throw new XferError('BadParameterType', '"limit" must be a positive integer');
+    s.limit = Number(limit);
+  }
+  return s;
+}
+
+/**
+ * POST /ui/api/send: a push job, or a pull by the peer (send in pull mode: the peer then needs RemoteSelf,
+ * the name under which it knows this node). Unlike /transfers/send, a peer with RemoteSelf can be pushed to.
+ */
+async function send(req: FastifyRequest, ctx: NodeContext, engine: JobsEngine, peers: Peers): Promise<unknown> {
+  const body = await readJson(req, 16 * 1024 * 1024);
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new XferError('BadFileFormat', 'expected a JSON object');
+  const { Mode = 'push', ...rest } = body as Record<string, unknown>;
+  if (Mode !== 'push' && Mode !== 'pull') throw new XferError('ParameterOutOfRange', 'Mode must be "push" or "pull"');
+  const q = parseTransferQuery({ Compression: 'gzip', ...rest });
+  const peer = peers.get(q.Peer);
+  if (!peer) throw new XferError('UnknownResource', `peer "${q.Peer}" is not configured`);
+  const sender = senderTransferId(q.SenderTransferID);
+  if (Mode === 'push') {
+    const query: TransferJobQuery = { Resources: q.Resources, Peer: q.Peer, Compression: q.Compression, Priority: q.Priority, SenderTransferID: sender };
+    return toWireJobHandle(engine.submit('PushTransfer', { ...query }, q.Priority));
+  }
+  const remoteSelf = peer.userProperties.RemoteSelf;
+  if (remoteSelf === undefined) {
+    throw new XferError(
+      'BadRequest',
+      `peer "${q.Peer}" cannot pull from this node: its definition has no RemoteSelf (the name under which the peer knows this node)`,
+    );
+  }
+  const trigger = toWirePullTrigger({ Compression: q.Compression, Originator: ctx.originator, Peer: remoteSelf, Resources: q.Resources });
+  const client = peers.client(q.Peer);
+  try {
+    const answer = await retry(
+      (_a, signal) =>
+        client.json({
+          method: 'POST',
+          path: '/transfers/pull',
+          headers: { 'content-type': 'application/json', 'sender-transfer-id': sender },
+          body: JSON.stringify(trigger),
+          signal,
+        }),
+      retryOptionsFromConfig(ctx.config),
+    );
+    const handle = parseJobHandle(answer.body);
+    return toWireRemoteJobHandle(q.Peer, handle.ID, peer.url + handle.Path.replace(/^\/+/, '/'));
+  } catch (e) {
+    const why = isXferError(e) ? (e.details ?? e.message) : String(e);
+    throw new XferError('NetworkProtocol', `peer "${q.Peer}" could not start the pull: ${why}`);
+  }
+}
+
+/**
+ * The dashboard module. It must come after the peers and the transfers client modules (it reads the peers
+ * and the jobs engine), and after the metrics module when the throughput is to be shown.
+ */
+export const uiModule: NodeModule = (app, ctx: NodeContext, routes) => {
+  const peers = getPeers(ctx);
+  const engine = getJobs(ctx);
+  const live = new LiveJobs(engine, metricsOf(ctx)?.throughput);
+  // Open event streams would keep the HTTP server from closing.
+  app.addHook('preClose', (done) => {
+    live.endStreams();
+    done();
+  });
+
+  route(
+    app,
+    '/ui',
+    {
+      GET: async (req, reply) => {
+        // Relative links in the pages need the trailing slash.
+        const path = (req.raw.url ?? '/ui').split('?')[0] ?? '/ui';
+        if (!path.endsWith('/')) return securityHeaders(reply).code(302).header('Location', 'ui/').send();
+        return sendUiFile(req, reply, '');
+      },
+    },
+    routes,
+  );
+  route(app, '/ui/*', { GET: async (req, reply) => sendUiFile(req, reply, (req.params as { '*'?: string })['*'] ?? '') }, routes);
+
+  route(
+    app,
+    '/ui/api/overview',
+    {
+      GET: async (_req, reply) => {
+        const embedded = embeddedApiOf(ctx.store);
+        const states: Record<string, number> = { Pending: 0, Running: 0, Paused: 0, Success: 0, Failure: 0 };
+        for (const id of engine.list()) {
+          const s = engine.state(id);
+          states[s] = (states[s] ?? 0) + 1;
+        }
+        const metrics = metricsOf(ctx);
+        return sendJson(reply, {
+          Name: ctx.config.Name,
+          Version: VERSION,
+          Store: ctx.store.kind,
+          StoreSearch: embedded !== undefined,
+          Statistics: embedded ? embedded.statistics() : null,
+          Peers: peers.names(),
+          Jobs: states,
+          Throughput: metrics ? metrics.throughput.now() : null,
+          ThroughputHistory: metrics ? metrics.throughput.history() : [],
+          Transfers: { BucketSize: ctx.config.Transfers.BucketSize, Threads: ctx.config.Transfers.Threads },
+        });
+      },
+    },
+    routes,
+  );
+
+  route(app, '/ui/api/config', { GET: async (_req, reply) => sendJson(reply, publicConfig(ctx.config)) }, routes);
+
+  route(
+    app,
+    '/ui/api/events',
+    {
+      GET: async (req, reply) => {
+        live.open(req, reply);
+        return reply;
+      },
+    },
+    routes,
+  );
+
+  route(
+    app,
+    '/ui/api/jobs/:id/history',
+    {
+      GET: async (req, reply) => {
+        const id = (req.params as { id?: string }).id ?? '';
+        if (!JOB_ID.test(id) || !engine.has(id)) throw new XferError('UnknownResource', `job ${id}`);
+        return sendJson(reply, { ID: id, Points: live.history(id) });
+      },
+    },
+    routes,
+  );
+
+  route(app, '/ui/api/peers', { GET: async (_req, reply) => sendJson(reply, await describePeers(peers, ctx.config)) }, routes);
+
+  route(
+    app,
+    '/ui/api/studies',
+    {
+      GET: async (req, reply) => {
+        const embedded = embeddedApiOf(ctx.store);
+        if (!embedded) {
+          throw new XferError('NotImplemented', 'the store is an Orthanc server: search it with Orthanc Explorer or its /tools/find');
+        }
+        return sendJson(reply, searchStudies(embedded, searchFrom(req.query)));
+      },
+    },
+    routes,
+  );
+
+  route(
+    app,
+    '/ui/api/send',
+    {
+      POST: async (req, reply) => {
+        return sendJson(reply, await send(req, ctx, engine, peers));
+      },
+    },
+    routes,
+  );
+
+  return async () => live.close();
+};

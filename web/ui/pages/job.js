@@ -1,0 +1,161 @@
+// One job: what it moves and where, live progress, its rate over time (one point a second, kept by the
+// node while the job runs), buckets done, retries, and what went wrong in plain words.
+import { get } from '../api.js';
+import { TimeChart } from '../chart.js';
+import { h, replace } from '../dom.js';
+import { bytes, duration, localTime, parseOrthancTime, plainError, rate } from '../format.js';
+import { jobRate, refreshJobs, sizeText, state, subscribe } from '../state.js';
+import { jobButtons, jobTitle, progressBar, stateBadge } from './common.js';
+import { secondsLeft } from './transfers.js';
+
+/** Rate points (bytes/s) from the history's byte estimates, smoothed over 3 seconds. */
+export function ratePoints(points) {
+  const out = [];
+  for (let i = 1; i < points.length; i++) {
+    const a = points[Math.max(0, i - 3)];
+    const b = points[i];
+    const secs = (b.t - a.t) / 1000;
+    if (secs > 0) out.push({ t: b.t, v: Math.max(0, (b.bytes - a.bytes) / secs) });
+  }
+  return out;
+}
+
+function fact(label, value, key) {
+  return h('div.fact', { dataset: { fact: key ?? label.toLowerCase().replace(/\W+/g, '-') } }, h('dt', label), h('dd', value ?? '–'));
+}
+
+function resourcesList(resources) {
+  if (!Array.isArray(resources) || resources.length === 0) return '–';
+  return h(
+    'ul.resources',
+    resources.map((r) => h('li', h('span.level', r.Level), ' ', h('span.mono', r.ID))),
+  );
+}
+
+export function jobPage(main, id) {
+  const head = h('div.page-head');
+  const summary = h('section.panel');
+  const errorBox = h('div');
+  const canvas = h('canvas.chart', { 'aria-label': 'Rate of this job over time' });
+  const chart = new TimeChart(canvas, {
+    format: (v) => rate(v),
+    minMax: 1024 * 1024,
+    binary: true,
+    series: [
+      { label: 'rate', color: '--accent', points: [] },
+      { label: 'average', color: '--accent-2', points: [] },
+    ],
+  });
+  const raw = h('pre.raw');
+  main.append(
+    h('p.crumbs', h('a', { href: '#/transfers' }, '← Transfers')),
+    head,
+    errorBox,
+    summary,
+    h('section.panel', h('h2', 'Rate', h('span.legend', h('i.sent'), 'now', h('i.received'), 'average')), canvas),
+    h('details.panel', h('summary', 'Job JSON'), raw),
+  );
+
+  let history = [];
+  let lastState;
+
+  function render() {
+    const job = state.jobs.get(id);
+    if (!job) {
+      replace(head, h('h1', 'Job not found'));
+      replace(summary, h('p.muted', `No job ${id} on this node (finished jobs are kept only up to JobsHistorySize).`));
+      return;
+    }
+    const c = job.Content ?? {};
+    if (lastState !== job.State) {
+      replace(head, h('h1', jobTitle(job), ' ', stateBadge(job.State)), jobButtons(job));
+      lastState = job.State;
+    }
+    const created = parseOrthancTime(job.CreationTime);
+    const completed = parseOrthancTime(job.CompletionTime);
+    const left = secondsLeft(job);
+    replace(
+      summary,
+      h('div.big-progress', progressBar(job.Progress, job.State), h('span.pct', `${job.Progress ?? 0}%`)),
+      h(
+        'dl.facts',
+        fact('Size', sizeText(job, bytes)),
+        fact('Instances', c.TotalInstances ?? '–'),
+        fact('Buckets', c.TotalBuckets !== undefined ? `${c.CompletedHttpQueries ?? 0} / ${c.TotalBuckets} done` : '–', 'buckets'),
+        fact('Rate now', job.State === 'Running' ? rate(jobRate(job)) : '–'),
+        fact('Average rate', c.NetworkSpeedKBs !== undefined ? rate(c.NetworkSpeedKBs * 1024) : '–'),
+        fact('Time left', Number.isFinite(left) ? duration(left) : '–'),
+        fact('Running for', duration(job.EffectiveRuntime)),
+        fact('Retries', String(c.Retries ?? 0), 'retries'),
+        c.SkippedInstances !== undefined
+          ? fact('Already at the destination', c.SkippedInstances > 0 ? `${c.SkippedInstances} instances (${bytes(c.SkippedBytes ?? 0)}) not sent again` : 'none', 'skipped')
+          : null,
+        fact('Compression', c.Compression ?? '–'),
+        fact('Peer', c.Peer ?? '–'),
+        fact('Priority', String(job.Priority ?? 0)),
+        fact('Created', localTime(created)),
+        Number.isFinite(completed) ? fact('Finished', localTime(completed)) : null,
+        Array.isArray(c.PeerExtensions) ? fact('Extensions used', c.PeerExtensions.length ? c.PeerExtensions.join(', ') : 'none (plain protocol)', 'extensions') : null,
+        fact('ID', h('span.mono', job.ID), 'id'),
+      ),
+      c.LastRetryCause
+        ? h('p.alert.warn', { dataset: { retry: 'last' } }, `Last retry${Number.isFinite(parseOrthancTime(c.LastRetryTime)) ? ` at ${localTime(parseOrthancTime(c.LastRetryTime))}` : ''}: ${c.LastRetryCause}`)
+        : null,
+      h('h3', 'Resources'),
+      resourcesList(c.Resources),
+    );
+    const err = plainError(job);
+    replace(
+      errorBox,
+      err
+        ? h(
+            'div.alert.error',
+            { role: 'alert', dataset: { error: 'job' } },
+            h('strong', err.sentence),
+            err.details ? h('p', err.details) : null,
+            h('p.muted', err.code),
+          )
+        : null,
+    );
+    raw.textContent = JSON.stringify(job, null, 2);
+  }
+
+  function renderChart() {
+    const job = state.jobs.get(id);
+    const pts = ratePoints(history);
+    chart.series[0].points = pts;
+    chart.series[1].points = history.map((p) => ({ t: p.t, v: p.speedKBs * 1024 }));
+    chart.empty =
+      job && job.State !== 'Running' && pts.length === 0
+        ? 'No rate history: the job did not run for two seconds in a row while this node was up.'
+        : 'Waiting for data…';
+    chart.draw();
+  }
+
+  async function loadHistory() {
+    try {
+      history = (await get(`/ui/api/jobs/${id}/history`)).Points ?? [];
+      renderChart();
+    } catch {
+      // The job is gone, or the node is not reachable now: the chart keeps what it had.
+    }
+  }
+
+  if (!state.jobs.has(id)) refreshJobs();
+  render();
+  loadHistory();
+  const unsub = subscribe((kind, data) => {
+    if (kind === 'jobs' || (kind === 'job' && data?.ID === id)) render();
+  });
+  // The history grows by one point a second while the job runs.
+  const timer = setInterval(() => {
+    const job = state.jobs.get(id);
+    render();
+    if (job?.State === 'Running') loadHistory();
+  }, 1000);
+  return () => {
+    unsub();
+    clearInterval(timer);
+    chart.dispose();
+  };
+}

@@ -203,6 +203,22 @@ describe('dashboard', { skip, timeout: 300_000 }, () => {
     await page.locator('.page-head .badge', { hasText: 'Success' }).waitFor();
     assert.equal(await error.count(), 0, 'the error is gone once the job succeeded');
     assert.equal((await getJson<JobJson>(pair.a.url, `/jobs/${id}`)).State, 'Success');
+
+    // The node's log: one JSON line per state change of the job, and the failure with its cause.
+    const lines: Record<string, unknown>[] = [];
+    for (const l of pair.a.log().split('\n')) {
+      try {
+        if (l.startsWith('{')) lines.push(JSON.parse(l) as Record<string, unknown>);
+      } catch {
+        // A line still being written.
+      }
+    }
+    const ofJob = lines.filter((l) => l.job === id);
+    assert.deepEqual(
+      ofJob.filter((l) => l.msg === 'job state changed').map((l) => l.state),
+      ['Running', 'Failure', 'Pending', 'Running', 'Success'],
+    );
+    assert.ok(ofJob.some((l) => l.msg === 'job failed' && l.code === 'CanceledJob'), 'the cancel is logged with its cause');
   });
 
   test('the peers page shows reachability, round trip, transfers status and extensions', async () => {

@@ -45,9 +45,9 @@ export function extensionNames(body: unknown): string[] {
   for (const key of ['Extensions', 'extensions', 'Capabilities']) {
     if (o[key] !== undefined) return extensionNames(o[key]);
   }
-  // An object of flags or of per-extension settings: the keys whose value is not false.
+  // An object of versions, flags or per-extension settings: the keys whose value is not false, 0 or null.
   return Object.entries(o)
-    .filter(([, v]) => v !== false && v !== null && v !== undefined)
+    .filter(([, v]) => v !== false && v !== 0 && v !== null && v !== undefined)
     .map(([k]) => k)
     .sort();
 }

@@ -190,7 +190,23 @@ export const uiModule: NodeModule = (app, ctx: NodeContext, routes) => {
     },
     routes,
   );
-  route(app, '/ui/*', { GET: async (req, reply) => sendUiFile(req, reply, (req.params as { '*'?: string })['*'] ?? '') }, routes);
+  route(
+    app,
+    '/ui/*',
+    {
+      GET: async (req, reply) => {
+        try {
+          return await sendUiFile(req, reply, (req.params as { '*'?: string })['*'] ?? '');
+        } catch (e) {
+          // Not a dashboard file: answered as any unknown path (a 404, or the Orthanc behind --proxy, whose
+          // Orthanc Explorer 2 lives under /ui/app/).
+          if (e instanceof XferError && e.code === 'UnknownResource') return reply.callNotFound();
+          throw e;
+        }
+      },
+    },
+    routes,
+  );
 
   route(
     app,

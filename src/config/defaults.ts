@@ -67,6 +67,10 @@ export const TRANSFERS_DEFAULTS = {
   IdleTransactionTimeout: 3600,
   /** Seconds; 0 means no retries beyond MaxHttpRetries. */
   RetryBudget: 120,
+  /** Seconds without a request before a push transaction may be evicted; 0 means as soon as it is idle. */
+  IdleBeforeEviction: 60,
+  /** Whether the node lists and uses the protocol extensions (src/transfer/capabilities.ts). */
+  Extensions: true,
 } as const;
 
 /** Defaults of the `OrthancStore` section (used only when it is present). */

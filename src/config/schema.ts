@@ -530,6 +530,23 @@ export const TRANSFERS_SETTINGS: {
       'dicom-xfer extension: time during which a failed outgoing call is retried with backoff, beyond MaxHttpRetries, before its job fails; 0 means only MaxHttpRetries applies, as in the plugin.',
     source: 'dicom-xfer',
   },
+  IdleBeforeEviction: {
+    schema: uint('seconds'),
+    type: 'integer ≥ 0',
+    default: TRANSFERS_DEFAULTS.IdleBeforeEviction,
+    unit: 's',
+    meaning:
+      'dicom-xfer extension: a push transaction is evicted to make room for a new one (beyond MaxPushTransactions) only after it has received no request for this long; when none qualifies, the create is answered 503, which senders retry. 0 evicts any transaction without a request in flight.',
+    source: 'dicom-xfer',
+  },
+  Extensions: {
+    schema: bool(),
+    type: 'boolean',
+    default: TRANSFERS_DEFAULTS.Extensions,
+    meaning:
+      'dicom-xfer extension: list the protocol extensions (resume, dedupe, async-commit, bucket-md5) in `GET /transfers/capabilities` and use them with peers that list them; false makes the node list none and use none, speaking exactly the plugin\'s protocol.',
+    source: 'dicom-xfer',
+  },
 };
 
 // ---- description for docs and the API -----------------------------------------------------------------------

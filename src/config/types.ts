@@ -66,6 +66,10 @@ export interface TransfersConfig {
   IdleTransactionTimeout: number;
   /** dicom-xfer extension: seconds one outgoing call may spend being retried; 0 = MaxHttpRetries only. */
   RetryBudget: number;
+  /** dicom-xfer extension: seconds without a request before a push transaction may be evicted to make room. */
+  IdleBeforeEviction: number;
+  /** dicom-xfer extension: list and use the protocol extensions with peers that list them. */
+  Extensions: boolean;
 }
 
 export interface Config {

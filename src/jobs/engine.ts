@@ -32,6 +32,10 @@ export interface JobRunContext {
   bucketsDone(): Set<number>;
   /** Records a finished bucket durably. */
   markBucketDone(index: number): void;
+  /** Forgets every finished bucket (the job starts a new plan, e.g. a new remote transaction). */
+  clearBucketsDone(): void;
+  /** The job's public Content as it stands (kept across pauses and restarts). */
+  content(): Readonly<Record<string, unknown>>;
   /** Merges keys into the job's public Content. */
   setContent(partial: Record<string, unknown>): void;
   /** Sets the progress fraction (0 to 1). */
@@ -320,6 +324,12 @@ export class JobsEngine extends EventEmitter {
       },
       markBucketDone(index: number) {
         db.prepare('INSERT OR IGNORE INTO job_buckets (job, idx) VALUES (?, ?)').run(id, index);
+      },
+      clearBucketsDone() {
+        db.prepare('DELETE FROM job_buckets WHERE job = ?').run(id);
+      },
+      content() {
+        return { ...live.content };
       },
       setContent(partial: Record<string, unknown>) {
         Object.assign(live.content, partial);

@@ -8,6 +8,7 @@ import { EmbeddedStore } from '../store/embedded/store.ts';
 import type { Store } from '../store/types.ts';
 import type { Config } from '../config/types.ts';
 import { VERSION } from '../version.ts';
+import { capabilitiesDocument } from '../transfer/capabilities.ts';
 import { installErrorHandlers, route, sendError, sendJson, type Handler, type RouteInfo } from './http.ts';
 import { registerOrthancApi } from './orthanc-api.ts';
 
@@ -174,6 +175,8 @@ export async function buildApp(opts: AppOptions): Promise<App> {
     {
       GET: async (req, reply) =>
         sendJson(reply, await core('/plugins/transfers', {
+          // The extensions this node lists (as GET /transfers/capabilities); an Orthanc has no such key.
+          Capabilities: capabilitiesDocument(config),
           Description: 'dicom-xfer: accelerated, resumable DICOM transfers, wire-compatible with the Transfers Accelerator',
           ExtendsOrthancExplorer: false,
           ID: 'transfers',

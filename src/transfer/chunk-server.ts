@@ -1,6 +1,9 @@
 // The data-source side of pull mode (SPEC §3.3, §5.4): answers a chunk request with the concatenated
 // byte ranges of the listed instances, streamed from the store (never a whole instance in memory),
-// through one gzip member when asked, with at most Transfers.Threads answers produced at once.
+// through one gzip member when asked, with at most Transfers.Threads answers produced at once. With the
+// bucket-md5 extension, an answer is first gathered in memory (a bucket is at most about twice
+// BucketSize) so that its MD5 can go in a header before the body.
+import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { XferError } from '../errors.ts';
 import { ChunkWalk, type ByteRange, type ChunkRequest } from '../protocol/chunk-url.ts';
@@ -84,6 +87,16 @@ export interface ChunkAnswer {
   plan: ChunkPlan;
 }
 
+/** Largest answer gathered in memory to give its MD5 (a bucket is about 2 x BucketSize at most). */
+export const MAX_CHECKSUMMED_ANSWER = 256 * 1024 * 1024;
+
+/** A chunk answer held in memory with the MD5 of its bytes as sent (extension bucket-md5). */
+export interface ChecksummedAnswer {
+  body: Buffer;
+  md5: string;
+  contentType: ChunkAnswer['contentType'];
+}
+
 export class ChunkServer {
   readonly counters: ChunkServerCounters = { requests: 0, bytes: 0 };
   readonly #store: Store;
@@ -124,6 +137,26 @@ export class ChunkServer {
       return { stream: raw.pipe(gz), contentType: 'application/gzip', length: undefined, plan };
     }
     return { stream: raw, contentType: 'application/octet-stream', length: plan.total, plan };
+  }
+
+  /**
+   * As answer(), gathered in memory with the MD5 of the bytes as they will be sent (gzip bytes when
+   * compressed); undefined when the answer would be larger than MAX_CHECKSUMMED_ANSWER before compression
+   * (it is then streamed without a checksum).
+   */
+  async answerChecksummed(req: ChunkRequest): Promise<ChecksummedAnswer | undefined> {
+    const a = await this.answer(req);
+    if (a.plan.total > MAX_CHECKSUMMED_ANSWER) {
+      a.stream.destroy();
+      return undefined;
+    }
+    const parts: Buffer[] = [];
+    const hash = createHash('md5');
+    for await (const piece of a.stream as AsyncIterable<Buffer>) {
+      parts.push(piece);
+      hash.update(piece);
+    }
+    return { body: Buffer.concat(parts), md5: hash.digest('hex'), contentType: a.contentType };
   }
 
   async *#read(ranges: readonly ByteRange[]): AsyncGenerator<Buffer> {

@@ -1,8 +1,10 @@
 // The two transfer jobs of the protocol, run by the jobs engine: PushTransfer (SPEC §7: plan, create a
 // transaction on the peer, PUT every bucket, commit) and PullTransfer (SPEC §8: lookup, GET every
 // bucket into a staging area, commit into the local store). Both keep their plan and finished buckets
-// in the jobs database, so a pause, a cancel or a restart never sends a finished bucket again.
-import { randomUUID } from 'node:crypto';
+// in the jobs database, so a pause, a cancel or a restart never sends a finished bucket again. Every
+// call is retried with backoff while the job's outage clock allows (RetryBudget), and with a peer that
+// lists them (capabilities.ts) the jobs use the extensions: resume, dedupe, async-commit, bucket-md5.
+import { createHash, randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -12,7 +14,7 @@ import type { JobRunContext, JobRunner, JobType } from '../jobs/engine.ts';
 import { bucketSize, scheduleBuckets } from '../protocol/buckets.ts';
 import { buildChunkPath } from '../protocol/chunk-url.ts';
 import { createGzipStream } from '../protocol/compression.ts';
-import { bucketPhaseProgress, networkSpeedKBs, toMegabytes } from '../protocol/progress.ts';
+import { bucketPhaseProgress, formatOrthancTimestamp, networkSpeedKBs, toMegabytes } from '../protocol/progress.ts';
 import {
   parseLookupAnswer,
   parsePushHandle,
@@ -27,7 +29,16 @@ import {
 import { PeerHttpError, type PeerClient } from '../peers/client.ts';
 import type { Store } from '../store/types.ts';
 import { mapLimit } from '../util/concurrency.ts';
-import { isRetryable, retry, retryOptionsFromConfig } from '../util/retry.ts';
+import { isRetryable, realClock, retry, retryOptionsFromConfig, type RetryOptions } from '../util/retry.ts';
+import {
+  BUCKET_CHECKSUM_STATUS,
+  HEADER_ASYNC_COMMIT,
+  HEADER_MD5,
+  HEADER_WANT_MD5,
+  PeerCapabilities,
+  extensionsEnabled,
+  peerCapabilities,
+} from './capabilities.ts';
 import { StagingArea } from './staging.ts';
 
 /** The serialized form of a transfer job: its query (SPEC §11.6). */
@@ -48,10 +59,20 @@ export interface TransferDeps {
   peer(name: string): { client: PeerClient; url: string };
 }
 
+/** Instances and bytes that a transfer did not move because the destination held them already. */
+interface Skipped {
+  count: number;
+  bytes: number;
+}
+
 /** Durable state of a push job between runs. */
 interface PushPrivate {
+  /** Every instance of the resources (TotalInstances). */
   instances: InstanceInfo[];
-  buckets: Bucket[];
+  /** What the current transaction carries (all, or what the peer lacked), its buckets; set with `path`. */
+  sent?: InstanceInfo[];
+  buckets?: Bucket[];
+  skipped?: Skipped;
   /** Path of the transaction on the peer, once created. */
   path?: string;
   cookie?: string;
@@ -59,16 +80,33 @@ interface PushPrivate {
 
 /** Durable state of a pull job between runs. */
 interface PullPrivate {
+  /** Every instance the lookup listed. */
   instances: InstanceInfo[];
+  /** The ones fetched (those the local store lacked, when skipping), their buckets and staging. */
+  fetched?: InstanceInfo[];
   buckets: Bucket[];
   staging: string;
+  skipped?: Skipped;
 }
+
+/** New transactions a push makes in one run when the peer loses its transaction (404) before giving up. */
+const MAX_TRANSACTIONS_PER_RUN = 4;
+/** A bucket refused (or fetched) with a wrong checksum is sent again at once this many times. */
+const IMMEDIATE_RESENDS = 3;
+/** Instances per `POST /transfers/have`. */
+const HAVE_BATCH = 10_000;
+/** Delays between two looks at an asynchronous commit. */
+const COMMIT_POLL_MIN_MS = 100;
+const COMMIT_POLL_MAX_MS = 2000;
+/** Largest chunk answer read into memory to check its checksum. */
+const MAX_CHECKSUMMED_BODY = 256 * 1024 * 1024;
+/** The per-call budget beyond the job's outage budget: the outage clock decides, this only bounds a call. */
+const CALL_BUDGET_SLACK_MS = 120_000;
 
 /** Bytes and timings of one run of a job, fed by the bucket streams; the job Content reads it. */
 class RunStats {
   completed = 0;
   wireBytes = 0;
-  retries = 0;
   #firstStart: number | undefined;
   #lastEnd: number | undefined;
 
@@ -88,20 +126,258 @@ class RunStats {
   }
 }
 
+/**
+ * The job's outage clock: how long its calls have been failing without a single success in between.
+ * A failed attempt is retried when it started less than RetryBudget after the first of those failures,
+ * so the last attempt starts after the budget: the transfer rides over an outage of the link or of the
+ * peer that lasts up to RetryBudget, however many buckets were in flight when it began.
+ */
+class OutageClock {
+  readonly budgetMs: number;
+  #failingSince: number | undefined;
+
+  constructor(budgetMs: number) {
+    this.budgetMs = budgetMs;
+  }
+
+  success(): void {
+    this.#failingSince = undefined;
+  }
+
+  failure(): void {
+    this.#failingSince ??= Date.now();
+  }
+
+  /** Whether an attempt that started at `attemptStart` (epoch ms) and failed may be tried again. */
+  allowsRetry(attemptStart: number): boolean {
+    return this.#failingSince === undefined || attemptStart - this.#failingSince < this.budgetMs;
+  }
+}
+
+/** The peer no longer holds the push transaction (404): the job makes a new one. */
+class TransactionGone extends XferError {
+  constructor(path: string, cause: unknown) {
+    super('UnknownResource', `the peer no longer holds the transaction ${path}`, { cause });
+  }
+}
+
+/** A bucket whose bytes arrived different from what was sent (extension bucket-md5): send it again. */
+function isChecksumRefusal(e: unknown): boolean {
+  return (e instanceof PeerHttpError && e.status === BUCKET_CHECKSUM_STATUS) || e instanceof ChecksumMismatch;
+}
+
+/** A pulled bucket whose bytes differ from the MD5 the data source announced. */
+class ChecksumMismatch extends XferError {
+  constructor(what: string) {
+    super('CorruptedFile', what);
+  }
+}
+
+/** A peer's answer carrying Orthanc's CorruptedFile error (a commit refused for bad MD5 or bad data). */
+function isRemoteCorruptedFile(e: unknown): boolean {
+  return e instanceof PeerHttpError && e.remote?.OrthancStatus === ERRORS.CorruptedFile.status;
+}
+
+function isNotFound(e: unknown): boolean {
+  return e instanceof PeerHttpError && e.status === 404;
+}
+
+function errorText(e: unknown): string {
+  if (isXferError(e)) return e.details ?? e.message;
+  return e instanceof Error ? e.message : String(e);
+}
+
+/** `what` failed because of `e`: an XferError keeping e's code (NetworkProtocol for foreign errors). */
+function describeFailure(what: string, e: unknown): XferError {
+  const code = isXferError(e) ? e.code : 'NetworkProtocol';
+  return new XferError(code, `${what}: ${errorText(e)}`, { cause: e });
+}
+
 function totalSize(instances: readonly InstanceInfo[]): number {
   return instances.reduce((s, i) => s + i.Size, 0);
 }
 
-/** Headers of the push calls (SPEC §10.3); Orthanc's sender never asks for 100-continue. */
-function pushHeaders(q: TransferJobQuery, cookie: string | undefined, contentType?: string): Record<string, string> {
-  const h: Record<string, string> = { 'sender-transfer-id': q.SenderTransferID };
-  if (contentType) h['content-type'] = contentType;
-  if (cookie) h.cookie = cookie;
-  return h;
+function md5Of(b: Uint8Array): string {
+  return createHash('md5').update(b).digest('hex');
 }
 
 function queryOf(ctx: JobRunContext): TransferJobQuery {
   return ctx.query as unknown as TransferJobQuery;
+}
+
+/** Headers of the push calls (SPEC §10.3); Orthanc's sender never asks for 100-continue. */
+function pushHeaders(q: TransferJobQuery, cookie: string | undefined, extra: Record<string, string> = {}): Record<string, string> {
+  const h: Record<string, string> = { 'sender-transfer-id': q.SenderTransferID, ...extra };
+  if (cookie) h.cookie = cookie;
+  return h;
+}
+
+/**
+ * What both jobs share for one run: the query, the peer's client, the retries (with their outage clock
+ * and their trace in the job's Content), the capability probe, and the bucket workers.
+ */
+class TransferRun {
+  readonly ctx: JobRunContext;
+  readonly q: TransferJobQuery;
+  readonly config: Config;
+  readonly store: Store;
+  readonly client: PeerClient;
+  readonly peerUrl: string;
+  readonly stats = new RunStats();
+  readonly #clock: OutageClock;
+  #retries: number;
+
+  constructor(ctx: JobRunContext, deps: TransferDeps, content: Record<string, unknown>) {
+    this.ctx = ctx;
+    this.q = queryOf(ctx);
+    this.config = deps.config;
+    this.store = deps.store;
+    ctx.setContent(content);
+    const peer = deps.peer(this.q.Peer);
+    this.client = peer.client;
+    this.peerUrl = peer.url;
+    this.#clock = new OutageClock(deps.config.Transfers.RetryBudget * 1000);
+    const before = ctx.content().Retries;
+    this.#retries = typeof before === 'number' ? before : 0;
+  }
+
+  get threads(): number {
+    return this.config.Transfers.Threads;
+  }
+
+  /** Counts a retry and shows it in the Content: `Retries`, `LastRetryCause`, `LastRetryTime`. */
+  noteRetry(what: string, error: unknown, delayMs: number): void {
+    this.#retries++;
+    const cause = `${what}: ${errorText(error)}`;
+    this.ctx.log.warn({ what, delayMs, err: errorText(error) }, 'retrying a call');
+    this.ctx.setContent({ Retries: this.#retries, LastRetryCause: cause, LastRetryTime: formatOrthancTimestamp(Date.now()) });
+  }
+
+  /**
+   * Options of the retry primitive for one call: MaxHttpRetries attempts 1 s apart as the plugin, and
+   * with RetryBudget, jittered exponential backoff for as long as the job's outage clock is under it.
+   */
+  #retryOptions(what: string, retryable: (e: unknown) => boolean, attemptStart: () => number): RetryOptions {
+    const base = retryOptionsFromConfig(this.config, {
+      signal: this.ctx.signal,
+      onRetry: (info) => this.noteRetry(what, info.error, info.delayMs),
+      retryable,
+    });
+    if (this.#clock.budgetMs <= 0) return base;
+    return {
+      ...base,
+      budgetMs: this.#clock.budgetMs + CALL_BUDGET_SLACK_MS,
+      retryable: (e) => retryable(e) && this.#clock.allowsRetry(attemptStart()),
+    };
+  }
+
+  /**
+   * Runs `fn` with retries (see #retryOptions); `retryable` decides what is worth another attempt
+   * (default: transport failures, 408, 429, 5xx). Rejects with the last error unchanged.
+   */
+  async call<T>(what: string, fn: (signal: AbortSignal | undefined, attempt: number) => Promise<T>, retryable: (e: unknown) => boolean = isRetryable): Promise<T> {
+    let started = Date.now();
+    return retry(async (attempt, signal) => {
+      started = Date.now();
+      try {
+        const v = await fn(signal, attempt);
+        this.#clock.success();
+        return v;
+      } catch (e) {
+        if (!signal?.aborted) this.#clock.failure();
+        throw e;
+      }
+    }, this.#retryOptions(what, retryable, () => started));
+  }
+
+  /** As call(), but a final failure becomes an XferError saying what failed, after how long, and why. */
+  async mustCall<T>(what: string, fn: (signal: AbortSignal | undefined, attempt: number) => Promise<T>, retryable?: (e: unknown) => boolean): Promise<T> {
+    const start = Date.now();
+    try {
+      return await this.call(what, fn, retryable);
+    } catch (e) {
+      if (this.ctx.signal.aborted) throw e;
+      throw this.failure(what, e, start);
+    }
+  }
+
+  /** The error that fails the job after `what` failed for good. */
+  failure(what: string, e: unknown, since: number): XferError {
+    const s = Math.round((Date.now() - since) / 1000);
+    const tried = s > 0 ? ` (retried for ${s} s)` : '';
+    return describeFailure(`${what} on peer "${this.q.Peer}" failed${tried}`, e);
+  }
+
+  /** The extensions the peer lists (none when this node's are off, or the peer is an Orthanc). */
+  async capabilities(): Promise<PeerCapabilities> {
+    const start = Date.now();
+    let caps: PeerCapabilities;
+    try {
+      // An answer that is not JSON is the peer saying it has none, not a failure worth another try.
+      caps = await peerCapabilities(this.config, this.client, (fn) =>
+        this.call('the capability probe', (signal) => fn(signal), (e) => !(e instanceof PeerHttpError && e.badBody) && isRetryable(e)),
+      );
+    } catch (e) {
+      if (this.ctx.signal.aborted) throw e;
+      throw this.failure('the capability probe', e, start);
+    }
+    if (extensionsEnabled(this.config)) this.ctx.setContent({ PeerExtensions: caps.list() });
+    return caps;
+  }
+
+  /** Publishes what was skipped: `SkippedInstances`, `SkippedSizeMB` and the exact `SkippedBytes`. */
+  publishSkipped(s: Skipped): void {
+    this.ctx.setContent({ SkippedInstances: s.count, SkippedSizeMB: toMegabytes(s.bytes), SkippedBytes: s.bytes });
+  }
+
+  publishTotals(instances: readonly InstanceInfo[]): void {
+    this.ctx.setContent({ TotalInstances: instances.length, TotalSizeMB: toMegabytes(totalSize(instances)) });
+  }
+
+  /**
+   * Moves the buckets not done yet with `Threads` workers (SPEC §10.1), each with its retries; the first
+   * failure for good stops new ones. `work` moves bucket i and answers its bytes on the wire (0 when it
+   * found the bucket already there); `sizeKey` names the Content key of the bytes moved.
+   */
+  async runBuckets(
+    buckets: readonly Bucket[],
+    sizeKey: 'UploadedSizeMB' | 'DownloadedSizeMB',
+    work: (i: number, bucket: Bucket, signal: AbortSignal | undefined, attempt: number) => Promise<number>,
+    retryable: (e: unknown) => boolean,
+  ): Promise<void> {
+    const { ctx } = this;
+    const done = ctx.bucketsDone();
+    let completed = done.size;
+    const publish = () => {
+      ctx.setProgress(bucketPhaseProgress(completed, buckets.length));
+      ctx.setContent({
+        TotalBuckets: buckets.length,
+        CompletedHttpQueries: completed,
+        [sizeKey]: toMegabytes(this.stats.wireBytes),
+        NetworkSpeedKBs: this.stats.speedKBs(),
+      });
+    };
+    publish();
+    this.stats.started();
+    const pending: number[] = [];
+    for (let i = 0; i < buckets.length; i++) if (!done.has(i)) pending.push(i);
+    await mapLimit(pending, this.threads, async (i) => {
+      if (ctx.signal.aborted) throw ctx.signal.reason;
+      const bucket = buckets[i] as Bucket;
+      const start = Date.now();
+      let wire: number;
+      try {
+        wire = await this.call(`bucket ${i}`, (signal, attempt) => work(i, bucket, signal, attempt), retryable);
+      } catch (e) {
+        if (ctx.signal.aborted || e instanceof TransactionGone) throw e;
+        throw this.failure(`bucket ${i} of ${buckets.length}`, e, start);
+      }
+      ctx.markBucketDone(i);
+      completed++;
+      this.stats.bucketDone(wire);
+      publish();
+    });
+  }
 }
 
 /** Expands resources on the local store into sorted, distinct instances with size and MD5 (no file read). */
@@ -135,52 +411,51 @@ function bucketStream(store: Store, bucket: Bucket): Readable {
   return Readable.from(gen(), { objectMode: false });
 }
 
-/** A bucket body ready to send: gzip is compressed into memory (its length must be known), none streams. */
-async function bucketBody(
-  store: Store,
-  bucket: Bucket,
-  compression: Compression,
-): Promise<{ body: Buffer | { stream: Readable; length: number }; wire: number }> {
+/** A bucket body ready to send, and the MD5 of its bytes as sent when `checksum`. */
+interface BucketBody {
+  body: Buffer | { stream: Readable; length: number };
+  wire: number;
+  md5?: string;
+}
+
+/**
+ * The body of a bucket PUT: without compression nor checksum it streams from the store; otherwise it is
+ * gathered in memory (a gzip body's length must be known, and a checksum precedes the body), which a
+ * bucket (at most about twice BucketSize) allows.
+ */
+async function bucketBody(store: Store, bucket: Bucket, compression: Compression, checksum: boolean): Promise<BucketBody> {
   const raw = bucketStream(store, bucket);
-  if (compression === 'none') {
+  if (compression === 'none' && !checksum) {
     const length = bucketSize(bucket);
     return { body: { stream: raw, length }, wire: length };
   }
   const parts: Buffer[] = [];
   let wire = 0;
-  await pipeline(raw, createGzipStream(), async (source: AsyncIterable<Buffer>) => {
+  const gather = async (source: AsyncIterable<Buffer>) => {
     for await (const p of source) {
       parts.push(p);
       wire += p.length;
     }
-  });
-  return { body: Buffer.concat(parts, wire), wire };
+  };
+  if (compression === 'gzip') await pipeline(raw, createGzipStream(), gather);
+  else await pipeline(raw, gather);
+  const body = Buffer.concat(parts, wire);
+  return checksum ? { body, wire, md5: md5Of(body) } : { body, wire };
 }
 
-/** Runs the pending buckets with `threads` workers; the first failure stops new ones (SPEC §10.1). */
-async function runBuckets(
-  ctx: JobRunContext,
-  total: number,
-  threads: number,
-  work: (index: number) => Promise<void>,
-): Promise<void> {
-  const done = ctx.bucketsDone();
-  const pending: number[] = [];
-  for (let i = 0; i < total; i++) if (!done.has(i)) pending.push(i);
-  await mapLimit(pending, threads, async (i) => {
-    if (ctx.signal.aborted) throw ctx.signal.reason;
-    await work(i);
-  });
-}
-
-/** A peer's answer carrying Orthanc's CorruptedFile error (a commit refused for bad MD5 or bad data). */
-function isRemoteCorruptedFile(e: unknown): boolean {
-  return e instanceof PeerHttpError && e.remote?.OrthancStatus === ERRORS.CorruptedFile.status;
-}
-
-function describeFailure(what: string, e: unknown): XferError {
-  if (isXferError(e)) return new XferError(e.code, `${what}: ${e.details ?? e.message}`, { cause: e });
-  return new XferError('NetworkProtocol', `${what}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+/** Reads a stream whole, failing past `limit` bytes. */
+async function readAll(body: Readable, limit: number): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let total = 0;
+  for await (const piece of body as AsyncIterable<Buffer>) {
+    total += piece.length;
+    if (total > limit) {
+      body.destroy();
+      throw new XferError('NetworkProtocol', `a chunk answer is larger than ${limit} bytes`);
+    }
+    parts.push(piece);
+  }
+  return Buffer.concat(parts, total);
 }
 
 export class PushTransferJob implements JobRunner {
@@ -191,129 +466,278 @@ export class PushTransferJob implements JobRunner {
   }
 
   async run(ctx: JobRunContext): Promise<void> {
-    const { config, store } = this.#deps;
     const q = queryOf(ctx);
-    const T = config.Transfers;
-    ctx.setContent({ Compression: q.Compression, Peer: q.Peer, Resources: q.Resources });
-    const { client } = this.#deps.peer(q.Peer);
-    const retryOpts = (stats: RunStats) =>
-      retryOptionsFromConfig(config, {
-        signal: ctx.signal,
-        onRetry: (info) => {
-          stats.retries++;
-          ctx.log.warn({ attempt: info.attempt, delayMs: info.delayMs, err: String(info.error) }, 'retrying a call');
-          ctx.setContent({ Retries: stats.retries });
-        },
-      });
-    const stats = new RunStats();
-
+    const r = new TransferRun(ctx, this.#deps, { Compression: q.Compression, Peer: q.Peer, Resources: q.Resources });
     let state = ctx.loadPrivate<PushPrivate>();
     if (!state) {
       ctx.setProgress(0);
-      const instances = await expandLocal(store, q.Resources);
-      const buckets = scheduleBuckets(instances, { bucketSize: T.BucketSize * 1024 });
-      state = { instances, buckets };
+      state = { instances: await expandLocal(this.#deps.store, q.Resources) };
       ctx.savePrivate(state);
     }
-    const { instances, buckets } = state;
-    ctx.setContent({ TotalInstances: instances.length, TotalSizeMB: toMegabytes(totalSize(instances)), TotalBuckets: buckets.length });
+    r.publishTotals(state.instances);
+    if (state.skipped) r.publishSkipped(state.skipped);
+    const caps = await r.capabilities();
 
-    if (!state.path) {
-      const create = toWirePushCreate({ Instances: instances, Buckets: buckets, Compression: q.Compression });
-      const answer = await retry(
-        (_a, signal) =>
-          client.json({
-            method: 'POST',
-            path: '/transfers/push',
-            headers: pushHeaders(q, undefined, 'application/json'),
-            body: JSON.stringify(create),
-            timeoutMs: T.PeerCommitTimeout * 1000,
-            signal,
-          }),
-        retryOpts(stats),
-      ).catch((e: unknown) => {
-        throw describeFailure(`cannot create the transaction on peer "${q.Peer}"`, e);
-      });
-      const handle = parsePushHandle(answer.body);
-      state = { ...state, path: handle.Path, ...(answer.cookie ? { cookie: answer.cookie } : {}) };
-      ctx.savePrivate(state);
-    }
-    const path = state.path as string;
-    const cookie = state.cookie;
-
-    const done = ctx.bucketsDone();
-    let completed = done.size;
-    ctx.setProgress(bucketPhaseProgress(completed, buckets.length));
-    ctx.setContent({ CompletedHttpQueries: completed, UploadedSizeMB: 0, NetworkSpeedKBs: 0 });
-    stats.started();
-    try {
-      await runBuckets(ctx, buckets.length, T.Threads, async (i) => {
-        const bucket = buckets[i] as Bucket;
-        await retry(async (_a, signal) => {
-          const { body, wire } = await bucketBody(store, bucket, q.Compression);
-          await client.buffer({
-            method: 'PUT',
-            path: `${path}/${i}`,
-            headers: pushHeaders(q, cookie, 'application/octet-stream'),
-            body,
-            signal,
-          });
-          stats.bucketDone(wire);
-        }, retryOpts(stats));
-        ctx.markBucketDone(i);
-        completed++;
-        ctx.setProgress(bucketPhaseProgress(completed, buckets.length));
-        ctx.setContent({
-          CompletedHttpQueries: completed,
-          UploadedSizeMB: toMegabytes(stats.wireBytes),
-          NetworkSpeedKBs: stats.speedKBs(),
-        });
-      });
-    } catch (e) {
-      if (ctx.signal.aborted) throw e;
-      // A bucket failed for good: discard the transaction on the peer, then fail (SPEC §7 step 6).
-      await this.#discard(ctx, client, path, cookie);
-      throw describeFailure('a bucket could not be sent', e);
-    }
-
-    // An attempt whose answer never came (cut connection, timeout) may have committed all the same.
-    let outcomeUnknown = false;
-    await retry(
-      async (_a, signal) => {
-        try {
-          return await client.json({
-            method: 'POST',
-            path: `${path}/commit`,
-            headers: pushHeaders(q, cookie),
-            body: '',
-            timeoutMs: T.PeerCommitTimeout * 1000,
-            signal,
-          });
-        } catch (e) {
-          if (!(e instanceof PeerHttpError)) outcomeUnknown = true;
-          throw e;
+    // A transaction made by an earlier run (before a pause or a restart) may hold more than this node
+    // knows: with resume, the receiver says which buckets it has.
+    let resuming = state.path !== undefined;
+    for (let made = 0; ; ) {
+      if (!state.path) {
+        if (made >= MAX_TRANSACTIONS_PER_RUN) {
+          throw new XferError('NetworkProtocol', `peer "${q.Peer}" lost ${made} transactions of this transfer in a row; giving up`);
         }
-      },
-      // A commit refused for bad data (CorruptedFile) fails the same way every time, and the receiver
-      // may have dropped the transaction: another attempt would only hide the reason behind a 404.
-      { ...retryOpts(stats), retryable: (e) => !isRemoteCorruptedFile(e) && isRetryable(e) },
-    ).catch(async (e: unknown) => {
-      // The transaction is gone after an attempt whose answer was lost: the receiver may well have
-      // committed it (then removed it). The instances themselves tell.
-      if (outcomeUnknown && e instanceof PeerHttpError && e.status === 404 && (await this.#storedAtPeer(ctx, client, instances))) {
-        ctx.log.warn({ path }, 'the commit answer was lost, but the peer holds every instance: the transfer is complete');
-        return;
+        made++;
+        state = await this.#open(r, caps, state);
+        if (!state.path) {
+          // The peer holds everything already: nothing to send, no transaction.
+          ctx.setProgress(1);
+          return;
+        }
+        resuming = false;
+      } else if (resuming && caps.has('resume')) {
+        resuming = false;
+        const held = await this.#heldBuckets(r, state.path, state.cookie);
+        if (held === undefined) {
+          state = this.#forget(ctx, state);
+          continue;
+        }
+        for (const i of held) ctx.markBucketDone(i);
       }
-      throw describeFailure(`the peer "${q.Peer}" did not commit the transfer`, e);
-    });
-    ctx.setProgress(1);
+      if (!(await this.#sendBuckets(r, caps, state))) {
+        state = this.#forget(ctx, state);
+        continue;
+      }
+      if (!(await this.#commit(r, caps, state))) {
+        state = this.#forget(ctx, state);
+        continue;
+      }
+      ctx.setProgress(1);
+      return;
+    }
   }
 
-  /** Whether the peer stores every instance with its MD5 (Orthanc's `/instances/{id}/attachments/dicom/md5`). */
-  async #storedAtPeer(ctx: JobRunContext, client: PeerClient, instances: readonly InstanceInfo[]): Promise<boolean> {
+  /** Drops a transaction the peer lost; the next round makes a new one. */
+  #forget(ctx: JobRunContext, state: PushPrivate): PushPrivate {
+    ctx.log.warn({ path: state.path }, 'the peer no longer holds the transaction: a new one is made');
+    const { path: _path, cookie: _cookie, ...rest } = state;
+    ctx.clearBucketsDone();
+    ctx.savePrivate(rest);
+    return rest;
+  }
+
+  /**
+   * Plans and creates a transaction: with dedupe, only the instances the peer lacks (none at all: the
+   * state comes back without a path); the buckets of SPEC §5.2; `POST /transfers/push`.
+   */
+  async #open(r: TransferRun, caps: PeerCapabilities, state: PushPrivate): Promise<PushPrivate> {
+    const { ctx, q } = r;
+    let sent = state.instances;
+    if (caps.has('dedupe')) {
+      const held = await peerHolds(r, state.instances);
+      sent = state.instances.filter((i) => !held.has(i.ID));
+      const skipped = { count: state.instances.length - sent.length, bytes: totalSize(state.instances) - totalSize(sent) };
+      r.publishSkipped(skipped);
+      state = { ...state, skipped };
+    }
+    ctx.clearBucketsDone();
+    if (sent.length === 0) {
+      ctx.savePrivate(state);
+      return state;
+    }
+    const buckets = scheduleBuckets(sent, { bucketSize: r.config.Transfers.BucketSize * 1024 });
+    const create = toWirePushCreate({ Instances: sent, Buckets: buckets, Compression: q.Compression });
+    const answer = await r.mustCall('creating the transaction', (signal) =>
+      r.client.json({
+        method: 'POST',
+        path: '/transfers/push',
+        headers: pushHeaders(q, undefined, { 'content-type': 'application/json' }),
+        body: JSON.stringify(create),
+        timeoutMs: r.config.Transfers.PeerCommitTimeout * 1000,
+        signal,
+      }),
+    );
+    const handle = parsePushHandle(answer.body);
+    const next: PushPrivate = { ...state, sent, buckets, path: handle.Path, ...(answer.cookie ? { cookie: answer.cookie } : {}) };
+    ctx.savePrivate(next);
+    return next;
+  }
+
+  /** The buckets the peer's transaction holds (extension resume); undefined when it is gone (404). */
+  async #heldBuckets(r: TransferRun, path: string, cookie: string | undefined): Promise<Set<number> | undefined> {
     try {
-      await mapLimit(instances, this.#deps.config.Transfers.Threads, async (i) => {
-        const a = await client.buffer({ method: 'GET', path: `/instances/${i.ID}/attachments/dicom/md5`, signal: ctx.signal });
+      const a = await r.call('asking which buckets the transaction holds', (signal) =>
+        r.client.json({ method: 'GET', path: `${path}/buckets`, headers: pushHeaders(r.q, cookie), signal }),
+      );
+      return bucketIndexes(a.body);
+    } catch (e) {
+      if (isNotFound(e)) return undefined;
+      if (r.ctx.signal.aborted) throw e;
+      throw r.failure('asking which buckets the transaction holds', e, Date.now());
+    }
+  }
+
+  /**
+   * PUTs the buckets not done (SPEC §7 step 4). With bucket-md5 each carries its checksum, and a bucket
+   * refused for it is sent again at once; with resume, a bucket is first looked up on the receiver before
+   * it is sent again (its earlier attempt may have arrived). Answers false when the peer lost the
+   * transaction; a bucket failing for good discards the transaction and fails the job (SPEC §7 step 6).
+   */
+  async #sendBuckets(r: TransferRun, caps: PeerCapabilities, state: PushPrivate): Promise<boolean> {
+    const { ctx, q, store } = r;
+    const path = state.path as string;
+    const cookie = state.cookie;
+    const buckets = state.buckets ?? [];
+    const checksum = caps.has('bucket-md5');
+    const put = async (i: number, bucket: Bucket, signal: AbortSignal | undefined, attempt: number): Promise<number> => {
+      if (attempt > 1 && caps.has('resume')) {
+        const held = await r.client
+          .json({ method: 'GET', path: `${path}/buckets`, headers: pushHeaders(q, cookie), signal })
+          .catch((e: unknown) => {
+            throw isNotFound(e) ? new TransactionGone(path, e) : e;
+          });
+        if (bucketIndexes(held.body).has(i)) return 0;
+      }
+      const { body, wire, md5 } = await bucketBody(store, bucket, q.Compression, checksum);
+      const extra: Record<string, string> = { 'content-type': 'application/octet-stream' };
+      if (md5) extra[HEADER_MD5] = md5;
+      for (let resend = 0; ; resend++) {
+        try {
+          await r.client.buffer({ method: 'PUT', path: `${path}/${i}`, headers: pushHeaders(q, cookie, extra), body, signal });
+          return wire;
+        } catch (e) {
+          if (isNotFound(e)) throw new TransactionGone(path, e);
+          if (!isChecksumRefusal(e) || resend >= IMMEDIATE_RESENDS || !Buffer.isBuffer(body)) throw e;
+          r.noteRetry(`bucket ${i}`, e, 0);
+        }
+      }
+    };
+    try {
+      await r.runBuckets(buckets, 'UploadedSizeMB', put, (e) => isChecksumRefusal(e) || isRetryable(e));
+      return true;
+    } catch (e) {
+      if (ctx.signal.aborted) throw e;
+      if (e instanceof TransactionGone) return false;
+      await this.#discard(r.ctx, r.client, path, cookie);
+      throw e;
+    }
+  }
+
+  /**
+   * Commits the transaction (SPEC §7 step 5); with async-commit, the commit answers at once and is
+   * followed to its end. Answers false when the transaction is gone and the peer does not hold every
+   * instance (a new transaction is needed).
+   */
+  async #commit(r: TransferRun, caps: PeerCapabilities, state: PushPrivate): Promise<boolean> {
+    const sent = state.sent ?? state.instances;
+    if (caps.has('async-commit')) return this.#commitAsync(r, caps, state, sent);
+    const { q } = r;
+    const path = state.path as string;
+    const start = Date.now();
+    // An attempt whose answer never came (cut connection, timeout) may have committed all the same.
+    let outcomeUnknown = false;
+    try {
+      await r.call(
+        'the commit',
+        async (signal) => {
+          try {
+            return await r.client.json({
+              method: 'POST',
+              path: `${path}/commit`,
+              headers: pushHeaders(q, state.cookie),
+              body: '',
+              timeoutMs: r.config.Transfers.PeerCommitTimeout * 1000,
+              signal,
+            });
+          } catch (e) {
+            if (!(e instanceof PeerHttpError)) outcomeUnknown = true;
+            throw e;
+          }
+        },
+        // A commit refused for bad data (CorruptedFile) fails the same way every time, and the receiver
+        // may have dropped the transaction: another attempt would only hide the reason behind a 404.
+        (e) => !isRemoteCorruptedFile(e) && isRetryable(e),
+      );
+      return true;
+    } catch (e) {
+      if (r.ctx.signal.aborted) throw e;
+      // The transaction is gone after an attempt whose answer was lost: the receiver may well have
+      // committed it (then removed it). The instances themselves tell.
+      if (outcomeUnknown && isNotFound(e) && (await this.#storedAtPeer(r, caps, sent))) {
+        r.ctx.log.warn({ path }, 'the commit answer was lost, but the peer holds every instance: the transfer is complete');
+        return true;
+      }
+      throw r.failure('the commit', e, start);
+    }
+  }
+
+  /**
+   * The asynchronous commit (extension async-commit): `POST {path}/commit` with HEADER_ASYNC_COMMIT answers
+   * `{"State"}` at once, then `GET {path}/state` until Success or Failure. A retried POST whose first
+   * answer was lost gets the recorded outcome (nothing is committed twice); a transaction found Open (the
+   * receiver restarted during the commit) is committed again; one that is gone is checked instance by
+   * instance. Bounded by PeerCommitTimeout (when not 0).
+   */
+  async #commitAsync(r: TransferRun, caps: PeerCapabilities, state: PushPrivate, sent: readonly InstanceInfo[]): Promise<boolean> {
+    const { ctx, q } = r;
+    const path = state.path as string;
+    const start = Date.now();
+    const limitMs = r.config.Transfers.PeerCommitTimeout * 1000;
+    const post = () =>
+      r.call('the commit', (signal) =>
+        r.client.json({
+          method: 'POST',
+          path: `${path}/commit`,
+          headers: pushHeaders(q, state.cookie, { [HEADER_ASYNC_COMMIT]: '1' }),
+          body: '',
+          signal,
+        }),
+      );
+    const look = () =>
+      r.call('following the commit', (signal) => r.client.json({ method: 'GET', path: `${path}/state`, headers: pushHeaders(q, state.cookie), signal }));
+    let delay = COMMIT_POLL_MIN_MS;
+    let answer: unknown;
+    try {
+      answer = (await post()).body;
+      for (let polls = 0; polls < 1_000_000; polls++) {
+        const s = commitState(answer);
+        if (s.State === 'Success') return true;
+        if (s.State === 'Failure') {
+          throw new XferError('CorruptedFile', `the peer "${q.Peer}" refused the commit: ${s.Details ?? 'no details'}`);
+        }
+        if (limitMs > 0 && Date.now() - start > limitMs) {
+          throw new XferError('Timeout', `the peer "${q.Peer}" did not finish the commit within ${limitMs / 1000} s (PeerCommitTimeout)`);
+        }
+        await realClock.sleep(delay, ctx.signal);
+        delay = Math.min(COMMIT_POLL_MAX_MS, delay * 2);
+        answer = (await look()).body;
+        // Open: the receiver restarted during the commit and reloaded the transaction intact.
+        if (commitState(answer).State === 'Open') answer = (await post()).body;
+      }
+      throw new XferError('Timeout', 'the commit did not end');
+    } catch (e) {
+      if (ctx.signal.aborted) throw e;
+      if (isNotFound(e)) {
+        // Gone without a recorded outcome: committed long ago (or during a crash), or dropped.
+        if (await this.#storedAtPeer(r, caps, sent)) return true;
+        return false;
+      }
+      if (isXferError(e) && (e.code === 'CorruptedFile' || e.code === 'Timeout') && !(e instanceof PeerHttpError)) throw e;
+      throw r.failure('the commit', e, start);
+    }
+  }
+
+  /**
+   * Whether the peer stores every instance with its MD5: through `POST /transfers/have` with dedupe, else
+   * Orthanc's `/instances/{id}/attachments/dicom/md5`.
+   */
+  async #storedAtPeer(r: TransferRun, caps: PeerCapabilities, instances: readonly InstanceInfo[]): Promise<boolean> {
+    try {
+      if (caps.has('dedupe')) {
+        const held = await peerHolds(r, instances);
+        return instances.every((i) => held.has(i.ID));
+      }
+      await mapLimit(instances, r.threads, async (i) => {
+        const a = await r.client.buffer({ method: 'GET', path: `/instances/${i.ID}/attachments/dicom/md5`, signal: r.ctx.signal });
         if (a.body.toString('utf8').trim() !== i.MD5) throw new XferError('CorruptedFile', `instance ${i.ID} differs at the peer`);
       });
       return true;
@@ -322,11 +746,13 @@ export class PushTransferJob implements JobRunner {
     }
   }
 
+  /** DELETE of the transaction, best effort with few retries (the job is failing or canceled). */
   async #discard(ctx: JobRunContext, client: PeerClient, path: string, cookie: string | undefined): Promise<void> {
     const q = queryOf(ctx);
+    const T = this.#deps.config.Transfers;
     await retry(
       (_a, signal) => client.buffer({ method: 'DELETE', path, headers: pushHeaders(q, cookie), signal }),
-      retryOptionsFromConfig(this.#deps.config),
+      retryOptionsFromConfig({ Transfers: { ...T, RetryBudget: Math.min(T.RetryBudget, 10) } }),
     ).catch((e: unknown) => ctx.log.warn({ err: String(e), path }, 'could not discard the remote transaction'));
   }
 
@@ -343,6 +769,43 @@ export class PushTransferJob implements JobRunner {
   }
 }
 
+/** The bucket indexes of a `GET {path}/buckets` answer (`{"Buckets":[...]}`); a bad answer lists none. */
+function bucketIndexes(body: unknown): Set<number> {
+  const list = (body as { Buckets?: unknown } | null)?.Buckets;
+  const out = new Set<number>();
+  if (Array.isArray(list)) for (const v of list) if (Number.isSafeInteger(v) && (v as number) >= 0) out.add(v as number);
+  return out;
+}
+
+/** The `{"State", "Details"}` of an asynchronous commit answer; anything else counts as still running. */
+function commitState(body: unknown): { State: string; Details?: string } {
+  const o = (typeof body === 'object' && body !== null ? body : {}) as { State?: unknown; Details?: unknown };
+  const s: { State: string; Details?: string } = { State: typeof o.State === 'string' ? o.State : 'Committing' };
+  if (typeof o.Details === 'string') s.Details = o.Details;
+  return s;
+}
+
+/** The IDs among `instances` that the peer holds with the same MD5 (extension dedupe), in batches. */
+async function peerHolds(r: TransferRun, instances: readonly InstanceInfo[]): Promise<Set<string>> {
+  const held = new Set<string>();
+  for (let at = 0; at < instances.length; at += HAVE_BATCH) {
+    const batch = instances.slice(at, at + HAVE_BATCH).map((i) => ({ ID: i.ID, MD5: i.MD5 }));
+    const a = await r.mustCall('asking which instances the peer holds', (signal) =>
+      r.client.json({
+        method: 'POST',
+        path: '/transfers/have',
+        headers: { 'content-type': 'application/json', 'sender-transfer-id': r.q.SenderTransferID },
+        body: JSON.stringify(batch),
+        signal,
+      }),
+    );
+    const ids = (a.body as { Instances?: unknown } | null)?.Instances;
+    const asked = new Set(batch.map((i) => i.ID));
+    if (Array.isArray(ids)) for (const id of ids) if (typeof id === 'string' && asked.has(id)) held.add(id);
+  }
+  return held;
+}
+
 export class PullTransferJob implements JobRunner {
   readonly #deps: TransferDeps;
 
@@ -353,113 +816,126 @@ export class PullTransferJob implements JobRunner {
   async run(ctx: JobRunContext): Promise<void> {
     const { config, store } = this.#deps;
     const q = queryOf(ctx);
-    const T = config.Transfers;
     const content: Record<string, unknown> = { Compression: q.Compression, Peer: q.Peer, Resources: q.Resources };
     if (q.Originator !== undefined) content.Originator = q.Originator;
-    ctx.setContent(content);
-    const { client, url } = this.#deps.peer(q.Peer);
-    const stats = new RunStats();
-    const retryOpts = () =>
-      retryOptionsFromConfig(config, {
-        signal: ctx.signal,
-        onRetry: (info) => {
-          stats.retries++;
-          ctx.log.warn({ attempt: info.attempt, delayMs: info.delayMs, err: String(info.error) }, 'retrying a call');
-          ctx.setContent({ Retries: stats.retries });
-        },
-      });
+    const r = new TransferRun(ctx, this.#deps, content);
 
     let state = ctx.loadPrivate<PullPrivate>();
     let area: StagingArea;
     if (!state) {
       ctx.setProgress(0);
-      const answer = await retry(
-        (_a, signal) =>
-          client.json({
-            method: 'POST',
-            path: '/transfers/lookup',
-            headers: { 'content-type': 'application/json', 'sender-transfer-id': q.SenderTransferID },
-            body: JSON.stringify(toWireLookupRequest(q.Resources)),
-            signal,
-          }),
-        retryOpts(),
-      ).catch((e: unknown) => {
-        throw describeFailure(`the lookup on peer "${q.Peer}" failed`, e);
-      });
-      let lookup;
-      try {
-        lookup = parseLookupAnswer(answer.body);
-      } catch (e) {
-        throw describeFailure(`peer "${q.Peer}" answered the lookup with a bad document`, e);
-      }
-      if (q.Originator !== undefined && lookup.Originator !== q.Originator) {
-        throw new XferError(
-          'NetworkProtocol',
-          `peer "${q.Peer}" is not the server that asked for this pull (its Originator differs): check RemoteSelf`,
-        );
-      }
-      const instances = sortUniqueInstances(lookup.Instances);
+      const instances = await this.#lookup(r);
       if (instances.length === 0) {
         ctx.setProgress(1);
         return;
       }
-      const buckets = scheduleBuckets(instances, {
-        bucketSize: T.BucketSize * 1024,
-        pullBaseUrl: url,
+      r.publishTotals(instances);
+      // What the local store already holds with the same MD5 is not fetched again (works with any source).
+      let fetched = instances;
+      let skipped: Skipped | undefined;
+      if (extensionsEnabled(config)) {
+        const found = await store.findInstances(instances.map((i) => i.ID));
+        fetched = instances.filter((i) => found.get(i.ID)?.md5 !== i.MD5);
+        skipped = { count: instances.length - fetched.length, bytes: totalSize(instances) - totalSize(fetched) };
+        r.publishSkipped(skipped);
+      }
+      if (fetched.length === 0) {
+        ctx.setProgress(1);
+        return;
+      }
+      const buckets = scheduleBuckets(fetched, {
+        bucketSize: config.Transfers.BucketSize * 1024,
+        pullBaseUrl: r.peerUrl,
         compression: q.Compression,
       });
       const staging = join(store.stagingRoot(), 'pull', ctx.id);
-      area = await StagingArea.create(staging, instances);
-      state = { instances, buckets, staging };
+      area = await StagingArea.create(staging, fetched);
+      state = { instances, fetched, buckets, staging, ...(skipped ? { skipped } : {}) };
       ctx.savePrivate(state);
     } else {
-      area = await StagingArea.open(state.staging, state.instances);
+      area = await StagingArea.open(state.staging, state.fetched ?? state.instances);
+      r.publishTotals(state.instances);
+      if (state.skipped) r.publishSkipped(state.skipped);
     }
-    const { instances, buckets } = state;
-    ctx.setContent({ TotalInstances: instances.length, TotalSizeMB: toMegabytes(totalSize(instances)), TotalBuckets: buckets.length });
+    const caps = await r.capabilities();
+    const checksum = caps.has('bucket-md5');
+    const gunzip = q.Compression === 'gzip';
 
-    let completed = ctx.bucketsDone().size;
-    ctx.setProgress(bucketPhaseProgress(completed, buckets.length));
-    ctx.setContent({ CompletedHttpQueries: completed, DownloadedSizeMB: 0, NetworkSpeedKBs: 0 });
-    stats.started();
-    try {
-      await runBuckets(ctx, buckets.length, T.Threads, async (i) => {
-        const bucket = buckets[i] as Bucket;
-        await retry(async (_a, signal) => {
-          const res = await client.stream({ method: 'GET', path: buildChunkPath(bucket, q.Compression), signal });
+    const fetch = async (i: number, bucket: Bucket, signal: AbortSignal | undefined): Promise<number> => {
+      for (let refetch = 0; ; refetch++) {
+        const res = await r.client.stream({
+          method: 'GET',
+          path: buildChunkPath(bucket, q.Compression),
+          headers: checksum ? { [HEADER_WANT_MD5]: '1' } : undefined,
+          signal,
+        });
+        const expected = checksum ? res.headers[HEADER_MD5] : undefined;
+        if (typeof expected !== 'string') {
           let wire = 0;
           res.body.on('data', (b: Buffer) => (wire += b.length));
-          await area.writeBucket(bucket, res.body, { gunzip: q.Compression === 'gzip', signal });
-          stats.bucketDone(wire);
-        }, retryOpts());
-        ctx.markBucketDone(i);
-        completed++;
-        ctx.setProgress(bucketPhaseProgress(completed, buckets.length));
-        ctx.setContent({
-          CompletedHttpQueries: completed,
-          DownloadedSizeMB: toMegabytes(stats.wireBytes),
-          NetworkSpeedKBs: stats.speedKBs(),
-        });
-      });
+          await area.writeBucket(bucket, res.body, { gunzip, ...(signal ? { signal } : {}) });
+          return wire;
+        }
+        // Checked before a byte is written: a corrupt gzip is then a checksum failure too, fetched again.
+        const body = await readAll(res.body, MAX_CHECKSUMMED_BODY);
+        const got = md5Of(body);
+        if (got === expected) {
+          await area.writeBucket(bucket, Readable.from([body]), { gunzip, ...(signal ? { signal } : {}) });
+          return body.length;
+        }
+        const e = new ChecksumMismatch(`bucket ${i} arrived with MD5 ${got}, sent with ${expected}`);
+        if (refetch >= IMMEDIATE_RESENDS) throw e;
+        r.noteRetry(`bucket ${i}`, e, 0);
+      }
+    };
+
+    const { buckets } = state;
+    try {
+      await r.runBuckets(buckets, 'DownloadedSizeMB', (i, bucket, signal) => fetch(i, bucket, signal), (e) => isChecksumRefusal(e) || isRetryable(e));
     } catch (e) {
       if (ctx.signal.aborted) throw e;
       await area.remove();
-      throw describeFailure(`a bucket could not be downloaded from peer "${q.Peer}"`, e);
+      throw e;
     }
     try {
       await store.commitStaged(area.staged());
-    } catch (e) {
+    } finally {
       await area.remove();
-      throw e;
     }
-    await area.remove();
     ctx.setProgress(1);
+  }
+
+  /** `POST /transfers/lookup` on the peer (SPEC §8.1 step 2): its instances, sorted and distinct. */
+  async #lookup(r: TransferRun): Promise<InstanceInfo[]> {
+    const { q } = r;
+    const answer = await r.mustCall('the lookup', (signal) =>
+      r.client.json({
+        method: 'POST',
+        path: '/transfers/lookup',
+        headers: { 'content-type': 'application/json', 'sender-transfer-id': q.SenderTransferID },
+        body: JSON.stringify(toWireLookupRequest(q.Resources)),
+        signal,
+      }),
+    );
+    let lookup;
+    try {
+      lookup = parseLookupAnswer(answer.body);
+    } catch (e) {
+      throw describeFailure(`peer "${q.Peer}" answered the lookup with a bad document`, e);
+    }
+    if (q.Originator !== undefined && lookup.Originator !== q.Originator) {
+      throw new XferError(
+        'NetworkProtocol',
+        `peer "${q.Peer}" is not the server that asked for this pull (its Originator differs): check RemoteSelf`,
+      );
+    }
+    return sortUniqueInstances(lookup.Instances);
   }
 
   /** A cancelled pull drops its staging area. */
   async cancelled(ctx: JobRunContext): Promise<void> {
     const state = ctx.loadPrivate<PullPrivate>();
-    if (state) await (await StagingArea.open(state.staging, state.instances).catch(() => undefined))?.remove();
+    if (state) await (await StagingArea.open(state.staging, state.fetched ?? state.instances).catch(() => undefined))?.remove();
   }
 }
 

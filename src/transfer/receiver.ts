@@ -1,10 +1,12 @@
 // The push receiver (SPEC §3.6-§3.9, §9): push transactions, each with its own staging area, written
 // bucket by bucket in parallel (no global lock), kept on disk so that a restart resumes them, bounded
-// in number (LRU eviction of idle ones), expired when idle, and committed atomically through the store.
-import { randomUUID } from 'node:crypto';
+// in number (LRU eviction of transactions idle for a while, never of an active one), expired when idle,
+// and committed atomically through the store. The outcome of each commit is kept on disk for a day, so
+// that a sender whose answer was lost learns it instead of committing twice (extension async-commit).
+import { createHash, randomUUID } from 'node:crypto';
 import { mkdir, open, readFile, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { XferError, isXferError } from '../errors.ts';
 import { bucketSize } from '../protocol/buckets.ts';
@@ -19,6 +21,7 @@ import {
 } from '../protocol/wire.ts';
 import type { Store } from '../store/types.ts';
 import { fsyncDir, freeBytes } from '../util/fs.ts';
+import { BUCKET_CHECKSUM_STATUS } from './capabilities.ts';
 import { StagingArea, fileError } from './staging.ts';
 
 /** Bytes always left free on the staging disk when a transaction is created. */
@@ -27,6 +30,12 @@ export const STAGING_DISK_RESERVE = 64 * 1024 * 1024;
 const MANIFEST = 'manifest.json';
 const DONE_LOG = 'buckets.log';
 const MANIFEST_VERSION = 1;
+/** Directory (beside `push/`) of the recorded commit outcomes, one `<tx>.json` each. */
+const OUTCOMES_DIR = 'push-outcomes';
+/** How long the outcome of a commit is kept for a sender that asks again. */
+export const OUTCOME_RETENTION_MS = 24 * 60 * 60 * 1000;
+/** Most outcomes kept (the oldest go first beyond this). */
+const MAX_OUTCOMES = 10_000;
 
 /** Cumulative figures of the receiver, for metrics (SPEC §16 and dicom-xfer's own). */
 export interface PushReceiverCounters {
@@ -40,6 +49,10 @@ export interface PushReceiverCounters {
   discarded: number;
   /** Transactions evicted (least recently used) to make room for a new one. */
   evicted: number;
+  /** Creates refused with 503 because every held transaction was in use. */
+  refused: number;
+  /** Bucket bodies refused because their MD5 differed from the sender's (x-dicom-xfer-md5). */
+  checksumRefusals: number;
   /** Transactions removed after IdleTransactionTimeout without activity. */
   expired: number;
   /** Declared bytes of the transactions that reached commit (added when the commit starts). */
@@ -76,8 +89,34 @@ export interface PushReceiverOptions {
   maxTransactions: number;
   /** Seconds without activity after which a transaction is dropped (0 = never). */
   idleTimeoutSeconds: number;
+  /**
+   * Seconds without a request after which a transaction may be evicted to make room for a new one
+   * (Transfers.IdleBeforeEviction); default 0: as soon as no request is in flight.
+   */
+  idleBeforeEvictionSeconds?: number;
   logger?: Logger;
 }
+
+/**
+ * Where a transaction stands, for a sender following it (`GET /transfers/push/{tx}/state`): still open
+ * (with its buckets), being committed, or its commit's recorded outcome.
+ */
+export type PushTransactionState =
+  | { State: 'Open'; Buckets: number; BucketsDone: number }
+  | { State: 'Committing' }
+  | { State: 'Success' }
+  | { State: 'Failure'; Details: string };
+
+/** A commit's outcome as recorded on disk. */
+interface CommitOutcome {
+  ID: string;
+  State: 'Success' | 'Failure';
+  Details?: string;
+  /** Epoch ms of the end of the commit. */
+  At: number;
+}
+
+const MD5_HEX = /^[0-9a-f]{32}$/;
 
 type TxState = 'creating' | 'open' | 'committing';
 
@@ -122,6 +161,8 @@ export class PushReceiver {
     failedCommits: 0,
     discarded: 0,
     evicted: 0,
+    refused: 0,
+    checksumRefusals: 0,
     expired: 0,
     receivedBytes: 0,
     receptionMs: 0,
@@ -134,6 +175,10 @@ export class PushReceiver {
   readonly #root: string;
   readonly #max: number;
   readonly #idleMs: number;
+  readonly #evictIdleMs: number;
+  readonly #outcomesDir: string;
+  /** Recorded commit outcomes by transaction ID, oldest first. */
+  readonly #outcomes = new Map<string, CommitOutcome>();
   readonly #log: Logger | undefined;
   /** Held transactions, least recently used first (Map keeps insertion order; a touch re-inserts). */
   readonly #txs = new Map<string, Transaction>();
@@ -147,23 +192,25 @@ export class PushReceiver {
     this.#root = join(opts.store.stagingRoot(), 'push');
     this.#max = Math.max(1, Math.floor(opts.maxTransactions));
     this.#idleMs = Math.max(0, opts.idleTimeoutSeconds) * 1000;
+    this.#evictIdleMs = Math.max(0, opts.idleBeforeEvictionSeconds ?? 0) * 1000;
+    this.#outcomesDir = join(opts.store.stagingRoot(), OUTCOMES_DIR);
     this.#log = opts.logger;
   }
 
   /**
    * Opens the receiver: reloads the transactions found under `<stagingRoot>/push/` (removing the ones
-   * whose manifest or files are damaged, and the oldest beyond maxTransactions) and starts the expiry
-   * timer.
+   * whose manifest or files are damaged, and the oldest beyond maxTransactions) and the recorded commit
+   * outcomes, and starts the expiry timer.
    */
   static async open(opts: PushReceiverOptions): Promise<PushReceiver> {
     const r = new PushReceiver(opts);
     await mkdir(r.#root, { recursive: true });
+    await mkdir(r.#outcomesDir, { recursive: true });
     await r.#reload();
-    if (r.#idleMs > 0) {
-      const every = Math.min(60_000, Math.max(250, Math.floor(r.#idleMs / 4)));
-      r.#timer = setInterval(() => r.#expire(), every);
-      r.#timer.unref();
-    }
+    await r.#loadOutcomes();
+    const every = r.#idleMs > 0 ? Math.min(60_000, Math.max(250, Math.floor(r.#idleMs / 4))) : 60_000;
+    r.#timer = setInterval(() => r.#expire(), every);
+    r.#timer.unref();
     return r;
   }
 
@@ -197,6 +244,31 @@ export class PushReceiver {
     return [...this.#get(id).done].sort((a, b) => a - b);
   }
 
+  /**
+   * The buckets a resuming sender need not send again (extension resume): as bucketsDone, and the
+   * question counts as activity (the transaction is in use). UnknownResource when not held.
+   */
+  bucketsHeld(id: string): number[] {
+    const tx = this.#get(id);
+    this.#touch(tx);
+    return this.bucketsDone(id);
+  }
+
+  /**
+   * Where a transaction stands (extension async-commit): Open, Committing, or the recorded outcome of
+   * its commit once it is no longer held. UnknownResource when neither held nor recently committed.
+   */
+  state(id: string): PushTransactionState {
+    const tx = TX_ID.test(id) ? this.#txs.get(id) : undefined;
+    if (tx) {
+      this.#touch(tx);
+      if (tx.state === 'committing') return { State: 'Committing' };
+      return { State: 'Open', Buckets: tx.body.Buckets.length, BucketsDone: tx.done.size };
+    }
+    const o = this.#outcomes.get(id);
+    if (!o) throw new XferError('UnknownResource', `no push transaction ${id}`);
+    return o.State === 'Success' ? { State: 'Success' } : { State: 'Failure', Details: o.Details ?? '' };
+  }
   // ---- create ----------------------------------------------------------------------------------
 
   /**
@@ -263,15 +335,21 @@ export class PushReceiver {
     return toWirePushHandle(id);
   }
 
-  /** The transaction to evict to make room, undefined when there is room; 503 when all are busy. */
+  /**
+   * The transaction to evict to make room, undefined when there is room: the least recently used one
+   * with no request in flight and none for IdleBeforeEviction. An active transaction is never evicted:
+   * 503 (which senders retry) when none qualifies.
+   */
   #victim(): Transaction | undefined {
     if (this.#txs.size < this.#max) return undefined;
+    const now = Date.now();
     for (const t of this.#txs.values()) {
-      if (t.state === 'open' && t.inFlight === 0) return t;
+      if (t.state === 'open' && t.inFlight === 0 && now - t.lastActivity >= this.#evictIdleMs) return t;
     }
+    this.counters.refused++;
     throw new XferError(
       'InternalError',
-      `all ${this.#max} push transactions are receiving data (Transfers.MaxPushTransactions); try again later`,
+      `all ${this.#max} push transactions are in use (Transfers.MaxPushTransactions; one is evicted only after ${this.#evictIdleMs / 1000} s without a request); try again later`,
       { httpStatus: 503 },
     );
   }
@@ -293,9 +371,17 @@ export class PushReceiver {
    * BadFileFormat (400) for corrupt gzip; NetworkProtocol (500) when the payload length differs from
    * the bucket total. Buckets may come in any order, several at once, and more than once. Once the data
    * is on disk the bucket is recorded as done in the transaction's log.
+   *
+   * With `md5` (extension bucket-md5: the sender's MD5 of the body as sent), the body is read into memory
+   * first (a bucket is at most about twice BucketSize) and refused with CorruptedFile and status
+   * BUCKET_CHECKSUM_STATUS (422) when its MD5 differs, before anything is written: the sender sends it
+   * again.
    */
-  async putBucket(id: string, index: number, body: AsyncIterable<Buffer> | Readable): Promise<void> {
+  async putBucket(id: string, index: number, body: AsyncIterable<Buffer> | Readable, opts: { md5?: string | undefined } = {}): Promise<void> {
     this.#checkOpen();
+    if (opts.md5 !== undefined && !MD5_HEX.test(opts.md5)) {
+      throw new XferError('BadRequest', `x-dicom-xfer-md5 must be 32 lowercase hexadecimal digits`);
+    }
     const tx = this.#get(id);
     if (tx.state !== 'open') {
       throw new XferError('BadSequenceOfCalls', `push transaction ${id} is being ${tx.state === 'committing' ? 'committed' : 'created'}`);
@@ -311,8 +397,26 @@ export class PushReceiver {
     const counter = new ByteCounter((n) => {
       this.counters.wireBytes += n;
     });
+    const expectedMd5 = opts.md5;
     const work = (async () => {
-      const bytes = await area.writeBucket(bucket, body, {
+      let payload: AsyncIterable<Buffer> | Readable = body;
+      if (expectedMd5 !== undefined) {
+        const total = tx.bucketTotals[index] ?? 0;
+        // gzip may add a little to incompressible data; anything longer is a wrong length anyway.
+        const limit = tx.body.Compression === 'gzip' ? total + (total >> 6) + 64 * 1024 : total;
+        const buf = await readAtMost(body, limit, total);
+        const got = createHash('md5').update(buf).digest('hex');
+        if (got !== expectedMd5) {
+          this.counters.checksumRefusals++;
+          throw new XferError(
+            'CorruptedFile',
+            `bucket ${index} of push transaction ${id} arrived with MD5 ${got}, sent with ${expectedMd5}: send it again`,
+            { httpStatus: BUCKET_CHECKSUM_STATUS },
+          );
+        }
+        payload = Readable.from([buf]);
+      }
+      const bytes = await area.writeBucket(bucket, payload, {
         gunzip: tx.body.Compression === 'gzip',
         signal: tx.abort.signal,
         before: [counter],
@@ -364,6 +468,23 @@ export class PushReceiver {
     return tx.commit;
   }
 
+  /**
+   * Starts the commit of a transaction and answers at once (extension async-commit): Committing while
+   * it runs (follow it with state()), or the recorded outcome when the transaction was committed already
+   * (a retry whose first answer was lost: nothing is done twice). UnknownResource (404) when neither held
+   * nor recently committed; BadSequenceOfCalls while it is being created.
+   */
+  commitAsync(id: string): PushTransactionState {
+    this.#checkOpen();
+    const tx = TX_ID.test(id) ? this.#txs.get(id) : undefined;
+    if (!tx) return this.state(id);
+    if (tx.state === 'creating') throw new XferError('BadSequenceOfCalls', `push transaction ${id} is being created`);
+    tx.commit ??= this.#commit(tx);
+    // The outcome is recorded; the sender reads it through state().
+    tx.commit.catch(() => undefined);
+    return { State: 'Committing' };
+  }
+
   async #commit(tx: Transaction): Promise<void> {
     tx.state = 'committing';
     tx.inFlight++;
@@ -381,12 +502,14 @@ export class PushReceiver {
           { tx: tx.id, stored: result.stored.length, alreadyStored: result.alreadyStored.length, ms: Date.now() - start },
           'push transaction committed',
         );
+        await this.#recordOutcome({ ID: tx.id, State: 'Success', At: Date.now() });
       } catch (e) {
         this.counters.failedCommits++;
         const err = isXferError(e, 'CorruptedFile')
           ? e
           : new XferError('CorruptedFile', `commit of push transaction ${tx.id} failed, nothing stored: ${isXferError(e) ? (e.details ?? e.message) : String(e)}`, { cause: e });
         this.#log?.warn({ tx: tx.id, details: err.details }, 'push transaction commit failed; transaction removed');
+        await this.#recordOutcome({ ID: tx.id, State: 'Failure', Details: err.details ?? err.message, At: Date.now() });
         throw err;
       } finally {
         tx.inFlight--;
@@ -430,12 +553,80 @@ export class PushReceiver {
     return removal;
   }
 
-  /** Drops the transactions idle for longer than the timeout, never one with a request in flight. */
+  /**
+   * Drops the transactions idle for longer than the timeout, never one with a request in flight, and
+   * the commit outcomes older than OUTCOME_RETENTION_MS.
+   */
   #expire(): void {
-    if (this.#closed || this.#idleMs <= 0) return;
+    if (this.#closed) return;
     const now = Date.now();
-    for (const t of [...this.#txs.values()]) {
-      if (t.state === 'open' && t.inFlight === 0 && now - t.lastActivity > this.#idleMs) void this.#drop(t, 'expired');
+    if (this.#idleMs > 0) {
+      for (const t of [...this.#txs.values()]) {
+        if (t.state === 'open' && t.inFlight === 0 && now - t.lastActivity > this.#idleMs) void this.#drop(t, 'expired');
+      }
+    }
+    this.#track(this.#pruneOutcomes(now));
+  }
+
+  // ---- commit outcomes -------------------------------------------------------------------------
+
+  /** Records a commit's outcome durably (written, flushed, renamed); a failure to do so is only logged. */
+  async #recordOutcome(o: CommitOutcome): Promise<void> {
+    this.#outcomes.delete(o.ID);
+    this.#outcomes.set(o.ID, o);
+    const file = join(this.#outcomesDir, `${o.ID}.json`);
+    try {
+      const tmp = `${file}.tmp`;
+      const fh = await open(tmp, 'w');
+      try {
+        await fh.writeFile(JSON.stringify(o));
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await rename(tmp, file);
+      await fsyncDir(this.#outcomesDir);
+    } catch (e) {
+      this.#log?.warn({ tx: o.ID, err: String(e) }, 'cannot record the outcome of a commit');
+    }
+    if (this.#outcomes.size > MAX_OUTCOMES) this.#track(this.#pruneOutcomes(Date.now()));
+  }
+
+  async #loadOutcomes(): Promise<void> {
+    const found: CommitOutcome[] = [];
+    for (const name of await readdir(this.#outcomesDir).catch(() => [] as string[])) {
+      const id = name.endsWith('.json') ? name.slice(0, -5) : '';
+      if (!TX_ID.test(id)) {
+        // A temporary file left by a crash, or something that is not ours.
+        await rm(join(this.#outcomesDir, name), { force: true }).catch(() => undefined);
+        continue;
+      }
+      try {
+        const o = JSON.parse(await readFile(join(this.#outcomesDir, name), 'utf8')) as Partial<CommitOutcome>;
+        if (o.ID === id && (o.State === 'Success' || o.State === 'Failure') && Number.isSafeInteger(o.At)) {
+          found.push({ ID: id, State: o.State, At: o.At as number, ...(typeof o.Details === 'string' ? { Details: o.Details } : {}) });
+          continue;
+        }
+      } catch {
+        // Unreadable: removed below.
+      }
+      await rm(join(this.#outcomesDir, name), { force: true }).catch(() => undefined);
+    }
+    found.sort((a, b) => a.At - b.At);
+    for (const o of found) this.#outcomes.set(o.ID, o);
+    await this.#pruneOutcomes(Date.now());
+  }
+
+  /** Forgets (and deletes) outcomes older than the retention, and the oldest beyond MAX_OUTCOMES. */
+  async #pruneOutcomes(now: number): Promise<void> {
+    const gone: string[] = [];
+    for (const o of this.#outcomes.values()) {
+      if (now - o.At > OUTCOME_RETENTION_MS || this.#outcomes.size - gone.length > MAX_OUTCOMES) gone.push(o.ID);
+      else break;
+    }
+    for (const id of gone) {
+      this.#outcomes.delete(id);
+      await rm(join(this.#outcomesDir, `${id}.json`), { force: true }).catch(() => undefined);
     }
   }
 
@@ -579,4 +770,19 @@ export class PushReceiver {
       requestsInFlight: t.inFlight,
     };
   }
+}
+
+/**
+ * Reads a request body into memory, failing with NetworkProtocol as soon as it runs past `limit` bytes
+ * (the message gives the bucket's `expected` length, as a wrong-length bucket is reported).
+ */
+async function readAtMost(body: AsyncIterable<Buffer> | Readable, limit: number, expected: number): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let total = 0;
+  for await (const piece of body as AsyncIterable<Buffer>) {
+    total += piece.length;
+    if (total > limit) throw new XferError('NetworkProtocol', `WriteUncompressedBucket: at least ${total} != ${expected}`);
+    parts.push(piece);
+  }
+  return Buffer.concat(parts, total);
 }

@@ -1,12 +1,24 @@
 // The server side of the transfers protocol as a node module: /transfers/lookup, /transfers/chunks/...
 // (data source in pull mode) and the four push-receiver routes, each answering 405 + Allow for other
-// methods, with Orthanc's error JSON for every failure.
+// methods, with Orthanc's error JSON for every failure. With Transfers.Extensions, also the extension
+// routes and headers of capabilities.ts: /transfers/capabilities, /transfers/have,
+// /transfers/push/{tx}/buckets and /state, x-dicom-xfer-md5 on PUTs and chunk answers, and the
+// asynchronous commit.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { z } from 'zod';
 import { XferError } from '../errors.ts';
 import { parseChunkIds, parseChunkQuery } from '../protocol/chunk-url.ts';
-import { parseLookupRequest, toWireLookupAnswer } from '../protocol/wire.ts';
+import { INSTANCE_ID, parseLookupRequest, parseWire, toWireLookupAnswer } from '../protocol/wire.ts';
 import type { NodeModule } from '../server/app.ts';
 import { readJson, route, sendJson, withIdleTimeout } from '../server/http.ts';
+import {
+  CAPABILITIES_PATH,
+  HEADER_ASYNC_COMMIT,
+  HEADER_MD5,
+  HEADER_WANT_MD5,
+  capabilitiesDocument,
+  extensionsEnabled,
+} from './capabilities.ts';
 import { ChunkServer } from './chunk-server.ts';
 import { lookupInstances } from './lookup.ts';
 import { PushReceiver } from './receiver.ts';
@@ -26,6 +38,20 @@ export function transfersServerOf(app: FastifyInstance): TransfersServer | undef
 
 /** Largest JSON body accepted by the lookup and create routes (a create lists every instance). */
 const MAX_JSON_BODY = 256 * 1024 * 1024;
+
+/** Most instances one `POST /transfers/have` may ask about (a sender asks in batches). */
+export const MAX_HAVE_BATCH = 100_000;
+
+/** Body of `POST /transfers/have`: the instances a sender is about to send. */
+const HaveRequestSchema = z
+  .array(z.object({ ID: z.string().regex(INSTANCE_ID), MD5: z.string() }))
+  .max(MAX_HAVE_BATCH);
+
+/** A request header's single value, if any. */
+function header(req: FastifyRequest, name: string): string | undefined {
+  const v = req.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
 
 /** Route parameters as Orthanc's route regexes accept them; anything else does not match (404). */
 const TX_PARAM = /^[.0-9a-f-]+$/;
@@ -60,8 +86,12 @@ export const transfersServerModule: NodeModule = async (app, ctx, routes) => {
     store,
     maxTransactions: config.Transfers.MaxPushTransactions,
     idleTimeoutSeconds: config.Transfers.IdleTransactionTimeout,
+    idleBeforeEvictionSeconds: config.Transfers.IdleBeforeEviction,
     logger: log,
   });
+  // Transfers.Extensions false: this node answers exactly as an Orthanc with the plugin (no extension
+  // route, extension headers ignored).
+  const ext = extensionsEnabled(config);
   const chunks = new ChunkServer(store, config.Transfers.Threads);
   servers.set(app, { receiver, chunks });
   const idleMs = ctx.httpTimeoutSeconds * 1000;
@@ -89,6 +119,17 @@ export const transfersServerModule: NodeModule = async (app, ctx, routes) => {
         const release = await chunks.acquire();
         let handedOver = false;
         try {
+          if (ext && header(req, HEADER_WANT_MD5) === '1') {
+            const sum = await chunks.answerChecksummed({ ids, ...query });
+            if (sum) {
+              return reply
+                .code(200)
+                .header('Content-Type', sum.contentType)
+                .header('Content-Length', String(sum.body.length))
+                .header(HEADER_MD5, sum.md5)
+                .send(sum.body);
+            }
+          }
           const answer = await chunks.answer({ ids, ...query });
           // The slot is held until the answer is fully sent or the client went away.
           reply.raw.once('close', release);
@@ -138,7 +179,8 @@ export const transfersServerModule: NodeModule = async (app, ctx, routes) => {
         if (!INDEX_PARAM.test(indexText)) throw new XferError('UnknownResource', `no route for PUT ${req.url.split('?')[0]}`);
         // Digits beyond 2^53 become an index that is simply out of range.
         const index = indexText.length > 15 ? Number.MAX_SAFE_INTEGER : Number(indexText);
-        await receiver.putBucket(tx, index, withIdleTimeout(req, idleMs));
+        const md5 = ext ? header(req, HEADER_MD5) : undefined;
+        await receiver.putBucket(tx, index, withIdleTimeout(req, idleMs), { md5 });
         return sendJson(reply, {});
       },
     },
@@ -152,12 +194,50 @@ export const transfersServerModule: NodeModule = async (app, ctx, routes) => {
       POST: async (req, reply) => {
         // The body is ignored (an Orthanc sender posts none, without Content-Type); drain what came.
         req.raw.resume();
+        if (ext && header(req, HEADER_ASYNC_COMMIT) === '1') return sendJson(reply, receiver.commitAsync(txParam(req)));
         await receiver.commit(txParam(req));
         return sendJson(reply, {});
       },
     },
     routes,
   );
+
+  if (ext) {
+    route(app, CAPABILITIES_PATH, { GET: async (_req, reply) => sendJson(reply, capabilitiesDocument(config)) }, routes);
+
+    // Extension dedupe: which of these instances this node already stores with the same MD5.
+    route(
+      app,
+      '/transfers/have',
+      {
+        POST: async (req, reply) => {
+          const asked = parseWire(HaveRequestSchema, await readJson(req, MAX_JSON_BODY), 'the body of /transfers/have');
+          const found = await store.findInstances([...new Set(asked.map((i) => i.ID))]);
+          const held = new Set<string>();
+          for (const i of asked) if (found.get(i.ID)?.md5 === i.MD5) held.add(i.ID);
+          const ids = [...held].sort();
+          return sendJson(reply, { Count: ids.length, Instances: ids });
+        },
+      },
+      routes,
+    );
+
+    // Extension resume: the buckets a transaction holds, for a sender that resumes it.
+    route(
+      app,
+      '/transfers/push/:tx/buckets',
+      {
+        GET: async (req, reply) => {
+          const done = receiver.bucketsHeld(txParam(req));
+          return sendJson(reply, { Buckets: done, Count: done.length });
+        },
+      },
+      routes,
+    );
+
+    // Extension async-commit: where a transaction stands (open, committing, or its commit's outcome).
+    route(app, '/transfers/push/:tx/state', { GET: async (req, reply) => sendJson(reply, receiver.state(txParam(req))) }, routes);
+  }
 
   return async () => {
     servers.delete(app);

@@ -426,7 +426,8 @@ describe('transfers server: transactions held, evicted, refused', () => {
   let knee: TestInstance[];
 
   before(async () => {
-    node = await startXferNode({ config: { HttpTimeout: 60, Transfers: { MaxPushTransactions: 2 } } });
+    // IdleBeforeEviction 0: any transaction without a request in flight may be evicted, as in the plugin.
+    node = await startXferNode({ config: { HttpTimeout: 60, Transfers: { MaxPushTransactions: 2, IdleBeforeEviction: 0 } } });
     knee = await loadInstances('Knee/T2', 6);
   });
   after(async () => {

@@ -56,7 +56,9 @@ describe('transfer faults (no retries)', { timeout: 180_000 }, () => {
 
   before(async () => {
     pair = await startPair({
-      common: { Transfers: { BucketSize: BUCKET_KB, Threads: 4 } },
+      // The plugin's protocol (no extension): these faults as an Orthanc peer meets them. With the
+      // extensions, a corrupted bucket is sent again instead (test/integration/resilience-*.test.ts).
+      common: { Transfers: { BucketSize: BUCKET_KB, Threads: 4, Extensions: false } },
       keepBodies: [{ method: 'POST', path: /^\/+transfers\/(push|lookup)$/ }],
     });
     const imported = await importFiles(pair.a.url, await listFiles(join(REAL_DICOM, 'Brainix')));
@@ -232,7 +234,7 @@ describe('transfer faults with MaxHttpRetries 1', { timeout: 180_000 }, () => {
 
   before(async () => {
     pair = await startPair({
-      common: { HttpTimeout: 2, Transfers: { BucketSize: BUCKET_KB, MaxHttpRetries: 1 } },
+      common: { HttpTimeout: 2, Transfers: { BucketSize: BUCKET_KB, MaxHttpRetries: 1, Extensions: false } },
       keepBodies: [{ method: 'POST', path: /^\/+transfers\/(push|lookup)$/ }],
     });
     await importFiles(pair.a.url, await listFiles(join(REAL_DICOM, 'Brainix', 'Flair')));

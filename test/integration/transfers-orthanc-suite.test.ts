@@ -54,6 +54,8 @@ describe("Orthanc's transfers integration tests (Plugins/Transfers/Run.py)", { t
         HttpTimeout: 2,
         OverwriteInstances: true,
         JobsHistorySize: 1000,
+        // As an Orthanc with the plugin: no extension (with dedupe, a send to itself would move nothing).
+        Transfers: { Extensions: false },
         RemoteAccessAllowed: true,
         OrthancPeers: {
           peer: [`http://127.0.0.1:${closed}/`, USER.username, USER.password],

@@ -76,7 +76,7 @@ describe('transfer jobs across a restart of a node', { timeout: 180_000 }, () =>
       const h = await startTransfer(pair.b.url, 'pull', { Resources: resources, Compression: 'none', Peer: 'a' });
       const id = h.ID as string;
       await gate.waitHeld(4);
-      await pair.toA.waitFor('six finished GETs', (rs) => rs.filter((r) => r.method === 'GET' && r.outcome === 'completed').length === 6);
+      await pair.toA.waitFor('six finished GETs', (rs) => rs.filter((r) => r.method === 'GET' && r.path.includes('/transfers/chunks/') && r.outcome === 'completed').length === 6);
       const heldAtStop = [...gate.records];
       await pair[how]('b');
       await pair.toA.waitFor('the held GETs cut by the stop', () => heldAtStop.every((r) => r.outcome === 'aborted'));

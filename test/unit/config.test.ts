@@ -342,6 +342,8 @@ describe('defaults and overrides', () => {
       MaxThreads: 32,
       IdleTransactionTimeout: 3600,
       RetryBudget: 120,
+      IdleBeforeEviction: 60,
+      Extensions: true,
     });
     assert.deepEqual(config, {
       Name: 'dicom-xfer',

@@ -1,0 +1,135 @@
+// Capability discovery: the protocol extensions a dicom-xfer node lists in `GET /transfers/capabilities`,
+// and the probe a job makes of its peer, so that an extension is used only with a peer that lists it (an
+// Orthanc peer answers 404: none). The extension headers and routes are named here, once.
+import type { Config } from '../config/types.ts';
+import type { PeerClient } from '../peers/client.ts';
+import { PeerHttpError } from '../peers/client.ts';
+import { VERSION } from '../version.ts';
+
+/** The extensions this node implements, each with its version (a peer must list at least this one). */
+export const EXTENSIONS = {
+  /** `GET /transfers/push/{tx}/buckets`: which buckets a push transaction holds, for a resuming sender. */
+  resume: 1,
+  /** `POST /transfers/have`: which instances the receiver already holds with the same MD5. */
+  dedupe: 1,
+  /** Commit answered at once, followed through `GET /transfers/push/{tx}/state`; outcomes kept durably. */
+  'async-commit': 1,
+  /** `x-dicom-xfer-md5` on each bucket body (push PUT, chunk answer): a corrupted bucket is sent again. */
+  'bucket-md5': 1,
+} as const;
+
+export type Extension = keyof typeof EXTENSIONS;
+
+/** Version of the protocol itself: the plugin's, which every extension leaves intact. */
+export const PROTOCOL_VERSION = 1;
+
+/** Route of the capability document. */
+export const CAPABILITIES_PATH = '/transfers/capabilities';
+
+/**
+ * MD5 (32 lowercase hex) of a bucket body exactly as sent (gzip bytes for a gzip transfer). A sender puts
+ * it on a push PUT; a chunk server puts it on a chunk answer when the request carries HEADER_WANT_MD5.
+ */
+export const HEADER_MD5 = 'x-dicom-xfer-md5';
+/** On a chunk GET: "1" asks the chunk server for HEADER_MD5 on its answer. */
+export const HEADER_WANT_MD5 = 'x-dicom-xfer-want-md5';
+/** On a commit POST: "1" asks for an answer at once (`{"State": ...}`), the commit going on in the background. */
+export const HEADER_ASYNC_COMMIT = 'x-dicom-xfer-async-commit';
+
+/** HTTP status of a bucket refused because its body does not match HEADER_MD5: send it again. */
+export const BUCKET_CHECKSUM_STATUS = 422;
+
+/** The answer of `GET /transfers/capabilities` (and the `Capabilities` of `GET /plugins/transfers`). */
+export interface CapabilitiesDocument {
+  Name: 'dicom-xfer';
+  Version: string;
+  Protocol: number;
+  Extensions: Partial<Record<Extension, number>>;
+}
+
+/** Whether this node lists and uses extensions (Transfers.Extensions). */
+export function extensionsEnabled(config: Pick<Config, 'Transfers'>): boolean {
+  return config.Transfers.Extensions;
+}
+
+/** This node's capability document: every extension, or none when Transfers.Extensions is false. */
+export function capabilitiesDocument(config: Pick<Config, 'Transfers'>): CapabilitiesDocument {
+  return {
+    Name: 'dicom-xfer',
+    Version: VERSION,
+    Protocol: PROTOCOL_VERSION,
+    Extensions: extensionsEnabled(config) ? { ...EXTENSIONS } : {},
+  };
+}
+
+/** What a job may use with one peer: the extensions both sides list. */
+export class PeerCapabilities {
+  readonly #listed: ReadonlySet<Extension>;
+
+  constructor(listed: Iterable<Extension>) {
+    this.#listed = new Set(listed);
+  }
+
+  /** No extension: the plugin's protocol exactly. */
+  static readonly NONE = new PeerCapabilities([]);
+
+  has(ext: Extension): boolean {
+    return this.#listed.has(ext);
+  }
+
+  /** The extensions, sorted (for logs and job content). */
+  list(): Extension[] {
+    return [...this.#listed].sort();
+  }
+}
+
+/**
+ * The extensions listed by a capability document that this node implements at the same version or later;
+ * anything else (not an object, no Extensions object, unknown names, versions below ours) lists none.
+ */
+export function parseCapabilities(doc: unknown): PeerCapabilities {
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) return PeerCapabilities.NONE;
+  const ext = (doc as { Extensions?: unknown }).Extensions;
+  if (typeof ext !== 'object' || ext === null || Array.isArray(ext)) return PeerCapabilities.NONE;
+  const out: Extension[] = [];
+  for (const [name, ours] of Object.entries(EXTENSIONS) as [Extension, number][]) {
+    const v = (ext as Record<string, unknown>)[name];
+    if (typeof v === 'number' && Number.isInteger(v) && v >= ours) out.push(name);
+  }
+  return new PeerCapabilities(out);
+}
+
+/** How long a peer's answer is reused by the jobs that follow (one probe per job at most otherwise). */
+export const CAPABILITIES_TTL_MS = 30_000;
+
+const cache = new Map<string, { caps: PeerCapabilities; at: number }>();
+
+/**
+ * The extensions `client`'s peer lists, from a cache of CAPABILITIES_TTL_MS or from one
+ * `GET /transfers/capabilities`. A peer that answers anything but a 200 JSON document (an Orthanc: 404)
+ * lists none, and so does every peer when this node's Transfers.Extensions is false (then nothing is
+ * sent). `call` runs the request (the caller wraps it in its retries, which must not retry an answer that
+ * is not JSON); transport failures and 5xx reject, so that a peer that is down is not taken for one
+ * without extensions.
+ */
+export async function peerCapabilities(
+  config: Pick<Config, 'Transfers'>,
+  client: PeerClient,
+  call: <T>(fn: (signal: AbortSignal | undefined) => Promise<T>) => Promise<T>,
+): Promise<PeerCapabilities> {
+  if (!extensionsEnabled(config)) return PeerCapabilities.NONE;
+  const key = `${client.name}\n${client.url('/')}`;
+  const hit = cache.get(key);
+  if (hit && Date.now() - hit.at < CAPABILITIES_TTL_MS) return hit.caps;
+  let caps: PeerCapabilities;
+  try {
+    const answer = await call((signal) => client.json({ method: 'GET', path: CAPABILITIES_PATH, signal }));
+    caps = parseCapabilities(answer.body);
+  } catch (e) {
+    // A definite answer that is not a capability document: the peer has no extensions (an Orthanc).
+    if (e instanceof PeerHttpError && (e.badBody || (e.status >= 400 && e.status < 500))) caps = PeerCapabilities.NONE;
+    else throw e;
+  }
+  cache.set(key, { caps, at: Date.now() });
+  return caps;
+}

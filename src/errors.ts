@@ -94,6 +94,7 @@ const HTTP_REASONS: Record<number, string> = {
   413: 'Payload Too Large',
   415: 'Unsupported Media Type',
   416: 'Requested Range Not Satisfiable',
+  422: 'Unprocessable Content',
   500: 'Internal Server Error',
   501: 'Not Implemented',
   502: 'Bad Gateway',

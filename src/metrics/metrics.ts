@@ -1,7 +1,6 @@
 // Prometheus metrics of a node at Orthanc's path, GET /tools/metrics-prometheus: the plugin's
 // orthanc_transfers_* figures (SPEC §16, with a DELETE counted as aborted, not committed) and dicom-xfer's
 // own dicom_xfer_* figures, read from the counters the transfer modules already keep.
-import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import type { FastifyInstance } from 'fastify';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { JobsEngine, JobState } from '../jobs/engine.ts';
@@ -31,8 +30,6 @@ export type BucketSide =
 /** Seconds: a bucket is typically 4 MiB, from a LAN (tens of ms) to a slow WAN (a minute). */
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 
-const PUSH_BUCKET_PATH = /\/transfers\/push\/[.0-9a-f-]+\/[0-9]+(\?.*)?$/;
-const CHUNK_PATH = /\/transfers\/chunks\/[^?]+/;
 
 /** The metrics of one node, for other modules (the dashboard reads the throughput). */
 export interface NodeMetrics {
@@ -183,6 +180,8 @@ function buildMetrics(app: FastifyInstance, peers: Peers, engine: JobsEngine): {
     });
   serverCounter('dicom_xfer_push_received_wire_bytes_total', 'Bucket bytes received by the push receiver, as sent (compressed when gzip).', () => server()?.receiver.counters.wireBytes ?? 0);
   serverCounter('dicom_xfer_push_received_bucket_bytes_total', 'Uncompressed bucket bytes written by the push receiver.', () => server()?.receiver.counters.bucketBytes ?? 0);
+  serverCounter('dicom_xfer_push_refused_creates_total', 'Push transactions refused at creation (no room: every held one active, or not enough disk).', () => server()?.receiver.counters.refused ?? 0);
+  serverCounter('dicom_xfer_push_checksum_refusals_total', 'Buckets refused because their MD5 did not match (corrupted in flight; the sender sends them again).', () => server()?.receiver.counters.checksumRefusals ?? 0);
   serverCounter('dicom_xfer_push_received_buckets_total', 'Buckets written completely by the push receiver.', () => server()?.receiver.counters.buckets ?? 0);
   serverCounter('dicom_xfer_chunk_requests_total', 'Chunk answers started by the data source (pull mode).', () => server()?.chunks.counters.requests ?? 0);
   serverCounter('dicom_xfer_chunk_served_bytes_total', 'Uncompressed bytes read from the store for chunk answers.', () => server()?.chunks.counters.bytes ?? 0);
@@ -294,54 +293,6 @@ function buildMetrics(app: FastifyInstance, peers: Peers, engine: JobsEngine): {
   return { metrics, close };
 }
 
-/**
- * Bucket latency on the client side, from undici's diagnostics channels: the peers' HTTP clients publish
- * every request; PUT .../transfers/push/{tx}/{n} and GET .../transfers/chunks/... are timed from the
- * request's creation to the end of its answer, and counted when the answer was 200. The channels are
- * process-wide: a process that runs several nodes would count each node's buckets in every node.
- */
-function watchClientBuckets(observe: (side: BucketSide, seconds: number) => void): () => void {
-  interface Timing {
-    side: BucketSide;
-    start: bigint;
-    status?: number;
-  }
-  const timings = new WeakMap<object, Timing>();
-  type Msg = { request: { method?: string; path?: string }; response?: { statusCode?: number } };
-  const onCreate = (m: unknown) => {
-    const { request } = m as Msg;
-    const path = request.path ?? '';
-    let side: BucketSide | undefined;
-    if (request.method === 'PUT' && PUSH_BUCKET_PATH.test(path)) side = 'send';
-    else if (request.method === 'GET' && CHUNK_PATH.test(path)) side = 'fetch';
-    if (side) timings.set(request, { side, start: process.hrtime.bigint() });
-  };
-  const onHeaders = (m: unknown) => {
-    const { request, response } = m as Msg;
-    const t = timings.get(request);
-    if (t && response?.statusCode !== undefined) t.status = response.statusCode;
-  };
-  const onTrailers = (m: unknown) => {
-    const { request } = m as Msg;
-    const t = timings.get(request);
-    if (!t) return;
-    timings.delete(request);
-    if (t.status === 200) observe(t.side, Number(process.hrtime.bigint() - t.start) / 1e9);
-  };
-  const onError = (m: unknown) => {
-    timings.delete((m as Msg).request);
-  };
-  subscribe('undici:request:create', onCreate);
-  subscribe('undici:request:headers', onHeaders);
-  subscribe('undici:request:trailers', onTrailers);
-  subscribe('undici:request:error', onError);
-  return () => {
-    unsubscribe('undici:request:create', onCreate);
-    unsubscribe('undici:request:headers', onHeaders);
-    unsubscribe('undici:request:trailers', onTrailers);
-    unsubscribe('undici:request:error', onError);
-  };
-}
 
 /**
  * The metrics module: GET /tools/metrics-prometheus in Prometheus' text format. It must come after the
@@ -350,7 +301,6 @@ function watchClientBuckets(observe: (side: BucketSide, seconds: number) => void
 export const metricsModule: NodeModule = (app, ctx, routes) => {
   const { metrics, close } = buildMetrics(app, getPeers(ctx), getJobs(ctx));
   byContext.set(ctx, metrics);
-  const stopWatching = watchClientBuckets(metrics.observeBucket);
   route(
     app,
     METRICS_PATH,
@@ -363,7 +313,6 @@ export const metricsModule: NodeModule = (app, ctx, routes) => {
     routes,
   );
   return async () => {
-    stopWatching();
     close();
     byContext.delete(ctx);
   };

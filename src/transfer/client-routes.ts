@@ -7,6 +7,7 @@ import { XferError, isXferError } from '../errors.ts';
 import { openJobsDb } from '../jobs/db.ts';
 import { JobsEngine } from '../jobs/engine.ts';
 import { registerJobRoutes } from '../jobs/routes.ts';
+import { metricsOf } from '../metrics/metrics.ts';
 import { getPeers } from '../peers/routes.ts';
 import {
   parseJobHandle,
@@ -65,6 +66,8 @@ export const transfersClientModule: NodeModule = async (app: FastifyInstance, ct
       if (!p) throw new XferError('UnknownResource', `peer "${name}" is not configured`);
       return { client: peers.client(name), url: p.url };
     },
+    // The metrics module registers after this one: look it up when a bucket is done.
+    observeBucket: (side, seconds) => metricsOf(ctx)?.observeBucket(side, seconds),
   };
   const db = openJobsDb(join(config.StorageDirectory, 'jobs.sqlite'));
   const engine = new JobsEngine(db, {

@@ -57,6 +57,8 @@ export interface TransferDeps {
   store: Store;
   /** The HTTP client of a peer; UnknownResource when the peer is not (or no longer) configured. */
   peer(name: string): { client: PeerClient; url: string };
+  /** Told the duration of every bucket moved (the successful attempt), for the latency histogram. */
+  observeBucket?: (side: 'send' | 'fetch', seconds: number) => void;
 }
 
 /** Instances and bytes that a transfer did not move because the destination held them already. */
@@ -224,6 +226,7 @@ class TransferRun {
   readonly client: PeerClient;
   readonly peerUrl: string;
   readonly stats = new RunStats();
+  readonly #observe: TransferDeps['observeBucket'];
   readonly #clock: OutageClock;
   #retries: number;
 
@@ -236,6 +239,7 @@ class TransferRun {
     const peer = deps.peer(this.q.Peer);
     this.client = peer.client;
     this.peerUrl = peer.url;
+    this.#observe = deps.observeBucket;
     this.#clock = new OutageClock(deps.config.Transfers.RetryBudget * 1000);
     const before = ctx.content().Retries;
     this.#retries = typeof before === 'number' ? before : 0;
@@ -331,7 +335,8 @@ class TransferRun {
   }
 
   publishTotals(instances: readonly InstanceInfo[]): void {
-    this.ctx.setContent({ TotalInstances: instances.length, TotalSizeMB: toMegabytes(totalSize(instances)) });
+    const bytes = totalSize(instances);
+    this.ctx.setContent({ TotalInstances: instances.length, TotalSizeMB: toMegabytes(bytes), TotalBytes: bytes });
   }
 
   /**
@@ -365,9 +370,17 @@ class TransferRun {
       if (ctx.signal.aborted) throw ctx.signal.reason;
       const bucket = buckets[i] as Bucket;
       const start = Date.now();
+      let attemptStart = start;
       let wire: number;
       try {
-        wire = await this.call(`bucket ${i}`, (signal, attempt) => work(i, bucket, signal, attempt), retryable);
+        wire = await this.call(
+          `bucket ${i}`,
+          (signal, attempt) => {
+            attemptStart = Date.now();
+            return work(i, bucket, signal, attempt);
+          },
+          retryable,
+        );
       } catch (e) {
         if (ctx.signal.aborted || e instanceof TransactionGone) throw e;
         throw this.failure(`bucket ${i} of ${buckets.length}`, e, start);
@@ -375,6 +388,7 @@ class TransferRun {
       ctx.markBucketDone(i);
       completed++;
       this.stats.bucketDone(wire);
+      if (wire > 0) this.#observe?.(sizeKey === 'UploadedSizeMB' ? 'send' : 'fetch', (Date.now() - attemptStart) / 1000);
       publish();
     });
   }

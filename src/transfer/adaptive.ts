@@ -166,3 +166,63 @@ export async function runWithLimit<T>(
   });
   if (failure) throw failure.error;
 }
+
+export interface GzipLevelOptions {
+  /** Level at the start. */
+  initial?: number;
+  /** Lowest and highest levels used (a single gzip member at any level, so any peer reads it). */
+  min?: number;
+  max?: number;
+  /** Shortest window between two decisions. */
+  windowMs?: number;
+  /** Busy share above which the level goes down (a share above `lower` + 0.25 takes two steps). */
+  lower?: number;
+  /** Busy share below which the level goes up. */
+  raise?: number;
+}
+
+/**
+ * The gzip level of a transfer, chosen from where the time goes: when compressing takes a large share
+ * of the time (the CPU, not the link, limits the transfer) the level goes down; when it takes little
+ * (the link is the limit and the CPU has room), it goes up, so that fewer bytes cross the link.
+ * `record(busyMs, totalMs)` feeds it: for a sender, the time spent compressing a bucket and the time the
+ * bucket took in all; for a data source, the process' CPU time and the wall time times the cores.
+ */
+export class AdaptiveGzipLevel {
+  readonly #min: number;
+  readonly #max: number;
+  readonly #windowMs: number;
+  readonly #lower: number;
+  readonly #raise: number;
+  #level: number;
+  #busy = 0;
+  #total = 0;
+  #windowStart: number;
+
+  constructor(opts: GzipLevelOptions = {}, now: number = Date.now()) {
+    this.#min = opts.min ?? 1;
+    this.#max = opts.max ?? 6;
+    this.#windowMs = opts.windowMs ?? 1500;
+    this.#lower = opts.lower ?? 0.5;
+    this.#raise = opts.raise ?? 0.25;
+    this.#level = clamp(opts.initial ?? 3, this.#min, this.#max);
+    this.#windowStart = now;
+  }
+
+  get level(): number {
+    return this.#level;
+  }
+
+  record(busyMs: number, totalMs: number, now: number = Date.now()): void {
+    this.#busy += Math.max(0, busyMs);
+    this.#total += Math.max(0, totalMs);
+    if (now - this.#windowStart < this.#windowMs || this.#total <= 0) return;
+    const share = this.#busy / this.#total;
+    if (share > this.#lower + 0.25) this.#level = clamp(this.#level - 2, this.#min, this.#max);
+    else if (share > this.#lower) this.#level = clamp(this.#level - 1, this.#min, this.#max);
+    else if (share < this.#raise) this.#level = clamp(this.#level + 1, this.#min, this.#max);
+    this.#busy = 0;
+    this.#total = 0;
+    this.#windowStart = now;
+  }
+}

@@ -7,7 +7,9 @@ import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { XferError } from '../errors.ts';
 import { ChunkWalk, type ByteRange, type ChunkRequest } from '../protocol/chunk-url.ts';
+import { availableParallelism } from 'node:os';
 import { createGzipStream } from '../protocol/compression.ts';
+import { AdaptiveGzipLevel } from './adaptive.ts';
 import type { Store } from '../store/types.ts';
 
 /** A counting semaphore: `acquire` waits in FIFO order for one of `limit` slots. */
@@ -97,15 +99,47 @@ export interface ChecksummedAnswer {
   contentType: ChunkAnswer['contentType'];
 }
 
+/** Bytes of checksummed answers held in memory at once; beyond it, answers stream without a checksum. */
+const BUFFERED_ANSWER_BYTES = 160 * 1024 * 1024;
+
 export class ChunkServer {
   readonly counters: ChunkServerCounters = { requests: 0, bytes: 0 };
   readonly #store: Store;
   readonly #slots: Semaphore;
+  /** The gzip level of the answers, lowered when this process' CPU is the limit, raised when it idles. */
+  readonly gzip = new AdaptiveGzipLevel({ initial: 3, min: 1, max: 6, lower: 0.9, raise: 0.6 });
+  #buffered = 0;
+  #cpuTimer: NodeJS.Timeout | undefined;
 
-  /** `threads`: chunk answers produced at once, server-wide (Transfers.Threads); more wait. */
+  /**
+   * `threads`: chunk answers produced at once, server-wide; more wait. The plugin uses Threads; a
+   * dicom-xfer source allows MaxThreads, so that a puller that adapts its parallelism is not held back.
+   */
   constructor(store: Store, threads: number) {
     this.#store = store;
     this.#slots = new Semaphore(threads);
+  }
+
+  /** Samples this process' CPU once a second while answers are produced, to steer the gzip level. */
+  #watchCpu(): void {
+    if (this.#cpuTimer) return;
+    const cores = Math.max(1, availableParallelism());
+    let last = process.cpuUsage();
+    let lastAt = performance.now();
+    this.#cpuTimer = setInterval(() => {
+      const now = performance.now();
+      const u = process.cpuUsage(last);
+      last = process.cpuUsage();
+      if (this.#slots.running > 0) this.gzip.record((u.user + u.system) / 1000, (now - lastAt) * cores);
+      lastAt = now;
+    }, 1000);
+    this.#cpuTimer.unref();
+  }
+
+  /** Stops the CPU sampling. */
+  close(): void {
+    clearInterval(this.#cpuTimer);
+    this.#cpuTimer = undefined;
   }
 
   /** Answers being produced now, and requests waiting for a slot. */
@@ -130,7 +164,8 @@ export class ChunkServer {
     this.counters.requests++;
     const raw = Readable.from(this.#read(plan.ranges), { objectMode: false, highWaterMark: 256 * 1024 });
     if (req.compression === 'gzip') {
-      const gz = createGzipStream();
+      this.#watchCpu();
+      const gz = createGzipStream(this.gzip.level);
       // A failed read must fail the answer (the connection is cut), not end it early as if complete.
       raw.on('error', (e) => gz.destroy(e));
       gz.on('close', () => raw.destroy());
@@ -146,17 +181,23 @@ export class ChunkServer {
    */
   async answerChecksummed(req: ChunkRequest): Promise<ChecksummedAnswer | undefined> {
     const a = await this.answer(req);
-    if (a.plan.total > MAX_CHECKSUMMED_ANSWER) {
+    const reserve = a.plan.total;
+    if (reserve > MAX_CHECKSUMMED_ANSWER || this.#buffered + reserve > BUFFERED_ANSWER_BYTES) {
       a.stream.destroy();
       return undefined;
     }
-    const parts: Buffer[] = [];
-    const hash = createHash('md5');
-    for await (const piece of a.stream as AsyncIterable<Buffer>) {
-      parts.push(piece);
-      hash.update(piece);
+    this.#buffered += reserve;
+    try {
+      const parts: Buffer[] = [];
+      const hash = createHash('md5');
+      for await (const piece of a.stream as AsyncIterable<Buffer>) {
+        parts.push(piece);
+        hash.update(piece);
+      }
+      return { body: Buffer.concat(parts), md5: hash.digest('hex'), contentType: a.contentType };
+    } finally {
+      this.#buffered -= reserve;
     }
-    return { body: Buffer.concat(parts), md5: hash.digest('hex'), contentType: a.contentType };
   }
 
   async *#read(ranges: readonly ByteRange[]): AsyncGenerator<Buffer> {

@@ -28,7 +28,6 @@ import {
 } from '../protocol/wire.ts';
 import { PeerHttpError, type PeerClient } from '../peers/client.ts';
 import type { Store } from '../store/types.ts';
-import { mapLimit } from '../util/concurrency.ts';
 import { isRetryable, realClock, retry, retryOptionsFromConfig, type RetryOptions } from '../util/retry.ts';
 import {
   BUCKET_CHECKSUM_STATUS,
@@ -39,6 +38,8 @@ import {
   extensionsEnabled,
   peerCapabilities,
 } from './capabilities.ts';
+import { mapLimit } from '../util/concurrency.ts';
+import { AdaptiveConcurrency, AdaptiveGzipLevel, runWithLimit } from './adaptive.ts';
 import { StagingArea } from './staging.ts';
 
 /** The serialized form of a transfer job: its query (SPEC §11.6). */
@@ -102,6 +103,11 @@ const COMMIT_POLL_MIN_MS = 100;
 const COMMIT_POLL_MAX_MS = 2000;
 /** Largest chunk answer read into memory to check its checksum. */
 const MAX_CHECKSUMMED_BODY = 256 * 1024 * 1024;
+/**
+ * Bucket bytes one job may hold in memory at once (gzip and checksummed bodies are gathered whole): it
+ * caps the buckets in flight, so memory stays flat whatever MaxThreads allows.
+ */
+const IN_FLIGHT_BYTES = 160 * 1024 * 1024;
 /** The per-call budget beyond the job's outage budget: the outage clock decides, this only bounds a call. */
 const CALL_BUDGET_SLACK_MS = 120_000;
 
@@ -226,6 +232,8 @@ class TransferRun {
   readonly client: PeerClient;
   readonly peerUrl: string;
   readonly stats = new RunStats();
+  /** The gzip level of this run's bucket bodies (push), adapted to where the time goes. */
+  readonly gzip = new AdaptiveGzipLevel({ initial: 3, min: 1, max: 6 });
   readonly #observe: TransferDeps['observeBucket'];
   readonly #clock: OutageClock;
   #retries: number;
@@ -366,8 +374,9 @@ class TransferRun {
     this.stats.started();
     const pending: number[] = [];
     for (let i = 0; i < buckets.length; i++) if (!done.has(i)) pending.push(i);
-    await mapLimit(pending, this.threads, async (i) => {
-      if (ctx.signal.aborted) throw ctx.signal.reason;
+    const adaptive = this.#concurrency(buckets);
+    ctx.setContent({ BucketsInFlight: adaptive.limit });
+    const one = async (i: number): Promise<void> => {
       const bucket = buckets[i] as Bucket;
       const start = Date.now();
       let attemptStart = start;
@@ -379,7 +388,11 @@ class TransferRun {
             attemptStart = Date.now();
             return work(i, bucket, signal, attempt);
           },
-          retryable,
+          (e) => {
+            const again = retryable(e);
+            if (again) adaptive.failed();
+            return again;
+          },
         );
       } catch (e) {
         if (ctx.signal.aborted || e instanceof TransactionGone) throw e;
@@ -388,9 +401,29 @@ class TransferRun {
       ctx.markBucketDone(i);
       completed++;
       this.stats.bucketDone(wire);
-      if (wire > 0) this.#observe?.(sizeKey === 'UploadedSizeMB' ? 'send' : 'fetch', (Date.now() - attemptStart) / 1000);
+      if (wire > 0) {
+        adaptive.completed(wire);
+        this.#observe?.(sizeKey === 'UploadedSizeMB' ? 'send' : 'fetch', (Date.now() - attemptStart) / 1000);
+      }
+      ctx.setContent({ BucketsInFlight: adaptive.limit });
       publish();
-    });
+    };
+    await runWithLimit(pending, () => adaptive.limit, one, () => ctx.signal.aborted);
+    if (ctx.signal.aborted) throw ctx.signal.reason;
+  }
+
+  /**
+   * The buckets-in-flight controller of this run: from Threads up to MaxThreads as the measured
+   * throughput rewards it, and no more than the bodies held in memory allow (a gzip or checksummed
+   * bucket is gathered whole before it is sent or written).
+   */
+  #concurrency(buckets: readonly Bucket[]): AdaptiveConcurrency {
+    const T = this.config.Transfers;
+    let largest = 0;
+    for (const b of buckets) largest = Math.max(largest, bucketSize(b));
+    const memoryCap = largest > 0 ? Math.floor(IN_FLIGHT_BYTES / largest) : T.MaxThreads;
+    const max = Math.max(T.Threads, Math.min(T.MaxThreads, memoryCap));
+    return new AdaptiveConcurrency({ initial: T.Threads, min: 1, max });
   }
 }
 
@@ -430,6 +463,8 @@ interface BucketBody {
   body: Buffer | { stream: Readable; length: number };
   wire: number;
   md5?: string;
+  /** Milliseconds spent reading and compressing (0 for a streamed body). */
+  gatherMs: number;
 }
 
 /**
@@ -437,12 +472,19 @@ interface BucketBody {
  * gathered in memory (a gzip body's length must be known, and a checksum precedes the body), which a
  * bucket (at most about twice BucketSize) allows.
  */
-async function bucketBody(store: Store, bucket: Bucket, compression: Compression, checksum: boolean): Promise<BucketBody> {
+async function bucketBody(
+  store: Store,
+  bucket: Bucket,
+  compression: Compression,
+  checksum: boolean,
+  gzipLevel: number,
+): Promise<BucketBody> {
   const raw = bucketStream(store, bucket);
   if (compression === 'none' && !checksum) {
     const length = bucketSize(bucket);
-    return { body: { stream: raw, length }, wire: length };
+    return { body: { stream: raw, length }, wire: length, gatherMs: 0 };
   }
+  const t0 = performance.now();
   const parts: Buffer[] = [];
   let wire = 0;
   const gather = async (source: AsyncIterable<Buffer>) => {
@@ -451,10 +493,11 @@ async function bucketBody(store: Store, bucket: Bucket, compression: Compression
       wire += p.length;
     }
   };
-  if (compression === 'gzip') await pipeline(raw, createGzipStream(), gather);
+  if (compression === 'gzip') await pipeline(raw, createGzipStream(gzipLevel), gather);
   else await pipeline(raw, gather);
   const body = Buffer.concat(parts, wire);
-  return checksum ? { body, wire, md5: md5Of(body) } : { body, wire };
+  const gatherMs = performance.now() - t0;
+  return checksum ? { body, wire, md5: md5Of(body), gatherMs } : { body, wire, gatherMs };
 }
 
 /** Reads a stream whole, failing past `limit` bytes. */
@@ -611,12 +654,16 @@ export class PushTransferJob implements JobRunner {
           });
         if (bucketIndexes(held.body).has(i)) return 0;
       }
-      const { body, wire, md5 } = await bucketBody(store, bucket, q.Compression, checksum);
+      const t0 = performance.now();
+      const level = r.gzip.level;
+      const { body, wire, md5, gatherMs } = await bucketBody(store, bucket, q.Compression, checksum, level);
+      if (q.Compression === 'gzip') ctx.setContent({ GzipLevel: level });
       const extra: Record<string, string> = { 'content-type': 'application/octet-stream' };
       if (md5) extra[HEADER_MD5] = md5;
       for (let resend = 0; ; resend++) {
         try {
           await r.client.buffer({ method: 'PUT', path: `${path}/${i}`, headers: pushHeaders(q, cookie, extra), body, signal });
+          if (q.Compression === 'gzip') r.gzip.record(gatherMs, performance.now() - t0);
           return wire;
         } catch (e) {
           if (isNotFound(e)) throw new TransactionGone(path, e);

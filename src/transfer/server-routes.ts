@@ -92,7 +92,7 @@ export const transfersServerModule: NodeModule = async (app, ctx, routes) => {
   // Transfers.Extensions false: this node answers exactly as an Orthanc with the plugin (no extension
   // route, extension headers ignored).
   const ext = extensionsEnabled(config);
-  const chunks = new ChunkServer(store, config.Transfers.Threads);
+  const chunks = new ChunkServer(store, Math.max(config.Transfers.Threads, config.Transfers.MaxThreads));
   servers.set(app, { receiver, chunks });
   const idleMs = ctx.httpTimeoutSeconds * 1000;
 
@@ -241,6 +241,7 @@ export const transfersServerModule: NodeModule = async (app, ctx, routes) => {
 
   return async () => {
     servers.delete(app);
+    chunks.close();
     await receiver.close();
   };
 };

@@ -130,7 +130,7 @@ describe('transfers server in-process', () => {
   const ids: string[] = [];
 
   before(async () => {
-    node = await startNode({ Transfers: { Threads: 1, MaxPushTransactions: 3 } });
+    node = await startNode({ Transfers: { Threads: 1, MaxThreads: 1, MaxPushTransactions: 3 } });
     for (const n of ['IM-0001-0001.dcm', 'IM-0001-0002.dcm', 'IM-0001-0003.dcm']) {
       const data = await readFile(join(BRAINIX, n));
       files.push(data);
@@ -141,7 +141,7 @@ describe('transfers server in-process', () => {
     await node?.close();
   });
 
-  test('chunk answers beyond Transfers.Threads wait in a queue, then are served', async () => {
+  test('chunk answers beyond the slots (the larger of Threads and MaxThreads) wait in a queue, then are served', async () => {
     const server = transfersServerOf(node.app.fastify);
     assert.ok(server);
     // About 50 MB from one instance listed 300 times (a 13.5 KB URL, under Node's 16 KB header limit):

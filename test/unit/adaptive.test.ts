@@ -96,3 +96,17 @@ test('runWithLimit follows a changing limit and stops at the first failure', asy
   );
   assert.ok(started <= 4, `started ${started}`);
 });
+
+test('the gzip level goes down when compressing dominates, and up when the link does', async () => {
+  const { AdaptiveGzipLevel } = await import('../../src/transfer/adaptive.ts');
+  const g = new AdaptiveGzipLevel({ initial: 6 }, 0);
+  // CPU-bound: compressing is 90% of each bucket's time.
+  for (let t = 0; t < 10_000; t += 100) g.record(90, 100, t);
+  assert.equal(g.level, 1);
+  // Link-bound: compressing is 5% of the time.
+  for (let t = 10_000; t < 30_000; t += 100) g.record(5, 100, t);
+  assert.equal(g.level, 6);
+  // Balanced: it stays.
+  for (let t = 30_000; t < 40_000; t += 100) g.record(40, 100, t);
+  assert.equal(g.level, 6);
+});

@@ -16,6 +16,10 @@ export interface StagedInstance {
   path: string;
   size: number;
   md5: string;
+  /** The file's data was already flushed to disk (a store need not do it again). */
+  synced?: boolean;
+  /** The file was hashed as it was written and matched `md5` (a store need not read it again for that). */
+  verified?: boolean;
 }
 
 export type IngestStatus = 'Success' | 'AlreadyStored';

@@ -14,8 +14,11 @@ export const EXTENSIONS = {
   dedupe: 1,
   /** Commit answered at once, followed through `GET /transfers/push/{tx}/state`; outcomes kept durably. */
   'async-commit': 1,
-  /** `x-dicom-xfer-md5` on each bucket body (push PUT, chunk answer): a corrupted bucket is sent again. */
-  'bucket-md5': 1,
+  /**
+   * `x-dicom-xfer-crc32` on each bucket (push PUT, chunk answer): the CRC-32 of its uncompressed payload,
+   * checked as the bytes are written; a bucket corrupted in flight is refused (422) and sent again.
+   */
+  'bucket-crc32': 1,
 } as const;
 
 export type Extension = keyof typeof EXTENSIONS;
@@ -27,16 +30,25 @@ export const PROTOCOL_VERSION = 1;
 export const CAPABILITIES_PATH = '/transfers/capabilities';
 
 /**
- * MD5 (32 lowercase hex) of a bucket body exactly as sent (gzip bytes for a gzip transfer). A sender puts
- * it on a push PUT; a chunk server puts it on a chunk answer when the request carries HEADER_WANT_MD5.
+ * CRC-32 (zlib's, 8 lowercase hex digits) of a bucket's uncompressed payload. A sender puts it on a push
+ * PUT; a chunk server puts it on a chunk answer when the request carries HEADER_WANT_CRC32. CRC-32 is
+ * four times cheaper than MD5 here and catches what a link or a proxy damages; each instance's MD5 is
+ * still checked at commit.
  */
-export const HEADER_MD5 = 'x-dicom-xfer-md5';
-/** On a chunk GET: "1" asks the chunk server for HEADER_MD5 on its answer. */
-export const HEADER_WANT_MD5 = 'x-dicom-xfer-want-md5';
+export const HEADER_CRC32 = 'x-dicom-xfer-crc32';
+/** On a chunk GET: "1" asks the chunk server for HEADER_CRC32 on its answer. */
+export const HEADER_WANT_CRC32 = 'x-dicom-xfer-want-crc32';
+/** The form of a HEADER_CRC32 value. */
+export const CRC32_HEX = /^[0-9a-f]{8}$/;
+
+/** zlib's CRC-32 as 8 lowercase hex digits. */
+export function crc32Hex(crc: number): string {
+  return (crc >>> 0).toString(16).padStart(8, '0');
+}
 /** On a commit POST: "1" asks for an answer at once (`{"State": ...}`), the commit going on in the background. */
 export const HEADER_ASYNC_COMMIT = 'x-dicom-xfer-async-commit';
 
-/** HTTP status of a bucket refused because its body does not match HEADER_MD5: send it again. */
+/** HTTP status of a bucket refused because its payload does not match HEADER_CRC32: send it again. */
 export const BUCKET_CHECKSUM_STATUS = 422;
 
 /** The answer of `GET /transfers/capabilities` (and the `Capabilities` of `GET /plugins/transfers`). */

@@ -1,15 +1,15 @@
 // The data-source side of pull mode (SPEC §3.3, §5.4): answers a chunk request with the concatenated
 // byte ranges of the listed instances, streamed from the store (never a whole instance in memory),
-// through one gzip member when asked, with at most Transfers.Threads answers produced at once. With the
-// bucket-md5 extension, an answer is first gathered in memory (a bucket is at most about twice
-// BucketSize) so that its MD5 can go in a header before the body.
-import { createHash } from 'node:crypto';
+// through one gzip member when asked (at a level that follows the CPU), with a bounded number of answers
+// produced at once. With the bucket-crc32 extension, the payload's CRC-32 is read ahead of the answer.
 import { Readable } from 'node:stream';
 import { XferError } from '../errors.ts';
 import { ChunkWalk, type ByteRange, type ChunkRequest } from '../protocol/chunk-url.ts';
 import { availableParallelism } from 'node:os';
+import { crc32 as zlibCrc32 } from 'node:zlib';
 import { createGzipStream } from '../protocol/compression.ts';
 import { AdaptiveGzipLevel } from './adaptive.ts';
+import { crc32Hex } from './capabilities.ts';
 import type { Store } from '../store/types.ts';
 
 /** A counting semaphore: `acquire` waits in FIFO order for one of `limit` slots. */
@@ -89,26 +89,12 @@ export interface ChunkAnswer {
   plan: ChunkPlan;
 }
 
-/** Largest answer gathered in memory to give its MD5 (a bucket is about 2 x BucketSize at most). */
-export const MAX_CHECKSUMMED_ANSWER = 256 * 1024 * 1024;
-
-/** A chunk answer held in memory with the MD5 of its bytes as sent (extension bucket-md5). */
-export interface ChecksummedAnswer {
-  body: Buffer;
-  md5: string;
-  contentType: ChunkAnswer['contentType'];
-}
-
-/** Bytes of checksummed answers held in memory at once; beyond it, answers stream without a checksum. */
-const BUFFERED_ANSWER_BYTES = 160 * 1024 * 1024;
-
 export class ChunkServer {
   readonly counters: ChunkServerCounters = { requests: 0, bytes: 0 };
   readonly #store: Store;
   readonly #slots: Semaphore;
   /** The gzip level of the answers, lowered when this process' CPU is the limit, raised when it idles. */
   readonly gzip = new AdaptiveGzipLevel({ initial: 3, min: 1, max: 6, lower: 0.9, raise: 0.6 });
-  #buffered = 0;
   #cpuTimer: NodeJS.Timeout | undefined;
 
   /**
@@ -175,29 +161,17 @@ export class ChunkServer {
   }
 
   /**
-   * As answer(), gathered in memory with the MD5 of the bytes as they will be sent (gzip bytes when
-   * compressed); undefined when the answer would be larger than MAX_CHECKSUMMED_ANSWER before compression
-   * (it is then streamed without a checksum).
+   * The CRC-32 (8 hex digits) of a planned answer's uncompressed payload, read from the store ahead of
+   * the answer (extension bucket-crc32). Nothing is held in memory; the bytes are read twice, which the
+   * page cache makes cheap next to sending them.
    */
-  async answerChecksummed(req: ChunkRequest): Promise<ChecksummedAnswer | undefined> {
-    const a = await this.answer(req);
-    const reserve = a.plan.total;
-    if (reserve > MAX_CHECKSUMMED_ANSWER || this.#buffered + reserve > BUFFERED_ANSWER_BYTES) {
-      a.stream.destroy();
-      return undefined;
+  async crc32(plan: ChunkPlan): Promise<string> {
+    let crc = 0;
+    for (const r of plan.ranges) {
+      const s = await this.#store.readRange(r.ID, r.start, r.end);
+      for await (const piece of s) crc = zlibCrc32(piece as Buffer, crc);
     }
-    this.#buffered += reserve;
-    try {
-      const parts: Buffer[] = [];
-      const hash = createHash('md5');
-      for await (const piece of a.stream as AsyncIterable<Buffer>) {
-        parts.push(piece);
-        hash.update(piece);
-      }
-      return { body: Buffer.concat(parts), md5: hash.digest('hex'), contentType: a.contentType };
-    } finally {
-      this.#buffered -= reserve;
-    }
+    return crc32Hex(crc);
   }
 
   async *#read(ranges: readonly ByteRange[]): AsyncGenerator<Buffer> {

@@ -3,11 +3,12 @@
 // bucket into a staging area, commit into the local store). Both keep their plan and finished buckets
 // in the jobs database, so a pause, a cancel or a restart never sends a finished bucket again. Every
 // call is retried with backoff while the job's outage clock allows (RetryBudget), and with a peer that
-// lists them (capabilities.ts) the jobs use the extensions: resume, dedupe, async-commit, bucket-md5.
-import { createHash, randomUUID } from 'node:crypto';
+// lists them (capabilities.ts) the jobs use the extensions: resume, dedupe, async-commit, bucket-crc32.
+import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { crc32 as zlibCrc32 } from 'node:zlib';
 import type { Config } from '../config/types.ts';
 import { ERRORS, XferError, isXferError } from '../errors.ts';
 import type { JobRunContext, JobRunner, JobType } from '../jobs/engine.ts';
@@ -32,8 +33,9 @@ import { isRetryable, realClock, retry, retryOptionsFromConfig, type RetryOption
 import {
   BUCKET_CHECKSUM_STATUS,
   HEADER_ASYNC_COMMIT,
-  HEADER_MD5,
-  HEADER_WANT_MD5,
+  HEADER_CRC32,
+  HEADER_WANT_CRC32,
+  crc32Hex,
   PeerCapabilities,
   extensionsEnabled,
   peerCapabilities,
@@ -101,8 +103,6 @@ const HAVE_BATCH = 10_000;
 /** Delays between two looks at an asynchronous commit. */
 const COMMIT_POLL_MIN_MS = 100;
 const COMMIT_POLL_MAX_MS = 2000;
-/** Largest chunk answer read into memory to check its checksum. */
-const MAX_CHECKSUMMED_BODY = 256 * 1024 * 1024;
 /**
  * Bucket bytes one job may hold in memory at once (gzip and checksummed bodies are gathered whole): it
  * caps the buckets in flight, so memory stays flat whatever MaxThreads allows.
@@ -169,12 +169,12 @@ class TransactionGone extends XferError {
   }
 }
 
-/** A bucket whose bytes arrived different from what was sent (extension bucket-md5): send it again. */
+/** A bucket whose bytes arrived different from what was sent (extension bucket-crc32): send it again. */
 function isChecksumRefusal(e: unknown): boolean {
   return (e instanceof PeerHttpError && e.status === BUCKET_CHECKSUM_STATUS) || e instanceof ChecksumMismatch;
 }
 
-/** A pulled bucket whose bytes differ from the MD5 the data source announced. */
+/** A pulled bucket whose bytes differ from the CRC-32 the data source announced. */
 class ChecksumMismatch extends XferError {
   constructor(what: string) {
     super('CorruptedFile', what);
@@ -203,10 +203,6 @@ function describeFailure(what: string, e: unknown): XferError {
 
 function totalSize(instances: readonly InstanceInfo[]): number {
   return instances.reduce((s, i) => s + i.Size, 0);
-}
-
-function md5Of(b: Uint8Array): string {
-  return createHash('md5').update(b).digest('hex');
 }
 
 function queryOf(ctx: JobRunContext): TransferJobQuery {
@@ -458,19 +454,26 @@ function bucketStream(store: Store, bucket: Bucket): Readable {
   return Readable.from(gen(), { objectMode: false });
 }
 
-/** A bucket body ready to send, and the MD5 of its bytes as sent when `checksum`. */
+/** A bucket body ready to send, and the CRC-32 of its uncompressed payload when `checksum`. */
 interface BucketBody {
   body: Buffer | { stream: Readable; length: number };
   wire: number;
-  md5?: string;
+  crc32?: string;
   /** Milliseconds spent reading and compressing (0 for a streamed body). */
   gatherMs: number;
 }
 
+/** CRC-32 of a bucket's payload, read from the store (no copy kept). */
+async function bucketCrc32(store: Store, bucket: Bucket): Promise<string> {
+  let crc = 0;
+  for await (const piece of bucketStream(store, bucket)) crc = zlibCrc32(piece as Buffer, crc);
+  return crc32Hex(crc);
+}
+
 /**
- * The body of a bucket PUT: without compression nor checksum it streams from the store; otherwise it is
- * gathered in memory (a gzip body's length must be known, and a checksum precedes the body), which a
- * bucket (at most about twice BucketSize) allows.
+ * The body of a bucket PUT. Without compression it streams from the store (its CRC-32, when asked, read
+ * ahead); with gzip it is compressed into memory (its length must be known: Orthanc receivers want a
+ * Content-Length), the CRC-32 taken on the way in.
  */
 async function bucketBody(
   store: Store,
@@ -479,40 +482,31 @@ async function bucketBody(
   checksum: boolean,
   gzipLevel: number,
 ): Promise<BucketBody> {
-  const raw = bucketStream(store, bucket);
-  if (compression === 'none' && !checksum) {
+  if (compression === 'none') {
     const length = bucketSize(bucket);
-    return { body: { stream: raw, length }, wire: length, gatherMs: 0 };
+    const crc32 = checksum ? await bucketCrc32(store, bucket) : undefined;
+    const body = { stream: bucketStream(store, bucket), length };
+    return crc32 ? { body, wire: length, crc32, gatherMs: 0 } : { body, wire: length, gatherMs: 0 };
   }
   const t0 = performance.now();
+  let crc = 0;
+  const tap = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      crc = zlibCrc32(chunk, crc);
+      cb(null, chunk);
+    },
+  });
   const parts: Buffer[] = [];
   let wire = 0;
-  const gather = async (source: AsyncIterable<Buffer>) => {
+  await pipeline(bucketStream(store, bucket), tap, createGzipStream(gzipLevel), async (source: AsyncIterable<Buffer>) => {
     for await (const p of source) {
       parts.push(p);
       wire += p.length;
     }
-  };
-  if (compression === 'gzip') await pipeline(raw, createGzipStream(gzipLevel), gather);
-  else await pipeline(raw, gather);
+  });
   const body = Buffer.concat(parts, wire);
   const gatherMs = performance.now() - t0;
-  return checksum ? { body, wire, md5: md5Of(body), gatherMs } : { body, wire, gatherMs };
-}
-
-/** Reads a stream whole, failing past `limit` bytes. */
-async function readAll(body: Readable, limit: number): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  let total = 0;
-  for await (const piece of body as AsyncIterable<Buffer>) {
-    total += piece.length;
-    if (total > limit) {
-      body.destroy();
-      throw new XferError('NetworkProtocol', `a chunk answer is larger than ${limit} bytes`);
-    }
-    parts.push(piece);
-  }
-  return Buffer.concat(parts, total);
+  return checksum ? { body, wire, crc32: crc32Hex(crc), gatherMs } : { body, wire, gatherMs };
 }
 
 export class PushTransferJob implements JobRunner {
@@ -634,7 +628,7 @@ export class PushTransferJob implements JobRunner {
   }
 
   /**
-   * PUTs the buckets not done (SPEC §7 step 4). With bucket-md5 each carries its checksum, and a bucket
+   * PUTs the buckets not done (SPEC §7 step 4). With bucket-crc32 each carries its checksum, and a bucket
    * refused for it is sent again at once; with resume, a bucket is first looked up on the receiver before
    * it is sent again (its earlier attempt may have arrived). Answers false when the peer lost the
    * transaction; a bucket failing for good discards the transaction and fails the job (SPEC §7 step 6).
@@ -644,7 +638,7 @@ export class PushTransferJob implements JobRunner {
     const path = state.path as string;
     const cookie = state.cookie;
     const buckets = state.buckets ?? [];
-    const checksum = caps.has('bucket-md5');
+    const checksum = caps.has('bucket-crc32');
     const put = async (i: number, bucket: Bucket, signal: AbortSignal | undefined, attempt: number): Promise<number> => {
       if (attempt > 1 && caps.has('resume')) {
         const held = await r.client
@@ -654,20 +648,21 @@ export class PushTransferJob implements JobRunner {
           });
         if (bucketIndexes(held.body).has(i)) return 0;
       }
-      const t0 = performance.now();
       const level = r.gzip.level;
-      const { body, wire, md5, gatherMs } = await bucketBody(store, bucket, q.Compression, checksum, level);
       if (q.Compression === 'gzip') ctx.setContent({ GzipLevel: level });
-      const extra: Record<string, string> = { 'content-type': 'application/octet-stream' };
-      if (md5) extra[HEADER_MD5] = md5;
       for (let resend = 0; ; resend++) {
+        const t0 = performance.now();
+        // A streamed body cannot be replayed: a bucket sent again is read again.
+        const { body, wire, crc32, gatherMs } = await bucketBody(store, bucket, q.Compression, checksum, level);
+        const extra: Record<string, string> = { 'content-type': 'application/octet-stream' };
+        if (crc32) extra[HEADER_CRC32] = crc32;
         try {
           await r.client.buffer({ method: 'PUT', path: `${path}/${i}`, headers: pushHeaders(q, cookie, extra), body, signal });
           if (q.Compression === 'gzip') r.gzip.record(gatherMs, performance.now() - t0);
           return wire;
         } catch (e) {
           if (isNotFound(e)) throw new TransactionGone(path, e);
-          if (!isChecksumRefusal(e) || resend >= IMMEDIATE_RESENDS || !Buffer.isBuffer(body)) throw e;
+          if (!isChecksumRefusal(e) || resend >= IMMEDIATE_RESENDS) throw e;
           r.noteRetry(`bucket ${i}`, e, 0);
         }
       }
@@ -919,7 +914,7 @@ export class PullTransferJob implements JobRunner {
       if (state.skipped) r.publishSkipped(state.skipped);
     }
     const caps = await r.capabilities();
-    const checksum = caps.has('bucket-md5');
+    const checksum = caps.has('bucket-crc32');
     const gunzip = q.Compression === 'gzip';
 
     const fetch = async (i: number, bucket: Bucket, signal: AbortSignal | undefined): Promise<number> => {
@@ -927,26 +922,26 @@ export class PullTransferJob implements JobRunner {
         const res = await r.client.stream({
           method: 'GET',
           path: buildChunkPath(bucket, q.Compression),
-          headers: checksum ? { [HEADER_WANT_MD5]: '1' } : undefined,
+          headers: checksum ? { [HEADER_WANT_CRC32]: '1' } : undefined,
           signal,
         });
-        const expected = checksum ? res.headers[HEADER_MD5] : undefined;
-        if (typeof expected !== 'string') {
-          let wire = 0;
-          res.body.on('data', (b: Buffer) => (wire += b.length));
-          await area.writeBucket(bucket, res.body, { gunzip, ...(signal ? { signal } : {}) });
+        const announced = checksum ? res.headers[HEADER_CRC32] : undefined;
+        let wire = 0;
+        res.body.on('data', (b: Buffer) => (wire += b.length));
+        try {
+          // Checked as it is written: a damaged bucket is fetched again and its bytes overwritten.
+          await area.writeBucket(bucket, res.body, {
+            gunzip,
+            ...(signal ? { signal } : {}),
+            ...(typeof announced === 'string' ? { crc32: announced } : {}),
+          });
           return wire;
+        } catch (e) {
+          if (!(isXferError(e) && e.http === BUCKET_CHECKSUM_STATUS)) throw e;
+          const mismatch = new ChecksumMismatch(`bucket ${i}: ${e.details ?? e.message}`);
+          if (refetch >= IMMEDIATE_RESENDS) throw mismatch;
+          r.noteRetry(`bucket ${i}`, mismatch, 0);
         }
-        // Checked before a byte is written: a corrupt gzip is then a checksum failure too, fetched again.
-        const body = await readAll(res.body, MAX_CHECKSUMMED_BODY);
-        const got = md5Of(body);
-        if (got === expected) {
-          await area.writeBucket(bucket, Readable.from([body]), { gunzip, ...(signal ? { signal } : {}) });
-          return body.length;
-        }
-        const e = new ChecksumMismatch(`bucket ${i} arrived with MD5 ${got}, sent with ${expected}`);
-        if (refetch >= IMMEDIATE_RESENDS) throw e;
-        r.noteRetry(`bucket ${i}`, e, 0);
       }
     };
 

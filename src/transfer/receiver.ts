@@ -3,7 +3,7 @@
 // in number (LRU eviction of transactions idle for a while, never of an active one), expired when idle,
 // and committed atomically through the store. The outcome of each commit is kept on disk for a day, so
 // that a sender whose answer was lost learns it instead of committing twice (extension async-commit).
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { mkdir, open, readFile, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -21,7 +21,7 @@ import {
 } from '../protocol/wire.ts';
 import type { Store } from '../store/types.ts';
 import { fsyncDir, freeBytes } from '../util/fs.ts';
-import { BUCKET_CHECKSUM_STATUS } from './capabilities.ts';
+import { BUCKET_CHECKSUM_STATUS, CRC32_HEX, HEADER_CRC32 } from './capabilities.ts';
 import { StagingArea, fileError } from './staging.ts';
 
 /** Bytes always left free on the staging disk when a transaction is created. */
@@ -51,7 +51,7 @@ export interface PushReceiverCounters {
   evicted: number;
   /** Creates refused with 503 because every held transaction was in use. */
   refused: number;
-  /** Bucket bodies refused because their MD5 differed from the sender's (x-dicom-xfer-md5). */
+  /** Buckets refused because their payload's CRC-32 differed from the sender's (x-dicom-xfer-crc32). */
   checksumRefusals: number;
   /** Transactions removed after IdleTransactionTimeout without activity. */
   expired: number;
@@ -116,7 +116,6 @@ interface CommitOutcome {
   At: number;
 }
 
-const MD5_HEX = /^[0-9a-f]{32}$/;
 
 type TxState = 'creating' | 'open' | 'committing';
 
@@ -372,15 +371,15 @@ export class PushReceiver {
    * the bucket total. Buckets may come in any order, several at once, and more than once. Once the data
    * is on disk the bucket is recorded as done in the transaction's log.
    *
-   * With `md5` (extension bucket-md5: the sender's MD5 of the body as sent), the body is read into memory
-   * first (a bucket is at most about twice BucketSize) and refused with CorruptedFile and status
-   * BUCKET_CHECKSUM_STATUS (422) when its MD5 differs, before anything is written: the sender sends it
-   * again.
+   * With `crc32` (extension bucket-crc32: the CRC-32 of the uncompressed payload), the payload is
+   * checked as it is written; a mismatch (or a payload damaged past inflating) is refused with
+   * CorruptedFile and status BUCKET_CHECKSUM_STATUS (422), and the bucket is not recorded: the sender
+   * sends it again, and its bytes overwrite the damaged ones.
    */
-  async putBucket(id: string, index: number, body: AsyncIterable<Buffer> | Readable, opts: { md5?: string | undefined } = {}): Promise<void> {
+  async putBucket(id: string, index: number, body: AsyncIterable<Buffer> | Readable, opts: { crc32?: string | undefined } = {}): Promise<void> {
     this.#checkOpen();
-    if (opts.md5 !== undefined && !MD5_HEX.test(opts.md5)) {
-      throw new XferError('BadRequest', `x-dicom-xfer-md5 must be 32 lowercase hexadecimal digits`);
+    if (opts.crc32 !== undefined && !CRC32_HEX.test(opts.crc32)) {
+      throw new XferError('BadRequest', `${HEADER_CRC32} must be 8 lowercase hexadecimal digits`);
     }
     const tx = this.#get(id);
     if (tx.state !== 'open') {
@@ -397,30 +396,19 @@ export class PushReceiver {
     const counter = new ByteCounter((n) => {
       this.counters.wireBytes += n;
     });
-    const expectedMd5 = opts.md5;
     const work = (async () => {
-      let payload: AsyncIterable<Buffer> | Readable = body;
-      if (expectedMd5 !== undefined) {
-        const total = tx.bucketTotals[index] ?? 0;
-        // gzip may add a little to incompressible data; anything longer is a wrong length anyway.
-        const limit = tx.body.Compression === 'gzip' ? total + (total >> 6) + 64 * 1024 : total;
-        const buf = await readAtMost(body, limit, total);
-        const got = createHash('md5').update(buf).digest('hex');
-        if (got !== expectedMd5) {
-          this.counters.checksumRefusals++;
-          throw new XferError(
-            'CorruptedFile',
-            `bucket ${index} of push transaction ${id} arrived with MD5 ${got}, sent with ${expectedMd5}: send it again`,
-            { httpStatus: BUCKET_CHECKSUM_STATUS },
-          );
-        }
-        payload = Readable.from([buf]);
+      let bytes: number;
+      try {
+        bytes = await area.writeBucket(bucket, body, {
+          gunzip: tx.body.Compression === 'gzip',
+          signal: tx.abort.signal,
+          before: [counter],
+          crc32: opts.crc32,
+        });
+      } catch (e) {
+        if (isXferError(e) && e.http === BUCKET_CHECKSUM_STATUS) this.counters.checksumRefusals++;
+        throw e;
       }
-      const bytes = await area.writeBucket(bucket, payload, {
-        gunzip: tx.body.Compression === 'gzip',
-        signal: tx.abort.signal,
-        before: [counter],
-      });
       if (tx.abort.signal.aborted) throw new XferError('UnknownResource', `push transaction ${id} was discarded`);
       const at = Date.now();
       await this.#logDone(tx, index, at);
@@ -770,19 +758,4 @@ export class PushReceiver {
       requestsInFlight: t.inFlight,
     };
   }
-}
-
-/**
- * Reads a request body into memory, failing with NetworkProtocol as soon as it runs past `limit` bytes
- * (the message gives the bucket's `expected` length, as a wrong-length bucket is reported).
- */
-async function readAtMost(body: AsyncIterable<Buffer> | Readable, limit: number, expected: number): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  let total = 0;
-  for await (const piece of body as AsyncIterable<Buffer>) {
-    total += piece.length;
-    if (total > limit) throw new XferError('NetworkProtocol', `WriteUncompressedBucket: at least ${total} != ${expected}`);
-    parts.push(piece);
-  }
-  return Buffer.concat(parts, total);
 }

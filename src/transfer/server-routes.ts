@@ -2,7 +2,7 @@
 // (data source in pull mode) and the four push-receiver routes, each answering 405 + Allow for other
 // methods, with Orthanc's error JSON for every failure. With Transfers.Extensions, also the extension
 // routes and headers of capabilities.ts: /transfers/capabilities, /transfers/have,
-// /transfers/push/{tx}/buckets and /state, x-dicom-xfer-md5 on PUTs and chunk answers, and the
+// /transfers/push/{tx}/buckets and /state, x-dicom-xfer-crc32 on PUTs and chunk answers, and the
 // asynchronous commit.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
@@ -14,8 +14,8 @@ import { readJson, route, sendJson, withIdleTimeout } from '../server/http.ts';
 import {
   CAPABILITIES_PATH,
   HEADER_ASYNC_COMMIT,
-  HEADER_MD5,
-  HEADER_WANT_MD5,
+  HEADER_CRC32,
+  HEADER_WANT_CRC32,
   capabilitiesDocument,
   extensionsEnabled,
 } from './capabilities.ts';
@@ -119,18 +119,10 @@ export const transfersServerModule: NodeModule = async (app, ctx, routes) => {
         const release = await chunks.acquire();
         let handedOver = false;
         try {
-          if (ext && header(req, HEADER_WANT_MD5) === '1') {
-            const sum = await chunks.answerChecksummed({ ids, ...query });
-            if (sum) {
-              return reply
-                .code(200)
-                .header('Content-Type', sum.contentType)
-                .header('Content-Length', String(sum.body.length))
-                .header(HEADER_MD5, sum.md5)
-                .send(sum.body);
-            }
-          }
           const answer = await chunks.answer({ ids, ...query });
+          // Extension bucket-crc32: the payload's CRC-32, read once ahead of the answer (cheap next to
+          // the network), so the answer itself still streams.
+          if (ext && header(req, HEADER_WANT_CRC32) === '1') reply.header(HEADER_CRC32, await chunks.crc32(answer.plan));
           // The slot is held until the answer is fully sent or the client went away.
           reply.raw.once('close', release);
           handedOver = true;
@@ -179,8 +171,8 @@ export const transfersServerModule: NodeModule = async (app, ctx, routes) => {
         if (!INDEX_PARAM.test(indexText)) throw new XferError('UnknownResource', `no route for PUT ${req.url.split('?')[0]}`);
         // Digits beyond 2^53 become an index that is simply out of range.
         const index = indexText.length > 15 ? Number.MAX_SAFE_INTEGER : Number(indexText);
-        const md5 = ext ? header(req, HEADER_MD5) : undefined;
-        await receiver.putBucket(tx, index, withIdleTimeout(req, idleMs), { md5 });
+        const crc32 = ext ? header(req, HEADER_CRC32) : undefined;
+        await receiver.putBucket(tx, index, withIdleTimeout(req, idleMs), { crc32 });
         return sendJson(reply, {});
       },
     },

@@ -7,7 +7,10 @@ import { join } from 'node:path';
 import type { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { XferError, isXferError } from '../errors.ts';
-import { bucketSize, payloadLayout } from '../protocol/buckets.ts';
+import { createHash, type Hash } from 'node:crypto';
+import { crc32 } from 'node:zlib';
+import { BUCKET_CHECKSUM_STATUS, crc32Hex } from './capabilities.ts';
+import { bucketSize, payloadLayout, type PlacedChunk } from '../protocol/buckets.ts';
 import { createGunzipStream, createLengthCheck } from '../protocol/compression.ts';
 import { sortUniqueInstances, type Bucket, type InstanceInfo } from '../protocol/wire.ts';
 import type { StagedInstance } from '../store/types.ts';
@@ -24,6 +27,11 @@ export interface WriteBucketOptions {
   signal?: AbortSignal;
   /** Streams inserted before the inflater, e.g. a counter of the bytes on the wire. */
   before?: Transform[];
+  /**
+   * CRC-32 (8 hex digits) the uncompressed payload must have (extension bucket-crc32). A mismatch, or a
+   * payload that cannot be inflated, is CorruptedFile with status 422: the bucket is to be sent again.
+   */
+  crc32?: string | undefined;
 }
 
 /**
@@ -44,6 +52,10 @@ export class StagingArea {
   readonly dir: string;
   readonly #instances: Map<string, InstanceInfo>;
   readonly #total: number;
+  /** Instances whose whole file was hashed while written and matched the declared MD5. */
+  readonly #verified = new Set<string>();
+  /** Writes into each instance so far, to tell whether another bucket wrote while one was hashed. */
+  readonly #epochs = new Map<string, number>();
 
   private constructor(dir: string, instances: readonly InstanceInfo[]) {
     this.dir = dir;
@@ -151,9 +163,68 @@ export class StagingArea {
       }
       return fh;
     };
+    // Bytes of the current chunk not yet written: gathered up to WRITE_BATCH so that a bucket is a few
+    // large writes rather than one per network packet.
+    let pending: Buffer[] = [];
+    let pendingBytes = 0;
+    let pendingAt = 0;
+    // A chunk that is a whole instance is hashed on its way to the disk: when it matches the declared
+    // MD5 and nothing else wrote into that instance meanwhile, the commit need not read it again.
+    let hash: Hash | undefined;
+    let payloadCrc = 0;
+    let hashEpoch = 0;
+    let ownWrites = 0;
+    const flush = async (c: PlacedChunk): Promise<void> => {
+      if (pendingBytes === 0) return;
+      const fh = await handleOf(c.ID);
+      this.#verified.delete(c.ID);
+      this.#epochs.set(c.ID, (this.#epochs.get(c.ID) ?? 0) + 1);
+      ownWrites++;
+      await writeAllAt(fh, pending, pendingBytes, c.Offset + pendingAt);
+      pendingAt += pendingBytes;
+      pending = [];
+      pendingBytes = 0;
+    };
     const sink = async (source: AsyncIterable<Buffer>): Promise<void> => {
       let k = 0; // current chunk of the layout
-      for await (const piece of source) {
+      const startChunk = (c: PlacedChunk) => {
+        pendingAt = 0;
+        ownWrites = 0;
+        const inst = this.#instances.get(c.ID);
+        const whole = c.Offset === 0 && inst !== undefined && c.Size === inst.Size;
+        hash = whole ? createHash('md5') : undefined;
+        hashEpoch = this.#epochs.get(c.ID) ?? 0;
+      };
+      const endChunk = async (c: PlacedChunk) => {
+        await flush(c);
+        if (hash) {
+          const inst = this.#instances.get(c.ID);
+          const sole = (this.#epochs.get(c.ID) ?? 0) === hashEpoch + ownWrites;
+          if (inst && sole && hash.digest('hex') === inst.MD5) this.#verified.add(c.ID);
+          hash = undefined;
+        }
+      };
+      if (layout[0]) startChunk(layout[0]);
+      const it = source[Symbol.asyncIterator]();
+      for (let guard = 0; guard < Number.MAX_SAFE_INTEGER; guard++) {
+        const next = it.next();
+        // Gathered bytes wait for more only while more keeps coming: a sender that pauses (a slow link)
+        // finds what it sent already on disk.
+        if (pendingBytes > 0) {
+          const current = layout[k];
+          let timer: NodeJS.Timeout | undefined;
+          const idle = await Promise.race([
+            next.then(() => false, () => false),
+            new Promise<boolean>((resolve) => {
+              timer = setTimeout(() => resolve(true), IDLE_FLUSH_MS);
+            }),
+          ]);
+          clearTimeout(timer);
+          if (idle && current) await flush(current);
+        }
+        const step = await next;
+        if (step.done) break;
+        const piece = step.value;
         if (signal?.aborted) throw new XferError('UnknownResource', 'the transfer was discarded while this bucket arrived');
         let at = 0;
         while (at < piece.length) {
@@ -162,13 +233,23 @@ export class StagingArea {
           if (!c) throw new XferError('NetworkProtocol', `WriteUncompressedBucket: at least ${written + piece.length - at} != ${total}`);
           const inChunk = written - c.payloadOffset;
           const n = Math.min(piece.length - at, c.Size - inChunk);
-          const fh = await handleOf(c.ID);
-          await writeFully(fh, piece.subarray(at, at + n), c.Offset + inChunk);
+          const part = piece.subarray(at, at + n);
+          hash?.update(part);
+          if (opts.crc32 !== undefined) payloadCrc = crc32(part, payloadCrc);
+          pending.push(part);
+          pendingBytes += n;
           at += n;
           written += n;
-          if (written - c.payloadOffset >= c.Size) k++;
+          if (written - c.payloadOffset >= c.Size) {
+            await endChunk(c);
+            k++;
+            const following = layout[k];
+            if (following) startChunk(following);
+          } else if (pendingBytes >= WRITE_BATCH) await flush(c);
         }
       }
+      const last = layout[k];
+      if (last) await flush(last);
     };
     try {
       const stages: (Transform | ((s: AsyncIterable<Buffer>) => Promise<void>))[] = [...(opts.before ?? [])];
@@ -179,10 +260,22 @@ export class StagingArea {
       stages.push(sink);
       // pipeline's typings cannot express a variable list of stages.
       await (pipeline as unknown as (...args: unknown[]) => Promise<void>)(payload, ...stages);
-      for (const fh of handles.values()) await fh.datasync();
+      if (opts.crc32 !== undefined && crc32Hex(payloadCrc) !== opts.crc32) {
+        throw new XferError('CorruptedFile', `the bucket's CRC-32 is ${crc32Hex(payloadCrc)}, sent as ${opts.crc32}: send it again`, {
+          httpStatus: BUCKET_CHECKSUM_STATUS,
+        });
+      }
+      await Promise.all([...handles.values()].map((fh) => fh.datasync()));
     } catch (e) {
       if ((e as Error | undefined)?.name === 'AbortError') {
         throw new XferError('UnknownResource', 'the transfer was discarded while this bucket arrived', { cause: e });
+      }
+      // With a checksum, a payload damaged in flight (bad gzip, wrong length) is a bucket to send again.
+      if (opts.crc32 !== undefined && (isXferError(e, 'BadFileFormat') || isXferError(e, 'NetworkProtocol'))) {
+        throw new XferError('CorruptedFile', `the bucket arrived damaged (${e.details ?? e.message}): send it again`, {
+          httpStatus: BUCKET_CHECKSUM_STATUS,
+          cause: e,
+        });
       }
       throw fileError(e, 'cannot write a bucket into the staging files');
     } finally {
@@ -206,13 +299,34 @@ export class StagingArea {
 
   /** The instances as the store's commitStaged wants them. */
   staged(): StagedInstance[] {
-    return this.instances.map((i) => ({ id: i.ID, path: this.pathOf(i.ID), size: i.Size, md5: i.MD5 }));
+    return this.instances.map((i) => ({
+      id: i.ID,
+      path: this.pathOf(i.ID),
+      size: i.Size,
+      md5: i.MD5,
+      synced: true,
+      verified: this.#verified.has(i.ID),
+    }));
   }
 
   /** Deletes the directory and everything in it (what a commit did not adopt). Never throws. */
   async remove(): Promise<void> {
     await rm(this.dir, { recursive: true, force: true, maxRetries: 2 }).catch(() => undefined);
   }
+}
+
+/** Bytes gathered before one positional write. */
+const WRITE_BATCH = 1024 * 1024;
+/** Gathered bytes are written when no more arrive for this long. */
+const IDLE_FLUSH_MS = 20;
+
+/** Writes `buffers` (`length` bytes in all) at `position`, whatever the kernel takes per call. */
+async function writeAllAt(fh: FileHandle, buffers: Buffer[], length: number, position: number): Promise<void> {
+  if (buffers.length === 1) return writeFully(fh, buffers[0] as Buffer, position);
+  const { bytesWritten } = await fh.writev(buffers, position);
+  if (bytesWritten === length) return;
+  // A short vectored write: finish the rest with plain writes.
+  await writeFully(fh, Buffer.concat(buffers, length).subarray(bytesWritten), position + bytesWritten);
 }
 
 async function writeFully(fh: FileHandle, data: Uint8Array, position: number): Promise<void> {

@@ -4,6 +4,7 @@
 // fetched) again; the commit answers at once and is followed to its end, and a commit retried after a lost
 // answer is recognised; a transaction lost by the receiver is replaced.
 import assert from 'node:assert/strict';
+import { crc32 } from 'node:zlib';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { toMegabytes } from '../../src/protocol/progress.ts';
@@ -44,6 +45,20 @@ describe('protocol extensions between dicom-xfer nodes', { timeout: 180_000 }, (
   let pair: Pair;
   let imported: Imported;
   let source: Map<string, string>;
+  const files = new Map<string, Buffer>();
+  /** CRC-32 of a bucket's payload, from the source node's files. */
+  const payloadCrc = async (bucket: readonly { ID: string; Offset: string; Size: string }[]): Promise<string> => {
+    let crc = 0;
+    for (const c of bucket) {
+      let f = files.get(c.ID);
+      if (!f) {
+        f = Buffer.from(await (await fetch(`${pair.a.url}/instances/${c.ID}/file`)).arrayBuffer());
+        files.set(c.ID, f);
+      }
+      crc = crc32(f.subarray(Number(c.Offset), Number(c.Offset) + Number(c.Size)), crc);
+    }
+    return (crc >>> 0).toString(16).padStart(8, '0');
+  };
   let resources: { Level: string; ID: string }[];
   let totalBytes: number;
 
@@ -81,7 +96,7 @@ describe('protocol extensions between dicom-xfer nodes', { timeout: 180_000 }, (
       Name: 'dicom-xfer',
       Version: VERSION,
       Protocol: 1,
-      Extensions: { resume: 1, dedupe: 1, 'async-commit': 1, 'bucket-md5': 1 },
+      Extensions: { resume: 1, dedupe: 1, 'async-commit': 1, 'bucket-crc32': 1 },
     });
     const plugin = await getJson(pair.a.url, '/plugins/transfers');
     assert.equal(plugin.ID, 'transfers');
@@ -94,12 +109,18 @@ describe('protocol extensions between dicom-xfer nodes', { timeout: 180_000 }, (
     const job = await waitJob(pair.a.url, h.ID as string);
     assert.equal(job.State, 'Success', JSON.stringify(job));
     await assertSameInstances(pair.b.url, source);
-    assert.deepEqual(job.Content.PeerExtensions, ['async-commit', 'bucket-md5', 'dedupe', 'resume']);
+    assert.deepEqual(job.Content.PeerExtensions, ['async-commit', 'bucket-crc32', 'dedupe', 'resume']);
     // One probe per job, answered with B's capabilities.
     const probes = pair.toB.records({ method: 'GET', path: '/transfers/capabilities' });
     assert.ok(probes.length <= 1, 'at most one probe (the answer is cached a short while)');
-    // Every PUT carried the MD5 of its body as sent.
-    for (const r of pair.toB.records({ method: 'PUT' })) assert.equal(r.headers['x-dicom-xfer-md5'], r.requestMd5, `checksum of PUT ${putIndex(r)}`);
+    // Every PUT carried the CRC-32 of its uncompressed payload, as the bucket of the create body says.
+    const created0 = body(pair.toB.records({ method: 'POST', path: isCreate })[0]!, 'request') as {
+      Buckets: { ID: string; Offset: string; Size: string }[][];
+    };
+    for (const r of pair.toB.records({ method: 'PUT' })) {
+      const bucket = created0.Buckets[putIndex(r)] as { ID: string; Offset: string; Size: string }[];
+      assert.equal(r.headers['x-dicom-xfer-crc32'], await payloadCrc(bucket), `checksum of PUT ${putIndex(r)}`);
+    }
     const commits = pair.toB.records({ method: 'POST', path: /\/commit$/ });
     assert.equal(commits.length, 1);
     assert.equal(commits[0]!.headers['x-dicom-xfer-async-commit'], '1');
@@ -177,8 +198,9 @@ describe('protocol extensions between dicom-xfer nodes', { timeout: 180_000 }, (
       const kth = pair.toB.records({ method: 'PUT' }).filter((r) => putIndex(r) === k);
       assert.deepEqual(kth.map((r) => r.status), [422, 200], 'refused, then accepted');
       assert.ok(kth[0]!.actions.includes('corrupt-request'));
-      assert.notEqual(kth[0]!.requestMd5, kth[0]!.headers['x-dicom-xfer-md5'], 'the corrupted body differs from its checksum');
-      assert.equal(kth[1]!.requestMd5, kth[1]!.headers['x-dicom-xfer-md5']);
+      assert.notEqual(kth[0]!.requestMd5, kth[1]!.requestMd5, 'the refused body was the corrupted one');
+      assert.equal(kth[0]!.headers['x-dicom-xfer-crc32'], kth[1]!.headers['x-dicom-xfer-crc32']);
+      assert.match(String(kth[1]!.headers['x-dicom-xfer-crc32']), /^[0-9a-f]{8}$/);
       assert.equal(pair.toB.records({ method: 'PUT' }).filter((r) => r.status === 200).length, 44);
       assert.ok((job.Content.Retries as number) >= 1);
       assert.match(String(job.Content.LastRetryCause), new RegExp(`bucket ${k}`));
@@ -196,7 +218,7 @@ describe('protocol extensions between dicom-xfer nodes', { timeout: 180_000 }, (
       const gets = pair.toA.records({ method: 'GET', path: `/transfers/chunks/${victim}?` });
       assert.equal(gets.length, 2, 'fetched twice');
       assert.ok(gets[0]!.actions.includes('corrupt-response'));
-      assert.ok(gets.every((r) => r.headers['x-dicom-xfer-want-md5'] === '1'));
+      assert.ok(gets.every((r) => r.headers['x-dicom-xfer-want-crc32'] === '1'));
       assert.equal(gets[0]!.path, gets[1]!.path);
       const others = pair.toA.records({ method: 'GET', path: '/transfers/chunks/' }).filter((r) => chunkId(r) !== victim);
       assert.equal(others.length, 43, 'every other bucket fetched once');

@@ -103,6 +103,8 @@ const HAVE_BATCH = 10_000;
 /** Delays between two looks at an asynchronous commit. */
 const COMMIT_POLL_MIN_MS = 100;
 const COMMIT_POLL_MAX_MS = 2000;
+/** Seconds a look at an asynchronous commit may wait on the peer for the commit to end. */
+const COMMIT_WAIT_S = 20;
 /**
  * Bucket bytes one job may hold in memory at once (gzip and checksummed bodies are gathered whole): it
  * caps the buckets in flight, so memory stays flat whatever MaxThreads allows.
@@ -748,8 +750,17 @@ export class PushTransferJob implements JobRunner {
           signal,
         }),
       );
+    // Long poll: the peer answers when the commit ends (or after COMMIT_WAIT_S), so its end is known at once.
     const look = () =>
-      r.call('following the commit', (signal) => r.client.json({ method: 'GET', path: `${path}/state`, headers: pushHeaders(q, state.cookie), signal }));
+      r.call('following the commit', (signal) =>
+        r.client.json({
+          method: 'GET',
+          path: `${path}/state?wait=${COMMIT_WAIT_S}`,
+          headers: pushHeaders(q, state.cookie),
+          timeoutMs: (COMMIT_WAIT_S + 30) * 1000,
+          signal,
+        }),
+      );
     let delay = COMMIT_POLL_MIN_MS;
     let answer: unknown;
     try {
@@ -763,9 +774,13 @@ export class PushTransferJob implements JobRunner {
         if (limitMs > 0 && Date.now() - start > limitMs) {
           throw new XferError('Timeout', `the peer "${q.Peer}" did not finish the commit within ${limitMs / 1000} s (PeerCommitTimeout)`);
         }
-        await realClock.sleep(delay, ctx.signal);
-        delay = Math.min(COMMIT_POLL_MAX_MS, delay * 2);
+        const asked = Date.now();
         answer = (await look()).body;
+        // A peer that answers at once although the commit runs (no long poll): wait before asking again.
+        if (commitState(answer).State === 'Committing' && Date.now() - asked < COMMIT_POLL_MIN_MS) {
+          await realClock.sleep(delay, ctx.signal);
+          delay = Math.min(COMMIT_POLL_MAX_MS, delay * 2);
+        }
         // Open: the receiver restarted during the commit and reloaded the transaction intact.
         if (commitState(answer).State === 'Open') answer = (await post()).body;
       }

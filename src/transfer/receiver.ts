@@ -473,6 +473,25 @@ export class PushReceiver {
     return { State: 'Committing' };
   }
 
+  /**
+   * state() once the commit running on `id` has ended, or after `maxMs`, whichever comes first, so that a
+   * sender following an asynchronous commit learns its end at once instead of polling.
+   */
+  async waitState(id: string, maxMs: number): Promise<PushTransactionState> {
+    const tx = TX_ID.test(id) ? this.#txs.get(id) : undefined;
+    if (tx?.commit && maxMs > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        tx.commit.catch(() => undefined),
+        new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, maxMs);
+        }),
+      ]);
+      clearTimeout(timer);
+    }
+    return this.state(id);
+  }
+
   async #commit(tx: Transaction): Promise<void> {
     tx.state = 'committing';
     tx.inFlight++;

@@ -10,7 +10,7 @@ import { XferError } from '../errors.ts';
 import { parseChunkIds, parseChunkQuery } from '../protocol/chunk-url.ts';
 import { INSTANCE_ID, parseLookupRequest, parseWire, toWireLookupAnswer } from '../protocol/wire.ts';
 import type { NodeModule } from '../server/app.ts';
-import { readJson, route, sendJson, withIdleTimeout } from '../server/http.ts';
+import { intParam, readJson, route, sendJson, withIdleTimeout } from '../server/http.ts';
 import {
   CAPABILITIES_PATH,
   HEADER_ASYNC_COMMIT,
@@ -228,7 +228,18 @@ export const transfersServerModule: NodeModule = async (app, ctx, routes) => {
     );
 
     // Extension async-commit: where a transaction stands (open, committing, or its commit's outcome).
-    route(app, '/transfers/push/:tx/state', { GET: async (req, reply) => sendJson(reply, receiver.state(txParam(req))) }, routes);
+    // `?wait=N` (seconds, at most 30): answer when a running commit ends, or after N seconds.
+    route(
+      app,
+      '/transfers/push/:tx/state',
+      {
+        GET: async (req, reply) => {
+          const wait = Math.min(30, intParam(req.query, 'wait', 0));
+          return sendJson(reply, await receiver.waitState(txParam(req), wait * 1000));
+        },
+      },
+      routes,
+    );
   }
 
   return async () => {

@@ -69,7 +69,7 @@ describe('protocol extensions between dicom-xfer nodes', { timeout: 180_000 }, (
       keepBodies: [
         { method: 'POST', path: /^\/+transfers\/(push|have|lookup)$/ },
         { method: 'POST', path: /\/commit$/ },
-        { method: 'GET', path: /\/transfers\/(capabilities|push\/.*\/(state|buckets))$/ },
+        { method: 'GET', path: /\/transfers\/(capabilities|push\/.*\/(state|buckets))(\?wait=\d+)?$/ },
       ],
     });
     imported = await importFiles(pair.a.url, await listFiles(join(REAL_DICOM, 'Brainix')));
@@ -125,8 +125,8 @@ describe('protocol extensions between dicom-xfer nodes', { timeout: 180_000 }, (
     assert.equal(commits.length, 1);
     assert.equal(commits[0]!.headers['x-dicom-xfer-async-commit'], '1');
     assert.deepEqual(body(commits[0]!, 'response'), { State: 'Committing' });
-    const states = pair.toB.records({ method: 'GET', path: /\/state$/ });
-    assert.ok(states.length >= 1, 'the commit was followed');
+    const states = pair.toB.records({ method: 'GET', path: /\/state\?wait=\d+$/ });
+    assert.equal(states.length, 1, 'the commit was followed with one long poll');
     assert.deepEqual(body(states.at(-1)!, 'response'), { State: 'Success' });
     // The outcome stays known to the receiver, across a crash too.
     const statePath = commits[0]!.path.replace(/^\/+/, '/').replace(/\/commit$/, '/state');

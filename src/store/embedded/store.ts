@@ -434,7 +434,7 @@ export class EmbeddedStore implements Store {
   #instanceRowsUnder(row: ResourceRow): ResourceRow[] {
     return this.#stmt(
         `WITH RECURSIVE sub(seq) AS (SELECT ? UNION ALL SELECT r.seq FROM resources r JOIN sub ON r.parent = sub.seq)
-         SELECT r.* FROM resources r JOIN sub ON r.seq = sub.seq WHERE r.level = 3 ORDER BY r.seq`,
+         SELECT r.* FROM sub CROSS JOIN resources r ON r.seq = sub.seq WHERE r.level = 3 ORDER BY r.seq`,
       )
       .all(row.seq) as ResourceRow[];
   }

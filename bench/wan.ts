@@ -1,0 +1,319 @@
+// npm run bench:wan — dicom-xfer push and pull (gzip and none) against one-request-per-instance
+// baselines (Orthanc's peer store, a sequential POST client) over an emulated WAN link, in one run.
+// Sets up a network namespace per link profile with ../shared/wan/wanemu.sh, runs bench/wan/runner.ts
+// inside it, and prints a Markdown table (and --json FILE). Needs root, except with --no-wan.
+import { execFileSync, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cpus, release, tmpdir, totalmem } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { orthancInstalled } from '../test/helpers/orthanc.ts';
+import {
+  BASELINES,
+  METHOD_NAMES,
+  PROFILES,
+  SETS,
+  linkProfile,
+  type DatasetManifest,
+  type LinkProfile,
+  type MethodName,
+  type ProfileName,
+  type ProfileResult,
+  type RunResult,
+  type RunnerSpec,
+  type SetName,
+} from './wan/common.ts';
+import { prepareDataset } from './wan/dataset.ts';
+import { bypassControl, plainDown, plainUp, wanDown, wanUnavailable, wanUp } from './wan/netns.ts';
+
+const REPO = resolve(import.meta.dirname, '..');
+const CONTROL_ADDRESS = '127.0.0.2';
+
+const HELP = `usage: npm run bench:wan -- [options]      (as root; --no-wan runs without the emulator)
+
+  --set full|small|tiny     generated data set (default small; full ~1 GB, small ~150 MB, tiny ~8 MB)
+  --profiles LIST           link profiles of wanemu.sh: ${Object.keys(PROFILES).join(',')} (default all)
+  --methods LIST            ${METHOD_NAMES.join(',')} (default all)
+  --cc cubic|bbr            congestion control inside the namespace (default cubic)
+  --no-wan                  plain loopback, no emulated link (for comparison)
+  --json FILE               write the full report as JSON
+  --seed N                  data set seed (default 1)
+  --data-dir DIR            where data sets are generated and kept (default bench-output)
+  --render FILE             print the Markdown tables of a JSON report written earlier, run nothing
+  --run-timeout SECONDS     bound of each run (default 120 + 30 x the link time of the raw data set,
+                            100 x on lossy profiles)
+
+Exit status: 0 every run verified, 3 some run failed or lost data, 1 the benchmark could not run, 130 interrupted.`;
+
+function fail(msg: string): never {
+  process.stderr.write(`bench:wan: ${msg}\n`);
+  process.exit(1);
+}
+
+function list<T extends string>(value: string | undefined, allowed: readonly T[], what: string): T[] {
+  if (value === undefined) return [...allowed];
+  const items = value.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const i of items) if (!allowed.includes(i as T)) fail(`unknown ${what} "${i}" (${allowed.join(', ')})`);
+  if (items.length === 0) fail(`no ${what} given`);
+  return [...new Set(items)] as T[];
+}
+
+const { values } = parseArgs({
+  options: {
+    set: { type: 'string', default: 'small' },
+    profiles: { type: 'string' },
+    methods: { type: 'string' },
+    cc: { type: 'string', default: 'cubic' },
+    'no-wan': { type: 'boolean', default: false },
+    json: { type: 'string' },
+    seed: { type: 'string', default: '1' },
+    'data-dir': { type: 'string', default: resolve(REPO, 'bench-output') },
+    'run-timeout': { type: 'string' },
+    render: { type: 'string' },
+    help: { type: 'boolean', default: false },
+  },
+});
+if (values.help) {
+  process.stdout.write(HELP + '\n');
+  process.exit(0);
+}
+const set = values.set as SetName;
+if (!SETS.includes(set)) fail(`unknown set "${values.set}" (${SETS.join(', ')})`);
+const noWan = values['no-wan'];
+const profiles: (ProfileName | 'loopback')[] = noWan ? ['loopback'] : list(values.profiles, Object.keys(PROFILES) as ProfileName[], 'profile');
+const methods = list(values.methods, METHOD_NAMES, 'method');
+const cc = values.cc;
+if (cc !== 'cubic' && cc !== 'bbr') fail(`--cc must be cubic or bbr, not "${cc}"`);
+const seed = Number(values.seed);
+if (!Number.isSafeInteger(seed) || seed < 0) fail(`--seed must be a non-negative integer`);
+const runTimeoutArg = values['run-timeout'] === undefined ? undefined : Number(values['run-timeout']);
+if (runTimeoutArg !== undefined && !(runTimeoutArg > 0)) fail('--run-timeout must be a number of seconds above 0');
+const isRoot = process.getuid?.() === 0;
+if (!noWan) {
+  const why = wanUnavailable(REPO);
+  if (why) fail(`${why}; use --no-wan for plain loopback`);
+}
+
+/**
+ * Default bound of one run: 30 times the time the link needs for the raw data set, 100 times on a lossy
+ * profile (one CUBIC connection gets about 5% of a link with 1% loss), plus two minutes.
+ */
+function runTimeout(p: LinkProfile, dataset: DatasetManifest): number {
+  if (runTimeoutArg !== undefined) return runTimeoutArg;
+  const linkSeconds = (dataset.totalBytes * 8) / ((p.rateMbit ?? 1000) * 1e6);
+  return Math.ceil(120 + (p.lossPct > 0 ? 100 : 30) * linkSeconds);
+}
+
+// ---- interruption: the runner stops its nodes, then the namespace goes --------------------------------------
+
+let interrupted = false;
+let runnerPid: number | undefined;
+/** False while the data set is prepared: nothing to clean up then (a data set without manifest is redone). */
+let started = false;
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(sig, () => {
+    if (!started) process.exit(130);
+    if (interrupted) return;
+    interrupted = true;
+    process.stderr.write(`bench:wan: ${sig}, cleaning up ...\n`);
+    // A Ctrl-C reaches the runner through the terminal's process group; a plain kill of this process does not.
+    if (runnerPid !== undefined) {
+      try {
+        process.kill(runnerPid, 'SIGTERM');
+      } catch {
+        // already gone
+      }
+    }
+  });
+}
+
+/** Runs the runner for one profile (inside `ns` when given) and returns what it wrote. */
+async function runProfile(spec: RunnerSpec, ns: string | undefined, boundSeconds: number): Promise<ProfileResult> {
+  const specPath = spec.out.replace(/\.json$/, '.spec.json');
+  await writeFile(specPath, JSON.stringify(spec));
+  const node = [process.execPath, '--import', 'tsx', join(REPO, 'bench', 'wan', 'runner.ts'), specPath];
+  const [cmd, ...args] = ns ? ['ip', 'netns', 'exec', ns, ...node] : node;
+  // `ip netns exec` execs the command, so this pid is the runner's own.
+  const child = spawn(cmd as string, args, { cwd: REPO, stdio: ['ignore', 'inherit', 'inherit'] });
+  runnerPid = child.pid;
+  const kill = setTimeout(() => child.kill('SIGKILL'), boundSeconds * 1000);
+  const code = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+  clearTimeout(kill);
+  runnerPid = undefined;
+  const text = await readFile(spec.out, 'utf8').catch(() => undefined);
+  if (text === undefined) throw new Error(`the runner for ${spec.profile.name} exited (${code}) without a result`);
+  return JSON.parse(text) as ProfileResult;
+}
+
+// ---- report -------------------------------------------------------------------------------------------------
+
+const f1 = (n: number | null | undefined, digits = 1): string => (n === null || n === undefined || !Number.isFinite(n) ? '–' : n.toFixed(digits));
+const pct = (n: number | null): string => (n === null ? '–' : `${(100 * n).toFixed(0)}%`);
+
+function machine(): Record<string, unknown> {
+  let orthanc: string | null = null;
+  if (orthancInstalled()) {
+    orthanc = execFileSync('/usr/sbin/Orthanc', ['--version'], { encoding: 'utf8' }).split('\n')[0]?.replace(/^.*Orthanc\s*/, '') ?? null;
+  }
+  return {
+    cpus: cpus().length,
+    cpuModel: cpus()[0]?.model ?? '?',
+    memoryGB: Math.round(totalmem() / 2 ** 30),
+    kernel: release(),
+    node: process.version,
+    orthanc,
+  };
+}
+
+function cell(run: RunResult, b: MethodName): string {
+  if (run.method === b) return '1';
+  const s = run.speedup[b];
+  if (s === undefined) return '';
+  if (s === null) return '–';
+  return `${s.atLeast ? '≥' : ''}${s.x.toFixed(2)}x`;
+}
+
+function table(p: ProfileResult): string[] {
+  const { profile } = p;
+  const title =
+    profile.name === 'loopback'
+      ? `### loopback (no emulated link)`
+      : `### ${profile.name}: ${profile.rttMs} ms RTT, ${profile.rateMbit} Mbit/s each way, ${profile.lossPct}% loss, ${p.cc.toUpperCase()} (measured RTT ${f1(p.measuredRttMs)} ms)`;
+  const baselines = BASELINES.filter((b) => p.runs.some((r) => r.method === b));
+  const lines = [
+    title,
+    '',
+    `| method | result | wall s | DICOM MB/s | wire MB | link use | of limit | sender CPU s | receiver CPU s | sender peak RSS MB | receiver peak RSS MB |${baselines.map((b) => ` vs ${b} |`).join('')}`,
+    `|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|${baselines.map(() => '---:|').join('')}`,
+  ];
+  for (const r of p.runs) {
+    const lost = r.verify && !r.verify.ok ? `; ${r.verify.missing} of ${r.verify.expected} missing, ${r.verify.md5Mismatches} altered` : '';
+    const result = r.ok ? 'ok' : `FAILED: ${(r.error ?? '').replace(/https?:\/\/\S+/g, '…').replace(/\|/g, '/').slice(0, 110)}${lost}`;
+    // A failed run moved only part of the data: its rates would mislead.
+    const rate = (x: string): string => (r.ok ? x : '–');
+    const senderCpu = r.sender ? r.sender.cpuSeconds + (r.client?.cpuSeconds ?? 0) : null;
+    const senderRss = r.sender ? (r.client ? `${f1(r.sender.peakRssMB, 0)} + ${f1(r.client.peakRssMB, 0)}` : f1(r.sender.peakRssMB, 0)) : '–';
+    lines.push(
+      `| ${r.method} | ${result} | ${f1(r.wallSeconds)} | ${rate(f1(r.dicomMBps, 2))} | ${r.wire ? f1(r.wire.busierBytes / 1e6) : '–'} | ${rate(pct(r.linkUtilisation))} | ${rate(pct(r.ratioToLimit))} | ${f1(senderCpu)} | ${f1(r.receiver?.cpuSeconds)} | ${senderRss} | ${f1(r.receiver?.peakRssMB, 0)} |${baselines.map((b) => ` ${cell(r, b)} |`).join('')}`,
+    );
+  }
+  for (const s of p.skipped) lines.push('', `${s.method} skipped: ${s.reason}`);
+  return lines;
+}
+
+const DEFINITIONS = [
+  'wall s: from the request that starts the transfer to the moment the job (or the client) reports the end; one run per method.',
+  'DICOM MB/s: data set bytes (10^6 per MB) / wall time.',
+  'wire MB: IP bytes (headers, ACKs and retransmissions included) that crossed the emulated link in the busier direction, from the namespace\'s iptables queue counters; the benchmark\'s own control traffic (imports, job polls, MD5 checks, the POST client\'s reads from its local source) uses 127.0.0.2, which bypasses the link and is not counted.',
+  'link use: wire MB x 8 / (wall time x link rate of one direction).',
+  'of limit: (time the link needs for the method\'s best payload — the gzip -6 size of the data set for gzip methods, the raw size otherwise — in 1500-byte frames carrying 1448 bytes each, plus one RTT) / wall time.',
+  'CPU s: user + system time of the process during the run; peak RSS: VmHWM at the end of the run (every process starts fresh per run). post-sequential: sender = source node + the client process.',
+  'vs X: X\'s wall time / this wall time (above 1: faster than X; ≥ when X ran out of time).',
+];
+
+function markdown(report: {
+  date: string;
+  machine: Record<string, unknown>;
+  dataset: DatasetManifest;
+  profiles: ProfileResult[];
+  interrupted: boolean;
+}): string {
+  const m = report.machine;
+  const d = report.dataset;
+  const lines = [
+    `WAN benchmark, ${report.date}: data set \`${d.set}\` (seed ${d.seed}): ${d.files.length} instances, ${(d.totalBytes / 1e6).toFixed(1)} MB, gzip -6 ${(d.gzip6Bytes / 1e6).toFixed(1)} MB; ` +
+      `${String(m.cpus)} × ${String(m.cpuModel)}, ${String(m.memoryGB)} GB, Linux ${String(m.kernel)}, Node ${String(m.node)}` +
+      (m.orthanc ? `, Orthanc ${String(m.orthanc)}` : ''),
+    '',
+  ];
+  for (const p of report.profiles) lines.push(...table(p), '');
+  if (report.interrupted) lines.push('**Interrupted**: the runs after the interruption are missing.', '');
+  lines.push(...DEFINITIONS.map((t) => `- ${t}`));
+  return lines.join('\n') + '\n';
+}
+
+// ---- main ---------------------------------------------------------------------------------------------------
+
+async function main(): Promise<number> {
+  const dataset = await prepareDataset(set, seed, values['data-dir']);
+  started = true;
+  const workDir = await mkdtemp(join(tmpdir(), 'dxbench-'));
+  const ns = `dxbench${process.pid}`;
+  const results: ProfileResult[] = [];
+  const date = new Date().toISOString();
+  try {
+    for (const name of profiles) {
+      if (interrupted) break;
+      const profile = linkProfile(name);
+      const timeout = runTimeout(profile, dataset);
+      // Import into the source (first profile only) plus every run, with room to start and stop servers.
+      const bound = 3600 + methods.length * (timeout + 300);
+      let made: 'wan' | 'plain' | undefined;
+      try {
+        if (name !== 'loopback') {
+          made = 'wan';
+          process.stderr.write(`link profile ${name}, congestion control ${cc}: `);
+          await wanUp(REPO, ns, name, cc, bound);
+        } else if (isRoot) {
+          made = 'plain';
+          await plainUp(ns);
+        }
+        if (made) await bypassControl(ns, CONTROL_ADDRESS);
+        const spec: RunnerSpec = {
+          profile,
+          cc: made === 'wan' ? cc : readHostCc(),
+          methods,
+          dataset,
+          workDir,
+          controlAddress: made ? CONTROL_ADDRESS : null,
+          countWire: made !== undefined,
+          runTimeoutSeconds: timeout,
+          out: join(workDir, `${name}.json`),
+        };
+        results.push(await runProfile(spec, made ? ns : undefined, bound));
+      } finally {
+        if (made === 'wan') await wanDown(REPO, ns).catch((e: unknown) => process.stderr.write(`wanemu.sh down ${ns}: ${String(e)}\n`));
+        if (made === 'plain') await plainDown(ns).catch((e: unknown) => process.stderr.write(`removing ${ns}: ${String(e)}\n`));
+      }
+    }
+  } finally {
+    await rm(workDir, { recursive: true, force: true });
+  }
+  const report = {
+    benchmark: 'wan',
+    date,
+    command: process.argv.slice(2),
+    machine: machine(),
+    dataset,
+    cc: noWan ? null : cc,
+    interrupted,
+    profiles: results,
+    definitions: DEFINITIONS,
+  };
+  process.stdout.write(markdown(report));
+  if (values.json) await writeFile(values.json, JSON.stringify(report, null, 1));
+  if (interrupted) return 130;
+  return results.every((p) => p.runs.every((r) => r.ok)) && results.length === profiles.length ? 0 : 3;
+}
+
+function readHostCc(): string {
+  try {
+    return readFileSync('/proc/sys/net/ipv4/tcp_congestion_control', 'utf8').trim();
+  } catch {
+    return 'unknown';
+  }
+}
+
+if (values.render !== undefined) {
+  process.stdout.write(markdown(JSON.parse(await readFile(values.render, 'utf8')) as Parameters<typeof markdown>[0]));
+  process.exit(0);
+}
+
+main().then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    process.stderr.write(`bench:wan: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    process.exit(interrupted ? 130 : 1);
+  },
+);

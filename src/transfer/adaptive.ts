@@ -1,7 +1,9 @@
-// How many buckets a transfer keeps in flight: a goodput hill-climb. On a lossy link each TCP connection
-// gets only a share of the bandwidth (CUBIC at 0.5% loss and 40 ms RTT: about 4.5 Mbit/s), so the
-// transfer opens more parallel requests while that raises the measured throughput, keeps the best level
-// found, backs off on failures, and probes again from time to time as the link changes.
+// How many buckets a transfer keeps in flight: a goodput hill-climb on bytes as they move. On a lossy
+// link each TCP connection gets only a share of the bandwidth (CUBIC at 0.5% loss and 40 ms RTT: about
+// 4.5 Mbit/s), so the transfer doubles its parallel requests while that raises the measured throughput,
+// returns to the best level once it stops paying, backs off on failures, and probes upwards from time to
+// time as the link changes. Windows are timed (not counted in completions), so a slow link with large
+// buckets is measured as quickly as a fast one.
 
 export interface AdaptiveOptions {
   /** Buckets in flight at the start (Transfers.Threads). */
@@ -10,17 +12,17 @@ export interface AdaptiveOptions {
   min: number;
   /** Never more than this (Transfers.MaxThreads). */
   max: number;
-  /** Shortest measurement window. */
-  minWindowMs?: number;
-  /** A window also waits for this many completions per bucket in flight (so it sees every worker). */
-  completionsPerSlot?: number;
-  /** Relative gain that counts as "better" (0.08 = 8%). */
+  /** Length of one measurement window. */
+  windowMs?: number;
+  /** Time after a change before the next window opens (new requests ramp up first). */
+  settleMs?: number;
+  /** Relative gain that counts as "better" (0.1 = 10%). */
   gain?: number;
   /** Windows spent at the best level before probing upwards again. */
   holdWindows?: number;
 }
 
-type Phase = 'climb' | 'hold';
+type Phase = 'climb' | 'probe' | 'hold';
 
 /** Throughput measurement and the decision it leads to, for logs and the job's Content. */
 export interface AdaptiveDecision {
@@ -34,25 +36,27 @@ export class AdaptiveConcurrency {
   readonly #o: Required<AdaptiveOptions>;
   #limit: number;
   #phase: Phase = 'climb';
+  /** When the current window opens (after the settle time of the last change). */
   #windowStart: number;
   #windowBytes = 0;
-  #windowCompletions = 0;
   #best = { limit: 0, rate: 0 };
   #holdLeft = 0;
   #lastStepDown = -Infinity;
+  #lastRate: number | undefined;
+  readonly #listeners = new Set<() => void>();
   readonly history: AdaptiveDecision[] = [];
 
   constructor(opts: AdaptiveOptions, now: number = Date.now()) {
     this.#o = {
-      minWindowMs: 2000,
-      completionsPerSlot: 2,
-      gain: 0.08,
-      holdWindows: 8,
+      windowMs: 2000,
+      settleMs: 1000,
+      gain: 0.1,
+      holdWindows: 6,
       ...opts,
     };
     this.#o.min = Math.max(1, Math.min(this.#o.min, this.#o.max));
     this.#limit = clamp(opts.initial, this.#o.min, this.#o.max);
-    this.#windowStart = now;
+    this.#windowStart = now + this.#o.settleMs;
   }
 
   /** Buckets that may be in flight now. */
@@ -60,63 +64,74 @@ export class AdaptiveConcurrency {
     return this.#limit;
   }
 
-  /** A bucket finished: `bytes` moved on the wire. */
-  completed(bytes: number, now: number = Date.now()): void {
+  /** Bytes per second of the last measurement window (undefined before the first). */
+  get rate(): number | undefined {
+    return this.#lastRate;
+  }
+
+  /** Calls `fn` whenever the limit changes (a runner then starts more requests at once); answers the unsubscribe. */
+  onChange(fn: () => void): () => void {
+    this.#listeners.add(fn);
+    return () => this.#listeners.delete(fn);
+  }
+
+  /** `bytes` moved on the wire (while a bucket is under way, or all at once when it ends). */
+  progress(bytes: number, now: number = Date.now()): void {
+    if (now < this.#windowStart) return;
     this.#windowBytes += bytes;
-    this.#windowCompletions++;
     this.#maybeDecide(now);
   }
 
   /** A bucket failed (a retry follows): too many in flight may be the cause, so step down at once. */
   failed(now: number = Date.now()): void {
     // One step down per window: a burst of failures from one outage is one signal, not many.
-    if (now - this.#lastStepDown >= this.#o.minWindowMs) {
+    if (now - this.#lastStepDown >= this.#o.windowMs) {
       this.#lastStepDown = now;
-      this.#limit = Math.max(this.#o.min, Math.floor(this.#limit * 0.7));
-      this.#phase = 'hold';
-      this.#holdLeft = this.#o.holdWindows;
-      this.#best = { limit: this.#limit, rate: 0 };
-      this.#resetWindow(now);
+      this.#best = { limit: Math.max(this.#o.min, Math.floor(this.#limit * 0.7)), rate: 0 };
+      this.#enterHold();
+      this.#set(this.#best.limit, now);
     }
   }
 
-  #resetWindow(now: number): void {
-    this.#windowStart = now;
+  #set(limit: number, now: number): void {
+    const changed = limit !== this.#limit;
+    this.#limit = limit;
+    this.#windowStart = now + (changed ? this.#o.settleMs : 0);
     this.#windowBytes = 0;
-    this.#windowCompletions = 0;
+    if (changed) for (const fn of this.#listeners) fn();
   }
 
   #maybeDecide(now: number): void {
     const elapsed = now - this.#windowStart;
-    if (elapsed < this.#o.minWindowMs) return;
-    if (this.#windowCompletions < this.#limit * this.#o.completionsPerSlot) return;
+    if (elapsed < this.#o.windowMs) return;
     const rate = (this.#windowBytes * 1000) / elapsed;
+    this.#lastRate = rate;
     const o = this.#o;
-    if (this.#phase === 'climb') {
+    let next = this.#limit;
+    if (this.#phase === 'climb' || this.#phase === 'probe') {
       if (rate > this.#best.rate * (1 + o.gain)) {
-        // Better than anything so far: remember it and try more.
+        // Better than the best so far: keep it and try more (doubling at first, gentler when probing).
         this.#best = { limit: this.#limit, rate };
-        const next = clamp(Math.ceil(this.#limit * 1.5), o.min, o.max);
+        next = clamp(this.#phase === 'climb' ? this.#limit * 2 : Math.max(this.#limit + 1, Math.ceil(this.#limit * 1.25)), o.min, o.max);
         if (next === this.#limit) this.#enterHold();
-        else this.#limit = next;
       } else {
-        // More parallelism did not pay: go back to the best level and stay there a while.
-        this.#limit = this.#best.limit || this.#limit;
+        // More parallelism did not pay: back to the best level, and stay there a while.
+        if (this.#best.limit > 0) next = this.#best.limit;
+        if (this.#best.limit === this.#limit) this.#best.rate = rate;
         this.#enterHold();
       }
     } else {
-      // Holding: track the level's current rate so that a later probe compares with today's link.
-      this.#best = { limit: this.#limit, rate: Math.max(rate, this.#best.limit === this.#limit ? this.#best.rate * 0.9 : 0) };
+      // Holding: follow the level's current rate, so that a later probe compares with today's link.
+      if (this.#limit === this.#best.limit) this.#best.rate = rate;
       if (--this.#holdLeft <= 0) {
-        this.#phase = 'climb';
-        const next = clamp(Math.ceil(this.#limit * 1.25), o.min, o.max);
-        if (next !== this.#limit) this.#limit = next;
+        next = clamp(Math.max(this.#limit + 1, Math.ceil(this.#limit * 1.25)), o.min, o.max);
+        if (next !== this.#limit) this.#phase = 'probe';
         else this.#enterHold();
       }
     }
-    this.history.push({ at: now, limit: this.#limit, bytesPerSecond: rate, phase: this.#phase });
+    this.history.push({ at: now, limit: next, bytesPerSecond: rate, phase: this.#phase });
     if (this.history.length > 200) this.history.shift();
-    this.#resetWindow(now);
+    this.#set(next, now);
   }
 
   #enterHold(): void {
@@ -130,40 +145,55 @@ function clamp(n: number, lo: number, hi: number): number {
 }
 
 /**
- * Runs `work` on every item with at most `limit()` in flight, re-reading the limit as items finish, so a
- * controller can raise or lower it while the run goes on. The first failure stops new items; the ones
- * in flight finish; then the failure is thrown. `stop()` true also stops new items (a pause).
+ * Runs `work` on every item with at most `limit()` in flight, re-reading the limit as items finish and
+ * whenever `subscribe`'s callback fires (a controller raised it), so the run follows a changing limit.
+ * `items` is a list, or a function that hands out the next item (undefined: none left) at the moment a
+ * slot frees, so that what it hands out can depend on the state of the run. The first failure stops new
+ * items; the ones in flight finish; then the failure is thrown. `stop()` true also stops new items (a pause).
  */
 export async function runWithLimit<T>(
-  items: readonly T[],
+  items: readonly T[] | (() => T | undefined),
   limit: () => number,
   work: (item: T) => Promise<void>,
   stop: () => boolean = () => false,
+  subscribe?: (wake: () => void) => () => void,
 ): Promise<void> {
-  let next = 0;
+  let at = 0;
+  const take: () => T | undefined = typeof items === 'function' ? items : () => (at < items.length ? items[at++] : undefined);
+  let exhausted = false;
   let active = 0;
   let failure: { error: unknown } | undefined;
-  await new Promise<void>((resolve) => {
-    const pump = (): void => {
-      while (failure === undefined && !stop() && next < items.length && active < Math.max(1, limit())) {
-        const item = items[next++] as T;
-        active++;
-        work(item).then(
-          () => {
-            active--;
-            pump();
-          },
-          (error: unknown) => {
-            active--;
-            failure ??= { error };
-            pump();
-          },
-        );
-      }
-      if (active === 0 && (failure !== undefined || stop() || next >= items.length)) resolve();
-    };
-    pump();
-  });
+  let unsubscribe: (() => void) | undefined;
+  try {
+    await new Promise<void>((resolve) => {
+      const pump = (): void => {
+        while (failure === undefined && !stop() && !exhausted && active < Math.max(1, limit())) {
+          const item = take();
+          if (item === undefined) {
+            exhausted = true;
+            break;
+          }
+          active++;
+          work(item).then(
+            () => {
+              active--;
+              pump();
+            },
+            (error: unknown) => {
+              active--;
+              failure ??= { error };
+              pump();
+            },
+          );
+        }
+        if (active === 0 && (failure !== undefined || stop() || exhausted)) resolve();
+      };
+      unsubscribe = subscribe?.(pump);
+      pump();
+    });
+  } finally {
+    unsubscribe?.();
+  }
   if (failure) throw failure.error;
 }
 

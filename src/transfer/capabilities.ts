@@ -19,6 +19,13 @@ export const EXTENSIONS = {
    * checked as the bytes are written; a bucket corrupted in flight is refused (422) and sent again.
    */
   'bucket-crc32': 1,
+  /**
+   * Spans of buckets. A push may `PUT /transfers/push/{tx}/{first}-{last}`: buckets first..last in one
+   * request, their payloads concatenated (one gzip member for the whole span with gzip; HEADER_CRC32 of the
+   * whole), so a sender plans small buckets and joins them as the link allows. As a source, the node
+   * serves chunk requests of any size cheaply (byte ranges of its files), so a puller plans the same way.
+   */
+  'bucket-span': 1,
 } as const;
 
 export type Extension = keyof typeof EXTENSIONS;

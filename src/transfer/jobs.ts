@@ -43,6 +43,7 @@ import {
 import { mapLimit } from '../util/concurrency.ts';
 import { AdaptiveConcurrency, AdaptiveGzipLevel, runWithLimit } from './adaptive.ts';
 import { StagingArea } from './staging.ts';
+import { SPAN_UNIT, SpanQueue, type Span, type SpanQueueOptions } from './spans.ts';
 
 /** The serialized form of a transfer job: its query (SPEC §11.6). */
 export interface TransferJobQuery {
@@ -106,10 +107,12 @@ const COMMIT_POLL_MAX_MS = 2000;
 /** Seconds a look at an asynchronous commit may wait on the peer for the commit to end. */
 const COMMIT_WAIT_S = 20;
 /**
- * Bucket bytes one job may hold in memory at once (gzip and checksummed bodies are gathered whole): it
- * caps the buckets in flight, so memory stays flat whatever MaxThreads allows.
+ * Bucket bytes one push with gzip may hold in memory at once (its bodies are compressed whole): it caps
+ * the buckets in flight, so memory stays flat whatever MaxThreads allows.
  */
 const IN_FLIGHT_BYTES = 160 * 1024 * 1024;
+/** Longest a span should take at the rate each request gets (a bound on what one lost request costs). */
+const SPAN_SECONDS = 8;
 /** The per-call budget beyond the job's outage budget: the outage clock decides, this only bounds a call. */
 const CALL_BUDGET_SLACK_MS = 120_000;
 
@@ -346,24 +349,32 @@ class TransferRun {
   }
 
   /**
-   * Moves the buckets not done yet with `Threads` workers (SPEC §10.1), each with its retries; the first
-   * failure for good stops new ones. `work` moves bucket i and answers its bytes on the wire (0 when it
-   * found the bucket already there); `sizeKey` names the Content key of the bytes moved.
+   * Moves the buckets not done yet, starting with `Threads` requests in flight (SPEC §10.1) and adapting
+   * that number to the link, each request with its retries; the first failure for good stops new ones.
+   * With `spans.join`, consecutive buckets travel together in one request (a span, see spans.ts), sized
+   * to what is left and to the link. `work` moves one span and answers its bytes on the wire (0 when it
+   * found the span already there), reporting bytes through `moved` as they go; `sizeKey` names the
+   * Content key of the bytes moved.
    */
   async runBuckets(
     buckets: readonly Bucket[],
     sizeKey: 'UploadedSizeMB' | 'DownloadedSizeMB',
-    work: (i: number, bucket: Bucket, signal: AbortSignal | undefined, attempt: number) => Promise<number>,
+    work: (span: Span, signal: AbortSignal | undefined, attempt: number, moved: (bytes: number) => void) => Promise<number>,
     retryable: (e: unknown) => boolean,
+    spans: Omit<SpanQueueOptions, 'maxBytes'> = { join: false },
   ): Promise<void> {
     const { ctx } = this;
     const done = ctx.bucketsDone();
     let completed = done.size;
+    const before = ctx.content().BucketRequests;
+    let requests = typeof before === 'number' ? before : 0;
     const publish = () => {
       ctx.setProgress(bucketPhaseProgress(completed, buckets.length));
       ctx.setContent({
         TotalBuckets: buckets.length,
+        // Buckets done, as the plugin counts its progress; BucketRequests is the requests that moved them.
         CompletedHttpQueries: completed,
+        BucketRequests: requests,
         [sizeKey]: toMegabytes(this.stats.wireBytes),
         NetworkSpeedKBs: this.stats.speedKBs(),
       });
@@ -372,19 +383,29 @@ class TransferRun {
     this.stats.started();
     const pending: number[] = [];
     for (let i = 0; i < buckets.length; i++) if (!done.has(i)) pending.push(i);
-    const adaptive = this.#concurrency(buckets);
+    const adaptive = this.#concurrency(buckets, sizeKey);
     ctx.setContent({ BucketsInFlight: adaptive.limit });
-    const one = async (i: number): Promise<void> => {
-      const bucket = buckets[i] as Bucket;
+    const moved = (bytes: number): void => adaptive.progress(bytes);
+    const queue = new SpanQueue(buckets, pending, { ...spans, maxBytes: this.config.Transfers.BucketSize * 1024 });
+    const nextSpan = (): Span | undefined => {
+      // Guided self-scheduling: half of an even share of what is left, and no more than one request
+      // moves in SPAN_SECONDS at the rate each request gets now.
+      let target = queue.bytesLeft / (2 * Math.max(1, adaptive.limit));
+      const rate = adaptive.rate;
+      if (rate !== undefined && rate > 0) target = Math.min(target, (rate / Math.max(1, adaptive.limit)) * SPAN_SECONDS);
+      return queue.next(target);
+    };
+    const one = async (span: Span): Promise<void> => {
+      const label = span.first === span.last ? `bucket ${span.first}` : `buckets ${span.first}-${span.last}`;
       const start = Date.now();
       let attemptStart = start;
       let wire: number;
       try {
         wire = await this.call(
-          `bucket ${i}`,
+          label,
           (signal, attempt) => {
             attemptStart = Date.now();
-            return work(i, bucket, signal, attempt);
+            return work(span, signal, attempt, moved);
           },
           (e) => {
             const again = retryable(e);
@@ -394,34 +415,39 @@ class TransferRun {
         );
       } catch (e) {
         if (ctx.signal.aborted || e instanceof TransactionGone) throw e;
-        throw this.failure(`bucket ${i} of ${buckets.length}`, e, start);
+        throw this.failure(`${label} of ${buckets.length}`, e, start);
       }
-      ctx.markBucketDone(i);
-      completed++;
+      for (let i = span.first; i <= span.last; i++) ctx.markBucketDone(i);
+      completed += span.last - span.first + 1;
+      if (wire > 0) requests++;
       this.stats.bucketDone(wire);
-      if (wire > 0) {
-        adaptive.completed(wire);
-        this.#observe?.(sizeKey === 'UploadedSizeMB' ? 'send' : 'fetch', (Date.now() - attemptStart) / 1000);
-      }
-      ctx.setContent({ BucketsInFlight: adaptive.limit });
+      if (wire > 0) this.#observe?.(sizeKey === 'UploadedSizeMB' ? 'send' : 'fetch', (Date.now() - attemptStart) / 1000);
       publish();
     };
-    await runWithLimit(pending, () => adaptive.limit, one, () => ctx.signal.aborted);
+    await runWithLimit(nextSpan, () => adaptive.limit, one, () => ctx.signal.aborted, (wake) =>
+      adaptive.onChange(() => {
+        ctx.setContent({ BucketsInFlight: adaptive.limit });
+        wake();
+      }),
+    );
     if (ctx.signal.aborted) throw ctx.signal.reason;
   }
 
   /**
    * The buckets-in-flight controller of this run: from Threads up to MaxThreads as the measured
-   * throughput rewards it, and no more than the bodies held in memory allow (a gzip or checksummed
-   * bucket is gathered whole before it is sent or written).
+   * throughput rewards it. A gzip body is compressed whole into memory before it is sent, so a push with
+   * gzip also stays within what IN_FLIGHT_BYTES allows; streamed bodies (none, and every pull) take no
+   * more memory the more of them run.
    */
-  #concurrency(buckets: readonly Bucket[]): AdaptiveConcurrency {
+  #concurrency(buckets: readonly Bucket[], sizeKey: 'UploadedSizeMB' | 'DownloadedSizeMB'): AdaptiveConcurrency {
     const T = this.config.Transfers;
-    let largest = 0;
-    for (const b of buckets) largest = Math.max(largest, bucketSize(b));
-    const memoryCap = largest > 0 ? Math.floor(IN_FLIGHT_BYTES / largest) : T.MaxThreads;
-    const max = Math.max(T.Threads, Math.min(T.MaxThreads, memoryCap));
-    return new AdaptiveConcurrency({ initial: T.Threads, min: 1, max });
+    let cap = T.MaxThreads;
+    if (sizeKey === 'UploadedSizeMB' && this.q.Compression === 'gzip') {
+      let largest = 0;
+      for (const b of buckets) largest = Math.max(largest, bucketSize(b));
+      if (largest > 0) cap = Math.min(cap, Math.floor(IN_FLIGHT_BYTES / largest));
+    }
+    return new AdaptiveConcurrency({ initial: T.Threads, min: 1, max: Math.max(T.Threads, cap) });
   }
 }
 
@@ -511,6 +537,28 @@ async function bucketBody(
   return checksum ? { body, wire, crc32: crc32Hex(crc), gatherMs } : { body, wire, gatherMs };
 }
 
+/** Pieces of a body handed to the HTTP client at most this large, so that its progress is seen as it goes. */
+const METER_PIECE = 64 * 1024;
+
+/** A bucket body as a stream that reports every piece the HTTP client takes (the bytes leaving). */
+function metered(body: BucketBody['body'], moved: (n: number) => void): { stream: AsyncIterable<Uint8Array>; length: number } {
+  async function* pieces(): AsyncGenerator<Uint8Array> {
+    if (Buffer.isBuffer(body)) {
+      for (let at = 0; at < body.length; at += METER_PIECE) {
+        const piece = body.subarray(at, at + METER_PIECE);
+        moved(piece.length);
+        yield piece;
+      }
+    } else {
+      for await (const piece of body.stream as AsyncIterable<Uint8Array>) {
+        moved(piece.length);
+        yield piece;
+      }
+    }
+  }
+  return { stream: pieces(), length: Buffer.isBuffer(body) ? body.length : body.length };
+}
+
 export class PushTransferJob implements JobRunner {
   readonly #deps: TransferDeps;
 
@@ -597,7 +645,9 @@ export class PushTransferJob implements JobRunner {
       ctx.savePrivate(state);
       return state;
     }
-    const buckets = scheduleBuckets(sent, { bucketSize: r.config.Transfers.BucketSize * 1024 });
+    // With bucket-span the transaction is cut into small buckets, and the requests join them as the link allows.
+    const g = r.config.Transfers.BucketSize * 1024;
+    const buckets = scheduleBuckets(sent, { bucketSize: caps.has('bucket-span') ? Math.min(g, SPAN_UNIT) : g });
     const create = toWirePushCreate({ Instances: sent, Buckets: buckets, Compression: q.Compression });
     const answer = await r.mustCall('creating the transaction', (signal) =>
       r.client.json({
@@ -641,36 +691,41 @@ export class PushTransferJob implements JobRunner {
     const cookie = state.cookie;
     const buckets = state.buckets ?? [];
     const checksum = caps.has('bucket-crc32');
-    const put = async (i: number, bucket: Bucket, signal: AbortSignal | undefined, attempt: number): Promise<number> => {
+    const put = async (span: Span, signal: AbortSignal | undefined, attempt: number, moved: (n: number) => void): Promise<number> => {
       if (attempt > 1 && caps.has('resume')) {
-        const held = await r.client
+        const answer = await r.client
           .json({ method: 'GET', path: `${path}/buckets`, headers: pushHeaders(q, cookie), signal })
           .catch((e: unknown) => {
             throw isNotFound(e) ? new TransactionGone(path, e) : e;
           });
-        if (bucketIndexes(held.body).has(i)) return 0;
+        const held = bucketIndexes(answer.body);
+        let all = true;
+        for (let i = span.first; i <= span.last && all; i++) all = held.has(i);
+        if (all) return 0;
       }
+      const target = span.first === span.last ? `${path}/${span.first}` : `${path}/${span.first}-${span.last}`;
+      const label = span.first === span.last ? `bucket ${span.first}` : `buckets ${span.first}-${span.last}`;
       const level = r.gzip.level;
       if (q.Compression === 'gzip') ctx.setContent({ GzipLevel: level });
       for (let resend = 0; ; resend++) {
         const t0 = performance.now();
         // A streamed body cannot be replayed: a bucket sent again is read again.
-        const { body, wire, crc32, gatherMs } = await bucketBody(store, bucket, q.Compression, checksum, level);
+        const { body, wire, crc32, gatherMs } = await bucketBody(store, span.chunks, q.Compression, checksum, level);
         const extra: Record<string, string> = { 'content-type': 'application/octet-stream' };
         if (crc32) extra[HEADER_CRC32] = crc32;
         try {
-          await r.client.buffer({ method: 'PUT', path: `${path}/${i}`, headers: pushHeaders(q, cookie, extra), body, signal });
+          await r.client.buffer({ method: 'PUT', path: target, headers: pushHeaders(q, cookie, extra), body: metered(body, moved), signal });
           if (q.Compression === 'gzip') r.gzip.record(gatherMs, performance.now() - t0);
           return wire;
         } catch (e) {
           if (isNotFound(e)) throw new TransactionGone(path, e);
           if (!isChecksumRefusal(e) || resend >= IMMEDIATE_RESENDS) throw e;
-          r.noteRetry(`bucket ${i}`, e, 0);
+          r.noteRetry(label, e, 0);
         }
       }
     };
     try {
-      await r.runBuckets(buckets, 'UploadedSizeMB', put, (e) => isChecksumRefusal(e) || isRetryable(e));
+      await r.runBuckets(buckets, 'UploadedSizeMB', put, (e) => isChecksumRefusal(e) || isRetryable(e), { join: caps.has('bucket-span') });
       return true;
     } catch (e) {
       if (ctx.signal.aborted) throw e;
@@ -893,8 +948,9 @@ export class PullTransferJob implements JobRunner {
 
     let state = ctx.loadPrivate<PullPrivate>();
     let area: StagingArea;
+    if (!state) ctx.setProgress(0);
+    const caps = await r.capabilities();
     if (!state) {
-      ctx.setProgress(0);
       const instances = await this.#lookup(r);
       if (instances.length === 0) {
         ctx.setProgress(1);
@@ -914,8 +970,10 @@ export class PullTransferJob implements JobRunner {
         ctx.setProgress(1);
         return;
       }
+      // A source with bucket-span serves ranges cheaply: small buckets, joined into requests as the link allows.
+      const g = config.Transfers.BucketSize * 1024;
       const buckets = scheduleBuckets(fetched, {
-        bucketSize: config.Transfers.BucketSize * 1024,
+        bucketSize: caps.has('bucket-span') ? Math.min(g, SPAN_UNIT) : g,
         pullBaseUrl: r.peerUrl,
         compression: q.Compression,
       });
@@ -928,11 +986,11 @@ export class PullTransferJob implements JobRunner {
       r.publishTotals(state.instances);
       if (state.skipped) r.publishSkipped(state.skipped);
     }
-    const caps = await r.capabilities();
     const checksum = caps.has('bucket-crc32');
     const gunzip = q.Compression === 'gzip';
 
-    const fetch = async (i: number, bucket: Bucket, signal: AbortSignal | undefined): Promise<number> => {
+    const fetch = async (span: Span, signal: AbortSignal | undefined, moved: (n: number) => void): Promise<number> => {
+      const bucket = span.chunks;
       for (let refetch = 0; ; refetch++) {
         const res = await r.client.stream({
           method: 'GET',
@@ -942,7 +1000,10 @@ export class PullTransferJob implements JobRunner {
         });
         const announced = checksum ? res.headers[HEADER_CRC32] : undefined;
         let wire = 0;
-        res.body.on('data', (b: Buffer) => (wire += b.length));
+        res.body.on('data', (b: Buffer) => {
+          wire += b.length;
+          moved(b.length);
+        });
         try {
           // Checked as it is written: a damaged bucket is fetched again and its bytes overwritten.
           await area.writeBucket(bucket, res.body, {
@@ -953,16 +1014,21 @@ export class PullTransferJob implements JobRunner {
           return wire;
         } catch (e) {
           if (!(isXferError(e) && e.http === BUCKET_CHECKSUM_STATUS)) throw e;
-          const mismatch = new ChecksumMismatch(`bucket ${i}: ${e.details ?? e.message}`);
+          const label = span.first === span.last ? `bucket ${span.first}` : `buckets ${span.first}-${span.last}`;
+          const mismatch = new ChecksumMismatch(`${label}: ${e.details ?? e.message}`);
           if (refetch >= IMMEDIATE_RESENDS) throw mismatch;
-          r.noteRetry(`bucket ${i}`, mismatch, 0);
+          r.noteRetry(label, mismatch, 0);
         }
       }
     };
 
     const { buckets } = state;
+    const sizes = new Map((state.fetched ?? state.instances).map((i) => [i.ID, i.Size]));
     try {
-      await r.runBuckets(buckets, 'DownloadedSizeMB', (i, bucket, signal) => fetch(i, bucket, signal), (e) => isChecksumRefusal(e) || isRetryable(e));
+      await r.runBuckets(buckets, 'DownloadedSizeMB', (span, signal, _attempt, moved) => fetch(span, signal, moved), (e) => isChecksumRefusal(e) || isRetryable(e), {
+        join: caps.has('bucket-span'),
+        pull: { sizeOf: (id) => sizes.get(id), compression: q.Compression },
+      });
     } catch (e) {
       if (ctx.signal.aborted) throw e;
       await area.remove();

@@ -17,11 +17,13 @@ import {
   toWirePushCreate,
   toWirePushHandle,
   type PushCreateBody,
+  type Bucket,
   type JobHandle,
 } from '../protocol/wire.ts';
 import type { Store } from '../store/types.ts';
 import { fsyncDir, freeBytes } from '../util/fs.ts';
 import { BUCKET_CHECKSUM_STATUS, CRC32_HEX, HEADER_CRC32 } from './capabilities.ts';
+import { MAX_SPAN_BUCKETS, joinChunks } from './spans.ts';
 import { StagingArea, fileError } from './staging.ts';
 
 /** Bytes always left free on the staging disk when a transaction is created. */
@@ -376,7 +378,12 @@ export class PushReceiver {
    * CorruptedFile and status BUCKET_CHECKSUM_STATUS (422), and the bucket is not recorded: the sender
    * sends it again, and its bytes overwrite the damaged ones.
    */
-  async putBucket(id: string, index: number, body: AsyncIterable<Buffer> | Readable, opts: { crc32?: string | undefined } = {}): Promise<void> {
+  async putBucket(
+    id: string,
+    index: number,
+    body: AsyncIterable<Buffer> | Readable,
+    opts: { crc32?: string | undefined; last?: number | undefined } = {},
+  ): Promise<void> {
     this.#checkOpen();
     if (opts.crc32 !== undefined && !CRC32_HEX.test(opts.crc32)) {
       throw new XferError('BadRequest', `${HEADER_CRC32} must be 8 lowercase hexadecimal digits`);
@@ -385,10 +392,21 @@ export class PushReceiver {
     if (tx.state !== 'open') {
       throw new XferError('BadSequenceOfCalls', `push transaction ${id} is being ${tx.state === 'committing' ? 'committed' : 'created'}`);
     }
-    const bucket = Number.isSafeInteger(index) && index >= 0 ? tx.body.Buckets[index] : undefined;
-    if (!bucket) {
-      throw new XferError('ParameterOutOfRange', `bucket ${index} of a transaction with ${tx.body.Buckets.length} buckets`);
+    const count = tx.body.Buckets.length;
+    const last = opts.last ?? index;
+    if (!(Number.isSafeInteger(index) && index >= 0 && index < count)) {
+      throw new XferError('ParameterOutOfRange', `bucket ${index} of a transaction with ${count} buckets`);
     }
+    if (!(Number.isSafeInteger(last) && last >= index && last < count)) {
+      throw new XferError('ParameterOutOfRange', `buckets ${index}-${last} of a transaction with ${count} buckets`);
+    }
+    if (last - index + 1 > MAX_SPAN_BUCKETS) {
+      throw new XferError('ParameterOutOfRange', `a span of ${last - index + 1} buckets (at most ${MAX_SPAN_BUCKETS})`);
+    }
+    // A span (extension bucket-span) is the buckets' chunks in order: one payload, written the same way.
+    const bucket = last === index ? (tx.body.Buckets[index] as Bucket) : joinChunks(tx.body.Buckets.slice(index, last + 1));
+    const indexes: number[] = [];
+    for (let i = index; i <= last; i++) indexes.push(i);
     const area = tx.area as StagingArea;
     area.checkBucket(bucket);
     this.#touch(tx);
@@ -411,9 +429,9 @@ export class PushReceiver {
       }
       if (tx.abort.signal.aborted) throw new XferError('UnknownResource', `push transaction ${id} was discarded`);
       const at = Date.now();
-      await this.#logDone(tx, index, at);
-      tx.done.add(index);
-      this.counters.buckets++;
+      await this.#logDone(tx, indexes, at);
+      for (const i of indexes) tx.done.add(i);
+      this.counters.buckets += indexes.length;
       this.counters.bucketBytes += bytes;
     })();
     tx.ops.add(work);
@@ -427,10 +445,10 @@ export class PushReceiver {
     }
   }
 
-  async #logDone(tx: Transaction, index: number, at: number): Promise<void> {
+  async #logDone(tx: Transaction, indexes: readonly number[], at: number): Promise<void> {
     const fh = await open(join(tx.dir, DONE_LOG), 'a');
     try {
-      await fh.write(`${JSON.stringify({ Bucket: index, At: at })}\n`);
+      await fh.write(indexes.map((i) => `${JSON.stringify({ Bucket: i, At: at })}\n`).join(''));
       await fh.datasync();
     } catch (e) {
       throw fileError(e, 'cannot record a received bucket');

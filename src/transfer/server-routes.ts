@@ -56,6 +56,8 @@ function header(req: FastifyRequest, name: string): string | undefined {
 /** Route parameters as Orthanc's route regexes accept them; anything else does not match (404). */
 const TX_PARAM = /^[.0-9a-f-]+$/;
 const INDEX_PARAM = /^[0-9]+$/;
+/** A span of buckets, `first-last` (extension bucket-span). */
+const SPAN_PARAM = /^([0-9]+)-([0-9]+)$/;
 
 function param(req: FastifyRequest, name: string): string {
   const v = (req.params as Record<string, string | undefined>)[name];
@@ -168,11 +170,15 @@ export const transfersServerModule: NodeModule = async (app, ctx, routes) => {
       PUT: async (req, reply) => {
         const tx = txParam(req);
         const indexText = param(req, 'index');
-        if (!INDEX_PARAM.test(indexText)) throw new XferError('UnknownResource', `no route for PUT ${req.url.split('?')[0]}`);
+        // A span "first-last" (extension bucket-span) or one index.
+        const span = ext ? SPAN_PARAM.exec(indexText) : null;
+        if (!span && !INDEX_PARAM.test(indexText)) throw new XferError('UnknownResource', `no route for PUT ${req.url.split('?')[0]}`);
         // Digits beyond 2^53 become an index that is simply out of range.
-        const index = indexText.length > 15 ? Number.MAX_SAFE_INTEGER : Number(indexText);
+        const toIndex = (t: string): number => (t.length > 15 ? Number.MAX_SAFE_INTEGER : Number(t));
+        const index = toIndex(span ? (span[1] as string) : indexText);
+        const last = span ? toIndex(span[2] as string) : undefined;
         const crc32 = ext ? header(req, HEADER_CRC32) : undefined;
-        await receiver.putBucket(tx, index, withIdleTimeout(req, idleMs), { crc32 });
+        await receiver.putBucket(tx, index, withIdleTimeout(req, idleMs), { crc32, last });
         return sendJson(reply, {});
       },
     },

@@ -220,6 +220,15 @@ describe('bad input on the transfers routes', { timeout: 120_000 }, () => {
       { name: 'empty body', method: 'PUT', path: `${tx.Path}/1`, body: '', status: 500, code: E.NetworkProtocol },
       { name: 'chunk out of bounds', method: 'PUT', path: `${tx.Path}/2`, body: Buffer.alloc(20), status: 400, code: E.ParameterOutOfRange },
       { name: 'undeclared instance', method: 'PUT', path: `${tx.Path}/3`, body: Buffer.alloc(10), status: 404, code: E.UnknownResource },
+      // Spans of buckets (extension bucket-span): "first-last", in order, within the transaction.
+      { name: 'span backwards', method: 'PUT', path: `${tx.Path}/1-0`, body: b0, status: 400, code: E.ParameterOutOfRange },
+      { name: 'span past the end', method: 'PUT', path: `${tx.Path}/0-4`, body: b0, status: 400, code: E.ParameterOutOfRange },
+      { name: 'span past 2^53', method: 'PUT', path: `${tx.Path}/0-99999999999999999999`, body: b0, status: 400, code: E.ParameterOutOfRange },
+      { name: 'span of the wrong size', method: 'PUT', path: `${tx.Path}/0-1`, body: b0, status: 500, code: E.NetworkProtocol },
+      { name: 'span with a chunk out of bounds', method: 'PUT', path: `${tx.Path}/1-2`, body: Buffer.alloc(20), status: 400, code: E.ParameterOutOfRange },
+      { name: 'span without its end', method: 'PUT', path: `${tx.Path}/0-`, body: b0, status: 404 },
+      { name: 'span without its start', method: 'PUT', path: `${tx.Path}/-1`, body: b0, status: 404 },
+      { name: 'span of three numbers', method: 'PUT', path: `${tx.Path}/0-1-2`, body: b0, status: 404 },
       { name: 'GET a bucket', method: 'GET', path: `${tx.Path}/0`, status: 405, allow: 'PUT' },
       { name: 'POST a bucket', method: 'POST', path: `${tx.Path}/0`, body: b0, status: 405, allow: 'PUT' },
       { name: 'GET the transaction', method: 'GET', path: tx.Path, status: 405, allow: 'DELETE' },
@@ -229,7 +238,12 @@ describe('bad input on the transfers routes', { timeout: 120_000 }, () => {
     ];
     for (const c of putBad) checkAnswer(c, await call(node.url, c.method, c.path, c.body));
 
-    // The bad PUTs did not hurt the transaction: the right buckets (any order, `//` paths) then commit.
+    // The bad PUTs did not hurt the transaction: the right buckets (as a span, then again one by one in
+    // any order, through `//` paths) then commit.
+    const spanPut = await call(node.url, 'PUT', `${tx.Path}/0-1`, Buffer.concat([b0, b1]));
+    assert.equal(spanPut.status, 200, spanPut.body.toString());
+    const held = await call(node.url, 'GET', `${tx.Path}/buckets`);
+    assert.deepEqual(json(held), { Buckets: [0, 1], Count: 2 });
     assert.equal((await call(node.url, 'PUT', `/${tx.Path}/1`, b1)).status, 200);
     assert.equal((await call(node.url, 'PUT', `//transfers//push/${tx.ID}/0`, b0)).status, 200);
     const commit = await call(node.url, 'POST', `/${tx.Path}/commit`);

@@ -53,13 +53,28 @@ describe('transfers of the real DICOM files between two nodes', { timeout: 240_0
       assert.equal(job.Type, 'PushTransfer');
       assert.equal(job.Content.TotalInstances, source.size);
       await assertSameInstances(pair.b.url, source);
-      // The data reached B as the bucket PUTs of one transaction, each sent once, then one commit.
+      // The data reached B as the bucket PUTs of one transaction, each bucket sent once (several
+      // consecutive ones per PUT, as spans "first-last"), then one commit.
       const creates = pair.toB.records({ method: 'POST', path: /^\/+transfers\/push$/ });
       assert.equal(creates.length, 1);
       const puts = pair.toB.records({ method: 'PUT' });
-      assert.equal(puts.length, job.Content.CompletedHttpQueries);
-      assert.equal(puts.length, job.Content.TotalBuckets);
       assert.ok(puts.every((r) => r.status === 200));
+      assert.equal(puts.length, job.Content.BucketRequests);
+      const sent = new Map<number, number>();
+      for (const put of puts) {
+        const m = /\/(\d+)(?:-(\d+))?$/.exec(put.path);
+        assert.ok(m, put.path);
+        const first = Number(m[1]);
+        const last = m[2] === undefined ? first : Number(m[2]);
+        assert.ok(last >= first, put.path);
+        for (let i = first; i <= last; i++) sent.set(i, (sent.get(i) ?? 0) + 1);
+      }
+      assert.equal(job.Content.CompletedHttpQueries, job.Content.TotalBuckets);
+      assert.equal(sent.size, job.Content.TotalBuckets);
+      assert.ok([...sent.values()].every((n) => n === 1));
+      assert.ok([...sent.keys()].every((i) => i >= 0 && i < (job.Content.TotalBuckets as number)));
+      // Small buckets joined into fewer requests: the extension bucket-span at work.
+      assert.ok(puts.length < (job.Content.TotalBuckets as number), `${puts.length} PUTs for ${job.Content.TotalBuckets} buckets`);
       assert.equal(pair.toB.records({ method: 'POST', path: /\/commit$/ }).length, 1);
     });
 

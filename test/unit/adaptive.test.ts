@@ -12,24 +12,31 @@ interface Link {
   rttMs: number;
 }
 
-/** Simulates `seconds` of a transfer of `bucket`-byte buckets; returns the controller and the goodput of the last third. */
+/**
+ * Simulates `seconds` of a transfer of `bucket`-byte buckets in 20 ms steps: every request in flight
+ * moves its share of the link (at most the per-connection rate) and reports it; a finished request
+ * waits one RTT for its answer, and its slot takes the next bucket. Answers the goodput of the last third.
+ */
 function simulate(link: Link, bucket: number, seconds: number, ctl: AdaptiveConcurrency) {
-  let now = 0;
-  const inFlight: { end: number }[] = [];
+  const step = 20;
+  const inFlight: { left: number; answerAt: number }[] = [];
   let bytesLate = 0;
-  const lateFrom = (seconds * 1000 * 2) / 3;
-  for (let steps = 0; steps < 1_000_000 && now < seconds * 1000; steps++) {
-    while (inFlight.length < ctl.limit) {
-      const share = Math.min(link.perConnection, link.capacity / Math.max(ctl.limit, inFlight.length + 1));
-      inFlight.push({ end: now + (bucket / share) * 1000 + link.rttMs });
+  const end = seconds * 1000;
+  const lateFrom = (end * 2) / 3;
+  for (let now = 0; now < end; now += step) {
+    while (inFlight.length < ctl.limit) inFlight.push({ left: bucket, answerAt: Infinity });
+    const sending = inFlight.filter((r) => r.left > 0);
+    const share = Math.min(link.perConnection, link.capacity / Math.max(1, sending.length));
+    for (const r of sending) {
+      const n = Math.min(r.left, (share * step) / 1000);
+      r.left -= n;
+      if (r.left <= 0) r.answerAt = now + link.rttMs;
+      ctl.progress(n, now);
+      if (now >= lateFrom) bytesLate += n;
     }
-    inFlight.sort((a, b) => a.end - b.end);
-    const first = inFlight.shift() as { end: number };
-    now = first.end;
-    if (now >= lateFrom) bytesLate += bucket;
-    ctl.completed(bucket, now);
+    for (let i = inFlight.length - 1; i >= 0; i--) if ((inFlight[i] as { answerAt: number }).answerAt <= now) inFlight.splice(i, 1);
   }
-  return { goodput: (bytesLate * 1000) / (seconds * 1000 - lateFrom) };
+  return { goodput: (bytesLate * 1000) / (end - lateFrom) };
 }
 
 const MB = 1e6;

@@ -62,7 +62,7 @@ export const TRANSFERS_DEFAULTS = {
   CommitThreadsCount: 1,
   // dicom-xfer extensions (the plugin ignores these keys):
   /** Upper bound of workers per job; the effective default is never below Threads. */
-  MaxThreads: 32,
+  MaxThreads: 64,
   /** Seconds; 0 means never. */
   IdleTransactionTimeout: 3600,
   /** Seconds; 0 means no retries beyond MaxHttpRetries. */

@@ -509,7 +509,7 @@ export const TRANSFERS_SETTINGS: {
       text: `${TRANSFERS_DEFAULTS.MaxThreads}, or Threads if larger`,
     },
     meaning:
-      'dicom-xfer extension: most HTTP workers one job may use when it widens beyond Threads on a link that can take more. Not below Threads.',
+      'dicom-xfer extension: most requests one job keeps in flight when it widens beyond Threads on a link that rewards it (a lossy link, where each TCP connection gets a small share). As a source, also the chunk requests served at once. Not below Threads.',
     source: 'dicom-xfer',
   },
   IdleTransactionTimeout: {

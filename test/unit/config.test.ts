@@ -284,9 +284,9 @@ describe('validation', () => {
     assert.equal(config.SslCertificate, '/cfg/tls/server.pem');
   });
 
-  test('MaxThreads defaults to 32 or Threads if larger, and may not be set below Threads', () => {
-    assert.equal(parse('{}').config.Transfers.MaxThreads, 32);
-    assert.equal(parse('{ "Transfers": { "Threads": 48 } }').config.Transfers.MaxThreads, 48);
+  test('MaxThreads defaults to 64 or Threads if larger, and may not be set below Threads', () => {
+    assert.equal(parse('{}').config.Transfers.MaxThreads, 64);
+    assert.equal(parse('{ "Transfers": { "Threads": 80 } }').config.Transfers.MaxThreads, 80);
     assert.match(
       failure(() => parse('{ "Transfers": { "Threads": 8, "MaxThreads": 4 } }')),
       /Transfers\.MaxThreads: expected at least Transfers\.Threads \(8\), got 4/,
@@ -339,7 +339,7 @@ describe('defaults and overrides', () => {
       PeerConnectivityTimeout: 2,
       PeerCommitTimeout: 600,
       CommitThreadsCount: 1,
-      MaxThreads: 32,
+      MaxThreads: 64,
       IdleTransactionTimeout: 3600,
       RetryBudget: 120,
       IdleBeforeEviction: 60,

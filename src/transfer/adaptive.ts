@@ -39,17 +39,21 @@ export class AdaptiveConcurrency {
   /** When the current window opens (after the settle time of the last change). */
   #windowStart: number;
   #windowBytes = 0;
-  #best = { limit: 0, rate: 0 };
+  /** Rate measured at each level (averaged over its recent windows), and when: the map the climb reads. */
+  readonly #rates = new Map<number, { rate: number; at: number }>();
   #holdLeft = 0;
+  /** The level before the last change: where a step up that did not pay returns to. */
+  #from = 0;
   #lastStepDown = -Infinity;
   #lastRate: number | undefined;
+  #drained = false;
   readonly #listeners = new Set<() => void>();
   readonly history: AdaptiveDecision[] = [];
 
   constructor(opts: AdaptiveOptions, now: number = Date.now()) {
     this.#o = {
-      windowMs: 2000,
-      settleMs: 1000,
+      windowMs: 1500,
+      settleMs: 700,
       gain: 0.1,
       holdWindows: 6,
       ...opts,
@@ -69,15 +73,23 @@ export class AdaptiveConcurrency {
     return this.#lastRate;
   }
 
-  /** Calls `fn` whenever the limit changes (a runner then starts more requests at once); answers the unsubscribe. */
-  onChange(fn: () => void): () => void {
+  /** Calls `fn` after every decision (the limit may have changed: a runner then starts more requests at once); answers the unsubscribe. */
+  onDecision(fn: () => void): () => void {
     this.#listeners.add(fn);
     return () => this.#listeners.delete(fn);
   }
 
+  /**
+   * No work is left to start: the requests in flight are the last ones, fewer and fewer, so what is
+   * measured from now on says nothing of the level. Decisions stop.
+   */
+  drained(): void {
+    this.#drained = true;
+  }
+
   /** `bytes` moved on the wire (while a bucket is under way, or all at once when it ends). */
   progress(bytes: number, now: number = Date.now()): void {
-    if (now < this.#windowStart) return;
+    if (now < this.#windowStart || this.#drained) return;
     this.#windowBytes += bytes;
     this.#maybeDecide(now);
   }
@@ -87,18 +99,30 @@ export class AdaptiveConcurrency {
     // One step down per window: a burst of failures from one outage is one signal, not many.
     if (now - this.#lastStepDown >= this.#o.windowMs) {
       this.#lastStepDown = now;
-      this.#best = { limit: Math.max(this.#o.min, Math.floor(this.#limit * 0.7)), rate: 0 };
+      // What was measured before the failures says nothing of the link now.
+      this.#rates.clear();
       this.#enterHold();
-      this.#set(this.#best.limit, now);
+      this.#set(Math.max(this.#o.min, Math.floor(this.#limit * 0.7)), now);
     }
   }
 
   #set(limit: number, now: number): void {
     const changed = limit !== this.#limit;
     this.#limit = limit;
+    // A new level is measured once its new requests are under way; the same level at once.
     this.#windowStart = now + (changed ? this.#o.settleMs : 0);
     this.#windowBytes = 0;
-    if (changed) for (const fn of this.#listeners) fn();
+    for (const fn of this.#listeners) fn();
+  }
+
+  /** The level with the highest recent rate other than `except`, if any. */
+  #bestOther(except: number, now: number): { limit: number; rate: number } | undefined {
+    let best: { limit: number; rate: number } | undefined;
+    for (const [limit, r] of this.#rates) {
+      if (limit === except || now - r.at > RATE_MEMORY_MS) continue;
+      if (!best || r.rate > best.rate) best = { limit, rate: r.rate };
+    }
+    return best;
   }
 
   #maybeDecide(now: number): void {
@@ -107,28 +131,32 @@ export class AdaptiveConcurrency {
     const rate = (this.#windowBytes * 1000) / elapsed;
     this.#lastRate = rate;
     const o = this.#o;
+    // A level's rate is the mean of its last two windows: one window on a lossy link is noisy.
+    const before = this.#rates.get(this.#limit);
+    const mine = before && now - before.at <= RATE_MEMORY_MS ? (before.rate + rate) / 2 : rate;
+    this.#rates.set(this.#limit, { rate: mine, at: now });
+    const other = this.#bestOther(this.#limit, now);
     let next = this.#limit;
     if (this.#phase === 'climb' || this.#phase === 'probe') {
-      if (rate > this.#best.rate * (1 + o.gain)) {
-        // Better than the best so far: keep it and try more (doubling at first, gentler when probing).
-        this.#best = { limit: this.#limit, rate };
+      if (!other || mine > other.rate * (1 + o.gain)) {
+        // Better than every other level: try more (doubling at first, gentler when probing).
         next = clamp(this.#phase === 'climb' ? this.#limit * 2 : Math.max(this.#limit + 1, Math.ceil(this.#limit * 1.25)), o.min, o.max);
         if (next === this.#limit) this.#enterHold();
       } else {
-        // More parallelism did not pay: back to the best level, and stay there a while.
-        if (this.#best.limit > 0) next = this.#best.limit;
-        if (this.#best.limit === this.#limit) this.#best.rate = rate;
+        // More parallelism did not pay: back to the level this step came from (a tie favours fewer
+        // requests), or to a level that measured clearly better; stay a while.
+        next = other.rate > mine * (1 + o.gain) ? other.limit : Math.min(this.#from, this.#limit);
         this.#enterHold();
       }
-    } else {
-      // Holding: follow the level's current rate, so that a later probe compares with today's link.
-      if (this.#limit === this.#best.limit) this.#best.rate = rate;
-      if (--this.#holdLeft <= 0) {
-        next = clamp(Math.max(this.#limit + 1, Math.ceil(this.#limit * 1.25)), o.min, o.max);
-        if (next !== this.#limit) this.#phase = 'probe';
-        else this.#enterHold();
-      }
+    } else if (other && other.rate > mine * (1 + o.gain) && other.limit < this.#limit * 4) {
+      // Holding at a level that now measures clearly worse than another: go there.
+      next = other.limit;
+    } else if (--this.#holdLeft <= 0) {
+      next = clamp(Math.max(this.#limit + 1, Math.ceil(this.#limit * 1.25)), o.min, o.max);
+      if (next !== this.#limit) this.#phase = 'probe';
+      else this.#enterHold();
     }
+    if (next !== this.#limit) this.#from = this.#limit;
     this.history.push({ at: now, limit: next, bytesPerSecond: rate, phase: this.#phase });
     if (this.history.length > 200) this.history.shift();
     this.#set(next, now);
@@ -139,6 +167,9 @@ export class AdaptiveConcurrency {
     this.#holdLeft = this.#o.holdWindows;
   }
 }
+
+/** How long a level's measured rate is trusted when compared with the level in force. */
+const RATE_MEMORY_MS = 30_000;
 
 function clamp(n: number, lo: number, hi: number): number {
   return Math.max(lo, Math.min(hi, n));

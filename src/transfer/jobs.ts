@@ -111,6 +111,9 @@ const COMMIT_WAIT_S = 20;
  * the buckets in flight, so memory stays flat whatever MaxThreads allows.
  */
 const IN_FLIGHT_BYTES = 160 * 1024 * 1024;
+/** Decisions of the requests-in-flight controller shown in a job's Content (`Adaptive`). */
+const ADAPTIVE_HISTORY = 40;
+const round1 = (n: number): number => Math.round(n * 10) / 10;
 /** Longest a span should take at the rate each request gets (a bound on what one lost request costs). */
 const SPAN_SECONDS = 8;
 /** The per-call budget beyond the job's outage budget: the outage clock decides, this only bounds a call. */
@@ -390,9 +393,15 @@ class TransferRun {
     const nextSpan = (): Span | undefined => {
       // Guided self-scheduling: half of an even share of what is left, and no more than one request
       // moves in SPAN_SECONDS at the rate each request gets now.
-      let target = queue.bytesLeft / (2 * Math.max(1, adaptive.limit));
+      // Before the first measurement nothing is known of the link: single buckets, so that the first
+      // requests end (and the controller sees them) soon even on a slow link.
+      if (queue.empty) {
+        adaptive.drained();
+        return undefined;
+      }
       const rate = adaptive.rate;
-      if (rate !== undefined && rate > 0) target = Math.min(target, (rate / Math.max(1, adaptive.limit)) * SPAN_SECONDS);
+      if (rate === undefined) return queue.next(0);
+      const target = Math.min(queue.bytesLeft / (2 * Math.max(1, adaptive.limit)), (rate / Math.max(1, adaptive.limit)) * SPAN_SECONDS);
       return queue.next(target);
     };
     const one = async (span: Span): Promise<void> => {
@@ -424,9 +433,15 @@ class TransferRun {
       if (wire > 0) this.#observe?.(sizeKey === 'UploadedSizeMB' ? 'send' : 'fetch', (Date.now() - attemptStart) / 1000);
       publish();
     };
+    const t0 = Date.now();
     await runWithLimit(nextSpan, () => adaptive.limit, one, () => ctx.signal.aborted, (wake) =>
-      adaptive.onChange(() => {
-        ctx.setContent({ BucketsInFlight: adaptive.limit });
+      adaptive.onDecision(() => {
+        // The controller's last decisions, [seconds into the run, requests in flight, MB/s measured].
+        const recent = adaptive.history.slice(-ADAPTIVE_HISTORY);
+        ctx.setContent({
+          BucketsInFlight: adaptive.limit,
+          Adaptive: recent.map((d) => [round1((d.at - t0) / 1000), d.limit, round1(d.bytesPerSecond / 1e6)]),
+        });
         wake();
       }),
     );

@@ -1050,7 +1050,7 @@ export class PullTransferJob implements JobRunner {
       throw e;
     }
     try {
-      await store.commitStaged(area.staged());
+      await store.commitStaged(await area.staged());
     } finally {
       await area.remove();
     }

@@ -520,7 +520,7 @@ export class PushReceiver {
       this.counters.receivedBytes += area.totalSize;
       this.counters.receptionMs += start - tx.createdAt;
       try {
-        const result = await this.#store.commitStaged(area.staged());
+        const result = await this.#store.commitStaged(await area.staged());
         this.counters.committed++;
         this.counters.commitMs += Date.now() - start;
         this.#log?.info(

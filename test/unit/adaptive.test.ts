@@ -65,6 +65,39 @@ test('when one connection fills the link it stays low', () => {
   assert.ok(ctl.limit <= 9, `limit ${ctl.limit}`);
 });
 
+test('it climbs fast: on a lossy link, 32 requests in flight within 10 s', () => {
+  const link = { capacity: 12.5 * MB, perConnection: 0.56 * MB, rttMs: 40 };
+  const ctl = new AdaptiveConcurrency({ initial: 4, min: 1, max: 64 }, 0);
+  simulate(link, 1 * MB, 10, ctl);
+  assert.ok(ctl.limit >= 32, `limit ${ctl.limit} after 10 s: ${JSON.stringify(ctl.history.map((d) => d.limit))}`);
+});
+
+test('a level measured clearly better is returned to; ties go to fewer requests', () => {
+  const ctl = new AdaptiveConcurrency({ initial: 8, min: 1, max: 64, settleMs: 0, windowMs: 1000 }, 0);
+  const feed = (from: number, seconds: number, bytesPerSecond: number): number => {
+    for (let t = from; t < from + seconds * 1000; t += 100) ctl.progress(bytesPerSecond / 10, t);
+    return from + seconds * 1000;
+  };
+  let t = feed(0, 1.05, 4 * MB); // 8: 4 MB/s, climb to 16
+  assert.equal(ctl.limit, 16);
+  t = feed(t, 1.05, 8 * MB); // 16: 8 MB/s, climb to 32
+  assert.equal(ctl.limit, 32);
+  t = feed(t, 1.05, 8.2 * MB); // 32: no better, back to 16
+  assert.equal(ctl.limit, 16);
+  t = feed(t, 2.1, 5 * MB); // 16 now measures far worse than 32 did: back to 32
+  assert.equal(ctl.limit, 32);
+  feed(t, 3, 8.2 * MB);
+  assert.equal(ctl.limit, 32);
+});
+
+test('once drained it decides nothing more', () => {
+  const ctl = new AdaptiveConcurrency({ initial: 8, min: 1, max: 64, settleMs: 0, windowMs: 1000 }, 0);
+  ctl.drained();
+  for (let t = 0; t < 10_000; t += 100) ctl.progress(1e5, t);
+  assert.equal(ctl.limit, 8);
+  assert.equal(ctl.history.length, 0);
+});
+
 test('failures step the level down', () => {
   const ctl = new AdaptiveConcurrency({ initial: 20, min: 2, max: 64 }, 0);
   ctl.failed(10);
@@ -102,6 +135,40 @@ test('runWithLimit follows a changing limit and stops at the first failure', asy
     /boom/,
   );
   assert.ok(started <= 4, `started ${started}`);
+});
+
+test('runWithLimit starts more work as soon as the limit is raised, and takes items from a function', async () => {
+  let limit = 2;
+  let wake: (() => void) | undefined;
+  const started: number[] = [];
+  let n = 0;
+  const release: (() => void)[] = [];
+  const run = runWithLimit(
+    () => (n < 6 ? n++ : undefined),
+    () => limit,
+    (i) => {
+      started.push(i);
+      return new Promise<void>((r) => release.push(r));
+    },
+    () => false,
+    (w) => {
+      wake = w;
+      return () => (wake = undefined);
+    },
+  );
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(started, [0, 1]);
+  limit = 5;
+  wake?.();
+  // Nothing finished, yet three more started.
+  assert.deepEqual(started, [0, 1, 2, 3, 4]);
+  for (let k = 0; k < 20 && release.length > 0; k++) {
+    release.shift()?.();
+    await new Promise((r) => setImmediate(r));
+  }
+  await run;
+  assert.deepEqual(started, [0, 1, 2, 3, 4, 5]);
+  assert.equal(wake, undefined, 'unsubscribed at the end');
 });
 
 test('the gzip level goes down when compressing dominates, and up when the link does', async () => {

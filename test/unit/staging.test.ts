@@ -56,7 +56,7 @@ describe('staging area', () => {
       assert.ok(st.blocks * 512 < i.Size, `${i.ID} takes ${st.blocks * 512} bytes on disk for ${i.Size}`);
     }
     assert.equal(area.totalSize, instances.reduce((s, i) => s + i.Size, 0));
-    assert.deepEqual(area.staged().map((s) => s.path), instances.map((i) => join(root, 'a', 'tx', stagedFileName(i.ID))));
+    assert.deepEqual((await area.staged()).map((s) => s.path), instances.map((i) => join(root, 'a', 'tx', stagedFileName(i.ID))));
   });
 
   test('writes buckets in any order, split across pieces, plain and gzip, and more than once', async () => {
@@ -166,6 +166,32 @@ describe('staging area', () => {
     }
     assert.equal((await stat(area.pathOf(id))).size, size);
     await area.remove();
+  });
+
+  test('a large area takes writes at once, its files made in the background, and goes away whole', async () => {
+    const data = files.get(instances[0]?.ID as string) as Buffer;
+    const many: InstanceInfo[] = Array.from({ length: 300 }, (_, i) => ({
+      ID: `${i.toString(16).padStart(8, '0')}-eeeeeeee-bbbbbbbb-cccccccc-dddddddd`,
+      Size: data.length,
+      MD5: md5(data),
+    }));
+    const dir = join(root, 'many');
+    const area = await StagingArea.create(dir, many);
+    // The last instance first: its file is made on demand, not after the 299 others.
+    const last = many[many.length - 1] as InstanceInfo;
+    await area.writeBucket([{ ID: last.ID, Offset: 0, Size: data.length }], pieces(data, 7000));
+    const staged = await area.staged();
+    assert.equal(staged.length, 300);
+    for (const s of staged) assert.equal((await stat(s.path)).size, data.length, s.id);
+    assert.equal(md5(await readFile(area.pathOf(last.ID))), last.MD5);
+    assert.deepEqual(staged.filter((s) => s.verified).map((s) => s.id), [last.ID]);
+    await area.remove();
+    await assert.rejects(stat(dir));
+    // Removed right after it was made: nothing is left behind by the files still being made.
+    const gone = await StagingArea.create(join(root, 'gone'), many);
+    await gone.remove();
+    await new Promise((r) => setTimeout(r, 50));
+    await assert.rejects(stat(join(root, 'gone')));
   });
 
   test('reopens an existing area, and refuses one whose files are missing or resized', async () => {

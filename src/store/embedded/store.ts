@@ -242,7 +242,9 @@ export class EmbeddedStore implements Store {
 
   async commitStaged(staged: readonly StagedInstance[]): Promise<CommitResult> {
     const problems: string[] = [];
-    const checked = await mapLimit(staged, this.#opts.commitThreads, async (s) => {
+    // The checks wait mostly on file opens and reads: many at a time, or a thousand small files wait on
+    // the disk a thousand times in a row (CommitThreadsCount raises it further for MD5-heavy commits).
+    const checked = await mapLimit(staged, Math.max(this.#opts.commitThreads, IO_PARALLELISM), async (s) => {
       try {
         const st = await stat(s.path);
         if (st.size !== s.size) {

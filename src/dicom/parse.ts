@@ -63,7 +63,8 @@ function headerOf(parsed: ParsedDicom, bytes: Uint8Array): DicomHeader {
     pixelDataOffset: parsed.pixelDataOffset,
   };
   const end = parsed.pixelDataOffset === undefined ? bytes.length : Math.min(bytes.length, parsed.pixelDataOffset + 12);
-  bytesOf.set(header, bytes.slice(0, end));
+  // A real copy: Buffer#slice is a view, which would keep the whole prefix (64 KiB and more) alive.
+  bytesOf.set(header, Uint8Array.prototype.slice.call(bytes, 0, end));
   return header;
 }
 

@@ -1,5 +1,6 @@
 // The store interface: the one contract between the transfer engine and where DICOM lives (the
 // embedded store, or a real Orthanc). The engine never knows which store it holds.
+import type { DicomHeader } from '../dicom/types.ts';
 import type { Readable } from 'node:stream';
 import type { Level, OrthancIds } from '../dicom/types.ts';
 
@@ -20,6 +21,8 @@ export interface StagedInstance {
   synced?: boolean;
   /** The file was hashed as it was written and matched `md5` (a store need not read it again for that). */
   verified?: boolean;
+  /** With `verified`: the header parsed from the very bytes that were hashed (a store need not read it). */
+  header?: DicomHeader;
 }
 
 export type IngestStatus = 'Success' | 'AlreadyStored';

@@ -14,6 +14,8 @@ import { bucketSize, payloadLayout, type PlacedChunk } from '../protocol/buckets
 import { createGunzipStream, createLengthCheck } from '../protocol/compression.ts';
 import { sortUniqueInstances, type Bucket, type InstanceInfo } from '../protocol/wire.ts';
 import type { StagedInstance } from '../store/types.ts';
+import { parseDicomHeader } from '../dicom/parse.ts';
+import type { DicomHeader } from '../dicom/types.ts';
 import { mapLimit } from '../util/concurrency.ts';
 
 /** Name of an instance's file inside a staging directory (IDs are lowercase hex and dashes only). */
@@ -57,6 +59,10 @@ export class StagingArea {
   readonly #verified = new Set<string>();
   /** Writes into each instance so far, to tell whether another bucket wrote while one was hashed. */
   readonly #epochs = new Map<string, number>();
+  /** Instances written in pieces, hashed in order as their pieces land (see #advance). */
+  readonly #running = new Map<string, Running>();
+  /** Headers parsed from the bytes of verified instances: the commit need not read them again. */
+  readonly #headers = new Map<string, DicomHeader>();
   /** Creation of each file made or being made (create() only: a reopened area has them all). */
   readonly #made = new Map<string, Promise<void>>();
   /** The creation of the files create() left to the background. */
@@ -211,6 +217,9 @@ export class StagingArea {
     // A chunk that is a whole instance is hashed on its way to the disk: when it matches the declared
     // MD5 and nothing else wrote into that instance meanwhile, the commit need not read it again.
     let hash: Hash | undefined;
+    // The first bytes of that instance, for its header.
+    let head: Buffer[] | undefined;
+    let headBytes = 0;
     let payloadCrc = 0;
     let hashEpoch = 0;
     let ownWrites = 0;
@@ -218,9 +227,13 @@ export class StagingArea {
       if (pendingBytes === 0) return;
       const fh = await handleOf(c.ID);
       this.#verified.delete(c.ID);
+      this.#headers.delete(c.ID);
       this.#epochs.set(c.ID, (this.#epochs.get(c.ID) ?? 0) + 1);
       ownWrites++;
       await writeAllAt(fh, pending, pendingBytes, c.Offset + pendingAt);
+      // A piece of an instance (not the whole of it in this chunk) joins the instance's running hash.
+      if (hash) this.#spoil(c.ID);
+      else this.#advance(c.ID, c.Offset + pendingAt, pendingBytes);
       pendingAt += pendingBytes;
       pending = [];
       pendingBytes = 0;
@@ -233,6 +246,8 @@ export class StagingArea {
         const inst = this.#instances.get(c.ID);
         const whole = c.Offset === 0 && inst !== undefined && c.Size === inst.Size;
         hash = whole ? createHash('md5') : undefined;
+        head = whole ? [] : undefined;
+        headBytes = 0;
         hashEpoch = this.#epochs.get(c.ID) ?? 0;
       };
       const endChunk = async (c: PlacedChunk) => {
@@ -240,8 +255,13 @@ export class StagingArea {
         if (hash) {
           const inst = this.#instances.get(c.ID);
           const sole = (this.#epochs.get(c.ID) ?? 0) === hashEpoch + ownWrites;
-          if (inst && sole && hash.digest('hex') === inst.MD5) this.#verified.add(c.ID);
+          if (inst && sole && hash.digest('hex') === inst.MD5) {
+            this.#verified.add(c.ID);
+            const header = headerFrom(head ?? [], inst.Size);
+            if (header) this.#headers.set(c.ID, header);
+          }
           hash = undefined;
+          head = undefined;
         }
       };
       if (layout[0]) startChunk(layout[0]);
@@ -275,6 +295,10 @@ export class StagingArea {
           const n = Math.min(piece.length - at, c.Size - inChunk);
           const part = piece.subarray(at, at + n);
           hash?.update(part);
+          if (head && headBytes < HEAD_BYTES) {
+            head.push(part);
+            headBytes += part.length;
+          }
           if (opts.crc32 !== undefined) payloadCrc = crc32(part, payloadCrc);
           pending.push(part);
           pendingBytes += n;
@@ -338,17 +362,79 @@ export class StagingArea {
     }
   }
 
-  /** The instances as the store's commitStaged wants them (once every file is made). */
+  /**
+   * Feeds a piece just written at `offset` into its instance's running hash: the bytes are read back
+   * from the file (the page cache; nothing is held in memory meanwhile) as soon as every byte before
+   * them is in, so pieces may land in any order. When the whole instance is in and matches its MD5 it is verified,
+   * and the commit need not read it again. A piece written over bytes already counted (a bucket sent
+   * again) spoils the instance: the commit reads it then. Runs in order per instance, in the background;
+   * staged() waits for it.
+   */
+  #advance(id: string, offset: number, length: number): void {
+    const inst = this.#instances.get(id);
+    if (!inst) return;
+    let r = this.#running.get(id);
+    if (!r) {
+      r = { hash: createHash('md5'), at: 0, ahead: new Map(), spoiled: false, done: false, queue: Promise.resolve() };
+      this.#running.set(id, r);
+    }
+    const run = r;
+    if (run.spoiled) return;
+    const end = offset + length;
+    run.queue = run.queue
+      .then(async () => {
+        if (run.spoiled) return;
+        if (run.done || offset < run.at || [...run.ahead].some(([a, b]) => offset < b && a < end)) {
+          this.#spoil(id);
+          return;
+        }
+        run.ahead.set(offset, end);
+        for (let e = run.ahead.get(run.at); e !== undefined; e = run.ahead.get(run.at)) {
+          run.ahead.delete(run.at);
+          await hashFileRange(this.pathOf(id), run.at, e, run.hash);
+          if (run.spoiled) return;
+          run.at = e;
+        }
+        if (run.at === inst.Size) {
+          run.done = true;
+          if (run.hash.digest('hex') === inst.MD5) {
+            this.#verified.add(id);
+            // The file holds exactly the bytes counted (a later write would spoil it): its header from there.
+            const header = headerFrom([await readHead(this.pathOf(id), inst.Size)], inst.Size);
+            if (header && !run.spoiled) this.#headers.set(id, header);
+          }
+        }
+      })
+      .catch(() => {
+        run.spoiled = true;
+      });
+  }
+
+  /** Stops trusting what was hashed of an instance so far (it is read again at commit). */
+  #spoil(id: string): void {
+    const r = this.#running.get(id);
+    if (r) r.spoiled = true;
+    this.#verified.delete(id);
+    this.#headers.delete(id);
+  }
+
+  /** The instances as the store's commitStaged wants them (once every file is made and hashed). */
   async staged(): Promise<StagedInstance[]> {
     await this.#allMade();
-    return this.instances.map((i) => ({
-      id: i.ID,
-      path: this.pathOf(i.ID),
-      size: i.Size,
-      md5: i.MD5,
-      synced: true,
-      verified: this.#verified.has(i.ID),
-    }));
+    await Promise.all([...this.#running.values()].map((r) => r.queue));
+    return this.instances.map((i) => {
+      const header = this.#headers.get(i.ID);
+      const verified = this.#verified.has(i.ID);
+      return {
+        id: i.ID,
+        path: this.pathOf(i.ID),
+        size: i.Size,
+        md5: i.MD5,
+        synced: true,
+        verified,
+        ...(verified && header ? { header } : {}),
+      };
+    });
   }
 
   /** Deletes the directory and everything in it (what a commit did not adopt). Never throws. */
@@ -360,6 +446,67 @@ export class StagingArea {
     await rm(this.dir, { recursive: true, force: true, maxRetries: 2 }).catch(() => undefined);
   }
 }
+
+/** The running hash of an instance written in pieces. */
+interface Running {
+  hash: Hash;
+  /** Bytes [0, at) are hashed. */
+  at: number;
+  /** Pieces written and not yet counted, start -> end, read back once `at` reaches them. */
+  ahead: Map<number, number>;
+  /** Something was written over counted bytes (or a read failed): the commit checks the file itself. */
+  spoiled: boolean;
+  /** Every byte was counted (and the digest taken). */
+  done: boolean;
+  /** The steps of this instance, one after the other. */
+  queue: Promise<void>;
+}
+
+/** Bytes of an instance's beginning kept to parse its header from. */
+const HEAD_BYTES = 64 * 1024;
+
+/** The header of an instance from its first bytes, or undefined when they do not hold all of it. */
+function headerFrom(parts: readonly Buffer[], size: number): DicomHeader | undefined {
+  const bytes = parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts as Buffer[]);
+  if (bytes.length === 0) return undefined;
+  try {
+    return parseDicomHeader(bytes, { prefix: bytes.length < size });
+  } catch {
+    // Cut short, or not DICOM: the commit reads the file and says what is wrong with it.
+    return undefined;
+  }
+}
+
+/** The first HEAD_BYTES of a file (all of it when smaller). */
+async function readHead(path: string, size: number): Promise<Buffer> {
+  const fh = await open(path, 'r');
+  try {
+    const buf = Buffer.alloc(Math.min(HEAD_BYTES, size));
+    const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+    return buf.subarray(0, bytesRead);
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Feeds bytes [start, end) of a file into `hash`. */
+async function hashFileRange(path: string, start: number, end: number, hash: Hash): Promise<void> {
+  const fh = await open(path, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(Math.min(READ_BACK, end - start));
+    for (let at = start; at < end; ) {
+      const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, end - at), at);
+      if (bytesRead === 0) throw new Error(`${path} ends at ${at}, before ${end}`);
+      hash.update(buf.subarray(0, bytesRead));
+      at += bytesRead;
+    }
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Bytes read back at once for a running hash. */
+const READ_BACK = 1024 * 1024;
 
 /** Bytes gathered before one positional write. */
 const WRITE_BATCH = 1024 * 1024;

@@ -12,6 +12,7 @@ import {
   parseDicomHeader,
   readDicomHeaderFromFile,
   readDicomHeaderPrefix,
+  simplifiedTags,
 } from '../../src/dicom/parse.ts';
 import { encodeDataSet, encodePart10, uint16s, type RawElement } from '../../src/dicom/write.ts';
 import { isXferError, XferError } from '../../src/errors.ts';
@@ -279,6 +280,20 @@ describe('synthetic files in every encoding', () => {
     const h = parseDicomHeader(encodeDataSet(elements, { explicitVr: false }));
     assert.equal(h.transferSyntaxUid, '1.2.840.10008.1.2');
     assert.equal(h.mainTags.Series.NumberOfSlices, '7\\300');
+  });
+});
+
+describe('the bytes a header keeps', () => {
+  test('are its own copy of the header, not a view of the whole buffer it was parsed from', () => {
+    const pixels = new Uint8Array(1024 * 1024).fill(7);
+    const bytes = Buffer.from(encodePart10([...UIDS, E(0x0010, 0x0010, 'PN', 'Doe^Jane'), E(0x7fe0, 0x0010, 'OW', pixels)], '1.2.840.10008.1.2.1'));
+    const header = parseDicomHeader(bytes);
+    const before = simplifiedTags(header, 'simplify');
+    assert.equal(before.PatientName, 'Doe^Jane');
+    // Scribbling over the buffer the header came from does not reach the header: it holds a copy (of
+    // the header only, so that a 64 KiB read or a whole instance is not kept alive by it).
+    bytes.fill(0);
+    assert.deepEqual(simplifiedTags(header, 'simplify'), before);
   });
 });
 

@@ -12,6 +12,7 @@ import { isXferError } from '../../src/errors.ts';
 import { gzipBuffer } from '../../src/protocol/compression.ts';
 import type { Bucket, InstanceInfo } from '../../src/protocol/wire.ts';
 import { StagingArea, stagedFileName } from '../../src/transfer/staging.ts';
+import { readDicomHeaderFromFile } from '../../src/dicom/parse.ts';
 
 const md5 = (b: Uint8Array) => createHash('md5').update(b).digest('hex');
 const KNEE = '/work/shared/testdata/real-dicom/Knee/T1';
@@ -192,6 +193,37 @@ describe('staging area', () => {
     await gone.remove();
     await new Promise((r) => setTimeout(r, 50));
     await assert.rejects(stat(join(root, 'gone')));
+  });
+
+  test('an instance written in pieces, out of order, is hashed as they land and verified with its header', async () => {
+    const inst = instances[1] as InstanceInfo;
+    const data = files.get(inst.ID) as Buffer;
+    const cut = [0, 100, 5000, 20_000, 21_000, data.length];
+    const piece = (k: number): Bucket => [{ ID: inst.ID, Offset: cut[k] as number, Size: (cut[k + 1] as number) - (cut[k] as number) }];
+    const area = await StagingArea.create(join(root, 'pieces'), [inst]);
+    for (const k of [2, 0, 4, 1, 3]) await area.writeBucket(piece(k), pieces(payloadOf(files, piece(k)), 3000));
+    let staged = (await area.staged())[0];
+    assert.equal(md5(await readFile(area.pathOf(inst.ID))), inst.MD5);
+    assert.equal(staged?.verified, true);
+    assert.equal(staged?.header?.sopInstanceUid, (await readDicomHeaderFromFile(area.pathOf(inst.ID))).sopInstanceUid);
+    // The same piece again: what was counted may have changed, so the commit checks the file itself.
+    await area.writeBucket(piece(1), pieces(payloadOf(files, piece(1)), 3000));
+    staged = (await area.staged())[0];
+    assert.equal(staged?.verified, false);
+    assert.equal(staged?.header, undefined);
+    await area.remove();
+  });
+
+  test('pieces that do not add up to the declared MD5 are not verified', async () => {
+    const inst = instances[2] as InstanceInfo;
+    const data = Buffer.from(files.get(inst.ID) as Buffer);
+    data.writeUInt8((data.at(-1) as number) ^ 0xff, data.length - 1);
+    const half = Math.floor(data.length / 2);
+    const area = await StagingArea.create(join(root, 'bad-pieces'), [inst]);
+    await area.writeBucket([{ ID: inst.ID, Offset: half, Size: data.length - half }], pieces(data.subarray(half), 4096));
+    await area.writeBucket([{ ID: inst.ID, Offset: 0, Size: half }], pieces(data.subarray(0, half), 4096));
+    assert.equal((await area.staged())[0]?.verified, false);
+    await area.remove();
   });
 
   test('reopens an existing area, and refuses one whose files are missing or resized', async () => {

@@ -256,7 +256,7 @@ export class EmbeddedStore implements Store {
           problems.push(`${s.id}: bad MD5 (${actual} instead of ${s.md5})`);
           return undefined;
         }
-        const header = await readDicomHeaderFromFile(s.path);
+        const header = s.verified && s.header ? s.header : await readDicomHeaderFromFile(s.path);
         const ids = orthancIds(header);
         if (ids.instance !== s.id) {
           problems.push(`${s.id}: the file holds instance ${ids.instance}`);

@@ -80,6 +80,8 @@ export interface RunnerSpec {
   /** True when iptables counters of the namespace measure the bytes between the nodes. */
   countWire: boolean;
   runTimeoutSeconds: number;
+  /** Shorter bound for the baselines (null: the same): one that runs out of time gives a lower bound. */
+  baselineTimeoutSeconds: number | null;
   /** Where the runner writes its ProfileResult. */
   out: string;
 }

@@ -188,6 +188,9 @@ interface JobView {
 
 class Timeout extends Error {}
 
+/** The time bound of the run under way (the baselines may have a shorter one). */
+let boundSeconds = spec.runTimeoutSeconds;
+
 /** Polls a job (dicom-xfer or Orthanc) every 100 ms until it succeeds, fails, or the deadline passes. */
 async function waitJob(base: string, id: string, deadline: number): Promise<JobView> {
   for (let i = 0; i < 10_000_000; i++) {
@@ -196,7 +199,7 @@ async function waitJob(base: string, id: string, deadline: number): Promise<JobV
     if (job.State === 'Failure') {
       throw Object.assign(new Error(`job failed: ${job.ErrorDescription ?? ''} ${job.ErrorDetails ?? ''}`.trim()), { job });
     }
-    if (Date.now() > deadline) throw new Timeout(`timeout: not done after ${spec.runTimeoutSeconds} s (job ${job.State ?? '?'})`);
+    if (Date.now() > deadline) throw new Timeout(`timeout: not done after ${boundSeconds} s (job ${job.State ?? '?'})`);
     await sleep(100);
   }
   throw new Timeout('timeout');
@@ -231,7 +234,8 @@ async function timed(
   let error: string | undefined;
   let job: JobView | undefined;
   try {
-    job = await transfer(Date.now() + spec.runTimeoutSeconds * 1000);
+    boundSeconds = METHODS[method].baseline && spec.baselineTimeoutSeconds !== null ? Math.min(spec.runTimeoutSeconds, spec.baselineTimeoutSeconds) : spec.runTimeoutSeconds;
+    job = await transfer(Date.now() + boundSeconds * 1000);
   } catch (e) {
     error = e instanceof Error ? e.message : String(e);
     job = (e as { job?: JobView }).job;
@@ -374,7 +378,7 @@ async function startPostClient(sourceUrl: string, destUrl: string): Promise<{
       if (m) return m;
       if (child.exitCode !== null || child.signalCode !== null) throw new Error('the POST client exited');
       const left = deadline - Date.now();
-      if (left <= 0) throw new Timeout(`timeout: not done after ${spec.runTimeoutSeconds} s`);
+      if (left <= 0) throw new Timeout(`timeout: not done after ${boundSeconds} s`);
       await new Promise<void>((r) => {
         wake = r;
         setTimeout(r, Math.min(left, 1000));

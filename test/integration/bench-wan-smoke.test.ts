@@ -1,4 +1,4 @@
-// Smoke run of `npm run bench:wan` over the emulated link: the tiny data set, the good profile, a push,
+// Smoke run of `npm run bench:wan` over the emulated link: the small data set (about 150 MB), the good profile, a push,
 // a pull and the sequential POST baseline; the JSON report is complete, every run verified, and the
 // benchmark's namespace is gone afterwards. Needs root and ../shared/wan (skipped otherwise).
 import assert from 'node:assert/strict';
@@ -13,7 +13,7 @@ import { REPO } from '../helpers/node.ts';
 
 const why = wanUnavailable(REPO);
 const METHODS = ['push-gzip', 'pull-none', 'post-sequential'];
-const BOUND_MS = 240_000;
+const BOUND_MS = 480_000;
 
 interface Report {
   dataset: DatasetManifest;
@@ -21,7 +21,7 @@ interface Report {
   profiles: ProfileResult[];
 }
 
-describe('bench:wan smoke run (tiny set, good profile)', { skip: why ? `skipped: ${why}` : false }, () => {
+describe('bench:wan smoke run (small set, good profile)', { skip: why ? `skipped: ${why}` : false }, () => {
   let dir: string;
   let report: Report;
   let stdout = '';
@@ -31,7 +31,7 @@ describe('bench:wan smoke run (tiny set, good profile)', { skip: why ? `skipped:
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'dx-bench-wan-'));
-    const args = ['--import', 'tsx', join(REPO, 'bench', 'wan.ts'), '--set', 'tiny', '--profiles', 'good', '--methods', METHODS.join(',')];
+    const args = ['--import', 'tsx', join(REPO, 'bench', 'wan.ts'), '--set', 'small', '--profiles', 'good', '--methods', METHODS.join(',')];
     args.push('--json', join(dir, 'report.json'), '--data-dir', dir, '--run-timeout', '120');
     const child = spawn(process.execPath, args, { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
     pid = child.pid ?? 0;
@@ -56,7 +56,7 @@ describe('bench:wan smoke run (tiny set, good profile)', { skip: why ? `skipped:
 
   test('the report holds one good-profile result with every method, all verified', () => {
     assert.equal(report.cc, 'cubic');
-    assert.equal(report.dataset.set, 'tiny');
+    assert.equal(report.dataset.set, 'small');
     assert.equal(report.profiles.length, 1);
     const p = report.profiles[0] as ProfileResult;
     assert.equal(p.profile.name, 'good');

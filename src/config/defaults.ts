@@ -71,6 +71,8 @@ export const TRANSFERS_DEFAULTS = {
   IdleBeforeEviction: 60,
   /** Whether the node lists and uses the protocol extensions (src/transfer/capabilities.ts). */
   Extensions: true,
+  /** Whether transfers between dicom-xfer nodes use small buckets joined into spans (extension bucket-span). */
+  BucketSpans: true,
 } as const;
 
 /** Defaults of the `OrthancStore` section (used only when it is present). */

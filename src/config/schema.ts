@@ -544,7 +544,15 @@ export const TRANSFERS_SETTINGS: {
     type: 'boolean',
     default: TRANSFERS_DEFAULTS.Extensions,
     meaning:
-      'dicom-xfer extension: list the protocol extensions (resume, dedupe, async-commit, bucket-crc32) in `GET /transfers/capabilities` and use them with peers that list them; false makes the node list none and use none, speaking exactly the plugin\'s protocol.',
+      'dicom-xfer extension: list the protocol extensions (resume, dedupe, async-commit, bucket-crc32, bucket-span) in `GET /transfers/capabilities` and use them with peers that list them; false makes the node list none and use none, speaking exactly the plugin\'s protocol.',
+    source: 'dicom-xfer',
+  },
+  BucketSpans: {
+    schema: bool(),
+    type: 'boolean',
+    default: TRANSFERS_DEFAULTS.BucketSpans,
+    meaning:
+      'dicom-xfer extension: with Extensions, list and use bucket-span: transfers between dicom-xfer nodes plan buckets of 512 KiB and join consecutive ones into requests sized to the link. false keeps the plugin\'s bucket layout (one request per BucketSize bucket) while the other extensions stay.',
     source: 'dicom-xfer',
   },
 };

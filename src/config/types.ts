@@ -70,6 +70,8 @@ export interface TransfersConfig {
   IdleBeforeEviction: number;
   /** dicom-xfer extension: list and use the protocol extensions with peers that list them. */
   Extensions: boolean;
+  /** dicom-xfer extension: with Extensions, list and use bucket-span (small buckets joined into spans). */
+  BucketSpans: boolean;
 }
 
 export interface Config {

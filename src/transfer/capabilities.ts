@@ -77,8 +77,15 @@ export function capabilitiesDocument(config: Pick<Config, 'Transfers'>): Capabil
     Name: 'dicom-xfer',
     Version: VERSION,
     Protocol: PROTOCOL_VERSION,
-    Extensions: extensionsEnabled(config) ? { ...EXTENSIONS } : {},
+    Extensions: extensionsEnabled(config) ? ourExtensions(config) : {},
   };
+}
+
+/** The extensions this node lists and uses: all of them, but bucket-span only with Transfers.BucketSpans. */
+function ourExtensions(config: Pick<Config, 'Transfers'>): Partial<Record<Extension, number>> {
+  const out: Partial<Record<Extension, number>> = { ...EXTENSIONS };
+  if (config.Transfers.BucketSpans === false) delete out['bucket-span'];
+  return out;
 }
 
 /** What a job may use with one peer: the extensions both sides list. */
@@ -137,13 +144,15 @@ export async function peerCapabilities(
   call: <T>(fn: (signal: AbortSignal | undefined) => Promise<T>) => Promise<T>,
 ): Promise<PeerCapabilities> {
   if (!extensionsEnabled(config)) return PeerCapabilities.NONE;
-  const key = `${client.name}\n${client.url('/')}`;
+  const key = `${client.name}\n${client.url('/')}\n${config.Transfers.BucketSpans}`;
   const hit = cache.get(key);
   if (hit && Date.now() - hit.at < CAPABILITIES_TTL_MS) return hit.caps;
   let caps: PeerCapabilities;
   try {
     const answer = await call((signal) => client.json({ method: 'GET', path: CAPABILITIES_PATH, signal }));
     caps = parseCapabilities(answer.body);
+    // What this node does not use itself is not used with the peer either.
+    if (config.Transfers.BucketSpans === false) caps = new PeerCapabilities(caps.list().filter((x) => x !== 'bucket-span'));
   } catch (e) {
     // A definite answer that is not a capability document: the peer has no extensions (an Orthanc).
     if (e instanceof PeerHttpError && (e.badBody || (e.status >= 400 && e.status < 500))) caps = PeerCapabilities.NONE;

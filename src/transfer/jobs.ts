@@ -3,7 +3,9 @@
 // bucket into a staging area, commit into the local store). Both keep their plan and finished buckets
 // in the jobs database, so a pause, a cancel or a restart never sends a finished bucket again. Every
 // call is retried with backoff while the job's outage clock allows (RetryBudget), and with a peer that
-// lists them (capabilities.ts) the jobs use the extensions: resume, dedupe, async-commit, bucket-crc32.
+// lists them (capabilities.ts) the jobs use the extensions: resume, dedupe, async-commit, bucket-crc32,
+// bucket-span. How many requests are in flight adapts to the link (adaptive.ts), and with bucket-span so
+// does their size (spans.ts).
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
@@ -114,6 +116,8 @@ const IN_FLIGHT_BYTES = 160 * 1024 * 1024;
 /** Decisions of the requests-in-flight controller shown in a job's Content (`Adaptive`). */
 const ADAPTIVE_HISTORY = 40;
 const round1 = (n: number): number => Math.round(n * 10) / 10;
+/** Largest span before the link is measured. */
+const FIRST_SPAN_BYTES = 2 * 1024 * 1024;
 /** Longest a span should take at the rate each request gets (a bound on what one lost request costs). */
 const SPAN_SECONDS = 8;
 /** The per-call budget beyond the job's outage budget: the outage clock decides, this only bounds a call. */
@@ -391,18 +395,17 @@ class TransferRun {
     const moved = (bytes: number): void => adaptive.progress(bytes);
     const queue = new SpanQueue(buckets, pending, { ...spans, maxBytes: this.config.Transfers.BucketSize * 1024 });
     const nextSpan = (): Span | undefined => {
-      // Guided self-scheduling: half of an even share of what is left, and no more than one request
-      // moves in SPAN_SECONDS at the rate each request gets now.
-      // Before the first measurement nothing is known of the link: single buckets, so that the first
-      // requests end (and the controller sees them) soon even on a slow link.
       if (queue.empty) {
         adaptive.drained();
         return undefined;
       }
+      // Guided self-scheduling: half of an even share of what is left, and no more than one request
+      // moves in SPAN_SECONDS at the rate each request gets now. Before the first measurement nothing is
+      // known of the link: small spans, so that the first requests end (and are measured) soon even on a
+      // slow link.
       const rate = adaptive.rate;
-      if (rate === undefined) return queue.next(0);
-      const target = Math.min(queue.bytesLeft / (2 * Math.max(1, adaptive.limit)), (rate / Math.max(1, adaptive.limit)) * SPAN_SECONDS);
-      return queue.next(target);
+      const perRequest = rate === undefined ? FIRST_SPAN_BYTES : (rate / Math.max(1, adaptive.limit)) * SPAN_SECONDS;
+      return queue.next(Math.min(queue.bytesLeft / (2 * Math.max(1, adaptive.limit)), perRequest));
     };
     const one = async (span: Span): Promise<void> => {
       const label = span.first === span.last ? `bucket ${span.first}` : `buckets ${span.first}-${span.last}`;

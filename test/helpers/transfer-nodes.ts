@@ -350,7 +350,8 @@ export async function setupClasses(largeMB = 300): Promise<ClassesSetup> {
   const dir = await mkdtemp(join(tmpdir(), 'dx-classes-'));
   const files = await writeBucketClassData(dir, largeMB);
   const pair = await startPair({
-    common: { Transfers: { BucketSize: CLASSES_BUCKET_KB } },
+    // The plugin's bucket layout (no spans): the tests that use this check every bucket's PUT.
+    common: { Transfers: { BucketSize: CLASSES_BUCKET_KB, BucketSpans: false } },
     hashBodies: true,
     keepBodies: [{ method: 'POST', path: /^\/+transfers\/(push|lookup)$/ }],
   });

@@ -124,6 +124,41 @@ export function resentBytes(records: readonly ProxyRecord[], indexOf: (r: ProxyR
   return { indexes, bytes: extra, largestBucket: Math.max(...sizes) };
 }
 
+/**
+ * As resentBytes, for requests that each carry a span of consecutive buckets (extension bucket-span):
+ * `rangeOf` gives a record's [first, last]. Every bucket must have gone through whole at least once (in a
+ * record whose bytes are its span's total); the extra bytes are all the records' bytes beyond the
+ * transfer's size, and the indexes those covered by more than one request that carried bytes.
+ */
+export function resentSpans(
+  records: readonly ProxyRecord[],
+  rangeOf: (r: ProxyRecord) => [number, number],
+  sizes: readonly number[],
+  side: 'request' | 'response',
+): Resent & { largestRequest: number } {
+  const bytes = (r: ProxyRecord) => (side === 'request' ? r.requestBytes : r.responseBytes);
+  const whole = new Set<number>();
+  const carried = new Map<number, number>();
+  let moved = 0;
+  let largestRequest = 0;
+  for (const r of records) {
+    const [first, last] = rangeOf(r);
+    assert.ok(first >= 0 && last >= first && last < sizes.length, `a span request: ${r.method} ${r.path}`);
+    let span = 0;
+    for (let i = first; i <= last; i++) span += sizes[i] as number;
+    largestRequest = Math.max(largestRequest, span);
+    moved += bytes(r);
+    for (let i = first; i <= last; i++) {
+      if (bytes(r) === span) whole.add(i);
+      if (bytes(r) > 0) carried.set(i, (carried.get(i) ?? 0) + 1);
+    }
+  }
+  sizes.forEach((_s, i) => assert.ok(whole.has(i), `bucket ${i} went through whole`));
+  const total = sizes.reduce((n, s) => n + s, 0);
+  const indexes = [...carried].filter(([, n]) => n > 1).map(([i]) => i).sort((a, b) => a - b);
+  return { indexes, bytes: moved - total, largestBucket: Math.max(...sizes), largestRequest };
+}
+
 /** MiB with two decimals, for diagnostics. */
 export function mib(n: number): string {
   return (n / (1024 * 1024)).toFixed(2);

@@ -64,7 +64,8 @@ describe('protocol extensions between dicom-xfer nodes', { timeout: 180_000 }, (
 
   before(async () => {
     pair = await startPair({
-      common: { HttpTimeout: 30, Transfers: { BucketSize: BUCKET_KB, Threads: 4, RetryBudget: 30 } },
+      // The plugin's bucket layout (no spans), 4 requests in flight: the tests count PUTs per bucket.
+      common: { HttpTimeout: 30, Transfers: { BucketSize: BUCKET_KB, Threads: 4, MaxThreads: 4, BucketSpans: false, RetryBudget: 30 } },
       hashBodies: true,
       keepBodies: [
         { method: 'POST', path: /^\/+transfers\/(push|have|lookup)$/ },

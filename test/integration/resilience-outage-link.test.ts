@@ -31,7 +31,7 @@ describe('a 60 s outage of the link', { timeout: 150_000 }, () => {
   let resources: { Level: string; ID: string }[];
 
   before(async () => {
-    pair = await startPair({ common: { HttpTimeout: 30, Transfers: { BucketSize: BUCKET_KB, Threads: 4, RetryBudget: 120 } } });
+    pair = await startPair({ common: { HttpTimeout: 30, Transfers: { BucketSize: BUCKET_KB, Threads: 4, MaxThreads: 4, BucketSpans: false, RetryBudget: 120 } } });
     await importFiles(pair.a.url, await listFiles(join(REAL_DICOM, 'Brainix')));
     source = await storedMd5s(pair.a.url);
     resources = (await getJson<string[]>(pair.a.url, '/studies')).map((ID) => ({ Level: 'Study', ID }));

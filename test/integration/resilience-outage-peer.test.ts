@@ -32,7 +32,7 @@ describe('a 60 s outage of the receiver', { timeout: 150_000 }, () => {
 
   before(async () => {
     // RetryBudget is left at its default (120 s).
-    pair = await startPair({ common: { HttpTimeout: 30, Transfers: { BucketSize: BUCKET_KB, Threads: 4, RetryBudget: 120 } } });
+    pair = await startPair({ common: { HttpTimeout: 30, Transfers: { BucketSize: BUCKET_KB, Threads: 4, MaxThreads: 4, BucketSpans: false, RetryBudget: 120 } } });
     await importFiles(pair.a.url, await listFiles(join(REAL_DICOM, 'Brainix')));
     source = await storedMd5s(pair.a.url);
     resources = (await getJson<string[]>(pair.a.url, '/studies')).map((ID) => ({ Level: 'Study', ID }));

@@ -73,7 +73,8 @@ describe('transfers of the real DICOM files between two nodes', { timeout: 240_0
       assert.equal(sent.size, job.Content.TotalBuckets);
       assert.ok([...sent.values()].every((n) => n === 1));
       assert.ok([...sent.keys()].every((i) => i >= 0 && i < (job.Content.TotalBuckets as number)));
-      // Small buckets joined into fewer requests: the extension bucket-span at work.
+      // Small buckets joined into fewer requests: the extension bucket-span, on by default, at work.
+      assert.ok((job.Content.PeerExtensions as string[]).includes('bucket-span'), JSON.stringify(job.Content.PeerExtensions));
       assert.ok(puts.length < (job.Content.TotalBuckets as number), `${puts.length} PUTs for ${job.Content.TotalBuckets} buckets`);
       assert.equal(pair.toB.records({ method: 'POST', path: /\/commit$/ }).length, 1);
     });

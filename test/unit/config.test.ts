@@ -344,6 +344,7 @@ describe('defaults and overrides', () => {
       RetryBudget: 120,
       IdleBeforeEviction: 60,
       Extensions: true,
+      BucketSpans: true,
     });
     assert.deepEqual(config, {
       Name: 'dicom-xfer',

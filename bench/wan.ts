@@ -11,6 +11,7 @@ import { parseArgs } from 'node:util';
 import { orthancInstalled } from '../test/helpers/orthanc.ts';
 import {
   BASELINES,
+  FRAME_OVERHEAD,
   METHOD_NAMES,
   PROFILES,
   SETS,
@@ -171,13 +172,24 @@ function machine(): Record<string, unknown> {
   };
 }
 
-function cell(run: RunResult, b: MethodName): string {
+function cell(run: RunResult, b: MethodName, p: ProfileResult): string {
   if (run.method === b) return '1';
   const s = run.speedup[b];
   if (s === undefined) return '';
   if (s === null) return '–';
-  return `${s.atLeast ? '≥' : ''}${s.x.toFixed(2)}x`;
+  if (!s.atLeast) return `${s.x.toFixed(2)}x`;
+  // A baseline stopped at its bound: the bound gives a lower bound; its pace until then, an estimate.
+  const base = p.runs.find((r) => r.method === b);
+  const est = base ? paceSeconds(base) : null;
+  return `≥${s.x.toFixed(2)}x${est !== null ? ` (≈${(est / run.wallSeconds).toFixed(0)}x)` : ''}`;
 }
+
+/** The time a run stopped at its bound would have taken at the pace it had (wire bytes moved so far). */
+function paceSeconds(r: RunResult): number | null {
+  if (!r.wire || r.wire.busierBytes <= 0) return null;
+  return (r.dicomBytes * FRAME_OVERHEAD) / (r.wire.busierBytes / r.wallSeconds);
+}
+
 
 /** A baseline cut short by its time bound: a lower bound for the comparison, not a failure. */
 function stoppedBaseline(r: RunResult): boolean {
@@ -202,14 +214,14 @@ function table(p: ProfileResult): string[] {
     const result = r.ok
       ? 'ok'
       : stoppedBaseline(r)
-        ? `stopped after ${f1(r.wallSeconds, 0)} s (baseline bound)`
+        ? `stopped after ${f1(r.wallSeconds, 0)} s (bound), ${f1((r.wire?.busierBytes ?? 0) / 1e6, 0)} MB across: ≈${f1(paceSeconds(r), 0)} s at that pace`
         : `FAILED: ${(r.error ?? '').replace(/https?:\/\/\S+/g, '…').replace(/\|/g, '/').slice(0, 110)}${lost}`;
     // A failed run moved only part of the data: its rates would mislead.
     const rate = (x: string): string => (r.ok ? x : '–');
     const senderCpu = r.sender ? r.sender.cpuSeconds + (r.client?.cpuSeconds ?? 0) : null;
     const senderRss = r.sender ? (r.client ? `${f1(r.sender.peakRssMB, 0)} + ${f1(r.client.peakRssMB, 0)}` : f1(r.sender.peakRssMB, 0)) : '–';
     lines.push(
-      `| ${r.method} | ${result} | ${f1(r.wallSeconds)} | ${rate(f1(r.dicomMBps, 2))} | ${r.wire ? f1(r.wire.busierBytes / 1e6) : '–'} | ${rate(pct(r.linkUtilisation))} | ${rate(pct(r.ratioToLimit))} | ${f1(senderCpu)} | ${f1(r.receiver?.cpuSeconds)} | ${senderRss} | ${f1(r.receiver?.peakRssMB, 0)} |${baselines.map((b) => ` ${cell(r, b)} |`).join('')}`,
+      `| ${r.method} | ${result} | ${f1(r.wallSeconds)} | ${rate(f1(r.dicomMBps, 2))} | ${r.wire ? f1(r.wire.busierBytes / 1e6) : '–'} | ${rate(pct(r.linkUtilisation))} | ${rate(pct(r.ratioToLimit))} | ${f1(senderCpu)} | ${f1(r.receiver?.cpuSeconds)} | ${senderRss} | ${f1(r.receiver?.peakRssMB, 0)} |${baselines.map((b) => ` ${cell(r, b, p)} |`).join('')}`,
     );
   }
   for (const s of p.skipped) lines.push('', `${s.method} skipped: ${s.reason}`);
@@ -223,7 +235,7 @@ const DEFINITIONS = [
   'link use: wire MB x 8 / (wall time x link rate of one direction).',
   'of limit: (time the link needs for the method\'s best payload — the gzip -6 size of the data set for gzip methods, the raw size otherwise — in 1500-byte frames carrying 1448 bytes each, plus one RTT) / wall time.',
   'CPU s: user + system time of the process during the run; peak RSS: VmHWM at the end of the run (every process starts fresh per run). post-sequential: sender = source node + the client process.',
-  'vs X: X\'s wall time / this wall time (above 1: faster than X; ≥ when X was stopped at its time bound, --baseline-timeout).',
+  'vs X: X\'s wall time / this wall time (above 1: faster than X). When X was stopped at its time bound (--baseline-timeout): ≥ the bound / this wall time, and in parentheses the estimate from X\'s pace until then (data set size / its wire rate).',
 ];
 
 function markdown(report: {

@@ -231,4 +231,7 @@ export class ControlClient {
   }
 }
 
+/** IP bytes per MSS-sized payload on the emulated link: 1500-byte frames carrying 1448 bytes of TCP payload. */
+export const FRAME_OVERHEAD = 1500 / 1448;
+
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

@@ -15,6 +15,7 @@ import { orthancInstalled, startOrthanc, type OrthancServer } from '../../test/h
 import { freePort } from '../../test/helpers/ports.ts';
 import {
   BASELINES,
+  FRAME_OVERHEAD,
   ControlClient,
   METHODS,
   procUsage,
@@ -292,8 +293,6 @@ async function timed(
   return result;
 }
 
-/** IP bytes per MSS-sized payload on the emulated link: 1500-byte frames carrying 1448 bytes of TCP payload. */
-const FRAME_OVERHEAD = 1500 / 1448;
 
 function wireBytes(before: Counters | undefined, after: Counters | undefined): WireBytes | null {
   if (!before || !after) return null;

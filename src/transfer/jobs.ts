@@ -45,7 +45,7 @@ import {
 import { mapLimit } from '../util/concurrency.ts';
 import { AdaptiveConcurrency, AdaptiveGzipLevel, runWithLimit } from './adaptive.ts';
 import { StagingArea } from './staging.ts';
-import { SPAN_UNIT, SpanQueue, type Span, type SpanQueueOptions } from './spans.ts';
+import { SPAN_UNIT, SpanQueue, spanLabel, spanSegment, type Span, type SpanQueueOptions } from './spans.ts';
 
 /** The serialized form of a transfer job: its query (SPEC §11.6). */
 export interface TransferJobQuery {
@@ -125,7 +125,6 @@ const CALL_BUDGET_SLACK_MS = 120_000;
 
 /** Bytes and timings of one run of a job, fed by the bucket streams; the job Content reads it. */
 class RunStats {
-  completed = 0;
   wireBytes = 0;
   #firstStart: number | undefined;
   #lastEnd: number | undefined;
@@ -135,7 +134,6 @@ class RunStats {
   }
 
   bucketDone(wire: number): void {
-    this.completed++;
     this.wireBytes += wire;
     this.#lastEnd = Date.now();
   }
@@ -408,7 +406,7 @@ class TransferRun {
       return queue.next(Math.min(queue.bytesLeft / (2 * Math.max(1, adaptive.limit)), perRequest));
     };
     const one = async (span: Span): Promise<void> => {
-      const label = span.first === span.last ? `bucket ${span.first}` : `buckets ${span.first}-${span.last}`;
+      const label = spanLabel(span);
       const start = Date.now();
       let attemptStart = start;
       let wire: number;
@@ -721,8 +719,8 @@ export class PushTransferJob implements JobRunner {
         for (let i = span.first; i <= span.last && all; i++) all = held.has(i);
         if (all) return 0;
       }
-      const target = span.first === span.last ? `${path}/${span.first}` : `${path}/${span.first}-${span.last}`;
-      const label = span.first === span.last ? `bucket ${span.first}` : `buckets ${span.first}-${span.last}`;
+      const target = `${path}/${spanSegment(span)}`;
+      const label = spanLabel(span);
       const level = r.gzip.level;
       if (q.Compression === 'gzip') ctx.setContent({ GzipLevel: level });
       for (let resend = 0; ; resend++) {
@@ -1032,7 +1030,7 @@ export class PullTransferJob implements JobRunner {
           return wire;
         } catch (e) {
           if (!(isXferError(e) && e.http === BUCKET_CHECKSUM_STATUS)) throw e;
-          const label = span.first === span.last ? `bucket ${span.first}` : `buckets ${span.first}-${span.last}`;
+          const label = spanLabel(span);
           const mismatch = new ChecksumMismatch(`${label}: ${e.details ?? e.message}`);
           if (refetch >= IMMEDIATE_RESENDS) throw mismatch;
           r.noteRetry(label, mismatch, 0);

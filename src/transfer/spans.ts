@@ -24,6 +24,16 @@ export interface Span {
   bytes: number;
 }
 
+/** "bucket 7" or "buckets 7-12", for retries, logs and errors. */
+export function spanLabel(span: Pick<Span, 'first' | 'last'>): string {
+  return span.first === span.last ? `bucket ${span.first}` : `buckets ${span.first}-${span.last}`;
+}
+
+/** The last segment of a span's push PUT: `7`, or `7-12` (extension bucket-span). */
+export function spanSegment(span: Pick<Span, 'first' | 'last'>): string {
+  return span.first === span.last ? `${span.first}` : `${span.first}-${span.last}`;
+}
+
 /** The chunks of consecutive buckets as one list, adjacent pieces of one instance joined into one chunk. */
 export function joinChunks(buckets: readonly Bucket[]): Chunk[] {
   const out: Chunk[] = [];

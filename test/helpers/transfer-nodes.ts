@@ -15,6 +15,12 @@ import { startProxy, type Matcher, type Proxy, type ProxyRecord } from './proxy.
 
 export const REAL_DICOM = '/work/shared/testdata/real-dicom';
 
+/**
+ * Transfers settings of the tests that count requests per bucket index: the plugin's bucket layout (no
+ * spans between the two nodes) and a fixed 4 requests in flight.
+ */
+export const PER_BUCKET = { Threads: 4, MaxThreads: 4, BucketSpans: false } as const;
+
 export const md5 = (b: Uint8Array): string => createHash('md5').update(b).digest('hex');
 
 export interface Answer {

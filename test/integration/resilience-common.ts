@@ -6,10 +6,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makePatient, makeSeries, makeStudy, writeMultiframe } from '../../src/generate/index.ts';
-import { bucketSize, scheduleBuckets } from '../../src/protocol/buckets.ts';
+import { scheduleBuckets } from '../../src/protocol/buckets.ts';
 import type { Bucket } from '../../src/protocol/wire.ts';
 import type { ProxyRecord } from '../helpers/proxy.ts';
-import { getJson, importFiles, specChunkUrl, startPair, storedMd5s, type Pair, type PairOptions } from '../helpers/transfer-nodes.ts';
+import { getJson, importFiles, listFiles, PER_BUCKET, REAL_DICOM, startPair, storedMd5s, type Pair, type PairOptions } from '../helpers/transfer-nodes.ts';
 
 export interface LargeSetup {
   pair: Pair;
@@ -71,20 +71,33 @@ export async function setupLarge(megabytes: number, bucketKb: number, extra: Pai
   }
 }
 
+export interface BrainixSetup {
+  pair: Pair;
+  /** Instance ID -> MD5 on A. */
+  source: Map<string, string>;
+  resources: { Level: string; ID: string }[];
+}
+
+/**
+ * A pair (HttpTimeout 30 s, BucketSize `bucketKb`, RetryBudget 120 s, PER_BUCKET) with the Brainix study
+ * imported into A: the outage tests' setup.
+ */
+export async function setupBrainix(bucketKb: number): Promise<BrainixSetup> {
+  const pair = await startPair({ common: { HttpTimeout: 30, Transfers: { BucketSize: bucketKb, ...PER_BUCKET, RetryBudget: 120 } } });
+  try {
+    await importFiles(pair.a.url, await listFiles(join(REAL_DICOM, 'Brainix')));
+    const source = await storedMd5s(pair.a.url);
+    const resources = (await getJson<string[]>(pair.a.url, '/studies')).map((ID) => ({ Level: 'Study', ID }));
+    return { pair, source, resources };
+  } catch (e) {
+    await pair.stop();
+    throw e;
+  }
+}
+
 /** The buckets a push of `instances` is cut into (SPEC §5.2). */
 export function pushBuckets(instances: readonly { ID: string; Size: number }[], bucketBytes: number): Bucket[] {
   return scheduleBuckets(instances, { bucketSize: bucketBytes });
-}
-
-/** The chunk URL -> bucket index of a pull from `base` (the peer URL as the puller knows it), and the sizes. */
-export function pullIndex(
-  instances: readonly { ID: string; Size: number }[],
-  bucketBytes: number,
-  base: string,
-  compression: 'none' | 'gzip',
-): { index: Map<string, number>; sizes: number[] } {
-  const buckets = scheduleBuckets(instances, { bucketSize: bucketBytes, pullBaseUrl: base, compression });
-  return { index: new Map(buckets.map((b, i) => [specChunkUrl(b, compression), i])), sizes: buckets.map(bucketSize) };
 }
 
 export interface Resent {
@@ -97,38 +110,13 @@ export interface Resent {
 }
 
 /**
- * What an uncompressed transfer moved more than once, from the proxy's records: per bucket index, the
- * body bytes of all its requests (`side`: the request bodies of PUTs, the answers of chunk GETs) minus the
- * bucket's size. Asserts that every bucket went through whole at least once. (A whole request is not
- * always a "completed" record: a PUT forwarded whole to the receiver whose sender was killed before the
- * answer shows as aborted, and the receiver holds it.)
- */
-export function resentBytes(records: readonly ProxyRecord[], indexOf: (r: ProxyRecord) => number, sizes: readonly number[], side: 'request' | 'response'): Resent {
-  const bytes = (r: ProxyRecord) => (side === 'request' ? r.requestBytes : r.responseBytes);
-  const byIndex = new Map<number, ProxyRecord[]>();
-  for (const r of records) {
-    const i = indexOf(r);
-    assert.ok(i >= 0 && i < sizes.length, `a bucket request: ${r.method} ${r.path}`);
-    byIndex.set(i, [...(byIndex.get(i) ?? []), r]);
-  }
-  let extra = 0;
-  const indexes: number[] = [];
-  sizes.forEach((size, i) => {
-    const rs = byIndex.get(i) ?? [];
-    const what = rs.map((r) => `${r.status}/${r.outcome}/${bytes(r)}`).join(', ');
-    assert.ok(rs.some((r) => bytes(r) === size), `bucket ${i} (${size} bytes) went through whole: ${what}`);
-    const sum = rs.reduce((n, r) => n + bytes(r), 0);
-    extra += sum - size;
-    if (rs.filter((r) => bytes(r) > 0).length > 1) indexes.push(i);
-  });
-  return { indexes, bytes: extra, largestBucket: Math.max(...sizes) };
-}
-
-/**
- * As resentBytes, for requests that each carry a span of consecutive buckets (extension bucket-span):
- * `rangeOf` gives a record's [first, last]. Every bucket must have gone through whole at least once (in a
- * record whose bytes are its span's total); the extra bytes are all the records' bytes beyond the
- * transfer's size, and the indexes those covered by more than one request that carried bytes.
+ * What an uncompressed transfer moved more than once, from the proxy's records of its requests (`side`:
+ * the request bodies of PUTs, the answers of chunk GETs), each carrying a span of consecutive buckets
+ * (`rangeOf` gives a record's [first, last]; a single bucket is a span of one). Every bucket must have gone
+ * through whole at least once, in a record whose bytes are its span's total (a whole request is not always
+ * a "completed" record: a PUT forwarded whole to a receiver whose sender was killed before the answer
+ * shows as aborted, and the receiver holds it). The extra bytes are all the records' bytes beyond the
+ * transfer's size; the indexes, those covered by more than one request that carried bytes.
  */
 export function resentSpans(
   records: readonly ProxyRecord[],

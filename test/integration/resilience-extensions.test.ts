@@ -21,6 +21,7 @@ import {
   json,
   listFiles,
   putIndex,
+  PER_BUCKET,
   startPair,
   startTransfer,
   storedMd5s,
@@ -65,7 +66,7 @@ describe('protocol extensions between dicom-xfer nodes', { timeout: 180_000 }, (
   before(async () => {
     pair = await startPair({
       // The plugin's bucket layout (no spans), 4 requests in flight: the tests count PUTs per bucket.
-      common: { HttpTimeout: 30, Transfers: { BucketSize: BUCKET_KB, Threads: 4, MaxThreads: 4, BucketSpans: false, RetryBudget: 30 } },
+      common: { HttpTimeout: 30, Transfers: { BucketSize: BUCKET_KB, ...PER_BUCKET, RetryBudget: 30 } },
       hashBodies: true,
       keepBodies: [
         { method: 'POST', path: /^\/+transfers\/(push|have|lookup)$/ },

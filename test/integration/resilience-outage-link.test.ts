@@ -2,24 +2,18 @@
 // every connection it is given): the puller's retries, with backoff within the job's RetryBudget (default
 // 120 s), carry the transfer over the outage without anyone acting, fetching no finished bucket again.
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
-  REAL_DICOM,
   assertSameInstances,
   assertStaging,
   chunkId,
   getJson,
-  importFiles,
-  listFiles,
-  startPair,
   startTransfer,
-  storedMd5s,
   waitJob,
   type JobJson,
   type Pair,
 } from '../helpers/transfer-nodes.ts';
-import { sleep } from './resilience-common.ts';
+import { setupBrainix, sleep } from './resilience-common.ts';
 
 /** BucketSize 128 KB: each Brainix file (131-170 KB) travels alone in its bucket. */
 const BUCKET_KB = 128;
@@ -31,10 +25,7 @@ describe('a 60 s outage of the link', { timeout: 150_000 }, () => {
   let resources: { Level: string; ID: string }[];
 
   before(async () => {
-    pair = await startPair({ common: { HttpTimeout: 30, Transfers: { BucketSize: BUCKET_KB, Threads: 4, MaxThreads: 4, BucketSpans: false, RetryBudget: 120 } } });
-    await importFiles(pair.a.url, await listFiles(join(REAL_DICOM, 'Brainix')));
-    source = await storedMd5s(pair.a.url);
-    resources = (await getJson<string[]>(pair.a.url, '/studies')).map((ID) => ({ Level: 'Study', ID }));
+    ({ pair, source, resources } = await setupBrainix(BUCKET_KB));
   });
   after(async () => {
     await pair?.stop();

@@ -3,23 +3,17 @@
 // transfer over the outage without anyone acting, into the same transaction; the retries show in the
 // job's Content.
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
-  REAL_DICOM,
   assertSameInstances,
   getJson,
-  importFiles,
-  listFiles,
   putIndex,
-  startPair,
   startTransfer,
-  storedMd5s,
   waitJob,
   type JobJson,
   type Pair,
 } from '../helpers/transfer-nodes.ts';
-import { sleep } from './resilience-common.ts';
+import { setupBrainix, sleep } from './resilience-common.ts';
 
 /** BucketSize 128 KB: each Brainix file (131-170 KB) travels alone in its bucket. */
 const BUCKET_KB = 128;
@@ -31,11 +25,7 @@ describe('a 60 s outage of the receiver', { timeout: 150_000 }, () => {
   let resources: { Level: string; ID: string }[];
 
   before(async () => {
-    // RetryBudget is left at its default (120 s).
-    pair = await startPair({ common: { HttpTimeout: 30, Transfers: { BucketSize: BUCKET_KB, Threads: 4, MaxThreads: 4, BucketSpans: false, RetryBudget: 120 } } });
-    await importFiles(pair.a.url, await listFiles(join(REAL_DICOM, 'Brainix')));
-    source = await storedMd5s(pair.a.url);
-    resources = (await getJson<string[]>(pair.a.url, '/studies')).map((ID) => ({ Level: 'Study', ID }));
+    ({ pair, source, resources } = await setupBrainix(BUCKET_KB));
   });
   after(async () => {
     await pair?.stop();

@@ -15,6 +15,7 @@ import {
   importFiles,
   listFiles,
   putIndex,
+  PER_BUCKET,
   startPair,
   startTransfer,
   storedMd5s,
@@ -32,7 +33,7 @@ describe('transfer jobs across a restart of a node', { timeout: 180_000 }, () =>
 
   before(async () => {
     // RetryBudget: calls that fail while the peer is down are tried again (with backoff) for 30 s.
-    pair = await startPair({ common: { Transfers: { BucketSize: BUCKET_KB, Threads: 4, MaxThreads: 4, BucketSpans: false, RetryBudget: 30 } } });
+    pair = await startPair({ common: { Transfers: { BucketSize: BUCKET_KB, ...PER_BUCKET, RetryBudget: 30 } } });
     await importFiles(pair.a.url, await listFiles(join(REAL_DICOM, 'Brainix')));
     source = await storedMd5s(pair.a.url);
     resources = (await getJson<string[]>(pair.a.url, '/studies')).map((ID) => ({ Level: 'Study', ID }));

@@ -56,8 +56,18 @@ export function newPeerStats(): PeerStats {
   };
 }
 
-/** A request body: bytes in memory, or a stream of exactly `length` bytes (sent with Content-Length). */
-export type PeerRequestBody = Buffer | Uint8Array | string | { stream: Readable | AsyncIterable<Uint8Array>; length: number };
+/**
+ * A request body: bytes in memory, or a stream of exactly `length` bytes (sent with Content-Length). A
+ * stream without `length` goes with chunked transfer encoding, which only dicom-xfer peers are sent.
+ */
+export type PeerRequestBody =
+  | Buffer
+  | Uint8Array
+  | string
+  | { stream: Readable | AsyncIterable<Uint8Array>; length?: number | undefined };
+
+/** Pieces a body in memory is handed to the socket in when its progress is watched. */
+const PROGRESS_PIECE = 64 * 1024;
 
 export interface PeerRequest {
   method: PeerMethod;
@@ -74,6 +84,11 @@ export interface PeerRequest {
   timeoutMs?: number | undefined;
   /** Aborts the call; the promise (or the answer stream) then fails with the signal's reason. */
   signal?: AbortSignal | undefined;
+  /**
+   * Told the request body's bytes as they are handed to the socket (a body in memory in pieces of
+   * 64 KiB), so that a long upload shows its progress as it goes.
+   */
+  onBodyBytes?: ((n: number) => void) | undefined;
 }
 
 export interface PeerResponseMeta {
@@ -430,11 +445,11 @@ export class PeerClient {
       // Orthanc's peers send POSTs without a body (the commit) with Content-Length 0.
       if (req.method === 'POST' || req.method === 'PUT') bodyLength = 0;
     } else if (typeof b === 'string' || b instanceof Uint8Array) {
-      body = b;
       bodyLength = typeof b === 'string' ? Buffer.byteLength(b) : b.byteLength;
+      body = req.onBodyBytes ? Readable.from(countBytes(inPieces(b), stats, req.onBodyBytes), { objectMode: false }) : b;
     } else {
       bodyLength = b.length;
-      body = Readable.from(countBytes(b.stream, stats), { objectMode: false });
+      body = Readable.from(countBytes(b.stream, stats, req.onBodyBytes), { objectMode: false });
     }
 
     let pool: Pool;
@@ -456,7 +471,7 @@ export class PeerClient {
       throw translate(e);
     }
     const rttMs = performance.now() - started;
-    if (typeof b === 'string' || b instanceof Uint8Array) stats.bytesSent += bodyLength ?? 0;
+    if ((typeof b === 'string' || b instanceof Uint8Array) && !req.onBodyBytes) stats.bytesSent += bodyLength ?? 0;
     if (b === undefined) stats.lastRttMs = rttMs;
 
     const meta: PeerResponseMeta = {
@@ -555,10 +570,21 @@ export class PeerClient {
   }
 }
 
-/** Passes a body stream through while counting its bytes as sent. */
-async function* countBytes(src: Readable | AsyncIterable<Uint8Array>, stats: PeerStats): AsyncGenerator<Uint8Array> {
+/** Passes a body stream through while counting its bytes as sent (and telling `moved`). */
+async function* countBytes(
+  src: Readable | AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+  stats: PeerStats,
+  moved?: (n: number) => void,
+): AsyncGenerator<Uint8Array> {
   for await (const chunk of src as AsyncIterable<Uint8Array>) {
     stats.bytesSent += chunk.byteLength;
+    moved?.(chunk.byteLength);
     yield chunk;
   }
+}
+
+/** A body in memory as pieces of at most PROGRESS_PIECE bytes (views, no copy). */
+function* inPieces(b: string | Uint8Array): Generator<Uint8Array> {
+  const buf = typeof b === 'string' ? Buffer.from(b) : b;
+  for (let at = 0; at < buf.byteLength; at += PROGRESS_PIECE) yield buf.subarray(at, at + PROGRESS_PIECE);
 }

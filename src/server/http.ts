@@ -103,28 +103,42 @@ export async function readJson(req: FastifyRequest, limit = 64 * 1024 * 1024): P
 export async function* withIdleTimeout(req: FastifyRequest, idleMs: number): AsyncGenerator<Buffer> {
   const raw = req.raw;
   const it = raw[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
-  for (let n = 0; ; n++) {
-    const next = it.next();
-    // When the timer wins, this read stays pending until the connection closes; never let it go unhandled.
-    next.catch(() => undefined);
-    let timer: NodeJS.Timeout | undefined;
-    const idle = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new XferError('Timeout', `no data received for ${Math.round(idleMs / 1000)} s`, { httpStatus: 408 })),
-        idleMs,
-      );
-    });
-    let r: IteratorResult<Buffer>;
-    try {
-      r = await Promise.race([next, idle]);
-    } catch (e) {
-      if (e instanceof XferError) throw e;
-      throw new XferError('NetworkProtocol', 'the request body was cut short', { cause: e });
-    } finally {
-      clearTimeout(timer);
+  // One watchdog per body rather than a timer per piece: a slow link delivers a body in thousands of
+  // small pieces. Only the wait for the peer counts as silence, not the time the consumer takes. The
+  // request is left open when it fires, so that the 408 can still be answered.
+  let last = performance.now();
+  let giveUp: ((e: XferError) => void) | undefined;
+  const watchdog = setInterval(
+    () => {
+      if (giveUp && performance.now() - last >= idleMs) {
+        giveUp(new XferError('Timeout', `no data received for ${Math.round(idleMs / 1000)} s`, { httpStatus: 408 }));
+      }
+    },
+    Math.max(10, Math.min(idleMs / 4, 1000)),
+  );
+  try {
+    for (let n = 0; ; n++) {
+      const next = it.next();
+      // When the watchdog wins, this read stays pending until the connection closes; never let it go unhandled.
+      next.catch(() => undefined);
+      last = performance.now();
+      let r: IteratorResult<Buffer>;
+      try {
+        r = await new Promise<IteratorResult<Buffer>>((resolve, reject) => {
+          giveUp = reject;
+          next.then(resolve, reject);
+        });
+      } catch (e) {
+        if (e instanceof XferError) throw e;
+        throw new XferError('NetworkProtocol', 'the request body was cut short', { cause: e });
+      } finally {
+        giveUp = undefined;
+      }
+      if (r.done) break;
+      yield r.value;
     }
-    if (r.done) break;
-    yield r.value;
+  } finally {
+    clearInterval(watchdog);
   }
   if (!raw.complete) throw new XferError('NetworkProtocol', 'the client closed the connection mid-body');
 }

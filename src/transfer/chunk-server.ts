@@ -5,10 +5,9 @@
 import { Readable } from 'node:stream';
 import { XferError } from '../errors.ts';
 import { ChunkWalk, type ByteRange, type ChunkRequest } from '../protocol/chunk-url.ts';
-import { availableParallelism } from 'node:os';
 import { crc32 as zlibCrc32 } from 'node:zlib';
 import { createGzipStream } from '../protocol/compression.ts';
-import { AdaptiveGzipLevel } from './adaptive.ts';
+import { GzipLevelChooser, watchCpu } from './adaptive.ts';
 import { crc32Hex } from './capabilities.ts';
 import type { Store } from '../store/types.ts';
 
@@ -93,9 +92,11 @@ export class ChunkServer {
   readonly counters: ChunkServerCounters = { requests: 0, bytes: 0 };
   readonly #store: Store;
   readonly #slots: Semaphore;
-  /** The gzip level of the answers, lowered when this process' CPU is the limit, raised when it idles. */
-  readonly gzip = new AdaptiveGzipLevel({ initial: 3, min: 1, max: 6, lower: 0.9, raise: 0.6 });
-  #cpuTimer: NodeJS.Timeout | undefined;
+  /** The gzip level of the answers, chosen from this machine's CPU against the link (see GzipLevelChooser). */
+  readonly gzip = new GzipLevelChooser();
+  #stopCpu: (() => void) | undefined;
+  /** gzip answers being produced now. */
+  #gzipRunning = 0;
 
   /**
    * `threads`: chunk answers produced at once, server-wide; more wait. The plugin uses Threads; a
@@ -106,26 +107,10 @@ export class ChunkServer {
     this.#slots = new Semaphore(threads);
   }
 
-  /** Samples this process' CPU once a second while answers are produced, to steer the gzip level. */
-  #watchCpu(): void {
-    if (this.#cpuTimer) return;
-    const cores = Math.max(1, availableParallelism());
-    let last = process.cpuUsage();
-    let lastAt = performance.now();
-    this.#cpuTimer = setInterval(() => {
-      const now = performance.now();
-      const u = process.cpuUsage(last);
-      last = process.cpuUsage();
-      if (this.#slots.running > 0) this.gzip.record((u.user + u.system) / 1000, (now - lastAt) * cores);
-      lastAt = now;
-    }, 1000);
-    this.#cpuTimer.unref();
-  }
-
   /** Stops the CPU sampling. */
   close(): void {
-    clearInterval(this.#cpuTimer);
-    this.#cpuTimer = undefined;
+    this.#stopCpu?.();
+    this.#stopCpu = undefined;
   }
 
   /** Answers being produced now, and requests waiting for a slot. */
@@ -150,8 +135,16 @@ export class ChunkServer {
     this.counters.requests++;
     const raw = Readable.from(this.#read(plan.ranges), { objectMode: false, highWaterMark: 256 * 1024 });
     if (req.compression === 'gzip') {
-      this.#watchCpu();
+      this.#stopCpu ??= watchCpu(this.gzip, () => this.#gzipRunning > 0);
       const gz = createGzipStream(this.gzip.level);
+      this.#gzipRunning++;
+      let counted = true;
+      const done = (): void => {
+        if (counted) this.#gzipRunning--;
+        counted = false;
+      };
+      gz.once('close', done);
+      gz.once('end', done);
       // A failed read must fail the answer (the connection is cut), not end it early as if complete.
       raw.on('error', (e) => gz.destroy(e));
       gz.on('close', () => raw.destroy());

@@ -43,7 +43,7 @@ import {
   peerCapabilities,
 } from './capabilities.ts';
 import { mapLimit } from '../util/concurrency.ts';
-import { AdaptiveConcurrency, AdaptiveGzipLevel, runWithLimit } from './adaptive.ts';
+import { AdaptiveConcurrency, GzipLevelChooser, runWithLimit, watchCpu } from './adaptive.ts';
 import { StagingArea } from './staging.ts';
 import { SPAN_UNIT, SpanQueue, spanLabel, spanSegment, type Span, type SpanQueueOptions } from './spans.ts';
 
@@ -238,8 +238,8 @@ class TransferRun {
   readonly client: PeerClient;
   readonly peerUrl: string;
   readonly stats = new RunStats();
-  /** The gzip level of this run's bucket bodies (push), adapted to where the time goes. */
-  readonly gzip = new AdaptiveGzipLevel({ initial: 3, min: 1, max: 6 });
+  /** The gzip level of this run's bucket bodies (push), chosen from the machine's CPU against the link. */
+  readonly gzip = new GzipLevelChooser();
   readonly #observe: TransferDeps['observeBucket'];
   readonly #clock: OutageClock;
   #retries: number;
@@ -388,7 +388,7 @@ class TransferRun {
     this.stats.started();
     const pending: number[] = [];
     for (let i = 0; i < buckets.length; i++) if (!done.has(i)) pending.push(i);
-    const adaptive = this.#concurrency(buckets, sizeKey);
+    const adaptive = this.#concurrency(buckets, sizeKey, spans.join);
     ctx.setContent({ BucketsInFlight: adaptive.limit });
     const moved = (bytes: number): void => adaptive.progress(bytes);
     const queue = new SpanQueue(buckets, pending, { ...spans, maxBytes: this.config.Transfers.BucketSize * 1024 });
@@ -451,14 +451,15 @@ class TransferRun {
 
   /**
    * The buckets-in-flight controller of this run: from Threads up to MaxThreads as the measured
-   * throughput rewards it. A gzip body is compressed whole into memory before it is sent, so a push with
-   * gzip also stays within what IN_FLIGHT_BYTES allows; streamed bodies (none, and every pull) take no
-   * more memory the more of them run.
+   * throughput rewards it. A push with gzip to a peer that does not join buckets (an Orthanc peer) has
+   * each body compressed whole into memory before it is sent, so it also stays within what
+   * IN_FLIGHT_BYTES allows; streamed bodies (none, gzip to a dicom-xfer peer, every pull) take no more
+   * memory the more of them run.
    */
-  #concurrency(buckets: readonly Bucket[], sizeKey: 'UploadedSizeMB' | 'DownloadedSizeMB'): AdaptiveConcurrency {
+  #concurrency(buckets: readonly Bucket[], sizeKey: 'UploadedSizeMB' | 'DownloadedSizeMB', joined: boolean): AdaptiveConcurrency {
     const T = this.config.Transfers;
     let cap = T.MaxThreads;
-    if (sizeKey === 'UploadedSizeMB' && this.q.Compression === 'gzip') {
+    if (sizeKey === 'UploadedSizeMB' && this.q.Compression === 'gzip' && !joined) {
       let largest = 0;
       for (const b of buckets) largest = Math.max(largest, bucketSize(b));
       if (largest > 0) cap = Math.min(cap, Math.floor(IN_FLIGHT_BYTES / largest));
@@ -500,10 +501,12 @@ function bucketStream(store: Store, bucket: Bucket): Readable {
 
 /** A bucket body ready to send, and the CRC-32 of its uncompressed payload when `checksum`. */
 interface BucketBody {
-  body: Buffer | { stream: Readable; length: number };
-  wire: number;
+  /** In memory, or a stream (of `length` bytes; without, chunked). */
+  body: Buffer | { stream: Readable; length?: number };
+  /** Bytes on the wire, known for a body in memory and an uncompressed stream. */
+  wire: number | undefined;
   crc32?: string;
-  /** Milliseconds spent reading and compressing (0 for a streamed body). */
+  /** Milliseconds spent reading and compressing before the first byte could go (0 for a stream). */
   gatherMs: number;
 }
 
@@ -516,21 +519,34 @@ async function bucketCrc32(store: Store, bucket: Bucket): Promise<string> {
 
 /**
  * The body of a bucket PUT. Without compression it streams from the store (its CRC-32, when asked, read
- * ahead); with gzip it is compressed into memory (its length must be known: Orthanc receivers want a
- * Content-Length), the CRC-32 taken on the way in.
+ * ahead). With gzip, a peer that takes chunked bodies (a dicom-xfer peer listing bucket-span) gets the
+ * member as it is compressed: the bytes leave while the rest is still being read, memory stays at a few
+ * zlib buffers per request, and the link's pace holds the compression back. Other peers (Orthanc's
+ * plugin wants a Content-Length) get the member compressed into memory first, the CRC-32 taken on the
+ * way in; their buckets are the plugin's size.
  */
 async function bucketBody(
   store: Store,
   bucket: Bucket,
   compression: Compression,
   checksum: boolean,
-  gzipLevel: number,
+  gzip: { level: number; chunked: boolean },
 ): Promise<BucketBody> {
   if (compression === 'none') {
     const length = bucketSize(bucket);
     const crc32 = checksum ? await bucketCrc32(store, bucket) : undefined;
     const body = { stream: bucketStream(store, bucket), length };
     return crc32 ? { body, wire: length, crc32, gatherMs: 0 } : { body, wire: length, gatherMs: 0 };
+  }
+  if (gzip.chunked) {
+    const crc32 = checksum ? await bucketCrc32(store, bucket) : undefined;
+    const raw = bucketStream(store, bucket);
+    const gz = createGzipStream(gzip.level);
+    // A failed read fails the body (the request is cut), rather than ending the member early.
+    raw.on('error', (e) => gz.destroy(e));
+    gz.on('close', () => raw.destroy());
+    const body = { stream: raw.pipe(gz) };
+    return crc32 ? { body, wire: undefined, crc32, gatherMs: 0 } : { body, wire: undefined, gatherMs: 0 };
   }
   const t0 = performance.now();
   let crc = 0;
@@ -542,7 +558,7 @@ async function bucketBody(
   });
   const parts: Buffer[] = [];
   let wire = 0;
-  await pipeline(bucketStream(store, bucket), tap, createGzipStream(gzipLevel), async (source: AsyncIterable<Buffer>) => {
+  await pipeline(bucketStream(store, bucket), tap, createGzipStream(gzip.level), async (source: AsyncIterable<Buffer>) => {
     for await (const p of source) {
       parts.push(p);
       wire += p.length;
@@ -551,28 +567,6 @@ async function bucketBody(
   const body = Buffer.concat(parts, wire);
   const gatherMs = performance.now() - t0;
   return checksum ? { body, wire, crc32: crc32Hex(crc), gatherMs } : { body, wire, gatherMs };
-}
-
-/** Pieces of a body handed to the HTTP client at most this large, so that its progress is seen as it goes. */
-const METER_PIECE = 64 * 1024;
-
-/** A bucket body as a stream that reports every piece the HTTP client takes (the bytes leaving). */
-function metered(body: BucketBody['body'], moved: (n: number) => void): { stream: AsyncIterable<Uint8Array>; length: number } {
-  async function* pieces(): AsyncGenerator<Uint8Array> {
-    if (Buffer.isBuffer(body)) {
-      for (let at = 0; at < body.length; at += METER_PIECE) {
-        const piece = body.subarray(at, at + METER_PIECE);
-        moved(piece.length);
-        yield piece;
-      }
-    } else {
-      for await (const piece of body.stream as AsyncIterable<Uint8Array>) {
-        moved(piece.length);
-        yield piece;
-      }
-    }
-  }
-  return { stream: pieces(), length: Buffer.isBuffer(body) ? body.length : body.length };
 }
 
 export class PushTransferJob implements JobRunner {
@@ -707,6 +701,8 @@ export class PushTransferJob implements JobRunner {
     const cookie = state.cookie;
     const buckets = state.buckets ?? [];
     const checksum = caps.has('bucket-crc32');
+    // A dicom-xfer peer that joins buckets also takes a body without a Content-Length.
+    const chunked = caps.has('bucket-span');
     const put = async (span: Span, signal: AbortSignal | undefined, attempt: number, moved: (n: number) => void): Promise<number> => {
       if (attempt > 1 && caps.has('resume')) {
         const answer = await r.client
@@ -723,16 +719,20 @@ export class PushTransferJob implements JobRunner {
       const label = spanLabel(span);
       const level = r.gzip.level;
       if (q.Compression === 'gzip') ctx.setContent({ GzipLevel: level });
+      const gzip = { level, chunked };
       for (let resend = 0; ; resend++) {
-        const t0 = performance.now();
         // A streamed body cannot be replayed: a bucket sent again is read again.
-        const { body, wire, crc32, gatherMs } = await bucketBody(store, span.chunks, q.Compression, checksum, level);
+        const { body, crc32 } = await bucketBody(store, span.chunks, q.Compression, checksum, gzip);
         const extra: Record<string, string> = { 'content-type': 'application/octet-stream' };
         if (crc32) extra[HEADER_CRC32] = crc32;
+        let sent = 0;
+        const onBodyBytes = (n: number): void => {
+          sent += n;
+          moved(n);
+        };
         try {
-          await r.client.buffer({ method: 'PUT', path: target, headers: pushHeaders(q, cookie, extra), body: metered(body, moved), signal });
-          if (q.Compression === 'gzip') r.gzip.record(gatherMs, performance.now() - t0);
-          return wire;
+          await r.client.buffer({ method: 'PUT', path: target, headers: pushHeaders(q, cookie, extra), body, signal, onBodyBytes });
+          return sent;
         } catch (e) {
           if (isNotFound(e)) throw new TransactionGone(path, e);
           if (!isChecksumRefusal(e) || resend >= IMMEDIATE_RESENDS) throw e;
@@ -740,6 +740,7 @@ export class PushTransferJob implements JobRunner {
         }
       }
     };
+    const stopCpu = q.Compression === 'gzip' ? watchCpu(r.gzip, () => true) : undefined;
     try {
       await r.runBuckets(buckets, 'UploadedSizeMB', put, (e) => isChecksumRefusal(e) || isRetryable(e), { join: caps.has('bucket-span') });
       return true;
@@ -748,6 +749,8 @@ export class PushTransferJob implements JobRunner {
       if (e instanceof TransactionGone) return false;
       await this.#discard(r.ctx, r.client, path, cookie);
       throw e;
+    } finally {
+      stopCpu?.();
     }
   }
 

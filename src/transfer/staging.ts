@@ -221,6 +221,8 @@ export class StagingArea {
     let head: Buffer[] | undefined;
     let headBytes = 0;
     let payloadCrc = 0;
+    const gunzip = opts.gunzip ? createGunzipStream() : undefined;
+    const sumHere = opts.crc32 !== undefined && !gunzip;
     let hashEpoch = 0;
     let ownWrites = 0;
     const flush = async (c: PlacedChunk): Promise<void> => {
@@ -299,7 +301,7 @@ export class StagingArea {
             head.push(part);
             headBytes += part.length;
           }
-          if (opts.crc32 !== undefined) payloadCrc = crc32(part, payloadCrc);
+          if (sumHere) payloadCrc = crc32(part, payloadCrc);
           pending.push(part);
           pendingBytes += n;
           at += n;
@@ -317,13 +319,15 @@ export class StagingArea {
     };
     try {
       const stages: (Transform | ((s: AsyncIterable<Buffer>) => Promise<void>))[] = [...(opts.before ?? [])];
-      if (opts.gunzip) stages.push(createGunzipStream());
+      if (gunzip) stages.push(gunzip);
       // With gzip, up to 1 MiB of excess output is counted, not written, so that a corrupt member is
       // reported as such (400) rather than as a wrong length (500).
       stages.push(createLengthCheck(total, undefined, opts.gunzip ? 1024 * 1024 : 0));
       stages.push(sink);
       // pipeline's typings cannot express a variable list of stages.
       await (pipeline as unknown as (...args: unknown[]) => Promise<void>)(payload, ...stages);
+      // An inflated payload's CRC-32 is the one its gzip trailer was checked against: no second pass.
+      if (gunzip) payloadCrc = gunzip.crc32;
       if (opts.crc32 !== undefined && crc32Hex(payloadCrc) !== opts.crc32) {
         throw new XferError('CorruptedFile', `the bucket's CRC-32 is ${crc32Hex(payloadCrc)}, sent as ${opts.crc32}: send it again`, {
           httpStatus: BUCKET_CHECKSUM_STATUS,

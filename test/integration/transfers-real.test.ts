@@ -60,6 +60,12 @@ describe('transfers of the real DICOM files between two nodes', { timeout: 240_0
       const puts = pair.toB.records({ method: 'PUT' });
       assert.ok(puts.every((r) => r.status === 200));
       assert.equal(puts.length, job.Content.BucketRequests);
+      assert.equal(job.Content.Retries ?? 0, 0, String(job.Content.LastRetryCause));
+      // A dicom-xfer peer gets gzip bodies as they are compressed (chunked), plain ones with their length.
+      for (const put of puts) {
+        if (compression === 'gzip') assert.equal(put.headers['transfer-encoding'], 'chunked', put.path);
+        else assert.equal(put.headers['content-length'] !== undefined, true, put.path);
+      }
       const sent = new Map<number, number>();
       for (const put of puts) {
         const m = /\/(\d+)(?:-(\d+))?$/.exec(put.path);

@@ -170,16 +170,43 @@ test('runWithLimit starts more work as soon as the limit is raised, and takes it
   assert.equal(wake, undefined, 'unsubscribed at the end');
 });
 
-test('the gzip level goes down when compressing dominates, and up when the link does', async () => {
-  const { AdaptiveGzipLevel } = await import('../../src/transfer/adaptive.ts');
-  const g = new AdaptiveGzipLevel({ initial: 6 }, 0);
-  // CPU-bound: compressing is 90% of each bucket's time.
-  for (let t = 0; t < 10_000; t += 100) g.record(90, 100, t);
-  assert.equal(g.level, 1);
-  // Link-bound: compressing is 5% of the time.
-  for (let t = 10_000; t < 30_000; t += 100) g.record(5, 100, t);
+test('the gzip level goes down while the CPU is saturated, and up while it has room for the next level', async () => {
+  const { GzipLevelChooser } = await import('../../src/transfer/adaptive.ts');
+  const g = new GzipLevelChooser({ initial: 6, windowMs: 2000 }, 0);
+  // Both cores busy (a CPU-bound sender, or a receiver on the same host): one step down per window.
+  const levels: number[] = [];
+  for (let t = 1000; t <= 12_000; t += 1000) {
+    g.observe({ busy: 0.97, own: 1.2, cores: 2 }, t);
+    if (t % 2000 === 0) levels.push(g.level);
+  }
+  assert.deepEqual(levels, [5, 4, 3, 2, 1, 1]);
+  // A slow link: the process uses a tenth of a core, the machine a fifth: up a step per window to 6.
+  for (let t = 13_000; t <= 30_000; t += 1000) g.observe({ busy: 0.2, own: 0.1, cores: 2 }, t);
   assert.equal(g.level, 6);
-  // Balanced: it stays.
-  for (let t = 30_000; t < 40_000; t += 100) g.record(40, 100, t);
-  assert.equal(g.level, 6);
+  assert.deepEqual(
+    g.history.map((h) => h.level),
+    [5, 4, 3, 2, 1, 2, 3, 4, 5, 6],
+  );
+  // Room on the machine, but not for the next level's cost: at 4 the process uses 1.2 of 2 cores and
+  // the machine is 70% busy; level 5 would cost 1.2 x (1.76 / 1.25 - 1) = 0.49 more cores (95%).
+  const h = new GzipLevelChooser({ initial: 4 }, 0);
+  for (let t = 1000; t <= 20_000; t += 1000) h.observe({ busy: 0.7, own: 1.2, cores: 2 }, t);
+  assert.equal(h.level, 4);
+  // Between: nothing changes while the machine is busy but not saturated.
+  for (let t = 21_000; t <= 40_000; t += 1000) h.observe({ busy: 0.85, own: 0.5, cores: 2 }, t);
+  assert.equal(h.level, 4);
+});
+
+test('the CPU meter measures this process burning a core', async () => {
+  const { CpuMeter } = await import('../../src/transfer/adaptive.ts');
+  const m = new CpuMeter();
+  assert.equal(m.sample(), undefined, 'the first sample has nothing to compare with');
+  const t0 = performance.now();
+  let x = 0;
+  while (performance.now() - t0 < 300) x += Math.sqrt(x + 1);
+  const s = m.sample();
+  assert.ok(s, 'a second sample');
+  assert.ok(x > 0);
+  assert.ok(s.own > 0.7 && s.own < 1.3, `own CPU ${s.own} cores while spinning on one thread`);
+  assert.ok(s.busy >= Math.min(1, s.own / s.cores) * 0.8 && s.busy <= 1, `machine busy ${s.busy}`);
 });

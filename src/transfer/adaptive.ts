@@ -133,7 +133,7 @@ export class AdaptiveConcurrency {
 
   #maybeDecide(now: number): void {
     const elapsed = now - this.#windowStart;
-    if (elapsed < (this.#phase === 'climb' ? this.#o.windowMs * 0.6 : this.#o.windowMs)) return;
+    if (elapsed < (this.#phase === 'climb' ? this.#o.windowMs * 0.4 : this.#o.windowMs)) return;
     const rate = (this.#windowBytes * 1000) / elapsed;
     this.#lastRate = rate;
     const o = this.#o;
@@ -321,8 +321,8 @@ export class GzipLevelChooser {
     this.#min = clamp(opts.min ?? 1, 1, 9);
     this.#max = clamp(opts.max ?? 6, this.#min, 9);
     this.#windowMs = opts.windowMs ?? 2000;
-    this.#saturated = opts.saturated ?? 0.9;
-    this.#headroom = opts.headroom ?? 0.8;
+    this.#saturated = opts.saturated ?? 0.95;
+    this.#headroom = opts.headroom ?? 0.9;
     this.#level = clamp(opts.initial ?? 1, this.#min, this.#max);
     this.#windowStart = now;
   }

@@ -186,6 +186,15 @@ function buildMetrics(app: FastifyInstance, peers: Peers, engine: JobsEngine): {
   serverCounter('dicom_xfer_chunk_requests_total', 'Chunk answers started by the data source (pull mode).', () => server()?.chunks.counters.requests ?? 0);
   serverCounter('dicom_xfer_chunk_served_bytes_total', 'Uncompressed bytes read from the store for chunk answers.', () => server()?.chunks.counters.bytes ?? 0);
   new Gauge({
+    name: 'dicom_xfer_chunk_gzip_level',
+    help: 'The gzip level of chunk answers now (chosen from this machine\'s CPU against the link).',
+    registers,
+    collect() {
+      const chunks = server()?.chunks;
+      if (chunks) this.set(chunks.gzip.level);
+    },
+  });
+  new Gauge({
     name: 'dicom_xfer_push_transactions',
     help: 'Push transactions held now by the receiver.',
     registers,

@@ -123,6 +123,8 @@ describe('metrics after real transfers', { timeout: 180_000 }, () => {
     const delta = (key: string) => value(a, key) - (before.get(key) ?? 0);
     assert.equal(delta('dicom_xfer_chunk_served_bytes_total'), totalSize);
     assert.equal(delta('dicom_xfer_chunk_requests_total'), buckets);
+    // No gzip answer yet: the level is where it starts, the fastest.
+    assert.equal(value(a, 'dicom_xfer_chunk_gzip_level'), 1);
     assert.equal(value(a, 'dicom_xfer_bucket_duration_seconds_count{side="serve"}'), buckets);
     assert.equal(sum(gets.map((r) => r.responseBytes)), totalSize);
     assert.equal(value(b, 'dicom_xfer_peer_received_bytes_total{peer="a"}'), sum(records.map((r) => r.responseBytes)));

@@ -85,8 +85,9 @@ export interface PeerRequest {
   /** Aborts the call; the promise (or the answer stream) then fails with the signal's reason. */
   signal?: AbortSignal | undefined;
   /**
-   * Told the request body's bytes as they are handed to the socket (a body in memory in pieces of
-   * 64 KiB), so that a long upload shows its progress as it goes.
+   * Told the payload's bytes as they move, so that a long transfer shows its progress as it goes: the
+   * request body's as they are handed to the socket (a body in memory in pieces of 64 KiB), and a
+   * stream call's answer body's as they are read.
    */
   onBodyBytes?: ((n: number) => void) | undefined;
 }
@@ -509,9 +510,11 @@ export class PeerClient {
     if (mode === 'stream') {
       // The deadline covered the wait for the headers; from here undici's bodyTimeout limits silences.
       clearTimeout(timer);
+      const moved = req.onBodyBytes;
       const counted = new Transform({
         transform(chunk: Buffer, _enc, cb) {
           stats.bytesReceived += chunk.length;
+          moved?.(chunk.length);
           cb(null, chunk);
         },
       });

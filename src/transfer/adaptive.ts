@@ -164,7 +164,7 @@ export class AdaptiveConcurrency {
     }
     if (next !== this.#limit) this.#from = this.#limit;
     this.history.push({ at: now, limit: next, bytesPerSecond: rate, phase: this.#phase });
-    if (this.history.length > 200) this.history.shift();
+    if (this.history.length > HISTORY) this.history.shift();
     this.#set(next, now);
   }
 
@@ -173,6 +173,9 @@ export class AdaptiveConcurrency {
     this.#holdLeft = this.#o.holdWindows;
   }
 }
+
+/** Decisions each controller keeps in its history. */
+const HISTORY = 200;
 
 /** How long a level's measured rate is trusted when compared with the level in force. */
 const RATE_MEMORY_MS = 30_000;
@@ -246,17 +249,18 @@ export interface CpuShare {
 
 /** Samples the machine's CPU times (os.cpus) and this process' (process.cpuUsage), as shares since the last sample. */
 export class CpuMeter {
-  #last: { idle: number; total: number; own: number; at: number } | undefined;
+  #last: { idle: number; total: number; own: number; at: number; cores: number } | undefined;
 
-  #read(): { idle: number; total: number; own: number; at: number } {
+  #read(): { idle: number; total: number; own: number; at: number; cores: number } {
     let idle = 0;
     let total = 0;
-    for (const c of cpus()) {
+    const all = cpus();
+    for (const c of all) {
       idle += c.times.idle;
       total += c.times.user + c.times.nice + c.times.sys + c.times.idle + c.times.irq;
     }
     const u = process.cpuUsage();
-    return { idle, total, own: (u.user + u.system) / 1000, at: performance.now() };
+    return { idle, total, own: (u.user + u.system) / 1000, at: performance.now(), cores: Math.max(1, all.length) };
   }
 
   /** The shares since the previous call; undefined on the first call or when no time has passed. */
@@ -265,9 +269,8 @@ export class CpuMeter {
     const last = this.#last;
     this.#last = now;
     if (!last || now.total <= last.total || now.at <= last.at) return undefined;
-    const cores = Math.max(1, cpus().length);
     const busy = 1 - (now.idle - last.idle) / (now.total - last.total);
-    return { busy: clamp(busy, 0, 1), own: Math.max(0, (now.own - last.own) / (now.at - last.at)), cores };
+    return { busy: clamp(busy, 0, 1), own: Math.max(0, (now.own - last.own) / (now.at - last.at)), cores: now.cores };
   }
 }
 
@@ -314,7 +317,7 @@ export class GzipLevelChooser {
   #samples = 0;
   #cores = 1;
   #windowStart: number;
-  /** [when, level] for each change, for the job's Content. */
+  /** The last changes of level (at most HISTORY), with the machine's busy share that led to each. */
   readonly history: { at: number; level: number; busy: number }[] = [];
 
   constructor(opts: GzipLevelOptions = {}, now: number = Date.now()) {
@@ -351,7 +354,11 @@ export class GzipLevelChooser {
       const extra = own * ((GZIP_COST[this.#level + 1] ?? 1) / (GZIP_COST[this.#level] ?? 1) - 1);
       if (busy + extra / this.#cores <= this.#headroom) this.#level++;
     }
-    if (this.#level !== before) this.history.push({ at: now, level: this.#level, busy });
+    if (this.#level !== before) {
+      this.history.push({ at: now, level: this.#level, busy });
+      // A chunk server lives as long as the node: its changes are not all kept.
+      if (this.history.length > HISTORY) this.history.shift();
+    }
   }
 }
 

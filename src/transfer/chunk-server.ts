@@ -138,13 +138,8 @@ export class ChunkServer {
       this.#stopCpu ??= watchCpu(this.gzip, () => this.#gzipRunning > 0);
       const gz = createGzipStream(this.gzip.level);
       this.#gzipRunning++;
-      let counted = true;
-      const done = (): void => {
-        if (counted) this.#gzipRunning--;
-        counted = false;
-      };
-      gz.once('close', done);
-      gz.once('end', done);
+      // 'close' comes once, whether the answer ended, failed or was cut.
+      gz.once('close', () => this.#gzipRunning--);
       // A failed read must fail the answer (the connection is cut), not end it early as if complete.
       raw.on('error', (e) => gz.destroy(e));
       gz.on('close', () => raw.destroy());

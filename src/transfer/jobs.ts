@@ -503,11 +503,7 @@ function bucketStream(store: Store, bucket: Bucket): Readable {
 interface BucketBody {
   /** In memory, or a stream (of `length` bytes; without, chunked). */
   body: Buffer | { stream: Readable; length?: number };
-  /** Bytes on the wire, known for a body in memory and an uncompressed stream. */
-  wire: number | undefined;
   crc32?: string;
-  /** Milliseconds spent reading and compressing before the first byte could go (0 for a stream). */
-  gatherMs: number;
 }
 
 /** CRC-32 of a bucket's payload, read from the store (no copy kept). */
@@ -536,7 +532,7 @@ async function bucketBody(
     const length = bucketSize(bucket);
     const crc32 = checksum ? await bucketCrc32(store, bucket) : undefined;
     const body = { stream: bucketStream(store, bucket), length };
-    return crc32 ? { body, wire: length, crc32, gatherMs: 0 } : { body, wire: length, gatherMs: 0 };
+    return crc32 ? { body, crc32 } : { body };
   }
   if (gzip.chunked) {
     const crc32 = checksum ? await bucketCrc32(store, bucket) : undefined;
@@ -546,9 +542,8 @@ async function bucketBody(
     raw.on('error', (e) => gz.destroy(e));
     gz.on('close', () => raw.destroy());
     const body = { stream: raw.pipe(gz) };
-    return crc32 ? { body, wire: undefined, crc32, gatherMs: 0 } : { body, wire: undefined, gatherMs: 0 };
+    return crc32 ? { body, crc32 } : { body };
   }
-  const t0 = performance.now();
   let crc = 0;
   const tap = new Transform({
     transform(chunk: Buffer, _enc, cb) {
@@ -565,8 +560,7 @@ async function bucketBody(
     }
   });
   const body = Buffer.concat(parts, wire);
-  const gatherMs = performance.now() - t0;
-  return checksum ? { body, wire, crc32: crc32Hex(crc), gatherMs } : { body, wire, gatherMs };
+  return checksum ? { body, crc32: crc32Hex(crc) } : { body };
 }
 
 export class PushTransferJob implements JobRunner {
@@ -702,7 +696,7 @@ export class PushTransferJob implements JobRunner {
     const buckets = state.buckets ?? [];
     const checksum = caps.has('bucket-crc32');
     // A dicom-xfer peer that joins buckets also takes a body without a Content-Length.
-    const chunked = caps.has('bucket-span');
+    const spans = caps.has('bucket-span');
     const put = async (span: Span, signal: AbortSignal | undefined, attempt: number, moved: (n: number) => void): Promise<number> => {
       if (attempt > 1 && caps.has('resume')) {
         const answer = await r.client
@@ -719,7 +713,7 @@ export class PushTransferJob implements JobRunner {
       const label = spanLabel(span);
       const level = r.gzip.level;
       if (q.Compression === 'gzip') ctx.setContent({ GzipLevel: level });
-      const gzip = { level, chunked };
+      const gzip = { level, chunked: spans };
       for (let resend = 0; ; resend++) {
         // A streamed body cannot be replayed: a bucket sent again is read again.
         const { body, crc32 } = await bucketBody(store, span.chunks, q.Compression, checksum, gzip);
@@ -742,7 +736,7 @@ export class PushTransferJob implements JobRunner {
     };
     const stopCpu = q.Compression === 'gzip' ? watchCpu(r.gzip, () => true) : undefined;
     try {
-      await r.runBuckets(buckets, 'UploadedSizeMB', put, (e) => isChecksumRefusal(e) || isRetryable(e), { join: caps.has('bucket-span') });
+      await r.runBuckets(buckets, 'UploadedSizeMB', put, (e) => isChecksumRefusal(e) || isRetryable(e), { join: spans });
       return true;
     } catch (e) {
       if (ctx.signal.aborted) throw e;
@@ -1011,18 +1005,18 @@ export class PullTransferJob implements JobRunner {
     const fetch = async (span: Span, signal: AbortSignal | undefined, moved: (n: number) => void): Promise<number> => {
       const bucket = span.chunks;
       for (let refetch = 0; ; refetch++) {
+        let wire = 0;
         const res = await r.client.stream({
           method: 'GET',
           path: buildChunkPath(bucket, q.Compression),
           headers: checksum ? { [HEADER_WANT_CRC32]: '1' } : undefined,
           signal,
+          onBodyBytes: (n) => {
+            wire += n;
+            moved(n);
+          },
         });
         const announced = checksum ? res.headers[HEADER_CRC32] : undefined;
-        let wire = 0;
-        res.body.on('data', (b: Buffer) => {
-          wire += b.length;
-          moved(b.length);
-        });
         try {
           // Checked as it is written: a damaged bucket is fetched again and its bytes overwritten.
           await area.writeBucket(bucket, res.body, {

@@ -23,6 +23,14 @@ export interface AdaptiveOptions {
   gain?: number;
   /** Windows spent at the best level before probing upwards again. */
   holdWindows?: number;
+  /**
+   * Where the rate is measured. 'local' (default): the bytes `progress` reports, as this node moves them.
+   * 'receiver': the receiver's own count of the bytes it received, with its clock, as `delivered` reports
+   * them; `progress` is then ignored. A pusher hands its bytes to kernel send buffers that hold megabytes
+   * per connection, so its own count runs ahead of the link by whatever those buffers took, most of all
+   * right after it opens more requests: counted locally, every step up looks like a gain.
+   */
+  clock?: 'local' | 'receiver';
 }
 
 type Phase = 'climb' | 'probe' | 'hold';
@@ -50,6 +58,9 @@ export class AdaptiveConcurrency {
   #lastStepDown = -Infinity;
   #lastRate: number | undefined;
   #drained = false;
+  /** Receiver clock: the first sample of the current window, and the last sample seen. */
+  #windowSample: { total: number; at: number } | undefined;
+  #lastSample: { total: number; at: number } | undefined;
   readonly #listeners = new Set<() => void>();
   readonly history: AdaptiveDecision[] = [];
 
@@ -59,6 +70,7 @@ export class AdaptiveConcurrency {
       settleMs: 700,
       gain: 0.1,
       holdWindows: 6,
+      clock: 'local',
       ...opts,
     };
     this.#o.min = Math.max(1, Math.min(this.#o.min, this.#o.max));
@@ -92,9 +104,32 @@ export class AdaptiveConcurrency {
 
   /** `bytes` moved on the wire (while a bucket is under way, or all at once when it ends). */
   progress(bytes: number, now: number = Date.now()): void {
-    if (now < this.#windowStart || this.#drained) return;
+    if (now < this.#windowStart || this.#drained || this.#o.clock === 'receiver') return;
     this.#windowBytes += bytes;
-    this.#maybeDecide(now);
+    const elapsed = now - this.#windowStart;
+    if (elapsed >= this.#windowLength()) this.#decide((this.#windowBytes * 1000) / elapsed, now);
+  }
+
+  /**
+   * The receiver's count of the bytes it has received for this transfer (`total`, cumulative) at its own
+   * time `at` (ms, any origin): a sample of the bytes that really crossed the link. The window opens at
+   * the first sample after the settle time and closes at the first sample a window's length (in the
+   * receiver's time) later; the rate is the difference of the two. A count or a time that goes back (the
+   * receiver restarted) starts the window again.
+   */
+  delivered(total: number, at: number, now: number = Date.now()): void {
+    if (this.#o.clock !== 'receiver' || this.#drained || !Number.isFinite(total) || !Number.isFinite(at)) return;
+    const last = this.#lastSample;
+    this.#lastSample = { total, at };
+    if (last && (total < last.total || at < last.at)) this.#windowSample = undefined;
+    if (now < this.#windowStart) return;
+    const first = this.#windowSample;
+    if (!first) {
+      this.#windowSample = { total, at };
+      return;
+    }
+    const elapsed = at - first.at;
+    if (elapsed >= this.#windowLength()) this.#decide(((total - first.total) * 1000) / elapsed, now);
   }
 
   /** A bucket failed (a retry follows): too many in flight may be the cause, so step down at once. */
@@ -118,6 +153,9 @@ export class AdaptiveConcurrency {
     const settle = this.#phase === 'climb' ? this.#o.settleMs / 2 : this.#o.settleMs;
     this.#windowStart = now + (changed ? settle : 0);
     this.#windowBytes = 0;
+    // The same level goes on measuring from the sample that closed the window; a new one from the first
+    // sample after its settle time.
+    this.#windowSample = changed ? undefined : this.#lastSample;
     for (const fn of this.#listeners) fn();
   }
 
@@ -131,10 +169,12 @@ export class AdaptiveConcurrency {
     return best;
   }
 
-  #maybeDecide(now: number): void {
-    const elapsed = now - this.#windowStart;
-    if (elapsed < (this.#phase === 'climb' ? this.#o.windowMs * 0.4 : this.#o.windowMs)) return;
-    const rate = (this.#windowBytes * 1000) / elapsed;
+  /** How long a window lasts: shorter during the first climb. */
+  #windowLength(): number {
+    return this.#phase === 'climb' ? this.#o.windowMs * 0.4 : this.#o.windowMs;
+  }
+
+  #decide(rate: number, now: number): void {
     this.#lastRate = rate;
     const o = this.#o;
     // A level's rate is the mean of its last two windows: one window on a lossy link is noisy.
@@ -148,9 +188,13 @@ export class AdaptiveConcurrency {
         // Better than every other level: try more (doubling at first, gentler when probing).
         next = clamp(this.#phase === 'climb' ? this.#limit * 2 : Math.max(this.#limit + 1, Math.ceil(this.#limit * 1.25)), o.min, o.max);
         if (next === this.#limit) this.#enterHold();
+      } else if (this.#phase === 'climb' && mine >= other.rate) {
+        // The first climb's step up did not pay clearly, but measures no worse: stay. Too few requests
+        // cost the most (a lossy link gives each connection a small share), a few more cost little.
+        this.#enterHold();
       } else {
-        // More parallelism did not pay: back to the level this step came from (a tie favours fewer
-        // requests), or to a level that measured clearly better; stay a while.
+        // More parallelism did not pay: back to the level this step came from (a tie when probing
+        // favours fewer requests), or to a level that measured clearly better; stay a while.
         next = other.rate > mine * (1 + o.gain) ? other.limit : Math.min(this.#from, this.#limit);
         this.#enterHold();
       }

@@ -26,6 +26,12 @@ export const EXTENSIONS = {
    * serves chunk requests of any size cheaply (byte ranges of its files), so a puller plans the same way.
    */
   'bucket-span': 1,
+  /**
+   * Each bucket PUT's answer carries HEADER_RECEIVED: the bytes the transaction's PUTs have received so
+   * far and when, on the receiver's clock, so that a pusher measures the link's rate from what arrived
+   * rather than from what its kernel buffers took.
+   */
+  'receiver-progress': 1,
 } as const;
 
 export type Extension = keyof typeof EXTENSIONS;
@@ -52,6 +58,14 @@ export const CRC32_HEX = /^[0-9a-f]{8}$/;
 export function crc32Hex(crc: number): string {
   return (crc >>> 0).toString(16).padStart(8, '0');
 }
+/**
+ * On a bucket PUT's answer (extension receiver-progress): "BYTES MS", the request body bytes (as they
+ * crossed the link) that the transaction's PUTs have received, and the receiver's monotonic clock in ms.
+ */
+export const HEADER_RECEIVED = 'x-dicom-xfer-received';
+/** The form of a HEADER_RECEIVED value. */
+export const RECEIVED_VALUE = /^(\d{1,15}) (\d{1,15})$/;
+
 /** On a commit POST: "1" asks for an answer at once (`{"State": ...}`), the commit going on in the background. */
 export const HEADER_ASYNC_COMMIT = 'x-dicom-xfer-async-commit';
 

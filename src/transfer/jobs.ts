@@ -36,7 +36,9 @@ import {
   BUCKET_CHECKSUM_STATUS,
   HEADER_ASYNC_COMMIT,
   HEADER_CRC32,
+  HEADER_RECEIVED,
   HEADER_WANT_CRC32,
+  RECEIVED_VALUE,
   crc32Hex,
   PeerCapabilities,
   extensionsEnabled,
@@ -65,6 +67,14 @@ export interface TransferDeps {
   peer(name: string): { client: PeerClient; url: string };
   /** Told the duration of every bucket moved (the successful attempt), for the latency histogram. */
   observeBucket?: (side: 'send' | 'fetch', seconds: number) => void;
+}
+
+/** How a bucket request reports its progress to the requests-in-flight controller. */
+interface BucketMeter {
+  /** Body bytes moved by this node, as they go. */
+  moved(bytes: number): void;
+  /** The receiver's count of the bytes it received for the transfer, at its time in ms (receiver-progress). */
+  delivered(total: number, at: number): void;
 }
 
 /** Instances and bytes that a transfer did not move because the destination held them already. */
@@ -358,15 +368,16 @@ class TransferRun {
    * that number to the link, each request with its retries; the first failure for good stops new ones.
    * With `spans.join`, consecutive buckets travel together in one request (a span, see spans.ts), sized
    * to what is left and to the link. `work` moves one span and answers its bytes on the wire (0 when it
-   * found the span already there), reporting bytes through `moved` as they go; `sizeKey` names the
-   * Content key of the bytes moved.
+   * found the span already there), reporting bytes through `meter.moved` as they go; `sizeKey` names the
+   * Content key of the bytes moved. With `receiverClock` the throughput is measured from the receiver's
+   * counts that `work` reports through `meter.delivered` (extension receiver-progress), not from `moved`.
    */
   async runBuckets(
     buckets: readonly Bucket[],
     sizeKey: 'UploadedSizeMB' | 'DownloadedSizeMB',
-    work: (span: Span, signal: AbortSignal | undefined, attempt: number, moved: (bytes: number) => void) => Promise<number>,
+    work: (span: Span, signal: AbortSignal | undefined, attempt: number, meter: BucketMeter) => Promise<number>,
     retryable: (e: unknown) => boolean,
-    spans: Omit<SpanQueueOptions, 'maxBytes'> = { join: false },
+    spans: Omit<SpanQueueOptions, 'maxBytes'> & { receiverClock?: boolean } = { join: false },
   ): Promise<void> {
     const { ctx } = this;
     const done = ctx.bucketsDone();
@@ -388,9 +399,12 @@ class TransferRun {
     this.stats.started();
     const pending: number[] = [];
     for (let i = 0; i < buckets.length; i++) if (!done.has(i)) pending.push(i);
-    const adaptive = this.#concurrency(buckets, sizeKey, spans.join);
+    const adaptive = this.#concurrency(buckets, sizeKey, spans.join, spans.receiverClock === true);
     ctx.setContent({ BucketsInFlight: adaptive.limit });
-    const moved = (bytes: number): void => adaptive.progress(bytes);
+    const meter: BucketMeter = {
+      moved: (bytes) => adaptive.progress(bytes),
+      delivered: (total, at) => adaptive.delivered(total, at),
+    };
     const queue = new SpanQueue(buckets, pending, { ...spans, maxBytes: this.config.Transfers.BucketSize * 1024 });
     const nextSpan = (): Span | undefined => {
       if (queue.empty) {
@@ -415,7 +429,7 @@ class TransferRun {
           label,
           (signal, attempt) => {
             attemptStart = Date.now();
-            return work(span, signal, attempt, moved);
+            return work(span, signal, attempt, meter);
           },
           (e) => {
             const again = retryable(e);
@@ -456,7 +470,7 @@ class TransferRun {
    * IN_FLIGHT_BYTES allows; streamed bodies (none, gzip to a dicom-xfer peer, every pull) take no more
    * memory the more of them run.
    */
-  #concurrency(buckets: readonly Bucket[], sizeKey: 'UploadedSizeMB' | 'DownloadedSizeMB', joined: boolean): AdaptiveConcurrency {
+  #concurrency(buckets: readonly Bucket[], sizeKey: 'UploadedSizeMB' | 'DownloadedSizeMB', joined: boolean, receiverClock: boolean): AdaptiveConcurrency {
     const T = this.config.Transfers;
     let cap = T.MaxThreads;
     if (sizeKey === 'UploadedSizeMB' && this.q.Compression === 'gzip' && !joined) {
@@ -464,7 +478,11 @@ class TransferRun {
       for (const b of buckets) largest = Math.max(largest, bucketSize(b));
       if (largest > 0) cap = Math.min(cap, Math.floor(IN_FLIGHT_BYTES / largest));
     }
-    return new AdaptiveConcurrency({ initial: T.Threads, min: 1, max: Math.max(T.Threads, cap) });
+    const max = Math.max(T.Threads, cap);
+    // Joined requests start small (FIRST_SPAN_BYTES): as many of them as put the bytes of Threads whole
+    // buckets in flight, the plugin's start, so that the link fills as soon and is measured sooner.
+    const initial = joined ? Math.min(max, Math.max(T.Threads, Math.ceil((T.Threads * T.BucketSize * 1024) / FIRST_SPAN_BYTES))) : T.Threads;
+    return new AdaptiveConcurrency({ initial, min: 1, max, clock: receiverClock ? 'receiver' : 'local' });
   }
 }
 
@@ -697,7 +715,9 @@ export class PushTransferJob implements JobRunner {
     const checksum = caps.has('bucket-crc32');
     // A dicom-xfer peer that joins buckets also takes a body without a Content-Length.
     const spans = caps.has('bucket-span');
-    const put = async (span: Span, signal: AbortSignal | undefined, attempt: number, moved: (n: number) => void): Promise<number> => {
+    // The receiver says how many bytes arrived: the throughput is measured from that.
+    const receiverClock = caps.has('receiver-progress');
+    const put = async (span: Span, signal: AbortSignal | undefined, attempt: number, meter: BucketMeter): Promise<number> => {
       if (attempt > 1 && caps.has('resume')) {
         const answer = await r.client
           .json({ method: 'GET', path: `${path}/buckets`, headers: pushHeaders(q, cookie), signal })
@@ -722,10 +742,15 @@ export class PushTransferJob implements JobRunner {
         let sent = 0;
         const onBodyBytes = (n: number): void => {
           sent += n;
-          moved(n);
+          meter.moved(n);
         };
         try {
-          await r.client.buffer({ method: 'PUT', path: target, headers: pushHeaders(q, cookie, extra), body, signal, onBodyBytes });
+          const answer = await r.client.buffer({ method: 'PUT', path: target, headers: pushHeaders(q, cookie, extra), body, signal, onBodyBytes });
+          if (receiverClock) {
+            const value = answer.headers[HEADER_RECEIVED];
+            const m = typeof value === 'string' ? RECEIVED_VALUE.exec(value) : null;
+            if (m) meter.delivered(Number(m[1]), Number(m[2]));
+          }
           return sent;
         } catch (e) {
           if (isNotFound(e)) throw new TransactionGone(path, e);
@@ -736,7 +761,7 @@ export class PushTransferJob implements JobRunner {
     };
     const stopCpu = q.Compression === 'gzip' ? watchCpu(r.gzip, () => true) : undefined;
     try {
-      await r.runBuckets(buckets, 'UploadedSizeMB', put, (e) => isChecksumRefusal(e) || isRetryable(e), { join: spans });
+      await r.runBuckets(buckets, 'UploadedSizeMB', put, (e) => isChecksumRefusal(e) || isRetryable(e), { join: spans, receiverClock });
       return true;
     } catch (e) {
       if (ctx.signal.aborted) throw e;
@@ -1038,7 +1063,7 @@ export class PullTransferJob implements JobRunner {
     const { buckets } = state;
     const sizes = new Map((state.fetched ?? state.instances).map((i) => [i.ID, i.Size]));
     try {
-      await r.runBuckets(buckets, 'DownloadedSizeMB', (span, signal, _attempt, moved) => fetch(span, signal, moved), (e) => isChecksumRefusal(e) || isRetryable(e), {
+      await r.runBuckets(buckets, 'DownloadedSizeMB', (span, signal, _attempt, meter) => fetch(span, signal, meter.moved), (e) => isChecksumRefusal(e) || isRetryable(e), {
         join: caps.has('bucket-span'),
         pull: { sizeOf: (id) => sizes.get(id), compression: q.Compression },
       });

@@ -150,6 +150,16 @@ interface Transaction {
   /** Aborted when the transaction is discarded while a PUT runs. */
   abort: AbortController;
   commit: Promise<void> | undefined;
+  /** Request body bytes received by its PUTs since this process holds it (extension receiver-progress). */
+  received: number;
+}
+
+/** What a bucket PUT answers with (extension receiver-progress). */
+export interface ReceivedBytes {
+  /** Request body bytes the transaction's PUTs have received (on the wire: compressed with gzip). */
+  bytes: number;
+  /** When, in ms on this process' monotonic clock. */
+  at: number;
 }
 
 /** Transaction IDs are lowercase UUIDs; the route accepts `[.0-9a-f-]+`, anything else is unknown. */
@@ -316,6 +326,7 @@ export class PushReceiver {
       ops: new Set(),
       abort: new AbortController(),
       commit: undefined,
+      received: 0,
     };
     this.#txs.set(id, tx);
     try {
@@ -383,7 +394,7 @@ export class PushReceiver {
     index: number,
     body: AsyncIterable<Buffer> | Readable,
     opts: { crc32?: string | undefined; last?: number | undefined } = {},
-  ): Promise<void> {
+  ): Promise<ReceivedBytes> {
     this.#checkOpen();
     if (opts.crc32 !== undefined && !CRC32_HEX.test(opts.crc32)) {
       throw new XferError('BadRequest', `${HEADER_CRC32} must be 8 lowercase hexadecimal digits`);
@@ -413,6 +424,7 @@ export class PushReceiver {
     tx.inFlight++;
     const counter = new ByteCounter((n) => {
       this.counters.wireBytes += n;
+      tx.received += n;
     });
     const work = (async () => {
       let bytes: number;
@@ -437,6 +449,7 @@ export class PushReceiver {
     tx.ops.add(work);
     try {
       await work;
+      return { bytes: tx.received, at: Math.round(performance.now()) };
     } finally {
       tx.ops.delete(work);
       tx.inFlight--;
@@ -753,6 +766,7 @@ export class PushReceiver {
       ops: new Set(),
       abort: new AbortController(),
       commit: undefined,
+      received: 0,
     };
   }
 

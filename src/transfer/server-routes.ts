@@ -15,6 +15,7 @@ import {
   CAPABILITIES_PATH,
   HEADER_ASYNC_COMMIT,
   HEADER_CRC32,
+  HEADER_RECEIVED,
   HEADER_WANT_CRC32,
   capabilitiesDocument,
   extensionsEnabled,
@@ -178,7 +179,8 @@ export const transfersServerModule: NodeModule = async (app, ctx, routes) => {
         const index = toIndex(span ? (span[1] as string) : indexText);
         const last = span ? toIndex(span[2] as string) : undefined;
         const crc32 = ext ? header(req, HEADER_CRC32) : undefined;
-        await receiver.putBucket(tx, index, withIdleTimeout(req, idleMs), { crc32, last });
+        const received = await receiver.putBucket(tx, index, withIdleTimeout(req, idleMs), { crc32, last });
+        if (ext) reply.header(HEADER_RECEIVED, `${received.bytes} ${received.at}`);
         return sendJson(reply, {});
       },
     },

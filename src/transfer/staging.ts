@@ -85,7 +85,7 @@ export class StagingArea {
    * without writing data (sparse). Duplicated IDs collapse, the last declaration winning. The first
    * files are made before this resolves (so that a directory that cannot be written fails here, with
    * the directory removed and FullStorage / CannotWriteFile thrown); the others are made in the
-   * background, FILE_PARALLELISM at a time, a write into a file not made yet making it first, so that
+   * background, BACKGROUND_FILE_PARALLELISM at a time, a write into a file not made yet making it first, so that
    * a study of thousands of instances does not wait on thousands of file creations before its first byte.
    */
   static async create(dir: string, instances: readonly InstanceInfo[]): Promise<StagingArea> {
@@ -99,7 +99,7 @@ export class StagingArea {
       await rm(dir, { recursive: true, force: true }).catch(() => undefined);
       throw fileError(e, 'cannot create the staging files');
     }
-    area.#background = mapLimit(all.slice(FILE_PARALLELISM), FILE_PARALLELISM, async (i) => {
+    area.#background = mapLimit(all.slice(FILE_PARALLELISM), BACKGROUND_FILE_PARALLELISM, async (i) => {
       if (!area.#removed) await area.#make(i.ID);
     }).then(
       () => undefined,
@@ -516,6 +516,12 @@ const READ_BACK = 1024 * 1024;
 const WRITE_BATCH = 1024 * 1024;
 /** Staging files created (or checked) at once. */
 const FILE_PARALLELISM = 16;
+/**
+ * Staging files created at once in the background. Each creation is three calls on libuv's thread
+ * pool (4 threads by default), where the bucket writes, their datasync and zlib also queue: more than
+ * two would hold the first buckets of a transfer behind thousands of file creations.
+ */
+const BACKGROUND_FILE_PARALLELISM = 2;
 /** Gathered bytes are written when no more arrive for this long. */
 const IDLE_FLUSH_MS = 20;
 

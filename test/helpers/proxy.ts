@@ -59,6 +59,8 @@ export interface ProxyRecord {
   status: number | undefined;
   /** Answer body bytes passed back to the client. */
   responseBytes: number;
+  /** Headers of the upstream's answer, as passed back; undefined when none came. */
+  responseHeaders?: IncomingHttpHeaders;
   /** MD5 of the request body as forwarded (after any corruption), when `hashBodies` is on. */
   requestMd5?: string;
   /** MD5 of the answer body as passed back (after any corruption), when `hashBodies` is on. */
@@ -425,6 +427,7 @@ export async function startProxy(opts: ProxyOptions): Promise<Proxy> {
     const headers = forwardHeaders(up.headers);
     res.writeHead(up.statusCode ?? 502, headers);
     rec.status = up.statusCode;
+    rec.responseHeaders = up.headers;
     const corruptRes = of('corrupt-response');
     const length = up.headers['content-length'] !== undefined ? Number(up.headers['content-length']) : undefined;
     try {

@@ -98,7 +98,7 @@ describe('protocol extensions between dicom-xfer nodes', { timeout: 180_000 }, (
       Name: 'dicom-xfer',
       Version: VERSION,
       Protocol: 1,
-      Extensions: { resume: 1, dedupe: 1, 'async-commit': 1, 'bucket-crc32': 1 },
+      Extensions: { resume: 1, dedupe: 1, 'async-commit': 1, 'bucket-crc32': 1, 'receiver-progress': 1 },
     });
     const plugin = await getJson(pair.a.url, '/plugins/transfers');
     assert.equal(plugin.ID, 'transfers');
@@ -111,7 +111,7 @@ describe('protocol extensions between dicom-xfer nodes', { timeout: 180_000 }, (
     const job = await waitJob(pair.a.url, h.ID as string);
     assert.equal(job.State, 'Success', JSON.stringify(job));
     await assertSameInstances(pair.b.url, source);
-    assert.deepEqual(job.Content.PeerExtensions, ['async-commit', 'bucket-crc32', 'dedupe', 'resume']);
+    assert.deepEqual(job.Content.PeerExtensions, ['async-commit', 'bucket-crc32', 'dedupe', 'receiver-progress', 'resume']);
     // One probe per job, answered with B's capabilities.
     const probes = pair.toB.records({ method: 'GET', path: '/transfers/capabilities' });
     assert.ok(probes.length <= 1, 'at most one probe (the answer is cached a short while)');

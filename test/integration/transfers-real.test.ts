@@ -83,6 +83,19 @@ describe('transfers of the real DICOM files between two nodes', { timeout: 240_0
       assert.ok((job.Content.PeerExtensions as string[]).includes('bucket-span'), JSON.stringify(job.Content.PeerExtensions));
       assert.ok(puts.length < (job.Content.TotalBuckets as number), `${puts.length} PUTs for ${job.Content.TotalBuckets} buckets`);
       assert.equal(pair.toB.records({ method: 'POST', path: /\/commit$/ }).length, 1);
+      // Every answer says how many body bytes the transaction had received (extension receiver-progress):
+      // each at least its own request's, the largest all of them, the clock never going back.
+      assert.ok((job.Content.PeerExtensions as string[]).includes('receiver-progress'));
+      const counts = puts.map((put) => {
+        const m = /^(\d+) (\d+)$/.exec(String(put.responseHeaders?.['x-dicom-xfer-received']));
+        assert.ok(m, `${put.path}: ${String(put.responseHeaders?.['x-dicom-xfer-received'])}`);
+        assert.ok(Number(m[1]) >= put.requestBytes, put.path);
+        return { bytes: Number(m[1]), at: Number(m[2]) };
+      });
+      const wire = puts.reduce((sum, put) => sum + put.requestBytes, 0);
+      assert.equal(Math.max(...counts.map((c) => c.bytes)), wire);
+      const byTime = [...counts].sort((x, y) => x.at - y.at || x.bytes - y.bytes);
+      for (let i = 1; i < byTime.length; i++) assert.ok((byTime[i] as { bytes: number }).bytes >= (byTime[i - 1] as { bytes: number }).bytes);
     });
 
     test(`pull (${compression}): B pulls every instance of A, same MD5s`, async () => {

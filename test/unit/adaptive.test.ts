@@ -72,7 +72,7 @@ test('it climbs fast: on a lossy link, 32 requests in flight within 10 s', () =>
   assert.ok(ctl.limit >= 32, `limit ${ctl.limit} after 10 s: ${JSON.stringify(ctl.history.map((d) => d.limit))}`);
 });
 
-test('a level measured clearly better is returned to; ties go to fewer requests', () => {
+test('the first climb keeps a step that measures no worse; a probe that does not pay goes back; a clearly better level is returned to', () => {
   const ctl = new AdaptiveConcurrency({ initial: 8, min: 1, max: 64, settleMs: 0, windowMs: 1000 }, 0);
   let t = 0;
   /** Feeds `bytesPerSecond` until the controller decides (at most `seconds`); answers its new limit. */
@@ -83,10 +83,47 @@ test('a level measured clearly better is returned to; ties go to fewer requests'
   };
   assert.equal(until(3, 4 * MB), 16); // 8: 4 MB/s, climb
   assert.equal(until(3, 8 * MB), 32); // 16: 8 MB/s, climb
-  assert.equal(until(3, 8.2 * MB), 16); // 32: no better, back to 16
-  // 16 now measures far worse than 32 did: back to 32.
-  assert.equal(until(3, 5 * MB), 32);
-  for (let k = 0; k < 3; k++) assert.equal(until(3, 8.2 * MB), 32);
+  assert.equal(until(3, 8.2 * MB), 32); // 32: no clear gain but no worse: the climb stops here
+  // Holding at 32, then a probe 25% higher that measures the same: back to 32.
+  let probed = 32;
+  for (let k = 0; k < 10 && probed === 32; k++) probed = until(3, 8.2 * MB);
+  assert.equal(probed, 40);
+  assert.equal(until(3, 8.2 * MB), 32);
+  // 32 now measures far worse than 40 did a moment ago: there.
+  assert.equal(until(3, 5 * MB), 40);
+  for (let k = 0; k < 3; k++) assert.equal(until(3, 8.2 * MB), 40);
+});
+
+test('a step of the first climb that measures worse goes back', () => {
+  const ctl = new AdaptiveConcurrency({ initial: 8, min: 1, max: 64, settleMs: 0, windowMs: 1000 }, 0);
+  for (let t = 0; t < 3000 && ctl.limit === 8; t += 100) ctl.progress(4 * MB / 10, t);
+  assert.equal(ctl.limit, 16);
+  for (let t = 3000; t < 6000 && ctl.limit === 16; t += 100) ctl.progress(3 * MB / 10, t);
+  assert.equal(ctl.limit, 8);
+});
+
+test("with the receiver's clock the rate is what arrived, whatever this node's own count says", () => {
+  const ctl = new AdaptiveConcurrency({ initial: 8, min: 1, max: 64, settleMs: 0, windowMs: 1000, clock: 'receiver' }, 0);
+  // Bytes handed to the kernel run far ahead of the link: ignored.
+  for (let t = 0; t < 3000; t += 100) ctl.progress(10 * MB, t);
+  assert.equal(ctl.history.length, 0);
+  assert.equal(ctl.rate, undefined);
+  // The receiver counts 1 MB every 250 ms of its clock (offset from this node's), answers arriving late.
+  let total = 0;
+  for (let k = 0; k < 12; k++) {
+    total += MB;
+    ctl.delivered(total, 500_000 + k * 250, 3000 + k * 250 + 40);
+  }
+  assert.ok(ctl.history.length >= 1);
+  const first = ctl.history[0] as { bytesPerSecond: number; limit: number };
+  assert.ok(Math.abs(first.bytesPerSecond - 4 * MB) < 0.01 * MB, `rate ${first.bytesPerSecond}`);
+  assert.equal(first.limit, 16); // the first measurement: climb
+  // The receiver restarted: its count and clock begin again; no rate is made across the restart.
+  const before = ctl.history.length;
+  ctl.delivered(MB, 10, 6500);
+  ctl.delivered(1.5 * MB, 20, 6510);
+  assert.equal(ctl.history.length, before);
+  for (const r of ctl.history) assert.ok(r.bytesPerSecond > 0);
 });
 
 test('once drained it decides nothing more', () => {

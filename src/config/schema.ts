@@ -544,7 +544,7 @@ export const TRANSFERS_SETTINGS: {
     type: 'boolean',
     default: TRANSFERS_DEFAULTS.Extensions,
     meaning:
-      'dicom-xfer extension: list the protocol extensions (resume, dedupe, async-commit, bucket-crc32, bucket-span) in `GET /transfers/capabilities` and use them with peers that list them; false makes the node list none and use none, speaking exactly the plugin\'s protocol.',
+      'dicom-xfer extension: list the protocol extensions (resume, dedupe, async-commit, bucket-crc32, bucket-span, receiver-progress) in `GET /transfers/capabilities` and use them with peers that list them; false makes the node list none and use none, speaking exactly the plugin\'s protocol.',
     source: 'dicom-xfer',
   },
   BucketSpans: {

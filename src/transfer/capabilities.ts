@@ -17,8 +17,9 @@ export const EXTENSIONS = {
   /**
    * `x-dicom-xfer-crc32` on each bucket (push PUT, chunk answer): the CRC-32 of its uncompressed payload,
    * checked as the bytes are written; a bucket corrupted in flight is refused (422) and sent again.
+   * Version 2: a gzip body may carry CRC32_MEMBER instead, its gzip trailer being that same CRC-32.
    */
-  'bucket-crc32': 1,
+  'bucket-crc32': 2,
   /**
    * Spans of buckets. A push may `PUT /transfers/push/{tx}/{first}-{last}`: buckets first..last in one
    * request, their payloads concatenated (one gzip member for the whole span with gzip; HEADER_CRC32 of the
@@ -53,6 +54,12 @@ export const HEADER_CRC32 = 'x-dicom-xfer-crc32';
 export const HEADER_WANT_CRC32 = 'x-dicom-xfer-want-crc32';
 /** The form of a HEADER_CRC32 value. */
 export const CRC32_HEX = /^[0-9a-f]{8}$/;
+/**
+ * HEADER_CRC32 of a gzip body streamed as it is compressed: the checksum is the member's own trailer (the
+ * CRC-32 of the uncompressed payload, known only once it is all read), checked as it is inflated; a damaged
+ * member is still refused with 422 and sent again. It spares reading every payload twice.
+ */
+export const CRC32_MEMBER = 'member';
 
 /** zlib's CRC-32 as 8 lowercase hex digits. */
 export function crc32Hex(crc: number): string {

@@ -39,6 +39,7 @@ import {
   HEADER_RECEIVED,
   HEADER_WANT_CRC32,
   RECEIVED_VALUE,
+  CRC32_MEMBER,
   crc32Hex,
   PeerCapabilities,
   extensionsEnabled,
@@ -46,7 +47,7 @@ import {
 } from './capabilities.ts';
 import { mapLimit } from '../util/concurrency.ts';
 import { AdaptiveConcurrency, GzipLevelChooser, runWithLimit, watchCpu } from './adaptive.ts';
-import { StagingArea } from './staging.ts';
+import { StagingArea, writtenBy } from './staging.ts';
 import { SPAN_UNIT, SpanQueue, spanLabel, spanSegment, type Span, type SpanQueueOptions } from './spans.ts';
 
 /** The serialized form of a transfer job: its query (SPEC §11.6). */
@@ -535,7 +536,8 @@ async function bucketCrc32(store: Store, bucket: Bucket): Promise<string> {
  * The body of a bucket PUT. Without compression it streams from the store (its CRC-32, when asked, read
  * ahead). With gzip, a peer that takes chunked bodies (a dicom-xfer peer listing bucket-span) gets the
  * member as it is compressed: the bytes leave while the rest is still being read, memory stays at a few
- * zlib buffers per request, and the link's pace holds the compression back. Other peers (Orthanc's
+ * zlib buffers per request, and the link's pace holds the compression back; its checksum is the member's
+ * own trailer (CRC32_MEMBER). Other peers (Orthanc's
  * plugin wants a Content-Length) get the member compressed into memory first, the CRC-32 taken on the
  * way in; their buckets are the plugin's size.
  */
@@ -553,7 +555,8 @@ async function bucketBody(
     return crc32 ? { body, crc32 } : { body };
   }
   if (gzip.chunked) {
-    const crc32 = checksum ? await bucketCrc32(store, bucket) : undefined;
+    // The member's trailer is the payload's CRC-32: the receiver checks that (no read ahead).
+    const crc32 = checksum ? CRC32_MEMBER : undefined;
     const raw = bucketStream(store, bucket);
     const gz = createGzipStream(gzip.level);
     // A failed read fails the body (the request is cut), rather than ending the member early.
@@ -1020,7 +1023,7 @@ export class PullTransferJob implements JobRunner {
       state = { instances, fetched, buckets, staging, ...(skipped ? { skipped } : {}) };
       ctx.savePrivate(state);
     } else {
-      area = await StagingArea.open(state.staging, state.fetched ?? state.instances);
+      area = await StagingArea.open(state.staging, state.fetched ?? state.instances, writtenBy(state.buckets, ctx.bucketsDone()));
       r.publishTotals(state.instances);
       if (state.skipped) r.publishSkipped(state.skipped);
     }
@@ -1110,7 +1113,7 @@ export class PullTransferJob implements JobRunner {
   /** A cancelled pull drops its staging area. */
   async cancelled(ctx: JobRunContext): Promise<void> {
     const state = ctx.loadPrivate<PullPrivate>();
-    if (state) await (await StagingArea.open(state.staging, state.fetched ?? state.instances).catch(() => undefined))?.remove();
+    if (state) await (await StagingArea.open(state.staging, state.fetched ?? state.instances, new Set()).catch(() => undefined))?.remove();
   }
 }
 

@@ -22,9 +22,9 @@ import {
 } from '../protocol/wire.ts';
 import type { Store } from '../store/types.ts';
 import { fsyncDir, freeBytes } from '../util/fs.ts';
-import { BUCKET_CHECKSUM_STATUS, CRC32_HEX, HEADER_CRC32 } from './capabilities.ts';
+import { BUCKET_CHECKSUM_STATUS, CRC32_HEX, CRC32_MEMBER, HEADER_CRC32 } from './capabilities.ts';
 import { MAX_SPAN_BUCKETS, joinChunks } from './spans.ts';
-import { StagingArea, fileError } from './staging.ts';
+import { StagingArea, fileError, writtenBy } from './staging.ts';
 
 /** Bytes always left free on the staging disk when a transaction is created. */
 export const STAGING_DISK_RESERVE = 64 * 1024 * 1024;
@@ -384,8 +384,8 @@ export class PushReceiver {
    * the bucket total. Buckets may come in any order, several at once, and more than once. Once the data
    * is on disk the bucket is recorded as done in the transaction's log.
    *
-   * With `crc32` (extension bucket-crc32: the CRC-32 of the uncompressed payload), the payload is
-   * checked as it is written; a mismatch (or a payload damaged past inflating) is refused with
+   * With `crc32` (extension bucket-crc32: the CRC-32 of the uncompressed payload, or CRC32_MEMBER for a
+   * gzip body whose trailer is that checksum), the payload is checked as it is written; a mismatch (or a payload damaged past inflating) is refused with
    * CorruptedFile and status BUCKET_CHECKSUM_STATUS (422), and the bucket is not recorded: the sender
    * sends it again, and its bytes overwrite the damaged ones.
    */
@@ -396,10 +396,10 @@ export class PushReceiver {
     opts: { crc32?: string | undefined; last?: number | undefined } = {},
   ): Promise<ReceivedBytes> {
     this.#checkOpen();
-    if (opts.crc32 !== undefined && !CRC32_HEX.test(opts.crc32)) {
-      throw new XferError('BadRequest', `${HEADER_CRC32} must be 8 lowercase hexadecimal digits`);
-    }
     const tx = this.#get(id);
+    if (opts.crc32 !== undefined && !CRC32_HEX.test(opts.crc32) && !(opts.crc32 === CRC32_MEMBER && tx.body.Compression === 'gzip')) {
+      throw new XferError('BadRequest', `${HEADER_CRC32} must be 8 lowercase hexadecimal digits (or "${CRC32_MEMBER}" with gzip)`);
+    }
     if (tx.state !== 'open') {
       throw new XferError('BadSequenceOfCalls', `push transaction ${id} is being ${tx.state === 'committing' ? 'committed' : 'created'}`);
     }
@@ -734,7 +734,6 @@ export class PushReceiver {
       throw new XferError('BadFileFormat', 'manifest without its times');
     }
     const body = parsePushCreate(manifest.Create);
-    const area = await StagingArea.open(dir, body.Instances);
     const done = new Set<number>();
     let last = manifest.LastActivity;
     const log = await readFile(join(dir, DONE_LOG), 'utf8').catch(() => '');
@@ -751,6 +750,7 @@ export class PushReceiver {
       }
       if (Number.isSafeInteger(entry.At)) last = Math.max(last, entry.At as number);
     }
+    const area = await StagingArea.open(dir, body.Instances, writtenBy(body.Buckets, done));
     return {
       id: name,
       dir,

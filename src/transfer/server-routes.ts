@@ -13,6 +13,7 @@ import type { NodeModule } from '../server/app.ts';
 import { intParam, readJson, route, sendJson, withIdleTimeout } from '../server/http.ts';
 import {
   CAPABILITIES_PATH,
+  CRC32_MEMBER,
   HEADER_ASYNC_COMMIT,
   HEADER_CRC32,
   HEADER_RECEIVED,
@@ -124,8 +125,10 @@ export const transfersServerModule: NodeModule = async (app, ctx, routes) => {
         try {
           const answer = await chunks.answer({ ids, ...query });
           // Extension bucket-crc32: the payload's CRC-32, read once ahead of the answer (cheap next to
-          // the network), so the answer itself still streams.
-          if (ext && header(req, HEADER_WANT_CRC32) === '1') reply.header(HEADER_CRC32, await chunks.crc32(answer.plan));
+          // the network), so the answer itself still streams; a gzip answer's own trailer is that CRC-32.
+          if (ext && header(req, HEADER_WANT_CRC32) === '1') {
+            reply.header(HEADER_CRC32, query.compression === 'gzip' ? CRC32_MEMBER : await chunks.crc32(answer.plan));
+          }
           // The slot is held until the answer is fully sent or the client went away.
           reply.raw.once('close', release);
           handedOver = true;

@@ -9,7 +9,7 @@ import { pipeline } from 'node:stream/promises';
 import { XferError, isXferError } from '../errors.ts';
 import { createHash, type Hash } from 'node:crypto';
 import { crc32 } from 'node:zlib';
-import { BUCKET_CHECKSUM_STATUS, crc32Hex } from './capabilities.ts';
+import { BUCKET_CHECKSUM_STATUS, CRC32_MEMBER, HEADER_CRC32, crc32Hex } from './capabilities.ts';
 import { bucketSize, payloadLayout, type PlacedChunk } from '../protocol/buckets.ts';
 import { createGunzipStream, createLengthCheck } from '../protocol/compression.ts';
 import { sortUniqueInstances, type Bucket, type InstanceInfo } from '../protocol/wire.ts';
@@ -31,8 +31,9 @@ export interface WriteBucketOptions {
   /** Streams inserted before the inflater, e.g. a counter of the bytes on the wire. */
   before?: Transform[];
   /**
-   * CRC-32 (8 hex digits) the uncompressed payload must have (extension bucket-crc32). A mismatch, or a
-   * payload that cannot be inflated, is CorruptedFile with status 422: the bucket is to be sent again.
+   * CRC-32 (8 hex digits) the uncompressed payload must have (extension bucket-crc32), or CRC32_MEMBER
+   * for a gzip payload whose own trailer is the checksum. A mismatch, or a payload that cannot be
+   * inflated, is CorruptedFile with status 422: the bucket is to be sent again.
    */
   crc32?: string | undefined;
 }
@@ -116,9 +117,16 @@ export class StagingArea {
     if (!made) {
       const size = this.#instances.get(id)?.Size ?? 0;
       made = (async () => {
-        const fh = await open(this.pathOf(id), 'w');
+        // Never truncating a file that is there: another area on the same directory (the run before a
+        // pause, whose background may still be making files) may have made it and written into it.
+        let fresh = true;
+        const fh = await open(this.pathOf(id), 'wx').catch(async (e: unknown) => {
+          if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+          fresh = false;
+          return open(this.pathOf(id), 'r+');
+        });
         try {
-          await fh.truncate(size);
+          if (fresh || (await fh.stat()).size !== size) await fh.truncate(size);
         } finally {
           await fh.close();
         }
@@ -135,14 +143,20 @@ export class StagingArea {
   }
 
   /**
-   * Reopens a staging area created earlier (after a restart). InexistentFile when an instance's file
-   * is missing or no longer has its declared size (e.g. a commit adopted it before the crash).
+   * Reopens a staging area created earlier (after a pause or a restart). `written` names the instances
+   * that a recorded bucket wrote into: their files must be there with their declared size, else
+   * InexistentFile (e.g. a commit adopted them before a crash). The file of any other instance may not
+   * have been made yet (files are made in the background, and a pause or a crash can come first): it is
+   * made again when a bucket first writes into it.
    */
-  static async open(dir: string, instances: readonly InstanceInfo[]): Promise<StagingArea> {
+  static async open(dir: string, instances: readonly InstanceInfo[], written: ReadonlySet<string>): Promise<StagingArea> {
     const area = new StagingArea(dir, instances);
+    area.#lazy = true;
     await mapLimit([...area.#instances.values()], FILE_PARALLELISM, async (i) => {
       const st = await stat(area.pathOf(i.ID)).catch(() => undefined);
-      if (!st || !st.isFile() || st.size !== i.Size) {
+      if (st && st.isFile() && st.size === i.Size) {
+        area.#made.set(i.ID, Promise.resolve());
+      } else if (written.has(i.ID)) {
         throw new XferError('InexistentFile', `staged file of instance ${i.ID} is missing or has the wrong size`);
       }
     });
@@ -222,6 +236,7 @@ export class StagingArea {
     let headBytes = 0;
     let payloadCrc = 0;
     const gunzip = opts.gunzip ? createGunzipStream() : undefined;
+    if (opts.crc32 === CRC32_MEMBER && !gunzip) throw new XferError('BadRequest', `${HEADER_CRC32}: ${CRC32_MEMBER} is for gzip bodies only`);
     const sumHere = opts.crc32 !== undefined && !gunzip;
     let hashEpoch = 0;
     let ownWrites = 0;
@@ -267,52 +282,77 @@ export class StagingArea {
         }
       };
       if (layout[0]) startChunk(layout[0]);
-      const it = source[Symbol.asyncIterator]();
-      for (let guard = 0; guard < Number.MAX_SAFE_INTEGER; guard++) {
-        const next = it.next();
-        // Gathered bytes wait for more only while more keeps coming: a sender that pauses (a slow link)
-        // finds what it sent already on disk.
-        if (pendingBytes > 0) {
-          const current = layout[k];
-          let timer: NodeJS.Timeout | undefined;
-          const idle = await Promise.race([
-            next.then(() => false, () => false),
-            new Promise<boolean>((resolve) => {
-              timer = setTimeout(() => resolve(true), IDLE_FLUSH_MS);
-            }),
-          ]);
-          clearTimeout(timer);
-          if (idle && current) await flush(current);
+      // Gathered bytes wait for more only while more keeps coming: a sender that pauses (a slow link)
+      // finds what it sent already on disk, and a stalled request holds little. One timer per bucket,
+      // re-armed while pieces keep arriving, watches for the pause (not a timer raced per piece).
+      let processing = false;
+      let lastPieceAt = 0;
+      let idleTimer: NodeJS.Timeout | undefined;
+      let idleFlush: Promise<void> | undefined;
+      let idleError: { error: unknown } | undefined;
+      const onIdle = (): void => {
+        idleTimer = undefined;
+        const current = layout[k];
+        if (pendingBytes === 0 || !current || idleFlush) return;
+        const quiet = Date.now() - lastPieceAt;
+        // A piece came meanwhile, or one is being handled: look again once it could be a pause.
+        if (quiet < IDLE_FLUSH_MS || processing) {
+          idleTimer = setTimeout(onIdle, Math.max(1, IDLE_FLUSH_MS - quiet));
+          return;
         }
-        const step = await next;
-        if (step.done) break;
-        const piece = step.value;
-        if (signal?.aborted) throw new XferError('UnknownResource', 'the transfer was discarded while this bucket arrived');
-        let at = 0;
-        while (at < piece.length) {
-          const c = layout[k];
-          // The length check upstream refuses extra bytes before they get here.
-          if (!c) throw new XferError('NetworkProtocol', `WriteUncompressedBucket: at least ${written + piece.length - at} != ${total}`);
-          const inChunk = written - c.payloadOffset;
-          const n = Math.min(piece.length - at, c.Size - inChunk);
-          const part = piece.subarray(at, at + n);
-          hash?.update(part);
-          if (head && headBytes < HEAD_BYTES) {
-            head.push(part);
-            headBytes += part.length;
+        idleFlush = flush(current).then(
+          () => {
+            idleFlush = undefined;
+          },
+          (error: unknown) => {
+            idleFlush = undefined;
+            idleError = { error };
+          },
+        );
+      };
+      try {
+        const it = source[Symbol.asyncIterator]();
+        for (let guard = 0; guard < Number.MAX_SAFE_INTEGER; guard++) {
+          processing = false;
+          const step = await it.next();
+          processing = true;
+          if (idleFlush) await idleFlush;
+          if (idleError) throw idleError.error;
+          if (step.done) break;
+          const piece = step.value;
+          if (signal?.aborted) throw new XferError('UnknownResource', 'the transfer was discarded while this bucket arrived');
+          let at = 0;
+          while (at < piece.length) {
+            const c = layout[k];
+            // The length check upstream refuses extra bytes before they get here.
+            if (!c) throw new XferError('NetworkProtocol', `WriteUncompressedBucket: at least ${written + piece.length - at} != ${total}`);
+            const inChunk = written - c.payloadOffset;
+            const n = Math.min(piece.length - at, c.Size - inChunk);
+            const part = piece.subarray(at, at + n);
+            hash?.update(part);
+            if (head && headBytes < HEAD_BYTES) {
+              head.push(part);
+              headBytes += part.length;
+            }
+            if (sumHere) payloadCrc = crc32(part, payloadCrc);
+            pending.push(part);
+            pendingBytes += n;
+            at += n;
+            written += n;
+            if (written - c.payloadOffset >= c.Size) {
+              await endChunk(c);
+              k++;
+              const following = layout[k];
+              if (following) startChunk(following);
+            } else if (pendingBytes >= WRITE_BATCH) await flush(c);
           }
-          if (sumHere) payloadCrc = crc32(part, payloadCrc);
-          pending.push(part);
-          pendingBytes += n;
-          at += n;
-          written += n;
-          if (written - c.payloadOffset >= c.Size) {
-            await endChunk(c);
-            k++;
-            const following = layout[k];
-            if (following) startChunk(following);
-          } else if (pendingBytes >= WRITE_BATCH) await flush(c);
+          lastPieceAt = Date.now();
+          if (pendingBytes > 0 && !idleTimer) idleTimer = setTimeout(onIdle, IDLE_FLUSH_MS);
         }
+      } finally {
+        clearTimeout(idleTimer);
+        // A flush under way ends before the files are closed.
+        await idleFlush;
       }
       const last = layout[k];
       if (last) await flush(last);
@@ -328,7 +368,7 @@ export class StagingArea {
       await (pipeline as unknown as (...args: unknown[]) => Promise<void>)(payload, ...stages);
       // An inflated payload's CRC-32 is the one its gzip trailer was checked against: no second pass.
       if (gunzip) payloadCrc = gunzip.crc32;
-      if (opts.crc32 !== undefined && crc32Hex(payloadCrc) !== opts.crc32) {
+      if (opts.crc32 !== undefined && opts.crc32 !== CRC32_MEMBER && crc32Hex(payloadCrc) !== opts.crc32) {
         throw new XferError('CorruptedFile', `the bucket's CRC-32 is ${crc32Hex(payloadCrc)}, sent as ${opts.crc32}: send it again`, {
           httpStatus: BUCKET_CHECKSUM_STATUS,
         });
@@ -542,4 +582,11 @@ async function writeFully(fh: FileHandle, data: Uint8Array, position: number): P
     if (bytesWritten <= 0) throw new XferError('CannotWriteFile', 'short write into a staged file');
     done += bytesWritten;
   }
+}
+
+/** The instances that the buckets `done` (indexes into `buckets`) wrote into. */
+export function writtenBy(buckets: readonly Bucket[], done: Iterable<number>): Set<string> {
+  const ids = new Set<string>();
+  for (const i of done) for (const c of buckets[i] ?? []) if (c.Size > 0) ids.add(c.ID);
+  return ids;
 }

@@ -98,7 +98,7 @@ describe('protocol extensions between dicom-xfer nodes', { timeout: 180_000 }, (
       Name: 'dicom-xfer',
       Version: VERSION,
       Protocol: 1,
-      Extensions: { resume: 1, dedupe: 1, 'async-commit': 1, 'bucket-crc32': 1, 'receiver-progress': 1 },
+      Extensions: { resume: 1, dedupe: 1, 'async-commit': 1, 'bucket-crc32': 2, 'receiver-progress': 1 },
     });
     const plugin = await getJson(pair.a.url, '/plugins/transfers');
     assert.equal(plugin.ID, 'transfers');

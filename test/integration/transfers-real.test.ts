@@ -62,9 +62,12 @@ describe('transfers of the real DICOM files between two nodes', { timeout: 240_0
       assert.equal(puts.length, job.Content.BucketRequests);
       assert.equal(job.Content.Retries ?? 0, 0, String(job.Content.LastRetryCause));
       // A dicom-xfer peer gets gzip bodies as they are compressed (chunked), plain ones with their length.
+      // A streamed gzip member is checked by its own trailer; a plain body by the CRC-32 read ahead.
       for (const put of puts) {
         if (compression === 'gzip') assert.equal(put.headers['transfer-encoding'], 'chunked', put.path);
         else assert.equal(put.headers['content-length'] !== undefined, true, put.path);
+        if (compression === 'gzip') assert.equal(put.headers['x-dicom-xfer-crc32'], 'member', put.path);
+        else assert.match(String(put.headers['x-dicom-xfer-crc32']), /^[0-9a-f]{8}$/, put.path);
       }
       const sent = new Map<number, number>();
       for (const put of puts) {
@@ -96,6 +99,25 @@ describe('transfers of the real DICOM files between two nodes', { timeout: 240_0
       assert.equal(Math.max(...counts.map((c) => c.bytes)), wire);
       const byTime = [...counts].sort((x, y) => x.at - y.at || x.bytes - y.bytes);
       for (let i = 1; i < byTime.length; i++) assert.ok((byTime[i] as { bytes: number }).bytes >= (byTime[i - 1] as { bytes: number }).bytes);
+    });
+
+    test(`push (${compression}): a span damaged in flight is refused by its checksum (422) and sent again`, async () => {
+      await emptyNode(pair.b.url);
+      pair.toB.clearRecords();
+      // The third PUT of the transfer has one byte flipped on its way to B.
+      pair.toB.corruptRequest({ method: 'PUT', path: /\/transfers\/push\/[0-9a-f-]+\/\d+(-\d+)?$/, skip: 2, times: 1 });
+      const h = await startTransfer(pair.a.url, 'send', { Resources: resources(), Compression: compression, Peer: 'b' });
+      const job = await waitJob(pair.a.url, h.ID as string);
+      assert.equal(job.State, 'Success', JSON.stringify(job));
+      const puts = pair.toB.records({ method: 'PUT' });
+      const damaged = puts.filter((r) => r.actions.includes('corrupt-request'));
+      assert.equal(damaged.length, 1);
+      assert.equal(damaged[0]!.status, 422, 'refused by its checksum');
+      // The same span went again, whole, and was taken.
+      const again = puts.filter((r) => r.path === damaged[0]!.path);
+      assert.deepEqual(again.map((r) => r.status), [422, 200]);
+      assert.ok((job.Content.Retries as number) >= 1);
+      await assertSameInstances(pair.b.url, source);
     });
 
     test(`pull (${compression}): B pulls every instance of A, same MD5s`, async () => {

@@ -46,6 +46,8 @@ const HELP = `usage: npm run bench:wan -- [options]      (as root; --no-wan runs
                             100 x on lossy profiles)
   --baseline-timeout SECONDS  shorter bound for the baselines (one request per instance can take hours
                             on a lossy link): one that runs out of time is reported with a lower bound (≥)
+  --repeat N                run each dicom-xfer method N times (default 1) and report the run of median
+                            wall time, with the fastest and slowest beside it; the baselines run once
 
 Exit status: 0 every run verified, 3 some run failed or lost data, 1 the benchmark could not run, 130 interrupted.`;
 
@@ -74,6 +76,7 @@ const { values } = parseArgs({
     'data-dir': { type: 'string', default: resolve(REPO, 'bench-output') },
     'run-timeout': { type: 'string' },
     'baseline-timeout': { type: 'string' },
+    repeat: { type: 'string', default: '1' },
     render: { type: 'string' },
     help: { type: 'boolean', default: false },
   },
@@ -95,6 +98,8 @@ const runTimeoutArg = values['run-timeout'] === undefined ? undefined : Number(v
 if (runTimeoutArg !== undefined && !(runTimeoutArg > 0)) fail('--run-timeout must be a number of seconds above 0');
 const baselineTimeout = values['baseline-timeout'] === undefined ? null : Number(values['baseline-timeout']);
 if (baselineTimeout !== null && !(baselineTimeout > 0)) fail('--baseline-timeout must be a number of seconds above 0');
+const repeat = Number(values.repeat);
+if (!Number.isSafeInteger(repeat) || repeat < 1 || repeat > 20) fail('--repeat must be a whole number from 1 to 20');
 const isRoot = process.getuid?.() === 0;
 if (!noWan) {
   const why = wanUnavailable(REPO);
@@ -220,8 +225,11 @@ function table(p: ProfileResult): string[] {
     const rate = (x: string): string => (r.ok ? x : '–');
     const senderCpu = r.sender ? r.sender.cpuSeconds + (r.client?.cpuSeconds ?? 0) : null;
     const senderRss = r.sender ? (r.client ? `${f1(r.sender.peakRssMB, 0)} + ${f1(r.client.peakRssMB, 0)}` : f1(r.sender.peakRssMB, 0)) : '–';
+    // Several runs: the median one, with the fastest and the slowest.
+    const walls = r.repeatedWallSeconds ?? [];
+    const wall = walls.length > 1 ? `${f1(r.wallSeconds)} (${f1(Math.min(...walls))}–${f1(Math.max(...walls))})` : f1(r.wallSeconds);
     lines.push(
-      `| ${r.method} | ${result} | ${f1(r.wallSeconds)} | ${rate(f1(r.dicomMBps, 2))} | ${r.wire ? f1(r.wire.busierBytes / 1e6) : '–'} | ${rate(pct(r.linkUtilisation))} | ${rate(pct(r.ratioToLimit))} | ${f1(senderCpu)} | ${f1(r.receiver?.cpuSeconds)} | ${senderRss} | ${f1(r.receiver?.peakRssMB, 0)} |${baselines.map((b) => ` ${cell(r, b, p)} |`).join('')}`,
+      `| ${r.method} | ${result} | ${wall} | ${rate(f1(r.dicomMBps, 2))} | ${r.wire ? f1(r.wire.busierBytes / 1e6) : '–'} | ${rate(pct(r.linkUtilisation))} | ${rate(pct(r.ratioToLimit))} | ${f1(senderCpu)} | ${f1(r.receiver?.cpuSeconds)} | ${senderRss} | ${f1(r.receiver?.peakRssMB, 0)} |${baselines.map((b) => ` ${cell(r, b, p)} |`).join('')}`,
     );
   }
   for (const s of p.skipped) lines.push('', `${s.method} skipped: ${s.reason}`);
@@ -229,7 +237,7 @@ function table(p: ProfileResult): string[] {
 }
 
 const DEFINITIONS = [
-  'wall s: from the request that starts the transfer to the moment the job (or the client) reports the end; one run per method.',
+  'wall s: from the request that starts the transfer to the moment the job (or the client) reports the end; one run per method, or with --repeat N the run of median wall time (every figure of the row is that run\'s), the fastest and the slowest in parentheses; a method any of whose runs failed is reported by its failed run.',
   'DICOM MB/s: data set bytes (10^6 per MB) / wall time.',
   'wire MB: IP bytes (headers, ACKs and retransmissions included) that crossed the emulated link in the busier direction, from the namespace\'s iptables queue counters; the benchmark\'s own control traffic (imports, job polls, MD5 checks, the POST client\'s reads from its local source) uses 127.0.0.2, which bypasses the link and is not counted.',
   'link use: wire MB x 8 / (wall time x link rate of one direction).',
@@ -274,7 +282,7 @@ async function main(): Promise<number> {
       const profile = linkProfile(name);
       const timeout = runTimeout(profile, dataset);
       // Import into the source (first profile only) plus every run, with room to start and stop servers.
-      const bound = 3600 + methods.length * (timeout + 300);
+      const bound = 3600 + methods.length * repeat * (timeout + 300);
       let made: 'wan' | 'plain' | undefined;
       try {
         if (name !== 'loopback') {
@@ -296,6 +304,7 @@ async function main(): Promise<number> {
           countWire: made !== undefined,
           runTimeoutSeconds: timeout,
           baselineTimeoutSeconds: baselineTimeout,
+          repeat,
           out: join(workDir, `${name}.json`),
         };
         results.push(await runProfile(spec, made ? ns : undefined, bound));

@@ -82,6 +82,8 @@ export interface RunnerSpec {
   runTimeoutSeconds: number;
   /** Shorter bound for the baselines (null: the same): one that runs out of time gives a lower bound. */
   baselineTimeoutSeconds: number | null;
+  /** Runs of each dicom-xfer method (the baselines run once); the median one is reported. */
+  repeat?: number;
   /** Where the runner writes its ProfileResult. */
   out: string;
 }
@@ -137,6 +139,8 @@ export interface RunResult {
    * `atLeast` when the baseline ran out of time, null when either failed otherwise.
    */
   speedup: Partial<Record<MethodName, { x: number; atLeast: boolean } | null>>;
+  /** With --repeat: the wall time of every run of the method, in the order they ran (this one is the median). */
+  repeatedWallSeconds?: number[];
   loadAverage: { before: number; after: number };
   /** What the job said at its end (dicom-xfer and Orthanc jobs). */
   job?: Record<string, unknown>;

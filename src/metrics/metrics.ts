@@ -1,7 +1,7 @@
 // Prometheus metrics of a node at Orthanc's path, GET /tools/metrics-prometheus: the plugin's
 // orthanc_transfers_* figures (SPEC §16, with a DELETE counted as aborted, not committed) and dicom-xfer's
 // own dicom_xfer_* figures, read from the counters the transfer modules already keep.
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { JobsEngine, JobState } from '../jobs/engine.ts';
 import type { Peers } from '../peers/peers.ts';
@@ -303,9 +303,43 @@ function buildMetrics(app: FastifyInstance, peers: Peers, engine: JobsEngine): {
 }
 
 
+/** Another server's metrics served at the same path (Orthanc's, behind `--proxy`): its text, or undefined. */
+export type ForeignMetrics = (req: FastifyRequest) => Promise<string | undefined>;
+const foreignMetrics = new WeakMap<FastifyInstance, ForeignMetrics>();
+
+/** Has GET /tools/metrics-prometheus append what `fn` answers (families this node also writes left out). */
+export function setForeignMetrics(app: FastifyInstance, fn: ForeignMetrics): void {
+  foreignMetrics.set(app, fn);
+}
+
+/** The metric family a line of Prometheus' text format speaks of (the name of a sample, HELP or TYPE). */
+function familyOf(line: string): string | undefined {
+  const m = /^(?:# (?:HELP|TYPE) )?([a-zA-Z_:][a-zA-Z0-9_:]*)/.exec(line);
+  return m?.[1];
+}
+
+/**
+ * `theirs` (another server's exposition) without the families `ours` names too, so that the two texts
+ * together stay valid: a family appears once. Comments other than HELP and TYPE are dropped.
+ */
+export function foreignFamilies(theirs: string, ours: ReadonlySet<string>): string {
+  const kept: string[] = [];
+  for (const line of theirs.split('\n')) {
+    const t = line.trim();
+    if (t === '' || (t.startsWith('#') && !/^# (HELP|TYPE) /.test(t))) continue;
+    const name = familyOf(t);
+    if (name === undefined) continue;
+    const family = name.replace(/_(bucket|sum|count|total|created)$/, '');
+    if (ours.has(name) || ours.has(family)) continue;
+    kept.push(t);
+  }
+  return kept.length > 0 ? `${kept.join('\n')}\n` : '';
+}
+
 /**
  * The metrics module: GET /tools/metrics-prometheus in Prometheus' text format. It must come after the
- * peers and both transfers modules in the node's module list (it reads their counters).
+ * peers and both transfers modules in the node's module list (it reads their counters). Behind `--proxy`
+ * Orthanc's own metrics follow this node's, at the path where Orthanc serves them.
  */
 export const metricsModule: NodeModule = (app, ctx, routes) => {
   const { metrics, close } = buildMetrics(app, getPeers(ctx), getJobs(ctx));
@@ -314,8 +348,14 @@ export const metricsModule: NodeModule = (app, ctx, routes) => {
     app,
     METRICS_PATH,
     {
-      GET: async (_req, reply) => {
-        const text = await metrics.registry.metrics();
+      GET: async (req, reply) => {
+        let text = await metrics.registry.metrics();
+        const foreign = foreignMetrics.get(app);
+        const theirs = foreign ? await foreign(req) : undefined;
+        if (theirs !== undefined) {
+          const ours = new Set(metrics.registry.getMetricsAsArray().map((m) => m.name));
+          text = `${text.endsWith('\n') ? text : `${text}\n`}${foreignFamilies(theirs, ours)}`;
+        }
         return reply.code(200).header('Content-Type', metrics.registry.contentType).header('Cache-Control', 'no-store').send(text);
       },
     },

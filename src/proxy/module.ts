@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import type { FastifyRequest } from 'fastify';
 import { setForeignJobs } from '../jobs/routes.ts';
+import { METRICS_PATH, setForeignMetrics } from '../metrics/metrics.ts';
 import type { NodeModule } from '../server/app.ts';
 import { route } from '../server/http.ts';
 import { OrthancForwarder } from './forward.ts';
@@ -59,6 +60,8 @@ export const orthancProxyModule: NodeModule = async (app, ctx, routes, hooks) =>
   if (proxy) {
     const ours = await readFile(EXPLORER_SCRIPT, 'utf8');
     hooks.setFallback((req, reply) => fwd.forward(req, reply));
+    // Orthanc's metrics stay where Prometheus scrapes them, after this node's.
+    setForeignMetrics(app, (req) => fwd.getText(req, METRICS_PATH, AMEND_TIMEOUT_MS));
 
     /** Orthanc's plugins, or undefined when Orthanc cannot tell. */
     const orthancPlugins = async (req: FastifyRequest, timeoutMs: number): Promise<string[] | undefined> => {

@@ -32,7 +32,7 @@ describe('bench:wan smoke run (small set, good profile)', { skip: why ? `skipped
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'dx-bench-wan-'));
     const args = ['--import', 'tsx', join(REPO, 'bench', 'wan.ts'), '--set', 'small', '--profiles', 'good', '--methods', METHODS.join(',')];
-    args.push('--json', join(dir, 'report.json'), '--data-dir', dir, '--run-timeout', '120');
+    args.push('--json', join(dir, 'report.json'), '--data-dir', dir, '--run-timeout', '120', '--repeat', '2');
     const child = spawn(process.execPath, args, { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
     pid = child.pid ?? 0;
     child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
@@ -85,7 +85,13 @@ describe('bench:wan smoke run (small set, good profile)', { skip: why ? `skipped
     assert.ok(post?.client && post.client.peakRssMB > 0, 'the POST client process is measured');
     for (const r of p.runs.filter((x) => x.method !== 'post-sequential')) {
       assert.ok(r.speedup['post-sequential'], `${r.method} is compared with the baseline`);
+      // --repeat 2: two runs, the row is the slower of the two middle ones (the median of two), both shown.
+      assert.equal(r.repeatedWallSeconds?.length, 2, `${r.method}: ${JSON.stringify(r.repeatedWallSeconds)}`);
+      assert.equal(r.wallSeconds, Math.max(...(r.repeatedWallSeconds as number[])));
+      assert.match(stdout, new RegExp(`\\| ${r.method} \\| ok \\| [0-9.]+ \\([0-9.]+–[0-9.]+\\) \\|`));
     }
+    // The baseline runs once.
+    assert.equal(post?.repeatedWallSeconds, undefined);
   });
 
   test('the data crossed the emulated link: wire bytes and round-trip time', () => {

@@ -320,6 +320,25 @@ describe('dicom-xfer --proxy in front of a real Orthanc', { skip: !orthancInstal
     assert.deepEqual(await getJson(proxy.url, '/transfers/peers'), { B: 'installed' });
   });
 
+  test('GET /tools/metrics-prometheus gives the node\'s metrics, then Orthanc\'s own', async () => {
+    const direct = await call(orthanc.url, 'GET', '/tools/metrics-prometheus');
+    assert.equal(direct.status, 200);
+    const samples = (text: string) =>
+      new Set(text.split('\n').filter((l) => /^[a-zA-Z_]/.test(l)).map((l) => (/^[a-zA-Z_:][a-zA-Z0-9_:]*/.exec(l) as RegExpExecArray)[0]));
+    const orthancOwn = samples(direct.body.toString());
+    assert.ok(orthancOwn.has('orthanc_count_instances'), [...orthancOwn].join(' '));
+    const via = await call(proxy.url, 'GET', '/tools/metrics-prometheus');
+    assert.equal(via.status, 200);
+    assert.match(String(via.headers['content-type']), /^text\/plain/);
+    const text = via.body.toString();
+    const both = samples(text);
+    assert.ok(both.has('dicom_xfer_jobs'), 'the node\'s own metrics');
+    for (const name of orthancOwn) assert.ok(both.has(name), `Orthanc's ${name}`);
+    // Each family is described once, even one both write.
+    const types = text.split('\n').filter((l) => l.startsWith('# TYPE ')).map((l) => l.split(' ')[2]);
+    assert.equal(new Set(types).size, types.length, 'a family described twice');
+  });
+
   test('DELETE removes the resource in Orthanc', async () => {
     const [id, sum] = [...stored][1] as [string, string];
     const bytes = (await call(orthanc.url, 'GET', `/instances/${id}/file`)).body;

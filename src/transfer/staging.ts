@@ -140,6 +140,15 @@ export class StagingArea {
   async #allMade(): Promise<void> {
     await this.#background;
     if (this.#backgroundError) throw this.#backgroundError;
+    // A reopened area makes on first write the files a pause or a crash left unmade; an instance no
+    // bucket writes into (an empty one) is made here.
+    if (this.#lazy) {
+      try {
+        await mapLimit([...this.#instances.keys()], FILE_PARALLELISM, (id) => this.#make(id));
+      } catch (e) {
+        throw fileError(e, 'cannot create the staging files');
+      }
+    }
   }
 
   /**

@@ -252,4 +252,18 @@ describe('staging area', () => {
     await assert.rejects(stat(dir));
     await again.remove(); // twice is fine
   });
+
+  test('a reopened area whose empty instance was never made makes it for the commit', async () => {
+    const dir = join(root, 'g');
+    const empty: InstanceInfo = { ID: '00000009-aaaaaaaa-bbbbbbbb-cccccccc-dddddddd', Size: 0, MD5: md5(Buffer.alloc(0)) };
+    const a = instances[0] as InstanceInfo;
+    const first = await StagingArea.create(dir, [a, empty]);
+    await first.writeAt(a.ID, 0, files.get(a.ID) as Buffer);
+    await rm(first.pathOf(empty.ID));
+    const again = await StagingArea.open(dir, [a, empty], new Set([a.ID]));
+    const staged = await again.staged();
+    assert.deepEqual(staged.map((x) => [x.id, x.size]), [[a.ID, a.Size], [empty.ID, 0]]);
+    assert.equal((await stat(again.pathOf(empty.ID))).size, 0);
+    await again.remove();
+  });
 });

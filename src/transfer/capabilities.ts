@@ -50,7 +50,10 @@ export const CAPABILITIES_PATH = '/transfers/capabilities';
  * still checked at commit.
  */
 export const HEADER_CRC32 = 'x-dicom-xfer-crc32';
-/** On a chunk GET: "1" asks the chunk server for HEADER_CRC32 on its answer. */
+/**
+ * On a chunk GET: asks the chunk server for HEADER_CRC32 on its answer. "1" (version 1): always the
+ * hexadecimal CRC-32; "2" (version 2): CRC32_MEMBER for a gzip answer, the hexadecimal CRC-32 otherwise.
+ */
 export const HEADER_WANT_CRC32 = 'x-dicom-xfer-want-crc32';
 /** The form of a HEADER_CRC32 value. */
 export const CRC32_HEX = /^[0-9a-f]{8}$/;

@@ -1037,7 +1037,7 @@ export class PullTransferJob implements JobRunner {
         const res = await r.client.stream({
           method: 'GET',
           path: buildChunkPath(bucket, q.Compression),
-          headers: checksum ? { [HEADER_WANT_CRC32]: '1' } : undefined,
+          headers: checksum ? { [HEADER_WANT_CRC32]: '2' } : undefined,
           signal,
           onBodyBytes: (n) => {
             wire += n;

@@ -126,8 +126,10 @@ export const transfersServerModule: NodeModule = async (app, ctx, routes) => {
           const answer = await chunks.answer({ ids, ...query });
           // Extension bucket-crc32: the payload's CRC-32, read once ahead of the answer (cheap next to
           // the network), so the answer itself still streams; a gzip answer's own trailer is that CRC-32.
-          if (ext && header(req, HEADER_WANT_CRC32) === '1') {
-            reply.header(HEADER_CRC32, query.compression === 'gzip' ? CRC32_MEMBER : await chunks.crc32(answer.plan));
+          // A puller of version 1 of the extension wants the hexadecimal form whatever the compression.
+          const want = ext ? header(req, HEADER_WANT_CRC32) : undefined;
+          if (want === '1' || want === '2') {
+            reply.header(HEADER_CRC32, want === '2' && query.compression === 'gzip' ? CRC32_MEMBER : await chunks.crc32(answer.plan));
           }
           // The slot is held until the answer is fully sent or the client went away.
           reply.raw.once('close', release);

@@ -220,7 +220,12 @@ describe('protocol extensions between dicom-xfer nodes', { timeout: 180_000 }, (
       const gets = pair.toA.records({ method: 'GET', path: `/transfers/chunks/${victim}?` });
       assert.equal(gets.length, 2, 'fetched twice');
       assert.ok(gets[0]!.actions.includes('corrupt-response'));
-      assert.ok(gets.every((r) => r.headers['x-dicom-xfer-want-crc32'] === '1'));
+      assert.ok(gets.every((r) => r.headers['x-dicom-xfer-want-crc32'] === '2'));
+      // A gzip answer is checked by its own trailer, a plain one by the CRC-32 read ahead.
+      for (const g of gets) {
+        if (compression === 'gzip') assert.equal(g.responseHeaders?.['x-dicom-xfer-crc32'], 'member');
+        else assert.match(String(g.responseHeaders?.['x-dicom-xfer-crc32']), /^[0-9a-f]{8}$/);
+      }
       assert.equal(gets[0]!.path, gets[1]!.path);
       const others = pair.toA.records({ method: 'GET', path: '/transfers/chunks/' }).filter((r) => chunkId(r) !== victim);
       assert.equal(others.length, 43, 'every other bucket fetched once');
@@ -228,6 +233,21 @@ describe('protocol extensions between dicom-xfer nodes', { timeout: 180_000 }, (
       await assertStaging(pair.b.dataDir, 'pull');
     });
   }
+
+  test('a chunk answer names its checksum as the puller asked: the CRC-32 for version 1, member for gzip in version 2', async () => {
+    const id = [...source.keys()].sort()[3] as string;
+    const file = Buffer.from(await (await fetch(`${pair.a.url}/instances/${id}/file`)).arrayBuffer());
+    const hex = (crc32(file) >>> 0).toString(16).padStart(8, '0');
+    const path = (compression: string) => `/transfers/chunks/${id}?offset=0&size=${file.length}&compression=${compression}`;
+    const ask = async (compression: string, want?: string) =>
+      (await call(pair.a.url, 'GET', path(compression), undefined, want ? { 'x-dicom-xfer-want-crc32': want } : {})).headers['x-dicom-xfer-crc32'];
+    assert.equal(await ask('gzip', '1'), hex);
+    assert.equal(await ask('gzip', '2'), 'member');
+    assert.equal(await ask('none', '1'), hex);
+    assert.equal(await ask('none', '2'), hex);
+    assert.equal(await ask('gzip'), undefined);
+    assert.equal(await ask('gzip', '3'), undefined);
+  });
 
   test('a commit whose answer is lost is recognised when retried: not done twice', async () => {
     await reset();

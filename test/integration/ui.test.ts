@@ -151,20 +151,43 @@ describe('dashboard', { skip, timeout: 300_000 }, () => {
     for (const i of first.instances) assert.ok(atB.includes(i), `instance ${i} at B`);
   });
 
+  /**
+   * Waits until job `id` of node A is Running with `held` of its bucket PUTs held by `gate`; a job that
+   * ends instead fails the test with its JSON and the node's last log lines.
+   */
+  async function runningAndHeld(id: string, gate: { waitHeld(n: number, ms: number): Promise<void> }, held: number): Promise<void> {
+    const heldNow = gate.waitHeld(held, STEP_MS);
+    heldNow.catch(() => undefined);
+    const end = Date.now() + STEP_MS;
+    for (let state = ''; state !== 'Running'; ) {
+      const job = await getJson<JobJson>(pair.a.url, `/jobs/${id}`);
+      state = job.State;
+      if (state === 'Failure' || state === 'Success' || Date.now() > end) {
+        assert.fail(`job ${id} is ${state}, not Running with its buckets held: ${JSON.stringify(job)}\n${pair.a.log().split('\n').slice(-20).join('\n')}`);
+      }
+      if (state !== 'Running') await new Promise((r) => setTimeout(r, 100));
+    }
+    await heldNow;
+  }
+
   test('pause and resume from the buttons while the peer holds the buckets', async () => {
     const { page } = browser;
     const gate = pair.toB.hold({ method: 'PUT', skip: 2 });
-    await page.goto(`${pair.a.url}/ui/#/store`);
-    const id = await sendFromStore(page, second, 'b', 'gzip');
-    await page.goto(`${pair.a.url}/ui/#/transfers`);
-    await row(page, id, 'Running').waitFor();
-    await gate.waitHeld(2, STEP_MS);
-    await row(page, id, 'Running').locator('button[data-action="pause"]').click();
-    await row(page, id, 'Paused').waitFor();
-    assert.equal((await getJson<JobJson>(pair.a.url, `/jobs/${id}`)).State, 'Paused');
-    await shot(page, 'transfers-paused');
-    gate.release();
-    pair.toB.clearRules();
+    let id = '';
+    try {
+      await page.goto(`${pair.a.url}/ui/#/store`);
+      id = await sendFromStore(page, second, 'b', 'gzip');
+      await runningAndHeld(id, gate, 2);
+      await page.goto(`${pair.a.url}/ui/#/transfers`);
+      await row(page, id, 'Running').locator('button[data-action="pause"]').click();
+      await row(page, id, 'Paused').waitFor();
+      assert.equal((await getJson<JobJson>(pair.a.url, `/jobs/${id}`)).State, 'Paused');
+      await shot(page, 'transfers-paused');
+    } finally {
+      // A failure here must not leave later tests' buckets held.
+      gate.release();
+      pair.toB.clearRules();
+    }
     // Slow buckets after the resume: the job runs a few seconds, enough for its rate chart.
     pair.toB.delay(1000, { method: 'PUT' });
     await row(page, id, 'Paused').locator('button[data-action="resume"]').click();
@@ -187,18 +210,22 @@ describe('dashboard', { skip, timeout: 300_000 }, () => {
   test('cancel shows the failure in plain words, and resubmit completes the job', async () => {
     const { page } = browser;
     const gate = pair.toB.hold({ method: 'PUT', skip: 1 });
-    await page.goto(`${pair.a.url}/ui/#/store`);
-    const id = await sendFromStore(page, third, 'b', 'gzip');
-    await page.goto(`${pair.a.url}/ui/#/jobs/${id}`);
-    await page.locator('.page-head .badge', { hasText: 'Running' }).waitFor();
-    await gate.waitHeld(1, STEP_MS);
-    await page.locator('.page-head button[data-action="cancel"]').click();
+    let id = '';
     const error = page.locator('[data-error="job"]');
-    await error.waitFor();
-    assert.match((await error.textContent()) ?? '', /Canceled by a user/);
-    await shot(page, 'job-canceled');
-    gate.release();
-    pair.toB.clearRules();
+    try {
+      await page.goto(`${pair.a.url}/ui/#/store`);
+      id = await sendFromStore(page, third, 'b', 'gzip');
+      await page.goto(`${pair.a.url}/ui/#/jobs/${id}`);
+      await page.locator('.page-head .badge', { hasText: 'Running' }).waitFor();
+      await runningAndHeld(id, gate, 1);
+      await page.locator('.page-head button[data-action="cancel"]').click();
+      await error.waitFor();
+      assert.match((await error.textContent()) ?? '', /Canceled by a user/);
+      await shot(page, 'job-canceled');
+    } finally {
+      gate.release();
+      pair.toB.clearRules();
+    }
     await page.locator('.page-head button[data-action="resubmit"]').click();
     await page.locator('.page-head .badge', { hasText: 'Success' }).waitFor();
     assert.equal(await error.count(), 0, 'the error is gone once the job succeeded');

@@ -1113,7 +1113,7 @@ export class PullTransferJob implements JobRunner {
   /** A cancelled pull drops its staging area. */
   async cancelled(ctx: JobRunContext): Promise<void> {
     const state = ctx.loadPrivate<PullPrivate>();
-    if (state) await (await StagingArea.open(state.staging, state.fetched ?? state.instances, new Set()).catch(() => undefined))?.remove();
+    if (state) await StagingArea.discard(state.staging);
   }
 }
 

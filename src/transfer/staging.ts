@@ -70,8 +70,6 @@ export class StagingArea {
   #background: Promise<void> = Promise.resolve();
   #backgroundError: XferError | undefined;
   #removed = false;
-  /** Made by create(): a file is made before its first write (a reopened area has every file already). */
-  #lazy = false;
 
   private constructor(dir: string, instances: readonly InstanceInfo[]) {
     this.dir = dir;
@@ -91,7 +89,6 @@ export class StagingArea {
    */
   static async create(dir: string, instances: readonly InstanceInfo[]): Promise<StagingArea> {
     const area = new StagingArea(dir, instances);
-    area.#lazy = true;
     const all = [...area.#instances.values()];
     try {
       await mkdir(dir, { recursive: true });
@@ -100,15 +97,20 @@ export class StagingArea {
       await rm(dir, { recursive: true, force: true }).catch(() => undefined);
       throw fileError(e, 'cannot create the staging files');
     }
-    area.#background = mapLimit(all.slice(FILE_PARALLELISM), BACKGROUND_FILE_PARALLELISM, async (i) => {
-      if (!area.#removed) await area.#make(i.ID);
+    area.#makeInBackground(all.slice(FILE_PARALLELISM).map((i) => i.ID));
+    return area;
+  }
+
+  /** Makes the files of `ids`, BACKGROUND_FILE_PARALLELISM at a time, until the area is removed. */
+  #makeInBackground(ids: readonly string[]): void {
+    this.#background = mapLimit(ids, BACKGROUND_FILE_PARALLELISM, async (id) => {
+      if (!this.#removed) await this.#make(id);
     }).then(
       () => undefined,
       (e: unknown) => {
-        area.#backgroundError = fileError(e, 'cannot create the staging files');
+        this.#backgroundError = fileError(e, 'cannot create the staging files');
       },
     );
-    return area;
   }
 
   /** The file of instance `id`, made (once) with its declared size. */
@@ -140,15 +142,6 @@ export class StagingArea {
   async #allMade(): Promise<void> {
     await this.#background;
     if (this.#backgroundError) throw this.#backgroundError;
-    // A reopened area makes on first write the files a pause or a crash left unmade; an instance no
-    // bucket writes into (an empty one) is made here.
-    if (this.#lazy) {
-      try {
-        await mapLimit([...this.#instances.keys()], FILE_PARALLELISM, (id) => this.#make(id));
-      } catch (e) {
-        throw fileError(e, 'cannot create the staging files');
-      }
-    }
   }
 
   /**
@@ -156,19 +149,22 @@ export class StagingArea {
    * that a recorded bucket wrote into: their files must be there with their declared size, else
    * InexistentFile (e.g. a commit adopted them before a crash). The file of any other instance may not
    * have been made yet (files are made in the background, and a pause or a crash can come first): it is
-   * made again when a bucket first writes into it.
+   * made again, in the background as by create().
    */
   static async open(dir: string, instances: readonly InstanceInfo[], written: ReadonlySet<string>): Promise<StagingArea> {
     const area = new StagingArea(dir, instances);
-    area.#lazy = true;
+    const unmade: string[] = [];
     await mapLimit([...area.#instances.values()], FILE_PARALLELISM, async (i) => {
       const st = await stat(area.pathOf(i.ID)).catch(() => undefined);
       if (st && st.isFile() && st.size === i.Size) {
         area.#made.set(i.ID, Promise.resolve());
       } else if (written.has(i.ID)) {
         throw new XferError('InexistentFile', `staged file of instance ${i.ID} is missing or has the wrong size`);
+      } else {
+        unmade.push(i.ID);
       }
     });
+    area.#makeInBackground(unmade);
     return area;
   }
 
@@ -226,7 +222,7 @@ export class StagingArea {
     const handleOf = async (id: string): Promise<FileHandle> => {
       let fh = handles.get(id);
       if (!fh) {
-        if (this.#lazy) await this.#make(id);
+        await this.#make(id);
         fh = await open(this.pathOf(id), 'r+');
         handles.set(id, fh);
       }
@@ -404,7 +400,7 @@ export class StagingArea {
   /** Writes `data` at `offset` of an instance's file (ParameterOutOfRange past its declared size). */
   async writeAt(id: string, offset: number, data: Uint8Array): Promise<void> {
     this.checkBucket([{ ID: id, Offset: offset, Size: data.byteLength }]);
-    if (this.#lazy) await this.#make(id);
+    await this.#make(id);
     const fh = await open(this.pathOf(id), 'r+');
     try {
       await writeFully(fh, data, offset);
@@ -496,7 +492,12 @@ export class StagingArea {
     this.#removed = true;
     await this.#background;
     await Promise.allSettled(this.#made.values());
-    await rm(this.dir, { recursive: true, force: true, maxRetries: 2 }).catch(() => undefined);
+    await StagingArea.discard(this.dir);
+  }
+
+  /** Removes the staging area in `dir`, if any, without opening it (a cancelled transfer's). */
+  static async discard(dir: string): Promise<void> {
+    await rm(dir, { recursive: true, force: true, maxRetries: 2 }).catch(() => undefined);
   }
 }
 

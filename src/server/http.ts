@@ -1,6 +1,7 @@
 // HTTP plumbing shared by every route: one registration helper that answers 405 with `Allow` for the
 // other methods, bodies read as bounded streams (no Content-Type needed, as Orthanc), Orthanc's JSON
 // error shape for every failure, and JSON answers written the way Orthanc writes them.
+import type { IncomingMessage } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { XferError, errorBody, toXferError } from '../errors.ts';
 
@@ -102,7 +103,9 @@ export async function readJson(req: FastifyRequest, limit = 64 * 1024 * 1024): P
  */
 export async function* withIdleTimeout(req: FastifyRequest, idleMs: number): AsyncGenerator<Buffer> {
   const raw = req.raw;
-  const it = raw[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  // Not destroyed when the consumer stops early: a refused body is then read to its end and dropped
+  // (discardRest), so that the client reads the refusal instead of a reset connection.
+  const it = raw.iterator({ destroyOnReturn: false }) as AsyncIterator<Buffer>;
   // One watchdog per body rather than a timer per piece: a slow link delivers a body in thousands of
   // small pieces. Only the wait for the peer counts as silence, not the time the consumer takes. The
   // request is left open when it fires, so that the 408 can still be answered.
@@ -139,8 +142,52 @@ export async function* withIdleTimeout(req: FastifyRequest, idleMs: number): Asy
     }
   } finally {
     clearInterval(watchdog);
+    // Lets go of the body (its listeners) without destroying it; a read still pending (the watchdog
+    // fired) ends with the connection.
+    it.return?.().catch(() => undefined);
   }
   if (!raw.complete) throw new XferError('NetworkProtocol', 'the client closed the connection mid-body');
+}
+
+/**
+ * Most bytes of a refused body read and dropped after the answer, and for how long; past either, the
+ * connection is closed. A client that reads an early answer (undici, curl) stops sending at once.
+ */
+export const DISCARD_LIMIT_BYTES = 64 * 1024 * 1024;
+export const DISCARD_LIMIT_MS = 30_000;
+
+/**
+ * Reads the rest of a body that was refused before its end and drops it, so that the connection can
+ * carry the answer and then the next request. Closing it instead, with the client's bytes still
+ * arriving, makes the kernel reset it, and the client (or a proxy between) may lose the answer: a
+ * bucket refused for its checksum (to be sent again) would then look like a broken connection. Answers
+ * false when the body cannot be read any more (the connection is gone).
+ */
+function discardRest(raw: IncomingMessage): boolean {
+  const socket = raw.socket as IncomingMessage['socket'] | null;
+  if (raw.complete || raw.destroyed || !socket || socket.destroyed) return false;
+  let bytes = 0;
+  const giveUp = () => {
+    done();
+    socket.destroy();
+  };
+  const timer = setTimeout(giveUp, DISCARD_LIMIT_MS);
+  timer.unref();
+  const onData = (chunk: Buffer) => {
+    bytes += chunk.length;
+    if (bytes > DISCARD_LIMIT_BYTES) giveUp();
+  };
+  const done = () => {
+    clearTimeout(timer);
+    raw.off('data', onData);
+  };
+  raw.on('data', onData);
+  raw.once('end', done);
+  raw.once('close', done);
+  // A client that goes away meanwhile is no failure of ours.
+  raw.on('error', done);
+  raw.resume();
+  return true;
 }
 
 /** Query-string flag as Orthanc reads it: present (any value but "false" / "0") means true. */
@@ -185,8 +232,9 @@ export function installErrorHandlers(app: FastifyInstance, fallback?: () => Hand
       reply.raw.destroy();
       return;
     }
-    // A body that was not read must not be left on the connection.
-    if (!req.raw.complete) reply.header('Connection', 'close');
+    // A body not read to its end must not be left on the connection: the rest is read and dropped
+    // (bounded), except after a silence (408) or for a body too large (413), where the connection closes.
+    if (!req.raw.complete && (err.http === 408 || err.http === 413 || !discardRest(req.raw))) reply.header('Connection', 'close');
     sendError(req, reply, err);
   });
   app.setNotFoundHandler(async (req, reply) => {

@@ -402,6 +402,37 @@ export async function startProxy(opts: ProxyOptions): Promise<Proxy> {
       res.destroy();
       return;
     }
+    if (!drop && !clientGone && !req.complete && (up.statusCode ?? 502) >= 300) {
+      // The upstream refused the request before its body had all come from the client (a bucket damaged
+      // in its first bytes): pass the refusal on now, as a streaming proxy does. Waiting for the body
+      // instead would wait for ever on a client that stops sending once it is answered, and Node's
+      // client stalls writing a body whose answer has come. The client then stops (or the upstream
+      // stops reading), which ends the forwarding of the body.
+      const parts: Buffer[] = [];
+      try {
+        for await (const c of up) parts.push(c as Buffer);
+      } catch {
+        rec.outcome = 'upstream-error';
+        res.destroy();
+        return;
+      }
+      const answer = Buffer.concat(parts);
+      res.writeHead(up.statusCode ?? 502, { ...forwardHeaders(up.headers), 'content-length': String(answer.length) });
+      res.end(answer);
+      rec.status = up.statusCode;
+      rec.responseHeaders = up.headers;
+      rec.responseBytes = answer.length;
+      if (opts.hashBodies) rec.responseMd5 = createHash('md5').update(answer).digest('hex');
+      rec.outcome = 'completed';
+      await sending.catch(() => undefined);
+      rec.requestBytes = reqTap.bytes;
+      rec.requestMd5 = reqTap.digest();
+      if (keep) {
+        rec.requestBody = reqTap.kept();
+        rec.responseBody = answer;
+      }
+      return;
+    }
     await sending.catch(() => undefined);
     rec.requestBytes = reqTap.bytes;
     rec.requestMd5 = reqTap.digest();

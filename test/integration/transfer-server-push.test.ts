@@ -6,12 +6,14 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readFile, readdir, rm, stat } from 'node:fs/promises';
 import { request as httpRequest, type ClientRequest } from 'node:http';
+import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { orthancIds } from '../../src/dicom/ids.ts';
 import { parseDicomHeader } from '../../src/dicom/parse.ts';
 import { scheduleBuckets } from '../../src/protocol/buckets.ts';
 import { gzipBuffer } from '../../src/protocol/compression.ts';
+import { DISCARD_LIMIT_BYTES } from '../../src/server/http.ts';
 import { toWirePushCreate, type Bucket, type Compression, type InstanceInfo } from '../../src/protocol/wire.ts';
 import { startXferNode, type XferNode } from '../helpers/node.ts';
 import { waitFor } from '../helpers/ports.ts';
@@ -84,6 +86,74 @@ async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
     return await Promise.race([p, limit]);
   } finally {
     clearTimeout(timer);
+  }
+}
+
+/**
+ * One HTTP/1.1 connection written by hand, so a test controls when each byte of a body goes and sees
+ * answers that come before the body ends. Answers must carry a Content-Length (all of ours do).
+ */
+class RawConnection {
+  readonly socket: Socket;
+  #buffered = Buffer.alloc(0);
+  #closed = false;
+  #wake: (() => void) | undefined;
+  readonly closed: Promise<void>;
+
+  constructor(port: number) {
+    this.socket = connect(port, '127.0.0.1');
+    this.socket.on('data', (d: Buffer) => {
+      this.#buffered = Buffer.concat([this.#buffered, d]);
+      this.#wake?.();
+    });
+    // The server may reset the connection (the test of the bound on a discarded body).
+    this.socket.on('error', () => undefined);
+    this.closed = new Promise((resolve) =>
+      this.socket.on('close', () => {
+        this.#closed = true;
+        this.#wake?.();
+        resolve();
+      }),
+    );
+  }
+
+  /** Writes and waits until the kernel took the bytes (or the connection is gone). */
+  write(data: string | Buffer): Promise<void> {
+    return new Promise((resolve) => {
+      if (this.socket.destroyed) resolve();
+      else this.socket.write(data, () => resolve());
+    });
+  }
+
+  /** One chunk of a chunked body. */
+  chunk(data: Buffer): Promise<void> {
+    return this.write(Buffer.concat([Buffer.from(`${data.length.toString(16)}\r\n`), data, Buffer.from('\r\n')]));
+  }
+
+  /** The next answer on the connection; fails if the connection closes before it is whole. */
+  async answer(): Promise<Answer> {
+    for (let i = 0; i < 10_000; i++) {
+      const end = this.#buffered.indexOf('\r\n\r\n');
+      if (end >= 0) {
+        const lines = this.#buffered.subarray(0, end).toString('latin1').split('\r\n');
+        const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(lines[0] ?? '')?.[1]);
+        const headers: Record<string, string> = {};
+        for (const l of lines.slice(1)) {
+          const c = l.indexOf(':');
+          headers[l.slice(0, c).trim().toLowerCase()] = l.slice(c + 1).trim();
+        }
+        const length = Number(headers['content-length']);
+        assert.ok(Number.isSafeInteger(length), `an answer with a Content-Length: ${lines.join(' | ')}`);
+        if (this.#buffered.length >= end + 4 + length) {
+          const body = this.#buffered.subarray(end + 4, end + 4 + length);
+          this.#buffered = this.#buffered.subarray(end + 4 + length);
+          return { status, headers, body };
+        }
+      }
+      if (this.#closed) throw new Error(`the connection closed before an answer was whole (${this.#buffered.length} bytes)`);
+      await within(new Promise<void>((resolve) => (this.#wake = resolve)), 20_000, 'an answer');
+    }
+    throw new Error('no whole answer after 10,000 reads');
   }
 }
 
@@ -247,6 +317,71 @@ describe('transfers server: push receiver', () => {
     const ok = await raw(node, 'PUT', `${gz.Path}/0`, packed);
     assert.equal(ok.status, 200, ok.body.toString());
     assert.equal((await raw(node, 'DELETE', gz.Path)).status, 200);
+  });
+
+  test('a body refused before its end is answered at once, read to its end and dropped; the connection carries the next request', async () => {
+    const [a] = knee.slice(3, 4) as [TestInstance];
+    const tx = await create(node, createBody([a], [[{ ID: a.ID, Offset: 0, Size: a.Size }]], 'gzip'));
+    const packed = gzipBuffer(a.data);
+    const damaged = Buffer.from(packed);
+    damaged[0] = (damaged[0] as number) ^ 0xff; // not gzip from the first byte: refused before the rest comes
+    const conn = new RawConnection(node.port);
+    try {
+      await conn.write(
+        `PUT ${tx.Path}/0 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\n` +
+          'x-dicom-xfer-crc32: member\r\nTransfer-Encoding: chunked\r\n\r\n',
+      );
+      await conn.chunk(damaged.subarray(0, 4096));
+      // The refusal comes while most of the body has not been sent.
+      const refused = await conn.answer();
+      assert.equal(refused.status, 422, refused.body.toString());
+      assert.equal(json(refused).OrthancStatus, 20);
+      assert.notEqual(refused.headers['connection'], 'close');
+      // The rest of the body still goes, and is dropped.
+      for (let at = 4096; at < damaged.length; at += 64 * 1024) await conn.chunk(damaged.subarray(at, at + 64 * 1024));
+      await conn.write('0\r\n\r\n');
+      // The same connection then carries the bucket again, whole, and it is taken.
+      await conn.write(
+        `PUT ${tx.Path}/0 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\n` +
+          `x-dicom-xfer-crc32: member\r\nContent-Length: ${packed.length}\r\n\r\n`,
+      );
+      await conn.write(packed);
+      const taken = await conn.answer();
+      assert.equal(taken.status, 200, taken.body.toString());
+      // The receiver counts the bytes of both bodies: the dropped rest went through the body's counter
+      // only as far as the refusal, the whole second body all of it.
+      const received = Number(/^(\d+) \d+$/.exec(String(taken.headers['x-dicom-xfer-received']))?.[1]);
+      assert.ok(received >= packed.length && received < packed.length + damaged.length, String(taken.headers['x-dicom-xfer-received']));
+    } finally {
+      conn.socket.destroy();
+    }
+    const c = await raw(node, 'POST', `${tx.Path}/commit`);
+    assert.equal(c.status, 200, c.body.toString());
+    assert.equal((await instanceMd5(node, a.ID)).body.toString().trim(), a.MD5);
+  });
+
+  test('a refused body is dropped only up to a bound: past it the connection closes', async () => {
+    const [a] = knee.slice(4, 5) as [TestInstance];
+    const tx = await create(node, createBody([a], [[{ ID: a.ID, Offset: 0, Size: a.Size }]], 'gzip'));
+    const conn = new RawConnection(node.port);
+    try {
+      await conn.write(`PUT ${tx.Path}/0 HTTP/1.1\r\nHost: 127.0.0.1\r\nx-dicom-xfer-crc32: member\r\nTransfer-Encoding: chunked\r\n\r\n`);
+      const junk = Buffer.alloc(1024 * 1024, 0x55);
+      await conn.chunk(junk);
+      assert.equal((await conn.answer()).status, 422);
+      // A client that ignores the answer and keeps sending is cut off once the bound is passed.
+      const most = Math.ceil(DISCARD_LIMIT_BYTES / junk.length) + 8;
+      let sent = 1;
+      for (; sent < most && !conn.socket.destroyed; sent++) await conn.chunk(junk);
+      await within(conn.closed, 20_000, 'the connection to close');
+      assert.ok(sent * junk.length > DISCARD_LIMIT_BYTES, `closed after ${sent} MiB`);
+    } finally {
+      conn.socket.destroy();
+    }
+    // The transaction is untouched and still takes the bucket.
+    const ok = await raw(node, 'PUT', `${tx.Path}/0`, gzipBuffer(a.data));
+    assert.equal(ok.status, 200, ok.body.toString());
+    assert.equal((await raw(node, 'DELETE', tx.Path)).status, 200);
   });
 
   test('refuses buckets naming undeclared instances (404) or running past one (400)', async () => {

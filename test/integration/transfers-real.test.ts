@@ -101,24 +101,30 @@ describe('transfers of the real DICOM files between two nodes', { timeout: 240_0
       for (let i = 1; i < byTime.length; i++) assert.ok((byTime[i] as { bytes: number }).bytes >= (byTime[i - 1] as { bytes: number }).bytes);
     });
 
-    test(`push (${compression}): a span damaged in flight is refused by its checksum (422) and sent again`, async () => {
-      await emptyNode(pair.b.url);
-      pair.toB.clearRecords();
-      // The third PUT of the transfer has one byte flipped on its way to B.
-      pair.toB.corruptRequest({ method: 'PUT', path: /\/transfers\/push\/[0-9a-f-]+\/\d+(-\d+)?$/, skip: 2, times: 1 });
-      const h = await startTransfer(pair.a.url, 'send', { Resources: resources(), Compression: compression, Peer: 'b' });
-      const job = await waitJob(pair.a.url, h.ID as string);
-      assert.equal(job.State, 'Success', JSON.stringify(job));
-      const puts = pair.toB.records({ method: 'PUT' });
-      const damaged = puts.filter((r) => r.actions.includes('corrupt-request'));
-      assert.equal(damaged.length, 1);
-      assert.equal(damaged[0]!.status, 422, 'refused by its checksum');
-      // The same span went again, whole, and was taken.
-      const again = puts.filter((r) => r.path === damaged[0]!.path);
-      assert.deepEqual(again.map((r) => r.status), [422, 200]);
-      assert.ok((job.Content.Retries as number) >= 1);
-      await assertSameInstances(pair.b.url, source);
-    });
+    // Damaged in its middle, a span is refused once it has all arrived (the CRC-32 differs); damaged in its
+    // first byte, a gzip span is refused while the sender is still sending the rest, and the sender must
+    // still read the refusal (not a cut connection) and send the span again.
+    for (const at of [undefined, 0] as const) {
+      const where = at === undefined ? 'in flight' : 'in its first byte';
+      test(`push (${compression}): a span damaged ${where} is refused by its checksum (422) and sent again`, async () => {
+        await emptyNode(pair.b.url);
+        pair.toB.clearRecords();
+        // The third PUT of the transfer has one byte flipped on its way to B.
+        pair.toB.corruptRequest({ method: 'PUT', path: /\/transfers\/push\/[0-9a-f-]+\/\d+(-\d+)?$/, skip: 2, times: 1, ...(at === undefined ? {} : { at }) });
+        const h = await startTransfer(pair.a.url, 'send', { Resources: resources(), Compression: compression, Peer: 'b' });
+        const job = await waitJob(pair.a.url, h.ID as string);
+        assert.equal(job.State, 'Success', JSON.stringify(job));
+        const puts = pair.toB.records({ method: 'PUT' });
+        const damaged = puts.filter((r) => r.actions.includes('corrupt-request'));
+        assert.equal(damaged.length, 1);
+        assert.equal(damaged[0]!.status, 422, 'refused by its checksum');
+        // The same span went again, whole, and was taken.
+        const again = puts.filter((r) => r.path === damaged[0]!.path);
+        assert.deepEqual(again.map((r) => r.status), [422, 200]);
+        assert.ok((job.Content.Retries as number) >= 1);
+        await assertSameInstances(pair.b.url, source);
+      });
+    }
 
     test(`pull (${compression}): B pulls every instance of A, same MD5s`, async () => {
       await emptyNode(pair.b.url);

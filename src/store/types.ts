@@ -88,5 +88,11 @@ export interface Store {
    */
   commitStaged(staged: readonly StagedInstance[]): Promise<CommitResult>;
 
+  /**
+   * Optional: prepares, in the background of a transfer that has just begun, what a commit of `count`
+   * new instances will need (the embedded store makes their directories). Best effort; never rejects.
+   */
+  prepareFiles?(count: number): Promise<void>;
+
   close(): Promise<void>;
 }

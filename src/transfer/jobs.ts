@@ -1027,6 +1027,8 @@ export class PullTransferJob implements JobRunner {
       r.publishTotals(state.instances);
       if (state.skipped) r.publishSkipped(state.skipped);
     }
+    // The store makes ready for the commit while the buckets come.
+    void store.prepareFiles?.((state.fetched ?? state.instances).length);
     const checksum = caps.has('bucket-crc32');
     const gunzip = q.Compression === 'gzip';
 

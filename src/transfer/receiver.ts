@@ -343,6 +343,8 @@ export class PushReceiver {
     }
     tx.state = 'open';
     this.counters.created++;
+    // The store makes ready for the commit while the buckets come.
+    void this.#store.prepareFiles?.(create.Instances.length);
     this.#log?.info({ tx: id, instances: create.Instances.length, buckets: create.Buckets.length, bytes: total, evicted: victim?.id }, 'push transaction created');
     return toWirePushHandle(id);
   }

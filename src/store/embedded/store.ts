@@ -19,6 +19,9 @@ import { openDb, type Db } from './db.ts';
 /** File-system calls in flight at once during a commit (they mostly wait on the disk). */
 const IO_PARALLELISM = 16;
 
+/** Most file names held with their directory made ahead of a commit (prepareFiles). */
+const MAX_READY_FILES = 100_000;
+
 const LEVEL_NUM: Record<Level, number> = { Patient: 0, Study: 1, Series: 2, Instance: 3 };
 const NUM_LEVEL: readonly Level[] = ['Patient', 'Study', 'Series', 'Instance'];
 const CHILD_KEY: Record<Level, string | undefined> = {
@@ -156,6 +159,37 @@ export class EmbeddedStore implements Store {
   }
 
   readonly #madeDirs = new Set<string>();
+  /** Names of new files whose directory is made already (prepareFiles), taken by the next adoptions. */
+  readonly #readyFiles: string[] = [];
+  #preparing: Promise<void> = Promise.resolve();
+
+  /**
+   * Makes, ahead of a commit of `count` new instances (a transfer that has just begun), the directories
+   * their files will go to, one at a time behind the transfer's own file work, so that the commit does
+   * not wait on thousands of them (files/xx/yy/: nearly one new directory per instance). Best effort: a
+   * directory that cannot be made is left to the commit. Calls queue one behind the other.
+   */
+  prepareFiles(count: number): Promise<void> {
+    const run = async (): Promise<void> => {
+      const want = Math.min(count, MAX_READY_FILES - this.#readyFiles.length);
+      for (let i = 0; i < want && !this.#closed; i++) {
+        const file = randomUUID();
+        try {
+          await this.#mkdirFor(file);
+          this.#readyFiles.push(file);
+        } catch {
+          return;
+        }
+      }
+    };
+    this.#preparing = this.#preparing.then(run);
+    return this.#preparing;
+  }
+
+  /** The name of a new file: one whose directory is made already when there is one. */
+  #newFile(): string {
+    return this.#readyFiles.pop() ?? randomUUID();
+  }
 
   /** Creates the directory of a new file (once per directory for the life of the process). */
   async #mkdirFor(file: string): Promise<void> {
@@ -223,7 +257,7 @@ export class EmbeddedStore implements Store {
       return { ids, status: 'AlreadyStored' };
     }
     if (!hints.synced) await fsyncFile(path);
-    const file = randomUUID();
+    const file = this.#newFile();
     await this.#mkdirFor(file);
     // From here to the end of #adopt everything is synchronous, so no other request interleaves:
     // two concurrent uploads of one instance cannot both insert it.
@@ -287,7 +321,7 @@ export class EmbeddedStore implements Store {
         alreadyStored.push(c.s.id);
         continue;
       }
-      fresh.push({ header: c.header, ids: c.ids, file: randomUUID(), size: c.s.size, md5: c.s.md5 });
+      fresh.push({ header: c.header, ids: c.ids, file: this.#newFile(), size: c.s.size, md5: c.s.md5 });
       freshPaths.push(c.s.path);
       if (!c.s.synced) toSync.push(c.s.path);
     }
@@ -604,6 +638,8 @@ export class EmbeddedStore implements Store {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    // A directory being made ahead ends first (the loop stops at the next one).
+    await this.#preparing.catch(() => undefined);
     this.#db.close();
     releaseLock(this.#lockPath);
   }

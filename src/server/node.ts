@@ -70,7 +70,11 @@ function overridesFrom(flags: ServeFlags): ConfigOverrides {
 /** Starts a node from flags and the configuration file; resolves once it listens. */
 export async function startNode(flags: ServeFlags): Promise<RunningNode> {
   const { config, warnings } = await loadConfig({ file: flags.config, overrides: overridesFrom(flags) });
-  const logger = pino({ level: config.LogLevel, base: { node: config.Name } }, pino.destination(2));
+  // Written synchronously: an asynchronous destination is flushed again at exit, and when nobody reads
+  // the node's stderr any more (the terminal or the supervisor that started it is gone), that flush
+  // retries the broken pipe for ever and the node never exits on SIGTERM. Synchronous, the first
+  // failed write turns logging off, and there is nothing left to flush. The node logs little.
+  const logger = pino({ level: config.LogLevel, base: { node: config.Name } }, pino.destination({ dest: 2, sync: true }));
   for (const w of warnings) logger.warn(w);
   if (flags.proxy) {
     if (!config.OrthancStore) throw new Error('--proxy needs --orthanc <url> (or an OrthancStore key)');

@@ -168,4 +168,44 @@ describe('serve', () => {
     const stats = (await (await fetch(`${again.url}/statistics`)).json()) as Record<string, unknown>;
     assert.equal(stats.CountInstances, 1);
   });
+
+  test('a node whose stderr nobody reads any more still stops on SIGTERM', async () => {
+    // Its first log line after the reader went away is the one of the stop itself; it used to be
+    // retried for ever at exit (about one run in three). Several nodes, one after the other.
+    for (let round = 0; round < 6; round++) {
+      const dir = await mkdtemp(join(tmpdir(), 'dx-serve-epipe-'));
+      dirs.push(dir);
+      const port = await freePort();
+      const child = spawn(process.execPath, [BIN, 'serve', '--port', String(port), '--data', join(dir, 'data')], {
+        cwd: dir,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+      try {
+        await new Promise<void>((resolve, reject) => {
+          const t = setTimeout(() => reject(new Error('the node did not start')), 20_000);
+          child.stderr.on('data', (d: Buffer) => {
+            if (d.toString().includes('listening')) {
+              clearTimeout(t);
+              resolve();
+            }
+          });
+        });
+        assert.equal((await fetch(`http://127.0.0.1:${port}/system`)).status, 200);
+        // The reader goes away: every write to the node's stdout and stderr now fails (EPIPE).
+        child.stdout.destroy();
+        child.stderr.destroy();
+        process.kill(child.pid as number, 'SIGTERM');
+        let timer: NodeJS.Timeout | undefined;
+        const code = await Promise.race([exited, new Promise<string>((resolve) => (timer = setTimeout(() => resolve('still running'), 15_000)))]);
+        clearTimeout(timer);
+        assert.equal(code, 0, `round ${round}`);
+      } finally {
+        if (child.exitCode === null && child.signalCode === null) {
+          child.kill('SIGKILL');
+          await exited;
+        }
+      }
+    }
+  });
 });

@@ -154,7 +154,7 @@ export async function* withIdleTimeout(req: FastifyRequest, idleMs: number): Asy
  * connection is closed. A client that reads an early answer (undici, curl) stops sending at once.
  */
 export const DISCARD_LIMIT_BYTES = 64 * 1024 * 1024;
-export const DISCARD_LIMIT_MS = 30_000;
+const DISCARD_LIMIT_MS = 30_000;
 
 /**
  * Reads the rest of a body that was refused before its end and drops it, so that the connection can

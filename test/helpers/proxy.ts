@@ -402,76 +402,58 @@ export async function startProxy(opts: ProxyOptions): Promise<Proxy> {
       res.destroy();
       return;
     }
-    if (!drop && !clientGone && !req.complete && (up.statusCode ?? 502) >= 300) {
-      // The upstream refused the request before its body had all come from the client (a bucket damaged
-      // in its first bytes): pass the refusal on now, as a streaming proxy does. Waiting for the body
-      // instead would wait for ever on a client that stops sending once it is answered, and Node's
-      // client stalls writing a body whose answer has come. The client then stops (or the upstream
-      // stops reading), which ends the forwarding of the body.
-      const parts: Buffer[] = [];
-      try {
-        for await (const c of up) parts.push(c as Buffer);
-      } catch {
-        rec.outcome = 'upstream-error';
-        res.destroy();
-        return;
-      }
-      const answer = Buffer.concat(parts);
-      res.writeHead(up.statusCode ?? 502, { ...forwardHeaders(up.headers), 'content-length': String(answer.length) });
-      res.end(answer);
-      rec.status = up.statusCode;
-      rec.responseHeaders = up.headers;
-      rec.responseBytes = answer.length;
-      if (opts.hashBodies) rec.responseMd5 = createHash('md5').update(answer).digest('hex');
-      rec.outcome = 'completed';
+    // An answer that comes before the client's whole body (the upstream refused it early, e.g. a bucket
+    // damaged in its first bytes) is passed on at once, as a streaming proxy does: waiting for the body
+    // would wait for ever on a client that stops sending once it is answered (and Node's client stalls
+    // writing a body whose answer has come). Forwarding the body then ends with the client or the
+    // upstream, and the request is recorded after the answer.
+    const early = !drop && !clientGone && !req.complete && (up.statusCode ?? 502) >= 300;
+    const recordRequest = async (): Promise<void> => {
       await sending.catch(() => undefined);
       rec.requestBytes = reqTap.bytes;
       rec.requestMd5 = reqTap.digest();
-      if (keep) {
-        rec.requestBody = reqTap.kept();
-        rec.responseBody = answer;
-      }
-      return;
-    }
-    await sending.catch(() => undefined);
-    rec.requestBytes = reqTap.bytes;
-    rec.requestMd5 = reqTap.digest();
-    if (keep) rec.requestBody = reqTap.kept();
-
-    if (drop) {
-      // phase "after": the upstream did the work; the client never hears of it.
-      up.resume();
-      await new Promise<void>((r) => {
-        up.on('end', r);
-        up.on('error', () => r());
-      });
-      rec.outcome = 'dropped';
-      req.socket.destroy();
-      return;
-    }
-    if (clientGone) {
-      up.destroy();
-      rec.outcome = 'aborted';
-      return;
-    }
-    const resTap = new Tap(opts.hashBodies ?? false, keep);
-    const headers = forwardHeaders(up.headers);
-    res.writeHead(up.statusCode ?? 502, headers);
-    rec.status = up.statusCode;
-    rec.responseHeaders = up.headers;
-    const corruptRes = of('corrupt-response');
-    const length = up.headers['content-length'] !== undefined ? Number(up.headers['content-length']) : undefined;
+      if (keep) rec.requestBody = reqTap.kept();
+    };
+    if (!early) await recordRequest();
     try {
-      if (corruptRes) await pipeline(up, new ByteFlipper(corruptRes.at, length), resTap, res);
-      else await pipeline(up, resTap, res);
-      rec.outcome = 'completed';
-    } catch {
-      rec.outcome = clientGone ? 'aborted' : 'upstream-error';
-      res.destroy();
+      if (drop) {
+        // phase "after": the upstream did the work; the client never hears of it.
+        up.resume();
+        await new Promise<void>((r) => {
+          up.on('end', r);
+          up.on('error', () => r());
+        });
+        rec.outcome = 'dropped';
+        req.socket.destroy();
+        return;
+      }
+      if (clientGone) {
+        up.destroy();
+        rec.outcome = 'aborted';
+        return;
+      }
+      const resTap = new Tap(opts.hashBodies ?? false, keep);
+      const headers = forwardHeaders(up.headers);
+      res.writeHead(up.statusCode ?? 502, headers);
+      rec.status = up.statusCode;
+      rec.responseHeaders = up.headers;
+      const corruptRes = of('corrupt-response');
+      const length = up.headers['content-length'] !== undefined ? Number(up.headers['content-length']) : undefined;
+      try {
+        if (corruptRes) await pipeline(up, new ByteFlipper(corruptRes.at, length), resTap, res);
+        else await pipeline(up, resTap, res);
+        rec.outcome = 'completed';
+      } catch {
+        rec.outcome = clientGone ? 'aborted' : 'upstream-error';
+        res.destroy();
+      }
+      rec.responseBytes = resTap.bytes;
+      rec.responseMd5 = resTap.digest();
+      if (keep) rec.responseBody = resTap.kept();
+    } finally {
+      // An early answer's request is recorded once its body has stopped.
+      if (early) await recordRequest();
     }
-    rec.responseBytes = resTap.bytes;
-    rec.responseMd5 = resTap.digest();
-    if (keep) rec.responseBody = resTap.kept();
   }
 
   const server: Server = createServer((req, res) => {

@@ -1,5 +1,6 @@
 // The dicom-xfer command line: one sub-command per module, each registering itself on the program.
 import { Command } from 'commander';
+import { registerFind } from './find.ts';
 import { registerGenerate } from './generate.ts';
 import { registerImport } from './import.ts';
 import { registerJobs } from './jobs.ts';
@@ -16,6 +17,7 @@ program
 registerServe(program);
 registerImport(program);
 registerGenerate(program);
+registerFind(program);
 registerSend(program);
 registerPull(program);
 registerJobs(program);

@@ -27,6 +27,7 @@ import {
   type FollowEnd,
   type JobView,
 } from './jobs.ts';
+import { ORTHANC_ID, resolveStudy } from './find.ts';
 import { StatusBars, formatDuration } from './progress.ts';
 
 export const ENV_PEER_USERNAME = 'DICOM_XFER_PEER_USERNAME';
@@ -63,9 +64,6 @@ export interface TransferFlags extends TargetFlags {
   peerUsername?: string;
   peerPassword?: string;
 }
-
-/** An Orthanc resource ID: the SHA-1 of the DICOM UIDs written as five groups of 8 hex digits. */
-const ORTHANC_ID = /^[0-9a-f]{8}(-[0-9a-f]{8}){4}$/;
 
 /**
  * The transfer query for the flags: every --patient/--study/--series/--instance ID (each once), the
@@ -231,6 +229,44 @@ async function follow(loc: JobLocation, flags: TransferFlags, kind: TransferKind
 }
 
 /**
+ * The --study values as Orthanc IDs: a StudyInstanceUID or an accession number is looked up with
+ * /tools/find where the study is, on the node for a send, on the peer for a pull (its address from the
+ * node's GET /peers?expand, its credentials from --peer-username/--peer-password or their variables).
+ */
+async function resolveStudies(kind: TransferKind, target: NodeTarget, flags: TransferFlags): Promise<string[]> {
+  let where = `on the node at ${target.url}`;
+  let at = target;
+  if (kind === 'pull') {
+    const node = new NodeClient(target, { connections: 1 });
+    let peers: unknown;
+    try {
+      peers = await node.json<unknown>('GET', '/peers?expand');
+    } finally {
+      await node.close();
+    }
+    const peer = typeof peers === 'object' && peers !== null ? (peers as Record<string, Record<string, unknown> | undefined>)[flags.peer.trim()] : undefined;
+    if (typeof peer?.Url !== 'string') {
+      const known = typeof peers === 'object' && peers !== null ? Object.keys(peers).join(', ') : '';
+      throw new UsageError(`the node at ${target.url} has no peer named "${flags.peer}"${known ? `; its peers are: ${known}` : ''} (see \`dicom-xfer peers\`)`);
+    }
+    at = resolveTarget({
+      url: peer.Url.replace(/\/+$/, ''),
+      username: flags.peerUsername ?? (process.env[ENV_PEER_USERNAME] || undefined),
+      password: flags.peerPassword ?? (process.env[ENV_PEER_PASSWORD] || undefined),
+    }, {});
+    where = `on peer "${flags.peer}" (${at.url})`;
+  }
+  const client = new NodeClient(at, { connections: 2 });
+  try {
+    const out: string[] = [];
+    for (const s of flags.study ?? []) out.push(await resolveStudy(client, s, where));
+    return out;
+  } finally {
+    await client.close();
+  }
+}
+
+/**
  * Runs `send` or `pull`: starts the job, follows it unless --no-follow, prints the outcome.
  * Exit status: 0 the job succeeded (or was started, with --no-follow); 1 it failed, or the node refused
  * or could not be reached; 2 usage (including an unknown peer); 3 the job was started but its end could
@@ -241,6 +277,9 @@ export async function runTransfer(kind: TransferKind, flags: TransferFlags): Pro
   let req: TransferRequest;
   try {
     target = resolveTarget(flags);
+    if (flags.study?.some((s) => !ORTHANC_ID.test(s.trim().toLowerCase()))) {
+      flags = { ...flags, study: await resolveStudies(kind, target, flags) };
+    }
     req = buildTransferRequest(flags);
   } catch (e) {
     return errorExit(kind, e);
@@ -332,7 +371,7 @@ function addTransferOptions(cmd: Command, kind: TransferKind): Command {
   addTargetOptions(cmd)
     .requiredOption('--peer <name>', `the peer (as named in the node's OrthancPeers) to ${kind} ${direction}`)
     .option('--patient <id...>', 'patients (Orthanc IDs)')
-    .option('--study <id...>', 'studies (Orthanc IDs)')
+    .option('--study <id...>', `studies: Orthanc IDs, StudyInstanceUIDs or accession numbers (looked up on the ${kind === 'send' ? 'node' : 'peer'})`)
     .option('--series <id...>', 'series (Orthanc IDs)')
     .option('--instance <id...>', 'instances (Orthanc IDs)')
     .addOption(new Option('--compression <kind>', 'compression on the wire').choices(['gzip', 'none']).default('gzip'))
@@ -343,6 +382,10 @@ function addTransferOptions(cmd: Command, kind: TransferKind): Command {
   if (kind === 'send') {
     cmd
       .addOption(new Option('--peer-username <user>', `user name on the peer, to follow a job that runs there (env ${ENV_PEER_USERNAME}; default: none, unless the peer is this node)`))
+      .addOption(new Option('--peer-password <password>', `password on the peer (env ${ENV_PEER_PASSWORD})`));
+  } else {
+    cmd
+      .addOption(new Option('--peer-username <user>', `user name on the peer, to look up a --study given by UID or accession number (env ${ENV_PEER_USERNAME})`))
       .addOption(new Option('--peer-password <password>', `password on the peer (env ${ENV_PEER_PASSWORD})`));
   }
   return cmd.addHelpText(

@@ -65,6 +65,14 @@ export const CATALOG: Record<string, Partial<Record<Method, OperationDoc>>> = {
   '/plugins/transfers': { GET: { summary: 'Description of the transfers plugin', tag: 'System', response: obj } },
   '/statistics': { GET: { summary: 'Counts and disk size of the store', tag: 'Resources', response: obj } },
   ...resourceRoutes(),
+  '/tools/find': {
+    POST: {
+      summary: 'Find patients, studies, series or instances by DICOM tags (Orthanc\'s /tools/find: Level, Query, Expand, Limit, Since, CaseSensitive, RequestedTags)',
+      tag: 'Resources',
+      request: obj,
+      response: arrayOf({ oneOf: [str, ref('OrthancResource')] }),
+    },
+  },
   '/patients/:id/studies': { GET: { summary: 'The studies of one patient', tag: 'Resources', response: arrayOf(ref('OrthancResource')) } },
   '/studies/:id/series': { GET: { summary: 'The series of one study', tag: 'Resources', response: arrayOf(ref('OrthancResource')) } },
   '/instances/:id/file': {

@@ -10,6 +10,7 @@ import type { Config } from '../config/types.ts';
 import { VERSION } from '../version.ts';
 import { capabilitiesDocument } from '../transfer/capabilities.ts';
 import { installErrorHandlers, route, sendError, sendJson, type Handler, type RouteInfo } from './http.ts';
+import { registerFind } from './find.ts';
 import { registerOrthancApi } from './orthanc-api.ts';
 
 /** What every module of a node shares: its configuration, store, logger and identity. */
@@ -189,6 +190,8 @@ export async function buildApp(opts: AppOptions): Promise<App> {
   // Orthanc's resource REST API is answered by the embedded store only (features.resourceApi).
   const embedded = embeddedApiOf(ctx.store);
   if (embedded) registerOrthancApi(fastify, { store: embedded, httpTimeoutSeconds: ctx.httpTimeoutSeconds, routes });
+  // Finding resources works on both stores (the Orthanc one answers it itself).
+  registerFind(fastify, ctx.store, routes);
   const closers: (() => Promise<void>)[] = [];
   for (const m of opts.modules ?? []) {
     const closer = await m(fastify, ctx, routes, hooks);

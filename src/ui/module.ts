@@ -1,6 +1,6 @@
 // The dashboard as a node module: the files of web/ui/ under /ui/, and the few JSON routes the pages need
 // beyond the node's REST API (overview, live job events, job history, peers with their extensions, store
-// search, sending with a choice of push or pull).
+// search on either store, sending with a choice of push or pull).
 import type { FastifyRequest } from 'fastify';
 import type { Config } from '../config/types.ts';
 import { XferError, isXferError } from '../errors.ts';
@@ -17,7 +17,7 @@ import { getJobs } from '../transfer/client-routes.ts';
 import { senderTransferId, type TransferJobQuery } from '../transfer/jobs.ts';
 import { VERSION } from '../version.ts';
 import { LiveJobs } from './live.ts';
-import { searchStudies, type StudySearch } from './search.ts';
+import { searchStudies, studySource, type StudySearch } from './search.ts';
 import { securityHeaders, sendUiFile } from './static.ts';
 
 const JOB_ID = /^[0-9a-f-]{1,64}$/;
@@ -111,8 +111,13 @@ function searchFrom(query: unknown): StudySearch {
   if (modality !== undefined) s.modality = modality;
   const limit = oneQuery(query, 'limit');
   if (limit !== undefined) {
-    if (!/^[1-9][0-9]{0,5}$/.test(limit)) throw new XferError('BadParameterType', '"limit" must be a positive integer');
+    if (!/^[1-9][0-9]{0,2}$/.test(limit)) throw new XferError('BadParameterType', '"limit" must be an integer from 1 to 999');
     s.limit = Number(limit);
+  }
+  const offset = oneQuery(query, 'offset');
+  if (offset !== undefined) {
+    if (!/^[0-9]{1,6}$/.test(offset)) throw new XferError('BadParameterType', '"offset" must be a whole number');
+    s.offset = Number(offset);
   }
   return s;
 }
@@ -224,7 +229,7 @@ export const uiModule: NodeModule = (app, ctx: NodeContext, routes) => {
           Name: ctx.config.Name,
           Version: VERSION,
           Store: ctx.store.kind,
-          StoreSearch: embedded !== undefined,
+          StoreSearch: studySource(ctx.store) !== undefined,
           Statistics: embedded ? embedded.statistics() : null,
           Peers: peers.names(),
           Jobs: states,
@@ -271,11 +276,9 @@ export const uiModule: NodeModule = (app, ctx: NodeContext, routes) => {
     '/ui/api/studies',
     {
       GET: async (req, reply) => {
-        const embedded = embeddedApiOf(ctx.store);
-        if (!embedded) {
-          throw new XferError('NotImplemented', 'the store is an Orthanc server: search it with Orthanc Explorer or its /tools/find');
-        }
-        return sendJson(reply, searchStudies(embedded, searchFrom(req.query)));
+        const source = studySource(ctx.store);
+        if (!source) throw new XferError('NotImplemented', 'this store cannot be searched');
+        return sendJson(reply, await searchStudies(source, searchFrom(req.query)));
       },
     },
     routes,

@@ -118,7 +118,7 @@ describe('dashboard routes', { timeout: 60_000 }, () => {
     const search = async (q: string) => {
       const res = await get(`/ui/api/studies${q}`);
       assert.equal(res.statusCode, 200, res.body);
-      return (JSON.parse(res.body) as { ID: string; Modalities: string[]; Series: unknown[] }[]).map((s) => s.ID).sort();
+      return (JSON.parse(res.body) as { Studies: { ID: string; Modalities: string[]; Series: unknown[] }[] }).Studies.map((s) => s.ID).sort();
     };
     assert.deepEqual(await search(''), [studies.mr, studies.ct].sort());
     assert.deepEqual(await search('?q=maria'), [studies.mr]);
@@ -131,6 +131,20 @@ describe('dashboard routes', { timeout: 60_000 }, () => {
     assert.deepEqual(await search('?modality=MR&q=carlos'), []);
     assert.equal((await get('/ui/api/studies?from=yesterday')).statusCode, 400);
     assert.equal((await get('/ui/api/studies?limit=0')).statusCode, 400);
+    assert.equal((await get('/ui/api/studies?offset=-1')).statusCode, 400);
+  });
+
+  test('the store search pages: a count of every match, the page asked for, newest first', async () => {
+    const page = async (q: string) => JSON.parse((await get(`/ui/api/studies${q}`)).body) as { Total: number; Offset: number; Limit: number; Studies: { ID: string; StudyDate: string }[] };
+    const all = await page('');
+    assert.equal(all.Total, 2);
+    assert.deepEqual(all.Studies.map((s) => s.ID), [studies.ct, studies.mr]);
+    const first = await page('?limit=1');
+    assert.deepEqual([first.Total, first.Offset, first.Limit, first.Studies.map((s) => s.ID)], [2, 0, 1, [studies.ct]]);
+    const second = await page('?limit=1&offset=1');
+    assert.deepEqual([second.Total, second.Offset, second.Studies.map((s) => s.ID)], [2, 1, [studies.mr]]);
+    const past = await page('?limit=1&offset=5');
+    assert.deepEqual([past.Total, past.Studies], [2, []]);
   });
 
   test('send refuses an unknown peer, a bad mode, and a pull by a peer without RemoteSelf', async () => {

@@ -6,12 +6,13 @@ import { closeSync, createReadStream, existsSync, openSync, readFileSync, rename
 import { mkdir, readdir, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { isDicomTruncated, parseDicomHeader, readDicomHeaderFromFile } from '../../dicom/parse.ts';
+import { isDicomTruncated, parseDicomHeader, readDicomHeaderFromFile, simplifiedTags } from '../../dicom/parse.ts';
 import { orthancIds } from '../../dicom/ids.ts';
 import type { DicomHeader, Level, MainTags, OrthancIds } from '../../dicom/types.ts';
 import { XferError, isXferError } from '../../errors.ts';
 import { fsyncDir, fsyncFile, md5File } from '../../util/fs.ts';
 import { mapLimit } from '../../util/concurrency.ts';
+import { mainTagMatch, type FindRequest } from '../find.ts';
 import type { CommitResult, IngestHints, IngestResult, InstanceInfo, StagedInstance, Store } from '../types.ts';
 import type Database from 'better-sqlite3';
 import { openDb, type Db } from './db.ts';
@@ -615,6 +616,102 @@ export class EmbeddedStore implements Store {
     if (!remaining) return { RemainingAncestor: null };
     const rl = NUM_LEVEL[remaining.level] as Level;
     return { RemainingAncestor: { ID: remaining.id, Path: `/${LEVEL_PATH[rl]}/${remaining.id}`, Type: rl } };
+  }
+
+  /**
+   * Orthanc's `/tools/find` over the index: the IDs of the matching resources sorted as Orthanc sorts them
+   * (by ID), `since` skipped and at most `limit` (0: all); with `expand`, each in its GET shape. Tags that are
+   * not main tags are read from the first instance of each candidate, as Orthanc reads them from a file.
+   */
+  async find(req: FindRequest): Promise<string[] | OrthancResource[]> {
+    const constraints = req.constraints;
+    if (constraints.some((c) => c.source.kind === 'never')) return [];
+    const depth = Math.max(0, ...constraints.map((c) => (c.source.kind === 'main' ? c.source.up : 0)));
+    const byFile = constraints.filter((c) => c.source.kind === 'file');
+    const byModality = constraints.filter((c) => c.source.kind === 'series-modality');
+    const ancestors = new Map<number, ResourceRow | undefined>();
+    const ancestor = (seq: number) => {
+      if (!ancestors.has(seq)) ancestors.set(seq, this.#stmt('SELECT * FROM resources WHERE seq = ?').get(seq) as ResourceRow | undefined);
+      return ancestors.get(seq);
+    };
+    // Orthanc answers instances in the order they were stored, the other levels sorted by ID (observed).
+    const order = req.level === 'Instance' ? 'seq' : 'id';
+    const rows = this.#stmt(`SELECT * FROM resources WHERE level = ? ORDER BY ${order}`).all(LEVEL_NUM[req.level]) as ResourceRow[];
+    const found: ResourceRow[] = [];
+    let skipped = 0;
+    for (const row of rows) {
+      const up: MainTags[] = [];
+      for (let r: ResourceRow | undefined = row; r && up.length <= depth; ) {
+        up.push(JSON.parse(r.main_tags) as MainTags);
+        // Patient tags are matched on the study's own copy of them, as Orthanc does: patients without a
+        // PatientID gather studies of different names.
+        if (r.level === LEVEL_NUM.Study) {
+          up.push(r.patient_tags ? (JSON.parse(r.patient_tags) as MainTags) : {});
+          break;
+        }
+        r = r.parent === null ? undefined : ancestor(r.parent);
+      }
+      if (!constraints.every((c) => c.source.kind !== 'main' || mainTagMatch(c, up))) continue;
+      if (byModality.length > 0) {
+        const series = (this.#stmt('SELECT main_tags FROM resources WHERE parent = ?').all(row.seq) as { main_tags: string }[]).map(
+          (s) => (JSON.parse(s.main_tags) as MainTags).Modality,
+        );
+        if (!byModality.every((c) => series.some((m) => m !== undefined && c.test(m)))) continue;
+      }
+      if (byFile.length > 0) {
+        const tags = await this.#fileTags(row);
+        if (!byFile.every((c) => {
+          const v = tags?.[c.name];
+          return typeof v === 'string' && c.test(v);
+        })) continue;
+      }
+      if (skipped < req.since) {
+        skipped++;
+        continue;
+      }
+      found.push(row);
+      if (req.limit > 0 && found.length >= req.limit) break;
+    }
+    if (!req.expand) return found.map((r) => r.id);
+    const out: OrthancResource[] = [];
+    for (const row of found) {
+      const r = this.#format(row);
+      if (req.requestedTags.length > 0) r.RequestedTags = await this.#requestedTags(row, req.requestedTags);
+      out.push(r);
+    }
+    return out;
+  }
+
+  /** The simplified tags of the first instance under a resource (undefined when its file cannot be read). */
+  async #fileTags(row: ResourceRow): Promise<Record<string, unknown> | undefined> {
+    const first = row.level === LEVEL_NUM.Instance ? row : this.#instanceRowsUnder(row)[0];
+    const file = first ? this.#instanceRow(first.id) : undefined;
+    if (!file) return undefined;
+    try {
+      return simplifiedTags(await readDicomHeaderFromFile(this.#filePath(file.file)), 'simplify') as Record<string, unknown>;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** RequestedTags of one resource: main tags of it and its ancestors first, else read from a file. */
+  async #requestedTags(row: ResourceRow, names: readonly string[]): Promise<Record<string, unknown>> {
+    const merged: MainTags = {};
+    for (let r: ResourceRow | undefined = row; r; ) {
+      for (const [k, v] of Object.entries(JSON.parse(r.main_tags) as MainTags)) if (!(k in merged)) merged[k] = v;
+      r = r.parent === null ? undefined : (this.#stmt('SELECT * FROM resources WHERE seq = ?').get(r.parent) as ResourceRow | undefined);
+    }
+    const out: Record<string, unknown> = {};
+    let fromFile: Record<string, unknown> | undefined;
+    for (const name of names) {
+      if (merged[name] !== undefined) {
+        out[name] = merged[name];
+        continue;
+      }
+      fromFile ??= (await this.#fileTags(row)) ?? {};
+      if (fromFile[name] !== undefined) out[name] = fromFile[name];
+    }
+    return out;
   }
 
   /** Orthanc's /statistics. */

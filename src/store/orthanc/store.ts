@@ -153,6 +153,21 @@ export class OrthancStore implements Store {
   }
 
   /** Orthanc's base URL (without credentials). */
+  /** Orthanc's own `/tools/find` with a body already checked (the node answers it in Orthanc's shapes). */
+  async find(body: Record<string, unknown>): Promise<unknown> {
+    return this.#client.json({
+      method: 'POST',
+      path: '/tools/find',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+  }
+
+  /** A GET of Orthanc's REST API that answers JSON (the dashboard reads a study's series with it). */
+  async getJson(path: string): Promise<unknown> {
+    return this.#client.json({ method: 'GET', path });
+  }
+
   get url(): string {
     return this.#client.url;
   }

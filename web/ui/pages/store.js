@@ -175,17 +175,28 @@ export function storePage(main) {
   main.append(h('div.page-head', h('h1', 'Store')), form, results);
   let seq = 0;
 
-  async function search() {
+  /** "Studies 51–100 of 230" with Previous and Next, for an answer of /ui/api/studies. */
+  function pager(a) {
+    const last = a.Offset + a.Studies.length;
+    const count = `${a.Total}${a.Capped ? '+' : ''}`;
+    const label = a.Total === 1 ? '1 study' : a.Studies.length === a.Total ? `${count} studies` : `Studies ${a.Offset + 1}–${last} of ${count}`;
+    const prev = h('button.btn.small', { type: 'button', 'aria-label': 'Previous page', disabled: a.Offset === 0, onclick: () => search(Math.max(0, a.Offset - a.Limit)) }, '‹ Previous');
+    const next = h('button.btn.small', { type: 'button', 'aria-label': 'Next page', disabled: last >= a.Total, onclick: () => search(last) }, 'Next ›');
+    return h('div.pager', h('span.muted.small.count', label), a.Total > a.Studies.length ? [prev, next] : null);
+  }
+
+  async function search(offset = 0) {
     const q = new URLSearchParams();
     if (text.value.trim()) q.set('q', text.value.trim());
     if (from.value) q.set('from', from.value);
     if (to.value) q.set('to', to.value);
     if (modality.value) q.set('modality', modality.value);
+    if (offset > 0) q.set('offset', String(offset));
     const mine = ++seq;
     try {
-      const studies = await get(`/ui/api/studies?${q}`);
+      const a = await get(`/ui/api/studies?${q}`);
       if (mine !== seq) return;
-      replace(results, studies.length ? [h('p.muted.small', `${studies.length} studies`), ...patientBlocks(studies)] : h('p.muted', 'Nothing matches.'));
+      replace(results, a.Total > 0 ? [pager(a), ...patientBlocks(a.Studies)] : h('p.muted', 'Nothing matches.'));
     } catch (e) {
       replace(results, h('p.alert.warn', e.message));
     }
@@ -194,9 +205,9 @@ export function storePage(main) {
   let typing;
   text.addEventListener('input', () => {
     clearTimeout(typing);
-    typing = setTimeout(search, 300);
+    typing = setTimeout(() => search(), 300);
   });
-  for (const el of [from, to, modality]) el.addEventListener('change', search);
+  for (const el of [from, to, modality]) el.addEventListener('change', () => search());
   peersCache = undefined;
   search();
   return () => clearTimeout(typing);

@@ -1,7 +1,8 @@
 // A running dicom-xfer node: configuration, store (embedded, or a real Orthanc), the HTTP application with
 // its modules, and a clean stop.
 import { readFile } from 'node:fs/promises';
-import { pino, type Logger } from 'pino';
+import type { Logger } from 'pino';
+import { createNodeLogger, logFormat } from './log.ts';
 import { loadConfig } from '../config/load.ts';
 import type { Config, ConfigOverrides } from '../config/types.ts';
 import { X509Certificate, createPrivateKey, randomUUID } from 'node:crypto';
@@ -110,11 +111,8 @@ function listenError(e: unknown, host: string, port: number): Error {
 /** Starts a node from flags and the configuration file; resolves once it listens. */
 export async function startNode(flags: ServeFlags): Promise<RunningNode> {
   const { config, warnings } = await loadConfig({ file: flags.config, overrides: overridesFrom(flags) });
-  // Written synchronously: an asynchronous destination is flushed again at exit, and when nobody reads
-  // the node's stderr any more (the terminal or the supervisor that started it is gone), that flush
-  // retries the broken pipe for ever and the node never exits on SIGTERM. Synchronous, the first
-  // failed write turns logging off, and there is nothing left to flush. The node logs little.
-  const logger = pino({ level: config.LogLevel, base: { node: config.Name } }, pino.destination({ dest: 2, sync: true }));
+  // Synchronous on stderr (see createNodeLogger); readable lines on a terminal, JSON otherwise.
+  const logger = createNodeLogger({ level: config.LogLevel, name: config.Name, format: logFormat(process.stderr.isTTY === true) });
   for (const w of warnings) logger.warn(w);
   if (flags.proxy) {
     if (!config.OrthancStore) throw new Error('--proxy needs --orthanc <url> (or an OrthancStore key)');

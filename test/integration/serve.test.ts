@@ -12,8 +12,9 @@ import { after, describe, test } from 'node:test';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { BIN, startXferNode, type XferNode } from '../helpers/node.ts';
 import { freePort } from '../helpers/ports.ts';
+import { needs, REAL_DICOM } from '../helpers/data.ts';
 
-const CT = '/work/shared/testdata/real-dicom/Brainix/Flair/IM-0001-0001.dcm';
+const CT = join(REAL_DICOM, 'Brainix/Flair/IM-0001-0001.dcm');
 const run = promisify(execFile);
 
 /** Runs `dicom-xfer serve` expecting it to fail at start; returns its exit code and stderr. */
@@ -158,7 +159,7 @@ describe('serve', () => {
     assert.equal((await fetch(`${node.url}/system`)).status, 200);
   });
 
-  test('SIGTERM lets an in-flight upload finish, then closes the database and exits 0', async () => {
+  test('SIGTERM lets an in-flight upload finish, then closes the database and exits 0', { skip: needs(CT) }, async () => {
     const node = await startXferNode();
     const file = await readFile(CT);
     const half = Math.floor(file.length / 2);

@@ -366,7 +366,7 @@ export const SETTINGS: { readonly [K in TopKey]-?: Setting<Config[K]> } = {
     schema: bool(),
     type: 'boolean',
     default: DEFAULTS.HttpsVerifyPeers,
-    meaning: 'Verify the certificates of HTTPS peers.',
+    meaning: 'Verify the certificates of HTTPS peers (and of an HTTPS Orthanc store); false is warned about at start.',
     source: 'orthanc',
   },
   HttpsCACertificates: {

@@ -6,6 +6,7 @@ import { dirname, join, resolve } from 'node:path';
 import { parseTree, printParseErrorCode, stripComments, type Node, type ParseError } from 'jsonc-parser';
 import type { z } from 'zod';
 import { XferError } from '../errors.ts';
+import { displayUrl } from '../util/url.ts';
 import { ORTHANC_IGNORED_KEYS, TRANSFERS_IGNORED_KEYS, type IgnoredKey } from './orthanc-keys.ts';
 import { isDerived, PLAIN, RESERVED_PEER_KEYS, SETTINGS, TRANSFERS_SETTINGS, type Setting } from './schema.ts';
 import type { Config, ConfigOverrides, PeerConfig, TransfersConfig } from './types.ts';
@@ -245,7 +246,8 @@ function formatPath(p: Path): string {
 function show(v: unknown): string {
   if (v === undefined) return 'nothing';
   if (typeof v === 'number') return String(v);
-  const s = JSON.stringify(v);
+  // A refused URL is shown without its credentials.
+  const s = JSON.stringify(v, (_k, x: unknown) => (typeof x === 'string' ? displayUrl(x) : x));
   return s.length > 80 ? `${s.slice(0, 77)}...` : s;
 }
 

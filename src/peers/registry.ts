@@ -29,7 +29,8 @@ export interface PeerChange {
 
 function show(v: unknown): string {
   if (v === undefined) return 'nothing';
-  const s = JSON.stringify(v) ?? String(v);
+  // A refused URL is shown without its credentials.
+  const s = JSON.stringify(v, (_k, x: unknown) => (typeof x === 'string' ? displayUrl(x) : x)) ?? String(v);
   return s.length > 80 ? `${s.slice(0, 77)}...` : s;
 }
 

@@ -126,6 +126,11 @@ describe('peers over REST', () => {
       assert.equal(body.Method, 'PUT');
       assert.match(String(body.Details), /is not allowed: use letters, digits/);
     }
+    // A refused URL is named without its credentials.
+    const bad = await call(node.url, 'PUT', '/peers/bad', JSON.stringify({ Url: 'ftp://alice:pw-Refused-7@127.0.0.1/' }));
+    assert.equal(bad.status, 400);
+    assert.match(String(json(bad).Details), /got "ftp:\/\/127\.0\.0\.1\/"/);
+    assert.doesNotMatch(bad.body.toString(), /pw-Refused-7/);
     const ok = await call(node.url, 'PUT', '/peers/site-B_2.x', JSON.stringify(['http://127.0.0.1:1/']));
     assert.equal(ok.status, 200, ok.body.toString());
     assert.deepEqual(json<string[]>(await call(node.url, 'GET', '/peers')), ['site-B_2.x']);

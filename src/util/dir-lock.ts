@@ -47,13 +47,14 @@ export function lockDirectory(dir: string): DirLock {
   } catch (e) {
     db.close();
     if (!isBusy(e)) throw e;
-    let holder = '';
+    let pid = Number.NaN;
     try {
-      const pid = Number.parseInt(readFileSync(pidPath, 'utf8'), 10);
-      if (Number.isInteger(pid) && pid > 0) holder = ` (pid ${pid})`;
+      pid = Number.parseInt(readFileSync(pidPath, 'utf8'), 10);
     } catch {
       // no pid file: the holder is still starting, or it was removed by hand
     }
+    if (pid === process.pid) throw new Error(`${dir}: the storage directory is already open in this process`);
+    const holder = Number.isInteger(pid) && pid > 0 ? ` (pid ${pid})` : '';
     throw new Error(`${dir}: the storage directory is in use by another dicom-xfer process${holder}`);
   }
   writeFileSync(pidPath, String(process.pid));

@@ -21,8 +21,8 @@ interface PinoPretty {
 }
 
 /**
- * pino-pretty when it is installed (it is a dependency; the lookup keeps a copy without it working, in
- * JSON). Loaded through require, as it is a CommonJS package, and only when a terminal asks for it.
+ * pino-pretty when it is installed; an install without it logs JSON on a terminal too. Loaded through
+ * require, as it is a CommonJS package, and only when a terminal asks for it.
  */
 function loadPinoPretty(): PinoPretty | undefined {
   try {

@@ -61,6 +61,7 @@ describe('serve: peers and start-time checks', () => {
     const node = await startXferNode({
       config: {
         HttpsVerifyPeers: false,
+        HttpTimout: 5,
         OrthancPeers: { b: { Url: 'http://127.0.0.1:1/', Usrname: 'alice', Passwrd: 'x', RemoteSelf: 'a' } },
       },
     });
@@ -70,6 +71,7 @@ describe('serve: peers and start-time checks', () => {
     assert.match(log, /OrthancPeers\.b\.Usrname is not a setting of a peer.*did you mean Username\?/);
     assert.match(log, /OrthancPeers\.b\.Passwrd is not a setting of a peer.*did you mean Password\?/);
     assert.doesNotMatch(log, /RemoteSelf is not a setting/, 'a real user property is not warned about');
+    assert.match(log, /unknown key HttpTimout, ignored \(did you mean HttpTimeout\?\)/);
   });
 
   test('an SslCertificate without its private key is refused with a message that says so', async () => {

@@ -7,11 +7,13 @@ import { registerJobs } from './jobs.ts';
 import { registerPeers } from './peers.ts';
 import { registerPull, registerSend } from './send.ts';
 import { registerServe } from './serve.ts';
+import { VERSION } from '../version.ts';
 
 const program = new Command();
 program
   .name('dicom-xfer')
   .description('Moves DICOM studies between sites, fast and with nothing lost; speaks Orthanc\'s Transfers Accelerator protocol.')
+  .version(VERSION, '-V, --version', 'print the version of dicom-xfer')
   .showHelpAfterError();
 
 registerServe(program);

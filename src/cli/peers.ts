@@ -3,6 +3,7 @@
 import type { Command } from 'commander';
 import { NodeClient, NodeHttpError, addTargetOptions, resolveTarget, type NodeTarget, type TargetFlags } from './http.ts';
 import { errorExit, formatTable, usageExit } from './jobs.ts';
+import { displayUrl } from '../util/url.ts';
 
 /** The plugin's three answers, and 'unknown' when the node has no GET /transfers/peers. */
 export type TransfersStatus = 'installed' | 'bidirectional' | 'disabled' | 'unknown';
@@ -65,7 +66,7 @@ export function formatPeersTable(rows: readonly PeerRow[]): string {
     ['NAME', 'URL', 'TRANSFERS', 'NOTE'],
     rows.map((r) => [
       r.name,
-      r.url,
+      displayUrl(r.url),
       r.transfers,
       r.transfers === 'bidirectional' && r.remoteSelf ? `${NOTES.bidirectional}: it knows this node as "${r.remoteSelf}"` : NOTES[r.transfers],
     ]),

@@ -70,6 +70,9 @@ export interface TransferFlags extends TargetFlags {
  * peer, the compression and the priority. Throws UsageError for a missing resource, an ID that is not
  * an Orthanc ID, or a priority that is not a 32-bit integer.
  */
+/** The plural of each level, as Orthanc's REST API names its lists (GET /studies). */
+const LEVEL_PATH: Record<Level, string> = { Patient: 'patients', Study: 'studies', Series: 'series', Instance: 'instances' };
+
 export function buildTransferRequest(flags: TransferFlags): TransferRequest {
   const resources: TransferResource[] = [];
   const seen = new Set<string>();
@@ -84,7 +87,7 @@ export function buildTransferRequest(flags: TransferFlags): TransferRequest {
       const ID = raw.trim().toLowerCase();
       if (!ORTHANC_ID.test(ID)) {
         throw new UsageError(
-          `${flag} "${raw}" is not an Orthanc ID (five groups of 8 hexadecimal digits, as GET /${Level === 'Series' ? 'series' : `${Level.toLowerCase()}s`} lists them)`,
+          `${flag} "${raw}" is not an Orthanc ID (five groups of 8 hexadecimal digits, as GET /${LEVEL_PATH[Level]} lists them)`,
         );
       }
       const key = `${Level}/${ID}`;
@@ -150,8 +153,7 @@ export function parseRemoteJobUrl(url: string): { base: string; id: string; user
 function describeResources(req: TransferRequest): string {
   const counts = new Map<Level, number>();
   for (const r of req.Resources) counts.set(r.Level, (counts.get(r.Level) ?? 0) + 1);
-  const plural: Record<Level, string> = { Patient: 'patients', Study: 'studies', Series: 'series', Instance: 'instances' };
-  return [...counts].map(([l, n]) => `${n} ${n === 1 ? l.toLowerCase() : plural[l]}`).join(', ');
+  return [...counts].map(([l, n]) => `${n} ${n === 1 ? l.toLowerCase() : LEVEL_PATH[l]}`).join(', ');
 }
 
 /** Answers the transfer request of a node: the local job, or the peer's job for a send in pull mode. */

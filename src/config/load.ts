@@ -6,8 +6,9 @@ import { dirname, join, resolve } from 'node:path';
 import { parseTree, printParseErrorCode, stripComments, type Node, type ParseError } from 'jsonc-parser';
 import type { z } from 'zod';
 import { XferError } from '../errors.ts';
+import { displayUrl } from '../util/url.ts';
 import { ORTHANC_IGNORED_KEYS, TRANSFERS_IGNORED_KEYS, type IgnoredKey } from './orthanc-keys.ts';
-import { isDerived, PLAIN, SETTINGS, TRANSFERS_SETTINGS, type Setting } from './schema.ts';
+import { isDerived, PLAIN, RESERVED_PEER_KEYS, SETTINGS, TRANSFERS_SETTINGS, type Setting } from './schema.ts';
 import type { Config, ConfigOverrides, PeerConfig, TransfersConfig } from './types.ts';
 
 /** Environment variable naming the configuration file when no `--config` flag does. */
@@ -245,7 +246,8 @@ function formatPath(p: Path): string {
 function show(v: unknown): string {
   if (v === undefined) return 'nothing';
   if (typeof v === 'number') return String(v);
-  const s = JSON.stringify(v);
+  // A refused URL is shown without its credentials.
+  const s = JSON.stringify(v, (_k, x: unknown) => (typeof x === 'string' ? displayUrl(x) : x));
   return s.length > 80 ? `${s.slice(0, 77)}...` : s;
 }
 
@@ -277,7 +279,50 @@ const TRANSFERS_TABLE = TRANSFERS_SETTINGS as Readonly<Record<string, AnySetting
 function suggestion(key: string, ...tables: Iterable<string>[]): string {
   const lower = key.toLowerCase();
   for (const table of tables) for (const k of table) if (k.toLowerCase() === lower) return ` (did you mean ${k}?)`;
-  return '';
+  const near = closestKey(key, tables.flatMap((t) => [...t]));
+  return near === undefined ? '' : ` (did you mean ${near}?)`;
+}
+
+/**
+ * Edits (insertion, deletion, substitution, swap of two neighbours) between `a` and `b`, ignoring case;
+ * stops counting past `max` (returns max + 1).
+ */
+function editDistance(a: string, b: string, max: number): number {
+  a = a.toLowerCase();
+  b = b.toLowerCase();
+  if (Math.abs(a.length - b.length) > max) return max + 1;
+  let before: number[] = [];
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    let best = i;
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let d = Math.min((prev[j] as number) + 1, (cur[j - 1] as number) + 1, (prev[j - 1] as number) + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d = Math.min(d, (before[j - 2] as number) + 1);
+      cur.push(d);
+      best = Math.min(best, d);
+    }
+    if (best > max) return max + 1;
+    before = prev;
+    prev = cur;
+  }
+  return prev[b.length] as number;
+}
+
+/** The known key that `key` most likely misspells: one edit away for short keys, two for longer ones. */
+function closestKey(key: string, known: readonly string[]): string | undefined {
+  const max = key.length <= 4 ? 1 : 2;
+  let found: string | undefined;
+  let foundDistance = max + 1;
+  for (const k of known) {
+    const d = editDistance(key, k, max);
+    if (d < foundDistance) {
+      found = k;
+      foundDistance = d;
+    }
+  }
+  return found;
 }
 
 function validateSection(
@@ -345,6 +390,17 @@ function validateSource(src: Source, report: Report): Layer {
         report.warnings.push(
           `${src.locate(['OrthancPeers', name, 'Pkcs11'], 'key')}: OrthancPeers.${name}.Pkcs11 is ignored by dicom-xfer: PKCS#11 is not supported, the peer is called without it`,
         );
+      }
+      // Any other key is a user property, so a misspelt Username would silently call the peer without it.
+      if (isPlainObject(peer)) {
+        for (const key of Object.keys(peer)) {
+          if (RESERVED_PEER_KEYS.includes(key)) continue;
+          const near = closestKey(key, RESERVED_PEER_KEYS);
+          if (near === undefined) continue;
+          report.warnings.push(
+            `${src.locate(['OrthancPeers', name, key], 'key')}: OrthancPeers.${name}.${key} is not a setting of a peer and is kept as a user property (did you mean ${near}?)`,
+          );
+        }
       }
     }
   }
@@ -467,6 +523,11 @@ function finish(
   if (config.AuthenticationEnabled && Object.keys(config.RegisteredUsers).length === 0) {
     report.warnings.push(
       `${whereTop('AuthenticationEnabled', 'RemoteAccessAllowed')}: AuthenticationEnabled is true but RegisteredUsers is empty: no user can log in`,
+    );
+  }
+  if (!config.HttpsVerifyPeers) {
+    report.warnings.push(
+      `${whereTop('HttpsVerifyPeers')}: HttpsVerifyPeers is false: the certificates of HTTPS peers and of an HTTPS Orthanc store are not checked, so whoever sits between this node and them can read and change what passes`,
     );
   }
   if (config.RemoteAccessAllowed && !config.AuthenticationEnabled) {

@@ -3,7 +3,7 @@
 import { DEFAULTS, ORTHANC_STORE_DEFAULTS } from './defaults.ts';
 import { CONFIG_ENV_VAR } from './load.ts';
 import { ORTHANC_IGNORED_KEYS } from './orthanc-keys.ts';
-import { describeConfig, RESERVED_PEER_KEYS, type ConfigKeyInfo } from './schema.ts';
+import { describeConfig, PEER_NAME_RULE, RESERVED_PEER_KEYS, type ConfigKeyInfo } from './schema.ts';
 
 /** Path of the reference, relative to the repository root. */
 export const CONFIG_REFERENCE_PATH = 'docs/configuration.md';
@@ -93,6 +93,13 @@ export function configReferenceMarkdown(): string {
     'property, kept as a string (`true`/`false` become `"1"`/`"0"`, integers their decimal text).',
     '`RemoteSelf` is the user property that names this node in the peer\'s own `OrthancPeers`; with it,',
     'sending to that peer runs in pull mode. A trailing `/` is added to every URL. `Pkcs11` is not supported.',
+    'A key one or two letters away from a reserved one (`Usrname`) is warned about at start, naming the key it',
+    'resembles: it would otherwise be kept as a user property and the peer called without it.',
+    '',
+    `Peer names: ${PEER_NAME_RULE} (for example \`site-b\`); any other name is refused at start and by`,
+    '`PUT /peers/{name}` (400). A URL may carry credentials (`https://user:password@host/`, used when the entry',
+    'gives no `Username`); they are never shown: answers, the dashboard, the command line, job contents and logs',
+    'give the URL without them.',
     '',
     '## `OrthancStore`',
     '',
@@ -135,6 +142,16 @@ export function configReferenceMarkdown(): string {
     '',
     `With no configuration at all, dicom-xfer listens on 127.0.0.1:${DEFAULTS.HttpPort} and stores data in`,
     `\`${DEFAULTS.StorageDirectory}\` under the current directory.`,
+    '',
+    'One node at a time uses a storage directory: it holds an operating-system lock on',
+    '`dicom-xfer-lock.sqlite` there while it runs (released by the system when the process ends, even by',
+    '`kill -9`), and writes its pid into `dicom-xfer.lock` for people to read. A second node on the same',
+    'directory is refused, naming that pid.',
+    '',
+    'Logs go to stderr: readable lines when stderr is a terminal, JSON lines otherwise (for log collectors).',
+    'The environment variable `DICOM_XFER_LOG_FORMAT` (`json` or `pretty`) chooses one whatever stderr is;',
+    '`NO_COLOR` turns colours off. Each finished transfer logs one line with its peer, instances, size,',
+    'running time and data rate.',
     '',
   ];
   return out.join('\n');

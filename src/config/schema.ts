@@ -78,6 +78,22 @@ export const RESERVED_PEER_KEYS: readonly string[] = [
 
 const URL_EXPECTED = 'an http:// or https:// URL';
 
+/**
+ * Peer names appear in URLs (/peers/{name}), in peers.json and as keys of JSON objects: a plain set of
+ * characters keeps them printable and keeps names such as "__proto__" or ".." out.
+ */
+export const PEER_NAME_RULE = 'letters, digits, "-", "_" and ".", starting with a letter or a digit, at most 64 characters';
+
+export function isValidPeerName(name: string): boolean {
+  return /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(name);
+}
+
+/** The message for a peer name that breaks PEER_NAME_RULE. */
+export function badPeerName(name: string): string {
+  const shown = JSON.stringify(name.length > 80 ? `${name.slice(0, 77)}...` : name);
+  return name === '' ? 'a peer has an empty name' : `the peer name ${shown} is not allowed: use ${PEER_NAME_RULE}`;
+}
+
 function isHttpUrl(s: string): boolean {
   if (!/^https?:\/\//i.test(s)) return false;
   try {
@@ -182,8 +198,8 @@ const peers = z
   .transform((rec, ctx): Record<string, PeerConfig> => {
     const out: Record<string, PeerConfig> = {};
     for (const [name, raw] of Object.entries(rec)) {
-      if (name === '') {
-        ctx.issues.push({ code: 'custom', message: 'a peer has an empty name', path: [name], input: raw, params: PLAIN });
+      if (!isValidPeerName(name)) {
+        ctx.issues.push({ code: 'custom', message: badPeerName(name), path: [name], input: raw, params: PLAIN });
         continue;
       }
       const schema = Array.isArray(raw) ? shortPeer : typeof raw === 'object' && raw !== null ? longPeer : undefined;
@@ -350,7 +366,7 @@ export const SETTINGS: { readonly [K in TopKey]-?: Setting<Config[K]> } = {
     schema: bool(),
     type: 'boolean',
     default: DEFAULTS.HttpsVerifyPeers,
-    meaning: 'Verify the certificates of HTTPS peers.',
+    meaning: 'Verify the certificates of HTTPS peers (and of an HTTPS Orthanc store); false is warned about at start.',
     source: 'orthanc',
   },
   HttpsCACertificates: {

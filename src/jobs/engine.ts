@@ -89,6 +89,37 @@ interface Live {
 
 const FLUSH_MS = 1000;
 
+/**
+ * The line of a job that succeeded: its peer, size, instances, running time (pauses left out) and data
+ * rate (the bytes of the instances it moved, those already at the destination left out, per second).
+ */
+export function finishedFacts(
+  type: JobType,
+  content: Readonly<Record<string, unknown>>,
+  runtimeMs: number,
+): { fields: Record<string, unknown>; message: string } {
+  const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
+  const seconds = Math.max(0, runtimeMs) / 1000;
+  const fields: Record<string, unknown> = { seconds: Math.round(seconds * 10) / 10 };
+  const peer = typeof content['Peer'] === 'string' ? content['Peer'] : undefined;
+  const instances = num(content['TotalInstances']);
+  const bytes = num(content['TotalBytes']);
+  const moved = bytes === undefined ? undefined : Math.max(0, bytes - (num(content['SkippedBytes']) ?? 0));
+  if (peer !== undefined) fields['peer'] = peer;
+  if (instances !== undefined) fields['instances'] = instances;
+  if (bytes !== undefined) fields['bytes'] = bytes;
+  const skipped = num(content['SkippedInstances']);
+  if (skipped) fields['skippedInstances'] = skipped;
+  const rate = moved !== undefined && seconds > 0 ? moved / seconds : undefined;
+  if (rate !== undefined) fields['bytesPerSecond'] = Math.round(rate);
+  const mb = (n: number) => `${(n / 1_000_000).toFixed(1)} MB`;
+  const what = `${instances ?? '?'} instance${instances === 1 ? '' : 's'}${bytes !== undefined ? `, ${mb(bytes)}` : ''}`;
+  const where = peer === undefined ? '' : ` ${type === 'PullTransfer' ? 'from' : 'to'} peer "${peer}"`;
+  const pace = rate !== undefined ? `, ${mb(rate)}/s` : '';
+  const kind = type === 'PullTransfer' ? 'pull' : 'push';
+  return { fields, message: `${kind} finished: ${what}${where} in ${fields['seconds']} s${pace}` };
+}
+
 export class JobsEngine extends EventEmitter {
   readonly #db: JobsDb;
   readonly #opts: JobsEngineOptions;
@@ -365,6 +396,9 @@ export class JobsEngine extends EventEmitter {
     this.#db.prepare('DELETE FROM job_buckets WHERE job = ?').run(r.id);
     if (error) {
       this.#opts.logger.warn({ job: r.id, type: r.type, code: error.code, details: r.error_details }, 'job failed');
+    } else {
+      const facts = finishedFacts(r.type, live.content, r.runtime_ms);
+      this.#opts.logger.info({ job: r.id, type: r.type, ...facts.fields }, facts.message);
     }
     this.#setState(live, state);
     this.#trimHistory();

@@ -5,9 +5,10 @@ import { existsSync } from 'node:fs';
 import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
-import { SETTINGS } from '../config/schema.ts';
+import { SETTINGS, badPeerName, isValidPeerName } from '../config/schema.ts';
 import type { PeerConfig } from '../config/types.ts';
 import { XferError } from '../errors.ts';
+import { displayUrl } from '../util/url.ts';
 
 /** Name of the file, in the storage directory, that keeps the peers changed at run time. */
 export const PEERS_FILE = 'peers.json';
@@ -28,7 +29,8 @@ export interface PeerChange {
 
 function show(v: unknown): string {
   if (v === undefined) return 'nothing';
-  const s = JSON.stringify(v) ?? String(v);
+  // A refused URL is shown without its credentials.
+  const s = JSON.stringify(v, (_k, x: unknown) => (typeof x === 'string' ? displayUrl(x) : x)) ?? String(v);
   return s.length > 80 ? `${s.slice(0, 77)}...` : s;
 }
 
@@ -54,7 +56,7 @@ function valueAt(v: unknown, path: readonly PropertyKey[]): unknown {
  * name the offending key, e.g. `Url: expected an http:// or https:// URL, got "ftp://x"`.
  */
 export function parsePeerInput(name: string, input: unknown, baseDir: string = process.cwd()): PeerConfig {
-  if (name === '') throw new XferError('BadFileFormat', 'a peer needs a non-empty name');
+  if (!isValidPeerName(name)) throw new XferError('BadFileFormat', badPeerName(name));
   if (input === undefined) throw new XferError('BadFileFormat', 'the body is empty; expected a peer definition');
   const parsed = SETTINGS.OrthancPeers.schema.safeParse({ [name]: input });
   if (!parsed.success) {
@@ -107,7 +109,7 @@ export function describePeer(peer: PeerConfig): Record<string, unknown> {
     HttpHeaders: Object.keys(peer.httpHeaders).sort(),
     Pkcs11: false,
     Timeout: peer.timeout ?? 0,
-    Url: peer.url,
+    Url: displayUrl(peer.url),
   };
   if (peer.username !== undefined) {
     out['Username'] = peer.username;

@@ -5,6 +5,7 @@ import type { NodeModule } from '../server/app.ts';
 import { flag, readJson, route, sendJson } from '../server/http.ts';
 import { Peers, attachPeers, type PeerTransfersStatus } from './peers.ts';
 import { describePeer } from './registry.ts';
+import { displayUrl } from '../util/url.ts';
 
 /** What Orthanc 1.10.1 lists under GET /peers/{name}. */
 const PEER_OPERATIONS = ['configuration', 'store', 'store-straight', 'system'];
@@ -63,7 +64,7 @@ export const peersModule: NodeModule = async (app, ctx, routes) => {
         const name = nameOf(req);
         const body = await readJson(req, 1024 * 1024);
         const peer = await registry.put(name, body);
-        ctx.logger.info({ peer: name, url: peer.url }, 'peer defined');
+        ctx.logger.info({ peer: name, url: displayUrl(peer.url) }, 'peer defined');
         return sendEmpty(reply);
       },
       DELETE: async (req, reply) => {

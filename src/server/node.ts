@@ -1,10 +1,11 @@
 // A running dicom-xfer node: configuration, store (embedded, or a real Orthanc), the HTTP application with
 // its modules, and a clean stop.
 import { readFile } from 'node:fs/promises';
-import { pino, type Logger } from 'pino';
+import type { Logger } from 'pino';
+import { createNodeLogger, logFormat } from './log.ts';
 import { loadConfig } from '../config/load.ts';
 import type { Config, ConfigOverrides } from '../config/types.ts';
-import { randomUUID } from 'node:crypto';
+import { X509Certificate, createPrivateKey, randomUUID } from 'node:crypto';
 import { buildApp, type NodeContext, type NodeModule } from './app.ts';
 import { EmbeddedStore } from '../store/embedded/store.ts';
 import { OrthancStore } from '../store/orthanc/store.ts';
@@ -67,18 +68,61 @@ function overridesFrom(flags: ServeFlags): ConfigOverrides {
   return o;
 }
 
+/**
+ * The PEM of SslCertificate, which must hold the certificate and its private key (as Orthanc's does):
+ * a missing part is named here rather than left to a TLS error at listen time.
+ */
+async function readSslPem(file: string): Promise<string> {
+  let pem: string;
+  try {
+    pem = await readFile(file, 'utf8');
+  } catch (e) {
+    throw new Error(`SslCertificate: cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+  }
+  const both = 'it must hold the server certificate and its private key (unencrypted), both in PEM, one after the other';
+  try {
+    new X509Certificate(pem);
+  } catch {
+    throw new Error(`SslCertificate: ${file} holds no certificate that can be read; ${both}`);
+  }
+  try {
+    createPrivateKey(pem);
+  } catch {
+    throw new Error(`SslCertificate: ${file} holds no private key (or one that cannot be read without a passphrase); ${both}`);
+  }
+  return pem;
+}
+
+/** A listen failure in plain words: a port in use or not allowed says so, and what to do. */
+function listenError(e: unknown, host: string, port: number): Error {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code === 'EADDRINUSE') {
+    return new Error(`port ${port} on ${host} is already in use (another dicom-xfer node, an Orthanc?): stop that program, or choose another port with --port (or HttpPort)`);
+  }
+  if (code === 'EACCES') {
+    return new Error(`port ${port} on ${host} needs privileges this user does not have: choose a port above 1023 with --port (or HttpPort)`);
+  }
+  if (code === 'EADDRNOTAVAIL') {
+    return new Error(`cannot listen on ${host}: no network interface of this machine has that address (--host or HttpHost)`);
+  }
+  return e instanceof Error ? e : new Error(String(e));
+}
+
 /** Starts a node from flags and the configuration file; resolves once it listens. */
 export async function startNode(flags: ServeFlags): Promise<RunningNode> {
   const { config, warnings } = await loadConfig({ file: flags.config, overrides: overridesFrom(flags) });
-  // Written synchronously: an asynchronous destination is flushed again at exit, and when nobody reads
-  // the node's stderr any more (the terminal or the supervisor that started it is gone), that flush
-  // retries the broken pipe for ever and the node never exits on SIGTERM. Synchronous, the first
-  // failed write turns logging off, and there is nothing left to flush. The node logs little.
-  const logger = pino({ level: config.LogLevel, base: { node: config.Name } }, pino.destination({ dest: 2, sync: true }));
+  // Synchronous on stderr (see createNodeLogger); readable lines on a terminal, JSON otherwise.
+  const logger = createNodeLogger({ level: config.LogLevel, name: config.Name, format: logFormat(process.stderr.isTTY === true) });
   for (const w of warnings) logger.warn(w);
   if (flags.proxy) {
     if (!config.OrthancStore) throw new Error('--proxy needs --orthanc <url> (or an OrthancStore key)');
     config.OrthancStore.proxy = true;
+  }
+  // Before the store opens: a bad certificate file must not leave the storage directory locked.
+  let sslPem: string | undefined;
+  if (config.SslEnabled) {
+    if (!config.SslCertificate) throw new Error('SslEnabled is true but SslCertificate is not set');
+    sslPem = await readSslPem(config.SslCertificate);
   }
   const orthanc = config.OrthancStore;
   const store: Store = orthanc
@@ -99,11 +143,6 @@ export async function startNode(flags: ServeFlags): Promise<RunningNode> {
         stableAgeSeconds: config.StableAge,
         commitThreads: config.Transfers.CommitThreadsCount,
       });
-  let sslPem: string | undefined;
-  if (config.SslEnabled) {
-    if (!config.SslCertificate) throw new Error('SslEnabled is true but SslCertificate is not set');
-    sslPem = await readFile(config.SslCertificate, 'utf8');
-  }
   const ctx: NodeContext = {
     config,
     store,
@@ -114,7 +153,9 @@ export async function startNode(flags: ServeFlags): Promise<RunningNode> {
   let app: Awaited<ReturnType<typeof buildApp>> | undefined;
   try {
     app = await buildApp({ ctx, sslPem, modules: NODE_MODULES });
-    await app.fastify.listen({ port: config.HttpPort, host: config.HttpHost });
+    await app.fastify.listen({ port: config.HttpPort, host: config.HttpHost }).catch((e: unknown) => {
+      throw listenError(e, config.HttpHost, config.HttpPort);
+    });
   } catch (e) {
     await app?.closeModules().catch(() => undefined);
     await store.close();

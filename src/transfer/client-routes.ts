@@ -9,6 +9,7 @@ import { JobsEngine } from '../jobs/engine.ts';
 import { registerJobRoutes } from '../jobs/routes.ts';
 import { metricsOf } from '../metrics/metrics.ts';
 import { getPeers } from '../peers/routes.ts';
+import { displayUrl } from '../util/url.ts';
 import {
   parseJobHandle,
   parseTransferQuery,
@@ -134,7 +135,7 @@ export const transfersClientModule: NodeModule = async (app: FastifyInstance, ct
           req.log.warn({ peer: q.Peer, err: why }, 'send in pull mode failed: does the peer run the transfers plugin?');
           throw new XferError('NetworkProtocol', `peer "${q.Peer}" could not start the pull: ${why}`);
         }
-        return sendJson(reply, toWireRemoteJobHandle(q.Peer, handle.ID, peer.url + handle.Path.replace(/^\/+/, '/')));
+        return sendJson(reply, toWireRemoteJobHandle(q.Peer, handle.ID, displayUrl(peer.url) + handle.Path.replace(/^\/+/, '/')));
       },
     },
     routes,

@@ -408,10 +408,10 @@ export class PushReceiver {
     const count = tx.body.Buckets.length;
     const last = opts.last ?? index;
     if (!(Number.isSafeInteger(index) && index >= 0 && index < count)) {
-      throw new XferError('ParameterOutOfRange', `bucket ${index} of a transaction with ${count} buckets`);
+      throw new XferError('ParameterOutOfRange', `bucket ${index} of a transaction with ${count} bucket${count === 1 ? '' : 's'}`);
     }
     if (!(Number.isSafeInteger(last) && last >= index && last < count)) {
-      throw new XferError('ParameterOutOfRange', `buckets ${index}-${last} of a transaction with ${count} buckets`);
+      throw new XferError('ParameterOutOfRange', `buckets ${index}-${last} of a transaction with ${count} bucket${count === 1 ? '' : 's'}`);
     }
     if (last - index + 1 > MAX_SPAN_BUCKETS) {
       throw new XferError('ParameterOutOfRange', `a span of ${last - index + 1} buckets (at most ${MAX_SPAN_BUCKETS})`);

@@ -11,6 +11,7 @@ import { describePeer } from '../peers/registry.ts';
 import { getPeers } from '../peers/routes.ts';
 import { parseJobHandle, parseTransferQuery, toWireJobHandle, toWirePullTrigger, toWireRemoteJobHandle } from '../protocol/wire.ts';
 import { retry, retryOptionsFromConfig } from '../util/retry.ts';
+import { displayUrl } from '../util/url.ts';
 import { embeddedApiOf, type NodeContext, type NodeModule } from '../server/app.ts';
 import { readJson, route, sendJson } from '../server/http.ts';
 import { getJobs } from '../transfer/client-routes.ts';
@@ -74,7 +75,7 @@ async function describePeers(peers: Peers, config: Config): Promise<Record<strin
       }
       return {
         Name: probe.name,
-        Url: peer?.url ?? null,
+        Url: peer ? displayUrl(peer.url) : null,
         RemoteSelf: peer?.userProperties.RemoteSelf ?? null,
         Reachable: probe.reachable,
         RttMs: probe.rttMs ?? null,
@@ -161,7 +162,7 @@ async function send(req: FastifyRequest, ctx: NodeContext, engine: JobsEngine, p
       retryOptionsFromConfig(ctx.config),
     );
     const handle = parseJobHandle(answer.body);
-    return toWireRemoteJobHandle(q.Peer, handle.ID, peer.url + handle.Path.replace(/^\/+/, '/'));
+    return toWireRemoteJobHandle(q.Peer, handle.ID, displayUrl(peer.url) + handle.Path.replace(/^\/+/, '/'));
   } catch (e) {
     const why = isXferError(e) ? (e.details ?? e.message) : String(e);
     throw new XferError('NetworkProtocol', `peer "${q.Peer}" could not start the pull: ${why}`);

@@ -13,7 +13,7 @@ import { startXferNode, type XferNode } from './node.ts';
 import { freePort } from './ports.ts';
 import { startProxy, type Matcher, type Proxy, type ProxyRecord } from './proxy.ts';
 
-export const REAL_DICOM = '/work/shared/testdata/real-dicom';
+export { REAL_DICOM } from './data.ts';
 
 /**
  * Transfers settings of the tests that count requests per bucket index: the plugin's bucket layout (no

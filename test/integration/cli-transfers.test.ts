@@ -9,10 +9,11 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { BIN, REPO, startXferNode, type XferNode } from '../helpers/node.ts';
 import { freePort, waitFor } from '../helpers/ports.ts';
+import { needs, REAL_DICOM } from '../helpers/data.ts';
 
-const BRAINIX = '/work/shared/testdata/real-dicom/Brainix';
-const BEAUFIX = '/work/shared/testdata/real-dicom/Beaufix';
-const PHENIX = '/work/shared/testdata/real-dicom/Phenix';
+const BRAINIX = join(REAL_DICOM, 'Brainix');
+const BEAUFIX = join(REAL_DICOM, 'Beaufix');
+const PHENIX = join(REAL_DICOM, 'Phenix');
 
 interface Run {
   code: number | null;
@@ -88,7 +89,7 @@ async function getJson<T>(url: string, auth?: string): Promise<T> {
 }
 
 // Independent tests run at the same time (each command is a process that takes a while to start).
-describe('dicom-xfer send, pull, jobs and peers against real nodes', { concurrency: true }, () => {
+describe('dicom-xfer send, pull, jobs and peers against real nodes', { skip: needs(REAL_DICOM), concurrency: true }, () => {
   let A: XferNode;
   let B: XferNode;
   let C: XferNode;

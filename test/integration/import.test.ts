@@ -14,10 +14,11 @@ import { freePort, waitFor } from '../helpers/ports.ts';
 import { Progress, describeProgress, formatDuration, formatMB } from '../../src/cli/progress.ts';
 import { NodeClient, NodeHttpError, UsageError, resolveTarget } from '../../src/cli/http.ts';
 import type { ImportSummary } from '../../src/cli/import.ts';
+import { needs, REAL_DICOM } from '../helpers/data.ts';
 
 const REPO = resolve(import.meta.dirname, '../..');
 const BIN = join(REPO, 'bin/dicom-xfer.mjs');
-const REAL = '/work/shared/testdata/real-dicom';
+const REAL = REAL_DICOM;
 /** The one real file that Orthanc 1.10.1 refuses: it lacks PatientID, StudyInstanceUID and SeriesInstanceUID. */
 const NO_IDS = 'Issue196.dcm';
 
@@ -110,7 +111,7 @@ function zipOf(entries: { name: string; data: Buffer }[]): Buffer {
   return Buffer.concat([...locals, cd, end]);
 }
 
-describe('dicom-xfer import into a real Orthanc', { skip: !orthancInstalled() && 'Orthanc is not installed' }, () => {
+describe('dicom-xfer import into a real Orthanc', { skip: (!orthancInstalled() && 'Orthanc is not installed') || needs(REAL_DICOM) }, () => {
   let orthanc: OrthancServer;
   let work: string;
   let realFiles: string[];
@@ -315,7 +316,7 @@ async function startOrthancWithUsers(users: Record<string, string>): Promise<{ u
   return { url, stop };
 }
 
-describe('dicom-xfer import into an Orthanc with RegisteredUsers', { skip: !orthancInstalled() && 'Orthanc is not installed' }, () => {
+describe('dicom-xfer import into an Orthanc with RegisteredUsers', { skip: (!orthancInstalled() && 'Orthanc is not installed') || needs(REAL_DICOM) }, () => {
   let node: { url: string; stop(): Promise<void> };
   const dir = join(REAL, 'Brainix', 'Epi');
 

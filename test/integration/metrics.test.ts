@@ -20,6 +20,7 @@ import {
   type Imported,
   type Pair,
 } from '../helpers/transfer-nodes.ts';
+import { needs } from '../helpers/data.ts';
 
 /** Prometheus text -> value of each sample, keyed by `name{labels}` as written (labels sorted by the registry). */
 export function parseMetrics(text: string): Map<string, number> {
@@ -48,7 +49,7 @@ function value(m: Map<string, number>, key: string): number {
 
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 
-describe('metrics after real transfers', { timeout: 180_000 }, () => {
+describe('metrics after real transfers', { skip: needs(REAL_DICOM), timeout: 180_000 }, () => {
   let pair: Pair;
   let imported: Imported;
   let study: string;

@@ -10,8 +10,9 @@ import { after, before, describe, test } from 'node:test';
 import { BIN, startXferNode, type XferNode } from '../helpers/node.ts';
 import { storedZip } from '../helpers/zip.ts';
 import { waitFor } from '../helpers/ports.ts';
+import { needs, REAL_DICOM } from '../helpers/data.ts';
 
-const DATA = '/work/shared/testdata/real-dicom';
+const DATA = REAL_DICOM;
 const CT = join(DATA, 'Brainix/Flair/IM-0001-0001.dcm');
 
 const md5 = (b: Uint8Array) => createHash('md5').update(b).digest('hex');
@@ -48,7 +49,7 @@ function withoutSopInstanceUid(file: Buffer): Buffer {
   return out;
 }
 
-describe('node REST API', () => {
+describe('node REST API', { skip: needs(REAL_DICOM) }, () => {
   let node: XferNode;
   let ct: Buffer;
 

@@ -1,7 +1,7 @@
 // A dicom-xfer node (extensions on) talking to a peer that lists no extension (a dicom-xfer node with
 // Transfers.Extensions false, which answers as an Orthanc with the plugin does) speaks exactly the classic
 // protocol: every request seen by the proxy has the shape of the real plugin's traffic in
-// /work/shared/protocol/CAPTURES.md (method, path, header names, JSON keys of the bodies and answers),
+// ../shared/protocol/CAPTURES.md (method, path, header names, JSON keys of the bodies and answers),
 // no x-dicom-xfer header and no extension route, apart from the one capability probe per job that the
 // peer answers 404. The other way round, the peer's classic requests get classic answers.
 import assert from 'node:assert/strict';
@@ -22,6 +22,7 @@ import {
   waitJob,
   type Pair,
 } from '../helpers/transfer-nodes.ts';
+import { CAPTURES, needs } from '../helpers/data.ts';
 
 /**
  * The requests of the classic protocol as CAPTURES.md shows them between two Orthancs with the plugin
@@ -182,7 +183,7 @@ function chunkIds(rs: readonly ProxyRecord[]): string[] {
     .sort();
 }
 
-describe('with a peer that lists no extension, the wire is exactly the classic protocol', { timeout: 120_000 }, () => {
+describe('with a peer that lists no extension, the wire is exactly the classic protocol', { skip: needs(REAL_DICOM, CAPTURES), timeout: 120_000 }, () => {
   let pair: Pair;
   let flair: Map<string, string>;
   let knee: Map<string, string>;

@@ -29,6 +29,7 @@ import {
   type Imported,
   type Pair,
 } from '../helpers/transfer-nodes.ts';
+import { needs } from '../helpers/data.ts';
 
 /** BucketSize 128 KB: each Brainix file (131-170 KB) travels alone in its bucket. */
 const BUCKET_KB = 128;
@@ -42,7 +43,7 @@ function body(r: ProxyRecord, side: 'request' | 'response'): unknown {
   return JSON.parse(b.toString('utf8'));
 }
 
-describe('protocol extensions between dicom-xfer nodes', { timeout: 180_000 }, () => {
+describe('protocol extensions between dicom-xfer nodes', { skip: needs(REAL_DICOM), timeout: 180_000 }, () => {
   let pair: Pair;
   let imported: Imported;
   let source: Map<string, string>;

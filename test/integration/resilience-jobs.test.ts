@@ -22,6 +22,7 @@ import {
   type Pair,
 } from '../helpers/transfer-nodes.ts';
 import { sleep } from './resilience-common.ts';
+import { needs } from '../helpers/data.ts';
 
 /** Series of the test data, imported into A, one resource per job. */
 async function seriesOf(pair: Pair, folders: string[]): Promise<Map<string, { ID: string; Level: string }[]>> {
@@ -38,7 +39,7 @@ async function seriesOf(pair: Pair, folders: string[]): Promise<Map<string, { ID
 
 const job = (pair: Pair, id: string) => getJson<JobJson>(pair.a.url, `/jobs/${id}`);
 
-describe('job states across a kill -9 of the node', { timeout: 120_000 }, () => {
+describe('job states across a kill -9 of the node', { skip: needs(REAL_DICOM), timeout: 120_000 }, () => {
   let pair: Pair;
   let series: Map<string, { ID: string; Level: string }[]>;
 
@@ -95,7 +96,7 @@ describe('job states across a kill -9 of the node', { timeout: 120_000 }, () => 
   });
 });
 
-describe('retry budget and transactions held by a busy receiver', { timeout: 120_000 }, () => {
+describe('retry budget and transactions held by a busy receiver', { skip: needs(REAL_DICOM), timeout: 120_000 }, () => {
   let pair: Pair;
   let series: Map<string, { ID: string; Level: string }[]>;
   const BUDGET_S = 8;

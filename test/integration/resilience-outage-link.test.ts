@@ -14,12 +14,13 @@ import {
   type Pair,
 } from '../helpers/transfer-nodes.ts';
 import { setupBrainix, sleep } from './resilience-common.ts';
+import { needs, REAL_DICOM } from '../helpers/data.ts';
 
 /** BucketSize 128 KB: each Brainix file (131-170 KB) travels alone in its bucket. */
 const BUCKET_KB = 128;
 const OUTAGE_MS = 60_000;
 
-describe('a 60 s outage of the link', { timeout: 150_000 }, () => {
+describe('a 60 s outage of the link', { skip: needs(REAL_DICOM), timeout: 150_000 }, () => {
   let pair: Pair;
   let source: Map<string, string>;
   let resources: { Level: string; ID: string }[];

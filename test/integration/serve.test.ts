@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,8 +12,9 @@ import { after, describe, test } from 'node:test';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { BIN, startXferNode, type XferNode } from '../helpers/node.ts';
 import { freePort } from '../helpers/ports.ts';
+import { needs, REAL_DICOM } from '../helpers/data.ts';
 
-const CT = '/work/shared/testdata/real-dicom/Brainix/Flair/IM-0001-0001.dcm';
+const CT = join(REAL_DICOM, 'Brainix/Flair/IM-0001-0001.dcm');
 const run = promisify(execFile);
 
 /** Runs `dicom-xfer serve` expecting it to fail at start; returns its exit code and stderr. */
@@ -130,10 +131,35 @@ describe('serve', () => {
     const node = nodes[0] as XferNode;
     const r = await serveFails(['--data', node.dataDir, '--port', String(await freePort())]);
     assert.equal(r.code, 1);
-    assert.match(r.stderr, /in use by another dicom-xfer process/);
+    assert.match(r.stderr, /in use by another dicom-xfer process \(pid \d+\)/);
+    assert.doesNotMatch(r.stderr, /^\s+at /m, 'a message, not a stack');
   });
 
-  test('SIGTERM lets an in-flight upload finish, then closes the database and exits 0', async () => {
+  test('after a kill -9 the storage directory can be used at once', async () => {
+    const first = await startXferNode();
+    await first.kill();
+    dirs.push(first.dir);
+    // The pid file that the killed node left stays; the OS lock went with the process.
+    assert.ok(existsSync(join(first.dataDir, 'dicom-xfer.lock')));
+    const again = await startXferNode({ dir: first.dir });
+    nodes.push(again);
+    assert.equal((await fetch(`${again.url}/system`)).status, 200);
+    const r = await serveFails(['--data', first.dataDir, '--port', String(await freePort())]);
+    assert.match(r.stderr, new RegExp(`in use by another dicom-xfer process \\(pid ${again.pid}\\)`));
+  });
+
+  test('a pid file left by an earlier version, naming a live process, does not block', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'dx-serve-pid-'));
+    dirs.push(dir);
+    await mkdir(join(dir, 'data'), { recursive: true });
+    // What an earlier version wrote, with a pid that is alive: this test's own process.
+    await writeFile(join(dir, 'data', 'dicom-xfer.lock'), String(process.pid));
+    const node = await startXferNode({ dir });
+    nodes.push(node);
+    assert.equal((await fetch(`${node.url}/system`)).status, 200);
+  });
+
+  test('SIGTERM lets an in-flight upload finish, then closes the database and exits 0', { skip: needs(CT) }, async () => {
     const node = await startXferNode();
     const file = await readFile(CT);
     const half = Math.floor(file.length / 2);

@@ -14,6 +14,7 @@ import type { OrthancIds } from '../../src/dicom/types.ts';
 import { isXferError, type ErrorCode } from '../../src/errors.ts';
 import { writeCtSlice, writeMultiframe } from '../../src/generate/index.ts';
 import type { StagedInstance, Store } from '../../src/store/types.ts';
+import { needs, REAL_DICOM } from '../helpers/data.ts';
 
 export interface StoreUnderTest {
   store: Store;
@@ -26,7 +27,7 @@ export interface ContractOptions {
   skip?: string | false;
 }
 
-const REAL = '/work/shared/testdata/real-dicom';
+const REAL = REAL_DICOM;
 /** Real files of three different patients, small and large. */
 const REAL_FILES = ['2019-06-17-VedranZdesic.dcm', '2020-08-12-Christopher.dcm', '2022-03-08-RicSmi.dcm'];
 
@@ -61,7 +62,7 @@ async function rejectsWith(p: Promise<unknown>, code: ErrorCode, text?: string):
 
 /** Registers the contract suite for one store; `makeStore` gives a fresh, empty store. */
 export function runStoreContract(name: string, makeStore: () => Promise<StoreUnderTest>, opts: ContractOptions = {}): void {
-  describe(`store contract: ${name}`, { skip: opts.skip ?? false }, () => {
+  describe(`store contract: ${name}`, { skip: opts.skip || needs(REAL_DICOM) }, () => {
     let sut: StoreUnderTest;
     let store: Store;
     let work: string;

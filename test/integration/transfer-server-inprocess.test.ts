@@ -20,8 +20,9 @@ import { planChunkRead } from '../../src/transfer/chunk-server.ts';
 import { transfersServerOf, transfersServerModule } from '../../src/transfer/server-routes.ts';
 import { md5File } from '../../src/util/fs.ts';
 import { waitFor } from '../helpers/ports.ts';
+import { needs, REAL_DICOM } from '../helpers/data.ts';
 
-const BRAINIX = '/work/shared/testdata/real-dicom/Brainix/Flair';
+const BRAINIX = join(REAL_DICOM, 'Brainix/Flair');
 const md5 = (b: Uint8Array) => createHash('md5').update(b).digest('hex');
 
 interface Node {
@@ -124,7 +125,7 @@ describe('chunk walk with sizes past 2^31', () => {
   });
 });
 
-describe('transfers server in-process', () => {
+describe('transfers server in-process', { skip: needs(REAL_DICOM) }, () => {
   let node: Node;
   const files: Buffer[] = [];
   const ids: string[] = [];
@@ -237,7 +238,7 @@ describe('transfers server in-process', () => {
   });
 });
 
-describe('a 2.2 GB instance (sparse on disk)', () => {
+describe('a 2.2 GB instance (sparse on disk)', { skip: needs(REAL_DICOM) }, () => {
   const SIZE = 2_200_000_000;
   const MARK_AT = 2 ** 31 + 12_345;
   let source: Node | undefined;

@@ -17,9 +17,9 @@ import { DISCARD_LIMIT_BYTES } from '../../src/server/http.ts';
 import { toWirePushCreate, type Bucket, type Compression, type InstanceInfo } from '../../src/protocol/wire.ts';
 import { startXferNode, type XferNode } from '../helpers/node.ts';
 import { waitFor } from '../helpers/ports.ts';
+import { CAPTURES, needs, REAL_DICOM } from '../helpers/data.ts';
 
-const DATA = '/work/shared/testdata/real-dicom';
-const CAPTURES = '/work/shared/protocol/captures';
+const DATA = REAL_DICOM;
 const md5 = (b: Uint8Array) => createHash('md5').update(b).digest('hex');
 
 interface Answer {
@@ -215,7 +215,7 @@ async function instanceMd5(node: XferNode, id: string): Promise<Answer> {
   return raw(node, 'GET', `/instances/${id}/attachments/dicom/md5`);
 }
 
-describe('transfers server: push receiver', () => {
+describe('transfers server: push receiver', { skip: needs(REAL_DICOM, CAPTURES) }, () => {
   let node: XferNode;
   let knee: TestInstance[];
   let brainix: TestInstance[];
@@ -556,7 +556,7 @@ describe('transfers server: push receiver', () => {
   });
 });
 
-describe('transfers server: transactions held, evicted, refused', () => {
+describe('transfers server: transactions held, evicted, refused', { skip: needs(REAL_DICOM) }, () => {
   let node: XferNode;
   let knee: TestInstance[];
 
@@ -611,7 +611,7 @@ describe('transfers server: transactions held, evicted, refused', () => {
   });
 });
 
-describe('transfers server: durable and expiring transactions', () => {
+describe('transfers server: durable and expiring transactions', { skip: needs(REAL_DICOM) }, () => {
   test('a transaction survives a restart of the node between PUTs and commits', async () => {
     const config = { HttpTimeout: 60 };
     let node = await startXferNode({ config });

@@ -9,8 +9,9 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { gunzipBuffer } from '../../src/protocol/compression.ts';
 import { startXferNode, type XferNode } from '../helpers/node.ts';
+import { needs, REAL_DICOM } from '../helpers/data.ts';
 
-const DATA = '/work/shared/testdata/real-dicom';
+const DATA = REAL_DICOM;
 const md5 = (b: Uint8Array) => createHash('md5').update(b).digest('hex');
 
 interface Answer {
@@ -47,7 +48,7 @@ async function listFiles(dir: string): Promise<string[]> {
   return out.sort();
 }
 
-describe('transfers server: lookup and chunks', () => {
+describe('transfers server: lookup and chunks', { skip: needs(REAL_DICOM) }, () => {
   let node: XferNode;
   /** Instance ID -> the bytes of the file it was ingested from. */
   const files = new Map<string, Buffer>();

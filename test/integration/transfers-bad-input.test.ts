@@ -10,6 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import { startXferNode, type XferNode } from '../helpers/node.ts';
 import { freePort } from '../helpers/ports.ts';
 import { REAL_DICOM, call, getJson, json, md5, type Answer } from '../helpers/transfer-nodes.ts';
+import { CAPTURES, needs } from '../helpers/data.ts';
 
 interface Case {
   name: string;
@@ -44,7 +45,7 @@ function checkAnswer(c: Case, a: Answer): void {
   assert.equal(typeof body.Message, 'string', what);
 }
 
-describe('bad input on the transfers routes', { timeout: 120_000 }, () => {
+describe('bad input on the transfers routes', { skip: needs(REAL_DICOM), timeout: 120_000 }, () => {
   let node: XferNode;
   /** Two stored instances (sorted by ID) with their bytes. */
   let inst: { ID: string; data: Buffer; MD5: string }[];

@@ -26,6 +26,7 @@ import {
   type JobJson,
   type Pair,
 } from '../helpers/transfer-nodes.ts';
+import { needs } from '../helpers/data.ts';
 
 /** BucketSize 128 KB: each Brainix file (131-170 KB) lies in [G, 2G) and travels alone in its bucket. */
 const BUCKET_KB = 128;
@@ -49,7 +50,7 @@ async function assertNothingAt(pair: Pair): Promise<void> {
   assert.deepEqual(await getJson<string[]>(pair.b.url, '/patients'), [], 'no patient at B');
 }
 
-describe('transfer faults (no retries)', { timeout: 180_000 }, () => {
+describe('transfer faults (no retries)', { skip: needs(REAL_DICOM), timeout: 180_000 }, () => {
   let pair: Pair;
   let source: Map<string, string>;
   let resources: { Level: string; ID: string }[];
@@ -227,7 +228,7 @@ describe('transfer faults (no retries)', { timeout: 180_000 }, () => {
   });
 });
 
-describe('transfer faults with MaxHttpRetries 1', { timeout: 180_000 }, () => {
+describe('transfer faults with MaxHttpRetries 1', { skip: needs(REAL_DICOM), timeout: 180_000 }, () => {
   let pair: Pair;
   let source: Map<string, string>;
   let resources: { Level: string; ID: string }[];

@@ -9,11 +9,12 @@ import { after, before, beforeEach, describe, test } from 'node:test';
 import { startXferNode, type XferNode } from '../helpers/node.ts';
 import { freePort } from '../helpers/ports.ts';
 import { REAL_DICOM, call, json, type Answer, type JobJson } from '../helpers/transfer-nodes.ts';
+import { needs } from '../helpers/data.ts';
 
 const USER = { username: 'alice', password: 'orthanctest' };
 const AUTH = { authorization: 'Basic ' + Buffer.from(`${USER.username}:${USER.password}`).toString('base64') };
 
-describe("Orthanc's transfers integration tests (Plugins/Transfers/Run.py)", { timeout: 60_000 }, () => {
+describe("Orthanc's transfers integration tests (Plugins/Transfers/Run.py)", { skip: needs(REAL_DICOM), timeout: 60_000 }, () => {
   let node: XferNode;
   let dummyCt: Buffer;
 

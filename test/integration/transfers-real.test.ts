@@ -17,8 +17,9 @@ import {
   type Imported,
   type Pair,
 } from '../helpers/transfer-nodes.ts';
+import { needs } from '../helpers/data.ts';
 
-describe('transfers of the real DICOM files between two nodes', { timeout: 240_000 }, () => {
+describe('transfers of the real DICOM files between two nodes', { skip: needs(REAL_DICOM), timeout: 240_000 }, () => {
   let pair: Pair;
   let imported: Imported;
   /** Instance ID -> MD5 as A stores it. */

@@ -22,11 +22,12 @@ import {
   waitJob,
   type Pair,
 } from '../helpers/transfer-nodes.ts';
+import { needs } from '../helpers/data.ts';
 
 /** BucketSize 128 KB: each Brainix file (131-170 KB) lies in [G, 2G) and travels alone in its bucket. */
 const BUCKET_KB = 128;
 
-describe('transfer jobs across a restart of a node', { timeout: 180_000 }, () => {
+describe('transfer jobs across a restart of a node', { skip: needs(REAL_DICOM), timeout: 180_000 }, () => {
   let pair: Pair;
   let source: Map<string, string>;
   let resources: { Level: string; ID: string }[];

@@ -12,8 +12,9 @@ import { MAIN_DICOM_TAGS } from '../../src/dicom/tags.ts';
 import { LEVELS, type DicomHeader, type Level, type MainTags } from '../../src/dicom/types.ts';
 import { encodePart10, uint16s, type RawElement } from '../../src/dicom/write.ts';
 import { orthancInstalled, startOrthanc, type OrthancServer } from '../helpers/orthanc.ts';
+import { needs, REAL_DICOM } from '../helpers/data.ts';
 
-const ROOT = '/work/shared/testdata/real-dicom';
+const ROOT = REAL_DICOM;
 
 function listFiles(dir: string): string[] {
   return readdirSync(dir)
@@ -54,7 +55,7 @@ function parseOrError(bytes: Uint8Array): DicomHeader | Error {
   }
 }
 
-describe('the DICOM parser agrees with Orthanc 1.10.1', { skip: !orthancInstalled() && 'Orthanc is not installed' }, () => {
+describe('the DICOM parser agrees with Orthanc 1.10.1', { skip: (!orthancInstalled() && 'Orthanc is not installed') || needs(REAL_DICOM) }, () => {
   let orthanc: OrthancServer;
   /** What Orthanc should show for each resource: the main tags of the file that created it. */
   const expected = new Map<string, { level: Level; tags: MainTags; patientTags?: MainTags }>();

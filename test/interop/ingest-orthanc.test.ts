@@ -8,8 +8,9 @@ import { after, before, describe, test } from 'node:test';
 import { startXferNode, type XferNode } from '../helpers/node.ts';
 import { orthancInstalled, startOrthanc, type OrthancServer } from '../helpers/orthanc.ts';
 import { mapLimit } from '../../src/util/concurrency.ts';
+import { needs, REAL_DICOM } from '../helpers/data.ts';
 
-const DATA = '/work/shared/testdata/real-dicom';
+const DATA = REAL_DICOM;
 
 async function listFiles(dir: string): Promise<string[]> {
   const out: string[] = [];
@@ -32,7 +33,7 @@ async function upload(base: string, bytes: Buffer): Promise<Outcome> {
   return { status: r.status, body: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
 }
 
-describe('ingest compared with a real Orthanc', { skip: !orthancInstalled() && 'Orthanc is not installed' }, () => {
+describe('ingest compared with a real Orthanc', { skip: (!orthancInstalled() && 'Orthanc is not installed') || needs(REAL_DICOM) }, () => {
   let orthanc: OrthancServer;
   let node: XferNode;
   let files: string[];

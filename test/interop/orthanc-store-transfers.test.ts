@@ -15,8 +15,9 @@ import { mapLimit } from '../../src/util/concurrency.ts';
 import { startXferNode, type XferNode } from '../helpers/node.ts';
 import { orthancInstalled, startOrthanc, type OrthancServer } from '../helpers/orthanc.ts';
 import { freePort } from '../helpers/ports.ts';
+import { needs, REAL_DICOM } from '../helpers/data.ts';
 
-const REAL = '/work/shared/testdata/real-dicom';
+const REAL = REAL_DICOM;
 /** KB: small, so that the generated multi-frames are split into several buckets. */
 const BUCKET_KB = 1024;
 
@@ -74,7 +75,7 @@ async function clear(base: string): Promise<void> {
   assert.deepEqual(await getJson<string[]>(`${base}/instances`), []);
 }
 
-describe('transfers with the Orthanc store', { skip: !orthancInstalled() && 'Orthanc is not installed' }, () => {
+describe('transfers with the Orthanc store', { skip: (!orthancInstalled() && 'Orthanc is not installed') || needs(REAL_DICOM) }, () => {
   let work: string;
   let orthancA: OrthancServer;
   let orthancB: OrthancServer;

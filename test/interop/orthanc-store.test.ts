@@ -19,8 +19,9 @@ import type { StagedInstance } from '../../src/store/types.ts';
 import { startXferNode } from '../helpers/node.ts';
 import { ORTHANC_BINARY, orthancInstalled, startOrthanc } from '../helpers/orthanc.ts';
 import { freePort, waitFor } from '../helpers/ports.ts';
+import { needs, REAL_DICOM } from '../helpers/data.ts';
 
-const REAL = '/work/shared/testdata/real-dicom';
+const REAL = REAL_DICOM;
 const md5 = (b: Uint8Array): string => createHash('md5').update(b).digest('hex');
 
 interface Sample {
@@ -122,7 +123,7 @@ function restartableOrthanc(dir: string, port: number, extra: Record<string, unk
   };
 }
 
-describe('Orthanc store against a real Orthanc 1.10.1', { skip: !orthancInstalled() && 'Orthanc is not installed' }, () => {
+describe('Orthanc store against a real Orthanc 1.10.1', { skip: (!orthancInstalled() && 'Orthanc is not installed') || needs(REAL_DICOM) }, () => {
   let work: string;
   /** Six slices of one generated CT series, sorted by instance ID. */
   let ct: Sample[] = [];

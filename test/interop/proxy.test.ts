@@ -18,8 +18,9 @@ import { mapLimit } from '../../src/util/concurrency.ts';
 import { BIN, startXferNode, type XferNode } from '../helpers/node.ts';
 import { ORTHANC_BINARY, orthancInstalled, startOrthanc, type OrthancServer } from '../helpers/orthanc.ts';
 import { freePort, waitFor } from '../helpers/ports.ts';
+import { needs, REAL_DICOM } from '../helpers/data.ts';
 
-const REAL = '/work/shared/testdata/real-dicom';
+const REAL = REAL_DICOM;
 const CALL_TIMEOUT_MS = 120_000;
 
 interface Answer {
@@ -175,7 +176,7 @@ async function listFiles(dir: string): Promise<string[]> {
   return out.sort();
 }
 
-describe('dicom-xfer --proxy in front of a real Orthanc', { skip: !orthancInstalled() && 'Orthanc is not installed' }, () => {
+describe('dicom-xfer --proxy in front of a real Orthanc', { skip: (!orthancInstalled() && 'Orthanc is not installed') || needs(REAL_DICOM) }, () => {
   let work: string;
   let orthanc: OrthancServer;
   let proxy: XferNode;

@@ -7,16 +7,17 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isOrthancId, orthancHash, orthancIds } from '../../src/dicom/ids.ts';
 import { parseDicomHeader } from '../../src/dicom/parse.ts';
+import { CAPTURES, needs, REAL_DICOM } from '../helpers/data.ts';
 
-const KNEE = '/work/shared/testdata/real-dicom/Knee';
-const CAPTURE = '/work/shared/protocol/captures/18142-0002-POST-resp.bin';
+const KNEE = join(REAL_DICOM, 'Knee');
+const CAPTURE = join(CAPTURES, '18142-0002-POST-resp.bin');
 
 function sha1Grouped(s: string): string {
   const hex = createHash('sha1').update(Buffer.from(s, 'utf8')).digest('hex');
   return hex.match(/.{8}/g)!.join('-');
 }
 
-describe('orthancIds', () => {
+describe('orthancIds', { skip: needs(REAL_DICOM, CAPTURES) }, () => {
   test('hashes PatientID, then each UID appended with "|", as 5 groups of 8 lowercase hex digits', () => {
     const header = {
       patientId: 'ozp00SjY2xG',

@@ -1,5 +1,6 @@
 // How values are shown: DCMTK's padding rules as Orthanc exposes them, numbers in binary VRs, the 256-byte
 // limit, the main tags of each level, and the tags in Orthanc's `?simplify` and full shapes.
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -15,6 +16,7 @@ import { lookupTag, MAIN_DICOM_TAGS, parseTag, formatTag, tagOfName } from '../.
 import { encodePart10, uint16s, type RawElement } from '../../src/dicom/write.ts';
 import { isXferError } from '../../src/errors.ts';
 import { LEVELS } from '../../src/dicom/types.ts';
+import { needs, REAL_DICOM } from '../helpers/data.ts';
 
 const E = (group: number, element: number, vr: string, value: RawElement['value']): RawElement => ({
   group,
@@ -145,8 +147,8 @@ describe('main DICOM tags', () => {
   });
 });
 
-describe('simplifiedTags', () => {
-  const bytes = readFileSync('/work/shared/testdata/real-dicom/Brainix/Flair/IM-0001-0001.dcm');
+describe('simplifiedTags', { skip: needs(REAL_DICOM) }, () => {
+  const bytes = readFileSync(join(REAL_DICOM, 'Brainix/Flair/IM-0001-0001.dcm'));
 
   test('gives the ?simplify shape: names to strings, null for binary, arrays of items for sequences', () => {
     const s = simplifiedTags(bytes) as SimplifiedTags;
@@ -183,7 +185,7 @@ describe('simplifiedTags', () => {
   });
 
   test('reads the tags of a file from its header only', async () => {
-    const path = '/work/shared/testdata/real-dicom/Brainix/Flair/IM-0001-0001.dcm';
+    const path = join(REAL_DICOM, 'Brainix/Flair/IM-0001-0001.dcm');
     assert.deepEqual(await readDicomTagsFromFile(path), simplifiedTags(bytes));
     assert.deepEqual(await readDicomTagsFromFile(path, 'full', { includeMeta: true }), simplifiedTags(bytes, 'full', { includeMeta: true }));
   });

@@ -17,8 +17,8 @@ import {
 } from '../../src/protocol/chunk-url.ts';
 import { scheduleBuckets, DEFAULT_BUCKET_SIZE } from '../../src/protocol/buckets.ts';
 import { parseLookupAnswer, type Bucket } from '../../src/protocol/wire.ts';
+import { CAPTURES, needs } from '../helpers/data.ts';
 
-const CAPTURES = '/work/shared/protocol/captures/';
 
 function throwsCode(fn: () => unknown, code: ErrorCode, http: number): void {
   assert.throws(fn, (e: unknown) => isXferError(e, code) && e.http === http);
@@ -58,7 +58,7 @@ describe('building chunk URLs', () => {
   });
 });
 
-describe('parsing chunk URLs', () => {
+describe('parsing chunk URLs', { skip: needs(CAPTURES) }, () => {
   test('round trip of the unit-test URL and the captured URLs', () => {
     assert.deepEqual(parseChunkUrl('/transfers/chunks/d1.d2.d3?offset=5&size=32&compression=none'), {
       ids: ['d1', 'd2', 'd3'],
@@ -117,7 +117,7 @@ describe('parsing chunk URLs', () => {
   });
 });
 
-describe('the chunk walk', () => {
+describe('the chunk walk', { skip: needs(CAPTURES) }, () => {
   const sizes = [
     { ID: 'd1', Size: 10 },
     { ID: 'd2', Size: 20 },
@@ -174,13 +174,13 @@ describe('the chunk walk', () => {
 
   test('the captured 8-instance chunk answer is the walk over the scheduled bucket', () => {
     // Bucket 1 of the captured Knee pull; its answer 18142-0003 holds 8 whole instances whose MD5s the lookup gives.
-    const lookup = parseLookupAnswer(JSON.parse(readFileSync(CAPTURES + '18142-0002-POST-resp.bin', 'utf8')));
+    const lookup = parseLookupAnswer(JSON.parse(readFileSync(CAPTURES + '/18142-0002-POST-resp.bin', 'utf8')));
     const bucket = scheduleBuckets(lookup.Instances, { bucketSize: DEFAULT_BUCKET_SIZE, pullBaseUrl: 'http://127.0.0.1:18142/' })[1] as Bucket;
     const req = parseChunkUrl(buildChunkPath(bucket, 'none'));
     const byId = new Map(lookup.Instances.map((i) => [i.ID, i]));
     const plan = planChunkRanges(req.ids.map((id) => ({ ID: id, Size: byId.get(id)?.Size ?? -1 })), req.offset, req.size);
     assert.equal(plan.length, 8);
-    const payload = readFileSync(CAPTURES + '18142-0003-GET-resp.bin');
+    const payload = readFileSync(CAPTURES + '/18142-0003-GET-resp.bin');
     let at = 0;
     for (const r of plan) {
       const bytes = payload.subarray(at, at + (r.end - r.start));

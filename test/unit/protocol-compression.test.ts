@@ -1,6 +1,7 @@
 // Bucket compression: gzip out as an Orthanc peer writes it, exactly one gzip member in, the length check
 // of SPEC §5.6, and the real gzip buckets of the captures rebuilt into instances with the right MD5s.
 
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -20,10 +21,12 @@ import {
 } from '../../src/protocol/compression.ts';
 import { DEFAULT_BUCKET_SIZE, bucketSize, payloadLayout, scheduleBuckets } from '../../src/protocol/buckets.ts';
 import { parseLookupAnswer, parsePushCreate, type Bucket, type InstanceInfo } from '../../src/protocol/wire.ts';
+import { CAPTURES, needs, REAL_DICOM } from '../helpers/data.ts';
 
-const CAPTURES = '/work/shared/protocol/captures/';
-const DICOM_A = readFileSync('/work/shared/testdata/real-dicom/Issue164.dcm');
-const DICOM_B = readFileSync('/work/shared/testdata/real-dicom/PrivateTags.dcm');
+// Empty without the shared data (the suites that need it are skipped then).
+const readReal = (name: string): Buffer => (needs(REAL_DICOM) ? Buffer.alloc(0) : readFileSync(join(REAL_DICOM, name)));
+const DICOM_A = readReal('Issue164.dcm');
+const DICOM_B = readReal('PrivateTags.dcm');
 
 const md5 = (b: Uint8Array) => createHash('md5').update(b).digest('hex');
 
@@ -60,10 +63,10 @@ function splitPayload(bucket: Bucket, payload: Buffer): Map<string, Buffer> {
   return parts;
 }
 
-describe('gzip out', () => {
+describe('gzip out', { skip: needs(REAL_DICOM, CAPTURES) }, () => {
   test('the header is the one the plugin sends: 1f8b 0800 00000000 00 03', async () => {
     const gz = await run(DICOM_A.subarray(0, 100000), 8192, createGzipStream());
-    const captured = readFileSync(CAPTURES + '18143-0004-PUT-req.bin');
+    const captured = readFileSync(CAPTURES + '/18143-0004-PUT-req.bin');
     assert.equal(gz.subarray(0, 10).toString('hex'), '1f8b0800000000000003');
     assert.equal(captured.subarray(0, 10).toString('hex'), '1f8b0800000000000003');
   });
@@ -78,7 +81,7 @@ describe('gzip out', () => {
   });
 });
 
-describe('gunzip in: exactly one member', () => {
+describe('gunzip in: exactly one member', { skip: needs(REAL_DICOM) }, () => {
   test('streams real DICOM bytes written in pieces of every size, header and trailer split', async () => {
     // Each write is one trip to zlib's thread pool, so the tiny pieces go over a smaller slice.
     const part = DICOM_B.subarray(0, 40000);
@@ -193,7 +196,7 @@ describe('length check', () => {
   });
 });
 
-describe('the real buckets of the captures', () => {
+describe('the real buckets of the captures', { skip: needs(CAPTURES) }, () => {
   async function checkBucket(bucket: Bucket, body: Buffer, compressed: boolean, instances: Map<string, InstanceInfo>) {
     const steps = compressed ? [createGunzipStream(), createLengthCheck(bucketSize(bucket))] : [createLengthCheck(bucketSize(bucket))];
     const payload = await run(body, 65536, ...steps);
@@ -212,8 +215,8 @@ describe('the real buckets of the captures', () => {
   test('push: the gzip PUT body is bucket 0 of the Knee create body; all 50 MD5s match', async () => {
     // CAPTURES.md calls it bucket index 1 of the Brainix push, but its inflated size (4118738) and
     // contents are those of the single bucket of 18143-0003, the Knee create body.
-    const create = parsePushCreate(JSON.parse(readFileSync(CAPTURES + '18143-0003-POST-req.bin', 'utf8')));
-    const body = readFileSync(CAPTURES + '18143-0004-PUT-req.bin');
+    const create = parsePushCreate(JSON.parse(readFileSync(CAPTURES + '/18143-0003-POST-req.bin', 'utf8')));
+    const body = readFileSync(CAPTURES + '/18143-0004-PUT-req.bin');
     assert.equal(create.Buckets.length, 1);
     assert.equal(body.readUInt32LE(body.length - 4), bucketSize(create.Buckets[0] as Bucket));
     const instances = new Map(create.Instances.map((i) => [i.ID, i]));
@@ -221,27 +224,27 @@ describe('the real buckets of the captures', () => {
   });
 
   test('pull without compression: the two Knee chunk answers rebuild all 50 instances', async () => {
-    const lookup = parseLookupAnswer(JSON.parse(readFileSync(CAPTURES + '18142-0002-POST-resp.bin', 'utf8')));
+    const lookup = parseLookupAnswer(JSON.parse(readFileSync(CAPTURES + '/18142-0002-POST-resp.bin', 'utf8')));
     const buckets = scheduleBuckets(lookup.Instances, { bucketSize: DEFAULT_BUCKET_SIZE, pullBaseUrl: 'http://127.0.0.1:18142/', compression: 'none' });
     const instances = new Map(lookup.Instances.map((i) => [i.ID, i]));
     const complete =
-      (await checkBucket(buckets[0] as Bucket, readFileSync(CAPTURES + '18142-0004-GET-resp.bin'), false, instances)) +
-      (await checkBucket(buckets[1] as Bucket, readFileSync(CAPTURES + '18142-0003-GET-resp.bin'), false, instances));
+      (await checkBucket(buckets[0] as Bucket, readFileSync(CAPTURES + '/18142-0004-GET-resp.bin'), false, instances)) +
+      (await checkBucket(buckets[1] as Bucket, readFileSync(CAPTURES + '/18142-0003-GET-resp.bin'), false, instances));
     assert.equal(complete, 50);
   });
 
   test('pull with gzip: the two chunk answers of the 72-instance pull rebuild all 72 instances', async () => {
-    const lookup = parseLookupAnswer(JSON.parse(readFileSync(CAPTURES + '18142-0005-POST-resp.bin', 'utf8')));
+    const lookup = parseLookupAnswer(JSON.parse(readFileSync(CAPTURES + '/18142-0005-POST-resp.bin', 'utf8')));
     const buckets = scheduleBuckets(lookup.Instances, { bucketSize: DEFAULT_BUCKET_SIZE, pullBaseUrl: 'http://127.0.0.1:18142/', compression: 'gzip' });
     const instances = new Map(lookup.Instances.map((i) => [i.ID, i]));
     const complete =
-      (await checkBucket(buckets[0] as Bucket, readFileSync(CAPTURES + '18142-0007-GET-resp.bin'), true, instances)) +
-      (await checkBucket(buckets[1] as Bucket, readFileSync(CAPTURES + '18142-0006-GET-resp.bin'), true, instances));
+      (await checkBucket(buckets[0] as Bucket, readFileSync(CAPTURES + '/18142-0007-GET-resp.bin'), true, instances)) +
+      (await checkBucket(buckets[1] as Bucket, readFileSync(CAPTURES + '/18142-0006-GET-resp.bin'), true, instances));
     assert.equal(complete, 72);
   });
 
   test('a wrong bucket for a captured body fails the length check', async () => {
-    const body = readFileSync(CAPTURES + '18142-0006-GET-resp.bin');
+    const body = readFileSync(CAPTURES + '/18142-0006-GET-resp.bin');
     await rejectsCode(run(body, 65536, createGunzipStream(), createLengthCheck(4_265_746)), 'NetworkProtocol', 500);
   });
 });

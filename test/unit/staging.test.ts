@@ -13,9 +13,10 @@ import { gzipBuffer } from '../../src/protocol/compression.ts';
 import type { Bucket, InstanceInfo } from '../../src/protocol/wire.ts';
 import { StagingArea, stagedFileName } from '../../src/transfer/staging.ts';
 import { readDicomHeaderFromFile } from '../../src/dicom/parse.ts';
+import { needs, REAL_DICOM } from '../helpers/data.ts';
 
 const md5 = (b: Uint8Array) => createHash('md5').update(b).digest('hex');
-const KNEE = '/work/shared/testdata/real-dicom/Knee/T1';
+const KNEE = join(REAL_DICOM, 'Knee/T1');
 
 /** A payload delivered in pieces of `piece` bytes, as a network body arrives. */
 function pieces(data: Buffer, piece: number): Readable {
@@ -28,7 +29,7 @@ function payloadOf(files: Map<string, Buffer>, bucket: Bucket): Buffer {
   return Buffer.concat(bucket.map((c) => (files.get(c.ID) as Buffer).subarray(c.Offset, c.Offset + c.Size)));
 }
 
-describe('staging area', () => {
+describe('staging area', { skip: needs(REAL_DICOM) }, () => {
   let root: string;
   const files = new Map<string, Buffer>();
   let instances: InstanceInfo[];

@@ -13,6 +13,11 @@ export function bytes(n) {
   return `${n >= 100 || i === 0 ? Math.round(n) : n.toFixed(1)} ${UNITS[i]}`;
 }
 
+/** 1, "study", "studies" -> "1 study"; 2 -> "2 studies". */
+export function count(n, one, many) {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
 /** Bytes per second -> "12.3 MB/s". */
 export function rate(bps) {
   if (!Number.isFinite(bps) || bps <= 0) return '0 B/s';

@@ -2,7 +2,7 @@
 // Orthanc's REST API needs. Files are adopted atomically (temporary file, fsync, rename, one index
 // transaction) and a journal of files being adopted or removed makes a crash leave nothing behind.
 import { randomUUID } from 'node:crypto';
-import { closeSync, createReadStream, existsSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { createReadStream, renameSync, unlinkSync } from 'node:fs';
 import { mkdir, readdir, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -11,6 +11,7 @@ import { orthancIds } from '../../dicom/ids.ts';
 import type { DicomHeader, Level, MainTags, OrthancIds } from '../../dicom/types.ts';
 import { XferError, isXferError } from '../../errors.ts';
 import { fsyncDir, fsyncFile, md5File } from '../../util/fs.ts';
+import { lockDirectory, type DirLock } from '../../util/dir-lock.ts';
 import { mapLimit } from '../../util/concurrency.ts';
 import { mainTagMatch, type FindRequest } from '../find.ts';
 import type { CommitResult, IngestHints, IngestResult, InstanceInfo, StagedInstance, Store } from '../types.ts';
@@ -93,14 +94,14 @@ export class EmbeddedStore implements Store {
   readonly dir: string;
   readonly #db: Db;
   readonly #opts: Required<EmbeddedStoreOptions>;
-  readonly #lockPath: string;
+  readonly #lock: DirLock;
   #closed = false;
 
-  private constructor(dir: string, db: Db, opts: Required<EmbeddedStoreOptions>, lockPath: string) {
+  private constructor(dir: string, db: Db, opts: Required<EmbeddedStoreOptions>, lock: DirLock) {
     this.dir = dir;
     this.#db = db;
     this.#opts = opts;
-    this.#lockPath = lockPath;
+    this.#lock = lock;
   }
 
   /**
@@ -111,13 +112,12 @@ export class EmbeddedStore implements Store {
     await mkdir(join(dir, 'files'), { recursive: true });
     await mkdir(join(dir, 'tmp'), { recursive: true });
     await mkdir(join(dir, 'staging'), { recursive: true });
-    const lockPath = join(dir, 'dicom-xfer.lock');
-    takeLock(lockPath);
+    const lock = lockDirectory(dir);
     let db: Db;
     try {
       db = openDb(join(dir, 'index.sqlite'));
     } catch (e) {
-      releaseLock(lockPath);
+      lock.release();
       throw e;
     }
     const store = new EmbeddedStore(
@@ -128,7 +128,7 @@ export class EmbeddedStore implements Store {
         stableAgeSeconds: options.stableAgeSeconds ?? 60,
         commitThreads: Math.max(1, options.commitThreads ?? 2),
       },
-      lockPath,
+      lock,
     );
     await store.#recover();
     return store;
@@ -738,7 +738,7 @@ export class EmbeddedStore implements Store {
     // A directory being made ahead ends first (the loop stops at the next one).
     await this.#preparing.catch(() => undefined);
     this.#db.close();
-    releaseLock(this.#lockPath);
+    this.#lock.release();
   }
 }
 
@@ -784,46 +784,4 @@ function expectedInstances(tags: MainTags): number | undefined {
     return x * y > 0 ? x * y : undefined;
   }
   return undefined;
-}
-
-/** Takes the store's lock file, refusing when a live process holds it. */
-function takeLock(path: string): void {
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const fd = openSync(path, 'wx');
-      writeSync(fd, String(process.pid));
-      closeSync(fd);
-      return;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      const pid = Number.parseInt(existsSync(path) ? readFileSync(path, 'utf8') : '', 10);
-      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && processAlive(pid)) {
-        throw new Error(`${path}: the store is in use by another dicom-xfer process (pid ${pid})`);
-      }
-      // A stale lock from a process that died: take it over.
-      try {
-        unlinkSync(path);
-      } catch {
-        // someone else removed it
-      }
-    }
-  }
-  throw new Error(`${path}: cannot take the store's lock`);
-}
-
-function releaseLock(path: string): void {
-  try {
-    if (readFileSync(path, 'utf8') === String(process.pid)) unlinkSync(path);
-  } catch {
-    // already gone
-  }
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }

@@ -18,7 +18,7 @@ import { mapLimit } from '../../util/concurrency.ts';
 import { md5File } from '../../util/fs.ts';
 import type { CommitResult, IngestHints, IngestResult, IngestStatus, InstanceInfo, StagedInstance, Store } from '../types.ts';
 import { OrthancClient } from './client.ts';
-import { LOCK_FILE, acquireLock, releaseLock } from './lock.ts';
+import { lockDirectory, type DirLock } from '../../util/dir-lock.ts';
 import { RangeCache } from './range-cache.ts';
 
 export interface OrthancStoreOptions {
@@ -99,9 +99,11 @@ export class OrthancStore implements Store {
   readonly #md5Pending = new Map<string, Promise<string>>();
   /** Instances whose file is being asked for, so that concurrent range readers wait for one answer. */
   readonly #opening = new Map<string, Promise<void>>();
+  readonly #lock: DirLock;
   #closed = false;
 
-  private constructor(client: OrthancClient, dir: string, cache: RangeCache, opts: OrthancStoreOptions) {
+  private constructor(client: OrthancClient, dir: string, cache: RangeCache, opts: OrthancStoreOptions, lock: DirLock) {
+    this.#lock = lock;
     this.#client = client;
     this.#dir = dir;
     this.#cache = cache;
@@ -126,8 +128,7 @@ export class OrthancStore implements Store {
       caFile: opts.caFile,
     });
     await mkdir(join(dir, 'staging'), { recursive: true });
-    const lock = join(dir, LOCK_FILE);
-    acquireLock(lock);
+    const lock = lockDirectory(dir);
     let cache: RangeCache;
     try {
       cache = await RangeCache.open({
@@ -136,10 +137,10 @@ export class OrthancStore implements Store {
         idleMs: 60_000,
       });
     } catch (e) {
-      releaseLock(lock);
+      lock.release();
       throw e;
     }
-    const store = new OrthancStore(client, dir, cache, opts);
+    const store = new OrthancStore(client, dir, cache, opts, lock);
     try {
       const sys = await store.system();
       opts.logger?.info({ orthanc: client.url, name: sys.name, version: sys.version }, 'using the Orthanc store');
@@ -563,6 +564,6 @@ export class OrthancStore implements Store {
     this.#closed = true;
     await this.#cache.close();
     await this.#client.close();
-    releaseLock(join(this.#dir, LOCK_FILE));
+    this.#lock.release();
   }
 }

@@ -3,7 +3,7 @@
 import { get } from '../api.js';
 import { TimeChart } from '../chart.js';
 import { h, replace } from '../dom.js';
-import { bytes, duration, localTime, parseOrthancTime, plainError, rate } from '../format.js';
+import { bytes, count, duration, localTime, parseOrthancTime, plainError, rate } from '../format.js';
 import { jobRate, refreshJobs, sizeText, state, subscribe } from '../state.js';
 import { jobButtons, jobTitle, progressBar, stateBadge } from './common.js';
 import { secondsLeft } from './transfers.js';
@@ -88,7 +88,7 @@ export function jobPage(main, id) {
         fact('Running for', duration(job.EffectiveRuntime)),
         fact('Retries', String(c.Retries ?? 0), 'retries'),
         c.SkippedInstances !== undefined
-          ? fact('Already at the destination', c.SkippedInstances > 0 ? `${c.SkippedInstances} instances (${bytes(c.SkippedBytes ?? 0)}) not sent again` : 'none', 'skipped')
+          ? fact('Already at the destination', c.SkippedInstances > 0 ? `${count(c.SkippedInstances, 'instance', 'instances')} (${bytes(c.SkippedBytes ?? 0)}) not sent again` : 'none', 'skipped')
           : null,
         fact('Compression', c.Compression ?? '–'),
         fact('Peer', c.Peer ?? '–'),

@@ -2,7 +2,7 @@
 // modality, each with "Send to…" (a peer, push or pull, compression).
 import { get, post } from '../api.js';
 import { h, replace, toast } from '../dom.js';
-import { dicomDate, personName } from '../format.js';
+import { count, dicomDate, personName } from '../format.js';
 import { refreshJobs } from '../state.js';
 
 let peersCache;
@@ -102,7 +102,7 @@ function sendButton(level, id, label) {
 }
 
 function seriesRow(se) {
-  const label = `${se.Modality || '?'} ${se.SeriesDescription || 'series'} (${se.Instances} instances)`;
+  const label = `${se.Modality || '?'} ${se.SeriesDescription || 'series'} (${count(se.Instances, 'instance', 'instances')})`;
   return h(
     'li.series',
     { dataset: { series: se.ID } },

@@ -3,14 +3,13 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readFile, readdir } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { needs, REAL_DICOM } from '../helpers/data.ts';
 import { after, before, describe, test } from 'node:test';
 import { BIN, REPO, startXferNode, type XferNode } from '../helpers/node.ts';
 import { orthancInstalled, startOrthanc, type OrthancServer } from '../helpers/orthanc.ts';
 import { freePort } from '../helpers/ports.ts';
 
-const REAL_DICOM = join(dirname(fileURLToPath(import.meta.url)), '../../../shared/testdata/real-dicom');
 const KNEE_ACCESSION = 'A10003245599';
 const PHENIX_UID = '2.16.840.1.113669.632.20.1211.10000098591';
 const BEAUFIX_ACCESSION = '1990801';
@@ -72,7 +71,7 @@ interface Row {
   Instances: number;
 }
 
-describe('dicom-xfer find, and send/pull by StudyInstanceUID or accession number', { concurrency: 1, skip: !orthancInstalled() }, () => {
+describe('dicom-xfer find, and send/pull by StudyInstanceUID or accession number', { concurrency: 1, skip: !orthancInstalled() || needs(REAL_DICOM) }, () => {
   let A: XferNode;
   let B: XferNode;
   let O: OrthancServer;

@@ -2,13 +2,12 @@
 // IDs for queries at every level (in the same order when paged), the same expanded resources, the same refusals.
 import assert from 'node:assert/strict';
 import { readFile, readdir } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { needs, REAL_DICOM } from '../helpers/data.ts';
 import { after, before, describe, test } from 'node:test';
 import { startXferNode, type XferNode } from '../helpers/node.ts';
 import { orthancInstalled, startOrthanc, type OrthancServer } from '../helpers/orthanc.ts';
 
-const REAL_DICOM = join(dirname(fileURLToPath(import.meta.url)), '../../../shared/testdata/real-dicom');
 
 async function filesUnder(dir: string): Promise<string[]> {
   const out: string[] = [];
@@ -98,7 +97,7 @@ const QUERIES: Record<string, Record<string, string>[]> = {
   ],
 };
 
-describe('POST /tools/find: the embedded store answers as Orthanc does', { skip: !orthancInstalled() }, () => {
+describe('POST /tools/find: the embedded store answers as Orthanc does', { skip: !orthancInstalled() || needs(REAL_DICOM) }, () => {
   let orthanc: OrthancServer;
   let node: XferNode;
 

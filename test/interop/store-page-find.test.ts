@@ -5,16 +5,15 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { needs, REAL_DICOM } from '../helpers/data.ts';
 import { after, before, describe, test } from 'node:test';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { startXferNode, type XferNode } from '../helpers/node.ts';
 import { orthancInstalled, startOrthanc, type OrthancServer } from '../helpers/orthanc.ts';
 
-const REAL_DICOM = join(dirname(fileURLToPath(import.meta.url)), '../../../shared/testdata/real-dicom');
 const CHROMIUM = '/usr/bin/chromium';
-const skip = !existsSync(CHROMIUM) ? `${CHROMIUM} is missing` : !orthancInstalled() ? 'Orthanc is not installed' : false;
+const skip = !existsSync(CHROMIUM) ? `${CHROMIUM} is missing` : !orthancInstalled() ? 'Orthanc is not installed' : needs(REAL_DICOM);
 
 async function filesUnder(dir: string): Promise<string[]> {
   const out: string[] = [];

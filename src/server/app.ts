@@ -10,7 +10,7 @@ import type { Config } from '../config/types.ts';
 import { VERSION } from '../version.ts';
 import { capabilitiesDocument } from '../transfer/capabilities.ts';
 import { installErrorHandlers, route, sendError, sendJson, type Handler, type RouteInfo } from './http.ts';
-import { registerOrthancApi } from './orthanc-api.ts';
+import { registerOrthancApi, uploadLimitsOf } from './orthanc-api.ts';
 
 /** What every module of a node shares: its configuration, store, logger and identity. */
 export interface NodeContext {
@@ -188,7 +188,7 @@ export async function buildApp(opts: AppOptions): Promise<App> {
 
   // Orthanc's resource REST API is answered by the embedded store only (features.resourceApi).
   const embedded = embeddedApiOf(ctx.store);
-  if (embedded) registerOrthancApi(fastify, { store: embedded, httpTimeoutSeconds: ctx.httpTimeoutSeconds, routes });
+  if (embedded) registerOrthancApi(fastify, { store: embedded, httpTimeoutSeconds: ctx.httpTimeoutSeconds, uploadLimits: uploadLimitsOf(config), routes });
   const closers: (() => Promise<void>)[] = [];
   for (const m of opts.modules ?? []) {
     const closer = await m(fastify, ctx, routes, hooks);

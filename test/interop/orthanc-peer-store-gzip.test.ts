@@ -1,0 +1,187 @@
+// A real Orthanc 1.10.1 stores real DICOM files into a dicom-xfer node through its own peer store
+// (POST /peers/{name}/store), with and without "Compress" (gzip-encoded bodies), through a recording proxy:
+// every instance arrives with Orthanc's MD5. And files that Orthanc refuses (cut short, garbage after the
+// first elements) are refused by the node too.
+import assert from 'node:assert/strict';
+import { readdir, readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, test } from 'node:test';
+import { dataSetLayout } from '../../src/dicom/dataset.ts';
+import { startXferNode, type XferNode } from '../helpers/node.ts';
+import { orthancInstalled, startOrthanc, type OrthancServer } from '../helpers/orthanc.ts';
+import { startProxy, type Proxy } from '../helpers/proxy.ts';
+
+const DATA = process.env.DICOM_XFER_REAL_DICOM ?? join(dirname(fileURLToPath(import.meta.url)), '../../../shared/testdata/real-dicom');
+
+async function listFiles(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) out.push(...(await listFiles(p)));
+    else if (!e.name.endsWith('.md')) out.push(p);
+  }
+  return out.sort();
+}
+
+async function json<T>(url: string, init?: RequestInit): Promise<T> {
+  const r = await fetch(url, init);
+  const text = await r.text();
+  assert.equal(r.status, 200, `${init?.method ?? 'GET'} ${url}: ${text}`);
+  return JSON.parse(text) as T;
+}
+
+describe('Orthanc\'s peer store into a node, with and without Compress', { skip: !orthancInstalled() && 'Orthanc is not installed' }, () => {
+  let node: XferNode;
+  let proxy: Proxy;
+  let orthanc: OrthancServer;
+  /** Instance ID -> MD5 of its file in Orthanc. */
+  const md5s = new Map<string, string>();
+
+  before(async () => {
+    node = await startXferNode();
+    proxy = await startProxy({ target: node.port });
+    orthanc = await startOrthanc({
+      config: {
+        OrthancPeers: {
+          // "Compress" in the peer entry: Orthanc 1.10.1 keeps it as a user property only (see below).
+          xfer: { Url: `${proxy.url}/`, Compress: true },
+        },
+      },
+    });
+    // A spread of real files: a whole series, plus every 12th file of the set (other encodings and syntaxes).
+    const all = await listFiles(DATA);
+    const chosen = all.filter((f, i) => f.includes('/Brainix/Flair/') || i % 12 === 0);
+    for (const f of chosen) {
+      const r = await fetch(`${orthanc.url}/instances`, { method: 'POST', body: (await readFile(f)) as BodyInit });
+      const text = await r.text();
+      if (r.status !== 200) continue; // a file Orthanc refuses is not part of this test
+      const id = (JSON.parse(text) as { ID: string }).ID;
+      if (!md5s.has(id)) md5s.set(id, await (await fetch(`${orthanc.url}/instances/${id}/attachments/dicom/md5`)).text());
+    }
+    assert.ok(md5s.size >= 30, `${md5s.size} instances in Orthanc`);
+  });
+  after(async () => {
+    await Promise.all([orthanc?.stop(), proxy?.stop()]);
+    await node?.stop();
+  });
+
+  async function storeAll(body: Record<string, unknown>): Promise<Record<string, unknown>> {
+    proxy.clearRecords();
+    const answer = await json<Record<string, unknown>>(`${orthanc.url}/peers/xfer/store`, {
+      method: 'POST',
+      body: JSON.stringify({ Resources: [...md5s.keys()], ...body }),
+    });
+    assert.equal(answer.FailedInstancesCount, 0, JSON.stringify(answer));
+    assert.equal(answer.InstancesCount, md5s.size);
+    for (const [id, md5] of md5s) {
+      assert.equal(await (await fetch(`${node.url}/instances/${id}/attachments/dicom/md5`)).text(), md5, id);
+    }
+    return answer;
+  }
+
+  async function emptyNode(): Promise<void> {
+    for (const id of await json<string[]>(`${node.url}/instances`)) {
+      await json(`${node.url}/instances/${id}`, { method: 'DELETE' });
+    }
+    assert.deepEqual(await json<string[]>(`${node.url}/instances`), []);
+  }
+
+  test('"Compress": true in the store request: gzip-encoded bodies, every instance stored with Orthanc\'s MD5', async () => {
+    await emptyNode();
+    assert.equal((await storeAll({ Compress: true })).Compress, true);
+    const posts = proxy.records({ method: 'POST', path: /^\/instances$/ });
+    assert.equal(posts.length, md5s.size);
+    for (const p of posts) {
+      assert.equal(p.headers['content-encoding'], 'gzip');
+      assert.equal(p.headers['content-type'], 'application/x-www-form-urlencoded');
+      assert.equal(p.status, 200);
+    }
+    assert.doesNotMatch(orthanc.log(), /network protocol/i);
+  });
+
+  test('"Compress": false: plain bodies, the same instances with the same MD5s', async () => {
+    await emptyNode();
+    await storeAll({ Compress: false });
+    const posts = proxy.records({ method: 'POST', path: /^\/instances$/ });
+    assert.equal(posts.length, md5s.size);
+    assert.ok(posts.every((p) => p.headers['content-encoding'] === undefined && p.status === 200));
+  });
+
+  test('"Compress" only in the OrthancPeers entry: Orthanc 1.10.1 sends plain bodies (the key is a user property there)', async () => {
+    await emptyNode();
+    const answer = await storeAll({});
+    // The job says it does not compress; the entry's key shows up as the user property "1".
+    assert.equal(answer.Compress, false);
+    assert.equal((answer.Peer as Record<string, unknown>).Compress, '1');
+    const posts = proxy.records({ method: 'POST', path: /^\/instances$/ });
+    assert.ok(posts.length > 0 && posts.every((p) => p.headers['content-encoding'] === undefined));
+  });
+});
+
+describe('files that Orthanc refuses, the node refuses too', { skip: !orthancInstalled() && 'Orthanc is not installed' }, () => {
+  let node: XferNode;
+  let orthanc: OrthancServer;
+
+  before(async () => {
+    [node, orthanc] = await Promise.all([startXferNode(), startOrthanc()]);
+  });
+  after(async () => {
+    await Promise.all([orthanc?.stop(), node?.stop()]);
+  });
+
+  test('cut by 1 byte, by 100 bytes, by half; garbage after the first elements; 3 bytes too many: same outcome', async () => {
+    const files = (await listFiles(DATA)).filter((_, i) => i % 6 === 0);
+    let seed = 99;
+    const next = () => {
+      seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+      return seed >>> 24;
+    };
+    const outcomes = new Map<string, number>();
+    for (const f of files) {
+      const bytes = await readFile(f);
+      let start: number;
+      try {
+        const layout = dataSetLayout(bytes);
+        if (layout.deflated) continue;
+        start = layout.start;
+      } catch {
+        continue;
+      }
+      const garbage = Buffer.from(bytes);
+      for (let i = start + 200; i < garbage.length; i++) garbage[i] = next();
+      const variants: [string, Buffer][] = [
+        ['cut by 1 byte', bytes.subarray(0, bytes.length - 1)],
+        ['cut by 100 bytes', bytes.subarray(0, bytes.length - 100)],
+        ['cut by half', bytes.subarray(0, Math.floor((bytes.length + start) / 2))],
+        ['garbage', garbage],
+        ['3 bytes too many', Buffer.concat([bytes, Buffer.alloc(3)])],
+      ];
+      for (const [name, v] of variants) {
+        const [ours, theirs] = await Promise.all(
+          [node.url, orthanc.url].map(async (base) => {
+            const r = await fetch(`${base}/instances`, { method: 'POST', body: v as BodyInit });
+            const text = await r.text();
+            if (r.status === 200) {
+              const id = (JSON.parse(text) as { ID: string }).ID;
+              await fetch(`${base}/instances/${id}`, { method: 'DELETE' });
+            }
+            return { status: r.status, text };
+          }),
+        );
+        const label = `${f.slice(DATA.length + 1)} ${name}`;
+        assert.equal(ours?.status === 200, theirs?.status === 200, `${label}: ours ${ours?.status} ${ours?.text}, Orthanc ${theirs?.status}`);
+        if (theirs?.status !== 200) {
+          assert.equal(ours?.status, 400, label);
+          assert.match(ours?.text ?? '', /"OrthancStatus" : 15|"OrthancStatus": 15/);
+        }
+        const key = `${name}: ${theirs?.status === 200 ? 'accepted' : 'refused'}`;
+        outcomes.set(key, (outcomes.get(key) ?? 0) + 1);
+      }
+    }
+    // Most of them are refused by both (a cut at an element boundary, or garbage that happens to parse, passes both).
+    for (const name of ['cut by 1 byte', 'cut by 100 bytes', 'cut by half', '3 bytes too many']) {
+      assert.ok((outcomes.get(`${name}: refused`) ?? 0) >= 30, `${name}: ${JSON.stringify([...outcomes])}`);
+    }
+  });
+});

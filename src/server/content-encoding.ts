@@ -3,7 +3,7 @@
 // is cut off after a few megabytes, with bounded memory. Other codings are refused with 415.
 import { once } from 'node:events';
 import { createGunzip } from 'node:zlib';
-import type { FastifyRequest } from 'fastify';
+import type { IncomingHttpHeaders } from 'node:http';
 import { XferError } from '../errors.ts';
 
 export type BodyCoding = 'identity' | 'gzip';
@@ -12,8 +12,8 @@ export type BodyCoding = 'identity' | 'gzip';
  * The coding of a request body from its Content-Encoding: none (or `identity`), or `gzip` (`x-gzip`),
  * as Orthanc inflates it. Anything else is refused with 415 rather than stored as it came.
  */
-export function bodyCoding(req: FastifyRequest): BodyCoding {
-  const raw = req.headers['content-encoding'];
+export function bodyCoding(headers: IncomingHttpHeaders): BodyCoding {
+  const raw = headers['content-encoding'];
   const value = (Array.isArray(raw) ? raw.join(',') : (raw ?? '')).trim().toLowerCase();
   const codings = value.split(',').map((c) => c.trim()).filter((c) => c !== '' && c !== 'identity');
   if (codings.length === 0) return 'identity';
@@ -55,16 +55,21 @@ async function* inflateGzip(source: AsyncIterable<Buffer>, maxRatio: number): As
   let sourceError: unknown;
   // Feeds the compressed bytes as the inflater takes them (its buffer is small), so that memory holds a
   // few pieces at a time whatever the ratio. Ends when the body ends, fails, or the reader stops.
+  // The reader below sees every failure of the inflater through its iteration; this listener only keeps
+  // an error emitted after the reader left from being an uncaught one.
+  gunzip.on('error', () => undefined);
   const feed = (async () => {
     try {
       for await (const chunk of source) {
-        if (stop.signal.aborted) return;
+        if (stop.signal.aborted || gunzip.destroyed) return;
         compressed += chunk.length;
         if (!gunzip.write(chunk)) await once(gunzip, 'drain', { signal: stop.signal });
       }
       gunzip.end();
     } catch (e) {
-      if (stop.signal.aborted) return;
+      // The reader stopped, or the inflater failed (the reader reports that): nothing to add.
+      if (stop.signal.aborted || gunzip.destroyed) return;
+      // The body itself failed (a timeout, a client gone): that is the answer.
       sourceError = e;
       gunzip.destroy(e instanceof Error ? e : new Error(String(e)));
     }

@@ -68,7 +68,7 @@ export function sendError(req: FastifyRequest, reply: FastifyReply, err: XferErr
  */
 export async function readBody(req: FastifyRequest, limit: number, idleMs = 60_000): Promise<Buffer> {
   // A gzip-encoded body is inflated as it arrives; the limit applies to the inflated bytes.
-  const coding = bodyCoding(req);
+  const coding = bodyCoding(req.headers);
   const declared = Number(req.headers['content-length'] ?? NaN);
   if (coding === 'identity' && Number.isFinite(declared) && declared > limit) {
     throw new XferError('BadRequest', `the body (${declared} bytes) is larger than ${limit} bytes`, {

@@ -84,7 +84,7 @@ export function registerOrthancApi(app: FastifyInstance, opts: OrthancApiOptions
       GET: async (req, reply) => listLevel(req, reply, 'Instance'),
       POST: async (req, reply) => {
         // Checked before any byte is read: an unknown Content-Encoding is refused (415).
-        const coding = bodyCoding(req);
+        const coding = bodyCoding(req.headers);
         const declared = Number(req.headers['content-length'] ?? NaN);
         const room = await uploadRoom(store.tmpDir());
         if (coding === 'identity' && Number.isFinite(declared) && declared > room) {

@@ -9,7 +9,10 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { crc32, deflateRawSync, gzipSync } from 'node:zlib';
-import { startXferNode, type XferNode } from '../helpers/node.ts';
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { BIN, startXferNode, type XferNode } from '../helpers/node.ts';
 import { deflatedZip, storedZip } from '../helpers/zip.ts';
 
 const DATA = process.env.DICOM_XFER_REAL_DICOM ?? join(dirname(fileURLToPath(import.meta.url)), '../../../shared/testdata/real-dicom');
@@ -230,6 +233,31 @@ describe('POST /instances: what a node takes', () => {
     // The first file was stored by an earlier test already.
     assert.ok((now.CountInstances as number) - (before.CountInstances as number) >= 2);
     assert.deepEqual(await readdir(join(node.dataDir, 'tmp')), []);
+  });
+
+  test('dicom-xfer import counts the entries of a ZIP that the node did not store as rejections, naming them', async () => {
+    const work = await mkdtemp(join(tmpdir(), 'dx-import-zip-'));
+    try {
+      const zip = join(work, 'mixed.zip');
+      await writeFile(zip, storedZip([
+        { name: 'one.dcm', data: files[0] as Buffer },
+        { name: 'docs/readme.txt', data: Buffer.from('read me') },
+        { name: 'two.dcm', data: files[1] as Buffer },
+      ]));
+      const run = await new Promise<{ code: number; stdout: string }>((resolve) => {
+        execFile(process.execPath, [BIN, 'import', '--url', node.url, '--json', zip], { timeout: 60_000 }, (err, stdout) =>
+          resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout }),
+        );
+      });
+      assert.equal(run.code, 1, run.stdout);
+      const summary = JSON.parse(run.stdout) as { new: number; alreadyStored: number; rejected: number; rejections: { path: string; reason: string }[] };
+      assert.equal(summary.new + summary.alreadyStored, 2);
+      assert.equal(summary.rejected, 1);
+      assert.equal(summary.rejections[0]?.path, `${zip}/docs/readme.txt`);
+      assert.match(summary.rejections[0]?.reason ?? '', /^Bad file format: not a DICOM file/);
+    } finally {
+      await rm(work, { recursive: true, force: true });
+    }
   });
 
   test('a ZIP beyond MaximumZipEntries or MaximumZipUncompressedSize is refused 413 before any entry is read', async () => {

@@ -389,7 +389,7 @@ export const SETTINGS: { readonly [K in TopKey]-?: Setting<Config[K]> } = {
     type: 'integer ≥ 0',
     default: DEFAULTS.MaximumZipEntries,
     meaning:
-      'dicom-xfer extension: most entries of a ZIP archive uploaded to `POST /instances`, read from its central directory before anything is stored; beyond it the upload is refused with 413. 0 means unlimited.',
+      'dicom-xfer extension: most entries of a ZIP archive uploaded to `POST /instances`, read from its central directory before anything is stored; beyond it the upload is refused with 413. 0 means unlimited. Within the limits each entry is stored or rejected on its own, and the answer lists every entry by `FileName`: Orthanc\'s answer for the instances stored, `"Status": "Failure"` with `Message` and `Details` for the others (a non-DICOM or damaged file); when no entry could be stored the answer is a 400.',
     source: 'dicom-xfer',
   },
   MaximumZipUncompressedSize: {

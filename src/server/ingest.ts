@@ -120,7 +120,10 @@ export function sniffUpload(allowZip: boolean): Sniffer {
       return true;
     } catch (e) {
       if (isDicomTruncated(e) && !ended) return undefined;
-      if (isXferError(e)) return new XferError('BadFileFormat', `not a DICOM file${allowZip ? ' nor a ZIP archive' : ''}: ${e.details ?? e.message}`);
+      if (isXferError(e)) {
+        const why = (e.details ?? e.message).replace(/^not a DICOM file: /, '');
+        return new XferError('BadFileFormat', `not a DICOM file${allowZip ? ' nor a ZIP archive' : ''}: ${why}`);
+      }
       return new XferError('BadFileFormat', 'not a DICOM file');
     }
   };

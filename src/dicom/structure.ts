@@ -90,9 +90,11 @@ async function walk(bytes: Bytes, start: number, top: Encoding): Promise<void> {
     if (group === 0xfffe) {
       const length = view.getUint32(4, enc.littleEndian);
       if (element === 0xe0dd || element === 0xe00d) {
-        // A delimitation closes the container it belongs to; a stray one (outside any) is skipped, as DCMTK does.
+        // A delimitation closes the container it belongs to; one that closes nothing is refused, as Orthanc
+        // (DCMTK) refuses it.
         const kind = element === 0xe0dd ? 'sequence' : 'item';
-        if (open?.kind === kind) stack.pop();
+        if (open?.kind !== kind) throw bad(`${tag} at offset ${pos} ends no ${kind} of undefined length`);
+        stack.pop();
         pos += 8;
         continue;
       }

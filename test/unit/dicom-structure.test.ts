@@ -201,6 +201,14 @@ describe('synthetic files', () => {
     assert.equal(await refusal(Buffer.concat([head, un])), undefined);
   });
 
+  test('a delimitation that closes nothing is refused, as Orthanc refuses it', async () => {
+    const head = encodePart10([...UIDS], '1.2.840.10008.1.2.1');
+    assert.match((await refusal(Buffer.concat([head, SEQ_END]))) ?? '', /\(fffe,e0dd\) at offset \d+ ends no sequence/);
+    assert.match((await refusal(Buffer.concat([head, ITEM_END]))) ?? '', /ends no item/);
+    const seq = Buffer.concat([raw(0x0040, 0x0275, 'SQ', 0xffffffff), item(0xffffffff), ITEM_END, ITEM_END, SEQ_END]);
+    assert.match((await refusal(Buffer.concat([head, seq]))) ?? '', /ends no item/);
+  });
+
   test('an element inside a sequence where an item belongs is refused', async () => {
     const head = encodePart10([...UIDS], '1.2.840.10008.1.2.1');
     const bad = Buffer.concat([raw(0x0008, 0x1115, 'SQ', 0xffffffff), raw(0x0008, 0x0060, 'CS', 2, latin1('MR')), SEQ_END]);

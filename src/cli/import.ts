@@ -132,6 +132,10 @@ export async function listFiles(paths: readonly string[]): Promise<FileListing> 
 interface InstanceAnswer {
   ID?: unknown;
   Status?: unknown;
+  /** A dicom-xfer node names the entry of a ZIP archive each answer is about, and says why one failed. */
+  FileName?: unknown;
+  Message?: unknown;
+  Details?: unknown;
 }
 
 export interface Rejection {
@@ -147,7 +151,8 @@ export interface Rejection {
 /**
  * What an import did. `new` and `alreadyStored` count instances (a ZIP file counts one per entry the node
  * stored); `rejected`, `failed` and `notSent` count files (`failed` also counts paths of the listing that
- * could not be read, such as an unreadable folder). `distinctInstances` counts distinct instance IDs.
+ * could not be read, such as an unreadable folder), and `rejected` also the entries of a ZIP archive that
+ * the node reports as not stored. `distinctInstances` counts distinct instance IDs.
  */
 export interface ImportSummary {
   url: string;
@@ -299,6 +304,7 @@ export async function importFiles(
     switch (outcome.kind) {
       case 'stored': {
         let counted = 0;
+        let failedEntries = 0;
         for (const a of outcome.answers) {
           if (typeof a !== 'object' || a === null) continue;
           if (typeof a.ID === 'string') ids.add(a.ID);
@@ -308,9 +314,20 @@ export async function importFiles(
           } else if (a.Status === 'AlreadyStored') {
             summary.alreadyStored++;
             counted++;
+          } else if (a.Status === 'Failure' && typeof a.FileName === 'string') {
+            // An entry of a ZIP archive that the node did not store: a rejection of its own.
+            failedEntries++;
+            summary.rejected++;
+            const message = typeof a.Message === 'string' ? a.Message : 'Failure';
+            const rejection: Rejection = { path: `${file.path}/${a.FileName}`, status: 200, reason: message, message };
+            if (typeof a.Details === 'string') {
+              rejection.details = a.Details;
+              rejection.reason = `${message}: ${a.Details}`;
+            }
+            summary.rejections.push(rejection);
           }
         }
-        if (counted === 0) {
+        if (counted === 0 && failedEntries === 0) {
           const statuses = outcome.answers.map((a) => String(a?.Status)).join(', ');
           summary.rejected++;
           summary.rejections.push({

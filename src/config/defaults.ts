@@ -39,6 +39,12 @@ export const DEFAULTS = {
   OverwriteInstances: false,
   /** MB; 0 means unlimited. */
   MaximumStorageSize: 0,
+  /** Entries of a ZIP uploaded to POST /instances; 0 means unlimited. */
+  MaximumZipEntries: 20_000,
+  /** MB of a ZIP uploaded to POST /instances, once uncompressed; 0 means unlimited. */
+  MaximumZipUncompressedSize: 4096,
+  /** Inflated bytes per byte of a gzip-encoded POST /instances body (past 16 MiB); 0 means unlimited. */
+  MaximumInflationRatio: 200,
   ConcurrentJobs: 2,
   JobsHistorySize: 10,
   SaveJobs: true,

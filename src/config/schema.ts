@@ -400,6 +400,31 @@ export const SETTINGS: { readonly [K in TopKey]-?: Setting<Config[K]> } = {
     meaning: 'Most space the embedded store may use; 0 means unlimited.',
     source: 'orthanc',
   },
+  MaximumZipEntries: {
+    schema: uint(),
+    type: 'integer ≥ 0',
+    default: DEFAULTS.MaximumZipEntries,
+    meaning:
+      'dicom-xfer extension: most entries of a ZIP archive uploaded to `POST /instances`, read from its central directory before anything is stored; beyond it the upload is refused with 413. 0 means unlimited. Within the limits each entry is stored or rejected on its own, and the answer lists every entry by `FileName`: Orthanc\'s answer for the instances stored, `"Status": "Failure"` with `Message` and `Details` for the others (a non-DICOM or damaged file); when no entry could be stored the answer is a 400.',
+    source: 'dicom-xfer',
+  },
+  MaximumZipUncompressedSize: {
+    schema: uint('MB'),
+    type: 'integer ≥ 0',
+    default: DEFAULTS.MaximumZipUncompressedSize,
+    unit: 'MB',
+    meaning:
+      'dicom-xfer extension: most bytes of all the entries of a ZIP archive uploaded to `POST /instances` once uncompressed, read from its central directory before anything is stored; beyond it the upload is refused with 413 (and with 507 beyond the free disk space). 0 means unlimited.',
+    source: 'dicom-xfer',
+  },
+  MaximumInflationRatio: {
+    schema: uint(),
+    type: 'integer ≥ 0',
+    default: DEFAULTS.MaximumInflationRatio,
+    meaning:
+      'dicom-xfer extension: a body sent to `POST /instances` with `Content-Encoding: gzip` (as Orthanc\'s peer store with `"Compress": true` sends it) is inflated as it arrives; once past 16 MiB inflated, it is refused with 413 when it has inflated more than this many times its compressed size (a gzip bomb inflates about 1000 times). 0 means no ratio limit. The size limits of every route apply to the inflated bytes.',
+    source: 'dicom-xfer',
+  },
   ConcurrentJobs: {
     schema: uint(),
     type: 'integer ≥ 0',

@@ -98,6 +98,12 @@ export interface Config {
   OverwriteInstances: boolean;
   /** MB; 0 = unlimited. */
   MaximumStorageSize: number;
+  /** Entries of an uploaded ZIP; 0 = unlimited. */
+  MaximumZipEntries: number;
+  /** MB of an uploaded ZIP once uncompressed; 0 = unlimited. */
+  MaximumZipUncompressedSize: number;
+  /** Inflated bytes per compressed byte of a gzip-encoded upload; 0 = unlimited. */
+  MaximumInflationRatio: number;
   /** 0 = one per CPU core, as in Orthanc. */
   ConcurrentJobs: number;
   JobsHistorySize: number;
@@ -135,6 +141,9 @@ export interface ConfigOverrides {
   StableAge?: number;
   OverwriteInstances?: boolean;
   MaximumStorageSize?: number;
+  MaximumZipEntries?: number;
+  MaximumZipUncompressedSize?: number;
+  MaximumInflationRatio?: number;
   ConcurrentJobs?: number;
   JobsHistorySize?: number;
   SaveJobs?: boolean;

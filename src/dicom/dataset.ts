@@ -90,7 +90,7 @@ function u16(bytes: Uint8Array, at: number, little: boolean): number {
   return little ? a | (b << 8) : (a << 8) | b;
 }
 
-interface Encoding {
+export interface Encoding {
   explicitVr: boolean;
   littleEndian: boolean;
 }
@@ -266,7 +266,33 @@ export function parseDicomBytes(bytes: Uint8Array, options: ParseOptions = {}): 
   }
 }
 
-function parseUnchecked(bytes: Uint8Array, prefix: boolean): ParsedDicom {
+/** Where the data set of a file starts and how it is encoded, as found from the file's first bytes. */
+export interface DataSetLayout {
+  /** File meta information; undefined for a raw data set. */
+  meta: DataSet | undefined;
+  /** Offset of the data set (after the meta information). */
+  start: number;
+  /** Undefined when the data set is deflated: its encoding is then explicit little endian, once inflated. */
+  encoding: Encoding | undefined;
+  /** The declared transfer syntax, or the one detected. */
+  transferSyntaxUid: string;
+  deflated: boolean;
+}
+
+/**
+ * Finds where the data set starts and how it is encoded: Part 10 file (with or without preamble or DICM),
+ * or raw data set. Throws BadFileFormat for bytes that are not DICOM, DicomTruncatedError (with `prefix`)
+ * when more bytes are needed to tell.
+ */
+export function dataSetLayout(bytes: Uint8Array, prefix = false): DataSetLayout {
+  try {
+    return layoutUnchecked(bytes, prefix);
+  } catch (e) {
+    throw failure(e, 'not a DICOM file');
+  }
+}
+
+function layoutUnchecked(bytes: Uint8Array, prefix: boolean): DataSetLayout {
   let metaStart: number | undefined;
   if (bytes.length >= 132 && ascii(bytes, 128, 4) === 'DICM') {
     metaStart = 132;
@@ -291,7 +317,7 @@ function parseUnchecked(bytes: Uint8Array, prefix: boolean): ParsedDicom {
 
   const declared = ts !== undefined ? transferSyntaxEncoding(ts) : undefined;
   if (declared?.deflated) {
-    return parseDeflated(bytes, meta, bodyStart, ts ?? TS.DeflatedExplicitLittle, prefix);
+    return { meta, start: bodyStart, encoding: undefined, transferSyntaxUid: ts ?? TS.DeflatedExplicitLittle, deflated: true };
   }
   let enc: Encoding;
   const sniffed = sniffEncoding(bytes, bodyStart, declared);
@@ -310,6 +336,15 @@ function parseUnchecked(bytes: Uint8Array, prefix: boolean): ParsedDicom {
   if (ts === undefined) {
     ts = enc.explicitVr ? (enc.littleEndian ? TS.ExplicitLittle : TS.ExplicitBig) : TS.ImplicitLittle;
   }
+  return { meta, start: bodyStart, encoding: enc, transferSyntaxUid: ts, deflated: false };
+}
+
+function parseUnchecked(bytes: Uint8Array, prefix: boolean): ParsedDicom {
+  const layout = layoutUnchecked(bytes, prefix);
+  const { meta, start: bodyStart } = layout;
+  const ts = layout.transferSyntaxUid;
+  if (layout.encoding === undefined) return parseDeflated(bytes, meta, bodyStart, ts, prefix);
+  const enc = layout.encoding;
   const body = readBody(bytes, bodyStart, enc, prefix);
   return {
     meta,

@@ -48,11 +48,11 @@ function resourceRoutes(): Record<string, Partial<Record<Method, OperationDoc>>>
   out['/instances'] = {
     ...out['/instances'],
     POST: {
-      summary: 'Store a DICOM file, or every DICOM file of a ZIP archive',
+      summary: 'Store a DICOM file, or every DICOM file of a ZIP archive (one answer per entry); the body may be gzip-encoded',
       tag: 'Resources',
       request: { type: 'string', format: 'binary' },
       requestType: 'application/dicom',
-      response: { oneOf: [ref('IngestAnswer'), arrayOf(ref('IngestAnswer'))] },
+      response: { oneOf: [ref('IngestAnswer'), arrayOf({ oneOf: [ref('IngestAnswer'), ref('ZipEntryRejected')] })] },
     },
   };
   return out;

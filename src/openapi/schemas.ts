@@ -112,8 +112,20 @@ export function componentSchemas(): Record<string, Json> {
         ParentSeries: { type: 'string' },
         Path: { type: 'string' },
         Status: { type: 'string', enum: ['Success', 'AlreadyStored'] },
+        FileName: { type: 'string', description: 'In the answer to a ZIP archive: the entry this instance came from.' },
       },
       required: ['ID', 'Path', 'Status'],
+    },
+    ZipEntryRejected: {
+      type: 'object',
+      description: 'In the answer to a ZIP archive: an entry that was not stored (not DICOM, damaged), and why.',
+      properties: {
+        FileName: { type: 'string' },
+        Status: { type: 'string', enum: ['Failure'] },
+        Message: { type: 'string' },
+        Details: { type: 'string' },
+      },
+      required: ['FileName', 'Status', 'Message'],
     },
     OrthancResource: {
       type: 'object',

@@ -11,7 +11,7 @@ import { VERSION } from '../version.ts';
 import { capabilitiesDocument } from '../transfer/capabilities.ts';
 import { installErrorHandlers, route, sendError, sendJson, type Handler, type RouteInfo } from './http.ts';
 import { registerFind } from './find.ts';
-import { registerOrthancApi } from './orthanc-api.ts';
+import { registerOrthancApi, uploadLimitsOf } from './orthanc-api.ts';
 
 /** What every module of a node shares: its configuration, store, logger and identity. */
 export interface NodeContext {
@@ -189,7 +189,7 @@ export async function buildApp(opts: AppOptions): Promise<App> {
 
   // Orthanc's resource REST API is answered by the embedded store only (features.resourceApi).
   const embedded = embeddedApiOf(ctx.store);
-  if (embedded) registerOrthancApi(fastify, { store: embedded, httpTimeoutSeconds: ctx.httpTimeoutSeconds, routes });
+  if (embedded) registerOrthancApi(fastify, { store: embedded, httpTimeoutSeconds: ctx.httpTimeoutSeconds, uploadLimits: uploadLimitsOf(config), routes });
   // Finding resources works on both stores (the Orthanc one answers it itself).
   registerFind(fastify, ctx.store, routes);
   const closers: (() => Promise<void>)[] = [];

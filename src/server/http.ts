@@ -4,6 +4,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { XferError, errorBody, toXferError } from '../errors.ts';
+import { bodyCoding, decodedBody } from './content-encoding.ts';
 
 export type Method = 'GET' | 'POST' | 'PUT' | 'DELETE';
 export type Handler = (req: FastifyRequest, reply: FastifyReply) => Promise<unknown>;
@@ -61,19 +62,22 @@ export function sendError(req: FastifyRequest, reply: FastifyReply, err: XferErr
 }
 
 /**
- * Reads a whole request body (at most `limit` bytes), whatever its Content-Type. A larger body is
+ * Reads a whole request body (at most `limit` bytes, after its Content-Encoding: gzip is inflated, another
+ * coding is refused with 415), whatever its Content-Type. A larger body is
  * refused with 413 before it is all read. Stalls longer than `idleMs` abort the request.
  */
 export async function readBody(req: FastifyRequest, limit: number, idleMs = 60_000): Promise<Buffer> {
+  // A gzip-encoded body is inflated as it arrives; the limit applies to the inflated bytes.
+  const coding = bodyCoding(req.headers);
   const declared = Number(req.headers['content-length'] ?? NaN);
-  if (Number.isFinite(declared) && declared > limit) {
+  if (coding === 'identity' && Number.isFinite(declared) && declared > limit) {
     throw new XferError('BadRequest', `the body (${declared} bytes) is larger than ${limit} bytes`, {
       httpStatus: 413,
     });
   }
   const parts: Buffer[] = [];
   let total = 0;
-  for await (const chunk of withIdleTimeout(req, idleMs)) {
+  for await (const chunk of decodedBody(coding, withIdleTimeout(req, idleMs))) {
     total += chunk.length;
     if (total > limit) {
       throw new XferError('BadRequest', `the body is larger than ${limit} bytes`, { httpStatus: 413 });

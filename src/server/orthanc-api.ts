@@ -3,6 +3,8 @@
 import { createReadStream } from 'node:fs';
 import { unlink } from 'node:fs/promises';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { DEFAULTS, MiB } from '../config/defaults.ts';
+import type { Config } from '../config/types.ts';
 import { isOrthancId } from '../dicom/ids.ts';
 import { readDicomHeaderFromFile, simplifiedTags } from '../dicom/parse.ts';
 import type { Level } from '../dicom/types.ts';
@@ -10,13 +12,38 @@ import { XferError, isXferError } from '../errors.ts';
 import { LEVEL_PATH, type EmbeddedStore } from '../store/embedded/store.ts';
 import type { IngestResult } from '../store/types.ts';
 import { flag, intParam, route, sendJson, withIdleTimeout, type RouteInfo } from './http.ts';
-import { ingestZip, isZip, spool, uploadRoom } from './ingest.ts';
+import { bodyCoding, decodedBody } from './content-encoding.ts';
+import { ingestSpooled, ingestZip, isZip, sniffUpload, spool, uploadRoom, type ZipEntryOutcome, type ZipLimits } from './ingest.ts';
 
 export interface OrthancApiOptions {
   store: EmbeddedStore;
   /** Seconds without a byte after which an upload is abandoned. */
   httpTimeoutSeconds: number;
+  /** Bounds of POST /instances (the configuration's; its defaults when absent). */
+  uploadLimits?: UploadLimits;
   routes?: RouteInfo[];
+}
+
+/** Bounds of what POST /instances takes beyond the room on disk: ZIP archives and gzip-encoded bodies. */
+export interface UploadLimits {
+  zip: ZipLimits;
+  /** See MaximumInflationRatio. */
+  maxInflationRatio: number;
+}
+
+/** The upload bounds of a configuration (keys MaximumZipEntries, MaximumZipUncompressedSize, MaximumInflationRatio). */
+export function uploadLimitsOf(config: Pick<Config, 'MaximumZipEntries' | 'MaximumZipUncompressedSize' | 'MaximumInflationRatio'>): UploadLimits {
+  return {
+    zip: { maxEntries: config.MaximumZipEntries, maxUncompressedBytes: config.MaximumZipUncompressedSize * MiB },
+    maxInflationRatio: config.MaximumInflationRatio,
+  };
+}
+
+/** One entry of the answer to a ZIP upload: the instance stored, or why the entry was not. */
+function zipEntryAnswer(o: ZipEntryOutcome): Record<string, string> {
+  if (o.result) return { ...ingestAnswer(o.result), FileName: o.name };
+  const err = o.error ?? new XferError('BadFileFormat');
+  return { FileName: o.name, Status: 'Failure', Message: err.spec.message, Details: err.details ?? err.message };
 }
 
 const LEVEL_BY_PATH: Record<string, Level> = {
@@ -47,6 +74,7 @@ function idParam(req: FastifyRequest, level: Level): string {
 export function registerOrthancApi(app: FastifyInstance, opts: OrthancApiOptions): void {
   const { store } = opts;
   const idleMs = opts.httpTimeoutSeconds * 1000;
+  const limits = opts.uploadLimits ?? uploadLimitsOf(DEFAULTS);
   const reg = opts.routes;
 
   route(
@@ -55,25 +83,35 @@ export function registerOrthancApi(app: FastifyInstance, opts: OrthancApiOptions
     {
       GET: async (req, reply) => listLevel(req, reply, 'Instance'),
       POST: async (req, reply) => {
+        // Checked before any byte is read: an unknown Content-Encoding is refused (415).
+        const coding = bodyCoding(req.headers);
         const declared = Number(req.headers['content-length'] ?? NaN);
         const room = await uploadRoom(store.tmpDir());
-        if (Number.isFinite(declared) && declared > room) {
+        if (coding === 'identity' && Number.isFinite(declared) && declared > room) {
           throw new XferError('FullStorage', `the upload (${declared} bytes) does not fit in the ${room} bytes left on disk`);
         }
-        const spooled = await spool(withIdleTimeout(req, idleMs), store.tmpDir(), room);
+        const body = decodedBody(coding, withIdleTimeout(req, idleMs), { maxRatio: limits.maxInflationRatio });
+        // Junk is refused from its first bytes, before anything is written.
+        const spooled = await spool(body, store.tmpDir(), room, sniffUpload(true));
         let consumed = false;
         try {
           if (spooled.size === 0) throw new XferError('EmptyRequest', 'the body is empty');
           if (isZip(spooled.head)) {
-            const outcomes = await ingestZip(spooled.path, store, store.tmpDir());
-            const good = outcomes.filter((o) => o.result).map((o) => ingestAnswer(o.result as IngestResult));
-            if (good.length === 0 && outcomes.some((o) => o.error)) {
-              const first = outcomes.find((o) => o.error);
-              throw new XferError('BadFileFormat', `no DICOM file in the ZIP archive (${first?.name}: ${first?.error?.details})`);
+            const outcomes = await ingestZip(spooled.path, store, store.tmpDir(), limits.zip);
+            const stored = outcomes.filter((o) => o.result).length;
+            const rejected = outcomes.filter((o) => o.error);
+            if (stored === 0 && rejected.length > 0) {
+              const first = rejected[0] as ZipEntryOutcome;
+              throw new XferError(
+                'BadFileFormat',
+                `no DICOM file in the ZIP archive: ${rejected.length} entries rejected (${first.name}: ${first.error?.details ?? first.error?.message})`,
+              );
             }
-            return sendJson(reply, good);
+            if (rejected.length > 0) req.log.info({ stored, rejected: rejected.length }, 'ZIP archive stored in part');
+            // Orthanc's answer to a ZIP (one object per instance), with the entries that were not stored too.
+            return sendJson(reply, outcomes.map(zipEntryAnswer));
           }
-          const result = await store.ingestFile(spooled.path, spooled.size, spooled.md5, { head: spooled.head, synced: true });
+          const result = await ingestSpooled(store, spooled);
           consumed = true;
           req.log.debug({ id: result.ids.instance, status: result.status }, 'instance received');
           return sendJson(reply, ingestAnswer(result));

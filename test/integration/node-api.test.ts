@@ -250,8 +250,15 @@ describe('node REST API', { skip: needs(REAL_DICOM) }, () => {
     const before = (await stats(node)).CountInstances as number;
     const r = await post(`${node.url}/instances`, storedZip(entries));
     assert.equal(r.status, 200, r.text);
-    const answers = JSON.parse(r.text) as Record<string, string>[];
-    assert.equal(answers.length, 3);
+    const all = JSON.parse(r.text) as Record<string, string>[];
+    // One object per entry: the instances stored, and the entry that was not, with why.
+    assert.equal(all.length, 4);
+    assert.deepEqual(all.map((a) => a.FileName), entries.map((e) => e.name));
+    const readme = all[3] as Record<string, string>;
+    assert.equal(readme.Status, 'Failure');
+    assert.equal(readme.Message, 'Bad file format');
+    assert.equal(readme.ID, undefined);
+    const answers = all.slice(0, 3);
     assert.ok(answers.every((a) => a.Status === 'Success' && typeof a.ID === 'string'));
     assert.equal((await stats(node)).CountInstances, before + 3);
     for (const [i, a] of answers.entries()) {

@@ -4,111 +4,15 @@
 // trickles cut with 408, and the bound on connections.
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { startXferNode, type XferNode } from '../helpers/node.ts';
 import { orthancInstalled, startOrthanc } from '../helpers/orthanc.ts';
+import { assertOrthancError, exchange, openSocket, parseAnswer, request, type RawAnswer } from '../helpers/raw-http.ts';
 
 const REAL = join(dirname(fileURLToPath(import.meta.url)), '../../../shared/testdata/real-dicom');
-/** Longest wait for one raw exchange; an exchange that must end by itself never gets near it. */
-const EXCHANGE_MS = 60_000;
-
-interface RawAnswer {
-  status: number;
-  headers: Record<string, string>;
-  body: string;
-  /** The server closed the connection (rather than the test giving up). */
-  closed: boolean;
-}
-
-function parseAnswer(text: string, closed: boolean): RawAnswer {
-  const end = text.indexOf('\r\n\r\n');
-  const head = end >= 0 ? text.slice(0, end) : text;
-  const [line = '', ...lines] = head.split('\r\n');
-  const headers: Record<string, string> = {};
-  for (const l of lines) {
-    const c = l.indexOf(':');
-    if (c > 0) headers[l.slice(0, c).trim().toLowerCase()] = l.slice(c + 1).trim();
-  }
-  return { status: Number(/^HTTP\/1\.[01] (\d{3})/.exec(line)?.[1] ?? 0), headers, body: end >= 0 ? text.slice(end + 4) : '', closed };
-}
-
-/** Opens a connection to the node (resolves once connected). */
-function open(port: number): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const s = connect(port, '127.0.0.1', () => resolve(s));
-    s.once('error', reject);
-  });
-}
-
-/**
- * Writes `parts` on a new connection (each after `gapMs`, when given) and reads the answer until the
- * server closes the connection or one whole answer (Content-Length) has arrived.
- */
-function exchange(port: number, parts: (string | Buffer)[], gapMs = 0): Promise<RawAnswer> {
-  return new Promise((resolve, reject) => {
-    const s = connect(port, '127.0.0.1');
-    let text = '';
-    let done = false;
-    const finish = (closed: boolean) => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      s.destroy();
-      resolve(parseAnswer(text, closed));
-    };
-    const timer = setTimeout(() => {
-      done = true;
-      s.destroy();
-      reject(new Error(`no whole answer within ${EXCHANGE_MS} ms; got: ${text.slice(0, 300)}`));
-    }, EXCHANGE_MS);
-    s.on('data', (d: Buffer) => {
-      text += d.toString('latin1');
-      const a = parseAnswer(text, false);
-      const len = Number(a.headers['content-length'] ?? NaN);
-      if (a.status && Number.isFinite(len) && Buffer.byteLength(a.body, 'latin1') >= len) finish(false);
-    });
-    s.on('close', () => finish(true));
-    s.on('error', () => finish(true));
-    void (async () => {
-      for (const p of parts) {
-        if (done || s.destroyed) return;
-        s.write(p);
-        if (gapMs > 0) await new Promise((r) => setTimeout(r, gapMs));
-      }
-    })().catch(reject);
-  });
-}
-
-/** One request with a body, on a connection of its own (Host and Content-Length added unless given). */
-function request(port: number, method: string, path: string, headers: Record<string, string>, body: Buffer | string = ''): Promise<RawAnswer> {
-  const b = Buffer.isBuffer(body) ? body : Buffer.from(body);
-  const names = Object.keys(headers).map((k) => k.toLowerCase());
-  const lines = [`${method} ${path} HTTP/1.1`];
-  if (!names.includes('host')) lines.push(`Host: 127.0.0.1:${port}`);
-  for (const [k, v] of Object.entries(headers)) lines.push(`${k}: ${v}`);
-  if (!names.includes('content-length')) lines.push(`Content-Length: ${b.length}`);
-  lines.push('Connection: close');
-  return exchange(port, [Buffer.concat([Buffer.from(`${lines.join('\r\n')}\r\n\r\n`), b])]);
-}
-
-/** Orthanc's JSON error shape, with the status it says. */
-function assertOrthancError(a: RawAnswer, status: number, method: string, uri: string): Record<string, unknown> {
-  assert.equal(a.status, status, a.body);
-  assert.match(a.headers['content-type'] ?? '', /^application\/json/);
-  const body = JSON.parse(a.body) as Record<string, unknown>;
-  assert.equal(body['HttpStatus'], status);
-  assert.equal(typeof body['HttpError'], 'string');
-  assert.equal(typeof body['Message'], 'string');
-  assert.equal(typeof body['OrthancStatus'], 'number');
-  assert.equal(typeof body['OrthancError'], 'string');
-  assert.equal(body['Method'], method);
-  assert.equal(body['Uri'], uri);
-  return body;
-}
-
 /** Instances stored on the node, asked on a connection that closes after the answer. */
 async function instanceCount(node: XferNode): Promise<number> {
   const a = await request(node.port, 'GET', '/instances', {});
@@ -293,7 +197,7 @@ describe('HTTP edge: slow bodies and connections', () => {
       // Connections held open with a keep-alive request each, until one is refused. The readiness probe of
       // the test's fetch may still hold one connection of its own, so one or two are served first.
       for (let i = 0; i < 5 && !refused; i++) {
-        const s = await open(node.port);
+        const s = await openSocket(node.port);
         held.push(s);
         const answer = new Promise<RawAnswer>((resolve) => {
           let text = '';

@@ -351,7 +351,7 @@ export const SETTINGS: { readonly [K in TopKey]-?: Setting<Config[K]> } = {
     type: 'list of strings',
     default: DEFAULTS.HttpAllowedHosts,
     meaning:
-      'Host names (without port) this node answers to when AuthenticationEnabled is false, beside `localhost`, `*.localhost`, IP addresses and HttpHost; `"*"` accepts any. A request naming another host in its `Host` header is refused (403): this stops a web page from reaching the node under a name of its own (DNS rebinding). With authentication on, any name is served.',
+      'Host names (without port) this node answers to when AuthenticationEnabled is false, beside `localhost`, `*.localhost`, IP addresses, HttpHost and the machine\'s own host name; `"*"` accepts any. A request naming another host in its `Host` header is refused (403): this stops a web page from reaching the node under a name of its own (DNS rebinding). With authentication on, any name is served.',
     source: 'dicom-xfer',
   },
   HttpMaxConnections: {

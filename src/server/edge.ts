@@ -3,13 +3,14 @@
 // Host names checked against DNS rebinding, and cross-site state changes from browsers refused (CSRF).
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { isIP, type Socket } from 'node:net';
+import { hostname } from 'node:os';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { XferError, errorBody } from '../errors.ts';
 import { sendError, setMinimumRate } from './http.ts';
 
 /** What the edge needs to know of the node's configuration. */
 export interface EdgeOptions {
-  /** Without authentication, Host must name this node: loopback names, IP literals, the bound address or these. */
+  /** Without authentication, Host must name this node: loopback names, IP literals, the bound address, the machine's name or these. */
   authenticationEnabled: boolean;
   /** HttpAllowedHosts: host names accepted beside those; "*" accepts any. */
   allowedHosts: readonly string[];
@@ -138,6 +139,9 @@ export function hostAllowed(host: string | undefined, opts: Pick<EdgeOptions, 'a
   const name = hostNameOf(host);
   if (name === 'localhost' || name.endsWith('.localhost') || isIP(name) !== 0) return true;
   if (name === opts.bindHost.toLowerCase()) return true;
+  // This machine's own name (Debian maps it to 127.0.1.1): no other site can own it.
+  const self = hostname().toLowerCase();
+  if (name === self || name === self.split('.')[0]) return true;
   return opts.allowedHosts.some((h) => h === '*' || h.toLowerCase() === name);
 }
 

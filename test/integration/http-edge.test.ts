@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import type { Socket } from 'node:net';
+import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
@@ -60,7 +61,7 @@ describe('HTTP edge of a node', () => {
       const body = assertOrthancError(a, 403, 'GET', '/system');
       assert.match(String(body['Details']), /HttpAllowedHosts/);
     }
-    for (const host of [`127.0.0.1:${node.port}`, `localhost:${node.port}`, 'LOCALHOST', `[::1]:${node.port}`, '127.0.0.2', 'app.localhost']) {
+    for (const host of [`127.0.0.1:${node.port}`, `localhost:${node.port}`, 'LOCALHOST', `[::1]:${node.port}`, '127.0.0.2', 'app.localhost', hostname()]) {
       const a = await request(node.port, 'GET', '/system', { Host: host });
       assert.equal(a.status, 200, `${host}: ${a.body}`);
     }

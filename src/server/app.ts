@@ -10,7 +10,7 @@ import type { Config } from '../config/types.ts';
 import { VERSION } from '../version.ts';
 import { capabilitiesDocument } from '../transfer/capabilities.ts';
 import { installErrorHandlers, route, sendError, sendJson, type Handler, type RouteInfo } from './http.ts';
-import { answerClientError, answerFrameworkError, edgeHook, ignoreUnknownExpectations, limitConnections } from './edge.ts';
+import { answerClientError, answerFrameworkError, edgeHook, ignoreUnknownExpectations, limitConnections, unreadBodyHook } from './edge.ts';
 import { registerOrthancApi } from './orthanc-api.ts';
 
 /** What every module of a node shares: its configuration, store, logger and identity. */
@@ -145,8 +145,10 @@ export async function buildApp(opts: AppOptions): Promise<App> {
       bindHost: config.HttpHost,
       maxConnections: config.HttpMaxConnections,
       minimumRate: config.HttpRequestMinimumRate,
+      idleMs: ctx.httpTimeoutSeconds * 1000,
     }),
   );
+  fastify.addHook('onResponse', unreadBodyHook({ idleMs: ctx.httpTimeoutSeconds * 1000 }));
   fastify.addHook('onRequest', async (req, reply) => {
     const remote = req.socket.remoteAddress ?? '';
     if (!config.RemoteAccessAllowed && !LOOPBACK.test(remote)) {

@@ -20,6 +20,8 @@ export interface EdgeOptions {
   maxConnections: number;
   /** HttpRequestMinimumRate, in bytes per second; 0 = none. */
   minimumRate: number;
+  /** Milliseconds (HttpTimeout) the rest of a body that no route reads may take after the answer. */
+  idleMs: number;
 }
 
 // ---- Expect --------------------------------------------------------------------------------------------
@@ -155,16 +157,31 @@ function effectiveMethod(req: FastifyRequest): string {
   return typeof v === 'string' && v !== '' ? v.toUpperCase() : req.method;
 }
 
-/** Whether `url` (an Origin or a Referer) names the origin the request was sent to. */
-function sameOrigin(url: string, host: string | undefined): boolean {
-  if (!host) return false;
+/**
+ * Whether `url` (an Origin or a Referer) names this node: the host the request was sent to, the one a
+ * reverse proxy says it received (X-Forwarded-Host: a page of another site cannot add that header without
+ * a CORS preflight, which this node never grants), or a name listed in HttpAllowedHosts.
+ */
+function sameOrigin(url: string, req: FastifyRequest, allowedHosts: readonly string[]): boolean {
+  let u: URL;
   try {
-    const u = new URL(url);
-    if (u.protocol !== 'http:' && u.protocol !== 'https:') return false;
-    return new URL(`${u.protocol}//${host}`).host === u.host;
+    u = new URL(url);
   } catch {
     return false;
   }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') return false;
+  const forwarded = req.headers['x-forwarded-host'];
+  const hosts = [req.headers.host, ...(typeof forwarded === 'string' ? forwarded.split(',') : [])];
+  for (const h of hosts) {
+    if (!h?.trim()) continue;
+    try {
+      if (new URL(`${u.protocol}//${h.trim()}`).host === u.host) return true;
+    } catch {
+      // a malformed header names nothing
+    }
+  }
+  const name = hostNameOf(u.host);
+  return allowedHosts.some((h) => h !== '*' && h.toLowerCase() === name);
 }
 
 /**
@@ -172,17 +189,16 @@ function sameOrigin(url: string, host: string | undefined): boolean {
  * the page that made a request (Origin on every POST, Sec-Fetch-Site, Referer for older ones); other
  * clients (Orthanc, curl, scripts, peers) name none and are served whatever their Content-Type.
  */
-export function crossSiteReason(req: FastifyRequest): string | undefined {
+export function crossSiteReason(req: FastifyRequest, allowedHosts: readonly string[] = []): string | undefined {
   if (SAFE_METHODS.has(effectiveMethod(req))) return undefined;
-  const host = req.headers.host;
   const site = req.headers['sec-fetch-site'];
   if (site === 'cross-site' || site === 'same-site') return `a page of another origin (Sec-Fetch-Site: ${site})`;
   const origin = req.headers.origin;
   if (origin !== undefined) {
-    return sameOrigin(origin, host) ? undefined : `a page of another origin (Origin: ${origin.slice(0, 200)})`;
+    return sameOrigin(origin, req, allowedHosts) ? undefined : `a page of another origin (Origin: ${origin.slice(0, 200)})`;
   }
   const referer = req.headers.referer;
-  if (referer !== undefined && site === undefined && !sameOrigin(referer, host)) return 'a page of another origin (Referer)';
+  if (referer !== undefined && site === undefined && !sameOrigin(referer, req, allowedHosts)) return 'a page of another origin (Referer)';
   return undefined;
 }
 
@@ -211,9 +227,28 @@ export function edgeHook(opts: EdgeOptions): (req: FastifyRequest, reply: Fastif
         `the host name "${hostNameOf(req.headers.host ?? '').slice(0, 200)}" is not this node's: list it in HttpAllowedHosts (a protection against DNS rebinding when authentication is off)`,
       );
     }
-    const why = crossSiteReason(req);
+    const why = crossSiteReason(req, opts.allowedHosts);
     if (why !== undefined) {
       throw new XferError('ForbiddenAccess', `cross-site request refused: ${req.method} from ${why} may not change this node`);
     }
+  };
+}
+
+/**
+ * After the answer, the rest of a body that the route did not read (a GET with a body, a refusal) is read
+ * and dropped by Node to keep the connection; a body that trickles would hold it for ever. It gets
+ * `idleMs` to end, then the connection is closed.
+ */
+export function unreadBodyHook(opts: Pick<EdgeOptions, 'idleMs'>): (req: FastifyRequest) => Promise<void> {
+  return async (req) => {
+    const raw = req.raw;
+    if (raw.complete || raw.destroyed) return;
+    const timer = setTimeout(() => {
+      if (!raw.complete) raw.socket?.destroy();
+    }, opts.idleMs);
+    timer.unref();
+    const done = () => clearTimeout(timer);
+    raw.once('end', done);
+    raw.once('close', done);
   };
 }

@@ -36,9 +36,9 @@ export function openSocket(port: number): Promise<Socket> {
 
 /**
  * Writes `parts` on a new connection (each after `gapMs`, when given) and reads the answer until the
- * server closes the connection or one whole answer (Content-Length) has arrived.
+ * server closes the connection or (unless `untilClose`) one whole answer (Content-Length) has arrived.
  */
-export function exchange(port: number, parts: (string | Buffer)[], gapMs = 0): Promise<RawAnswer> {
+export function exchange(port: number, parts: (string | Buffer)[], gapMs = 0, untilClose = false): Promise<RawAnswer> {
   return new Promise((resolve, reject) => {
     const s = connect(port, '127.0.0.1');
     let text = '';
@@ -59,7 +59,7 @@ export function exchange(port: number, parts: (string | Buffer)[], gapMs = 0): P
       text += d.toString('latin1');
       const a = parseAnswer(text, false);
       const len = Number(a.headers['content-length'] ?? NaN);
-      if (a.status && Number.isFinite(len) && Buffer.byteLength(a.body, 'latin1') >= len) finish(false);
+      if (!untilClose && a.status && Number.isFinite(len) && Buffer.byteLength(a.body, 'latin1') >= len) finish(false);
     });
     s.on('close', () => finish(true));
     s.on('error', () => finish(true));

@@ -110,6 +110,8 @@ describe('HTTP edge of a node', () => {
       { 'User-Agent': 'curl/8.5.0', Accept: '*/*', 'Content-Type': 'application/x-www-form-urlencoded' },
       { 'Sec-Fetch-Site': 'none' },
       { Referer: `${own}/ui/`, 'Content-Type': 'text/plain' },
+      // The dashboard behind a reverse proxy that passes on the name it received.
+      { Origin: 'https://dicom.example.org', 'X-Forwarded-Host': 'dicom.example.org', 'Sec-Fetch-Site': 'same-origin' },
     ];
     for (const headers of ok) {
       const a = await request(node.port, 'POST', '/instances', headers, dicom);
@@ -166,6 +168,10 @@ describe('HTTP edge: HttpAllowedHosts', () => {
     try {
       assert.equal((await request(n.port, 'GET', '/system', { Host: `DICOM.example.org:${n.port}` })).status, 200);
       assertOrthancError(await request(n.port, 'GET', '/system', { Host: 'other.example.org' }), 403, 'GET', '/system');
+      // A page of a listed name may post (a reverse proxy that gives the node its own Host).
+      const dicom = await readFile(join(REAL, 'DummyCT.dcm'));
+      assert.equal((await request(n.port, 'POST', '/instances', { Origin: 'https://dicom.example.org' }, dicom)).status, 200);
+      assertOrthancError(await request(n.port, 'POST', '/instances', { Origin: 'https://other.example.org' }, dicom), 403, 'POST', '/instances');
     } finally {
       await n.stop();
     }
@@ -189,6 +195,14 @@ describe('HTTP edge: slow bodies and connections', () => {
     const a = await exchange(node.port, parts, 300);
     assertOrthancError(a, 408, 'POST', '/instances');
     assert.equal(await instanceCount(node), 0);
+  });
+
+  test('the rest of a body no route reads may not trickle for ever after the answer', async () => {
+    const head = `GET /system HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n`;
+    const parts: string[] = [head, ...Array.from({ length: 200 }, () => 'x')];
+    const a = await exchange(node.port, parts, 300, true);
+    assert.equal(a.status, 200);
+    assert.ok(a.closed, 'the node closed the connection');
   });
 
   test('past HttpMaxConnections, a new connection gets 503 and is closed; later ones are served again', async () => {

@@ -23,7 +23,24 @@ export function parseAnswer(text: string, closed: boolean): RawAnswer {
     const c = l.indexOf(':');
     if (c > 0) headers[l.slice(0, c).trim().toLowerCase()] = l.slice(c + 1).trim();
   }
-  return { status: Number(/^HTTP\/1\.[01] (\d{3})/.exec(line)?.[1] ?? 0), headers, body: end >= 0 ? text.slice(end + 4) : '', closed };
+  let body = end >= 0 ? text.slice(end + 4) : '';
+  if (headers['transfer-encoding'] === 'chunked') body = dechunk(body);
+  return { status: Number(/^HTTP\/1\.[01] (\d{3})/.exec(line)?.[1] ?? 0), headers, body, closed };
+}
+
+/** The data of a chunked body (as far as it arrived). */
+function dechunk(text: string): string {
+  let out = '';
+  let at = 0;
+  for (let i = 0; i < 100_000 && at < text.length; i++) {
+    const eol = text.indexOf('\r\n', at);
+    if (eol < 0) break;
+    const size = parseInt(text.slice(at, eol), 16);
+    if (!Number.isFinite(size) || size === 0) break;
+    out += text.slice(eol + 2, eol + 2 + size);
+    at = eol + 2 + size + 2;
+  }
+  return out;
 }
 
 /** Opens a connection to the node (resolves once connected). */

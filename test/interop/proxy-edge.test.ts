@@ -1,9 +1,13 @@
 // dicom-xfer --proxy in front of a real Orthanc 1.10.1 is transparent for what its HTTP layer used to
 // refuse: an empty or unknown Expect header, a Content-Type it cannot read, Orthanc's method override
 // (`GET ...?_method=PUT` with a body). Each request is sent to Orthanc directly and through the proxy,
-// over raw sockets, and the answers compared. Also: IsHttpServerSecure, and cross-site requests refused.
+// over raw sockets, and the answers compared; a stand-in server shows the request arrives as it was sent.
+// Also: IsHttpServerSecure, and cross-site requests refused.
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
@@ -90,5 +94,58 @@ describe('dicom-xfer --proxy is transparent for Orthanc\'s clients', { skip: !or
     assertOrthancError(await request(through, 'GET', '/modalities/expect-proxy?_method=DELETE', evil), 403, 'GET', '/modalities/expect-proxy');
     assertOrthancError(await request(through, 'GET', '/system', { Host: 'evil.example.com' }), 403, 'GET', '/system');
     assert.equal(((await (await fetch(`${orthanc.url}/modalities`)).json()) as string[]).length, before);
+  });
+});
+
+// A small loopback server in Orthanc's place echoes what reaches it, byte for byte.
+describe('dicom-xfer --proxy passes a request on as it came', () => {
+  let server: Server;
+  let node: XferNode;
+
+  before(async () => {
+    server = createServer((req, res) => {
+      const hash = createHash('md5');
+      let length = 0;
+      req.on('data', (d: Buffer) => {
+        hash.update(d);
+        length += d.length;
+      });
+      req.on('end', () => {
+        const body = JSON.stringify({ url: req.url, method: req.method, headers: req.headers, length, md5: hash.digest('hex') });
+        res.writeHead(200, { 'content-type': 'application/json' }).end(body);
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    node = await startXferNode({ extraArgs: ['--orthanc', `http://127.0.0.1:${(server.address() as AddressInfo).port}/`, '--proxy'] });
+  });
+  after(async () => {
+    await node?.stop();
+    server?.closeAllConnections();
+    await new Promise<void>((r) => server?.close(() => r()));
+  });
+
+  test('method, query, headers, an unreadable Content-Type and the body of a GET reach the server unchanged', async () => {
+    const body = Buffer.from('{"AET":"X"}');
+    const md5 = createHash('md5').update(body).digest('hex');
+    type Seen = { url: string; method: string; headers: Record<string, string>; length: number; md5: string };
+    const cases: { method: string; path: string; headers: Record<string, string> }[] = [
+      { method: 'POST', path: '/tools/lookup?a=1', headers: { 'Content-Type': 'nope', 'X-Custom': 'kept' } },
+      { method: 'POST', path: '/instances', headers: { 'Content-Type': '' } },
+      { method: 'GET', path: '/modalities/m?_method=PUT', headers: { 'Content-Type': 'application/json' } },
+      { method: 'PUT', path: '/x', headers: { Expect: '', 'Content-Type': 'text/plain; charset=weird' } },
+      { method: 'DELETE', path: '/y?z', headers: { 'Content-Type': 'application/x-www-form-urlencoded' } },
+    ];
+    for (const c of cases) {
+      const a = await request(node.port, c.method, c.path, c.headers, body);
+      assert.equal(a.status, 200, `${c.method} ${c.path}: ${a.body}`);
+      const seen = JSON.parse(a.body) as Seen;
+      assert.equal(seen.method, c.method);
+      assert.equal(seen.url, c.path);
+      assert.equal(seen.length, body.length, `${c.method} ${c.path}`);
+      assert.equal(seen.md5, md5);
+      assert.equal(seen.headers['content-type'], c.headers['Content-Type'], `${c.method} ${c.path}`);
+      if (c.headers['X-Custom']) assert.equal(seen.headers['x-custom'], 'kept');
+      assert.equal(seen.headers['expect'], undefined);
+    }
   });
 });

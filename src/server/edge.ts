@@ -4,6 +4,7 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { isIP, type Socket } from 'node:net';
 import { hostname } from 'node:os';
+import { Server as TlsServer } from 'node:tls';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { XferError, errorBody } from '../errors.ts';
 import { sendError, setMinimumRate } from './http.ts';
@@ -103,7 +104,9 @@ export function limitConnections(server: Server, max: number): void {
   if (max <= 0) return;
   let open = 0;
   server.maxConnections = 2 * max;
-  server.on('connection', (socket: Socket) => {
+  // Over HTTPS, requests arrive on the TLS socket made once the handshake is done, not on the TCP one.
+  const event = server instanceof TlsServer ? 'secureConnection' : 'connection';
+  server.on(event, (socket: Socket) => {
     open++;
     if (open > max) overflow.add(socket);
     socket.once('close', () => open--);

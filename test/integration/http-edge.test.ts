@@ -3,9 +3,12 @@
 // refused while Orthanc, curl and scripts keep working, parser errors in Orthanc's JSON shape, a body that
 // trickles cut with 408, and the bound on connections.
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import { promisify } from 'node:util';
 import type { Socket } from 'node:net';
-import { hostname } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
@@ -260,6 +263,39 @@ describe('HTTP edge: a real Orthanc stores into the node', { skip: !orthancInsta
     } finally {
       await orthanc.stop();
       await node.stop();
+    }
+  });
+});
+
+describe('HTTP edge: HTTPS', () => {
+  test('the connection bound holds over TLS too', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'dx-edge-tls-'));
+    const key = join(dir, 'key.pem');
+    const crt = join(dir, 'crt.pem');
+    await promisify(execFile)('openssl', [
+      'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', crt, '-days', '2',
+      '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1',
+    ]);
+    const pem = join(dir, 'both.pem');
+    await writeFile(pem, (await readFile(crt, 'utf8')) + (await readFile(key, 'utf8')));
+    const ca = await readFile(crt, 'utf8');
+    const node = await startXferNode({ config: { SslEnabled: true, SslCertificate: pem, HttpMaxConnections: 1 }, https: true });
+    const sockets: TLSSocket[] = [];
+    /** A GET /system on a new TLS connection kept open; its status. */
+    const ask = (): Promise<number> =>
+      new Promise((resolve, reject) => {
+        const s = tlsConnect({ host: '127.0.0.1', port: node.port, ca }, () => s.write('GET /system HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n'));
+        sockets.push(s);
+        s.once('data', (d: Buffer) => resolve(Number(/^HTTP\/1\.1 (\d{3})/.exec(d.toString('latin1'))?.[1] ?? 0)));
+        s.once('error', reject);
+      });
+    try {
+      assert.equal(await ask(), 200);
+      assert.equal(await ask(), 503);
+    } finally {
+      for (const s of sockets) s.destroy();
+      await node.stop();
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });

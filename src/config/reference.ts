@@ -78,7 +78,7 @@ export function configReferenceMarkdown(): string {
     '',
     'An `Expect` header other than `100-continue` is ignored, as Orthanc ignores it. Requests the HTTP parser',
     'refuses (headers larger than 16 KB: 431; a malformed request line or URL: 400; headers not received',
-    'within 60 s: 408) are answered with Orthanc\'s JSON error body. A request body that stops for',
+    'within about a minute: 408) are answered with Orthanc\'s JSON error body. A request body that stops for',
     '`HttpTimeout` seconds, or brings less than `HttpRequestMinimumRate` bytes per second over any',
     '`HttpTimeout` seconds of waiting, is answered 408; the rest of a body that no route reads gets',
     '`HttpTimeout` seconds after the answer before the connection is closed. At most `HttpMaxConnections`',

@@ -358,7 +358,7 @@ describe('defaults and overrides', () => {
       HttpTimeout: 60,
       HttpAllowedHosts: [],
       HttpMaxConnections: 512,
-      HttpRequestMinimumRate: 1024,
+      HttpRequestMinimumRate: 100,
       HttpsVerifyPeers: true,
       StableAge: 60,
       OverwriteInstances: false,

@@ -33,6 +33,16 @@ export const DEFAULTS = {
   SslEnabled: false,
   /** Seconds; 0 means no timeout. */
   HttpTimeout: 60,
+  /** Host names served without authentication beside loopback names and IP addresses. */
+  HttpAllowedHosts: [] as string[],
+  /** Connections served at once; 0 means no bound. */
+  HttpMaxConnections: 512,
+  /**
+   * Bytes per second, averaged over each HttpTimeout of waiting; 0 means none. Far below what one stream
+   * of a real link gets (a 64 kbit/s link shared by 6 buckets gives each over 1 KB/s), so that only a
+   * body that trickles on purpose is cut.
+   */
+  HttpRequestMinimumRate: 100,
   HttpsVerifyPeers: true,
   /** Seconds without a new instance before a patient, study or series counts as stable. */
   StableAge: 60,

@@ -362,6 +362,31 @@ export const SETTINGS: { readonly [K in TopKey]-?: Setting<Config[K]> } = {
     meaning: 'Timeout of outgoing HTTP calls to peers; 0 means none. A peer\'s own "Timeout" overrides it.',
     source: 'orthanc',
   },
+  HttpAllowedHosts: {
+    schema: z.array(nonEmpty('a host name'), { error: 'a list of host names' }),
+    type: 'list of strings',
+    default: DEFAULTS.HttpAllowedHosts,
+    meaning:
+      'Host names (without port) this node answers to when AuthenticationEnabled is false, beside `localhost`, `*.localhost`, IP addresses, HttpHost and the machine\'s own host name; `"*"` accepts any. A request naming another host in its `Host` header is refused (403): this stops a web page from reaching the node under a name of its own (DNS rebinding). With authentication on, any name is served.',
+    source: 'dicom-xfer',
+  },
+  HttpMaxConnections: {
+    schema: uint(),
+    type: 'integer ≥ 0',
+    default: DEFAULTS.HttpMaxConnections,
+    meaning:
+      'Connections served at once; 0 means no bound. Past it, each new connection gets 503 (Orthanc\'s JSON error, `Retry-After`) and is closed; past twice it, new connections are closed at once.',
+    source: 'dicom-xfer',
+  },
+  HttpRequestMinimumRate: {
+    schema: uint('bytes/s'),
+    type: 'integer ≥ 0',
+    default: DEFAULTS.HttpRequestMinimumRate,
+    unit: 'bytes/s',
+    meaning:
+      'Slowest average rate of a request body, measured over each HttpTimeout of waiting for the client (so a slow disk or Orthanc on this side does not count); a slower body is answered 408 and its connection closed. 0 means none. A body with no byte for HttpTimeout is cut in any case.',
+    source: 'dicom-xfer',
+  },
   HttpsVerifyPeers: {
     schema: bool(),
     type: 'boolean',

@@ -90,6 +90,12 @@ export interface Config {
   SslCertificate?: string;
   /** Seconds; 0 = no timeout. */
   HttpTimeout: number;
+  /** Host names accepted in `Host` without authentication, beside loopback names and IP addresses; "*" = any. */
+  HttpAllowedHosts: string[];
+  /** Connections served at once; 0 = no bound. */
+  HttpMaxConnections: number;
+  /** Bytes/s a request body must average over each HttpTimeout of waiting; 0 = none. */
+  HttpRequestMinimumRate: number;
   HttpsVerifyPeers: boolean;
   /** Absolute path of a PEM bundle of CA certificates for outgoing HTTPS. */
   HttpsCACertificates?: string;
@@ -136,6 +142,9 @@ export interface ConfigOverrides {
   SslEnabled?: boolean;
   SslCertificate?: string;
   HttpTimeout?: number;
+  HttpAllowedHosts?: string[];
+  HttpMaxConnections?: number;
+  HttpRequestMinimumRate?: number;
   HttpsVerifyPeers?: boolean;
   HttpsCACertificates?: string;
   StableAge?: number;

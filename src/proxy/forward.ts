@@ -8,6 +8,7 @@ import { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Pool } from 'undici';
 import { XferError } from '../errors.ts';
+import { originalContentType } from '../server/edge.ts';
 import { withIdleTimeout } from '../server/http.ts';
 import { VERSION } from '../version.ts';
 
@@ -112,9 +113,13 @@ export class OrthancForwarder {
       if (value === undefined || HOP_BY_HOP.has(name) || NOT_FORWARDED.has(name) || drop.has(name)) continue;
       headers[name] = value;
     }
+    // A Content-Type that the node's HTTP layer could not read (`nope`) goes on as the client wrote it.
+    const contentType = originalContentType(req.raw);
+    if (contentType !== undefined) headers['content-type'] = contentType;
     const auth = this.authorizationFor(req);
     if (auth !== undefined) headers['authorization'] = auth;
-    const withBody = hasBody(raw) && req.method !== 'GET' && req.method !== 'HEAD';
+    // A GET may carry a body too: Orthanc reads it with `?_method=PUT` (its method override).
+    const withBody = hasBody(raw) && req.method !== 'HEAD';
     if (withBody && raw['content-length'] !== undefined && raw['transfer-encoding'] === undefined) {
       headers['content-length'] = raw['content-length'];
     }

@@ -10,6 +10,7 @@ import type { Config } from '../config/types.ts';
 import { VERSION } from '../version.ts';
 import { capabilitiesDocument } from '../transfer/capabilities.ts';
 import { installErrorHandlers, route, sendError, sendJson, type Handler, type RouteInfo } from './http.ts';
+import { answerClientError, answerFrameworkError, edgeHook, ignoreUnknownExpectations, limitConnections, unreadBodyHook } from './edge.ts';
 import { registerFind } from './find.ts';
 import { registerOrthancApi, uploadLimitsOf } from './orthanc-api.ts';
 
@@ -109,7 +110,12 @@ export async function buildApp(opts: AppOptions): Promise<App> {
     keepAliveTimeout: 30_000,
     forceCloseConnections: 'idle',
     return503OnClosing: true,
+    // Refusals of the HTTP parser and of fastify's URL decoding, in Orthanc's JSON shape (see edge.ts).
+    clientErrorHandler: answerClientError,
+    frameworkErrors: answerFrameworkError,
   }) as unknown as FastifyInstance;
+  ignoreUnknownExpectations(fastify.server);
+  limitConnections(fastify.server, config.HttpMaxConnections);
   // Bodies are read by the routes themselves, as streams, whatever their Content-Type.
   fastify.removeAllContentTypeParsers();
   fastify.addContentTypeParser('*', (_req, _payload, done) => done(null, undefined));
@@ -132,6 +138,18 @@ export async function buildApp(opts: AppOptions): Promise<App> {
   };
   installErrorHandlers(fastify, () => fallback);
 
+  fastify.addHook(
+    'onRequest',
+    edgeHook({
+      authenticationEnabled: config.AuthenticationEnabled,
+      allowedHosts: config.HttpAllowedHosts,
+      bindHost: config.HttpHost,
+      maxConnections: config.HttpMaxConnections,
+      minimumRate: config.HttpRequestMinimumRate,
+      idleMs: ctx.httpTimeoutSeconds * 1000,
+    }),
+  );
+  fastify.addHook('onResponse', unreadBodyHook({ idleMs: ctx.httpTimeoutSeconds * 1000 }));
   fastify.addHook('onRequest', async (req, reply) => {
     const remote = req.socket.remoteAddress ?? '';
     if (!config.RemoteAccessAllowed && !LOOPBACK.test(remote)) {
@@ -160,7 +178,8 @@ export async function buildApp(opts: AppOptions): Promise<App> {
           DicomPort: 0,
           DicomXferVersion: VERSION,
           HttpPort: config.HttpPort,
-          IsHttpServerSecure: config.AuthenticationEnabled || Boolean(opts.sslPem),
+          // As Orthanc: insecure only when anyone who reaches the port gets in without credentials.
+          IsHttpServerSecure: !config.RemoteAccessAllowed || config.AuthenticationEnabled,
           Name: config.Name,
           PluginsEnabled: true,
           StorageAreaPlugin: null,

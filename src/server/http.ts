@@ -101,12 +101,29 @@ export async function readJson(req: FastifyRequest, limit = 64 * 1024 * 1024): P
   }
 }
 
+const MINIMUM_RATE = Symbol('dicom-xfer.minimumRate');
+type WithRate = IncomingMessage & { [MINIMUM_RATE]?: number };
+
+/** Sets the slowest average rate (bytes/s) at which the body of `raw` may arrive (HttpRequestMinimumRate). */
+export function setMinimumRate(raw: IncomingMessage, bytesPerSecond: number): void {
+  (raw as WithRate)[MINIMUM_RATE] = bytesPerSecond;
+}
+
 /**
  * The raw request body as an async iterable of buffers that fails with a Timeout error when no byte
- * arrives for `idleMs`, and with NetworkProtocol when the client goes away mid-body.
+ * arrives for `idleMs`, or when, over `idleMs` of waiting, fewer bytes arrive than the request's minimum
+ * rate asks (a body that trickles a byte at a time would hold its connection for ever), and with
+ * NetworkProtocol when the client goes away mid-body.
  */
 export async function* withIdleTimeout(req: FastifyRequest, idleMs: number): AsyncGenerator<Buffer> {
   const raw = req.raw;
+  const minRate = (raw as WithRate)[MINIMUM_RATE] ?? 0;
+  // Time spent waiting for the peer (finished waits) and bytes received, then the same at the start of
+  // the current rate window.
+  let waited = 0;
+  let received = 0;
+  let windowWaited = 0;
+  let windowBytes = 0;
   // Not destroyed when the consumer stops early: a refused body is then read to its end and dropped
   // (discardRest), so that the client reads the refusal instead of a reset connection.
   const it = raw.iterator({ destroyOnReturn: false }) as AsyncIterator<Buffer>;
@@ -119,6 +136,18 @@ export async function* withIdleTimeout(req: FastifyRequest, idleMs: number): Asy
     () => {
       if (giveUp && performance.now() - last >= idleMs) {
         giveUp(new XferError('Timeout', `no data received for ${Math.round(idleMs / 1000)} s`, { httpStatus: 408 }));
+      } else if (giveUp && minRate > 0) {
+        const w = waited + performance.now() - last;
+        if (w - windowWaited >= idleMs) {
+          if (received - windowBytes < (minRate * (w - windowWaited)) / 1000) {
+            giveUp(
+              new XferError('Timeout', `the body arrives at less than ${minRate} bytes/s (HttpRequestMinimumRate)`, { httpStatus: 408 }),
+            );
+          } else {
+            windowWaited = w;
+            windowBytes = received;
+          }
+        }
       }
     },
     Math.max(10, Math.min(idleMs / 4, 1000)),
@@ -140,8 +169,10 @@ export async function* withIdleTimeout(req: FastifyRequest, idleMs: number): Asy
         throw new XferError('NetworkProtocol', 'the request body was cut short', { cause: e });
       } finally {
         giveUp = undefined;
+        waited += performance.now() - last;
       }
       if (r.done) break;
+      received += r.value.length;
       yield r.value;
     }
   } finally {

@@ -179,7 +179,7 @@ describe('node REST API', { skip: needs(REAL_DICOM) }, () => {
     // The client dies mid-body.
     await new Promise<void>((resolve, reject) => {
       const s = connect(node.port, '127.0.0.1', () => {
-        s.write('POST /instances HTTP/1.1\r\nHost: x\r\nContent-Length: 2147483648\r\n\r\n');
+        s.write('POST /instances HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2147483648\r\n\r\n');
         s.write(ct.subarray(0, 4096), () => setTimeout(() => {
           s.destroy();
           resolve();
@@ -191,7 +191,7 @@ describe('node REST API', { skip: needs(REAL_DICOM) }, () => {
     const answer = await new Promise<string>((resolve, reject) => {
       let got = '';
       const s = connect(node.port, '127.0.0.1', () => {
-        s.write('POST /instances HTTP/1.1\r\nHost: x\r\nContent-Length: 2147483648\r\n\r\n');
+        s.write('POST /instances HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2147483648\r\n\r\n');
         s.write(ct.subarray(0, 4096));
       });
       s.on('data', (d) => (got += d.toString()));
@@ -216,7 +216,7 @@ describe('node REST API', { skip: needs(REAL_DICOM) }, () => {
     const answer = await new Promise<string>((resolve, reject) => {
       let got = '';
       const s = connect(node.port, '127.0.0.1', () => {
-        s.write(`POST /instances HTTP/1.1\r\nHost: x\r\nContent-Length: ${2 ** 52}\r\n\r\n`);
+        s.write(`POST /instances HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ${2 ** 52}\r\n\r\n`);
       });
       s.on('data', (d) => {
         got += d.toString();

@@ -166,7 +166,7 @@ describe('serve', () => {
     const answer = new Promise<string>((resolve, reject) => {
       let got = '';
       const s = connect(node.port, '127.0.0.1', () => {
-        s.write(`POST /instances HTTP/1.1\r\nHost: x\r\nContent-Length: ${file.length}\r\n\r\n`);
+        s.write(`POST /instances HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ${file.length}\r\n\r\n`);
         s.write(file.subarray(0, half));
       });
       s.on('data', (d) => {

@@ -163,6 +163,13 @@ async function startJob(client: NodeClient, kind: TransferKind, req: TransferReq
   try {
     answer = await client.json('POST', path, { body: JSON.stringify(req), contentType: 'application/json' });
   } catch (e) {
+    if (e instanceof NodeHttpError && e.status === 400 && e.body?.OrthancError === 'Unknown resource') {
+      // a resource the node does not hold: refused before any job was made
+      throw new UsageError(
+        `the node at ${client.target.url} does not hold what was asked for: ${e.body.Details ?? e.reason}. ` +
+          'Check the ID (GET /studies on the node lists the studies it holds).',
+      );
+    }
     if (e instanceof NodeHttpError && e.status === 404) {
       // the usual cause is a peer name the node does not know: say so, with the names it knows
       const names = await client.json<unknown>('GET', '/peers').catch(() => undefined);

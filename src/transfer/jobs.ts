@@ -48,6 +48,7 @@ import {
 import { mapLimit } from '../util/concurrency.ts';
 import { AdaptiveConcurrency, GzipLevelChooser, runWithLimit, watchCpu } from './adaptive.ts';
 import { StagingArea, writtenBy } from './staging.ts';
+import { waitingText } from './waiting.ts';
 import { SPAN_UNIT, SpanQueue, spanLabel, spanSegment, type Span, type SpanQueueOptions } from './spans.ts';
 
 /** The serialized form of a transfer job: its query (SPEC §11.6). */
@@ -254,6 +255,8 @@ class TransferRun {
   readonly #observe: TransferDeps['observeBucket'];
   readonly #clock: OutageClock;
   #retries: number;
+  /** Content.Waiting is shown (a call waits to be tried again). */
+  #waiting = false;
 
   constructor(ctx: JobRunContext, deps: TransferDeps, content: Record<string, unknown>) {
     this.ctx = ctx;
@@ -280,6 +283,11 @@ class TransferRun {
     const cause = `${what}: ${errorText(error)}`;
     this.ctx.log.warn({ what, delayMs, err: errorText(error) }, 'retrying a call');
     this.ctx.setContent({ Retries: this.#retries, LastRetryCause: cause, LastRetryTime: formatOrthancTimestamp(Date.now()) });
+    // A wait (not an immediate resend) is shown in plain words until a call succeeds again.
+    if (delayMs > 0) {
+      this.#waiting = true;
+      this.ctx.setContent({ Waiting: waitingText(this.q.Peer, error, delayMs), NextTryTime: formatOrthancTimestamp(Date.now() + delayMs) });
+    }
   }
 
   /**
@@ -311,6 +319,10 @@ class TransferRun {
       try {
         const v = await fn(signal, attempt);
         this.#clock.success();
+        if (this.#waiting) {
+          this.#waiting = false;
+          this.ctx.setContent({ Waiting: undefined, NextTryTime: undefined });
+        }
         return v;
       } catch (e) {
         if (!signal?.aborted) this.#clock.failure();

@@ -9,12 +9,13 @@ import { metricsOf } from '../metrics/metrics.ts';
 import type { Peers } from '../peers/peers.ts';
 import { describePeer } from '../peers/registry.ts';
 import { getPeers } from '../peers/routes.ts';
-import { parseJobHandle, parseTransferQuery, toWireJobHandle, toWirePullTrigger, toWireRemoteJobHandle } from '../protocol/wire.ts';
-import { retry, retryOptionsFromConfig } from '../util/retry.ts';
+import { parseTransferQuery, toWireJobHandle } from '../protocol/wire.ts';
 import { embeddedApiOf, type NodeContext, type NodeModule } from '../server/app.ts';
 import { readJson, route, sendJson } from '../server/http.ts';
 import { getJobs } from '../transfer/client-routes.ts';
 import { senderTransferId, type TransferJobQuery } from '../transfer/jobs.ts';
+import { startRemotePull } from '../transfer/remote-job.ts';
+import { assertLocalResources } from '../transfer/submit-checks.ts';
 import { VERSION } from '../version.ts';
 import { LiveJobs } from './live.ts';
 import { searchStudies, type StudySearch } from './search.ts';
@@ -129,6 +130,7 @@ async function send(req: FastifyRequest, ctx: NodeContext, engine: JobsEngine, p
   const q = parseTransferQuery({ Compression: 'gzip', ...rest });
   const peer = peers.get(q.Peer);
   if (!peer) throw new XferError('UnknownResource', `peer "${q.Peer}" is not configured`);
+  await assertLocalResources(ctx.store, q.Resources);
   const sender = senderTransferId(q.SenderTransferID);
   if (Mode === 'push') {
     const query: TransferJobQuery = { Resources: q.Resources, Peer: q.Peer, Compression: q.Compression, Priority: q.Priority, SenderTransferID: sender };
@@ -141,22 +143,8 @@ async function send(req: FastifyRequest, ctx: NodeContext, engine: JobsEngine, p
       `peer "${q.Peer}" cannot pull from this node: its definition has no RemoteSelf (the name under which the peer knows this node)`,
     );
   }
-  const trigger = toWirePullTrigger({ Compression: q.Compression, Originator: ctx.originator, Peer: remoteSelf, Resources: q.Resources });
-  const client = peers.client(q.Peer);
   try {
-    const answer = await retry(
-      (_a, signal) =>
-        client.json({
-          method: 'POST',
-          path: '/transfers/pull',
-          headers: { 'content-type': 'application/json', 'sender-transfer-id': sender },
-          body: JSON.stringify(trigger),
-          signal,
-        }),
-      retryOptionsFromConfig(ctx.config),
-    );
-    const handle = parseJobHandle(answer.body);
-    return toWireRemoteJobHandle(q.Peer, handle.ID, peer.url + handle.Path.replace(/^\/+/, '/'));
+    return await startRemotePull(ctx.config, engine, peers.client(q.Peer), peer.url, ctx.originator, remoteSelf, q, sender);
   } catch (e) {
     const why = isXferError(e) ? (e.details ?? e.message) : String(e);
     throw new XferError('NetworkProtocol', `peer "${q.Peer}" could not start the pull: ${why}`);

@@ -405,6 +405,8 @@ class TransferRun {
         CompletedHttpQueries: completed,
         BucketRequests: requests,
         [sizeKey]: toMegabytes(this.stats.wireBytes),
+        // Exact, for the dashboard's wire rate (the MB above are rounded).
+        WireBytes: this.stats.wireBytes,
         NetworkSpeedKBs: this.stats.speedKBs(),
       });
     };

@@ -9,7 +9,7 @@ import { metricsOf } from '../metrics/metrics.ts';
 import type { Peers } from '../peers/peers.ts';
 import { describePeer } from '../peers/registry.ts';
 import { getPeers } from '../peers/routes.ts';
-import { parseTransferQuery, toWireJobHandle } from '../protocol/wire.ts';
+import { parseTransferQuery, toWireJobHandle, type Resource } from '../protocol/wire.ts';
 import { embeddedApiOf, type NodeContext, type NodeModule } from '../server/app.ts';
 import { readJson, route, sendJson } from '../server/http.ts';
 import { getJobs } from '../transfer/client-routes.ts';
@@ -17,6 +17,7 @@ import { senderTransferId, type TransferJobQuery } from '../transfer/jobs.ts';
 import { startRemotePull } from '../transfer/remote-job.ts';
 import { assertLocalResources } from '../transfer/submit-checks.ts';
 import { VERSION } from '../version.ts';
+import { describeResources, peerGetter, storeGetter, type JobAbout } from './about.ts';
 import { LiveJobs } from './live.ts';
 import { searchStudies, type StudySearch } from './search.ts';
 import { securityHeaders, sendUiFile } from './static.ts';
@@ -247,6 +248,36 @@ export const uiModule: NodeModule = (app, ctx: NodeContext, routes) => {
         const id = (req.params as { id?: string }).id ?? '';
         if (!JOB_ID.test(id) || !engine.has(id)) throw new XferError('UnknownResource', `job ${id}`);
         return sendJson(reply, { ID: id, Points: live.history(id) });
+      },
+    },
+    routes,
+  );
+
+  // What each job moves (patient, study), once found: it does not change.
+  const about = new Map<string, JobAbout>();
+  const local = storeGetter(ctx.store, ctx.config);
+  route(
+    app,
+    '/ui/api/jobs/:id/about',
+    {
+      GET: async (req, reply) => {
+        const id = (req.params as { id?: string }).id ?? '';
+        if (!JOB_ID.test(id) || !engine.has(id)) throw new XferError('UnknownResource', `job ${id}`);
+        let found = about.get(id);
+        if (!found) {
+          const job = engine.describe(id);
+          const c = (job.Content ?? {}) as { Resources?: Resource[]; Peer?: string };
+          const resources = Array.isArray(c.Resources) ? c.Resources : [];
+          // A pull's data is on the peer until it arrives.
+          const getters = [local];
+          if (job.Type === 'PullTransfer' && typeof c.Peer === 'string') getters.push(peerGetter(peers, c.Peer));
+          const d = await describeResources(resources, getters);
+          if (!d) throw new XferError('UnknownResource', `what job ${id} moves is not known here`);
+          found = { ...d, From: d.From === 0 ? 'store' : 'peer' };
+          if (about.size >= 10_000) about.delete(about.keys().next().value as string);
+          about.set(id, found);
+        }
+        return sendJson(reply, found);
       },
     },
     routes,

@@ -611,7 +611,8 @@ export class PushTransferJob implements JobRunner {
     let state = ctx.loadPrivate<PushPrivate>();
     if (!state) {
       ctx.setProgress(0);
-      state = { instances: await expandLocal(this.#deps.store, q.Resources) };
+      // An Orthanc store that is down is waited for (DatabaseUnavailable is retryable), as a peer is.
+      state = { instances: await r.call('listing what to send in the store', () => expandLocal(this.#deps.store, q.Resources)) };
       ctx.savePrivate(state);
     }
     r.publishTotals(state.instances);
@@ -1092,7 +1093,9 @@ export class PullTransferJob implements JobRunner {
       throw e;
     }
     try {
-      await store.commitStaged(await area.staged());
+      const staged = await area.staged();
+      // An Orthanc store that is down (or too slow) keeps the staged files: the commit is made again.
+      await r.call('storing the instances', () => store.commitStaged(staged), (e) => isXferError(e, 'DatabaseUnavailable') || isXferError(e, 'Timeout'));
     } finally {
       await area.remove();
     }

@@ -495,7 +495,11 @@ async function runControl(action: JobAction, given: string, flags: JobsFlags): P
     }
     const job = parseJob(await client.json('GET', `/jobs/${id}`));
     if (flags.json) process.stdout.write(`${JSON.stringify(job.raw, null, 2)}\n`);
-    else process.stdout.write(`Job ${id} (${shortType(job.type)}${job.peer ? `, peer "${job.peer}"` : ''}) ${DONE[action]}: it is now ${job.state}.\n`);
+    else {
+      process.stdout.write(`Job ${id} (${shortType(job.type)}${job.peer ? `, peer "${job.peer}"` : ''}) ${DONE[action]}: it is now ${job.state}.\n`);
+      // A send in pull mode passes the control on to the peer's job: say whether the peer did it.
+      if (job.remoteControl?.startsWith(`${action}:`)) process.stdout.write(`The peer's job: ${job.remoteControl}.\n`);
+    }
     return 0;
   } catch (e) {
     return errorExit(`jobs ${action}`, e);

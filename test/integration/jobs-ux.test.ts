@@ -127,8 +127,10 @@ describe('a send in pull mode is followed by a job on the sending node', { timeo
         (j) => j?.State === 'Running' && j.Content.RemoteState === 'Running',
       );
       assert.ok(follower);
-      const c = await call(pair.a.url, 'POST', `/jobs/${follower.ID}/cancel`, '');
-      assert.equal(c.status, 200, c.body.toString());
+      // Through the CLI, which says what the peer did.
+      const c = await start(['jobs', 'cancel', follower.ID.slice(0, 8), '--url', pair.a.url]).done;
+      assert.equal(c.code, 0, c.stderr);
+      assert.match(c.stdout, /canceled: it is now Failure\.\nThe peer's job: cancel: done on peer "b"/);
       gate.release();
       const mine = await waitJob(pair.a.url, follower.ID);
       assert.equal(mine.State, 'Failure');

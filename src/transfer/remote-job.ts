@@ -107,8 +107,15 @@ export class RemotePullFollower implements JobRunner {
     const q = ctx.query as unknown as RemotePullQuery;
     const { client } = this.#deps.peer(q.Peer);
     const priv = ctx.loadPrivate<FollowerPrivate>();
-    // A resubmitted follower (its state dropped, the peer's job seen failed): the peer's job starts again.
-    if (!priv && ctx.content().RemoteState === 'Failure') await this.#control(ctx, client, q, 'resubmit', true);
+    // A resubmitted follower (it ran before, its state was dropped when it ended): when the peer's job
+    // has failed too (or was canceled with it), the peer's job starts again.
+    if (!priv && ctx.content().RemoteState !== undefined) {
+      const now = await client
+        .json({ method: 'GET', path: q.RemotePath, signal: ctx.signal })
+        .then((a) => obj(a.body).State)
+        .catch(() => undefined);
+      if (now === 'Failure') await this.#control(ctx, client, q, 'resubmit', true);
+    }
     if (priv?.pausedRemote) await this.#control(ctx, client, q, 'resume', false);
     ctx.savePrivate({} satisfies FollowerPrivate);
     try {

@@ -139,6 +139,13 @@ describe('a send in pull mode is followed by a job on the sending node', { timeo
       const theirs = await waitJob(pair.b.url, handle.RemoteJob as string);
       assert.equal(theirs.State, 'Failure');
       assert.equal(theirs.ErrorCode, 37, 'the peer\'s job was canceled too');
+      // Resubmitted on A: the peer's job runs again, and both end in Success.
+      const r = await call(pair.a.url, 'POST', `/jobs/${follower.ID}/resubmit`, '');
+      assert.equal(r.status, 200, r.body.toString());
+      const again = await waitJob(pair.a.url, follower.ID);
+      assert.equal(again.State, 'Success', JSON.stringify(again));
+      assert.match(String(again.Content.RemoteControl), /^resubmit: done on peer "b"/);
+      assert.equal((await waitJob(pair.b.url, handle.RemoteJob as string)).State, 'Success');
     } finally {
       gate.release();
       pair.toA.clearRules();

@@ -153,6 +153,44 @@ describe('a send in pull mode is followed by a job on the sending node', { timeo
   });
 });
 
+describe('a send in pull mode to the node itself, one job at a time', { timeout: 120_000 }, () => {
+  let node: XferNode;
+  before(async () => {
+    const port = await freePort();
+    const closed = await freePort(); // nothing listens there
+    // The peer is the node itself (as in the plugin's own tests), and only one job runs at once: the
+    // job that follows must not hold the slot that the pull it follows needs.
+    node = await startXferNode({
+      port,
+      config: {
+        Name: 'self',
+        ConcurrentJobs: 1,
+        Transfers: { Extensions: false, RetryBudget: 60 },
+        OrthancPeers: { me: { Url: `http://127.0.0.1:${port}/`, RemoteSelf: 'me' }, down: { Url: `http://127.0.0.1:${closed}/` } },
+      },
+    });
+  });
+  after(async () => node?.stop());
+
+  test('both the pull and the job that follows it end in Success', async () => {
+    const { study } = await importSome(node.url, BRAINIX, 2);
+    // The one slot is taken (a push waiting for a peer that is down) while the send is asked for, with
+    // a priority above the pull's: the follower comes first in the queue.
+    const busy = json<{ ID: string }>(await postJson(node.url, '/transfers/send', { Resources: [{ Level: 'Study', ID: study }], Compression: 'gzip', Peer: 'down' }));
+    await waitJob(node.url, busy.ID, 30_000, ['Running']);
+    const a = await postJson(node.url, '/transfers/send', { Resources: [{ Level: 'Study', ID: study }], Compression: 'gzip', Peer: 'me', Priority: 42 });
+    assert.equal(a.status, 200, a.body.toString());
+    const handle = json<Record<string, string>>(a);
+    assert.deepEqual(Object.keys(handle).sort(), ['Peer', 'RemoteJob', 'URL']);
+    assert.equal((await call(node.url, 'POST', `/jobs/${busy.ID}/cancel`, '')).status, 200);
+    const pull = await waitJob(node.url, handle.RemoteJob as string, 60_000);
+    assert.equal(pull.State, 'Success');
+    const follower = (await jobsOf(node.url)).find((j) => j.Type === 'RemotePullTransfer');
+    assert.ok(follower);
+    assert.equal((await waitJob(node.url, follower.ID, 60_000)).State, 'Success');
+  });
+});
+
 describe('a send to a peer that is down says why it waits, then succeeds once the peer is up', { timeout: 180_000 }, () => {
   let a: XferNode;
   let c: XferNode | undefined;

@@ -86,9 +86,11 @@ export function plainCause(peer: string, e: unknown): string {
   return `${who} failed: ${text}`;
 }
 
-/** "8 s", "1.5 s", "2 min 05 s": a wait as people read it. */
+/** "8 s", "1.5 s", "2 min 05 s", "a moment": a wait as people read it. */
 export function waitText(ms: number): string {
   const s = Math.max(0, ms) / 1000;
+  // A jittered backoff may wait only a few milliseconds.
+  if (s < 0.1) return 'a moment';
   if (s < 10) return `${(Math.round(s * 10) / 10).toString()} s`;
   if (s < 60) return `${Math.round(s)} s`;
   const m = Math.floor(Math.round(s) / 60);

@@ -110,6 +110,7 @@ describe('why a call to a peer failed, in plain words', () => {
   });
 
   test('waits as people read them', () => {
+    assert.equal(waitText(7), 'a moment');
     assert.equal(waitText(500), '0.5 s');
     assert.equal(waitText(8000), '8 s');
     assert.equal(waitText(29_600), '30 s');

@@ -111,6 +111,37 @@ describe('a send in pull mode is followed by a job on the sending node', { timeo
     assert.match(r.stdout, new RegExp(`${follower.ID.slice(0, 8)}\\s+send \\(pull by peer\\)\\s+Success\\s+100%\\s+b`));
   });
 
+  test('pausing the job on A pauses the pull on the peer; resuming it resumes both', async () => {
+    const gate = pair.toA.hold({ method: 'GET', path: '/transfers/chunks/' });
+    let follower: JobJson | undefined;
+    let remote = '';
+    try {
+      await call(pair.b.url, 'DELETE', `/studies/${study}`);
+      const a = await postJson(pair.a.url, '/transfers/send', { Resources: [{ Level: 'Study', ID: study }], Compression: 'none', Peer: 'b' });
+      assert.equal(a.status, 200, a.body.toString());
+      remote = json<Record<string, string>>(a).RemoteJob as string;
+      await gate.waitHeld(1, 30_000);
+      follower = await until(
+        'the job on A runs',
+        async () => (await jobsOf(pair.a.url)).find((j) => j.Content.RemoteJob === remote),
+        (j) => j?.State === 'Running',
+      );
+      assert.ok(follower);
+      assert.equal((await call(pair.a.url, 'POST', `/jobs/${follower.ID}/pause`, '')).status, 200);
+      gate.release();
+      assert.equal((await getJson<JobJson>(pair.a.url, `/jobs/${follower.ID}`)).State, 'Paused');
+      assert.equal((await waitJob(pair.b.url, remote, 30_000, ['Paused'])).State, 'Paused', 'the peer\'s job is paused too');
+    } finally {
+      gate.release();
+      pair.toA.clearRules();
+    }
+    assert.equal((await call(pair.a.url, 'POST', `/jobs/${follower.ID}/resume`, '')).status, 200);
+    const done = await waitJob(pair.a.url, follower.ID);
+    assert.equal(done.State, 'Success', JSON.stringify(done));
+    assert.match(String(done.Content.RemoteControl), /^resume: done on peer "b"/);
+    assert.equal((await waitJob(pair.b.url, remote)).State, 'Success');
+  });
+
   test('cancelling the job on A cancels the pull on the peer', async () => {
     // B's chunk GETs to A are held: the pull stays running.
     const gate = pair.toA.hold({ method: 'GET', path: '/transfers/chunks/' });

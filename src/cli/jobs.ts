@@ -59,6 +59,10 @@ export interface JobView {
   errorCode: number;
   errorDescription: string;
   errorDetails: string;
+  /** Why a running job waits, in plain words (Content.Waiting), while it retries. */
+  waiting: string | undefined;
+  /** What happened when a control was passed on to a peer's job (Content.RemoteControl). */
+  remoteControl: string | undefined;
   /** The JSON exactly as the node sent it. */
   raw: Record<string, unknown>;
 }
@@ -115,6 +119,8 @@ export function parseJob(v: unknown): JobView {
     errorCode: num(raw.ErrorCode) ?? 0,
     errorDescription: str(raw.ErrorDescription) ?? '',
     errorDetails: str(raw.ErrorDetails) ?? '',
+    waiting: str(c.Waiting),
+    remoteControl: str(c.RemoteControl),
     raw,
   };
 }
@@ -179,6 +185,7 @@ export function describeJob(job: JobView): string {
   if (f.mbPerSecond !== undefined) parts.push(formatSpeed(job.speedKBs));
   if (job.state === 'Running') parts.push(`ETA ${formatDuration(f.etaSeconds)}`);
   if (job.retries !== undefined && job.retries > 0) parts.push(`${job.retries} ${job.retries === 1 ? 'retry' : 'retries'}`);
+  if (job.waiting !== undefined && !isFinal(job.state)) parts.push(`waiting: ${job.waiting}`);
   return parts.join('  ');
 }
 
@@ -191,6 +198,8 @@ export function shortId(id: string): string {
 export function shortType(type: string): string {
   if (type === 'PushTransfer') return 'push';
   if (type === 'PullTransfer') return 'pull';
+  // A send in pull mode: the peer pulls, this node follows its job.
+  if (type === 'RemotePullTransfer') return 'send (pull by peer)';
   return type;
 }
 
@@ -224,7 +233,11 @@ export function formatJobsTable(jobs: readonly JobView[], now = Date.now()): str
   });
   let out = formatTable(['ID', 'TYPE', 'STATE', 'PROGRESS', 'PEER', 'SIZE', 'RATE', 'AGE'], rows);
   const failed = jobs.filter((j) => j.state === 'Failure');
-  for (const j of failed) out += `${shortId(j.id)}: ${j.errorCode === CANCELED_JOB_CODE ? 'canceled' : failureText(j)}\n`;
+  for (const j of failed) {
+    const remote = j.remoteControl !== undefined && j.remoteControl.startsWith('cancel') ? ` (${j.remoteControl})` : '';
+    out += `${shortId(j.id)}: ${j.errorCode === CANCELED_JOB_CODE ? `canceled${remote}` : failureText(j)}\n`;
+  }
+  for (const j of jobs) if (j.waiting !== undefined && !isFinal(j.state)) out += `${shortId(j.id)}: waiting: ${j.waiting}\n`;
   return out;
 }
 
@@ -482,7 +495,11 @@ async function runControl(action: JobAction, given: string, flags: JobsFlags): P
     }
     const job = parseJob(await client.json('GET', `/jobs/${id}`));
     if (flags.json) process.stdout.write(`${JSON.stringify(job.raw, null, 2)}\n`);
-    else process.stdout.write(`Job ${id} (${shortType(job.type)}${job.peer ? `, peer "${job.peer}"` : ''}) ${DONE[action]}: it is now ${job.state}.\n`);
+    else {
+      process.stdout.write(`Job ${id} (${shortType(job.type)}${job.peer ? `, peer "${job.peer}"` : ''}) ${DONE[action]}: it is now ${job.state}.\n`);
+      // A send in pull mode passes the control on to the peer's job: say whether the peer did it.
+      if (job.remoteControl?.startsWith(`${action}:`)) process.stdout.write(`The peer's job: ${job.remoteControl}.\n`);
+    }
     return 0;
   } catch (e) {
     return errorExit(`jobs ${action}`, e);

@@ -163,6 +163,13 @@ async function startJob(client: NodeClient, kind: TransferKind, req: TransferReq
   try {
     answer = await client.json('POST', path, { body: JSON.stringify(req), contentType: 'application/json' });
   } catch (e) {
+    if (e instanceof NodeHttpError && e.status === 400 && e.body?.OrthancError === 'Unknown resource') {
+      // a resource the node does not hold: refused before any job was made
+      throw new UsageError(
+        `the node at ${client.target.url} does not hold what was asked for: ${e.body.Details ?? e.reason}. ` +
+          'Check the ID (GET /studies on the node lists the studies it holds).',
+      );
+    }
     if (e instanceof NodeHttpError && e.status === 404) {
       // the usual cause is a peer name the node does not know: say so, with the names it knows
       const names = await client.json<unknown>('GET', '/peers').catch(() => undefined);
@@ -196,6 +203,24 @@ async function startJob(client: NodeClient, kind: TransferKind, req: TransferReq
   }
   if (typeof a.ID === 'string' && a.ID !== '') return { target: client.target, id: a.ID, remote: false };
   throw new Error(`the node at ${client.target.url} answered POST ${path} without a job ID: ${JSON.stringify(answer).slice(0, 200)}`);
+}
+
+/** The ID of the node's job that follows the peer's job `remoteId` (send in pull mode); undefined when none. */
+async function localFollower(target: NodeTarget, remoteId: string): Promise<string | undefined> {
+  const client = new NodeClient(target, { connections: 1 });
+  try {
+    const all = await client.json<unknown>('GET', '/jobs?expand');
+    if (!Array.isArray(all)) return undefined;
+    for (const j of all) {
+      const o = (typeof j === 'object' && j !== null ? j : {}) as { ID?: unknown; Type?: unknown; Content?: { RemoteJob?: unknown } };
+      if (o.Type === 'RemotePullTransfer' && o.Content?.RemoteJob === remoteId && typeof o.ID === 'string') return o.ID;
+    }
+    return undefined;
+  } catch {
+    return undefined; // an older node, or one that does not list its jobs to this user
+  } finally {
+    await client.close();
+  }
 }
 
 /** The closing line of a transfer that succeeded. */
@@ -297,6 +322,9 @@ export async function runTransfer(kind: TransferKind, flags: TransferFlags): Pro
   }
 
   const more = targetArgs(target, flags);
+  // A send in pull mode is also followed on the node itself (a RemotePullTransfer job): with it, the
+  // user can watch the transfer without the peer's credentials.
+  const local = loc.remote ? await localFollower(target, loc.id) : undefined;
   const peerMore = loc.remote ? ` --url ${loc.target.url}${loc.target.username !== undefined ? ` --username ${loc.target.username} --password ...` : ''}` : more;
   const what = describeResources(req);
   if (!flags.quiet || !flags.follow) {
@@ -304,6 +332,7 @@ export async function runTransfer(kind: TransferKind, flags: TransferFlags): Pro
       ? `Peer "${req.Peer}" pulls ${what} from the node (send in pull mode): the job ${loc.id} runs on the peer at ${loc.target.url}.`
       : `${kind === 'send' ? 'Sending' : 'Pulling'} ${what} ${kind === 'send' ? 'to' : 'from'} peer "${req.Peer}" (${req.Compression}): job ${loc.id}.`;
     process.stderr.write(`${text}\n`);
+    if (local) process.stderr.write(`The node follows it as job ${local}.\n`);
   }
   if (!flags.follow) {
     if (flags.json) {
@@ -335,7 +364,8 @@ export async function runTransfer(kind: TransferKind, flags: TransferFlags): Pro
       process.stderr.write(
         `dicom-xfer ${kind}: the job runs on peer "${req.Peer}" as job ${loc.id}, and the peer refused to show it ` +
           `(HTTP ${e.status}): it needs the peer's credentials; pass --peer-username and --peer-password ` +
-          `(or set ${ENV_PEER_USERNAME} and ${ENV_PEER_PASSWORD}) to follow it. The job: ${loc.url ?? loc.target.url}\n`,
+          `(or set ${ENV_PEER_USERNAME} and ${ENV_PEER_PASSWORD}) to follow it. The job: ${loc.url ?? loc.target.url}\n` +
+          (local ? `  Or follow it on the node, which watches it: dicom-xfer jobs --follow ${shortId(local)}${more}\n` : ''),
       );
     } else if (loc.remote) {
       process.stderr.write(

@@ -10,7 +10,8 @@ import { formatOrthancTimestamp, progressPercent } from '../protocol/progress.ts
 import type { JobsDb } from './db.ts';
 
 export type JobState = 'Pending' | 'Running' | 'Paused' | 'Success' | 'Failure';
-export type JobType = 'PushTransfer' | 'PullTransfer';
+/** RemotePullTransfer: a send in pull mode, followed on this node while the peer's PullTransfer runs. */
+export type JobType = 'PushTransfer' | 'PullTransfer' | 'RemotePullTransfer';
 
 /** Why a running job's signal was aborted. */
 export type StopReason = 'pause' | 'cancel' | 'shutdown';
@@ -47,6 +48,11 @@ export interface JobRunner {
   run(ctx: JobRunContext): Promise<void>;
   /** Cleanup after a cancel (e.g. discard the remote transaction); best effort, never throws. */
   cancelled?(ctx: JobRunContext): Promise<void>;
+  /**
+   * The job only watches work done elsewhere (a peer's job): it runs at once and does not count against
+   * ConcurrentJobs, so that it never holds the slot that the work it watches needs (a peer that is this node).
+   */
+  readonly watcher?: boolean;
 }
 
 export type JobRunnerFactory = (type: JobType) => JobRunner;
@@ -283,10 +289,12 @@ export class JobsEngine extends EventEmitter {
 
   #schedule(): void {
     if (this.#closed) return;
-    let running = [...this.#live.values()].filter((l) => l.row.state === 'Running').length;
+    const watcher = (l: Live): boolean => this.#opts.runners(l.row.type).watcher === true;
+    for (const l of [...this.#live.values()]) if (l.row.state === 'Pending' && watcher(l)) this.#run(l);
+    let running = [...this.#live.values()].filter((l) => l.row.state === 'Running' && !watcher(l)).length;
     while (running < this.#limit) {
       const next = [...this.#live.values()]
-        .filter((l) => l.row.state === 'Pending')
+        .filter((l) => l.row.state === 'Pending' && !watcher(l))
         .sort((a, b) => b.row.priority - a.row.priority || a.row.seq - b.row.seq)[0];
       if (!next) return;
       running++;
@@ -314,6 +322,9 @@ export class JobsEngine extends EventEmitter {
       if (controller.signal.aborted && reason === 'cancel' && runner.cancelled) {
         await runner.cancelled(ctx).catch(() => undefined);
       }
+      // A run that ends no longer waits for anything: the plain-words wait of its last retry goes.
+      delete live.content.Waiting;
+      delete live.content.NextTryTime;
       live.row.runtime_ms += Date.now() - (live.runStartedAt ?? Date.now());
       live.runStartedAt = undefined;
       live.controller = undefined;

@@ -230,7 +230,7 @@ function buildMetrics(app: FastifyInstance, peers: Peers, engine: JobsEngine): {
     registers,
     collect() {
       this.reset();
-      for (const type of ['PushTransfer', 'PullTransfer']) for (const state of JOB_STATES) this.set({ type, state }, 0);
+      for (const type of ['PushTransfer', 'PullTransfer', 'RemotePullTransfer']) for (const state of JOB_STATES) this.set({ type, state }, 0);
       for (const id of engine.list()) {
         const j = engine.describe(id);
         this.inc({ type: String(j.Type), state: String(j.State) });
@@ -275,7 +275,8 @@ function buildMetrics(app: FastifyInstance, peers: Peers, engine: JobsEngine): {
       states.set(id, state);
       if ((state === 'Success' || state === 'Failure') && before !== undefined) finished.inc({ type: String(j.Type), state });
     }
-    for (const f of figures) f.see(id, content);
+    // A send in pull mode mirrors the peer's figures: the retries and skips are the peer's, not ours.
+    if (j.Type !== 'RemotePullTransfer') for (const f of figures) f.see(id, content);
   };
   for (const id of engine.list()) states.set(id, engine.state(id));
   engine.on('change', look);

@@ -193,6 +193,13 @@ export const CATALOG: Record<string, Partial<Record<Method, OperationDoc>>> = {
   '/ui/api/jobs/:id/history': {
     GET: { summary: 'Progress and bytes of a job, one point a second while it runs', tag: 'Dashboard', response: obj },
   },
+  '/ui/api/jobs/:id/about': {
+    GET: {
+      summary: 'What a job moves: PatientName, PatientID, StudyDescription, StudyDate of its first resource (from the store, or the peer for a pull)',
+      tag: 'Dashboard',
+      response: obj,
+    },
+  },
   '/ui/api/peers': {
     GET: { summary: 'Every peer with reachability, round-trip time, transfers status, extensions and counters', tag: 'Dashboard', response: arrayOf(obj) },
   },

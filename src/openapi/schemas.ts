@@ -87,7 +87,11 @@ export function componentSchemas(): Record<string, Json> {
       description: "A job in Orthanc's JSON shape.",
       properties: {
         ID: { type: 'string' },
-        Type: { type: 'string', enum: ['PushTransfer', 'PullTransfer'] },
+        Type: {
+          type: 'string',
+          enum: ['PushTransfer', 'PullTransfer', 'RemotePullTransfer'],
+          description: "RemotePullTransfer: a send in pull mode, following the peer's PullTransfer (Content.RemoteJob, RemoteJobURL, RemoteState).",
+        },
         State: { type: 'string', enum: ['Pending', 'Running', 'Paused', 'Success', 'Failure'] },
         Priority: { type: 'integer' },
         Progress: { type: 'integer', minimum: 0, maximum: 100 },
@@ -99,7 +103,12 @@ export function componentSchemas(): Record<string, Json> {
         ErrorDescription: { type: 'string' },
         ErrorDetails: { type: 'string' },
         Timestamp: { type: 'string' },
-        Content: { type: 'object', description: 'Peer, Resources, Compression, TotalInstances, TotalSizeMB, TotalBuckets, CompletedHttpQueries, NetworkSpeedKBs, Retries...' },
+        Content: {
+          type: 'object',
+          description:
+            'Peer, Resources, Compression, TotalInstances, TotalSizeMB, TotalBuckets, CompletedHttpQueries, NetworkSpeedKBs, WireBytes, Retries...; ' +
+            'while a call waits to be tried again, Waiting (why, in plain words) and NextTryTime.',
+        },
       },
       required: ['ID', 'Type', 'State', 'Priority', 'Progress', 'Content'],
     },

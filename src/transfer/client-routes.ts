@@ -1,6 +1,6 @@
 // The client side of the protocol as a node module: the jobs engine (persistent, in the storage
 // directory), Orthanc's /jobs routes, and the routes that start transfers: /transfers/send (push, or
-// send-in-pull-mode through RemoteSelf) and /transfers/pull.
+// send-in-pull-mode through RemoteSelf, followed here by a RemotePullTransfer job) and /transfers/pull.
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { XferError, isXferError } from '../errors.ts';
@@ -9,19 +9,12 @@ import { JobsEngine } from '../jobs/engine.ts';
 import { registerJobRoutes } from '../jobs/routes.ts';
 import { metricsOf } from '../metrics/metrics.ts';
 import { getPeers } from '../peers/routes.ts';
-import { displayUrl } from '../util/url.ts';
-import {
-  parseJobHandle,
-  parseTransferQuery,
-  toWireJobHandle,
-  toWirePullTrigger,
-  toWireRemoteJobHandle,
-  type TransferQuery,
-} from '../protocol/wire.ts';
+import { parseTransferQuery, toWireJobHandle, type TransferQuery } from '../protocol/wire.ts';
 import type { NodeContext, NodeModule } from '../server/app.ts';
 import { readBody, route, sendJson, type RouteInfo } from '../server/http.ts';
-import { retry, retryOptionsFromConfig } from '../util/retry.ts';
 import { senderTransferId, transferRunners, type TransferDeps, type TransferJobQuery } from './jobs.ts';
+import { RemotePullFollower, startRemotePull } from './remote-job.ts';
+import { assertLocalResources } from './submit-checks.ts';
 
 const engines = new WeakMap<NodeContext, JobsEngine>();
 
@@ -70,11 +63,13 @@ export const transfersClientModule: NodeModule = async (app: FastifyInstance, ct
     // The metrics module registers after this one: look it up when a bucket is done.
     observeBucket: (side, seconds) => metricsOf(ctx)?.observeBucket(side, seconds),
   };
+  const runners = transferRunners(deps);
+  const follower = new RemotePullFollower(deps);
   const db = openJobsDb(join(config.StorageDirectory, 'jobs.sqlite'));
   const engine = new JobsEngine(db, {
     concurrentJobs: config.ConcurrentJobs,
     historySize: config.JobsHistorySize,
-    runners: transferRunners(deps),
+    runners: (type) => (type === 'RemotePullTransfer' ? follower : runners(type)),
     logger: ctx.logger,
   });
   engines.set(ctx, engine);
@@ -103,39 +98,23 @@ export const transfersClientModule: NodeModule = async (app: FastifyInstance, ct
         const q = await readQuery(req, idleMs);
         const peer = peers.get(q.Peer);
         if (!peer) throw new XferError('UnknownResource', `peer "${q.Peer}" is not configured`);
+        // What is sent must be here: a mistyped ID is refused now, not turned into a failed job.
+        await assertLocalResources(ctx.store, q.Resources);
         const remoteSelf = peer.userProperties.RemoteSelf;
         if (remoteSelf === undefined) {
           const id = engine.submit('PushTransfer', { ...jobQuery(q) }, q.Priority);
           return sendJson(reply, toWireJobHandle(id));
         }
-        // Send in pull mode: ask the peer to pull from us (SPEC §8.2). Priority is not forwarded.
-        const trigger = toWirePullTrigger({
-          Compression: q.Compression,
-          Originator: ctx.originator,
-          Peer: remoteSelf,
-          Resources: q.Resources,
-        });
-        const client = peers.client(q.Peer);
-        let handle;
+        // Send in pull mode: ask the peer to pull from us (SPEC §8.2). Priority is not forwarded; a job
+        // here follows the peer's.
         try {
-          const answer = await retry(
-            (_a, signal) =>
-              client.json({
-                method: 'POST',
-                path: '/transfers/pull',
-                headers: { 'sender-transfer-id': senderTransferId(q.SenderTransferID) },
-                body: JSON.stringify(trigger),
-                signal,
-              }),
-            retryOptionsFromConfig(config),
-          );
-          handle = parseJobHandle(answer.body);
+          const handle = await startRemotePull(config, engine, peers.client(q.Peer), peer.url, ctx.originator, remoteSelf, q, senderTransferId(q.SenderTransferID));
+          return sendJson(reply, handle);
         } catch (e) {
           const why = isXferError(e) ? (e.details ?? e.message) : String(e);
           req.log.warn({ peer: q.Peer, err: why }, 'send in pull mode failed: does the peer run the transfers plugin?');
           throw new XferError('NetworkProtocol', `peer "${q.Peer}" could not start the pull: ${why}`);
         }
-        return sendJson(reply, toWireRemoteJobHandle(q.Peer, handle.ID, displayUrl(peer.url) + handle.Path.replace(/^\/+/, '/')));
       },
     },
     routes,

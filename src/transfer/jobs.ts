@@ -48,6 +48,7 @@ import {
 import { mapLimit } from '../util/concurrency.ts';
 import { AdaptiveConcurrency, GzipLevelChooser, runWithLimit, watchCpu } from './adaptive.ts';
 import { StagingArea, writtenBy } from './staging.ts';
+import { waitingText } from './waiting.ts';
 import { SPAN_UNIT, SpanQueue, spanLabel, spanSegment, type Span, type SpanQueueOptions } from './spans.ts';
 
 /** The serialized form of a transfer job: its query (SPEC §11.6). */
@@ -254,6 +255,8 @@ class TransferRun {
   readonly #observe: TransferDeps['observeBucket'];
   readonly #clock: OutageClock;
   #retries: number;
+  /** Content.Waiting is shown (a call waits to be tried again). */
+  #waiting = false;
 
   constructor(ctx: JobRunContext, deps: TransferDeps, content: Record<string, unknown>) {
     this.ctx = ctx;
@@ -280,6 +283,11 @@ class TransferRun {
     const cause = `${what}: ${errorText(error)}`;
     this.ctx.log.warn({ what, delayMs, err: errorText(error) }, 'retrying a call');
     this.ctx.setContent({ Retries: this.#retries, LastRetryCause: cause, LastRetryTime: formatOrthancTimestamp(Date.now()) });
+    // A wait (not an immediate resend) is shown in plain words until a call succeeds again.
+    if (delayMs > 0) {
+      this.#waiting = true;
+      this.ctx.setContent({ Waiting: waitingText(this.q.Peer, error, delayMs), NextTryTime: formatOrthancTimestamp(Date.now() + delayMs) });
+    }
   }
 
   /**
@@ -311,6 +319,10 @@ class TransferRun {
       try {
         const v = await fn(signal, attempt);
         this.#clock.success();
+        if (this.#waiting) {
+          this.#waiting = false;
+          this.ctx.setContent({ Waiting: undefined, NextTryTime: undefined });
+        }
         return v;
       } catch (e) {
         if (!signal?.aborted) this.#clock.failure();
@@ -393,6 +405,8 @@ class TransferRun {
         CompletedHttpQueries: completed,
         BucketRequests: requests,
         [sizeKey]: toMegabytes(this.stats.wireBytes),
+        // Exact, for the dashboard's wire rate (the MB above are rounded).
+        WireBytes: this.stats.wireBytes,
         NetworkSpeedKBs: this.stats.speedKBs(),
       });
     };
@@ -597,7 +611,8 @@ export class PushTransferJob implements JobRunner {
     let state = ctx.loadPrivate<PushPrivate>();
     if (!state) {
       ctx.setProgress(0);
-      state = { instances: await expandLocal(this.#deps.store, q.Resources) };
+      // An Orthanc store that is down is waited for (DatabaseUnavailable is retryable), as a peer is.
+      state = { instances: await r.call('listing what to send in the store', () => expandLocal(this.#deps.store, q.Resources)) };
       ctx.savePrivate(state);
     }
     r.publishTotals(state.instances);
@@ -1078,7 +1093,9 @@ export class PullTransferJob implements JobRunner {
       throw e;
     }
     try {
-      await store.commitStaged(await area.staged());
+      const staged = await area.staged();
+      // An Orthanc store that is down (or too slow) keeps the staged files: the commit is made again.
+      await r.call('storing the instances', () => store.commitStaged(staged), (e) => isXferError(e, 'DatabaseUnavailable') || isXferError(e, 'Timeout'));
     } finally {
       await area.remove();
     }

@@ -9,14 +9,16 @@ import { metricsOf } from '../metrics/metrics.ts';
 import type { Peers } from '../peers/peers.ts';
 import { describePeer } from '../peers/registry.ts';
 import { getPeers } from '../peers/routes.ts';
-import { parseJobHandle, parseTransferQuery, toWireJobHandle, toWirePullTrigger, toWireRemoteJobHandle } from '../protocol/wire.ts';
-import { retry, retryOptionsFromConfig } from '../util/retry.ts';
+import { parseTransferQuery, toWireJobHandle, type Resource } from '../protocol/wire.ts';
 import { displayUrl } from '../util/url.ts';
 import { embeddedApiOf, type NodeContext, type NodeModule } from '../server/app.ts';
 import { readJson, route, sendJson } from '../server/http.ts';
 import { getJobs } from '../transfer/client-routes.ts';
 import { senderTransferId, type TransferJobQuery } from '../transfer/jobs.ts';
+import { startRemotePull } from '../transfer/remote-job.ts';
+import { assertLocalResources } from '../transfer/submit-checks.ts';
 import { VERSION } from '../version.ts';
+import { describeResources, peerGetter, storeGetter, type JobAbout } from './about.ts';
 import { LiveJobs } from './live.ts';
 import { searchStudies, studySource, type StudySearch } from './search.ts';
 import { securityHeaders, sendUiFile } from './static.ts';
@@ -135,6 +137,7 @@ async function send(req: FastifyRequest, ctx: NodeContext, engine: JobsEngine, p
   const q = parseTransferQuery({ Compression: 'gzip', ...rest });
   const peer = peers.get(q.Peer);
   if (!peer) throw new XferError('UnknownResource', `peer "${q.Peer}" is not configured`);
+  await assertLocalResources(ctx.store, q.Resources);
   const sender = senderTransferId(q.SenderTransferID);
   if (Mode === 'push') {
     const query: TransferJobQuery = { Resources: q.Resources, Peer: q.Peer, Compression: q.Compression, Priority: q.Priority, SenderTransferID: sender };
@@ -147,22 +150,8 @@ async function send(req: FastifyRequest, ctx: NodeContext, engine: JobsEngine, p
       `peer "${q.Peer}" cannot pull from this node: its definition has no RemoteSelf (the name under which the peer knows this node)`,
     );
   }
-  const trigger = toWirePullTrigger({ Compression: q.Compression, Originator: ctx.originator, Peer: remoteSelf, Resources: q.Resources });
-  const client = peers.client(q.Peer);
   try {
-    const answer = await retry(
-      (_a, signal) =>
-        client.json({
-          method: 'POST',
-          path: '/transfers/pull',
-          headers: { 'content-type': 'application/json', 'sender-transfer-id': sender },
-          body: JSON.stringify(trigger),
-          signal,
-        }),
-      retryOptionsFromConfig(ctx.config),
-    );
-    const handle = parseJobHandle(answer.body);
-    return toWireRemoteJobHandle(q.Peer, handle.ID, displayUrl(peer.url) + handle.Path.replace(/^\/+/, '/'));
+    return await startRemotePull(ctx.config, engine, peers.client(q.Peer), peer.url, ctx.originator, remoteSelf, q, sender);
   } catch (e) {
     const why = isXferError(e) ? (e.details ?? e.message) : String(e);
     throw new XferError('NetworkProtocol', `peer "${q.Peer}" could not start the pull: ${why}`);
@@ -265,6 +254,36 @@ export const uiModule: NodeModule = (app, ctx: NodeContext, routes) => {
         const id = (req.params as { id?: string }).id ?? '';
         if (!JOB_ID.test(id) || !engine.has(id)) throw new XferError('UnknownResource', `job ${id}`);
         return sendJson(reply, { ID: id, Points: live.history(id) });
+      },
+    },
+    routes,
+  );
+
+  // What each job moves (patient, study), once found: it does not change.
+  const about = new Map<string, JobAbout>();
+  const local = storeGetter(ctx.store, ctx.config);
+  route(
+    app,
+    '/ui/api/jobs/:id/about',
+    {
+      GET: async (req, reply) => {
+        const id = (req.params as { id?: string }).id ?? '';
+        if (!JOB_ID.test(id) || !engine.has(id)) throw new XferError('UnknownResource', `job ${id}`);
+        let found = about.get(id);
+        if (!found) {
+          const job = engine.describe(id);
+          const c = (job.Content ?? {}) as { Resources?: Resource[]; Peer?: string };
+          const resources = Array.isArray(c.Resources) ? c.Resources : [];
+          // A pull's data is on the peer until it arrives.
+          const getters = [local];
+          if (job.Type === 'PullTransfer' && typeof c.Peer === 'string') getters.push(peerGetter(peers, c.Peer));
+          const d = await describeResources(resources, getters);
+          if (!d) throw new XferError('UnknownResource', `what job ${id} moves is not known here`);
+          found = { ...d, From: d.From === 0 ? 'store' : 'peer' };
+          if (about.size >= 10_000) about.delete(about.keys().next().value as string);
+          about.set(id, found);
+        }
+        return sendJson(reply, found);
       },
     },
     routes,

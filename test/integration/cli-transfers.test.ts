@@ -242,6 +242,7 @@ describe('dicom-xfer send, pull, jobs and peers against real nodes', { skip: nee
     const r = await cli('send', '--url', A.url, '--peer', 'bself', '--patient', patient, '--json');
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /runs on the peer at http:\/\/127\.0\.0\.1:\d+/);
+    assert.match(r.stderr, /The node follows it as job [0-9a-f-]{36}\./);
     const job = JSON.parse(r.stdout) as { ID: string; Type: string; State: string };
     assert.equal(job.Type, 'PullTransfer');
     assert.equal(job.State, 'Success');
@@ -258,6 +259,7 @@ describe('dicom-xfer send, pull, jobs and peers against real nodes', { skip: nee
     assert.match(r.stderr, /HTTP 401/);
     assert.match(r.stderr, /--peer-username/);
     assert.match(r.stderr, new RegExp(`${C.url.replace(/[.]/g, '\\.')}//jobs/`));
+    assert.match(r.stderr, /Or follow it on the node, which watches it: dicom-xfer jobs --follow [0-9a-f]{8} --url /);
     // with the peer's credentials the same send is followed to its end
     const ok = await cli('send', '--url', A.url, '--peer', 'cself', '--instance', id, '--peer-username', 'carol', '--peer-password', 'secret-c');
     assert.equal(ok.code, 0, ok.stderr);

@@ -9,7 +9,7 @@ import { transfersPage } from './pages/transfers.js';
 import { emit, refreshJobs, refreshOverview, setJob, setJobs, state } from './state.js';
 
 function showRate(t) {
-  document.getElementById('live-rate').textContent = `↑ ${rate(t.sent)}  ↓ ${rate(t.received)}`;
+  document.getElementById('live-rate').textContent = `wire ↑ ${rate(t.sent)}  ↓ ${rate(t.received)}`;
 }
 
 function setConnected(on) {

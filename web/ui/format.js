@@ -86,6 +86,24 @@ const PLAIN = {
   [-1]: 'An unexpected error happened inside dicom-xfer.',
 };
 
+/** Why a job that is not finished waits (its Content.Waiting), or undefined. */
+export function waitingText(job) {
+  if (!job || job.State === 'Success' || job.State === 'Failure') return undefined;
+  const w = job.Content?.Waiting;
+  return typeof w === 'string' && w !== '' ? w : undefined;
+}
+
+/** "DOE, JOHN · BRAIN MRI · 2024-01-31": what a job moves, from its about document. */
+export function aboutText(about) {
+  if (!about) return '';
+  const parts = [];
+  if (about.PatientName || about.PatientID) parts.push(about.PatientName ? personName(about.PatientName) : about.PatientID);
+  if (about.StudyDescription) parts.push(about.StudyDescription);
+  if (about.StudyDate) parts.push(dicomDate(about.StudyDate));
+  if (about.MoreResources > 0) parts.push(`+${about.MoreResources} more`);
+  return parts.join(' · ');
+}
+
 /** A failed job's error as a sentence, with the details the node gave. */
 export function plainError(job) {
   if (!job || job.State !== 'Failure') return undefined;

@@ -501,7 +501,10 @@ export class OrthancStore implements Store {
           ? `the ${added.length} instances this commit had stored were removed again`
           : `${left.length} of the ${added.length} instances this commit had stored could not be removed: ${left.join(', ')}`;
       this.#logger?.warn({ orthanc: this.url, instance: failure.id, err: why, removed: added.length - left.length }, 'commit failed');
-      throw new XferError('CorruptedFile', `instance ${failure.id} was not stored into Orthanc (${why}); ${undo}`, {
+      // Orthanc unreachable or too slow is no fault of the data: the staged files stay, and the same
+      // commit may be made again once Orthanc is back (what it already holds is then skipped).
+      const transient = isXferError(failure.error, 'DatabaseUnavailable') || isXferError(failure.error, 'Timeout');
+      throw new XferError(transient ? (failure.error as XferError).code : 'CorruptedFile', `instance ${failure.id} was not stored into Orthanc (${why}); ${undo}`, {
         cause: failure.error,
       });
     }

@@ -66,5 +66,7 @@ export function jobTitle(job) {
   const peer = job.Content?.Peer ?? '?';
   if (job.Type === 'PushTransfer') return `Push to ${peer}`;
   if (job.Type === 'PullTransfer') return `Pull from ${peer}`;
+  // A send in pull mode: the peer pulls, this node follows the peer's job.
+  if (job.Type === 'RemotePullTransfer') return `Send to ${peer} (pulled by ${peer})`;
   return job.Type ?? 'Job';
 }

@@ -3,8 +3,8 @@
 import { get } from '../api.js';
 import { TimeChart } from '../chart.js';
 import { h, replace } from '../dom.js';
-import { bytes, count, duration, localTime, parseOrthancTime, plainError, rate } from '../format.js';
-import { jobRate, refreshJobs, sizeText, state, subscribe } from '../state.js';
+import { bytes, count, dicomDate, duration, localTime, parseOrthancTime, personName, plainError, rate, waitingText } from '../format.js';
+import { aboutOf, jobRate, refreshJobs, sizeText, state, subscribe, wireRate } from '../state.js';
 import { jobButtons, jobTitle, progressBar, stateBadge } from './common.js';
 import { secondsLeft } from './transfers.js';
 
@@ -52,7 +52,7 @@ export function jobPage(main, id) {
     head,
     errorBox,
     summary,
-    h('section.panel', h('h2', 'Rate', h('span.legend', h('i.sent'), 'now', h('i.received'), 'average')), canvas),
+    h('section.panel', h('h2', 'Rate', h('span.legend', h('i.sent'), 'data, now', h('i.received'), 'wire, average')), canvas),
     h('details.panel', h('summary', 'Job JSON'), raw),
   );
 
@@ -74,18 +74,27 @@ export function jobPage(main, id) {
     const created = parseOrthancTime(job.CreationTime);
     const completed = parseOrthancTime(job.CompletionTime);
     const left = secondsLeft(job);
+    const about = aboutOf(job);
+    const finished = job.State === 'Success' || job.State === 'Failure';
+    const waiting = waitingText(job);
     replace(
       summary,
+      waiting ? h('p.alert.warn', { dataset: { waiting: 'job' } }, `Waiting: ${waiting}`) : null,
       h('div.big-progress', progressBar(job.Progress, job.State), h('span.pct', `${job.Progress ?? 0}%`)),
       h(
         'dl.facts',
+        fact('Patient', about ? (about.PatientName ? personName(about.PatientName) : (about.PatientID ?? '–')) : '–', 'patient'),
+        fact('Study', about?.StudyDescription ?? '–', 'study'),
+        fact('Study date', about?.StudyDate ? dicomDate(about.StudyDate) : '–', 'study-date'),
         fact('Size', sizeText(job, bytes)),
         fact('Instances', c.TotalInstances ?? '–'),
         fact('Buckets', c.TotalBuckets !== undefined ? `${c.CompletedHttpQueries ?? 0} / ${c.TotalBuckets} done` : '–', 'buckets'),
-        fact('Rate now', job.State === 'Running' ? rate(jobRate(job)) : '–'),
-        fact('Average rate', c.NetworkSpeedKBs !== undefined ? rate(c.NetworkSpeedKBs * 1024) : '–'),
+        // The same figures as the job's row: data = DICOM bytes per second, wire = bytes on the network.
+        fact('Data rate now', job.State === 'Running' ? rate(jobRate(job)) : '–', 'data-rate'),
+        fact('Wire rate now', job.State === 'Running' ? rate(wireRate(job)) : '–', 'wire-rate'),
+        fact('Wire rate (average)', c.NetworkSpeedKBs !== undefined ? rate(c.NetworkSpeedKBs * 1024) : '–', 'average-rate'),
         fact('Time left', Number.isFinite(left) ? duration(left) : '–'),
-        fact('Running for', duration(job.EffectiveRuntime)),
+        finished ? fact('Took', duration(job.EffectiveRuntime), 'took') : fact('Running for', duration(job.EffectiveRuntime)),
         fact('Retries', String(c.Retries ?? 0), 'retries'),
         c.SkippedInstances !== undefined
           ? fact('Already at the destination', c.SkippedInstances > 0 ? `${count(c.SkippedInstances, 'instance', 'instances')} (${bytes(c.SkippedBytes ?? 0)}) not sent again` : 'none', 'skipped')
@@ -95,6 +104,8 @@ export function jobPage(main, id) {
         fact('Priority', String(job.Priority ?? 0)),
         fact('Created', localTime(created)),
         Number.isFinite(completed) ? fact('Finished', localTime(completed)) : null,
+        c.RemoteJobURL ? fact("Peer's job", h('span.mono', String(c.RemoteJobURL)), 'remote-job') : null,
+        c.RemoteControl ? fact('Passed on to the peer', String(c.RemoteControl), 'remote-control') : null,
         Array.isArray(c.PeerExtensions) ? fact('Extensions used', c.PeerExtensions.length ? c.PeerExtensions.join(', ') : 'none (plain protocol)', 'extensions') : null,
         fact('ID', h('span.mono', job.ID), 'id'),
       ),
@@ -145,7 +156,7 @@ export function jobPage(main, id) {
   render();
   loadHistory();
   const unsub = subscribe((kind, data) => {
-    if (kind === 'jobs' || (kind === 'job' && data?.ID === id)) render();
+    if (kind === 'jobs' || ((kind === 'job' || kind === 'about') && (data?.ID ?? data) === id)) render();
   });
   // The history grows by one point a second while the job runs.
   const timer = setInterval(() => {

@@ -2,8 +2,8 @@
 // progress, rate, time left, size and its controls.
 import { TimeChart } from '../chart.js';
 import { h, replace } from '../dom.js';
-import { bytes, duration, parseOrthancTime, rate } from '../format.js';
-import { jobRate, sizeText, state, subscribe, totalBytes } from '../state.js';
+import { aboutText, bytes, duration, parseOrthancTime, plainError, rate, waitingText } from '../format.js';
+import { aboutOf, jobRate, sizeText, state, subscribe, totalBytes, wireRate } from '../state.js';
 import { jobButtons, jobTitle, progressBar, stateBadge } from './common.js';
 
 const FILTERS = {
@@ -22,30 +22,66 @@ export function secondsLeft(job) {
   return r > 0 && total > 0 ? (total * (1 - (job.Progress ?? 0) / 100)) / r : NaN;
 }
 
+/** "12 instances" from the job's Content, or '' before the job has counted them. */
+export function instancesText(job) {
+  const n = job.Content?.TotalInstances;
+  return typeof n === 'number' ? `${n} ${n === 1 ? 'instance' : 'instances'}` : '';
+}
+
+/** Why a job is not moving, for its row: the wait of a running job, the reason of a failed one. */
+export function noteOf(job) {
+  const w = waitingText(job);
+  if (w) return { kind: 'waiting', text: `Waiting: ${w}` };
+  const e = plainError(job);
+  // Details that only repeat the error's name (a cancel) add nothing to the sentence.
+  if (e) return { kind: 'failed', text: e.details && e.details !== job.ErrorDescription ? `${e.sentence} ${e.details}` : e.sentence };
+  return undefined;
+}
+
 /** A job's row; `update(job)` refreshes its figures in place while its state is the same. */
 function jobRow(job) {
   const fill = progressBar(job.Progress, job.State);
   const pct = h('span.pct');
+  const about = h('span.job-about');
   const size = h('span', { title: 'Size' });
-  const speed = h('span', { title: 'Rate now' });
-  const left = h('span', { title: 'Time left' });
+  const count = h('span', { dataset: { figure: 'instances' } });
+  const data = h('span', { title: 'Data rate: DICOM bytes moved per second (before compression)', dataset: { figure: 'data-rate' } });
+  const wire = h('span', { title: 'Wire rate: bytes on the network per second (compressed when gzip)', dataset: { figure: 'wire-rate' } });
+  const left = h('span', { title: 'Time left', dataset: { figure: 'time' } });
+  const note = h('span.job-note');
   const li = h(
     'li.job',
     { dataset: { jobId: job.ID, state: job.State } },
-    h('a.job-main', { href: `#/jobs/${job.ID}` }, h('span.job-title', jobTitle(job)), h('span.job-id.mono', job.ID.slice(0, 8)), stateBadge(job.State)),
+    h(
+      'a.job-main',
+      { href: `#/jobs/${job.ID}` },
+      h('span.job-line', h('span.job-title', jobTitle(job)), h('span.job-id.mono', job.ID.slice(0, 8)), stateBadge(job.State)),
+      about,
+    ),
     h('span.job-progress', fill, pct),
-    h('span.job-figures', size, speed, left),
+    h('span.job-figures', size, count, data, wire, left),
     jobButtons(job),
+    note,
   );
   const update = (j) => {
     const p = Math.max(0, Math.min(100, j.Progress ?? 0));
     fill.firstChild.style.width = `${p}%`;
     fill.setAttribute('aria-valuenow', String(p));
     pct.textContent = `${p}%`;
+    about.textContent = aboutText(aboutOf(j));
     size.textContent = sizeText(j, bytes);
-    speed.textContent = j.State === 'Running' ? rate(jobRate(j)) : '';
+    count.textContent = instancesText(j);
+    const running = j.State === 'Running';
+    data.textContent = running ? `data ${rate(jobRate(j))}` : '';
+    wire.textContent = running ? `wire ${rate(wireRate(j))}` : '';
     const s = secondsLeft(j);
-    left.textContent = Number.isFinite(s) ? `${duration(s)} left` : '';
+    if (Number.isFinite(s)) left.textContent = `${duration(s)} left`;
+    else if (j.State === 'Success' || j.State === 'Failure') left.textContent = `took ${duration(j.EffectiveRuntime)}`;
+    else left.textContent = '';
+    const n = noteOf(j);
+    note.textContent = n ? n.text : '';
+    note.dataset.note = n ? n.kind : '';
+    note.hidden = !n;
   };
   update(job);
   return { li, state: job.State, title: jobTitle(job), update };
@@ -77,7 +113,11 @@ export function transfersPage(main) {
   main.append(
     h('div.page-head', h('h1', 'Transfers'), filterBar),
     counts,
-    h('section.panel', h('h2', 'Node rate', h('span.legend', h('i.sent'), 'sent', h('i.received'), 'received')), canvas),
+    h(
+      'section.panel',
+      h('h2', 'Node wire rate', h('span.legend', { title: 'Bytes on the network, all jobs' }, h('i.sent'), 'sent', h('i.received'), 'received')),
+      canvas,
+    ),
     h('section.panel', list),
   );
 

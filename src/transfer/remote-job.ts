@@ -1,0 +1,224 @@
+// A send in pull mode (SPEC §8.2) seen from the sending node: the peer runs the PullTransfer, and this
+// node keeps a RemotePullTransfer job that follows it through the peer's GET /jobs/{id}, mirroring its
+// state, progress, figures and outcome, so that the send shows in /jobs, the CLI and the dashboard like
+// any other. Pausing, resuming, cancelling and resubmitting it do the same to the peer's job (Orthanc's
+// /jobs/{id}/{action}, which the plugin's peers answer); when the peer refuses, the job says so.
+import type { Config } from '../config/types.ts';
+import { ERRORS, XferError, isXferError, type ErrorCode } from '../errors.ts';
+import type { JobRunContext, JobRunner, JobsEngine, StopReason } from '../jobs/engine.ts';
+import type { PeerClient } from '../peers/client.ts';
+import { formatOrthancTimestamp } from '../protocol/progress.ts';
+import { parseJobHandle, toWirePullTrigger, toWireRemoteJobHandle, type RemoteJobHandle, type TransferQuery } from '../protocol/wire.ts';
+import { isRetryable, realClock, retry, retryOptionsFromConfig } from '../util/retry.ts';
+import type { TransferDeps } from './jobs.ts';
+import { plainCause, waitingText } from './waiting.ts';
+import { displayUrl } from '../util/url.ts';
+
+/** The query of a RemotePullTransfer job. */
+export interface RemotePullQuery {
+  Peer: string;
+  /** The peer's job ID and its path there (`/jobs/{id}`), and the URL given to the client. */
+  RemoteJob: string;
+  RemotePath: string;
+  URL: string;
+  Resources: TransferQuery['Resources'];
+  Compression: TransferQuery['Compression'];
+  Priority: number;
+  SenderTransferID: string;
+}
+
+/** Durable state of the follower between runs. */
+interface FollowerPrivate {
+  /** This node paused the peer's job (resuming here resumes it there). */
+  pausedRemote?: boolean;
+}
+
+/** Time between two readings of the peer's job. */
+const POLL_MS = 500;
+/** Seconds a control call to the peer (pause, cancel...) may take. */
+const CONTROL_TIMEOUT_S = 10;
+/** Content keys of the peer's job that describe it from the peer's side, not copied. */
+const NOT_MIRRORED = new Set(['Peer', 'Resources', 'Compression', 'Originator', 'Waiting', 'NextTryTime']);
+
+const CODE_BY_STATUS = new Map<number, ErrorCode>(
+  (Object.entries(ERRORS) as [ErrorCode, (typeof ERRORS)[ErrorCode]][]).map(([code, spec]) => [spec.status, code]),
+);
+
+function obj(v: unknown): Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
+}
+
+/**
+ * POST /transfers/send to a peer with RemoteSelf: asks the peer to pull (within the request, as the
+ * plugin), then queues the job that follows the peer's job here. Answers the plugin's handle, unchanged.
+ */
+export async function startRemotePull(
+  config: Config,
+  engine: JobsEngine,
+  client: PeerClient,
+  peerUrl: string,
+  originator: string,
+  remoteSelf: string,
+  q: TransferQuery,
+  sender: string,
+): Promise<RemoteJobHandle> {
+  const trigger = toWirePullTrigger({ Compression: q.Compression, Originator: originator, Peer: remoteSelf, Resources: q.Resources });
+  const answer = await retry(
+    (_a, signal) =>
+      client.json({
+        method: 'POST',
+        path: '/transfers/pull',
+        headers: { 'sender-transfer-id': sender },
+        body: JSON.stringify(trigger),
+        signal,
+      }),
+    retryOptionsFromConfig(config),
+  );
+  const handle = parseJobHandle(answer.body);
+  // Shown to users and in job Content: never the peer's credentials.
+  const url = displayUrl(peerUrl) + handle.Path.replace(/^\/+/, '/');
+  const query: RemotePullQuery = {
+    Peer: q.Peer,
+    RemoteJob: handle.ID,
+    RemotePath: handle.Path,
+    URL: url,
+    Resources: q.Resources,
+    Compression: q.Compression,
+    Priority: q.Priority,
+    SenderTransferID: sender,
+  };
+  engine.submit('RemotePullTransfer', { ...query }, q.Priority, {
+    Peer: q.Peer,
+    Resources: q.Resources,
+    Compression: q.Compression,
+    RemoteJob: handle.ID,
+    RemoteJobURL: url,
+  });
+  return toWireRemoteJobHandle(q.Peer, handle.ID, url);
+}
+
+export class RemotePullFollower implements JobRunner {
+  readonly watcher = true;
+  readonly #deps: TransferDeps;
+
+  constructor(deps: TransferDeps) {
+    this.#deps = deps;
+  }
+
+  async run(ctx: JobRunContext): Promise<void> {
+    const q = ctx.query as unknown as RemotePullQuery;
+    const { client } = this.#deps.peer(q.Peer);
+    const priv = ctx.loadPrivate<FollowerPrivate>();
+    // A resubmitted follower (it ran before, its state was dropped when it ended): when the peer's job
+    // has failed too (or was canceled with it), the peer's job starts again.
+    if (!priv && ctx.content().RemoteState !== undefined) {
+      const now = await client
+        .json({ method: 'GET', path: q.RemotePath, signal: ctx.signal })
+        .then((a) => obj(a.body).State)
+        .catch(() => undefined);
+      if (now === 'Failure') await this.#control(ctx, client, q, 'resubmit', true);
+    }
+    if (priv?.pausedRemote) await this.#control(ctx, client, q, 'resume', false);
+    ctx.savePrivate({} satisfies FollowerPrivate);
+    try {
+      await this.#follow(ctx, client, q);
+    } catch (e) {
+      if (ctx.signal.aborted && (ctx.signal.reason as StopReason) === 'pause') {
+        // Paused here: the peer's job is paused too, and resumed with this one.
+        if (await this.#control(ctx, client, q, 'pause', false)) ctx.savePrivate({ pausedRemote: true } satisfies FollowerPrivate);
+      }
+      throw e;
+    }
+  }
+
+  /** Reads the peer's job until it ends, mirroring it; throws its failure. */
+  async #follow(ctx: JobRunContext, client: PeerClient, q: RemotePullQuery): Promise<void> {
+    const config = this.#deps.config;
+    let waiting = false;
+    for (let polls = 0; polls < Number.MAX_SAFE_INTEGER; polls++) {
+      let job: Record<string, unknown>;
+      try {
+        const a = await retry(
+          (_a, signal) => client.json({ method: 'GET', path: q.RemotePath, signal }),
+          retryOptionsFromConfig(config, {
+            signal: ctx.signal,
+            // A 404 means the peer no longer knows the job: no other attempt will change that.
+            retryable: (e) => (e as { status?: unknown }).status !== 404 && isRetryable(e),
+            onRetry: (info) => {
+              waiting = true;
+              ctx.setContent({
+                Waiting: waitingText(q.Peer, info.error, info.delayMs),
+                NextTryTime: formatOrthancTimestamp(Date.now() + info.delayMs),
+              });
+            },
+          }),
+        );
+        job = obj(a.body);
+      } catch (e) {
+        if (ctx.signal.aborted) throw e;
+        if ((e as { status?: unknown }).status === 404) {
+          throw new XferError('UnknownResource', `peer "${q.Peer}" no longer knows its job ${q.RemoteJob} (its job history is full, or it restarted)`);
+        }
+        throw new XferError(
+          'NetworkProtocol',
+          `lost track of the pull by peer "${q.Peer}": ${plainCause(q.Peer, e)}; its job may still run there: ${q.URL}`,
+          { cause: e },
+        );
+      }
+      const state = typeof job.State === 'string' ? job.State : 'Pending';
+      const mirrored: Record<string, unknown> = { RemoteState: state };
+      for (const [k, v] of Object.entries(obj(job.Content))) if (!NOT_MIRRORED.has(k)) mirrored[k] = v;
+      const theirs = obj(job.Content).Waiting;
+      if (typeof theirs === 'string') mirrored.Waiting = `the pull by ${q.Peer} waits: ${theirs}`;
+      else if (waiting || ctx.content().Waiting !== undefined) mirrored.Waiting = undefined;
+      if (typeof theirs !== 'string') mirrored.NextTryTime = undefined;
+      waiting = false;
+      ctx.setContent(mirrored);
+      if (typeof job.Progress === 'number') ctx.setProgress(job.Progress / 100);
+      if (state === 'Success') return;
+      if (state === 'Failure') {
+        const status = typeof job.ErrorCode === 'number' ? job.ErrorCode : undefined;
+        const code = (status !== undefined ? CODE_BY_STATUS.get(status) : undefined) ?? 'NetworkProtocol';
+        const desc = typeof job.ErrorDescription === 'string' ? job.ErrorDescription : 'failed';
+        const details = typeof job.ErrorDetails === 'string' && job.ErrorDetails !== '' ? `: ${job.ErrorDetails}` : '';
+        throw new XferError(code, `the pull by peer "${q.Peer}" (its job ${q.RemoteJob}) failed: ${desc}${details}`);
+      }
+      await realClock.sleep(POLL_MS, ctx.signal);
+    }
+  }
+
+  /**
+   * POST {RemotePath}/{action} on the peer, best effort. Answers whether the peer did it; what happened is
+   * shown in Content.RemoteControl. With `must`, a refusal fails the job instead.
+   */
+  async #control(ctx: JobRunContext, client: PeerClient, q: RemotePullQuery, action: 'pause' | 'resume' | 'cancel' | 'resubmit', must: boolean): Promise<boolean> {
+    try {
+      await client.buffer({
+        method: 'POST',
+        path: `${q.RemotePath}/${action}`,
+        headers: { 'content-type': 'application/json' },
+        body: '{}',
+        timeoutMs: CONTROL_TIMEOUT_S * 1000,
+      });
+      ctx.setContent({ RemoteControl: `${action}: done on peer "${q.Peer}"` });
+      return true;
+    } catch (e) {
+      const why = plainCause(q.Peer, e);
+      ctx.log.warn({ action, peer: q.Peer, err: why }, 'the peer did not apply the control to its job');
+      ctx.setContent({ RemoteControl: `${action}: not done on peer "${q.Peer}" (${why}); its job ${q.RemoteJob} is unchanged there` });
+      if (must) throw new XferError('NetworkProtocol', `peer "${q.Peer}" did not ${action} its job ${q.RemoteJob}: ${why}`, { cause: e });
+      return false;
+    }
+  }
+
+  /** Cancelling the follower cancels the peer's job; when the peer refuses, Content.RemoteControl says so. */
+  async cancelled(ctx: JobRunContext): Promise<void> {
+    const q = ctx.query as unknown as RemotePullQuery;
+    try {
+      const { client } = this.#deps.peer(q.Peer);
+      await this.#control(ctx, client, q, 'cancel', false);
+    } catch (e) {
+      ctx.setContent({ RemoteControl: `cancel: not done (${isXferError(e) ? (e.details ?? e.message) : String(e)})` });
+    }
+  }
+}

@@ -365,6 +365,18 @@ class TransferRun {
   }
 
   /**
+   * The plugin's counters of the bucket phase at 0 until it runs (an earlier run's values stay), so that
+   * a job that moves nothing (dedupe found everything at the destination) still carries every key the
+   * plugin writes: `CompletedHttpQueries`, `NetworkSpeedKBs` and the bytes moved (`sizeKey`).
+   */
+  publishCounters(sizeKey: 'UploadedSizeMB' | 'DownloadedSizeMB'): void {
+    const c = this.ctx.content();
+    const zero: Record<string, number> = {};
+    for (const k of ['CompletedHttpQueries', 'NetworkSpeedKBs', sizeKey]) if (typeof c[k] !== 'number') zero[k] = 0;
+    this.ctx.setContent(zero);
+  }
+
+  /**
    * Moves the buckets not done yet, starting with `Threads` requests in flight (SPEC §10.1) and adapting
    * that number to the link, each request with its retries; the first failure for good stops new ones.
    * With `spans.join`, consecutive buckets travel together in one request (a span, see spans.ts), sized
@@ -601,6 +613,7 @@ export class PushTransferJob implements JobRunner {
       ctx.savePrivate(state);
     }
     r.publishTotals(state.instances);
+    r.publishCounters('UploadedSizeMB');
     if (state.skipped) r.publishSkipped(state.skipped);
     const caps = await r.capabilities();
 
@@ -993,11 +1006,13 @@ export class PullTransferJob implements JobRunner {
     const caps = await r.capabilities();
     if (!state) {
       const instances = await this.#lookup(r);
+      // Unlike the plugin, an empty pull too says what it moved: nothing.
+      r.publishTotals(instances);
+      r.publishCounters('DownloadedSizeMB');
       if (instances.length === 0) {
         ctx.setProgress(1);
         return;
       }
-      r.publishTotals(instances);
       // What the local store already holds with the same MD5 is not fetched again (works with any source).
       let fetched = instances;
       let skipped: Skipped | undefined;
@@ -1025,6 +1040,7 @@ export class PullTransferJob implements JobRunner {
     } else {
       area = await StagingArea.open(state.staging, state.fetched ?? state.instances, writtenBy(state.buckets, ctx.bucketsDone()));
       r.publishTotals(state.instances);
+      r.publishCounters('DownloadedSizeMB');
       if (state.skipped) r.publishSkipped(state.skipped);
     }
     // The store makes ready for the commit while the buckets come.

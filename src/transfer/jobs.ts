@@ -216,8 +216,17 @@ function errorText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
-/** `what` failed because of `e`: an XferError keeping e's code (NetworkProtocol for foreign errors). */
+/** A peer's answer 507: its disk is full (Orthanc's FullStorage). */
+function isPeerDiskFull(e: unknown): boolean {
+  return e instanceof PeerHttpError && e.status === ERRORS.FullStorage.http;
+}
+
+/**
+ * `what` failed because of `e`: an XferError keeping e's code (NetworkProtocol for foreign errors); a peer
+ * whose disk is full says so in plain words (FullStorage), not as a protocol error.
+ */
 function describeFailure(what: string, e: unknown): XferError {
+  if (isPeerDiskFull(e)) return new XferError('FullStorage', `${what}: the receiver's disk is full (HTTP 507): ${errorText(e)}`, { cause: e });
   const code = isXferError(e) ? e.code : 'NetworkProtocol';
   return new XferError(code, `${what}: ${errorText(e)}`, { cause: e });
 }
@@ -872,6 +881,8 @@ export class PushTransferJob implements JobRunner {
       );
     let delay = COMMIT_POLL_MIN_MS;
     let answer: unknown;
+    /** When the commit first found the receiver's disk full. */
+    let fullSince: number | undefined;
     try {
       answer = (await post()).body;
       for (let polls = 0; polls < 1_000_000; polls++) {
@@ -890,8 +901,21 @@ export class PushTransferJob implements JobRunner {
           await realClock.sleep(delay, ctx.signal);
           delay = Math.min(COMMIT_POLL_MAX_MS, delay * 2);
         }
+        const open = commitState(answer);
+        if (open.State === 'Open' && open.LastCommitStatus === ERRORS.FullStorage.http) {
+          // The commit found the receiver's disk full and the transaction is kept: commit again after a
+          // pause while the job's outage budget lasts (someone may free space), else fail saying why.
+          const full = new XferError('FullStorage', `the receiver's disk is full: ${open.LastCommitDetails ?? 'no details'}`);
+          if (fullSince === undefined) fullSince = Date.now();
+          if (Date.now() - fullSince >= r.config.Transfers.RetryBudget * 1000) throw full;
+          r.noteRetry('the commit', full, delay);
+          await realClock.sleep(delay, ctx.signal);
+          delay = Math.min(COMMIT_POLL_MAX_MS, delay * 2);
+          answer = (await post()).body;
+          continue;
+        }
         // Open: the receiver restarted during the commit and reloaded the transaction intact.
-        if (commitState(answer).State === 'Open') answer = (await post()).body;
+        if (open.State === 'Open') answer = (await post()).body;
       }
       throw new XferError('Timeout', 'the commit did not end');
     } catch (e) {
@@ -902,6 +926,7 @@ export class PushTransferJob implements JobRunner {
         return false;
       }
       if (isXferError(e) && (e.code === 'CorruptedFile' || e.code === 'Timeout') && !(e instanceof PeerHttpError)) throw e;
+      if (isXferError(e, 'FullStorage') && !(e instanceof PeerHttpError)) throw r.failure('the commit', e, start);
       throw r.failure('the commit', e, start);
     }
   }
@@ -957,11 +982,19 @@ function bucketIndexes(body: unknown): Set<number> {
   return out;
 }
 
-/** The `{"State", "Details"}` of an asynchronous commit answer; anything else counts as still running. */
-function commitState(body: unknown): { State: string; Details?: string } {
-  const o = (typeof body === 'object' && body !== null ? body : {}) as { State?: unknown; Details?: unknown };
-  const s: { State: string; Details?: string } = { State: typeof o.State === 'string' ? o.State : 'Committing' };
+/**
+ * The `{"State", "Details"}` of an asynchronous commit answer (with, for a transaction open again after a
+ * commit that found the disk full, `LastCommitStatus` 507 and its details); anything else counts as still
+ * running.
+ */
+function commitState(body: unknown): { State: string; Details?: string; LastCommitStatus?: number; LastCommitDetails?: string } {
+  const o = (typeof body === 'object' && body !== null ? body : {}) as Record<string, unknown>;
+  const s: { State: string; Details?: string; LastCommitStatus?: number; LastCommitDetails?: string } = {
+    State: typeof o.State === 'string' ? o.State : 'Committing',
+  };
   if (typeof o.Details === 'string') s.Details = o.Details;
+  if (typeof o.LastCommitStatus === 'number') s.LastCommitStatus = o.LastCommitStatus;
+  if (typeof o.LastCommitDetails === 'string') s.LastCommitDetails = o.LastCommitDetails;
   return s;
 }
 

@@ -104,7 +104,7 @@ export interface PushReceiverOptions {
  * (with its buckets), being committed, or its commit's recorded outcome.
  */
 export type PushTransactionState =
-  | { State: 'Open'; Buckets: number; BucketsDone: number }
+  | { State: 'Open'; Buckets: number; BucketsDone: number; LastCommitStatus?: number; LastCommitDetails?: string }
   | { State: 'Committing' }
   | { State: 'Success' }
   | { State: 'Failure'; Details: string };
@@ -152,6 +152,8 @@ interface Transaction {
   commit: Promise<void> | undefined;
   /** Request body bytes received by its PUTs since this process holds it (extension receiver-progress). */
   received: number;
+  /** The last commit ran out of disk (507): the transaction is kept, to be committed again. */
+  commitFailure?: { status: number; details: string } | undefined;
 }
 
 /** What a bucket PUT answers with (extension receiver-progress). */
@@ -160,6 +162,21 @@ export interface ReceivedBytes {
   bytes: number;
   /** When, in ms on this process' monotonic clock. */
   at: number;
+}
+
+/** System and SQLite codes of a file system (or quota) without room. */
+const DISK_FULL_CODES = new Set(['ENOSPC', 'EDQUOT', 'EFBIG', 'SQLITE_FULL']);
+
+/** Whether a failure comes from a full disk: FullStorage, or a full-disk code along its causes. */
+function isDiskFull(e: unknown): boolean {
+  let cur: unknown = e;
+  for (let depth = 0; depth < 8 && typeof cur === 'object' && cur !== null; depth++) {
+    if (isXferError(cur, 'FullStorage')) return true;
+    const code = (cur as { code?: unknown }).code;
+    if (typeof code === 'string' && DISK_FULL_CODES.has(code)) return true;
+    cur = (cur as { cause?: unknown }).cause;
+  }
+  return false;
 }
 
 /** Transaction IDs are lowercase UUIDs; the route accepts `[.0-9a-f-]+`, anything else is unknown. */
@@ -274,7 +291,10 @@ export class PushReceiver {
     if (tx) {
       this.#touch(tx);
       if (tx.state === 'committing') return { State: 'Committing' };
-      return { State: 'Open', Buckets: tx.body.Buckets.length, BucketsDone: tx.done.size };
+      const open: PushTransactionState = { State: 'Open', Buckets: tx.body.Buckets.length, BucketsDone: tx.done.size };
+      // A commit that found the disk full: the sender learns why the transaction is open again.
+      if (tx.commitFailure) return { ...open, LastCommitStatus: tx.commitFailure.status, LastCommitDetails: tx.commitFailure.details };
+      return open;
     }
     const o = this.#outcomes.get(id);
     if (!o) throw new XferError('UnknownResource', `no push transaction ${id}`);
@@ -477,8 +497,10 @@ export class PushReceiver {
   /**
    * Commits a transaction: waits for its PUTs still running, then has the store check every MD5 and
    * adopt every instance at once, or none. The transaction and its staging are gone afterwards in both
-   * cases. UnknownResource (404) for an unknown transaction; CorruptedFile (500) naming the refused
-   * instances when the commit fails, nothing of the transfer being visible. A second commit of a
+   * cases, except when the disk is full: FullStorage (507), nothing stored, and the transaction stays open
+   * to be committed again once there is room. UnknownResource (404) for an unknown transaction;
+   * CorruptedFile (500) naming the refused instances when the commit fails, nothing of the transfer being
+   * visible. A second commit of a
    * transaction being committed (a retry) waits for the same outcome.
    */
   async commit(id: string): Promise<void> {
@@ -527,11 +549,13 @@ export class PushReceiver {
 
   async #commit(tx: Transaction): Promise<void> {
     tx.state = 'committing';
+    tx.commitFailure = undefined;
     tx.inFlight++;
     const done = (async () => {
       await Promise.allSettled([...tx.ops]);
       const start = Date.now();
       const area = tx.area as StagingArea;
+      let keep = false;
       this.counters.receivedBytes += area.totalSize;
       this.counters.receptionMs += start - tx.createdAt;
       try {
@@ -544,6 +568,20 @@ export class PushReceiver {
         );
         await this.#recordOutcome({ ID: tx.id, State: 'Success', At: Date.now() });
       } catch (e) {
+        if (isDiskFull(e)) {
+          // Nothing was stored and the staged files are intact: the transaction stays, for the sender to
+          // commit again once there is room (a full disk is no fault of the data).
+          keep = true;
+          const why = isXferError(e) ? (e.details ?? e.message) : e instanceof Error ? e.message : String(e);
+          const err = new XferError(
+            'FullStorage',
+            `the receiver's disk is full: commit of push transaction ${tx.id} stored nothing (${why}); the transaction is kept, commit it again once there is room`,
+            { cause: e },
+          );
+          tx.commitFailure = { status: err.http, details: err.details ?? err.message };
+          this.#log?.warn({ tx: tx.id, details: err.details }, 'push transaction commit failed for a full disk; transaction kept');
+          throw err;
+        }
         this.counters.failedCommits++;
         const err = isXferError(e, 'CorruptedFile')
           ? e
@@ -553,8 +591,14 @@ export class PushReceiver {
         throw err;
       } finally {
         tx.inFlight--;
-        if (this.#txs.get(tx.id) === tx) this.#txs.delete(tx.id);
-        await area.remove();
+        if (keep) {
+          tx.state = 'open';
+          tx.commit = undefined;
+          tx.lastActivity = Date.now();
+        } else {
+          if (this.#txs.get(tx.id) === tx) this.#txs.delete(tx.id);
+          await area.remove();
+        }
       }
     })();
     this.#track(done);

@@ -112,6 +112,11 @@ interface PullPrivate {
 const MAX_TRANSACTIONS_PER_RUN = 4;
 /** A bucket refused (or fetched) with a wrong checksum is sent again at once this many times. */
 const IMMEDIATE_RESENDS = 3;
+/**
+ * Most small buckets (SPAN_UNIT) a push transaction is cut into: each is a chunk or more in the create
+ * body, which the receiver bounds (Transfers.MaxPushInstances × 672 bytes, 64 MiB by default).
+ */
+const MAX_SPAN_UNITS = 200_000;
 /** Instances per `POST /transfers/have`. */
 const HAVE_BATCH = 10_000;
 /** Delays between two looks at an asynchronous commit. */
@@ -692,9 +697,11 @@ export class PushTransferJob implements JobRunner {
       ctx.savePrivate(state);
       return state;
     }
-    // With bucket-span the transaction is cut into small buckets, and the requests join them as the link allows.
+    // With bucket-span the transaction is cut into small buckets, and the requests join them as the link
+    // allows; past MAX_SPAN_UNITS of them (a create body too large for the receiver), the plugin's buckets.
     const g = r.config.Transfers.BucketSize * 1024;
-    const buckets = scheduleBuckets(sent, { bucketSize: caps.has('bucket-span') ? Math.min(g, SPAN_UNIT) : g });
+    const small = caps.has('bucket-span') && totalSize(sent) / SPAN_UNIT <= MAX_SPAN_UNITS;
+    const buckets = scheduleBuckets(sent, { bucketSize: small ? Math.min(g, SPAN_UNIT) : g });
     const create = toWirePushCreate({ Instances: sent, Buckets: buckets, Compression: q.Compression });
     const answer = await r.mustCall('creating the transaction', (signal) =>
       r.client.json({

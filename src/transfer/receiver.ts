@@ -26,6 +26,9 @@ import { BUCKET_CHECKSUM_STATUS, CRC32_HEX, CRC32_MEMBER, HEADER_CRC32 } from '.
 import { MAX_SPAN_BUCKETS, joinChunks } from './spans.ts';
 import { StagingArea, fileError, writtenBy } from './staging.ts';
 
+/** Instances one push transaction may declare unless told otherwise (Transfers.MaxPushInstances). */
+const DEFAULT_MAX_INSTANCES = 100_000;
+
 /** Bytes always left free on the staging disk when a transaction is created. */
 export const STAGING_DISK_RESERVE = 64 * 1024 * 1024;
 
@@ -96,6 +99,8 @@ export interface PushReceiverOptions {
    * (Transfers.IdleBeforeEviction); default 0: as soon as no request is in flight.
    */
   idleBeforeEvictionSeconds?: number;
+  /** Most instances one transaction may declare (Transfers.MaxPushInstances); default 100,000. */
+  maxInstances?: number;
   logger?: Logger;
 }
 
@@ -204,6 +209,7 @@ export class PushReceiver {
   readonly #max: number;
   readonly #idleMs: number;
   readonly #evictIdleMs: number;
+  readonly #maxInstances: number;
   readonly #outcomesDir: string;
   /** Recorded commit outcomes by transaction ID, oldest first. */
   readonly #outcomes = new Map<string, CommitOutcome>();
@@ -221,6 +227,7 @@ export class PushReceiver {
     this.#max = Math.max(1, Math.floor(opts.maxTransactions));
     this.#idleMs = Math.max(0, opts.idleTimeoutSeconds) * 1000;
     this.#evictIdleMs = Math.max(0, opts.idleBeforeEvictionSeconds ?? 0) * 1000;
+    this.#maxInstances = Math.max(1, Math.floor(opts.maxInstances ?? DEFAULT_MAX_INSTANCES));
     this.#outcomesDir = join(opts.store.stagingRoot(), OUTCOMES_DIR);
     this.#log = opts.logger;
   }
@@ -312,6 +319,15 @@ export class PushReceiver {
    */
   async create(body: unknown): Promise<JobHandle> {
     this.#checkOpen();
+    // The declared count, before anything is built per instance.
+    const declared = (body as { Instances?: unknown } | null | undefined)?.Instances;
+    if (Array.isArray(declared) && declared.length > this.#maxInstances) {
+      throw new XferError(
+        'BadRequest',
+        `the transaction declares ${declared.length} instances, more than the ${this.#maxInstances} this node accepts in one (Transfers.MaxPushInstances)`,
+        { httpStatus: 413 },
+      );
+    }
     const parsed = parsePushCreate(body);
     const create: PushCreateBody = { ...parsed, Instances: sortUniqueInstances(parsed.Instances) };
     let total = 0;

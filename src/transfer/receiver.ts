@@ -310,11 +310,11 @@ export class PushReceiver {
   // ---- create ----------------------------------------------------------------------------------
 
   /**
-   * Creates a transaction from a create body (parsed JSON). BadFileFormat / ParameterOutOfRange for a
-   * bad body; 503 when every held transaction has a request in flight (nothing changes); FullStorage
+   * Creates a transaction from a create body (parsed JSON). 413 when it declares more instances than
+   * maxInstances (checked first); BadFileFormat / ParameterOutOfRange for a bad body; 503 when every held transaction has a request in flight (nothing changes); FullStorage
    * (507) when the declared total does not fit on the staging disk, counting what the other
    * transactions may still write (nothing changes). Otherwise evicts the least recently used idle
-   * transaction if the receiver is full, allocates the sparse files, writes the manifest and answers
+   * transaction if the receiver is full, makes its staging area (files come with their buckets), writes the manifest and answers
    * `{ID, Path}`.
    */
   async create(body: unknown): Promise<JobHandle> {

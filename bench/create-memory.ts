@@ -1,6 +1,6 @@
-// node --import tsx bench/create-memory.ts [--instances N] [--size BYTES] [--bucket-kb KB] [--cap N]
+// node --import tsx bench/create-memory.ts [--instances N] [--size BYTES] [--bucket-kb KB] [--cap N] [--parallel N]
 // The cost of one push create on a receiver: a create body of N synthetic instances (100,000 by default)
-// is posted to a fresh dicom-xfer node; prints the body size, the answer and its time, the node's peak
+// is posted to a fresh dicom-xfer node (by N senders at once with --parallel); prints the body size, the answer and its time, the node's peak
 // RSS (VmHWM from /proc/<pid>/status) before and after, and the staging files 5 s later. No assertion.
 import { randomBytes } from 'node:crypto';
 import { readFile, readdir } from 'node:fs/promises';
@@ -17,6 +17,7 @@ const { values } = parseArgs({
     size: { type: 'string', default: '1000' },
     'bucket-kb': { type: 'string', default: '4096' },
     cap: { type: 'string' },
+    parallel: { type: 'string', default: '1' },
   },
 });
 const n = Number(values.instances);
@@ -33,7 +34,13 @@ try {
   const body = JSON.stringify(toWirePushCreate({ Instances: instances, Buckets: buckets, Compression: 'none' }));
   console.log(`${n} instances, body ${(body.length / 1048576).toFixed(1)} MiB; node peak RSS before: ${await peak()}`);
   const t = Date.now();
-  const a = await call(node.url, 'POST', '/transfers/push', body).catch((e: unknown) => ({ status: 0, body: Buffer.from(String(e)) }));
+  const all = await Promise.all(
+    Array.from({ length: Number(values.parallel) }, () =>
+      call(node.url, 'POST', '/transfers/push', body).catch((e: unknown) => ({ status: 0, body: Buffer.from(String(e)) })),
+    ),
+  );
+  const a = all[0] as { status: number; body: Buffer };
+  if (all.length > 1) console.log(`answers: ${all.map((x) => x.status).join(', ')}`);
   console.log(`create: ${a.status} in ${Date.now() - t} ms; node peak RSS: ${await peak()}`);
   if (a.status !== 200) console.log(a.body.toString().slice(0, 400));
   const tx = a.status === 200 ? (JSON.parse(a.body.toString()) as { Path: string }).Path.split('/').pop() : undefined;

@@ -89,6 +89,8 @@ export const TRANSFERS_DEFAULTS = {
   Extensions: true,
   /** Whether transfers between dicom-xfer nodes use small buckets joined into spans (extension bucket-span). */
   BucketSpans: true,
+  /** Most instances in one push transaction a receiver accepts (its create body is sized from it). */
+  MaxPushInstances: 100_000,
 } as const;
 
 /** Defaults of the `OrthancStore` section (used only when it is present). */

@@ -621,6 +621,14 @@ export const TRANSFERS_SETTINGS: {
       'dicom-xfer extension: with Extensions, list and use bucket-span: transfers between dicom-xfer nodes plan buckets of 512 KiB and join consecutive ones into requests sized to the link. false keeps the plugin\'s bucket layout (one request per BucketSize bucket) while the other extensions stay.',
     source: 'dicom-xfer',
   },
+  MaxPushInstances: {
+    schema: positive(),
+    type: 'integer ≥ 1',
+    default: TRANSFERS_DEFAULTS.MaxPushInstances,
+    meaning:
+      'dicom-xfer: most instances a receiver accepts in one push transaction; a create declaring more is refused with 413 before anything is made. It also sizes the largest create body accepted: 64 MiB per 100,000 instances (at least 4 MiB), whatever the protocol mode.',
+    source: 'dicom-xfer',
+  },
 };
 
 // ---- description for docs and the API -----------------------------------------------------------------------

@@ -72,6 +72,8 @@ export interface TransfersConfig {
   Extensions: boolean;
   /** dicom-xfer extension: with Extensions, list and use bucket-span (small buckets joined into spans). */
   BucketSpans: boolean;
+  /** dicom-xfer: most instances a receiver accepts in one push transaction (413 beyond). */
+  MaxPushInstances: number;
 }
 
 export interface Config {

@@ -8,6 +8,7 @@ import { Pool } from 'undici';
 import type { PeerConfig } from '../config/types.ts';
 import { XferError } from '../errors.ts';
 import { VERSION } from '../version.ts';
+import { whenAborted } from '../util/abort.ts';
 
 export type PeerMethod = 'GET' | 'POST' | 'PUT' | 'DELETE';
 
@@ -409,8 +410,8 @@ export class PeerClient {
     const ac = new AbortController();
     let timedOut = false;
     let timer: NodeJS.Timeout | undefined;
-    const onCallerAbort = () => ac.abort(req.signal?.reason);
-    req.signal?.addEventListener('abort', onCallerAbort, { once: true });
+    // Through the signal's shared listener: a job's signal is watched by every request it has in flight.
+    const unwatch = req.signal ? whenAborted(req.signal, () => ac.abort(req.signal?.reason)) : undefined;
     if (timeoutMs > 0) {
       timer = setTimeout(() => {
         timedOut = true;
@@ -419,7 +420,7 @@ export class PeerClient {
     }
     const cleanup = () => {
       clearTimeout(timer);
-      req.signal?.removeEventListener('abort', onCallerAbort);
+      unwatch?.();
     };
     const translate = (e: unknown): unknown => {
       if (req.signal?.aborted) return req.signal.reason;

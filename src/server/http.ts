@@ -5,6 +5,7 @@ import type { IncomingMessage } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { XferError, errorBody, toXferError } from '../errors.ts';
 import { bodyCoding, decodedBody } from './content-encoding.ts';
+import { SMALL_JSON_BODY, parseJsonBody } from './json-body.ts';
 
 export type Method = 'GET' | 'POST' | 'PUT' | 'DELETE';
 export type Handler = (req: FastifyRequest, reply: FastifyReply) => Promise<unknown>;
@@ -88,17 +89,11 @@ export async function readBody(req: FastifyRequest, limit: number, idleMs = 60_0
 }
 
 /**
- * Reads a JSON body. Bad JSON is Orthanc's BadFileFormat (400); an empty body is `undefined`.
+ * Reads a JSON body of at most `limit` bytes (413 beyond, see json-body.ts for the limits of each use).
+ * Bad JSON is Orthanc's BadFileFormat (400); an empty body is `undefined`.
  */
-export async function readJson(req: FastifyRequest, limit = 64 * 1024 * 1024): Promise<unknown> {
-  const buf = await readBody(req, limit);
-  const text = buf.toString('utf8').trim();
-  if (text === '') return undefined;
-  try {
-    return JSON.parse(text) as unknown;
-  } catch {
-    throw new XferError('BadFileFormat', 'the body is not valid JSON');
-  }
+export async function readJson(req: FastifyRequest, limit = SMALL_JSON_BODY): Promise<unknown> {
+  return parseJsonBody(await readBody(req, limit), limit);
 }
 
 const MINIMUM_RATE = Symbol('dicom-xfer.minimumRate');

@@ -12,6 +12,7 @@ import { getPeers } from '../peers/routes.ts';
 import { parseTransferQuery, toWireJobHandle, type TransferQuery } from '../protocol/wire.ts';
 import type { NodeContext, NodeModule } from '../server/app.ts';
 import { readBody, route, sendJson, type RouteInfo } from '../server/http.ts';
+import { RESOURCES_JSON_BODY, parseJsonBody } from '../server/json-body.ts';
 import { senderTransferId, transferRunners, type TransferDeps, type TransferJobQuery } from './jobs.ts';
 import { RemotePullFollower, startRemotePull } from './remote-job.ts';
 import { assertLocalResources } from './submit-checks.ts';
@@ -27,14 +28,9 @@ export function getJobs(ctx: NodeContext): JobsEngine {
 
 /** Reads a transfer query, checking `Priority` against the raw text (a JSON real such as 1.0 is refused). */
 async function readQuery(req: Parameters<typeof readBody>[0], idleMs: number): Promise<TransferQuery> {
-  const raw = (await readBody(req, 16 * 1024 * 1024, idleMs)).toString('utf8');
-  let body: unknown;
-  try {
-    body = raw.trim() === '' ? undefined : JSON.parse(raw);
-  } catch {
-    throw new XferError('BadFileFormat', 'the body is not valid JSON');
-  }
-  return parseTransferQuery(body, raw);
+  const buf = await readBody(req, RESOURCES_JSON_BODY, idleMs);
+  const body = parseJsonBody(buf, RESOURCES_JSON_BODY);
+  return parseTransferQuery(body, buf.toString('utf8'));
 }
 
 function jobQuery(q: TransferQuery): TransferJobQuery {

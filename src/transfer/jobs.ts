@@ -113,6 +113,11 @@ interface PullPrivate {
 const MAX_TRANSACTIONS_PER_RUN = 4;
 /** A bucket refused (or fetched) with a wrong checksum is sent again at once this many times. */
 const IMMEDIATE_RESENDS = 3;
+/**
+ * Most small buckets (SPAN_UNIT) a push transaction is cut into: each is a chunk or more in the create
+ * body, which the receiver bounds (Transfers.MaxPushInstances × 672 bytes, 64 MiB by default).
+ */
+const MAX_SPAN_UNITS = 200_000;
 /** Instances per `POST /transfers/have`. */
 const HAVE_BATCH = 10_000;
 /** Delays between two looks at an asynchronous commit. */
@@ -217,8 +222,17 @@ function errorText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
-/** `what` failed because of `e`: an XferError keeping e's code (NetworkProtocol for foreign errors). */
+/** A peer's answer 507: its disk is full (Orthanc's FullStorage). */
+function isPeerDiskFull(e: unknown): boolean {
+  return e instanceof PeerHttpError && e.status === ERRORS.FullStorage.http;
+}
+
+/**
+ * `what` failed because of `e`: an XferError keeping e's code (NetworkProtocol for foreign errors); a peer
+ * whose disk is full says so in plain words (FullStorage), not as a protocol error.
+ */
 function describeFailure(what: string, e: unknown): XferError {
+  if (isPeerDiskFull(e)) return new XferError('FullStorage', `${what}: the receiver's disk is full (HTTP 507): ${errorText(e)}`, { cause: e });
   const code = isXferError(e) ? e.code : 'NetworkProtocol';
   return new XferError(code, `${what}: ${errorText(e)}`, { cause: e });
 }
@@ -374,6 +388,18 @@ class TransferRun {
   publishTotals(instances: readonly InstanceInfo[]): void {
     const bytes = totalSize(instances);
     this.ctx.setContent({ TotalInstances: instances.length, TotalSizeMB: toMegabytes(bytes), TotalBytes: bytes });
+  }
+
+  /**
+   * The plugin's counters of the bucket phase at 0 until it runs (an earlier run's values stay), so that
+   * a job that moves nothing (dedupe found everything at the destination) still carries every key the
+   * plugin writes: `CompletedHttpQueries`, `NetworkSpeedKBs` and the bytes moved (`sizeKey`).
+   */
+  publishCounters(sizeKey: 'UploadedSizeMB' | 'DownloadedSizeMB'): void {
+    const c = this.ctx.content();
+    const zero: Record<string, number> = {};
+    for (const k of ['CompletedHttpQueries', 'NetworkSpeedKBs', sizeKey]) if (typeof c[k] !== 'number') zero[k] = 0;
+    this.ctx.setContent(zero);
   }
 
   /**
@@ -616,6 +642,7 @@ export class PushTransferJob implements JobRunner {
       ctx.savePrivate(state);
     }
     r.publishTotals(state.instances);
+    r.publishCounters('UploadedSizeMB');
     if (state.skipped) r.publishSkipped(state.skipped);
     const caps = await r.capabilities();
 
@@ -685,9 +712,11 @@ export class PushTransferJob implements JobRunner {
       ctx.savePrivate(state);
       return state;
     }
-    // With bucket-span the transaction is cut into small buckets, and the requests join them as the link allows.
+    // With bucket-span the transaction is cut into small buckets, and the requests join them as the link
+    // allows; past MAX_SPAN_UNITS of them (a create body too large for the receiver), the plugin's buckets.
     const g = r.config.Transfers.BucketSize * 1024;
-    const buckets = scheduleBuckets(sent, { bucketSize: caps.has('bucket-span') ? Math.min(g, SPAN_UNIT) : g });
+    const small = caps.has('bucket-span') && totalSize(sent) / SPAN_UNIT <= MAX_SPAN_UNITS;
+    const buckets = scheduleBuckets(sent, { bucketSize: small ? Math.min(g, SPAN_UNIT) : g });
     const create = toWirePushCreate({ Instances: sent, Buckets: buckets, Compression: q.Compression });
     const answer = await r.mustCall('creating the transaction', (signal) =>
       r.client.json({
@@ -874,6 +903,8 @@ export class PushTransferJob implements JobRunner {
       );
     let delay = COMMIT_POLL_MIN_MS;
     let answer: unknown;
+    /** When the commit first found the receiver's disk full. */
+    let fullSince: number | undefined;
     try {
       answer = (await post()).body;
       for (let polls = 0; polls < 1_000_000; polls++) {
@@ -892,8 +923,21 @@ export class PushTransferJob implements JobRunner {
           await realClock.sleep(delay, ctx.signal);
           delay = Math.min(COMMIT_POLL_MAX_MS, delay * 2);
         }
+        const open = commitState(answer);
+        if (open.State === 'Open' && open.LastCommitStatus === ERRORS.FullStorage.http) {
+          // The commit found the receiver's disk full and the transaction is kept: commit again after a
+          // pause while the job's outage budget lasts (someone may free space), else fail saying why.
+          const full = new XferError('FullStorage', `the receiver's disk is full: ${open.LastCommitDetails ?? 'no details'}`);
+          if (fullSince === undefined) fullSince = Date.now();
+          if (Date.now() - fullSince >= r.config.Transfers.RetryBudget * 1000) throw full;
+          r.noteRetry('the commit', full, delay);
+          await realClock.sleep(delay, ctx.signal);
+          delay = Math.min(COMMIT_POLL_MAX_MS, delay * 2);
+          answer = (await post()).body;
+          continue;
+        }
         // Open: the receiver restarted during the commit and reloaded the transaction intact.
-        if (commitState(answer).State === 'Open') answer = (await post()).body;
+        if (open.State === 'Open') answer = (await post()).body;
       }
       throw new XferError('Timeout', 'the commit did not end');
     } catch (e) {
@@ -904,6 +948,7 @@ export class PushTransferJob implements JobRunner {
         return false;
       }
       if (isXferError(e) && (e.code === 'CorruptedFile' || e.code === 'Timeout') && !(e instanceof PeerHttpError)) throw e;
+      if (isXferError(e, 'FullStorage') && !(e instanceof PeerHttpError)) throw r.failure('the commit', e, start);
       throw r.failure('the commit', e, start);
     }
   }
@@ -959,11 +1004,19 @@ function bucketIndexes(body: unknown): Set<number> {
   return out;
 }
 
-/** The `{"State", "Details"}` of an asynchronous commit answer; anything else counts as still running. */
-function commitState(body: unknown): { State: string; Details?: string } {
-  const o = (typeof body === 'object' && body !== null ? body : {}) as { State?: unknown; Details?: unknown };
-  const s: { State: string; Details?: string } = { State: typeof o.State === 'string' ? o.State : 'Committing' };
+/**
+ * The `{"State", "Details"}` of an asynchronous commit answer (with, for a transaction open again after a
+ * commit that found the disk full, `LastCommitStatus` 507 and its details); anything else counts as still
+ * running.
+ */
+function commitState(body: unknown): { State: string; Details?: string; LastCommitStatus?: number; LastCommitDetails?: string } {
+  const o = (typeof body === 'object' && body !== null ? body : {}) as Record<string, unknown>;
+  const s: { State: string; Details?: string; LastCommitStatus?: number; LastCommitDetails?: string } = {
+    State: typeof o.State === 'string' ? o.State : 'Committing',
+  };
   if (typeof o.Details === 'string') s.Details = o.Details;
+  if (typeof o.LastCommitStatus === 'number') s.LastCommitStatus = o.LastCommitStatus;
+  if (typeof o.LastCommitDetails === 'string') s.LastCommitDetails = o.LastCommitDetails;
   return s;
 }
 
@@ -1008,11 +1061,13 @@ export class PullTransferJob implements JobRunner {
     const caps = await r.capabilities();
     if (!state) {
       const instances = await this.#lookup(r);
+      // Unlike the plugin, an empty pull too says what it moved: nothing.
+      r.publishTotals(instances);
+      r.publishCounters('DownloadedSizeMB');
       if (instances.length === 0) {
         ctx.setProgress(1);
         return;
       }
-      r.publishTotals(instances);
       // What the local store already holds with the same MD5 is not fetched again (works with any source).
       let fetched = instances;
       let skipped: Skipped | undefined;
@@ -1040,6 +1095,7 @@ export class PullTransferJob implements JobRunner {
     } else {
       area = await StagingArea.open(state.staging, state.fetched ?? state.instances, writtenBy(state.buckets, ctx.bucketsDone()));
       r.publishTotals(state.instances);
+      r.publishCounters('DownloadedSizeMB');
       if (state.skipped) r.publishSkipped(state.skipped);
     }
     // The store makes ready for the commit while the buckets come.

@@ -26,6 +26,9 @@ import { BUCKET_CHECKSUM_STATUS, CRC32_HEX, CRC32_MEMBER, HEADER_CRC32 } from '.
 import { MAX_SPAN_BUCKETS, joinChunks } from './spans.ts';
 import { StagingArea, fileError, writtenBy } from './staging.ts';
 
+/** Instances one push transaction may declare unless told otherwise (Transfers.MaxPushInstances). */
+const DEFAULT_MAX_INSTANCES = 100_000;
+
 /** Bytes always left free on the staging disk when a transaction is created. */
 export const STAGING_DISK_RESERVE = 64 * 1024 * 1024;
 
@@ -96,6 +99,8 @@ export interface PushReceiverOptions {
    * (Transfers.IdleBeforeEviction); default 0: as soon as no request is in flight.
    */
   idleBeforeEvictionSeconds?: number;
+  /** Most instances one transaction may declare (Transfers.MaxPushInstances); default 100,000. */
+  maxInstances?: number;
   logger?: Logger;
 }
 
@@ -104,7 +109,7 @@ export interface PushReceiverOptions {
  * (with its buckets), being committed, or its commit's recorded outcome.
  */
 export type PushTransactionState =
-  | { State: 'Open'; Buckets: number; BucketsDone: number }
+  | { State: 'Open'; Buckets: number; BucketsDone: number; LastCommitStatus?: number; LastCommitDetails?: string }
   | { State: 'Committing' }
   | { State: 'Success' }
   | { State: 'Failure'; Details: string };
@@ -152,6 +157,8 @@ interface Transaction {
   commit: Promise<void> | undefined;
   /** Request body bytes received by its PUTs since this process holds it (extension receiver-progress). */
   received: number;
+  /** The last commit ran out of disk (507): the transaction is kept, to be committed again. */
+  commitFailure?: { status: number; details: string } | undefined;
 }
 
 /** What a bucket PUT answers with (extension receiver-progress). */
@@ -160,6 +167,21 @@ export interface ReceivedBytes {
   bytes: number;
   /** When, in ms on this process' monotonic clock. */
   at: number;
+}
+
+/** System and SQLite codes of a file system (or quota) without room. */
+const DISK_FULL_CODES = new Set(['ENOSPC', 'EDQUOT', 'EFBIG', 'SQLITE_FULL']);
+
+/** Whether a failure comes from a full disk: FullStorage, or a full-disk code along its causes. */
+function isDiskFull(e: unknown): boolean {
+  let cur: unknown = e;
+  for (let depth = 0; depth < 8 && typeof cur === 'object' && cur !== null; depth++) {
+    if (isXferError(cur, 'FullStorage')) return true;
+    const code = (cur as { code?: unknown }).code;
+    if (typeof code === 'string' && DISK_FULL_CODES.has(code)) return true;
+    cur = (cur as { cause?: unknown }).cause;
+  }
+  return false;
 }
 
 /** Transaction IDs are lowercase UUIDs; the route accepts `[.0-9a-f-]+`, anything else is unknown. */
@@ -187,6 +209,7 @@ export class PushReceiver {
   readonly #max: number;
   readonly #idleMs: number;
   readonly #evictIdleMs: number;
+  readonly #maxInstances: number;
   readonly #outcomesDir: string;
   /** Recorded commit outcomes by transaction ID, oldest first. */
   readonly #outcomes = new Map<string, CommitOutcome>();
@@ -204,6 +227,7 @@ export class PushReceiver {
     this.#max = Math.max(1, Math.floor(opts.maxTransactions));
     this.#idleMs = Math.max(0, opts.idleTimeoutSeconds) * 1000;
     this.#evictIdleMs = Math.max(0, opts.idleBeforeEvictionSeconds ?? 0) * 1000;
+    this.#maxInstances = Math.max(1, Math.floor(opts.maxInstances ?? DEFAULT_MAX_INSTANCES));
     this.#outcomesDir = join(opts.store.stagingRoot(), OUTCOMES_DIR);
     this.#log = opts.logger;
   }
@@ -274,7 +298,10 @@ export class PushReceiver {
     if (tx) {
       this.#touch(tx);
       if (tx.state === 'committing') return { State: 'Committing' };
-      return { State: 'Open', Buckets: tx.body.Buckets.length, BucketsDone: tx.done.size };
+      const open: PushTransactionState = { State: 'Open', Buckets: tx.body.Buckets.length, BucketsDone: tx.done.size };
+      // A commit that found the disk full: the sender learns why the transaction is open again.
+      if (tx.commitFailure) return { ...open, LastCommitStatus: tx.commitFailure.status, LastCommitDetails: tx.commitFailure.details };
+      return open;
     }
     const o = this.#outcomes.get(id);
     if (!o) throw new XferError('UnknownResource', `no push transaction ${id}`);
@@ -283,15 +310,24 @@ export class PushReceiver {
   // ---- create ----------------------------------------------------------------------------------
 
   /**
-   * Creates a transaction from a create body (parsed JSON). BadFileFormat / ParameterOutOfRange for a
-   * bad body; 503 when every held transaction has a request in flight (nothing changes); FullStorage
+   * Creates a transaction from a create body (parsed JSON). 413 when it declares more instances than
+   * maxInstances (checked first); BadFileFormat / ParameterOutOfRange for a bad body; 503 when every held transaction has a request in flight (nothing changes); FullStorage
    * (507) when the declared total does not fit on the staging disk, counting what the other
    * transactions may still write (nothing changes). Otherwise evicts the least recently used idle
-   * transaction if the receiver is full, allocates the sparse files, writes the manifest and answers
+   * transaction if the receiver is full, makes its staging area (files come with their buckets), writes the manifest and answers
    * `{ID, Path}`.
    */
   async create(body: unknown): Promise<JobHandle> {
     this.#checkOpen();
+    // The declared count, before anything is built per instance.
+    const declared = (body as { Instances?: unknown } | null | undefined)?.Instances;
+    if (Array.isArray(declared) && declared.length > this.#maxInstances) {
+      throw new XferError(
+        'BadRequest',
+        `the transaction declares ${declared.length} instances, more than the ${this.#maxInstances} this node accepts in one (Transfers.MaxPushInstances)`,
+        { httpStatus: 413 },
+      );
+    }
     const parsed = parsePushCreate(body);
     const create: PushCreateBody = { ...parsed, Instances: sortUniqueInstances(parsed.Instances) };
     let total = 0;
@@ -477,8 +513,10 @@ export class PushReceiver {
   /**
    * Commits a transaction: waits for its PUTs still running, then has the store check every MD5 and
    * adopt every instance at once, or none. The transaction and its staging are gone afterwards in both
-   * cases. UnknownResource (404) for an unknown transaction; CorruptedFile (500) naming the refused
-   * instances when the commit fails, nothing of the transfer being visible. A second commit of a
+   * cases, except when the disk is full: FullStorage (507), nothing stored, and the transaction stays open
+   * to be committed again once there is room. UnknownResource (404) for an unknown transaction;
+   * CorruptedFile (500) naming the refused instances when the commit fails, nothing of the transfer being
+   * visible. A second commit of a
    * transaction being committed (a retry) waits for the same outcome.
    */
   async commit(id: string): Promise<void> {
@@ -527,11 +565,13 @@ export class PushReceiver {
 
   async #commit(tx: Transaction): Promise<void> {
     tx.state = 'committing';
+    tx.commitFailure = undefined;
     tx.inFlight++;
     const done = (async () => {
       await Promise.allSettled([...tx.ops]);
       const start = Date.now();
       const area = tx.area as StagingArea;
+      let keep = false;
       this.counters.receivedBytes += area.totalSize;
       this.counters.receptionMs += start - tx.createdAt;
       try {
@@ -544,6 +584,20 @@ export class PushReceiver {
         );
         await this.#recordOutcome({ ID: tx.id, State: 'Success', At: Date.now() });
       } catch (e) {
+        if (isDiskFull(e)) {
+          // Nothing was stored and the staged files are intact: the transaction stays, for the sender to
+          // commit again once there is room (a full disk is no fault of the data).
+          keep = true;
+          const why = isXferError(e) ? (e.details ?? e.message) : e instanceof Error ? e.message : String(e);
+          const err = new XferError(
+            'FullStorage',
+            `the receiver's disk is full: commit of push transaction ${tx.id} stored nothing (${why}); the transaction is kept, commit it again once there is room`,
+            { cause: e },
+          );
+          tx.commitFailure = { status: err.http, details: err.details ?? err.message };
+          this.#log?.warn({ tx: tx.id, details: err.details }, 'push transaction commit failed for a full disk; transaction kept');
+          throw err;
+        }
         this.counters.failedCommits++;
         const err = isXferError(e, 'CorruptedFile')
           ? e
@@ -553,8 +607,14 @@ export class PushReceiver {
         throw err;
       } finally {
         tx.inFlight--;
-        if (this.#txs.get(tx.id) === tx) this.#txs.delete(tx.id);
-        await area.remove();
+        if (keep) {
+          tx.state = 'open';
+          tx.commit = undefined;
+          tx.lastActivity = Date.now();
+        } else {
+          if (this.#txs.get(tx.id) === tx) this.#txs.delete(tx.id);
+          await area.remove();
+        }
       }
     })();
     this.#track(done);

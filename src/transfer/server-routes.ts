@@ -11,6 +11,7 @@ import { parseChunkIds, parseChunkQuery } from '../protocol/chunk-url.ts';
 import { INSTANCE_ID, parseLookupRequest, parseWire, toWireLookupAnswer } from '../protocol/wire.ts';
 import type { NodeModule } from '../server/app.ts';
 import { intParam, readJson, route, sendJson, withIdleTimeout } from '../server/http.ts';
+import { RESOURCES_JSON_BODY, createBodyLimit } from '../server/json-body.ts';
 import {
   CAPABILITIES_PATH,
   CRC32_MEMBER,
@@ -37,9 +38,6 @@ const servers = new WeakMap<FastifyInstance, TransfersServer>();
 export function transfersServerOf(app: FastifyInstance): TransfersServer | undefined {
   return servers.get(app);
 }
-
-/** Largest JSON body accepted by the lookup and create routes (a create lists every instance). */
-const MAX_JSON_BODY = 256 * 1024 * 1024;
 
 /** Most instances one `POST /transfers/have` may ask about (a sender asks in batches). */
 export const MAX_HAVE_BATCH = 100_000;
@@ -91,8 +89,10 @@ export const transfersServerModule: NodeModule = async (app, ctx, routes) => {
     maxTransactions: config.Transfers.MaxPushTransactions,
     idleTimeoutSeconds: config.Transfers.IdleTransactionTimeout,
     idleBeforeEvictionSeconds: config.Transfers.IdleBeforeEviction,
+    maxInstances: config.Transfers.MaxPushInstances,
     logger: log,
   });
+  const createLimit = createBodyLimit(config.Transfers.MaxPushInstances);
   // Transfers.Extensions false: this node answers exactly as an Orthanc with the plugin (no extension
   // route, extension headers ignored).
   const ext = extensionsEnabled(config);
@@ -105,7 +105,7 @@ export const transfersServerModule: NodeModule = async (app, ctx, routes) => {
     '/transfers/lookup',
     {
       POST: async (req, reply) => {
-        const resources = parseLookupRequest(await readJson(req, MAX_JSON_BODY));
+        const resources = parseLookupRequest(await readJson(req, RESOURCES_JSON_BODY));
         const instances = await lookupInstances(store, resources);
         return sendJson(reply, toWireLookupAnswer(instances, ctx.originator));
       },
@@ -150,7 +150,8 @@ export const transfersServerModule: NodeModule = async (app, ctx, routes) => {
     '/transfers/push',
     {
       POST: async (req, reply) => {
-        const body = await readJson(req, MAX_JSON_BODY);
+        // Sized from the instances a transaction may hold: a larger create is refused before it is read.
+        const body = await readJson(req, createLimit);
         return sendJson(reply, await receiver.create(body));
       },
     },
@@ -216,7 +217,7 @@ export const transfersServerModule: NodeModule = async (app, ctx, routes) => {
       '/transfers/have',
       {
         POST: async (req, reply) => {
-          const asked = parseWire(HaveRequestSchema, await readJson(req, MAX_JSON_BODY), 'the body of /transfers/have');
+          const asked = parseWire(HaveRequestSchema, await readJson(req, RESOURCES_JSON_BODY), 'the body of /transfers/have');
           const found = await store.findInstances([...new Set(asked.map((i) => i.ID))]);
           const held = new Set<string>();
           for (const i of asked) if (found.get(i.ID)?.md5 === i.MD5) held.add(i.ID);

@@ -64,11 +64,8 @@ export class StagingArea {
   readonly #running = new Map<string, Running>();
   /** Headers parsed from the bytes of verified instances: the commit need not read them again. */
   readonly #headers = new Map<string, DicomHeader>();
-  /** Creation of each file made or being made (create() only: a reopened area has them all). */
+  /** Creation of each file made or being made. */
   readonly #made = new Map<string, Promise<void>>();
-  /** The creation of the files create() left to the background. */
-  #background: Promise<void> = Promise.resolve();
-  #backgroundError: XferError | undefined;
   #removed = false;
 
   private constructor(dir: string, instances: readonly InstanceInfo[]) {
@@ -80,47 +77,42 @@ export class StagingArea {
   }
 
   /**
-   * Creates `dir` (and its parents) with one file per instance, each extended to its declared size
-   * without writing data (sparse). Duplicated IDs collapse, the last declaration winning. The first
-   * files are made before this resolves (so that a directory that cannot be written fails here, with
-   * the directory removed and FullStorage / CannotWriteFile thrown); the others are made in the
-   * background, BACKGROUND_FILE_PARALLELISM at a time, a write into a file not made yet making it first, so that
-   * a study of thousands of instances does not wait on thousands of file creations before its first byte.
+   * Creates `dir` (and its parents) for one file per instance, each extended to its declared size without
+   * writing data (sparse). Duplicated IDs collapse, the last declaration winning. The first files are made
+   * before this resolves (so that a directory that cannot be written fails here, with the directory
+   * removed and FullStorage / CannotWriteFile thrown); the others are made as the buckets write into them,
+   * and the rest (instances no bucket writes: empty ones) by staged(), so that a transaction of 100,000
+   * instances answers its create at once and makes no file ahead of its data.
    */
   static async create(dir: string, instances: readonly InstanceInfo[]): Promise<StagingArea> {
     const area = new StagingArea(dir, instances);
-    const all = [...area.#instances.values()];
     try {
       await mkdir(dir, { recursive: true });
-      await mapLimit(all.slice(0, FILE_PARALLELISM), FILE_PARALLELISM, (i) => area.#make(i.ID));
+      const ids: string[] = [];
+      for (const id of area.#instances.keys()) {
+        if (ids.length >= FILE_PARALLELISM) break;
+        ids.push(id);
+      }
+      await mapLimit(ids, FILE_PARALLELISM, (id) => area.#make(id));
     } catch (e) {
       await rm(dir, { recursive: true, force: true }).catch(() => undefined);
       throw fileError(e, 'cannot create the staging files');
     }
-    area.#makeInBackground(all.slice(FILE_PARALLELISM).map((i) => i.ID));
     return area;
   }
 
-  /** Makes the files of `ids`, BACKGROUND_FILE_PARALLELISM at a time, until the area is removed. */
-  #makeInBackground(ids: readonly string[]): void {
-    this.#background = mapLimit(ids, BACKGROUND_FILE_PARALLELISM, async (id) => {
-      if (!this.#removed) await this.#make(id);
-    }).then(
-      () => undefined,
-      (e: unknown) => {
-        this.#backgroundError = fileError(e, 'cannot create the staging files');
-      },
-    );
-  }
-
-  /** The file of instance `id`, made (once) with its declared size. */
+  /**
+   * The file of instance `id`, made (once) with its declared size; a creation that failed (a full disk)
+   * is tried again by the next caller. Refused once the area is removed: no file outlives it.
+   */
   #make(id: string): Promise<void> {
+    if (this.#removed) return Promise.reject(new XferError('UnknownResource', 'the staging area was removed'));
     let made = this.#made.get(id);
     if (!made) {
       const size = this.#instances.get(id)?.Size ?? 0;
       made = (async () => {
         // Never truncating a file that is there: another area on the same directory (the run before a
-        // pause, whose background may still be making files) may have made it and written into it.
+        // pause, whose last writes may still be running) may have made it and written into it.
         let fresh = true;
         const fh = await open(this.pathOf(id), 'wx').catch(async (e: unknown) => {
           if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
@@ -133,38 +125,41 @@ export class StagingArea {
           await fh.close();
         }
       })();
-      this.#made.set(id, made);
+      const mine = made;
+      mine.catch(() => {
+        if (this.#made.get(id) === mine) this.#made.delete(id);
+      });
+      this.#made.set(id, mine);
     }
     return made;
   }
 
   /** Settles once every file is made; throws what their creation threw. */
   async #allMade(): Promise<void> {
-    await this.#background;
-    if (this.#backgroundError) throw this.#backgroundError;
+    try {
+      await mapLimit([...this.#instances.keys()], FILE_PARALLELISM, (id) => this.#make(id));
+    } catch (e) {
+      throw fileError(e, 'cannot create the staging files');
+    }
   }
 
   /**
    * Reopens a staging area created earlier (after a pause or a restart). `written` names the instances
    * that a recorded bucket wrote into: their files must be there with their declared size, else
    * InexistentFile (e.g. a commit adopted them before a crash). The file of any other instance may not
-   * have been made yet (files are made in the background, and a pause or a crash can come first): it is
-   * made again, in the background as by create().
+   * have been made yet (files are made as buckets write into them): it is made as by create(), by the
+   * bucket that writes into it or by staged().
    */
   static async open(dir: string, instances: readonly InstanceInfo[], written: ReadonlySet<string>): Promise<StagingArea> {
     const area = new StagingArea(dir, instances);
-    const unmade: string[] = [];
     await mapLimit([...area.#instances.values()], FILE_PARALLELISM, async (i) => {
       const st = await stat(area.pathOf(i.ID)).catch(() => undefined);
       if (st && st.isFile() && st.size === i.Size) {
         area.#made.set(i.ID, Promise.resolve());
       } else if (written.has(i.ID)) {
         throw new XferError('InexistentFile', `staged file of instance ${i.ID} is missing or has the wrong size`);
-      } else {
-        unmade.push(i.ID);
       }
     });
-    area.#makeInBackground(unmade);
     return area;
   }
 
@@ -490,7 +485,6 @@ export class StagingArea {
   async remove(): Promise<void> {
     // Files still being made would land in a directory already gone, or make it again.
     this.#removed = true;
-    await this.#background;
     await Promise.allSettled(this.#made.values());
     await StagingArea.discard(this.dir);
   }
@@ -566,12 +560,6 @@ const READ_BACK = 1024 * 1024;
 const WRITE_BATCH = 1024 * 1024;
 /** Staging files created (or checked) at once. */
 const FILE_PARALLELISM = 16;
-/**
- * Staging files created at once in the background. Each creation is three calls on libuv's thread
- * pool (4 threads by default), where the bucket writes, their datasync and zlib also queue: more than
- * two would hold the first buckets of a transfer behind thousands of file creations.
- */
-const BACKGROUND_FILE_PARALLELISM = 2;
 /** Gathered bytes are written when no more arrive for this long. */
 const IDLE_FLUSH_MS = 20;
 

@@ -3,6 +3,7 @@
 // predicate saying what is worth another try, an AbortSignal that stops the waiting, and a callback per retry.
 import type { Config } from '../config/types.ts';
 import { XferError } from '../errors.ts';
+import { whenAborted } from './abort.ts';
 
 /** How long to wait before retry number `retry` (1 for the first retry). */
 export type Backoff =
@@ -67,15 +68,17 @@ export const realClock: Clock = {
         reject(abortReason(signal));
         return;
       }
-      const onAbort = () => {
-        clearTimeout(timer);
-        reject(abortReason(signal));
-      };
       const timer = setTimeout(() => {
-        signal?.removeEventListener('abort', onAbort);
+        unwatch?.();
         resolve();
       }, ms);
-      signal?.addEventListener('abort', onAbort, { once: true });
+      // Through the signal's shared listener: many buckets of one job may wait at once.
+      const unwatch = signal
+        ? whenAborted(signal, () => {
+            clearTimeout(timer);
+            reject(abortReason(signal));
+          })
+        : undefined;
     });
   },
 };

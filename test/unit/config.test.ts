@@ -345,6 +345,7 @@ describe('defaults and overrides', () => {
       IdleBeforeEviction: 60,
       Extensions: true,
       BucketSpans: true,
+      MaxPushInstances: 100_000,
     });
     assert.deepEqual(config, {
       Name: 'dicom-xfer',

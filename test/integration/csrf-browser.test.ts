@@ -8,14 +8,14 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { needs, REAL_DICOM } from '../helpers/data.ts';
 import { after, before, describe, test } from 'node:test';
 import { chromium, type BrowserContext } from 'playwright-core';
 import { startXferNode, type XferNode } from '../helpers/node.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
-const REAL = join(dirname(fileURLToPath(import.meta.url)), '../../../shared/testdata/real-dicom');
+const REAL = REAL_DICOM;
 const STEP_MS = 30_000;
 
 /** The attacker's page: three forged requests, then a title that says they were all sent. */
@@ -45,7 +45,7 @@ function attackPage(node: string, study: string): string {
 </script></body></html>`;
 }
 
-describe('a page of another origin cannot change the node', { skip: !existsSync(CHROMIUM) && `${CHROMIUM} is missing` }, () => {
+describe('a page of another origin cannot change the node', { skip: (!existsSync(CHROMIUM) && `${CHROMIUM} is missing`) || needs(REAL_DICOM) }, () => {
   let a: XferNode;
   let b: XferNode;
   let attacker: Server;

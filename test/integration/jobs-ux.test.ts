@@ -5,14 +5,14 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readFile, readdir } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { needs, REAL_DICOM } from '../helpers/data.ts';
 import { after, before, describe, test } from 'node:test';
 import { BIN, REPO, startXferNode, type XferNode } from '../helpers/node.ts';
 import { freePort } from '../helpers/ports.ts';
 import { call, getJson, json, postJson, startPair, waitJob, type JobJson, type Pair } from '../helpers/transfer-nodes.ts';
 
-const BRAINIX = join(dirname(fileURLToPath(import.meta.url)), '../../../shared/testdata/real-dicom/Brainix/Flair');
+const BRAINIX = join(REAL_DICOM, 'Brainix/Flair');
 
 interface Run {
   code: number | null;
@@ -68,7 +68,7 @@ async function until<T>(what: string, read: () => Promise<T> | T, ok: (v: T) => 
 
 const jobsOf = (base: string): Promise<JobJson[]> => getJson<JobJson[]>(base, '/jobs?expand');
 
-describe('a send in pull mode is followed by a job on the sending node', { timeout: 180_000 }, () => {
+describe('a send in pull mode is followed by a job on the sending node', { skip: needs(REAL_DICOM), timeout: 180_000 }, () => {
   let pair: Pair;
   let study: string;
   let instances: string[];
@@ -184,7 +184,7 @@ describe('a send in pull mode is followed by a job on the sending node', { timeo
   });
 });
 
-describe('a send in pull mode to the node itself, one job at a time', { timeout: 120_000 }, () => {
+describe('a send in pull mode to the node itself, one job at a time', { skip: needs(REAL_DICOM), timeout: 120_000 }, () => {
   let node: XferNode;
   before(async () => {
     const port = await freePort();
@@ -222,7 +222,7 @@ describe('a send in pull mode to the node itself, one job at a time', { timeout:
   });
 });
 
-describe('a send to a peer that is down says why it waits, then succeeds once the peer is up', { timeout: 180_000 }, () => {
+describe('a send to a peer that is down says why it waits, then succeeds once the peer is up', { skip: needs(REAL_DICOM), timeout: 180_000 }, () => {
   let a: XferNode;
   let c: XferNode | undefined;
   let port: number;
@@ -277,7 +277,7 @@ describe('a send to a peer that is down says why it waits, then succeeds once th
   });
 });
 
-describe('an unknown study is refused when the send is asked for', { timeout: 120_000 }, () => {
+describe('an unknown study is refused when the send is asked for', { skip: needs(REAL_DICOM), timeout: 120_000 }, () => {
   let pair: Pair;
   let study: string;
   const unknown = '0123abcd-0123abcd-0123abcd-0123abcd-0123abcd';

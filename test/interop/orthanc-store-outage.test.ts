@@ -7,15 +7,15 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { needs, REAL_DICOM } from '../helpers/data.ts';
 import { after, before, describe, test } from 'node:test';
 import { startXferNode, type XferNode } from '../helpers/node.ts';
 import { ORTHANC_BINARY, orthancInstalled } from '../helpers/orthanc.ts';
 import { freePort, waitFor } from '../helpers/ports.ts';
 import { startProxy, type Proxy } from '../helpers/proxy.ts';
 
-const BRAINIX = join(dirname(fileURLToPath(import.meta.url)), '../../../shared/testdata/real-dicom/Brainix');
+const BRAINIX = join(REAL_DICOM, 'Brainix');
 const FLAIR = join(BRAINIX, 'Flair');
 const EPI = join(BRAINIX, 'Epi');
 
@@ -94,7 +94,7 @@ async function md5s(base: string): Promise<Map<string, string>> {
   return out;
 }
 
-describe('an Orthanc store that is down during a send', { skip: !orthancInstalled() && 'Orthanc is not installed', timeout: 240_000 }, () => {
+describe('an Orthanc store that is down during a send', { skip: (!orthancInstalled() && 'Orthanc is not installed') || needs(REAL_DICOM), timeout: 240_000 }, () => {
   let work: string;
   let orthanc: RestartableOrthanc;
   let a: XferNode;

@@ -8,19 +8,19 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { needs, REAL_DICOM } from '../helpers/data.ts';
 import { after, before, describe, test } from 'node:test';
 import { startXferNode, type XferNode } from '../helpers/node.ts';
 import { orthancInstalled, startOrthanc, type OrthancServer } from '../helpers/orthanc.ts';
 import { assertOrthancError, request, type RawAnswer } from '../helpers/raw-http.ts';
 
-const REAL = join(dirname(fileURLToPath(import.meta.url)), '../../../shared/testdata/real-dicom');
+const REAL = REAL_DICOM;
 
 const portOf = (url: string): number => Number(new URL(url).port);
 const parsed = (a: RawAnswer): unknown => JSON.parse(a.body) as unknown;
 
-describe('dicom-xfer --proxy is transparent for Orthanc\'s clients', { skip: !orthancInstalled() && 'Orthanc is not installed' }, () => {
+describe('dicom-xfer --proxy is transparent for Orthanc\'s clients', { skip: (!orthancInstalled() && 'Orthanc is not installed') || needs(REAL_DICOM) }, () => {
   let orthanc: OrthancServer;
   let proxy: XferNode;
   let direct: number;

@@ -3,7 +3,7 @@
 // information and the data set up to Pixel Data, and turns element values into strings as Orthanc does.
 import { createRequire } from 'node:module';
 import { constants as zlibConstants, inflateRawSync } from 'node:zlib';
-import type { ByteArrayParser, DataSet, Element } from 'dicom-parser';
+import type { ByteArrayParser, ByteStream, DataSet, Element } from 'dicom-parser';
 import { XferError } from '../errors.ts';
 import { charsetFor, type CharsetInfo, type TextDecodeFn } from './charset.ts';
 import { lookupTag, parserKey, TAG, tagGroup, type TagNumber } from './tags.ts';
@@ -71,6 +71,24 @@ const VALID_VRS = new Set([
 ]);
 /** VRs whose explicit length field has 4 bytes (after 2 reserved ones). */
 const LONG_VRS = new Set(['OB', 'OD', 'OF', 'OL', 'OV', 'OW', 'SQ', 'UC', 'UR', 'UT', 'UN', 'SV', 'UV']);
+const UNDEFINED_LENGTH = 0xffffffff;
+
+/**
+ * A VR that the standard does not know, made of two capital letters: DCMTK (so Orthanc) takes it for a VR of
+ * a later edition of the standard, all of which have a 4-byte length, and reads the element as UN.
+ */
+export function isFutureVr(vr: string): boolean {
+  return !VALID_VRS.has(vr) && /^[A-Z]{2}$/.test(vr);
+}
+
+/**
+ * Whether an explicit VR element has 2 reserved bytes and a 4-byte length after its VR, as DCMTK reads it:
+ * the long VRs of the standard and the unknown VRs of two capital letters; any other unknown VR (lower case,
+ * digits, spaces) has a 2-byte length.
+ */
+export function hasLongLength(vr: string): boolean {
+  return LONG_VRS.has(vr) || isFutureVr(vr);
+}
 /** Upper bound of what a deflated data set may inflate to while looking for its header. */
 const MAX_INFLATED = 256 * 1024 * 1024;
 
@@ -158,6 +176,112 @@ function vrCallback(tag: string): string {
   return lookupTag(parseInt(tag.slice(1), 16) >>> 0)?.vr as string;
 }
 
+// dicom-parser 1.8 reads a 2-byte length after any VR it does not list as long, and its list lacks OV, SV
+// and UV (added to the standard in 2019) as well as the unknown VRs that DCMTK reads with a 4-byte length: it
+// then reads the reserved bytes as the length and everything after as garbage. Its explicit VR readers call
+// one another internally, so the element, item and data set readers below replace them for explicit VR,
+// with the same results and warnings for every other element; the implicit VR readers and the helpers for
+// encapsulated pixel data and undefined lengths are still dicom-parser's.
+
+/** Reads one explicit VR element at the position of `stream`, and its items or value (skipped). */
+function readElementExplicit(stream: ByteStream, warnings: string[], untilTag?: string): Element {
+  const tag = dp.readTag(stream);
+  const vr = stream.readFixedString(2);
+  let length: number;
+  if (hasLongLength(vr)) {
+    stream.seek(2);
+    length = stream.readUint32();
+  } else {
+    length = stream.readUint16();
+  }
+  const el: Element = { tag, vr, length, dataOffset: stream.position };
+  if (length === UNDEFINED_LENGTH) el.hadUndefinedLength = true;
+  if (tag === untilTag) return el;
+  if (vr === 'SQ') {
+    readItemsExplicit(stream, el, warnings);
+    return el;
+  }
+  if (length === UNDEFINED_LENGTH) {
+    if (tag === PIXEL_DATA_KEY) {
+      dp.findEndOfEncapsulatedElement(stream, el, warnings);
+    } else if (vr === 'UN' || isFutureVr(vr)) {
+      // Read as UN by DCMTK: the items of an undefined-length UN element are implicit VR little endian.
+      dp.readSequenceItemsImplicit(stream, el);
+    } else {
+      dp.findItemDelimitationItemAndSetElementLength(stream, el);
+    }
+    return el;
+  }
+  stream.seek(length);
+  return el;
+}
+
+/** Reads the items of an explicit VR sequence, up to its sequence delimitation or its length. */
+function readItemsExplicit(stream: ByteStream, el: Element, warnings: string[]): void {
+  const items: Element[] = [];
+  el.items = items;
+  if (el.length !== UNDEFINED_LENGTH) {
+    const end = el.dataOffset + el.length;
+    // Bounded: every item read advances the stream by at least 8 bytes.
+    while (stream.position < end) items.push(readItemExplicit(stream, warnings));
+    return;
+  }
+  // Bounded: every round reads an item (at least 8 bytes) or returns.
+  while (stream.position + 4 <= stream.byteArray.length) {
+    const next = dp.readTag(stream);
+    stream.seek(-4);
+    if (next === 'xfffee0dd') {
+      el.length = stream.position - el.dataOffset;
+      stream.seek(8);
+      return;
+    }
+    items.push(readItemExplicit(stream, warnings));
+  }
+  warnings.push('eof encountered before finding sequence delimitation tag while reading sequence of undefined length');
+  el.length = stream.position - el.dataOffset;
+}
+
+/** Reads one item of an explicit VR sequence and its data set. */
+function readItemExplicit(stream: ByteStream, warnings: string[]): Element {
+  const item: Element = dp.readSequenceItem(stream);
+  if (item.length === UNDEFINED_LENGTH) {
+    item.hadUndefinedLength = true;
+    const elements: Record<string, Element> = {};
+    let closed = false;
+    // Bounded: every element read advances the stream by at least 8 bytes.
+    while (stream.position < stream.byteArray.length) {
+      const inner = readElementExplicit(stream, warnings);
+      elements[inner.tag] = inner;
+      if (inner.tag === 'xfffee00d') {
+        closed = true;
+        break;
+      }
+    }
+    if (!closed) warnings.push('eof encountered before finding item delimiter tag while reading sequence item of undefined length');
+    item.dataSet = new DataSetCtor(stream.byteArrayParser, stream.byteArray, elements);
+    item.length = stream.position - item.dataOffset;
+  } else {
+    item.dataSet = new DataSetCtor(stream.byteArrayParser, stream.byteArray, {});
+    readDataSetExplicit(item.dataSet, stream, stream.position + item.length);
+  }
+  return item;
+}
+
+/** Reads explicit VR elements into `dataSet` up to `maxPosition`, or up to the element `untilTag`. */
+function readDataSetExplicit(dataSet: DataSet, stream: ByteStream, maxPosition: number, untilTag?: string): void {
+  if (maxPosition < stream.position || maxPosition > stream.byteArray.length) {
+    // Worded as dicom-parser words it: ranOutOfBytes takes it for bytes that end too early.
+    throw new Error(`invalid value for parameter 'maxPosition' (${maxPosition})`);
+  }
+  // Bounded: every element read advances the stream by at least 8 bytes.
+  while (stream.position < maxPosition) {
+    const el = readElementExplicit(stream, dataSet.warnings, untilTag);
+    dataSet.elements[el.tag] = el;
+    if (el.tag === untilTag) return;
+  }
+  if (stream.position > maxPosition) throw new Error('buffer overrun');
+}
+
 /** Reads the file meta information (explicit VR little endian, group 0002) starting at `at`. */
 function readMeta(bytes: Uint8Array, at: number): { meta: DataSet; end: number } {
   const elements: Record<string, Element> = {};
@@ -172,7 +296,7 @@ function readMeta(bytes: Uint8Array, at: number): { meta: DataSet; end: number }
     stream.position < end &&
     u16(bytes, stream.position, true) === 0x0002
   ) {
-    const el = dp.readDicomElementExplicit(stream, stream.warnings);
+    const el = readElementExplicit(stream, stream.warnings);
     if (el.tag === 'x00020000' && el.length === 4 && el.dataOffset + 4 <= bytes.length) {
       const groupLength = dp.littleEndianByteArrayParser.readUint32(bytes, el.dataOffset);
       if (groupLength < 1024 * 1024) end = stream.position + groupLength;
@@ -230,7 +354,7 @@ function readBody(
   dataSet.warnings = stream.warnings;
   try {
     if (enc.explicitVr) {
-      dp.parseDicomDataSetExplicit(dataSet, stream, bytes.length, { untilTag: PIXEL_DATA_KEY });
+      readDataSetExplicit(dataSet, stream, bytes.length, PIXEL_DATA_KEY);
     } else {
       dp.parseDicomDataSetImplicit(dataSet, stream, bytes.length, { untilTag: PIXEL_DATA_KEY, vrCallback });
     }
@@ -244,7 +368,7 @@ function readBody(
   if (pixel === undefined && prefix) throw new DicomTruncatedError('Pixel Data not reached');
   let pixelDataOffset: number | undefined;
   if (pixel) {
-    const headerSize = enc.explicitVr && pixel.vr !== undefined && LONG_VRS.has(pixel.vr) ? 12 : 8;
+    const headerSize = enc.explicitVr && pixel.vr !== undefined && hasLongLength(pixel.vr) ? 12 : 8;
     pixelDataOffset = pixel.dataOffset - headerSize;
     delete dataSet.elements[PIXEL_DATA_KEY];
   }

@@ -3,19 +3,13 @@
 // cut short) or whose bytes stop making sense after a few elements is refused, as Orthanc refuses it.
 import { open, type FileHandle } from 'node:fs/promises';
 import { XferError } from '../errors.ts';
-import { dataSetLayout, type Encoding } from './dataset.ts';
+import { dataSetLayout, type Encoding, hasLongLength, isFutureVr } from './dataset.ts';
 
 /** Bytes read at a time from a file; values larger than this are skipped over, never read. */
 const WINDOW = 256 * 1024;
 /** Deepest nesting of undefined-length sequences and items accepted (DCMTK itself recurses). */
 const MAX_DEPTH = 256;
 const UNDEFINED = 0xffffffff;
-const VALID_VRS = new Set([
-  'AE', 'AS', 'AT', 'CS', 'DA', 'DS', 'DT', 'FD', 'FL', 'IS', 'LO', 'LT', 'OB', 'OD', 'OF', 'OL', 'OV', 'OW',
-  'PN', 'SH', 'SL', 'SQ', 'SS', 'ST', 'SV', 'TM', 'UC', 'UI', 'UL', 'UN', 'UR', 'US', 'UT', 'UV',
-]);
-/** VRs whose explicit length field has 4 bytes (after 2 reserved ones). */
-const LONG_VRS = new Set(['OB', 'OD', 'OF', 'OL', 'OV', 'OW', 'SQ', 'UC', 'UR', 'UT', 'UN', 'SV', 'UV']);
 
 /** Random access to the bytes of a file (or of a buffer), a window at a time. */
 interface Bytes {
@@ -120,9 +114,8 @@ async function walk(bytes: Bytes, start: number, top: Encoding): Promise<void> {
     let vr: string | undefined;
     if (enc.explicitVr) {
       vr = String.fromCharCode(h[4] ?? 0, h[5] ?? 0);
-      // DCMTK reads an unknown VR of two capital letters as a future VR with a 4-byte length, any other as 2-byte.
-      const long = LONG_VRS.has(vr) || (!VALID_VRS.has(vr) && /^[A-Z]{2}$/.test(vr));
-      if (long) {
+      // The same rule as the header parser's (DCMTK's): an unknown VR of two capital letters has a 4-byte length.
+      if (hasLongLength(vr)) {
         if (pos + 12 > size) throw bad(`the file ends inside the header of ${tag} (offset ${pos})`);
         const l = await bytes.get(pos + 8, 4);
         length = new DataView(l.buffer, l.byteOffset, 4).getUint32(0, enc.littleEndian);
@@ -135,9 +128,10 @@ async function walk(bytes: Bytes, start: number, top: Encoding): Promise<void> {
     }
     if (length === UNDEFINED) {
       // A sequence, or encapsulated pixel data: items up to a sequence delimitation. The items of an
-      // undefined-length UN element are implicit VR little endian whatever the transfer syntax.
+      // undefined-length UN element (or one of an unknown VR, which DCMTK reads as UN) are implicit VR
+      // little endian whatever the transfer syntax.
       if (stack.length >= MAX_DEPTH) throw bad(`sequences nested more than ${MAX_DEPTH} deep at offset ${pos}`);
-      const inner = vr === 'UN' ? { explicitVr: false, littleEndian: true } : enc;
+      const inner = vr === 'UN' || (vr !== undefined && isFutureVr(vr)) ? { explicitVr: false, littleEndian: true } : enc;
       stack.push({ kind: 'sequence', enc: inner, tag });
       pos += headerLength;
       continue;

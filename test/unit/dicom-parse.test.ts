@@ -14,7 +14,7 @@ import {
   readDicomHeaderPrefix,
   simplifiedTags,
 } from '../../src/dicom/parse.ts';
-import { encodeDataSet, encodePart10, uint16s, type RawElement } from '../../src/dicom/write.ts';
+import { encodeDataSet, encodePart10, latin1, uint16s, type RawElement } from '../../src/dicom/write.ts';
 import { isXferError, XferError } from '../../src/errors.ts';
 import type { DicomHeader } from '../../src/dicom/types.ts';
 import { needs, REAL_DICOM } from '../helpers/data.ts';
@@ -282,6 +282,115 @@ describe('synthetic files in every encoding', () => {
     const h = parseDicomHeader(encodeDataSet(elements, { explicitVr: false }));
     assert.equal(h.transferSyntaxUid, '1.2.840.10008.1.2');
     assert.equal(h.mainTags.Series.NumberOfSlices, '7\\300');
+  });
+});
+
+/**
+ * An explicit VR element whose header form is given (`long`: 2 reserved bytes and a 4-byte length), for VRs
+ * that the writer does not know; an item or delimitation when `vr` is undefined.
+ */
+function explicit(group: number, element: number, vr: string | undefined, long: boolean, value: Uint8Array, length = value.length, little = true): Buffer {
+  const head = Buffer.alloc(long && vr !== undefined ? 12 : 8);
+  const v = new DataView(head.buffer);
+  v.setUint16(0, group, little);
+  v.setUint16(2, element, little);
+  if (vr === undefined) v.setUint32(4, length, little);
+  else {
+    head.write(vr, 4, 'latin1');
+    if (long) v.setUint32(8, length, little);
+    else v.setUint16(6, length, little);
+  }
+  return Buffer.concat([head, value]);
+}
+
+describe('VRs with a 4-byte length that dicom-parser reads with a 2-byte one', () => {
+  const EXPLICIT_LE = '1.2.840.10008.1.2.1';
+  const EXPLICIT_BE = '1.2.840.10008.1.2.2';
+  const head = (ts: string = EXPLICIT_LE) => Buffer.from(encodePart10(UIDS, ts));
+  const after = (little = true) => explicit(0x0020, 0x0013, 'IS', false, latin1('42'), 2, little);
+
+  test('OV, SV, UV and unknown VRs of two capital letters, little and big endian: the elements after them are read', () => {
+    for (const little of [true, false]) {
+      for (const vr of ['OV', 'SV', 'UV', 'QQ', 'ZZ']) {
+        const label = `${vr} ${little ? 'little' : 'big'} endian`;
+        const bytes = Buffer.concat([head(little ? EXPLICIT_LE : EXPLICIT_BE), explicit(0x0009, 0x1010, vr, true, Buffer.alloc(70_000, 1), 70_000, little), after(little)]);
+        const h = parseDicomHeader(bytes);
+        assert.equal(h.sopInstanceUid, '1.2.3.4.5.6', label);
+        assert.equal(h.mainTags.Instance.InstanceNumber, '42', label);
+        const tags = simplifiedTags(bytes, 'full');
+        assert.equal(tags['0020,0013']?.Value, '42', label);
+        assert.deepEqual(tags['0009,1010'], { Name: 'Unknown Tag & Data', Type: 'Null', Value: null }, label);
+      }
+    }
+  });
+
+  test('SV and UV on their own tags, written by the writer, are binary values as in Orthanc', () => {
+    const bytes = encodePart10([...UIDS, E(0x0018, 0x9219, 'SV', new Uint8Array(8)), E(0x0018, 0x9220, 'UV', new Uint8Array(8)), E(0x0020, 0x0013, 'IS', '42')], EXPLICIT_LE);
+    const tags = simplifiedTags(bytes, 'full');
+    assert.equal(tags['0018,9219']?.Type, 'Null');
+    assert.equal(tags['0018,9220']?.Type, 'Null');
+    assert.equal(tags['0020,0013']?.Value, '42');
+  });
+
+  test('an unknown VR inside items of defined and undefined length', () => {
+    const inner = Buffer.concat([explicit(0x0008, 0x1150, 'UI', false, latin1('1.2.3\0')), explicit(0x0040, 0x1001, 'QQ', true, latin1('ABCD')), explicit(0x0040, 0x1002, 'LO', false, latin1('why '))]);
+    const ITEM_END = explicit(0xfffe, 0xe00d, undefined, false, new Uint8Array(0));
+    const SEQ_END = explicit(0xfffe, 0xe0dd, undefined, false, new Uint8Array(0));
+    const defined = Buffer.concat([explicit(0xfffe, 0xe000, undefined, false, inner)]);
+    const undef = Buffer.concat([explicit(0xfffe, 0xe000, undefined, false, new Uint8Array(0), 0xffffffff), inner, ITEM_END]);
+    for (const [label, seq] of [
+      ['defined lengths', explicit(0x0040, 0x0275, 'SQ', true, defined)],
+      ['undefined lengths', Buffer.concat([explicit(0x0040, 0x0275, 'SQ', true, new Uint8Array(0), 0xffffffff), undef, SEQ_END])],
+    ] as const) {
+      const tags = simplifiedTags(Buffer.concat([head(), seq, after()]), 'simplify');
+      assert.deepEqual(tags.RequestAttributesSequence, [{ ReferencedSOPClassUID: '1.2.3', RequestedProcedureID: null, ReasonForTheRequestedProcedure: 'why' }], label);
+      assert.equal(tags.InstanceNumber, '42', label);
+    }
+  });
+
+  test('an unknown VR of undefined length holds implicit VR items, as UN does', () => {
+    const implicitUid = Buffer.concat([Buffer.from([0x08, 0, 0x50, 0x11, 6, 0, 0, 0]), latin1('1.2.3\0')]);
+    const bytes = Buffer.concat([
+      head(),
+      explicit(0x0009, 0x1010, 'QQ', true, new Uint8Array(0), 0xffffffff),
+      explicit(0xfffe, 0xe000, undefined, false, implicitUid),
+      explicit(0xfffe, 0xe0dd, undefined, false, new Uint8Array(0)),
+      after(),
+    ]);
+    const tags = simplifiedTags(bytes, 'full');
+    assert.deepEqual(tags['0009,1010'], {
+      Name: 'Unknown Tag & Data',
+      Type: 'Sequence',
+      Value: [{ '0008,1150': { Name: 'ReferencedSOPClassUID', Type: 'String', Value: '1.2.3' } }],
+    });
+    assert.equal(tags['0020,0013']?.Value, '42');
+  });
+
+  test('an unknown VR in the file meta information', () => {
+    const bytes = head();
+    const groupLength = bytes.readUInt32LE(140);
+    const metaEnd = 144 + groupLength;
+    const extra = explicit(0x0002, 0x0102, 'QQ', true, latin1('ABCD'));
+    const withExtra = Buffer.concat([bytes.subarray(0, metaEnd), extra, bytes.subarray(metaEnd), after()]);
+    withExtra.writeUInt32LE(groupLength + extra.length, 140);
+    const h = parseDicomHeader(withExtra);
+    assert.equal(h.transferSyntaxUid, EXPLICIT_LE);
+    assert.equal(h.mainTags.Instance.InstanceNumber, '42');
+  });
+
+  test('the offset of Pixel Data after an unknown VR, read from a prefix that ends with its header', () => {
+    const before = Buffer.concat([head(), explicit(0x0009, 0x1010, 'QQ', true, latin1('ABCD')), after()]);
+    const pixel = explicit(0x7fe0, 0x0010, 'OW', true, new Uint8Array(0), 1_000_000);
+    const h = parseDicomHeader(Buffer.concat([before, pixel]), { prefix: true });
+    assert.equal(h.pixelDataOffset, before.length);
+    assert.equal(h.mainTags.Instance.InstanceNumber, '42');
+  });
+
+  test('other unknown VRs (lower case, digits, spaces) keep a 2-byte length, as in DCMTK', () => {
+    for (const vr of ['qq', 'Qq', 'Q1', '  ']) {
+      const bytes = Buffer.concat([head(), explicit(0x0009, 0x1010, vr, false, latin1('ABCD')), after()]);
+      assert.equal(parseDicomHeader(bytes).mainTags.Instance.InstanceNumber, '42', vr);
+    }
   });
 });
 

@@ -201,6 +201,32 @@ describe('synthetic files', () => {
     assert.equal(await refusal(Buffer.concat([head, un])), undefined);
   });
 
+  test('an undefined-length element of an unknown VR (read as UN) holds implicit VR items too', async () => {
+    const head = encodePart10([...UIDS], '1.2.840.10008.1.2.1');
+    const qq = raw(0x0009, 0x1002, 'UN', 0xffffffff);
+    qq.set(latin1('QQ'), 4); // the header of a UN element: 2 reserved bytes and a 4-byte length
+    const implicitItem = Buffer.concat([item(0xffffffff), raw(0x0008, 0x1150, undefined, 6, latin1('1.2.3\0')), ITEM_END]);
+    assert.equal(await refusal(Buffer.concat([head, qq, implicitItem, SEQ_END, raw(0x0020, 0x0013, 'IS', 2, latin1('42'))])), undefined);
+    // Explicit VR items do not fit (Orthanc refuses them too): the VR and length read as a 4-byte length.
+    const explicitItem = Buffer.concat([item(0xffffffff), raw(0x0008, 0x1150, 'UI', 6, latin1('1.2.3\0')), ITEM_END]);
+    assert.match((await refusal(Buffer.concat([head, qq, explicitItem, SEQ_END]))) ?? '', /runs past the end/);
+  });
+
+  test('OV, SV, UV and unknown VRs of two capital letters have a 4-byte length; other unknown VRs a 2-byte one', async () => {
+    const head = encodePart10([...UIDS], '1.2.840.10008.1.2.1');
+    const after = raw(0x0020, 0x0013, 'IS', 2, latin1('42'));
+    for (const vr of ['OV', 'SV', 'UV', 'QQ']) {
+      const el = raw(0x0009, 0x1002, 'UN', 8, new Uint8Array(8));
+      el.set(latin1(vr), 4);
+      assert.equal(await refusal(Buffer.concat([head, el, after])), undefined, vr);
+    }
+    for (const vr of ['qq', 'Q1']) {
+      const el = raw(0x0009, 0x1002, 'LO', 4, latin1('ABCD'));
+      el.set(latin1(vr), 4);
+      assert.equal(await refusal(Buffer.concat([head, el, after])), undefined, vr);
+    }
+  });
+
   test('a delimitation that closes nothing is refused, as Orthanc refuses it', async () => {
     const head = encodePart10([...UIDS], '1.2.840.10008.1.2.1');
     assert.match((await refusal(Buffer.concat([head, SEQ_END]))) ?? '', /\(fffe,e0dd\) at offset \d+ ends no sequence/);

@@ -11,11 +11,11 @@ import { formatOrthancTimestamp, progressPercent } from '../protocol/progress.ts
 import { describeIssue, readStored } from '../util/stored-json.ts';
 import type { JobsDb } from './db.ts';
 
-export type JobState = 'Pending' | 'Running' | 'Paused' | 'Success' | 'Failure';
+export const JOB_STATES = ['Pending', 'Running', 'Paused', 'Success', 'Failure'] as const;
+export type JobState = (typeof JOB_STATES)[number];
 /** RemotePullTransfer: a send in pull mode, followed on this node while the peer's PullTransfer runs. */
 export const JOB_TYPES = ['PushTransfer', 'PullTransfer', 'RemotePullTransfer'] as const;
 export type JobType = (typeof JOB_TYPES)[number];
-export const JOB_STATES = ['Pending', 'Running', 'Paused', 'Success', 'Failure'] as const;
 
 /** Why a running job's signal was aborted. */
 export type StopReason = 'pause' | 'cancel' | 'shutdown';
@@ -39,7 +39,10 @@ export interface JobRunContext<Q = unknown, C extends Record<string, unknown> = 
   /** Aborted with a StopReason when the job must stop (pause, cancel, shutdown). */
   readonly signal: AbortSignal;
   readonly log: Logger;
-  /** The private state saved by an earlier run of this job (after a pause or a restart). */
+  /**
+   * The private state saved by an earlier run of this job (after a pause or a restart), checked against
+   * the kind's schema: BadFileFormat (which fails the run) when it does not read back.
+   */
   loadPrivate(): P | undefined;
   /** Saves the job's private state durably (plan, remote transaction, cookies...). */
   savePrivate(state: P): void;
@@ -99,7 +102,7 @@ const JobRowSchema = z.object({
   creation_time: z.number().int(),
   completion_time: z.number().int().nullable(),
   runtime_ms: z.number().int().nonnegative(),
-  error_code: z.enum(Object.keys(ERRORS) as [ErrorCode, ...ErrorCode[]]).nullable(),
+  error_code: z.custom<ErrorCode>((v) => typeof v === 'string' && Object.hasOwn(ERRORS, v), 'expected an error code this version knows').nullable(),
   error_details: z.string().nullable(),
 });
 type JobRow = z.output<typeof JobRowSchema>;
@@ -309,7 +312,7 @@ export class JobsEngine extends EventEmitter {
     const now = Date.now();
     const runtime = r.runtime_ms + (live.runStartedAt !== undefined ? now - live.runStartedAt : 0);
     const failed = r.state === 'Failure';
-    const code = (failed ? (r.error_code ?? 'InternalError') : undefined) as ErrorCode | undefined;
+    const code: ErrorCode | undefined = failed ? (r.error_code ?? 'InternalError') : undefined;
     const out: Record<string, unknown> = {};
     if (r.completion_time !== null && (r.state === 'Success' || r.state === 'Failure')) {
       out.CompletionTime = formatOrthancTimestamp(r.completion_time);

@@ -248,12 +248,16 @@ describe('jobs engine with a fake runner on a real database', () => {
     const runner = new FakeRunner();
     let { db, engine } = open(path, runner, 2);
     const ids: Record<string, string> = {};
-    for (const name of ['content', 'priority', 'query', 'private', 'type', 'fine', 'queued']) {
-      ids[name] = submit(engine, name, name === 'fine' || name === 'content' || name === 'query' ? 'succeed' : 'wait');
-      if (name !== 'fine' && name !== 'content' && name !== 'query') {
-        await until(`${name} at its gate`, () => runner.waiting(name));
-        await engine.pause(ids[name] as string);
-      } else await inState(engine, ids[name] as string, 'Success');
+    for (const name of ['content', 'query', 'fine']) {
+      ids[name] = submit(engine, name, 'succeed');
+      await inState(engine, ids[name] as string, 'Success');
+    }
+    ids.code = submit(engine, 'code', 'fail');
+    await inState(engine, ids.code, 'Failure');
+    for (const name of ['priority', 'private', 'type', 'queued']) {
+      ids[name] = submit(engine, name, 'wait');
+      await until(`${name} at its gate`, () => runner.waiting(name));
+      await engine.pause(ids[name] as string);
     }
     await engine.close();
     db.close();
@@ -266,6 +270,7 @@ describe('jobs engine with a fake runner on a real database', () => {
     set(`UPDATE jobs SET query = '{"behave":"succeed","name":42}' WHERE id = ?`, ids.query);
     set(`UPDATE jobs SET private = '{"reached":' WHERE id = ?`, ids.private);
     set(`UPDATE jobs SET type = 'FutureTransfer' WHERE id = ?`, ids.type);
+    set(`UPDATE jobs SET error_code = 'FutureError' WHERE id = ?`, ids.code);
     raw.close();
 
     const again = new FakeRunner();
@@ -285,6 +290,7 @@ describe('jobs engine with a fake runner on a real database', () => {
       failed('query', /query: name: .*expected string/);
       failed('private', /private state is not JSON/);
       assert.equal(failed('type', /column type/).Type, 'FutureTransfer');
+      failed('code', /column error_code: expected an error code this version knows/);
       assert.equal(engine.state(ids.fine as string), 'Success');
       assert.deepEqual(engine.describe(ids.fine as string).Content, { Count: 3, Runs: 1 });
       assert.equal(engine.state(ids.queued as string), 'Paused');

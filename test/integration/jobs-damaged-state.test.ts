@@ -55,6 +55,7 @@ describe('a node whose saved state was damaged while it was stopped', { timeout:
     const badContent = await push();
     const badQuery = await push();
     const badColumn = await push();
+    const torn = await push();
 
     await pair.down('a');
     const [dbPath] = await findFiles(pair.a.dir, 'jobs.sqlite');
@@ -65,13 +66,14 @@ describe('a node whose saved state was damaged while it was stopped', { timeout:
       set(`UPDATE jobs SET content = json_set(content, '$.TotalInstances', 'two') WHERE id = ?`, badContent.ID);
       set(`UPDATE jobs SET query = json_set(query, '$.Peer', 42) WHERE id = ?`, badQuery.ID);
       set(`UPDATE jobs SET progress = 'most' WHERE id = ?`, badColumn.ID);
+      set(`UPDATE jobs SET content = '{"Peer":' WHERE id = ?`, torn.ID);
     } finally {
       db.close();
     }
     await pair.up('a');
 
     const job = (id: string) => getJson<JobJson>(pair.a.url, `/jobs/${id}`);
-    assert.deepEqual((await getJson<string[]>(pair.a.url, '/jobs')).sort(), [fine.ID, badContent.ID, badQuery.ID, badColumn.ID].sort());
+    assert.deepEqual((await getJson<string[]>(pair.a.url, '/jobs')).sort(), [fine.ID, badContent.ID, badQuery.ID, badColumn.ID, torn.ID].sort());
     const expectFailed = async (id: string, field: RegExp) => {
       const j = await job(id);
       assert.equal(j.State, 'Failure', JSON.stringify(j));
@@ -85,6 +87,7 @@ describe('a node whose saved state was damaged while it was stopped', { timeout:
     const q = await expectFailed(badQuery.ID, /query: Peer: .*expected string/);
     assert.equal(q.Type, 'PushTransfer');
     await expectFailed(badColumn.ID, /column progress/);
+    await expectFailed(torn.ID, /Content is not JSON/);
     const intact = await job(fine.ID);
     assert.equal(intact.State, 'Success');
     assert.deepEqual(intact.Content, fine.Content);

@@ -5,30 +5,47 @@ import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { cpus } from 'node:os';
 import type { Logger } from 'pino';
+import { z } from 'zod';
 import { ERRORS, XferError, isXferError, type ErrorCode } from '../errors.ts';
 import { formatOrthancTimestamp, progressPercent } from '../protocol/progress.ts';
+import { describeIssue, readStored } from '../util/stored-json.ts';
 import type { JobsDb } from './db.ts';
 
-export type JobState = 'Pending' | 'Running' | 'Paused' | 'Success' | 'Failure';
+export const JOB_STATES = ['Pending', 'Running', 'Paused', 'Success', 'Failure'] as const;
+export type JobState = (typeof JOB_STATES)[number];
 /** RemotePullTransfer: a send in pull mode, followed on this node while the peer's PullTransfer runs. */
-export type JobType = 'PushTransfer' | 'PullTransfer' | 'RemotePullTransfer';
+export const JOB_TYPES = ['PushTransfer', 'PullTransfer', 'RemotePullTransfer'] as const;
+export type JobType = (typeof JOB_TYPES)[number];
 
 /** Why a running job's signal was aborted. */
 export type StopReason = 'pause' | 'cancel' | 'shutdown';
 
+/**
+ * The schemas of what one kind of job persists: its query, its public Content and its private state.
+ * Each is checked when it is read back from the database, so that a damaged row fails its job.
+ */
+export interface JobKind<Q, C extends Record<string, unknown>, P> {
+  readonly query: z.ZodType<Q>;
+  readonly content: z.ZodType<C>;
+  readonly private: z.ZodType<P>;
+}
+
 /** What a running job may do with the engine: report, save its progress, and watch for a stop. */
-export interface JobRunContext {
+export interface JobRunContext<Q = unknown, C extends Record<string, unknown> = Record<string, unknown>, P = unknown> {
   readonly id: string;
   readonly type: JobType;
-  /** The query the job was submitted with (its serialized form). */
-  readonly query: Record<string, unknown>;
+  /** The query the job was submitted with (checked against its kind's schema). */
+  readonly query: Q;
   /** Aborted with a StopReason when the job must stop (pause, cancel, shutdown). */
   readonly signal: AbortSignal;
   readonly log: Logger;
-  /** The private state saved by an earlier run of this job (after a pause or a restart). */
-  loadPrivate<T>(): T | undefined;
+  /**
+   * The private state saved by an earlier run of this job (after a pause or a restart), checked against
+   * the kind's schema: BadFileFormat (which fails the run) when it does not read back.
+   */
+  loadPrivate(): P | undefined;
   /** Saves the job's private state durably (plan, remote transaction, cookies...). */
-  savePrivate(state: unknown): void;
+  savePrivate(state: P): void;
   /** Buckets that an earlier run finished. */
   bucketsDone(): Set<number>;
   /** Records a finished bucket durably. */
@@ -36,18 +53,20 @@ export interface JobRunContext {
   /** Forgets every finished bucket (the job starts a new plan, e.g. a new remote transaction). */
   clearBucketsDone(): void;
   /** The job's public Content as it stands (kept across pauses and restarts). */
-  content(): Readonly<Record<string, unknown>>;
-  /** Merges keys into the job's public Content. */
-  setContent(partial: Record<string, unknown>): void;
+  content(): Readonly<C>;
+  /** Merges keys into the job's public Content (a key set to undefined is removed). */
+  setContent(partial: Partial<C>): void;
   /** Sets the progress fraction (0 to 1). */
   setProgress(p: number): void;
 }
 
 /** One kind of job: runs or continues it; throws an XferError to fail; returns to succeed. */
-export interface JobRunner {
-  run(ctx: JobRunContext): Promise<void>;
+export interface JobRunner<Q = unknown, C extends Record<string, unknown> = Record<string, unknown>, P = unknown> {
+  /** The schemas of its persisted query, Content and private state. */
+  readonly kind: JobKind<Q, C, P>;
+  run(ctx: JobRunContext<Q, C, P>): Promise<void>;
   /** Cleanup after a cancel (e.g. discard the remote transaction); best effort, never throws. */
-  cancelled?(ctx: JobRunContext): Promise<void>;
+  cancelled?(ctx: JobRunContext<Q, C, P>): Promise<void>;
   /**
    * The job only watches work done elsewhere (a peer's job): it runs at once and does not count against
    * ConcurrentJobs, so that it never holds the slot that the work it watches needs (a peer that is this node).
@@ -55,7 +74,10 @@ export interface JobRunner {
   readonly watcher?: boolean;
 }
 
-export type JobRunnerFactory = (type: JobType) => JobRunner;
+/** Any kind of job, as the engine sees it (each runner narrows its own query, Content and state). */
+export type AnyJobRunner = JobRunner<unknown, Record<string, unknown>, unknown>;
+
+export type JobRunnerFactory = (type: JobType) => AnyJobRunner;
 
 export interface JobsEngineOptions {
   /** Jobs run at once; 0 = one per CPU core (Orthanc's ConcurrentJobs). */
@@ -66,27 +88,51 @@ export interface JobsEngineOptions {
   logger: Logger;
 }
 
-interface JobRow {
-  seq: number;
-  id: string;
-  type: JobType;
-  state: JobState;
-  priority: number;
-  query: string;
-  content: string;
-  progress: number;
-  private: string | null;
-  creation_time: number;
-  completion_time: number | null;
-  runtime_ms: number;
-  error_code: string | null;
-  error_details: string | null;
-}
+/** A row of the jobs table as this version writes it. */
+const JobRowSchema = z.object({
+  seq: z.number().int(),
+  id: z.string(),
+  type: z.enum(JOB_TYPES),
+  state: z.enum(JOB_STATES),
+  priority: z.number().int(),
+  query: z.string(),
+  content: z.string(),
+  progress: z.number().min(0).max(1),
+  private: z.string().nullable(),
+  creation_time: z.number().int(),
+  completion_time: z.number().int().nullable(),
+  runtime_ms: z.number().int().nonnegative(),
+  error_code: z.custom<ErrorCode>((v) => typeof v === 'string' && Object.hasOwn(ERRORS, v), 'expected an error code this version knows').nullable(),
+  error_details: z.string().nullable(),
+});
+type JobRow = z.output<typeof JobRowSchema>;
+
+/** What a column takes when its stored value is unusable (the job is failed with the reason). */
+const ROW_FALLBACK: Omit<JobRow, 'seq' | 'id'> = {
+  type: 'PushTransfer',
+  state: 'Failure',
+  priority: 0,
+  query: '{}',
+  content: '{}',
+  progress: 0,
+  private: null,
+  creation_time: 0,
+  completion_time: null,
+  runtime_ms: 0,
+  error_code: null,
+  error_details: null,
+};
 
 /** A job as the engine holds it in memory while it is known. */
 interface Live {
   row: JobRow;
+  /** The query, as checked by its kind's schema. */
+  query: unknown;
   content: Record<string, unknown>;
+  /** Why the job can never run again (its saved query or type is unusable); resubmit refuses it. */
+  unrunnable?: string;
+  /** The type as stored, when it is not one this version knows (shown as is). */
+  storedType?: string;
   controller?: AbortController;
   runStartedAt?: number;
   running?: Promise<void>;
@@ -94,6 +140,8 @@ interface Live {
 }
 
 const FLUSH_MS = 1000;
+/** The start of the ErrorDetails of a job whose saved state could not be used. */
+const DAMAGED_STATE = 'the saved state of this job is unusable (damaged, or written by an incompatible version)';
 
 /**
  * The line of a job that succeeded: its peer, size, instances, running time (pauses left out) and data
@@ -143,20 +191,95 @@ export class JobsEngine extends EventEmitter {
 
   /** Loads saved jobs; jobs that were running when the node stopped run again from their saved state. */
   start(): void {
-    const rows = this.#db.prepare('SELECT * FROM jobs ORDER BY seq').all() as JobRow[];
-    for (const row of rows) {
-      if (row.state === 'Running') row.state = 'Pending';
-      this.#live.set(row.id, { row, content: JSON.parse(row.content) as Record<string, unknown>, dirty: false });
+    const rows: unknown[] = this.#db.prepare('SELECT * FROM jobs ORDER BY seq').all();
+    const damaged: [Live, string][] = [];
+    for (const raw of rows) {
+      const loaded = this.#load(raw);
+      if (!loaded) continue;
+      const { live, problem } = loaded;
+      if (live.row.state === 'Running') live.row.state = 'Pending';
+      this.#live.set(live.row.id, live);
+      if (problem !== undefined) damaged.push([live, problem]);
     }
     this.#db.prepare("UPDATE jobs SET state = 'Pending' WHERE state = 'Running'").run();
+    for (const [live, problem] of damaged) this.#failDamaged(live, problem);
     this.#flushTimer = setInterval(() => this.#flush(), FLUSH_MS);
     this.#flushTimer.unref();
     this.#schedule();
   }
 
+  /**
+   * A saved row, checked: its columns, then its query, Content and private state against its kind's
+   * schemas. A row that fails comes back with the problem (the job is then failed, see #failDamaged);
+   * one without its keys is skipped.
+   */
+  #load(raw: unknown): { live: Live; problem?: string } | undefined {
+    const whole = JobRowSchema.safeParse(raw);
+    const problems: string[] = [];
+    let row: JobRow;
+    let storedType: string | undefined;
+    if (whole.success) row = whole.data;
+    else {
+      const cols = z.record(z.string(), z.unknown()).catch({}).parse(raw);
+      const seq = JobRowSchema.shape.seq.safeParse(cols['seq']);
+      const id = JobRowSchema.shape.id.safeParse(cols['id']);
+      if (!seq.success || !id.success) {
+        this.#opts.logger.error({ seq: cols['seq'], id: cols['id'] }, 'a job row without its keys is ignored');
+        return undefined;
+      }
+      const out: Record<string, unknown> = { seq: seq.data, id: id.data };
+      for (const [key, fallback] of Object.entries(ROW_FALLBACK)) {
+        const r = JobRowSchema.shape[key as keyof typeof ROW_FALLBACK].safeParse(cols[key]);
+        out[key] = r.success ? r.data : fallback;
+        if (!r.success) problems.push(`column ${key}: ${describeIssue(r.error)}`);
+        if (!r.success && key === 'type') storedType = String(cols[key]);
+      }
+      row = JobRowSchema.parse(out);
+    }
+    const live: Live = { row, query: undefined, content: {}, dirty: false };
+    if (storedType !== undefined) {
+      live.storedType = storedType;
+      live.unrunnable = `its type "${storedType}" is not one this version runs`;
+    } else {
+      const kind = this.#opts.runners(row.type).kind;
+      const read = <T>(what: string, fn: () => T): T | undefined => {
+        try {
+          return fn();
+        } catch (e) {
+          problems.push(isXferError(e) ? (e.details ?? e.message) : `${what}: ${String(e)}`);
+          return undefined;
+        }
+      };
+      live.query = read('query', () => readStored(kind.query, row.query, 'query'));
+      if (live.query === undefined) live.unrunnable = 'its saved query is unusable';
+      live.content = read('Content', () => readStored(kind.content, row.content, 'Content')) ?? {};
+      if (row.private !== null) read('private state', () => readStored(kind.private, row.private ?? '', 'private state'));
+    }
+    return problems.length > 0 ? { live, problem: problems.join('; ') } : { live };
+  }
+
+  /** Fails a job whose saved state is unusable, saying which field is at fault; its other state goes. */
+  #failDamaged(live: Live, problem: string): void {
+    const r = live.row;
+    r.state = 'Failure';
+    r.completion_time ??= Date.now();
+    r.error_code = 'BadFileFormat';
+    r.error_details = `${DAMAGED_STATE}: ${problem}`;
+    r.private = null;
+    this.#db.prepare('DELETE FROM job_buckets WHERE job = ?').run(r.id);
+    this.#flushOne(live);
+    this.#opts.logger.warn({ job: r.id, type: live.storedType ?? r.type, details: r.error_details }, 'job with damaged saved state marked failed');
+  }
+
   /** Queues a new job; answers its ID. */
   submit(type: JobType, query: Record<string, unknown>, priority: number, content: Record<string, unknown> = {}): string {
     if (this.#closed) throw new XferError('BadSequenceOfCalls', 'the node is stopping');
+    const kind = this.#opts.runners(type).kind;
+    // What is saved must read back: a query or Content outside the kind's schema is a bug of the caller.
+    const checkedQuery = kind.query.safeParse(query);
+    if (!checkedQuery.success) throw new XferError('InternalError', `${type} query: ${describeIssue(checkedQuery.error)}`);
+    const checkedContent = kind.content.safeParse(content);
+    if (!checkedContent.success) throw new XferError('InternalError', `${type} Content: ${describeIssue(checkedContent.error)}`);
     const id = randomUUID();
     const now = Date.now();
     const info = this.#db
@@ -165,8 +288,8 @@ export class JobsEngine extends EventEmitter {
          VALUES (?, ?, 'Pending', ?, ?, ?, 0, ?)`,
       )
       .run(id, type, priority, JSON.stringify(query), JSON.stringify(content), now);
-    const row = this.#db.prepare('SELECT * FROM jobs WHERE seq = ?').get(info.lastInsertRowid) as JobRow;
-    this.#live.set(id, { row, content: { ...content }, dirty: false });
+    const row = JobRowSchema.parse(this.#db.prepare('SELECT * FROM jobs WHERE seq = ?').get(info.lastInsertRowid));
+    this.#live.set(id, { row, query: checkedQuery.data, content: { ...content }, dirty: false });
     this.#opts.logger.info({ job: id, type, priority, state: 'Pending' }, 'job submitted');
     this.emit('change', id);
     this.#schedule();
@@ -189,7 +312,7 @@ export class JobsEngine extends EventEmitter {
     const now = Date.now();
     const runtime = r.runtime_ms + (live.runStartedAt !== undefined ? now - live.runStartedAt : 0);
     const failed = r.state === 'Failure';
-    const code = (failed ? (r.error_code ?? 'InternalError') : undefined) as ErrorCode | undefined;
+    const code: ErrorCode | undefined = failed ? (r.error_code ?? 'InternalError') : undefined;
     const out: Record<string, unknown> = {};
     if (r.completion_time !== null && (r.state === 'Success' || r.state === 'Failure')) {
       out.CompletionTime = formatOrthancTimestamp(r.completion_time);
@@ -208,7 +331,7 @@ export class JobsEngine extends EventEmitter {
     out.Progress = progressPercent(r.progress);
     out.State = r.state;
     out.Timestamp = formatOrthancTimestamp(now);
-    out.Type = r.type;
+    out.Type = live.storedType ?? r.type;
     return out;
   }
 
@@ -248,7 +371,7 @@ export class JobsEngine extends EventEmitter {
     }
     if (s === 'Pending' || s === 'Paused') {
       const runner = this.#opts.runners(live.row.type);
-      if (runner.cancelled) await runner.cancelled(this.#context(live, new AbortController().signal));
+      if (runner.cancelled) await runner.cancelled(this.#context(live, runner, new AbortController().signal));
       this.#finish(live, 'Failure', new XferError('CanceledJob'));
       return;
     }
@@ -261,6 +384,7 @@ export class JobsEngine extends EventEmitter {
     if (live.row.state !== 'Failure') {
       throw new XferError('BadSequenceOfCalls', `only a failed job can be resubmitted (this one is ${live.row.state})`);
     }
+    if (live.unrunnable !== undefined) throw new XferError('BadSequenceOfCalls', `this job cannot run again: ${live.unrunnable}`);
     this.#db.prepare('DELETE FROM job_buckets WHERE job = ?').run(id);
     live.row.private = null;
     live.row.error_code = null;
@@ -308,7 +432,7 @@ export class JobsEngine extends EventEmitter {
     live.runStartedAt = Date.now();
     this.#setState(live, 'Running');
     const runner = this.#opts.runners(live.row.type);
-    const ctx = this.#context(live, controller.signal);
+    const ctx = this.#context(live, runner, controller.signal);
     live.running = (async () => {
       let outcome: { state: JobState; error?: XferError };
       try {
@@ -343,18 +467,23 @@ export class JobsEngine extends EventEmitter {
     return { state: 'Running' };
   }
 
-  #context(live: Live, signal: AbortSignal): JobRunContext {
+  #context(live: Live, runner: AnyJobRunner, signal: AbortSignal): JobRunContext {
     const db = this.#db;
     const id = live.row.id;
     const engine = this;
     return {
       id,
       type: live.row.type,
-      query: JSON.parse(live.row.query) as Record<string, unknown>,
+      query: live.query,
       signal,
       log: this.#opts.logger.child({ job: id }),
-      loadPrivate<T>() {
-        return live.row.private === null ? undefined : (JSON.parse(live.row.private) as T);
+      loadPrivate() {
+        if (live.row.private === null) return undefined;
+        try {
+          return readStored(runner.kind.private, live.row.private, 'private state');
+        } catch (e) {
+          throw new XferError('BadFileFormat', `${DAMAGED_STATE}: ${isXferError(e) ? e.details : String(e)}`, { cause: e });
+        }
       },
       savePrivate(state: unknown) {
         live.row.private = JSON.stringify(state);

@@ -13,7 +13,7 @@ import { pipeline } from 'node:stream/promises';
 import { crc32 as zlibCrc32 } from 'node:zlib';
 import type { Config } from '../config/types.ts';
 import { ERRORS, XferError, isXferError } from '../errors.ts';
-import type { JobRunContext, JobRunner, JobType } from '../jobs/engine.ts';
+import type { AnyJobRunner, JobRunContext, JobRunner, JobType } from '../jobs/engine.ts';
 import { bucketSize, scheduleBuckets } from '../protocol/buckets.ts';
 import { buildChunkPath } from '../protocol/chunk-url.ts';
 import { createGzipStream } from '../protocol/compression.ts';
@@ -47,19 +47,24 @@ import {
 } from './capabilities.ts';
 import { mapLimit } from '../util/concurrency.ts';
 import { AdaptiveConcurrency, GzipLevelChooser, runWithLimit, watchCpu } from './adaptive.ts';
+import {
+  PULL_KIND,
+  PUSH_KIND,
+  type PullContent,
+  type PullPrivate,
+  type PushContent,
+  type PushPrivate,
+  type TransferContent,
+  type TransferJobQuery,
+} from './job-kinds.ts';
 import { StagingArea, writtenBy } from './staging.ts';
 import { waitingText } from './waiting.ts';
 import { SPAN_UNIT, SpanQueue, spanLabel, spanSegment, type Span, type SpanQueueOptions } from './spans.ts';
 
-/** The serialized form of a transfer job: its query (SPEC §11.6). */
-export interface TransferJobQuery {
-  Resources: Resource[];
-  Peer: string;
-  Compression: Compression;
-  Priority: number;
-  SenderTransferID: string;
-  Originator?: string;
-}
+export type { TransferJobQuery };
+
+/** What push and pull share of their run context (each narrows its Content and private state). */
+type TransferContext = JobRunContext<TransferJobQuery, TransferContent, unknown>;
 
 /** What the jobs need from the node. */
 export interface TransferDeps {
@@ -85,29 +90,6 @@ interface Skipped {
   bytes: number;
 }
 
-/** Durable state of a push job between runs. */
-interface PushPrivate {
-  /** Every instance of the resources (TotalInstances). */
-  instances: InstanceInfo[];
-  /** What the current transaction carries (all, or what the peer lacked), its buckets; set with `path`. */
-  sent?: InstanceInfo[];
-  buckets?: Bucket[];
-  skipped?: Skipped;
-  /** Path of the transaction on the peer, once created. */
-  path?: string;
-  cookie?: string;
-}
-
-/** Durable state of a pull job between runs. */
-interface PullPrivate {
-  /** Every instance the lookup listed. */
-  instances: InstanceInfo[];
-  /** The ones fetched (those the local store lacked, when skipping), their buckets and staging. */
-  fetched?: InstanceInfo[];
-  buckets: Bucket[];
-  staging: string;
-  skipped?: Skipped;
-}
 
 /** New transactions a push makes in one run when the peer loses its transaction (404) before giving up. */
 const MAX_TRANSACTIONS_PER_RUN = 4;
@@ -241,10 +223,6 @@ function totalSize(instances: readonly InstanceInfo[]): number {
   return instances.reduce((s, i) => s + i.Size, 0);
 }
 
-function queryOf(ctx: JobRunContext): TransferJobQuery {
-  return ctx.query as unknown as TransferJobQuery;
-}
-
 /** Headers of the push calls (SPEC §10.3); Orthanc's sender never asks for 100-continue. */
 function pushHeaders(q: TransferJobQuery, cookie: string | undefined, extra: Record<string, string> = {}): Record<string, string> {
   const h: Record<string, string> = { 'sender-transfer-id': q.SenderTransferID, ...extra };
@@ -257,7 +235,7 @@ function pushHeaders(q: TransferJobQuery, cookie: string | undefined, extra: Rec
  * and their trace in the job's Content), the capability probe, and the bucket workers.
  */
 class TransferRun {
-  readonly ctx: JobRunContext;
+  readonly ctx: TransferContext;
   readonly q: TransferJobQuery;
   readonly config: Config;
   readonly store: Store;
@@ -272,9 +250,9 @@ class TransferRun {
   /** Content.Waiting is shown (a call waits to be tried again). */
   #waiting = false;
 
-  constructor(ctx: JobRunContext, deps: TransferDeps, content: Record<string, unknown>) {
+  constructor(ctx: TransferContext, deps: TransferDeps, content: TransferContent) {
     this.ctx = ctx;
-    this.q = queryOf(ctx);
+    this.q = ctx.query;
     this.config = deps.config;
     this.store = deps.store;
     ctx.setContent(content);
@@ -624,17 +602,21 @@ async function bucketBody(
   return checksum ? { body, crc32: crc32Hex(crc) } : { body };
 }
 
-export class PushTransferJob implements JobRunner {
+type PushContext = JobRunContext<TransferJobQuery, PushContent, PushPrivate>;
+type PullContext = JobRunContext<TransferJobQuery, PullContent, PullPrivate>;
+
+export class PushTransferJob implements JobRunner<TransferJobQuery, PushContent, PushPrivate> {
+  readonly kind = PUSH_KIND;
   readonly #deps: TransferDeps;
 
   constructor(deps: TransferDeps) {
     this.#deps = deps;
   }
 
-  async run(ctx: JobRunContext): Promise<void> {
-    const q = queryOf(ctx);
+  async run(ctx: PushContext): Promise<void> {
+    const q = ctx.query;
     const r = new TransferRun(ctx, this.#deps, { Compression: q.Compression, Peer: q.Peer, Resources: q.Resources });
-    let state = ctx.loadPrivate<PushPrivate>();
+    let state = ctx.loadPrivate();
     if (!state) {
       ctx.setProgress(0);
       // An Orthanc store that is down is waited for (DatabaseUnavailable is retryable), as a peer is.
@@ -685,7 +667,7 @@ export class PushTransferJob implements JobRunner {
   }
 
   /** Drops a transaction the peer lost; the next round makes a new one. */
-  #forget(ctx: JobRunContext, state: PushPrivate): PushPrivate {
+  #forget(ctx: PushContext, state: PushPrivate): PushPrivate {
     ctx.log.warn({ path: state.path }, 'the peer no longer holds the transaction: a new one is made');
     const { path: _path, cookie: _cookie, ...rest } = state;
     ctx.clearBucketsDone();
@@ -974,8 +956,8 @@ export class PushTransferJob implements JobRunner {
   }
 
   /** DELETE of the transaction, best effort with few retries (the job is failing or canceled). */
-  async #discard(ctx: JobRunContext, client: PeerClient, path: string, cookie: string | undefined): Promise<void> {
-    const q = queryOf(ctx);
+  async #discard(ctx: TransferContext, client: PeerClient, path: string, cookie: string | undefined): Promise<void> {
+    const q = ctx.query;
     const T = this.#deps.config.Transfers;
     await retry(
       (_a, signal) => client.buffer({ method: 'DELETE', path, headers: pushHeaders(q, cookie), signal }),
@@ -984,11 +966,11 @@ export class PushTransferJob implements JobRunner {
   }
 
   /** A cancelled push discards its transaction on the peer (the plugin leaks it). */
-  async cancelled(ctx: JobRunContext): Promise<void> {
-    const state = ctx.loadPrivate<PushPrivate>();
+  async cancelled(ctx: PushContext): Promise<void> {
+    const state = ctx.loadPrivate();
     if (!state?.path) return;
     try {
-      const { client } = this.#deps.peer(queryOf(ctx).Peer);
+      const { client } = this.#deps.peer(ctx.query.Peer);
       await this.#discard(ctx, client, state.path, state.cookie);
     } catch (e) {
       ctx.log.warn({ err: String(e) }, 'could not discard the remote transaction');
@@ -1041,21 +1023,22 @@ async function peerHolds(r: TransferRun, instances: readonly InstanceInfo[]): Pr
   return held;
 }
 
-export class PullTransferJob implements JobRunner {
+export class PullTransferJob implements JobRunner<TransferJobQuery, PullContent, PullPrivate> {
+  readonly kind = PULL_KIND;
   readonly #deps: TransferDeps;
 
   constructor(deps: TransferDeps) {
     this.#deps = deps;
   }
 
-  async run(ctx: JobRunContext): Promise<void> {
+  async run(ctx: PullContext): Promise<void> {
     const { config, store } = this.#deps;
-    const q = queryOf(ctx);
-    const content: Record<string, unknown> = { Compression: q.Compression, Peer: q.Peer, Resources: q.Resources };
+    const q = ctx.query;
+    const content: PullContent = { Compression: q.Compression, Peer: q.Peer, Resources: q.Resources };
     if (q.Originator !== undefined) content.Originator = q.Originator;
     const r = new TransferRun(ctx, this.#deps, content);
 
-    let state = ctx.loadPrivate<PullPrivate>();
+    let state = ctx.loadPrivate();
     let area: StagingArea;
     if (!state) ctx.setProgress(0);
     const caps = await r.capabilities();
@@ -1186,13 +1169,13 @@ export class PullTransferJob implements JobRunner {
   }
 
   /** A cancelled pull drops its staging area. */
-  async cancelled(ctx: JobRunContext): Promise<void> {
-    const state = ctx.loadPrivate<PullPrivate>();
+  async cancelled(ctx: PullContext): Promise<void> {
+    const state = ctx.loadPrivate();
     if (state) await StagingArea.discard(state.staging);
   }
 }
 
-export function transferRunners(deps: TransferDeps): (type: JobType) => JobRunner {
+export function transferRunners(deps: TransferDeps): (type: JobType) => AnyJobRunner {
   const push = new PushTransferJob(deps);
   const pull = new PullTransferJob(deps);
   return (type) => (type === 'PushTransfer' ? push : pull);

@@ -8,10 +8,12 @@ import { mkdir, open, readFile, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
+import { z } from 'zod';
 import { XferError, isXferError } from '../errors.ts';
 import { bucketSize } from '../protocol/buckets.ts';
 import { ByteCounter } from '../protocol/compression.ts';
 import {
+  PushCreateSchema,
   parsePushCreate,
   sortUniqueInstances,
   toWirePushCreate,
@@ -22,6 +24,7 @@ import {
 } from '../protocol/wire.ts';
 import type { Store } from '../store/types.ts';
 import { fsyncDir, freeBytes } from '../util/fs.ts';
+import { readStored, storedCodec, type StoredCodec } from '../util/stored-json.ts';
 import { BUCKET_CHECKSUM_STATUS, CRC32_HEX, CRC32_MEMBER, HEADER_CRC32 } from './capabilities.ts';
 import { MAX_SPAN_BUCKETS, joinChunks } from './spans.ts';
 import { StagingArea, fileError, writtenBy } from './staging.ts';
@@ -114,26 +117,9 @@ export type PushTransactionState =
   | { State: 'Success' }
   | { State: 'Failure'; Details: string };
 
-/** A commit's outcome as recorded on disk. */
-interface CommitOutcome {
-  ID: string;
-  State: 'Success' | 'Failure';
-  Details?: string;
-  /** Epoch ms of the end of the commit. */
-  At: number;
-}
-
 
 type TxState = 'creating' | 'open' | 'committing';
 
-/** The manifest of a transaction, as kept in its staging directory. */
-interface Manifest {
-  Version: number;
-  ID: string;
-  CreatedAt: number;
-  LastActivity: number;
-  Create: ReturnType<typeof toWirePushCreate>;
-}
 
 interface Transaction {
   id: string;
@@ -186,6 +172,36 @@ function isDiskFull(e: unknown): boolean {
 
 /** Transaction IDs are lowercase UUIDs; the route accepts `[.0-9a-f-]+`, anything else is unknown. */
 const TX_ID = /^[.0-9a-f-]{1,64}$/;
+
+/** The manifest of a transaction, as kept in its staging directory (the create body in its wire form). */
+const ManifestSchema = z.object({
+  Version: z.literal(MANIFEST_VERSION),
+  ID: z.string().regex(TX_ID),
+  CreatedAt: z.number().int(),
+  LastActivity: z.number().int(),
+  Create: PushCreateSchema,
+});
+export type Manifest = z.output<typeof ManifestSchema>;
+
+/** Manifests in and out: a manifest that does not read back (damaged, other version) is refused. */
+export const manifestCodec: StoredCodec<Manifest> = {
+  toJSON: (m) => JSON.stringify({ ...m, Create: toWirePushCreate(m.Create) }),
+  fromJSON: (text) => readStored(ManifestSchema, text, 'manifest'),
+};
+
+/** A commit's outcome as recorded on disk; At is the epoch ms of the end of the commit. */
+const CommitOutcomeSchema = z.object({
+  ID: z.string().regex(TX_ID),
+  State: z.enum(['Success', 'Failure']),
+  Details: z.string().optional(),
+  At: z.number().int(),
+});
+type CommitOutcome = z.output<typeof CommitOutcomeSchema>;
+export const commitOutcomeCodec = storedCodec(CommitOutcomeSchema, 'commit outcome');
+
+/** One line of a transaction's log of received buckets. */
+const DoneEntrySchema = z.object({ Bucket: z.number().int().nonnegative(), At: z.number().int() });
+export const doneEntryCodec = storedCodec(DoneEntrySchema, 'received bucket');
 
 export class PushReceiver {
   readonly counters: PushReceiverCounters = {
@@ -499,7 +515,7 @@ export class PushReceiver {
   async #logDone(tx: Transaction, indexes: readonly number[], at: number): Promise<void> {
     const fh = await open(join(tx.dir, DONE_LOG), 'a');
     try {
-      await fh.write(indexes.map((i) => `${JSON.stringify({ Bucket: i, At: at })}\n`).join(''));
+      await fh.write(indexes.map((i) => `${doneEntryCodec.toJSON({ Bucket: i, At: at })}\n`).join(''));
       await fh.datasync();
     } catch (e) {
       throw fileError(e, 'cannot record a received bucket');
@@ -679,7 +695,7 @@ export class PushReceiver {
       const tmp = `${file}.tmp`;
       const fh = await open(tmp, 'w');
       try {
-        await fh.writeFile(JSON.stringify(o));
+        await fh.writeFile(commitOutcomeCodec.toJSON(o));
         await fh.sync();
       } finally {
         await fh.close();
@@ -702,13 +718,14 @@ export class PushReceiver {
         continue;
       }
       try {
-        const o = JSON.parse(await readFile(join(this.#outcomesDir, name), 'utf8')) as Partial<CommitOutcome>;
-        if (o.ID === id && (o.State === 'Success' || o.State === 'Failure') && Number.isSafeInteger(o.At)) {
-          found.push({ ID: id, State: o.State, At: o.At as number, ...(typeof o.Details === 'string' ? { Details: o.Details } : {}) });
+        const o = commitOutcomeCodec.fromJSON(await readFile(join(this.#outcomesDir, name), 'utf8'));
+        if (o.ID === id) {
+          found.push(o);
           continue;
         }
-      } catch {
-        // Unreadable: removed below.
+      } catch (e) {
+        // Unreadable (damaged, or from an incompatible version): removed below.
+        this.#log?.warn({ file: name, err: isXferError(e) ? e.details : String(e) }, 'removing an unreadable commit outcome');
       }
       await rm(join(this.#outcomesDir, name), { force: true }).catch(() => undefined);
     }
@@ -748,12 +765,12 @@ export class PushReceiver {
       ID: tx.id,
       CreatedAt: tx.createdAt,
       LastActivity: tx.lastActivity,
-      Create: toWirePushCreate(tx.body),
+      Create: tx.body,
     };
     const tmp = join(tx.dir, `${MANIFEST}.tmp`);
     const fh = await open(tmp, 'w');
     try {
-      await fh.writeFile(JSON.stringify(manifest));
+      await fh.writeFile(manifestCodec.toJSON(manifest));
       await fh.sync();
     } finally {
       await fh.close();
@@ -785,32 +802,29 @@ export class PushReceiver {
 
   async #load(name: string, dir: string): Promise<Transaction> {
     if (!TX_ID.test(name)) throw new XferError('BadFileFormat', 'not a transaction directory');
-    let manifest: Manifest;
+    let text: string;
     try {
-      manifest = JSON.parse(await readFile(join(dir, MANIFEST), 'utf8')) as Manifest;
+      text = await readFile(join(dir, MANIFEST), 'utf8');
     } catch (e) {
       throw new XferError('BadFileFormat', `no readable manifest: ${(e as Error).message}`);
     }
-    if (manifest.Version !== MANIFEST_VERSION || manifest.ID !== name) throw new XferError('BadFileFormat', 'manifest of another version or transaction');
-    if (!Number.isSafeInteger(manifest.CreatedAt) || !Number.isSafeInteger(manifest.LastActivity)) {
-      throw new XferError('BadFileFormat', 'manifest without its times');
-    }
-    const body = parsePushCreate(manifest.Create);
+    // Damaged, or of another version: BadFileFormat naming the field, and the transaction is discarded.
+    const manifest = manifestCodec.fromJSON(text);
+    if (manifest.ID !== name) throw new XferError('BadFileFormat', `manifest of another transaction (${manifest.ID})`);
+    const body = manifest.Create;
     const done = new Set<number>();
     let last = manifest.LastActivity;
     const log = await readFile(join(dir, DONE_LOG), 'utf8').catch(() => '');
     for (const line of log.split('\n')) {
-      // A line torn by a crash is ignored: that bucket will simply be sent again.
-      let entry: { Bucket?: unknown; At?: unknown };
+      // A line torn by a crash (or otherwise unreadable) is ignored: that bucket will simply be sent again.
+      let entry: z.output<typeof DoneEntrySchema>;
       try {
-        entry = JSON.parse(line) as typeof entry;
+        entry = doneEntryCodec.fromJSON(line);
       } catch {
         continue;
       }
-      if (Number.isSafeInteger(entry.Bucket) && (entry.Bucket as number) >= 0 && (entry.Bucket as number) < body.Buckets.length) {
-        done.add(entry.Bucket as number);
-      }
-      if (Number.isSafeInteger(entry.At)) last = Math.max(last, entry.At as number);
+      if (entry.Bucket < body.Buckets.length) done.add(entry.Bucket);
+      last = Math.max(last, entry.At);
     }
     const area = await StagingArea.open(dir, body.Instances, writtenBy(body.Buckets, done));
     return {

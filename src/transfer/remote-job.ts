@@ -10,28 +10,14 @@ import type { PeerClient } from '../peers/client.ts';
 import { formatOrthancTimestamp } from '../protocol/progress.ts';
 import { parseJobHandle, toWirePullTrigger, toWireRemoteJobHandle, type RemoteJobHandle, type TransferQuery } from '../protocol/wire.ts';
 import { isRetryable, realClock, retry, retryOptionsFromConfig } from '../util/retry.ts';
+import { REMOTE_PULL_KIND, type FollowerPrivate, type RemotePullContent, type RemotePullQuery } from './job-kinds.ts';
 import type { TransferDeps } from './jobs.ts';
 import { plainCause, waitingText } from './waiting.ts';
 import { displayUrl } from '../util/url.ts';
 
-/** The query of a RemotePullTransfer job. */
-export interface RemotePullQuery {
-  Peer: string;
-  /** The peer's job ID and its path there (`/jobs/{id}`), and the URL given to the client. */
-  RemoteJob: string;
-  RemotePath: string;
-  URL: string;
-  Resources: TransferQuery['Resources'];
-  Compression: TransferQuery['Compression'];
-  Priority: number;
-  SenderTransferID: string;
-}
+export type { RemotePullQuery };
 
-/** Durable state of the follower between runs. */
-interface FollowerPrivate {
-  /** This node paused the peer's job (resuming here resumes it there). */
-  pausedRemote?: boolean;
-}
+type FollowerContext = JobRunContext<RemotePullQuery, RemotePullContent, FollowerPrivate>;
 
 /** Time between two readings of the peer's job. */
 const POLL_MS = 500;
@@ -97,7 +83,8 @@ export async function startRemotePull(
   return toWireRemoteJobHandle(q.Peer, handle.ID, url);
 }
 
-export class RemotePullFollower implements JobRunner {
+export class RemotePullFollower implements JobRunner<RemotePullQuery, RemotePullContent, FollowerPrivate> {
+  readonly kind = REMOTE_PULL_KIND;
   readonly watcher = true;
   readonly #deps: TransferDeps;
 
@@ -105,10 +92,10 @@ export class RemotePullFollower implements JobRunner {
     this.#deps = deps;
   }
 
-  async run(ctx: JobRunContext): Promise<void> {
-    const q = ctx.query as unknown as RemotePullQuery;
+  async run(ctx: FollowerContext): Promise<void> {
+    const q = ctx.query;
     const { client } = this.#deps.peer(q.Peer);
-    const priv = ctx.loadPrivate<FollowerPrivate>();
+    const priv = ctx.loadPrivate();
     // A resubmitted follower (it ran before, its state was dropped when it ended): when the peer's job
     // has failed too (or was canceled with it), the peer's job starts again.
     if (!priv && ctx.content().RemoteState !== undefined) {
@@ -132,7 +119,7 @@ export class RemotePullFollower implements JobRunner {
   }
 
   /** Reads the peer's job until it ends, mirroring it; throws its failure. */
-  async #follow(ctx: JobRunContext, client: PeerClient, q: RemotePullQuery): Promise<void> {
+  async #follow(ctx: FollowerContext, client: PeerClient, q: RemotePullQuery): Promise<void> {
     const config = this.#deps.config;
     let waiting = false;
     for (let polls = 0; polls < Number.MAX_SAFE_INTEGER; polls++) {
@@ -191,7 +178,7 @@ export class RemotePullFollower implements JobRunner {
    * POST {RemotePath}/{action} on the peer, best effort. Answers whether the peer did it; what happened is
    * shown in Content.RemoteControl. With `must`, a refusal fails the job instead.
    */
-  async #control(ctx: JobRunContext, client: PeerClient, q: RemotePullQuery, action: 'pause' | 'resume' | 'cancel' | 'resubmit', must: boolean): Promise<boolean> {
+  async #control(ctx: FollowerContext, client: PeerClient, q: RemotePullQuery, action: 'pause' | 'resume' | 'cancel' | 'resubmit', must: boolean): Promise<boolean> {
     try {
       await client.buffer({
         method: 'POST',
@@ -212,8 +199,8 @@ export class RemotePullFollower implements JobRunner {
   }
 
   /** Cancelling the follower cancels the peer's job; when the peer refuses, Content.RemoteControl says so. */
-  async cancelled(ctx: JobRunContext): Promise<void> {
-    const q = ctx.query as unknown as RemotePullQuery;
+  async cancelled(ctx: FollowerContext): Promise<void> {
+    const q = ctx.query;
     try {
       const { client } = this.#deps.peer(q.Peer);
       await this.#control(ctx, client, q, 'cancel', false);

@@ -107,7 +107,7 @@ export function httpReason(status: number): string {
   return HTTP_REASONS[status] ?? 'Error';
 }
 
-/** Orthanc's JSON error body (SPEC §2.3). Keys as Orthanc writes them. */
+/** Orthanc's JSON error body (docs/protocol.md#errors). Keys as Orthanc writes them. */
 export interface OrthancErrorBody {
   Details?: string;
   HttpError: string;

@@ -1,6 +1,6 @@
 // Prometheus metrics of a node at Orthanc's path, GET /tools/metrics-prometheus: the plugin's
-// orthanc_transfers_* figures (SPEC §16, with a DELETE counted as aborted, not committed) and dicom-xfer's
-// own dicom_xfer_* figures, read from the counters the transfer modules already keep.
+// orthanc_transfers_* figures (docs/protocol.md#metrics, with a DELETE counted as aborted, not committed) and
+// dicom-xfer's own dicom_xfer_* figures, read from the counters the transfer modules already keep.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { JobsEngine, JobState } from '../jobs/engine.ts';
@@ -107,7 +107,7 @@ function buildMetrics(app: FastifyInstance, peers: Peers, engine: JobsEngine): {
   const server = () => transfersServerOf(app);
   const throughput = new Throughput(() => byteTotals(app, peers));
 
-  // ---- the plugin's names (SPEC §16); gauges, as Orthanc publishes them ----------------------------
+  // ---- the plugin's names (docs/protocol.md#metrics); gauges, as Orthanc publishes them -------------------
   const orthancGauge = (name: string, help: string, read: () => number) =>
     new Gauge({
       name,

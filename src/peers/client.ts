@@ -119,7 +119,7 @@ export interface PeerStreamResponse extends PeerResponseMeta {
   body: Readable;
 }
 
-/** The Orthanc error document a peer may answer with (SPEC §2.3). */
+/** The Orthanc error document a peer may answer with (docs/protocol.md#errors). */
 export interface RemoteOrthancError {
   Message?: string;
   Details?: string;

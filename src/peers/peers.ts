@@ -7,7 +7,7 @@ import type { NodeContext } from '../server/app.ts';
 import { PeerClient, newPeerStats, type PeerClientSettings, type PeerStats } from './client.ts';
 import { PeerRegistry, peersFile } from './registry.ts';
 
-/** What `GET /transfers/peers` says of a peer (SPEC §3.1). */
+/** What `GET /transfers/peers` says of a peer (docs/protocol.md#peers). */
 export type PeerTransfersStatus = 'installed' | 'bidirectional' | 'disabled';
 
 /** The outcome of one detection call, `GET {peer}/plugins`. */

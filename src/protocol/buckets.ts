@@ -1,5 +1,6 @@
-// The bucket scheduler of SPEC §5.2: which byte ranges of which instances travel together in one HTTP
-// query, exactly as the plugin cuts them so that an Orthanc peer sees the same buckets from us.
+// The bucket scheduler of docs/protocol.md#bucket-scheduling: which byte ranges of which instances travel
+// together in one HTTP query, exactly as the plugin cuts them so that an Orthanc peer sees the same buckets
+// from us.
 
 import { XferError } from '../errors.ts';
 import { chunkPathLength } from './chunk-url.ts';
@@ -97,7 +98,10 @@ export interface PlacedChunk extends Chunk {
   payloadOffset: number;
 }
 
-/** Where each chunk's bytes sit in the bucket payload (the plain concatenation of SPEC §5.3). */
+/**
+ * Where each chunk's bytes sit in the bucket payload (the plain concatenation of
+ * docs/protocol.md#bucket-payload).
+ */
 export function payloadLayout(bucket: readonly Chunk[]): PlacedChunk[] {
   let at = 0;
   return bucket.map((c) => {

@@ -1,6 +1,6 @@
-// The pull address of a bucket (SPEC §3.3, §5.4): `/transfers/chunks/<id>.<id>...?offset=O&size=S&compression=C`,
-// built from a bucket, parsed back by the chunk route, and the walk that turns (ids, offset, size) into
-// byte ranges of each instance.
+// The pull address of a bucket (docs/protocol.md#chunks, #chunk-urls):
+// `/transfers/chunks/<id>.<id>...?offset=O&size=S&compression=C`, built from a bucket, parsed back by the
+// chunk route, and the walk that turns (ids, offset, size) into byte ranges of each instance.
 
 import { XferError } from '../errors.ts';
 import { INSTANCE_ID, parseCompression, type Chunk, type Compression } from './wire.ts';
@@ -122,7 +122,7 @@ function queryPairs(query: ChunkQueryInput): [string, string][] {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// The walk of SPEC §3.3
+// The walk of docs/protocol.md#chunks
 
 /** Bytes [start, end) of instance ID. */
 export interface ByteRange {

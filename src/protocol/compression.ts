@@ -1,5 +1,6 @@
-// Bucket compression as streams (SPEC §2.5, §5.6): single-member gzip out, exactly one gzip member in,
-// and the length check of an inflated bucket. Memory stays bounded: nothing here holds a whole bucket.
+// Bucket compression as streams (docs/protocol.md#compression): single-member gzip out, exactly one gzip
+// member in, and the length check of an inflated bucket. Memory stays bounded: nothing here holds a whole
+// bucket.
 
 import { Transform, type TransformCallback } from 'node:stream';
 import zlib from 'node:zlib';

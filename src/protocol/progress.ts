@@ -1,6 +1,6 @@
-// Figures a transfer job publishes (SPEC §11.2, §11.3): progress fraction, rounded MB/KB, network speed,
-// and Orthanc's timestamp format. The plugin computes several of them in 32-bit floats; Math.fround
-// reproduces that so the numbers match an Orthanc peer's to the unit.
+// Figures a transfer job publishes (docs/protocol.md#job-content, #job-progress): progress fraction, rounded
+// MB/KB, network speed, and Orthanc's timestamp format. The plugin computes several of them in 32-bit floats;
+// Math.fround reproduces that so the numbers match an Orthanc peer's to the unit.
 
 const MB = 1024 * 1024;
 const KB = 1024;

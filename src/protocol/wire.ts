@@ -1,5 +1,6 @@
-// Wire objects of the Transfers Accelerator protocol (SPEC §2.4, §3, §4): zod schemas, parsers that turn
-// parsed JSON into typed values or throw the XferError an Orthanc peer would answer with, and serializers.
+// Wire objects of the Transfers Accelerator protocol (docs/protocol.md#json-encoding, #routes,
+// #wire-objects): zod schemas, parsers that turn parsed JSON into typed values or throw the XferError an
+// Orthanc peer would answer with, and serializers.
 //
 // Sizes and offsets: on the wire they are decimal strings; here they are JavaScript numbers, exact up to
 // Number.MAX_SAFE_INTEGER (2^53 - 1, about 8 PiB). A size string with more than that, or anything but
@@ -26,7 +27,7 @@ export interface Resource {
   ID: string;
 }
 
-/** Body of /transfers/send and /transfers/pull (SPEC §3.4). */
+/** Body of /transfers/send and /transfers/pull (docs/protocol.md#send). */
 export interface TransferQuery {
   Resources: Resource[];
   Peer: string;
@@ -56,14 +57,14 @@ export interface Chunk {
 /** One unit of HTTP transfer: its payload is the concatenation of its chunks. */
 export type Bucket = Chunk[];
 
-/** Body of POST /transfers/push (SPEC §3.6). */
+/** Body of POST /transfers/push (docs/protocol.md#push-create). */
 export interface PushCreateBody {
   Instances: InstanceInfo[];
   Buckets: Bucket[];
   Compression: Compression;
 }
 
-/** Answer of POST /transfers/lookup (SPEC §3.2). Only Instances and Originator are required. */
+/** Answer of POST /transfers/lookup (docs/protocol.md#lookup). Only Instances and Originator are required. */
 export interface LookupAnswer {
   Instances: InstanceInfo[];
   Originator: string;
@@ -121,7 +122,10 @@ export function parseCompression(s: string): Compression {
 
 const DECIMAL = /^[0-9]+$/;
 const MD5_HEX = /^[0-9a-f]{32}$/;
-/** Orthanc IDs are lowercase hex and dashes; the chunk route cannot address anything else (SPEC §2.6). */
+/**
+ * Orthanc IDs are lowercase hex and dashes; the chunk route cannot address anything else
+ * (docs/protocol.md#identifiers).
+ */
 export const INSTANCE_ID = /^[0-9a-f-]{1,128}$/;
 
 /** A decimal string as a safe integer number, or undefined when it is not one. */

@@ -1,7 +1,8 @@
-// The data-source side of pull mode (SPEC §3.3, §5.4): answers a chunk request with the concatenated
-// byte ranges of the listed instances, streamed from the store (never a whole instance in memory),
-// through one gzip member when asked (at a level that follows the CPU), with a bounded number of answers
-// produced at once. With the bucket-crc32 extension, the payload's CRC-32 is read ahead of the answer.
+// The data-source side of pull mode (docs/protocol.md#chunks, #chunk-urls): answers a chunk request with the
+// concatenated byte ranges of the listed instances, streamed from the store (never a whole instance in
+// memory), through one gzip member when asked (at a level that follows the CPU), with a bounded number of
+// answers produced at once. With the bucket-crc32 extension, the payload's CRC-32 is read ahead of the
+// answer.
 import { Readable } from 'node:stream';
 import { XferError } from '../errors.ts';
 import { ChunkWalk, type ByteRange, type ChunkRequest } from '../protocol/chunk-url.ts';
@@ -54,10 +55,10 @@ export interface ChunkPlan {
 }
 
 /**
- * The byte ranges of a chunk request (the walk of SPEC §3.3), given the sizes of the instances the store
- * holds. An instance that the walk has to visit and the store lacks is UnknownResource (404); instances
- * after the point where `size` bytes are gathered are not looked at, as the plugin does not open them.
- * Offsets and sizes are exact up to 2^53.
+ * The byte ranges of a chunk request (the walk of docs/protocol.md#chunks), given the sizes of the instances
+ * the store holds. An instance that the walk has to visit and the store lacks is UnknownResource (404);
+ * instances after the point where `size` bytes are gathered are not looked at, as the plugin does not open
+ * them. Offsets and sizes are exact up to 2^53.
  */
 export function planChunkRead(req: Pick<ChunkRequest, 'ids' | 'offset' | 'size'>, sizes: ReadonlyMap<string, number>): ChunkPlan {
   const walk = new ChunkWalk(req.offset, req.size);

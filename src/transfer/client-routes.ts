@@ -101,8 +101,8 @@ export const transfersClientModule: NodeModule = async (app: FastifyInstance, ct
           const id = engine.submit('PushTransfer', { ...jobQuery(q) }, q.Priority);
           return sendJson(reply, toWireJobHandle(id));
         }
-        // Send in pull mode: ask the peer to pull from us (SPEC §8.2). Priority is not forwarded; a job
-        // here follows the peer's.
+        // Send in pull mode: ask the peer to pull from us (docs/protocol.md#send-in-pull-mode). Priority is
+        // not forwarded; a job here follows the peer's.
         try {
           const handle = await startRemotePull(config, engine, peers.client(q.Peer), peer.url, ctx.originator, remoteSelf, q, senderTransferId(q.SenderTransferID));
           return sendJson(reply, handle);

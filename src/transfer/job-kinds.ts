@@ -11,7 +11,7 @@ const StoredInstance = z.object({ ID: z.string(), Size: Count, MD5: z.string() }
 const StoredBucket = z.array(z.object({ ID: z.string(), Offset: Count, Size: Count }));
 const StoredSkipped = z.object({ count: Count, bytes: Count });
 
-/** The serialized form of a push or pull job: its query (SPEC §11.6). */
+/** The serialized form of a push or pull job: its query (docs/protocol.md#job-persistence). */
 export const TransferJobQuerySchema = z.object({
   Resources: z.array(StoredResource),
   Peer: z.string(),

@@ -1,11 +1,11 @@
-// The two transfer jobs of the protocol, run by the jobs engine: PushTransfer (SPEC §7: plan, create a
-// transaction on the peer, PUT every bucket, commit) and PullTransfer (SPEC §8: lookup, GET every
-// bucket into a staging area, commit into the local store). Both keep their plan and finished buckets
-// in the jobs database, so a pause, a cancel or a restart never sends a finished bucket again. Every
-// call is retried with backoff while the job's outage clock allows (RetryBudget), and with a peer that
-// lists them (capabilities.ts) the jobs use the extensions: resume, dedupe, async-commit, bucket-crc32,
-// bucket-span. How many requests are in flight adapts to the link (adaptive.ts), and with bucket-span so
-// does their size (spans.ts).
+// The two transfer jobs of the protocol, run by the jobs engine: PushTransfer (docs/protocol.md#push-mode:
+// plan, create a transaction on the peer, PUT every bucket, commit) and PullTransfer
+// (docs/protocol.md#pull-mode: lookup, GET every bucket into a staging area, commit into the local store).
+// Both keep their plan and finished buckets in the jobs database, so a pause, a cancel or a restart never
+// sends a finished bucket again. Every call is retried with backoff while the job's outage clock allows
+// (RetryBudget), and with a peer that lists them (capabilities.ts) the jobs use the extensions: resume,
+// dedupe, async-commit, bucket-crc32, bucket-span. How many requests are in flight adapts to the link
+// (adaptive.ts), and with bucket-span so does their size (spans.ts).
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
@@ -223,7 +223,7 @@ function totalSize(instances: readonly InstanceInfo[]): number {
   return instances.reduce((s, i) => s + i.Size, 0);
 }
 
-/** Headers of the push calls (SPEC §10.3); Orthanc's sender never asks for 100-continue. */
+/** Headers of the push calls (docs/protocol.md#headers); Orthanc's sender never asks for 100-continue. */
 function pushHeaders(q: TransferJobQuery, cookie: string | undefined, extra: Record<string, string> = {}): Record<string, string> {
   const h: Record<string, string> = { 'sender-transfer-id': q.SenderTransferID, ...extra };
   if (cookie) h.cookie = cookie;
@@ -381,9 +381,9 @@ class TransferRun {
   }
 
   /**
-   * Moves the buckets not done yet, starting with `Threads` requests in flight (SPEC §10.1) and adapting
-   * that number to the link, each request with its retries; the first failure for good stops new ones.
-   * With `spans.join`, consecutive buckets travel together in one request (a span, see spans.ts), sized
+   * Moves the buckets not done yet, starting with `Threads` requests in flight (docs/protocol.md#concurrency)
+   * and adapting that number to the link, each request with its retries; the first failure for good stops new
+   * ones. With `spans.join`, consecutive buckets travel together in one request (a span, see spans.ts), sized
    * to what is left and to the link. `work` moves one span and answers its bytes on the wire (0 when it
    * found the span already there), reporting bytes through `meter.moved` as they go; `sizeKey` names the
    * Content key of the bytes moved. With `receiverClock` the throughput is measured from the receiver's
@@ -677,7 +677,8 @@ export class PushTransferJob implements JobRunner<TransferJobQuery, PushContent,
 
   /**
    * Plans and creates a transaction: with dedupe, only the instances the peer lacks (none at all: the
-   * state comes back without a path); the buckets of SPEC §5.2; `POST /transfers/push`.
+   * state comes back without a path); the buckets of docs/protocol.md#bucket-scheduling;
+   * `POST /transfers/push`.
    */
   async #open(r: TransferRun, caps: PeerCapabilities, state: PushPrivate): Promise<PushPrivate> {
     const { ctx, q } = r;
@@ -731,10 +732,11 @@ export class PushTransferJob implements JobRunner<TransferJobQuery, PushContent,
   }
 
   /**
-   * PUTs the buckets not done (SPEC §7 step 4). With bucket-crc32 each carries its checksum, and a bucket
-   * refused for it is sent again at once; with resume, a bucket is first looked up on the receiver before
-   * it is sent again (its earlier attempt may have arrived). Answers false when the peer lost the
-   * transaction; a bucket failing for good discards the transaction and fails the job (SPEC §7 step 6).
+   * PUTs the buckets not done (docs/protocol.md#push-mode, step 4). With bucket-crc32 each carries its
+   * checksum, and a bucket refused for it is sent again at once; with resume, a bucket is first looked up on
+   * the receiver before it is sent again (its earlier attempt may have arrived). Answers false when the peer
+   * lost the transaction; a bucket failing for good discards the transaction and fails the job
+   * (docs/protocol.md#push-mode, step 6).
    */
   async #sendBuckets(r: TransferRun, caps: PeerCapabilities, state: PushPrivate): Promise<boolean> {
     const { ctx, q, store } = r;
@@ -803,9 +805,9 @@ export class PushTransferJob implements JobRunner<TransferJobQuery, PushContent,
   }
 
   /**
-   * Commits the transaction (SPEC §7 step 5); with async-commit, the commit answers at once and is
-   * followed to its end. Answers false when the transaction is gone and the peer does not hold every
-   * instance (a new transaction is needed).
+   * Commits the transaction (docs/protocol.md#push-mode, step 5); with async-commit, the commit answers at
+   * once and is followed to its end. Answers false when the transaction is gone and the peer does not hold
+   * every instance (a new transaction is needed).
    */
   async #commit(r: TransferRun, caps: PeerCapabilities, state: PushPrivate): Promise<boolean> {
     const sent = state.sent ?? state.instances;
@@ -1141,7 +1143,10 @@ export class PullTransferJob implements JobRunner<TransferJobQuery, PullContent,
     ctx.setProgress(1);
   }
 
-  /** `POST /transfers/lookup` on the peer (SPEC §8.1 step 2): its instances, sorted and distinct. */
+  /**
+   * `POST /transfers/lookup` on the peer (docs/protocol.md#pull-mode, step 2): its instances, sorted and
+   * distinct.
+   */
   async #lookup(r: TransferRun): Promise<InstanceInfo[]> {
     const { q } = r;
     const answer = await r.mustCall('the lookup', (signal) =>
@@ -1181,7 +1186,7 @@ export function transferRunners(deps: TransferDeps): (type: JobType) => AnyJobRu
   return (type) => (type === 'PushTransfer' ? push : pull);
 }
 
-/** A fresh SenderTransferID when the query has none (SPEC §10.3). */
+/** A fresh SenderTransferID when the query has none (docs/protocol.md#headers). */
 export function senderTransferId(given: string | undefined): string {
   return given && given.length > 0 ? given : randomUUID();
 }

@@ -1,5 +1,5 @@
-// Resource expansion for /transfers/lookup and for a sender's first step (SPEC §3.2, §6): resources to
-// the set of instances with size and MD5, taken from the store's index; no DICOM file is read.
+// Resource expansion for /transfers/lookup and for a sender's first step (docs/protocol.md#lookup): resources
+// to the set of instances with size and MD5, taken from the store's index; no DICOM file is read.
 import { XferError } from '../errors.ts';
 import { sortUniqueInstances, type InstanceInfo, type Resource } from '../protocol/wire.ts';
 import type { Store } from '../store/types.ts';

@@ -1,8 +1,9 @@
-// The push receiver (SPEC §3.6-§3.9, §9): push transactions, each with its own staging area, written
-// bucket by bucket in parallel (no global lock), kept on disk so that a restart resumes them, bounded
-// in number (LRU eviction of transactions idle for a while, never of an active one), expired when idle,
-// and committed atomically through the store. The outcome of each commit is kept on disk for a day, so
-// that a sender whose answer was lost learns it instead of committing twice (extension async-commit).
+// The push receiver (docs/protocol.md#push-create to #discard, and #commit): push transactions, each with its
+// own staging area, written bucket by bucket in parallel (no global lock), kept on disk so that a restart
+// resumes them, bounded in number (LRU eviction of transactions idle for a while, never of an active one),
+// expired when idle, and committed atomically through the store. The outcome of each commit is kept on disk
+// for a day, so that a sender whose answer was lost learns it instead of committing twice (extension
+// async-commit).
 import { randomUUID } from 'node:crypto';
 import { mkdir, open, readFile, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -45,7 +46,7 @@ export const OUTCOME_RETENTION_MS = 24 * 60 * 60 * 1000;
 /** Most outcomes kept (the oldest go first beyond this). */
 const MAX_OUTCOMES = 10_000;
 
-/** Cumulative figures of the receiver, for metrics (SPEC §16 and dicom-xfer's own). */
+/** Cumulative figures of the receiver, for metrics (docs/protocol.md#metrics and dicom-xfer's own). */
 export interface PushReceiverCounters {
   /** Transactions created. */
   created: number;

@@ -1,8 +1,9 @@
-// A send in pull mode (SPEC §8.2) seen from the sending node: the peer runs the PullTransfer, and this
-// node keeps a RemotePullTransfer job that follows it through the peer's GET /jobs/{id}, mirroring its
-// state, progress, figures and outcome, so that the send shows in /jobs, the CLI and the dashboard like
-// any other. Pausing, resuming, cancelling and resubmitting it do the same to the peer's job (Orthanc's
-// /jobs/{id}/{action}, which the plugin's peers answer); when the peer refuses, the job says so.
+// A send in pull mode (docs/protocol.md#send-in-pull-mode) seen from the sending node: the peer runs the
+// PullTransfer, and this node keeps a RemotePullTransfer job that follows it through the peer's
+// GET /jobs/{id}, mirroring its state, progress, figures and outcome, so that the send shows in /jobs, the CLI
+// and the dashboard like any other. Pausing, resuming, cancelling and resubmitting it do the same to the
+// peer's job (Orthanc's /jobs/{id}/{action}, which the plugin's peers answer); when the peer refuses, the job
+// says so.
 import type { Config } from '../config/types.ts';
 import { ERRORS, XferError, isXferError, type ErrorCode } from '../errors.ts';
 import type { JobRunContext, JobRunner, JobsEngine, StopReason } from '../jobs/engine.ts';

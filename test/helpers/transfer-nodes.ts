@@ -277,7 +277,7 @@ export async function startPair(o: PairOptions = {}): Promise<Pair> {
   }
 }
 
-// ---- generated data covering every bucket class (SPEC §5.2) ----------------------------------------
+// ---- generated data covering every bucket class (docs/protocol.md#bucket-scheduling) ----------------------
 
 /** Transfers.BucketSize (KB) for the generated set: G = 512 KiB, so a ~525 KB CT slice lies in [G, 2G). */
 export const CLASSES_BUCKET_KB = 512;
@@ -303,7 +303,10 @@ export async function writeBucketClassData(dir: string, largeMB = 300): Promise<
   return files;
 }
 
-/** MD5 of the payload of `bucket` read from the source files (the plain concatenation of SPEC §5.3). */
+/**
+ * MD5 of the payload of `bucket` read from the source files (the plain concatenation of
+ * docs/protocol.md#bucket-payload).
+ */
 export async function bucketMd5(bucket: Bucket, files: ReadonlyMap<string, string>): Promise<string> {
   const h = createHash('md5');
   for (const c of bucket) {
@@ -315,7 +318,9 @@ export async function bucketMd5(bucket: Bucket, files: ReadonlyMap<string, strin
   return h.digest('hex');
 }
 
-/** The chunk URL of a bucket written out from SPEC §5.4 (not through the code under test). */
+/**
+ * The chunk URL of a bucket written out from docs/protocol.md#chunk-urls (not through the code under test).
+ */
 export function specChunkUrl(bucket: Bucket, compression: string): string {
   const size = bucket.reduce((s, c) => s + c.Size, 0);
   return `/transfers/chunks/${bucket.map((c) => c.ID).join('.')}?offset=${bucket[0]?.Offset}&size=${size}&compression=${compression}`;

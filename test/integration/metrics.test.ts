@@ -81,7 +81,7 @@ describe('metrics after real transfers', { skip: needs(REAL_DICOM), timeout: 180
     const a = await metrics(pair.a.url);
     const b = await metrics(pair.b.url);
 
-    // The receiver (B), SPEC §16 names.
+    // The receiver (B), the names of docs/protocol.md#metrics.
     assert.equal(value(b, 'orthanc_transfers_created_push_count'), 1);
     assert.equal(value(b, 'orthanc_transfers_committed_push_count'), 1);
     assert.equal(value(b, 'orthanc_transfers_aborted_push_count'), 0);

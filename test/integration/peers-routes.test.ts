@@ -1,4 +1,4 @@
-// The peer routes of a real dicom-xfer node: GET /transfers/peers (SPEC §3.1, orthanc-tests'
+// The peer routes of a real dicom-xfer node: GET /transfers/peers (docs/protocol.md#peers, orthanc-tests'
 // test_list_peers), and GET/PUT/DELETE /peers at run time, persisted across a restart, in the shapes the
 // real Orthanc 1.10.1 gives (compared side by side when Orthanc is installed).
 import { after, before, describe, test } from 'node:test';

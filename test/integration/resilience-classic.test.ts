@@ -104,8 +104,8 @@ const CLASSIC: Shape[] = [
     answer: ['ID', 'Path'],
   },
   {
-    // SPEC §3 (routes of Orthanc itself): the job a send in pull mode started on the peer, read by the
-    // sending node's job that follows it.
+    // docs/protocol.md#routes (routes of Orthanc itself): the job a send in pull mode started on the peer,
+    // read by the sending node's job that follows it.
     name: 'peer job',
     method: 'GET',
     path: new RegExp(`^/+jobs/${UUID}$`),
@@ -146,7 +146,8 @@ function assertClassic(r: ProxyRecord): void {
     else assert.match(got, v, `${what}: ${n}`);
   }
   const extra = names.filter((n) => !TRANSPORT_HEADERS.has(n) && !(n in s.headers));
-  // CAPTURES.md shows libcurl's form Content-Type on the body-less commit; sending none is what SPEC §10.3 says.
+  // CAPTURES.md shows libcurl's form Content-Type on the body-less commit; sending none is what
+  // docs/protocol.md#headers says.
   assert.deepEqual(extra.filter((n) => !(s.name === 'commit' && n === 'content-type')), [], `${what}: no other header`);
   if (s.name === 'commit' && r.headers['content-type'] !== undefined) assert.equal(r.headers['content-type'], 'application/x-www-form-urlencoded');
   if (s.body === 'empty') assert.equal(r.requestBytes, 0, `${what}: empty body`);

@@ -95,7 +95,7 @@ export async function setupBrainix(bucketKb: number): Promise<BrainixSetup> {
   }
 }
 
-/** The buckets a push of `instances` is cut into (SPEC §5.2). */
+/** The buckets a push of `instances` is cut into (docs/protocol.md#bucket-scheduling). */
 export function pushBuckets(instances: readonly { ID: string; Size: number }[], bucketBytes: number): Bucket[] {
   return scheduleBuckets(instances, { bucketSize: bucketBytes });
 }

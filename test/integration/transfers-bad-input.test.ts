@@ -1,7 +1,7 @@
 // Bad input on every route of the transfers protocol, sent to a real node: each request gets the status
-// and Orthanc error code that SPEC §2.3/§3 and the captured Orthanc answers (CAPTURES.md §7) give, other
-// methods get 405 with Allow, `//` paths work, and none of it changes the node (no job, no instance, no
-// transaction, a transaction hit by bad PUTs still commits).
+// and Orthanc error code that docs/protocol.md#errors and #routes and the captured Orthanc answers
+// (CAPTURES.md §7) give, other methods get 405 with Allow, `//` paths work, and none of it changes the node
+// (no job, no instance, no transaction, a transaction hit by bad PUTs still commits).
 import assert from 'node:assert/strict';
 import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -24,7 +24,7 @@ interface Case {
   allow?: string;
 }
 
-/** Orthanc error codes used below (SPEC §2.3). */
+/** Orthanc error codes used below (docs/protocol.md#errors). */
 const E = { ParameterOutOfRange: 3, BadParameterType: 5, BadSequenceOfCalls: 6, NetworkProtocol: 9, BadFileFormat: 15, UnknownResource: 17, FullStorage: 19 };
 
 const UNKNOWN_ID = '0123abcd-0123abcd-0123abcd-0123abcd-0123abcd';
@@ -124,7 +124,7 @@ describe('bad input on the transfers routes', { skip: needs(REAL_DICOM), timeout
       { name: 'GET', method: 'GET', path: p, status: 405, allow: 'POST' },
     ];
     for (const c of cases) checkAnswer(c, await call(node.url, c.method, c.path, c.body));
-    // Level names are matched without regard to case, plural forms included (SPEC §2.4).
+    // Level names are matched without regard to case, plural forms included (docs/protocol.md#json-encoding).
     const ok = await call(node.url, 'POST', p, JSON.stringify([{ Level: 'studies', ID: study }, { Level: 'instance', ID: inst[0]!.ID }]));
     assert.equal(ok.status, 200, ok.body.toString());
     assert.equal(json(ok).CountInstances, 2);
@@ -147,14 +147,15 @@ describe('bad input on the transfers routes', { skip: needs(REAL_DICOM), timeout
     ];
     for (const c of cases) checkAnswer(c, await call(node.url, c.method, c.path, c.body));
 
-    // SPEC §3.3: no length validation; a range past the data gives what there is (possibly nothing).
+    // docs/protocol.md#chunks: no length validation; a range past the data gives what there is (possibly
+    // nothing).
     const past = await call(node.url, 'GET', `${base}?offset=${x.data.length - 100}&size=1000&compression=none`);
     assert.equal(past.status, 200);
     assert.deepEqual(past.body, x.data.subarray(x.data.length - 100));
     const beyond = await call(node.url, 'GET', `${base}?offset=${x.data.length + 5}&size=10&compression=none`);
     assert.equal(beyond.status, 200);
     assert.equal(beyond.body.length, 0);
-    // A range across two instances, and size 0 meaning "to the end" (SPEC §3.3).
+    // A range across two instances, and size 0 meaning "to the end" (docs/protocol.md#chunks).
     const across = await call(node.url, 'GET', `/${base}.${y.ID}?offset=${x.data.length - 10}&size=0&compression=none`);
     assert.equal(across.status, 200);
     assert.deepEqual(across.body, Buffer.concat([x.data.subarray(x.data.length - 10), y.data]));

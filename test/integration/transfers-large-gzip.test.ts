@@ -1,7 +1,7 @@
-// End to end on generated data of every bucket class, with gzip (one member per bucket, SPEC §2.5): push
-// and pull deliver identical bytes, with one PUT per scheduled bucket and exactly the scheduled chunk URLs.
-// The large multi-frame is 100 MB here (gzip runs at ~15 MB/s per core on the test machine); the 300 MB
-// one travels uncompressed in transfers-large.test.ts.
+// End to end on generated data of every bucket class, with gzip (one member per bucket,
+// docs/protocol.md#compression): push and pull deliver identical bytes, with one PUT per scheduled bucket and
+// exactly the scheduled chunk URLs. The large multi-frame is 100 MB here (gzip runs at ~15 MB/s per core on
+// the test machine); the 300 MB one travels uncompressed in transfers-large.test.ts.
 import assert from 'node:assert/strict';
 import { createGunzip } from 'node:zlib';
 import { after, before, describe, test } from 'node:test';

@@ -1,7 +1,8 @@
 // End to end on generated data of every bucket class, without compression: instances below BucketSize
 // (grouped), between one and two BucketSize (one bucket each) and beyond (split), one a ~300 MB
-// multi-frame. Push and pull deliver identical bytes, and the proxy sees exactly the buckets of SPEC §5.2:
-// the PUT bodies and the chunk URLs (SPEC §5.4) and answers that the scheduler computes from the instances.
+// multi-frame. Push and pull deliver identical bytes, and the proxy sees exactly the buckets of
+// docs/protocol.md#bucket-scheduling: the PUT bodies and the chunk URLs (docs/protocol.md#chunk-urls) and
+// answers that the scheduler computes from the instances.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { scheduleBuckets } from '../../src/protocol/buckets.ts';

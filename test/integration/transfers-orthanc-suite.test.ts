@@ -1,11 +1,11 @@
-// The four scenarios of Orthanc's own integration tests of the Transfers Accelerator (SPEC §19.1,
-// Plugins/Transfers/Run.py), run against one dicom-xfer node configured as that suite configures Orthanc:
-// Basic auth alice/orthanctest, HttpTimeout 2, and the peers "peer" (nothing listens there),
-// "transfers-bidirectional" (itself, RemoteSelf naming itself), "transfers-simple" (itself) and "self".
-// They run twice: with "Transfers": {"Extensions": false} (exactly the plugin) and with the defaults
-// (extensions on), where dedupe finds the instance already there, so a send to itself moves nothing and
-// only the counts of what moved differ. Every job Content key the plugin writes (SPEC §11.2) is checked
-// with its type in both.
+// The four scenarios of Orthanc's own integration tests of the Transfers Accelerator
+// (docs/protocol.md#orthanc-tests, Plugins/Transfers/Run.py), run against one dicom-xfer node configured as
+// that suite configures Orthanc: Basic auth alice/orthanctest, HttpTimeout 2, and the peers "peer" (nothing
+// listens there), "transfers-bidirectional" (itself, RemoteSelf naming itself), "transfers-simple" (itself)
+// and "self". They run twice: with "Transfers": {"Extensions": false} (exactly the plugin) and with the
+// defaults (extensions on), where dedupe finds the instance already there, so a send to itself moves nothing
+// and only the counts of what moved differ. Every job Content key the plugin writes
+// (docs/protocol.md#job-content) is checked with its type in both.
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -23,7 +23,10 @@ const HEADERS: Record<string, string> = {
   authorization: 'Basic ' + Buffer.from(`${USER.username}:${USER.password}`).toString('base64'),
 };
 
-/** Content keys the plugin writes in every job of a transfer that moved instances, with their type (SPEC §11.2). */
+/**
+ * Content keys the plugin writes in every job of a transfer that moved instances, with their type
+ * (docs/protocol.md#job-content).
+ */
 const COMMON_KEYS = {
   Resources: 'array',
   Peer: 'string',

@@ -329,7 +329,7 @@ describe('defaults and overrides', () => {
   test("defaults equal the plugin's and Orthanc's", () => {
     const { config, warnings } = parse('{}', { baseDir: '/work' });
     assert.deepEqual(warnings, []);
-    // The plugin's defaults (SPEC §12.1), then dicom-xfer's extensions.
+    // The plugin's defaults (docs/protocol.md#configuration), then dicom-xfer's extensions.
     assert.deepEqual(config.Transfers, {
       Threads: 4,
       BucketSize: 4096,

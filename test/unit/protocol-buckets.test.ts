@@ -1,5 +1,5 @@
-// The bucket scheduler against SPEC §5.2 and §20, the plugin's own unit-test cases, and the buckets the
-// real plugin cut in the captured traffic.
+// The bucket scheduler against docs/protocol.md#bucket-scheduling and #worked-example, the plugin's own
+// unit-test cases, and the buckets the real plugin cut in the captured traffic.
 
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';

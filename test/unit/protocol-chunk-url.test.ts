@@ -1,5 +1,6 @@
-// Chunk URLs: the strings of SPEC §5.4 and the plugin's unit tests, parsing back with Orthanc's error
-// codes, and the byte-range walk of SPEC §3.3 checked against a captured chunk answer.
+// Chunk URLs: the strings of docs/protocol.md#chunk-urls and the plugin's unit tests, parsing back with
+// Orthanc's error codes, and the byte-range walk of docs/protocol.md#chunks checked against a captured chunk
+// answer.
 
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';

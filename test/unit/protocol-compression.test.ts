@@ -1,5 +1,6 @@
 // Bucket compression: gzip out as an Orthanc peer writes it, exactly one gzip member in, the length check
-// of SPEC §5.6, and the real gzip buckets of the captures rebuilt into instances with the right MD5s.
+// of docs/protocol.md#compression, and the real gzip buckets of the captures rebuilt into instances with the
+// right MD5s.
 
 import { join } from 'node:path';
 import { describe, test } from 'node:test';

@@ -1,7 +1,9 @@
 // Where the tests find the shared data beside the repository (real DICOM files, the plugin's captured
-// exchanges), and the skip reason of a test whose data is not there (a fresh clone with nothing beside it).
+// exchanges), and the skip reason of a test whose data is not there (a fresh clone with nothing beside it),
+// counted in the runner's summary.
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { describe as nodeDescribe, test, type SuiteFn, type TestOptions } from 'node:test';
 
 /** The shared folder: DICOM_XFER_SHARED, else ../shared beside the repository. */
 export const SHARED = process.env.DICOM_XFER_SHARED || resolve(import.meta.dirname, '..', '..', '..', 'shared');
@@ -19,4 +21,20 @@ export const CAPTURES = join(SHARED, 'protocol', 'captures');
 export function needs(...paths: string[]): string | false {
   const missing = paths.find((p) => !existsSync(p));
   return missing === undefined ? false : `needs the shared test data at ${missing} (set DICOM_XFER_TESTDATA or DICOM_XFER_SHARED)`;
+}
+
+/**
+ * node:test's `describe`, except that a suite skipped by its `skip` option (say, `skip: needs(REAL_DICOM)`)
+ * still counts in the runner's summary: node reports a skipped suite as "skipped 0", so a fresh clone would
+ * not show what did not run. Here the skipped suite holds one skipped test named after it, with the reason.
+ */
+export function describe(name: string, options: TestOptions, fn: SuiteFn): Promise<void>;
+export function describe(name: string, fn: SuiteFn): Promise<void>;
+export function describe(name: string, a: TestOptions | SuiteFn, b?: SuiteFn): Promise<void> {
+  const [options, fn] = typeof a === 'function' ? [{}, a] : [a, b];
+  if (!options.skip) return nodeDescribe(name, options, fn);
+  const reason = typeof options.skip === 'string' ? options.skip : 'skipped';
+  return nodeDescribe(name, { ...options, skip: false }, () => {
+    test(`${name}: all its tests`, { skip: reason }, () => {});
+  });
 }

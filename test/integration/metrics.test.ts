@@ -4,7 +4,7 @@
 // the jobs' Content.
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { after, before, test } from 'node:test';
 import {
   REAL_DICOM,
   call,
@@ -20,7 +20,7 @@ import {
   type Imported,
   type Pair,
 } from '../helpers/transfer-nodes.ts';
-import { needs } from '../helpers/data.ts';
+import { describe, needs } from '../helpers/data.ts';
 
 /** Prometheus text -> value of each sample, keyed by `name{labels}` as written (labels sorted by the registry). */
 export function parseMetrics(text: string): Map<string, number> {

@@ -5,7 +5,7 @@
 // evicts an idle one only after IdleBeforeEviction, its sender then making a new one.
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { after, before, test } from 'node:test';
 import {
   REAL_DICOM,
   assertSameInstances,
@@ -22,7 +22,7 @@ import {
   type Pair,
 } from '../helpers/transfer-nodes.ts';
 import { sleep } from './resilience-common.ts';
-import { needs } from '../helpers/data.ts';
+import { describe, needs } from '../helpers/data.ts';
 
 /** Series of the test data, imported into A, one resource per job. */
 async function seriesOf(pair: Pair, folders: string[]): Promise<Map<string, { ID: string; Level: string }[]>> {

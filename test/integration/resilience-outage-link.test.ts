@@ -2,7 +2,7 @@
 // every connection it is given): the puller's retries, with backoff within the job's RetryBudget (default
 // 120 s), carry the transfer over the outage without anyone acting, fetching no finished bucket again.
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { after, before, test } from 'node:test';
 import {
   assertSameInstances,
   assertStaging,
@@ -14,7 +14,7 @@ import {
   type Pair,
 } from '../helpers/transfer-nodes.ts';
 import { setupBrainix, sleep } from './resilience-common.ts';
-import { needs, REAL_DICOM } from '../helpers/data.ts';
+import { describe, needs, REAL_DICOM } from '../helpers/data.ts';
 
 /** BucketSize 128 KB: each Brainix file (131-170 KB) travels alone in its bucket. */
 const BUCKET_KB = 128;

@@ -7,10 +7,11 @@ import { execFileSync } from 'node:child_process';
 import { mkdtemp, open, rm, rmdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, test } from 'node:test';
+import { test } from 'node:test';
 import { startXferNode, type XferNode } from '../helpers/node.ts';
 import { freePort } from '../helpers/ports.ts';
 import { startProxy, type Proxy } from '../helpers/proxy.ts';
+import { describe } from '../helpers/data.ts';
 import {
   FAST_FAILURE,
   REAL_DICOM,

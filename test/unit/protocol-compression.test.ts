@@ -2,7 +2,7 @@
 // of SPEC §5.6, and the real gzip buckets of the captures rebuilt into instances with the right MD5s.
 
 import { join } from 'node:path';
-import { describe, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -21,7 +21,7 @@ import {
 } from '../../src/protocol/compression.ts';
 import { DEFAULT_BUCKET_SIZE, bucketSize, payloadLayout, scheduleBuckets } from '../../src/protocol/buckets.ts';
 import { parseLookupAnswer, parsePushCreate, type Bucket, type InstanceInfo } from '../../src/protocol/wire.ts';
-import { CAPTURES, needs, REAL_DICOM } from '../helpers/data.ts';
+import { CAPTURES, describe, needs, REAL_DICOM } from '../helpers/data.ts';
 
 // Empty without the shared data (the suites that need it are skipped then).
 const readReal = (name: string): Buffer => (needs(REAL_DICOM) ? Buffer.alloc(0) : readFileSync(join(REAL_DICOM, name)));

@@ -7,13 +7,13 @@ import { mkdtemp, open, readFile, readdir, rm, stat, truncate } from 'node:fs/pr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { after, before, describe, test } from 'node:test';
+import { after, before, test } from 'node:test';
 import { isXferError } from '../../src/errors.ts';
 import { gzipBuffer } from '../../src/protocol/compression.ts';
 import type { Bucket, InstanceInfo } from '../../src/protocol/wire.ts';
 import { StagingArea, stagedFileName } from '../../src/transfer/staging.ts';
 import { readDicomHeaderFromFile } from '../../src/dicom/parse.ts';
-import { needs, REAL_DICOM } from '../helpers/data.ts';
+import { describe, needs, REAL_DICOM } from '../helpers/data.ts';
 
 const md5 = (b: Uint8Array) => createHash('md5').update(b).digest('hex');
 const KNEE = join(REAL_DICOM, 'Knee/T1');

@@ -21,7 +21,6 @@ import {
   type JobJson,
   type Pair,
 } from '../helpers/transfer-nodes.ts';
-import { sleep } from './resilience-common.ts';
 import { describe, needs } from '../helpers/data.ts';
 
 /** Series of the test data, imported into A, one resource per job. */
@@ -172,15 +171,17 @@ describe('retry budget and transactions held by a busy receiver', { skip: needs(
     await waitJob(pair.a.url, first, 20_000, ['Paused']);
     gate.release();
     pair.toB.clearRules();
-    const idleFrom = Date.now();
     const creates = () => pair.toB.records({ method: 'POST', path: /^\/+transfers\/push$/ });
     const senderOf = (r: { headers: Record<string, unknown> }) => r.headers['sender-transfer-id'];
     const firstSender = senderOf(creates()[0]!);
-    // The paused job's transaction sits idle; after IdleBeforeEviction it may go to make room.
-    await sleep(3_500);
+    // The paused job's transaction sits idle: the second job's create is refused (503) while it has not been
+    // idle for IdleBeforeEviction, then the idle transaction goes to make room and the create is taken.
     const second = await send('Knee/T2');
-    assert.equal((await waitJob(pair.a.url, second)).State, 'Success');
-    assert.ok(Date.now() - idleFrom >= 3_000);
+    const j2 = await waitJob(pair.a.url, second);
+    assert.equal(j2.State, 'Success', JSON.stringify(j2));
+    const secondCreates = creates().filter((r) => senderOf(r) !== firstSender);
+    assert.ok(secondCreates.some((r) => r.status === 503), 'the idle transaction was not evicted at once');
+    assert.equal(secondCreates.at(-1)?.status, 200, 'the create was taken once the transaction had been idle long enough');
     assert.equal((await call(pair.a.url, 'POST', `/jobs/${first}/resume`, '')).status, 200);
     const j1 = await waitJob(pair.a.url, first);
     assert.equal(j1.State, 'Success', JSON.stringify(j1));

@@ -1,7 +1,9 @@
 // Where the tests find the shared data beside the repository (real DICOM files, the plugin's captured
 // exchanges), and the skip reason of a test whose data is not there (a fresh clone with nothing beside it),
 // counted in the runner's summary.
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe as nodeDescribe, test, type SuiteFn, type TestOptions } from 'node:test';
 
@@ -10,6 +12,37 @@ export const SHARED = process.env.DICOM_XFER_SHARED || resolve(import.meta.dirna
 
 /** The real DICOM files: DICOM_XFER_TESTDATA, else testdata/real-dicom in the shared folder. */
 export const REAL_DICOM = process.env.DICOM_XFER_TESTDATA || join(SHARED, 'testdata', 'real-dicom');
+
+/** Folders of generated DICOM per preset, made once per test process. */
+const generated = new Map<'tiny' | 'small', Promise<string>>();
+
+/**
+ * A folder of DICOM files from the project's generator (as `dicom-xfer generate --preset <preset>`, seed 1):
+ * made once per test process in a temporary folder, removed when the process exits.
+ */
+export function generatedDicom(preset: 'tiny' | 'small' = 'tiny'): Promise<string> {
+  let made = generated.get(preset);
+  if (made === undefined) {
+    made = (async () => {
+      const dir = await mkdtemp(join(tmpdir(), `dx-generated-${preset}-`));
+      process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+      // Loaded here, not at the top: most tests that import this file never generate anything.
+      const { generateDataset } = await import('../../src/generate/index.ts');
+      await generateDataset({ out: dir, preset, seed: 1 });
+      return dir;
+    })();
+    generated.set(preset, made);
+  }
+  return made;
+}
+
+/**
+ * The real DICOM files when they are there, else generated ones (`preset`): for the tests that need some
+ * real-looking DICOM, not these particular files, so that they run on a fresh clone too.
+ */
+export async function someDicom(preset: 'tiny' | 'small' = 'tiny'): Promise<string> {
+  return existsSync(REAL_DICOM) ? REAL_DICOM : generatedDicom(preset);
+}
 
 /** Exchanges of the Transfers Accelerator plugin captured on the wire (protocol/CAPTURES.md). */
 export const CAPTURES = join(SHARED, 'protocol', 'captures');

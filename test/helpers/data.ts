@@ -44,6 +44,14 @@ export async function someDicom(preset: 'tiny' | 'small' = 'tiny'): Promise<stri
   return existsSync(REAL_DICOM) ? REAL_DICOM : generatedDicom(preset);
 }
 
+/**
+ * One series: the real Brainix FLAIR (22 MR images of about 130-170 KB) when the real files are there, else
+ * a generated MR series (6 images of about 62 KB), for the tests that send "a series".
+ */
+export async function someSeries(): Promise<string> {
+  return existsSync(REAL_DICOM) ? join(REAL_DICOM, 'Brainix', 'Flair') : join(await generatedDicom('tiny'), 'mr', 'DX000010004', 'study1', 'series01');
+}
+
 /** Exchanges of the Transfers Accelerator plugin captured on the wire (protocol/CAPTURES.md). */
 export const CAPTURES = join(SHARED, 'protocol', 'captures');
 

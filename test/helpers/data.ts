@@ -45,7 +45,7 @@ export async function someDicom(preset: 'tiny' | 'small' = 'tiny'): Promise<stri
 }
 
 /**
- * One series: the real Brainix FLAIR (22 MR images of about 130-170 KB) when the real files are there, else
+ * One series: the real Brainix FLAIR (22 MR images of about 170 KB) when the real files are there, else
  * a generated MR series (6 images of about 62 KB), for the tests that send "a series".
  */
 export async function someSeries(): Promise<string> {
@@ -57,7 +57,7 @@ export const CAPTURES = join(SHARED, 'protocol', 'captures');
 
 /**
  * The skip reason (for node:test's `skip`) when one of `paths` is missing, else false. Usage:
- * `describe('...', { skip: needs(REAL_DICOM) }, () => ...)`.
+ * `describe('...', { skip: needs(REAL_DICOM) }, () => ...)`, with the describe of this file.
  */
 export function needs(...paths: string[]): string | false {
   const missing = paths.find((p) => !existsSync(p));

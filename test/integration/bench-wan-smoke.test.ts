@@ -6,10 +6,11 @@ import { execFileSync, spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { after, before, test } from 'node:test';
 import type { DatasetManifest, ProfileResult } from '../../bench/wan/common.ts';
 import { wanUnavailable } from '../../bench/wan/netns.ts';
 import { REPO } from '../helpers/node.ts';
+import { describe } from '../helpers/data.ts';
 
 const why = wanUnavailable(REPO);
 const METHODS = ['push-gzip', 'pull-none', 'post-sequential'];

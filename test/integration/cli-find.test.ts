@@ -4,8 +4,8 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { needs, REAL_DICOM } from '../helpers/data.ts';
-import { after, before, describe, test } from 'node:test';
+import { describe, needs, REAL_DICOM } from '../helpers/data.ts';
+import { after, before, test } from 'node:test';
 import { BIN, REPO, startXferNode, type XferNode } from '../helpers/node.ts';
 import { orthancInstalled, startOrthanc, type OrthancServer } from '../helpers/orthanc.ts';
 import { freePort } from '../helpers/ports.ts';
@@ -71,7 +71,7 @@ interface Row {
   Instances: number;
 }
 
-describe('dicom-xfer find, and send/pull by StudyInstanceUID or accession number', { concurrency: 1, skip: !orthancInstalled() || needs(REAL_DICOM) }, () => {
+describe('dicom-xfer find, and send/pull by StudyInstanceUID or accession number', { concurrency: 1, skip: (!orthancInstalled() && 'Orthanc is not installed') || needs(REAL_DICOM) }, () => {
   let A: XferNode;
   let B: XferNode;
   let O: OrthancServer;

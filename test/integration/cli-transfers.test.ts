@@ -6,10 +6,10 @@ import { spawn } from 'node:child_process';
 import { readFile, readdir } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { after, before, test } from 'node:test';
 import { BIN, REPO, startXferNode, type XferNode } from '../helpers/node.ts';
 import { freePort, waitFor } from '../helpers/ports.ts';
-import { needs, REAL_DICOM } from '../helpers/data.ts';
+import { describe, needs, REAL_DICOM } from '../helpers/data.ts';
 
 const BRAINIX = join(REAL_DICOM, 'Brainix');
 const BEAUFIX = join(REAL_DICOM, 'Beaufix');

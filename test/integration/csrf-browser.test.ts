@@ -9,8 +9,8 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { needs, REAL_DICOM } from '../helpers/data.ts';
-import { after, before, describe, test } from 'node:test';
+import { describe, needs, REAL_DICOM } from '../helpers/data.ts';
+import { after, before, test } from 'node:test';
 import { chromium, type BrowserContext } from 'playwright-core';
 import { startXferNode, type XferNode } from '../helpers/node.ts';
 

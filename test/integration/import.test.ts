@@ -1,6 +1,6 @@
 // `dicom-xfer import` run as the real command (node bin/dicom-xfer.mjs) against the real Orthanc, whose
 // POST /instances dicom-xfer's node copies; plus the progress display it draws.
-import { describe, test, before, after } from 'node:test';
+import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -14,7 +14,7 @@ import { freePort, waitFor } from '../helpers/ports.ts';
 import { Progress, describeProgress, formatDuration, formatMB } from '../../src/cli/progress.ts';
 import { NodeClient, NodeHttpError, UsageError, resolveTarget } from '../../src/cli/http.ts';
 import type { ImportSummary } from '../../src/cli/import.ts';
-import { needs, REAL_DICOM } from '../helpers/data.ts';
+import { describe, needs, REAL_DICOM } from '../helpers/data.ts';
 
 const REPO = resolve(import.meta.dirname, '../..');
 const BIN = join(REPO, 'bin/dicom-xfer.mjs');

@@ -6,13 +6,11 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { needs, REAL_DICOM } from '../helpers/data.ts';
-import { after, before, describe, test } from 'node:test';
+import { describe, someSeries } from '../helpers/data.ts';
+import { after, before, test } from 'node:test';
 import { BIN, REPO, startXferNode, type XferNode } from '../helpers/node.ts';
 import { freePort } from '../helpers/ports.ts';
 import { call, getJson, json, postJson, startPair, waitJob, type JobJson, type Pair } from '../helpers/transfer-nodes.ts';
-
-const BRAINIX = join(REAL_DICOM, 'Brainix/Flair');
 
 interface Run {
   code: number | null;
@@ -38,7 +36,7 @@ function start(args: string[]): { stderr(): string; done: Promise<Run> } {
   return { stderr: () => stderr, done };
 }
 
-/** Stores the first `count` files of a folder of real DICOM on `base`; answers the study's ID and the instances. */
+/** Stores the first `count` files (or all, if fewer) of a folder of DICOM on `base`; answers the study's ID and the instances. */
 async function importSome(base: string, dir: string, count: number): Promise<{ study: string; instances: string[] }> {
   const names = (await readdir(dir)).sort().slice(0, count);
   const instances: string[] = [];
@@ -68,7 +66,7 @@ async function until<T>(what: string, read: () => Promise<T> | T, ok: (v: T) => 
 
 const jobsOf = (base: string): Promise<JobJson[]> => getJson<JobJson[]>(base, '/jobs?expand');
 
-describe('a send in pull mode is followed by a job on the sending node', { skip: needs(REAL_DICOM), timeout: 180_000 }, () => {
+describe('a send in pull mode is followed by a job on the sending node', { timeout: 180_000 }, () => {
   let pair: Pair;
   let study: string;
   let instances: string[];
@@ -76,7 +74,7 @@ describe('a send in pull mode is followed by a job on the sending node', { skip:
   before(async () => {
     // A's peer "b" pulls from A (RemoteSelf: B names A "a"); "bpush" is B without RemoteSelf.
     pair = await startPair({ peerB: { RemoteSelf: 'a' }, common: { Transfers: { BucketSize: 64, Threads: 1, MaxThreads: 1 } } });
-    ({ study, instances } = await importSome(pair.a.url, BRAINIX, 12));
+    ({ study, instances } = await importSome(pair.a.url, await someSeries(), 12));
   });
   after(async () => pair?.stop());
 
@@ -184,7 +182,7 @@ describe('a send in pull mode is followed by a job on the sending node', { skip:
   });
 });
 
-describe('a send in pull mode to the node itself, one job at a time', { skip: needs(REAL_DICOM), timeout: 120_000 }, () => {
+describe('a send in pull mode to the node itself, one job at a time', { timeout: 120_000 }, () => {
   let node: XferNode;
   before(async () => {
     const port = await freePort();
@@ -204,7 +202,7 @@ describe('a send in pull mode to the node itself, one job at a time', { skip: ne
   after(async () => node?.stop());
 
   test('both the pull and the job that follows it end in Success', async () => {
-    const { study } = await importSome(node.url, BRAINIX, 2);
+    const { study } = await importSome(node.url, await someSeries(), 2);
     // The one slot is taken (a push waiting for a peer that is down) while the send is asked for, with
     // a priority above the pull's: the follower comes first in the queue.
     const busy = json<{ ID: string }>(await postJson(node.url, '/transfers/send', { Resources: [{ Level: 'Study', ID: study }], Compression: 'gzip', Peer: 'down' }));
@@ -222,7 +220,7 @@ describe('a send in pull mode to the node itself, one job at a time', { skip: ne
   });
 });
 
-describe('a send to a peer that is down says why it waits, then succeeds once the peer is up', { skip: needs(REAL_DICOM), timeout: 180_000 }, () => {
+describe('a send to a peer that is down says why it waits, then succeeds once the peer is up', { timeout: 180_000 }, () => {
   let a: XferNode;
   let c: XferNode | undefined;
   let port: number;
@@ -239,7 +237,7 @@ describe('a send to a peer that is down says why it waits, then succeeds once th
         OrthancPeers: { c: { Url: `http://127.0.0.1:${port}/` } },
       },
     });
-    ({ study } = await importSome(a.url, BRAINIX, 4));
+    ({ study } = await importSome(a.url, await someSeries(), 4));
   });
   after(async () => {
     await a?.stop();
@@ -277,14 +275,14 @@ describe('a send to a peer that is down says why it waits, then succeeds once th
   });
 });
 
-describe('an unknown study is refused when the send is asked for', { skip: needs(REAL_DICOM), timeout: 120_000 }, () => {
+describe('an unknown study is refused when the send is asked for', { timeout: 120_000 }, () => {
   let pair: Pair;
   let study: string;
   const unknown = '0123abcd-0123abcd-0123abcd-0123abcd-0123abcd';
 
   before(async () => {
     pair = await startPair({ aliasesOfB: { bpull: { RemoteSelf: 'a' } } });
-    ({ study } = await importSome(pair.a.url, BRAINIX, 1));
+    ({ study } = await importSome(pair.a.url, await someSeries(), 1));
   });
   after(async () => pair?.stop());
 

@@ -4,7 +4,7 @@
 // the jobs' Content.
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { after, before, test } from 'node:test';
 import {
   REAL_DICOM,
   call,
@@ -20,7 +20,7 @@ import {
   type Imported,
   type Pair,
 } from '../helpers/transfer-nodes.ts';
-import { needs } from '../helpers/data.ts';
+import { describe, generatedDicom, needs } from '../helpers/data.ts';
 
 /** Prometheus text -> value of each sample, keyed by `name{labels}` as written (labels sorted by the registry). */
 export function parseMetrics(text: string): Map<string, number> {
@@ -49,7 +49,7 @@ function value(m: Map<string, number>, key: string): number {
 
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 
-describe('metrics after real transfers', { skip: needs(REAL_DICOM), timeout: 180_000 }, () => {
+describe('metrics after real transfers', { timeout: 180_000 }, () => {
   let pair: Pair;
   let imported: Imported;
   let study: string;
@@ -58,7 +58,9 @@ describe('metrics after real transfers', { skip: needs(REAL_DICOM), timeout: 180
   before(async () => {
     // One retry allowed, so that an injected 503 is a retry and not a failure.
     pair = await startPair({ common: { Transfers: { BucketSize: 256, Threads: 2, MaxHttpRetries: 1 } } });
-    imported = await importFiles(pair.a.url, await listFiles(join(REAL_DICOM, 'Brainix')));
+    // One study: Brainix, or without the real files the generated CT study (two series of three slices).
+    const dir = needs(REAL_DICOM) ? join(await generatedDicom(), 'ct', 'study01') : join(REAL_DICOM, 'Brainix');
+    imported = await importFiles(pair.a.url, await listFiles(dir));
     assert.equal(imported.refused.length, 0);
     const studies = await getJson<string[]>(pair.a.url, '/studies');
     assert.equal(studies.length, 1);

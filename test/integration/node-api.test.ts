@@ -6,11 +6,11 @@ import { readdir, readFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { after, before, test } from 'node:test';
 import { BIN, startXferNode, type XferNode } from '../helpers/node.ts';
 import { storedZip } from '../helpers/zip.ts';
 import { waitFor } from '../helpers/ports.ts';
-import { needs, REAL_DICOM } from '../helpers/data.ts';
+import { describe, needs, REAL_DICOM } from '../helpers/data.ts';
 
 const DATA = REAL_DICOM;
 const CT = join(DATA, 'Brainix/Flair/IM-0001-0001.dcm');

@@ -6,7 +6,7 @@
 // peer answers 404. The other way round, the peer's classic requests get classic answers.
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { after, before, test } from 'node:test';
 import type { ProxyRecord } from '../helpers/proxy.ts';
 import {
   REAL_DICOM,
@@ -22,7 +22,7 @@ import {
   waitJob,
   type Pair,
 } from '../helpers/transfer-nodes.ts';
-import { CAPTURES, needs } from '../helpers/data.ts';
+import { CAPTURES, describe, needs } from '../helpers/data.ts';
 
 /**
  * The requests of the classic protocol as CAPTURES.md shows them between two Orthancs with the plugin

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { crc32 } from 'node:zlib';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { after, before, test } from 'node:test';
 import { toMegabytes } from '../../src/protocol/progress.ts';
 import type { ProxyRecord } from '../helpers/proxy.ts';
 import {
@@ -29,7 +29,7 @@ import {
   type Imported,
   type Pair,
 } from '../helpers/transfer-nodes.ts';
-import { needs } from '../helpers/data.ts';
+import { describe, needs } from '../helpers/data.ts';
 
 /** BucketSize 128 KB: each Brainix file (131-170 KB) travels alone in its bucket. */
 const BUCKET_KB = 128;

@@ -5,7 +5,7 @@
 // evicts an idle one only after IdleBeforeEviction, its sender then making a new one.
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { after, before, test } from 'node:test';
 import {
   REAL_DICOM,
   assertSameInstances,
@@ -21,15 +21,29 @@ import {
   type JobJson,
   type Pair,
 } from '../helpers/transfer-nodes.ts';
-import { sleep } from './resilience-common.ts';
-import { needs } from '../helpers/data.ts';
+import { describe, generatedDicom, needs } from '../helpers/data.ts';
+
+/**
+ * Without the real files, series of the generated tiny set stand in for them, each with at least the
+ * buckets its test holds or fails (the running job's: more than seven of 128 KB; bucket 5 of 64 KB).
+ */
+const STAND_IN: Record<string, string> = {
+  'Knee/T1': 'ct/study01/series02',
+  'Brainix/Flair': 'multiframe',
+  'Knee/T2': 'ct/study01/series03',
+  'Brainix/Epi': 'mr/DX000010004/study1/series01',
+};
+
+async function folderOf(f: string): Promise<string> {
+  return needs(REAL_DICOM) ? join(await generatedDicom(), STAND_IN[f] as string) : join(REAL_DICOM, f);
+}
 
 /** Series of the test data, imported into A, one resource per job. */
 async function seriesOf(pair: Pair, folders: string[]): Promise<Map<string, { ID: string; Level: string }[]>> {
   const out = new Map<string, { ID: string; Level: string }[]>();
   for (const f of folders) {
     const before = new Set(await getJson<string[]>(pair.a.url, '/series'));
-    await importFiles(pair.a.url, await listFiles(join(REAL_DICOM, f)));
+    await importFiles(pair.a.url, await listFiles(await folderOf(f)));
     const added = (await getJson<string[]>(pair.a.url, '/series')).filter((s) => !before.has(s));
     assert.equal(added.length, 1, `one series in ${f}`);
     out.set(f, added.map((ID) => ({ Level: 'Series', ID })));
@@ -39,7 +53,7 @@ async function seriesOf(pair: Pair, folders: string[]): Promise<Map<string, { ID
 
 const job = (pair: Pair, id: string) => getJson<JobJson>(pair.a.url, `/jobs/${id}`);
 
-describe('job states across a kill -9 of the node', { skip: needs(REAL_DICOM), timeout: 120_000 }, () => {
+describe('job states across a kill -9 of the node', { timeout: 120_000 }, () => {
   let pair: Pair;
   let series: Map<string, { ID: string; Level: string }[]>;
 
@@ -96,7 +110,7 @@ describe('job states across a kill -9 of the node', { skip: needs(REAL_DICOM), t
   });
 });
 
-describe('retry budget and transactions held by a busy receiver', { skip: needs(REAL_DICOM), timeout: 120_000 }, () => {
+describe('retry budget and transactions held by a busy receiver', { timeout: 120_000 }, () => {
   let pair: Pair;
   let series: Map<string, { ID: string; Level: string }[]>;
   const BUDGET_S = 8;
@@ -172,15 +186,17 @@ describe('retry budget and transactions held by a busy receiver', { skip: needs(
     await waitJob(pair.a.url, first, 20_000, ['Paused']);
     gate.release();
     pair.toB.clearRules();
-    const idleFrom = Date.now();
     const creates = () => pair.toB.records({ method: 'POST', path: /^\/+transfers\/push$/ });
     const senderOf = (r: { headers: Record<string, unknown> }) => r.headers['sender-transfer-id'];
     const firstSender = senderOf(creates()[0]!);
-    // The paused job's transaction sits idle; after IdleBeforeEviction it may go to make room.
-    await sleep(3_500);
+    // The paused job's transaction sits idle: the second job's create is refused (503) while it has not been
+    // idle for IdleBeforeEviction, then the idle transaction goes to make room and the create is taken.
     const second = await send('Knee/T2');
-    assert.equal((await waitJob(pair.a.url, second)).State, 'Success');
-    assert.ok(Date.now() - idleFrom >= 3_000);
+    const j2 = await waitJob(pair.a.url, second);
+    assert.equal(j2.State, 'Success', JSON.stringify(j2));
+    const secondCreates = creates().filter((r) => senderOf(r) !== firstSender);
+    assert.ok(secondCreates.some((r) => r.status === 503), 'the idle transaction was not evicted at once');
+    assert.equal(secondCreates.at(-1)?.status, 200, 'the create was taken once the transaction had been idle long enough');
     assert.equal((await call(pair.a.url, 'POST', `/jobs/${first}/resume`, '')).status, 200);
     const j1 = await waitJob(pair.a.url, first);
     assert.equal(j1.State, 'Success', JSON.stringify(j1));

@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, test } from 'node:test';
+import { test } from 'node:test';
 import { orthancIds } from '../../src/dicom/ids.ts';
 import { readDicomHeaderFromFile } from '../../src/dicom/parse.ts';
 import { EmbeddedStore } from '../../src/store/embedded/store.ts';
@@ -13,7 +13,7 @@ import type { StagedInstance } from '../../src/store/types.ts';
 
 const BRAINIX = join(REAL_DICOM, 'Brainix/Flair');
 import { runStoreContract } from './store-contract.ts';
-import { needs, REAL_DICOM } from '../helpers/data.ts';
+import { describe, needs, REAL_DICOM } from '../helpers/data.ts';
 
 runStoreContract('embedded', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'dx-contract-embedded-'));

@@ -7,14 +7,14 @@ import { copyFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { after, before, describe, test } from 'node:test';
+import { after, before, test } from 'node:test';
 import { orthancIds } from '../../src/dicom/ids.ts';
 import { readDicomHeaderFromFile } from '../../src/dicom/parse.ts';
 import type { OrthancIds } from '../../src/dicom/types.ts';
 import { isXferError, type ErrorCode } from '../../src/errors.ts';
 import { writeCtSlice, writeMultiframe } from '../../src/generate/index.ts';
 import type { StagedInstance, Store } from '../../src/store/types.ts';
-import { needs, REAL_DICOM } from '../helpers/data.ts';
+import { describe, needs, REAL_DICOM } from '../helpers/data.ts';
 
 export interface StoreUnderTest {
   store: Store;

@@ -8,7 +8,7 @@ import { mkdtemp, open, readFile, rm, statfs } from 'node:fs/promises';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { after, before, test } from 'node:test';
 import { pino } from 'pino';
 import { loadConfig } from '../../src/config/load.ts';
 import type { ConfigOverrides } from '../../src/config/types.ts';
@@ -20,7 +20,7 @@ import { planChunkRead } from '../../src/transfer/chunk-server.ts';
 import { transfersServerOf, transfersServerModule } from '../../src/transfer/server-routes.ts';
 import { md5File } from '../../src/util/fs.ts';
 import { waitFor } from '../helpers/ports.ts';
-import { needs, REAL_DICOM } from '../helpers/data.ts';
+import { describe, needs, REAL_DICOM } from '../helpers/data.ts';
 
 const BRAINIX = join(REAL_DICOM, 'Brainix/Flair');
 const md5 = (b: Uint8Array) => createHash('md5').update(b).digest('hex');

@@ -8,7 +8,7 @@ import { readFile, readdir, rm, stat } from 'node:fs/promises';
 import { request as httpRequest, type ClientRequest } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { after, before, test } from 'node:test';
 import { orthancIds } from '../../src/dicom/ids.ts';
 import { parseDicomHeader } from '../../src/dicom/parse.ts';
 import { scheduleBuckets } from '../../src/protocol/buckets.ts';
@@ -17,7 +17,7 @@ import { DISCARD_LIMIT_BYTES } from '../../src/server/http.ts';
 import { toWirePushCreate, type Bucket, type Compression, type InstanceInfo } from '../../src/protocol/wire.ts';
 import { startXferNode, type XferNode } from '../helpers/node.ts';
 import { waitFor } from '../helpers/ports.ts';
-import { CAPTURES, needs, REAL_DICOM } from '../helpers/data.ts';
+import { CAPTURES, describe, needs, REAL_DICOM } from '../helpers/data.ts';
 
 const DATA = REAL_DICOM;
 const md5 = (b: Uint8Array) => createHash('md5').update(b).digest('hex');

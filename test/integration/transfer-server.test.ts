@@ -6,10 +6,10 @@ import { createHash } from 'node:crypto';
 import { readFile, readdir } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { after, before, test } from 'node:test';
 import { gunzipBuffer } from '../../src/protocol/compression.ts';
 import { startXferNode, type XferNode } from '../helpers/node.ts';
-import { needs, REAL_DICOM } from '../helpers/data.ts';
+import { describe, needs, REAL_DICOM } from '../helpers/data.ts';
 
 const DATA = REAL_DICOM;
 const md5 = (b: Uint8Array) => createHash('md5').update(b).digest('hex');

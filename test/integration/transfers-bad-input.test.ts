@@ -6,11 +6,11 @@ import assert from 'node:assert/strict';
 import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { after, before, describe, test } from 'node:test';
+import { after, before, test } from 'node:test';
 import { startXferNode, type XferNode } from '../helpers/node.ts';
 import { freePort } from '../helpers/ports.ts';
 import { REAL_DICOM, call, getJson, json, md5, type Answer } from '../helpers/transfer-nodes.ts';
-import { CAPTURES, needs } from '../helpers/data.ts';
+import { CAPTURES, describe, needs } from '../helpers/data.ts';
 
 interface Case {
   name: string;

@@ -7,10 +7,11 @@ import { execFileSync } from 'node:child_process';
 import { mkdtemp, open, rm, rmdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, test } from 'node:test';
+import { test } from 'node:test';
 import { startXferNode, type XferNode } from '../helpers/node.ts';
 import { freePort } from '../helpers/ports.ts';
 import { startProxy, type Proxy } from '../helpers/proxy.ts';
+import { describe, generatedDicom, needs } from '../helpers/data.ts';
 import {
   FAST_FAILURE,
   REAL_DICOM,
@@ -91,7 +92,9 @@ async function setup(extensions: boolean, retryBudget: number): Promise<Setup> {
       config: { ...FAST_FAILURE, Name: 'a', Transfers: transfers, OrthancPeers: { b: { Url: `${toB.url}/` } } },
     });
     started.push(a);
-    const imported = await importFiles(a.url, await listFiles(join(REAL_DICOM, 'Brainix')));
+    // Brainix (6.5 MB), or without the real files the generated tiny set (about 8 MB).
+    const data = needs(REAL_DICOM) ? await generatedDicom() : join(REAL_DICOM, 'Brainix');
+    const imported = await importFiles(a.url, await listFiles(data));
     return { a, b, toB, mnt, imported, stop };
   } catch (e) {
     await stop();

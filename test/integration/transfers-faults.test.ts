@@ -4,7 +4,7 @@
 // once resubmitted; transient errors, cut connections, slow answers and a lost commit answer are retried.
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { after, before, test } from 'node:test';
 import type { Proxy, ProxyRecord } from '../helpers/proxy.ts';
 import {
   REAL_DICOM,
@@ -26,7 +26,7 @@ import {
   type JobJson,
   type Pair,
 } from '../helpers/transfer-nodes.ts';
-import { needs } from '../helpers/data.ts';
+import { describe, needs } from '../helpers/data.ts';
 
 /** BucketSize 128 KB: each Brainix file (131-170 KB) lies in [G, 2G) and travels alone in its bucket. */
 const BUCKET_KB = 128;

@@ -9,11 +9,11 @@
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, before, beforeEach, describe, test } from 'node:test';
+import { after, before, beforeEach, test } from 'node:test';
 import { startXferNode, type XferNode } from '../helpers/node.ts';
 import { freePort } from '../helpers/ports.ts';
 import { REAL_DICOM, call, json, type Answer, type JobJson } from '../helpers/transfer-nodes.ts';
-import { needs } from '../helpers/data.ts';
+import { describe, needs } from '../helpers/data.ts';
 
 const USER = { username: 'alice', password: 'orthanctest' };
 /** Headers of every request of the suite (its toolbox sends the same on every call). */

@@ -2,7 +2,7 @@
 // and by send-in-pull-mode, with gzip and without compression; B then holds exactly A's instances, byte
 // for byte (same IDs, same MD5s).
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { after, before, test } from 'node:test';
 import {
   REAL_DICOM,
   assertSameInstances,
@@ -17,7 +17,7 @@ import {
   type Imported,
   type Pair,
 } from '../helpers/transfer-nodes.ts';
-import { needs } from '../helpers/data.ts';
+import { describe, needs } from '../helpers/data.ts';
 
 describe('transfers of the real DICOM files between two nodes', { skip: needs(REAL_DICOM), timeout: 240_000 }, () => {
   let pair: Pair;

@@ -3,7 +3,7 @@
 // whose receiver crashes goes on into the same transaction, kept on the receiver's disk.
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { after, before, test } from 'node:test';
 import {
   REAL_DICOM,
   assertEachOnce,
@@ -22,7 +22,7 @@ import {
   waitJob,
   type Pair,
 } from '../helpers/transfer-nodes.ts';
-import { needs } from '../helpers/data.ts';
+import { describe, needs } from '../helpers/data.ts';
 
 /** BucketSize 128 KB: each Brainix file (131-170 KB) lies in [G, 2G) and travels alone in its bucket. */
 const BUCKET_KB = 128;

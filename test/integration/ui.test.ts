@@ -7,11 +7,12 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { after, before, test } from 'node:test';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { makePatient, makeSeries, makeStudy, writeMrImage } from '../../src/generate/index.ts';
 import { REPO, startXferNode, type XferNode } from '../helpers/node.ts';
 import { getJson, startPair, type JobJson, type Pair } from '../helpers/transfer-nodes.ts';
+import { describe } from '../helpers/data.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const SHOTS = join(REPO, 'test-output', 'ui');

@@ -1,7 +1,7 @@
 // dicom-xfer's DICOM parser against the real Orthanc 1.10.1: every real file and a set of files with unusual
 // values are posted to Orthanc, and its answer (accepted or not, the four IDs, the main DICOM tags of every
 // level, the `?simplify` tags) must be what dicom-xfer computes from the same bytes.
-import { after, before, describe, test } from 'node:test';
+import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -12,7 +12,7 @@ import { MAIN_DICOM_TAGS } from '../../src/dicom/tags.ts';
 import { LEVELS, type DicomHeader, type Level, type MainTags } from '../../src/dicom/types.ts';
 import { encodePart10, uint16s, type RawElement } from '../../src/dicom/write.ts';
 import { orthancInstalled, startOrthanc, type OrthancServer } from '../helpers/orthanc.ts';
-import { needs, REAL_DICOM } from '../helpers/data.ts';
+import { describe, needs, REAL_DICOM } from '../helpers/data.ts';
 
 const ROOT = REAL_DICOM;
 

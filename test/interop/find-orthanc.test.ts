@@ -3,8 +3,8 @@
 import assert from 'node:assert/strict';
 import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { needs, REAL_DICOM } from '../helpers/data.ts';
-import { after, before, describe, test } from 'node:test';
+import { describe, needs, REAL_DICOM } from '../helpers/data.ts';
+import { after, before, test } from 'node:test';
 import { startXferNode, type XferNode } from '../helpers/node.ts';
 import { orthancInstalled, startOrthanc, type OrthancServer } from '../helpers/orthanc.ts';
 
@@ -97,7 +97,7 @@ const QUERIES: Record<string, Record<string, string>[]> = {
   ],
 };
 
-describe('POST /tools/find: the embedded store answers as Orthanc does', { skip: !orthancInstalled() || needs(REAL_DICOM) }, () => {
+describe('POST /tools/find: the embedded store answers as Orthanc does', { skip: (!orthancInstalled() && 'Orthanc is not installed') || needs(REAL_DICOM) }, () => {
   let orthanc: OrthancServer;
   let node: XferNode;
 

@@ -1,12 +1,13 @@
 // Generated DICOM against a real Orthanc: every kind of generated instance is accepted, stored byte for
 // byte, placed in the expected patients/studies/series, and its pixels can be decoded by Orthanc.
-import { after, before, describe, test } from 'node:test';
+import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateDataset, type DatasetResult, type GeneratedFile } from '../../src/generate/index.ts';
 import { orthancInstalled, startOrthanc, type OrthancServer } from '../helpers/orthanc.ts';
+import { describe } from '../helpers/data.ts';
 
 interface UploadAnswer {
   ID: string;

@@ -4,8 +4,8 @@
 import assert from 'node:assert/strict';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { needs, REAL_DICOM } from '../helpers/data.ts';
-import { after, before, describe, test } from 'node:test';
+import { describe, needs, REAL_DICOM } from '../helpers/data.ts';
+import { after, before, test } from 'node:test';
 import { dataSetLayout } from '../../src/dicom/dataset.ts';
 import { encodePart10, latin1, type RawElement } from '../../src/dicom/write.ts';
 import { startXferNode, type XferNode } from '../helpers/node.ts';

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { after, before, test } from 'node:test';
 import { orthancIds } from '../../src/dicom/ids.ts';
 import { readDicomHeaderFromFile } from '../../src/dicom/parse.ts';
 import { makePatient, makeSeries, makeStudy, writeCtSlice, writeMultiframe } from '../../src/generate/index.ts';
@@ -15,7 +15,7 @@ import { mapLimit } from '../../src/util/concurrency.ts';
 import { startXferNode, type XferNode } from '../helpers/node.ts';
 import { orthancInstalled, startOrthanc, type OrthancServer } from '../helpers/orthanc.ts';
 import { freePort } from '../helpers/ports.ts';
-import { needs, REAL_DICOM } from '../helpers/data.ts';
+import { describe, needs, REAL_DICOM } from '../helpers/data.ts';
 
 const REAL = REAL_DICOM;
 /** KB: small, so that the generated multi-frames are split into several buckets. */

@@ -9,7 +9,7 @@ import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promi
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { after, before, describe, test } from 'node:test';
+import { after, before, test } from 'node:test';
 import { orthancIds } from '../../src/dicom/ids.ts';
 import { readDicomHeaderFromFile } from '../../src/dicom/parse.ts';
 import { isXferError, type ErrorCode } from '../../src/errors.ts';
@@ -19,7 +19,7 @@ import type { StagedInstance } from '../../src/store/types.ts';
 import { startXferNode } from '../helpers/node.ts';
 import { ORTHANC_BINARY, orthancInstalled, startOrthanc } from '../helpers/orthanc.ts';
 import { freePort, waitFor } from '../helpers/ports.ts';
-import { needs, REAL_DICOM } from '../helpers/data.ts';
+import { describe, needs, REAL_DICOM } from '../helpers/data.ts';
 
 const REAL = REAL_DICOM;
 const md5 = (b: Uint8Array): string => createHash('md5').update(b).digest('hex');

@@ -12,13 +12,13 @@ import { createServer, request as httpRequest, type IncomingHttpHeaders, type Se
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { after, before, test } from 'node:test';
 import { writeMultiframe } from '../../src/generate/index.ts';
 import { mapLimit } from '../../src/util/concurrency.ts';
 import { BIN, startXferNode, type XferNode } from '../helpers/node.ts';
 import { ORTHANC_BINARY, orthancInstalled, startOrthanc, type OrthancServer } from '../helpers/orthanc.ts';
 import { freePort, waitFor } from '../helpers/ports.ts';
-import { needs, REAL_DICOM } from '../helpers/data.ts';
+import { describe, needs, REAL_DICOM } from '../helpers/data.ts';
 
 const REAL = REAL_DICOM;
 const CALL_TIMEOUT_MS = 120_000;

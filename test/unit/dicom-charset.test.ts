@@ -1,13 +1,13 @@
 // Text values decoded according to SpecificCharacterSet as Orthanc 1.10.1 decodes them, on the real files of
 // the Encodings folder (expected strings are what the real Orthanc showed) and on single values.
-import { describe, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { charsetFor, decodeDicomText, removeIso2022EscapeSequences } from '../../src/dicom/charset.ts';
 import { parseDicomHeader } from '../../src/dicom/parse.ts';
 import { latin1 } from '../../src/dicom/write.ts';
-import { needs, REAL_DICOM } from '../helpers/data.ts';
+import { describe, needs, REAL_DICOM } from '../helpers/data.ts';
 
 const ENC = join(REAL_DICOM, 'Encodings');
 

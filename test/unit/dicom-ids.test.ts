@@ -1,13 +1,13 @@
 // Orthanc identifiers: SHA-1 of the identifying UIDs in Orthanc's 5x8 hex shape, checked by hand and against
 // the identifiers that a real Orthanc 1.10.1 gave the Knee study in the captured traffic (CAPTURES.md).
-import { describe, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isOrthancId, orthancHash, orthancIds } from '../../src/dicom/ids.ts';
 import { parseDicomHeader } from '../../src/dicom/parse.ts';
-import { CAPTURES, needs, REAL_DICOM } from '../helpers/data.ts';
+import { CAPTURES, describe, needs, REAL_DICOM } from '../helpers/data.ts';
 
 const KNEE = join(REAL_DICOM, 'Knee');
 const CAPTURE = join(CAPTURES, '18142-0002-POST-resp.bin');

@@ -1,6 +1,6 @@
 // The DICOM header parser on real files and on hostile bytes: every real file parses or is refused with
 // BadFileFormat, prefixes and truncations behave, nothing but XferError ever escapes, pixel data is not read.
-import { describe, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
@@ -17,7 +17,7 @@ import {
 import { encodeDataSet, encodePart10, latin1, uint16s, type RawElement } from '../../src/dicom/write.ts';
 import { isXferError, XferError } from '../../src/errors.ts';
 import type { DicomHeader } from '../../src/dicom/types.ts';
-import { needs, REAL_DICOM } from '../helpers/data.ts';
+import { describe, needs, REAL_DICOM } from '../helpers/data.ts';
 
 const ROOT = REAL_DICOM;
 

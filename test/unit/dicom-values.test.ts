@@ -1,7 +1,7 @@
 // How values are shown: DCMTK's padding rules as Orthanc exposes them, numbers in binary VRs, the 256-byte
 // limit, the main tags of each level, and the tags in Orthanc's `?simplify` and full shapes.
 import { join } from 'node:path';
-import { describe, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { formatG } from '../../src/dicom/dataset.ts';
@@ -16,7 +16,7 @@ import { lookupTag, MAIN_DICOM_TAGS, parseTag, formatTag, tagOfName } from '../.
 import { encodePart10, uint16s, type RawElement } from '../../src/dicom/write.ts';
 import { isXferError } from '../../src/errors.ts';
 import { LEVELS } from '../../src/dicom/types.ts';
-import { needs, REAL_DICOM } from '../helpers/data.ts';
+import { describe, needs, REAL_DICOM } from '../helpers/data.ts';
 
 const E = (group: number, element: number, vr: string, value: RawElement['value']): RawElement => ({
   group,

@@ -1,7 +1,7 @@
 // The bucket scheduler against docs/protocol.md#bucket-scheduling and #worked-example, the plugin's own
 // unit-test cases, and the buckets the real plugin cut in the captured traffic.
 
-import { describe, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { isXferError } from '../../src/errors.ts';
@@ -15,7 +15,7 @@ import {
 } from '../../src/protocol/buckets.ts';
 import { buildChunkPath } from '../../src/protocol/chunk-url.ts';
 import { parseLookupAnswer, parsePushCreate, type Bucket } from '../../src/protocol/wire.ts';
-import { CAPTURES, needs } from '../helpers/data.ts';
+import { CAPTURES, describe, needs } from '../helpers/data.ts';
 
 const G = DEFAULT_BUCKET_SIZE;
 

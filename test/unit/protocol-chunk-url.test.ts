@@ -2,7 +2,7 @@
 // Orthanc's error codes, and the byte-range walk of docs/protocol.md#chunks checked against a captured chunk
 // answer.
 
-import { describe, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -18,7 +18,7 @@ import {
 } from '../../src/protocol/chunk-url.ts';
 import { scheduleBuckets, DEFAULT_BUCKET_SIZE } from '../../src/protocol/buckets.ts';
 import { parseLookupAnswer, type Bucket } from '../../src/protocol/wire.ts';
-import { CAPTURES, needs } from '../helpers/data.ts';
+import { CAPTURES, describe, needs } from '../helpers/data.ts';
 
 
 function throwsCode(fn: () => unknown, code: ErrorCode, http: number): void {

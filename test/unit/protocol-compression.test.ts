@@ -3,7 +3,7 @@
 // right MD5s.
 
 import { join } from 'node:path';
-import { describe, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -22,7 +22,7 @@ import {
 } from '../../src/protocol/compression.ts';
 import { DEFAULT_BUCKET_SIZE, bucketSize, payloadLayout, scheduleBuckets } from '../../src/protocol/buckets.ts';
 import { parseLookupAnswer, parsePushCreate, type Bucket, type InstanceInfo } from '../../src/protocol/wire.ts';
-import { CAPTURES, needs, REAL_DICOM } from '../helpers/data.ts';
+import { CAPTURES, describe, needs, REAL_DICOM } from '../helpers/data.ts';
 
 // Empty without the shared data (the suites that need it are skipped then).
 const readReal = (name: string): Buffer => (needs(REAL_DICOM) ? Buffer.alloc(0) : readFileSync(join(REAL_DICOM, name)));

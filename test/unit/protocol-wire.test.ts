@@ -1,7 +1,7 @@
 // Wire schemas of the transfers protocol: parsing the real captured bodies, re-serialising them byte for
 // byte, and the Orthanc error code of each malformed input.
 
-import { describe, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -31,7 +31,7 @@ import {
   toWireTransferQuery,
 } from '../../src/protocol/wire.ts';
 import { scheduleBuckets, DEFAULT_BUCKET_SIZE } from '../../src/protocol/buckets.ts';
-import { CAPTURES, needs } from '../helpers/data.ts';
+import { CAPTURES, describe, needs } from '../helpers/data.ts';
 
 const text = (name: string) => readFileSync(join(CAPTURES, name), 'utf8');
 const json = (name: string): unknown => JSON.parse(text(name));

@@ -7,16 +7,18 @@ import { mkdtemp, open, readFile, readdir, rm, stat, truncate } from 'node:fs/pr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { after, before, describe, test } from 'node:test';
+import { after, before, test } from 'node:test';
 import { isXferError } from '../../src/errors.ts';
 import { gzipBuffer } from '../../src/protocol/compression.ts';
 import type { Bucket, InstanceInfo } from '../../src/protocol/wire.ts';
 import { StagingArea, stagedFileName } from '../../src/transfer/staging.ts';
 import { readDicomHeaderFromFile } from '../../src/dicom/parse.ts';
-import { needs, REAL_DICOM } from '../helpers/data.ts';
+import { describe, generatedDicom, needs, REAL_DICOM } from '../helpers/data.ts';
 
 const md5 = (b: Uint8Array) => createHash('md5').update(b).digest('hex');
-const KNEE = join(REAL_DICOM, 'Knee/T1');
+/** A series of the real files, or without them a generated MR series (about 62 KB an image). */
+const series = async (): Promise<string> =>
+  needs(REAL_DICOM) ? join(await generatedDicom(), 'mr/DX000010004/study1/series01') : join(REAL_DICOM, 'Knee/T1');
 
 /** A payload delivered in pieces of `piece` bytes, as a network body arrives. */
 function pieces(data: Buffer, piece: number): Readable {
@@ -29,17 +31,18 @@ function payloadOf(files: Map<string, Buffer>, bucket: Bucket): Buffer {
   return Buffer.concat(bucket.map((c) => (files.get(c.ID) as Buffer).subarray(c.Offset, c.Offset + c.Size)));
 }
 
-describe('staging area', { skip: needs(REAL_DICOM) }, () => {
+describe('staging area', () => {
   let root: string;
   const files = new Map<string, Buffer>();
   let instances: InstanceInfo[];
 
   before(async () => {
     root = await mkdtemp(join(tmpdir(), 'dx-staging-'));
-    const names = (await readdir(KNEE)).sort().slice(0, 3);
+    const dir = await series();
+    const names = (await readdir(dir)).sort().slice(0, 3);
     instances = [];
     for (const [i, name] of names.entries()) {
-      const data = await readFile(join(KNEE, name));
+      const data = await readFile(join(dir, name));
       const id = `0000000${i}-aaaaaaaa-bbbbbbbb-cccccccc-dddddddd`;
       files.set(id, data);
       instances.push({ ID: id, Size: data.length, MD5: md5(data) });

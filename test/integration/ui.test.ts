@@ -95,12 +95,18 @@ async function sendFromStore(page: Page, ref: StudyRef, peer: string, compressio
   await dialog.locator('#send-peer').selectOption(peer);
   await dialog.locator('#mode-push').check();
   await dialog.locator('#send-compression').selectOption(compression);
+  const links = page.locator('.toast a', { hasText: 'Follow it' });
+  // The toast of an earlier send may still be shown: the job's link is the one that was not there before.
+  const before = new Set(await links.evaluateAll((as) => as.map((a) => a.getAttribute('href') ?? '')));
   await dialog.getByRole('button', { name: 'Send', exact: true }).click();
-  const link = page.locator('.toast a', { hasText: 'Follow it' }).last();
-  await link.waitFor();
-  const href = (await link.getAttribute('href')) ?? '';
+  let href = '';
+  for (let i = 0; i < 150 && !href; i++) {
+    const now = await links.evaluateAll((as) => as.map((a) => a.getAttribute('href') ?? ''));
+    href = now.find((h) => !before.has(h)) ?? '';
+    if (!href) await new Promise((r) => setTimeout(r, 100));
+  }
   const m = /#\/jobs\/([0-9a-f-]+)$/.exec(href);
-  assert.ok(m, `a link to the job: ${href}`);
+  assert.ok(m, `a link to the new job in a toast within 15 s: ${href}`);
   return m[1] as string;
 }
 

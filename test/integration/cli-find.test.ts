@@ -1,12 +1,12 @@
 // `dicom-xfer find`, and `send`/`pull` given a StudyInstanceUID or an accession number, run as the real
 // command against real nodes holding the 239 real files (and against a plain Orthanc holding them too).
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { runCli, type CliRun } from '../helpers/cli.ts';
 import { describe, needs, REAL_DICOM } from '../helpers/data.ts';
 import { after, before, test } from 'node:test';
-import { BIN, REPO, startXferNode, type XferNode } from '../helpers/node.ts';
+import { startXferNode, type XferNode } from '../helpers/node.ts';
 import { orthancInstalled, startOrthanc, type OrthancServer } from '../helpers/orthanc.ts';
 import { freePort } from '../helpers/ports.ts';
 
@@ -16,27 +16,11 @@ const BEAUFIX_ACCESSION = '1990801';
 /** The accession number of two studies (two COMUNIX patients). */
 const SHARED_ACCESSION = '1657271';
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+type Run = CliRun;
 
-/** Runs `dicom-xfer ARGS` without DICOM_XFER_* variables from the caller; killed after 60 s. */
+/** Runs `dicom-xfer ARGS` (killed after 60 s). */
 function cli(...args: string[]): Promise<Run> {
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('DICOM_XFER_')));
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
-  child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
-  const guard = setTimeout(() => child.kill('SIGKILL'), 60_000);
-  return new Promise((resolve) =>
-    child.on('close', (code) => {
-      clearTimeout(guard);
-      resolve({ code, stdout, stderr });
-    }),
-  );
+  return runCli(args);
 }
 
 async function filesUnder(dir: string): Promise<string[]> {

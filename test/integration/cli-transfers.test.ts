@@ -2,12 +2,12 @@
 // real nodes on loopback: pushes with and without gzip, a pull, a send through a RemoteSelf peer, a
 // peer that is down, an unknown peer, Ctrl-C while following, the job controls and the peers table.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { readFile, readdir } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { BIN, REPO, startXferNode, type XferNode } from '../helpers/node.ts';
+import { startCli, type CliRun, type CliRunning } from '../helpers/cli.ts';
+import { startXferNode, type XferNode } from '../helpers/node.ts';
 import { freePort, waitFor } from '../helpers/ports.ts';
 import { describe, needs, REAL_DICOM } from '../helpers/data.ts';
 
@@ -15,35 +15,11 @@ const BRAINIX = join(REAL_DICOM, 'Brainix');
 const BEAUFIX = join(REAL_DICOM, 'Beaufix');
 const PHENIX = join(REAL_DICOM, 'Phenix');
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+type Run = CliRun;
 
-interface Running {
-  pid: number;
-  /** Everything written on stderr so far. */
-  stderr(): string;
-  done: Promise<Run>;
-}
-
-/** Starts `dicom-xfer ARGS` with no DICOM_XFER_* variables from the caller's environment; killed after 60 s. */
-function start(args: string[]): Running {
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('DICOM_XFER_')));
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
-  child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
-  const guard = setTimeout(() => child.kill('SIGKILL'), 60_000);
-  const done = new Promise<Run>((resolve) =>
-    child.on('close', (code) => {
-      clearTimeout(guard);
-      resolve({ code, stdout, stderr });
-    }),
-  );
-  return { pid: child.pid ?? -1, stderr: () => stderr, done };
+/** Starts `dicom-xfer ARGS` (killed after 60 s). */
+function start(args: string[]): CliRunning {
+  return startCli(args);
 }
 
 function cli(...args: string[]): Promise<Run> {

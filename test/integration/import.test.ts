@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { crc32 } from 'node:zlib';
+import { runCli, type CliRun } from '../helpers/cli.ts';
 import { ORTHANC_BINARY, orthancInstalled, startOrthanc, type OrthancServer } from '../helpers/orthanc.ts';
 import { freePort, waitFor } from '../helpers/ports.ts';
 import { Progress, describeProgress, formatDuration, formatMB } from '../../src/cli/progress.ts';
@@ -22,31 +23,11 @@ const REAL = REAL_DICOM;
 /** The one real file that Orthanc 1.10.1 refuses: it lacks PatientID, StudyInstanceUID and SeriesInstanceUID. */
 const NO_IDS = 'Issue196.dcm';
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+type Run = CliRun;
 
-/** Runs `dicom-xfer ...args` as a child process (killed by pid after 120 s), without DICOM_XFER_* from outside. */
+/** Runs `dicom-xfer ...args` (killed by pid after 120 s). */
 function cli(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  const base = { ...process.env };
-  for (const k of Object.keys(base)) if (k.startsWith('DICOM_XFER_')) delete base[k];
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: REPO, env: { ...base, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
-  child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
-  return new Promise((resolveRun, reject) => {
-    const timer = setTimeout(() => {
-      if (child.pid !== undefined) process.kill(child.pid, 'SIGKILL');
-    }, 120_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolveRun({ code, stdout, stderr });
-    });
-  });
+  return runCli(args, { env, timeoutMs: 120_000 });
 }
 
 function summaryOf(run: Run): ImportSummary {

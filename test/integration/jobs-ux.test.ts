@@ -3,37 +3,20 @@
 // a peer that is down saying why it waits, in the job JSON and the CLI, then succeeding once the peer is
 // up; an unknown study refused at submission (400), with no job made.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { startCli, type CliRun, type CliRunning } from '../helpers/cli.ts';
 import { describe, someSeries } from '../helpers/data.ts';
 import { after, before, test } from 'node:test';
-import { BIN, REPO, startXferNode, type XferNode } from '../helpers/node.ts';
+import { startXferNode, type XferNode } from '../helpers/node.ts';
 import { freePort } from '../helpers/ports.ts';
 import { call, getJson, json, postJson, startPair, waitJob, type JobJson, type Pair } from '../helpers/transfer-nodes.ts';
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+type Run = CliRun;
 
 /** `dicom-xfer ARGS` as a child process; `stderr()` reads what it wrote so far. Killed after 90 s. */
-function start(args: string[]): { stderr(): string; done: Promise<Run> } {
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('DICOM_XFER_')));
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
-  child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
-  const guard = setTimeout(() => child.kill('SIGKILL'), 90_000);
-  const done = new Promise<Run>((resolve) =>
-    child.on('close', (code) => {
-      clearTimeout(guard);
-      resolve({ code, stdout, stderr });
-    }),
-  );
-  return { stderr: () => stderr, done };
+function start(args: string[]): CliRunning {
+  return startCli(args, { timeoutMs: 90_000 });
 }
 
 /** Stores the first `count` files (or all, if fewer) of a folder of DICOM on `base`; answers the study's ID and the instances. */

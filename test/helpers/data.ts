@@ -2,7 +2,7 @@
 // exchanges), and the skip reason of a test whose data is not there (a fresh clone with nothing beside it),
 // counted in the runner's summary.
 import { existsSync, rmSync } from 'node:fs';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe as nodeDescribe, test, type SuiteFn, type TestOptions } from 'node:test';
@@ -78,4 +78,15 @@ export function describe(name: string, a: TestOptions | SuiteFn, b?: SuiteFn): P
   return nodeDescribe(name, { ...options, skip: false }, () => {
     test(`${name}: all its tests`, { skip: reason }, () => {});
   });
+}
+
+/** Every regular file under `dir`, sorted. */
+export async function listFiles(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) out.push(...(await listFiles(p)));
+    else if (e.isFile()) out.push(p);
+  }
+  return out.sort();
 }

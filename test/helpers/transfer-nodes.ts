@@ -9,7 +9,10 @@ import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { makePatient, makeSeries, makeStudy, writeCtSlice, writeMrImage, writeMultiframe } from '../../src/generate/index.ts';
 import type { Bucket } from '../../src/protocol/wire.ts';
+import { listFiles } from './data.ts';
 import { startXferNode, type XferNode } from './node.ts';
+
+export { listFiles };
 import { freePort } from './ports.ts';
 import { startProxy, type Matcher, type Proxy, type ProxyRecord } from './proxy.ts';
 
@@ -71,16 +74,6 @@ export function postJson(base: string, path: string, value: unknown): Promise<An
   return call(base, 'POST', path, typeof value === 'string' ? value : JSON.stringify(value));
 }
 
-/** Every regular file under `dir`, sorted. */
-export async function listFiles(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  for (const e of await readdir(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) out.push(...(await listFiles(p)));
-    else if (e.isFile()) out.push(p);
-  }
-  return out.sort();
-}
 
 export interface Imported {
   /** Instance ID -> MD5 of the file it came from. */

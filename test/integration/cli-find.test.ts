@@ -1,10 +1,10 @@
 // `dicom-xfer find`, and `send`/`pull` given a StudyInstanceUID or an accession number, run as the real
 // command against real nodes holding the 239 real files (and against a plain Orthanc holding them too).
 import assert from 'node:assert/strict';
-import { readFile, readdir } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { runCli, type CliRun } from '../helpers/cli.ts';
-import { describe, needs, REAL_DICOM } from '../helpers/data.ts';
+import { describe, needs, REAL_DICOM, listFiles } from '../helpers/data.ts';
 import { after, before, test } from 'node:test';
 import { startXferNode, type XferNode } from '../helpers/node.ts';
 import { orthancInstalled, startOrthanc, type OrthancServer } from '../helpers/orthanc.ts';
@@ -23,15 +23,6 @@ function cli(...args: string[]): Promise<Run> {
   return runCli(args);
 }
 
-async function filesUnder(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  for (const e of await readdir(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) out.push(...(await filesUnder(p)));
-    else out.push(p);
-  }
-  return out.sort();
-}
 
 async function findIds(base: string, body: unknown): Promise<string[]> {
   const res = await fetch(`${base}/tools/find`, { method: 'POST', body: JSON.stringify(body) });
@@ -67,7 +58,7 @@ describe('dicom-xfer find, and send/pull by StudyInstanceUID or accession number
       startXferNode({ port: pb, config: { OrthancPeers: { a: { Url: `http://127.0.0.1:${pa}/` } } } }),
       startOrthanc(),
     ]);
-    for (const f of await filesUnder(REAL_DICOM)) {
+    for (const f of await listFiles(REAL_DICOM)) {
       const body = await readFile(f);
       const answers = await Promise.all([A.url, O.url].map((u) => fetch(`${u}/instances`, { method: 'POST', body })));
       await Promise.all(answers.map((a) => a.arrayBuffer()));

@@ -15,7 +15,7 @@ import { freePort, waitFor } from '../helpers/ports.ts';
 import { Progress, describeProgress, formatDuration, formatMB } from '../../src/cli/progress.ts';
 import { NodeClient, NodeHttpError, UsageError, resolveTarget } from '../../src/cli/http.ts';
 import type { ImportSummary } from '../../src/cli/import.ts';
-import { describe, needs, REAL_DICOM } from '../helpers/data.ts';
+import { describe, needs, REAL_DICOM, listFiles } from '../helpers/data.ts';
 
 const REPO = resolve(import.meta.dirname, '../..');
 const BIN = join(REPO, 'bin/dicom-xfer.mjs');
@@ -38,13 +38,6 @@ function summaryOf(run: Run): ImportSummary {
   }
 }
 
-async function filesUnder(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  for (const e of await readdir(dir, { withFileTypes: true, recursive: true })) {
-    if (e.isFile()) out.push(join(e.parentPath, e.name));
-  }
-  return out.sort();
-}
 
 async function countInstances(url: string, auth?: string): Promise<number> {
   const r = await fetch(`${url}/statistics`, auth ? { headers: { authorization: auth } } : {});
@@ -100,7 +93,7 @@ describe('dicom-xfer import into a real Orthanc', { skip: (!orthancInstalled() &
   before(async () => {
     orthanc = await startOrthanc();
     work = await mkdtemp(join(tmpdir(), 'dx-import-'));
-    realFiles = await filesUnder(REAL);
+    realFiles = await listFiles(REAL);
   });
 
   after(async () => {
@@ -254,7 +247,7 @@ describe('dicom-xfer import into a real Orthanc', { skip: (!orthancInstalled() &
       });
     });
     assert.equal(code, 0, out);
-    const files = (await filesUnder(join(REAL, 'Brainix'))).length;
+    const files = (await listFiles(join(REAL, 'Brainix'))).length;
     assert.match(out, new RegExp(`import \\[\\S+\\] 100%  ${files}/${files} files  [\\d.]+/[\\d.]+ MB  [\\d.]+ MB/s  ETA 0s`));
     assert.match(out, /already stored:/);
   });
@@ -321,7 +314,7 @@ describe('dicom-xfer import into an Orthanc with RegisteredUsers', { skip: (!ort
   });
 
   test('with credentials from the flags or the environment, the import succeeds', async () => {
-    const files = (await filesUnder(dir)).length;
+    const files = (await listFiles(dir)).length;
     const run = await cli(['import', '--url', node.url, '--username', 'alice', '--password', 'wonderland', '--json', dir]);
     assert.equal(run.code, 0, run.stderr);
     assert.equal(summaryOf(run).new, files);

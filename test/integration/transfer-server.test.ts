@@ -3,13 +3,13 @@
 // plain or gzip), with the errors an Orthanc peer gives.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readFile, readdir } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { gunzipBuffer } from '../../src/protocol/compression.ts';
 import { startXferNode, type XferNode } from '../helpers/node.ts';
-import { describe, needs, REAL_DICOM } from '../helpers/data.ts';
+import { describe, needs, REAL_DICOM, listFiles } from '../helpers/data.ts';
 
 const DATA = REAL_DICOM;
 const md5 = (b: Uint8Array) => createHash('md5').update(b).digest('hex');
@@ -38,15 +38,6 @@ function json(a: Answer): Record<string, unknown> {
   return JSON.parse(a.body.toString('utf8')) as Record<string, unknown>;
 }
 
-async function listFiles(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  for (const e of await readdir(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) out.push(...(await listFiles(p)));
-    else out.push(p);
-  }
-  return out.sort();
-}
 
 describe('transfers server: lookup and chunks', { skip: needs(REAL_DICOM) }, () => {
   let node: XferNode;

@@ -1,23 +1,14 @@
 // POST /tools/find on the embedded store against a real Orthanc holding the same 239 real files: the same
 // IDs for queries at every level (in the same order when paged), the same expanded resources, the same refusals.
 import assert from 'node:assert/strict';
-import { readFile, readdir } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { describe, needs, REAL_DICOM } from '../helpers/data.ts';
+import { describe, needs, REAL_DICOM, listFiles } from '../helpers/data.ts';
 import { after, before, test } from 'node:test';
 import { startXferNode, type XferNode } from '../helpers/node.ts';
 import { orthancInstalled, startOrthanc, type OrthancServer } from '../helpers/orthanc.ts';
 
 
-async function filesUnder(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  for (const e of await readdir(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) out.push(...(await filesUnder(p)));
-    else out.push(p);
-  }
-  return out.sort();
-}
 
 async function find(base: string, body: unknown): Promise<{ status: number; body: unknown }> {
   const res = await fetch(`${base}/tools/find`, { method: 'POST', body: typeof body === 'string' ? body : JSON.stringify(body) });
@@ -103,7 +94,7 @@ describe('POST /tools/find: the embedded store answers as Orthanc does', { skip:
 
   before(async () => {
     [orthanc, node] = await Promise.all([startOrthanc(), startXferNode()]);
-    for (const f of await filesUnder(REAL_DICOM)) {
+    for (const f of await listFiles(REAL_DICOM)) {
       const body = await readFile(f);
       const [a, b] = await Promise.all([
         fetch(`${orthanc.url}/instances`, { method: 'POST', body }),

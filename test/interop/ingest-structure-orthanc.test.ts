@@ -2,9 +2,9 @@
 // with garbage after their first elements or bytes after their end, and hand-made structural defects
 // (sequences left open, stray delimitations); and what Orthanc takes, the node takes.
 import assert from 'node:assert/strict';
-import { readdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { describe, needs, REAL_DICOM } from '../helpers/data.ts';
+import { describe, needs, REAL_DICOM, listFiles } from '../helpers/data.ts';
 import { after, before, test } from 'node:test';
 import { dataSetLayout } from '../../src/dicom/dataset.ts';
 import { encodePart10, latin1, type RawElement } from '../../src/dicom/write.ts';
@@ -13,15 +13,6 @@ import { orthancInstalled, startOrthanc, type OrthancServer } from '../helpers/o
 
 const DATA = REAL_DICOM;
 
-async function listFiles(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  for (const e of await readdir(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) out.push(...(await listFiles(p)));
-    else if (!e.name.endsWith('.md')) out.push(p);
-  }
-  return out.sort();
-}
 
 /** Uploads `bytes` to `base` and removes what was stored, so that every upload starts from the same store. */
 async function outcome(base: string, bytes: Uint8Array): Promise<{ status: number; text: string }> {

@@ -2,9 +2,9 @@
 // (POST /peers/{name}/store), with and without "Compress" (gzip-encoded bodies), through a recording proxy:
 // every instance arrives with Orthanc's MD5.
 import assert from 'node:assert/strict';
-import { readdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { describe, needs, REAL_DICOM } from '../helpers/data.ts';
+import { describe, needs, REAL_DICOM, listFiles } from '../helpers/data.ts';
 import { after, before, test } from 'node:test';
 import { startXferNode, type XferNode } from '../helpers/node.ts';
 import { orthancInstalled, startOrthanc, type OrthancServer } from '../helpers/orthanc.ts';
@@ -12,15 +12,6 @@ import { startProxy, type Proxy } from '../helpers/proxy.ts';
 
 const DATA = REAL_DICOM;
 
-async function listFiles(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  for (const e of await readdir(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) out.push(...(await listFiles(p)));
-    else if (!e.name.endsWith('.md')) out.push(p);
-  }
-  return out.sort();
-}
 
 async function json<T>(url: string, init?: RequestInit): Promise<T> {
   const r = await fetch(url, init);

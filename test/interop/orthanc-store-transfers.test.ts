@@ -4,7 +4,7 @@
 // pull mode; the destination holds the source's bytes. A transfer that Orthanc B refuses half way leaves
 // Orthanc B as it was.
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -15,21 +15,12 @@ import { mapLimit } from '../../src/util/concurrency.ts';
 import { startXferNode, type XferNode } from '../helpers/node.ts';
 import { orthancInstalled, startOrthanc, type OrthancServer } from '../helpers/orthanc.ts';
 import { freePort } from '../helpers/ports.ts';
-import { describe, needs, REAL_DICOM } from '../helpers/data.ts';
+import { describe, needs, REAL_DICOM, listFiles } from '../helpers/data.ts';
 
 const REAL = REAL_DICOM;
 /** KB: small, so that the generated multi-frames are split into several buckets. */
 const BUCKET_KB = 1024;
 
-async function listFiles(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  for (const e of await readdir(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) out.push(...(await listFiles(p)));
-    else if (e.isFile()) out.push(p);
-  }
-  return out.sort();
-}
 
 async function getJson<T>(url: string): Promise<T> {
   const r = await fetch(url);

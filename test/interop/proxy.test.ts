@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import { createReadStream } from 'node:fs';
-import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer, request as httpRequest, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -18,7 +18,7 @@ import { mapLimit } from '../../src/util/concurrency.ts';
 import { BIN, startXferNode, type XferNode } from '../helpers/node.ts';
 import { ORTHANC_BINARY, orthancInstalled, startOrthanc, type OrthancServer } from '../helpers/orthanc.ts';
 import { freePort, waitFor } from '../helpers/ports.ts';
-import { describe, needs, REAL_DICOM } from '../helpers/data.ts';
+import { describe, needs, REAL_DICOM, listFiles } from '../helpers/data.ts';
 
 const REAL = REAL_DICOM;
 const CALL_TIMEOUT_MS = 120_000;
@@ -166,15 +166,6 @@ async function startOrthancWithUsers(users: Record<string, string>): Promise<{ u
   return { url, stop };
 }
 
-async function listFiles(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  for (const e of await readdir(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) out.push(...(await listFiles(p)));
-    else if (e.isFile()) out.push(p);
-  }
-  return out.sort();
-}
 
 describe('dicom-xfer --proxy in front of a real Orthanc', { skip: (!orthancInstalled() && 'Orthanc is not installed') || needs(REAL_DICOM) }, () => {
   let work: string;

@@ -3,10 +3,10 @@
 // studies, pages of 50 with Previous/Next, a search by name and by modality.
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, needs, REAL_DICOM } from '../helpers/data.ts';
+import { describe, needs, REAL_DICOM, listFiles } from '../helpers/data.ts';
 import { after, before, test } from 'node:test';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { startXferNode, type XferNode } from '../helpers/node.ts';
@@ -15,15 +15,6 @@ import { orthancInstalled, startOrthanc, type OrthancServer } from '../helpers/o
 const CHROMIUM = '/usr/bin/chromium';
 const skip = !existsSync(CHROMIUM) ? `${CHROMIUM} is missing` : !orthancInstalled() ? 'Orthanc is not installed' : needs(REAL_DICOM);
 
-async function filesUnder(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  for (const e of await readdir(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) out.push(...(await filesUnder(p)));
-    else out.push(p);
-  }
-  return out.sort();
-}
 
 async function findIds(base: string, query: Record<string, string>): Promise<string[]> {
   const res = await fetch(`${base}/tools/find`, { method: 'POST', body: JSON.stringify({ Level: 'Study', Query: query }) });
@@ -46,7 +37,7 @@ describe('the Store page on an Orthanc store and on the embedded store', { skip,
       startXferNode({ config: { OrthancStore: { Url: orthanc.url } } }),
       startXferNode(),
     ]);
-    for (const f of await filesUnder(REAL_DICOM)) {
+    for (const f of await listFiles(REAL_DICOM)) {
       const body = await readFile(f);
       const answers = await Promise.all([orthanc.url, embedded.url].map((u) => fetch(`${u}/instances`, { method: 'POST', body })));
       await Promise.all(answers.map((a) => a.arrayBuffer()));

@@ -51,3 +51,8 @@ export function startCli(args: string[], opts: CliOptions = {}): CliRunning {
 export function runCli(args: string[], opts: CliOptions = {}): Promise<CliRun> {
   return startCli(args, opts).done;
 }
+
+/** Runs `dicom-xfer serve ARGS` expecting it to fail at start (killed after 20 s otherwise). */
+export function serveFails(args: string[]): Promise<CliRun> {
+  return runCli(['serve', ...args], { timeoutMs: 20_000 });
+}

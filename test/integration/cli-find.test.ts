@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { FoundRow } from '../../src/cli/find.ts';
 import { runCli, type CliRun } from '../helpers/cli.ts';
 import { describe, needs, REAL_DICOM, listFiles } from '../helpers/data.ts';
 import { after, before, test } from 'node:test';
@@ -36,15 +37,7 @@ async function instancesOf(base: string, studyId: string): Promise<string[]> {
   return ((await res.json()) as { ID: string }[]).map((i) => i.ID).sort();
 }
 
-interface Row {
-  ID: string;
-  PatientName: string;
-  PatientID: string;
-  StudyDate: string;
-  Description: string;
-  Modalities: string[];
-  Instances: number;
-}
+type Row = FoundRow;
 
 describe('dicom-xfer find, and send/pull by StudyInstanceUID or accession number', { concurrency: 1, skip: (!orthancInstalled() && 'Orthanc is not installed') || needs(REAL_DICOM) }, () => {
   let A: XferNode;

@@ -2,32 +2,19 @@
 // and over REST), credentials of peer URLs never shown, warnings about risky or misspelt settings, plain
 // messages for a port in use or a certificate file without its key, and --version.
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import { writeCtSlice, makePatient, makeSeries, makeStudy } from '../../src/generate/index.ts';
+import { serveFails } from '../helpers/cli.ts';
 import { BIN, REPO, startXferNode, type XferNode } from '../helpers/node.ts';
 import { freePort } from '../helpers/ports.ts';
 import { call, importFiles, json, waitJob, type JobJson } from '../helpers/transfer-nodes.ts';
 
 const run = promisify(execFile);
-
-/** Runs `dicom-xfer serve` expecting it to fail at start; returns its exit code and stderr. */
-async function serveFails(args: string[]): Promise<{ code: number | null; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const t = setTimeout(() => child.kill('SIGKILL'), 20_000);
-    child.on('exit', (code) => {
-      clearTimeout(t);
-      resolve({ code, stderr });
-    });
-  });
-}
 
 describe('serve: peers and start-time checks', () => {
   const dirs: string[] = [];

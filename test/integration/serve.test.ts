@@ -10,26 +10,13 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, describe, test } from 'node:test';
 import { Agent, fetch as undiciFetch } from 'undici';
+import { serveFails } from '../helpers/cli.ts';
 import { BIN, startXferNode, type XferNode } from '../helpers/node.ts';
 import { freePort } from '../helpers/ports.ts';
 import { needs, REAL_DICOM } from '../helpers/data.ts';
 
 const CT = join(REAL_DICOM, 'Brainix/Flair/IM-0001-0001.dcm');
 const run = promisify(execFile);
-
-/** Runs `dicom-xfer serve` expecting it to fail at start; returns its exit code and stderr. */
-async function serveFails(args: string[]): Promise<{ code: number | null; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const t = setTimeout(() => child.kill('SIGKILL'), 20_000);
-    child.on('exit', (code) => {
-      clearTimeout(t);
-      resolve({ code, stderr });
-    });
-  });
-}
 
 /** Local address of the listening TCP socket on `port`, read from the kernel's table. */
 async function listeningAddresses(port: number): Promise<string[]> {

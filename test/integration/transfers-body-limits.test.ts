@@ -37,14 +37,14 @@ function assertTooLarge(a: Answer, what: string): void {
 }
 
 /**
- * A POST that declares `declared` bytes and sends only `sent` of them, then waits for the answer: a
- * node that reads the whole body first would never answer (the test times out).
+ * A request that declares `declared` bytes and sends only `sent` (the first bytes of its body), then waits
+ * for the answer: a node that reads the whole body first would never answer (the test times out).
  */
-function postDeclared(base: string, path: string, declared: number, sent: number): Promise<Answer> {
+function sendDeclared(base: string, method: string, path: string, declared: number, sent: Buffer | string): Promise<Answer> {
   const u = new URL(base);
   return new Promise((resolve, reject) => {
     const req = request(
-      { host: u.hostname, port: Number(u.port), method: 'POST', path, agent: false, headers: { 'content-length': String(declared) } },
+      { host: u.hostname, port: Number(u.port), method, path, agent: false, headers: { 'content-length': String(declared) } },
       (res) => {
         const parts: Buffer[] = [];
         res.on('data', (d: Buffer) => parts.push(d));
@@ -55,8 +55,13 @@ function postDeclared(base: string, path: string, declared: number, sent: number
       },
     );
     req.on('error', reject);
-    req.write(Buffer.alloc(sent, 0x20));
+    req.write(sent);
   });
+}
+
+/** A POST that declares `declared` bytes and sends `sent` spaces of them. */
+function postDeclared(base: string, path: string, declared: number, sent: number): Promise<Answer> {
+  return sendDeclared(base, 'POST', path, declared, Buffer.alloc(sent, 0x20));
 }
 
 /** A POST whose body goes chunked (no Content-Length), `total` bytes of `[` `]` nesting-free filler. */
@@ -123,24 +128,7 @@ describe('bounded JSON bodies', { timeout: 180_000 }, () => {
       for (const declared of [limit + 1, 1024 * MiB]) {
         const method = path.startsWith('/peers/') ? 'PUT' : 'POST';
         const a =
-          method === 'POST'
-            ? await postDeclared(node.url, path, declared, 1024)
-            : await new Promise<Answer>((resolve, reject) => {
-                const u = new URL(node.url);
-                const req = request(
-                  { host: u.hostname, port: Number(u.port), method, path, agent: false, headers: { 'content-length': String(declared) } },
-                  (res) => {
-                    const parts: Buffer[] = [];
-                    res.on('data', (d: Buffer) => parts.push(d));
-                    res.on('end', () => {
-                      req.destroy();
-                      resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(parts) });
-                    });
-                  },
-                );
-                req.on('error', reject);
-                req.write('{');
-              });
+          method === 'POST' ? await postDeclared(node.url, path, declared, 1024) : await sendDeclared(node.url, method, path, declared, '{');
         assertTooLarge(a, `${method} ${path} declaring ${declared} bytes`);
       }
     }

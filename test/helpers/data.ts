@@ -1,7 +1,7 @@
 // Where the tests find the shared data beside the repository (real DICOM files, the plugin's captured
 // exchanges), and the skip reason of a test whose data is not there (a fresh clone with nothing beside it),
 // counted in the runner's summary.
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { mkdtemp, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -86,6 +86,17 @@ export async function listFiles(dir: string): Promise<string[]> {
   for (const e of await readdir(dir, { withFileTypes: true })) {
     const p = join(dir, e.name);
     if (e.isDirectory()) out.push(...(await listFiles(p)));
+    else if (e.isFile()) out.push(p);
+  }
+  return out.sort();
+}
+
+/** listFiles, for tests that build their cases from the files when the module loads. */
+export function listFilesSync(dir: string): string[] {
+  const out: string[] = [];
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) out.push(...listFilesSync(p));
     else if (e.isFile()) out.push(p);
   }
   return out.sort();

@@ -3,7 +3,7 @@
 // level, the `?simplify` tags) must be what dicom-xfer computes from the same bytes.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { orthancIds } from '../../src/dicom/ids.ts';
@@ -12,18 +12,10 @@ import { MAIN_DICOM_TAGS } from '../../src/dicom/tags.ts';
 import { LEVELS, type DicomHeader, type Level, type MainTags } from '../../src/dicom/types.ts';
 import { encodePart10, uint16s, type RawElement } from '../../src/dicom/write.ts';
 import { orthancInstalled, startOrthanc, type OrthancServer } from '../helpers/orthanc.ts';
-import { describe, needs, REAL_DICOM } from '../helpers/data.ts';
+import { describe, needs, REAL_DICOM, listFilesSync } from '../helpers/data.ts';
 
 const ROOT = REAL_DICOM;
 
-function listFiles(dir: string): string[] {
-  return readdirSync(dir)
-    .flatMap((n) => {
-      const p = join(dir, n);
-      return statSync(p).isDirectory() ? listFiles(p) : n.endsWith('.md') ? [] : [p];
-    })
-    .sort();
-}
 
 interface PostAnswer {
   ID?: string;
@@ -135,7 +127,7 @@ describe('the DICOM parser agrees with Orthanc 1.10.1', { skip: (!orthancInstall
   }
 
   test('every real file: accepted or refused alike, same IDs, same main tags at every level, same ?simplify', async () => {
-    const files = listFiles(ROOT);
+    const files = listFilesSync(ROOT);
     assert.equal(files.length, 239);
     const statuses: Record<number, number> = {};
     for (const f of files) {

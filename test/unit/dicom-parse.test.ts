@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import {
@@ -17,21 +17,13 @@ import {
 import { encodeDataSet, encodePart10, latin1, uint16s, type RawElement } from '../../src/dicom/write.ts';
 import { isXferError, XferError } from '../../src/errors.ts';
 import type { DicomHeader } from '../../src/dicom/types.ts';
-import { describe, needs, REAL_DICOM } from '../helpers/data.ts';
+import { describe, needs, REAL_DICOM, listFilesSync } from '../helpers/data.ts';
 
 const ROOT = REAL_DICOM;
 
-function listFiles(dir: string): string[] {
-  return readdirSync(dir)
-    .flatMap((n) => {
-      const p = join(dir, n);
-      return statSync(p).isDirectory() ? listFiles(p) : n.endsWith('.md') ? [] : [p];
-    })
-    .sort();
-}
 
 // Empty without the shared data (the suites that need it are skipped then).
-const FILES = existsSync(ROOT) ? listFiles(ROOT) : [];
+const FILES = existsSync(ROOT) ? listFilesSync(ROOT) : [];
 const file = (name: string) => readFileSync(join(ROOT, name));
 
 /** Parses, and turns any failure into its error so that tests can check what kind it is. */

@@ -2,11 +2,11 @@
 // or with garbage after their first elements, are refused with a reason; sequences and items of undefined
 // length, encapsulated pixel data, implicit VR, big endian and deflated files are walked (or taken) right.
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { describe, needs, REAL_DICOM } from '../helpers/data.ts';
+import { describe, needs, REAL_DICOM, listFilesSync } from '../helpers/data.ts';
 import { after, before, test } from 'node:test';
 import { dataSetLayout } from '../../src/dicom/dataset.ts';
 import { checkDicomBytes, checkDicomFile } from '../../src/dicom/structure.ts';
@@ -15,17 +15,9 @@ import { isXferError } from '../../src/errors.ts';
 
 const ROOT = REAL_DICOM;
 
-function listFiles(dir: string): string[] {
-  return readdirSync(dir)
-    .flatMap((n) => {
-      const p = join(dir, n);
-      return statSync(p).isDirectory() ? listFiles(p) : n.endsWith('.md') ? [] : [p];
-    })
-    .sort();
-}
 
 /** The real files; none without them (their suite is then skipped). */
-const FILES = needs(ROOT) ? [] : listFiles(ROOT);
+const FILES = needs(ROOT) ? [] : listFilesSync(ROOT);
 
 /** The refusal of `bytes`, or undefined when they pass. */
 async function refusal(bytes: Uint8Array): Promise<string | undefined> {

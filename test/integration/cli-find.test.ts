@@ -2,7 +2,6 @@
 // command against real nodes holding the 239 real files (and against a plain Orthanc holding them too).
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { FoundRow } from '../../src/cli/find.ts';
 import { runCli, type CliRun } from '../helpers/cli.ts';
 import { describe, needs, REAL_DICOM, listFiles } from '../helpers/data.ts';

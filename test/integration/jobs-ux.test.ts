@@ -5,14 +5,13 @@
 import assert from 'node:assert/strict';
 import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { startCli, type CliRun, type CliRunning } from '../helpers/cli.ts';
+import { startCli, type CliRunning } from '../helpers/cli.ts';
 import { describe, someSeries } from '../helpers/data.ts';
 import { after, before, test } from 'node:test';
 import { startXferNode, type XferNode } from '../helpers/node.ts';
 import { freePort } from '../helpers/ports.ts';
 import { call, getJson, json, postJson, startPair, waitJob, type JobJson, type Pair } from '../helpers/transfer-nodes.ts';
 
-type Run = CliRun;
 
 /** `dicom-xfer ARGS` as a child process; `stderr()` reads what it wrote so far. Killed after 90 s. */
 function start(args: string[]): CliRunning {

@@ -4,7 +4,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { relative } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { orthancIds } from '../../src/dicom/ids.ts';
 import { parseDicomHeader, simplifiedTags, type FullTags, type SimplifiedTags } from '../../src/dicom/parse.ts';

@@ -3,7 +3,6 @@
 // (sequences left open, stray delimitations); and what Orthanc takes, the node takes.
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { describe, needs, REAL_DICOM, listFiles } from '../helpers/data.ts';
 import { after, before, test } from 'node:test';
 import { dataSetLayout } from '../../src/dicom/dataset.ts';

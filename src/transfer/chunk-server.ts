@@ -8,45 +8,11 @@ import { XferError } from '../errors.ts';
 import { ChunkWalk, type ByteRange, type ChunkRequest } from '../protocol/chunk-url.ts';
 import { crc32 as zlibCrc32 } from 'node:zlib';
 import { createGzipStream } from '../protocol/compression.ts';
-import { GzipLevelChooser, watchCpu } from './adaptive.ts';
+import { watchCpu } from './adaptive/cpu.ts';
+import { GzipLevelChooser } from './adaptive/gzip-level.ts';
 import { crc32Hex } from './capabilities.ts';
 import type { Store } from '../store/types.ts';
-
-/** A counting semaphore: `acquire` waits in FIFO order for one of `limit` slots. */
-export class Semaphore {
-  readonly limit: number;
-  #running = 0;
-  readonly #waiting: (() => void)[] = [];
-
-  constructor(limit: number) {
-    this.limit = Math.max(1, Math.floor(limit));
-  }
-
-  /** Slots in use. */
-  get running(): number {
-    return this.#running;
-  }
-
-  /** Callers waiting for a slot. */
-  get queued(): number {
-    return this.#waiting.length;
-  }
-
-  /** Resolves with a release function (idempotent) once a slot is free. */
-  async acquire(): Promise<() => void> {
-    if (this.#running < this.limit) this.#running++;
-    else await new Promise<void>((resolve) => this.#waiting.push(resolve));
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      const next = this.#waiting.shift();
-      // The slot passes straight to the next waiter, so #running stays as it is.
-      if (next) next();
-      else this.#running--;
-    };
-  }
-}
+import { Limiter } from '../util/concurrency.ts';
 
 export interface ChunkPlan {
   ranges: ByteRange[];
@@ -92,7 +58,7 @@ export interface ChunkAnswer {
 export class ChunkServer {
   readonly counters: ChunkServerCounters = { requests: 0, bytes: 0 };
   readonly #store: Store;
-  readonly #slots: Semaphore;
+  readonly #slots: Limiter;
   /** The gzip level of the answers, chosen from this machine's CPU against the link (see GzipLevelChooser). */
   readonly gzip = new GzipLevelChooser();
   #stopCpu: (() => void) | undefined;
@@ -105,7 +71,7 @@ export class ChunkServer {
    */
   constructor(store: Store, threads: number) {
     this.#store = store;
-    this.#slots = new Semaphore(threads);
+    this.#slots = new Limiter(Math.max(1, Math.floor(threads)));
   }
 
   /** Stops the CPU sampling. */

@@ -2,7 +2,8 @@
 // parallel requests raise the throughput and settles near the level that fills the link.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { AdaptiveConcurrency, runWithLimit } from '../../src/transfer/adaptive.ts';
+import { AdaptiveConcurrency } from '../../src/transfer/adaptive/controller.ts';
+import { runWithLimit } from '../../src/transfer/adaptive/pool.ts';
 
 interface Link {
   /** Bytes/s of the bottleneck. */
@@ -196,7 +197,8 @@ test('runWithLimit starts more work as soon as the limit is raised, and takes it
   assert.deepEqual(started, [0, 1]);
   limit = 5;
   wake?.();
-  // Nothing finished, yet three more started.
+  // Nothing finished, yet three more started (the pool takes each item once its slot is granted).
+  await new Promise((r) => setImmediate(r));
   assert.deepEqual(started, [0, 1, 2, 3, 4]);
   for (let k = 0; k < 20 && release.length > 0; k++) {
     release.shift()?.();
@@ -208,7 +210,7 @@ test('runWithLimit starts more work as soon as the limit is raised, and takes it
 });
 
 test('the gzip level goes down while the CPU is saturated, and up while it has room for the next level', async () => {
-  const { GzipLevelChooser } = await import('../../src/transfer/adaptive.ts');
+  const { GzipLevelChooser } = await import('../../src/transfer/adaptive/gzip-level.ts');
   const g = new GzipLevelChooser({ initial: 6, windowMs: 2000 }, 0);
   // Both cores busy (a CPU-bound sender, or a receiver on the same host): one step down per window.
   const levels: number[] = [];
@@ -235,7 +237,7 @@ test('the gzip level goes down while the CPU is saturated, and up while it has r
 });
 
 test('the CPU meter measures this process burning a core', async () => {
-  const { CpuMeter } = await import('../../src/transfer/adaptive.ts');
+  const { CpuMeter } = await import('../../src/transfer/adaptive/cpu.ts');
   const m = new CpuMeter();
   assert.equal(m.sample(), undefined, 'the first sample has nothing to compare with');
   const t0 = performance.now();

@@ -1,0 +1,220 @@
+// How many buckets a transfer keeps in flight: a goodput hill-climb on bytes as they move. On a lossy
+// link each TCP connection gets only a share of the bandwidth (CUBIC at 0.5% loss and 40 ms RTT: about
+// 4.5 Mbit/s), so the transfer doubles its parallel requests while that raises the measured throughput,
+// returns to the best level once it stops paying, backs off on failures, and probes upwards from time to
+// time as the link changes. Windows are timed (not counted in completions), so a slow link with large
+// buckets is measured as quickly as a fast one.
+import { clamp, HISTORY } from './common.ts';
+
+export interface AdaptiveOptions {
+  /** Buckets in flight at the start (Transfers.Threads). */
+  initial: number;
+  /** Never fewer than this. */
+  min: number;
+  /** Never more than this (Transfers.MaxThreads). */
+  max: number;
+  /** Length of one measurement window. */
+  windowMs?: number;
+  /** Time after a change before the next window opens (new requests ramp up first). */
+  settleMs?: number;
+  /** Relative gain that counts as "better" (0.1 = 10%). */
+  gain?: number;
+  /** Windows spent at the best level before probing upwards again. */
+  holdWindows?: number;
+  /**
+   * Where the rate is measured. 'local' (default): the bytes `progress` reports, as this node moves them.
+   * 'receiver': the receiver's own count of the bytes it received, with its clock, as `delivered` reports
+   * them; `progress` is then ignored. A pusher hands its bytes to kernel send buffers that hold megabytes
+   * per connection, so its own count runs ahead of the link by whatever those buffers took, most of all
+   * right after it opens more requests: counted locally, every step up looks like a gain.
+   */
+  clock?: 'local' | 'receiver';
+}
+
+type Phase = 'climb' | 'probe' | 'hold';
+
+/** Throughput measurement and the decision it leads to, for logs and the job's Content. */
+export interface AdaptiveDecision {
+  at: number;
+  limit: number;
+  bytesPerSecond: number;
+  phase: Phase;
+}
+
+export class AdaptiveConcurrency {
+  readonly #o: Required<AdaptiveOptions>;
+  #limit: number;
+  #phase: Phase = 'climb';
+  /** When the current window opens (after the settle time of the last change). */
+  #windowStart: number;
+  #windowBytes = 0;
+  /** Rate measured at each level (averaged over its recent windows), and when: the map the climb reads. */
+  readonly #rates = new Map<number, { rate: number; at: number }>();
+  #holdLeft = 0;
+  /** The level before the last change: where a step up that did not pay returns to. */
+  #from = 0;
+  #lastStepDown = -Infinity;
+  #lastRate: number | undefined;
+  #drained = false;
+  /** Receiver clock: the first sample of the current window, and the last sample seen. */
+  #windowSample: { total: number; at: number } | undefined;
+  #lastSample: { total: number; at: number } | undefined;
+  readonly #listeners = new Set<() => void>();
+  readonly history: AdaptiveDecision[] = [];
+
+  constructor(opts: AdaptiveOptions, now: number = Date.now()) {
+    this.#o = {
+      windowMs: 1500,
+      settleMs: 700,
+      gain: 0.1,
+      holdWindows: 6,
+      clock: 'local',
+      ...opts,
+    };
+    this.#o.min = Math.max(1, Math.min(this.#o.min, this.#o.max));
+    this.#limit = clamp(opts.initial, this.#o.min, this.#o.max);
+    this.#windowStart = now + this.#o.settleMs;
+  }
+
+  /** Buckets that may be in flight now. */
+  get limit(): number {
+    return this.#limit;
+  }
+
+  /** Bytes per second of the last measurement window (undefined before the first). */
+  get rate(): number | undefined {
+    return this.#lastRate;
+  }
+
+  /** Calls `fn` after every decision (the limit may have changed: a runner then starts more requests at once); answers the unsubscribe. */
+  onDecision(fn: () => void): () => void {
+    this.#listeners.add(fn);
+    return () => this.#listeners.delete(fn);
+  }
+
+  /**
+   * No work is left to start: the requests in flight are the last ones, fewer and fewer, so what is
+   * measured from now on says nothing of the level. Decisions stop.
+   */
+  drained(): void {
+    this.#drained = true;
+  }
+
+  /** `bytes` moved on the wire (while a bucket is under way, or all at once when it ends). */
+  progress(bytes: number, now: number = Date.now()): void {
+    if (now < this.#windowStart || this.#drained || this.#o.clock === 'receiver') return;
+    this.#windowBytes += bytes;
+    const elapsed = now - this.#windowStart;
+    if (elapsed >= this.#windowLength()) this.#decide((this.#windowBytes * 1000) / elapsed, now);
+  }
+
+  /**
+   * The receiver's count of the bytes it has received for this transfer (`total`, cumulative) at its own
+   * time `at` (ms, any origin): a sample of the bytes that really crossed the link. The window opens at
+   * the first sample after the settle time and closes at the first sample a window's length (in the
+   * receiver's time) later; the rate is the difference of the two. A count or a time that goes back (the
+   * receiver restarted) starts the window again.
+   */
+  delivered(total: number, at: number, now: number = Date.now()): void {
+    if (this.#o.clock !== 'receiver' || this.#drained || !Number.isFinite(total) || !Number.isFinite(at)) return;
+    const last = this.#lastSample;
+    this.#lastSample = { total, at };
+    if (last && (total < last.total || at < last.at)) this.#windowSample = undefined;
+    if (now < this.#windowStart) return;
+    const first = this.#windowSample;
+    if (!first) {
+      this.#windowSample = { total, at };
+      return;
+    }
+    const elapsed = at - first.at;
+    if (elapsed >= this.#windowLength()) this.#decide(((total - first.total) * 1000) / elapsed, now);
+  }
+
+  /** A bucket failed (a retry follows): too many in flight may be the cause, so step down at once. */
+  failed(now: number = Date.now()): void {
+    // One step down per window: a burst of failures from one outage is one signal, not many.
+    if (now - this.#lastStepDown >= this.#o.windowMs) {
+      this.#lastStepDown = now;
+      // What was measured before the failures says nothing of the link now.
+      this.#rates.clear();
+      this.#enterHold();
+      this.#set(Math.max(this.#o.min, Math.floor(this.#limit * 0.7)), now);
+    }
+  }
+
+  #set(limit: number, now: number): void {
+    const changed = limit !== this.#limit;
+    this.#limit = limit;
+    // A new level is measured once its new requests are under way; the same level at once.
+    // The first climb moves on shorter windows: a level that is too low costs the most, and doubling
+    // on a link limited per connection shows as a near doubling of the rate, plain through the noise.
+    const settle = this.#phase === 'climb' ? this.#o.settleMs / 2 : this.#o.settleMs;
+    this.#windowStart = now + (changed ? settle : 0);
+    this.#windowBytes = 0;
+    // The same level goes on measuring from the sample that closed the window; a new one from the first
+    // sample after its settle time.
+    this.#windowSample = changed ? undefined : this.#lastSample;
+    for (const fn of this.#listeners) fn();
+  }
+
+  /** The level with the highest recent rate other than `except`, if any. */
+  #bestOther(except: number, now: number): { limit: number; rate: number } | undefined {
+    let best: { limit: number; rate: number } | undefined;
+    for (const [limit, r] of this.#rates) {
+      if (limit === except || now - r.at > RATE_MEMORY_MS) continue;
+      if (!best || r.rate > best.rate) best = { limit, rate: r.rate };
+    }
+    return best;
+  }
+
+  /** How long a window lasts: shorter during the first climb. */
+  #windowLength(): number {
+    return this.#phase === 'climb' ? this.#o.windowMs * 0.4 : this.#o.windowMs;
+  }
+
+  #decide(rate: number, now: number): void {
+    this.#lastRate = rate;
+    const o = this.#o;
+    // A level's rate is the mean of its last two windows: one window on a lossy link is noisy.
+    const before = this.#rates.get(this.#limit);
+    const mine = before && now - before.at <= RATE_MEMORY_MS ? (before.rate + rate) / 2 : rate;
+    this.#rates.set(this.#limit, { rate: mine, at: now });
+    const other = this.#bestOther(this.#limit, now);
+    let next = this.#limit;
+    if (this.#phase === 'climb' || this.#phase === 'probe') {
+      if (!other || mine > other.rate * (1 + o.gain)) {
+        // Better than every other level: try more (doubling at first, gentler when probing).
+        next = clamp(this.#phase === 'climb' ? this.#limit * 2 : Math.max(this.#limit + 1, Math.ceil(this.#limit * 1.25)), o.min, o.max);
+        if (next === this.#limit) this.#enterHold();
+      } else if (this.#phase === 'climb' && mine >= other.rate) {
+        // The first climb's step up did not pay clearly, but measures no worse: stay. Too few requests
+        // cost the most (a lossy link gives each connection a small share), a few more cost little.
+        this.#enterHold();
+      } else {
+        // More parallelism did not pay: back to the level this step came from (a tie when probing
+        // favours fewer requests), or to a level that measured clearly better; stay a while.
+        next = other.rate > mine * (1 + o.gain) ? other.limit : Math.min(this.#from, this.#limit);
+        this.#enterHold();
+      }
+    } else if (other && other.rate > mine * (1 + o.gain) && other.limit < this.#limit * 4) {
+      // Holding at a level that now measures clearly worse than another: go there.
+      next = other.limit;
+    } else if (--this.#holdLeft <= 0) {
+      next = clamp(Math.max(this.#limit + 1, Math.ceil(this.#limit * 1.25)), o.min, o.max);
+      if (next !== this.#limit) this.#phase = 'probe';
+      else this.#enterHold();
+    }
+    if (next !== this.#limit) this.#from = this.#limit;
+    this.history.push({ at: now, limit: next, bytesPerSecond: rate, phase: this.#phase });
+    if (this.history.length > HISTORY) this.history.shift();
+    this.#set(next, now);
+  }
+
+  #enterHold(): void {
+    this.#phase = 'hold';
+    this.#holdLeft = this.#o.holdWindows;
+  }
+}
+
+/** How long a level's measured rate is trusted when compared with the level in force. */
+const RATE_MEMORY_MS = 30_000;

@@ -91,6 +91,10 @@ export const TRANSFERS_DEFAULTS = {
   BucketSpans: true,
   /** Most instances in one push transaction a receiver accepts (its create body is sized from it). */
   MaxPushInstances: 100_000,
+  /** Requests in flight across all transfers of the node; 0 means no cap. */
+  MaxRequestsInFlight: 0,
+  /** MB (×1,048,576) in flight across all transfers of the node; 0 means no cap. */
+  MaxInFlightSize: 0,
 } as const;
 
 /** Defaults of the `OrthancStore` section (used only when it is present). */

@@ -628,6 +628,22 @@ export const TRANSFERS_SETTINGS: {
     meaning:
       'dicom-xfer: most instances a receiver accepts in one push transaction; a create declaring more is refused with 413 before anything is made. It also sizes the largest create body accepted: 64 MiB per 100,000 instances (at least 4 MiB), whatever the protocol mode.',
     source: 'dicom-xfer',
+  },  MaxRequestsInFlight: {
+    schema: uint(),
+    type: 'integer ≥ 0',
+    default: TRANSFERS_DEFAULTS.MaxRequestsInFlight,
+    meaning:
+      'dicom-xfer: most transfer requests the node has in flight at once, across all its jobs and the chunk answers it serves; a request beyond it waits its turn (the job says so in Content.Waiting). 0 means no cap beyond each job\'s MaxThreads.',
+    source: 'dicom-xfer',
+  },
+  MaxInFlightSize: {
+    schema: uint('MB'),
+    type: 'integer ≥ 0',
+    default: TRANSFERS_DEFAULTS.MaxInFlightSize,
+    unit: 'MB',
+    meaning:
+      'dicom-xfer: most bytes of buckets and chunk answers the node has in flight at once, across all its jobs and the chunk answers it serves; a request beyond it waits its turn, and one larger than the cap runs alone. 0 means no cap.',
+    source: 'dicom-xfer',
   },
 };
 

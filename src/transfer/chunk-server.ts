@@ -1,7 +1,7 @@
 // The data-source side of pull mode (docs/protocol.md#chunks, #chunk-urls): answers a chunk request with the
 // concatenated byte ranges of the listed instances, streamed from the store (never a whole instance in
 // memory), through one gzip member when asked (at a level that follows the CPU), with a bounded number of
-// answers produced at once. With the bucket-crc32 extension, the payload's CRC-32 is read ahead of the
+// answers produced at once, each holding its share of the node's in-flight budget (in-flight.ts). With the bucket-crc32 extension, the payload's CRC-32 is read ahead of the
 // answer.
 import { Readable } from 'node:stream';
 import { XferError } from '../errors.ts';
@@ -13,6 +13,7 @@ import { GzipLevelChooser } from './adaptive/gzip-level.ts';
 import { crc32Hex } from './capabilities.ts';
 import type { Store } from '../store/types.ts';
 import { Limiter } from '../util/concurrency.ts';
+import { InFlight } from './in-flight.ts';
 
 export interface ChunkPlan {
   ranges: ByteRange[];
@@ -53,12 +54,19 @@ export interface ChunkAnswer {
   /** Body length when known in advance (no compression). */
   length: number | undefined;
   plan: ChunkPlan;
+  /**
+   * Gives back the answer's slot and its share of the in-flight budget (idempotent): call it once the
+   * answer is fully sent or the client went away, or at once if the answer is not sent.
+   */
+  release: () => void;
 }
 
 export class ChunkServer {
   readonly counters: ChunkServerCounters = { requests: 0, bytes: 0 };
   readonly #store: Store;
   readonly #slots: Limiter;
+  /** The node's budget of requests and bytes in flight, shared with its jobs. */
+  readonly inFlight: InFlight;
   /** The gzip level of the answers, chosen from this machine's CPU against the link (see GzipLevelChooser). */
   readonly gzip = new GzipLevelChooser();
   #stopCpu: (() => void) | undefined;
@@ -69,9 +77,10 @@ export class ChunkServer {
    * `threads`: chunk answers produced at once, server-wide; more wait. The plugin uses Threads; a
    * dicom-xfer source allows MaxThreads, so that a puller that adapts its parallelism is not held back.
    */
-  constructor(store: Store, threads: number) {
+  constructor(store: Store, threads: number, inFlight: InFlight = new InFlight()) {
     this.#store = store;
     this.#slots = new Limiter(Math.max(1, Math.floor(threads)));
+    this.inFlight = inFlight;
   }
 
   /** Stops the CPU sampling. */
@@ -85,20 +94,34 @@ export class ChunkServer {
     return { running: this.#slots.running, queued: this.#slots.queued, limit: this.#slots.limit };
   }
 
-  /** Waits for one of the server-wide slots; the caller releases it when its answer is finished. */
-  acquire(): Promise<() => void> {
-    return this.#slots.acquire();
-  }
-
   /**
-   * Plans a chunk answer and builds its body stream. UnknownResource (404) when a needed instance is
-   * absent, before any byte is produced. The stream reads each range in turn from the store, and is
-   * gzipped as one member when `compression` is gzip.
+   * Plans a chunk answer, waits for a server-wide slot and then for the answer's bytes in the node's
+   * in-flight budget, and builds its body stream; the caller gives both back with `release`.
+   * UnknownResource (404) when a needed instance is absent, before any wait and before any byte is
+   * produced. The stream reads each range in turn from the store, and is gzipped as one member when
+   * `compression` is gzip. `signal` gives up the waits (the client went away).
    */
-  async answer(req: ChunkRequest): Promise<ChunkAnswer> {
+  async answer(req: ChunkRequest, signal?: AbortSignal): Promise<ChunkAnswer> {
     const sizes = new Map<string, number>();
     for (const [id, info] of await this.#store.findInstances([...new Set(req.ids)])) sizes.set(id, info.size);
     const plan = planChunkRead(req, sizes);
+    const slot = await this.#slots.acquire(1, signal);
+    let budget: () => void;
+    try {
+      budget = await this.inFlight.acquire(plan.total, signal);
+    } catch (e) {
+      slot();
+      throw e;
+    }
+    const release = (): void => {
+      budget();
+      slot();
+    };
+    return { ...this.#body(req, plan), plan, release };
+  }
+
+  /** The body stream of a planned answer. */
+  #body(req: ChunkRequest, plan: ChunkPlan): Omit<ChunkAnswer, 'plan' | 'release'> {
     this.counters.requests++;
     const raw = Readable.from(this.#read(plan.ranges), { objectMode: false, highWaterMark: 256 * 1024 });
     if (req.compression === 'gzip') {
@@ -110,9 +133,9 @@ export class ChunkServer {
       // A failed read must fail the answer (the connection is cut), not end it early as if complete.
       raw.on('error', (e) => gz.destroy(e));
       gz.on('close', () => raw.destroy());
-      return { stream: raw.pipe(gz), contentType: 'application/gzip', length: undefined, plan };
+      return { stream: raw.pipe(gz), contentType: 'application/gzip', length: undefined };
     }
-    return { stream: raw, contentType: 'application/octet-stream', length: plan.total, plan };
+    return { stream: raw, contentType: 'application/octet-stream', length: plan.total };
   }
 
   /**

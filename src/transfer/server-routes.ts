@@ -23,6 +23,7 @@ import {
   extensionsEnabled,
 } from './capabilities.ts';
 import { ChunkServer } from './chunk-server.ts';
+import { InFlight } from './in-flight.ts';
 import { lookupInstances } from './lookup.ts';
 import { PushReceiver } from './receiver.ts';
 
@@ -96,7 +97,7 @@ export const transfersServerModule: NodeModule = async (app, ctx, routes) => {
   // Transfers.Extensions false: this node answers exactly as an Orthanc with the plugin (no extension
   // route, extension headers ignored).
   const ext = extensionsEnabled(config);
-  const chunks = new ChunkServer(store, Math.max(config.Transfers.Threads, config.Transfers.MaxThreads));
+  const chunks = new ChunkServer(store, Math.max(config.Transfers.Threads, config.Transfers.MaxThreads), InFlight.fromConfig(config.Transfers));
   servers.set(app, { receiver, chunks });
   const idleMs = ctx.httpTimeoutSeconds * 1000;
 
@@ -120,10 +121,10 @@ export const transfersServerModule: NodeModule = async (app, ctx, routes) => {
       GET: async (req: FastifyRequest, reply: FastifyReply) => {
         const ids = parseChunkIds(param(req, 'ids'));
         const query = parseChunkQuery(rawQuery(req));
-        const release = await chunks.acquire();
+        // Waits for a slot and for the answer's bytes in the node's in-flight budget.
+        const answer = await chunks.answer({ ids, ...query });
         let handedOver = false;
         try {
-          const answer = await chunks.answer({ ids, ...query });
           // Extension bucket-crc32: the payload's CRC-32, read once ahead of the answer (cheap next to
           // the network), so the answer itself still streams; a gzip answer's own trailer is that CRC-32.
           // A puller of version 1 of the extension wants the hexadecimal form whatever the compression.
@@ -132,13 +133,13 @@ export const transfersServerModule: NodeModule = async (app, ctx, routes) => {
             reply.header(HEADER_CRC32, want === '2' && query.compression === 'gzip' ? CRC32_MEMBER : await chunks.crc32(answer.plan));
           }
           // The slot is held until the answer is fully sent or the client went away.
-          reply.raw.once('close', release);
+          reply.raw.once('close', answer.release);
           handedOver = true;
           reply.code(200).header('Content-Type', answer.contentType);
           if (answer.length !== undefined) reply.header('Content-Length', String(answer.length));
           return reply.send(answer.stream);
         } finally {
-          if (!handedOver) release();
+          if (!handedOver) answer.release();
         }
       },
     },

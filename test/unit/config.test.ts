@@ -346,6 +346,8 @@ describe('defaults and overrides', () => {
       Extensions: true,
       BucketSpans: true,
       MaxPushInstances: 100_000,
+      MaxRequestsInFlight: 0,
+      MaxInFlightSize: 0,
     });
     assert.deepEqual(config, {
       Name: 'dicom-xfer',

@@ -1,5 +1,6 @@
 // The node's own core routes, as Orthanc answers them: /system, /plugins and /plugins/transfers (with the
 // extensions this node lists). Another route set may amend their JSON through the app's hooks.
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Config } from '../config/types.ts';
 import type { HttpApp } from '../server/app.ts';
 import { route, sendJson } from '../server/http.ts';
@@ -29,11 +30,11 @@ function systemDocument(config: Config): Record<string, unknown> {
   };
 }
 
+/** Registers the core routes on `app`; each answer passes through the amender of its path, if any. */
 export function registerSystemRoutes(app: HttpApp, config: Config): void {
   const { fastify, routes } = app;
   const answer = (path: CorePath, value: () => unknown) => ({
-    GET: async (req: Parameters<HttpApp['amended']>[2], reply: Parameters<typeof sendJson>[0]) =>
-      sendJson(reply, await app.amended(path, value(), req)),
+    GET: async (req: FastifyRequest, reply: FastifyReply) => sendJson(reply, await app.amended(path, value(), req)),
   });
   route(fastify, '/system', answer('/system', () => systemDocument(config)), routes);
   route(fastify, '/plugins', answer('/plugins', () => ['transfers']), routes);

@@ -1,7 +1,7 @@
 // `dicom-xfer serve`: runs a node with the embedded store, or beside an Orthanc (--orthanc), until Ctrl-C or
 // SIGTERM. The node's code is loaded only when the command runs, so other commands start quickly.
 import type { Command } from 'commander';
-import type { RunningNode, ServeFlags } from '../server/node.ts';
+import type { RunningNode, ServeFlags } from '../node.ts';
 
 export function registerServe(program: Command): void {
   program
@@ -19,7 +19,7 @@ export function registerServe(program: Command): void {
     .action(async (flags: ServeFlags) => {
       let node: RunningNode;
       try {
-        const { startNode } = await import('../server/node.ts');
+        const { startNode } = await import('../node.ts');
         node = await startNode(flags);
       } catch (e) {
         process.stderr.write(`dicom-xfer serve: ${e instanceof Error ? e.message : String(e)}\n`);

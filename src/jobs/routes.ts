@@ -15,25 +15,18 @@ export interface ForeignJobs {
   forward(req: FastifyRequest, reply: FastifyReply): Promise<unknown>;
 }
 
-const foreignJobs = new WeakMap<FastifyInstance, ForeignJobs>();
-
-/** Makes the /jobs routes of `app` merge and forward to `jobs` (set by the Orthanc proxy module). */
-export function setForeignJobs(app: FastifyInstance, jobs: ForeignJobs): void {
-  foreignJobs.set(app, jobs);
-}
-
 function jobId(req: FastifyRequest, engine: JobsEngine): string {
   const id = (req.params as { id?: string }).id ?? '';
   if (!JOB_ID.test(id) || !engine.has(id)) throw new XferError('UnknownResource', `job ${id}`);
   return id;
 }
 
-export function registerJobRoutes(app: FastifyInstance, engine: JobsEngine, routes: RouteInfo[]): void {
+/** Orthanc's /jobs routes over `engine`; with `foreignJobs`, the other system's jobs are listed and forwarded too. */
+export function registerJobRoutes(app: FastifyInstance, engine: JobsEngine, routes: RouteInfo[], foreignJobs?: ForeignJobs): void {
   /** The other system's answer, for a job ID that is not the engine's; undefined when it is ours. */
   const foreign = (req: FastifyRequest, reply: FastifyReply): Promise<unknown> | undefined => {
     const id = (req.params as { id?: string }).id ?? '';
-    const other = foreignJobs.get(app);
-    return other && !engine.has(id) ? other.forward(req, reply) : undefined;
+    return foreignJobs && !engine.has(id) ? foreignJobs.forward(req, reply) : undefined;
   };
   route(
     app,
@@ -43,7 +36,7 @@ export function registerJobRoutes(app: FastifyInstance, engine: JobsEngine, rout
         const expand = flag(req.query, 'expand');
         const ids = engine.list();
         const ours: unknown[] = expand ? ids.map((id) => engine.describe(id)) : ids;
-        const theirs = (await foreignJobs.get(app)?.list(req, expand)) ?? [];
+        const theirs = (await foreignJobs?.list(req, expand)) ?? [];
         return sendJson(reply, [...ours, ...theirs]);
       },
     },

@@ -1,53 +1,36 @@
 // Prometheus metrics of a node at Orthanc's path, GET /tools/metrics-prometheus: the plugin's
 // orthanc_transfers_* figures (docs/protocol.md#metrics, with a DELETE counted as aborted, not committed) and
-// dicom-xfer's own dicom_xfer_* figures, read from the counters the transfer modules already keep.
+// dicom-xfer's own dicom_xfer_* figures, read from the counters the transfer modules already keep, which the
+// composition root hands in (the peers, the transfers server, the jobs engine, the bucket latencies).
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { JobsEngine, JobState } from '../jobs/engine.ts';
 import type { Peers } from '../peers/peers.ts';
-import { getPeers } from '../peers/routes.ts';
-import type { NodeContext, NodeModule } from '../server/app.ts';
-import { route } from '../server/http.ts';
-import { getJobs } from '../transfer/client-routes.ts';
-import { transfersServerOf } from '../transfer/server-routes.ts';
+import { route, type RouteInfo } from '../server/http.ts';
+import type { TransfersServer } from '../transfer/server-routes.ts';
+import type { BucketLatency } from './buckets.ts';
 import { Throughput, type ByteTotals } from './throughput.ts';
 
 export const METRICS_PATH = '/tools/metrics-prometheus';
 
 const JOB_STATES: readonly JobState[] = ['Pending', 'Running', 'Paused', 'Success', 'Failure'];
 
-/** Where a bucket's latency was measured. */
-export type BucketSide =
-  /** This node PUT a bucket to a peer (push sender): from the request to the end of the answer. */
-  | 'send'
-  /** This node GET a chunk from a peer (pull receiver): from the request to the last byte. */
-  | 'fetch'
-  /** A peer PUT a bucket here (push receiver): from the request to the answer sent. */
-  | 'receive'
-  /** A peer GET a chunk here (data source): from the request to the last byte sent. */
-  | 'serve';
+/** The counters of the transfers server that the metrics read. */
+export type ServerCounters = Pick<TransfersServer, 'receiver' | 'chunks'>;
 
-/** Seconds: a bucket is typically 4 MiB, from a LAN (tens of ms) to a slow WAN (a minute). */
-const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
-
-
-/** The metrics of one node, for other modules (the dashboard reads the throughput). */
-export interface NodeMetrics {
-  registry: Registry;
-  throughput: Throughput;
-  /** Records one bucket's latency (for a jobs-engine hook that knows its buckets better than HTTP does). */
-  observeBucket(side: BucketSide, seconds: number): void;
+/** What the metrics of a node are read from. */
+export interface MetricsSources {
+  peers: Peers;
+  server: ServerCounters;
+  engine: JobsEngine;
+  /** The bucket latencies, fed by the jobs and the HTTP server. */
+  latency: BucketLatency;
 }
 
-const byContext = new WeakMap<NodeContext, NodeMetrics>();
-
-/** The metrics of the node whose context is `ctx`, when metricsModule is registered on it. */
-export function metricsOf(ctx: NodeContext): NodeMetrics | undefined {
-  return byContext.get(ctx);
-}
+type Registers = Registry[];
 
 /** Every byte the node moved for transfers so far: peer calls, plus pushes received and chunks served. */
-function byteTotals(app: FastifyInstance, peers: Peers): ByteTotals {
+function byteTotals(peers: Peers, server: ServerCounters): ByteTotals {
   let sent = 0;
   let received = 0;
   for (const name of peers.names()) {
@@ -56,11 +39,8 @@ function byteTotals(app: FastifyInstance, peers: Peers): ByteTotals {
     sent += s.bytesSent;
     received += s.bytesReceived;
   }
-  const server = transfersServerOf(app);
-  if (server) {
-    received += server.receiver.counters.wireBytes;
-    sent += server.chunks.counters.bytes;
-  }
+  received += server.receiver.counters.wireBytes;
+  sent += server.chunks.counters.bytes;
   return { sent, received };
 }
 
@@ -101,14 +81,9 @@ function setCounter(c: Counter, value: number, labels?: Record<string, string>):
   else c.inc(Math.max(0, value));
 }
 
-function buildMetrics(app: FastifyInstance, peers: Peers, engine: JobsEngine): { metrics: NodeMetrics; close(): void } {
-  const registry = new Registry();
-  const registers = [registry];
-  const server = () => transfersServerOf(app);
-  const throughput = new Throughput(() => byteTotals(app, peers));
-
-  // ---- the plugin's names (docs/protocol.md#metrics); gauges, as Orthanc publishes them -------------------
-  const orthancGauge = (name: string, help: string, read: () => number) =>
+/** The plugin's names (docs/protocol.md#metrics); gauges, as Orthanc publishes them. */
+function orthancGauges(registers: Registers, server: ServerCounters): void {
+  const gauge = (name: string, help: string, read: () => number) =>
     new Gauge({
       name,
       help,
@@ -117,25 +92,28 @@ function buildMetrics(app: FastifyInstance, peers: Peers, engine: JobsEngine): {
         this.set(read());
       },
     });
-  orthancGauge('orthanc_transfers_used_cache_size', 'Bytes in the sender instance cache (dicom-xfer reads ranges straight from the store: always 0).', () => 0);
-  orthancGauge('orthanc_transfers_cache_hit_count', 'Sender cache hits (no instance cache in dicom-xfer: always 0).', () => 0);
-  orthancGauge('orthanc_transfers_cache_miss_count', 'Sender cache misses (no instance cache in dicom-xfer: always 0).', () => 0);
-  orthancGauge('orthanc_transfers_available_push_count', 'Push transactions that can still be created without evicting one.', () => server()?.receiver.available ?? 0);
-  orthancGauge('orthanc_transfers_created_push_count', 'Push transactions created.', () => server()?.receiver.counters.created ?? 0);
-  orthancGauge('orthanc_transfers_committed_push_count', 'Push transactions committed successfully (a DELETE is not counted here, unlike the plugin).', () => server()?.receiver.counters.committed ?? 0);
-  orthancGauge(
+  const { receiver } = server;
+  gauge('orthanc_transfers_used_cache_size', 'Bytes in the sender instance cache (dicom-xfer reads ranges straight from the store: always 0).', () => 0);
+  gauge('orthanc_transfers_cache_hit_count', 'Sender cache hits (no instance cache in dicom-xfer: always 0).', () => 0);
+  gauge('orthanc_transfers_cache_miss_count', 'Sender cache misses (no instance cache in dicom-xfer: always 0).', () => 0);
+  gauge('orthanc_transfers_available_push_count', 'Push transactions that can still be created without evicting one.', () => receiver.available);
+  gauge('orthanc_transfers_created_push_count', 'Push transactions created.', () => receiver.counters.created);
+  gauge('orthanc_transfers_committed_push_count', 'Push transactions committed successfully (a DELETE is not counted here, unlike the plugin).', () => receiver.counters.committed);
+  gauge(
     'orthanc_transfers_aborted_push_count',
     'Push transactions ended without a commit: discarded by DELETE, evicted, expired when idle, or whose commit failed.',
     () => {
-      const c = server()?.receiver.counters;
-      return c ? c.discarded + c.evicted + c.expired + c.failedCommits : 0;
+      const c = receiver.counters;
+      return c.discarded + c.evicted + c.expired + c.failedCommits;
     },
   );
-  orthancGauge('orthanc_transfers_push_total_received_bytes_count', 'Declared bytes of the push transactions that reached their commit.', () => server()?.receiver.counters.receivedBytes ?? 0);
-  orthancGauge('orthanc_transfers_push_total_time_spent_in_reception_ms', 'Sum over commits of the time from creation to commit, in ms.', () => server()?.receiver.counters.receptionMs ?? 0);
-  orthancGauge('orthanc_transfers_push_total_time_spent_in_commit_ms', 'Sum of the durations of successful commits, in ms.', () => server()?.receiver.counters.commitMs ?? 0);
+  gauge('orthanc_transfers_push_total_received_bytes_count', 'Declared bytes of the push transactions that reached their commit.', () => receiver.counters.receivedBytes);
+  gauge('orthanc_transfers_push_total_time_spent_in_reception_ms', 'Sum over commits of the time from creation to commit, in ms.', () => receiver.counters.receptionMs);
+  gauge('orthanc_transfers_push_total_time_spent_in_commit_ms', 'Sum of the durations of successful commits, in ms.', () => receiver.counters.commitMs);
+}
 
-  // ---- dicom-xfer's own ---------------------------------------------------------------------------
+/** dicom-xfer's figures of each peer: bytes, calls, failures, round-trip time. */
+function peerMetrics(registers: Registers, peers: Peers): void {
   const perPeer = (name: string, help: string, pick: (s: NonNullable<ReturnType<Peers['stats']>>) => number) =>
     new Counter({
       name,
@@ -167,8 +145,11 @@ function buildMetrics(app: FastifyInstance, peers: Peers, engine: JobsEngine): {
       }
     },
   });
+}
 
-  const serverCounter = (name: string, help: string, read: () => number) =>
+/** dicom-xfer's figures of the push receiver and the chunk server. */
+function serverMetrics(registers: Registers, server: ServerCounters): void {
+  const counter = (name: string, help: string, read: () => number) =>
     new Counter({
       name,
       help,
@@ -178,20 +159,20 @@ function buildMetrics(app: FastifyInstance, peers: Peers, engine: JobsEngine): {
         setCounter(this, read());
       },
     });
-  serverCounter('dicom_xfer_push_received_wire_bytes_total', 'Bucket bytes received by the push receiver, as sent (compressed when gzip).', () => server()?.receiver.counters.wireBytes ?? 0);
-  serverCounter('dicom_xfer_push_received_bucket_bytes_total', 'Uncompressed bucket bytes written by the push receiver.', () => server()?.receiver.counters.bucketBytes ?? 0);
-  serverCounter('dicom_xfer_push_refused_creates_total', 'Push transactions refused at creation (no room: every held one active, or not enough disk).', () => server()?.receiver.counters.refused ?? 0);
-  serverCounter('dicom_xfer_push_checksum_refusals_total', 'Buckets refused because their MD5 did not match (corrupted in flight; the sender sends them again).', () => server()?.receiver.counters.checksumRefusals ?? 0);
-  serverCounter('dicom_xfer_push_received_buckets_total', 'Buckets written completely by the push receiver.', () => server()?.receiver.counters.buckets ?? 0);
-  serverCounter('dicom_xfer_chunk_requests_total', 'Chunk answers started by the data source (pull mode).', () => server()?.chunks.counters.requests ?? 0);
-  serverCounter('dicom_xfer_chunk_served_bytes_total', 'Uncompressed bytes read from the store for chunk answers.', () => server()?.chunks.counters.bytes ?? 0);
+  const { receiver, chunks } = server;
+  counter('dicom_xfer_push_received_wire_bytes_total', 'Bucket bytes received by the push receiver, as sent (compressed when gzip).', () => receiver.counters.wireBytes);
+  counter('dicom_xfer_push_received_bucket_bytes_total', 'Uncompressed bucket bytes written by the push receiver.', () => receiver.counters.bucketBytes);
+  counter('dicom_xfer_push_refused_creates_total', 'Push transactions refused at creation (no room: every held one active, or not enough disk).', () => receiver.counters.refused);
+  counter('dicom_xfer_push_checksum_refusals_total', 'Buckets refused because their MD5 did not match (corrupted in flight; the sender sends them again).', () => receiver.counters.checksumRefusals);
+  counter('dicom_xfer_push_received_buckets_total', 'Buckets written completely by the push receiver.', () => receiver.counters.buckets);
+  counter('dicom_xfer_chunk_requests_total', 'Chunk answers started by the data source (pull mode).', () => chunks.counters.requests);
+  counter('dicom_xfer_chunk_served_bytes_total', 'Uncompressed bytes read from the store for chunk answers.', () => chunks.counters.bytes);
   new Gauge({
     name: 'dicom_xfer_chunk_gzip_level',
     help: 'The gzip level of chunk answers now (chosen from this machine\'s CPU against the link).',
     registers,
     collect() {
-      const chunks = server()?.chunks;
-      if (chunks) this.set(chunks.gzip.level);
+      this.set(chunks.gzip.level);
     },
   });
   new Gauge({
@@ -199,119 +180,123 @@ function buildMetrics(app: FastifyInstance, peers: Peers, engine: JobsEngine): {
     help: 'Push transactions held now by the receiver.',
     registers,
     collect() {
-      this.set(server()?.receiver.held ?? 0);
+      this.set(receiver.held);
     },
   });
+}
 
-  const latency = new Histogram({
-    name: 'dicom_xfer_bucket_duration_seconds',
-    help: 'Time to move one bucket, by side: send (PUT to a peer), fetch (GET from a peer), receive (PUT here), serve (GET here).',
-    labelNames: ['side'],
-    buckets: LATENCY_BUCKETS,
-    registers,
-  });
+/**
+ * The jobs' figures: jobs by type and state, running jobs, and counters that follow the engine's events
+ * (retries, skipped instances, jobs finished); a job's Content is read when it changes.
+ */
+class JobMetrics {
+  readonly #engine: JobsEngine;
+  readonly #figures: JobFigure[];
+  readonly #finished: Counter;
+  readonly #states = new Map<string, string>();
+  readonly #look = (id: string) => this.#see(id);
 
-  const retries = new Counter({ name: 'dicom_xfer_retries_total', help: 'Calls retried by transfer jobs (from the jobs\' Retries).', registers });
-  const skipped = new Counter({
-    name: 'dicom_xfer_skipped_instances_total',
-    help: 'Instances a transfer job did not send because the peer already had them (from the jobs\' SkippedInstances).',
-    registers,
-  });
-  const finished = new Counter({
-    name: 'dicom_xfer_jobs_finished_total',
-    help: 'Jobs that ended, by type and final state.',
-    labelNames: ['type', 'state'],
-    registers,
-  });
-  new Gauge({
-    name: 'dicom_xfer_jobs',
-    help: 'Jobs known to the engine, by type and state.',
-    labelNames: ['type', 'state'],
-    registers,
-    collect() {
-      this.reset();
-      for (const type of ['PushTransfer', 'PullTransfer', 'RemotePullTransfer']) for (const state of JOB_STATES) this.set({ type, state }, 0);
-      for (const id of engine.list()) {
-        const j = engine.describe(id);
-        this.inc({ type: String(j.Type), state: String(j.State) });
-      }
-    },
-  });
-  new Gauge({
-    name: 'dicom_xfer_jobs_active',
-    help: 'Jobs running now.',
-    registers,
-    collect() {
-      this.set(engine.list().filter((id) => engine.state(id) === 'Running').length);
-    },
-  });
-  new Gauge({
-    name: 'dicom_xfer_throughput_bytes_per_second',
-    help: 'Transfer bytes per second over the last seconds, by direction (peer calls, pushes received, chunks served).',
-    labelNames: ['direction'],
-    registers,
-    collect() {
-      const now = throughput.now();
-      this.set({ direction: 'sent' }, now.sent);
-      this.set({ direction: 'received' }, now.received);
-    },
-  });
-  collectDefaultMetrics({ register: registry, prefix: 'dicom_xfer_' });
+  constructor(registers: Registers, engine: JobsEngine) {
+    this.#engine = engine;
+    const retries = new Counter({ name: 'dicom_xfer_retries_total', help: 'Calls retried by transfer jobs (from the jobs\' Retries).', registers });
+    const skipped = new Counter({
+      name: 'dicom_xfer_skipped_instances_total',
+      help: 'Instances a transfer job did not send because the peer already had them (from the jobs\' SkippedInstances).',
+      registers,
+    });
+    this.#figures = [new JobFigure('Retries', retries), new JobFigure('SkippedInstances', skipped)];
+    this.#finished = new Counter({ name: 'dicom_xfer_jobs_finished_total', help: 'Jobs that ended, by type and final state.', labelNames: ['type', 'state'], registers });
+    new Gauge({
+      name: 'dicom_xfer_jobs',
+      help: 'Jobs known to the engine, by type and state.',
+      labelNames: ['type', 'state'],
+      registers,
+      collect() {
+        this.reset();
+        for (const type of ['PushTransfer', 'PullTransfer', 'RemotePullTransfer']) for (const state of JOB_STATES) this.set({ type, state }, 0);
+        for (const id of engine.list()) {
+          const j = engine.describe(id);
+          this.inc({ type: String(j.Type), state: String(j.State) });
+        }
+      },
+    });
+    new Gauge({
+      name: 'dicom_xfer_jobs_active',
+      help: 'Jobs running now.',
+      registers,
+      collect() {
+        this.set(engine.list().filter((id) => engine.state(id) === 'Running').length);
+      },
+    });
+    for (const id of engine.list()) this.#states.set(id, engine.state(id));
+    engine.on('change', this.#look);
+    engine.on('progress', this.#look);
+  }
 
-  // Job figures follow the engine's events; a job's Content is read when it changes.
-  const figures = [new JobFigure('Retries', retries), new JobFigure('SkippedInstances', skipped)];
-  const states = new Map<string, string>();
-  const look = (id: string) => {
+  #see(id: string): void {
+    const engine = this.#engine;
     if (!engine.has(id)) {
-      for (const f of figures) f.forget(id);
-      states.delete(id);
+      for (const f of this.#figures) f.forget(id);
+      this.#states.delete(id);
       return;
     }
     const j = engine.describe(id);
     const content = (j.Content ?? {}) as Record<string, unknown>;
     const state = String(j.State);
-    const before = states.get(id);
+    const before = this.#states.get(id);
     if (before !== state) {
-      states.set(id, state);
-      if ((state === 'Success' || state === 'Failure') && before !== undefined) finished.inc({ type: String(j.Type), state });
+      this.#states.set(id, state);
+      if ((state === 'Success' || state === 'Failure') && before !== undefined) this.#finished.inc({ type: String(j.Type), state });
     }
     // A send in pull mode mirrors the peer's figures: the retries and skips are the peer's, not ours.
-    if (j.Type !== 'RemotePullTransfer') for (const f of figures) f.see(id, content);
-  };
-  for (const id of engine.list()) states.set(id, engine.state(id));
-  engine.on('change', look);
-  engine.on('progress', look);
+    if (j.Type !== 'RemotePullTransfer') for (const f of this.#figures) f.see(id, content);
+  }
 
-  // Bucket latency on the server side: fastify knows when a bucket PUT or a chunk answer is done.
-  app.addHook('onResponse', async (req, reply) => {
-    if (reply.statusCode !== 200) return;
-    const url = req.routeOptions.url;
-    if (req.method === 'PUT' && url === '/transfers/push/:tx/:index') latency.observe({ side: 'receive' }, reply.elapsedTime / 1000);
-    else if (req.method === 'GET' && url === '/transfers/chunks/:ids') latency.observe({ side: 'serve' }, reply.elapsedTime / 1000);
-  });
-
-  const metrics: NodeMetrics = {
-    registry,
-    throughput,
-    observeBucket: (side, seconds) => latency.observe({ side }, seconds),
-  };
-  const close = () => {
-    engine.off('change', look);
-    engine.off('progress', look);
-    throughput.stop();
-  };
-  return { metrics, close };
+  close(): void {
+    this.#engine.off('change', this.#look);
+    this.#engine.off('progress', this.#look);
+  }
 }
 
+/** The metrics of one node: its registry and its throughput (which the dashboard shows too). */
+export class NodeMetrics {
+  readonly registry = new Registry();
+  readonly throughput: Throughput;
+  readonly #jobs: JobMetrics;
+
+  constructor(sources: MetricsSources) {
+    const { peers, server } = sources;
+    const registers = [this.registry];
+    this.throughput = new Throughput(() => byteTotals(peers, server));
+    orthancGauges(registers, server);
+    peerMetrics(registers, peers);
+    serverMetrics(registers, server);
+    this.registry.registerMetric(sources.latency.histogram);
+    this.#jobs = new JobMetrics(registers, sources.engine);
+    const throughput = this.throughput;
+    new Gauge({
+      name: 'dicom_xfer_throughput_bytes_per_second',
+      help: 'Transfer bytes per second over the last seconds, by direction (peer calls, pushes received, chunks served).',
+      labelNames: ['direction'],
+      registers,
+      collect() {
+        const now = throughput.now();
+        this.set({ direction: 'sent' }, now.sent);
+        this.set({ direction: 'received' }, now.received);
+      },
+    });
+    collectDefaultMetrics({ register: this.registry, prefix: 'dicom_xfer_' });
+  }
+
+  /** Stops following the jobs and sampling the throughput. */
+  close(): void {
+    this.#jobs.close();
+    this.throughput.stop();
+  }
+}
 
 /** Another server's metrics served at the same path (Orthanc's, behind `--proxy`): its text, or undefined. */
 export type ForeignMetrics = (req: FastifyRequest) => Promise<string | undefined>;
-const foreignMetrics = new WeakMap<FastifyInstance, ForeignMetrics>();
-
-/** Has GET /tools/metrics-prometheus append what `fn` answers (families this node also writes left out). */
-export function setForeignMetrics(app: FastifyInstance, fn: ForeignMetrics): void {
-  foreignMetrics.set(app, fn);
-}
 
 /** The metric family a line of Prometheus' text format speaks of (the name of a sample, HELP or TYPE). */
 function familyOf(line: string): string | undefined {
@@ -338,20 +323,16 @@ export function foreignFamilies(theirs: string, ours: ReadonlySet<string>): stri
 }
 
 /**
- * The metrics module: GET /tools/metrics-prometheus in Prometheus' text format. It must come after the
- * peers and both transfers modules in the node's module list (it reads their counters). Behind `--proxy`
- * Orthanc's own metrics follow this node's, at the path where Orthanc serves them.
+ * GET /tools/metrics-prometheus in Prometheus' text format. With `foreign` (Orthanc's metrics behind
+ * `--proxy`), what it answers follows this node's, at the path where Orthanc serves them.
  */
-export const metricsModule: NodeModule = (app, ctx, routes) => {
-  const { metrics, close } = buildMetrics(app, getPeers(ctx), getJobs(ctx));
-  byContext.set(ctx, metrics);
+export function registerMetricsRoutes(app: FastifyInstance, metrics: NodeMetrics, routes: RouteInfo[], foreign?: ForeignMetrics): void {
   route(
     app,
     METRICS_PATH,
     {
       GET: async (req, reply) => {
         let text = await metrics.registry.metrics();
-        const foreign = foreignMetrics.get(app);
         const theirs = foreign ? await foreign(req) : undefined;
         if (theirs !== undefined) {
           const ours = new Set(metrics.registry.getMetricsAsArray().map((m) => m.name));
@@ -362,8 +343,4 @@ export const metricsModule: NodeModule = (app, ctx, routes) => {
     },
     routes,
   );
-  return async () => {
-    close();
-    byContext.delete(ctx);
-  };
-};
+}

@@ -1,7 +1,7 @@
 // GET /openapi.json: an OpenAPI 3.1 document of every route the node serves, built from the route registry
 // that the app and its modules fill (so a new route can never be missing), with the bodies' schemas where
 // the code validates them and Orthanc's error JSON as the answer of every failure.
-import type { NodeModule } from '../server/app.ts';
+import type { FastifyInstance } from 'fastify';
 import { route, sendJson, type Method, type RouteInfo } from '../server/http.ts';
 import { VERSION } from '../version.ts';
 import { CATALOG, type OperationDoc } from './catalog.ts';
@@ -66,7 +66,8 @@ export function buildOpenApi(routes: readonly RouteInfo[], opts: { title?: strin
   const paths: Record<string, Json> = {};
   for (const r of routes) {
     const p = toOpenApiPath(r.path);
-    const item = (paths[p] ??= {});
+    paths[p] ??= {};
+    const item = paths[p];
     for (const m of r.methods) item[m.toLowerCase()] = operation(m, r.path, CATALOG[r.path]?.[m]);
   }
   const sorted: Record<string, Json> = {};
@@ -99,12 +100,7 @@ export function buildOpenApi(routes: readonly RouteInfo[], opts: { title?: strin
   return doc;
 }
 
-/** The OpenAPI module: GET /openapi.json, built when asked so it lists the routes of every module. */
-export const openapiModule: NodeModule = (app, ctx, routes) => {
-  route(
-    app,
-    OPENAPI_PATH,
-    { GET: async (_req, reply) => sendJson(reply, buildOpenApi(routes, { title: `dicom-xfer node "${ctx.config.Name}"` })) },
-    routes,
-  );
-};
+/** GET /openapi.json, built when asked so that it lists every route registered by then in `routes`. */
+export function registerOpenApi(app: FastifyInstance, routes: RouteInfo[], title: string): void {
+  route(app, OPENAPI_PATH, { GET: async (_req, reply) => sendJson(reply, buildOpenApi(routes, { title })) }, routes);
+}

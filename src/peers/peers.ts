@@ -3,7 +3,6 @@
 import type { Logger } from 'pino';
 import type { Config, PeerConfig } from '../config/types.ts';
 import { XferError } from '../errors.ts';
-import type { NodeContext } from '../server/app.ts';
 import { PeerClient, newPeerStats, type PeerClientSettings, type PeerStats } from './client.ts';
 import { PeerRegistry, peersFile } from './registry.ts';
 
@@ -192,21 +191,4 @@ export class Peers {
     this.#clients.clear();
     await Promise.all(clients.map((c) => c.close()));
   }
-}
-
-const byContext = new WeakMap<NodeContext, Peers>();
-
-/** Makes `peers` the peers of the node whose context is `ctx` (done by peersModule). */
-export function attachPeers(ctx: NodeContext, peers: Peers): void {
-  byContext.set(ctx, peers);
-}
-
-/**
- * The peers of the node whose context is `ctx`. peersModule must come before the calling module in the
- * node's module list; otherwise this throws InternalError.
- */
-export function getPeers(ctx: NodeContext): Peers {
-  const p = byContext.get(ctx);
-  if (!p) throw new XferError('InternalError', 'the peers module is not registered on this node (it must come before its users)');
-  return p;
 }

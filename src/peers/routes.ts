@@ -1,9 +1,9 @@
 // Routes about peers: Orthanc's /peers API (list, describe, define and delete peers at run time, call a
 // peer's /system) and the plugin's GET /transfers/peers (which peers speak the transfers protocol).
-import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { NodeModule } from '../server/app.ts';
-import { flag, readJson, route, sendJson } from '../server/http.ts';
-import { Peers, attachPeers, type PeerTransfersStatus } from './peers.ts';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import { flag, readJson, route, sendJson, type RouteInfo } from '../server/http.ts';
+import type { Peers, PeerTransfersStatus } from './peers.ts';
 import { describePeer } from './registry.ts';
 import { displayUrl } from '../util/url.ts';
 
@@ -29,13 +29,8 @@ export function styledStringMap(map: Record<string, string>): string {
   return `{\n${entries.map(([k, v]) => `\t${JSON.stringify(k)} : ${JSON.stringify(v)}`).join(',\n')}\n}\n`;
 }
 
-/**
- * The peers module: creates the node's `Peers` (see getPeers in peers.ts), registers its routes and
- * closes its clients at stop. It must come before the modules that call getPeers(ctx).
- */
-export const peersModule: NodeModule = async (app, ctx, routes) => {
-  const peers = await Peers.open(ctx.config, ctx.logger);
-  attachPeers(ctx, peers);
+/** The routes about the node's peers (`peers` is opened and closed by the composition root). */
+export function registerPeerRoutes(app: FastifyInstance, peers: Peers, logger: Logger, routes: RouteInfo[]): void {
   const { registry } = peers;
 
   route(
@@ -64,13 +59,13 @@ export const peersModule: NodeModule = async (app, ctx, routes) => {
         const name = nameOf(req);
         const body = await readJson(req, 1024 * 1024);
         const peer = await registry.put(name, body);
-        ctx.logger.info({ peer: name, url: displayUrl(peer.url) }, 'peer defined');
+        logger.info({ peer: name, url: displayUrl(peer.url) }, 'peer defined');
         return sendEmpty(reply);
       },
       DELETE: async (req, reply) => {
         const name = nameOf(req);
         await registry.remove(name);
-        ctx.logger.info({ peer: name }, 'peer deleted');
+        logger.info({ peer: name }, 'peer deleted');
         return sendEmpty(reply);
       },
     },
@@ -109,9 +104,4 @@ export const peersModule: NodeModule = async (app, ctx, routes) => {
     },
     routes,
   );
-
-  return () => peers.close();
-};
-
-/** Re-exported so that users of the module need one import. */
-export { getPeers, Peers } from './peers.ts';
+}

@@ -1,4 +1,4 @@
-// The Orthanc proxy as a node module. Beside an Orthanc store, /jobs lists Orthanc's jobs with dicom-xfer's
+// The Orthanc proxy. Beside an Orthanc store, /jobs lists Orthanc's jobs with dicom-xfer's
 // and requests about Orthanc's jobs are forwarded to it. With OrthancStore.Proxy (serve --proxy), the node
 // also forwards every request it does not answer itself, so that one port looks like Orthanc with the
 // Transfers Accelerator plugin: Orthanc's REST API, Orthanc Explorer with the "Transfers accelerator" button
@@ -6,9 +6,11 @@
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import type { FastifyRequest } from 'fastify';
-import { setForeignJobs } from '../jobs/routes.ts';
-import { METRICS_PATH, setForeignMetrics } from '../metrics/metrics.ts';
-import type { NodeModule } from '../server/app.ts';
+import type { CorePath } from '../api/system.ts';
+import type { Config } from '../config/types.ts';
+import type { ForeignJobs } from '../jobs/routes.ts';
+import { METRICS_PATH, type ForeignMetrics } from '../metrics/metrics.ts';
+import type { Amender, HttpApp } from '../server/app.ts';
 import { route } from '../server/http.ts';
 import { OrthancForwarder } from './forward.ts';
 
@@ -27,76 +29,71 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-export const orthancProxyModule: NodeModule = async (app, ctx, routes, hooks) => {
-  const store = ctx.config.OrthancStore;
-  if (!store) return undefined;
-  const proxy = store.proxy;
-  const fwd = new OrthancForwarder({
-    url: store.url,
-    username: store.username,
-    password: store.password,
-    // Without authentication of its own, the proxy lets Orthanc judge the client's credentials. Otherwise
-    // (and for the job calls of a node that is no proxy) Orthanc gets the node's configured credentials.
-    passClientAuthorization: proxy && !ctx.config.AuthenticationEnabled,
-    timeoutMs: store.timeout * 1000,
-    clientIdleMs: ctx.httpTimeoutSeconds * 1000,
-    publicScheme: ctx.config.SslEnabled ? 'https' : 'http',
-    verifyPeers: ctx.config.HttpsVerifyPeers,
-    caFile: ctx.config.HttpsCACertificates,
-  });
+/**
+ * What a node does beside an Orthanc store (undefined without one): Orthanc's jobs for /jobs (foreignJobs),
+ * and with Proxy, Orthanc's metrics (foreignMetrics) and the routes and hooks of `install`.
+ */
+export function openOrthancProxy(config: Config, httpTimeoutSeconds: number): OrthancProxy | undefined {
+  return config.OrthancStore ? new OrthancProxy(config, config.OrthancStore, httpTimeoutSeconds) : undefined;
+}
 
-  setForeignJobs(app, {
-    async list(req, expand) {
-      const v = await fwd.getJson(req, expand ? '/jobs?expand' : '/jobs', LIST_TIMEOUT_MS);
-      if (!Array.isArray(v)) {
-        req.log.debug('Orthanc\'s jobs are not listed: Orthanc did not answer GET /jobs');
-        return undefined;
-      }
-      return v;
-    },
-    forward: (req, reply) => fwd.forward(req, reply),
-  });
+export class OrthancProxy {
+  /** Orthanc's jobs, listed in /jobs beside this node's; requests about them are forwarded. */
+  readonly foreignJobs: ForeignJobs;
+  /** Orthanc's metrics, appended to this node's (with Proxy only). */
+  readonly foreignMetrics: ForeignMetrics | undefined;
+  readonly #fwd: OrthancForwarder;
+  readonly #proxy: boolean;
 
-  if (proxy) {
-    const ours = await readFile(EXPLORER_SCRIPT, 'utf8');
-    hooks.setFallback((req, reply) => fwd.forward(req, reply));
-    // Orthanc's metrics stay where Prometheus scrapes them, after this node's.
-    setForeignMetrics(app, (req) => fwd.getText(req, METRICS_PATH, AMEND_TIMEOUT_MS));
-
-    /** Orthanc's plugins, or undefined when Orthanc cannot tell. */
-    const orthancPlugins = async (req: FastifyRequest, timeoutMs: number): Promise<string[] | undefined> => {
-      const v = await fwd.getJson(req, '/plugins', timeoutMs);
-      return Array.isArray(v) ? v.filter((p): p is string => typeof p === 'string') : undefined;
+  constructor(config: Config, store: NonNullable<Config['OrthancStore']>, httpTimeoutSeconds: number) {
+    this.#proxy = store.proxy;
+    const fwd = new OrthancForwarder({
+      url: store.url,
+      username: store.username,
+      password: store.password,
+      // Without authentication of its own, the proxy lets Orthanc judge the client's credentials. Otherwise
+      // (and for the job calls of a node that is no proxy) Orthanc gets the node's configured credentials.
+      passClientAuthorization: store.proxy && !config.AuthenticationEnabled,
+      timeoutMs: store.timeout * 1000,
+      clientIdleMs: httpTimeoutSeconds * 1000,
+      publicScheme: config.SslEnabled ? 'https' : 'http',
+      verifyPeers: config.HttpsVerifyPeers,
+      caFile: config.HttpsCACertificates,
+    });
+    this.#fwd = fwd;
+    this.foreignJobs = {
+      async list(req, expand) {
+        const v = await fwd.getJson(req, expand ? '/jobs?expand' : '/jobs', LIST_TIMEOUT_MS);
+        if (!Array.isArray(v)) {
+          req.log.debug('Orthanc\'s jobs are not listed: Orthanc did not answer GET /jobs');
+          return undefined;
+        }
+        return v;
+      },
+      forward: (req, reply) => fwd.forward(req, reply),
     };
-    hooks.amend('/plugins', async (value, req) => {
-      const list = Array.isArray(value) ? (value as unknown[]) : [];
-      const theirs = (await orthancPlugins(req, AMEND_TIMEOUT_MS)) ?? [];
-      return [...theirs, ...list.filter((p) => !theirs.includes(p as string))];
-    });
-    hooks.amend('/plugins/transfers', async (value) => (isObject(value) ? { ...value, ExtendsOrthancExplorer: true } : value));
-    // Orthanc's own description (its name is what Explorer shows), with what concerns this port and dicom-xfer.
-    hooks.amend('/system', async (value, req) => {
-      const theirs = await fwd.getJson(req, '/system', AMEND_TIMEOUT_MS);
-      if (!isObject(theirs) || !isObject(value)) return value;
-      return {
-        ...theirs,
-        DicomXferVersion: value['DicomXferVersion'],
-        HttpPort: value['HttpPort'],
-        IsHttpServerSecure: value['IsHttpServerSecure'],
-      };
-    });
+    // Orthanc's metrics stay where Prometheus scrapes them, after this node's.
+    this.foreignMetrics = store.proxy ? (req) => fwd.getText(req, METRICS_PATH, AMEND_TIMEOUT_MS) : undefined;
+  }
 
+  /** With Proxy: the fallback to Orthanc, Orthanc's answers merged into the core routes, /plugins/explorer.js. */
+  async install(app: HttpApp): Promise<void> {
+    if (!this.#proxy) return;
+    const ours = await readFile(EXPLORER_SCRIPT, 'utf8');
+    const fwd = this.#fwd;
+    app.hooks.setFallback((req, reply) => fwd.forward(req, reply));
+    this.#amendCoreRoutes(app);
     // Orthanc Explorer loads ../plugins/explorer.js, where Orthanc gathers the extensions of its plugins.
     // Ours is appended, unless Orthanc runs the Transfers Accelerator plugin itself, whose button already
     // posts to /transfers/send (answered here).
     route(
-      app,
+      app.fastify,
       '/plugins/explorer.js',
       {
         GET: async (req, reply) => {
           const [theirs, plugins] = await Promise.all([
             fwd.getText(req, '/plugins/explorer.js', LIST_TIMEOUT_MS),
-            orthancPlugins(req, LIST_TIMEOUT_MS),
+            this.#orthancPlugins(req, LIST_TIMEOUT_MS),
           ]);
           const body = plugins?.includes('transfers') && theirs !== undefined ? theirs : `${theirs ?? ''}\n${ours}`;
           return reply
@@ -106,8 +103,39 @@ export const orthancProxyModule: NodeModule = async (app, ctx, routes, hooks) =>
             .send(body);
         },
       },
-      routes,
+      app.routes,
     );
   }
-  return () => fwd.close();
-};
+
+  /** Orthanc's plugins, or undefined when Orthanc cannot tell. */
+  async #orthancPlugins(req: FastifyRequest, timeoutMs: number): Promise<string[] | undefined> {
+    const v = await this.#fwd.getJson(req, '/plugins', timeoutMs);
+    return Array.isArray(v) ? v.filter((p): p is string => typeof p === 'string') : undefined;
+  }
+
+  #amendCoreRoutes(app: HttpApp): void {
+    const fwd = this.#fwd;
+    const amend = (path: CorePath, fn: Amender) => app.hooks.amend(path, fn);
+    amend('/plugins', async (value, req) => {
+      const list = Array.isArray(value) ? (value as unknown[]) : [];
+      const theirs = (await this.#orthancPlugins(req, AMEND_TIMEOUT_MS)) ?? [];
+      return [...theirs, ...list.filter((p) => !theirs.includes(p as string))];
+    });
+    amend('/plugins/transfers', async (value) => (isObject(value) ? { ...value, ExtendsOrthancExplorer: true } : value));
+    // Orthanc's own description (its name is what Explorer shows), with what concerns this port and dicom-xfer.
+    amend('/system', async (value, req) => {
+      const theirs = await fwd.getJson(req, '/system', AMEND_TIMEOUT_MS);
+      if (!isObject(theirs) || !isObject(value)) return value;
+      return {
+        ...theirs,
+        DicomXferVersion: value['DicomXferVersion'],
+        HttpPort: value['HttpPort'],
+        IsHttpServerSecure: value['IsHttpServerSecure'],
+      };
+    });
+  }
+
+  close(): Promise<void> {
+    return this.#fwd.close();
+  }
+}

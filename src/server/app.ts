@@ -1,64 +1,41 @@
-// The HTTP application of a dicom-xfer node: security (loopback unless remote access is allowed,
-// HTTP Basic authentication, HTTPS), Orthanc's JSON errors, and the routes of every module.
+// The HTTP framework of a dicom-xfer node: the Fastify instance, its security (loopback unless remote access
+// is allowed, HTTP Basic authentication, HTTPS), Orthanc's JSON errors, the fallback handler and the
+// amending of JSON answers. No route of its own: the composition root (src/node.ts) registers them.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import { XferError } from '../errors.ts';
-import { EmbeddedStore } from '../store/embedded/store.ts';
-import type { Store } from '../store/types.ts';
 import type { Config } from '../config/types.ts';
-import { VERSION } from '../version.ts';
-import { capabilitiesDocument } from '../transfer/capabilities.ts';
-import { installErrorHandlers, route, sendError, sendJson, type Handler, type RouteInfo } from './http.ts';
+import { XferError } from '../errors.ts';
 import { answerClientError, answerFrameworkError, edgeHook, ignoreUnknownExpectations, limitConnections, unreadBodyHook } from './edge.ts';
-import { registerFind } from './find.ts';
-import { registerOrthancApi, uploadLimitsOf } from './orthanc-api.ts';
+import { installErrorHandlers, sendError, type Handler, type RouteInfo } from './http.ts';
 
-/** What every module of a node shares: its configuration, store, logger and identity. */
-export interface NodeContext {
+/** Rewrites the JSON value a route answers (e.g. Orthanc's plugins beside "transfers"). */
+export type Amender = (value: unknown, req: FastifyRequest) => Promise<unknown>;
+
+/** What a route set may change beyond its own routes. */
+export interface AppHooks {
+  /** Answers every request that no route matches (the proxy to Orthanc); one at most. */
+  setFallback(handler: Handler): void;
+  /** Has `fn` rewrite what the route at `path` answers (through `amended`); one per path. */
+  amend(path: string, fn: Amender): void;
+}
+
+export interface HttpAppOptions {
   config: Config;
-  /** The store of the node: the embedded store or an Orthanc; see embeddedApiOf for the embedded-only API. */
-  store: Store;
   logger: Logger;
-  /** This node's random UUID, new at every start (the plugin's "Originator"). */
-  originator: string;
   /** Seconds without a byte after which a request body is abandoned. */
   httpTimeoutSeconds: number;
-}
-
-/** The core routes whose JSON answer a module may amend. */
-export type CorePath = '/system' | '/plugins' | '/plugins/transfers';
-
-/** What a module may change beyond its own routes. */
-export interface ModuleHooks {
-  /** Answers every request that no route matches (the proxy to Orthanc); one module at most. */
-  setFallback(handler: Handler): void;
-  /** Rewrites the JSON value a core route answers (e.g. Orthanc's plugins beside "transfers"). */
-  amend(path: CorePath, fn: (value: unknown, req: FastifyRequest) => Promise<unknown>): void;
-}
-
-/** A module adds its routes (through `route()`, recording them in `routes`) and may return a closer. */
-export type NodeModule = (
-  app: FastifyInstance,
-  ctx: NodeContext,
-  routes: RouteInfo[],
-  hooks: ModuleHooks,
-) => void | (() => Promise<void>) | Promise<void | (() => Promise<void>)>;
-
-export interface AppOptions {
-  ctx: NodeContext;
   /** PEM text holding the certificate and its private key, when HTTPS is on. */
   sslPem?: string | undefined;
-  /** Modules registered after the core API, in order. */
-  modules?: NodeModule[];
 }
 
-export interface App {
+export interface HttpApp {
   fastify: FastifyInstance;
   /** Every route registered, with its methods. */
   routes: RouteInfo[];
-  /** Stops the modules (jobs, transactions...) after the HTTP server closed. */
-  closeModules(): Promise<void>;
+  hooks: AppHooks;
+  /** `value` as the amender of `path` rewrites it (unchanged when none). */
+  amended(path: string, value: unknown, req: FastifyRequest): Promise<unknown>;
 }
 
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|::ffff:127\.\d+\.\d+\.\d+)$/;
@@ -83,19 +60,12 @@ export function checkBasicAuth(header: string | undefined, users: Record<string,
   return ok;
 }
 
-/** The embedded store's own API (resources in Orthanc's shapes), when the node's store is the embedded one. */
-export function embeddedApiOf(store: Store): EmbeddedStore | undefined {
-  return store.features.resourceApi && store instanceof EmbeddedStore ? store : undefined;
-}
-
-export async function buildApp(opts: AppOptions): Promise<App> {
-  const routes: RouteInfo[] = [];
-  const { ctx } = opts;
-  const { config } = ctx;
+/** The Fastify instance with the options every node needs. */
+function newFastify(opts: HttpAppOptions): FastifyInstance {
   // The HTTPS option and pino's Logger type make Fastify infer a narrower instance type than the one the
   // route modules take; they only use the common API, so widen it once here.
   const fastify = Fastify({
-    loggerInstance: ctx.logger as FastifyBaseLogger,
+    loggerInstance: opts.logger as FastifyBaseLogger,
     // One log line per failure is written by the error handler; no line per request.
     logController: new LogController({ disableRequestLogging: true }),
     // Bodies are guarded by an idle timeout in the routes; a slow but live bucket must not be cut off.
@@ -115,29 +85,15 @@ export async function buildApp(opts: AppOptions): Promise<App> {
     frameworkErrors: answerFrameworkError,
   }) as unknown as FastifyInstance;
   ignoreUnknownExpectations(fastify.server);
-  limitConnections(fastify.server, config.HttpMaxConnections);
+  limitConnections(fastify.server, opts.config.HttpMaxConnections);
   // Bodies are read by the routes themselves, as streams, whatever their Content-Type.
   fastify.removeAllContentTypeParsers();
   fastify.addContentTypeParser('*', (_req, _payload, done) => done(null, undefined));
-  let fallback: Handler | undefined;
-  const amenders = new Map<CorePath, (value: unknown, req: FastifyRequest) => Promise<unknown>>();
-  const hooks: ModuleHooks = {
-    setFallback(handler) {
-      if (fallback) throw new Error('a fallback handler is already set');
-      fallback = handler;
-    },
-    amend(path, fn) {
-      if (amenders.has(path)) throw new Error(`${path} is already amended`);
-      amenders.set(path, fn);
-    },
-  };
-  /** The answer of a core route, after the module that amends it (if any). */
-  const core = async (path: CorePath, value: unknown, req: FastifyRequest): Promise<unknown> => {
-    const fn = amenders.get(path);
-    return fn ? fn(value, req) : value;
-  };
-  installErrorHandlers(fastify, () => fallback);
+  return fastify;
+}
 
+/** The hooks every request passes: Host and CSRF checks, remote access, Basic authentication. */
+function installSecurity(fastify: FastifyInstance, config: Config, idleMs: number): void {
   fastify.addHook(
     'onRequest',
     edgeHook({
@@ -146,10 +102,10 @@ export async function buildApp(opts: AppOptions): Promise<App> {
       bindHost: config.HttpHost,
       maxConnections: config.HttpMaxConnections,
       minimumRate: config.HttpRequestMinimumRate,
-      idleMs: ctx.httpTimeoutSeconds * 1000,
+      idleMs,
     }),
   );
-  fastify.addHook('onResponse', unreadBodyHook({ idleMs: ctx.httpTimeoutSeconds * 1000 }));
+  fastify.addHook('onResponse', unreadBodyHook({ idleMs }));
   fastify.addHook('onRequest', async (req, reply) => {
     const remote = req.socket.remoteAddress ?? '';
     if (!config.RemoteAccessAllowed && !LOOPBACK.test(remote)) {
@@ -163,64 +119,32 @@ export async function buildApp(opts: AppOptions): Promise<App> {
     }
     return undefined;
   });
+}
 
-  route(
-    fastify,
-    '/system',
-    {
-      GET: async (req, reply) =>
-        sendJson(reply, await core('/system', {
-          ApiVersion: 16,
-          CheckRevisions: false,
-          DatabaseBackendPlugin: null,
-          DatabaseVersion: 6,
-          DicomAet: 'DICOMXFER',
-          DicomPort: 0,
-          DicomXferVersion: VERSION,
-          HttpPort: config.HttpPort,
-          // As Orthanc: insecure only when anyone who reaches the port gets in without credentials.
-          IsHttpServerSecure: !config.RemoteAccessAllowed || config.AuthenticationEnabled,
-          Name: config.Name,
-          PluginsEnabled: true,
-          StorageAreaPlugin: null,
-          Version: '1.10.1',
-        }, req)),
+/** A Fastify instance with the node's security and error handling, and no route yet. */
+export function createHttpApp(opts: HttpAppOptions): HttpApp {
+  const fastify = newFastify(opts);
+  let fallback: Handler | undefined;
+  const amenders = new Map<string, Amender>();
+  const hooks: AppHooks = {
+    setFallback(handler) {
+      if (fallback) throw new Error('a fallback handler is already set');
+      fallback = handler;
     },
-    routes,
-  );
-  route(fastify, '/plugins', { GET: async (req, reply) => sendJson(reply, await core('/plugins', ['transfers'], req)) }, routes);
-  route(
-    fastify,
-    '/plugins/transfers',
-    {
-      GET: async (req, reply) =>
-        sendJson(reply, await core('/plugins/transfers', {
-          // The extensions this node lists (as GET /transfers/capabilities); an Orthanc has no such key.
-          Capabilities: capabilitiesDocument(config),
-          Description: 'dicom-xfer: accelerated, resumable DICOM transfers, wire-compatible with the Transfers Accelerator',
-          ExtendsOrthancExplorer: false,
-          ID: 'transfers',
-          Version: VERSION,
-        }, req)),
+    amend(path, fn) {
+      if (amenders.has(path)) throw new Error(`${path} is already amended`);
+      amenders.set(path, fn);
     },
-    routes,
-  );
-
-  // Orthanc's resource REST API is answered by the embedded store only (features.resourceApi).
-  const embedded = embeddedApiOf(ctx.store);
-  if (embedded) registerOrthancApi(fastify, { store: embedded, httpTimeoutSeconds: ctx.httpTimeoutSeconds, uploadLimits: uploadLimitsOf(config), routes });
-  // Finding resources works on both stores (the Orthanc one answers it itself).
-  registerFind(fastify, ctx.store, routes);
-  const closers: (() => Promise<void>)[] = [];
-  for (const m of opts.modules ?? []) {
-    const closer = await m(fastify, ctx, routes, hooks);
-    if (closer) closers.push(closer);
-  }
+  };
+  installErrorHandlers(fastify, () => fallback);
+  installSecurity(fastify, opts.config, opts.httpTimeoutSeconds * 1000);
   return {
     fastify,
-    routes,
-    async closeModules() {
-      for (const c of closers.reverse()) await c();
+    routes: [],
+    hooks,
+    async amended(path, value, req) {
+      const fn = amenders.get(path);
+      return fn ? fn(value, req) : value;
     },
   };
 }

@@ -1,4 +1,4 @@
-// The server side of the transfers protocol as a node module: /transfers/lookup, /transfers/chunks/...
+// The server side of the transfers protocol: /transfers/lookup, /transfers/chunks/...
 // (data source in pull mode) and the four push-receiver routes, each answering 405 + Allow for other
 // methods, with Orthanc's error JSON for every failure. With Transfers.Extensions, also the extension
 // routes and headers of capabilities.ts: /transfers/capabilities, /transfers/have,
@@ -9,8 +9,10 @@ import { z } from 'zod';
 import { XferError } from '../errors.ts';
 import { parseChunkIds, parseChunkQuery } from '../protocol/chunk-url.ts';
 import { INSTANCE_ID, parseLookupRequest, parseWire, toWireLookupAnswer } from '../protocol/wire.ts';
-import type { NodeModule } from '../server/app.ts';
-import { intParam, readJson, route, sendJson, withIdleTimeout } from '../server/http.ts';
+import type { Logger } from 'pino';
+import type { Config } from '../config/types.ts';
+import { intParam, readJson, route, sendJson, withIdleTimeout, type RouteInfo } from '../server/http.ts';
+import type { Store } from '../store/types.ts';
 import { RESOURCES_JSON_BODY, createBodyLimit } from '../server/json-body.ts';
 import {
   CAPABILITIES_PATH,
@@ -23,21 +25,57 @@ import {
   extensionsEnabled,
 } from './capabilities.ts';
 import { ChunkServer } from './chunk-server.ts';
-import { InFlight } from './in-flight.ts';
+import type { InFlight } from './in-flight.ts';
 import { lookupInstances } from './lookup.ts';
 import { PushReceiver } from './receiver.ts';
 
-/** The parts of a node's transfers server that other modules may use (status routes, metrics). */
+/** The state of a node's transfers server: push transactions and the chunk answers in progress. */
 export interface TransfersServer {
   receiver: PushReceiver;
   chunks: ChunkServer;
+  /** Stops the expiry timer and waits for commits and removals in progress. */
+  close(): Promise<void>;
 }
 
-const servers = new WeakMap<FastifyInstance, TransfersServer>();
+export interface TransfersServerOptions {
+  config: Config;
+  store: Store;
+  logger: Logger;
+  /** The node's one budget of requests and bytes in flight, which the chunk answers share with the jobs. */
+  inFlight: InFlight;
+}
 
-/** The transfers server registered on `app` by transfersServerModule, if any. */
-export function transfersServerOf(app: FastifyInstance): TransfersServer | undefined {
-  return servers.get(app);
+/** Opens the push receiver (reloading the transactions an earlier run kept on disk) and the chunk server. */
+export async function openTransfersServer(opts: TransfersServerOptions): Promise<TransfersServer> {
+  const { config, store } = opts;
+  const receiver = await PushReceiver.open({
+    store,
+    maxTransactions: config.Transfers.MaxPushTransactions,
+    idleTimeoutSeconds: config.Transfers.IdleTransactionTimeout,
+    idleBeforeEvictionSeconds: config.Transfers.IdleBeforeEviction,
+    maxInstances: config.Transfers.MaxPushInstances,
+    logger: opts.logger.child({ module: 'transfers-server' }),
+  });
+  const chunks = new ChunkServer(store, Math.max(config.Transfers.Threads, config.Transfers.MaxThreads), opts.inFlight);
+  return {
+    receiver,
+    chunks,
+    async close() {
+      chunks.close();
+      await receiver.close();
+    },
+  };
+}
+
+/** What the transfers routes answer from. */
+export interface TransfersRouteDeps {
+  config: Config;
+  store: Store;
+  server: Pick<TransfersServer, 'receiver' | 'chunks'>;
+  /** This node's random UUID (the plugin's "Originator"). */
+  originator: string;
+  /** Seconds without a byte after which a request body is abandoned. */
+  httpTimeoutSeconds: number;
 }
 
 /** Most instances one `POST /transfers/have` may ask about (a sender asks in batches). */
@@ -79,28 +117,20 @@ function rawQuery(req: FastifyRequest): string {
 }
 
 /**
- * Registers the transfers routes on a node. Reloads the push transactions kept on disk by an earlier
- * run; the closer stops the expiry timer and waits for commits and removals in progress.
+ * Registers the transfers routes: those of a data source (lookup, chunks), of a push receiver, and with
+ * Transfers.Extensions the extension routes. Transfers.Extensions false: this node answers exactly as an
+ * Orthanc with the plugin (no extension route, extension headers ignored).
  */
-export const transfersServerModule: NodeModule = async (app, ctx, routes) => {
-  const { config, store, logger } = ctx;
-  const log = logger.child({ module: 'transfers-server' });
-  const receiver = await PushReceiver.open({
-    store,
-    maxTransactions: config.Transfers.MaxPushTransactions,
-    idleTimeoutSeconds: config.Transfers.IdleTransactionTimeout,
-    idleBeforeEvictionSeconds: config.Transfers.IdleBeforeEviction,
-    maxInstances: config.Transfers.MaxPushInstances,
-    logger: log,
-  });
-  const createLimit = createBodyLimit(config.Transfers.MaxPushInstances);
-  // Transfers.Extensions false: this node answers exactly as an Orthanc with the plugin (no extension
-  // route, extension headers ignored).
-  const ext = extensionsEnabled(config);
-  const chunks = new ChunkServer(store, Math.max(config.Transfers.Threads, config.Transfers.MaxThreads), InFlight.fromConfig(config.Transfers));
-  servers.set(app, { receiver, chunks });
-  const idleMs = ctx.httpTimeoutSeconds * 1000;
+export function registerTransfersServerRoutes(app: FastifyInstance, deps: TransfersRouteDeps, routes: RouteInfo[]): void {
+  const ext = extensionsEnabled(deps.config);
+  registerSourceRoutes(app, deps, ext, routes);
+  registerPushRoutes(app, deps, ext, routes);
+  if (ext) registerExtensionRoutes(app, deps, routes);
+}
 
+/** The data source of pull mode: /transfers/lookup and /transfers/chunks/{ids}. */
+function registerSourceRoutes(app: FastifyInstance, deps: TransfersRouteDeps, ext: boolean, routes: RouteInfo[]): void {
+  const { store, originator } = deps;
   route(
     app,
     '/transfers/lookup',
@@ -108,44 +138,48 @@ export const transfersServerModule: NodeModule = async (app, ctx, routes) => {
       POST: async (req, reply) => {
         const resources = parseLookupRequest(await readJson(req, RESOURCES_JSON_BODY));
         const instances = await lookupInstances(store, resources);
-        return sendJson(reply, toWireLookupAnswer(instances, ctx.originator));
+        return sendJson(reply, toWireLookupAnswer(instances, originator));
       },
     },
     routes,
   );
+  route(app, '/transfers/chunks/:ids', { GET: chunksHandler(deps.server.chunks, ext) }, routes);
+}
 
-  route(
-    app,
-    '/transfers/chunks/:ids',
-    {
-      GET: async (req: FastifyRequest, reply: FastifyReply) => {
-        const ids = parseChunkIds(param(req, 'ids'));
-        const query = parseChunkQuery(rawQuery(req));
-        // Waits for a slot and for the answer's bytes in the node's in-flight budget.
-        const answer = await chunks.answer({ ids, ...query });
-        let handedOver = false;
-        try {
-          // Extension bucket-crc32: the payload's CRC-32, read once ahead of the answer (cheap next to
-          // the network), so the answer itself still streams; a gzip answer's own trailer is that CRC-32.
-          // A puller of version 1 of the extension wants the hexadecimal form whatever the compression.
-          const want = ext ? header(req, HEADER_WANT_CRC32) : undefined;
-          if (want === '1' || want === '2') {
-            reply.header(HEADER_CRC32, want === '2' && query.compression === 'gzip' ? CRC32_MEMBER : await chunks.crc32(answer.plan));
-          }
-          // The slot is held until the answer is fully sent or the client went away.
-          reply.raw.once('close', answer.release);
-          handedOver = true;
-          reply.code(200).header('Content-Type', answer.contentType);
-          if (answer.length !== undefined) reply.header('Content-Length', String(answer.length));
-          return reply.send(answer.stream);
-        } finally {
-          if (!handedOver) answer.release();
-        }
-      },
-    },
-    routes,
-  );
+/** GET /transfers/chunks/{ids}: the payload streamed, holding one of the chunk server's slots meanwhile. */
+function chunksHandler(chunks: ChunkServer, ext: boolean) {
+  return async (req: FastifyRequest, reply: FastifyReply) => {
+    const ids = parseChunkIds(param(req, 'ids'));
+    const query = parseChunkQuery(rawQuery(req));
+    // Waits for a slot and for the answer's bytes in the node's in-flight budget.
+    const answer = await chunks.answer({ ids, ...query });
+    const { release } = answer;
+    let handedOver = false;
+    try {
+      // Extension bucket-crc32: the payload's CRC-32, read once ahead of the answer (cheap next to
+      // the network), so the answer itself still streams; a gzip answer's own trailer is that CRC-32.
+      // A puller of version 1 of the extension wants the hexadecimal form whatever the compression.
+      const want = ext ? header(req, HEADER_WANT_CRC32) : undefined;
+      if (want === '1' || want === '2') {
+        reply.header(HEADER_CRC32, want === '2' && query.compression === 'gzip' ? CRC32_MEMBER : await chunks.crc32(answer.plan));
+      }
+      // The slot is held until the answer is fully sent or the client went away.
+      reply.raw.once('close', release);
+      handedOver = true;
+      reply.code(200).header('Content-Type', answer.contentType);
+      if (answer.length !== undefined) reply.header('Content-Length', String(answer.length));
+      return reply.send(answer.stream);
+    } finally {
+      if (!handedOver) release();
+    }
+  };
+}
 
+/** The four routes of a push receiver: create, DELETE, PUT a bucket (or a span), commit. */
+function registerPushRoutes(app: FastifyInstance, deps: TransfersRouteDeps, ext: boolean, routes: RouteInfo[]): void {
+  const { receiver } = deps.server;
+  const createLimit = createBodyLimit(deps.config.Transfers.MaxPushInstances);
+  const idleMs = deps.httpTimeoutSeconds * 1000;
   route(
     app,
     '/transfers/push',
@@ -158,7 +192,6 @@ export const transfersServerModule: NodeModule = async (app, ctx, routes) => {
     },
     routes,
   );
-
   route(
     app,
     '/transfers/push/:tx',
@@ -170,30 +203,7 @@ export const transfersServerModule: NodeModule = async (app, ctx, routes) => {
     },
     routes,
   );
-
-  route(
-    app,
-    '/transfers/push/:tx/:index',
-    {
-      PUT: async (req, reply) => {
-        const tx = txParam(req);
-        const indexText = param(req, 'index');
-        // A span "first-last" (extension bucket-span) or one index.
-        const span = ext ? SPAN_PARAM.exec(indexText) : null;
-        if (!span && !INDEX_PARAM.test(indexText)) throw new XferError('UnknownResource', `no route for PUT ${req.url.split('?')[0]}`);
-        // Digits beyond 2^53 become an index that is simply out of range.
-        const toIndex = (t: string): number => (t.length > 15 ? Number.MAX_SAFE_INTEGER : Number(t));
-        const index = toIndex(span ? (span[1] as string) : indexText);
-        const last = span ? toIndex(span[2] as string) : undefined;
-        const crc32 = ext ? header(req, HEADER_CRC32) : undefined;
-        const received = await receiver.putBucket(tx, index, withIdleTimeout(req, idleMs), { crc32, last });
-        if (ext) reply.header(HEADER_RECEIVED, `${received.bytes} ${received.at}`);
-        return sendJson(reply, {});
-      },
-    },
-    routes,
-  );
-
+  route(app, '/transfers/push/:tx/:index', { PUT: putBucketHandler(receiver, ext, idleMs) }, routes);
   route(
     app,
     '/transfers/push/:tx/commit',
@@ -208,58 +218,74 @@ export const transfersServerModule: NodeModule = async (app, ctx, routes) => {
     },
     routes,
   );
+}
 
-  if (ext) {
-    route(app, CAPABILITIES_PATH, { GET: async (_req, reply) => sendJson(reply, capabilitiesDocument(config)) }, routes);
-
-    // Extension dedupe: which of these instances this node already stores with the same MD5.
-    route(
-      app,
-      '/transfers/have',
-      {
-        POST: async (req, reply) => {
-          const asked = parseWire(HaveRequestSchema, await readJson(req, RESOURCES_JSON_BODY), 'the body of /transfers/have');
-          const found = await store.findInstances([...new Set(asked.map((i) => i.ID))]);
-          const held = new Set<string>();
-          for (const i of asked) if (found.get(i.ID)?.md5 === i.MD5) held.add(i.ID);
-          const ids = [...held].sort();
-          return sendJson(reply, { Count: ids.length, Instances: ids });
-        },
-      },
-      routes,
-    );
-
-    // Extension resume: the buckets a transaction holds, for a sender that resumes it.
-    route(
-      app,
-      '/transfers/push/:tx/buckets',
-      {
-        GET: async (req, reply) => {
-          const done = receiver.bucketsHeld(txParam(req));
-          return sendJson(reply, { Buckets: done, Count: done.length });
-        },
-      },
-      routes,
-    );
-
-    // Extension async-commit: where a transaction stands (open, committing, or its commit's outcome).
-    // `?wait=N` (seconds, at most 30): answer when a running commit ends, or after N seconds.
-    route(
-      app,
-      '/transfers/push/:tx/state',
-      {
-        GET: async (req, reply) => {
-          const wait = Math.min(30, intParam(req.query, 'wait', 0));
-          return sendJson(reply, await receiver.waitState(txParam(req), wait * 1000));
-        },
-      },
-      routes,
-    );
-  }
-
-  return async () => {
-    servers.delete(app);
-    chunks.close();
-    await receiver.close();
+/** PUT /transfers/push/{tx}/{index}, or `{first}-{last}` with the extension bucket-span. */
+function putBucketHandler(receiver: PushReceiver, ext: boolean, idleMs: number) {
+  return async (req: FastifyRequest, reply: FastifyReply) => {
+    const tx = txParam(req);
+    const indexText = param(req, 'index');
+    // A span "first-last" (extension bucket-span) or one index.
+    const span = ext ? SPAN_PARAM.exec(indexText) : null;
+    if (!span && !INDEX_PARAM.test(indexText)) throw new XferError('UnknownResource', `no route for PUT ${req.url.split('?')[0]}`);
+    // Digits beyond 2^53 become an index that is simply out of range.
+    const toIndex = (t: string): number => (t.length > 15 ? Number.MAX_SAFE_INTEGER : Number(t));
+    const index = toIndex(span ? (span[1] as string) : indexText);
+    const last = span ? toIndex(span[2] as string) : undefined;
+    const crc32 = ext ? header(req, HEADER_CRC32) : undefined;
+    const received = await receiver.putBucket(tx, index, withIdleTimeout(req, idleMs), { crc32, last });
+    if (ext) reply.header(HEADER_RECEIVED, `${received.bytes} ${received.at}`);
+    return sendJson(reply, {});
   };
-};
+}
+
+/** The extension routes: capabilities, have (dedupe), the buckets held (resume) and a transaction's state. */
+function registerExtensionRoutes(app: FastifyInstance, deps: TransfersRouteDeps, routes: RouteInfo[]): void {
+  const { config, store } = deps;
+  const { receiver } = deps.server;
+  route(app, CAPABILITIES_PATH, { GET: async (_req, reply) => sendJson(reply, capabilitiesDocument(config)) }, routes);
+
+  // Extension dedupe: which of these instances this node already stores with the same MD5.
+  route(
+    app,
+    '/transfers/have',
+    {
+      POST: async (req, reply) => {
+        const asked = parseWire(HaveRequestSchema, await readJson(req, RESOURCES_JSON_BODY), 'the body of /transfers/have');
+        const found = await store.findInstances([...new Set(asked.map((i) => i.ID))]);
+        const held = new Set<string>();
+        for (const i of asked) if (found.get(i.ID)?.md5 === i.MD5) held.add(i.ID);
+        const ids = [...held].sort();
+        return sendJson(reply, { Count: ids.length, Instances: ids });
+      },
+    },
+    routes,
+  );
+
+  // Extension resume: the buckets a transaction holds, for a sender that resumes it.
+  route(
+    app,
+    '/transfers/push/:tx/buckets',
+    {
+      GET: async (req, reply) => {
+        const done = receiver.bucketsHeld(txParam(req));
+        return sendJson(reply, { Buckets: done, Count: done.length });
+      },
+    },
+    routes,
+  );
+
+  // Extension async-commit: where a transaction stands (open, committing, or its commit's outcome).
+  // `?wait=N` (seconds, at most 30): answer when a running commit ends, or after N seconds.
+  route(
+    app,
+    '/transfers/push/:tx/state',
+    {
+      GET: async (req, reply) => {
+        const wait = Math.min(30, intParam(req.query, 'wait', 0));
+        return sendJson(reply, await receiver.waitState(txParam(req), wait * 1000));
+      },
+    },
+    routes,
+  );
+}

@@ -6,7 +6,7 @@ import type { Config } from '../config/types.ts';
 import type { Level } from '../dicom/types.ts';
 import type { Peers } from '../peers/peers.ts';
 import type { Resource } from '../protocol/wire.ts';
-import { embeddedApiOf } from '../server/app.ts';
+import { embeddedApiOf } from '../api/orthanc-api.ts';
 import type { Store } from '../store/types.ts';
 
 export interface JobAbout {

@@ -134,7 +134,10 @@ export class LiveJobs {
     for (const id of known) {
       if (this.#engine.state(id) !== 'Running') continue;
       let h = this.#history.get(id);
-      if (!h) this.#history.set(id, (h = []));
+      if (!h) {
+        h = [];
+        this.#history.set(id, h);
+      }
       h.push(pointOf(this.#engine.describe(id), t));
       if (h.length > MAX_POINTS) h.splice(0, h.length - MAX_POINTS);
     }

@@ -1,19 +1,18 @@
-// The dashboard as a node module: the files of web/ui/ under /ui/, and the few JSON routes the pages need
+// The dashboard: the files of web/ui/ under /ui/, and the few JSON routes the pages need
 // beyond the node's REST API (overview, live job events, job history, peers with their extensions, store
 // search on either store, sending with a choice of push or pull).
-import type { FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { embeddedApiOf } from '../api/orthanc-api.ts';
 import type { Config } from '../config/types.ts';
 import { XferError, isXferError } from '../errors.ts';
 import type { JobsEngine } from '../jobs/engine.ts';
-import { metricsOf } from '../metrics/metrics.ts';
+import type { Throughput } from '../metrics/throughput.ts';
 import type { Peers } from '../peers/peers.ts';
 import { describePeer } from '../peers/registry.ts';
-import { getPeers } from '../peers/routes.ts';
 import { parseTransferQuery, toWireJobHandle, type Resource } from '../protocol/wire.ts';
 import { displayUrl } from '../util/url.ts';
-import { embeddedApiOf, type NodeContext, type NodeModule } from '../server/app.ts';
-import { readJson, route, sendJson } from '../server/http.ts';
-import { getJobs } from '../transfer/client-routes.ts';
+import { readJson, route, sendJson, type RouteInfo } from '../server/http.ts';
+import type { Store } from '../store/types.ts';
 import { senderTransferId, type TransferJobQuery } from '../transfer/jobs.ts';
 import { startRemotePull } from '../transfer/remote-job.ts';
 import { assertLocalResources } from '../transfer/submit-checks.ts';
@@ -129,7 +128,8 @@ function searchFrom(query: unknown): StudySearch {
  * POST /ui/api/send: a push job, or a pull by the peer (send in pull mode: the peer then needs RemoteSelf,
  * the name under which it knows this node). Unlike /transfers/send, a peer with RemoteSelf can be pushed to.
  */
-async function send(req: FastifyRequest, ctx: NodeContext, engine: JobsEngine, peers: Peers): Promise<unknown> {
+async function send(req: FastifyRequest, deps: UiDeps): Promise<unknown> {
+  const { engine, peers } = deps;
   const body = await readJson(req, 16 * 1024 * 1024);
   if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new XferError('BadFileFormat', 'expected a JSON object');
   const { Mode = 'push', ...rest } = body as Record<string, unknown>;
@@ -137,7 +137,7 @@ async function send(req: FastifyRequest, ctx: NodeContext, engine: JobsEngine, p
   const q = parseTransferQuery({ Compression: 'gzip', ...rest });
   const peer = peers.get(q.Peer);
   if (!peer) throw new XferError('UnknownResource', `peer "${q.Peer}" is not configured`);
-  await assertLocalResources(ctx.store, q.Resources);
+  await assertLocalResources(deps.store, q.Resources);
   const sender = senderTransferId(q.SenderTransferID);
   if (Mode === 'push') {
     const query: TransferJobQuery = { Resources: q.Resources, Peer: q.Peer, Compression: q.Compression, Priority: q.Priority, SenderTransferID: sender };
@@ -151,7 +151,7 @@ async function send(req: FastifyRequest, ctx: NodeContext, engine: JobsEngine, p
     );
   }
   try {
-    return await startRemotePull(ctx.config, engine, peers.client(q.Peer), peer.url, ctx.originator, remoteSelf, q, sender);
+    return await startRemotePull(deps.config, engine, peers.client(q.Peer), peer.url, deps.originator, remoteSelf, q, sender);
   } catch (e) {
     const why = isXferError(e) ? (e.details ?? e.message) : String(e);
     throw new XferError('NetworkProtocol', `peer "${q.Peer}" could not start the pull: ${why}`);
@@ -159,19 +159,49 @@ async function send(req: FastifyRequest, ctx: NodeContext, engine: JobsEngine, p
 }
 
 /**
- * The dashboard module. It must come after the peers and the transfers client modules (it reads the peers
- * and the jobs engine), and after the metrics module when the throughput is to be shown.
+ * What the dashboard shows and acts on, handed in by the composition root: the peers it lists and sends to,
+ * the jobs engine, and the node's throughput (when metrics are kept).
  */
-export const uiModule: NodeModule = (app, ctx: NodeContext, routes) => {
-  const peers = getPeers(ctx);
-  const engine = getJobs(ctx);
-  const live = new LiveJobs(engine, metricsOf(ctx)?.throughput);
+export interface UiDeps {
+  config: Config;
+  store: Store;
+  peers: Peers;
+  engine: JobsEngine;
+  throughput?: Throughput | undefined;
+  /** This node's random UUID (the plugin's "Originator"). */
+  originator: string;
+}
+
+/** The dashboard: its files, its JSON routes and its live events; the closer ends the event streams. */
+export function registerUi(app: FastifyInstance, deps: UiDeps, routes: RouteInfo[]): () => Promise<void> {
+  const live = new LiveJobs(deps.engine, deps.throughput);
   // Open event streams would keep the HTTP server from closing.
   app.addHook('preClose', (done) => {
     live.endStreams();
     done();
   });
+  registerUiFiles(app, routes);
+  registerNodeRoutes(app, deps, routes);
+  registerUiJobRoutes(app, deps, live, routes);
+  route(app, '/ui/api/peers', { GET: async (_req, reply) => sendJson(reply, await describePeers(deps.peers, deps.config)) }, routes);
+  route(
+    app,
+    '/ui/api/studies',
+    {
+      GET: async (req, reply) => {
+        const source = studySource(deps.store);
+        if (!source) throw new XferError('NotImplemented', 'this store cannot be searched');
+        return sendJson(reply, await searchStudies(source, searchFrom(req.query)));
+      },
+    },
+    routes,
+  );
+  route(app, '/ui/api/send', { POST: async (req, reply) => sendJson(reply, await send(req, deps)) }, routes);
+  return async () => live.close();
+}
 
+/** The files of web/ui/ under /ui/. */
+function registerUiFiles(app: FastifyInstance, routes: RouteInfo[]): void {
   route(
     app,
     '/ui',
@@ -202,38 +232,51 @@ export const uiModule: NodeModule = (app, ctx: NodeContext, routes) => {
     },
     routes,
   );
+}
 
+/** The node as a whole: overview and configuration. */
+function registerNodeRoutes(app: FastifyInstance, deps: UiDeps, routes: RouteInfo[]): void {
+  const { config, store, engine, throughput } = deps;
   route(
     app,
     '/ui/api/overview',
     {
       GET: async (_req, reply) => {
-        const embedded = embeddedApiOf(ctx.store);
+        const embedded = embeddedApiOf(store);
         const states: Record<string, number> = { Pending: 0, Running: 0, Paused: 0, Success: 0, Failure: 0 };
         for (const id of engine.list()) {
           const s = engine.state(id);
           states[s] = (states[s] ?? 0) + 1;
         }
-        const metrics = metricsOf(ctx);
         return sendJson(reply, {
-          Name: ctx.config.Name,
+          Name: config.Name,
           Version: VERSION,
-          Store: ctx.store.kind,
-          StoreSearch: studySource(ctx.store) !== undefined,
+          Store: store.kind,
+          StoreSearch: studySource(store) !== undefined,
           Statistics: embedded ? embedded.statistics() : null,
-          Peers: peers.names(),
+          Peers: deps.peers.names(),
           Jobs: states,
-          Throughput: metrics ? metrics.throughput.now() : null,
-          ThroughputHistory: metrics ? metrics.throughput.history() : [],
-          Transfers: { BucketSize: ctx.config.Transfers.BucketSize, Threads: ctx.config.Transfers.Threads },
+          Throughput: throughput ? throughput.now() : null,
+          ThroughputHistory: throughput ? throughput.history() : [],
+          Transfers: { BucketSize: config.Transfers.BucketSize, Threads: config.Transfers.Threads },
         });
       },
     },
     routes,
   );
+  route(app, '/ui/api/config', { GET: async (_req, reply) => sendJson(reply, publicConfig(config)) }, routes);
+}
 
-  route(app, '/ui/api/config', { GET: async (_req, reply) => sendJson(reply, publicConfig(ctx.config)) }, routes);
+/** A job ID of the path that the engine knows; UnknownResource otherwise. */
+function knownJob(req: FastifyRequest, engine: JobsEngine): string {
+  const id = (req.params as { id?: string }).id ?? '';
+  if (!JOB_ID.test(id) || !engine.has(id)) throw new XferError('UnknownResource', `job ${id}`);
+  return id;
+}
 
+/** Live job events, a job's history of figures, and what a job moves. */
+function registerUiJobRoutes(app: FastifyInstance, deps: UiDeps, live: LiveJobs, routes: RouteInfo[]): void {
+  const { engine, peers } = deps;
   route(
     app,
     '/ui/api/events',
@@ -245,30 +288,26 @@ export const uiModule: NodeModule = (app, ctx: NodeContext, routes) => {
     },
     routes,
   );
-
   route(
     app,
     '/ui/api/jobs/:id/history',
     {
       GET: async (req, reply) => {
-        const id = (req.params as { id?: string }).id ?? '';
-        if (!JOB_ID.test(id) || !engine.has(id)) throw new XferError('UnknownResource', `job ${id}`);
+        const id = knownJob(req, engine);
         return sendJson(reply, { ID: id, Points: live.history(id) });
       },
     },
     routes,
   );
-
   // What each job moves (patient, study), once found: it does not change.
   const about = new Map<string, JobAbout>();
-  const local = storeGetter(ctx.store, ctx.config);
+  const local = storeGetter(deps.store, deps.config);
   route(
     app,
     '/ui/api/jobs/:id/about',
     {
       GET: async (req, reply) => {
-        const id = (req.params as { id?: string }).id ?? '';
-        if (!JOB_ID.test(id) || !engine.has(id)) throw new XferError('UnknownResource', `job ${id}`);
+        const id = knownJob(req, engine);
         let found = about.get(id);
         if (!found) {
           const job = engine.describe(id);
@@ -288,32 +327,4 @@ export const uiModule: NodeModule = (app, ctx: NodeContext, routes) => {
     },
     routes,
   );
-
-  route(app, '/ui/api/peers', { GET: async (_req, reply) => sendJson(reply, await describePeers(peers, ctx.config)) }, routes);
-
-  route(
-    app,
-    '/ui/api/studies',
-    {
-      GET: async (req, reply) => {
-        const source = studySource(ctx.store);
-        if (!source) throw new XferError('NotImplemented', 'this store cannot be searched');
-        return sendJson(reply, await searchStudies(source, searchFrom(req.query)));
-      },
-    },
-    routes,
-  );
-
-  route(
-    app,
-    '/ui/api/send',
-    {
-      POST: async (req, reply) => {
-        return sendJson(reply, await send(req, ctx, engine, peers));
-      },
-    },
-    routes,
-  );
-
-  return async () => live.close();
-};
+}

@@ -2,6 +2,7 @@
 // type, an ETag so a browser revalidates cheaply, and headers that keep the pages same-origin only.
 import { createHash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
 import { extname, resolve, sep } from 'node:path';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { XferError } from '../errors.ts';
@@ -62,7 +63,7 @@ export function uiFilePath(rel: string): string {
 
 /** Reads a file (again only when it changed on disk, so an edited file shows without a restart). */
 async function load(path: string, rel: string): Promise<Cached> {
-  let st;
+  let st: Stats;
   try {
     st = await stat(path);
   } catch {

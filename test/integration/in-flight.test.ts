@@ -11,10 +11,9 @@ import { pino } from 'pino';
 import { loadConfig } from '../../src/config/load.ts';
 import type { ConfigOverrides } from '../../src/config/types.ts';
 import { makePatient, makeSeries, makeStudy, writeMrImage, writeMultiframe } from '../../src/generate/index.ts';
-import { buildApp, type App } from '../../src/server/app.ts';
+import { buildNode } from '../../src/node.ts';
 import { EmbeddedStore } from '../../src/store/embedded/store.ts';
 import type { InFlight } from '../../src/transfer/in-flight.ts';
-import { transfersServerModule, transfersServerOf } from '../../src/transfer/server-routes.ts';
 import { startXferNode, type XferNode } from '../helpers/node.ts';
 import { assertSameInstances, emptyNode, importFiles, startTransfer, waitJob, type Imported } from '../helpers/transfer-nodes.ts';
 
@@ -31,20 +30,15 @@ async function startSource(overrides: ConfigOverrides): Promise<Source> {
   const dir = await mkdtemp(join(tmpdir(), 'dx-inflight-'));
   const { config } = await loadConfig({ overrides: { StorageDirectory: dir, HttpPort: 0, ...overrides } });
   const store = await EmbeddedStore.open(dir, { commitThreads: 2 });
-  const app: App = await buildApp({
-    ctx: { config, store, logger: pino({ level: 'silent' }), originator: randomUUID(), httpTimeoutSeconds: 30 },
-    modules: [transfersServerModule],
-  });
+  const app = await buildNode({ config, store, logger: pino({ level: 'silent' }), originator: randomUUID() });
   await app.fastify.listen({ port: 0, host: '127.0.0.1' });
   const addr = app.fastify.server.address();
-  const server = transfersServerOf(app.fastify);
-  assert.ok(server && addr && typeof addr === 'object');
+  assert.ok(addr && typeof addr === 'object');
   return {
     url: `http://127.0.0.1:${addr.port}`,
-    inFlight: server.chunks.inFlight,
+    inFlight: app.parts.inFlight,
     async close() {
-      await app.fastify.close();
-      await app.closeModules();
+      await app.close();
       await store.close();
       await rm(dir, { recursive: true, force: true });
     },

@@ -11,8 +11,7 @@ import { Validator } from '@seriousme/openapi-schema-validator';
 import { pino } from 'pino';
 import { loadConfig } from '../../src/config/load.ts';
 import { buildOpenApi, toOpenApiPath } from '../../src/openapi/openapi.ts';
-import { buildApp, type App } from '../../src/server/app.ts';
-import { NODE_MODULES } from '../../src/server/node.ts';
+import { buildNode, type NodeApp } from '../../src/node.ts';
 import { EmbeddedStore } from '../../src/store/embedded/store.ts';
 import { startXferNode, type XferNode } from '../helpers/node.ts';
 
@@ -25,7 +24,7 @@ type Doc = {
 describe('the OpenAPI document', { timeout: 60_000 }, () => {
   let dir: string;
   let store: EmbeddedStore;
-  let app: App;
+  let app: NodeApp;
   let doc: Doc;
 
   before(async () => {
@@ -35,10 +34,7 @@ describe('the OpenAPI document', { timeout: 60_000 }, () => {
     });
     config.OrthancPeers = {};
     store = await EmbeddedStore.open(dir, { commitThreads: 1 });
-    app = await buildApp({
-      ctx: { config, store, logger: pino({ level: 'silent' }), originator: randomUUID(), httpTimeoutSeconds: 30 },
-      modules: NODE_MODULES,
-    });
+    app = await buildNode({ config, store, logger: pino({ level: 'silent' }), originator: randomUUID() });
     await app.fastify.ready();
     const res = await app.fastify.inject({ method: 'GET', url: '/openapi.json' });
     assert.equal(res.statusCode, 200);
@@ -46,8 +42,7 @@ describe('the OpenAPI document', { timeout: 60_000 }, () => {
     doc = JSON.parse(res.body) as Doc;
   });
   after(async () => {
-    await app?.fastify.close();
-    await app?.closeModules();
+    await app?.close();
     await store?.close();
     if (dir) await rm(dir, { recursive: true, force: true });
   });

@@ -14,10 +14,9 @@ import { loadConfig } from '../../src/config/load.ts';
 import type { ConfigOverrides } from '../../src/config/types.ts';
 import { gunzipBuffer, gzipBuffer } from '../../src/protocol/compression.ts';
 import { toWirePushCreate, type Bucket } from '../../src/protocol/wire.ts';
-import { buildApp, type App } from '../../src/server/app.ts';
+import { buildNode, type NodeApp } from '../../src/node.ts';
 import { EmbeddedStore } from '../../src/store/embedded/store.ts';
 import { planChunkRead } from '../../src/transfer/chunk-server.ts';
-import { transfersServerOf, transfersServerModule } from '../../src/transfer/server-routes.ts';
 import { md5File } from '../../src/util/fs.ts';
 import { waitFor } from '../helpers/ports.ts';
 import { describe, needs, REAL_DICOM } from '../helpers/data.ts';
@@ -26,7 +25,7 @@ const BRAINIX = join(REAL_DICOM, 'Brainix/Flair');
 const md5 = (b: Uint8Array) => createHash('md5').update(b).digest('hex');
 
 interface Node {
-  app: App;
+  app: NodeApp;
   store: EmbeddedStore;
   url: string;
   port: number;
@@ -38,10 +37,7 @@ async function startNode(overrides: ConfigOverrides = {}): Promise<Node> {
   const dir = await mkdtemp(join(tmpdir(), 'dx-inproc-'));
   const { config } = await loadConfig({ overrides: { StorageDirectory: dir, HttpPort: 0, ...overrides } });
   const store = await EmbeddedStore.open(dir, { commitThreads: 2 });
-  const app = await buildApp({
-    ctx: { config, store, logger: pino({ level: 'silent' }), originator: randomUUID(), httpTimeoutSeconds: 30 },
-    modules: [transfersServerModule],
-  });
+  const app = await buildNode({ config, store, logger: pino({ level: 'silent' }), originator: randomUUID() });
   await app.fastify.listen({ port: 0, host: '127.0.0.1' });
   const addr = app.fastify.server.address();
   const port = addr && typeof addr === 'object' ? addr.port : 0;
@@ -52,8 +48,7 @@ async function startNode(overrides: ConfigOverrides = {}): Promise<Node> {
     port,
     url: `http://127.0.0.1:${port}`,
     async close() {
-      await app.fastify.close();
-      await app.closeModules();
+      await app.close();
       await store.close();
       await rm(dir, { recursive: true, force: true });
     },
@@ -143,7 +138,7 @@ describe('transfers server in-process', { skip: needs(REAL_DICOM) }, () => {
   });
 
   test('chunk answers beyond the slots (the larger of Threads and MaxThreads) wait in a queue, then are served', async () => {
-    const server = transfersServerOf(node.app.fastify);
+    const server = node.app.parts.transfers;
     assert.ok(server);
     // About 50 MB from one instance listed 300 times (a 13.5 KB URL, under Node's 16 KB header limit):
     // far more than the socket buffers hold.
@@ -172,14 +167,14 @@ describe('transfers server in-process', { skip: needs(REAL_DICOM) }, () => {
   });
 
   test('counts what the receiver does and exposes the buckets done', async () => {
-    const server = transfersServerOf(node.app.fastify);
+    const server = node.app.parts.transfers;
     assert.ok(server);
     const c0 = { ...server.receiver.counters };
     const [a, b] = files as [Buffer, Buffer];
     // Instances the node does not hold yet: copies under new UIDs are not needed, a fresh node is.
     const other = await startNode();
     try {
-      const receiver = transfersServerOf(other.app.fastify)?.receiver;
+      const receiver = other.app.parts.transfers.receiver;
       assert.ok(receiver);
       const half = Math.floor(a.length / 2);
       const buckets: Bucket[] = [

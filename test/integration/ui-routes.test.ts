@@ -11,15 +11,14 @@ import { after, before, describe, test } from 'node:test';
 import { pino } from 'pino';
 import { loadConfig } from '../../src/config/load.ts';
 import { makePatient, makeSeries, makeStudy, writeCtSlice, writeMrImage } from '../../src/generate/index.ts';
-import { buildApp, type App } from '../../src/server/app.ts';
-import { NODE_MODULES } from '../../src/server/node.ts';
+import { buildNode, type NodeApp } from '../../src/node.ts';
 import { EmbeddedStore } from '../../src/store/embedded/store.ts';
 import { extensionNames, publicConfig } from '../../src/ui/module.ts';
 
 describe('dashboard routes', { timeout: 60_000 }, () => {
   let dir: string;
   let store: EmbeddedStore;
-  let app: App;
+  let app: NodeApp;
   let port: number;
   const studies: Record<string, string> = {};
 
@@ -30,10 +29,7 @@ describe('dashboard routes', { timeout: 60_000 }, () => {
     });
     config.OrthancPeers = { far: { name: 'far', url: 'http://127.0.0.1:9/', httpHeaders: {}, userProperties: {} } };
     store = await EmbeddedStore.open(config.StorageDirectory, { commitThreads: 1 });
-    app = await buildApp({
-      ctx: { config, store, logger: pino({ level: 'silent' }), originator: randomUUID(), httpTimeoutSeconds: 30 },
-      modules: NODE_MODULES,
-    });
+    app = await buildNode({ config, store, logger: pino({ level: 'silent' }), originator: randomUUID() });
     await app.fastify.listen({ port: 0, host: '127.0.0.1' });
     const addr = app.fastify.server.address();
     port = addr && typeof addr === 'object' ? addr.port : 0;
@@ -53,8 +49,7 @@ describe('dashboard routes', { timeout: 60_000 }, () => {
     }
   });
   after(async () => {
-    await app?.fastify.close();
-    await app?.closeModules();
+    await app?.close();
     await store?.close();
     if (dir) await rm(dir, { recursive: true, force: true });
   });

@@ -1,5 +1,5 @@
 // The part of Orthanc's REST API that people use to put, list, fetch and delete DICOM, answered from
-// the embedded store in Orthanc's shapes.
+// the embedded store in Orthanc's shapes; and the store's API as a whole (with /tools/find on either store).
 import { createReadStream } from 'node:fs';
 import { unlink } from 'node:fs/promises';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -9,10 +9,11 @@ import { isOrthancId } from '../dicom/ids.ts';
 import { readDicomHeaderFromFile, simplifiedTags } from '../dicom/parse.ts';
 import type { Level } from '../dicom/types.ts';
 import { XferError, isXferError } from '../errors.ts';
-import { LEVEL_PATH, type EmbeddedStore } from '../store/embedded/store.ts';
-import type { IngestResult } from '../store/types.ts';
-import { flag, intParam, route, sendJson, withIdleTimeout, type RouteInfo } from './http.ts';
-import { bodyCoding, decodedBody } from './content-encoding.ts';
+import { EmbeddedStore, LEVEL_PATH } from '../store/embedded/store.ts';
+import type { IngestResult, Store } from '../store/types.ts';
+import { flag, intParam, route, sendJson, withIdleTimeout, type RouteInfo } from '../server/http.ts';
+import { bodyCoding, decodedBody } from '../server/content-encoding.ts';
+import { registerFind } from './find.ts';
 import { ingestSpooled, ingestZip, isZip, sniffUpload, spool, uploadRoom, type ZipEntryOutcome, type ZipLimits } from './ingest.ts';
 
 export interface OrthancApiOptions {
@@ -71,63 +72,87 @@ function idParam(req: FastifyRequest, level: Level): string {
   return id;
 }
 
+/** The embedded store's own API (resources in Orthanc's shapes), when the node's store is the embedded one. */
+export function embeddedApiOf(store: Store): EmbeddedStore | undefined {
+  return store.features.resourceApi && store instanceof EmbeddedStore ? store : undefined;
+}
+
+/**
+ * The store's REST API: Orthanc's resource API when the store is the embedded one (features.resourceApi),
+ * and /tools/find on either store (the Orthanc one answers it itself).
+ */
+export function registerStoreApi(app: FastifyInstance, store: Store, config: Config, httpTimeoutSeconds: number, routes: RouteInfo[]): void {
+  const embedded = embeddedApiOf(store);
+  if (embedded) registerOrthancApi(app, { store: embedded, httpTimeoutSeconds, uploadLimits: uploadLimitsOf(config), routes });
+  registerFind(app, store, routes);
+}
+
 export function registerOrthancApi(app: FastifyInstance, opts: OrthancApiOptions): void {
   const { store } = opts;
-  const idleMs = opts.httpTimeoutSeconds * 1000;
-  const limits = opts.uploadLimits ?? uploadLimitsOf(DEFAULTS);
   const reg = opts.routes;
-
   route(
     app,
     '/instances',
     {
-      GET: async (req, reply) => listLevel(req, reply, 'Instance'),
-      POST: async (req, reply) => {
-        // Checked before any byte is read: an unknown Content-Encoding is refused (415).
-        const coding = bodyCoding(req.headers);
-        const declared = Number(req.headers['content-length'] ?? NaN);
-        const room = await uploadRoom(store.tmpDir());
-        if (coding === 'identity' && Number.isFinite(declared) && declared > room) {
-          throw new XferError('FullStorage', `the upload (${declared} bytes) does not fit in the ${room} bytes left on disk`);
-        }
-        const body = decodedBody(coding, withIdleTimeout(req, idleMs), { maxRatio: limits.maxInflationRatio });
-        // Junk is refused from its first bytes, before anything is written.
-        const spooled = await spool(body, store.tmpDir(), room, sniffUpload(true));
-        let consumed = false;
-        try {
-          if (spooled.size === 0) throw new XferError('EmptyRequest', 'the body is empty');
-          if (isZip(spooled.head)) {
-            const outcomes = await ingestZip(spooled.path, store, store.tmpDir(), limits.zip);
-            const stored = outcomes.filter((o) => o.result).length;
-            const rejected = outcomes.filter((o) => o.error);
-            if (stored === 0 && rejected.length > 0) {
-              const first = rejected[0] as ZipEntryOutcome;
-              throw new XferError(
-                'BadFileFormat',
-                `no DICOM file in the ZIP archive: ${rejected.length} entries rejected (${first.name}: ${first.error?.details ?? first.error?.message})`,
-              );
-            }
-            if (rejected.length > 0) req.log.info({ stored, rejected: rejected.length }, 'ZIP archive stored in part');
-            // Orthanc's answer to a ZIP (one object per instance), with the entries that were not stored too.
-            return sendJson(reply, outcomes.map(zipEntryAnswer));
-          }
-          const result = await ingestSpooled(store, spooled);
-          consumed = true;
-          req.log.debug({ id: result.ids.instance, status: result.status }, 'instance received');
-          return sendJson(reply, ingestAnswer(result));
-        } finally {
-          if (!consumed) await unlink(spooled.path).catch(() => undefined);
-        }
-      },
+      GET: async (req, reply) => listLevel(store, req, reply, 'Instance'),
+      POST: upload(store, opts.httpTimeoutSeconds * 1000, opts.uploadLimits ?? uploadLimitsOf(DEFAULTS)),
     },
     reg,
   );
+  registerResources(app, store, reg);
+  registerInstanceFile(app, store, reg);
+  route(app, '/statistics', { GET: async (_req, reply) => sendJson(reply, store.statistics()) }, reg);
+}
 
+/** POST /instances: one DICOM file or a ZIP archive of them, spooled to disk before the store takes it. */
+function upload(store: EmbeddedStore, idleMs: number, limits: UploadLimits) {
+  return async (req: FastifyRequest, reply: FastifyReply) => {
+    // Checked before any byte is read: an unknown Content-Encoding is refused (415).
+    const coding = bodyCoding(req.headers);
+    const declared = Number(req.headers['content-length'] ?? NaN);
+    const room = await uploadRoom(store.tmpDir());
+    if (coding === 'identity' && Number.isFinite(declared) && declared > room) {
+      throw new XferError('FullStorage', `the upload (${declared} bytes) does not fit in the ${room} bytes left on disk`);
+    }
+    const body = decodedBody(coding, withIdleTimeout(req, idleMs), { maxRatio: limits.maxInflationRatio });
+    // Junk is refused from its first bytes, before anything is written.
+    const spooled = await spool(body, store.tmpDir(), room, sniffUpload(true));
+    let consumed = false;
+    try {
+      if (spooled.size === 0) throw new XferError('EmptyRequest', 'the body is empty');
+      if (isZip(spooled.head)) return sendJson(reply, await uploadZip(req, store, spooled.path, limits));
+      const result = await ingestSpooled(store, spooled);
+      consumed = true;
+      req.log.debug({ id: result.ids.instance, status: result.status }, 'instance received');
+      return sendJson(reply, ingestAnswer(result));
+    } finally {
+      if (!consumed) await unlink(spooled.path).catch(() => undefined);
+    }
+  };
+}
+
+/** Orthanc's answer to a ZIP (one object per instance), with the entries that were not stored too. */
+async function uploadZip(req: FastifyRequest, store: EmbeddedStore, path: string, limits: UploadLimits): Promise<Record<string, string>[]> {
+  const outcomes = await ingestZip(path, store, store.tmpDir(), limits.zip);
+  const stored = outcomes.filter((o) => o.result).length;
+  const rejected = outcomes.filter((o) => o.error);
+  if (stored === 0 && rejected.length > 0) {
+    const first = rejected[0] as ZipEntryOutcome;
+    throw new XferError(
+      'BadFileFormat',
+      `no DICOM file in the ZIP archive: ${rejected.length} entries rejected (${first.name}: ${first.error?.details ?? first.error?.message})`,
+    );
+  }
+  if (rejected.length > 0) req.log.info({ stored, rejected: rejected.length }, 'ZIP archive stored in part');
+  return outcomes.map(zipEntryAnswer);
+}
+
+/** The lists, descriptions, deletions and children of patients, studies, series and instances. */
+function registerResources(app: FastifyInstance, store: EmbeddedStore, reg: RouteInfo[] | undefined): void {
   for (const path of ['patients', 'studies', 'series'] as const) {
     const level = LEVEL_BY_PATH[path] as Level;
-    route(app, `/${path}`, { GET: async (req, reply) => listLevel(req, reply, level) }, reg);
+    route(app, `/${path}`, { GET: async (req, reply) => listLevel(store, req, reply, level) }, reg);
   }
-
   for (const path of ['patients', 'studies', 'series', 'instances'] as const) {
     const level = LEVEL_BY_PATH[path] as Level;
     route(
@@ -166,66 +191,62 @@ export function registerOrthancApi(app: FastifyInstance, opts: OrthancApiOptions
       );
     }
   }
-  route(app, '/patients/:id/studies', { GET: children('Patient') }, reg);
-  route(app, '/studies/:id/series', { GET: children('Study') }, reg);
+  route(app, '/patients/:id/studies', { GET: children(store, 'Patient') }, reg);
+  route(app, '/studies/:id/series', { GET: children(store, 'Study') }, reg);
+}
 
+/** An instance's file (with ranges), its tags, and its attachment's MD5 and size. */
+function registerInstanceFile(app: FastifyInstance, store: EmbeddedStore, reg: RouteInfo[] | undefined): void {
+  const fileOf = (req: FastifyRequest) => {
+    const id = idParam(req, 'Instance');
+    const f = store.instanceFile(id);
+    if (!f) throw new XferError('UnknownResource', `Instance ${id}`);
+    return f;
+  };
   route(
     app,
     '/instances/:id/file',
     {
       GET: async (req, reply) => {
-        const id = idParam(req, 'Instance');
-        const f = store.instanceFile(id);
-        if (!f) throw new XferError('UnknownResource', `Instance ${id}`);
+        const f = fileOf(req);
         return sendFileRange(req, reply, f.path, f.size, 'application/dicom');
       },
     },
     reg,
   );
-
   const tagsRoute = (forceSimplify: boolean) => async (req: FastifyRequest, reply: FastifyReply) => {
-    const id = idParam(req, 'Instance');
-    const f = store.instanceFile(id);
-    if (!f) throw new XferError('UnknownResource', `Instance ${id}`);
-    const header = await readDicomHeaderFromFile(f.path);
+    const header = await readDicomHeaderFromFile(fileOf(req).path);
     const simplify = forceSimplify || flag(req.query, 'simplify') || flag(req.query, 'short');
     return sendJson(reply, simplifiedTags(header, simplify ? 'simplify' : 'full'));
   };
   route(app, '/instances/:id/tags', { GET: tagsRoute(false) }, reg);
   route(app, '/instances/:id/simplified-tags', { GET: tagsRoute(true) }, reg);
-
   const attachmentInfo = (what: 'md5' | 'size') => async (req: FastifyRequest, reply: FastifyReply) => {
-    const id = idParam(req, 'Instance');
-    const f = store.instanceFile(id);
-    if (!f) throw new XferError('UnknownResource', `Instance ${id}`);
-    return reply
-      .header('Content-Type', 'text/plain')
-      .send(what === 'md5' ? f.md5 : String(f.size));
+    const f = fileOf(req);
+    return reply.header('Content-Type', 'text/plain').send(what === 'md5' ? f.md5 : String(f.size));
   };
   route(app, '/instances/:id/attachments/dicom/md5', { GET: attachmentInfo('md5') }, reg);
   route(app, '/instances/:id/attachments/dicom/size', { GET: attachmentInfo('size') }, reg);
+}
 
-  route(app, '/statistics', { GET: async (_req, reply) => sendJson(reply, store.statistics()) }, reg);
+async function listLevel(store: EmbeddedStore, req: FastifyRequest, reply: FastifyReply, level: Level) {
+  const since = intParam(req.query, 'since', 0);
+  const limit = intParam(req.query, 'limit', 0);
+  const ids = store.listResources(level, since, limit);
+  if (!flag(req.query, 'expand')) return sendJson(reply, ids);
+  return sendJson(
+    reply,
+    ids.map((id) => store.getResource(level, id)).filter((r) => r !== undefined),
+  );
+}
 
-  async function listLevel(req: FastifyRequest, reply: FastifyReply, level: Level) {
-    const since = intParam(req.query, 'since', 0);
-    const limit = intParam(req.query, 'limit', 0);
-    const ids = store.listResources(level, since, limit);
-    if (!flag(req.query, 'expand')) return sendJson(reply, ids);
-    return sendJson(
-      reply,
-      ids.map((id) => store.getResource(level, id)).filter((r) => r !== undefined),
-    );
-  }
-
-  function children(level: Level) {
-    return async (req: FastifyRequest, reply: FastifyReply) => {
-      const id = idParam(req, level);
-      const list = store.childrenOf(level, id);
-      if (!list) throw new XferError('UnknownResource', `${level} ${id}`);
-      return sendJson(reply, list);
-    };
-  }
+function children(store: EmbeddedStore, level: Level) {
+  return async (req: FastifyRequest, reply: FastifyReply) => {
+    const id = idParam(req, level);
+    const list = store.childrenOf(level, id);
+    if (!list) throw new XferError('UnknownResource', `${level} ${id}`);
+    return sendJson(reply, list);
+  };
 }
 
 /**

@@ -5,7 +5,7 @@ import { parseFindRequest } from '../store/find.ts';
 import { EmbeddedStore } from '../store/embedded/store.ts';
 import { OrthancStore } from '../store/orthanc/store.ts';
 import type { Store } from '../store/types.ts';
-import { readJson, route, sendJson, type RouteInfo } from './http.ts';
+import { readJson, route, sendJson, type RouteInfo } from '../server/http.ts';
 
 /** A find body is a handful of tags: anything near this size is not one. */
 const FIND_BODY_LIMIT = 1024 * 1024;

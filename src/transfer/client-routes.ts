@@ -116,7 +116,7 @@ export const transfersClientModule: NodeModule = async (app: FastifyInstance, ct
     routes,
   );
 
-  engine.start();
+  await engine.start();
   return async () => {
     await engine.close();
     db.close();

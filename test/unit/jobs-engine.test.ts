@@ -80,10 +80,10 @@ class FakeRunner implements JobRunner<Q, C, P> {
 
 const logger = pino({ level: 'silent' });
 
-function open(path: string, runner: FakeRunner, concurrentJobs = 1): { db: JobsDb; engine: JobsEngine } {
+async function open(path: string, runner: FakeRunner, concurrentJobs = 1): Promise<{ db: JobsDb; engine: JobsEngine }> {
   const db = openJobsDb(path);
   const engine = new JobsEngine(db, { concurrentJobs, historySize: 100, runners: () => runner, logger });
-  engine.start();
+  await engine.start();
   return { db, engine };
 }
 
@@ -117,7 +117,7 @@ describe('jobs engine with a fake runner on a real database', () => {
 
   test('a job that succeeds, one that fails, one that retries: states and Orthanc error fields', async () => {
     const runner = new FakeRunner();
-    const { db, engine } = open(fresh(), runner, 2);
+    const { db, engine } = await open(fresh(), runner, 2);
     try {
       const ok = submit(engine, 'ok', 'succeed');
       const bad = submit(engine, 'bad', 'fail');
@@ -144,7 +144,7 @@ describe('jobs engine with a fake runner on a real database', () => {
 
   test('one slot: the higher priority runs first, equal priorities in submission order', async () => {
     const runner = new FakeRunner();
-    const { db, engine } = open(fresh(), runner, 1);
+    const { db, engine } = await open(fresh(), runner, 1);
     try {
       const blocker = submit(engine, 'blocker', 'wait');
       await until('the blocker at its gate', () => runner.waiting('blocker'));
@@ -162,7 +162,7 @@ describe('jobs engine with a fake runner on a real database', () => {
 
   test('pause keeps the saved state, resume continues from it; cancel and resubmit', async () => {
     const runner = new FakeRunner();
-    const { db, engine } = open(fresh(), runner, 1);
+    const { db, engine } = await open(fresh(), runner, 1);
     try {
       const id = submit(engine, 'p', 'wait');
       await until('p at its gate', () => runner.waiting('p'));
@@ -207,7 +207,7 @@ describe('jobs engine with a fake runner on a real database', () => {
   test('a reopened engine has every job back; a job running at close runs again from its saved state', async () => {
     const path = fresh();
     const runner = new FakeRunner();
-    let { db, engine } = open(path, runner, 2);
+    let { db, engine } = await open(path, runner, 2);
     const done = submit(engine, 'done', 'succeed', 3);
     const paused = submit(engine, 'paused', 'wait');
     const running = submit(engine, 'running', 'wait');
@@ -219,7 +219,7 @@ describe('jobs engine with a fake runner on a real database', () => {
     db.close();
 
     const again = new FakeRunner();
-    ({ db, engine } = open(path, again, 2));
+    ({ db, engine } = await open(path, again, 2));
     try {
       assert.deepEqual(engine.list(), [done, paused, running]);
       const after = engine.describe(done);
@@ -246,7 +246,7 @@ describe('jobs engine with a fake runner on a real database', () => {
   test('rows damaged between two opens fail their jobs with the field named; the others run', async () => {
     const path = fresh();
     const runner = new FakeRunner();
-    let { db, engine } = open(path, runner, 2);
+    let { db, engine } = await open(path, runner, 2);
     const ids: Record<string, string> = {};
     for (const name of ['content', 'query', 'fine']) {
       ids[name] = submit(engine, name, 'succeed');
@@ -274,7 +274,7 @@ describe('jobs engine with a fake runner on a real database', () => {
     raw.close();
 
     const again = new FakeRunner();
-    ({ db, engine } = open(path, again, 2));
+    ({ db, engine } = await open(path, again, 2));
     try {
       const failed = (name: string, detail: RegExp) => {
         const j = engine.describe(ids[name] as string);
@@ -312,7 +312,7 @@ describe('jobs engine with a fake runner on a real database', () => {
 
     // The verdict is kept: a third open reads the same failures, and nothing crashes.
     const third = new FakeRunner();
-    ({ db, engine } = open(path, third, 2));
+    ({ db, engine } = await open(path, third, 2));
     try {
       assert.equal(engine.state(ids.priority as string), 'Failure');
       assert.match(String(engine.describe(ids.query as string).ErrorDetails), /query: name/);
@@ -325,7 +325,7 @@ describe('jobs engine with a fake runner on a real database', () => {
 
   test('submit refuses a query outside the kind of the job (nothing saved)', async () => {
     const runner = new FakeRunner();
-    const { db, engine } = open(fresh(), runner, 1);
+    const { db, engine } = await open(fresh(), runner, 1);
     try {
       assert.throws(() => engine.submit('PushTransfer', { behave: 'jump', name: 'x' }, 0), (e) => isXferError(e, 'InternalError') && /behave/.test(e.details ?? ''));
       assert.deepEqual(engine.list(), []);

@@ -186,7 +186,12 @@ describe('the SQLite job store', () => {
   jobStoreContract('SQLite', () => join(dir, `jobs-${++k}.sqlite`), {
     async open(place) {
       const db = openJobsDb(place);
-      return { store: new SqliteJobStore(db), close: async () => db.close() };
+      return {
+        store: new SqliteJobStore(db),
+        close: async () => {
+          db.close();
+        },
+      };
     },
     async damage(place, id, column, value) {
       const raw = new Database(place);

@@ -136,7 +136,7 @@ export function registerOrthancApi(app: FastifyInstance, opts: OrthancApiOptions
       {
         GET: async (req, reply) => {
           const id = idParam(req, level);
-          const r = store.getResource(level, id);
+          const r = await store.getResource(level, id);
           if (!r) throw new XferError('UnknownResource', `${level} ${id}`);
           return sendJson(reply, r);
         },
@@ -157,7 +157,7 @@ export function registerOrthancApi(app: FastifyInstance, opts: OrthancApiOptions
         {
           GET: async (req, reply) => {
             const id = idParam(req, level);
-            const list = store.instancesOf(level, id);
+            const list = await store.instancesOf(level, id);
             if (!list) throw new XferError('UnknownResource', `${level} ${id}`);
             return sendJson(reply, list);
           },
@@ -175,7 +175,7 @@ export function registerOrthancApi(app: FastifyInstance, opts: OrthancApiOptions
     {
       GET: async (req, reply) => {
         const id = idParam(req, 'Instance');
-        const f = store.instanceFile(id);
+        const f = await store.instanceFile(id);
         if (!f) throw new XferError('UnknownResource', `Instance ${id}`);
         return sendFileRange(req, reply, f.path, f.size, 'application/dicom');
       },
@@ -185,7 +185,7 @@ export function registerOrthancApi(app: FastifyInstance, opts: OrthancApiOptions
 
   const tagsRoute = (forceSimplify: boolean) => async (req: FastifyRequest, reply: FastifyReply) => {
     const id = idParam(req, 'Instance');
-    const f = store.instanceFile(id);
+    const f = await store.instanceFile(id);
     if (!f) throw new XferError('UnknownResource', `Instance ${id}`);
     const header = await readDicomHeaderFromFile(f.path);
     const simplify = forceSimplify || flag(req.query, 'simplify') || flag(req.query, 'short');
@@ -196,7 +196,7 @@ export function registerOrthancApi(app: FastifyInstance, opts: OrthancApiOptions
 
   const attachmentInfo = (what: 'md5' | 'size') => async (req: FastifyRequest, reply: FastifyReply) => {
     const id = idParam(req, 'Instance');
-    const f = store.instanceFile(id);
+    const f = await store.instanceFile(id);
     if (!f) throw new XferError('UnknownResource', `Instance ${id}`);
     return reply
       .header('Content-Type', 'text/plain')
@@ -205,23 +205,23 @@ export function registerOrthancApi(app: FastifyInstance, opts: OrthancApiOptions
   route(app, '/instances/:id/attachments/dicom/md5', { GET: attachmentInfo('md5') }, reg);
   route(app, '/instances/:id/attachments/dicom/size', { GET: attachmentInfo('size') }, reg);
 
-  route(app, '/statistics', { GET: async (_req, reply) => sendJson(reply, store.statistics()) }, reg);
+  route(app, '/statistics', { GET: async (_req, reply) => sendJson(reply, await store.statistics()) }, reg);
 
   async function listLevel(req: FastifyRequest, reply: FastifyReply, level: Level) {
     const since = intParam(req.query, 'since', 0);
     const limit = intParam(req.query, 'limit', 0);
-    const ids = store.listResources(level, since, limit);
+    const ids = await store.listResources(level, since, limit);
     if (!flag(req.query, 'expand')) return sendJson(reply, ids);
     return sendJson(
       reply,
-      ids.map((id) => store.getResource(level, id)).filter((r) => r !== undefined),
+      (await Promise.all(ids.map((id) => store.getResource(level, id)))).filter((r) => r !== undefined),
     );
   }
 
   function children(level: Level) {
     return async (req: FastifyRequest, reply: FastifyReply) => {
       const id = idParam(req, level);
-      const list = store.childrenOf(level, id);
+      const list = await store.childrenOf(level, id);
       if (!list) throw new XferError('UnknownResource', `${level} ${id}`);
       return sendJson(reply, list);
     };

@@ -220,7 +220,7 @@ export const uiModule: NodeModule = (app, ctx: NodeContext, routes) => {
           Version: VERSION,
           Store: ctx.store.kind,
           StoreSearch: studySource(ctx.store) !== undefined,
-          Statistics: embedded ? embedded.statistics() : null,
+          Statistics: embedded ? await embedded.statistics() : null,
           Peers: peers.names(),
           Jobs: states,
           Throughput: metrics ? metrics.throughput.now() : null,

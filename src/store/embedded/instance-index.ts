@@ -76,6 +76,8 @@ export interface InstanceIndex {
   instances(ids: readonly string[]): Promise<Map<string, IndexedInstance>>;
   /** The instances under a resource (itself for an instance), in the order they were stored. */
   instancesUnder(level: Level, id: string): Promise<IndexedResource[] | undefined>;
+  /** The IDs of the instances under a resource (as instancesUnder, without reading their tags). */
+  instanceIdsUnder(level: Level, id: string): Promise<string[] | undefined>;
   /** The direct children of a resource, in the order they were stored. */
   children(level: Level, id: string): Promise<IndexedResource[] | undefined>;
   /** IDs of the resources of a level in the order they were stored; `since` skips, `limit` (> 0) caps. */

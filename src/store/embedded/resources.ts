@@ -156,8 +156,8 @@ export class ResourceViews {
 
   /** The simplified tags of the first instance under a resource (undefined when its file cannot be read). */
   async #fileTags(row: IndexedResource): Promise<Record<string, unknown> | undefined> {
-    const first = row.level === 'Instance' ? row : (await this.#index.instancesUnder(row.level, row.id))?.[0];
-    const file = first ? await this.#index.instance(first.id) : undefined;
+    const first = row.level === 'Instance' ? row.id : (await this.#index.instanceIdsUnder(row.level, row.id))?.[0];
+    const file = first === undefined ? undefined : await this.#index.instance(first);
     if (!file) return undefined;
     try {
       return simplifiedTags(await readDicomHeaderFromFile(this.#filePath(file.file)), 'simplify') as Record<string, unknown>;

@@ -35,6 +35,7 @@ const InstanceRow = z.object({
 const SeqRow = z.object({ seq: z.number().int() });
 const ParentRow = z.object({ seq: z.number().int(), parent: z.number().int().nullable() });
 const CountRow = z.object({ n: z.number() });
+const IdRow = z.object({ id: z.string() });
 const FileRow = z.object({ file: z.string() });
 
 const RESOURCE = 'SELECT r.*, p.id AS parent_id FROM resources r LEFT JOIN resources p ON p.seq = r.parent';
@@ -125,6 +126,13 @@ export class SqliteInstanceIndex implements InstanceIndex {
     return rows.map(toResource);
   }
 
+  async instanceIdsUnder(level: Level, id: string): Promise<string[] | undefined> {
+    const seq = this.#seq(id, level);
+    if (seq === undefined) return undefined;
+    const rows = this.#stmt(`${SUBTREE} SELECT r.id FROM sub CROSS JOIN resources r ON r.seq = sub.seq WHERE r.level = 3 ORDER BY r.seq`).all(seq);
+    return rows.map((r) => checked(IdRow, r, 'a resource').id);
+  }
+
   async children(level: Level, id: string): Promise<IndexedResource[] | undefined> {
     const seq = this.#seq(id, level);
     if (seq === undefined) return undefined;
@@ -137,7 +145,7 @@ export class SqliteInstanceIndex implements InstanceIndex {
       limit > 0 ? limit : -1,
       since,
     );
-    return rows.map((r) => checked(z.object({ id: z.string() }), r, 'a resource').id);
+    return rows.map((r) => checked(IdRow, r, 'a resource').id);
   }
 
   async all(level: Level, order: 'stored' | 'id'): Promise<IndexedResource[]> {

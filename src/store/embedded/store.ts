@@ -162,9 +162,9 @@ export class EmbeddedStore implements Store {
   // ---- the store interface used by the transfer engine ----
 
   async listInstances(level: Level, id: string): Promise<string[]> {
-    const rows = await this.#index.instancesUnder(level, id);
-    if (!rows) throw new XferError('UnknownResource', `${level} ${id}`);
-    return rows.map((r) => r.id).sort();
+    const ids = await this.#index.instanceIdsUnder(level, id);
+    if (!ids) throw new XferError('UnknownResource', `${level} ${id}`);
+    return ids.sort();
   }
 
   async instanceInfo(id: string): Promise<InstanceInfo> {

@@ -13,7 +13,7 @@ import { ERRORS, XferError, isXferError } from '../../src/errors.ts';
 import { openJobsDb, type JobsDb } from '../../src/jobs/db.ts';
 import { JobsEngine, type JobKind, type JobRunContext, type JobRunner, type JobState } from '../../src/jobs/engine.ts';
 
-const FakeQuery = z.object({ behave: z.enum(['succeed', 'fail', 'flaky', 'wait']), name: z.string() });
+const FakeQuery = z.object({ behave: z.enum(['succeed', 'fail', 'flaky', 'wait', 'save-late']), name: z.string() });
 const FakeContent = z.looseObject({ Count: z.number().optional(), Retries: z.number().optional(), Runs: z.number().optional() });
 const FakePrivate = z.object({ reached: z.number().int() });
 type Q = z.output<typeof FakeQuery>;
@@ -60,6 +60,13 @@ class FakeRunner implements JobRunner<Q, C, P> {
       for (let attempt = 1; attempt <= 3; attempt++) {
         if (attempt < 3) ctx.setContent({ Retries: attempt });
       }
+      return;
+    }
+    if (behave === 'save-late') {
+      // Waits, then saves without awaiting the write: a write that fails must still fail the run.
+      await new Promise<void>((resolve) => this.#gates.set(name, resolve));
+      this.#gates.delete(name);
+      void ctx.savePrivate({ reached: 99 });
       return;
     }
     const reached = saved?.reached ?? 0;
@@ -321,6 +328,21 @@ describe('jobs engine with a fake runner on a real database', () => {
       await engine.close();
       db.close();
     }
+  });
+
+  test('a write of the job store that fails fails the run, even when the job did not await it', async () => {
+    const runner = new FakeRunner();
+    const { db, engine } = await open(fresh(), runner, 1);
+    const id = submit(engine, 'late', 'save-late');
+    await until('late at its gate', () => runner.waiting('late'));
+    // The database goes away under the engine: every later write fails for real.
+    db.close();
+    runner.release('late');
+    await inState(engine, id, 'Failure');
+    const j = engine.describe(id);
+    assert.equal(j.ErrorCode, ERRORS.InternalError.status);
+    assert.match(String(j.ErrorDetails), /job store: .*database connection is not open/);
+    await engine.close();
   });
 
   test('submit refuses a query outside the kind of the job (nothing saved)', async () => {

@@ -3,13 +3,16 @@
 // after a reopen, removal with the ancestors left empty, and a damaged row refused. A second index
 // (PostgreSQL) runs the same function.
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { copyFile, mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
 import { isXferError } from '../../src/errors.ts';
 import { openDb } from '../../src/store/embedded/db.ts';
+import { EmbeddedStore } from '../../src/store/embedded/store.ts';
+import { md5File } from '../../src/util/fs.ts';
+import { listFiles, someSeries } from '../helpers/data.ts';
 import type { IndexEntry, InstanceIndex } from '../../src/store/embedded/instance-index.ts';
 import { SqliteInstanceIndex } from '../../src/store/embedded/sqlite-index.ts';
 
@@ -166,5 +169,33 @@ describe('the SQLite instance index', () => {
         raw.close();
       }
     },
+  });
+});
+
+describe('the embedded store on an index of the caller', () => {
+  test('an index passed to EmbeddedStore.open holds what the store ingests; index.sqlite is not made', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'dx-own-index-'));
+    try {
+      const elsewhere = join(dir, 'elsewhere.sqlite');
+      const storeDir = join(dir, 'store');
+      const store = await EmbeddedStore.open(storeDir, { index: new SqliteInstanceIndex(openDb(elsewhere)) });
+      const [file] = await listFiles(await someSeries());
+      assert.ok(file, 'a DICOM file');
+      const copy = join(store.tmpDir(), 'one.dcm');
+      await copyFile(file, copy);
+      const ingested = await store.ingestFile(copy, (await stat(copy)).size, await md5File(copy));
+      assert.equal(ingested.status, 'Success');
+      assert.deepEqual(await store.listInstances('Study', ingested.ids.study), [ingested.ids.instance]);
+      await store.close();
+      await assert.rejects(stat(join(storeDir, 'index.sqlite')), /ENOENT/);
+      const index = new SqliteInstanceIndex(openDb(elsewhere));
+      try {
+        assert.equal((await index.instance(ingested.ids.instance))?.size, (await stat(file)).size);
+      } finally {
+        await index.close();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -198,4 +198,30 @@ describe('the embedded store on an index of the caller', () => {
       await rm(dir, { recursive: true, force: true });
     }
   });
+
+  test('two uploads of one instance at once: one stored, the other AlreadyStored, one file kept', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'dx-twice-'));
+    try {
+      const store = await EmbeddedStore.open(dir);
+      try {
+        const [file] = await listFiles(await someSeries());
+        assert.ok(file, 'a DICOM file');
+        const size = (await stat(file)).size;
+        const md5 = await md5File(file);
+        const copies = ['a.dcm', 'b.dcm', 'c.dcm'].map((n) => join(store.tmpDir(), n));
+        for (const c of copies) await copyFile(file, c);
+        const results = await Promise.all(copies.map((c) => store.ingestFile(c, size, md5, { synced: true })));
+        assert.deepEqual(results.map((r) => r.status).sort(), ['AlreadyStored', 'AlreadyStored', 'Success']);
+        const files = (await listFiles(join(dir, 'files'))).filter((f) => !f.endsWith('.sqlite'));
+        assert.equal(files.length, 1, `one file in the store: ${files.join(', ')}`);
+        const id = results[0]?.ids.instance ?? '';
+        assert.equal((await store.instanceFile(id))?.path, files[0]);
+        assert.equal((await store.statistics()).CountInstances, 1);
+      } finally {
+        await store.close();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });

@@ -1,7 +1,8 @@
 // The InstanceIndex contract, run against the SQLite index on a real database file: adoption all or
 // none with its three replace policies, the four levels and their order, the journal and its orphans
 // after a reopen, removal with the ancestors left empty, and a damaged row refused. A second index
-// (PostgreSQL) runs the same function.
+// (PostgreSQL) runs the same function. Then the embedded store on such an index: one given by its caller,
+// and uploads of one instance at once.
 import assert from 'node:assert/strict';
 import { copyFile, mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';

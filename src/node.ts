@@ -218,7 +218,7 @@ async function assemble(http: HttpApp, base: NodeBase, originator: string, close
     closers.add(() => proxy.close());
     await proxy.install(http);
   }
-  engine.start();
+  await engine.start();
   return { peers, transfers, engine, metrics, inFlight };
 }
 

@@ -101,7 +101,7 @@ export function registerOrthancApi(app: FastifyInstance, opts: OrthancApiOptions
   );
   registerResources(app, store, reg);
   registerInstanceFile(app, store, reg);
-  route(app, '/statistics', { GET: async (_req, reply) => sendJson(reply, store.statistics()) }, reg);
+  route(app, '/statistics', { GET: async (_req, reply) => sendJson(reply, await store.statistics()) }, reg);
 }
 
 /** POST /instances: one DICOM file or a ZIP archive of them, spooled to disk before the store takes it. */
@@ -161,7 +161,7 @@ function registerResources(app: FastifyInstance, store: EmbeddedStore, reg: Rout
       {
         GET: async (req, reply) => {
           const id = idParam(req, level);
-          const r = store.getResource(level, id);
+          const r = await store.getResource(level, id);
           if (!r) throw new XferError('UnknownResource', `${level} ${id}`);
           return sendJson(reply, r);
         },
@@ -182,7 +182,7 @@ function registerResources(app: FastifyInstance, store: EmbeddedStore, reg: Rout
         {
           GET: async (req, reply) => {
             const id = idParam(req, level);
-            const list = store.instancesOf(level, id);
+            const list = await store.instancesOf(level, id);
             if (!list) throw new XferError('UnknownResource', `${level} ${id}`);
             return sendJson(reply, list);
           },
@@ -197,9 +197,9 @@ function registerResources(app: FastifyInstance, store: EmbeddedStore, reg: Rout
 
 /** An instance's file (with ranges), its tags, and its attachment's MD5 and size. */
 function registerInstanceFile(app: FastifyInstance, store: EmbeddedStore, reg: RouteInfo[] | undefined): void {
-  const fileOf = (req: FastifyRequest) => {
+  const fileOf = async (req: FastifyRequest) => {
     const id = idParam(req, 'Instance');
-    const f = store.instanceFile(id);
+    const f = await store.instanceFile(id);
     if (!f) throw new XferError('UnknownResource', `Instance ${id}`);
     return f;
   };
@@ -208,21 +208,21 @@ function registerInstanceFile(app: FastifyInstance, store: EmbeddedStore, reg: R
     '/instances/:id/file',
     {
       GET: async (req, reply) => {
-        const f = fileOf(req);
+        const f = await fileOf(req);
         return sendFileRange(req, reply, f.path, f.size, 'application/dicom');
       },
     },
     reg,
   );
   const tagsRoute = (forceSimplify: boolean) => async (req: FastifyRequest, reply: FastifyReply) => {
-    const header = await readDicomHeaderFromFile(fileOf(req).path);
+    const header = await readDicomHeaderFromFile((await fileOf(req)).path);
     const simplify = forceSimplify || flag(req.query, 'simplify') || flag(req.query, 'short');
     return sendJson(reply, simplifiedTags(header, simplify ? 'simplify' : 'full'));
   };
   route(app, '/instances/:id/tags', { GET: tagsRoute(false) }, reg);
   route(app, '/instances/:id/simplified-tags', { GET: tagsRoute(true) }, reg);
   const attachmentInfo = (what: 'md5' | 'size') => async (req: FastifyRequest, reply: FastifyReply) => {
-    const f = fileOf(req);
+    const f = await fileOf(req);
     return reply.header('Content-Type', 'text/plain').send(what === 'md5' ? f.md5 : String(f.size));
   };
   route(app, '/instances/:id/attachments/dicom/md5', { GET: attachmentInfo('md5') }, reg);
@@ -232,18 +232,18 @@ function registerInstanceFile(app: FastifyInstance, store: EmbeddedStore, reg: R
 async function listLevel(store: EmbeddedStore, req: FastifyRequest, reply: FastifyReply, level: Level) {
   const since = intParam(req.query, 'since', 0);
   const limit = intParam(req.query, 'limit', 0);
-  const ids = store.listResources(level, since, limit);
+  const ids = await store.listResources(level, since, limit);
   if (!flag(req.query, 'expand')) return sendJson(reply, ids);
   return sendJson(
     reply,
-    ids.map((id) => store.getResource(level, id)).filter((r) => r !== undefined),
+    (await Promise.all(ids.map((id) => store.getResource(level, id)))).filter((r) => r !== undefined),
   );
 }
 
 function children(store: EmbeddedStore, level: Level) {
   return async (req: FastifyRequest, reply: FastifyReply) => {
     const id = idParam(req, level);
-    const list = store.childrenOf(level, id);
+    const list = await store.childrenOf(level, id);
     if (!list) throw new XferError('UnknownResource', `${level} ${id}`);
     return sendJson(reply, list);
   };

@@ -5,17 +5,16 @@ import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { cpus } from 'node:os';
 import type { Logger } from 'pino';
-import { z } from 'zod';
+import type { z } from 'zod';
 import { ERRORS, XferError, isXferError, type ErrorCode } from '../errors.ts';
 import { formatOrthancTimestamp, progressPercent } from '../protocol/progress.ts';
 import { describeIssue, readStored } from '../util/stored-json.ts';
 import type { JobsDb } from './db.ts';
+import { finishedFacts } from './facts.ts';
+import { SqliteJobStore } from './sqlite-store.ts';
+import { JOB_TYPES, type JobRecord, type JobState, type JobStore, type JobType, type JobUpdate, type LoadedJob } from './store.ts';
 
-export const JOB_STATES = ['Pending', 'Running', 'Paused', 'Success', 'Failure'] as const;
-export type JobState = (typeof JOB_STATES)[number];
-/** RemotePullTransfer: a send in pull mode, followed on this node while the peer's PullTransfer runs. */
-export const JOB_TYPES = ['PushTransfer', 'PullTransfer', 'RemotePullTransfer'] as const;
-export type JobType = (typeof JOB_TYPES)[number];
+export { JOB_STATES, JOB_TYPES, type JobState, type JobType } from './store.ts';
 
 /** Why a running job's signal was aborted. */
 export type StopReason = 'pause' | 'cancel' | 'shutdown';
@@ -44,14 +43,17 @@ export interface JobRunContext<Q = unknown, C extends Record<string, unknown> = 
    * the kind's schema: BadFileFormat (which fails the run) when it does not read back.
    */
   loadPrivate(): P | undefined;
-  /** Saves the job's private state durably (plan, remote transaction, cookies...). */
-  savePrivate(state: P): void;
-  /** Buckets that an earlier run finished. */
+  /**
+   * Saves the job's private state (plan, remote transaction, cookies...); durable when the promise
+   * resolves. Writes land in the order they were asked; one that fails fails the run, awaited or not.
+   */
+  savePrivate(state: P): Promise<void>;
+  /** Buckets finished so far (by this run and earlier ones). */
   bucketsDone(): Set<number>;
-  /** Records a finished bucket durably. */
-  markBucketDone(index: number): void;
+  /** Records a finished bucket; durable when the promise resolves (as savePrivate). */
+  markBucketDone(index: number): Promise<void>;
   /** Forgets every finished bucket (the job starts a new plan, e.g. a new remote transaction). */
-  clearBucketsDone(): void;
+  clearBucketsDone(): Promise<void>;
   /** The job's public Content as it stands (kept across pauses and restarts). */
   content(): Readonly<C>;
   /** Merges keys into the job's public Content (a key set to undefined is removed). */
@@ -88,44 +90,13 @@ export interface JobsEngineOptions {
   logger: Logger;
 }
 
-/** A row of the jobs table as this version writes it. */
-const JobRowSchema = z.object({
-  seq: z.number().int(),
-  id: z.string(),
-  type: z.enum(JOB_TYPES),
-  state: z.enum(JOB_STATES),
-  priority: z.number().int(),
-  query: z.string(),
-  content: z.string(),
-  progress: z.number().min(0).max(1),
-  private: z.string().nullable(),
-  creation_time: z.number().int(),
-  completion_time: z.number().int().nullable(),
-  runtime_ms: z.number().int().nonnegative(),
-  error_code: z.custom<ErrorCode>((v) => typeof v === 'string' && Object.hasOwn(ERRORS, v), 'expected an error code this version knows').nullable(),
-  error_details: z.string().nullable(),
-});
-type JobRow = z.output<typeof JobRowSchema>;
-
-/** What a column takes when its stored value is unusable (the job is failed with the reason). */
-const ROW_FALLBACK: Omit<JobRow, 'seq' | 'id'> = {
-  type: 'PushTransfer',
-  state: 'Failure',
-  priority: 0,
-  query: '{}',
-  content: '{}',
-  progress: 0,
-  private: null,
-  creation_time: 0,
-  completion_time: null,
-  runtime_ms: 0,
-  error_code: null,
-  error_details: null,
-};
-
 /** A job as the engine holds it in memory while it is known. */
 interface Live {
-  row: JobRow;
+  row: JobRecord;
+  /** The buckets finished, read from the store before each run and kept in step with it. */
+  done: Set<number>;
+  /** The first write of this job that failed during its run: the run then fails with it. */
+  writeError?: XferError;
   /** The query, as checked by its kind's schema. */
   query: unknown;
   content: Record<string, unknown>;
@@ -143,65 +114,44 @@ const FLUSH_MS = 1000;
 /** The start of the ErrorDetails of a job whose saved state could not be used. */
 const DAMAGED_STATE = 'the saved state of this job is unusable (damaged, or written by an incompatible version)';
 
-/**
- * The line of a job that succeeded: its peer, size, instances, running time (pauses left out) and data
- * rate (the bytes of the instances it moved, those already at the destination left out, per second).
- */
-export function finishedFacts(
-  type: JobType,
-  content: Readonly<Record<string, unknown>>,
-  runtimeMs: number,
-): { fields: Record<string, unknown>; message: string } {
-  const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
-  const seconds = Math.max(0, runtimeMs) / 1000;
-  const fields: Record<string, unknown> = { seconds: Math.round(seconds * 10) / 10 };
-  const peer = typeof content['Peer'] === 'string' ? content['Peer'] : undefined;
-  const instances = num(content['TotalInstances']);
-  const bytes = num(content['TotalBytes']);
-  const moved = bytes === undefined ? undefined : Math.max(0, bytes - (num(content['SkippedBytes']) ?? 0));
-  if (peer !== undefined) fields['peer'] = peer;
-  if (instances !== undefined) fields['instances'] = instances;
-  if (bytes !== undefined) fields['bytes'] = bytes;
-  const skipped = num(content['SkippedInstances']);
-  if (skipped) fields['skippedInstances'] = skipped;
-  const rate = moved !== undefined && seconds > 0 ? moved / seconds : undefined;
-  if (rate !== undefined) fields['bytesPerSecond'] = Math.round(rate);
-  const mb = (n: number) => `${(n / 1_000_000).toFixed(1)} MB`;
-  const what = `${instances ?? '?'} instance${instances === 1 ? '' : 's'}${bytes !== undefined ? `, ${mb(bytes)}` : ''}`;
-  const where = peer === undefined ? '' : ` ${type === 'PullTransfer' ? 'from' : 'to'} peer "${peer}"`;
-  const pace = rate !== undefined ? `, ${mb(rate)}/s` : '';
-  const kind = type === 'PullTransfer' ? 'pull' : 'push';
-  return { fields, message: `${kind} finished: ${what}${where} in ${fields['seconds']} s${pace}` };
-}
-
 export class JobsEngine extends EventEmitter {
-  readonly #db: JobsDb;
+  readonly #store: JobStore;
   readonly #opts: JobsEngineOptions;
   readonly #live = new Map<string, Live>();
   readonly #limit: number;
+  /**
+   * The store's writes, one after the other in the order the engine decided them: the engine's memory is
+   * ahead of the store by at most this queue, and the store never sees an older state after a newer one.
+   */
+  #writes: Promise<void> = Promise.resolve();
+  /** The last write queued is a scheduling pass (a second one behind it would find nothing more). */
+  #passQueued = false;
+  #nextSeq = 1;
   #flushTimer: NodeJS.Timeout | undefined;
   #closed = false;
 
-  constructor(db: JobsDb, opts: JobsEngineOptions) {
+  /** `store` may be the SQLite database of openJobsDb, used through SqliteJobStore. */
+  constructor(store: JobStore | JobsDb, opts: JobsEngineOptions) {
     super();
-    this.#db = db;
+    this.#store = 'prepare' in store ? new SqliteJobStore(store) : store;
     this.#opts = opts;
     this.#limit = opts.concurrentJobs > 0 ? opts.concurrentJobs : Math.max(1, cpus().length);
   }
 
   /** Loads saved jobs; jobs that were running when the node stopped run again from their saved state. */
-  start(): void {
-    const rows: unknown[] = this.#db.prepare('SELECT * FROM jobs ORDER BY seq').all();
+  async start(): Promise<void> {
+    let recovered: Awaited<ReturnType<JobStore['recover']>> = { jobs: [], ignored: [] };
+    await this.#enqueue(async () => {
+      recovered = await this.#store.recover();
+    });
+    for (const keys of recovered.ignored) this.#opts.logger.error(keys, 'a job row without its keys is ignored');
     const damaged: [Live, string][] = [];
-    for (const raw of rows) {
-      const loaded = this.#load(raw);
-      if (!loaded) continue;
-      const { live, problem } = loaded;
-      if (live.row.state === 'Running') live.row.state = 'Pending';
+    for (const loaded of recovered.jobs) {
+      const { live, problem } = this.#load(loaded);
       this.#live.set(live.row.id, live);
+      this.#nextSeq = Math.max(this.#nextSeq, live.row.seq + 1);
       if (problem !== undefined) damaged.push([live, problem]);
     }
-    this.#db.prepare("UPDATE jobs SET state = 'Pending' WHERE state = 'Running'").run();
     for (const [live, problem] of damaged) this.#failDamaged(live, problem);
     this.#flushTimer = setInterval(() => this.#flush(), FLUSH_MS);
     this.#flushTimer.unref();
@@ -209,34 +159,13 @@ export class JobsEngine extends EventEmitter {
   }
 
   /**
-   * A saved row, checked: its columns, then its query, Content and private state against its kind's
-   * schemas. A row that fails comes back with the problem (the job is then failed, see #failDamaged);
-   * one without its keys is skipped.
+   * A stored job, checked: its columns (by the store), then its query, Content and private state against
+   * its kind's schemas. A job that fails comes back with the problem (it is then failed, see #failDamaged).
    */
-  #load(raw: unknown): { live: Live; problem?: string } | undefined {
-    const whole = JobRowSchema.safeParse(raw);
-    const problems: string[] = [];
-    let row: JobRow;
-    let storedType: string | undefined;
-    if (whole.success) row = whole.data;
-    else {
-      const cols = z.record(z.string(), z.unknown()).catch({}).parse(raw);
-      const seq = JobRowSchema.shape.seq.safeParse(cols['seq']);
-      const id = JobRowSchema.shape.id.safeParse(cols['id']);
-      if (!seq.success || !id.success) {
-        this.#opts.logger.error({ seq: cols['seq'], id: cols['id'] }, 'a job row without its keys is ignored');
-        return undefined;
-      }
-      const out: Record<string, unknown> = { seq: seq.data, id: id.data };
-      for (const [key, fallback] of Object.entries(ROW_FALLBACK)) {
-        const r = JobRowSchema.shape[key as keyof typeof ROW_FALLBACK].safeParse(cols[key]);
-        out[key] = r.success ? r.data : fallback;
-        if (!r.success) problems.push(`column ${key}: ${describeIssue(r.error)}`);
-        if (!r.success && key === 'type') storedType = String(cols[key]);
-      }
-      row = JobRowSchema.parse(out);
-    }
-    const live: Live = { row, query: undefined, content: {}, dirty: false };
+  #load(loaded: LoadedJob): { live: Live; problem?: string } {
+    const { record: row, storedType } = loaded;
+    const problems = [...loaded.problems];
+    const live: Live = { row, done: new Set(), query: undefined, content: {}, dirty: false };
     if (storedType !== undefined) {
       live.storedType = storedType;
       live.unrunnable = `its type "${storedType}" is not one this version runs`;
@@ -266,8 +195,7 @@ export class JobsEngine extends EventEmitter {
     r.error_code = 'BadFileFormat';
     r.error_details = `${DAMAGED_STATE}: ${problem}`;
     r.private = null;
-    this.#db.prepare('DELETE FROM job_buckets WHERE job = ?').run(r.id);
-    this.#flushOne(live);
+    this.#flushOne(live, { clearBuckets: true });
     this.#opts.logger.warn({ job: r.id, type: live.storedType ?? r.type, details: r.error_details }, 'job with damaged saved state marked failed');
   }
 
@@ -280,16 +208,24 @@ export class JobsEngine extends EventEmitter {
     if (!checkedQuery.success) throw new XferError('InternalError', `${type} query: ${describeIssue(checkedQuery.error)}`);
     const checkedContent = kind.content.safeParse(content);
     if (!checkedContent.success) throw new XferError('InternalError', `${type} Content: ${describeIssue(checkedContent.error)}`);
-    const id = randomUUID();
-    const now = Date.now();
-    const info = this.#db
-      .prepare(
-        `INSERT INTO jobs (id, type, state, priority, query, content, progress, creation_time)
-         VALUES (?, ?, 'Pending', ?, ?, ?, 0, ?)`,
-      )
-      .run(id, type, priority, JSON.stringify(query), JSON.stringify(content), now);
-    const row = JobRowSchema.parse(this.#db.prepare('SELECT * FROM jobs WHERE seq = ?').get(info.lastInsertRowid));
-    this.#live.set(id, { row, query: checkedQuery.data, content: { ...content }, dirty: false });
+    const fresh = { id: randomUUID(), type, priority, query: JSON.stringify(query), content: JSON.stringify(content), creation_time: Date.now() };
+    const row: JobRecord = {
+      ...fresh,
+      // Until the store answers with the job's own seq, the next one this engine would give.
+      seq: this.#nextSeq++,
+      state: 'Pending',
+      progress: 0,
+      private: null,
+      completion_time: null,
+      runtime_ms: 0,
+      error_code: null,
+      error_details: null,
+    };
+    const id = row.id;
+    this.#live.set(id, { row, done: new Set(), query: checkedQuery.data, content: { ...content }, dirty: false });
+    void this.#enqueue(async () => {
+      row.seq = (await this.#store.add(fresh)).seq;
+    });
     this.#opts.logger.info({ job: id, type, priority, state: 'Pending' }, 'job submitted');
     this.emit('change', id);
     this.#schedule();
@@ -385,13 +321,12 @@ export class JobsEngine extends EventEmitter {
       throw new XferError('BadSequenceOfCalls', `only a failed job can be resubmitted (this one is ${live.row.state})`);
     }
     if (live.unrunnable !== undefined) throw new XferError('BadSequenceOfCalls', `this job cannot run again: ${live.unrunnable}`);
-    this.#db.prepare('DELETE FROM job_buckets WHERE job = ?').run(id);
     live.row.private = null;
     live.row.error_code = null;
     live.row.error_details = null;
     live.row.completion_time = null;
     live.row.progress = 0;
-    this.#setState(live, 'Pending');
+    this.#setState(live, 'Pending', { clearBuckets: true });
     this.#schedule();
   }
 
@@ -403,6 +338,23 @@ export class JobsEngine extends EventEmitter {
     for (const l of running) l.controller?.abort('shutdown' satisfies StopReason);
     await Promise.all(running.map((l) => l.running));
     this.#flush();
+    await this.#writes;
+  }
+
+  /**
+   * Queues a write of the store after those already queued; answers when it is done. A failure is logged
+   * and, for a job's own write during its run, fails that run; the promise answered rejects too, so that a
+   * caller that awaits it learns at once.
+   */
+  #enqueue(write: () => Promise<void>, live?: Live): Promise<void> {
+    this.#passQueued = false;
+    const done = this.#writes.then(write);
+    this.#writes = done.catch((e: unknown) => {
+      const error = isXferError(e) ? e : new XferError('InternalError', `job store: ${String(e)}`, { cause: e });
+      this.#opts.logger.error({ job: live?.row.id, err: error.details ?? error.message }, 'a write of the job store failed');
+      if (live) live.writeError ??= error;
+    });
+    return done;
   }
 
   #get(id: string): Live {
@@ -411,18 +363,36 @@ export class JobsEngine extends EventEmitter {
     return live;
   }
 
+  /** Queues a pass that starts what may start (unless one is already last in the queue). */
   #schedule(): void {
-    if (this.#closed) return;
-    const watcher = (l: Live): boolean => this.#opts.runners(l.row.type).watcher === true;
-    for (const l of [...this.#live.values()]) if (l.row.state === 'Pending' && watcher(l)) this.#run(l);
-    let running = [...this.#live.values()].filter((l) => l.row.state === 'Running' && !watcher(l)).length;
-    while (running < this.#limit) {
-      const next = [...this.#live.values()]
-        .filter((l) => l.row.state === 'Pending' && !watcher(l))
-        .sort((a, b) => b.row.priority - a.row.priority || a.row.seq - b.row.seq)[0];
-      if (!next) return;
-      running++;
-      this.#run(next);
+    if (this.#closed || this.#passQueued) return;
+    void this.#enqueue(() => this.#claimPass());
+    this.#passQueued = true;
+  }
+
+  /**
+   * Claims from the store and runs: every Pending watcher, and the best Pending jobs while fewer than
+   * ConcurrentJobs others run. The store picks (priority, then age) and marks each Running atomically.
+   */
+  async #claimPass(): Promise<void> {
+    const watcherTypes = JOB_TYPES.filter((t) => this.#opts.runners(t).watcher === true);
+    const watcher = (l: Live): boolean => watcherTypes.includes(l.row.type);
+    for (let claimed = 0; claimed <= this.#live.size && !this.#closed; claimed++) {
+      const running = [...this.#live.values()].filter((l) => l.row.state === 'Running' && !watcher(l)).length;
+      const record = await this.#store.claimNext(running < this.#limit ? JOB_TYPES : watcherTypes);
+      if (!record) return;
+      const live = this.#live.get(record.id);
+      if (!live) {
+        this.#opts.logger.error({ job: record.id }, 'the job store answered a job this engine does not know');
+        continue;
+      }
+      if (live.row.state !== 'Pending' || this.#closed) {
+        // Paused or canceled since this pass was queued: the store gets the engine's state back.
+        await this.#store.update(live.row.id, this.#snapshot(live));
+        continue;
+      }
+      live.done = await this.#store.bucketsDone(live.row.id);
+      this.#run(live);
     }
   }
 
@@ -430,7 +400,9 @@ export class JobsEngine extends EventEmitter {
     const controller = new AbortController();
     live.controller = controller;
     live.runStartedAt = Date.now();
-    this.#setState(live, 'Running');
+    delete live.writeError;
+    // The store has it Running already (claimNext).
+    this.#setState(live, 'Running', { write: false });
     const runner = this.#opts.runners(live.row.type);
     const ctx = this.#context(live, runner, controller.signal);
     live.running = (async () => {
@@ -442,6 +414,9 @@ export class JobsEngine extends EventEmitter {
         if (controller.signal.aborted) outcome = this.#stopped(controller);
         else outcome = { state: 'Failure', error: isXferError(e) ? e : new XferError('InternalError', String(e), { cause: e }) };
       }
+      // What the run saved must be in the store before it counts as done.
+      await this.#writes;
+      if (live.writeError && outcome.state === 'Success') outcome = { state: 'Failure', error: live.writeError };
       const reason = controller.signal.reason as StopReason | undefined;
       if (controller.signal.aborted && reason === 'cancel' && runner.cancelled) {
         await runner.cancelled(ctx).catch(() => undefined);
@@ -468,7 +443,7 @@ export class JobsEngine extends EventEmitter {
   }
 
   #context(live: Live, runner: AnyJobRunner, signal: AbortSignal): JobRunContext {
-    const db = this.#db;
+    const store = this.#store;
     const id = live.row.id;
     const engine = this;
     return {
@@ -486,18 +461,20 @@ export class JobsEngine extends EventEmitter {
         }
       },
       savePrivate(state: unknown) {
-        live.row.private = JSON.stringify(state);
-        db.prepare('UPDATE jobs SET private = ? WHERE id = ?').run(live.row.private, id);
+        const json = JSON.stringify(state);
+        live.row.private = json;
+        return engine.#enqueue(() => store.savePrivate(id, json), live);
       },
       bucketsDone() {
-        const rows = db.prepare('SELECT idx FROM job_buckets WHERE job = ?').all(id) as { idx: number }[];
-        return new Set(rows.map((r) => r.idx));
+        return new Set(live.done);
       },
       markBucketDone(index: number) {
-        db.prepare('INSERT OR IGNORE INTO job_buckets (job, idx) VALUES (?, ?)').run(id, index);
+        live.done.add(index);
+        return engine.#enqueue(() => store.markBucketDone(id, index), live);
       },
       clearBucketsDone() {
-        db.prepare('DELETE FROM job_buckets WHERE job = ?').run(id);
+        live.done.clear();
+        return engine.#enqueue(() => store.clearBuckets(id), live);
       },
       content() {
         return { ...live.content };
@@ -515,10 +492,10 @@ export class JobsEngine extends EventEmitter {
     };
   }
 
-  #setState(live: Live, state: JobState): void {
+  #setState(live: Live, state: JobState, opts: { write?: boolean; clearBuckets?: boolean } = {}): void {
     const prev = live.row.state;
     live.row.state = state;
-    this.#flushOne(live);
+    if (opts.write !== false) this.#flushOne(live, { clearBuckets: opts.clearBuckets === true });
     if (prev !== state) {
       this.#opts.logger.info({ job: live.row.id, type: live.row.type, from: prev, state }, 'job state changed');
       this.emit('change', live.row.id);
@@ -533,14 +510,15 @@ export class JobsEngine extends EventEmitter {
     r.error_details = error ? (error.details ?? error.message) : null;
     // The durable state is dropped: a resubmitted job starts from its first step, as in Orthanc.
     r.private = null;
-    this.#db.prepare('DELETE FROM job_buckets WHERE job = ?').run(r.id);
+    live.done.clear();
     if (error) {
       this.#opts.logger.warn({ job: r.id, type: r.type, code: error.code, details: r.error_details }, 'job failed');
     } else {
       const facts = finishedFacts(r.type, live.content, r.runtime_ms);
       this.#opts.logger.info({ job: r.id, type: r.type, ...facts.fields }, facts.message);
     }
-    this.#setState(live, state);
+    // One write: the state with its private state and finished buckets dropped.
+    this.#setState(live, state, { clearBuckets: true });
     this.#trimHistory();
   }
 
@@ -549,33 +527,35 @@ export class JobsEngine extends EventEmitter {
       .filter((l) => l.row.state === 'Success' || l.row.state === 'Failure')
       .sort((a, b) => (a.row.completion_time ?? 0) - (b.row.completion_time ?? 0) || a.row.seq - b.row.seq);
     const excess = finished.length - this.#opts.historySize;
-    for (let i = 0; i < excess; i++) {
-      const l = finished[i] as Live;
-      this.#live.delete(l.row.id);
-      this.#db.prepare('DELETE FROM jobs WHERE id = ?').run(l.row.id);
-    }
+    if (excess <= 0) return;
+    for (const l of finished.slice(0, excess)) this.#live.delete(l.row.id);
+    // The store, at this point of the queue, holds the same finished jobs: it trims the same ones.
+    void this.#enqueue(async () => {
+      await this.#store.trimHistory(this.#opts.historySize);
+    });
   }
 
-  #flushOne(live: Live): void {
+  /** The changing columns of a job as the engine holds them now. */
+  #snapshot(live: Live): JobUpdate {
     const r = live.row;
-    this.#db
-      .prepare(
-        `UPDATE jobs SET state = ?, priority = ?, content = ?, progress = ?, private = ?, completion_time = ?,
-         runtime_ms = ?, error_code = ?, error_details = ? WHERE id = ?`,
-      )
-      .run(
-        r.state,
-        r.priority,
-        JSON.stringify(live.content),
-        r.progress,
-        r.private,
-        r.completion_time,
-        r.runtime_ms + (live.runStartedAt !== undefined ? Date.now() - live.runStartedAt : 0),
-        r.error_code,
-        r.error_details,
-        r.id,
-      );
+    return {
+      state: r.state,
+      priority: r.priority,
+      content: JSON.stringify(live.content),
+      progress: r.progress,
+      private: r.private,
+      completion_time: r.completion_time,
+      runtime_ms: r.runtime_ms + (live.runStartedAt !== undefined ? Date.now() - live.runStartedAt : 0),
+      error_code: r.error_code,
+      error_details: r.error_details,
+    };
+  }
+
+  #flushOne(live: Live, opts: { clearBuckets?: boolean } = {}): void {
+    const id = live.row.id;
+    const update = this.#snapshot(live);
     live.dirty = false;
+    void this.#enqueue(() => this.#store.update(id, update, opts));
   }
 
   #flush(): void {

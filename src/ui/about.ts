@@ -39,7 +39,7 @@ function text(o: Record<string, unknown>, key: string): string | null {
 /** The resource getter of the local store. */
 export function storeGetter(store: Store, config: Config): Get {
   const embedded = embeddedApiOf(store);
-  if (embedded) return async (level, id) => embedded.getResource(level, id) as Record<string, unknown> | undefined;
+  if (embedded) return async (level, id) => (await embedded.getResource(level, id)) as Record<string, unknown> | undefined;
   const o = config.OrthancStore;
   if (!o) return async () => undefined;
   const base = o.url.endsWith('/') ? o.url : `${o.url}/`;

@@ -253,7 +253,7 @@ function registerNodeRoutes(app: FastifyInstance, deps: UiDeps, routes: RouteInf
           Version: VERSION,
           Store: store.kind,
           StoreSearch: studySource(store) !== undefined,
-          Statistics: embedded ? embedded.statistics() : null,
+          Statistics: embedded ? await embedded.statistics() : null,
           Peers: deps.peers.names(),
           Jobs: states,
           Throughput: throughput ? throughput.now() : null,

@@ -66,7 +66,7 @@ export function studySource(store: Store): StudySource | undefined {
   if (store instanceof EmbeddedStore) {
     return {
       find: (body) => store.find(parseFindRequest(body)),
-      seriesOf: async (id) => store.childrenOf('Study', id) ?? [],
+      seriesOf: async (id) => (await store.childrenOf('Study', id)) ?? [],
     };
   }
   if (store instanceof OrthancStore) {

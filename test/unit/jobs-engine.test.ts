@@ -13,7 +13,7 @@ import { ERRORS, XferError, isXferError } from '../../src/errors.ts';
 import { openJobsDb, type JobsDb } from '../../src/jobs/db.ts';
 import { JobsEngine, type JobKind, type JobRunContext, type JobRunner, type JobState } from '../../src/jobs/engine.ts';
 
-const FakeQuery = z.object({ behave: z.enum(['succeed', 'fail', 'flaky', 'wait']), name: z.string() });
+const FakeQuery = z.object({ behave: z.enum(['succeed', 'fail', 'flaky', 'wait', 'save-late']), name: z.string() });
 const FakeContent = z.looseObject({ Count: z.number().optional(), Retries: z.number().optional(), Runs: z.number().optional() });
 const FakePrivate = z.object({ reached: z.number().int() });
 type Q = z.output<typeof FakeQuery>;
@@ -62,6 +62,13 @@ class FakeRunner implements JobRunner<Q, C, P> {
       }
       return;
     }
+    if (behave === 'save-late') {
+      // Waits, then saves without awaiting the write: a write that fails must still fail the run.
+      await new Promise<void>((resolve) => this.#gates.set(name, resolve));
+      this.#gates.delete(name);
+      void ctx.savePrivate({ reached: 99 });
+      return;
+    }
     const reached = saved?.reached ?? 0;
     ctx.markBucketDone(reached);
     ctx.savePrivate({ reached: reached + 1 });
@@ -80,10 +87,10 @@ class FakeRunner implements JobRunner<Q, C, P> {
 
 const logger = pino({ level: 'silent' });
 
-function open(path: string, runner: FakeRunner, concurrentJobs = 1): { db: JobsDb; engine: JobsEngine } {
+async function open(path: string, runner: FakeRunner, concurrentJobs = 1): Promise<{ db: JobsDb; engine: JobsEngine }> {
   const db = openJobsDb(path);
   const engine = new JobsEngine(db, { concurrentJobs, historySize: 100, runners: () => runner, logger });
-  engine.start();
+  await engine.start();
   return { db, engine };
 }
 
@@ -117,7 +124,7 @@ describe('jobs engine with a fake runner on a real database', () => {
 
   test('a job that succeeds, one that fails, one that retries: states and Orthanc error fields', async () => {
     const runner = new FakeRunner();
-    const { db, engine } = open(fresh(), runner, 2);
+    const { db, engine } = await open(fresh(), runner, 2);
     try {
       const ok = submit(engine, 'ok', 'succeed');
       const bad = submit(engine, 'bad', 'fail');
@@ -144,7 +151,7 @@ describe('jobs engine with a fake runner on a real database', () => {
 
   test('one slot: the higher priority runs first, equal priorities in submission order', async () => {
     const runner = new FakeRunner();
-    const { db, engine } = open(fresh(), runner, 1);
+    const { db, engine } = await open(fresh(), runner, 1);
     try {
       const blocker = submit(engine, 'blocker', 'wait');
       await until('the blocker at its gate', () => runner.waiting('blocker'));
@@ -162,7 +169,7 @@ describe('jobs engine with a fake runner on a real database', () => {
 
   test('pause keeps the saved state, resume continues from it; cancel and resubmit', async () => {
     const runner = new FakeRunner();
-    const { db, engine } = open(fresh(), runner, 1);
+    const { db, engine } = await open(fresh(), runner, 1);
     try {
       const id = submit(engine, 'p', 'wait');
       await until('p at its gate', () => runner.waiting('p'));
@@ -207,7 +214,7 @@ describe('jobs engine with a fake runner on a real database', () => {
   test('a reopened engine has every job back; a job running at close runs again from its saved state', async () => {
     const path = fresh();
     const runner = new FakeRunner();
-    let { db, engine } = open(path, runner, 2);
+    let { db, engine } = await open(path, runner, 2);
     const done = submit(engine, 'done', 'succeed', 3);
     const paused = submit(engine, 'paused', 'wait');
     const running = submit(engine, 'running', 'wait');
@@ -219,7 +226,7 @@ describe('jobs engine with a fake runner on a real database', () => {
     db.close();
 
     const again = new FakeRunner();
-    ({ db, engine } = open(path, again, 2));
+    ({ db, engine } = await open(path, again, 2));
     try {
       assert.deepEqual(engine.list(), [done, paused, running]);
       const after = engine.describe(done);
@@ -246,7 +253,7 @@ describe('jobs engine with a fake runner on a real database', () => {
   test('rows damaged between two opens fail their jobs with the field named; the others run', async () => {
     const path = fresh();
     const runner = new FakeRunner();
-    let { db, engine } = open(path, runner, 2);
+    let { db, engine } = await open(path, runner, 2);
     const ids: Record<string, string> = {};
     for (const name of ['content', 'query', 'fine']) {
       ids[name] = submit(engine, name, 'succeed');
@@ -274,7 +281,7 @@ describe('jobs engine with a fake runner on a real database', () => {
     raw.close();
 
     const again = new FakeRunner();
-    ({ db, engine } = open(path, again, 2));
+    ({ db, engine } = await open(path, again, 2));
     try {
       const failed = (name: string, detail: RegExp) => {
         const j = engine.describe(ids[name] as string);
@@ -312,7 +319,7 @@ describe('jobs engine with a fake runner on a real database', () => {
 
     // The verdict is kept: a third open reads the same failures, and nothing crashes.
     const third = new FakeRunner();
-    ({ db, engine } = open(path, third, 2));
+    ({ db, engine } = await open(path, third, 2));
     try {
       assert.equal(engine.state(ids.priority as string), 'Failure');
       assert.match(String(engine.describe(ids.query as string).ErrorDetails), /query: name/);
@@ -323,9 +330,24 @@ describe('jobs engine with a fake runner on a real database', () => {
     }
   });
 
+  test('a write of the job store that fails fails the run, even when the job did not await it', async () => {
+    const runner = new FakeRunner();
+    const { db, engine } = await open(fresh(), runner, 1);
+    const id = submit(engine, 'late', 'save-late');
+    await until('late at its gate', () => runner.waiting('late'));
+    // The database goes away under the engine: every later write fails for real.
+    db.close();
+    runner.release('late');
+    await inState(engine, id, 'Failure');
+    const j = engine.describe(id);
+    assert.equal(j.ErrorCode, ERRORS.InternalError.status);
+    assert.match(String(j.ErrorDetails), /job store: .*database connection is not open/);
+    await engine.close();
+  });
+
   test('submit refuses a query outside the kind of the job (nothing saved)', async () => {
     const runner = new FakeRunner();
-    const { db, engine } = open(fresh(), runner, 1);
+    const { db, engine } = await open(fresh(), runner, 1);
     try {
       assert.throws(() => engine.submit('PushTransfer', { behave: 'jump', name: 'x' }, 0), (e) => isXferError(e, 'InternalError') && /behave/.test(e.details ?? ''));
       assert.deepEqual(engine.list(), []);

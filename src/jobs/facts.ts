@@ -1,0 +1,33 @@
+// The log line of a job that succeeded, in plain words and as fields: what it moved, where, how fast.
+import type { JobType } from './store.ts';
+
+/**
+ * The line of a job that succeeded: its peer, size, instances, running time (pauses left out) and data
+ * rate (the bytes of the instances it moved, those already at the destination left out, per second).
+ */
+export function finishedFacts(
+  type: JobType,
+  content: Readonly<Record<string, unknown>>,
+  runtimeMs: number,
+): { fields: Record<string, unknown>; message: string } {
+  const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
+  const seconds = Math.max(0, runtimeMs) / 1000;
+  const fields: Record<string, unknown> = { seconds: Math.round(seconds * 10) / 10 };
+  const peer = typeof content['Peer'] === 'string' ? content['Peer'] : undefined;
+  const instances = num(content['TotalInstances']);
+  const bytes = num(content['TotalBytes']);
+  const moved = bytes === undefined ? undefined : Math.max(0, bytes - (num(content['SkippedBytes']) ?? 0));
+  if (peer !== undefined) fields['peer'] = peer;
+  if (instances !== undefined) fields['instances'] = instances;
+  if (bytes !== undefined) fields['bytes'] = bytes;
+  const skipped = num(content['SkippedInstances']);
+  if (skipped) fields['skippedInstances'] = skipped;
+  const rate = moved !== undefined && seconds > 0 ? moved / seconds : undefined;
+  if (rate !== undefined) fields['bytesPerSecond'] = Math.round(rate);
+  const mb = (n: number) => `${(n / 1_000_000).toFixed(1)} MB`;
+  const what = `${instances ?? '?'} instance${instances === 1 ? '' : 's'}${bytes !== undefined ? `, ${mb(bytes)}` : ''}`;
+  const where = peer === undefined ? '' : ` ${type === 'PullTransfer' ? 'from' : 'to'} peer "${peer}"`;
+  const pace = rate !== undefined ? `, ${mb(rate)}/s` : '';
+  const kind = type === 'PullTransfer' ? 'pull' : 'push';
+  return { fields, message: `${kind} finished: ${what}${where} in ${fields['seconds']} s${pace}` };
+}

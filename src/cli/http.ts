@@ -3,7 +3,6 @@
 // the cause and what to do.
 import type { Readable } from 'node:stream';
 import { Option, type Command } from 'commander';
-import { XferError } from '../errors.ts';
 import { DEFAULT_BODY_LIMIT, readBounded } from '../http/body.ts';
 import { type EndpointResponse, HttpEndpoint } from '../http/endpoint.ts';
 import {
@@ -100,7 +99,14 @@ export function orthancReason(body: RemoteErrorDocument): string {
  * its code the one the answer names, `remote` Orthanc's error document when there was one, `reason` the
  * server's words, and the message the advice for the person at the keyboard.
  */
-export function nodeHttpError(target: NodeTarget, method: string, path: string, status: number, remote: RemoteErrorDocument | undefined, text: string): HttpError {
+export function nodeHttpError(
+  target: NodeTarget,
+  method: string,
+  path: string,
+  status: number,
+  remote: RemoteErrorDocument | undefined,
+  text: string,
+): HttpError {
   const reason = (remote ? documentReason(remote) : undefined) ?? (text.trim().slice(0, 200) || `HTTP ${status}`);
   return new HttpError({
     code: codeOfAnswer(status, remote),
@@ -203,9 +209,11 @@ export class NodeClient {
         body: opts.body ?? null,
         signal: opts.signal ?? null,
       });
-      text = (await readBounded(res.body, ANSWER_LIMIT)).toString('utf8');
+      const status = res.statusCode;
+      const tooLarge = () => nodeHttpError(this.target, method, path, status, undefined, `the answer is larger than ${ANSWER_LIMIT} bytes`);
+      text = (await readBounded(res.body, ANSWER_LIMIT, tooLarge)).toString('utf8');
     } catch (e) {
-      if (e instanceof XferError) throw e;
+      if (e instanceof HttpError) throw e;
       throw new NodeConnectionError(this.target, e);
     }
     let parsed: unknown;
@@ -220,7 +228,8 @@ export class NodeClient {
     }
     if (res.statusCode >= 200 && res.statusCode < 300) {
       if (!isJson) {
-        throw nodeHttpError(this.target, method, path, res.statusCode, undefined, `the node answered HTTP ${res.statusCode} with a body that is not JSON`);
+        const why = `the node answered HTTP ${res.statusCode} with a body that is not JSON`;
+        throw nodeHttpError(this.target, method, path, res.statusCode, undefined, why);
       }
       return parsed as T;
     }

@@ -333,8 +333,11 @@ function requestBody(req: PeerRequest, stats: PeerStats): PreparedBody {
     if (!req.onBodyBytes) return { body: b, length, countWhenSent: true };
     return { body: Readable.from(countBytes(inPieces(b), stats, req.onBodyBytes), { objectMode: false }), length, countWhenSent: false };
   }
-  return { body: Readable.from(countBytes(b.stream, stats, req.onBodyBytes), { objectMode: false }), length: b.length, countWhenSent: false };
+  const body = Readable.from(countBytes(b.stream, stats, req.onBodyBytes), { objectMode: false });
+  return { body, length: b.length, countWhenSent: false };
 }
+
+type HttpErrorExtras = { remote?: RemoteOrthancError | undefined; retryAfterMs?: number | undefined; badBody?: boolean };
 
 /**
  * The state of one call to a peer: the controller that aborts it on the caller's signal or on its deadline,
@@ -387,9 +390,11 @@ class PeerCall {
     const signal = this.#req.signal;
     if (signal?.aborted) return signal.reason;
     if (this.#timedOut) return this.#fail(this.#ac.signal.reason as XferError);
-    const err = transportError(
-      e,
-      (info) => (info.failure === 'timeout' && info.errno?.startsWith('UND_ERR_') ? `${this.#where()}: no data for ${this.timeoutMs / 1000} s` : `${this.#where()}: ${info.detail}`),
+    const err = transportError(e, (info) =>
+      // undici's own headers and body timeouts are the call's timeout too, seen as a silence.
+      info.failure === 'timeout' && info.errno?.startsWith('UND_ERR_')
+        ? `${this.#where()}: no data for ${this.timeoutMs / 1000} s`
+        : `${this.#where()}: ${info.detail}`,
     );
     return this.#fail(err);
   }
@@ -412,7 +417,7 @@ class PeerCall {
     );
   }
 
-  #httpError(status: number, reason: string, more: { remote?: RemoteOrthancError | undefined; retryAfterMs?: number | undefined; badBody?: boolean }): PeerHttpError {
+  #httpError(status: number, reason: string, more: HttpErrorExtras): PeerHttpError {
     return new PeerHttpError({ peer: this.#peer, method: this.#req.method, url: this.url, status, reason, ...more });
   }
 

@@ -220,7 +220,7 @@ export class OrthancForwarder {
   #rewriteLocation(location: string, req: FastifyRequest): string {
     const base = this.url;
     const host = req.headers.host;
-    if (host && (location === base || location.startsWith(base + '/') || location.startsWith(base + '?'))) {
+    if (host && (location === base || location.startsWith(`${base}/`) || location.startsWith(`${base}?`))) {
       return `${this.#opts.publicScheme}://${host}${location.slice(base.length) || '/'}`;
     }
     const prefix = this.#endpoint.prefix;

@@ -1,9 +1,19 @@
-// The CLI's HTTP client to a dicom-xfer (or Orthanc) node: where the node is, Basic credentials, one
-// keep-alive pool, and every failure turned into an error whose message says the cause and what to do.
+// The CLI's HTTP client to a dicom-xfer (or Orthanc) node, on the node's HTTP layer (src/http/): where the
+// node is, Basic credentials, one keep-alive pool, and every failure turned into an error whose message says
+// the cause and what to do.
 import type { Readable } from 'node:stream';
 import { Option, type Command } from 'commander';
-import { Agent, request } from 'undici';
-import { ERRORS, XferError, type ErrorCode, type OrthancErrorBody } from '../errors.ts';
+import { DEFAULT_BODY_LIMIT, readBounded } from '../http/body.ts';
+import { type EndpointResponse, HttpEndpoint } from '../http/endpoint.ts';
+import {
+  HttpError,
+  type RemoteErrorDocument,
+  TransportError,
+  classifyTransport,
+  codeOfAnswer,
+  documentReason,
+  parseErrorDocument,
+} from '../http/errors.ts';
 
 export const DEFAULT_NODE_URL = 'http://127.0.0.1:8042';
 export const ENV_URL = 'DICOM_XFER_URL';
@@ -79,63 +89,36 @@ export function resolveTarget(flags: TargetFlags, env: NodeJS.ProcessEnv = proce
   return { url, username, password };
 }
 
-/** Orthanc's error JSON when `v` has its shape (HttpStatus and Message at least), else undefined. */
-export function asOrthancError(v: unknown): OrthancErrorBody | undefined {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) return undefined;
-  const o = v as Record<string, unknown>;
-  if (typeof o.Message !== 'string' || typeof o.HttpStatus !== 'number') return undefined;
-  return {
-    HttpError: typeof o.HttpError === 'string' ? o.HttpError : '',
-    HttpStatus: o.HttpStatus,
-    Message: o.Message,
-    Method: typeof o.Method === 'string' ? o.Method : '',
-    OrthancError: typeof o.OrthancError === 'string' ? o.OrthancError : o.Message,
-    OrthancStatus: typeof o.OrthancStatus === 'number' ? o.OrthancStatus : -1,
-    Uri: typeof o.Uri === 'string' ? o.Uri : '',
-    ...(typeof o.Details === 'string' ? { Details: o.Details } : {}),
-  };
-}
-
 /** "Bad file format: Cannot parse an invalid DICOM file (size: 17 bytes)" from Orthanc's error JSON. */
-export function orthancReason(body: OrthancErrorBody): string {
-  return body.Details ? `${body.Message}: ${body.Details}` : body.Message;
-}
-
-function codeFor(status: number, body: OrthancErrorBody | undefined): ErrorCode {
-  if (body) {
-    for (const [code, spec] of Object.entries(ERRORS)) {
-      if (spec.status === body.OrthancStatus) return code as ErrorCode;
-    }
-  }
-  if (status === 401) return 'Unauthorized';
-  if (status === 403) return 'ForbiddenAccess';
-  if (status === 404) return 'UnknownResource';
-  if (status === 416) return 'BadRange';
-  if (status === 507) return 'FullStorage';
-  if (status >= 500) return 'InternalError';
-  return 'BadRequest';
+export function orthancReason(body: RemoteErrorDocument): string {
+  return documentReason(body) ?? '';
 }
 
 /**
- * The node answered with a status other than 2xx (or a 2xx that is not JSON). `status` is the HTTP status,
- * `body` Orthanc's error JSON when there was one, `code` the matching entry of the error table.
+ * The node answered with a status other than 2xx (or a 2xx that is not JSON): the HTTP layer's one HttpError,
+ * its code the one the answer names, `remote` Orthanc's error document when there was one, `reason` the
+ * server's words, and the message the advice for the person at the keyboard.
  */
-export class NodeHttpError extends XferError {
-  readonly status: number;
-  readonly body: OrthancErrorBody | undefined;
-  /** The server's reason (Message: Details) or the HTTP status text; no advice. */
-  readonly reason: string;
-
-  constructor(target: NodeTarget, method: string, path: string, status: number, body: OrthancErrorBody | undefined, text: string) {
-    const code = codeFor(status, body);
-    const reason = body ? orthancReason(body) : text.trim().slice(0, 200) || `HTTP ${status}`;
-    super(code, reason, { httpStatus: status });
-    this.name = 'NodeHttpError';
-    this.status = status;
-    this.body = body;
-    this.reason = reason;
-    this.message = adviceFor(target, method, path, status, reason);
-  }
+export function nodeHttpError(
+  target: NodeTarget,
+  method: string,
+  path: string,
+  status: number,
+  remote: RemoteErrorDocument | undefined,
+  text: string,
+): HttpError {
+  const reason = (remote ? documentReason(remote) : undefined) ?? (text.trim().slice(0, 200) || `HTTP ${status}`);
+  return new HttpError({
+    code: codeOfAnswer(status, remote),
+    method,
+    url: `${target.url}${path}`,
+    status,
+    details: reason,
+    remote,
+    reason,
+    advice: adviceFor(target, method, path, status, reason),
+    httpStatus: status,
+  });
 }
 
 function adviceFor(target: NodeTarget, method: string, path: string, status: number, reason: string): string {
@@ -153,59 +136,21 @@ function adviceFor(target: NodeTarget, method: string, path: string, status: num
   return `${method} ${path} failed with HTTP ${status}: ${reason}`;
 }
 
-/** Socket-level codes worth one more try: the connection broke, the node is there. */
-const TRANSIENT = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
-/** Codes meaning nothing answers at that address: no point sending anything else there. */
-const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL']);
-
-/** The errno-like code of a network error, looking through `cause` and AggregateError members. */
-export function networkErrorCode(e: unknown): string | undefined {
-  let cur: unknown = e;
-  for (let i = 0; i < 5 && typeof cur === 'object' && cur !== null; i++) {
-    const o = cur as { code?: unknown; cause?: unknown; errors?: unknown };
-    if (typeof o.code === 'string' && o.code !== 'ERR_AGGREGATE') return o.code;
-    cur = Array.isArray(o.errors) && o.errors.length > 0 ? o.errors[0] : o.cause;
-  }
-  return undefined;
-}
-
-const PLAIN: Record<string, string> = {
-  ECONNREFUSED: 'connection refused',
-  ENOTFOUND: 'host not found',
-  EAI_AGAIN: 'host name lookup failed',
-  EHOSTUNREACH: 'host unreachable',
-  ENETUNREACH: 'network unreachable',
-  ECONNRESET: 'connection reset',
-  EPIPE: 'connection closed while sending',
-  ETIMEDOUT: 'timed out',
-  UND_ERR_SOCKET: 'connection closed by the node',
-  UND_ERR_CONNECT_TIMEOUT: 'connection timed out',
-  UND_ERR_HEADERS_TIMEOUT: 'no answer in time',
-  UND_ERR_BODY_TIMEOUT: 'answer stalled',
-};
-
-/** The node could not be reached, or the connection broke before an answer arrived. */
-export class NodeConnectionError extends XferError {
-  /** errno-like code (ECONNREFUSED, UND_ERR_SOCKET, ...) when known. */
-  readonly errno: string | undefined;
-  /** True when nothing answers at the address at all (refused, unknown host): stop sending. */
-  readonly unreachable: boolean;
-
+/** The node could not be reached, or the connection broke before an answer arrived (the layer's TransportError). */
+export class NodeConnectionError extends TransportError {
   constructor(target: NodeTarget, cause: unknown) {
-    const errno = networkErrorCode(cause);
-    const what = (errno && PLAIN[errno]) ?? (cause instanceof Error ? cause.message : String(cause));
-    super('NetworkProtocol', what, { cause });
+    const info = classifyTransport(cause);
+    const words = info.errno === 'UND_ERR_SOCKET' ? 'connection closed by the node' : info.words;
+    super({ ...info, words }, words, { code: 'NetworkProtocol', cause });
     this.name = 'NodeConnectionError';
-    this.errno = errno;
-    this.unreachable = errno !== undefined && (UNREACHABLE.has(errno) || errno === 'UND_ERR_CONNECT_TIMEOUT');
     this.message = this.unreachable
-      ? `Cannot connect to ${target.url} (${what}): is the node running? Start it with \`dicom-xfer serve\`, or give its address with --url or ${ENV_URL}.`
-      : `The connection to ${target.url} failed (${what}).`;
+      ? `Cannot connect to ${target.url} (${words}): is the node running? Start it with \`dicom-xfer serve\`, or give its address with --url or ${ENV_URL}.`
+      : `The connection to ${target.url} failed (${words}).`;
   }
 
   /** Worth sending the same request again: the connection broke, the node itself answers. */
   override get retryable(): boolean {
-    return this.errno !== undefined && TRANSIENT.has(this.errno);
+    return this.transient;
   }
 }
 
@@ -222,28 +167,26 @@ export interface NodeClientOptions {
   connections?: number;
 }
 
+/** The largest answer of a node read into memory. */
+const ANSWER_LIMIT = DEFAULT_BODY_LIMIT;
+
 /**
  * Requests to one node over a keep-alive pool, with Basic credentials when the target has them.
- * `json()` resolves with the parsed body of a 2xx answer and rejects with NodeHttpError or
+ * `json()` resolves with the parsed body of a 2xx answer and rejects with HttpError (see nodeHttpError) or
  * NodeConnectionError, never anything else. Call `close()` when done so no socket keeps the process up.
  */
 export class NodeClient {
   readonly target: NodeTarget;
-  readonly #agent: Agent;
-  readonly #auth: string | undefined;
+  readonly #endpoint: HttpEndpoint;
 
   constructor(target: NodeTarget, opts: NodeClientOptions = {}) {
     this.target = target;
-    this.#agent = new Agent({
+    this.#endpoint = new HttpEndpoint({
+      url: target.url,
+      username: target.username,
+      password: target.password ?? '',
       connections: opts.connections ?? 8,
-      // Orthanc announces "Keep-Alive: timeout=1"; undici's default 2 s margin would then never reuse a
-      // socket. Half a second keeps reuse while uploads flow and stays clear of the server's close.
-      keepAliveTimeoutThreshold: 500,
     });
-    this.#auth =
-      target.username !== undefined
-        ? `Basic ${Buffer.from(`${target.username}:${target.password ?? ''}`).toString('base64')}`
-        : undefined;
   }
 
   /** Full URL of a path on the node ("/instances" → "http://host:8042/instances"). */
@@ -252,26 +195,25 @@ export class NodeClient {
   }
 
   async json<T = unknown>(method: string, path: string, opts: RequestOptions = {}): Promise<T> {
-    const headers: Record<string, string> = { accept: 'application/json' };
-    if (this.#auth) headers.authorization = this.#auth;
+    const headers = this.#endpoint.baseHeaders();
+    headers['accept'] = 'application/json';
     if (opts.contentType) headers['content-type'] = opts.contentType;
     if (opts.contentLength !== undefined) headers['content-length'] = String(opts.contentLength);
-    let res: Awaited<ReturnType<typeof request>>;
-    try {
-      res = await request(this.urlOf(path), {
-        method: method as 'GET',
-        headers,
-        body: opts.body,
-        signal: opts.signal,
-        dispatcher: this.#agent,
-      });
-    } catch (e) {
-      throw new NodeConnectionError(this.target, e);
-    }
+    let res: EndpointResponse;
     let text: string;
     try {
-      text = await res.body.text();
+      res = await this.#endpoint.request({
+        method: method as 'GET',
+        path: this.#endpoint.path(path),
+        headers,
+        body: opts.body ?? null,
+        signal: opts.signal ?? null,
+      });
+      const status = res.statusCode;
+      const tooLarge = () => nodeHttpError(this.target, method, path, status, undefined, `the answer is larger than ${ANSWER_LIMIT} bytes`);
+      text = (await readBounded(res.body, ANSWER_LIMIT, tooLarge)).toString('utf8');
     } catch (e) {
+      if (e instanceof HttpError) throw e;
       throw new NodeConnectionError(this.target, e);
     }
     let parsed: unknown;
@@ -286,14 +228,15 @@ export class NodeClient {
     }
     if (res.statusCode >= 200 && res.statusCode < 300) {
       if (!isJson) {
-        throw new NodeHttpError(this.target, method, path, res.statusCode, undefined, `the node answered HTTP ${res.statusCode} with a body that is not JSON`);
+        const why = `the node answered HTTP ${res.statusCode} with a body that is not JSON`;
+        throw nodeHttpError(this.target, method, path, res.statusCode, undefined, why);
       }
       return parsed as T;
     }
-    throw new NodeHttpError(this.target, method, path, res.statusCode, isJson ? asOrthancError(parsed) : undefined, text);
+    throw nodeHttpError(this.target, method, path, res.statusCode, isJson ? parseErrorDocument(parsed) : undefined, text);
   }
 
   async close(): Promise<void> {
-    await this.#agent.close();
+    await this.#endpoint.close();
   }
 }

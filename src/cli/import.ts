@@ -12,12 +12,12 @@ import {
   ENV_USERNAME,
   NodeClient,
   NodeConnectionError,
-  NodeHttpError,
   UsageError,
   orthancReason,
   resolveTarget,
   type NodeTarget,
 } from './http.ts';
+import { HttpError } from '../http/errors.ts';
 import { Progress, formatMB, formatRate, type ProgressMode } from './progress.ts';
 
 export const DEFAULT_CONCURRENCY = 4;
@@ -229,16 +229,14 @@ async function uploadOne(client: NodeClient, file: ImportFile, progress: Progres
       return { kind: 'stored', answers };
     } catch (e) {
       if (readError !== undefined) return { kind: 'failed', reason: `cannot read the file: ${plainFsError(readError)}` };
-      if (e instanceof NodeHttpError) {
+      if (e instanceof HttpError) {
         // every other file would get the same answer: stop and say it once
         if (e.status === 401 || e.status === 403) return { kind: 'fatal', message: e.message };
         if (e.status === 507) return { kind: 'fatal', message: `The node at ${client.target.url} has no room left (${e.reason}): free space there, then import again.` };
         if (e.status >= 400 && e.status < 500) {
           const rejection: Rejection = { path: file.path, status: e.status, reason: e.reason };
-          if (e.body) {
-            rejection.message = e.body.Message;
-            if (e.body.Details !== undefined) rejection.details = e.body.Details;
-          }
+          if (e.remote?.Message !== undefined) rejection.message = e.remote.Message;
+          if (e.remote?.Details !== undefined) rejection.details = e.remote.Details;
           return { kind: 'rejected', rejection };
         }
         return { kind: 'failed', reason: `the node failed to store it: ${e.reason} (HTTP ${e.status})` };

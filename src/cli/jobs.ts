@@ -6,13 +6,13 @@ import type { Command } from 'commander';
 import {
   NodeClient,
   NodeConnectionError,
-  NodeHttpError,
   UsageError,
   addTargetOptions,
   resolveTarget,
   type NodeTarget,
   type TargetFlags,
 } from './http.ts';
+import { HttpError } from '../http/errors.ts';
 import { StatusBars, formatDuration } from './progress.ts';
 
 /** Orthanc's job states. Success and Failure are final. */
@@ -301,11 +301,11 @@ export async function followJobs(client: NodeClient, ids: readonly string[], opt
     } catch (e) {
       if (opts.signal?.aborted) return { kind: 'interrupted', jobs: seen() };
       if (e instanceof JobGone) return { kind: 'lost', jobs: seen(), error: e };
-      if (e instanceof NodeHttpError && e.status === 404) {
+      if (e instanceof HttpError && e.status === 404) {
         return { kind: 'lost', jobs: seen(), error: new JobGone(`the node no longer knows the job (${e.reason})`) };
       }
-      if (e instanceof NodeHttpError && (e.status === 401 || e.status === 403)) return { kind: 'lost', jobs: seen(), error: e };
-      if (!(e instanceof NodeConnectionError || e instanceof NodeHttpError) || ++failed >= maxFailed) {
+      if (e instanceof HttpError && (e.status === 401 || e.status === 403)) return { kind: 'lost', jobs: seen(), error: e };
+      if (!(e instanceof NodeConnectionError || e instanceof HttpError) || ++failed >= maxFailed) {
         return { kind: 'lost', jobs: seen(), error: e instanceof Error ? e : new Error(String(e)) };
       }
       // a broken connection or a 5xx: the node may be restarting; read again after the pause
@@ -478,10 +478,10 @@ async function runControl(action: JobAction, given: string, flags: JobsFlags): P
     try {
       await client.json('POST', `/jobs/${id}/${action}`, { body: '', contentType: 'application/json' });
     } catch (e) {
-      if (e instanceof NodeHttpError && e.status === 404) {
+      if (e instanceof HttpError && e.status === 404) {
         throw new UsageError(`no job ${id} on ${target.url}; list the jobs with \`dicom-xfer jobs${targetArgs(target, flags)}\``);
       }
-      if (e instanceof NodeHttpError && e.status === 400) {
+      if (e instanceof HttpError && e.status === 400) {
         // say why in terms of the job's state, which the node's "Bad sequence of calls" does not
         const state = await client
           .json('GET', `/jobs/${id}`)

@@ -1,7 +1,8 @@
 // `dicom-xfer peers`: a node's peers with their URL and whether each speaks the transfers protocol
 // (GET /peers?expand joined with GET /transfers/peers, which probes every peer).
 import type { Command } from 'commander';
-import { NodeClient, NodeHttpError, addTargetOptions, resolveTarget, type NodeTarget, type TargetFlags } from './http.ts';
+import { NodeClient, addTargetOptions, resolveTarget, type NodeTarget, type TargetFlags } from './http.ts';
+import { HttpError } from '../http/errors.ts';
 import { errorExit, formatTable, usageExit } from './jobs.ts';
 import { displayUrl } from '../util/url.ts';
 
@@ -23,13 +24,13 @@ const STATUSES = new Set<string>(['installed', 'bidirectional', 'disabled']);
 
 /**
  * The node's peers, sorted by name. A node without GET /transfers/peers (a plain Orthanc) gives
- * 'unknown' statuses; any other failure throws NodeHttpError or NodeConnectionError.
+ * 'unknown' statuses; any other failure throws HttpError or NodeConnectionError.
  */
 export async function listPeers(client: NodeClient): Promise<PeerRow[]> {
   const [expanded, statuses] = await Promise.all([
     client.json<unknown>('GET', '/peers?expand'),
     client.json<unknown>('GET', '/transfers/peers').catch((e: unknown) => {
-      if (e instanceof NodeHttpError && e.status === 404) return undefined;
+      if (e instanceof HttpError && e.status === 404) return undefined;
       throw e;
     }),
   ]);

@@ -4,13 +4,13 @@
 import { Option, type Command } from 'commander';
 import {
   NodeClient,
-  NodeHttpError,
   UsageError,
   addTargetOptions,
   resolveTarget,
   type NodeTarget,
   type TargetFlags,
 } from './http.ts';
+import { HttpError } from '../http/errors.ts';
 import {
   CANCELED_JOB_CODE,
   EXIT_INTERRUPTED,
@@ -163,14 +163,14 @@ async function startJob(client: NodeClient, kind: TransferKind, req: TransferReq
   try {
     answer = await client.json('POST', path, { body: JSON.stringify(req), contentType: 'application/json' });
   } catch (e) {
-    if (e instanceof NodeHttpError && e.status === 400 && e.body?.OrthancError === 'Unknown resource') {
+    if (e instanceof HttpError && e.status === 400 && e.remote?.OrthancError === 'Unknown resource') {
       // a resource the node does not hold: refused before any job was made
       throw new UsageError(
-        `the node at ${client.target.url} does not hold what was asked for: ${e.body.Details ?? e.reason}. ` +
+        `the node at ${client.target.url} does not hold what was asked for: ${e.remote.Details ?? e.reason}. ` +
           'Check the ID (GET /studies on the node lists the studies it holds).',
       );
     }
-    if (e instanceof NodeHttpError && e.status === 404) {
+    if (e instanceof HttpError && e.status === 404) {
       // the usual cause is a peer name the node does not know: say so, with the names it knows
       const names = await client.json<unknown>('GET', '/peers').catch(() => undefined);
       if (Array.isArray(names) && !names.includes(req.Peer)) {
@@ -360,7 +360,7 @@ export async function runTransfer(kind: TransferKind, flags: TransferFlags): Pro
   }
   if (end.kind === 'lost') {
     const e = end.error;
-    if (loc.remote && e instanceof NodeHttpError && (e.status === 401 || e.status === 403)) {
+    if (loc.remote && e instanceof HttpError && (e.status === 401 || e.status === 403)) {
       process.stderr.write(
         `dicom-xfer ${kind}: the job runs on peer "${req.Peer}" as job ${loc.id}, and the peer refused to show it ` +
           `(HTTP ${e.status}): it needs the peer's credentials; pass --peer-username and --peer-password ` +

@@ -1,13 +1,13 @@
-// The HTTP client of one peer: a keep-alive undici Pool made on first use, the peer's URL (with any path
-// prefix), Basic credentials, extra headers and TLS settings applied to every call, success meaning
-// exactly 200, and per-peer byte and latency counters.
-import { readFile } from 'node:fs/promises';
+// The HTTP client of one peer, on the node's HTTP layer (src/http/): the peer's endpoint (URL with any path
+// prefix, Basic credentials, TLS settings, one keep-alive pool), its extra headers on every call, success
+// meaning exactly 200, and per-peer byte and latency counters.
 import type { IncomingHttpHeaders } from 'node:http';
 import { Readable, Transform } from 'node:stream';
-import { Pool } from 'undici';
 import type { PeerConfig } from '../config/types.ts';
 import { XferError } from '../errors.ts';
-import { VERSION } from '../version.ts';
+import { DEFAULT_BODY_LIMIT, readBounded, readErrorAnswer } from '../http/body.ts';
+import { type EndpointResponse, HttpEndpoint, joinUrlPath } from '../http/endpoint.ts';
+import { HttpError, type RemoteErrorDocument, documentReason, transportError } from '../http/errors.ts';
 import { whenAborted } from '../util/abort.ts';
 
 export type PeerMethod = 'GET' | 'POST' | 'PUT' | 'DELETE';
@@ -120,31 +120,16 @@ export interface PeerStreamResponse extends PeerResponseMeta {
 }
 
 /** The Orthanc error document a peer may answer with (docs/protocol.md#errors). */
-export interface RemoteOrthancError {
-  Message?: string;
-  Details?: string;
-  OrthancError?: string;
-  OrthancStatus?: number;
-  HttpStatus?: number;
-}
+export type RemoteOrthancError = RemoteErrorDocument;
 
 /**
  * A call that reached the peer but did not succeed: a status other than 200, or a 200 whose body could
- * not be used (`badBody`: empty or not JSON where JSON was expected). Code NetworkProtocol, as the plugin
- * reports these.
+ * not be used (`badBody`: empty or not JSON where JSON was expected). The layer's one HttpError, with code
+ * NetworkProtocol (as the plugin reports these) and the peer's name: a subclass so that the transfer code
+ * tells a peer's answers from the Orthanc store's, which are HttpErrors too.
  */
-export class PeerHttpError extends XferError {
+export class PeerHttpError extends HttpError {
   readonly peer: string;
-  readonly method: PeerMethod;
-  readonly url: string;
-  /** The peer's HTTP status. */
-  readonly status: number;
-  /** The peer's Orthanc error document, when it sent one. */
-  readonly remote: RemoteOrthancError | undefined;
-  /** A 200 whose body was empty or not JSON (retryable, as in the plugin). */
-  readonly badBody: boolean;
-  /** From a Retry-After header, in ms. */
-  readonly retryAfterMs: number | undefined;
 
   constructor(args: {
     peer: string;
@@ -157,15 +142,19 @@ export class PeerHttpError extends XferError {
     retryAfterMs?: number | undefined;
     cause?: unknown;
   }) {
-    super('NetworkProtocol', `${args.method} ${args.url} (peer "${args.peer}"): ${args.reason}`, { cause: args.cause });
+    super({
+      code: 'NetworkProtocol',
+      method: args.method,
+      url: args.url,
+      status: args.status,
+      details: `${args.method} ${args.url} (peer "${args.peer}"): ${args.reason}`,
+      remote: args.remote,
+      badBody: args.badBody,
+      retryAfterMs: args.retryAfterMs,
+      cause: args.cause,
+    });
     this.name = 'PeerHttpError';
     this.peer = args.peer;
-    this.method = args.method;
-    this.url = args.url;
-    this.status = args.status;
-    this.remote = args.remote;
-    this.badBody = args.badBody ?? false;
-    this.retryAfterMs = args.retryAfterMs;
   }
 }
 
@@ -174,10 +163,7 @@ export class PeerHttpError extends XferError {
  * `http://b/` + `/transfers/push` is `http://b/transfers/push` and a prefix such as `https://h/orthanc/`
  * is kept.
  */
-export function joinPeerUrl(base: string, path: string): string {
-  const b = base.endsWith('/') ? base : `${base}/`;
-  return b + path.replace(/^\/+/, '');
-}
+export const joinPeerUrl: (base: string, path: string) => string = joinUrlPath;
 
 /** The `Cookie` header built from Set-Cookie values (see PeerResponseMeta.cookie). */
 export function cookieFromSetCookie(values: readonly string[]): string | undefined {
@@ -198,68 +184,6 @@ function setCookieValues(headers: IncomingHttpHeaders): string[] {
   return Array.isArray(v) ? v : [v];
 }
 
-/** Retry-After as milliseconds (seconds or an HTTP date), capped at 5 minutes. */
-function parseRetryAfter(v: string | string[] | undefined): number | undefined {
-  const s = Array.isArray(v) ? v[0] : v;
-  if (!s) return undefined;
-  const cap = 5 * 60_000;
-  if (/^\d+$/.test(s.trim())) return Math.min(Number(s.trim()) * 1000, cap);
-  const at = Date.parse(s);
-  return Number.isNaN(at) ? undefined : Math.min(Math.max(0, at - Date.now()), cap);
-}
-
-const ERROR_BODY_LIMIT = 64 * 1024;
-const DEFAULT_MAX_BODY = 256 * 1024 * 1024;
-
-/** Reads a body to the end, failing with `onTooLarge()` past `limit` bytes. */
-async function readAll(body: Readable, limit: number, onTooLarge: () => Error): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  let total = 0;
-  for await (const chunk of body as AsyncIterable<Buffer>) {
-    total += chunk.length;
-    if (total > limit) {
-      body.destroy();
-      throw onTooLarge();
-    }
-    parts.push(chunk);
-  }
-  return Buffer.concat(parts, total);
-}
-
-/** Reads at most `limit` bytes of an error answer, then drops the rest. */
-async function readSome(body: Readable, limit: number): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  let total = 0;
-  try {
-    for await (const chunk of body as AsyncIterable<Buffer>) {
-      parts.push(chunk);
-      total += chunk.length;
-      if (total >= limit) break;
-    }
-  } catch {
-    // An error answer cut short still says what it said so far.
-  }
-  if (!body.readableEnded) body.destroy();
-  return Buffer.concat(parts).subarray(0, limit);
-}
-
-function parseRemoteError(buf: Buffer): RemoteOrthancError | undefined {
-  try {
-    const v = JSON.parse(buf.toString('utf8')) as unknown;
-    if (typeof v !== 'object' || v === null || Array.isArray(v)) return undefined;
-    const o = v as Record<string, unknown>;
-    const out: RemoteOrthancError = {};
-    if (typeof o['Message'] === 'string') out.Message = o['Message'];
-    if (typeof o['Details'] === 'string') out.Details = o['Details'];
-    if (typeof o['OrthancError'] === 'string') out.OrthancError = o['OrthancError'];
-    if (typeof o['OrthancStatus'] === 'number') out.OrthancStatus = o['OrthancStatus'];
-    if (typeof o['HttpStatus'] === 'number') out.HttpStatus = o['HttpStatus'];
-    return out.Message === undefined && out.Details === undefined ? undefined : out;
-  } catch {
-    return undefined;
-  }
-}
-
 type Mode = 'json' | 'buffer' | 'stream';
 
 /**
@@ -270,24 +194,26 @@ export class PeerClient {
   readonly peer: PeerConfig;
   readonly stats: PeerStats;
   readonly #settings: PeerClientSettings;
-  readonly #origin: string;
-  /** The peer URL's path, always ending with '/'. */
-  readonly #prefix: string;
-  readonly #authorization: string | undefined;
-  #pool: Promise<Pool> | undefined;
-  #closed = false;
+  readonly #endpoint: HttpEndpoint;
 
   constructor(peer: PeerConfig, settings: PeerClientSettings, stats: PeerStats = newPeerStats()) {
     this.peer = peer;
     this.stats = stats;
     this.#settings = settings;
-    const u = new URL(peer.url);
-    this.#origin = u.origin;
-    this.#prefix = u.pathname.endsWith('/') ? u.pathname : `${u.pathname}/`;
-    // Credentials in the URL itself are honoured when the entry gives none, and never shown in messages.
-    const user = peer.username ?? (u.username ? decodeURIComponent(u.username) : undefined);
-    const pass = peer.username !== undefined ? (peer.password ?? '') : decodeURIComponent(u.password);
-    this.#authorization = user ? `Basic ${Buffer.from(`${user}:${pass}`).toString('base64')}` : undefined;
+    this.#endpoint = new HttpEndpoint({
+      url: peer.url,
+      username: peer.username,
+      password: peer.password,
+      owner: `peer "${peer.name}"`,
+      connections: settings.maxConnections ?? null,
+      tls: {
+        verifyPeers: settings.verifyPeers,
+        caFile: settings.caFile,
+        certificateFile: peer.certificateFile,
+        certificateKeyFile: peer.certificateKeyFile,
+        certificateKeyPassword: peer.certificateKeyPassword,
+      },
+    });
   }
 
   get name(): string {
@@ -296,7 +222,7 @@ export class PeerClient {
 
   /** The full URL of `path` on this peer (without credentials). */
   url(path: string): string {
-    return this.#origin + joinPeerUrl(this.#prefix, path);
+    return this.#endpoint.urlOf(path);
   }
 
   /** A call whose 200 answer must be a JSON document (an empty or unparsable body is a PeerHttpError). */
@@ -316,63 +242,12 @@ export class PeerClient {
 
   /** Closes the pool once the calls in flight are done; later calls fail. */
   async close(): Promise<void> {
-    this.#closed = true;
-    const p = this.#pool;
-    this.#pool = undefined;
-    if (p) await (await p.catch(() => undefined))?.close().catch(() => undefined);
+    await this.#endpoint.close();
   }
 
   /** Closes the pool at once, failing the calls in flight. */
   async destroy(): Promise<void> {
-    this.#closed = true;
-    const p = this.#pool;
-    this.#pool = undefined;
-    if (p) await (await p.catch(() => undefined))?.destroy().catch(() => undefined);
-  }
-
-  #getPool(): Promise<Pool> {
-    if (this.#closed) return Promise.reject(new XferError('BadSequenceOfCalls', `the client of peer "${this.name}" is closed`));
-    if (!this.#pool) {
-      const p = this.#makePool();
-      this.#pool = p;
-      // A failed set-up (e.g. a missing certificate file) is not kept: the file may appear.
-      p.catch(() => {
-        if (this.#pool === p) this.#pool = undefined;
-      });
-    }
-    return this.#pool;
-  }
-
-  async #makePool(): Promise<Pool> {
-    const https = this.#origin.startsWith('https:');
-    const connect: Record<string, unknown> = {};
-    if (https) {
-      const { peer } = this;
-      const settings = this.#settings;
-      const read = async (path: string, what: string) => {
-        try {
-          return await readFile(path);
-        } catch (e) {
-          throw new XferError('InexistentFile', `${what} of peer "${peer.name}" cannot be read: ${path}`, { cause: e });
-        }
-      };
-      connect['rejectUnauthorized'] = settings.verifyPeers;
-      if (settings.caFile) connect['ca'] = await read(settings.caFile, 'HttpsCACertificates');
-      if (peer.certificateFile) {
-        connect['cert'] = await read(peer.certificateFile, 'CertificateFile');
-        // Orthanc takes the key from the certificate file when no key file is given.
-        connect['key'] = peer.certificateKeyFile ? await read(peer.certificateKeyFile, 'CertificateKeyFile') : connect['cert'];
-        if (peer.certificateKeyPassword) connect['passphrase'] = peer.certificateKeyPassword;
-      }
-    }
-    return new Pool(this.#origin, {
-      connections: this.#settings.maxConnections ?? null,
-      // Orthanc's server announces "Keep-Alive: timeout=1"; undici's default margin of 2 s would then
-      // never reuse a connection to it. Half a second of margin keeps reuse and avoids the race.
-      keepAliveTimeoutThreshold: 500,
-      keepAliveTimeout: 4000,
-      connect,
-    });
+    await this.#endpoint.destroy();
   }
 
   #timeoutMs(req: PeerRequest): number {
@@ -381,10 +256,12 @@ export class PeerClient {
   }
 
   #headers(req: PeerRequest, length: number | undefined): Record<string, string> {
-    const h: Record<string, string> = { 'user-agent': `dicom-xfer/${VERSION}`, accept: '*/*' };
+    const h = this.#endpoint.baseHeaders();
+    const auth = h['authorization'];
     for (const [k, v] of Object.entries(this.peer.httpHeaders)) h[k.toLowerCase()] = v;
     for (const [k, v] of Object.entries(req.headers ?? {})) h[k.toLowerCase()] = v;
-    if (this.#authorization) h['authorization'] = this.#authorization;
+    // The peer's credentials win over any header of the same name.
+    if (auth) h['authorization'] = auth;
     // Never ask for 100-continue: Orthanc peers do not expect it and it costs a round trip per upload.
     delete h['expect'];
     if (length !== undefined) h['content-length'] = String(length);
@@ -399,178 +276,206 @@ export class PeerClient {
   }
 
   async #call(req: PeerRequest, mode: Mode): Promise<PeerJsonResponse | PeerBufferResponse | PeerStreamResponse> {
-    const url = this.url(req.path);
-    const path = joinPeerUrl(this.#prefix, req.path);
-    const timeoutMs = this.#timeoutMs(req);
-    const stats = this.stats;
-    stats.requests++;
+    this.stats.requests++;
     if (req.signal?.aborted) throw req.signal.reason;
-
-    // One controller aborts the call on the caller's signal or on the deadline.
-    const ac = new AbortController();
-    let timedOut = false;
-    let timer: NodeJS.Timeout | undefined;
-    // Through the signal's shared listener: a job's signal is watched by every request it has in flight.
-    const unwatch = req.signal ? whenAborted(req.signal, () => ac.abort(req.signal?.reason)) : undefined;
-    if (timeoutMs > 0) {
-      timer = setTimeout(() => {
-        timedOut = true;
-        ac.abort(new XferError('Timeout', `${req.method} ${url} (peer "${this.name}"): no answer within ${timeoutMs / 1000} s`));
-      }, timeoutMs);
-    }
-    const cleanup = () => {
-      clearTimeout(timer);
-      unwatch?.();
-    };
-    const translate = (e: unknown): unknown => {
-      if (req.signal?.aborted) return req.signal.reason;
-      if (timedOut) return this.#fail(ac.signal.reason as XferError);
-      if (e instanceof XferError) return this.#fail(e);
-      const code = (e as { code?: unknown }).code;
-      if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
-        return this.#fail(
-          new XferError('Timeout', `${req.method} ${url} (peer "${this.name}"): no data for ${timeoutMs / 1000} s`, { cause: e }),
-        );
-      }
-      const msg = e instanceof Error ? e.message : String(e);
-      return this.#fail(
-        new XferError('NetworkProtocol', `${req.method} ${url} (peer "${this.name}"): ${typeof code === 'string' ? `${code}: ` : ''}${msg}`, {
-          cause: e,
-        }),
-      );
-    };
-
-    let bodyLength: number | undefined;
-    let body: Buffer | Uint8Array | string | Readable | undefined;
-    const b = req.body;
-    if (b === undefined) {
-      // Orthanc's peers send POSTs without a body (the commit) with Content-Length 0.
-      if (req.method === 'POST' || req.method === 'PUT') bodyLength = 0;
-    } else if (typeof b === 'string' || b instanceof Uint8Array) {
-      bodyLength = typeof b === 'string' ? Buffer.byteLength(b) : b.byteLength;
-      body = req.onBodyBytes ? Readable.from(countBytes(inPieces(b), stats, req.onBodyBytes), { objectMode: false }) : b;
-    } else {
-      bodyLength = b.length;
-      body = Readable.from(countBytes(b.stream, stats, req.onBodyBytes), { objectMode: false });
-    }
-
-    let pool: Pool;
-    let res: Awaited<ReturnType<Pool['request']>>;
+    const call = new PeerCall(req, this.url(req.path), this.#timeoutMs(req), this.name, this.stats, (e) => this.#fail(e));
+    const body = requestBody(req, this.stats);
     const started = performance.now();
+    let res: EndpointResponse;
     try {
-      pool = await this.#getPool();
-      res = await pool.request({
+      res = await this.#endpoint.request({
         method: req.method,
-        path,
-        headers: this.#headers(req, bodyLength),
-        body: body ?? null,
-        signal: ac.signal,
-        headersTimeout: timeoutMs,
-        bodyTimeout: timeoutMs,
+        path: this.#endpoint.path(req.path),
+        headers: this.#headers(req, body.length),
+        body: body.body ?? null,
+        signal: call.signal,
+        headersTimeout: call.timeoutMs,
+        bodyTimeout: call.timeoutMs,
       });
     } catch (e) {
-      cleanup();
-      throw translate(e);
+      call.cleanup();
+      throw call.translate(e);
     }
     const rttMs = performance.now() - started;
-    if ((typeof b === 'string' || b instanceof Uint8Array) && !req.onBodyBytes) stats.bytesSent += bodyLength ?? 0;
-    if (b === undefined) stats.lastRttMs = rttMs;
-
+    if (body.countWhenSent) this.stats.bytesSent += body.length ?? 0;
+    if (req.body === undefined) this.stats.lastRttMs = rttMs;
     const meta: PeerResponseMeta = {
       status: res.statusCode,
       headers: res.headers,
       cookie: cookieFromSetCookie(setCookieValues(res.headers)),
       rttMs,
-      url,
+      url: call.url,
     };
-    const raw = res.body as unknown as Readable;
+    if (res.statusCode !== 200) throw await call.refused(res);
+    if (mode === 'stream') return { ...meta, body: call.streamed(res.body) };
+    const buf = await call.readWhole(res.body, this.#settings.maxBodyBytes ?? DEFAULT_BODY_LIMIT);
+    if (mode === 'buffer') return call.succeeded({ ...meta, body: buf });
+    return call.succeeded({ ...meta, body: call.parseJson(buf) });
+  }
+}
 
-    if (res.statusCode !== 200) {
-      let remote: RemoteOrthancError | undefined;
-      try {
-        const text = await readSome(raw, ERROR_BODY_LIMIT);
-        stats.bytesReceived += text.length;
-        remote = parseRemoteError(text);
-      } finally {
-        cleanup();
-      }
-      const what = remote ? `: ${remote.Message ?? ''}${remote.Details ? `${remote.Message ? ': ' : ''}${remote.Details}` : ''}` : '';
-      throw this.#fail(
-        new PeerHttpError({
-          peer: this.name,
-          method: req.method,
-          url,
-          status: res.statusCode,
-          reason: `HTTP ${res.statusCode} instead of 200${what}`,
-          remote,
-          retryAfterMs: parseRetryAfter(res.headers['retry-after']),
-        }),
-      );
+/** A request body as undici takes it, its Content-Length, and whether its bytes are counted when sent. */
+interface PreparedBody {
+  body: Buffer | Uint8Array | string | Readable | undefined;
+  length: number | undefined;
+  /** A body in memory handed over whole: counted at once when the answer comes (streams count as they go). */
+  countWhenSent: boolean;
+}
+
+function requestBody(req: PeerRequest, stats: PeerStats): PreparedBody {
+  const b = req.body;
+  if (b === undefined) {
+    // Orthanc's peers send POSTs without a body (the commit) with Content-Length 0.
+    return { body: undefined, length: req.method === 'POST' || req.method === 'PUT' ? 0 : undefined, countWhenSent: false };
+  }
+  if (typeof b === 'string' || b instanceof Uint8Array) {
+    const length = typeof b === 'string' ? Buffer.byteLength(b) : b.byteLength;
+    if (!req.onBodyBytes) return { body: b, length, countWhenSent: true };
+    return { body: Readable.from(countBytes(inPieces(b), stats, req.onBodyBytes), { objectMode: false }), length, countWhenSent: false };
+  }
+  const body = Readable.from(countBytes(b.stream, stats, req.onBodyBytes), { objectMode: false });
+  return { body, length: b.length, countWhenSent: false };
+}
+
+type HttpErrorExtras = { remote?: RemoteOrthancError | undefined; retryAfterMs?: number | undefined; badBody?: boolean };
+
+/**
+ * The state of one call to a peer: the controller that aborts it on the caller's signal or on its deadline,
+ * and the translation of whatever fails into the client's errors (counted as failures of the peer).
+ */
+class PeerCall {
+  readonly url: string;
+  readonly timeoutMs: number;
+  readonly #req: PeerRequest;
+  readonly #peer: string;
+  readonly #stats: PeerStats;
+  readonly #fail: (e: XferError) => XferError;
+  readonly #ac = new AbortController();
+  #timedOut = false;
+  #timer: NodeJS.Timeout | undefined;
+  readonly #unwatch: (() => void) | undefined;
+
+  constructor(req: PeerRequest, url: string, timeoutMs: number, peer: string, stats: PeerStats, fail: (e: XferError) => XferError) {
+    this.#req = req;
+    this.url = url;
+    this.timeoutMs = timeoutMs;
+    this.#peer = peer;
+    this.#stats = stats;
+    this.#fail = fail;
+    // Through the signal's shared listener: a job's signal is watched by every request it has in flight.
+    this.#unwatch = req.signal ? whenAborted(req.signal, () => this.#ac.abort(req.signal?.reason)) : undefined;
+    if (timeoutMs > 0) {
+      this.#timer = setTimeout(() => {
+        this.#timedOut = true;
+        this.#ac.abort(new XferError('Timeout', `${this.#where()}: no answer within ${timeoutMs / 1000} s`));
+      }, timeoutMs);
     }
+  }
 
-    if (mode === 'stream') {
-      // The deadline covered the wait for the headers; from here undici's bodyTimeout limits silences.
-      clearTimeout(timer);
-      const moved = req.onBodyBytes;
-      const counted = new Transform({
-        transform(chunk: Buffer, _enc, cb) {
-          stats.bytesReceived += chunk.length;
-          moved?.(chunk.length);
-          cb(null, chunk);
-        },
-      });
-      // Not stream.pipeline: it would hand undici's own errors to the reader; they are translated here.
-      raw.on('error', (err) => {
-        cleanup();
-        counted.destroy(translate(err) as Error);
-      });
-      counted.on('close', () => {
-        cleanup();
-        if (!raw.destroyed) raw.destroy();
-      });
-      raw.pipe(counted);
-      stats.lastSuccessAt = new Date().toISOString();
-      return { ...meta, body: counted };
-    }
+  get signal(): AbortSignal {
+    return this.#ac.signal;
+  }
 
-    let buf: Buffer;
-    const limit = this.#settings.maxBodyBytes ?? DEFAULT_MAX_BODY;
+  #where(): string {
+    return `${this.#req.method} ${this.url} (peer "${this.#peer}")`;
+  }
+
+  cleanup(): void {
+    clearTimeout(this.#timer);
+    this.#unwatch?.();
+  }
+
+  /** What the caller sees for a failure: the caller's own abort reason, the deadline, or a transport error. */
+  translate(e: unknown): unknown {
+    const signal = this.#req.signal;
+    if (signal?.aborted) return signal.reason;
+    if (this.#timedOut) return this.#fail(this.#ac.signal.reason as XferError);
+    const err = transportError(e, (info) =>
+      // undici's own headers and body timeouts are the call's timeout too, seen as a silence.
+      info.failure === 'timeout' && info.errno?.startsWith('UND_ERR_')
+        ? `${this.#where()}: no data for ${this.timeoutMs / 1000} s`
+        : `${this.#where()}: ${info.detail}`,
+    );
+    return this.#fail(err);
+  }
+
+  /** The error for an answer other than 200, with the peer's error document when it sent one. */
+  async refused(res: EndpointResponse): Promise<XferError> {
+    let answer: Awaited<ReturnType<typeof readErrorAnswer>>;
     try {
-      buf = await readAll(
-        raw,
-        limit,
-        () =>
-          new PeerHttpError({ peer: this.name, method: req.method, url, status: 200, reason: `the answer is larger than ${limit} bytes` }),
-      );
-    } catch (e) {
-      throw translate(e);
+      answer = await readErrorAnswer(res);
     } finally {
-      cleanup();
+      this.cleanup();
     }
-    stats.bytesReceived += buf.length;
-    if (mode === 'buffer') {
-      stats.lastSuccessAt = new Date().toISOString();
-      return { ...meta, body: buf };
+    this.#stats.bytesReceived += answer.text.length;
+    const said = answer.remote ? documentReason(answer.remote) : undefined;
+    return this.#fail(
+      this.#httpError(res.statusCode, `HTTP ${res.statusCode} instead of 200${said !== undefined ? `: ${said}` : ''}`, {
+        remote: answer.remote,
+        retryAfterMs: answer.retryAfterMs,
+      }),
+    );
+  }
+
+  #httpError(status: number, reason: string, more: HttpErrorExtras): PeerHttpError {
+    return new PeerHttpError({ peer: this.#peer, method: this.#req.method, url: this.url, status, reason, ...more });
+  }
+
+  /** A 200 answer's body as a stream, counted as it is read, its failures translated. */
+  streamed(raw: Readable): Readable {
+    // The deadline covered the wait for the headers; from here undici's bodyTimeout limits silences.
+    clearTimeout(this.#timer);
+    const stats = this.#stats;
+    const moved = this.#req.onBodyBytes;
+    const counted = new Transform({
+      transform(chunk: Buffer, _enc, cb) {
+        stats.bytesReceived += chunk.length;
+        moved?.(chunk.length);
+        cb(null, chunk);
+      },
+    });
+    // Not stream.pipeline: it would hand undici's own errors to the reader; they are translated here.
+    raw.on('error', (err) => {
+      this.cleanup();
+      counted.destroy(this.translate(err) as Error);
+    });
+    counted.on('close', () => {
+      this.cleanup();
+      if (!raw.destroyed) raw.destroy();
+    });
+    raw.pipe(counted);
+    stats.lastSuccessAt = new Date().toISOString();
+    return counted;
+  }
+
+  /** A 200 answer's body read whole, `limit` bytes at most. */
+  async readWhole(raw: Readable, limit: number): Promise<Buffer> {
+    let buf: Buffer;
+    try {
+      buf = await readBounded(raw, limit, () => this.#httpError(200, `the answer is larger than ${limit} bytes`, {}));
+    } catch (e) {
+      throw this.translate(e);
+    } finally {
+      this.cleanup();
     }
+    this.#stats.bytesReceived += buf.length;
+    return buf;
+  }
+
+  parseJson(buf: Buffer): unknown {
     const text = buf.toString('utf8');
-    let value: unknown;
     try {
       if (text.trim() === '') throw new Error('empty');
-      value = JSON.parse(text) as unknown;
+      return JSON.parse(text) as unknown;
     } catch {
-      throw this.#fail(
-        new PeerHttpError({
-          peer: this.name,
-          method: req.method,
-          url,
-          status: 200,
-          badBody: true,
-          reason: text.trim() === '' ? 'the answer is empty where JSON was expected' : 'the answer is not valid JSON',
-        }),
-      );
+      const reason = text.trim() === '' ? 'the answer is empty where JSON was expected' : 'the answer is not valid JSON';
+      throw this.#fail(this.#httpError(200, reason, { badBody: true }));
     }
-    stats.lastSuccessAt = new Date().toISOString();
-    return { ...meta, body: value };
+  }
+
+  succeeded<T>(response: T): T {
+    this.#stats.lastSuccessAt = new Date().toISOString();
+    return response;
   }
 }
 

@@ -1,16 +1,17 @@
 // Forwards requests of a dicom-xfer node to the Orthanc behind its Orthanc store: any method and path, the
 // query string kept, bodies streamed both ways with backpressure (memory stays flat for a 1 GB upload or
 // download), hop-by-hop headers dropped, redirects rewritten to the node's address, credentials chosen
-// as the node's authentication requires. Orthanc down answers 502 in Orthanc's JSON error shape.
-import { readFile } from 'node:fs/promises';
+// as the node's authentication requires. Orthanc down answers 502 in Orthanc's JSON error shape. The
+// connection to Orthanc (pool, TLS, timeouts) and the mapping of its failures are the HTTP layer's.
 import type { IncomingHttpHeaders } from 'node:http';
 import { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { Pool } from 'undici';
 import { XferError } from '../errors.ts';
+import { readBounded } from '../http/body.ts';
+import { type EndpointResponse, HttpEndpoint } from '../http/endpoint.ts';
+import { HttpError, type TransportFailure, transportError } from '../http/errors.ts';
 import { originalContentType } from '../server/edge.ts';
 import { withIdleTimeout } from '../server/http.ts';
-import { VERSION } from '../version.ts';
 
 export interface ForwarderOptions {
   /** Base URL of Orthanc's REST API (a path prefix such as `https://h/orthanc/` is kept). */
@@ -73,29 +74,34 @@ function hasBody(headers: IncomingHttpHeaders): boolean {
   return len !== undefined && len !== '0';
 }
 
+/** Timeouts answer 504, other failures to reach Orthanc 502 (a gateway's statuses). */
+function isTimeout(f: TransportFailure): boolean {
+  return f === 'timeout' || f === 'connect-timeout';
+}
+
 export class OrthancForwarder {
   /** Orthanc's base URL without credentials, for messages. */
   readonly url: string;
-  readonly #origin: string;
-  readonly #prefix: string;
-  readonly #configured: string | undefined;
+  readonly #endpoint: HttpEndpoint;
   readonly #opts: ForwarderOptions;
-  #pool: Promise<Pool> | undefined;
 
   constructor(opts: ForwarderOptions) {
-    const u = new URL(opts.url);
-    this.#origin = u.origin;
-    this.#prefix = u.pathname.replace(/\/+$/, '');
-    this.url = `${u.origin}${this.#prefix}`;
-    const user = opts.username ?? (u.username ? decodeURIComponent(u.username) : undefined);
-    const pass = opts.username !== undefined ? (opts.password ?? '') : decodeURIComponent(u.password);
-    this.#configured = user ? `Basic ${Buffer.from(`${user}:${pass}`).toString('base64')}` : undefined;
+    this.#endpoint = new HttpEndpoint({
+      url: opts.url,
+      username: opts.username,
+      password: opts.password,
+      connections: opts.connections ?? 32,
+      timeoutMs: opts.timeoutMs,
+      connectTimeoutMs: 10_000,
+      tls: { verifyPeers: opts.verifyPeers ?? true, caFile: opts.caFile },
+    });
+    this.url = this.#endpoint.url;
     this.#opts = opts;
   }
 
   /** The `Authorization` header Orthanc gets for a request of this client (undefined: none). */
   authorizationFor(req: FastifyRequest): string | undefined {
-    return this.#opts.passClientAuthorization ? req.headers.authorization : this.#configured;
+    return this.#opts.passClientAuthorization ? req.headers.authorization : this.#endpoint.authorization;
   }
 
   /**
@@ -129,12 +135,10 @@ export class OrthancForwarder {
       if (!reply.raw.writableFinished) abort.abort(new XferError('NetworkProtocol', 'the client closed the connection'));
     };
     reply.raw.once('close', onClose);
-    let res;
+    let res: EndpointResponse;
     try {
-      const pool = await this.#getPool();
-      res = await pool.request({
-        origin: this.#origin,
-        path: this.#prefix + target,
+      res = await this.#endpoint.request({
+        path: this.#endpoint.prefix + target,
         method: req.method as 'GET',
         headers,
         // Pulled chunk by chunk as Orthanc's socket drains: the upload never piles up in memory.
@@ -150,11 +154,15 @@ export class OrthancForwarder {
       // configuration error of the node, not a question for the client (whose browser would prompt again).
       res.body.resume();
       reply.raw.off('close', onClose);
-      throw new XferError(
-        'NetworkProtocol',
-        `Orthanc at ${this.url} refused the credentials of OrthancStore (Username, Password) for ${req.method} ${target.split('?')[0] ?? ''}`,
-        { httpStatus: 502 },
-      );
+      const what = `${req.method} ${target.split('?')[0] ?? ''}`;
+      throw new HttpError({
+        code: 'NetworkProtocol',
+        method: req.method,
+        url: this.url + target.split('?')[0],
+        status: res.statusCode,
+        details: `Orthanc at ${this.url} refused the credentials of OrthancStore (Username, Password) for ${what}`,
+        httpStatus: 502,
+      });
     }
     reply.code(res.statusCode);
     const dropBack = connectionTokens(res.headers);
@@ -187,28 +195,18 @@ export class OrthancForwarder {
 
   /** GET `path` of Orthanc as text (at most 64 MB, within `timeoutMs`); undefined on any failure or non-2xx. */
   async getText(req: FastifyRequest, path: string, timeoutMs: number): Promise<string | undefined> {
-    const headers: Record<string, string> = { 'user-agent': `dicom-xfer/${VERSION}`, accept: '*/*' };
+    const headers = this.#endpoint.baseHeaders();
+    delete headers['authorization'];
     const auth = this.authorizationFor(req);
     if (auth !== undefined) headers['authorization'] = auth;
     try {
-      const pool = await this.#getPool();
       const signal = AbortSignal.timeout(timeoutMs);
-      const res = await pool.request({ origin: this.#origin, path: this.#prefix + path, method: 'GET', headers, signal });
+      const res = await this.#endpoint.request({ path: this.#endpoint.prefix + path, method: 'GET', headers, signal });
       if (res.statusCode < 200 || res.statusCode >= 300) {
         res.body.resume();
         return undefined;
       }
-      const parts: Buffer[] = [];
-      let total = 0;
-      for await (const chunk of res.body as AsyncIterable<Buffer>) {
-        total += chunk.length;
-        if (total > JSON_LIMIT) {
-          res.body.destroy();
-          return undefined;
-        }
-        parts.push(chunk);
-      }
-      return Buffer.concat(parts, total).toString('utf8');
+      return (await readBounded(res.body, JSON_LIMIT)).toString('utf8');
     } catch (e) {
       req.log.debug({ err: e, path }, 'Orthanc did not answer');
       return undefined;
@@ -222,69 +220,27 @@ export class OrthancForwarder {
   #rewriteLocation(location: string, req: FastifyRequest): string {
     const base = this.url;
     const host = req.headers.host;
-    if (host && (location === base || location.startsWith(base + '/') || location.startsWith(base + '?'))) {
+    if (host && (location === base || location.startsWith(`${base}/`) || location.startsWith(`${base}?`))) {
       return `${this.#opts.publicScheme}://${host}${location.slice(base.length) || '/'}`;
     }
-    if (this.#prefix && location.startsWith(this.#prefix + '/')) return location.slice(this.#prefix.length);
+    const prefix = this.#endpoint.prefix;
+    if (prefix && location.startsWith(`${prefix}/`)) return location.slice(prefix.length);
     return location;
   }
 
   #transportError(what: string, e: unknown): XferError {
-    if (e instanceof XferError) return e;
-    const code = (e as { code?: unknown }).code;
-    const msg = e instanceof Error ? e.message : String(e);
-    const detail = typeof code === 'string' && !msg.includes(code) ? `${code}: ${msg}` : msg;
-    if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT') {
-      return new XferError('Timeout', `Orthanc at ${this.url} did not answer in time (${what}): ${detail}`, {
-        cause: e,
-        httpStatus: 504,
-      });
-    }
-    return new XferError('NetworkProtocol', `Orthanc at ${this.url} cannot be reached (${what}): ${detail}`, {
-      cause: e,
-      httpStatus: 502,
-    });
-  }
-
-  #getPool(): Promise<Pool> {
-    if (!this.#pool) {
-      const p = this.#makePool();
-      this.#pool = p;
-      p.catch(() => {
-        if (this.#pool === p) this.#pool = undefined;
-      });
-    }
-    return this.#pool;
-  }
-
-  async #makePool(): Promise<Pool> {
-    const connect: Record<string, unknown> = { timeout: 10_000 };
-    if (this.#origin.startsWith('https:')) {
-      connect['rejectUnauthorized'] = this.#opts.verifyPeers ?? true;
-      if (this.#opts.caFile) {
-        try {
-          connect['ca'] = await readFile(this.#opts.caFile);
-        } catch (e) {
-          throw new XferError('InexistentFile', `HttpsCACertificates cannot be read: ${this.#opts.caFile}`, { cause: e });
-        }
-      }
-    }
-    const t = this.#opts.timeoutMs;
-    return new Pool(this.#origin, {
-      connections: this.#opts.connections ?? 32,
-      // Orthanc announces "Keep-Alive: timeout=1"; a small margin keeps connections reusable.
-      keepAliveTimeoutThreshold: 500,
-      keepAliveTimeout: 4000,
-      headersTimeout: t,
-      bodyTimeout: t,
-      connect,
-    });
+    return transportError(
+      e,
+      (info) =>
+        isTimeout(info.failure)
+          ? `Orthanc at ${this.url} did not answer in time (${what}): ${info.detail}`
+          : `Orthanc at ${this.url} cannot be reached (${what}): ${info.detail}`,
+      { httpStatus: (f) => (isTimeout(f) ? 504 : 502) },
+    );
   }
 
   /** Lets calls in flight finish, then closes the connections. */
   async close(): Promise<void> {
-    const p = this.#pool;
-    this.#pool = undefined;
-    if (p) await (await p.catch(() => undefined))?.close().catch(() => undefined);
+    await this.#endpoint.close();
   }
 }

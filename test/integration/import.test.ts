@@ -13,7 +13,8 @@ import { runCli, type CliRun } from '../helpers/cli.ts';
 import { ORTHANC_BINARY, orthancInstalled, startOrthanc, type OrthancServer } from '../helpers/orthanc.ts';
 import { freePort, waitFor } from '../helpers/ports.ts';
 import { Progress, describeProgress, formatDuration, formatMB } from '../../src/cli/progress.ts';
-import { NodeClient, NodeHttpError, UsageError, resolveTarget } from '../../src/cli/http.ts';
+import { NodeClient, UsageError, resolveTarget } from '../../src/cli/http.ts';
+import { HttpError } from '../../src/http/errors.ts';
 import type { ImportSummary } from '../../src/cli/import.ts';
 import { describe, needs, REAL_DICOM, listFiles } from '../helpers/data.ts';
 
@@ -341,7 +342,7 @@ describe('cli http client', { skip: !orthancInstalled() && 'Orthanc is not insta
     assert.throws(() => resolveTarget({ password: 'x' }, {}), UsageError);
   });
 
-  test('turns Orthanc\'s error JSON into a NodeHttpError with the server\'s reason', async () => {
+  test('turns Orthanc\'s error JSON into an HttpError with the server\'s reason', async () => {
     const orthanc = await startOrthanc();
     const client = new NodeClient(resolveTarget({ url: orthanc.url }, {}));
     try {
@@ -349,10 +350,10 @@ describe('cli http client', { skip: !orthancInstalled() && 'Orthanc is not insta
         () => assert.fail('junk should be refused'),
         (e: unknown) => e,
       );
-      assert.ok(err instanceof NodeHttpError);
+      assert.ok(err instanceof HttpError);
       assert.equal(err.status, 400);
       assert.equal(err.code, 'BadFileFormat');
-      assert.equal(err.body?.OrthancStatus, 15);
+      assert.equal(err.remote?.OrthancStatus, 15);
       assert.match(err.message, /POST \/instances failed with HTTP 400: Bad file format: Cannot parse an invalid DICOM file/);
       const system = await client.json<{ Version: string }>('GET', '/system');
       assert.equal(typeof system.Version, 'string');

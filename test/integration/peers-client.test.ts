@@ -3,13 +3,11 @@
 // the 200-only rule, JSON answers, cookies, keep-alive, byte counters, streams, and retry() around it.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
@@ -18,6 +16,7 @@ import { PeerClient, PeerHttpError, cookieFromSetCookie, joinPeerUrl, type PeerC
 import { parsePeerInput } from '../../src/peers/registry.ts';
 import { isRetryable, retry } from '../../src/util/retry.ts';
 import { startXferNode, type XferNode } from '../helpers/node.ts';
+import { CLIENT_KEY_PASSWORD, makePki, type Pki } from '../helpers/pki.ts';
 
 const SETTINGS: PeerClientSettings = { httpTimeout: 10, verifyPeers: true };
 
@@ -432,32 +431,6 @@ describe('PeerClient over HTTP', () => {
 });
 
 // ---- HTTPS ---------------------------------------------------------------------------------------------
-
-interface Pki {
-  dir: string;
-  caFile: string;
-  serverKey: string;
-  serverCert: string;
-  clientCert: string;
-  /** Encrypted with CLIENT_KEY_PASSWORD. */
-  clientKey: string;
-}
-const CLIENT_KEY_PASSWORD = 'key-secret';
-
-/** A throw-away CA, a server certificate for 127.0.0.1 and a client certificate, all made by openssl. */
-async function makePki(): Promise<Pki> {
-  const dir = await mkdtemp(join(tmpdir(), 'dx-pki-'));
-  const f = (n: string) => join(dir, n);
-  const ossl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
-  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1'];
-  ossl('req', '-x509', ...ec, '-nodes', '-keyout', f('ca.key'), '-out', f('ca.pem'), '-days', '2', '-subj', '/CN=dicom-xfer test CA');
-  await writeFile(f('server.ext'), 'subjectAltName=IP:127.0.0.1\n');
-  ossl('req', ...ec, '-nodes', '-keyout', f('server.key'), '-out', f('server.csr'), '-subj', '/CN=127.0.0.1');
-  ossl('x509', '-req', '-in', f('server.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-out', f('server.pem'), '-days', '2', '-extfile', f('server.ext'));
-  ossl('req', ...ec, '-keyout', f('client.key'), '-passout', `pass:${CLIENT_KEY_PASSWORD}`, '-out', f('client.csr'), '-subj', '/CN=peer-client');
-  ossl('x509', '-req', '-in', f('client.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-out', f('client.pem'), '-days', '2');
-  return { dir, caFile: f('ca.pem'), serverKey: f('server.key'), serverCert: f('server.pem'), clientCert: f('client.pem'), clientKey: f('client.key') };
-}
 
 describe('PeerClient over HTTPS', () => {
   let pki: Pki;

@@ -1,13 +1,13 @@
-// The REST client of the Orthanc store: one keep-alive undici Pool to the Orthanc server, Basic
-// credentials, timeouts, retries of idempotent reads, and the one place where Orthanc's answers and
-// transport failures become dicom-xfer's errors (Orthanc's error JSON is read here and nowhere else).
-import { readFile } from 'node:fs/promises';
+// The REST client of the Orthanc store, on the node's HTTP layer (src/http/): one endpoint to the Orthanc
+// server (credentials, TLS, timeouts, a keep-alive pool), retries of idempotent reads, and the store's
+// choice of codes for Orthanc's answers and transport failures (Orthanc down: DatabaseUnavailable).
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
-import { Pool } from 'undici';
-import { ERRORS, XferError, type ErrorCode } from '../../errors.ts';
+import { XferError, type ErrorCode } from '../../errors.ts';
+import { DEFAULT_BODY_LIMIT, readBounded, readErrorAnswer } from '../../http/body.ts';
+import { type EndpointResponse, HttpEndpoint } from '../../http/endpoint.ts';
+import { HttpError, type RemoteErrorDocument, codeOfAnswer, transportError } from '../../http/errors.ts';
 import { retry, type RetryOptions } from '../../util/retry.ts';
-import { VERSION } from '../../version.ts';
 
 export type OrthancMethod = 'GET' | 'POST' | 'DELETE';
 
@@ -44,120 +44,57 @@ export interface OrthancResponse {
   body: Readable;
 }
 
-/** What Orthanc sends with an error (its JSON error document), when it sends one. */
-interface OrthancErrorDocument {
-  Details?: string;
-  Message?: string;
-  OrthancStatus?: number;
-}
+/** Largest JSON answer read into memory (a study's instance list with its main tags). */
+const JSON_LIMIT = DEFAULT_BODY_LIMIT;
 
 /**
- * An answer of Orthanc other than 2xx, translated into dicom-xfer's error table. `status` is Orthanc's HTTP
- * status: the retry primitive reads it to decide whether another attempt is worth it (5xx yes, 4xx no).
+ * Our code for an answer of Orthanc other than 2xx: the code the answer names (codeOfAnswer), but for the
+ * statuses whose meaning for dicom-xfer's caller differs from their meaning for dicom-xfer.
  */
-export class OrthancHttpError extends XferError {
-  readonly status: number;
-  constructor(code: ErrorCode, details: string, status: number) {
-    super(code, details);
-    this.name = 'OrthancHttpError';
-    this.status = status;
-  }
-}
-
-const ERROR_BODY_LIMIT = 64 * 1024;
-/** Largest JSON answer read into memory (a study's instance list with its main tags). */
-const JSON_LIMIT = 256 * 1024 * 1024;
-
-const CODE_BY_ORTHANC_STATUS = new Map<number, ErrorCode>(
-  (Object.entries(ERRORS) as [ErrorCode, (typeof ERRORS)[ErrorCode]][]).map(([code, spec]) => [spec.status, code]),
-);
-
-/** Our code for an Orthanc answer: its OrthancStatus when our table has it, else one per HTTP status. */
-function codeFor(status: number, doc: OrthancErrorDocument | undefined): ErrorCode {
+function codeFor(status: number, doc: RemoteErrorDocument | undefined): ErrorCode {
   // Credentials refused by Orthanc concern dicom-xfer's configuration, not the caller of dicom-xfer.
   if (status === 401 || status === 403) return 'NetworkProtocol';
   if (status === 404) return 'UnknownResource';
   if (status === 503) return 'DatabaseUnavailable';
-  const byStatus = doc?.OrthancStatus !== undefined ? CODE_BY_ORTHANC_STATUS.get(doc.OrthancStatus) : undefined;
-  if (byStatus !== undefined) return byStatus;
-  if (status === 507) return 'FullStorage';
-  if (status === 400) return 'BadRequest';
-  if (status === 416) return 'BadRange';
-  return status >= 500 ? 'InternalError' : 'NetworkProtocol';
+  const code = codeOfAnswer(status, doc);
+  // Another refusal the answer does not name is Orthanc's answer to dicom-xfer, not the caller's mistake.
+  return code === 'BadRequest' && status !== 400 && doc?.OrthancStatus === undefined ? 'NetworkProtocol' : code;
 }
-
-function parseErrorDocument(buf: Buffer): OrthancErrorDocument | undefined {
-  try {
-    const v = JSON.parse(buf.toString('utf8')) as unknown;
-    if (typeof v !== 'object' || v === null || Array.isArray(v)) return undefined;
-    const o = v as Record<string, unknown>;
-    const doc: OrthancErrorDocument = {};
-    if (typeof o['Details'] === 'string') doc.Details = o['Details'];
-    if (typeof o['Message'] === 'string') doc.Message = o['Message'];
-    if (typeof o['OrthancStatus'] === 'number') doc.OrthancStatus = o['OrthancStatus'];
-    return doc;
-  } catch {
-    return undefined;
-  }
-}
-
-/** Reads at most `limit` bytes of a body and drops the rest. */
-async function readSome(body: Readable, limit: number): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  let total = 0;
-  try {
-    for await (const chunk of body as AsyncIterable<Buffer>) {
-      parts.push(chunk);
-      total += chunk.length;
-      if (total >= limit) break;
-    }
-  } catch {
-    // A cut error answer still says what it said so far.
-  }
-  if (!body.readableEnded) body.destroy();
-  return Buffer.concat(parts).subarray(0, limit);
-}
-
-/** Transport failures that mean "Orthanc cannot be reached right now" rather than a bad answer. */
-const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT']);
 
 export class OrthancClient {
   /** The base URL without credentials, for messages. */
   readonly url: string;
-  readonly #origin: string;
-  readonly #prefix: string;
-  readonly #authorization: string | undefined;
+  readonly #endpoint: HttpEndpoint;
   readonly #opts: OrthancClientOptions;
-  #pool: Promise<Pool> | undefined;
-  #closed = false;
 
   constructor(opts: OrthancClientOptions) {
-    const u = new URL(opts.url);
-    this.#origin = u.origin;
-    this.#prefix = u.pathname.replace(/\/+$/, '');
-    this.url = `${u.origin}${this.#prefix}`;
-    const user = opts.username ?? (u.username ? decodeURIComponent(u.username) : undefined);
-    const pass = opts.username !== undefined ? (opts.password ?? '') : decodeURIComponent(u.password);
-    this.#authorization = user ? `Basic ${Buffer.from(`${user}:${pass}`).toString('base64')}` : undefined;
+    this.#endpoint = new HttpEndpoint({
+      url: opts.url,
+      username: opts.username,
+      password: opts.password,
+      connections: opts.connections ?? 16,
+      timeoutMs: opts.timeoutMs,
+      connectTimeoutMs: 10_000,
+      tls: { verifyPeers: opts.verifyPeers ?? true, caFile: opts.caFile },
+    });
+    this.url = this.#endpoint.url;
     this.#opts = opts;
   }
 
   /** One call. Resolves with any 2xx answer (the caller reads or destroys the body); rejects otherwise. */
   async request(req: OrthancRequest): Promise<OrthancResponse> {
-    const pool = await this.#getPool();
-    const headers: Record<string, string> = { 'user-agent': `dicom-xfer/${VERSION}`, accept: '*/*', ...req.headers };
-    if (this.#authorization) headers['authorization'] = this.#authorization;
+    const headers: Record<string, string> = { ...this.#endpoint.baseHeaders(), ...req.headers };
+    if (this.#endpoint.authorization) headers['authorization'] = this.#endpoint.authorization;
     let body: string | Buffer | Readable | undefined;
     if (req.body !== undefined && typeof req.body === 'object' && !Buffer.isBuffer(req.body)) {
       body = req.body.stream;
       headers['content-length'] = String(req.body.length);
     } else body = req.body;
     const where = `${req.method} ${this.url}${req.path}`;
-    let res;
+    let res: EndpointResponse;
     try {
-      res = await pool.request({
-        origin: this.#origin,
-        path: this.#prefix + req.path,
+      res = await this.#endpoint.request({
+        path: this.#endpoint.prefix + req.path,
         method: req.method,
         headers,
         body: body ?? null,
@@ -168,15 +105,17 @@ export class OrthancClient {
       throw this.transportError(where, e);
     }
     if (res.statusCode >= 200 && res.statusCode < 300) return { status: res.statusCode, headers: res.headers, body: res.body };
-    const text = await readSome(res.body, ERROR_BODY_LIMIT);
-    const doc = parseErrorDocument(text);
-    const why = doc?.Details ?? doc?.Message ?? (text.length > 0 && !doc ? text.toString('utf8').slice(0, 200) : '');
+    const { text, remote } = await readErrorAnswer(res);
+    const why = remote?.Details ?? remote?.Message ?? (text.length > 0 && !remote ? text.toString('utf8').slice(0, 200) : '');
     const auth = res.statusCode === 401 || res.statusCode === 403 ? ' (check OrthancStore.Username and Password)' : '';
-    throw new OrthancHttpError(
-      codeFor(res.statusCode, doc),
-      `Orthanc answered ${where} with HTTP ${res.statusCode}${why ? `: ${why}` : ''}${auth}`,
-      res.statusCode,
-    );
+    throw new HttpError({
+      code: codeFor(res.statusCode, remote),
+      method: req.method,
+      url: `${this.url}${req.path}`,
+      status: res.statusCode,
+      details: `Orthanc answered ${where} with HTTP ${res.statusCode}${why ? `: ${why}` : ''}${auth}`,
+      remote,
+    });
   }
 
   /** A call whose answer is JSON, read whole (bounded); GETs are retried. */
@@ -217,80 +156,35 @@ export class OrthancClient {
   }
 
   async #readBody(body: Readable, what: string): Promise<Buffer> {
-    const parts: Buffer[] = [];
-    let total = 0;
     try {
-      for await (const chunk of body as AsyncIterable<Buffer>) {
-        total += chunk.length;
-        if (total > JSON_LIMIT) {
-          body.destroy();
-          throw new XferError('NotEnoughMemory', `Orthanc's answer to ${what} exceeds ${JSON_LIMIT} bytes`);
-        }
-        parts.push(chunk);
-      }
+      return await readBounded(
+        body,
+        JSON_LIMIT,
+        () => new XferError('NotEnoughMemory', `Orthanc's answer to ${what} exceeds ${JSON_LIMIT} bytes`),
+      );
     } catch (e) {
-      if (e instanceof XferError) throw e;
       throw this.transportError(what, e);
     }
-    return Buffer.concat(parts, total);
   }
 
-  /** A transport failure (no answer, cut answer, timeout) as an error naming Orthanc's URL. */
+  /**
+   * A transport failure (no answer, cut answer, timeout) as an error naming Orthanc's URL: Timeout, or
+   * DatabaseUnavailable (connection refused, reset, closed...: the store is unavailable until Orthanc is
+   * back; the pool reconnects by itself on the next call).
+   */
   transportError(what: string, e: unknown): XferError {
-    if (e instanceof XferError) return e;
-    const code = (e as { code?: unknown }).code;
-    const msg = e instanceof Error ? e.message : String(e);
-    const detail = typeof code === 'string' && !msg.includes(code) ? `${code}: ${msg}` : msg;
-    if (typeof code === 'string' && TIMEOUT_CODES.has(code)) {
-      return new XferError('Timeout', `Orthanc at ${this.url} did not answer in time (${what}): ${detail}`, { cause: e });
-    }
-    // Connection refused, reset, closed...: the store is unavailable until Orthanc is back; the pool
-    // reconnects by itself on the next call.
-    return new XferError('DatabaseUnavailable', `Orthanc at ${this.url} cannot be reached (${what}): ${detail}`, { cause: e });
-  }
-
-  #getPool(): Promise<Pool> {
-    if (this.#closed) return Promise.reject(new XferError('BadSequenceOfCalls', `the client of Orthanc at ${this.url} is closed`));
-    if (!this.#pool) {
-      const p = this.#makePool();
-      this.#pool = p;
-      p.catch(() => {
-        if (this.#pool === p) this.#pool = undefined;
-      });
-    }
-    return this.#pool;
-  }
-
-  async #makePool(): Promise<Pool> {
-    const connect: Record<string, unknown> = { timeout: 10_000 };
-    if (this.#origin.startsWith('https:')) {
-      connect['rejectUnauthorized'] = this.#opts.verifyPeers ?? true;
-      if (this.#opts.caFile) {
-        try {
-          connect['ca'] = await readFile(this.#opts.caFile);
-        } catch (e) {
-          throw new XferError('InexistentFile', `HttpsCACertificates cannot be read: ${this.#opts.caFile}`, { cause: e });
-        }
-      }
-    }
-    const t = this.#opts.timeoutMs;
-    return new Pool(this.#origin, {
-      connections: this.#opts.connections ?? 16,
-      // Orthanc announces "Keep-Alive: timeout=1": with undici's default 2 s margin no connection would
-      // ever be reused; half a second of margin keeps reuse and avoids racing Orthanc's close.
-      keepAliveTimeoutThreshold: 500,
-      keepAliveTimeout: 4000,
-      headersTimeout: t,
-      bodyTimeout: t,
-      connect,
-    });
+    return transportError(
+      e,
+      (info) =>
+        info.failure === 'timeout' || info.failure === 'connect-timeout'
+          ? `Orthanc at ${this.url} did not answer in time (${what}): ${info.detail}`
+          : `Orthanc at ${this.url} cannot be reached (${what}): ${info.detail}`,
+      { code: (f) => (f === 'timeout' || f === 'connect-timeout' ? 'Timeout' : 'DatabaseUnavailable') },
+    );
   }
 
   /** Lets calls in flight finish, then closes the connections. */
   async close(): Promise<void> {
-    this.#closed = true;
-    const p = this.#pool;
-    this.#pool = undefined;
-    if (p) await (await p.catch(() => undefined))?.close().catch(() => undefined);
+    await this.#endpoint.close();
   }
 }

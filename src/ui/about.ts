@@ -1,12 +1,11 @@
 // What a job moves, as people name it: the patient, the study's description and date, read from the
 // local store (embedded, or the Orthanc of an Orthanc store) and, for a pull whose data has not arrived
 // yet, from the peer's Orthanc REST API. The dashboard shows it on job rows and job pages.
-import { request } from 'undici';
-import type { Config } from '../config/types.ts';
 import type { Level } from '../dicom/types.ts';
 import type { Peers } from '../peers/peers.ts';
 import type { Resource } from '../protocol/wire.ts';
 import { embeddedApiOf } from '../api/orthanc-api.ts';
+import { OrthancStore } from '../store/orthanc/store.ts';
 import type { Store } from '../store/types.ts';
 
 export interface JobAbout {
@@ -36,19 +35,17 @@ function text(o: Record<string, unknown>, key: string): string | null {
   return typeof v === 'string' && v.trim() !== '' ? v.trim() : null;
 }
 
-/** The resource getter of the local store. */
-export function storeGetter(store: Store, config: Config): Get {
+/** The resource getter of the local store: the embedded index, or the Orthanc's REST API through the store's client. */
+export function storeGetter(store: Store): Get {
   const embedded = embeddedApiOf(store);
   if (embedded) return async (level, id) => (await embedded.getResource(level, id)) as Record<string, unknown> | undefined;
-  const o = config.OrthancStore;
-  if (!o) return async () => undefined;
-  const base = o.url.endsWith('/') ? o.url : `${o.url}/`;
-  const headers: Record<string, string> = { accept: 'application/json' };
-  if (o.username !== undefined) headers.authorization = `Basic ${Buffer.from(`${o.username}:${o.password ?? ''}`).toString('base64')}`;
+  if (!(store instanceof OrthancStore)) return async () => undefined;
   return async (level, id) => {
-    const res = await request(`${base}${PATH[level]}/${id}`, { headers, headersTimeout: LOOKUP_TIMEOUT_MS, bodyTimeout: LOOKUP_TIMEOUT_MS });
-    const body = await res.body.text();
-    return res.statusCode === 200 ? obj(JSON.parse(body)) : undefined;
+    try {
+      return obj(await store.getJson(`/${PATH[level]}/${id}`, AbortSignal.timeout(LOOKUP_TIMEOUT_MS)));
+    } catch {
+      return undefined;
+    }
   };
 }
 

@@ -301,7 +301,7 @@ function registerUiJobRoutes(app: FastifyInstance, deps: UiDeps, live: LiveJobs,
   );
   // What each job moves (patient, study), once found: it does not change.
   const about = new Map<string, JobAbout>();
-  const local = storeGetter(deps.store, deps.config);
+  const local = storeGetter(deps.store);
   route(
     app,
     '/ui/api/jobs/:id/about',

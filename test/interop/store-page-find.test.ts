@@ -34,7 +34,7 @@ describe('the Store page on an Orthanc store and on the embedded store', { skip,
   before(async () => {
     orthanc = await startOrthanc();
     [onOrthanc, embedded] = await Promise.all([
-      startXferNode({ config: { OrthancStore: { Url: orthanc.url } } }),
+      startXferNode({ config: { OrthancStore: { Url: orthanc.url }, OrthancPeers: { nowhere: 'http://127.0.0.1:9' } } }),
       startXferNode(),
     ]);
     for (const f of await listFiles(REAL_DICOM)) {
@@ -99,4 +99,25 @@ describe('the Store page on an Orthanc store and on the embedded store', { skip,
       assert.deepEqual(errors, []);
     });
   }
+
+  test('Orthanc store: a job row names the patient and study it moves, read through the store\'s client', async () => {
+    const [knee] = await findIds(orthanc.url, { PatientName: 'KNEE' });
+    const study = (await (await fetch(`${orthanc.url}/studies/${knee}`)).json()) as {
+      PatientMainDicomTags: { PatientName?: string };
+      MainDicomTags: { StudyDescription?: string };
+    };
+    const sent = await fetch(`${onOrthanc.url}/transfers/send`, {
+      method: 'POST',
+      body: JSON.stringify({ Resources: [{ Level: 'Study', ID: knee }], Peer: 'nowhere', Compression: 'none' }),
+    });
+    assert.equal(sent.status, 200, await sent.clone().text());
+    const { ID } = (await sent.json()) as { ID: string };
+    const res = await fetch(`${onOrthanc.url}/ui/api/jobs/${ID}/about`);
+    assert.equal(res.status, 200, await res.clone().text());
+    const about = (await res.json()) as { PatientName: string | null; StudyDescription: string | null; From: string };
+    assert.equal(about.From, 'store');
+    assert.equal(about.PatientName, study.PatientMainDicomTags.PatientName);
+    assert.equal(about.StudyDescription, study.MainDicomTags.StudyDescription);
+    await fetch(`${onOrthanc.url}/jobs/${ID}/cancel`, { method: 'POST' });
+  });
 });

@@ -165,8 +165,8 @@ export class OrthancStore implements Store {
   }
 
   /** A GET of Orthanc's REST API that answers JSON (the dashboard reads a study's series with it). */
-  async getJson(path: string): Promise<unknown> {
-    return this.#client.json({ method: 'GET', path });
+  async getJson(path: string, signal?: AbortSignal): Promise<unknown> {
+    return this.#client.json({ method: 'GET', path, signal });
   }
 
   get url(): string {

@@ -27,7 +27,7 @@ function fakeId(n: number): string {
 
 const simple = (b: Bucket[]) => b.map((bucket) => bucket.map((c) => `${c.ID}@${c.Offset}+${c.Size}`));
 
-describe('SPEC §20 and CAPTURES', { skip: needs(CAPTURES) }, () => {
+describe('docs/protocol.md#worked-example and the captured exchanges', { skip: needs(CAPTURES) }, () => {
   test('worked example: L 10,000,000 split in two, P and Q grouped at the end', () => {
     const instances = [
       { ID: 'Q', Size: 450_000 },

@@ -14,7 +14,6 @@ import {
   NodeConnectionError,
   NodeHttpError,
   UsageError,
-  orthancReason,
   resolveTarget,
   type NodeTarget,
 } from './http.ts';

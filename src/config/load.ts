@@ -8,7 +8,7 @@ import type { z } from 'zod';
 import { XferError } from '../errors.ts';
 import { displayUrl } from '../util/url.ts';
 import { ORTHANC_IGNORED_KEYS, TRANSFERS_IGNORED_KEYS, type IgnoredKey } from './orthanc-keys.ts';
-import { isDerived, PLAIN, RESERVED_PEER_KEYS, SETTINGS, TRANSFERS_SETTINGS, type Setting } from './schema.ts';
+import { isDerived, RESERVED_PEER_KEYS, SETTINGS, TRANSFERS_SETTINGS, type Setting } from './schema.ts';
 import type { Config, ConfigOverrides, PeerConfig, TransfersConfig } from './types.ts';
 
 /** Environment variable naming the configuration file when no `--config` flag does. */
@@ -167,7 +167,7 @@ function readSource(rawText: string, origin: string, env: NodeJS.ProcessEnv, rep
       `${origin}:${position(starts, first.offset)}: ${describeParseError(printParseErrorCode(first.error))}${more}`,
     );
   }
-  if (!root || root.type !== 'object') {
+  if (root?.type !== 'object') {
     throw new XferError('BadFileFormat', `${origin}: expected a JSON object ({ ... }) at the top level`);
   }
   const offsets = new Map<string, number>();

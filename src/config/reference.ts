@@ -164,7 +164,7 @@ export function configReferenceMarkdown(): string {
     'These are accepted without a warning so that an Orthanc file loads unchanged. A few print a note when',
     'their value asks for something dicom-xfer does not do (for example a non-empty `HttpProxy`).',
     '',
-    ignored.map((k) => `\`${k}\``).join(', ') + '.',
+    `${ignored.map((k) => `\`${k}\``).join(', ')}.`,
     '',
     `With no configuration at all, dicom-xfer listens on 127.0.0.1:${DEFAULTS.HttpPort} and stores data in`,
     `\`${DEFAULTS.StorageDirectory}\` under the current directory.`,

@@ -340,7 +340,7 @@ export function renderMrSlice(out: Uint16Array, p: MrSliceParams): void {
         const lateral = 1 - 0.1 * (((i - cols / 2) / cols) * ((i - cols / 2) / cols));
         v = Math.round(base * shade * lateral) + (noiseT[offT + i] as number);
       }
-      out[o + i] = v < 0 ? 0 : v > 4095 ? 4095 : v;
+      out[o + i] = v < 0 ? 0 : Math.min(v, 4095);
     }
   }
 }

@@ -86,17 +86,23 @@ const RIB_ANGLES = [0.06, 0.13, 0.2, 0.3, 0.37, 0.44, 0.56, 0.63, 0.7, 0.8, 0.87
   s: wave(t),
 }));
 
-/** The torso's ellipses at position z (0 = lung apex, 1 = pelvis), painted in this order. */
-function torsoShapes(z: number, phase: CtPhase, layout: TorsoLayout): Ellipse[] {
-  const shapes: Ellipse[] = [];
-  const add = (cx: number, cy: number, a: number, b: number, v: number) => shapes.push({ cx, cy, a, b, v });
-  const arterial = phase === 'arterial';
-  const venous = phase === 'venous';
-  const breath = wave(z * 1.3 + 0.1);
-  // Body: subcutaneous fat around muscle and viscera; wider at the abdomen than at the apex.
-  const ba = 150 + 22 * bump(0.15, 1.1, 0.5, z) + 4 * breath;
-  const bb = 105 + 12 * bump(0.3, 1.1, 0.4, z) + 3 * wave(z * 2.1);
-  const bcx = layout.tilt * (z - 0.5);
+/** What the parts of the torso share at one slice: position, phase, body outline and the list painted. */
+interface TorsoSlice {
+  z: number;
+  layout: TorsoLayout;
+  arterial: boolean;
+  venous: boolean;
+  /** Centre x of the body, and its half axes. */
+  bcx: number;
+  ba: number;
+  bb: number;
+  add(cx: number, cy: number, a: number, b: number, v: number): void;
+}
+
+/** Body, visceral fat and ribs. */
+function bodyWall(t: TorsoSlice): void {
+  const { z, layout, bcx, ba, bb, add } = t;
+  // Body: subcutaneous fat around muscle and viscera.
   add(bcx, 5, ba, bb, -95);
   add(bcx, 7, ba - 14 - 4 * wave(z * 1.7), bb - 12, 42);
   // Visceral fat around the bowel.
@@ -113,7 +119,11 @@ function torsoShapes(z: number, phase: CtPhase, layout: TorsoLayout): Ellipse[] 
       add(bcx + c * (ba - 22), 7 + s * (bb - 20), 8 * k * on, 5 * k * on, 620);
     }
   }
-  // Lungs with the heart and mediastinum between them.
+}
+
+/** Lungs with the heart and mediastinum between them. */
+function chest(t: TorsoSlice): void {
+  const { z, arterial, venous, bcx, add } = t;
   const lung = bump(-0.2, 0.47, 0.2, z);
   if (lung > 0) {
     add(bcx - 68, -2, 58 * lung, 82 * lung, -860);
@@ -125,7 +135,11 @@ function torsoShapes(z: number, phase: CtPhase, layout: TorsoLayout): Ellipse[] 
     add(bcx + 22, -22, 58 * heart, 46 * heart, arterial ? 260 : venous ? 140 : 40);
     add(bcx + 30, -30, 24 * heart, 18 * heart, arterial ? 300 : venous ? 150 : 38); // a chamber
   }
-  // Upper abdomen: liver, spleen, stomach with a gas bubble.
+}
+
+/** Upper abdomen: liver, spleen, stomach with a gas bubble; kidneys, enhancing cortex with darker medulla. */
+function upperAbdomen(t: TorsoSlice): void {
+  const { z, arterial, venous, bcx, add } = t;
   const liver = bump(0.3, 0.64, 0.1, z);
   if (liver > 0) {
     add(bcx - 52, 0, 88 * liver, 76 * liver, arterial ? 72 : venous ? 112 : 58);
@@ -138,7 +152,6 @@ function torsoShapes(z: number, phase: CtPhase, layout: TorsoLayout): Ellipse[] 
     add(bcx + 52, -34, 42 * stomach, 30 * stomach, 12);
     add(bcx + 52, -54, 22 * stomach, 9 * stomach, -960);
   }
-  // Kidneys, enhancing cortex with darker medulla.
   const kidney = bump(0.5, 0.74, 0.08, z);
   if (kidney > 0) {
     for (const side of [-1, 1]) {
@@ -146,7 +159,11 @@ function torsoShapes(z: number, phase: CtPhase, layout: TorsoLayout): Ellipse[] 
       add(bcx + side * 70, 48, 12 * kidney, 20 * kidney, arterial ? 60 : venous ? 150 : 30);
     }
   }
-  // Bowel loops through the abdomen and pelvis, drifting with z.
+}
+
+/** Bowel loops drifting with z; the pelvis: iliac wings, then femoral heads, the bladder between them. */
+function lowerAbdomen(t: TorsoSlice): void {
+  const { z, layout, bcx, add } = t;
   const bowel = bump(0.52, 0.98, 0.1, z);
   if (bowel > 0) {
     for (const l of layout.loops) {
@@ -156,7 +173,6 @@ function torsoShapes(z: number, phase: CtPhase, layout: TorsoLayout): Ellipse[] 
       add(bcx + l.cx + 12 * wave(z * 2 + l.phase), l.cy + 8 * wave(z * 1.5 + l.phase), r, r * 0.8, l.gas ? -930 : 28);
     }
   }
-  // Pelvis: iliac wings, then femoral heads, the bladder between them.
   const pelvis = bump(0.74, 1.3, 0.08, z);
   if (pelvis > 0) {
     for (const side of [-1, 1]) {
@@ -168,7 +184,11 @@ function torsoShapes(z: number, phase: CtPhase, layout: TorsoLayout): Ellipse[] 
   if (femur > 0) for (const side of [-1, 1]) add(bcx + side * 85, 10, 24 * femur, 24 * femur, 480);
   const bladder = bump(0.84, 1.3, 0.08, z);
   if (bladder > 0) add(bcx, -28, 46 * bladder, 34 * bladder, 9);
-  // Aorta (then iliac arteries), spine with canal and posterior elements.
+}
+
+/** Aorta (then iliac arteries), spine with canal and posterior elements. */
+function vesselsAndSpine(t: TorsoSlice): void {
+  const { z, arterial, venous, bcx, add } = t;
   const aorta = 1 - bump(0.8, 1.5, 0.06, z);
   const ahu = arterial ? 330 : venous ? 165 : 45;
   if (aorta > 0) add(bcx + 6, 34 - 14 * bump(-1, 0.25, 0.2, z), 12 * aorta, 12 * aorta, ahu);
@@ -178,6 +198,30 @@ function torsoShapes(z: number, phase: CtPhase, layout: TorsoLayout): Ellipse[] 
   add(bcx, 62, 18 + 4 * z, 15, 240);
   add(bcx, 96, 28, 11, 560);
   add(bcx, 84, 8, 7, 25);
+}
+
+/** The torso's ellipses at position z (0 = lung apex, 1 = pelvis), painted in this order. */
+function torsoShapes(z: number, phase: CtPhase, layout: TorsoLayout): Ellipse[] {
+  const shapes: Ellipse[] = [];
+  const breath = wave(z * 1.3 + 0.1);
+  // The body is wider at the abdomen than at the apex.
+  const t: TorsoSlice = {
+    z,
+    layout,
+    arterial: phase === 'arterial',
+    venous: phase === 'venous',
+    ba: 150 + 22 * bump(0.15, 1.1, 0.5, z) + 4 * breath,
+    bb: 105 + 12 * bump(0.3, 1.1, 0.4, z) + 3 * wave(z * 2.1),
+    bcx: layout.tilt * (z - 0.5),
+    add: (cx, cy, a, b, v) => {
+      shapes.push({ cx, cy, a, b, v });
+    },
+  };
+  bodyWall(t);
+  chest(t);
+  upperAbdomen(t);
+  lowerAbdomen(t);
+  vesselsAndSpine(t);
   return shapes;
 }
 

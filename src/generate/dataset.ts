@@ -3,21 +3,17 @@
 // The same seed and options give the same bytes, in the same paths, on every machine.
 import { join } from 'node:path';
 import { XferError } from '../errors.ts';
+import { writeCtSlice, writeJpegImage, writeMrImage, writeMultiframe, writeUsCine } from './instances.ts';
 import {
   makePatient,
   makeSeries,
   makeStudy,
-  writeCtSlice,
-  writeJpegImage,
-  writeMrImage,
-  writeMultiframe,
-  writeUsCine,
   type InstanceKind,
   type PatientInfo,
   type SeriesInfo,
   type StudyInfo,
   type WrittenFile,
-} from './instances.ts';
+} from './placement.ts';
 import type { CtPhase, CtStyle, MrContrast } from './phantoms.ts';
 
 export type PresetName = 'full' | 'small' | 'tiny';

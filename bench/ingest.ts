@@ -129,10 +129,10 @@ async function main(): Promise<void> {
     '|---|---|---|---|---|---|---|',
     ...results.map(
       (r) =>
-        `| ${r.target} | ${r.seconds.toFixed(2)} | ${r.instancesPerSecond.toFixed(1)} | ${r.mbPerSecond.toFixed(1)} | ${r.serverCpuSeconds.toFixed(2)} | ${r.serverPeakRssMB.toFixed(0)} | ${base ? (r.instancesPerSecond / base.instancesPerSecond).toFixed(2) + 'x' : '-'} |`,
+        `| ${r.target} | ${r.seconds.toFixed(2)} | ${r.instancesPerSecond.toFixed(1)} | ${r.mbPerSecond.toFixed(1)} | ${r.serverCpuSeconds.toFixed(2)} | ${r.serverPeakRssMB.toFixed(0)} | ${base ? `${(r.instancesPerSecond / base.instancesPerSecond).toFixed(2)}x` : '-'} |`,
     ),
   ];
-  process.stdout.write(lines.join('\n') + '\n');
+  process.stdout.write(`${lines.join('\n')}\n`);
   if (values.json) await writeFile(values.json, JSON.stringify({ count, concurrency, totalMB, rounds, results, runs }, null, 2));
 }
 

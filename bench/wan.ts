@@ -82,7 +82,7 @@ const { values } = parseArgs({
   },
 });
 if (values.help) {
-  process.stdout.write(HELP + '\n');
+  process.stdout.write(`${HELP}\n`);
   process.exit(0);
 }
 const set = values.set as SetName;
@@ -264,7 +264,7 @@ function markdown(report: {
   for (const p of report.profiles) lines.push(...table(p), '');
   if (report.interrupted) lines.push('**Interrupted**: the runs after the interruption are missing.', '');
   lines.push(...DEFINITIONS.map((t) => `- ${t}`));
-  return lines.join('\n') + '\n';
+  return `${lines.join('\n')}\n`;
 }
 
 // ---- main ---------------------------------------------------------------------------------------------------

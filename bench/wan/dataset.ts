@@ -64,8 +64,8 @@ export async function prepareDataset(set: SetName, seed: number, root: string): 
     gzip6Bytes: gz.reduce((a, b) => a + b, 0),
   };
   // Written under another name and renamed, so a half-written manifest is never taken for a whole one.
-  await writeFile(manifestPath + '.tmp', JSON.stringify(manifest, null, 1));
-  await rename(manifestPath + '.tmp', manifestPath);
+  await writeFile(`${manifestPath}.tmp`, JSON.stringify(manifest, null, 1));
+  await rename(`${manifestPath}.tmp`, manifestPath);
   process.stderr.write(`  gzip -6: ${(manifest.gzip6Bytes / 1e6).toFixed(1)} MB (${((100 * manifest.gzip6Bytes) / manifest.totalBytes).toFixed(0)}%)\n`);
   return manifest;
 }

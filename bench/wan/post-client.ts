@@ -32,7 +32,7 @@ const source = new Pool(sourceUrl, {
 const dest = new Client(destUrl, { headersTimeout: HOUR, bodyTimeout: HOUR, keepAliveTimeout: 60_000 });
 
 const say = (o: unknown): void => {
-  process.stdout.write(JSON.stringify(o) + '\n');
+  process.stdout.write(`${JSON.stringify(o)}\n`);
 };
 
 async function listInstances(): Promise<string[]> {

@@ -22,7 +22,6 @@ import {
   sleep,
   usageDelta,
   type MethodName,
-  type ProcUsage,
   type ProfileResult,
   type RunResult,
   type RunnerSpec,
@@ -362,7 +361,7 @@ async function startPostClient(sourceUrl: string, destUrl: string): Promise<{
   const messages: Record<string, unknown>[] = [];
   let wake: (() => void) | undefined;
   lines.on('line', (l) => {
-    output = (output + l + '\n').slice(-20_000);
+    output = `${output}${l}\n`.slice(-20_000);
     try {
       messages.push(JSON.parse(l) as Record<string, unknown>);
     } catch {
@@ -504,7 +503,8 @@ async function main(): Promise<void> {
         continue;
       }
       const sourceKind = kind === 'orthanc' ? 'orthanc' : 'xfer';
-      const source = (sources[sourceKind] ??= await prepareSource(sourceKind));
+      sources[sourceKind] ??= await prepareSource(sourceKind);
+      const source = sources[sourceKind];
       // The baselines run once: they are slow, and bounded in time besides.
       const times = METHODS[method].baseline ? 1 : Math.max(1, spec.repeat ?? 1);
       const runs: RunResult[] = [];
@@ -524,7 +524,7 @@ async function main(): Promise<void> {
         if (interrupted) break;
         runs.push(run);
         log(
-          `${method}: ${run.ok ? 'ok' : 'FAILED (' + (run.error ?? '') + ')'} ${run.wallSeconds.toFixed(1)} s, ${run.dicomMBps.toFixed(2)} MB/s` +
+          `${method}: ${run.ok ? 'ok' : `FAILED (${run.error ?? ''})`} ${run.wallSeconds.toFixed(1)} s, ${run.dicomMBps.toFixed(2)} MB/s` +
             (run.wire ? `, wire ${(run.wire.busierBytes / 1e6).toFixed(1)} MB` : ''),
         );
       }

@@ -1,6 +1,6 @@
 // `dicom-xfer generate`: writes a deterministic set of realistic DICOM files (CT, MR, multi-frame,
 // ultrasound cine, JPEG) for tests and benchmarks. Progress and a summary go to stderr.
-import { Command, Option } from 'commander';
+import { type Command, Option } from 'commander';
 import { isXferError, XferError } from '../errors.ts';
 import { generateDataset, PRESETS, resolveCounts, type DatasetCounts, type InstanceKind, type PresetName } from '../generate/index.ts';
 

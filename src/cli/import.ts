@@ -13,7 +13,6 @@ import {
   NodeClient,
   NodeConnectionError,
   UsageError,
-  orthancReason,
   resolveTarget,
   type NodeTarget,
 } from './http.ts';
@@ -258,29 +257,10 @@ async function uploadOne(client: NodeClient, file: ImportFile, progress: Progres
   return { kind: 'failed', reason: 'gave up after repeated connection failures' };
 }
 
-/**
- * Uploads `files` to the node with `concurrency` workers draining one queue, and says what happened.
- * Stops early (the rest counted in notSent, the cause in `error`) when the node cannot be reached or
- * refuses the credentials. Never throws for a file or a server answer.
- */
-export async function importFiles(
-  client: NodeClient,
-  listing: FileListing,
-  opts: ImportOptions = {},
-): Promise<ImportSummary> {
-  const concurrency = opts.concurrency ?? DEFAULT_CONCURRENCY;
-  const { files } = listing;
-  const totalBytes = files.reduce((n, f) => n + f.size, 0);
-  const progress = new Progress({
-    label: 'import',
-    totalFiles: files.length,
-    totalBytes,
-    mode: opts.progressMode,
-    stream: opts.progressStream,
-  });
-  const summary: ImportSummary = {
-    url: client.target.url,
-    files: files.length + listing.problems.length,
+function emptySummary(url: string, listing: FileListing): ImportSummary {
+  return {
+    url,
+    files: listing.files.length + listing.problems.length,
     new: 0,
     alreadyStored: 0,
     distinctInstances: 0,
@@ -294,51 +274,58 @@ export async function importFiles(
     failures: [...listing.problems],
     error: null,
   };
-  const ids = new Set<string>();
-  let next = 0;
-  let attempted = 0;
+}
 
-  const record = (file: ImportFile, outcome: Outcome): void => {
+/** One import under way: the queue of files, its workers, and the summary they fill in. */
+class ImportRun {
+  readonly summary: ImportSummary;
+  readonly #client: NodeClient;
+  readonly #files: readonly ImportFile[];
+  readonly #progress: Progress;
+  readonly #ids = new Set<string>();
+  #next = 0;
+  #attempted = 0;
+
+  constructor(client: NodeClient, listing: FileListing, progress: Progress) {
+    this.#client = client;
+    this.#files = listing.files;
+    this.#progress = progress;
+    this.summary = emptySummary(client.target.url, listing);
+  }
+
+  async run(concurrency: number): Promise<ImportSummary> {
+    const workers = Math.max(1, Math.min(concurrency, this.#files.length));
+    try {
+      await Promise.all(Array.from({ length: workers }, () => this.#worker()));
+    } finally {
+      this.#progress.stop();
+    }
+    const summary = this.summary;
+    summary.notSent += this.#files.length - this.#attempted;
+    const snap = this.#progress.snapshot();
+    summary.distinctInstances = this.#ids.size;
+    summary.bytes = snap.bytesDone;
+    summary.seconds = Math.round(snap.elapsedMs) / 1000;
+    summary.bytesPerSecond = Math.round(snap.bytesPerSecond);
+    return summary;
+  }
+
+  async #worker(): Promise<void> {
+    while (this.summary.error === null && this.#next < this.#files.length) {
+      const file = this.#files[this.#next++] as ImportFile;
+      this.#attempted++;
+      const outcome = await uploadOne(this.#client, file, this.#progress);
+      this.#record(file, outcome);
+      this.#progress.fileDone();
+    }
+  }
+
+  #record(file: ImportFile, outcome: Outcome): void {
+    const summary = this.summary;
     switch (outcome.kind) {
-      case 'stored': {
-        let counted = 0;
-        let failedEntries = 0;
-        for (const a of outcome.answers) {
-          if (typeof a !== 'object' || a === null) continue;
-          if (typeof a.ID === 'string') ids.add(a.ID);
-          if (a.Status === 'Success') {
-            summary.new++;
-            counted++;
-          } else if (a.Status === 'AlreadyStored') {
-            summary.alreadyStored++;
-            counted++;
-          } else if (a.Status === 'Failure' && typeof a.FileName === 'string') {
-            // An entry of a ZIP archive that the node did not store: a rejection of its own.
-            failedEntries++;
-            summary.rejected++;
-            const message = typeof a.Message === 'string' ? a.Message : 'Failure';
-            const rejection: Rejection = { path: `${file.path}/${a.FileName}`, status: 200, reason: message, message };
-            if (typeof a.Details === 'string') {
-              rejection.details = a.Details;
-              rejection.reason = `${message}: ${a.Details}`;
-            }
-            summary.rejections.push(rejection);
-          }
-        }
-        if (counted === 0 && failedEntries === 0) {
-          const statuses = outcome.answers.map((a) => String(a?.Status)).join(', ');
-          summary.rejected++;
-          summary.rejections.push({
-            path: file.path,
-            status: 200,
-            reason:
-              outcome.answers.length === 0
-                ? 'the node stored no instance from it (a ZIP archive without DICOM files?)'
-                : `the node did not store it (Status: ${statuses})`,
-          });
-        }
+      case 'stored':
+        this.#recordStored(file, outcome.answers);
         break;
-      }
       case 'rejected':
         summary.rejected++;
         summary.rejections.push(outcome.rejection);
@@ -357,30 +344,73 @@ export async function importFiles(
         void never;
       }
     }
-  };
-
-  const worker = async (): Promise<void> => {
-    while (summary.error === null && next < files.length) {
-      const file = files[next++] as ImportFile;
-      attempted++;
-      const outcome = await uploadOne(client, file, progress);
-      record(file, outcome);
-      progress.fileDone();
-    }
-  };
-
-  try {
-    await Promise.all(Array.from({ length: Math.max(1, Math.min(concurrency, files.length)) }, worker));
-  } finally {
-    progress.stop();
   }
-  summary.notSent += files.length - attempted;
-  const snap = progress.snapshot();
-  summary.distinctInstances = ids.size;
-  summary.bytes = snap.bytesDone;
-  summary.seconds = Math.round(snap.elapsedMs) / 1000;
-  summary.bytesPerSecond = Math.round(snap.bytesPerSecond);
-  return summary;
+
+  /** Counts the instances of one answer of POST /instances (a ZIP archive gives one per entry). */
+  #recordStored(file: ImportFile, answers: InstanceAnswer[]): void {
+    const summary = this.summary;
+    let counted = 0;
+    let failedEntries = 0;
+    for (const a of answers) {
+      if (typeof a !== 'object' || a === null) continue;
+      if (typeof a.ID === 'string') this.#ids.add(a.ID);
+      if (a.Status === 'Success') {
+        summary.new++;
+        counted++;
+      } else if (a.Status === 'AlreadyStored') {
+        summary.alreadyStored++;
+        counted++;
+      } else if (a.Status === 'Failure' && typeof a.FileName === 'string') {
+        // An entry of a ZIP archive that the node did not store: a rejection of its own.
+        failedEntries++;
+        summary.rejected++;
+        summary.rejections.push(entryRejection(file, a.FileName, a));
+      }
+    }
+    if (counted === 0 && failedEntries === 0) {
+      const statuses = answers.map((a) => String(a?.Status)).join(', ');
+      summary.rejected++;
+      summary.rejections.push({
+        path: file.path,
+        status: 200,
+        reason:
+          answers.length === 0
+            ? 'the node stored no instance from it (a ZIP archive without DICOM files?)'
+            : `the node did not store it (Status: ${statuses})`,
+      });
+    }
+  }
+}
+
+function entryRejection(file: ImportFile, fileName: string, a: InstanceAnswer): Rejection {
+  const message = typeof a.Message === 'string' ? a.Message : 'Failure';
+  const rejection: Rejection = { path: `${file.path}/${fileName}`, status: 200, reason: message, message };
+  if (typeof a.Details === 'string') {
+    rejection.details = a.Details;
+    rejection.reason = `${message}: ${a.Details}`;
+  }
+  return rejection;
+}
+
+/**
+ * Uploads `files` to the node with `concurrency` workers draining one queue, and says what happened.
+ * Stops early (the rest counted in notSent, the cause in `error`) when the node cannot be reached or
+ * refuses the credentials. Never throws for a file or a server answer.
+ */
+export async function importFiles(
+  client: NodeClient,
+  listing: FileListing,
+  opts: ImportOptions = {},
+): Promise<ImportSummary> {
+  const { files } = listing;
+  const progress = new Progress({
+    label: 'import',
+    totalFiles: files.length,
+    totalBytes: files.reduce((n, f) => n + f.size, 0),
+    mode: opts.progressMode,
+    stream: opts.progressStream,
+  });
+  return new ImportRun(client, listing, progress).run(opts.concurrency ?? DEFAULT_CONCURRENCY);
 }
 
 /** The human summary printed at the end of an import (several lines, ends with a newline). */

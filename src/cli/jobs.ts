@@ -211,7 +211,9 @@ export function failureText(job: JobView): string {
 
 function pad(cells: string[][]): string {
   const widths: number[] = [];
-  for (const row of cells) row.forEach((c, i) => (widths[i] = Math.max(widths[i] ?? 0, c.length)));
+  for (const row of cells) {
+    for (const [i, c] of row.entries()) widths[i] = Math.max(widths[i] ?? 0, c.length);
+  }
   return cells.map((row) => row.map((c, i) => (i === row.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ').trimEnd()).join('\n');
 }
 
@@ -234,7 +236,7 @@ export function formatJobsTable(jobs: readonly JobView[], now = Date.now()): str
   let out = formatTable(['ID', 'TYPE', 'STATE', 'PROGRESS', 'PEER', 'SIZE', 'RATE', 'AGE'], rows);
   const failed = jobs.filter((j) => j.state === 'Failure');
   for (const j of failed) {
-    const remote = j.remoteControl !== undefined && j.remoteControl.startsWith('cancel') ? ` (${j.remoteControl})` : '';
+    const remote = j.remoteControl?.startsWith('cancel') ? ` (${j.remoteControl})` : '';
     out += `${shortId(j.id)}: ${j.errorCode === CANCELED_JOB_CODE ? `canceled${remote}` : failureText(j)}\n`;
   }
   for (const j of jobs) if (j.waiting !== undefined && !isFinal(j.state)) out += `${shortId(j.id)}: waiting: ${j.waiting}\n`;

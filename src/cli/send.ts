@@ -293,6 +293,118 @@ async function resolveStudies(kind: TransferKind, target: NodeTarget, flags: Tra
   }
 }
 
+/** A started job and how to name it in the messages that follow. */
+interface Started {
+  kind: TransferKind;
+  flags: TransferFlags;
+  req: TransferRequest;
+  loc: JobLocation;
+  /** The node's target flags, for the commands suggested to the user. */
+  more: string;
+  /** The target flags of the node that runs the job (the peer's, for a remote job). */
+  peerMore: string;
+  /** The node's own job that follows a remote one, if any. */
+  local: string | undefined;
+}
+
+/** The target and the request of a transfer from the flags (studies given by UID looked up); throws UsageError. */
+async function prepareTransfer(kind: TransferKind, flags: TransferFlags): Promise<{ target: NodeTarget; req: TransferRequest }> {
+  const target = resolveTarget(flags);
+  if (flags.study?.some((s) => !ORTHANC_ID.test(s.trim().toLowerCase()))) {
+    flags = { ...flags, study: await resolveStudies(kind, target, flags) };
+  }
+  return { target, req: buildTransferRequest(flags) };
+}
+
+/** Says on stderr what was started (unless --quiet while following). */
+function announce(s: Started): void {
+  const { kind, flags, req, loc } = s;
+  if (flags.quiet && flags.follow) return;
+  const what = describeResources(req);
+  const text = loc.remote
+    ? `Peer "${req.Peer}" pulls ${what} from the node (send in pull mode): the job ${loc.id} runs on the peer at ${loc.target.url}.`
+    : `${kind === 'send' ? 'Sending' : 'Pulling'} ${what} ${kind === 'send' ? 'to' : 'from'} peer "${req.Peer}" (${req.Compression}): job ${loc.id}.`;
+  process.stderr.write(`${text}\n`);
+  if (s.local) process.stderr.write(`The node follows it as job ${s.local}.\n`);
+}
+
+/** With --no-follow: prints the job's handle and how to follow it. */
+function printHandle(s: Started): number {
+  const { loc } = s;
+  if (s.flags.json) {
+    const handle = loc.remote ? { Peer: loc.peer, RemoteJob: loc.id, URL: loc.url } : { ID: loc.id, Path: `/jobs/${loc.id}` };
+    process.stdout.write(`${JSON.stringify(handle, null, 2)}\n`);
+  } else {
+    process.stdout.write(`${loc.id}\n`);
+  }
+  process.stderr.write(`Follow it with \`dicom-xfer jobs --follow ${loc.id}${s.peerMore}\`.\n`);
+  return 0;
+}
+
+function reportInterrupted(s: Started, job: JobView | undefined): number {
+  const { kind, loc, req, peerMore } = s;
+  process.stderr.write(
+    `dicom-xfer ${kind}: stopped following; job ${loc.id} goes on${loc.remote ? ` on peer "${req.Peer}"` : ''}` +
+      `${job ? ` (${job.state}, ${job.progress}%)` : ''}.\n` +
+      `  Follow it again: dicom-xfer jobs --follow ${shortId(loc.id)}${peerMore}\n` +
+      `  Cancel it:       dicom-xfer jobs cancel ${loc.id}${peerMore}\n`,
+  );
+  return EXIT_INTERRUPTED;
+}
+
+function reportLost(s: Started, e: Error): number {
+  const { kind, loc, req, more, local } = s;
+  if (loc.remote && e instanceof HttpError && (e.status === 401 || e.status === 403)) {
+    process.stderr.write(
+      `dicom-xfer ${kind}: the job runs on peer "${req.Peer}" as job ${loc.id}, and the peer refused to show it ` +
+        `(HTTP ${e.status}): it needs the peer's credentials; pass --peer-username and --peer-password ` +
+        `(or set ${ENV_PEER_USERNAME} and ${ENV_PEER_PASSWORD}) to follow it. The job: ${loc.url ?? loc.target.url}\n` +
+        (local ? `  Or follow it on the node, which watches it: dicom-xfer jobs --follow ${shortId(local)}${more}\n` : ''),
+    );
+  } else if (loc.remote) {
+    process.stderr.write(
+      `dicom-xfer ${kind}: the job runs on peer "${req.Peer}" as job ${loc.id}, but it cannot be followed there: ${e.message}\n` +
+        `  The job: ${loc.url ?? loc.target.url}\n`,
+    );
+  } else {
+    process.stderr.write(
+      `dicom-xfer ${kind}: job ${loc.id} was started, but it cannot be followed any more: ${e.message}\n` +
+        `  Check it later with \`dicom-xfer jobs${more}\`.\n`,
+    );
+  }
+  return EXIT_UNKNOWN;
+}
+
+function reportEnded(s: Started, job: JobView): number {
+  const { kind, loc, peerMore } = s;
+  if (job.state === 'Success') {
+    if (!s.flags.json) process.stdout.write(successText(kind, job, loc, s.req.Peer));
+    return 0;
+  }
+  if (job.errorCode === CANCELED_JOB_CODE) {
+    process.stderr.write(
+      `dicom-xfer ${kind}: job ${loc.id} was canceled.\n  Start it again: dicom-xfer jobs resubmit ${loc.id}${peerMore}\n`,
+    );
+    return 1;
+  }
+  process.stderr.write(
+    `dicom-xfer ${kind}: job ${loc.id} failed: ${failureText(job)}\n` +
+      `  When the cause is fixed, start it again: dicom-xfer jobs resubmit ${loc.id}${peerMore}\n`,
+  );
+  return 1;
+}
+
+/** Follows the started job to its end and says how it ended; returns the exit status. */
+async function followToEnd(s: Started): Promise<number> {
+  const end = await follow(s.loc, s.flags, s.kind);
+  const job = end.jobs[0];
+  if (s.flags.json && job) process.stdout.write(`${JSON.stringify(job.raw, null, 2)}\n`);
+  if (end.kind === 'interrupted') return reportInterrupted(s, job);
+  if (end.kind === 'lost') return reportLost(s, end.error);
+  if (!job) return EXIT_UNKNOWN; // 'ended' always carries the job; kept for the type checker
+  return reportEnded(s, job);
+}
+
 /**
  * Runs `send` or `pull`: starts the job, follows it unless --no-follow, prints the outcome.
  * Exit status: 0 the job succeeded (or was started, with --no-follow); 1 it failed, or the node refused
@@ -303,11 +415,7 @@ export async function runTransfer(kind: TransferKind, flags: TransferFlags): Pro
   let target: NodeTarget;
   let req: TransferRequest;
   try {
-    target = resolveTarget(flags);
-    if (flags.study?.some((s) => !ORTHANC_ID.test(s.trim().toLowerCase()))) {
-      flags = { ...flags, study: await resolveStudies(kind, target, flags) };
-    }
-    req = buildTransferRequest(flags);
+    ({ target, req } = await prepareTransfer(kind, flags));
   } catch (e) {
     return errorExit(kind, e);
   }
@@ -326,76 +434,9 @@ export async function runTransfer(kind: TransferKind, flags: TransferFlags): Pro
   // user can watch the transfer without the peer's credentials.
   const local = loc.remote ? await localFollower(target, loc.id) : undefined;
   const peerMore = loc.remote ? ` --url ${loc.target.url}${loc.target.username !== undefined ? ` --username ${loc.target.username} --password ...` : ''}` : more;
-  const what = describeResources(req);
-  if (!flags.quiet || !flags.follow) {
-    const text = loc.remote
-      ? `Peer "${req.Peer}" pulls ${what} from the node (send in pull mode): the job ${loc.id} runs on the peer at ${loc.target.url}.`
-      : `${kind === 'send' ? 'Sending' : 'Pulling'} ${what} ${kind === 'send' ? 'to' : 'from'} peer "${req.Peer}" (${req.Compression}): job ${loc.id}.`;
-    process.stderr.write(`${text}\n`);
-    if (local) process.stderr.write(`The node follows it as job ${local}.\n`);
-  }
-  if (!flags.follow) {
-    if (flags.json) {
-      const handle = loc.remote ? { Peer: loc.peer, RemoteJob: loc.id, URL: loc.url } : { ID: loc.id, Path: `/jobs/${loc.id}` };
-      process.stdout.write(`${JSON.stringify(handle, null, 2)}\n`);
-    } else {
-      process.stdout.write(`${loc.id}\n`);
-    }
-    process.stderr.write(`Follow it with \`dicom-xfer jobs --follow ${loc.id}${peerMore}\`.\n`);
-    return 0;
-  }
-
-  const end = await follow(loc, flags, kind);
-  const job = end.jobs[0];
-  if (flags.json && job) process.stdout.write(`${JSON.stringify(job.raw, null, 2)}\n`);
-
-  if (end.kind === 'interrupted') {
-    process.stderr.write(
-      `dicom-xfer ${kind}: stopped following; job ${loc.id} goes on${loc.remote ? ` on peer "${req.Peer}"` : ''}` +
-        `${job ? ` (${job.state}, ${job.progress}%)` : ''}.\n` +
-        `  Follow it again: dicom-xfer jobs --follow ${shortId(loc.id)}${peerMore}\n` +
-        `  Cancel it:       dicom-xfer jobs cancel ${loc.id}${peerMore}\n`,
-    );
-    return EXIT_INTERRUPTED;
-  }
-  if (end.kind === 'lost') {
-    const e = end.error;
-    if (loc.remote && e instanceof HttpError && (e.status === 401 || e.status === 403)) {
-      process.stderr.write(
-        `dicom-xfer ${kind}: the job runs on peer "${req.Peer}" as job ${loc.id}, and the peer refused to show it ` +
-          `(HTTP ${e.status}): it needs the peer's credentials; pass --peer-username and --peer-password ` +
-          `(or set ${ENV_PEER_USERNAME} and ${ENV_PEER_PASSWORD}) to follow it. The job: ${loc.url ?? loc.target.url}\n` +
-          (local ? `  Or follow it on the node, which watches it: dicom-xfer jobs --follow ${shortId(local)}${more}\n` : ''),
-      );
-    } else if (loc.remote) {
-      process.stderr.write(
-        `dicom-xfer ${kind}: the job runs on peer "${req.Peer}" as job ${loc.id}, but it cannot be followed there: ${e.message}\n` +
-          `  The job: ${loc.url ?? loc.target.url}\n`,
-      );
-    } else {
-      process.stderr.write(
-        `dicom-xfer ${kind}: job ${loc.id} was started, but it cannot be followed any more: ${e.message}\n` +
-          `  Check it later with \`dicom-xfer jobs${more}\`.\n`,
-      );
-    }
-    return EXIT_UNKNOWN;
-  }
-  if (!job) return EXIT_UNKNOWN; // 'ended' always carries the job; kept for the type checker
-  if (job.state === 'Success') {
-    if (!flags.json) process.stdout.write(successText(kind, job, loc, req.Peer));
-    return 0;
-  }
-  if (job.errorCode === CANCELED_JOB_CODE) {
-    process.stderr.write(
-      `dicom-xfer ${kind}: job ${loc.id} was canceled.\n  Start it again: dicom-xfer jobs resubmit ${loc.id}${peerMore}\n`,
-    );
-    return 1;
-  }
-  process.stderr.write(
-    `dicom-xfer ${kind}: job ${loc.id} failed: ${failureText(job)}\n` +
-      `  When the cause is fixed, start it again: dicom-xfer jobs resubmit ${loc.id}${peerMore}\n`,
-  );
-  return 1;
+  const started: Started = { kind, flags, req, loc, more, peerMore, local };
+  announce(started);
+  return flags.follow ? followToEnd(started) : printHandle(started);
 }
 
 function addTransferOptions(cmd: Command, kind: TransferKind): Command {

@@ -8,7 +8,7 @@ import type { z } from 'zod';
 import { XferError } from '../errors.ts';
 import { displayUrl } from '../util/url.ts';
 import { ORTHANC_IGNORED_KEYS, TRANSFERS_IGNORED_KEYS, type IgnoredKey } from './orthanc-keys.ts';
-import { isDerived, PLAIN, RESERVED_PEER_KEYS, SETTINGS, TRANSFERS_SETTINGS, type Setting } from './schema.ts';
+import { isDerived, RESERVED_PEER_KEYS, SETTINGS, TRANSFERS_SETTINGS, type Setting } from './schema.ts';
 import type { Config, ConfigOverrides, PeerConfig, TransfersConfig } from './types.ts';
 
 /** Environment variable naming the configuration file when no `--config` flag does. */
@@ -167,7 +167,7 @@ function readSource(rawText: string, origin: string, env: NodeJS.ProcessEnv, rep
       `${origin}:${position(starts, first.offset)}: ${describeParseError(printParseErrorCode(first.error))}${more}`,
     );
   }
-  if (!root || root.type !== 'object') {
+  if (root?.type !== 'object') {
     throw new XferError('BadFileFormat', `${origin}: expected a JSON object ({ ... }) at the top level`);
   }
   const offsets = new Map<string, number>();
@@ -456,13 +456,8 @@ function fill(
   return ordered;
 }
 
-function finish(
-  sources: Source[],
-  overrides: ConfigOverrides | undefined,
-  fileBaseDir: string,
-  report: Report,
-  files: string[],
-): LoadedConfig {
+/** Each source checked against the table, then the overrides; a key defined by two files is an error. */
+function validateLayers(sources: Source[], overrides: ConfigOverrides | undefined, fileBaseDir: string, report: Report): Layer[] {
   const layers: Layer[] = [];
   const definedIn = new Map<string, string>();
   for (const src of sources) {
@@ -476,36 +471,42 @@ function finish(
     resolvePaths(layer, fileBaseDir);
     layers.push(layer);
   }
-  let overrideLayer: Layer | undefined;
   if (overrides) {
-    overrideLayer = validateSource(overridesSource(overrides), report);
+    const overrideLayer = validateSource(overridesSource(overrides), report);
     resolvePaths(overrideLayer, process.cwd());
     layers.push(overrideLayer);
   }
+  return layers;
+}
 
-  const top: Record<string, unknown> = {};
-  const transfers: Record<string, unknown> = {};
-  const transfersFrom = new Map<string, Source>();
-  const topFrom = new Map<string, Source>();
+/** The layers merged, later ones winning, with the source that gave each key (for messages). */
+interface Merged {
+  top: Record<string, unknown>;
+  transfers: Record<string, unknown>;
+  topFrom: Map<string, Source>;
+  transfersFrom: Map<string, Source>;
+}
+
+function mergeLayers(layers: readonly Layer[]): Merged {
+  const m: Merged = { top: {}, transfers: {}, topFrom: new Map(), transfersFrom: new Map() };
   for (const layer of layers) {
     for (const [key, value] of Object.entries(layer.top)) {
-      top[key] = MERGED_BY_ENTRY.has(key) && isPlainObject(top[key]) ? { ...top[key], ...(value as object) } : value;
-      topFrom.set(key, layer.source);
+      m.top[key] = MERGED_BY_ENTRY.has(key) && isPlainObject(m.top[key]) ? { ...m.top[key], ...(value as object) } : value;
+      m.topFrom.set(key, layer.source);
     }
     for (const [key, value] of Object.entries(layer.transfers)) {
-      transfers[key] = value;
-      transfersFrom.set(key, layer.source);
+      m.transfers[key] = value;
+      m.transfersFrom.set(key, layer.source);
     }
   }
+  return m;
+}
 
-  // Defaults resolve relative paths like Orthanc: against the configuration file's folder.
-  const config = fill(TOP_TABLE, top, fileBaseDir) as unknown as Config;
-  config.Transfers = fill(TRANSFERS_TABLE, transfers, fileBaseDir) as unknown as TransfersConfig;
-
-  // Checks that involve more than one key.
+/** Checks that involve more than one key: errors and warnings into `report`. */
+function crossChecks(config: Config, merged: Merged, sources: readonly Source[], report: Report): void {
   const whereTop = (...keys: string[]): string => {
     for (const key of keys) {
-      const src = topFrom.get(key);
+      const src = merged.topFrom.get(key);
       if (src) return src.locate([key], 'key');
     }
     return sources[0]?.origin ?? 'configuration';
@@ -514,7 +515,7 @@ function finish(
     report.errors.push(`${whereTop('SslEnabled')}: SslCertificate: a certificate file is required when SslEnabled is true`);
   }
   const t = config.Transfers;
-  const maxFrom = transfersFrom.get('MaxThreads');
+  const maxFrom = merged.transfersFrom.get('MaxThreads');
   if (maxFrom && t.MaxThreads < t.Threads) {
     report.errors.push(
       `${maxFrom.locate(['Transfers', 'MaxThreads'])}: Transfers.MaxThreads: expected at least Transfers.Threads (${t.Threads}), got ${t.MaxThreads}`,
@@ -535,7 +536,20 @@ function finish(
       `${whereTop('AuthenticationEnabled', 'RemoteAccessAllowed')}: RemoteAccessAllowed is true and AuthenticationEnabled is false: anyone who reaches this node can read and change its data`,
     );
   }
+}
 
+function finish(
+  sources: Source[],
+  overrides: ConfigOverrides | undefined,
+  fileBaseDir: string,
+  report: Report,
+  files: string[],
+): LoadedConfig {
+  const merged = mergeLayers(validateLayers(sources, overrides, fileBaseDir, report));
+  // Defaults resolve relative paths like Orthanc: against the configuration file's folder.
+  const config = fill(TOP_TABLE, merged.top, fileBaseDir) as unknown as Config;
+  config.Transfers = fill(TRANSFERS_TABLE, merged.transfers, fileBaseDir) as unknown as TransfersConfig;
+  crossChecks(config, merged, sources, report);
   if (report.errors.length > 0) {
     const fromFile = report.errors.some((e) => !e.startsWith(OVERRIDES_ORIGIN));
     throw new XferError(fromFile ? 'BadFileFormat' : 'BadParameterType', report.errors.join('\n'));

@@ -28,13 +28,9 @@ function table(rows: readonly ConfigKeyInfo[]): string[] {
   return lines;
 }
 
-/** The markdown text of docs/configuration.md. */
-export function configReferenceMarkdown(): string {
-  const rows = describeConfig();
-  const top = rows.filter((r) => !r.key.startsWith('Transfers.'));
-  const transfers = rows.filter((r) => r.key.startsWith('Transfers.'));
-  const ignored = [...ORTHANC_IGNORED_KEYS.keys()].sort();
-  const out = [
+/** The opening: where the file comes from and how it is read. */
+function intro(): string[] {
+  return [
     '# Configuration reference',
     '',
     '<!-- Generated from src/config/schema.ts by configReferenceMarkdown(); test/unit/config.test.ts checks it. -->',
@@ -44,6 +40,7 @@ export function configReferenceMarkdown(): string {
     'configuration file works as it is:',
     '',
     '- `//` and `/* */` comments and trailing commas are allowed;',
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: the text shows Orthanc's ${VAR} syntax, not a placeholder
     '- `${VAR}` is replaced by the environment variable VAR (empty when unset) and `${VAR:-text}` by text',
     '  when VAR is unset, as Orthanc does;',
     '- the path may name a folder, whose `*.json` files are read together; a top-level key defined in two',
@@ -56,10 +53,12 @@ export function configReferenceMarkdown(): string {
     'Command-line flags override the file. Units: sizes in KB are multiples of 1024 bytes, sizes in MB',
     'multiples of 1,048,576 bytes; durations are in seconds.',
     '',
-    '## Top-level keys',
-    '',
-    ...table(top),
-    '',
+  ];
+}
+
+/** What the HTTP server refuses or limits whatever the configuration. */
+function httpServerSection(): string[] {
+  return [
     '## Requests from browsers, host names and limits of the HTTP server',
     '',
     'Whatever the configuration, a request that would change something (any method but GET, HEAD and',
@@ -84,14 +83,12 @@ export function configReferenceMarkdown(): string {
     '`HttpTimeout` seconds after the answer before the connection is closed. At most `HttpMaxConnections`',
     'connections are served at once.',
     '',
-    '## `Transfers`',
-    '',
-    'The Transfers Accelerator plugin\'s keys with the plugin\'s defaults, then dicom-xfer\'s extensions,',
-    'which the plugin ignores. All but `Extensions` (a boolean) are integers of at least 0; 0 is refused where',
-    'the table says ≥ 1.',
-    '',
-    ...table(transfers),
-    '',
+  ];
+}
+
+/** The `OrthancPeers` key: short and long forms, reserved keys, names. */
+function peersSection(): string[] {
+  return [
     '## `OrthancPeers`',
     '',
     'Each entry names a peer. Short forms: `["https://host:8042/"]` or `["https://host:8042/", "user", "password"]`.',
@@ -125,6 +122,12 @@ export function configReferenceMarkdown(): string {
     'gives no `Username`); they are never shown: answers, the dashboard, the command line, job contents and logs',
     'give the URL without them.',
     '',
+  ];
+}
+
+/** The `OrthancStore` key and the proxy in front of Orthanc. */
+function orthancStoreSection(): string[] {
+  return [
     '## `OrthancStore`',
     '',
     'With this key (or `dicom-xfer serve --orthanc URL [--orthanc-username U --orthanc-password P]`, which',
@@ -159,13 +162,26 @@ export function configReferenceMarkdown(): string {
     'headers (but those of the connection), a `Content-Type` dicom-xfer itself cannot read, the body of a GET',
     '(Orthanc\'s `?_method=PUT`).',
     '',
+  ];
+}
+
+/** The Orthanc keys accepted and ignored. */
+function ignoredSection(): string[] {
+  const ignored = [...ORTHANC_IGNORED_KEYS.keys()].sort();
+  return [
     '## Orthanc keys that dicom-xfer ignores',
     '',
     'These are accepted without a warning so that an Orthanc file loads unchanged. A few print a note when',
     'their value asks for something dicom-xfer does not do (for example a non-empty `HttpProxy`).',
     '',
-    ignored.map((k) => `\`${k}\``).join(', ') + '.',
+    `${ignored.map((k) => `\`${k}\``).join(', ')}.`,
     '',
+  ];
+}
+
+/** Defaults with no configuration, the storage lock and the logs. */
+function closing(): string[] {
+  return [
     `With no configuration at all, dicom-xfer listens on 127.0.0.1:${DEFAULTS.HttpPort} and stores data in`,
     `\`${DEFAULTS.StorageDirectory}\` under the current directory.`,
     '',
@@ -179,6 +195,33 @@ export function configReferenceMarkdown(): string {
     '`NO_COLOR` turns colours off. Each finished transfer logs one line with its peer, instances, size,',
     'running time and data rate.',
     '',
+  ];
+}
+
+/** The markdown text of docs/configuration.md. */
+export function configReferenceMarkdown(): string {
+  const rows = describeConfig();
+  const top = rows.filter((r) => !r.key.startsWith('Transfers.'));
+  const transfers = rows.filter((r) => r.key.startsWith('Transfers.'));
+  const out = [
+    ...intro(),
+    '## Top-level keys',
+    '',
+    ...table(top),
+    '',
+    ...httpServerSection(),
+    '## `Transfers`',
+    '',
+    'The Transfers Accelerator plugin\'s keys with the plugin\'s defaults, then dicom-xfer\'s extensions,',
+    'which the plugin ignores. All but `Extensions` (a boolean) are integers of at least 0; 0 is refused where',
+    'the table says ≥ 1.',
+    '',
+    ...table(transfers),
+    '',
+    ...peersSection(),
+    ...orthancStoreSection(),
+    ...ignoredSection(),
+    ...closing(),
   ];
   return out.join('\n');
 }

@@ -1,6 +1,6 @@
 // The DICOM header parser of dicom-xfer: from the bytes (or a file) to the UIDs, Orthanc's main DICOM tags
 // and the tags in Orthanc's JSON shapes, reading the header only, never the pixel data.
-import { open } from 'node:fs/promises';
+import { type FileHandle, open } from 'node:fs/promises';
 import { XferError } from '../errors.ts';
 import {
   DicomTruncatedError,
@@ -99,7 +99,7 @@ export interface FileHeader {
  * parseDicomHeader throws.
  */
 export async function readDicomHeaderPrefix(path: string): Promise<FileHeader> {
-  let handle;
+  let handle: FileHandle;
   try {
     handle = await open(path, 'r');
   } catch (e) {

@@ -3,7 +3,8 @@
 // elements with the same value conversion as the main DICOM tags.
 import type { DataSet, Element } from 'dicom-parser';
 import type { TextDecodeFn } from './charset.ts';
-import { elementVr, leafValue, leafValueOf, type ParsedDicom, TOO_LONG } from './dataset.ts';
+import type { ParsedDicom } from './dataset.ts';
+import { elementVr, leafValue, leafValueOf, TOO_LONG } from './values.ts';
 import { formatTag, lookupTag, tagElement, tagGroup, tagNumber, type TagNumber } from './tags.ts';
 
 /** A value in the `?simplify` shape: a string, null (binary or too long), or a sequence of items. */

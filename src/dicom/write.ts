@@ -62,7 +62,7 @@ export function latin1(s: string): Uint8Array<ArrayBuffer> {
 export function uint16s(values: number[], littleEndian = true): Uint8Array<ArrayBuffer> {
   const b = new Uint8Array(values.length * 2);
   const v = new DataView(b.buffer);
-  values.forEach((x, i) => v.setUint16(i * 2, x, littleEndian));
+  for (const [i, x] of values.entries()) v.setUint16(i * 2, x, littleEndian);
   return b;
 }
 

@@ -3,21 +3,17 @@
 // The same seed and options give the same bytes, in the same paths, on every machine.
 import { join } from 'node:path';
 import { XferError } from '../errors.ts';
+import { writeCtSlice, writeJpegImage, writeMrImage, writeMultiframe, writeUsCine } from './instances.ts';
 import {
   makePatient,
   makeSeries,
   makeStudy,
-  writeCtSlice,
-  writeJpegImage,
-  writeMrImage,
-  writeMultiframe,
-  writeUsCine,
   type InstanceKind,
   type PatientInfo,
   type SeriesInfo,
   type StudyInfo,
   type WrittenFile,
-} from './instances.ts';
+} from './placement.ts';
 import type { CtPhase, CtStyle, MrContrast } from './phantoms.ts';
 
 export type PresetName = 'full' | 'small' | 'tiny';
@@ -142,19 +138,22 @@ function n2(i: number): string {
   return String(i).padStart(2, '0');
 }
 
-/** Places every instance in a patient, study and series, and names its file. Pure: no I/O. */
-function plan(seed: number, c: DatasetCounts): Task[] {
-  const tasks: Task[] = [];
-  let patientIndex = 0;
-  const newPatient = (): PatientInfo => makePatient(seed, patientIndex++);
+/** What the planning steps share: the seed, the tasks so far, and the next patient (numbered in order). */
+interface Plan {
+  seed: number;
+  tasks: Task[];
+  newPatient(): PatientInfo;
+}
 
-  // CT: a patient per study of up to three contrast phases; studies alternate scanner styles.
+/** CT: a patient per study of up to three contrast phases; studies alternate scanner styles. */
+function planCt(p: Plan, c: DatasetCounts): void {
+  const { seed } = p;
   let ctStudy: StudyInfo | undefined;
   let ctPatient: PatientInfo | undefined;
   for (let s = 0; s < c.ctSeries; s++) {
     const studyNumber = Math.floor(s / 3);
     if (s % 3 === 0 || !ctStudy || !ctPatient) {
-      ctPatient = newPatient();
+      ctPatient = p.newPatient();
       ctStudy = makeStudy(seed, ctPatient, 0, 'CT CHEST ABDOMEN PELVIS');
     }
     const { phase, description } = CT_PHASES[s % 3] as (typeof CT_PHASES)[number];
@@ -163,56 +162,63 @@ function plan(seed: number, c: DatasetCounts): Task[] {
     const seriesNumber = (s % 3) + 2;
     const placement = { patient: ctPatient, study: ctStudy, series: makeSeries(ctStudy, seriesNumber, description) };
     for (let i = 0; i < c.ctSlices; i++) {
-      tasks.push({
+      p.tasks.push({
         path: join('ct', `study${n2(studyNumber + 1)}`, `series${n2(seriesNumber)}`, `IM${n4(i + 1)}.dcm`),
         kind: 'ct',
-        run: (p) => writeCtSlice(p, { seed, ...placement, index: i, slices: c.ctSlices, phase, style }),
+        run: (path) => writeCtSlice(path, { seed, ...placement, index: i, slices: c.ctSlices, phase, style }),
       });
     }
   }
+}
 
-  // Enhanced CT volumes: one patient, one study, a series per volume.
-  if (c.multiframe > 0) {
-    const patient = newPatient();
-    const study = makeStudy(seed, patient, 0, 'CT THORAX ABDOMEN VOLUME');
-    for (let m = 0; m < c.multiframe; m++) {
-      const phase: CtPhase = m % 2 === 0 ? 'venous' : 'arterial';
-      const series = makeSeries(study, m + 1, `ENHANCED CT ${phase.toUpperCase()}`);
-      tasks.push({
-        path: join('multiframe', `MF${n4(m + 1)}.dcm`),
-        kind: 'multiframe',
-        run: (p) => writeMultiframe(p, { seed, patient, study, series, megabytes: c.multiframeMb, phase }),
+/** Enhanced CT volumes: one patient, one study, a series per volume. */
+function planMultiframe(p: Plan, c: DatasetCounts): void {
+  if (c.multiframe <= 0) return;
+  const { seed } = p;
+  const patient = p.newPatient();
+  const study = makeStudy(seed, patient, 0, 'CT THORAX ABDOMEN VOLUME');
+  for (let m = 0; m < c.multiframe; m++) {
+    const phase: CtPhase = m % 2 === 0 ? 'venous' : 'arterial';
+    const series = makeSeries(study, m + 1, `ENHANCED CT ${phase.toUpperCase()}`);
+    p.tasks.push({
+      path: join('multiframe', `MF${n4(m + 1)}.dcm`),
+      kind: 'multiframe',
+      run: (path) => writeMultiframe(path, { seed, patient, study, series, megabytes: c.multiframeMb, phase }),
+    });
+  }
+}
+
+/** Echocardiography: cines in series 1, JPEG stills in the following series, all in one study. */
+function planEcho(p: Plan, c: DatasetCounts): void {
+  if (c.us <= 0 && c.jpegSeries <= 0) return;
+  const { seed } = p;
+  const patient = p.newPatient();
+  const study = makeStudy(seed, patient, 0, 'US ECHOCARDIOGRAM');
+  if (c.us > 0) {
+    const series = makeSeries(study, 1, 'CINE 4CH');
+    for (let u = 0; u < c.us; u++) {
+      p.tasks.push({
+        path: join('us', `CINE${n4(u + 1)}.dcm`),
+        kind: 'us',
+        run: (path) => writeUsCine(path, { seed, patient, study, series, megabytes: c.usMb, instanceNumber: u + 1 }),
       });
     }
   }
-
-  // Echocardiography: cines in series 1, JPEG stills in the following series, all in one study.
-  if (c.us > 0 || c.jpegSeries > 0) {
-    const patient = newPatient();
-    const study = makeStudy(seed, patient, 0, 'US ECHOCARDIOGRAM');
-    if (c.us > 0) {
-      const series = makeSeries(study, 1, 'CINE 4CH');
-      for (let u = 0; u < c.us; u++) {
-        tasks.push({
-          path: join('us', `CINE${n4(u + 1)}.dcm`),
-          kind: 'us',
-          run: (p) => writeUsCine(p, { seed, patient, study, series, megabytes: c.usMb, instanceNumber: u + 1 }),
-        });
-      }
-    }
-    for (let j = 0; j < c.jpegSeries; j++) {
-      const series = makeSeries(study, j + 2, `STILLS ${j + 1}`);
-      for (let i = 0; i < c.jpegSlices; i++) {
-        tasks.push({
-          path: join('jpeg', `series${n2(j + 1)}`, `IM${n4(i + 1)}.dcm`),
-          kind: 'jpeg',
-          run: (p) => writeJpegImage(p, { seed, patient, study, series, index: i }),
-        });
-      }
+  for (let j = 0; j < c.jpegSeries; j++) {
+    const series = makeSeries(study, j + 2, `STILLS ${j + 1}`);
+    for (let i = 0; i < c.jpegSlices; i++) {
+      p.tasks.push({
+        path: join('jpeg', `series${n2(j + 1)}`, `IM${n4(i + 1)}.dcm`),
+        kind: 'jpeg',
+        run: (path) => writeJpegImage(path, { seed, patient, study, series, index: i }),
+      });
     }
   }
+}
 
-  // MR brain: series of 25 slices, four contrasts per study, two studies per patient.
+/** MR brain: series of 25 slices, four contrasts per study, two studies per patient. */
+function planMr(p: Plan, c: DatasetCounts): void {
+  const { seed } = p;
   const mrSeriesCount = Math.ceil(c.mr / MR_PER_SERIES);
   let mrPatient: PatientInfo | undefined;
   let mrStudy: StudyInfo | undefined;
@@ -220,7 +226,7 @@ function plan(seed: number, c: DatasetCounts): Task[] {
     const studyIndex = Math.floor(s / MR_SERIES_PER_STUDY);
     const seriesInStudy = s % MR_SERIES_PER_STUDY;
     if (seriesInStudy === 0) {
-      if (studyIndex % MR_STUDIES_PER_PATIENT === 0 || !mrPatient) mrPatient = newPatient();
+      if (studyIndex % MR_STUDIES_PER_PATIENT === 0 || !mrPatient) mrPatient = p.newPatient();
       mrStudy = makeStudy(seed, mrPatient, studyIndex % MR_STUDIES_PER_PATIENT, 'MR BRAIN');
     }
     const patient = mrPatient as PatientInfo;
@@ -229,14 +235,27 @@ function plan(seed: number, c: DatasetCounts): Task[] {
     const series: SeriesInfo = makeSeries(study, seriesInStudy + 1, `AX ${contrast}`);
     const slices = Math.min(MR_PER_SERIES, c.mr - s * MR_PER_SERIES);
     for (let i = 0; i < slices; i++) {
-      tasks.push({
+      p.tasks.push({
         path: join('mr', patient.id, `study${studyIndex % MR_STUDIES_PER_PATIENT + 1}`, `series${n2(seriesInStudy + 1)}`, `IM${n4(i + 1)}.dcm`),
         kind: 'mr',
-        run: (p) => writeMrImage(p, { seed, patient, study, series, index: i, slices, contrast }),
+        run: (path) => writeMrImage(path, { seed, patient, study, series, index: i, slices, contrast }),
       });
     }
   }
-  return tasks;
+}
+
+/**
+ * Places every instance in a patient, study and series, and names its file. Pure: no I/O. Patients are
+ * numbered in the order of the steps (CT, volumes, echo, MR), which the generated bytes depend on.
+ */
+function plan(seed: number, c: DatasetCounts): Task[] {
+  let patientIndex = 0;
+  const p: Plan = { seed, tasks: [], newPatient: () => makePatient(seed, patientIndex++) };
+  planCt(p, c);
+  planMultiframe(p, c);
+  planEcho(p, c);
+  planMr(p, c);
+  return p.tasks;
 }
 
 /** The counts a dataset will have and its number of files, without writing anything. */

@@ -158,7 +158,7 @@ export function encapsulatedPixelDataStart(frameOffsets: readonly number[] = [])
   h.write('OB', 4, 'latin1');
   h.writeUInt32LE(0xffffffff, 8);
   const table = Buffer.alloc(frameOffsets.length * 4);
-  frameOffsets.forEach((o, i) => table.writeUInt32LE(o, i * 4));
+  for (const [i, o] of frameOffsets.entries()) table.writeUInt32LE(o, i * 4);
   return Buffer.concat([h, itemHeader(table.length), table]);
 }
 

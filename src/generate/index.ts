@@ -13,28 +13,30 @@ export {
   type PresetName,
 } from './dataset.ts';
 export {
-  MB,
-  SOP_CLASS,
   framesFor,
-  makePatient,
-  makeSeries,
-  makeStudy,
   writeCtSlice,
   writeJpegImage,
   writeMrImage,
   writeMultiframe,
   writeUsCine,
   type CtSliceOptions,
-  type InstanceKind,
   type JpegImageOptions,
   type MrImageOptions,
   type MultiframeOptions,
+  type UsCineOptions,
+} from './instances.ts';
+export {
+  MB,
+  SOP_CLASS,
+  makePatient,
+  makeSeries,
+  makeStudy,
+  type InstanceKind,
   type PatientInfo,
   type Placement,
   type SeriesInfo,
   type StudyInfo,
-  type UsCineOptions,
   type WrittenFile,
-} from './instances.ts';
+} from './placement.ts';
 export type { CtPhase, CtStyle, MrContrast } from './phantoms.ts';
 export { TS_EXPLICIT_LE, TS_JPEG_BASELINE } from './dicom-writer.ts';

@@ -2,38 +2,14 @@
 // Shapes are ellipses that grow, shrink and drift smoothly with the slice position z in [0, 1]; each
 // image row is filled span by span (painter's order), then noise from precomputed tables is added.
 // Noise levels are tuned so that gzip compresses the files about as much as it does real images.
+import { paintRow, type Ellipse } from './ellipses.ts';
 import { NOISE_LEN, Rng, bump, noiseTable, wave } from './random.ts';
-
-/** An ellipse in millimetres (x to the patient's left, y posterior), with a value to paint. */
-interface Ellipse {
-  cx: number;
-  cy: number;
-  a: number;
-  b: number;
-  v: number;
-}
-
-/** Paints the ellipses onto one row at height y (mm) of a `cols`-wide row whose pixel 0 sits at x0 mm. */
-function paintRow(row: Int16Array, shapes: readonly Ellipse[], y: number, x0: number, spacing: number): void {
-  const cols = row.length;
-  for (const s of shapes) {
-    if (s.a <= 0.5 || s.b <= 0.5) continue;
-    const dy = (y - s.cy) / s.b;
-    if (dy <= -1 || dy >= 1) continue;
-    const hw = s.a * Math.sqrt(1 - dy * dy);
-    let from = Math.ceil((s.cx - hw - x0) / spacing);
-    let to = Math.floor((s.cx + hw - x0) / spacing);
-    if (from < 0) from = 0;
-    if (to > cols - 1) to = cols - 1;
-    if (from <= to) row.fill(s.v, from, to + 1);
-  }
-}
+import { torsoLayout, torsoShapes, type CtPhase } from './torso.ts';
 
 // ---------------------------------------------------------------------------------------------------------
 // CT
 
-/** Contrast phase of a CT series: what enhances (vessels, kidneys, liver). */
-export type CtPhase = 'plain' | 'arterial' | 'venous';
+export type { CtPhase } from './torso.ts';
 
 /**
  * How a scanner stores CT values. Both use RescaleIntercept -1024 (stored = HU + 1024):
@@ -50,136 +26,6 @@ export const CT_PADDING_SIGNED = -2000;
 /** Standard deviation (HU) of quantum noise inside the body and in the air around it. */
 const CT_NOISE_BODY = 28;
 const CT_NOISE_AIR = 8;
-
-/** Per-dataset layout of the torso (bowel loop positions and such), drawn once from the seed. */
-interface TorsoLayout {
-  loops: { cx: number; cy: number; r: number; gas: boolean; phase: number }[];
-  ribPhase: number;
-  tilt: number;
-}
-
-const torsoCache = new Map<number, TorsoLayout>();
-
-function torsoLayout(seed: number): TorsoLayout {
-  const hit = torsoCache.get(seed);
-  if (hit) return hit;
-  const rng = new Rng('torso', seed);
-  const loops = [];
-  for (let i = 0; i < 14; i++) {
-    loops.push({
-      cx: rng.range(-90, 90),
-      cy: rng.range(-60, 25),
-      r: rng.range(9, 20),
-      gas: rng.float() < 0.35,
-      phase: rng.float(),
-    });
-  }
-  const layout = { loops, ribPhase: rng.float(), tilt: rng.range(-4, 4) };
-  if (torsoCache.size > 8) torsoCache.clear();
-  torsoCache.set(seed, layout);
-  return layout;
-}
-
-/** Unit vectors at the rib angles, precomputed with wave() so they are identical everywhere. */
-const RIB_ANGLES = [0.06, 0.13, 0.2, 0.3, 0.37, 0.44, 0.56, 0.63, 0.7, 0.8, 0.87, 0.94].map((t) => ({
-  c: wave(t + 0.25),
-  s: wave(t),
-}));
-
-/** The torso's ellipses at position z (0 = lung apex, 1 = pelvis), painted in this order. */
-function torsoShapes(z: number, phase: CtPhase, layout: TorsoLayout): Ellipse[] {
-  const shapes: Ellipse[] = [];
-  const add = (cx: number, cy: number, a: number, b: number, v: number) => shapes.push({ cx, cy, a, b, v });
-  const arterial = phase === 'arterial';
-  const venous = phase === 'venous';
-  const breath = wave(z * 1.3 + 0.1);
-  // Body: subcutaneous fat around muscle and viscera; wider at the abdomen than at the apex.
-  const ba = 150 + 22 * bump(0.15, 1.1, 0.5, z) + 4 * breath;
-  const bb = 105 + 12 * bump(0.3, 1.1, 0.4, z) + 3 * wave(z * 2.1);
-  const bcx = layout.tilt * (z - 0.5);
-  add(bcx, 5, ba, bb, -95);
-  add(bcx, 7, ba - 14 - 4 * wave(z * 1.7), bb - 12, 42);
-  // Visceral fat around the bowel.
-  const fat = bump(0.45, 1.05, 0.15, z);
-  if (fat > 0) add(bcx, -8, (ba - 34) * fat, (bb - 40) * fat, -85);
-  // Ribs around the chest and upper abdomen, appearing and vanishing as the slices cross them.
-  const ribs = 1 - bump(0.62, 1.5, 0.08, z);
-  if (ribs > 0) {
-    for (let i = 0; i < RIB_ANGLES.length; i++) {
-      const on = wave(z * 11 + layout.ribPhase + i * 0.09);
-      if (on < 0.15) continue;
-      const { c, s } = RIB_ANGLES[i] as { c: number; s: number };
-      const k = 0.9 * ribs;
-      add(bcx + c * (ba - 22), 7 + s * (bb - 20), 8 * k * on, 5 * k * on, 620);
-    }
-  }
-  // Lungs with the heart and mediastinum between them.
-  const lung = bump(-0.2, 0.47, 0.2, z);
-  if (lung > 0) {
-    add(bcx - 68, -2, 58 * lung, 82 * lung, -860);
-    add(bcx + 70, -2, 56 * lung, 80 * lung, -865);
-    add(bcx - 55, 40, 30 * lung, 25 * lung, -700); // dependent, denser posterior lung
-  }
-  const heart = bump(0.1, 0.4, 0.12, z);
-  if (heart > 0) {
-    add(bcx + 22, -22, 58 * heart, 46 * heart, arterial ? 260 : venous ? 140 : 40);
-    add(bcx + 30, -30, 24 * heart, 18 * heart, arterial ? 300 : venous ? 150 : 38); // a chamber
-  }
-  // Upper abdomen: liver, spleen, stomach with a gas bubble.
-  const liver = bump(0.3, 0.64, 0.1, z);
-  if (liver > 0) {
-    add(bcx - 52, 0, 88 * liver, 76 * liver, arterial ? 72 : venous ? 112 : 58);
-    add(bcx - 40, 10, 10 * liver, 8 * liver, arterial ? 160 : venous ? 170 : 40); // portal vein
-  }
-  const spleen = bump(0.34, 0.56, 0.08, z);
-  if (spleen > 0) add(bcx + 88, 28, 30 * spleen, 46 * spleen, arterial ? 90 : venous ? 120 : 50);
-  const stomach = bump(0.32, 0.52, 0.08, z);
-  if (stomach > 0) {
-    add(bcx + 52, -34, 42 * stomach, 30 * stomach, 12);
-    add(bcx + 52, -54, 22 * stomach, 9 * stomach, -960);
-  }
-  // Kidneys, enhancing cortex with darker medulla.
-  const kidney = bump(0.5, 0.74, 0.08, z);
-  if (kidney > 0) {
-    for (const side of [-1, 1]) {
-      add(bcx + side * 72, 48, 25 * kidney, 38 * kidney, arterial ? 190 : venous ? 160 : 32);
-      add(bcx + side * 70, 48, 12 * kidney, 20 * kidney, arterial ? 60 : venous ? 150 : 30);
-    }
-  }
-  // Bowel loops through the abdomen and pelvis, drifting with z.
-  const bowel = bump(0.52, 0.98, 0.1, z);
-  if (bowel > 0) {
-    for (const l of layout.loops) {
-      const on = wave(z * 3 + l.phase);
-      if (on < 0.2) continue;
-      const r = l.r * on * bowel;
-      add(bcx + l.cx + 12 * wave(z * 2 + l.phase), l.cy + 8 * wave(z * 1.5 + l.phase), r, r * 0.8, l.gas ? -930 : 28);
-    }
-  }
-  // Pelvis: iliac wings, then femoral heads, the bladder between them.
-  const pelvis = bump(0.74, 1.3, 0.08, z);
-  if (pelvis > 0) {
-    for (const side of [-1, 1]) {
-      add(bcx + side * (92 - 20 * z), 38, 20 * pelvis, 46 * pelvis, 520);
-      add(bcx + side * (92 - 20 * z), 38, 12 * pelvis, 36 * pelvis, 230);
-    }
-  }
-  const femur = bump(0.9, 1.3, 0.05, z);
-  if (femur > 0) for (const side of [-1, 1]) add(bcx + side * 85, 10, 24 * femur, 24 * femur, 480);
-  const bladder = bump(0.84, 1.3, 0.08, z);
-  if (bladder > 0) add(bcx, -28, 46 * bladder, 34 * bladder, 9);
-  // Aorta (then iliac arteries), spine with canal and posterior elements.
-  const aorta = 1 - bump(0.8, 1.5, 0.06, z);
-  const ahu = arterial ? 330 : venous ? 165 : 45;
-  if (aorta > 0) add(bcx + 6, 34 - 14 * bump(-1, 0.25, 0.2, z), 12 * aorta, 12 * aorta, ahu);
-  const iliac = bump(0.8, 1.3, 0.06, z);
-  if (iliac > 0) for (const side of [-1, 1]) add(bcx + side * 30 * (1 + z - 0.8), 30, 7, 7, ahu);
-  add(bcx, 62, 23 + 4 * z, 19, 680);
-  add(bcx, 62, 18 + 4 * z, 15, 240);
-  add(bcx, 96, 28, 11, 560);
-  add(bcx, 84, 8, 7, 25);
-  return shapes;
-}
 
 /** Row of HU values where the patient table is (a thin curved carbon shell below the patient). */
 const TABLE_Y = 128;
@@ -340,7 +186,7 @@ export function renderMrSlice(out: Uint16Array, p: MrSliceParams): void {
         const lateral = 1 - 0.1 * (((i - cols / 2) / cols) * ((i - cols / 2) / cols));
         v = Math.round(base * shade * lateral) + (noiseT[offT + i] as number);
       }
-      out[o + i] = v < 0 ? 0 : v > 4095 ? 4095 : v;
+      out[o + i] = v < 0 ? 0 : Math.min(v, 4095);
     }
   }
 }

@@ -42,76 +42,60 @@ function instanceInfo(s: Json): void {
   refine(items, { Size: DECIMAL });
 }
 
-/** The named schemas of the document (components.schemas). */
-export function componentSchemas(): Record<string, Json> {
-  const transferQuery = refine(fromZod(TransferQuerySchema.extend({ Resources: z.array(ResourceSchema) })), {
-    Compression: COMPRESSION,
-    Peer: { description: 'Name of the peer in OrthancPeers.' },
-    Priority: { description: 'Job priority: higher runs first (default 0).' },
-    Originator: { description: 'UUID of the server that asks for a pull (send in pull mode).' },
-  });
-  (transferQuery.properties as Record<string, Json>).Resources = { type: 'array', items: { $ref: '#/components/schemas/Resource' } };
-  const pushCreate = refine(fromZod(PushCreateSchema), { Compression: COMPRESSION });
-  instanceInfo(pushCreate);
-  const lookupAnswer = refine(fromZod(LookupAnswerSchema), { TotalSize: DECIMAL });
-  instanceInfo(lookupAnswer);
-  const lookupRequest = fromZod(LookupRequestSchema);
-  lookupRequest.items = { $ref: '#/components/schemas/Resource' };
-  const config = configJsonSchema();
-  delete config.$schema;
+function orthancErrorSchema(): Json {
   return {
-    OrthancError: {
-      type: 'object',
-      description: "Orthanc's error answer: every failure of every route has this shape.",
-      properties: {
-        Method: { type: 'string' },
-        Uri: { type: 'string' },
-        HttpError: { type: 'string', description: 'Reason phrase of the HTTP status.' },
-        HttpStatus: { type: 'integer' },
-        OrthancError: { type: 'string', description: "Orthanc's message for the error code." },
-        OrthancStatus: { type: 'integer', description: "Orthanc's error code (ErrorCodes.json)." },
-        Message: { type: 'string' },
-        Details: { type: 'string', description: 'What went wrong, in words.' },
-      },
-      required: ['Method', 'Uri', 'HttpError', 'HttpStatus', 'OrthancError', 'OrthancStatus', 'Message'],
+    type: 'object',
+    description: "Orthanc's error answer: every failure of every route has this shape.",
+    properties: {
+      Method: { type: 'string' },
+      Uri: { type: 'string' },
+      HttpError: { type: 'string', description: 'Reason phrase of the HTTP status.' },
+      HttpStatus: { type: 'integer' },
+      OrthancError: { type: 'string', description: "Orthanc's message for the error code." },
+      OrthancStatus: { type: 'integer', description: "Orthanc's error code (ErrorCodes.json)." },
+      Message: { type: 'string' },
+      Details: { type: 'string', description: 'What went wrong, in words.' },
     },
-    Resource: resource(),
-    TransferQuery: transferQuery,
-    JobHandle: { ...fromZod(JobHandleSchema), description: 'A job (or push transaction) on the server that answered: its ID and path.' },
-    RemoteJobHandle: { ...fromZod(RemoteJobHandleSchema), description: 'Send in pull mode: the job runs on the peer.' },
-    LookupRequest: lookupRequest,
-    LookupAnswer: lookupAnswer,
-    PushCreate: pushCreate,
-    Job: {
-      type: 'object',
-      description: "A job in Orthanc's JSON shape.",
-      properties: {
-        ID: { type: 'string' },
-        Type: {
-          type: 'string',
-          enum: ['PushTransfer', 'PullTransfer', 'RemotePullTransfer'],
-          description: "RemotePullTransfer: a send in pull mode, following the peer's PullTransfer (Content.RemoteJob, RemoteJobURL, RemoteState).",
-        },
-        State: { type: 'string', enum: ['Pending', 'Running', 'Paused', 'Success', 'Failure'] },
-        Priority: { type: 'integer' },
-        Progress: { type: 'integer', minimum: 0, maximum: 100 },
-        CreationTime: { type: 'string' },
-        CompletionTime: { type: 'string' },
-        EstimatedTimeOfArrival: { type: 'string' },
-        EffectiveRuntime: { type: 'number' },
-        ErrorCode: { type: 'integer' },
-        ErrorDescription: { type: 'string' },
-        ErrorDetails: { type: 'string' },
-        Timestamp: { type: 'string' },
-        Content: {
-          type: 'object',
-          description:
-            'Peer, Resources, Compression, TotalInstances, TotalSizeMB, TotalBuckets, CompletedHttpQueries, NetworkSpeedKBs, WireBytes, Retries...; ' +
-            'while a call waits to be tried again, Waiting (why, in plain words) and NextTryTime.',
-        },
+    required: ['Method', 'Uri', 'HttpError', 'HttpStatus', 'OrthancError', 'OrthancStatus', 'Message'],
+  };
+}
+
+function jobSchema(): Json {
+  return {
+    type: 'object',
+    description: "A job in Orthanc's JSON shape.",
+    properties: {
+      ID: { type: 'string' },
+      Type: {
+        type: 'string',
+        enum: ['PushTransfer', 'PullTransfer', 'RemotePullTransfer'],
+        description: "RemotePullTransfer: a send in pull mode, following the peer's PullTransfer (Content.RemoteJob, RemoteJobURL, RemoteState).",
       },
-      required: ['ID', 'Type', 'State', 'Priority', 'Progress', 'Content'],
+      State: { type: 'string', enum: ['Pending', 'Running', 'Paused', 'Success', 'Failure'] },
+      Priority: { type: 'integer' },
+      Progress: { type: 'integer', minimum: 0, maximum: 100 },
+      CreationTime: { type: 'string' },
+      CompletionTime: { type: 'string' },
+      EstimatedTimeOfArrival: { type: 'string' },
+      EffectiveRuntime: { type: 'number' },
+      ErrorCode: { type: 'integer' },
+      ErrorDescription: { type: 'string' },
+      ErrorDetails: { type: 'string' },
+      Timestamp: { type: 'string' },
+      Content: {
+        type: 'object',
+        description:
+          'Peer, Resources, Compression, TotalInstances, TotalSizeMB, TotalBuckets, CompletedHttpQueries, NetworkSpeedKBs, WireBytes, Retries...; ' +
+          'while a call waits to be tried again, Waiting (why, in plain words) and NextTryTime.',
+      },
     },
+    required: ['ID', 'Type', 'State', 'Priority', 'Progress', 'Content'],
+  };
+}
+
+/** Answers of Orthanc's own routes: a stored instance, a ZIP entry not stored, a resource. */
+function orthancAnswerSchemas(): Record<string, Json> {
+  return {
     IngestAnswer: {
       type: 'object',
       properties: {
@@ -141,6 +125,44 @@ export function componentSchemas(): Record<string, Json> {
       description: 'A patient, study, series or instance in Orthanc\'s shape (ID, Type, MainDicomTags, parents and children).',
       properties: { ID: { type: 'string' }, Type: { type: 'string' }, MainDicomTags: { type: 'object' } },
     },
+  };
+}
+
+/** The protocol's bodies, from the wire schemas with what they check in code added. */
+function protocolSchemas(): Record<string, Json> {
+  const transferQuery = refine(fromZod(TransferQuerySchema.extend({ Resources: z.array(ResourceSchema) })), {
+    Compression: COMPRESSION,
+    Peer: { description: 'Name of the peer in OrthancPeers.' },
+    Priority: { description: 'Job priority: higher runs first (default 0).' },
+    Originator: { description: 'UUID of the server that asks for a pull (send in pull mode).' },
+  });
+  (transferQuery.properties as Record<string, Json>).Resources = { type: 'array', items: { $ref: '#/components/schemas/Resource' } };
+  const pushCreate = refine(fromZod(PushCreateSchema), { Compression: COMPRESSION });
+  instanceInfo(pushCreate);
+  const lookupAnswer = refine(fromZod(LookupAnswerSchema), { TotalSize: DECIMAL });
+  instanceInfo(lookupAnswer);
+  const lookupRequest = fromZod(LookupRequestSchema);
+  lookupRequest.items = { $ref: '#/components/schemas/Resource' };
+  return {
+    Resource: resource(),
+    TransferQuery: transferQuery,
+    JobHandle: { ...fromZod(JobHandleSchema), description: 'A job (or push transaction) on the server that answered: its ID and path.' },
+    RemoteJobHandle: { ...fromZod(RemoteJobHandleSchema), description: 'Send in pull mode: the job runs on the peer.' },
+    LookupRequest: lookupRequest,
+    LookupAnswer: lookupAnswer,
+    PushCreate: pushCreate,
+  };
+}
+
+/** The named schemas of the document (components.schemas). */
+export function componentSchemas(): Record<string, Json> {
+  const config = configJsonSchema();
+  delete config.$schema;
+  return {
+    OrthancError: orthancErrorSchema(),
+    ...protocolSchemas(),
+    Job: jobSchema(),
+    ...orthancAnswerSchemas(),
     Configuration: { ...config, description: "The node's configuration keys (Orthanc's names)." },
   };
 }

@@ -104,7 +104,10 @@ export class GunzipOneMember extends Transform {
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    if (chunk.length === 0) return cb();
+    if (chunk.length === 0) {
+      cb();
+      return;
+    }
     this.#received = true;
     try {
       switch (this.#state) {
@@ -113,20 +116,27 @@ export class GunzipOneMember extends Transform {
           const length = gzipHeaderLength(this.#header);
           if (length === undefined) {
             if (this.#header.length > MAX_HEADER) throw corrupt('gzip header too long');
-            return cb();
+            cb();
+            return;
           }
           const rest = this.#header.subarray(length);
           this.#header = Buffer.alloc(0);
           this.#startBody();
-          if (rest.length === 0) return cb();
-          return this.#feed(rest, cb);
+          if (rest.length === 0) {
+            cb();
+            return;
+          }
+          this.#feed(rest, cb);
+          return;
         }
         case 'body':
-          return this.#feed(chunk, cb);
+          this.#feed(chunk, cb);
+          return;
         case 'trailer':
           this.#trailer = Buffer.concat([this.#trailer, chunk]);
           this.#checkTrailer();
-          return cb();
+          cb();
+          return;
         case 'done':
           throw corrupt('unexpected data after the gzip member');
       }
@@ -137,7 +147,10 @@ export class GunzipOneMember extends Transform {
 
   override _writev(chunks: { chunk: Buffer; encoding: BufferEncoding }[], cb: (error?: Error | null) => void): void {
     const first = chunks[0];
-    if (!first) return cb();
+    if (!first) {
+      cb();
+      return;
+    }
     const chunk = chunks.length === 1 ? first.chunk : Buffer.concat(chunks.map((c) => c.chunk));
     this._transform(chunk, first.encoding, cb);
   }
@@ -197,7 +210,10 @@ export class GunzipOneMember extends Transform {
 
   #feed(chunk: Buffer, cb: TransformCallback): void {
     const inflater = this.#inflater;
-    if (!inflater) return cb(corrupt('internal state'));
+    if (!inflater) {
+      cb(corrupt('internal state'));
+      return;
+    }
     this.#fed.push({ buf: chunk, start: this.#fedTotal });
     this.#fedTotal += chunk.length;
     inflater.write(chunk, (err) => {
@@ -273,11 +289,13 @@ export class ExpectedLength extends Transform {
     const before = this.#seen;
     this.#seen += chunk.length;
     if (this.#seen > this.expected + this.slack) {
-      return cb(new XferError('NetworkProtocol', `${this.label}: at least ${this.#seen} != ${this.expected}`));
+      cb(new XferError('NetworkProtocol', `${this.label}: at least ${this.#seen} != ${this.expected}`));
+      return;
     }
     if (this.#seen > this.expected) {
       // Keep counting (the stream may yet turn out corrupt upstream) but pass nothing past the bucket.
-      return cb(null, before < this.expected ? chunk.subarray(0, this.expected - before) : undefined);
+      cb(null, before < this.expected ? chunk.subarray(0, this.expected - before) : undefined);
+      return;
     }
     cb(null, chunk);
   }

@@ -1,6 +1,6 @@
 // State this node wrote earlier and reads back (SQLite rows, files on disk) goes through a schema: a
 // value damaged, or written by an incompatible version, is reported with the field at fault, never used.
-import { z } from 'zod';
+import type { z } from 'zod';
 import { XferError } from '../errors.ts';
 
 /** Where the first problem of a failed parse lies, as `a.b[2].c: message`. */

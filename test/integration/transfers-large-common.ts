@@ -106,7 +106,7 @@ export function bucketClassSuite(v: ClassesVariant): void {
       const byUrl = new Map(buckets.map((b) => [specChunkUrl(b, v.compression), b]));
       assert.equal(byUrl.size, buckets.length);
       const gets = pair.toA.records({ method: 'GET', path: '/transfers/chunks/' });
-      assert.deepEqual(gets.map((r) => r.path).sort(), [...byUrl.keys()].sort(), 'one GET per bucket, URLs as SPEC §5.4');
+      assert.deepEqual(gets.map((r) => r.path).sort(), [...byUrl.keys()].sort(), 'one GET per bucket, URLs as docs/protocol.md#chunk-urls');
       for (const r of gets) {
         assert.equal(r.status, 200);
         assert.equal(r.outcome, 'completed');

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { formatG } from '../../src/dicom/dataset.ts';
+import { formatG } from '../../src/dicom/values.ts';
 import {
   parseDicomHeader,
   readDicomTagsFromFile,
@@ -106,6 +106,7 @@ describe('values as Orthanc 1.10.1 shows them', () => {
 
   test('floating-point numbers print like C++ with 17 significant digits, ties to even', () => {
     assert.equal(formatG(Math.fround(0.679), 17), '0.67900002002716064');
+    // biome-ignore lint/correctness/noPrecisionLoss: the exact value of a float32, written out in full on purpose
     assert.equal(formatG(-180.535797119140625, 17), '-180.53579711914062');
     assert.equal(formatG(0.1, 17), '0.10000000000000001');
     assert.equal(formatG(100, 17), '100');

@@ -23,6 +23,7 @@ import {
   type DatasetResult,
   type GeneratedFile,
 } from '../../src/generate/index.ts';
+import { writeFramesFile } from '../../src/generate/out-file.ts';
 
 const ROOT = new URL('../..', import.meta.url).pathname;
 
@@ -305,5 +306,30 @@ describe('generate', () => {
     });
     assert.equal(bad.status, 2);
     assert.match(bad.stderr, /ct-slices/);
+  });
+
+  test('the frame writer writes head, frames in batches and tail; a failing render leaves no file', async () => {
+    const frameBytes = 1000;
+    // More frames than one 4 MB batch holds, so the two alternating buffers both serve.
+    const frames = 5000;
+    const path = join(dirC, 'frames', 'ok.bin');
+    const size = await writeFramesFile(path, Buffer.from('HEAD'), frames, frameBytes, (f, into) => into.fill(f % 251), Buffer.from('TAIL'));
+    const bytes = await readFile(path);
+    assert.equal(size, 4 + frames * frameBytes + 4);
+    assert.equal(bytes.length, size);
+    assert.equal(bytes.subarray(0, 4).toString(), 'HEAD');
+    assert.equal(bytes.subarray(-4).toString(), 'TAIL');
+    for (const f of [0, 1, 4193, 4194, frames - 1]) {
+      const frame = bytes.subarray(4 + f * frameBytes, 4 + (f + 1) * frameBytes);
+      assert.ok(frame.every((b) => b === f % 251), `frame ${f}`);
+    }
+    const broken = join(dirC, 'frames', 'broken.bin');
+    await assert.rejects(
+      writeFramesFile(broken, Buffer.from('HEAD'), frames, frameBytes, (f) => {
+        if (f === 4500) throw new Error('render failed');
+      }),
+      /render failed/,
+    );
+    assert.deepEqual(await readdir(join(dirC, 'frames')), ['ok.bin']);
   });
 });

@@ -27,7 +27,7 @@ function fakeId(n: number): string {
 
 const simple = (b: Bucket[]) => b.map((bucket) => bucket.map((c) => `${c.ID}@${c.Offset}+${c.Size}`));
 
-describe('SPEC §20 and CAPTURES', { skip: needs(CAPTURES) }, () => {
+describe('docs/protocol.md#worked-example and the captured exchanges', { skip: needs(CAPTURES) }, () => {
   test('worked example: L 10,000,000 split in two, P and Q grouped at the end', () => {
     const instances = [
       { ID: 'Q', Size: 450_000 },
@@ -47,7 +47,7 @@ describe('SPEC §20 and CAPTURES', { skip: needs(CAPTURES) }, () => {
 
   test('the 136 MB instance of CAPTURES: 17 pieces of 8018595, the last 8018596, then the grouped series', () => {
     const big = 'e768b558-70ef06ab-a7b8e24e-372d4db9-efada411';
-    const small = parseLookupAnswer(JSON.parse(readFileSync(CAPTURES + '/18142-0005-POST-resp.bin', 'utf8'))).Instances.slice(0, 22);
+    const small = parseLookupAnswer(JSON.parse(readFileSync(`${CAPTURES}/18142-0005-POST-resp.bin`, 'utf8'))).Instances.slice(0, 22);
     const buckets = scheduleBuckets([...small, { ID: big, Size: 136_316_116 }], { bucketSize: G });
     assert.equal(buckets.length, 18);
     for (let i = 0; i < 17; i++) {
@@ -63,26 +63,26 @@ describe('SPEC §20 and CAPTURES', { skip: needs(CAPTURES) }, () => {
   });
 
   test('the captured Knee push: one bucket of all 50 instances, equal to the create body', () => {
-    const create = parsePushCreate(JSON.parse(readFileSync(CAPTURES + '/18143-0003-POST-req.bin', 'utf8')));
+    const create = parsePushCreate(JSON.parse(readFileSync(`${CAPTURES}/18143-0003-POST-req.bin`, 'utf8')));
     assert.deepEqual(scheduleBuckets(create.Instances, { bucketSize: G }), create.Buckets);
     assert.equal(bucketSize(create.Buckets[0] ?? []), 4_118_738);
   });
 
   test('the captured pulls: the URL limit cuts 42 + 8 (none) and 41 + 31 (gzip), as the chunk answers show', () => {
     const base = 'http://127.0.0.1:18142/';
-    const knee = parseLookupAnswer(JSON.parse(readFileSync(CAPTURES + '/18142-0002-POST-resp.bin', 'utf8')));
+    const knee = parseLookupAnswer(JSON.parse(readFileSync(`${CAPTURES}/18142-0002-POST-resp.bin`, 'utf8')));
     const kneeBuckets = scheduleBuckets(knee.Instances, { bucketSize: G, pullBaseUrl: base, compression: 'none' });
     assert.deepEqual(kneeBuckets.map((b) => [b.length, bucketSize(b)]), [[42, 3_474_860], [8, 643_878]]);
     // The URL of CAPTURES §4 (8 IDs, 643878 bytes), and the real sizes of the chunk answers on the wire.
     const last = buildChunkPath(kneeBuckets[1] as Bucket, 'none');
     assert.ok(last.startsWith('/transfers/chunks/e63f2b8c-6b2f1fb1-2e42d073-a03a6c8d-6e821986.e661e1d5-'));
     assert.ok(last.endsWith('.f9d54c16-80f4a59d-f9996eea-1054bd75-7943aaf9?offset=0&size=643878&compression=none'));
-    assert.equal(readFileSync(CAPTURES + '/18142-0004-GET-resp.bin').length, 3_474_860);
-    assert.equal(readFileSync(CAPTURES + '/18142-0003-GET-resp.bin').length, 643_878);
+    assert.equal(readFileSync(`${CAPTURES}/18142-0004-GET-resp.bin`).length, 3_474_860);
+    assert.equal(readFileSync(`${CAPTURES}/18142-0003-GET-resp.bin`).length, 643_878);
     // Without the URL limit (push) the 50 instances fit one bucket.
     assert.equal(scheduleBuckets(knee.Instances, { bucketSize: G }).length, 1);
 
-    const both = parseLookupAnswer(JSON.parse(readFileSync(CAPTURES + '/18142-0005-POST-resp.bin', 'utf8')));
+    const both = parseLookupAnswer(JSON.parse(readFileSync(`${CAPTURES}/18142-0005-POST-resp.bin`, 'utf8')));
     const bothBuckets = scheduleBuckets(both.Instances, { bucketSize: G, pullBaseUrl: base, compression: 'gzip' });
     assert.deepEqual(bothBuckets.map((b) => [b.length, bucketSize(b)]), [[41, 4_265_746], [31, 2_815_218]]);
   });

@@ -173,7 +173,7 @@ describe('resources and levels', { skip: needs(CAPTURES) }, () => {
 describe('transfer query', { skip: needs(CAPTURES) }, () => {
   const ok = { Resources: [{ Level: 'Study', ID: ID1 }], Compression: 'gzip', Peer: 'b' };
 
-  test('the fields of SPEC §3.4, other keys ignored, Priority defaults to 0', () => {
+  test('the send body of docs/protocol.md#send: its fields, other keys ignored, Priority defaults to 0', () => {
     const q = parseTransferQuery({ ...ok, Priority: -10, SenderTransferID: 'example-push-gzip', Originator: 'u', Extra: [1] });
     assert.deepEqual(q, { Resources: [{ Level: 'Study', ID: ID1 }], Peer: 'b', Compression: 'gzip', Priority: -10, SenderTransferID: 'example-push-gzip', Originator: 'u' });
     assert.equal(parseTransferQuery(ok).Priority, 0);
@@ -351,7 +351,7 @@ describe('instances, chunks and push-create bodies', { skip: needs(CAPTURES) }, 
     assert.deepEqual(parsePushCreate(JSON.parse(JSON.stringify(toWirePushCreate(body)))), body);
   });
 
-  test('lookup answer of SPEC §20.2: TotalSize string, TotalSizeMB rounded', () => {
+  test('lookup answer of docs/protocol.md#lookup: TotalSize string, TotalSizeMB rounded', () => {
     const a = toWireLookupAnswer(
       [
         { ID: 'q', Size: 450000, MD5 },

@@ -200,7 +200,7 @@ export const transfersServerModule: NodeModule = async (app, ctx, routes) => {
       POST: async (req, reply) => {
         // The body is ignored (an Orthanc sender posts none, without Content-Type); drain what came.
         req.raw.resume();
-        if (ext && header(req, HEADER_ASYNC_COMMIT) === '1') return sendJson(reply, receiver.commitAsync(txParam(req)));
+        if (ext && header(req, HEADER_ASYNC_COMMIT) === '1') return sendJson(reply, await receiver.commitAsync(txParam(req)));
         await receiver.commit(txParam(req));
         return sendJson(reply, {});
       },

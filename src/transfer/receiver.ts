@@ -519,7 +519,9 @@ export class PushReceiver {
     for (const t of loaded) this.#txs.set(t.id, t);
     // Staging that no transaction owns: a create or a removal cut short by a crash.
     for (const name of await readdir(this.#root).catch(() => [] as string[])) {
-      if (!this.#txs.has(name)) await StagingArea.discard(join(this.#root, name));
+      if (this.#txs.has(name)) continue;
+      this.#log?.info({ dir: join(this.#root, name) }, 'removing staging that no push transaction owns');
+      await StagingArea.discard(join(this.#root, name));
     }
     while (this.#txs.size > this.#max) {
       const oldest = this.#txs.values().next().value as Transaction;

@@ -126,13 +126,18 @@ export class FilePushState implements PushTransactionState {
     const found: StoredPushTransaction[] = [];
     const refused: ReloadedPushTransaction[] = [];
     for (const name of await readdir(this.#dir).catch(() => [] as string[])) {
-      if (TX_ID.test(name) && this.#outcomes.has(name)) {
+      // Not a transaction's directory: the receiver's to remove with the staging nobody owns.
+      if (!TX_ID.test(name)) continue;
+      if (this.#outcomes.has(name)) {
         // Its commit ended before a crash let the manifest go: the outcome is what counts.
         await this.delete(name);
         continue;
       }
       try {
-        found.push(await this.#load(name));
+        const tx = await this.#load(name);
+        // No manifest: deleted, or created only in part; nothing to resume.
+        if (!tx) continue;
+        found.push(tx);
         this.#known.add(name);
       } catch (e) {
         refused.push({ ok: false, id: name, reason: isXferError(e) ? (e.details ?? e.message) : String(e) });
@@ -142,13 +147,13 @@ export class FilePushState implements PushTransactionState {
     return [...found.map((tx) => ({ ok: true as const, tx })), ...refused];
   }
 
-  async #load(name: string): Promise<StoredPushTransaction> {
-    if (!TX_ID.test(name)) throw new XferError('BadFileFormat', 'not a transaction directory');
+  async #load(name: string): Promise<StoredPushTransaction | undefined> {
     const dir = join(this.#dir, name);
     let text: string;
     try {
       text = await readFile(join(dir, MANIFEST), 'utf8');
     } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw new XferError('BadFileFormat', `no readable manifest: ${(e as Error).message}`);
     }
     // Damaged, or of another version: BadFileFormat naming the field.
@@ -205,10 +210,12 @@ export class FilePushState implements PushTransactionState {
   }
 
   async pruneOutcomes(now: number): Promise<void> {
-    const gone: string[] = [];
+    // Every expired one (an outcome may have been recorded out of order), then the oldest recorded beyond the cap.
+    const gone = new Set<string>();
+    for (const o of this.#outcomes.values()) if (now - o.At > this.#retentionMs) gone.add(o.ID);
     for (const o of this.#outcomes.values()) {
-      if (now - o.At > this.#retentionMs || this.#outcomes.size - gone.length > this.#maxOutcomes) gone.push(o.ID);
-      else break;
+      if (this.#outcomes.size - gone.size <= this.#maxOutcomes) break;
+      gone.add(o.ID);
     }
     for (const id of gone) {
       this.#outcomes.delete(id);

@@ -69,7 +69,10 @@ export interface PushReceiverOptions {
   /** Most instances one transaction may declare (Transfers.MaxPushInstances); default 100,000. */
   maxInstances?: number;
   logger?: Logger;
-  /** Where the transactions' state is kept; default: files beside their staging (push-state/files.ts). */
+  /**
+   * Where the transactions' state is kept (the receiver closes it with itself); default: files beside
+   * their staging (push-state/files.ts).
+   */
   state?: PushTransactionState;
 }
 

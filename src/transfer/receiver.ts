@@ -66,8 +66,8 @@ export class PushReceiver {
   readonly #idleMs: number;
   readonly #evictIdleMs: number;
   readonly #maxInstances: number;
-  /** The durable part of the transactions, set by open(). */
-  #state!: PushTransactionState;
+  /** The durable part of the transactions. */
+  readonly #state: PushTransactionState;
   readonly #log: Logger | undefined;
   /** Held transactions, least recently used first (Map keeps insertion order; a touch re-inserts). */
   readonly #txs = new Map<string, Transaction>();
@@ -76,8 +76,9 @@ export class PushReceiver {
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
 
-  private constructor(opts: PushReceiverOptions) {
+  private constructor(opts: PushReceiverOptions, state: PushTransactionState) {
     this.#store = opts.store;
+    this.#state = state;
     this.#root = join(opts.store.stagingRoot(), 'push');
     this.#max = Math.max(1, Math.floor(opts.maxTransactions));
     this.#idleMs = Math.max(0, opts.idleTimeoutSeconds) * 1000;
@@ -93,10 +94,9 @@ export class PushReceiver {
    * state is kept in files beside the staging (FilePushState).
    */
   static async open(opts: PushReceiverOptions): Promise<PushReceiver> {
-    const r = new PushReceiver(opts);
-    r.#state =
-      opts.state ??
-      (await FilePushState.open({ dir: r.#root, outcomesDir: join(opts.store.stagingRoot(), OUTCOMES_DIR), logger: opts.logger }));
+    const staging = opts.store.stagingRoot();
+    const state = opts.state ?? (await FilePushState.open({ dir: join(staging, 'push'), outcomesDir: join(staging, OUTCOMES_DIR), logger: opts.logger }));
+    const r = new PushReceiver(opts, state);
     await mkdir(r.#root, { recursive: true });
     await r.#reload();
     const every = r.#idleMs > 0 ? Math.min(60_000, Math.max(250, Math.floor(r.#idleMs / 4))) : 60_000;

@@ -5,30 +5,34 @@
 // for a day, so that a sender whose answer was lost learns it instead of committing twice (extension
 // async-commit).
 import { randomUUID } from 'node:crypto';
-import { mkdir, open, readFile, readdir, rename, rm } from 'node:fs/promises';
+import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
-import { z } from 'zod';
 import { XferError, isXferError } from '../errors.ts';
-import { bucketSize } from '../protocol/buckets.ts';
 import { ByteCounter } from '../protocol/compression.ts';
-import {
-  PushCreateSchema,
-  parsePushCreate,
-  sortUniqueInstances,
-  toWirePushCreate,
-  toWirePushHandle,
-  type PushCreateBody,
-  type Bucket,
-  type JobHandle,
-} from '../protocol/wire.ts';
+import { toWirePushHandle, type JobHandle } from '../protocol/wire.ts';
 import type { Store } from '../store/types.ts';
-import { fsyncDir, freeBytes } from '../util/fs.ts';
-import { readStored, storedCodec, type StoredCodec } from '../util/stored-json.ts';
+import { freeBytes } from '../util/fs.ts';
 import { BUCKET_CHECKSUM_STATUS, CRC32_HEX, CRC32_MEMBER, HEADER_CRC32 } from './capabilities.ts';
-import { MAX_SPAN_BUCKETS, joinChunks } from './spans.ts';
+import { FilePushState } from './push-state/files.ts';
+import { TX_ID, type CommitOutcome, type PushTransactionState, type StoredPushTransaction } from './push-state/types.ts';
+import {
+  bucketSpan,
+  heldTransaction,
+  infoOf,
+  isDiskFull,
+  parseCreate,
+  type PushReceiverCounters,
+  type PushReceiverOptions,
+  type PushTransactionInfo,
+  type PushTransactionStatus,
+  type ReceivedBytes,
+  type Transaction,
+} from './push-transaction.ts';
 import { StagingArea, fileError, writtenBy } from './staging.ts';
+
+export type { PushReceiverCounters, PushReceiverOptions, PushTransactionInfo, PushTransactionStatus, ReceivedBytes } from './push-transaction.ts';
 
 /** Instances one push transaction may declare unless told otherwise (Transfers.MaxPushInstances). */
 const DEFAULT_MAX_INSTANCES = 100_000;
@@ -36,173 +40,8 @@ const DEFAULT_MAX_INSTANCES = 100_000;
 /** Bytes always left free on the staging disk when a transaction is created. */
 export const STAGING_DISK_RESERVE = 64 * 1024 * 1024;
 
-const MANIFEST = 'manifest.json';
-const DONE_LOG = 'buckets.log';
-const MANIFEST_VERSION = 1;
-/** Directory (beside `push/`) of the recorded commit outcomes, one `<tx>.json` each. */
+/** Directory (beside `push/`) of the recorded commit outcomes of the default state, one `<tx>.json` each. */
 const OUTCOMES_DIR = 'push-outcomes';
-/** How long the outcome of a commit is kept for a sender that asks again. */
-export const OUTCOME_RETENTION_MS = 24 * 60 * 60 * 1000;
-/** Most outcomes kept (the oldest go first beyond this). */
-const MAX_OUTCOMES = 10_000;
-
-/** Cumulative figures of the receiver, for metrics (docs/protocol.md#metrics and dicom-xfer's own). */
-export interface PushReceiverCounters {
-  /** Transactions created. */
-  created: number;
-  /** Transactions committed successfully. */
-  committed: number;
-  /** Commits that failed (nothing stored, transaction removed). */
-  failedCommits: number;
-  /** Transactions discarded by DELETE (the plugin counts these as "committed"). */
-  discarded: number;
-  /** Transactions evicted (least recently used) to make room for a new one. */
-  evicted: number;
-  /** Creates refused with 503 because every held transaction was in use. */
-  refused: number;
-  /** Buckets refused because their payload's CRC-32 differed from the sender's (x-dicom-xfer-crc32). */
-  checksumRefusals: number;
-  /** Transactions removed after IdleTransactionTimeout without activity. */
-  expired: number;
-  /** Declared bytes of the transactions that reached commit (added when the commit starts). */
-  receivedBytes: number;
-  /** Sum over commits of (commit start - creation), in ms. */
-  receptionMs: number;
-  /** Sum of the durations of successful commits, in ms. */
-  commitMs: number;
-  /** Buckets written completely. */
-  buckets: number;
-  /** Uncompressed bucket bytes written into staging files. */
-  bucketBytes: number;
-  /** Request body bytes received by bucket PUTs (compressed when gzip). */
-  wireBytes: number;
-}
-
-/** What a transaction looks like from outside (for logs, a status route, tests). */
-export interface PushTransactionInfo {
-  id: string;
-  state: TxState;
-  compression: 'gzip' | 'none';
-  instances: number;
-  buckets: number;
-  bucketsDone: number;
-  totalSize: number;
-  createdAt: number;
-  lastActivity: number;
-  requestsInFlight: number;
-}
-
-export interface PushReceiverOptions {
-  store: Store;
-  /** Transactions held at once (Transfers.MaxPushTransactions); at least 1. */
-  maxTransactions: number;
-  /** Seconds without activity after which a transaction is dropped (0 = never). */
-  idleTimeoutSeconds: number;
-  /**
-   * Seconds without a request after which a transaction may be evicted to make room for a new one
-   * (Transfers.IdleBeforeEviction); default 0: as soon as no request is in flight.
-   */
-  idleBeforeEvictionSeconds?: number;
-  /** Most instances one transaction may declare (Transfers.MaxPushInstances); default 100,000. */
-  maxInstances?: number;
-  logger?: Logger;
-}
-
-/**
- * Where a transaction stands, for a sender following it (`GET /transfers/push/{tx}/state`): still open
- * (with its buckets), being committed, or its commit's recorded outcome.
- */
-export type PushTransactionState =
-  | { State: 'Open'; Buckets: number; BucketsDone: number; LastCommitStatus?: number; LastCommitDetails?: string }
-  | { State: 'Committing' }
-  | { State: 'Success' }
-  | { State: 'Failure'; Details: string };
-
-
-type TxState = 'creating' | 'open' | 'committing';
-
-
-interface Transaction {
-  id: string;
-  dir: string;
-  body: PushCreateBody;
-  /** Sum of the declared instance sizes. */
-  total: number;
-  /** Payload size of each bucket. */
-  bucketTotals: number[];
-  area: StagingArea | undefined;
-  state: TxState;
-  createdAt: number;
-  lastActivity: number;
-  done: Set<number>;
-  /** Requests being served for this transaction (PUTs, the create itself). */
-  inFlight: number;
-  /** Settles when the in-flight PUTs have; the commit and the removal wait for them. */
-  ops: Set<Promise<unknown>>;
-  /** Aborted when the transaction is discarded while a PUT runs. */
-  abort: AbortController;
-  commit: Promise<void> | undefined;
-  /** Request body bytes received by its PUTs since this process holds it (extension receiver-progress). */
-  received: number;
-  /** The last commit ran out of disk (507): the transaction is kept, to be committed again. */
-  commitFailure?: { status: number; details: string } | undefined;
-}
-
-/** What a bucket PUT answers with (extension receiver-progress). */
-export interface ReceivedBytes {
-  /** Request body bytes the transaction's PUTs have received (on the wire: compressed with gzip). */
-  bytes: number;
-  /** When, in ms on this process' monotonic clock. */
-  at: number;
-}
-
-/** System and SQLite codes of a file system (or quota) without room. */
-const DISK_FULL_CODES = new Set(['ENOSPC', 'EDQUOT', 'EFBIG', 'SQLITE_FULL']);
-
-/** Whether a failure comes from a full disk: FullStorage, or a full-disk code along its causes. */
-function isDiskFull(e: unknown): boolean {
-  let cur: unknown = e;
-  for (let depth = 0; depth < 8 && typeof cur === 'object' && cur !== null; depth++) {
-    if (isXferError(cur, 'FullStorage')) return true;
-    const code = (cur as { code?: unknown }).code;
-    if (typeof code === 'string' && DISK_FULL_CODES.has(code)) return true;
-    cur = (cur as { cause?: unknown }).cause;
-  }
-  return false;
-}
-
-/** Transaction IDs are lowercase UUIDs; the route accepts `[.0-9a-f-]+`, anything else is unknown. */
-const TX_ID = /^[.0-9a-f-]{1,64}$/;
-
-/** The manifest of a transaction, as kept in its staging directory (the create body in its wire form). */
-const ManifestSchema = z.object({
-  Version: z.literal(MANIFEST_VERSION),
-  ID: z.string().regex(TX_ID),
-  CreatedAt: z.number().int(),
-  LastActivity: z.number().int(),
-  Create: PushCreateSchema,
-});
-export type Manifest = z.output<typeof ManifestSchema>;
-
-/** Manifests in and out: a manifest that does not read back (damaged, other version) is refused. */
-export const manifestCodec: StoredCodec<Manifest> = {
-  toJSON: (m) => JSON.stringify({ ...m, Create: toWirePushCreate(m.Create) }),
-  fromJSON: (text) => readStored(ManifestSchema, text, 'manifest'),
-};
-
-/** A commit's outcome as recorded on disk; At is the epoch ms of the end of the commit. */
-const CommitOutcomeSchema = z.object({
-  ID: z.string().regex(TX_ID),
-  State: z.enum(['Success', 'Failure']),
-  Details: z.string().optional(),
-  At: z.number().int(),
-});
-type CommitOutcome = z.output<typeof CommitOutcomeSchema>;
-export const commitOutcomeCodec = storedCodec(CommitOutcomeSchema, 'commit outcome');
-
-/** One line of a transaction's log of received buckets. */
-const DoneEntrySchema = z.object({ Bucket: z.number().int().nonnegative(), At: z.number().int() });
-export const doneEntryCodec = storedCodec(DoneEntrySchema, 'received bucket');
 
 export class PushReceiver {
   readonly counters: PushReceiverCounters = {
@@ -227,9 +66,8 @@ export class PushReceiver {
   readonly #idleMs: number;
   readonly #evictIdleMs: number;
   readonly #maxInstances: number;
-  readonly #outcomesDir: string;
-  /** Recorded commit outcomes by transaction ID, oldest first. */
-  readonly #outcomes = new Map<string, CommitOutcome>();
+  /** The durable part of the transactions. */
+  readonly #state: PushTransactionState;
   readonly #log: Logger | undefined;
   /** Held transactions, least recently used first (Map keeps insertion order; a touch re-inserts). */
   readonly #txs = new Map<string, Transaction>();
@@ -238,28 +76,29 @@ export class PushReceiver {
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
 
-  private constructor(opts: PushReceiverOptions) {
+  private constructor(opts: PushReceiverOptions, state: PushTransactionState) {
     this.#store = opts.store;
+    this.#state = state;
     this.#root = join(opts.store.stagingRoot(), 'push');
     this.#max = Math.max(1, Math.floor(opts.maxTransactions));
     this.#idleMs = Math.max(0, opts.idleTimeoutSeconds) * 1000;
     this.#evictIdleMs = Math.max(0, opts.idleBeforeEvictionSeconds ?? 0) * 1000;
     this.#maxInstances = Math.max(1, Math.floor(opts.maxInstances ?? DEFAULT_MAX_INSTANCES));
-    this.#outcomesDir = join(opts.store.stagingRoot(), OUTCOMES_DIR);
     this.#log = opts.logger;
   }
 
   /**
-   * Opens the receiver: reloads the transactions found under `<stagingRoot>/push/` (removing the ones
-   * whose manifest or files are damaged, and the oldest beyond maxTransactions) and the recorded commit
-   * outcomes, and starts the expiry timer.
+   * Opens the receiver: reloads the transactions its state holds (removing the ones whose state or
+   * staged files are damaged, and the oldest beyond maxTransactions), removes staging directories under
+   * `<stagingRoot>/push/` that no transaction owns, and starts the expiry timer. Without `state`, the
+   * state is kept in files beside the staging (FilePushState).
    */
   static async open(opts: PushReceiverOptions): Promise<PushReceiver> {
-    const r = new PushReceiver(opts);
+    const staging = opts.store.stagingRoot();
+    const state = opts.state ?? (await FilePushState.open({ dir: join(staging, 'push'), outcomesDir: join(staging, OUTCOMES_DIR), logger: opts.logger }));
+    const r = new PushReceiver(opts, state);
     await mkdir(r.#root, { recursive: true });
-    await mkdir(r.#outcomesDir, { recursive: true });
     await r.#reload();
-    await r.#loadOutcomes();
     const every = r.#idleMs > 0 ? Math.min(60_000, Math.max(250, Math.floor(r.#idleMs / 4))) : 60_000;
     r.#timer = setInterval(() => r.#expire(), every);
     r.#timer.unref();
@@ -283,12 +122,12 @@ export class PushReceiver {
 
   /** The held transactions, least recently used first. */
   list(): PushTransactionInfo[] {
-    return [...this.#txs.values()].map((t) => this.#info(t));
+    return [...this.#txs.values()].map((t) => infoOf(t));
   }
 
   /** One transaction; UnknownResource when it is not held. */
   info(id: string): PushTransactionInfo {
-    return this.#info(this.#get(id));
+    return infoOf(this.#get(id));
   }
 
   /** Indices of the buckets of a transaction written completely and flushed, sorted. UnknownResource. */
@@ -310,17 +149,17 @@ export class PushReceiver {
    * Where a transaction stands (extension async-commit): Open, Committing, or the recorded outcome of
    * its commit once it is no longer held. UnknownResource when neither held nor recently committed.
    */
-  state(id: string): PushTransactionState {
+  async state(id: string): Promise<PushTransactionStatus> {
     const tx = TX_ID.test(id) ? this.#txs.get(id) : undefined;
     if (tx) {
       this.#touch(tx);
       if (tx.state === 'committing') return { State: 'Committing' };
-      const open: PushTransactionState = { State: 'Open', Buckets: tx.body.Buckets.length, BucketsDone: tx.done.size };
+      const open: PushTransactionStatus = { State: 'Open', Buckets: tx.body.Buckets.length, BucketsDone: tx.done.size };
       // A commit that found the disk full: the sender learns why the transaction is open again.
       if (tx.commitFailure) return { ...open, LastCommitStatus: tx.commitFailure.status, LastCommitDetails: tx.commitFailure.details };
       return open;
     }
-    const o = this.#outcomes.get(id);
+    const o = TX_ID.test(id) ? await this.#state.outcome(id) : undefined;
     if (!o) throw new XferError('UnknownResource', `no push transaction ${id}`);
     return o.State === 'Success' ? { State: 'Success' } : { State: 'Failure', Details: o.Details ?? '' };
   }
@@ -336,17 +175,7 @@ export class PushReceiver {
    */
   async create(body: unknown): Promise<JobHandle> {
     this.#checkOpen();
-    // The declared count, before anything is built per instance.
-    const declared = (body as { Instances?: unknown } | null | undefined)?.Instances;
-    if (Array.isArray(declared) && declared.length > this.#maxInstances) {
-      throw new XferError(
-        'BadRequest',
-        `the transaction declares ${declared.length} instances, more than the ${this.#maxInstances} this node accepts in one (Transfers.MaxPushInstances)`,
-        { httpStatus: 413 },
-      );
-    }
-    const parsed = parsePushCreate(body);
-    const create: PushCreateBody = { ...parsed, Instances: sortUniqueInstances(parsed.Instances) };
+    const create = parseCreate(body, this.#maxInstances);
     let total = 0;
     for (const i of create.Instances) total += i.Size;
     this.#victim(); // 503 early, before the disk is even asked
@@ -364,31 +193,17 @@ export class PushReceiver {
     const evicted = victim ? this.#drop(victim, 'evicted') : undefined;
     const id = randomUUID();
     const now = Date.now();
-    const tx: Transaction = {
-      id,
-      dir: join(this.#root, id),
-      body: create,
-      total,
-      bucketTotals: create.Buckets.map(bucketSize),
-      area: undefined,
-      state: 'creating',
-      createdAt: now,
-      lastActivity: now,
-      done: new Set(),
-      inFlight: 1,
-      ops: new Set(),
-      abort: new AbortController(),
-      commit: undefined,
-      received: 0,
-    };
+    const dir = join(this.#root, id);
+    const tx = heldTransaction({ id, dir, body: create, total, area: undefined, state: 'creating', createdAt: now, lastActivity: now, done: new Set(), inFlight: 1 });
     this.#txs.set(id, tx);
     try {
       // The victim had no request in flight, so its files go at once; its disk space is counted free.
       await evicted;
       tx.area = await StagingArea.create(tx.dir, create.Instances);
-      await this.#writeManifest(tx);
+      await this.#state.create({ id, createdAt: now, create });
     } catch (e) {
       this.#txs.delete(id);
+      await this.#state.delete(id).catch(() => undefined);
       await rm(tx.dir, { recursive: true, force: true }).catch(() => undefined);
       throw fileError(e, 'cannot create the push transaction');
     } finally {
@@ -458,21 +273,7 @@ export class PushReceiver {
     if (tx.state !== 'open') {
       throw new XferError('BadSequenceOfCalls', `push transaction ${id} is being ${tx.state === 'committing' ? 'committed' : 'created'}`);
     }
-    const count = tx.body.Buckets.length;
-    const last = opts.last ?? index;
-    if (!(Number.isSafeInteger(index) && index >= 0 && index < count)) {
-      throw new XferError('ParameterOutOfRange', `bucket ${index} of a transaction with ${count} bucket${count === 1 ? '' : 's'}`);
-    }
-    if (!(Number.isSafeInteger(last) && last >= index && last < count)) {
-      throw new XferError('ParameterOutOfRange', `buckets ${index}-${last} of a transaction with ${count} bucket${count === 1 ? '' : 's'}`);
-    }
-    if (last - index + 1 > MAX_SPAN_BUCKETS) {
-      throw new XferError('ParameterOutOfRange', `a span of ${last - index + 1} buckets (at most ${MAX_SPAN_BUCKETS})`);
-    }
-    // A span (extension bucket-span) is the buckets' chunks in order: one payload, written the same way.
-    const bucket = last === index ? (tx.body.Buckets[index] as Bucket) : joinChunks(tx.body.Buckets.slice(index, last + 1));
-    const indexes: number[] = [];
-    for (let i = index; i <= last; i++) indexes.push(i);
+    const { bucket, indexes } = bucketSpan(tx.body, index, opts.last ?? index);
     const area = tx.area as StagingArea;
     area.checkBucket(bucket);
     this.#touch(tx);
@@ -496,7 +297,9 @@ export class PushReceiver {
       }
       if (tx.abort.signal.aborted) throw new XferError('UnknownResource', `push transaction ${id} was discarded`);
       const at = Date.now();
-      await this.#logDone(tx, indexes, at);
+      await this.#state.recordBuckets(id, indexes, at).catch((e: unknown) => {
+        throw fileError(e, 'cannot record a received bucket');
+      });
       for (const i of indexes) tx.done.add(i);
       this.counters.buckets += indexes.length;
       this.counters.bucketBytes += bytes;
@@ -510,18 +313,6 @@ export class PushReceiver {
       tx.inFlight--;
       tx.lastActivity = Date.now();
       if (this.#txs.get(id) === tx) this.#touch(tx);
-    }
-  }
-
-  async #logDone(tx: Transaction, indexes: readonly number[], at: number): Promise<void> {
-    const fh = await open(join(tx.dir, DONE_LOG), 'a');
-    try {
-      await fh.write(indexes.map((i) => `${doneEntryCodec.toJSON({ Bucket: i, At: at })}\n`).join(''));
-      await fh.datasync();
-    } catch (e) {
-      throw fileError(e, 'cannot record a received bucket');
-    } finally {
-      await fh.close();
     }
   }
 
@@ -550,7 +341,7 @@ export class PushReceiver {
    * (a retry whose first answer was lost: nothing is done twice). UnknownResource (404) when neither held
    * nor recently committed; BadSequenceOfCalls while it is being created.
    */
-  commitAsync(id: string): PushTransactionState {
+  async commitAsync(id: string): Promise<PushTransactionStatus> {
     this.#checkOpen();
     const tx = TX_ID.test(id) ? this.#txs.get(id) : undefined;
     if (!tx) return this.state(id);
@@ -565,7 +356,7 @@ export class PushReceiver {
    * state() once the commit running on `id` has ended, or after `maxMs`, whichever comes first, so that a
    * sender following an asynchronous commit learns its end at once instead of polling.
    */
-  async waitState(id: string, maxMs: number): Promise<PushTransactionState> {
+  async waitState(id: string, maxMs: number): Promise<PushTransactionStatus> {
     const tx = TX_ID.test(id) ? this.#txs.get(id) : undefined;
     if (tx?.commit && maxMs > 0) {
       let timer: NodeJS.Timeout | undefined;
@@ -599,7 +390,7 @@ export class PushReceiver {
           { tx: tx.id, stored: result.stored.length, alreadyStored: result.alreadyStored.length, ms: Date.now() - start },
           'push transaction committed',
         );
-        await this.#recordOutcome({ ID: tx.id, State: 'Success', At: Date.now() });
+        await this.#finish({ ID: tx.id, State: 'Success', At: Date.now() });
       } catch (e) {
         if (isDiskFull(e)) {
           // Nothing was stored and the staged files are intact: the transaction stays, for the sender to
@@ -620,7 +411,7 @@ export class PushReceiver {
           ? e
           : new XferError('CorruptedFile', `commit of push transaction ${tx.id} failed, nothing stored: ${isXferError(e) ? (e.details ?? e.message) : String(e)}`, { cause: e });
         this.#log?.warn({ tx: tx.id, details: err.details }, 'push transaction commit failed; transaction removed');
-        await this.#recordOutcome({ ID: tx.id, State: 'Failure', Details: err.details ?? err.message, At: Date.now() });
+        await this.#finish({ ID: tx.id, State: 'Failure', Details: err.details ?? err.message, At: Date.now() });
         throw err;
       } finally {
         tx.inFlight--;
@@ -664,7 +455,8 @@ export class PushReceiver {
     this.#log?.info({ tx: tx.id, why, bucketsDone: tx.done.size, buckets: tx.body.Buckets.length }, `push transaction ${why}`);
     const removal = (async () => {
       await Promise.allSettled([...tx.ops]);
-      await rm(tx.dir, { recursive: true, force: true, maxRetries: 2 }).catch(() => undefined);
+      await this.#state.delete(tx.id).catch((e: unknown) => this.#log?.warn({ tx: tx.id, err: String(e) }, 'cannot forget a push transaction'));
+      await StagingArea.discard(tx.dir);
     })();
     this.#track(removal);
     return removal;
@@ -682,69 +474,16 @@ export class PushReceiver {
         if (t.state === 'open' && t.inFlight === 0 && now - t.lastActivity > this.#idleMs) void this.#drop(t, 'expired');
       }
     }
-    this.#track(this.#pruneOutcomes(now));
+    this.#track(this.#state.pruneOutcomes(now));
   }
 
-  // ---- commit outcomes -------------------------------------------------------------------------
-
-  /** Records a commit's outcome durably (written, flushed, renamed); a failure to do so is only logged. */
-  async #recordOutcome(o: CommitOutcome): Promise<void> {
-    this.#outcomes.delete(o.ID);
-    this.#outcomes.set(o.ID, o);
-    const file = join(this.#outcomesDir, `${o.ID}.json`);
+  /** Ends a committed transaction with its outcome; a failure to record it is only logged. */
+  async #finish(o: CommitOutcome): Promise<void> {
     try {
-      const tmp = `${file}.tmp`;
-      const fh = await open(tmp, 'w');
-      try {
-        await fh.writeFile(commitOutcomeCodec.toJSON(o));
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-      await rename(tmp, file);
-      await fsyncDir(this.#outcomesDir);
+      await this.#state.finishCommit(o);
     } catch (e) {
       this.#log?.warn({ tx: o.ID, err: String(e) }, 'cannot record the outcome of a commit');
-    }
-    if (this.#outcomes.size > MAX_OUTCOMES) this.#track(this.#pruneOutcomes(Date.now()));
-  }
-
-  async #loadOutcomes(): Promise<void> {
-    const found: CommitOutcome[] = [];
-    for (const name of await readdir(this.#outcomesDir).catch(() => [] as string[])) {
-      const id = name.endsWith('.json') ? name.slice(0, -5) : '';
-      if (!TX_ID.test(id)) {
-        // A temporary file left by a crash, or something that is not ours.
-        await rm(join(this.#outcomesDir, name), { force: true }).catch(() => undefined);
-        continue;
-      }
-      try {
-        const o = commitOutcomeCodec.fromJSON(await readFile(join(this.#outcomesDir, name), 'utf8'));
-        if (o.ID === id) {
-          found.push(o);
-          continue;
-        }
-      } catch (e) {
-        // Unreadable (damaged, or from an incompatible version): removed below.
-        this.#log?.warn({ file: name, err: isXferError(e) ? e.details : String(e) }, 'removing an unreadable commit outcome');
-      }
-      await rm(join(this.#outcomesDir, name), { force: true }).catch(() => undefined);
-    }
-    found.sort((a, b) => a.At - b.At);
-    for (const o of found) this.#outcomes.set(o.ID, o);
-    await this.#pruneOutcomes(Date.now());
-  }
-
-  /** Forgets (and deletes) outcomes older than the retention, and the oldest beyond MAX_OUTCOMES. */
-  async #pruneOutcomes(now: number): Promise<void> {
-    const gone: string[] = [];
-    for (const o of this.#outcomes.values()) {
-      if (now - o.At > OUTCOME_RETENTION_MS || this.#outcomes.size - gone.length > MAX_OUTCOMES) gone.push(o.ID);
-      else break;
-    }
-    for (const id of gone) {
-      this.#outcomes.delete(id);
-      await rm(join(this.#outcomesDir, `${id}.json`), { force: true }).catch(() => undefined);
+      await this.#state.delete(o.ID).catch(() => undefined);
     }
   }
 
@@ -756,44 +495,34 @@ export class PushReceiver {
     for (let i = 0; i < 100 && this.#background.size > 0; i++) await Promise.allSettled([...this.#background]);
     const puts = [...this.#txs.values()].flatMap((t) => [...t.ops]);
     await Promise.allSettled(puts);
+    await this.#state.close();
   }
 
-  // ---- persistence -----------------------------------------------------------------------------
+  // ---- reload --------------------------------------------------------------------------------
 
-  async #writeManifest(tx: Transaction): Promise<void> {
-    const manifest: Manifest = {
-      Version: MANIFEST_VERSION,
-      ID: tx.id,
-      CreatedAt: tx.createdAt,
-      LastActivity: tx.lastActivity,
-      Create: tx.body,
-    };
-    const tmp = join(tx.dir, `${MANIFEST}.tmp`);
-    const fh = await open(tmp, 'w');
-    try {
-      await fh.writeFile(manifestCodec.toJSON(manifest));
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, join(tx.dir, MANIFEST));
-    await fsyncDir(tx.dir);
-  }
-
+  /** Takes back the transactions of the state, and removes what no usable transaction owns. */
   async #reload(): Promise<void> {
-    const names = await readdir(this.#root).catch(() => [] as string[]);
     const loaded: Transaction[] = [];
-    for (const name of names) {
-      const dir = join(this.#root, name);
+    for (const entry of await this.#state.list()) {
+      const id = entry.ok ? entry.tx.id : entry.id;
       try {
-        loaded.push(await this.#load(name, dir));
+        if (!entry.ok) throw new XferError('BadFileFormat', entry.reason);
+        loaded.push(await this.#resume(entry.tx));
       } catch (e) {
+        const dir = join(this.#root, id);
         this.#log?.warn({ dir, err: isXferError(e) ? e.details : String(e) }, 'removing an unusable push transaction left by a previous run');
-        await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+        await this.#state.delete(id).catch(() => undefined);
+        await StagingArea.discard(dir);
       }
     }
     loaded.sort((a, b) => a.lastActivity - b.lastActivity);
     for (const t of loaded) this.#txs.set(t.id, t);
+    // Staging that no transaction owns: a create or a removal cut short by a crash.
+    for (const name of await readdir(this.#root).catch(() => [] as string[])) {
+      if (this.#txs.has(name)) continue;
+      this.#log?.info({ dir: join(this.#root, name) }, 'removing staging that no push transaction owns');
+      await StagingArea.discard(join(this.#root, name));
+    }
     while (this.#txs.size > this.#max) {
       const oldest = this.#txs.values().next().value as Transaction;
       await this.#drop(oldest, 'evicted');
@@ -801,50 +530,15 @@ export class PushReceiver {
     if (loaded.length > 0) this.#log?.info({ transactions: this.#txs.size }, 'push transactions resumed from disk');
   }
 
-  async #load(name: string, dir: string): Promise<Transaction> {
-    if (!TX_ID.test(name)) throw new XferError('BadFileFormat', 'not a transaction directory');
-    let text: string;
-    try {
-      text = await readFile(join(dir, MANIFEST), 'utf8');
-    } catch (e) {
-      throw new XferError('BadFileFormat', `no readable manifest: ${(e as Error).message}`);
-    }
-    // Damaged, or of another version: BadFileFormat naming the field, and the transaction is discarded.
-    const manifest = manifestCodec.fromJSON(text);
-    if (manifest.ID !== name) throw new XferError('BadFileFormat', `manifest of another transaction (${manifest.ID})`);
-    const body = manifest.Create;
-    const done = new Set<number>();
-    let last = manifest.LastActivity;
-    const log = await readFile(join(dir, DONE_LOG), 'utf8').catch(() => '');
-    for (const line of log.split('\n')) {
-      // A line torn by a crash (or otherwise unreadable) is ignored: that bucket will simply be sent again.
-      let entry: z.output<typeof DoneEntrySchema>;
-      try {
-        entry = doneEntryCodec.fromJSON(line);
-      } catch {
-        continue;
-      }
-      if (entry.Bucket < body.Buckets.length) done.add(entry.Bucket);
-      last = Math.max(last, entry.At);
-    }
+  /** A transaction read back from the state, with its staging reopened (InexistentFile when files are missing). */
+  async #resume(stored: StoredPushTransaction): Promise<Transaction> {
+    const dir = join(this.#root, stored.id);
+    const body = stored.create;
+    const done = new Set(stored.buckets);
     const area = await StagingArea.open(dir, body.Instances, writtenBy(body.Buckets, done));
-    return {
-      id: name,
-      dir,
-      body: { ...body, Instances: area.instances },
-      total: area.totalSize,
-      bucketTotals: body.Buckets.map(bucketSize),
-      area,
-      state: 'open',
-      createdAt: manifest.CreatedAt,
-      lastActivity: last,
-      done,
-      inFlight: 0,
-      ops: new Set(),
-      abort: new AbortController(),
-      commit: undefined,
-      received: 0,
-    };
+    const { createdAt, lastActivity } = stored;
+    const total = area.totalSize;
+    return heldTransaction({ id: stored.id, dir, body: { ...body, Instances: area.instances }, total, area, state: 'open', createdAt, lastActivity, done, inFlight: 0 });
   }
 
   // ---- helpers ---------------------------------------------------------------------------------
@@ -872,18 +566,4 @@ export class PushReceiver {
     if (this.#closed) throw new XferError('InternalError', 'the push receiver is stopping', { httpStatus: 503 });
   }
 
-  #info(t: Transaction): PushTransactionInfo {
-    return {
-      id: t.id,
-      state: t.state,
-      compression: t.body.Compression,
-      instances: t.body.Instances.length,
-      buckets: t.body.Buckets.length,
-      bucketsDone: t.done.size,
-      totalSize: t.total,
-      createdAt: t.createdAt,
-      lastActivity: t.lastActivity,
-      requestsInFlight: t.inFlight,
-    };
-  }
 }

@@ -211,7 +211,7 @@ function registerPushRoutes(app: FastifyInstance, deps: TransfersRouteDeps, ext:
       POST: async (req, reply) => {
         // The body is ignored (an Orthanc sender posts none, without Content-Type); drain what came.
         req.raw.resume();
-        if (ext && header(req, HEADER_ASYNC_COMMIT) === '1') return sendJson(reply, receiver.commitAsync(txParam(req)));
+        if (ext && header(req, HEADER_ASYNC_COMMIT) === '1') return sendJson(reply, await receiver.commitAsync(txParam(req)));
         await receiver.commit(txParam(req));
         return sendJson(reply, {});
       },

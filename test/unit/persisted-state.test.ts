@@ -15,7 +15,7 @@ import {
   RemotePullQuerySchema,
   TransferJobQuerySchema,
 } from '../../src/transfer/job-kinds.ts';
-import { commitOutcomeCodec, doneEntryCodec, manifestCodec, type Manifest } from '../../src/transfer/receiver.ts';
+import { commitOutcomeCodec, doneEntryCodec, manifestCodec, type Manifest } from '../../src/transfer/push-state/files.ts';
 import { storedCodec, type StoredCodec } from '../../src/util/stored-json.ts';
 
 const ID1 = 'a1b2c3d4-e5f60718-293a4b5c-6d7e8f90-12345678';

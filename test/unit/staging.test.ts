@@ -7,6 +7,7 @@ import { mkdtemp, open, readFile, readdir, rm, stat, truncate } from 'node:fs/pr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import { crc32 } from 'node:zlib';
 import { after, before, test } from 'node:test';
 import { isXferError } from '../../src/errors.ts';
 import { gzipBuffer } from '../../src/protocol/compression.ts';
@@ -269,5 +270,70 @@ describe('staging area', () => {
     assert.deepEqual(staged.map((x) => [x.id, x.size]), [[a.ID, a.Size], [empty.ID, 0]]);
     assert.equal((await stat(again.pathOf(empty.ID))).size, 0);
     await again.remove();
+  });
+  test('a whole instance in one chunk is verified as it is written, with its header; damaged bytes are not', async () => {
+    const [a, b] = instances as [InstanceInfo, InstanceInfo];
+    const area = await StagingArea.create(join(root, 'whole'), [a, b]);
+    await area.writeBucket([{ ID: a.ID, Offset: 0, Size: a.Size }], pieces(files.get(a.ID) as Buffer, 5000));
+    const damaged = Buffer.from(files.get(b.ID) as Buffer);
+    damaged.writeUInt8((damaged.at(-1) as number) ^ 0xff, damaged.length - 1);
+    await area.writeBucket([{ ID: b.ID, Offset: 0, Size: b.Size }], pieces(damaged, 5000));
+    const [sa, sb] = await area.staged();
+    assert.equal(sa?.verified, true);
+    assert.equal(sa?.header?.sopInstanceUid, (await readDicomHeaderFromFile(area.pathOf(a.ID))).sopInstanceUid);
+    assert.equal(sb?.verified, false);
+    assert.equal(sb?.header, undefined);
+    // The good bytes sent again make it verified; a piece written over it afterwards takes that back.
+    await area.writeBucket([{ ID: b.ID, Offset: 0, Size: b.Size }], pieces(files.get(b.ID) as Buffer, 5000));
+    assert.equal((await area.staged())[1]?.verified, true);
+    await area.writeBucket([{ ID: b.ID, Offset: 10, Size: 10 }], Readable.from([(files.get(b.ID) as Buffer).subarray(10, 20)]));
+    assert.equal((await area.staged())[1]?.verified, false);
+    await area.remove();
+  });
+
+  test('the CRC-32 of a payload: checked plain and gzip; a mismatch is CorruptedFile 422, "member" only with gzip', async () => {
+    const [a] = instances as [InstanceInfo];
+    const data = files.get(a.ID) as Buffer;
+    const bucket: Bucket = [{ ID: a.ID, Offset: 0, Size: a.Size }];
+    const area = await StagingArea.create(join(root, 'crc'), [a]);
+    const right = crc32(data).toString(16).padStart(8, '0');
+    assert.equal(await area.writeBucket(bucket, pieces(data, 3000), { crc32: right }), a.Size);
+    assert.equal(await area.writeBucket(bucket, pieces(gzipBuffer(data), 3000), { gunzip: true, crc32: 'member' }), a.Size);
+    assert.equal(await area.writeBucket(bucket, pieces(gzipBuffer(data), 3000), { gunzip: true, crc32: right }), a.Size);
+    const wrong = (crc32(data) ^ 1).toString(16).padStart(8, '0');
+    for (const opts of [{ crc32: wrong }, { gunzip: true, crc32: wrong }]) {
+      const payload = opts.gunzip ? gzipBuffer(data) : data;
+      await assert.rejects(area.writeBucket(bucket, pieces(payload, 3000), opts), (e: unknown) => isXferError(e, 'CorruptedFile') && e.http === 422);
+    }
+    // A body cut short under a checksum is a bucket to send again too.
+    await assert.rejects(area.writeBucket(bucket, Readable.from([data.subarray(0, 100)]), { crc32: right }), (e: unknown) => isXferError(e, 'CorruptedFile') && e.http === 422);
+    await assert.rejects(area.writeBucket(bucket, pieces(data, 3000), { crc32: 'member' }), (e: unknown) => isXferError(e, 'BadRequest'));
+    assert.equal(md5(await readFile(area.pathOf(a.ID))), a.MD5);
+    await area.remove();
+  });
+
+  test('a sender that pauses finds what it sent already on disk', async () => {
+    const [a] = instances as [InstanceInfo];
+    const data = files.get(a.ID) as Buffer;
+    const area = await StagingArea.create(join(root, 'pause'), [a]);
+    const half = Math.floor(a.Size / 2);
+    let seen = false;
+    async function* paused(): AsyncGenerator<Buffer> {
+      yield data.subarray(0, half);
+      // The rest comes only once the first half is in the file (at most 10 s of looking).
+      for (let i = 0; i < 1000 && !seen; i++) {
+        await new Promise((r) => setTimeout(r, 10));
+        const fh = await open(area.pathOf(a.ID), 'r');
+        const head = Buffer.alloc(half);
+        await fh.read(head, 0, half, 0);
+        await fh.close();
+        seen = head.equals(data.subarray(0, half));
+      }
+      yield data.subarray(half);
+    }
+    await area.writeBucket([{ ID: a.ID, Offset: 0, Size: a.Size }], Readable.from(paused()));
+    assert.ok(seen, 'the first half was written while the sender paused');
+    assert.equal(md5(await readFile(area.pathOf(a.ID))), a.MD5);
+    await area.remove();
   });
 });

@@ -34,7 +34,7 @@ describe('the Store page on an Orthanc store and on the embedded store', { skip,
   before(async () => {
     orthanc = await startOrthanc();
     [onOrthanc, embedded] = await Promise.all([
-      startXferNode({ config: { OrthancStore: { Url: orthanc.url }, OrthancPeers: { nowhere: 'http://127.0.0.1:9' } } }),
+      startXferNode({ config: { OrthancStore: { Url: orthanc.url }, OrthancPeers: { nowhere: ['http://127.0.0.1:9'] } } }),
       startXferNode(),
     ]);
     for (const f of await listFiles(REAL_DICOM)) {

@@ -9,8 +9,15 @@ export const PUSH_PATH = '/transfers/push';
 export const PULL_PATH = '/transfers/pull';
 /** `POST`: asks a node to send resources (a push job there, or a pull by the peer in pull mode). */
 export const SEND_PATH = '/transfers/send';
+/** `GET`: the extensions a dicom-xfer node lists (an Orthanc answers 404). */
+export const CAPABILITIES_PATH = '/transfers/capabilities';
 /** `POST` (extension dedupe): which instances the receiver holds with the same MD5. */
 export const HAVE_PATH = '/transfers/have';
+
+/** A push transaction's path, as a receiver names it in its create answer. */
+export function pushTransactionPath(id: string): string {
+  return `${PUSH_PATH}/${id}`;
+}
 
 /** `PUT`: one bucket (`7`) or a span of buckets (`3-9`, extension bucket-span) of a push transaction. */
 export function bucketPath(transaction: string, segment: string): string {

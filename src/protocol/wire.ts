@@ -15,6 +15,7 @@
 import { z } from 'zod';
 import { XferError, type ErrorCode } from '../errors.ts';
 import type { Level } from '../dicom/types.ts';
+import { pushTransactionPath } from './paths.ts';
 import { toMegabytes } from './progress.ts';
 
 export type { Level };
@@ -556,7 +557,7 @@ export function toWireJobHandle(jobId: string): JobHandle {
 }
 
 /** `{ID, Path}` for a push transaction; Path defaults to Orthanc's `/transfers/push/<ID>`. */
-export function toWirePushHandle(transactionId: string, path = `/transfers/push/${transactionId}`): JobHandle {
+export function toWirePushHandle(transactionId: string, path = pushTransactionPath(transactionId)): JobHandle {
   return { ID: transactionId, Path: path };
 }
 

@@ -174,7 +174,7 @@ export class TransferRun {
     this.q = q;
     this.config = deps.config;
     this.store = deps.store;
-    ctx.setContent(content);
+    if (Object.keys(content).length > 0) ctx.setContent(content);
     const peer = deps.peer(q.Peer);
     this.api = new PeerApi(peer.client, q.SenderTransferID);
     this.peerUrl = peer.url;

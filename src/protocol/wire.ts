@@ -15,6 +15,7 @@
 import { z } from 'zod';
 import { XferError, type ErrorCode } from '../errors.ts';
 import type { Level } from '../dicom/types.ts';
+import { pushTransactionPath } from './paths.ts';
 import { toMegabytes } from './progress.ts';
 
 export type { Level };
@@ -228,6 +229,52 @@ export const TransferQuerySchema = z.object({
 export const JobHandleSchema = z.object({ ID: z.string(), Path: z.string() });
 export const PushHandleSchema = z.object({ ID: z.string().optional().catch(undefined), Path: z.string() });
 export const RemoteJobHandleSchema = z.object({ Peer: z.string(), RemoteJob: z.string(), URL: z.string() });
+
+// Answers of the extensions (docs/protocol-extensions.md), as a sender reads them.
+
+/** Answer of `POST /transfers/have` (dedupe): the IDs the receiver holds with the same MD5. */
+export const HaveAnswerSchema = z.object({ Count: OptionalCount, Instances: z.array(InstanceIdSchema) });
+
+/** Answer of `GET /transfers/push/{tx}/buckets` (resume): the indexes of the buckets the transaction holds. */
+export const HeldBucketsSchema = z.object({ Buckets: z.array(z.number().int().nonnegative()), Count: OptionalCount });
+
+/**
+ * Answer of an asynchronous commit and of `GET /transfers/push/{tx}/state` (async-commit): where the
+ * transaction stands; an Open one that a commit found with a full disk carries LastCommitStatus 507.
+ */
+export const CommitStateSchema = z.object({
+  State: z.enum(['Open', 'Committing', 'Success', 'Failure']),
+  Details: z.string().optional(),
+  LastCommitStatus: z.number().int().optional(),
+  LastCommitDetails: z.string().optional(),
+});
+export type CommitState = z.output<typeof CommitStateSchema>;
+
+/**
+ * A job as Orthanc's `GET /jobs/{id}` answers it (a peer running a pull for a send in pull mode): State is
+ * required; the rest is informative and dropped when malformed.
+ */
+export const RemoteJobSchema = z.object({
+  State: z.string(),
+  Progress: z.number().optional().catch(undefined),
+  Content: z.record(z.string(), z.unknown()).optional().catch(undefined),
+  ErrorCode: z.number().int().optional().catch(undefined),
+  ErrorDescription: z.string().optional().catch(undefined),
+  ErrorDetails: z.string().optional().catch(undefined),
+});
+export type RemoteJob = z.output<typeof RemoteJobSchema>;
+
+/** An instance's MD5 as Orthanc's `/instances/{id}/attachments/dicom/md5` answers it (bare text). */
+export const Md5TextSchema = z.string().trim().regex(MD5_HEX, 'expected 32 lowercase hex digits');
+
+/**
+ * The first issue of a failed parse: where it is (`Instances[0].MD5`, or "" for the document itself) and
+ * what is wrong, for messages that name the field.
+ */
+export function firstIssue(error: z.ZodError): { field: string; message: string } {
+  const issue = error.issues[0];
+  return { field: issue ? formatPath(issue.path) : '', message: issue?.message ?? 'invalid' };
+}
 
 /**
  * Parses `input` with `schema`; on failure throws the XferError of the first issue: the code an issue
@@ -510,7 +557,7 @@ export function toWireJobHandle(jobId: string): JobHandle {
 }
 
 /** `{ID, Path}` for a push transaction; Path defaults to Orthanc's `/transfers/push/<ID>`. */
-export function toWirePushHandle(transactionId: string, path = `/transfers/push/${transactionId}`): JobHandle {
+export function toWirePushHandle(transactionId: string, path = pushTransactionPath(transactionId)): JobHandle {
   return { ID: transactionId, Path: path };
 }
 

@@ -4,6 +4,7 @@
 import type { Config } from '../config/types.ts';
 import type { PeerClient } from '../peers/client.ts';
 import { PeerHttpError } from '../peers/client.ts';
+import { CAPABILITIES_PATH } from '../protocol/paths.ts';
 import { VERSION } from '../version.ts';
 
 /** The extensions this node implements, each with its version (a peer must list at least this one). */
@@ -40,8 +41,8 @@ export type Extension = keyof typeof EXTENSIONS;
 /** Version of the protocol itself: the plugin's, which every extension leaves intact. */
 export const PROTOCOL_VERSION = 1;
 
-/** Route of the capability document. */
-export const CAPABILITIES_PATH = '/transfers/capabilities';
+/** Route of the capability document (spelled in protocol/paths.ts). */
+export { CAPABILITIES_PATH };
 
 /**
  * CRC-32 (zlib's, 8 lowercase hex digits) of a bucket's uncompressed payload. A sender puts it on a push

@@ -9,10 +9,11 @@ import { ERRORS, XferError, isXferError, type ErrorCode } from '../errors.ts';
 import type { JobRunContext, JobRunner, JobsEngine, StopReason } from '../jobs/engine.ts';
 import type { PeerClient } from '../peers/client.ts';
 import { formatOrthancTimestamp } from '../protocol/progress.ts';
-import { parseJobHandle, toWirePullTrigger, toWireRemoteJobHandle, type RemoteJobHandle, type TransferQuery } from '../protocol/wire.ts';
+import { toWireRemoteJobHandle, type RemoteJob, type RemoteJobHandle, type TransferQuery } from '../protocol/wire.ts';
 import { isRetryable, realClock, retry, retryOptionsFromConfig } from '../util/retry.ts';
 import { REMOTE_PULL_KIND, type FollowerPrivate, type RemotePullContent, type RemotePullQuery } from './job-kinds.ts';
 import type { TransferDeps } from './jobs.ts';
+import { PeerApi } from './peer-api.ts';
 import { plainCause, waitingText } from './waiting.ts';
 import { displayUrl } from '../util/url.ts';
 
@@ -31,10 +32,6 @@ const CODE_BY_STATUS = new Map<number, ErrorCode>(
   (Object.entries(ERRORS) as [ErrorCode, (typeof ERRORS)[ErrorCode]][]).map(([code, spec]) => [spec.status, code]),
 );
 
-function obj(v: unknown): Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
-}
-
 /**
  * POST /transfers/send to a peer with RemoteSelf: asks the peer to pull (within the request, as the
  * plugin), then queues the job that follows the peer's job here. Answers the plugin's handle, unchanged.
@@ -49,19 +46,9 @@ export async function startRemotePull(
   q: TransferQuery,
   sender: string,
 ): Promise<RemoteJobHandle> {
-  const trigger = toWirePullTrigger({ Compression: q.Compression, Originator: originator, Peer: remoteSelf, Resources: q.Resources });
-  const answer = await retry(
-    (_a, signal) =>
-      client.json({
-        method: 'POST',
-        path: '/transfers/pull',
-        headers: { 'sender-transfer-id': sender },
-        body: JSON.stringify(trigger),
-        signal,
-      }),
-    retryOptionsFromConfig(config),
-  );
-  const handle = parseJobHandle(answer.body);
+  const api = new PeerApi(client, sender);
+  const trigger = { Compression: q.Compression, Originator: originator, Peer: remoteSelf, Resources: q.Resources };
+  const handle = await retry((_a, signal) => api.submitPull(trigger, { signal }), retryOptionsFromConfig(config));
   // Shown to users and in job Content: never the peer's credentials.
   const url = displayUrl(peerUrl) + handle.Path.replace(/^\/+/, '/');
   const query: RemotePullQuery = {
@@ -95,14 +82,14 @@ export class RemotePullFollower implements JobRunner<RemotePullQuery, RemotePull
 
   async run(ctx: FollowerContext): Promise<void> {
     const q = ctx.query;
-    const { client } = this.#deps.peer(q.Peer);
+    const client = new PeerApi(this.#deps.peer(q.Peer).client);
     const priv = ctx.loadPrivate();
     // A resubmitted follower (it ran before, its state was dropped when it ended): when the peer's job
     // has failed too (or was canceled with it), the peer's job starts again.
     if (!priv && ctx.content().RemoteState !== undefined) {
       const now = await client
-        .json({ method: 'GET', path: q.RemotePath, signal: ctx.signal })
-        .then((a) => obj(a.body).State)
+        .job(q.RemotePath, { signal: ctx.signal })
+        .then((j) => j.State)
         .catch(() => undefined);
       if (now === 'Failure') await this.#control(ctx, client, q, 'resubmit', true);
     }
@@ -120,14 +107,14 @@ export class RemotePullFollower implements JobRunner<RemotePullQuery, RemotePull
   }
 
   /** Reads the peer's job until it ends, mirroring it; throws its failure. */
-  async #follow(ctx: FollowerContext, client: PeerClient, q: RemotePullQuery): Promise<void> {
+  async #follow(ctx: FollowerContext, client: PeerApi, q: RemotePullQuery): Promise<void> {
     const config = this.#deps.config;
     let waiting = false;
     for (let polls = 0; polls < Number.MAX_SAFE_INTEGER; polls++) {
-      let job: Record<string, unknown>;
+      let job: RemoteJob;
       try {
-        const a = await retry(
-          (_a, signal) => client.json({ method: 'GET', path: q.RemotePath, signal }),
+        job = await retry(
+          (_a, signal) => client.job(q.RemotePath, { signal }),
           retryOptionsFromConfig(config, {
             signal: ctx.signal,
             // A 404 means the peer no longer knows the job: no other attempt will change that.
@@ -141,7 +128,6 @@ export class RemotePullFollower implements JobRunner<RemotePullQuery, RemotePull
             },
           }),
         );
-        job = obj(a.body);
       } catch (e) {
         if (ctx.signal.aborted) throw e;
         if ((e as { status?: unknown }).status === 404) {
@@ -153,10 +139,10 @@ export class RemotePullFollower implements JobRunner<RemotePullQuery, RemotePull
           { cause: e },
         );
       }
-      const state = typeof job.State === 'string' ? job.State : 'Pending';
+      const state = job.State;
       const mirrored: Record<string, unknown> = { RemoteState: state };
-      for (const [k, v] of Object.entries(obj(job.Content))) if (!NOT_MIRRORED.has(k)) mirrored[k] = v;
-      const theirs = obj(job.Content).Waiting;
+      for (const [k, v] of Object.entries(job.Content ?? {})) if (!NOT_MIRRORED.has(k)) mirrored[k] = v;
+      const theirs = job.Content?.Waiting;
       if (typeof theirs === 'string') mirrored.Waiting = `the pull by ${q.Peer} waits: ${theirs}`;
       else if (waiting || ctx.content().Waiting !== undefined) mirrored.Waiting = undefined;
       if (typeof theirs !== 'string') mirrored.NextTryTime = undefined;
@@ -165,10 +151,10 @@ export class RemotePullFollower implements JobRunner<RemotePullQuery, RemotePull
       if (typeof job.Progress === 'number') ctx.setProgress(job.Progress / 100);
       if (state === 'Success') return;
       if (state === 'Failure') {
-        const status = typeof job.ErrorCode === 'number' ? job.ErrorCode : undefined;
+        const status = job.ErrorCode;
         const code = (status !== undefined ? CODE_BY_STATUS.get(status) : undefined) ?? 'NetworkProtocol';
-        const desc = typeof job.ErrorDescription === 'string' ? job.ErrorDescription : 'failed';
-        const details = typeof job.ErrorDetails === 'string' && job.ErrorDetails !== '' ? `: ${job.ErrorDetails}` : '';
+        const desc = job.ErrorDescription ?? 'failed';
+        const details = job.ErrorDetails ? `: ${job.ErrorDetails}` : '';
         throw new XferError(code, `the pull by peer "${q.Peer}" (its job ${q.RemoteJob}) failed: ${desc}${details}`);
       }
       await realClock.sleep(POLL_MS, ctx.signal);
@@ -179,15 +165,9 @@ export class RemotePullFollower implements JobRunner<RemotePullQuery, RemotePull
    * POST {RemotePath}/{action} on the peer, best effort. Answers whether the peer did it; what happened is
    * shown in Content.RemoteControl. With `must`, a refusal fails the job instead.
    */
-  async #control(ctx: FollowerContext, client: PeerClient, q: RemotePullQuery, action: 'pause' | 'resume' | 'cancel' | 'resubmit', must: boolean): Promise<boolean> {
+  async #control(ctx: FollowerContext, client: PeerApi, q: RemotePullQuery, action: 'pause' | 'resume' | 'cancel' | 'resubmit', must: boolean): Promise<boolean> {
     try {
-      await client.buffer({
-        method: 'POST',
-        path: `${q.RemotePath}/${action}`,
-        headers: { 'content-type': 'application/json' },
-        body: '{}',
-        timeoutMs: CONTROL_TIMEOUT_S * 1000,
-      });
+      await client.controlJob(q.RemotePath, action, { timeoutMs: CONTROL_TIMEOUT_S * 1000 });
       ctx.setContent({ RemoteControl: `${action}: done on peer "${q.Peer}"` });
       return true;
     } catch (e) {
@@ -203,7 +183,7 @@ export class RemotePullFollower implements JobRunner<RemotePullQuery, RemotePull
   async cancelled(ctx: FollowerContext): Promise<void> {
     const q = ctx.query;
     try {
-      const { client } = this.#deps.peer(q.Peer);
+      const client = new PeerApi(this.#deps.peer(q.Peer).client);
       await this.#control(ctx, client, q, 'cancel', false);
     } catch (e) {
       ctx.setContent({ RemoteControl: `cancel: not done (${isXferError(e) ? (e.details ?? e.message) : String(e)})` });

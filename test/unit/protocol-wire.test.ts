@@ -7,6 +7,11 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { isXferError, type ErrorCode } from '../../src/errors.ts';
 import {
+  CommitStateSchema,
+  HaveAnswerSchema,
+  HeldBucketsSchema,
+  RemoteJobSchema,
+  firstIssue,
   isJsonRealToken,
   jsonMemberRawText,
   parseBucket,
@@ -366,5 +371,42 @@ describe('instances, chunks and push-create bodies', { skip: needs(CAPTURES) }, 
     assert.deepEqual(a.Instances.map((i) => i.ID), ['l', 'p', 'q']);
     assert.equal(a.TotalSize, '10750000');
     assert.equal(a.TotalSizeMB, 10);
+  });
+});
+
+describe('answers of the extensions, as a sender reads them', () => {
+  test('the commit state: the four states of a receiver, the rest refused at State', () => {
+    for (const s of [
+      { State: 'Open', Buckets: 3, BucketsDone: 1 },
+      { State: 'Open', Buckets: 3, BucketsDone: 3, LastCommitStatus: 507, LastCommitDetails: 'disk full' },
+      { State: 'Committing' },
+      { State: 'Success' },
+      { State: 'Failure', Details: 'bad MD5' },
+    ]) {
+      const r = CommitStateSchema.safeParse(s);
+      assert.ok(r.success, JSON.stringify(s));
+      assert.equal(r.data.State, s.State);
+    }
+    for (const bad of [{ State: 'Done' }, { State: 1 }, {}, [], 'Success']) {
+      const r = CommitStateSchema.safeParse(bad);
+      assert.equal(r.success, false, JSON.stringify(bad));
+      if (!r.success && typeof bad === 'object' && !Array.isArray(bad)) assert.equal(firstIssue(r.error).field, 'State');
+    }
+  });
+
+  test('held buckets and held instances: indexes and Orthanc IDs only, the field of the first wrong item named', () => {
+    assert.deepEqual(HeldBucketsSchema.parse({ Buckets: [0, 4], Count: 2 }).Buckets, [0, 4]);
+    const b = HeldBucketsSchema.safeParse({ Buckets: [0, -1] });
+    assert.ok(!b.success && firstIssue(b.error).field === 'Buckets[1]');
+    assert.deepEqual(HaveAnswerSchema.parse({ Count: 1, Instances: ['ab-cd'] }).Instances, ['ab-cd']);
+    const h = HaveAnswerSchema.safeParse({ Instances: ['AB'] });
+    assert.ok(!h.success && firstIssue(h.error).field === 'Instances[0]');
+  });
+
+  test("a peer's job: State required, the informative keys dropped when malformed", () => {
+    const j = RemoteJobSchema.parse({ State: 'Failure', Progress: 'x', Content: [1], ErrorCode: 20, ErrorDescription: 'Corrupted' });
+    assert.deepEqual(j, { State: 'Failure', Progress: undefined, Content: undefined, ErrorCode: 20, ErrorDescription: 'Corrupted' });
+    const r = RemoteJobSchema.safeParse({ Progress: 3 });
+    assert.ok(!r.success && firstIssue(r.error).field === 'State');
   });
 });

@@ -1,0 +1,105 @@
+// The body of a bucket PUT, read from the store once: the payload's CRC-32 (extension bucket-crc32) is
+// taken from the same bytes that are sent, never from a read ahead of them.
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { crc32 as zlibCrc32 } from 'node:zlib';
+import { bucketSize } from '../protocol/buckets.ts';
+import { createGzipStream } from '../protocol/compression.ts';
+import type { Bucket, Compression } from '../protocol/wire.ts';
+import type { Store } from '../store/types.ts';
+import { CRC32_MEMBER, crc32Hex } from './capabilities.ts';
+
+/** The concatenated bytes of a bucket, read from the store as one stream. */
+export function bucketStream(store: Store, bucket: Bucket): Readable {
+  async function* gen(): AsyncGenerator<Buffer> {
+    for (const c of bucket) {
+      if (c.Size === 0) continue;
+      const s = await store.readRange(c.ID, c.Offset, c.Offset + c.Size);
+      for await (const piece of s) yield piece as Buffer;
+    }
+  }
+  return Readable.from(gen(), { objectMode: false });
+}
+
+/** A bucket body ready to send, and the CRC-32 of its uncompressed payload when `checksum`. */
+export interface BucketBody {
+  /** In memory (can be sent again as is), or a stream (of `length` bytes; without, chunked). */
+  body: Buffer | { stream: Readable; length?: number };
+  crc32?: string;
+}
+
+/** How a push builds its bodies with one peer. */
+export interface BodyOptions {
+  compression: Compression;
+  /** Each body carries the CRC-32 of its payload (extension bucket-crc32). */
+  checksum: boolean;
+  /** The gzip level, and whether the peer takes chunked bodies (a dicom-xfer peer listing bucket-span). */
+  gzip: { level: number; chunked: boolean };
+}
+
+/**
+ * Whether bodies are built whole in memory before they are sent (then the requests in flight are bounded by
+ * the bytes they hold): a checksum without compression, or gzip for a peer that wants a Content-Length.
+ */
+export function bodiesInMemory(o: Omit<BodyOptions, 'gzip'> & { gzip: { chunked: boolean } }): boolean {
+  return o.compression === 'none' ? o.checksum : !o.gzip.chunked;
+}
+
+/** Tapped bytes' CRC-32, as they pass. */
+function crcTap(): { tap: Transform; crc32: () => string } {
+  let crc = 0;
+  const tap = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      crc = zlibCrc32(chunk, crc);
+      cb(null, chunk);
+    },
+  });
+  return { tap, crc32: () => crc32Hex(crc) };
+}
+
+/** Every piece of `source`, in one buffer. */
+async function collect(source: AsyncIterable<Buffer>): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let length = 0;
+  for await (const p of source) {
+    parts.push(p);
+    length += p.length;
+  }
+  return Buffer.concat(parts, length);
+}
+
+/**
+ * The body of a bucket PUT, from one read of the store. Without compression it streams from the store, or,
+ * when its CRC-32 is asked, is read whole into memory and checksummed on the way in (the header must go
+ * before the body). With gzip, a peer that takes chunked bodies gets the member as it is compressed: the
+ * bytes leave while the rest is still being read, memory stays at a few zlib buffers per request, and the
+ * link's pace holds the compression back; its checksum is the member's own trailer (CRC32_MEMBER). Other
+ * peers (Orthanc's plugin wants a Content-Length) get the member compressed into memory first, the CRC-32
+ * taken on the way in; their buckets are the plugin's size.
+ */
+export async function bucketBody(store: Store, bucket: Bucket, o: BodyOptions): Promise<BucketBody> {
+  if (o.compression === 'none') {
+    if (!o.checksum) return { body: { stream: bucketStream(store, bucket), length: bucketSize(bucket) } };
+    const { tap, crc32 } = crcTap();
+    let body: Buffer = Buffer.alloc(0);
+    await pipeline(bucketStream(store, bucket), tap, async (source: AsyncIterable<Buffer>) => {
+      body = await collect(source);
+    });
+    return { body, crc32: crc32() };
+  }
+  if (o.gzip.chunked) {
+    const raw = bucketStream(store, bucket);
+    const gz = createGzipStream(o.gzip.level);
+    // A failed read fails the body (the request is cut), rather than ending the member early.
+    raw.on('error', (e) => gz.destroy(e));
+    gz.on('close', () => raw.destroy());
+    const body = { stream: raw.pipe(gz) };
+    return o.checksum ? { body, crc32: CRC32_MEMBER } : { body };
+  }
+  const { tap, crc32 } = crcTap();
+  let body: Buffer = Buffer.alloc(0);
+  await pipeline(bucketStream(store, bucket), tap, createGzipStream(o.gzip.level), async (source: AsyncIterable<Buffer>) => {
+    body = await collect(source);
+  });
+  return o.checksum ? { body, crc32: crc32() } : { body };
+}

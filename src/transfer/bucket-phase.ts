@@ -1,0 +1,204 @@
+// The bucket phase of a push or a pull: every bucket not done yet moved with its retries, starting with
+// Threads requests in flight (docs/protocol.md#concurrency) and adapting that number to the link
+// (adaptive.ts); with bucket-span, consecutive buckets travel together in one request (a span, spans.ts)
+// sized to what is left and to the link. Each finished bucket is recorded in the job, so a later run never
+// moves it again; the job's Content shows the plugin's counters as they go.
+import { bucketSize } from '../protocol/buckets.ts';
+import { bucketPhaseProgress, toMegabytes } from '../protocol/progress.ts';
+import type { Bucket } from '../protocol/wire.ts';
+import { AdaptiveConcurrency, runWithLimit } from './adaptive.ts';
+import { type Direction, SIZE_KEY, TransactionGone, type TransferRun } from './run.ts';
+import { SpanQueue, spanLabel, type Span, type SpanQueueOptions } from './spans.ts';
+
+/** How a bucket request reports its progress to the requests-in-flight controller. */
+export interface BucketMeter {
+  /** Body bytes moved by this node, as they go. */
+  moved(bytes: number): void;
+  /** The receiver's count of the bytes it received for the transfer, at its time in ms (receiver-progress). */
+  delivered(total: number, at: number): void;
+}
+
+/**
+ * Moves one span and answers its bytes on the wire (0 when it found the span already there), reporting
+ * bytes through `meter.moved` as they go.
+ */
+export type SpanWork = (span: Span, signal: AbortSignal | undefined, attempt: number, meter: BucketMeter) => Promise<number>;
+
+export interface BucketPhaseOptions extends Omit<SpanQueueOptions, 'maxBytes'> {
+  /** The throughput is measured from the receiver's counts that the work reports (receiver-progress). */
+  receiverClock?: boolean;
+  /**
+   * Each request holds its whole body in memory before it is sent (a gzip body for a peer that wants a
+   * Content-Length, a body read once for its CRC-32): the requests in flight stay within IN_FLIGHT_BYTES.
+   */
+  bodiesInMemory?: boolean;
+}
+
+/**
+ * Bucket bytes one job may hold in memory at once when its bodies are built whole: it caps the requests in
+ * flight, so memory stays flat whatever MaxThreads allows.
+ */
+const IN_FLIGHT_BYTES = 160 * 1024 * 1024;
+/** Decisions of the requests-in-flight controller shown in a job's Content (`Adaptive`). */
+const ADAPTIVE_HISTORY = 40;
+const round1 = (n: number): number => Math.round(n * 10) / 10;
+/** Largest span before the link is measured. */
+const FIRST_SPAN_BYTES = 2 * 1024 * 1024;
+/** Longest a span should take at the rate each request gets (a bound on what one lost request costs). */
+const SPAN_SECONDS = 8;
+
+/** One bucket phase: its buckets, its controller and its counters. */
+class BucketPhase {
+  readonly #r: TransferRun;
+  readonly #buckets: readonly Bucket[];
+  readonly #direction: Direction;
+  readonly #work: SpanWork;
+  readonly #retryable: (e: unknown) => boolean;
+  readonly #adaptive: AdaptiveConcurrency;
+  readonly #meter: BucketMeter;
+  #completed: number;
+  #requests: number;
+
+  constructor(r: TransferRun, buckets: readonly Bucket[], direction: Direction, work: SpanWork, retryable: (e: unknown) => boolean, o: BucketPhaseOptions) {
+    this.#r = r;
+    this.#buckets = buckets;
+    this.#direction = direction;
+    this.#work = work;
+    this.#retryable = retryable;
+    this.#completed = r.ctx.bucketsDone().size;
+    const before = r.ctx.content().BucketRequests;
+    this.#requests = typeof before === 'number' ? before : 0;
+    this.#adaptive = concurrency(r, buckets, o);
+    const adaptive = this.#adaptive;
+    this.#meter = { moved: (bytes) => adaptive.progress(bytes), delivered: (total, at) => adaptive.delivered(total, at) };
+  }
+
+  /** The job's progress and the plugin's counters (and ours) as they stand. */
+  publish(): void {
+    const { ctx, stats } = this.#r;
+    ctx.setProgress(bucketPhaseProgress(this.#completed, this.#buckets.length));
+    ctx.setContent({
+      TotalBuckets: this.#buckets.length,
+      // Buckets done, as the plugin counts its progress; BucketRequests is the requests that moved them.
+      CompletedHttpQueries: this.#completed,
+      BucketRequests: this.#requests,
+      [SIZE_KEY[this.#direction]]: toMegabytes(stats.wireBytes),
+      // Exact, for the dashboard's wire rate (the MB above are rounded).
+      WireBytes: stats.wireBytes,
+      NetworkSpeedKBs: stats.speedKBs(),
+    });
+  }
+
+  async run(o: BucketPhaseOptions): Promise<void> {
+    const { ctx } = this.#r;
+    this.publish();
+    this.#r.stats.started();
+    const done = ctx.bucketsDone();
+    const pending: number[] = [];
+    for (let i = 0; i < this.#buckets.length; i++) if (!done.has(i)) pending.push(i);
+    const adaptive = this.#adaptive;
+    ctx.setContent({ BucketsInFlight: adaptive.limit });
+    const queue = new SpanQueue(this.#buckets, pending, { ...o, maxBytes: this.#r.config.Transfers.BucketSize * 1024 });
+    const t0 = Date.now();
+    await runWithLimit(
+      () => this.#nextSpan(queue),
+      () => adaptive.limit,
+      (span) => this.#move(span),
+      () => ctx.signal.aborted,
+      (wake) =>
+        adaptive.onDecision(() => {
+          // The controller's last decisions, [seconds into the run, requests in flight, MB/s measured].
+          const recent = adaptive.history.slice(-ADAPTIVE_HISTORY);
+          ctx.setContent({
+            BucketsInFlight: adaptive.limit,
+            Adaptive: recent.map((d) => [round1((d.at - t0) / 1000), d.limit, round1(d.bytesPerSecond / 1e6)]),
+          });
+          wake();
+        }),
+    );
+    if (ctx.signal.aborted) throw ctx.signal.reason;
+  }
+
+  /**
+   * Guided self-scheduling: half of an even share of what is left, and no more than one request moves in
+   * SPAN_SECONDS at the rate each request gets now. Before the first measurement nothing is known of the
+   * link: small spans, so that the first requests end (and are measured) soon even on a slow link.
+   */
+  #nextSpan(queue: SpanQueue): Span | undefined {
+    const adaptive = this.#adaptive;
+    if (queue.empty) {
+      adaptive.drained();
+      return undefined;
+    }
+    const rate = adaptive.rate;
+    const perRequest = rate === undefined ? FIRST_SPAN_BYTES : (rate / Math.max(1, adaptive.limit)) * SPAN_SECONDS;
+    return queue.next(Math.min(queue.bytesLeft / (2 * Math.max(1, adaptive.limit)), perRequest));
+  }
+
+  /** Moves one span with its retries; the first failure for good stops new ones. */
+  async #move(span: Span): Promise<void> {
+    const r = this.#r;
+    const label = spanLabel(span);
+    const start = Date.now();
+    let attemptStart = start;
+    let wire: number;
+    try {
+      wire = await r.call(
+        label,
+        (signal, attempt) => {
+          attemptStart = Date.now();
+          return this.#work(span, signal, attempt, this.#meter);
+        },
+        (e) => {
+          const again = this.#retryable(e);
+          if (again) this.#adaptive.failed();
+          return again;
+        },
+      );
+    } catch (e) {
+      if (r.ctx.signal.aborted || e instanceof TransactionGone) throw e;
+      throw r.failure(`${label} of ${this.#buckets.length}`, e, start);
+    }
+    for (let i = span.first; i <= span.last; i++) r.ctx.markBucketDone(i);
+    this.#completed += span.last - span.first + 1;
+    if (wire > 0) this.#requests++;
+    r.stats.bucketDone(wire);
+    if (wire > 0) r.observe?.(this.#direction === 'push' ? 'send' : 'fetch', (Date.now() - attemptStart) / 1000);
+    this.publish();
+  }
+}
+
+/**
+ * The buckets-in-flight controller of a phase: from Threads up to MaxThreads as the measured throughput
+ * rewards it. When each request holds its body whole in memory, it also stays within what IN_FLIGHT_BYTES
+ * allows; streamed bodies (gzip to a dicom-xfer peer, every pull) take no more memory the more of them run.
+ */
+function concurrency(r: TransferRun, buckets: readonly Bucket[], o: BucketPhaseOptions): AdaptiveConcurrency {
+  const T = r.config.Transfers;
+  let cap = T.MaxThreads;
+  if (o.bodiesInMemory) {
+    let largest = o.join ? T.BucketSize * 1024 : 0;
+    for (const b of buckets) largest = Math.max(largest, bucketSize(b));
+    if (largest > 0) cap = Math.min(cap, Math.floor(IN_FLIGHT_BYTES / largest));
+  }
+  const max = Math.max(T.Threads, cap);
+  // Joined requests start small (FIRST_SPAN_BYTES): as many of them as put the bytes of Threads whole
+  // buckets in flight, the plugin's start, so that the link fills as soon and is measured sooner.
+  const initial = o.join ? Math.min(max, Math.max(T.Threads, Math.ceil((T.Threads * T.BucketSize * 1024) / FIRST_SPAN_BYTES))) : T.Threads;
+  return new AdaptiveConcurrency({ initial, min: 1, max, clock: o.receiverClock ? 'receiver' : 'local' });
+}
+
+/**
+ * Moves the buckets not done yet in `direction`; `work` moves one span (see SpanWork), `retryable` says
+ * which of its failures are worth another attempt.
+ */
+export function runBuckets(
+  r: TransferRun,
+  buckets: readonly Bucket[],
+  direction: Direction,
+  work: SpanWork,
+  retryable: (e: unknown) => boolean,
+  o: BucketPhaseOptions = { join: false },
+): Promise<void> {
+  return new BucketPhase(r, buckets, direction, work, retryable, o).run(o);
+}

@@ -1,0 +1,92 @@
+// The PushTransfer job (docs/protocol.md#push-mode): lists what to send in the local store, then hands the
+// instances to the destination, a transfers peer (destinations/transfers-peer.ts), which knows the wire. The
+// list and the destination's own state are kept in the jobs database, so a pause, a cancel or a restart
+// goes on where it stopped.
+import type { SendTask } from '../destinations/types.ts';
+import { TransfersPeerDestination, type TransfersPeerState } from '../destinations/transfers-peer.ts';
+import { XferError } from '../errors.ts';
+import type { JobRunContext, JobRunner } from '../jobs/engine.ts';
+import { sortUniqueInstances, type InstanceInfo, type Resource } from '../protocol/wire.ts';
+import type { Store } from '../store/types.ts';
+import { PUSH_KIND, type PushContent, type PushPrivate, type TransferJobQuery } from './job-kinds.ts';
+import { TransferRun, type TransferDeps } from './run.ts';
+
+type PushContext = JobRunContext<TransferJobQuery, PushContent, PushPrivate>;
+
+/** Expands resources on the local store into sorted, distinct instances with size and MD5 (no file read). */
+export async function expandLocal(store: Store, resources: readonly Resource[]): Promise<InstanceInfo[]> {
+  const ids = new Set<string>();
+  for (const r of resources) {
+    if (r.Level === 'Instance') {
+      await store.instanceInfo(r.ID);
+      ids.add(r.ID);
+    } else for (const id of await store.listInstances(r.Level, r.ID)) ids.add(id);
+  }
+  const found = await store.findInstances([...ids]);
+  const out: InstanceInfo[] = [];
+  for (const id of ids) {
+    const i = found.get(id);
+    if (!i) throw new XferError('UnknownResource', `Instance ${id} vanished while the transfer was planned`);
+    out.push({ ID: i.id, Size: i.size, MD5: i.md5 });
+  }
+  return sortUniqueInstances(out);
+}
+
+/**
+ * The job's context as the destination's task: the job keeps the instances in its private state, the
+ * destination the rest (its plan, its transaction), both in one record as before the destination seam.
+ */
+function destinationTask(ctx: PushContext, instances: readonly InstanceInfo[]): SendTask<TransfersPeerState> {
+  return {
+    signal: ctx.signal,
+    log: ctx.log,
+    loadPrivate: () => {
+      const saved = ctx.loadPrivate();
+      if (!saved) return undefined;
+      const { instances: _instances, ...state } = saved;
+      return state;
+    },
+    savePrivate: (state) => ctx.savePrivate({ instances: [...instances], ...state }),
+    bucketsDone: () => ctx.bucketsDone(),
+    markBucketDone: (i) => ctx.markBucketDone(i),
+    clearBucketsDone: () => ctx.clearBucketsDone(),
+    content: () => ctx.content(),
+    setContent: (partial) => ctx.setContent(partial),
+    setProgress: (p) => ctx.setProgress(p),
+  };
+}
+
+export class PushTransferJob implements JobRunner<TransferJobQuery, PushContent, PushPrivate> {
+  readonly kind = PUSH_KIND;
+  readonly #deps: TransferDeps;
+
+  constructor(deps: TransferDeps) {
+    this.#deps = deps;
+  }
+
+  async run(ctx: PushContext): Promise<void> {
+    const q = ctx.query;
+    const r = new TransferRun(ctx, this.#deps, q, { Compression: q.Compression, Peer: q.Peer, Resources: q.Resources });
+    let state = ctx.loadPrivate();
+    if (!state) {
+      ctx.setProgress(0);
+      // An Orthanc store that is down is waited for (DatabaseUnavailable is retryable), as a peer is.
+      state = { instances: await r.call('listing what to send in the store', () => expandLocal(this.#deps.store, q.Resources)) };
+      ctx.savePrivate(state);
+    }
+    r.publishTotals(state.instances);
+    r.publishCounters('push');
+    const destination = new TransfersPeerDestination(this.#deps, q.Peer);
+    await destination.send(
+      { instances: state.instances, compression: q.Compression, transferId: q.SenderTransferID },
+      destinationTask(ctx, state.instances),
+    );
+  }
+
+  /** A cancelled push drops what the destination holds of it. */
+  async cancelled(ctx: PushContext): Promise<void> {
+    const state = ctx.loadPrivate();
+    if (!state) return;
+    await new TransfersPeerDestination(this.#deps, ctx.query.Peer).abandon({ transferId: ctx.query.SenderTransferID }, destinationTask(ctx, state.instances));
+  }
+}

@@ -155,11 +155,12 @@ function httpTimeoutOf(config: Config): number {
 
 /**
  * The jobs engine (persistent in <StorageDirectory>/jobs.sqlite) with the runners of the transfer jobs,
- * each handed the peers, the store and the bucket observer. Not started.
+ * each handed the peers, the store, the bucket observer and the node's in-flight budget. Not started.
  */
-function openJobs(base: NodeBase, peers: Peers, latency: BucketLatency, closers: Closers): JobsEngine {
+function openJobs(base: NodeBase, peers: Peers, latency: BucketLatency, inFlight: InFlight, closers: Closers): JobsEngine {
   const { config, store, logger } = base;
   const deps: TransferDeps = {
+    inFlight,
     config,
     store,
     peer(name) {
@@ -204,12 +205,12 @@ async function assemble(http: HttpApp, base: NodeBase, originator: string, close
   const latency = new BucketLatency();
   fastify.addHook('onResponse', serverBucketHook(latency));
 
-  const engine = openJobs(base, peers, latency, closers);
+  const engine = openJobs(base, peers, latency, inFlight, closers);
   const proxy = openOrthancProxy(config, httpTimeoutSeconds);
   registerJobRoutes(fastify, engine, routes, proxy?.foreignJobs);
   registerTransfersClientRoutes(fastify, { config, store, peers, engine, originator, httpTimeoutSeconds }, routes);
 
-  const metrics = new NodeMetrics({ peers, server: transfers, engine, latency });
+  const metrics = new NodeMetrics({ peers, server: transfers, engine, latency, inFlight });
   closers.add(() => metrics.close());
   registerMetricsRoutes(fastify, metrics, routes, proxy?.foreignMetrics);
   closers.add(registerUi(fastify, { config, store, peers, engine, throughput: metrics.throughput, originator }, routes));

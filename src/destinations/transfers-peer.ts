@@ -7,7 +7,7 @@ import { XferError } from '../errors.ts';
 import type { PushPrivate } from '../transfer/job-kinds.ts';
 import { scheduleBuckets } from '../protocol/buckets.ts';
 import type { InstanceInfo } from '../protocol/wire.ts';
-import { watchCpu } from '../transfer/adaptive.ts';
+import { watchCpu } from '../transfer/adaptive/cpu.ts';
 import { bodiesInMemory, bucketBody, type BodyOptions, type BucketBody } from '../transfer/bucket-body.ts';
 import { runBuckets, type BucketMeter } from '../transfer/bucket-phase.ts';
 import type { PeerCapabilities } from '../transfer/capabilities.ts';
@@ -75,14 +75,14 @@ export class TransfersPeerDestination implements Destination<TransfersPeerState>
         resuming = false;
         const held = await this.#heldBuckets(r, tx);
         if (held === undefined) {
-          state = this.#forget(task, state);
+          state = await this.#forget(task, state);
           continue;
         }
-        for (const i of held) task.markBucketDone(i);
+        for (const i of held) await task.markBucketDone(i);
       }
       const sent = state.sent ?? req.instances;
       if (!(await this.#sendBuckets(r, caps, tx, state)) || !(await commitPush(r, caps, tx, sent))) {
-        state = this.#forget(task, state);
+        state = await this.#forget(task, state);
         continue;
       }
       return task.setProgress(1);
@@ -103,11 +103,11 @@ export class TransfersPeerDestination implements Destination<TransfersPeerState>
   }
 
   /** Drops a transaction the peer lost; the next round makes a new one. */
-  #forget(task: PeerTask, state: TransfersPeerState): TransfersPeerState {
+  async #forget(task: PeerTask, state: TransfersPeerState): Promise<TransfersPeerState> {
     task.log.warn({ path: state.path }, 'the peer no longer holds the transaction: a new one is made');
     const { path: _path, cookie: _cookie, ...rest } = state;
-    task.clearBucketsDone();
-    task.savePrivate(rest);
+    await task.clearBucketsDone();
+    await task.savePrivate(rest);
     return rest;
   }
 
@@ -126,9 +126,9 @@ export class TransfersPeerDestination implements Destination<TransfersPeerState>
       r.publishSkipped(skipped);
       state = { skipped };
     }
-    task.clearBucketsDone();
+    await task.clearBucketsDone();
     if (sent.length === 0) {
-      task.savePrivate(state);
+      await task.savePrivate(state);
       return state;
     }
     // With bucket-span the transaction is cut into small buckets, and the requests join them as the link
@@ -140,7 +140,7 @@ export class TransfersPeerDestination implements Destination<TransfersPeerState>
       r.api.createPush({ Instances: sent, Buckets: buckets, Compression: r.q.Compression }, { timeoutMs: r.config.Transfers.PeerCommitTimeout * 1000, signal }),
     );
     const next: TransfersPeerState = { ...state, sent, buckets, path: tx.path, ...(tx.cookie ? { cookie: tx.cookie } : {}) };
-    task.savePrivate(next);
+    await task.savePrivate(next);
     return next;
   }
 

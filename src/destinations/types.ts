@@ -16,13 +16,13 @@ export interface SendTask<State> {
   readonly log: Logger;
   /** The state an earlier run saved, undefined on the first run. */
   loadPrivate(): State | undefined;
-  /** Saves the state durably: what a later run resumes from. */
-  savePrivate(state: State): void;
+  /** Saves the state: what a later run resumes from; durable when the promise resolves. */
+  savePrivate(state: State): Promise<void>;
   /** Units of work (buckets, instances...) that earlier runs finished, recorded one by one as they end. */
   bucketsDone(): Set<number>;
-  markBucketDone(index: number): void;
+  markBucketDone(index: number): Promise<void>;
   /** Forgets every finished unit (a new plan). */
-  clearBucketsDone(): void;
+  clearBucketsDone(): Promise<void>;
   /** The figures reported so far (the job's Content). */
   content(): Readonly<Record<string, unknown>>;
   /** Merges figures into the report (a key set to undefined is removed). */

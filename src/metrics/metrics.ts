@@ -7,6 +7,7 @@ import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { JobsEngine, JobState } from '../jobs/engine.ts';
 import type { Peers } from '../peers/peers.ts';
 import { route, type RouteInfo } from '../server/http.ts';
+import type { InFlight } from '../transfer/in-flight.ts';
 import type { TransfersServer } from '../transfer/server-routes.ts';
 import type { BucketLatency } from './buckets.ts';
 import { Throughput, type ByteTotals } from './throughput.ts';
@@ -25,6 +26,8 @@ export interface MetricsSources {
   engine: JobsEngine;
   /** The bucket latencies, fed by the jobs and the HTTP server. */
   latency: BucketLatency;
+  /** The node's in-flight budget (requests and bytes of every job and chunk answer). */
+  inFlight: Pick<InFlight, 'counters'>;
 }
 
 type Registers = Registry[];
@@ -185,6 +188,31 @@ function serverMetrics(registers: Registers, server: ServerCounters): void {
   });
 }
 
+/** The node's in-flight budget: what it holds now, what waits for room, and how many requests waited. */
+function inFlightMetrics(registers: Registers, inFlight: Pick<InFlight, 'counters'>): void {
+  const gauge = (name: string, help: string, read: () => number) =>
+    new Gauge({
+      name,
+      help,
+      registers,
+      collect() {
+        this.set(read());
+      },
+    });
+  gauge('dicom_xfer_in_flight_requests', 'Requests (bucket PUTs and GETs, chunk answers) holding a share of the in-flight budget now.', () => inFlight.counters.requests);
+  gauge('dicom_xfer_in_flight_bytes', 'Bytes those requests hold in the in-flight budget now.', () => inFlight.counters.bytes);
+  gauge('dicom_xfer_in_flight_waiting', 'Requests waiting for room in the in-flight budget now.', () => inFlight.counters.waiting);
+  new Counter({
+    name: 'dicom_xfer_in_flight_waits_total',
+    help: 'Requests that waited for room in the in-flight budget (Transfers.MaxRequestsInFlight, Transfers.MaxInFlightSize).',
+    registers,
+    collect() {
+      this.reset();
+      setCounter(this, inFlight.counters.waited);
+    },
+  });
+}
+
 /**
  * The jobs' figures: jobs by type and state, running jobs, and counters that follow the engine's events
  * (retries, skipped instances, jobs finished); a job's Content is read when it changes.
@@ -271,6 +299,7 @@ export class NodeMetrics {
     orthancGauges(registers, server);
     peerMetrics(registers, peers);
     serverMetrics(registers, server);
+    inFlightMetrics(registers, sources.inFlight);
     this.registry.registerMetric(sources.latency.histogram);
     this.#jobs = new JobMetrics(registers, sources.engine);
     const throughput = this.throughput;

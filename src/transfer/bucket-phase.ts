@@ -6,7 +6,8 @@
 import { bucketSize } from '../protocol/buckets.ts';
 import { bucketPhaseProgress, toMegabytes } from '../protocol/progress.ts';
 import type { Bucket } from '../protocol/wire.ts';
-import { AdaptiveConcurrency, runWithLimit } from './adaptive.ts';
+import { AdaptiveConcurrency } from './adaptive/controller.ts';
+import { runWithLimit } from './adaptive/pool.ts';
 import { type Direction, SIZE_KEY, TransactionGone, type TransferRun } from './run.ts';
 import { SpanQueue, spanLabel, type Span, type SpanQueueOptions } from './spans.ts';
 
@@ -145,10 +146,17 @@ class BucketPhase {
     try {
       wire = await r.call(
         label,
-        (signal, attempt) => {
-          attemptStart = Date.now();
-          return this.#work(span, signal, attempt, this.#meter);
-        },
+        // Each attempt (not the waits between them) holds the span's share of the node's in-flight budget.
+        (signal, attempt) =>
+          r.inFlight.run(
+            span.bytes,
+            signal,
+            () => {
+              attemptStart = Date.now();
+              return this.#work(span, signal, attempt, this.#meter);
+            },
+            r.showBudgetWait,
+          ),
         (e) => {
           const again = this.#retryable(e);
           if (again) this.#adaptive.failed();
@@ -159,7 +167,7 @@ class BucketPhase {
       if (r.ctx.signal.aborted || e instanceof TransactionGone) throw e;
       throw r.failure(`${label} of ${this.#buckets.length}`, e, start);
     }
-    for (let i = span.first; i <= span.last; i++) r.ctx.markBucketDone(i);
+    for (let i = span.first; i <= span.last; i++) await r.ctx.markBucketDone(i);
     this.#completed += span.last - span.first + 1;
     if (wire > 0) this.#requests++;
     r.stats.bucketDone(wire);

@@ -103,7 +103,7 @@ export class PullTransferJob implements JobRunner<TransferJobQuery, PullContent,
     const staging = join(store.stagingRoot(), 'pull', ctx.id);
     const area = await StagingArea.create(staging, fetched);
     const state: PullPrivate = { instances, fetched, buckets, staging, ...(skipped ? { skipped } : {}) };
-    ctx.savePrivate(state);
+    await ctx.savePrivate(state);
     return { state, area };
   }
 

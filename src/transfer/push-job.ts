@@ -72,7 +72,7 @@ export class PushTransferJob implements JobRunner<TransferJobQuery, PushContent,
       ctx.setProgress(0);
       // An Orthanc store that is down is waited for (DatabaseUnavailable is retryable), as a peer is.
       state = { instances: await r.call('listing what to send in the store', () => expandLocal(this.#deps.store, q.Resources)) };
-      ctx.savePrivate(state);
+      await ctx.savePrivate(state);
     }
     r.publishTotals(state.instances);
     r.publishCounters('push');

@@ -94,13 +94,13 @@ export class RemotePullFollower implements JobRunner<RemotePullQuery, RemotePull
       if (now === 'Failure') await this.#control(ctx, client, q, 'resubmit', true);
     }
     if (priv?.pausedRemote) await this.#control(ctx, client, q, 'resume', false);
-    ctx.savePrivate({} satisfies FollowerPrivate);
+    await ctx.savePrivate({} satisfies FollowerPrivate);
     try {
       await this.#follow(ctx, client, q);
     } catch (e) {
       if (ctx.signal.aborted && (ctx.signal.reason as StopReason) === 'pause') {
         // Paused here: the peer's job is paused too, and resumed with this one.
-        if (await this.#control(ctx, client, q, 'pause', false)) ctx.savePrivate({ pausedRemote: true } satisfies FollowerPrivate);
+        if (await this.#control(ctx, client, q, 'pause', false)) await ctx.savePrivate({ pausedRemote: true } satisfies FollowerPrivate);
       }
       throw e;
     }

@@ -10,7 +10,8 @@ import { formatOrthancTimestamp, networkSpeedKBs, toMegabytes } from '../protoco
 import type { Compression, InstanceInfo } from '../protocol/wire.ts';
 import type { Store } from '../store/types.ts';
 import { isRetryable, retry, retryOptionsFromConfig, type RetryOptions } from '../util/retry.ts';
-import { GzipLevelChooser } from './adaptive.ts';
+import { GzipLevelChooser } from './adaptive/gzip-level.ts';
+import type { InFlight } from './in-flight.ts';
 import { BUCKET_CHECKSUM_STATUS, extensionsEnabled, type PeerCapabilities } from './capabilities.ts';
 import { PeerApi } from './peer-api.ts';
 import { waitingText } from './waiting.ts';
@@ -23,6 +24,8 @@ export interface TransferDeps {
   peer(name: string): { client: PeerClient; url: string };
   /** Told the duration of every bucket moved (the successful attempt), for the latency histogram. */
   observeBucket?: (side: 'send' | 'fetch', seconds: number) => void;
+  /** The node's one budget of requests and bytes in flight, shared by every job and the chunk answers. */
+  inFlight: InFlight;
 }
 
 /** Which way the bytes go: this node pushes them to the peer, or pulls them from it. */
@@ -164,6 +167,7 @@ export class TransferRun {
   /** The gzip level of this run's bucket bodies (push), chosen from the machine's CPU against the link. */
   readonly gzip = new GzipLevelChooser();
   readonly observe: TransferDeps['observeBucket'];
+  readonly inFlight: InFlight;
   readonly #clock: OutageClock;
   #retries: number;
   /** Content.Waiting is shown (a call waits to be tried again). */
@@ -179,6 +183,7 @@ export class TransferRun {
     this.api = new PeerApi(peer.client, q.SenderTransferID);
     this.peerUrl = peer.url;
     this.observe = deps.observeBucket;
+    this.inFlight = deps.inFlight;
     this.#clock = new OutageClock(deps.config.Transfers.RetryBudget * 1000);
     const before = ctx.content().Retries;
     this.#retries = typeof before === 'number' ? before : 0;
@@ -200,6 +205,15 @@ export class TransferRun {
       this.ctx.setContent({ Waiting: waitingText(this.q.Peer, error, delayMs), NextTryTime: formatOrthancTimestamp(Date.now() + delayMs) });
     }
   }
+
+  /**
+   * Shows (a reason) or clears (undefined) a wait for room in the node's in-flight budget, in Content.Waiting;
+   * a retry's wait, shown by noteRetry, is left to the call that ends it.
+   */
+  readonly showBudgetWait = (reason: string | undefined): void => {
+    if (reason !== undefined) this.ctx.setContent({ Waiting: reason });
+    else if (!this.#waiting) this.ctx.setContent({ Waiting: undefined });
+  };
 
   /**
    * Options of the retry primitive for one call: MaxHttpRetries attempts 1 s apart as the plugin, and

@@ -18,6 +18,7 @@ import type { Compression, InstanceInfo } from '../../src/protocol/wire.ts';
 import { EmbeddedStore } from '../../src/store/embedded/store.ts';
 import type { Store } from '../../src/store/types.ts';
 import { expandLocal } from '../../src/transfer/jobs.ts';
+import { InFlight } from '../../src/transfer/in-flight.ts';
 import type { TransferDeps } from '../../src/transfer/run.ts';
 import { listFiles, someSeries } from '../helpers/data.ts';
 import { startXferNode, type XferNode } from '../helpers/node.ts';
@@ -70,17 +71,17 @@ class MemoryTask implements SendTask<TransfersPeerState> {
   loadPrivate(): TransfersPeerState | undefined {
     return this.state === undefined ? undefined : structuredClone(this.state);
   }
-  savePrivate(s: TransfersPeerState): void {
+  async savePrivate(s: TransfersPeerState): Promise<void> {
     this.state = structuredClone(s);
   }
   bucketsDone(): Set<number> {
     return new Set(this.done);
   }
-  markBucketDone(i: number): void {
+  async markBucketDone(i: number): Promise<void> {
     this.done.add(i);
     this.onBucket?.(i);
   }
-  clearBucketsDone(): void {
+  async clearBucketsDone(): Promise<void> {
     this.done.clear();
   }
   content(): Readonly<Record<string, unknown>> {
@@ -134,7 +135,12 @@ describe('a transfers peer through the Destination interface', () => {
     const { config } = await loadConfig({ overrides: { StorageDirectory: storeDir, Transfers: transfers } });
     const client = new PeerClient({ name: 'b', url: `${receiver.url}/`, httpHeaders: {}, userProperties: {} }, { httpTimeout: 30, verifyPeers: true });
     clients.push(client);
-    const deps: TransferDeps = { config, store: counting(store, reads), peer: () => ({ client, url: `${receiver.url}/` }) };
+    const deps: TransferDeps = {
+      config,
+      store: counting(store, reads),
+      peer: () => ({ client, url: `${receiver.url}/` }),
+      inFlight: InFlight.fromConfig(config.Transfers),
+    };
     return { dest: new TransfersPeerDestination(deps, 'b'), config };
   }
 

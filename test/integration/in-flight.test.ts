@@ -65,6 +65,7 @@ describe('the in-flight budget of a data source serving two pulls at once', () =
   let open: Source;
   let puller: XferNode;
   const sent: Imported[] = [];
+  let studies: string[][] = [];
   const CAP_MB = 2;
 
   before(async () => {
@@ -72,7 +73,7 @@ describe('the in-flight budget of a data source serving two pulls at once', () =
     // Buckets of 512 KB to 1 MB: the cap holds two to four answers at once, while the two pulls ask for up to eight.
     capped = await startSource({ Transfers: { MaxInFlightSize: CAP_MB } });
     open = await startSource({});
-    const studies = await writeStudies(data);
+    studies = await writeStudies(data);
     for (const files of studies) {
       sent.push(await importFiles(capped.url, files));
       await importFiles(open.url, files);
@@ -131,5 +132,41 @@ describe('the in-flight budget of a data source serving two pulls at once', () =
     assert.ok(c.peakRequests > 0 && c.peakBytes > 0, 'the answers went through the budget');
     assert.equal(c.waited, 0);
     assert.deepEqual([c.requests, c.bytes, c.waiting], [0, 0, 0]);
+  });
+
+  test('the jobs of a node share its budget: two pushes with one request in flight at a time', async (t) => {
+    await emptyNode(puller.url);
+    const sender = await startSource({
+      OrthancPeers: { dest: [puller.url] },
+      ConcurrentJobs: 2,
+      Transfers: { MaxRequestsInFlight: 1, Threads: 4, MaxThreads: 4, BucketSize: 512, BucketSpans: false },
+    });
+    try {
+      const mine = [];
+      for (const files of studies) mine.push(await importFiles(sender.url, files));
+      const handles = await Promise.all(
+        mine.map((s) =>
+          startTransfer(sender.url, 'send', {
+            Resources: [...s.md5.keys()].map((ID) => ({ Level: 'Instance', ID })),
+            Peer: 'dest',
+            Compression: 'gzip',
+          }),
+        ),
+      );
+      for (const h of handles) {
+        const job = await waitJob(sender.url, h.ID as string, 120_000);
+        assert.equal(job.State, 'Success', JSON.stringify(job));
+      }
+      await assertSameInstances(puller.url, new Map(mine.flatMap((s) => [...s.md5])));
+      const c = sender.inFlight.counters;
+      t.diagnostic(`budget of the sender: ${JSON.stringify(c)}`);
+      assert.equal(c.peakRequests, 1, 'never more than one bucket request in flight across both jobs');
+      assert.ok(c.waited > 0, 'two jobs of four workers each: requests waited for the one place');
+      const metrics = await (await fetch(`${sender.url}/tools/metrics-prometheus`)).text();
+      assert.match(metrics, new RegExp(`^dicom_xfer_in_flight_waits_total ${c.waited}$`, 'm'));
+      assert.match(metrics, /^dicom_xfer_in_flight_requests 0$/m);
+    } finally {
+      await sender.close();
+    }
   });
 });

@@ -29,6 +29,7 @@ import { RemotePullFollower } from './transfer/remote-job.ts';
 import { InFlight } from './transfer/in-flight.ts';
 import { openTransfersServer, registerTransfersServerRoutes, type TransfersServer } from './transfer/server-routes.ts';
 import { registerUi } from './ui/module.ts';
+import { TransfersPeerDirectory } from './destinations/transfers-peers.ts';
 import { XferError } from './errors.ts';
 
 export interface ServeFlags {
@@ -157,7 +158,7 @@ function httpTimeoutOf(config: Config): number {
  * The jobs engine (persistent in <StorageDirectory>/jobs.sqlite) with the runners of the transfer jobs,
  * each handed the peers, the store, the bucket observer and the node's in-flight budget. Not started.
  */
-function openJobs(base: NodeBase, peers: Peers, latency: BucketLatency, inFlight: InFlight, closers: Closers): JobsEngine {
+function openJobs(base: NodeBase, peers: Peers, latency: BucketLatency, inFlight: InFlight, closers: Closers): { engine: JobsEngine; destinations: TransfersPeerDirectory } {
   const { config, store, logger } = base;
   const deps: TransferDeps = {
     inFlight,
@@ -170,7 +171,9 @@ function openJobs(base: NodeBase, peers: Peers, latency: BucketLatency, inFlight
     },
     observeBucket: (side, seconds) => latency.observeBucket(side, seconds),
   };
-  const runners = transferRunners(deps);
+  // Where push jobs send, and what the dashboard lists: the transfers peers.
+  const destinations = new TransfersPeerDirectory(deps, peers, config);
+  const runners = transferRunners(deps, destinations);
   const follower = new RemotePullFollower(deps);
   const db = openJobsDb(join(config.StorageDirectory, 'jobs.sqlite'));
   closers.add(() => db.close());
@@ -181,7 +184,7 @@ function openJobs(base: NodeBase, peers: Peers, latency: BucketLatency, inFlight
     logger,
   });
   closers.add(() => engine.close());
-  return engine;
+  return { engine, destinations };
 }
 
 /** Builds the parts of a node and registers their routes on `http`; `closers` gets what to stop. */
@@ -205,7 +208,7 @@ async function assemble(http: HttpApp, base: NodeBase, originator: string, close
   const latency = new BucketLatency();
   fastify.addHook('onResponse', serverBucketHook(latency));
 
-  const engine = openJobs(base, peers, latency, inFlight, closers);
+  const { engine, destinations } = openJobs(base, peers, latency, inFlight, closers);
   const proxy = openOrthancProxy(config, httpTimeoutSeconds);
   registerJobRoutes(fastify, engine, routes, proxy?.foreignJobs);
   registerTransfersClientRoutes(fastify, { config, store, peers, engine, originator, httpTimeoutSeconds }, routes);
@@ -213,7 +216,7 @@ async function assemble(http: HttpApp, base: NodeBase, originator: string, close
   const metrics = new NodeMetrics({ peers, server: transfers, engine, latency, inFlight });
   closers.add(() => metrics.close());
   registerMetricsRoutes(fastify, metrics, routes, proxy?.foreignMetrics);
-  closers.add(registerUi(fastify, { config, store, peers, engine, throughput: metrics.throughput, originator }, routes));
+  closers.add(registerUi(fastify, { config, store, peers, destinations, engine, throughput: metrics.throughput, originator }, routes));
   registerOpenApi(fastify, routes, `dicom-xfer node "${config.Name}"`);
   if (proxy) {
     closers.add(() => proxy.close());

@@ -52,3 +52,26 @@ export interface Destination<State> {
   /** After a cancel: drops what the destination holds of the unfinished send. Best effort, never throws. */
   abandon(request: Pick<SendRequest, 'transferId'>, task: SendTask<State>): Promise<void>;
 }
+
+/** What the dashboard shows of one destination (its peers page): these keys for every kind, then the kind's own. */
+export interface DestinationStatus extends Record<string, unknown> {
+  Name: string;
+  /** What it is: `transfers-peer` today; a DICOM modality or a DICOMweb server tomorrow. */
+  Kind: string;
+  /** Where it is, without credentials. */
+  Url: string | null;
+  Reachable: boolean;
+}
+
+/**
+ * The node's destinations by name: what a push job sends to and what the dashboard lists. One directory per
+ * kind of destination; the composition root hands the jobs and the dashboard the node's.
+ */
+export interface DestinationDirectory<State> {
+  /** The names of every destination, sorted. */
+  names(): string[];
+  /** The destination of that name; UnknownResource when none is configured under it. */
+  get(name: string): Destination<State>;
+  /** Every destination's status, asked now (each kind bounds its own wait). */
+  statusAll(): Promise<DestinationStatus[]>;
+}

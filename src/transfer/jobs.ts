@@ -2,6 +2,8 @@
 // the instances to a destination) and PullTransfer (pull-job.ts); what they share is in run.ts and
 // bucket-phase.ts, the bodies in bucket-body.ts, the peer's side of the protocol in peer-api.ts.
 import { randomUUID } from 'node:crypto';
+import type { TransfersPeerState } from '../destinations/transfers-peer.ts';
+import type { DestinationDirectory } from '../destinations/types.ts';
 import type { AnyJobRunner, JobType } from '../jobs/engine.ts';
 import type { TransferJobQuery } from './job-kinds.ts';
 import { PullTransferJob } from './pull-job.ts';
@@ -12,8 +14,9 @@ export type { TransferDeps, TransferJobQuery };
 export { PullTransferJob, PushTransferJob };
 export { expandLocal } from './push-job.ts';
 
-export function transferRunners(deps: TransferDeps): (type: JobType) => AnyJobRunner {
-  const push = new PushTransferJob(deps);
+/** The runners of the transfer jobs: a push sends to a destination of `destinations`, a pull fetches from a peer. */
+export function transferRunners(deps: TransferDeps, destinations: DestinationDirectory<TransfersPeerState>): (type: JobType) => AnyJobRunner {
+  const push = new PushTransferJob(deps, destinations);
   const pull = new PullTransferJob(deps);
   return (type) => (type === 'PushTransfer' ? push : pull);
 }

@@ -3,7 +3,8 @@
 // list and the destination's own state are kept in the jobs database, so a pause, a cancel or a restart
 // goes on where it stopped.
 import type { SendTask } from '../destinations/types.ts';
-import { TransfersPeerDestination, type TransfersPeerState } from '../destinations/transfers-peer.ts';
+import type { TransfersPeerState } from '../destinations/transfers-peer.ts';
+import type { DestinationDirectory } from '../destinations/types.ts';
 import { XferError } from '../errors.ts';
 import type { JobRunContext, JobRunner } from '../jobs/engine.ts';
 import { sortUniqueInstances, type InstanceInfo, type Resource } from '../protocol/wire.ts';
@@ -59,9 +60,11 @@ function destinationTask(ctx: PushContext, instances: readonly InstanceInfo[]): 
 export class PushTransferJob implements JobRunner<TransferJobQuery, PushContent, PushPrivate> {
   readonly kind = PUSH_KIND;
   readonly #deps: TransferDeps;
+  readonly #destinations: DestinationDirectory<TransfersPeerState>;
 
-  constructor(deps: TransferDeps) {
+  constructor(deps: TransferDeps, destinations: DestinationDirectory<TransfersPeerState>) {
     this.#deps = deps;
+    this.#destinations = destinations;
   }
 
   async run(ctx: PushContext): Promise<void> {
@@ -76,7 +79,7 @@ export class PushTransferJob implements JobRunner<TransferJobQuery, PushContent,
     }
     r.publishTotals(state.instances);
     r.publishCounters('push');
-    const destination = new TransfersPeerDestination(this.#deps, q.Peer);
+    const destination = this.#destinations.get(q.Peer);
     await destination.send(
       { instances: state.instances, compression: q.Compression, transferId: q.SenderTransferID },
       destinationTask(ctx, state.instances),
@@ -87,6 +90,6 @@ export class PushTransferJob implements JobRunner<TransferJobQuery, PushContent,
   async cancelled(ctx: PushContext): Promise<void> {
     const state = ctx.loadPrivate();
     if (!state) return;
-    await new TransfersPeerDestination(this.#deps, ctx.query.Peer).abandon({ transferId: ctx.query.SenderTransferID }, destinationTask(ctx, state.instances));
+    await this.#destinations.get(ctx.query.Peer).abandon({ transferId: ctx.query.SenderTransferID }, destinationTask(ctx, state.instances));
   }
 }

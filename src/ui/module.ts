@@ -4,6 +4,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { embeddedApiOf } from '../api/orthanc-api.ts';
 import type { Config } from '../config/types.ts';
+import type { DestinationDirectory } from '../destinations/types.ts';
 import { XferError, isXferError } from '../errors.ts';
 import type { JobsEngine } from '../jobs/engine.ts';
 import type { Throughput } from '../metrics/throughput.ts';
@@ -37,59 +38,6 @@ export function publicConfig(config: Config): Record<string, unknown> {
     out.OrthancStore = store;
   }
   return out;
-}
-
-/** The names a peer's `GET /transfers/capabilities` answer gives its extensions, whatever its exact shape. */
-export function extensionNames(body: unknown): string[] {
-  if (Array.isArray(body)) return body.filter((x): x is string => typeof x === 'string').sort();
-  if (body === null || typeof body !== 'object') return [];
-  const o = body as Record<string, unknown>;
-  for (const key of ['Extensions', 'extensions', 'Capabilities']) {
-    if (o[key] !== undefined) return extensionNames(o[key]);
-  }
-  // An object of versions, flags or per-extension settings: the keys whose value is not false, 0 or null.
-  return Object.entries(o)
-    .filter(([, v]) => v !== false && v !== 0 && v !== null && v !== undefined)
-    .map(([k]) => k)
-    .sort();
-}
-
-/** What the peers page shows of each peer. */
-async function describePeers(peers: Peers, config: Config): Promise<Record<string, unknown>[]> {
-  const probes = await peers.probeAll();
-  const timeoutMs = Math.max(1, config.Transfers.PeerConnectivityTimeout) * 1000;
-  return Promise.all(
-    probes.map(async (probe) => {
-      const peer = peers.get(probe.name);
-      const stats = peers.stats(probe.name);
-      let extensions: string[] | null = null;
-      let capabilities: unknown = null;
-      if (peer && probe.reachable && probe.status !== 'disabled') {
-        try {
-          const res = await peers.client(probe.name).json({ method: 'GET', path: '/transfers/capabilities', timeoutMs });
-          capabilities = res.body;
-          extensions = extensionNames(res.body);
-        } catch {
-          // No such route (an Orthanc peer, an older dicom-xfer): no extensions.
-          extensions = [];
-        }
-      }
-      return {
-        Name: probe.name,
-        Url: peer ? displayUrl(peer.url) : null,
-        RemoteSelf: peer?.userProperties.RemoteSelf ?? null,
-        Reachable: probe.reachable,
-        RttMs: probe.rttMs ?? null,
-        Status: probe.status,
-        Error: probe.error ?? null,
-        Plugins: probe.plugins ?? [],
-        Extensions: extensions,
-        Capabilities: capabilities,
-        ProbedAt: probe.at,
-        Stats: stats ?? null,
-      };
-    }),
-  );
 }
 
 function oneQuery(query: unknown, name: string): string | undefined {
@@ -165,7 +113,10 @@ async function send(req: FastifyRequest, deps: UiDeps): Promise<unknown> {
 export interface UiDeps {
   config: Config;
   store: Store;
+  /** The peers: a pull's data is described from its peer, and send in pull mode asks the peer to pull. */
   peers: Peers;
+  /** Where this node sends: the peers page lists them with their status. */
+  destinations: Pick<DestinationDirectory<unknown>, 'names' | 'statusAll'>;
   engine: JobsEngine;
   throughput?: Throughput | undefined;
   /** This node's random UUID (the plugin's "Originator"). */
@@ -183,7 +134,7 @@ export function registerUi(app: FastifyInstance, deps: UiDeps, routes: RouteInfo
   registerUiFiles(app, routes);
   registerNodeRoutes(app, deps, routes);
   registerUiJobRoutes(app, deps, live, routes);
-  route(app, '/ui/api/peers', { GET: async (_req, reply) => sendJson(reply, await describePeers(deps.peers, deps.config)) }, routes);
+  route(app, '/ui/api/peers', { GET: async (_req, reply) => sendJson(reply, await deps.destinations.statusAll()) }, routes);
   route(
     app,
     '/ui/api/studies',
@@ -254,7 +205,7 @@ function registerNodeRoutes(app: FastifyInstance, deps: UiDeps, routes: RouteInf
           Store: store.kind,
           StoreSearch: studySource(store) !== undefined,
           Statistics: embedded ? await embedded.statistics() : null,
-          Peers: deps.peers.names(),
+          Peers: deps.destinations.names(),
           Jobs: states,
           Throughput: throughput ? throughput.now() : null,
           ThroughputHistory: throughput ? throughput.history() : [],

@@ -12,7 +12,10 @@ import { loadConfig } from '../../src/config/load.ts';
 import type { Config, TransfersConfig } from '../../src/config/types.ts';
 import { TransfersPeerDestination, type TransfersPeerState } from '../../src/destinations/transfers-peer.ts';
 import type { Destination, SendTask } from '../../src/destinations/types.ts';
+import { TransfersPeerDirectory } from '../../src/destinations/transfers-peers.ts';
+import { isXferError } from '../../src/errors.ts';
 import { PeerClient } from '../../src/peers/client.ts';
+import { Peers } from '../../src/peers/peers.ts';
 import { bucketSize } from '../../src/protocol/buckets.ts';
 import type { Compression, InstanceInfo } from '../../src/protocol/wire.ts';
 import { EmbeddedStore } from '../../src/store/embedded/store.ts';
@@ -209,5 +212,34 @@ describe('a transfers peer through the Destination interface', () => {
     await dest.abandon({ transferId: 't-abandon' }, task);
     const a = await fetch(`${receiver.url}${path}/buckets`);
     assert.equal(a.status, 404, 'the peer no longer holds the transaction');
+  });
+
+  test('the directory of transfers peers: names, a destination by name, and each one\'s status', async () => {
+    await emptyNode(receiver.url);
+    const dir = await mkdtemp(join(tmpdir(), 'dx-dest-dir-'));
+    const { config } = await loadConfig({
+      overrides: { StorageDirectory: dir, OrthancPeers: { b: [`${receiver.url}/`], down: ['http://127.0.0.1:9/'] }, Transfers: { PeerConnectivityTimeout: 2 } },
+    });
+    const peers = await Peers.open(config, pino({ level: 'silent' }));
+    try {
+      const deps: TransferDeps = { config, store, peer: (name) => ({ client: peers.client(name), url: peers.get(name)?.url ?? '' }), inFlight: InFlight.fromConfig(config.Transfers) };
+      const directory = new TransfersPeerDirectory(deps, peers, config);
+      assert.deepEqual(directory.names(), ['b', 'down']);
+      assert.throws(() => directory.get('nope'), (e: unknown) => isXferError(e) && e.code === 'UnknownResource' && /peer "nope"/.test(e.message));
+      const status = await directory.statusAll();
+      const byName = new Map(status.map((s) => [s.Name, s]));
+      assert.equal(byName.get('b')?.Kind, 'transfers-peer');
+      assert.equal(byName.get('b')?.Reachable, true);
+      assert.equal(byName.get('b')?.Url, `${receiver.url}/`);
+      assert.ok((byName.get('b')?.Extensions as string[]).includes('bucket-crc32'), JSON.stringify(byName.get('b')));
+      assert.equal(byName.get('down')?.Reachable, false);
+      // A destination from the directory sends as one made directly.
+      const task = new MemoryTask();
+      await directory.get('b').send({ instances, compression: 'gzip', transferId: 't-directory' }, task);
+      await assertSameInstances(receiver.url, expected);
+    } finally {
+      await peers.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

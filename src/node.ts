@@ -29,7 +29,7 @@ import { RemotePullFollower } from './transfer/remote-job.ts';
 import { InFlight } from './transfer/in-flight.ts';
 import { openTransfersServer, registerTransfersServerRoutes, type TransfersServer } from './transfer/server-routes.ts';
 import { registerUi } from './ui/module.ts';
-import { TransfersPeerDirectory } from './destinations/transfers-peers.ts';
+import { TransfersPeerDirectory } from './transfer/peer-directory.ts';
 import { XferError } from './errors.ts';
 
 export interface ServeFlags {

@@ -1,6 +1,6 @@
 // Where a node sends instances: the destination seam. A job hands a destination the instances to send and a
 // task to report through and to keep its durable state in; the destination alone knows its wire. A transfers
-// peer (transfers-peer.ts, the push of the protocol) implements it today; a DICOM modality or a DICOMweb
+// peer (transfer/peer-destination.ts, the push of the protocol) implements it today; a DICOM modality or a DICOMweb
 // server can implement it tomorrow without the jobs, the routes or the dashboard changing.
 import type { Logger } from 'pino';
 import type { Compression, InstanceInfo } from '../protocol/wire.ts';

@@ -2,7 +2,7 @@
 // the instances to a destination) and PullTransfer (pull-job.ts); what they share is in run.ts and
 // bucket-phase.ts, the bodies in bucket-body.ts, the peer's side of the protocol in peer-api.ts.
 import { randomUUID } from 'node:crypto';
-import type { TransfersPeerState } from '../destinations/transfers-peer.ts';
+import type { TransfersPeerState } from './peer-destination.ts';
 import type { DestinationDirectory } from '../destinations/types.ts';
 import type { AnyJobRunner, JobType } from '../jobs/engine.ts';
 import type { TransferJobQuery } from './job-kinds.ts';

@@ -1,9 +1,9 @@
 // The PushTransfer job (docs/protocol.md#push-mode): lists what to send in the local store, then hands the
-// instances to the destination, a transfers peer (destinations/transfers-peer.ts), which knows the wire. The
+// instances to the destination, a transfers peer (transfer/peer-destination.ts), which knows the wire. The
 // list and the destination's own state are kept in the jobs database, so a pause, a cancel or a restart
 // goes on where it stopped.
 import type { SendTask } from '../destinations/types.ts';
-import type { TransfersPeerState } from '../destinations/transfers-peer.ts';
+import type { TransfersPeerState } from './peer-destination.ts';
 import type { DestinationDirectory } from '../destinations/types.ts';
 import { XferError } from '../errors.ts';
 import type { JobRunContext, JobRunner } from '../jobs/engine.ts';

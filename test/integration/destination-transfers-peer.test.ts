@@ -1,4 +1,4 @@
-// The destination seam on real bytes: a transfers peer (src/destinations/transfers-peer.ts) driven through
+// The destination seam on real bytes: a transfers peer (src/transfer/peer-destination.ts) driven through
 // the Destination interface alone, from a real embedded store to a real dicom-xfer node on loopback. It
 // sends every instance, reports its figures, resumes after a stop without sending the finished buckets again,
 // and reads each bucket from the store once (the CRC-32 and the body from the same bytes).
@@ -10,9 +10,9 @@ import { after, before, describe, test } from 'node:test';
 import { pino } from 'pino';
 import { loadConfig } from '../../src/config/load.ts';
 import type { Config, TransfersConfig } from '../../src/config/types.ts';
-import { TransfersPeerDestination, type TransfersPeerState } from '../../src/destinations/transfers-peer.ts';
+import { TransfersPeerDestination, type TransfersPeerState } from '../../src/transfer/peer-destination.ts';
 import type { Destination, SendTask } from '../../src/destinations/types.ts';
-import { TransfersPeerDirectory } from '../../src/destinations/transfers-peers.ts';
+import { TransfersPeerDirectory } from '../../src/transfer/peer-directory.ts';
 import { isXferError } from '../../src/errors.ts';
 import { PeerClient } from '../../src/peers/client.ts';
 import { Peers } from '../../src/peers/peers.ts';

@@ -13,7 +13,7 @@ import { loadConfig } from '../../src/config/load.ts';
 import { makePatient, makeSeries, makeStudy, writeCtSlice, writeMrImage } from '../../src/generate/index.ts';
 import { buildNode, type NodeApp } from '../../src/node.ts';
 import { EmbeddedStore } from '../../src/store/embedded/store.ts';
-import { extensionNames } from '../../src/destinations/transfers-peers.ts';
+import { extensionNames } from '../../src/transfer/peer-directory.ts';
 import { publicConfig } from '../../src/ui/module.ts';
 
 describe('dashboard routes', { timeout: 60_000 }, () => {

@@ -4,19 +4,19 @@
 // receiver-progress. The plan, the transaction and the finished buckets are kept in the task, so a pause, a
 // cancel or a restart never sends a finished bucket again.
 import { XferError } from '../errors.ts';
-import type { PushPrivate } from '../transfer/job-kinds.ts';
+import type { PushPrivate } from './job-kinds.ts';
 import { scheduleBuckets } from '../protocol/buckets.ts';
 import type { InstanceInfo } from '../protocol/wire.ts';
-import { watchCpu } from '../transfer/adaptive/cpu.ts';
-import { bodiesInMemory, bucketBody, type BodyOptions, type BucketBody } from '../transfer/bucket-body.ts';
-import { runBuckets, type BucketMeter } from '../transfer/bucket-phase.ts';
-import type { PeerCapabilities } from '../transfer/capabilities.ts';
-import { PeerApi, type PushTransaction } from '../transfer/peer-api.ts';
-import { TransactionGone, TransferRun, isChecksumRefusal, isNotFound, totalSize, type TransferDeps } from '../transfer/run.ts';
-import { SPAN_UNIT, spanLabel, spanSegment, type Span } from '../transfer/spans.ts';
+import { watchCpu } from './adaptive/cpu.ts';
+import { bodiesInMemory, bucketBody, type BodyOptions, type BucketBody } from './bucket-body.ts';
+import { runBuckets, type BucketMeter } from './bucket-phase.ts';
+import type { PeerCapabilities } from './capabilities.ts';
+import { PeerApi, type PushTransaction } from './peer-api.ts';
+import { TransactionGone, TransferRun, isChecksumRefusal, isNotFound, totalSize, type TransferDeps } from './run.ts';
+import { SPAN_UNIT, spanLabel, spanSegment, type Span } from './spans.ts';
 import { isRetryable, retry, retryOptionsFromConfig } from '../util/retry.ts';
-import { commitPush, peerHolds } from './transfers-peer-commit.ts';
-import type { Destination, SendRequest, SendTask } from './types.ts';
+import { commitPush, peerHolds } from './peer-destination-commit.ts';
+import type { Destination, SendRequest, SendTask } from '../destinations/types.ts';
 
 /** What a push keeps of its destination between runs: the job's private state but the instances. */
 export type TransfersPeerState = Omit<PushPrivate, 'instances'>;

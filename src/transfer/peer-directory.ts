@@ -5,10 +5,10 @@ import type { Config } from '../config/types.ts';
 import { XferError } from '../errors.ts';
 import type { Peers } from '../peers/peers.ts';
 import { CAPABILITIES_PATH } from '../protocol/paths.ts';
-import type { TransferDeps } from '../transfer/run.ts';
+import type { TransferDeps } from './run.ts';
 import { displayUrl } from '../util/url.ts';
-import { TransfersPeerDestination, type TransfersPeerState } from './transfers-peer.ts';
-import type { Destination, DestinationDirectory, DestinationStatus } from './types.ts';
+import { TransfersPeerDestination, type TransfersPeerState } from './peer-destination.ts';
+import type { Destination, DestinationDirectory, DestinationStatus } from '../destinations/types.ts';
 
 export class TransfersPeerDirectory implements DestinationDirectory<TransfersPeerState> {
   readonly #deps: TransferDeps;

@@ -4,9 +4,9 @@
 import { ERRORS, XferError, isXferError } from '../errors.ts';
 import { PeerHttpError } from '../peers/client.ts';
 import type { CommitState, InstanceInfo } from '../protocol/wire.ts';
-import type { PeerCapabilities } from '../transfer/capabilities.ts';
-import type { PushTransaction } from '../transfer/peer-api.ts';
-import { isNotFound, isRemoteCorruptedFile, type TransferRun } from '../transfer/run.ts';
+import type { PeerCapabilities } from './capabilities.ts';
+import type { PushTransaction } from './peer-api.ts';
+import { isNotFound, isRemoteCorruptedFile, type TransferRun } from './run.ts';
 import { isRetryable, realClock } from '../util/retry.ts';
 import { mapLimit } from '../util/concurrency.ts';
 

@@ -1,6 +1,7 @@
 // The layering of src/ as the source files say it, read with the TypeScript compiler: server/ (the HTTP
-// framework base) imports nothing above it, and no module finds another through a registry keyed by the
-// node (a WeakMap on the app or the context, getters such as getJobs, metricsOf or getPeers).
+// framework base) imports nothing above it, no module finds another through a registry keyed by the node
+// (a WeakMap on the app or the context, getters such as getJobs, metricsOf or getPeers), and no source
+// file is longer than MAX_FILE_LINES (functions are bounded by the linter: noExcessiveLinesPerFunction).
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -10,6 +11,10 @@ import { describe, test } from 'node:test';
 import ts from 'typescript';
 
 const SRC = resolve(import.meta.dirname, '..', '..', 'src');
+/** Longest a source file may be, in lines. */
+const MAX_FILE_LINES = 600;
+/** Files written by a program, not by hand. */
+const GENERATED = new Set(['dicom/dictionary.ts']);
 
 /** Every .ts file under `dir`, as absolute paths, sorted. */
 function sourceFiles(dir: string): string[] {
@@ -134,5 +139,13 @@ describe('layering of src/', () => {
     } finally {
       await rm(root, { recursive: true, force: true });
     }
+  });
+
+  test(`no source file over ${MAX_FILE_LINES} lines but the generated dictionary`, () => {
+    const long = sourceFiles(SRC)
+      .filter((f) => !GENERATED.has(srcPath(f)))
+      .map((f) => ({ file: srcPath(f), lines: readFileSync(f, 'utf8').split('\n').length - 1 }))
+      .filter((f) => f.lines > MAX_FILE_LINES);
+    assert.deepEqual(long, [], 'split these files by role');
   });
 });

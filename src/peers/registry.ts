@@ -307,7 +307,7 @@ export class PeerRegistry {
     for (const [name, entry] of [...saved].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
       peers[name] = entry === null ? null : peerToLongForm(entry);
     }
-    const text = JSON.stringify({ Peers: peers }, null, 2) + '\n';
+    const text = `${JSON.stringify({ Peers: peers }, null, 2)}\n`;
     const tmp = `${file}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
     try {
       await mkdir(dirname(file), { recursive: true });

@@ -73,7 +73,7 @@ export function answerClientError(err: NodeJS.ErrnoException & { rawPacket?: unk
     details = 'the request target is not a valid URI';
   }
   const { method, uri } = requestLineOf(err.rawPacket);
-  const body = JSON.stringify(errorBody(new XferError(code, details, { httpStatus: status }), method, uri), null, 3) + '\n';
+  const body = `${JSON.stringify(errorBody(new XferError(code, details, { httpStatus: status }), method, uri), null, 3)}\n`;
   const reason = { 400: 'Bad Request', 408: 'Request Timeout', 431: 'Request Header Fields Too Large' }[status] ?? 'Error';
   socket.end(
     `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\n` +

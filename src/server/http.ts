@@ -49,7 +49,7 @@ export function sendJson(reply: FastifyReply, value: unknown, status = 200): Fas
   return reply
     .code(status)
     .header('Content-Type', 'application/json; charset=utf-8')
-    .send(JSON.stringify(value, null, 3) + '\n');
+    .send(`${JSON.stringify(value, null, 3)}\n`);
 }
 
 /** Sends Orthanc's JSON error body for `err`. */
@@ -59,7 +59,7 @@ export function sendError(req: FastifyRequest, reply: FastifyReply, err: XferErr
   return reply
     .code(err.http)
     .header('Content-Type', 'application/json; charset=utf-8')
-    .send(JSON.stringify(body, null, 3) + '\n');
+    .send(`${JSON.stringify(body, null, 3)}\n`);
 }
 
 /**
@@ -148,7 +148,7 @@ export async function* withIdleTimeout(req: FastifyRequest, idleMs: number): Asy
     Math.max(10, Math.min(idleMs / 4, 1000)),
   );
   try {
-    for (let n = 0; ; n++) {
+    for (;;) {
       const next = it.next();
       // When the watchdog wins, this read stays pending until the connection closes; never let it go unhandled.
       next.catch(() => undefined);

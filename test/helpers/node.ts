@@ -94,7 +94,7 @@ export async function startXferNode(opts: NodeOptions = {}): Promise<XferNode> {
     },
   };
   const headers: Record<string, string> = {};
-  if (opts.auth) headers.authorization = 'Basic ' + Buffer.from(`${opts.auth.username}:${opts.auth.password}`).toString('base64');
+  if (opts.auth) headers.authorization = `Basic ${Buffer.from(`${opts.auth.username}:${opts.auth.password}`).toString('base64')}`;
   try {
     await waitFor(
       'dicom-xfer to answer /system',

@@ -97,7 +97,7 @@ export interface Gate {
   release(): void;
 }
 
-export interface Proxy {
+export interface FaultProxy {
   /** http://127.0.0.1:<port> (no trailing slash). */
   readonly url: string;
   readonly port: number;
@@ -286,7 +286,7 @@ class GateImpl implements Gate {
 }
 
 /** Starts a proxy on 127.0.0.1 (a port the kernel picks) in front of 127.0.0.1:`target`. */
-export async function startProxy(opts: ProxyOptions): Promise<Proxy> {
+export async function startProxy(opts: ProxyOptions): Promise<FaultProxy> {
   const agent = new Agent({ keepAlive: true, maxSockets: 64 });
   let records: ProxyRecord[] = [];
   let rules: Rule[] = [];

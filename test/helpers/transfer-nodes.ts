@@ -14,7 +14,7 @@ import { startXferNode, type XferNode } from './node.ts';
 
 export { listFiles };
 import { freePort } from './ports.ts';
-import { startProxy, type Matcher, type Proxy, type ProxyRecord } from './proxy.ts';
+import { startProxy, type Matcher, type FaultProxy, type ProxyRecord } from './proxy.ts';
 
 export { REAL_DICOM } from './data.ts';
 
@@ -170,9 +170,9 @@ export interface Pair {
   /** Node B, the usual receiver; its peer "a" is A seen through `toA`. */
   b: XferNode;
   /** The proxy that A's calls to B go through. */
-  toB: Proxy;
+  toB: FaultProxy;
   /** The proxy that B's calls to A go through. */
-  toA: Proxy;
+  toA: FaultProxy;
   /** Stops a node (SIGTERM), keeping its storage; `up` brings it back on the same port and storage. */
   down(which: 'a' | 'b'): Promise<void>;
   /** Kills a node (SIGKILL, as a crash), keeping its storage. */

@@ -160,10 +160,10 @@ describe('HTTP edge: remote access without authentication is insecure', () => {
       auth,
     });
     try {
-      const r = await fetch(`${closed.url}/system`, { headers: { authorization: 'Basic ' + Buffer.from('u:p').toString('base64') } });
+      const r = await fetch(`${closed.url}/system`, { headers: { authorization: `Basic ${Buffer.from('u:p').toString('base64')}` } });
       assert.equal(((await r.json()) as Record<string, unknown>)['IsHttpServerSecure'], true);
       // With authentication, any host name is served (the credentials protect it).
-      const a = await request(closed.port, 'GET', '/system', { Host: 'dicom.example.org', Authorization: 'Basic ' + Buffer.from('u:p').toString('base64') });
+      const a = await request(closed.port, 'GET', '/system', { Host: 'dicom.example.org', Authorization: `Basic ${Buffer.from('u:p').toString('base64')}` });
       assert.equal(a.status, 200, a.body);
     } finally {
       await closed.stop();

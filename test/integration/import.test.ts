@@ -273,7 +273,12 @@ async function startOrthancWithUsers(users: Record<string, string>): Promise<{ u
   await writeFile(join(dir, 'orthanc.json'), JSON.stringify(config));
   const child = spawn(ORTHANC_BINARY, [join(dir, 'orthanc.json')], { cwd: dir, stdio: 'ignore' });
   let exited = false;
-  const gone = new Promise<void>((r) => child.once('exit', () => ((exited = true), r())));
+  const gone = new Promise<void>((r) =>
+    child.once('exit', () => {
+      exited = true;
+      r();
+    }),
+  );
   const url = `http://127.0.0.1:${port}`;
   const stop = async (): Promise<void> => {
     if (!exited && child.pid !== undefined) {
@@ -380,7 +385,7 @@ describe('progress display', () => {
     await new Promise((r) => setImmediate(r));
     const s = p.snapshot();
     assert.deepEqual([s.filesDone, s.bytesDone, s.totalFiles, s.totalBytes], [2, 3_000_000, 2, 3_000_000]);
-    assert.match(text, /import \[\S+\] 100%  2\/2 files  3\.00\/3\.00 MB  [\d.]+ MB\/s  ETA 0s/);
+    assert.match(text, /import \[\S+\] 100% {2}2\/2 files {2}3\.00\/3\.00 MB {2}[\d.]+ MB\/s {2}ETA 0s/);
   });
 
   test('plain lines on a pipe, none when quiet', async () => {
@@ -393,7 +398,7 @@ describe('progress display', () => {
     p.fileDone();
     await waitFor('a progress line', async () => text.includes('\n'), 5_000, 10);
     p.stop();
-    assert.match(text, /^import: 1\/10 files  4\.00\/10\.0 MB  [\d.]+ MB\/s  ETA \S+\n/);
+    assert.match(text, /^import: 1\/10 files {2}4\.00\/10\.0 MB {2}[\d.]+ MB\/s {2}ETA \S+\n/);
     const q = new Progress({ label: 'import', totalFiles: 1, stream: out, quiet: true });
     assert.equal(q.mode, 'none');
     q.stop();

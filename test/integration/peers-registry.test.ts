@@ -183,10 +183,8 @@ describe('PeerRegistry', () => {
 describe('Peers', () => {
   let plugins: Server;
   let url: string;
-  let calls = 0;
   before(async () => {
     plugins = createServer((req, res) => {
-      calls++;
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(req.url === '/other/plugins' ? '["dicom-web"]' : '["transfers","dicom-web"]');
     });

@@ -141,7 +141,9 @@ export function resentSpans(
       if (bytes(r) > 0) carried.set(i, (carried.get(i) ?? 0) + 1);
     }
   }
-  sizes.forEach((_s, i) => assert.ok(whole.has(i), `bucket ${i} went through whole`));
+  sizes.forEach((_s, i) => {
+    assert.ok(whole.has(i), `bucket ${i} went through whole`);
+  });
   const total = sizes.reduce((n, s) => n + s, 0);
   const indexes = [...carried].filter(([, n]) => n > 1).map(([i]) => i).sort((a, b) => a - b);
   return { indexes, bytes: moved - total, largestBucket: Math.max(...sizes), largestRequest };

@@ -83,11 +83,11 @@ describe('serve', () => {
     const body = (await none.json()) as Record<string, unknown>;
     assert.equal(body.HttpStatus, 401);
     const bad = await fetch(`${node.url}/system`, {
-      headers: { authorization: 'Basic ' + Buffer.from('alice:wrong').toString('base64') },
+      headers: { authorization: `Basic ${Buffer.from('alice:wrong').toString('base64')}` },
     });
     assert.equal(bad.status, 401);
     const good = await fetch(`${node.url}/statistics`, {
-      headers: { authorization: 'Basic ' + Buffer.from('alice:orthanctest').toString('base64') },
+      headers: { authorization: `Basic ${Buffer.from('alice:orthanctest').toString('base64')}` },
     });
     assert.equal(good.status, 200);
   });

@@ -178,7 +178,9 @@ export function runStoreContract(name: string, makeStore: () => Promise<StoreUnd
       const N = big.bytes.length;
       const ranges: [number, number][] = [[0, B], [5 * B, 6 * B], [N - B, N], [3 * B + 17, 7 * B + 3], [0, N]];
       const got = await Promise.all(ranges.map(([a, b]) => store.readRange(big.ids.instance, a, b).then(drain)));
-      ranges.forEach(([a, b], i) => assert.ok((got[i] as Buffer).equals(big.bytes.subarray(a, b)), `${a}-${b}`));
+      ranges.forEach(([a, b], i) => {
+        assert.ok((got[i] as Buffer).equals(big.bytes.subarray(a, b)), `${a}-${b}`);
+      });
     });
 
     test('readRange refuses ranges outside the file and absent instances', async () => {

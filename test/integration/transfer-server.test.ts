@@ -44,7 +44,7 @@ describe('transfers server: lookup and chunks', { skip: needs(REAL_DICOM) }, () 
   /** Instance ID -> the bytes of the file it was ingested from. */
   const files = new Map<string, Buffer>();
   let kneeStudy = '';
-  let kneeSeries: string[] = [];
+  const kneeSeries: string[] = [];
   let kneePatient = '';
   const knee = new Set<string>();
 

@@ -10,7 +10,7 @@ import { after, before, test } from 'node:test';
 import { startXferNode, type XferNode } from '../helpers/node.ts';
 import { freePort } from '../helpers/ports.ts';
 import { REAL_DICOM, call, getJson, json, md5, type Answer } from '../helpers/transfer-nodes.ts';
-import { CAPTURES, describe, needs } from '../helpers/data.ts';
+import { describe, needs } from '../helpers/data.ts';
 
 interface Case {
   name: string;

@@ -148,7 +148,7 @@ describe('bounded JSON bodies', { timeout: 180_000 }, () => {
     const before = await snapshot();
     // Empty objects, within the byte limits: 4 MiB of them (1.4 million) where a real lookup or have body
     // of 16 MiB holds some 200,000; 6.6 MiB (2.2 million) where a real create of 64 MiB holds some 900,000.
-    const bomb = (n: number): string => '[' + Array.from({ length: n }, () => '{}').join(',') + ']';
+    const bomb = (n: number): string => `[${Array.from({ length: n }, () => '{}').join(',')}]`;
     assertTooLarge(await call(node.url, 'POST', '/transfers/lookup', bomb(1_400_000)), 'lookup of empty objects');
     assertTooLarge(await call(node.url, 'POST', '/transfers/have', bomb(1_400_000)), 'have of empty objects');
     assertTooLarge(await call(node.url, 'POST', '/transfers/send', bomb(1_400_000)), 'send of empty objects');

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { startXferNode, type XferNode } from '../helpers/node.ts';
 import { freePort } from '../helpers/ports.ts';
-import { startProxy, type Proxy } from '../helpers/proxy.ts';
+import { startProxy, type FaultProxy } from '../helpers/proxy.ts';
 import { describe, generatedDicom, needs } from '../helpers/data.ts';
 import {
   FAST_FAILURE,
@@ -34,7 +34,7 @@ const COMMIT = { method: 'POST', path: /\/transfers\/push\/[^/]+\/commit$/ };
 interface Setup {
   a: XferNode;
   b: XferNode;
-  toB: Proxy;
+  toB: FaultProxy;
   mnt: string;
   imported: Imported;
   stop(): Promise<void>;
@@ -75,7 +75,7 @@ async function setup(extensions: boolean, retryBudget: number): Promise<Setup> {
   const mnt = await mkdtemp(join(tmpdir(), 'dx-full-'));
   execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${TMPFS_SIZE}`, 'tmpfs', mnt]);
   const started: XferNode[] = [];
-  let toB: Proxy | undefined;
+  let toB: FaultProxy | undefined;
   const stop = async () => {
     for (const n of started) await n.stop();
     await toB?.stop();

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import type { Proxy, ProxyRecord } from '../helpers/proxy.ts';
+import type { FaultProxy, ProxyRecord } from '../helpers/proxy.ts';
 import {
   REAL_DICOM,
   assertEachOnce,
@@ -34,7 +34,7 @@ const BUCKET_KB = 128;
 type WireBucket = { ID: string; Offset: string; Size: string }[];
 
 /** The buckets of the (single) push create seen by a proxy since its records were cleared. */
-function createdBuckets(p: Proxy): WireBucket[] {
+function createdBuckets(p: FaultProxy): WireBucket[] {
   const creates = p.records({ method: 'POST', path: /^\/+transfers\/push$/ });
   assert.equal(creates.length, 1, 'one push transaction');
   return (JSON.parse((creates[0]!.requestBody as Buffer).toString('utf8')) as { Buckets: WireBucket[] }).Buckets;

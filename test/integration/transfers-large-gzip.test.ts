@@ -28,7 +28,10 @@ bucketClassSuite({
     let inflated = 0;
     const gunzip = createGunzip();
     gunzip.on('data', (d: Buffer) => (inflated += d.length));
-    const done = new Promise<void>((r, j) => (gunzip.on('end', r), gunzip.on('error', j)));
+    const done = new Promise<void>((r, j) => {
+      gunzip.on('end', r);
+      gunzip.on('error', j);
+    });
     gunzip.end(Buffer.from(await res.arrayBuffer()));
     await done;
     assert.equal(inflated, small.reduce((x, c) => x + c.Size, 0));

@@ -20,7 +20,7 @@ const USER = { username: 'alice', password: 'orthanctest' };
 const HEADERS: Record<string, string> = {
   // httplib2, the suite's HTTP client, sends an empty Expect on every call; Orthanc ignores it.
   expect: '',
-  authorization: 'Basic ' + Buffer.from(`${USER.username}:${USER.password}`).toString('base64'),
+  authorization: `Basic ${Buffer.from(`${USER.username}:${USER.password}`).toString('base64')}`,
 };
 
 /**

@@ -135,7 +135,7 @@ describe('Orthanc Explorer through dicom-xfer --proxy', { skip }, () => {
       await open(level, id);
       const button = page.locator(`#${level}-transfers`);
       await button.waitFor({ state: 'visible' });
-      assert.equal(await button.innerText(), 'Transfers accelerator');
+      assert.equal(await button.textContent(), 'Transfers accelerator');
       const placed = await page.evaluate((lv) => {
         const li = document.getElementById(`${lv}-transfers`)?.closest('li');
         const next = li?.nextElementSibling;

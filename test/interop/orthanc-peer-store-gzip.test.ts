@@ -7,7 +7,7 @@ import { describe, needs, REAL_DICOM, listFiles } from '../helpers/data.ts';
 import { after, before, test } from 'node:test';
 import { startXferNode, type XferNode } from '../helpers/node.ts';
 import { orthancInstalled, startOrthanc, type OrthancServer } from '../helpers/orthanc.ts';
-import { startProxy, type Proxy } from '../helpers/proxy.ts';
+import { startProxy, type FaultProxy } from '../helpers/proxy.ts';
 
 const DATA = REAL_DICOM;
 
@@ -21,7 +21,7 @@ async function json<T>(url: string, init?: RequestInit): Promise<T> {
 
 describe('Orthanc\'s peer store into a node, with and without Compress', { skip: (!orthancInstalled() && 'Orthanc is not installed') || needs(REAL_DICOM) }, () => {
   let node: XferNode;
-  let proxy: Proxy;
+  let proxy: FaultProxy;
   let orthanc: OrthancServer;
   /** Instance ID -> MD5 of its file in Orthanc. */
   const md5s = new Map<string, string>();

@@ -13,7 +13,7 @@ import { after, before, test } from 'node:test';
 import { startXferNode, type XferNode } from '../helpers/node.ts';
 import { ORTHANC_BINARY, orthancInstalled } from '../helpers/orthanc.ts';
 import { freePort, waitFor } from '../helpers/ports.ts';
-import { startProxy, type Proxy } from '../helpers/proxy.ts';
+import { startProxy, type FaultProxy } from '../helpers/proxy.ts';
 
 const BRAINIX = join(REAL_DICOM, 'Brainix');
 const FLAIR = join(BRAINIX, 'Flair');
@@ -99,7 +99,7 @@ describe('an Orthanc store that is down during a send', { skip: (!orthancInstall
   let orthanc: RestartableOrthanc;
   let a: XferNode;
   let b: XferNode;
-  let toB: Proxy;
+  let toB: FaultProxy;
   let study: string;
 
   before(async () => {

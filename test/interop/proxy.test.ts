@@ -29,7 +29,7 @@ interface Answer {
   body: Buffer;
 }
 
-const basic = (user: string, password: string): string => 'Basic ' + Buffer.from(`${user}:${password}`).toString('base64');
+const basic = (user: string, password: string): string => `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
 const md5 = (b: Uint8Array): string => createHash('md5').update(b).digest('hex');
 
 /** One HTTP call with the path sent as written; `body` may be a file streamed with its size. */

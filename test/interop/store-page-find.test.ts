@@ -85,8 +85,9 @@ describe('the Store page on an Orthanc store and on the embedded store', { skip,
       await count.filter({ hasText: /^1 study$/ }).waitFor();
       const study = page.locator(`[data-study="${knee}"]`);
       await study.waitFor();
-      assert.match(await study.innerText(), /IRM DU GENOU/);
-      assert.match(await study.innerText(), /MR/);
+      const studyText = (await study.textContent()) ?? '';
+      assert.match(studyText, /IRM DU GENOU/);
+      assert.match(studyText, /MR/);
 
       await page.locator('#q').fill('');
       await page.locator('#modality').selectOption('PT');

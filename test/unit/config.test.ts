@@ -17,7 +17,7 @@ import {
   parseConfigText,
   type LoadedConfig,
 } from '../../src/config/index.ts';
-import { isXferError, XferError } from '../../src/errors.ts';
+import { isXferError, type XferError } from '../../src/errors.ts';
 import { ORTHANC_BINARY, orthancInstalled } from '../helpers/orthanc.ts';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
@@ -86,7 +86,7 @@ describe('syntax', () => {
     assert.match(failure(() => parse('// only a comment\n'), 'BadFileFormat'), /expected a JSON object|invalid JSON/);
   });
 
-  test('substitutes ${VAR} and ${VAR:-default} like Orthanc, but not inside comments', () => {
+  test(`substitutes \${VAR} and \${VAR:-default} like Orthanc, but not inside comments`, () => {
     const { config, warnings } = parse(
       `{
         // "\${NOT_SET_IN_COMMENT}" is not looked at
@@ -97,7 +97,7 @@ describe('syntax', () => {
     assert.equal(config.StorageDirectory, '/data/x');
     assert.equal(config.HttpHost, 'h', 'a set but empty variable is used as it is, as Orthanc does');
     assert.deepEqual(warnings, []);
-    const unset = parse('{ "Name": "a${DX_NOPE}b" }');
+    const unset = parse(`{ "Name": "a\${DX_NOPE}b" }`);
     assert.equal(unset.config.Name, 'ab');
     assert.equal(unset.warnings.length, 1);
     assert.match(unset.warnings[0] ?? '', /DX_NOPE is not set/);

@@ -175,13 +175,13 @@ describe('the chunk walk', { skip: needs(CAPTURES) }, () => {
 
   test('the captured 8-instance chunk answer is the walk over the scheduled bucket', () => {
     // Bucket 1 of the captured Knee pull; its answer 18142-0003 holds 8 whole instances whose MD5s the lookup gives.
-    const lookup = parseLookupAnswer(JSON.parse(readFileSync(CAPTURES + '/18142-0002-POST-resp.bin', 'utf8')));
+    const lookup = parseLookupAnswer(JSON.parse(readFileSync(`${CAPTURES}/18142-0002-POST-resp.bin`, 'utf8')));
     const bucket = scheduleBuckets(lookup.Instances, { bucketSize: DEFAULT_BUCKET_SIZE, pullBaseUrl: 'http://127.0.0.1:18142/' })[1] as Bucket;
     const req = parseChunkUrl(buildChunkPath(bucket, 'none'));
     const byId = new Map(lookup.Instances.map((i) => [i.ID, i]));
     const plan = planChunkRanges(req.ids.map((id) => ({ ID: id, Size: byId.get(id)?.Size ?? -1 })), req.offset, req.size);
     assert.equal(plan.length, 8);
-    const payload = readFileSync(CAPTURES + '/18142-0003-GET-resp.bin');
+    const payload = readFileSync(`${CAPTURES}/18142-0003-GET-resp.bin`);
     let at = 0;
     for (const r of plan) {
       const bytes = payload.subarray(at, at + (r.end - r.start));

@@ -67,7 +67,7 @@ function splitPayload(bucket: Bucket, payload: Buffer): Map<string, Buffer> {
 describe('gzip out', { skip: needs(REAL_DICOM, CAPTURES) }, () => {
   test('the header is the one the plugin sends: 1f8b 0800 00000000 00 03', async () => {
     const gz = await run(DICOM_A.subarray(0, 100000), 8192, createGzipStream());
-    const captured = readFileSync(CAPTURES + '/18143-0004-PUT-req.bin');
+    const captured = readFileSync(`${CAPTURES}/18143-0004-PUT-req.bin`);
     assert.equal(gz.subarray(0, 10).toString('hex'), '1f8b0800000000000003');
     assert.equal(captured.subarray(0, 10).toString('hex'), '1f8b0800000000000003');
   });
@@ -216,8 +216,8 @@ describe('the real buckets of the captures', { skip: needs(CAPTURES) }, () => {
   test('push: the gzip PUT body is bucket 0 of the Knee create body; all 50 MD5s match', async () => {
     // CAPTURES.md calls it bucket index 1 of the Brainix push, but its inflated size (4118738) and
     // contents are those of the single bucket of 18143-0003, the Knee create body.
-    const create = parsePushCreate(JSON.parse(readFileSync(CAPTURES + '/18143-0003-POST-req.bin', 'utf8')));
-    const body = readFileSync(CAPTURES + '/18143-0004-PUT-req.bin');
+    const create = parsePushCreate(JSON.parse(readFileSync(`${CAPTURES}/18143-0003-POST-req.bin`, 'utf8')));
+    const body = readFileSync(`${CAPTURES}/18143-0004-PUT-req.bin`);
     assert.equal(create.Buckets.length, 1);
     assert.equal(body.readUInt32LE(body.length - 4), bucketSize(create.Buckets[0] as Bucket));
     const instances = new Map(create.Instances.map((i) => [i.ID, i]));
@@ -225,27 +225,27 @@ describe('the real buckets of the captures', { skip: needs(CAPTURES) }, () => {
   });
 
   test('pull without compression: the two Knee chunk answers rebuild all 50 instances', async () => {
-    const lookup = parseLookupAnswer(JSON.parse(readFileSync(CAPTURES + '/18142-0002-POST-resp.bin', 'utf8')));
+    const lookup = parseLookupAnswer(JSON.parse(readFileSync(`${CAPTURES}/18142-0002-POST-resp.bin`, 'utf8')));
     const buckets = scheduleBuckets(lookup.Instances, { bucketSize: DEFAULT_BUCKET_SIZE, pullBaseUrl: 'http://127.0.0.1:18142/', compression: 'none' });
     const instances = new Map(lookup.Instances.map((i) => [i.ID, i]));
     const complete =
-      (await checkBucket(buckets[0] as Bucket, readFileSync(CAPTURES + '/18142-0004-GET-resp.bin'), false, instances)) +
-      (await checkBucket(buckets[1] as Bucket, readFileSync(CAPTURES + '/18142-0003-GET-resp.bin'), false, instances));
+      (await checkBucket(buckets[0] as Bucket, readFileSync(`${CAPTURES}/18142-0004-GET-resp.bin`), false, instances)) +
+      (await checkBucket(buckets[1] as Bucket, readFileSync(`${CAPTURES}/18142-0003-GET-resp.bin`), false, instances));
     assert.equal(complete, 50);
   });
 
   test('pull with gzip: the two chunk answers of the 72-instance pull rebuild all 72 instances', async () => {
-    const lookup = parseLookupAnswer(JSON.parse(readFileSync(CAPTURES + '/18142-0005-POST-resp.bin', 'utf8')));
+    const lookup = parseLookupAnswer(JSON.parse(readFileSync(`${CAPTURES}/18142-0005-POST-resp.bin`, 'utf8')));
     const buckets = scheduleBuckets(lookup.Instances, { bucketSize: DEFAULT_BUCKET_SIZE, pullBaseUrl: 'http://127.0.0.1:18142/', compression: 'gzip' });
     const instances = new Map(lookup.Instances.map((i) => [i.ID, i]));
     const complete =
-      (await checkBucket(buckets[0] as Bucket, readFileSync(CAPTURES + '/18142-0007-GET-resp.bin'), true, instances)) +
-      (await checkBucket(buckets[1] as Bucket, readFileSync(CAPTURES + '/18142-0006-GET-resp.bin'), true, instances));
+      (await checkBucket(buckets[0] as Bucket, readFileSync(`${CAPTURES}/18142-0007-GET-resp.bin`), true, instances)) +
+      (await checkBucket(buckets[1] as Bucket, readFileSync(`${CAPTURES}/18142-0006-GET-resp.bin`), true, instances));
     assert.equal(complete, 72);
   });
 
   test('a wrong bucket for a captured body fails the length check', async () => {
-    const body = readFileSync(CAPTURES + '/18142-0006-GET-resp.bin');
+    const body = readFileSync(`${CAPTURES}/18142-0006-GET-resp.bin`);
     await rejectsCode(run(body, 65536, createGunzipStream(), createLengthCheck(4_265_746)), 'NetworkProtocol', 500);
   });
 });

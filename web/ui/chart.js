@@ -86,7 +86,10 @@ export class TimeChart {
       if (s.points.length < 2) return;
       const color = css(s.color, '#1f6feb');
       g.beginPath();
-      s.points.forEach((p, j) => (j === 0 ? g.moveTo(x(p.t), y(p.v)) : g.lineTo(x(p.t), y(p.v))));
+      s.points.forEach((p, j) => {
+        if (j === 0) g.moveTo(x(p.t), y(p.v));
+        else g.lineTo(x(p.t), y(p.v));
+      });
       g.strokeStyle = color;
       g.lineWidth = 2;
       g.lineJoin = 'round';

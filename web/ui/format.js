@@ -106,7 +106,7 @@ export function aboutText(about) {
 
 /** A failed job's error as a sentence, with the details the node gave. */
 export function plainError(job) {
-  if (!job || job.State !== 'Failure') return undefined;
+  if (job?.State !== 'Failure') return undefined;
   const base = PLAIN[job.ErrorCode] ?? `${job.ErrorDescription || 'The transfer failed'}.`;
   return { sentence: base, details: job.ErrorDetails || '', code: `${job.ErrorDescription} (${job.ErrorCode})` };
 }

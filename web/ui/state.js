@@ -70,7 +70,10 @@ export function emit(kind, data) {
 function sample(job) {
   const now = Date.now();
   let s = state.samples.get(job.ID);
-  if (!s) state.samples.set(job.ID, (s = []));
+  if (!s) {
+    s = [];
+    state.samples.set(job.ID, s);
+  }
   s.push({ t: now, bytes: jobBytes(job), wire: wireBytes(job) });
   while (s.length > 2 && now - s[0].t > 10_000) s.shift();
 }

@@ -4,7 +4,7 @@
 // needs are written: never a whole instance in memory, and not the whole instance once per bucket.
 // Copies are bounded in bytes and dropped when idle.
 import { createReadStream } from 'node:fs';
-import { mkdir, open, rm, unlink } from 'node:fs/promises';
+import { type FileHandle, mkdir, open, rm, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { XferError } from '../../errors.ts';
@@ -103,7 +103,7 @@ export class RangeCache {
   }
 
   async #write(id: string, entry: Entry, body: Readable): Promise<void> {
-    let fh;
+    let fh: FileHandle | undefined;
     try {
       fh = await open(entry.path, 'w');
       for await (const chunk of body as AsyncIterable<Buffer>) {

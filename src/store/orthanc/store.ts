@@ -17,7 +17,7 @@ import { XferError, isXferError } from '../../errors.ts';
 import { mapLimit } from '../../util/concurrency.ts';
 import { md5File } from '../../util/fs.ts';
 import type { CommitResult, IngestHints, IngestResult, IngestStatus, InstanceInfo, StagedInstance, Store } from '../types.ts';
-import { OrthancClient } from './client.ts';
+import { OrthancClient, type OrthancResponse } from './client.ts';
 import { lockDirectory, type DirLock } from '../../util/dir-lock.ts';
 import { RangeCache } from './range-cache.ts';
 
@@ -347,7 +347,7 @@ export class OrthancStore implements Store {
       return Readable.from([]);
     }
     const path = `/instances/${id}/file`;
-    let res;
+    let res: OrthancResponse;
     try {
       res = await this.#client.retryIdempotent(() =>
         this.#client.request({ method: 'GET', path, headers: { range: `bytes=${start}-${end - 1}` } }),

@@ -32,12 +32,8 @@ function resourcesList(resources) {
   );
 }
 
-export function jobPage(main, id) {
-  const head = h('div.page-head');
-  const summary = h('section.panel');
-  const errorBox = h('div');
-  const canvas = h('canvas.chart', { 'aria-label': 'Rate of this job over time' });
-  const chart = new TimeChart(canvas, {
+function rateChart(canvas) {
+  return new TimeChart(canvas, {
     format: (v) => rate(v),
     minMax: 1024 * 1024,
     binary: true,
@@ -46,6 +42,82 @@ export function jobPage(main, id) {
       { label: 'average', color: '--accent-2', points: [] },
     ],
   });
+}
+
+/** The facts of the summary panel: what the job moves, where, how fast, and since when. */
+function jobFacts(job) {
+  const c = job.Content ?? {};
+  const created = parseOrthancTime(job.CreationTime);
+  const completed = parseOrthancTime(job.CompletionTime);
+  const left = secondsLeft(job);
+  const about = aboutOf(job);
+  const finished = job.State === 'Success' || job.State === 'Failure';
+  return h(
+    'dl.facts',
+    fact('Patient', about ? (about.PatientName ? personName(about.PatientName) : (about.PatientID ?? '–')) : '–', 'patient'),
+    fact('Study', about?.StudyDescription ?? '–', 'study'),
+    fact('Study date', about?.StudyDate ? dicomDate(about.StudyDate) : '–', 'study-date'),
+    fact('Size', sizeText(job, bytes)),
+    fact('Instances', c.TotalInstances ?? '–'),
+    fact('Buckets', c.TotalBuckets !== undefined ? `${c.CompletedHttpQueries ?? 0} / ${c.TotalBuckets} done` : '–', 'buckets'),
+    // The same figures as the job's row: data = DICOM bytes per second, wire = bytes on the network.
+    fact('Data rate now', job.State === 'Running' ? rate(jobRate(job)) : '–', 'data-rate'),
+    fact('Wire rate now', job.State === 'Running' ? rate(wireRate(job)) : '–', 'wire-rate'),
+    fact('Wire rate (average)', c.NetworkSpeedKBs !== undefined ? rate(c.NetworkSpeedKBs * 1024) : '–', 'average-rate'),
+    fact('Time left', Number.isFinite(left) ? duration(left) : '–'),
+    finished ? fact('Took', duration(job.EffectiveRuntime), 'took') : fact('Running for', duration(job.EffectiveRuntime)),
+    fact('Retries', String(c.Retries ?? 0), 'retries'),
+    c.SkippedInstances !== undefined
+      ? fact('Already at the destination', c.SkippedInstances > 0 ? `${count(c.SkippedInstances, 'instance', 'instances')} (${bytes(c.SkippedBytes ?? 0)}) not sent again` : 'none', 'skipped')
+      : null,
+    fact('Compression', c.Compression ?? '–'),
+    fact('Peer', c.Peer ?? '–'),
+    fact('Priority', String(job.Priority ?? 0)),
+    fact('Created', localTime(created)),
+    Number.isFinite(completed) ? fact('Finished', localTime(completed)) : null,
+    c.RemoteJobURL ? fact("Peer's job", h('span.mono', String(c.RemoteJobURL)), 'remote-job') : null,
+    c.RemoteControl ? fact('Passed on to the peer', String(c.RemoteControl), 'remote-control') : null,
+    Array.isArray(c.PeerExtensions) ? fact('Extensions used', c.PeerExtensions.length ? c.PeerExtensions.join(', ') : 'none (plain protocol)', 'extensions') : null,
+    fact('ID', h('span.mono', job.ID), 'id'),
+  );
+}
+
+/** The summary panel's content: waiting notice, progress, facts, last retry, resources. */
+function summaryView(job) {
+  const c = job.Content ?? {};
+  const waiting = waitingText(job);
+  return [
+    waiting ? h('p.alert.warn', { dataset: { waiting: 'job' } }, `Waiting: ${waiting}`) : null,
+    h('div.big-progress', progressBar(job.Progress, job.State), h('span.pct', `${job.Progress ?? 0}%`)),
+    jobFacts(job),
+    c.LastRetryCause
+      ? h('p.alert.warn', { dataset: { retry: 'last' } }, `Last retry${Number.isFinite(parseOrthancTime(c.LastRetryTime)) ? ` at ${localTime(parseOrthancTime(c.LastRetryTime))}` : ''}: ${c.LastRetryCause}`)
+      : null,
+    h('h3', 'Resources'),
+    resourcesList(c.Resources),
+  ];
+}
+
+/** What went wrong, in plain words, or null. */
+function errorView(job) {
+  const err = plainError(job);
+  return err
+    ? h(
+        'div.alert.error',
+        { role: 'alert', dataset: { error: 'job' } },
+        h('strong', err.sentence),
+        err.details ? h('p', err.details) : null,
+        h('p.muted', err.code),
+      )
+    : null;
+}
+
+export function jobPage(main, id) {
+  const head = h('div.page-head');
+  const summary = h('section.panel');
+  const errorBox = h('div');
+  const canvas = h('canvas.chart', { 'aria-label': 'Rate of this job over time' });
+  const chart = rateChart(canvas);
   const raw = h('pre.raw');
   main.append(
     h('p.crumbs', h('a', { href: '#/transfers' }, '← Transfers')),
@@ -66,68 +138,12 @@ export function jobPage(main, id) {
       replace(summary, h('p.muted', `No job ${id} on this node (finished jobs are kept only up to JobsHistorySize).`));
       return;
     }
-    const c = job.Content ?? {};
     if (lastState !== job.State) {
       replace(head, h('h1', jobTitle(job), ' ', stateBadge(job.State)), jobButtons(job));
       lastState = job.State;
     }
-    const created = parseOrthancTime(job.CreationTime);
-    const completed = parseOrthancTime(job.CompletionTime);
-    const left = secondsLeft(job);
-    const about = aboutOf(job);
-    const finished = job.State === 'Success' || job.State === 'Failure';
-    const waiting = waitingText(job);
-    replace(
-      summary,
-      waiting ? h('p.alert.warn', { dataset: { waiting: 'job' } }, `Waiting: ${waiting}`) : null,
-      h('div.big-progress', progressBar(job.Progress, job.State), h('span.pct', `${job.Progress ?? 0}%`)),
-      h(
-        'dl.facts',
-        fact('Patient', about ? (about.PatientName ? personName(about.PatientName) : (about.PatientID ?? '–')) : '–', 'patient'),
-        fact('Study', about?.StudyDescription ?? '–', 'study'),
-        fact('Study date', about?.StudyDate ? dicomDate(about.StudyDate) : '–', 'study-date'),
-        fact('Size', sizeText(job, bytes)),
-        fact('Instances', c.TotalInstances ?? '–'),
-        fact('Buckets', c.TotalBuckets !== undefined ? `${c.CompletedHttpQueries ?? 0} / ${c.TotalBuckets} done` : '–', 'buckets'),
-        // The same figures as the job's row: data = DICOM bytes per second, wire = bytes on the network.
-        fact('Data rate now', job.State === 'Running' ? rate(jobRate(job)) : '–', 'data-rate'),
-        fact('Wire rate now', job.State === 'Running' ? rate(wireRate(job)) : '–', 'wire-rate'),
-        fact('Wire rate (average)', c.NetworkSpeedKBs !== undefined ? rate(c.NetworkSpeedKBs * 1024) : '–', 'average-rate'),
-        fact('Time left', Number.isFinite(left) ? duration(left) : '–'),
-        finished ? fact('Took', duration(job.EffectiveRuntime), 'took') : fact('Running for', duration(job.EffectiveRuntime)),
-        fact('Retries', String(c.Retries ?? 0), 'retries'),
-        c.SkippedInstances !== undefined
-          ? fact('Already at the destination', c.SkippedInstances > 0 ? `${count(c.SkippedInstances, 'instance', 'instances')} (${bytes(c.SkippedBytes ?? 0)}) not sent again` : 'none', 'skipped')
-          : null,
-        fact('Compression', c.Compression ?? '–'),
-        fact('Peer', c.Peer ?? '–'),
-        fact('Priority', String(job.Priority ?? 0)),
-        fact('Created', localTime(created)),
-        Number.isFinite(completed) ? fact('Finished', localTime(completed)) : null,
-        c.RemoteJobURL ? fact("Peer's job", h('span.mono', String(c.RemoteJobURL)), 'remote-job') : null,
-        c.RemoteControl ? fact('Passed on to the peer', String(c.RemoteControl), 'remote-control') : null,
-        Array.isArray(c.PeerExtensions) ? fact('Extensions used', c.PeerExtensions.length ? c.PeerExtensions.join(', ') : 'none (plain protocol)', 'extensions') : null,
-        fact('ID', h('span.mono', job.ID), 'id'),
-      ),
-      c.LastRetryCause
-        ? h('p.alert.warn', { dataset: { retry: 'last' } }, `Last retry${Number.isFinite(parseOrthancTime(c.LastRetryTime)) ? ` at ${localTime(parseOrthancTime(c.LastRetryTime))}` : ''}: ${c.LastRetryCause}`)
-        : null,
-      h('h3', 'Resources'),
-      resourcesList(c.Resources),
-    );
-    const err = plainError(job);
-    replace(
-      errorBox,
-      err
-        ? h(
-            'div.alert.error',
-            { role: 'alert', dataset: { error: 'job' } },
-            h('strong', err.sentence),
-            err.details ? h('p', err.details) : null,
-            h('p.muted', err.code),
-          )
-        : null,
-    );
+    replace(summary, ...summaryView(job));
+    replace(errorBox, errorView(job));
     raw.textContent = JSON.stringify(job, null, 2);
   }
 

@@ -31,7 +31,7 @@ function peerCard(p) {
         'div.fact',
         { dataset: { fact: 'extensions' } },
         h('dt', 'Extensions'),
-        h('dd', p.Extensions && p.Extensions.length ? p.Extensions.map((e) => h('span.chip', e)) : 'none'),
+        h('dd', p.Extensions?.length ? p.Extensions.map((e) => h('span.chip', e)) : 'none'),
       ),
       h('div.fact', h('dt', 'Sent'), h('dd', bytes(s.bytesSent ?? 0))),
       h('div.fact', h('dt', 'Received'), h('dd', bytes(s.bytesReceived ?? 0))),

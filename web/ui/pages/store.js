@@ -166,7 +166,13 @@ export function storePage(main) {
   const results = h('div.results', h('p.muted', 'Searching…'));
   const form = h(
     'form.search',
-    { role: 'search', onsubmit: (e) => (e.preventDefault(), search()) },
+    {
+      role: 'search',
+      onsubmit: (e) => {
+        e.preventDefault();
+        search();
+      },
+    },
     text,
     h('label.dates', 'From ', from, ' to ', to),
     modality,

@@ -87,13 +87,20 @@ function jobRow(job) {
   return { li, state: job.State, title: jobTitle(job), update };
 }
 
-export function transfersPage(main) {
-  let filter = 'all';
-  const rows = new Map();
-  const counts = h('div.cards');
-  const list = h('ul.jobs', { 'aria-live': 'polite' });
-  const canvas = h('canvas.chart.small', { 'aria-label': 'Transfer rate of the node over the last minutes' });
-  const chart = new TimeChart(canvas, {
+/** The cards counting the jobs by state. */
+function countCards(jobs) {
+  const by = (s) => jobs.filter((j) => j.State === s).length;
+  return [
+    ['Running', by('Running')],
+    ['Pending', by('Pending')],
+    ['Paused', by('Paused')],
+    ['Succeeded', by('Success')],
+    ['Failed', by('Failure')],
+  ].map(([label, n]) => h('div.card', { dataset: { count: label.toLowerCase() } }, h('span.n', n), h('span.label', label)));
+}
+
+function nodeRateChart(canvas) {
+  return new TimeChart(canvas, {
     format: (v) => rate(v),
     minMax: 1024 * 1024,
     binary: true,
@@ -102,11 +109,32 @@ export function transfersPage(main) {
       { label: 'received', color: '--accent-2', points: [] },
     ],
   });
+}
+
+export function transfersPage(main) {
+  let filter = 'all';
+  const rows = new Map();
+  const counts = h('div.cards');
+  const list = h('ul.jobs', { 'aria-live': 'polite' });
+  const canvas = h('canvas.chart.small', { 'aria-label': 'Transfer rate of the node over the last minutes' });
+  const chart = nodeRateChart(canvas);
   const filterBar = h(
     'div.segmented',
     { role: 'group', 'aria-label': 'Show' },
     Object.keys(FILTERS).map((f) =>
-      h('button', { type: 'button', class: f === filter ? 'on' : '', dataset: { filter: f }, onclick: () => ((filter = f), render()) }, f[0].toUpperCase() + f.slice(1)),
+      h(
+        'button',
+        {
+          type: 'button',
+          class: f === filter ? 'on' : '',
+          dataset: { filter: f },
+          onclick: () => {
+            filter = f;
+            render();
+          },
+        },
+        f[0].toUpperCase() + f.slice(1),
+      ),
     ),
   );
 
@@ -124,17 +152,7 @@ export function transfersPage(main) {
   function render() {
     for (const b of filterBar.querySelectorAll('button')) b.classList.toggle('on', b.dataset.filter === filter);
     const jobs = [...state.jobs.values()].sort((a, b) => String(b.CreationTime ?? '').localeCompare(String(a.CreationTime ?? '')));
-    const by = (s) => jobs.filter((j) => j.State === s).length;
-    replace(
-      counts,
-      [
-        ['Running', by('Running')],
-        ['Pending', by('Pending')],
-        ['Paused', by('Paused')],
-        ['Succeeded', by('Success')],
-        ['Failed', by('Failure')],
-      ].map(([label, n]) => h('div.card', { dataset: { count: label.toLowerCase() } }, h('span.n', n), h('span.label', label))),
-    );
+    replace(counts, countCards(jobs));
     const shown = jobs.filter(FILTERS[filter]);
     if (shown.length === 0) {
       rows.clear();
@@ -144,8 +162,10 @@ export function transfersPage(main) {
     const want = shown.map((j) => {
       let r = rows.get(j.ID);
       // A row is rebuilt only when the job changes state (its buttons change); else updated in place.
-      if (!r || r.state !== j.State || r.title !== jobTitle(j)) rows.set(j.ID, (r = jobRow(j)));
-      else r.update(j);
+      if (!r || r.state !== j.State || r.title !== jobTitle(j)) {
+        r = jobRow(j);
+        rows.set(j.ID, r);
+      } else r.update(j);
       return r.li;
     });
     for (const id of [...rows.keys()]) if (!shown.some((j) => j.ID === id)) rows.delete(id);

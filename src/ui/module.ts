@@ -11,7 +11,6 @@ import type { Throughput } from '../metrics/throughput.ts';
 import type { Peers } from '../peers/peers.ts';
 import { describePeer } from '../peers/registry.ts';
 import { parseTransferQuery, toWireJobHandle, type Resource } from '../protocol/wire.ts';
-import { displayUrl } from '../util/url.ts';
 import { readJson, route, sendJson, type RouteInfo } from '../server/http.ts';
 import type { Store } from '../store/types.ts';
 import { senderTransferId, type TransferJobQuery } from '../transfer/jobs.ts';

@@ -231,7 +231,7 @@ describe('a transfers peer through the Destination interface', () => {
       assert.equal(byName.get('b')?.Kind, 'transfers-peer');
       assert.equal(byName.get('b')?.Reachable, true);
       assert.equal(byName.get('b')?.Url, `${receiver.url}/`);
-      assert.ok((byName.get('b')?.Extensions as string[]).includes('bucket-crc32'), JSON.stringify(byName.get('b')));
+      assert.ok(((byName.get('b')?.Extensions ?? []) as string[]).includes('bucket-crc32'), JSON.stringify(byName.get('b')));
       assert.equal(byName.get('down')?.Reachable, false);
       // A destination from the directory sends as one made directly.
       const task = new MemoryTask();

@@ -45,7 +45,10 @@ try {
   if (a.status !== 200) console.log(a.body.toString().slice(0, 400));
   const tx = a.status === 200 ? (JSON.parse(a.body.toString()) as { Path: string }).Path.split('/').pop() : undefined;
   await new Promise((r) => setTimeout(r, 5000));
-  if (tx) console.log(`staging files 5 s later: ${(await readdir(join(node.dataDir, 'staging', 'push', tx))).length}; node peak RSS: ${await peak()}`);
+  if (tx)
+    console.log(
+      `staging files 5 s later: ${(await readdir(join(node.dataDir, 'staging', 'push', tx))).length}; node peak RSS: ${await peak()}`,
+    );
 } finally {
   await node.stop();
 }

@@ -114,7 +114,12 @@ async function main(): Promise<void> {
         await orthanc.stop();
       }
     }
-    process.stderr.write(`round ${r + 1}/${rounds}: ${runs.slice(-2).map((x) => `${x.target} ${x.seconds.toFixed(2)} s`).join(', ')}\n`);
+    process.stderr.write(
+      `round ${r + 1}/${rounds}: ${runs
+        .slice(-2)
+        .map((x) => `${x.target} ${x.seconds.toFixed(2)} s`)
+        .join(', ')}\n`,
+    );
   }
   const median = (target: string): Result | undefined => {
     const mine = runs.filter((x) => x.target === target).sort((a, b) => a.seconds - b.seconds);

@@ -121,7 +121,10 @@ async function main(): Promise<number> {
     const ok = peak < limitMB && results.every((r) => r['md5Ok'] === true);
     process.stdout.write(`dicom-xfer A peak RSS (VmHWM): ${peak.toFixed(0)} MB — limit ${limitMB} MB: ${ok ? 'OK' : 'FAILED'}\n`);
     if (values.json) {
-      await writeFile(values.json, JSON.stringify({ sizeBytes: size, limitMB, peakRssMB: Math.round(peak), idleRssMB: Math.round(idle.rssMB), results }, null, 2));
+      await writeFile(
+        values.json,
+        JSON.stringify({ sizeBytes: size, limitMB, peakRssMB: Math.round(peak), idleRssMB: Math.round(idle.rssMB), results }, null, 2),
+      );
     }
     return ok ? 0 : 1;
   } finally {

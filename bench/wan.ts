@@ -58,7 +58,10 @@ function fail(msg: string): never {
 
 function list<T extends string>(value: string | undefined, allowed: readonly T[], what: string): T[] {
   if (value === undefined) return [...allowed];
-  const items = value.split(',').map((s) => s.trim()).filter(Boolean);
+  const items = value
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   for (const i of items) if (!allowed.includes(i as T)) fail(`unknown ${what} "${i}" (${allowed.join(', ')})`);
   if (items.length === 0) fail(`no ${what} given`);
   return [...new Set(items)] as T[];
@@ -88,7 +91,9 @@ if (values.help) {
 const set = values.set as SetName;
 if (!SETS.includes(set)) fail(`unknown set "${values.set}" (${SETS.join(', ')})`);
 const noWan = values['no-wan'];
-const profiles: (ProfileName | 'loopback')[] = noWan ? ['loopback'] : list(values.profiles, Object.keys(PROFILES) as ProfileName[], 'profile');
+const profiles: (ProfileName | 'loopback')[] = noWan
+  ? ['loopback']
+  : list(values.profiles, Object.keys(PROFILES) as ProfileName[], 'profile');
 const methods = list(values.methods, METHOD_NAMES, 'method');
 const cc = values.cc;
 if (cc !== 'cubic' && cc !== 'bbr') fail(`--cc must be cubic or bbr, not "${cc}"`);
@@ -159,13 +164,17 @@ async function runProfile(spec: RunnerSpec, ns: string | undefined, boundSeconds
 
 // ---- report -------------------------------------------------------------------------------------------------
 
-const f1 = (n: number | null | undefined, digits = 1): string => (n === null || n === undefined || !Number.isFinite(n) ? '–' : n.toFixed(digits));
+const f1 = (n: number | null | undefined, digits = 1): string =>
+  n === null || n === undefined || !Number.isFinite(n) ? '–' : n.toFixed(digits);
 const pct = (n: number | null): string => (n === null ? '–' : `${(100 * n).toFixed(0)}%`);
 
 function machine(): Record<string, unknown> {
   let orthanc: string | null = null;
   if (orthancInstalled()) {
-    orthanc = execFileSync('/usr/sbin/Orthanc', ['--version'], { encoding: 'utf8' }).split('\n')[0]?.replace(/^.*Orthanc\s*/, '') ?? null;
+    orthanc =
+      execFileSync('/usr/sbin/Orthanc', ['--version'], { encoding: 'utf8' })
+        .split('\n')[0]
+        ?.replace(/^.*Orthanc\s*/, '') ?? null;
   }
   return {
     cpus: cpus().length,
@@ -195,7 +204,6 @@ function paceSeconds(r: RunResult): number | null {
   return (r.dicomBytes * FRAME_OVERHEAD) / (r.wire.busierBytes / r.wallSeconds);
 }
 
-
 /** A baseline cut short by its time bound: a lower bound for the comparison, not a failure. */
 function stoppedBaseline(r: RunResult): boolean {
   return !r.ok && BASELINES.includes(r.method) && r.error?.startsWith('timeout') === true;
@@ -220,11 +228,18 @@ function table(p: ProfileResult): string[] {
       ? 'ok'
       : stoppedBaseline(r)
         ? `stopped after ${f1(r.wallSeconds, 0)} s (bound), ${f1((r.wire?.busierBytes ?? 0) / 1e6, 0)} MB across: ≈${f1(paceSeconds(r), 0)} s at that pace`
-        : `FAILED: ${(r.error ?? '').replace(/https?:\/\/\S+/g, '…').replace(/\|/g, '/').slice(0, 110)}${lost}`;
+        : `FAILED: ${(r.error ?? '')
+            .replace(/https?:\/\/\S+/g, '…')
+            .replace(/\|/g, '/')
+            .slice(0, 110)}${lost}`;
     // A failed run moved only part of the data: its rates would mislead.
     const rate = (x: string): string => (r.ok ? x : '–');
     const senderCpu = r.sender ? r.sender.cpuSeconds + (r.client?.cpuSeconds ?? 0) : null;
-    const senderRss = r.sender ? (r.client ? `${f1(r.sender.peakRssMB, 0)} + ${f1(r.client.peakRssMB, 0)}` : f1(r.sender.peakRssMB, 0)) : '–';
+    const senderRss = r.sender
+      ? r.client
+        ? `${f1(r.sender.peakRssMB, 0)} + ${f1(r.client.peakRssMB, 0)}`
+        : f1(r.sender.peakRssMB, 0)
+      : '–';
     // Several runs: the median one, with the fastest and the slowest.
     const walls = r.repeatedWallSeconds ?? [];
     const wall = walls.length > 1 ? `${f1(r.wallSeconds)} (${f1(Math.min(...walls))}–${f1(Math.max(...walls))})` : f1(r.wallSeconds);
@@ -237,13 +252,13 @@ function table(p: ProfileResult): string[] {
 }
 
 const DEFINITIONS = [
-  'wall s: from the request that starts the transfer to the moment the job (or the client) reports the end; one run per method, or with --repeat N the run of median wall time (every figure of the row is that run\'s), the fastest and the slowest in parentheses; a method any of whose runs failed is reported by its failed run.',
+  "wall s: from the request that starts the transfer to the moment the job (or the client) reports the end; one run per method, or with --repeat N the run of median wall time (every figure of the row is that run's), the fastest and the slowest in parentheses; a method any of whose runs failed is reported by its failed run.",
   'DICOM MB/s: data set bytes (10^6 per MB) / wall time.',
-  'wire MB: IP bytes (headers, ACKs and retransmissions included) that crossed the emulated link in the busier direction, from the namespace\'s iptables queue counters; the benchmark\'s own control traffic (imports, job polls, MD5 checks, the POST client\'s reads from its local source) uses 127.0.0.2, which bypasses the link and is not counted.',
+  "wire MB: IP bytes (headers, ACKs and retransmissions included) that crossed the emulated link in the busier direction, from the namespace's iptables queue counters; the benchmark's own control traffic (imports, job polls, MD5 checks, the POST client's reads from its local source) uses 127.0.0.2, which bypasses the link and is not counted.",
   'link use: wire MB x 8 / (wall time x link rate of one direction).',
-  'of limit: (time the link needs for the method\'s best payload — the gzip -6 size of the data set for gzip methods, the raw size otherwise — in 1500-byte frames carrying 1448 bytes each, plus one RTT) / wall time.',
+  "of limit: (time the link needs for the method's best payload — the gzip -6 size of the data set for gzip methods, the raw size otherwise — in 1500-byte frames carrying 1448 bytes each, plus one RTT) / wall time.",
   'CPU s: user + system time of the process during the run; peak RSS: VmHWM at the end of the run (every process starts fresh per run). post-sequential: sender = source node + the client process.',
-  'vs X: X\'s wall time / this wall time (above 1: faster than X). When X was stopped at its time bound (--baseline-timeout): ≥ the bound / this wall time, and in parentheses the estimate from X\'s pace until then (data set size / its wire rate).',
+  "vs X: X's wall time / this wall time (above 1: faster than X). When X was stopped at its time bound (--baseline-timeout): ≥ the bound / this wall time, and in parentheses the estimate from X's pace until then (data set size / its wire rate).",
 ];
 
 function markdown(report: {
@@ -330,7 +345,10 @@ async function main(): Promise<number> {
   process.stdout.write(markdown(report));
   if (values.json) await writeFile(values.json, JSON.stringify(report, null, 1));
   if (interrupted) return 130;
-  return results.every((p) => p.runs.every((r) => r.ok || (baselineTimeout !== null && stoppedBaseline(r)))) && results.length === profiles.length ? 0 : 3;
+  return results.every((p) => p.runs.every((r) => r.ok || (baselineTimeout !== null && stoppedBaseline(r)))) &&
+    results.length === profiles.length
+    ? 0
+    : 3;
 }
 
 function readHostCc(): string {

@@ -5,7 +5,9 @@ import { execFileSync } from 'node:child_process';
 
 const width = JSON.parse(readFileSync(new URL('../biome.json', import.meta.url), 'utf8')).formatter.lineWidth;
 const GENERATED = new Set(['src/dicom/dictionary.ts']);
-const files = execFileSync('git', ['ls-files', '-co', '--exclude-standard', '*.ts', '*.mjs', '*.js', '*.css', '*.html', '*.json'], { encoding: 'utf8' })
+const files = execFileSync('git', ['ls-files', '-co', '--exclude-standard', '*.ts', '*.mjs', '*.js', '*.css', '*.html', '*.json'], {
+  encoding: 'utf8',
+})
   .split('\n')
   .filter((f) => f !== '' && !GENERATED.has(f) && !f.startsWith('web/vendor/') && f !== 'package-lock.json');
 let over = 0;

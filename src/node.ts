@@ -100,10 +100,14 @@ async function readSslPem(file: string): Promise<string> {
 function listenError(e: unknown, host: string, port: number): Error {
   const code = (e as NodeJS.ErrnoException).code;
   if (code === 'EADDRINUSE') {
-    return new Error(`port ${port} on ${host} is already in use (another dicom-xfer node, an Orthanc?): stop that program, or choose another port with --port (or HttpPort)`);
+    return new Error(
+      `port ${port} on ${host} is already in use (another dicom-xfer node, an Orthanc?): stop that program, or choose another port with --port (or HttpPort)`,
+    );
   }
   if (code === 'EACCES') {
-    return new Error(`port ${port} on ${host} needs privileges this user does not have: choose a port above 1023 with --port (or HttpPort)`);
+    return new Error(
+      `port ${port} on ${host} needs privileges this user does not have: choose a port above 1023 with --port (or HttpPort)`,
+    );
   }
   if (code === 'EADDRNOTAVAIL') {
     return new Error(`cannot listen on ${host}: no network interface of this machine has that address (--host or HttpHost)`);
@@ -158,7 +162,13 @@ function httpTimeoutOf(config: Config): number {
  * The jobs engine (persistent in <StorageDirectory>/jobs.sqlite) with the runners of the transfer jobs,
  * each handed the peers, the store, the bucket observer and the node's in-flight budget. Not started.
  */
-function openJobs(base: NodeBase, peers: Peers, latency: BucketLatency, inFlight: InFlight, closers: Closers): { engine: JobsEngine; destinations: TransfersPeerDirectory } {
+function openJobs(
+  base: NodeBase,
+  peers: Peers,
+  latency: BucketLatency,
+  inFlight: InFlight,
+  closers: Closers,
+): { engine: JobsEngine; destinations: TransfersPeerDirectory } {
   const { config, store, logger } = base;
   const deps: TransferDeps = {
     inFlight,
@@ -324,4 +334,3 @@ export async function startNode(flags: ServeFlags): Promise<RunningNode> {
     },
   };
 }
-

@@ -53,7 +53,9 @@ export async function prepareDataset(set: SetName, seed: number, root: string): 
   process.stderr.write(`generating the ${set} data set (seed ${seed}) in ${dir} ...\n`);
   const t0 = performance.now();
   const generated = await generateDataset({ out: dir, seed, preset: set, concurrency: 2 });
-  process.stderr.write(`  ${generated.files.length} files, ${(generated.totalBytes / 1e6).toFixed(1)} MB in ${((performance.now() - t0) / 1000).toFixed(1)} s; measuring gzip -6 ...\n`);
+  process.stderr.write(
+    `  ${generated.files.length} files, ${(generated.totalBytes / 1e6).toFixed(1)} MB in ${((performance.now() - t0) / 1000).toFixed(1)} s; measuring gzip -6 ...\n`,
+  );
   const gz = await mapLimit(generated.files, 2, (f) => gzipSize(f.path));
   const manifest: DatasetManifest = {
     set,
@@ -66,6 +68,8 @@ export async function prepareDataset(set: SetName, seed: number, root: string): 
   // Written under another name and renamed, so a half-written manifest is never taken for a whole one.
   await writeFile(`${manifestPath}.tmp`, JSON.stringify(manifest, null, 1));
   await rename(`${manifestPath}.tmp`, manifestPath);
-  process.stderr.write(`  gzip -6: ${(manifest.gzip6Bytes / 1e6).toFixed(1)} MB (${((100 * manifest.gzip6Bytes) / manifest.totalBytes).toFixed(0)}%)\n`);
+  process.stderr.write(
+    `  gzip -6: ${(manifest.gzip6Bytes / 1e6).toFixed(1)} MB (${((100 * manifest.gzip6Bytes) / manifest.totalBytes).toFixed(0)}%)\n`,
+  );
   return manifest;
 }

@@ -234,7 +234,10 @@ async function timed(
   let error: string | undefined;
   let job: JobView | undefined;
   try {
-    boundSeconds = METHODS[method].baseline && spec.baselineTimeoutSeconds !== null ? Math.min(spec.runTimeoutSeconds, spec.baselineTimeoutSeconds) : spec.runTimeoutSeconds;
+    boundSeconds =
+      METHODS[method].baseline && spec.baselineTimeoutSeconds !== null
+        ? Math.min(spec.runTimeoutSeconds, spec.baselineTimeoutSeconds)
+        : spec.runTimeoutSeconds;
     job = await transfer(Date.now() + boundSeconds * 1000);
   } catch (e) {
     error = e instanceof Error ? e.message : String(e);
@@ -292,7 +295,6 @@ async function timed(
   return result;
 }
 
-
 function wireBytes(before: Counters | undefined, after: Counters | undefined): WireBytes | null {
   if (!before || !after) return null;
   const originalBytes = after.original - before.original;
@@ -343,7 +345,10 @@ async function runOrthanc(method: MethodName, source: Md5Map): Promise<RunResult
 }
 
 /** The baseline client as a child process, ready (it has the source's list) and waiting for "go". */
-async function startPostClient(sourceUrl: string, destUrl: string): Promise<{
+async function startPostClient(
+  sourceUrl: string,
+  destUrl: string,
+): Promise<{
   pid: number;
   log(): string;
   go(deadline: number): Promise<void>;

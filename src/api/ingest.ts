@@ -204,7 +204,11 @@ export async function ingestZip(zipPath: string, store: Store, tmpDir: string, l
           files.push(entry);
           total += entry.uncompressedSize;
           if (limits.maxUncompressedBytes > 0 && total > limits.maxUncompressedBytes) {
-            reject(zipRefusal(`the ZIP archive uncompresses to more than ${Math.floor(limits.maxUncompressedBytes / 1048576)} MB (MaximumZipUncompressedSize)`));
+            reject(
+              zipRefusal(
+                `the ZIP archive uncompresses to more than ${Math.floor(limits.maxUncompressedBytes / 1048576)} MB (MaximumZipUncompressedSize)`,
+              ),
+            );
             return;
           }
         }

@@ -33,7 +33,9 @@ export interface UploadLimits {
 }
 
 /** The upload bounds of a configuration (keys MaximumZipEntries, MaximumZipUncompressedSize, MaximumInflationRatio). */
-export function uploadLimitsOf(config: Pick<Config, 'MaximumZipEntries' | 'MaximumZipUncompressedSize' | 'MaximumInflationRatio'>): UploadLimits {
+export function uploadLimitsOf(
+  config: Pick<Config, 'MaximumZipEntries' | 'MaximumZipUncompressedSize' | 'MaximumInflationRatio'>,
+): UploadLimits {
   return {
     zip: { maxEntries: config.MaximumZipEntries, maxUncompressedBytes: config.MaximumZipUncompressedSize * MiB },
     maxInflationRatio: config.MaximumInflationRatio,
@@ -81,7 +83,13 @@ export function embeddedApiOf(store: Store): EmbeddedStore | undefined {
  * The store's REST API: Orthanc's resource API when the store is the embedded one (features.resourceApi),
  * and /tools/find on either store (the Orthanc one answers it itself).
  */
-export function registerStoreApi(app: FastifyInstance, store: Store, config: Config, httpTimeoutSeconds: number, routes: RouteInfo[]): void {
+export function registerStoreApi(
+  app: FastifyInstance,
+  store: Store,
+  config: Config,
+  httpTimeoutSeconds: number,
+  routes: RouteInfo[],
+): void {
   const embedded = embeddedApiOf(store);
   if (embedded) registerOrthancApi(app, { store: embedded, httpTimeoutSeconds, uploadLimits: uploadLimitsOf(config), routes });
   registerFind(app, store, routes);

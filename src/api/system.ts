@@ -36,8 +36,18 @@ export function registerSystemRoutes(app: HttpApp, config: Config): void {
   const answer = (path: CorePath, value: () => unknown) => ({
     GET: async (req: FastifyRequest, reply: FastifyReply) => sendJson(reply, await app.amended(path, value(), req)),
   });
-  route(fastify, '/system', answer('/system', () => systemDocument(config)), routes);
-  route(fastify, '/plugins', answer('/plugins', () => ['transfers']), routes);
+  route(
+    fastify,
+    '/system',
+    answer('/system', () => systemDocument(config)),
+    routes,
+  );
+  route(
+    fastify,
+    '/plugins',
+    answer('/plugins', () => ['transfers']),
+    routes,
+  );
   route(
     fastify,
     '/plugins/transfers',

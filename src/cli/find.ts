@@ -73,7 +73,9 @@ export function buildFindBody(flags: FindFlags): FindBody {
     if (flags.date !== undefined) q.StudyDate = parseDateOption(flags.date);
     if (flags.modality !== undefined) put(level === 'Study' ? 'ModalitiesInStudy' : 'Modality', flags.modality.toUpperCase());
   } else if (flags.accession ?? flags.studyUid ?? flags.date ?? flags.modality) {
-    throw new UsageError('--accession, --study-uid, --date and --modality describe studies: use them with --level study, series or instance');
+    throw new UsageError(
+      '--accession, --study-uid, --date and --modality describe studies: use them with --level study, series or instance',
+    );
   }
   const body: FindBody = { Level: level, Query: q, Expand: true };
   const limit = flags.limit === undefined ? DEFAULT_LIMIT : Number(flags.limit);
@@ -168,15 +170,19 @@ export async function describeFound(client: NodeClient, level: FindLevel, found:
         StudyInstanceUID: '',
       });
     } else if (level === 'Study') {
-      rows.push({ Level: level, ID: id, ...(await studyRow(r)), Description: tagsOf(r).StudyDescription ?? '', ...summary(await seriesOf(id)) });
+      rows.push({
+        Level: level,
+        ID: id,
+        ...(await studyRow(r)),
+        Description: tagsOf(r).StudyDescription ?? '',
+        ...summary(await seriesOf(id)),
+      });
     } else {
       const series = level === 'Series' ? r : ((await get(`/series/${String(r.ParentSeries)}`)) as Resource);
       const study = (await get(`/studies/${String(series.ParentStudy)}`)) as Resource;
       const se = tagsOf(series);
       const description =
-        level === 'Series'
-          ? (se.SeriesDescription ?? '')
-          : `${se.SeriesDescription ?? 'series'} #${tagsOf(r).InstanceNumber ?? '?'}`;
+        level === 'Series' ? (se.SeriesDescription ?? '') : `${se.SeriesDescription ?? 'series'} #${tagsOf(r).InstanceNumber ?? '?'}`;
       rows.push({
         Level: level,
         ID: id,
@@ -210,7 +216,10 @@ export function formatFoundTable(rows: readonly FoundRow[]): string {
 }
 
 async function postFind(client: NodeClient, body: unknown): Promise<Resource[]> {
-  return asList(await client.json<unknown>('POST', '/tools/find', { body: JSON.stringify(body), contentType: 'application/json' }), 'POST /tools/find');
+  return asList(
+    await client.json<unknown>('POST', '/tools/find', { body: JSON.stringify(body), contentType: 'application/json' }),
+    'POST /tools/find',
+  );
 }
 
 /**
@@ -265,7 +274,12 @@ export async function runFind(flags: FindFlags): Promise<number> {
       process.stderr.write(`Nothing matches on ${client.target.url}.\n`);
     } else {
       process.stdout.write(`${formatFoundTable(rows)}\n`);
-      const what = { Patient: ['patient', 'patients'], Study: ['study', 'studies'], Series: ['series', 'series'], Instance: ['instance', 'instances'] }[body.Level];
+      const what = {
+        Patient: ['patient', 'patients'],
+        Study: ['study', 'studies'],
+        Series: ['series', 'series'],
+        Instance: ['instance', 'instances'],
+      }[body.Level];
       const more = body.Limit !== undefined && rows.length >= body.Limit ? ` (the first ${body.Limit}: raise --limit to see more)` : '';
       process.stderr.write(`${rows.length} ${rows.length === 1 ? what[0] : what[1]}${more}.\n`);
     }

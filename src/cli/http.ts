@@ -81,9 +81,7 @@ export function resolveTarget(flags: TargetFlags, env: NodeJS.ProcessEnv = proce
   parsed.username = '';
   parsed.password = '';
   if ((username === undefined) !== (password === undefined)) {
-    throw new UsageError(
-      `give both a user name and a password (--username and --password, or ${ENV_USERNAME} and ${ENV_PASSWORD})`,
-    );
+    throw new UsageError(`give both a user name and a password (--username and --password, or ${ENV_USERNAME} and ${ENV_PASSWORD})`);
   }
   const url = parsed.toString().replace(/\/+$/, '');
   return { url, username, password };

@@ -231,7 +231,11 @@ async function uploadOne(client: NodeClient, file: ImportFile, progress: Progres
       if (e instanceof HttpError) {
         // every other file would get the same answer: stop and say it once
         if (e.status === 401 || e.status === 403) return { kind: 'fatal', message: e.message };
-        if (e.status === 507) return { kind: 'fatal', message: `The node at ${client.target.url} has no room left (${e.reason}): free space there, then import again.` };
+        if (e.status === 507)
+          return {
+            kind: 'fatal',
+            message: `The node at ${client.target.url} has no room left (${e.reason}): free space there, then import again.`,
+          };
         if (e.status >= 400 && e.status < 500) {
           const rejection: Rejection = { path: file.path, status: e.status, reason: e.reason };
           if (e.remote?.Message !== undefined) rejection.message = e.remote.Message;
@@ -397,11 +401,7 @@ function entryRejection(file: ImportFile, fileName: string, a: InstanceAnswer): 
  * Stops early (the rest counted in notSent, the cause in `error`) when the node cannot be reached or
  * refuses the credentials. Never throws for a file or a server answer.
  */
-export async function importFiles(
-  client: NodeClient,
-  listing: FileListing,
-  opts: ImportOptions = {},
-): Promise<ImportSummary> {
+export async function importFiles(client: NodeClient, listing: FileListing, opts: ImportOptions = {}): Promise<ImportSummary> {
   const { files } = listing;
   const progress = new Progress({
     label: 'import',

@@ -3,15 +3,7 @@
 // `send` and `pull` use.
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
-import {
-  NodeClient,
-  NodeConnectionError,
-  UsageError,
-  addTargetOptions,
-  resolveTarget,
-  type NodeTarget,
-  type TargetFlags,
-} from './http.ts';
+import { NodeClient, NodeConnectionError, UsageError, addTargetOptions, resolveTarget, type NodeTarget, type TargetFlags } from './http.ts';
 import { HttpError } from '../http/errors.ts';
 import { StatusBars, formatDuration } from './progress.ts';
 
@@ -90,7 +82,8 @@ export function parseOrthancTime(v: unknown): number | undefined {
  * so that a wrong URL or a proxy's page is not taken for a job.
  */
 export function parseJob(v: unknown): JobView {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('the node answered something that is not a job (not a JSON object)');
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    throw new Error('the node answered something that is not a job (not a JSON object)');
   const raw = v as Record<string, unknown>;
   const id = str(raw.ID);
   const state = str(raw.State);
@@ -214,7 +207,14 @@ function pad(cells: string[][]): string {
   for (const row of cells) {
     for (const [i, c] of row.entries()) widths[i] = Math.max(widths[i] ?? 0, c.length);
   }
-  return cells.map((row) => row.map((c, i) => (i === row.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ').trimEnd()).join('\n');
+  return cells
+    .map((row) =>
+      row
+        .map((c, i) => (i === row.length - 1 ? c : c.padEnd(widths[i] ?? 0)))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
 }
 
 /** Columns of rows into aligned text, header first; the last column is not padded. */
@@ -401,7 +401,14 @@ async function runJobs(flags: JobsFlags): Promise<number> {
   try {
     if (flags.follow === undefined || flags.follow === false) {
       const jobs = await listJobs(client);
-      if (flags.json) process.stdout.write(`${JSON.stringify(jobs.map((j) => j.raw), null, 2)}\n`);
+      if (flags.json)
+        process.stdout.write(
+          `${JSON.stringify(
+            jobs.map((j) => j.raw),
+            null,
+            2,
+          )}\n`,
+        );
       else if (jobs.length === 0) process.stdout.write(`No jobs on ${target.url}.\n`);
       else process.stdout.write(formatJobsTable(jobs));
       return 0;
@@ -426,13 +433,18 @@ async function runJobs(flags: JobsFlags): Promise<number> {
       ctrlC.dispose();
       bars.stop();
     }
-    if (flags.json) process.stdout.write(`${JSON.stringify(end.jobs.map((j) => j.raw), null, 2)}\n`);
+    if (flags.json)
+      process.stdout.write(
+        `${JSON.stringify(
+          end.jobs.map((j) => j.raw),
+          null,
+          2,
+        )}\n`,
+      );
     else if (end.jobs.length > 0) process.stdout.write(formatJobsTable(end.jobs));
     const more = targetArgs(target, flags);
     if (end.kind === 'interrupted') {
-      process.stderr.write(
-        `dicom-xfer jobs: stopped following; the jobs go on. Cancel one with \`dicom-xfer jobs cancel ID${more}\`.\n`,
-      );
+      process.stderr.write(`dicom-xfer jobs: stopped following; the jobs go on. Cancel one with \`dicom-xfer jobs cancel ID${more}\`.\n`);
       return EXIT_INTERRUPTED;
     }
     if (end.kind === 'lost') {
@@ -457,9 +469,7 @@ export function refusalText(action: JobAction, state: string): string {
     case 'resume':
       return `it is ${state}: only a paused job can be resumed`;
     case 'cancel':
-      return isFinal(state)
-        ? `it has already ended (${state}): only a pending, running or paused job can be canceled`
-        : `it is ${state}`;
+      return isFinal(state) ? `it has already ended (${state}): only a pending, running or paused job can be canceled` : `it is ${state}`;
     case 'resubmit':
       return `it is ${state}: only a failed or canceled job can be resubmitted`;
   }
@@ -498,7 +508,9 @@ async function runControl(action: JobAction, given: string, flags: JobsFlags): P
     const job = parseJob(await client.json('GET', `/jobs/${id}`));
     if (flags.json) process.stdout.write(`${JSON.stringify(job.raw, null, 2)}\n`);
     else {
-      process.stdout.write(`Job ${id} (${shortType(job.type)}${job.peer ? `, peer "${job.peer}"` : ''}) ${DONE[action]}: it is now ${job.state}.\n`);
+      process.stdout.write(
+        `Job ${id} (${shortType(job.type)}${job.peer ? `, peer "${job.peer}"` : ''}) ${DONE[action]}: it is now ${job.state}.\n`,
+      );
       // A send in pull mode passes the control on to the peer's job: say whether the peer did it.
       if (job.remoteControl?.startsWith(`${action}:`)) process.stdout.write(`The peer's job: ${job.remoteControl}.\n`);
     }
@@ -528,7 +540,7 @@ export function registerJobs(program: Command): void {
     .description("List a node's transfer jobs, follow them live, or pause, resume, cancel or resubmit one");
   addTargetOptions(jobs)
     .option('--follow [id]', 'show live progress of every pending or running job (or of the job with this ID) until they end')
-    .option('--json', 'print the jobs as JSON on stdout (the node\'s job JSON; after --follow, their final state)')
+    .option('--json', "print the jobs as JSON on stdout (the node's job JSON; after --follow, their final state)")
     .option('--quiet', 'no progress bars while following')
     .addHelpText(
       'after',

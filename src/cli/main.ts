@@ -12,7 +12,7 @@ import { VERSION } from '../version.ts';
 const program = new Command();
 program
   .name('dicom-xfer')
-  .description('Moves DICOM studies between sites, fast and with nothing lost; speaks Orthanc\'s Transfers Accelerator protocol.')
+  .description("Moves DICOM studies between sites, fast and with nothing lost; speaks Orthanc's Transfers Accelerator protocol.")
   .version(VERSION, '-V, --version', 'print the version of dicom-xfer')
   .showHelpAfterError();
 

@@ -69,7 +69,9 @@ export function formatPeersTable(rows: readonly PeerRow[]): string {
       r.name,
       displayUrl(r.url),
       r.transfers,
-      r.transfers === 'bidirectional' && r.remoteSelf ? `${NOTES.bidirectional}: it knows this node as "${r.remoteSelf}"` : NOTES[r.transfers],
+      r.transfers === 'bidirectional' && r.remoteSelf
+        ? `${NOTES.bidirectional}: it knows this node as "${r.remoteSelf}"`
+        : NOTES[r.transfers],
     ]),
   );
 }
@@ -93,7 +95,9 @@ async function runPeers(flags: PeersFlags): Promise<number> {
       for (const r of rows) out[r.name] = { ...r.raw, Transfers: r.transfers };
       process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
     } else if (rows.length === 0) {
-      process.stdout.write(`The node at ${target.url} has no peers; define them in its configuration (OrthancPeers) or with PUT /peers/NAME.\n`);
+      process.stdout.write(
+        `The node at ${target.url} has no peers; define them in its configuration (OrthancPeers) or with PUT /peers/NAME.\n`,
+      );
     } else {
       process.stdout.write(formatPeersTable(rows));
     }
@@ -107,7 +111,9 @@ async function runPeers(flags: PeersFlags): Promise<number> {
 
 /** Adds `peers` to the program. Exit status: 0 listed; 1 the node refused or could not be reached; 2 usage. */
 export function registerPeers(program: Command): void {
-  const cmd = program.command('peers').description("List a node's peers with their URL and transfers status (installed, bidirectional, disabled)");
+  const cmd = program
+    .command('peers')
+    .description("List a node's peers with their URL and transfers status (installed, bidirectional, disabled)");
   addTargetOptions(cmd)
     .option('--json', 'print the peers as JSON on stdout: GET /peers?expand with "Transfers" added to each')
     .addHelpText(

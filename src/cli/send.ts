@@ -2,14 +2,7 @@
 // (POST /transfers/send or /transfers/pull), then follow the job, on the node or on the peer when the
 // send runs as a pull by the peer (RemoteSelf), until it ends; the exit status says how it ended.
 import { Option, type Command } from 'commander';
-import {
-  NodeClient,
-  UsageError,
-  addTargetOptions,
-  resolveTarget,
-  type NodeTarget,
-  type TargetFlags,
-} from './http.ts';
+import { NodeClient, UsageError, addTargetOptions, resolveTarget, type NodeTarget, type TargetFlags } from './http.ts';
 import { HttpError } from '../http/errors.ts';
 import {
   CANCELED_JOB_CODE,
@@ -195,9 +188,15 @@ async function startJob(client: NodeClient, kind: TransferKind, req: TransferReq
     // The node's own credentials are never sent to another host: the peer's come from their own flags.
     const sameOrigin = new URL(remote.base).origin === new URL(client.target.url).origin;
     const username =
-      flags.peerUsername ?? (process.env[ENV_PEER_USERNAME] || undefined) ?? remote.username ?? (sameOrigin ? client.target.username : undefined);
+      flags.peerUsername ??
+      (process.env[ENV_PEER_USERNAME] || undefined) ??
+      remote.username ??
+      (sameOrigin ? client.target.username : undefined);
     const password =
-      flags.peerPassword ?? (process.env[ENV_PEER_PASSWORD] || undefined) ?? remote.password ?? (sameOrigin ? client.target.password : undefined);
+      flags.peerPassword ??
+      (process.env[ENV_PEER_PASSWORD] || undefined) ??
+      remote.password ??
+      (sameOrigin ? client.target.password : undefined);
     const target = resolveTarget({ url: remote.base, username, password }, {});
     return { target, id: remote.id, remote: true, peer: typeof a.Peer === 'string' ? a.Peer : req.Peer, url: a.URL };
   }
@@ -271,16 +270,24 @@ async function resolveStudies(kind: TransferKind, target: NodeTarget, flags: Tra
     } finally {
       await node.close();
     }
-    const peer = typeof peers === 'object' && peers !== null ? (peers as Record<string, Record<string, unknown> | undefined>)[flags.peer.trim()] : undefined;
+    const peer =
+      typeof peers === 'object' && peers !== null
+        ? (peers as Record<string, Record<string, unknown> | undefined>)[flags.peer.trim()]
+        : undefined;
     if (typeof peer?.Url !== 'string') {
       const known = typeof peers === 'object' && peers !== null ? Object.keys(peers).join(', ') : '';
-      throw new UsageError(`the node at ${target.url} has no peer named "${flags.peer}"${known ? `; its peers are: ${known}` : ''} (see \`dicom-xfer peers\`)`);
+      throw new UsageError(
+        `the node at ${target.url} has no peer named "${flags.peer}"${known ? `; its peers are: ${known}` : ''} (see \`dicom-xfer peers\`)`,
+      );
     }
-    at = resolveTarget({
-      url: peer.Url.replace(/\/+$/, ''),
-      username: flags.peerUsername ?? (process.env[ENV_PEER_USERNAME] || undefined),
-      password: flags.peerPassword ?? (process.env[ENV_PEER_PASSWORD] || undefined),
-    }, {});
+    at = resolveTarget(
+      {
+        url: peer.Url.replace(/\/+$/, ''),
+        username: flags.peerUsername ?? (process.env[ENV_PEER_USERNAME] || undefined),
+        password: flags.peerPassword ?? (process.env[ENV_PEER_PASSWORD] || undefined),
+      },
+      {},
+    );
     where = `on peer "${flags.peer}" (${at.url})`;
   }
   const client = new NodeClient(at, { connections: 2 });
@@ -433,7 +440,9 @@ export async function runTransfer(kind: TransferKind, flags: TransferFlags): Pro
   // A send in pull mode is also followed on the node itself (a RemotePullTransfer job): with it, the
   // user can watch the transfer without the peer's credentials.
   const local = loc.remote ? await localFollower(target, loc.id) : undefined;
-  const peerMore = loc.remote ? ` --url ${loc.target.url}${loc.target.username !== undefined ? ` --username ${loc.target.username} --password ...` : ''}` : more;
+  const peerMore = loc.remote
+    ? ` --url ${loc.target.url}${loc.target.username !== undefined ? ` --username ${loc.target.username} --password ...` : ''}`
+    : more;
   const started: Started = { kind, flags, req, loc, more, peerMore, local };
   announce(started);
   return flags.follow ? followToEnd(started) : printHandle(started);
@@ -444,7 +453,10 @@ function addTransferOptions(cmd: Command, kind: TransferKind): Command {
   addTargetOptions(cmd)
     .requiredOption('--peer <name>', `the peer (as named in the node's OrthancPeers) to ${kind} ${direction}`)
     .option('--patient <id...>', 'patients (Orthanc IDs)')
-    .option('--study <id...>', `studies: Orthanc IDs, StudyInstanceUIDs or accession numbers (looked up on the ${kind === 'send' ? 'node' : 'peer'})`)
+    .option(
+      '--study <id...>',
+      `studies: Orthanc IDs, StudyInstanceUIDs or accession numbers (looked up on the ${kind === 'send' ? 'node' : 'peer'})`,
+    )
     .option('--series <id...>', 'series (Orthanc IDs)')
     .option('--instance <id...>', 'instances (Orthanc IDs)')
     .addOption(new Option('--compression <kind>', 'compression on the wire').choices(['gzip', 'none']).default('gzip'))
@@ -454,11 +466,21 @@ function addTransferOptions(cmd: Command, kind: TransferKind): Command {
     .option('--quiet', 'no progress display');
   if (kind === 'send') {
     cmd
-      .addOption(new Option('--peer-username <user>', `user name on the peer, to follow a job that runs there (env ${ENV_PEER_USERNAME}; default: none, unless the peer is this node)`))
+      .addOption(
+        new Option(
+          '--peer-username <user>',
+          `user name on the peer, to follow a job that runs there (env ${ENV_PEER_USERNAME}; default: none, unless the peer is this node)`,
+        ),
+      )
       .addOption(new Option('--peer-password <password>', `password on the peer (env ${ENV_PEER_PASSWORD})`));
   } else {
     cmd
-      .addOption(new Option('--peer-username <user>', `user name on the peer, to look up a --study given by UID or accession number (env ${ENV_PEER_USERNAME})`))
+      .addOption(
+        new Option(
+          '--peer-username <user>',
+          `user name on the peer, to look up a --study given by UID or accession number (env ${ENV_PEER_USERNAME})`,
+        ),
+      )
       .addOption(new Option('--peer-password <password>', `password on the peer (env ${ENV_PEER_PASSWORD})`));
   }
   return cmd.addHelpText(

@@ -15,7 +15,7 @@ export function registerServe(program: Command): void {
     .option('--orthanc <url>', "keep the DICOM in this Orthanc, through its REST API (replaces the file's OrthancStore)")
     .option('--orthanc-username <user>', 'Basic credentials for --orthanc')
     .option('--orthanc-password <password>', 'Basic credentials for --orthanc')
-    .option('--proxy', "with --orthanc: forward every request dicom-xfer does not answer to Orthanc (OrthancStore.Proxy)")
+    .option('--proxy', 'with --orthanc: forward every request dicom-xfer does not answer to Orthanc (OrthancStore.Proxy)')
     .action(async (flags: ServeFlags) => {
       let node: RunningNode;
       try {

@@ -66,7 +66,10 @@ export async function loadConfig(opts: LoadOptions = {}): Promise<LoadedConfig> 
   }
   let files = [path];
   if (isDir) {
-    files = (await readdir(path)).filter((n) => n.toLowerCase().endsWith('.json')).sort().map((n) => join(path, n));
+    files = (await readdir(path))
+      .filter((n) => n.toLowerCase().endsWith('.json'))
+      .sort()
+      .map((n) => join(path, n));
     if (files.length === 0) report.warnings.push(`${path}: no .json file in this configuration folder`);
   }
   const sources: Source[] = [];
@@ -279,7 +282,10 @@ const TRANSFERS_TABLE = TRANSFERS_SETTINGS as Readonly<Record<string, AnySetting
 function suggestion(key: string, ...tables: Iterable<string>[]): string {
   const lower = key.toLowerCase();
   for (const table of tables) for (const k of table) if (k.toLowerCase() === lower) return ` (did you mean ${k}?)`;
-  const near = closestKey(key, tables.flatMap((t) => [...t]));
+  const near = closestKey(
+    key,
+    tables.flatMap((t) => [...t]),
+  );
   return near === undefined ? '' : ` (did you mean ${near}?)`;
 }
 
@@ -433,11 +439,7 @@ function resolvePaths(layer: Layer, baseDir: string): void {
 /** Keys whose entries merge one by one across files and overrides instead of being replaced whole. */
 const MERGED_BY_ENTRY = new Set(['OrthancPeers', 'RegisteredUsers']);
 
-function fill(
-  table: Readonly<Record<string, AnySetting>>,
-  given: Record<string, unknown>,
-  baseDir: string,
-): Record<string, unknown> {
+function fill(table: Readonly<Record<string, AnySetting>>, given: Record<string, unknown>, baseDir: string): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [key, setting] of Object.entries(table)) {
     if (Object.hasOwn(given, key)) out[key] = given[key];

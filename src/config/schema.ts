@@ -56,8 +56,7 @@ export const SETTINGS: { readonly [K in TopKey]-?: Setting<Config[K]> } = {
     overrideSchema: intIn(0, 65535),
     type: 'integer 1–65535',
     default: DEFAULTS.HttpPort,
-    meaning:
-      'TCP port of the HTTP server (REST API, transfers protocol, dashboard). On the command line, 0 picks a free port.',
+    meaning: 'TCP port of the HTTP server (REST API, transfers protocol, dashboard). On the command line, 0 picks a free port.',
     source: 'orthanc',
   },
   HttpHost: {
@@ -136,7 +135,7 @@ export const SETTINGS: { readonly [K in TopKey]-?: Setting<Config[K]> } = {
     type: 'integer ≥ 0',
     default: DEFAULTS.HttpMaxConnections,
     meaning:
-      'Connections served at once; 0 means no bound. Past it, each new connection gets 503 (Orthanc\'s JSON error, `Retry-After`) and is closed; past twice it, new connections are closed at once.',
+      "Connections served at once; 0 means no bound. Past it, each new connection gets 503 (Orthanc's JSON error, `Retry-After`) and is closed; past twice it, new connections are closed at once.",
     source: 'dicom-xfer',
   },
   HttpRequestMinimumRate: {
@@ -236,7 +235,7 @@ export const SETTINGS: { readonly [K in TopKey]-?: Setting<Config[K]> } = {
     schema: bool(),
     type: 'boolean',
     default: DEFAULTS.HttpDescribeErrors,
-    meaning: 'Answer errors with Orthanc\'s JSON error body.',
+    meaning: "Answer errors with Orthanc's JSON error body.",
     source: 'orthanc',
   },
   OrthancPeers: {
@@ -371,7 +370,7 @@ export const TRANSFERS_SETTINGS: {
     type: 'boolean',
     default: TRANSFERS_DEFAULTS.Extensions,
     meaning:
-      'dicom-xfer extension: list the protocol extensions (resume, dedupe, async-commit, bucket-crc32, bucket-span, receiver-progress) in `GET /transfers/capabilities` and use them with peers that list them; false makes the node list none and use none, speaking exactly the plugin\'s protocol.',
+      "dicom-xfer extension: list the protocol extensions (resume, dedupe, async-commit, bucket-crc32, bucket-span, receiver-progress) in `GET /transfers/capabilities` and use them with peers that list them; false makes the node list none and use none, speaking exactly the plugin's protocol.",
     source: 'dicom-xfer',
   },
   BucketSpans: {
@@ -379,7 +378,7 @@ export const TRANSFERS_SETTINGS: {
     type: 'boolean',
     default: TRANSFERS_DEFAULTS.BucketSpans,
     meaning:
-      'dicom-xfer extension: with Extensions, list and use bucket-span: transfers between dicom-xfer nodes plan buckets of 512 KiB and join consecutive ones into requests sized to the link. false keeps the plugin\'s bucket layout (one request per BucketSize bucket) while the other extensions stay.',
+      "dicom-xfer extension: with Extensions, list and use bucket-span: transfers between dicom-xfer nodes plan buckets of 512 KiB and join consecutive ones into requests sized to the link. false keeps the plugin's bucket layout (one request per BucketSize bucket) while the other extensions stay.",
     source: 'dicom-xfer',
   },
   MaxPushInstances: {
@@ -389,12 +388,13 @@ export const TRANSFERS_SETTINGS: {
     meaning:
       'dicom-xfer: most instances a receiver accepts in one push transaction; a create declaring more is refused with 413 before anything is made. It also sizes the largest create body accepted: 64 MiB per 100,000 instances (at least 4 MiB), whatever the protocol mode.',
     source: 'dicom-xfer',
-  },  MaxRequestsInFlight: {
+  },
+  MaxRequestsInFlight: {
     schema: uint(),
     type: 'integer ≥ 0',
     default: TRANSFERS_DEFAULTS.MaxRequestsInFlight,
     meaning:
-      'dicom-xfer: most transfer requests the node has in flight at once, across all its jobs and the chunk answers it serves; a request beyond it waits its turn (the job says so in Content.Waiting). 0 means no cap beyond each job\'s MaxThreads.',
+      "dicom-xfer: most transfer requests the node has in flight at once, across all its jobs and the chunk answers it serves; a request beyond it waits its turn (the job says so in Content.Waiting). 0 means no cap beyond each job's MaxThreads.",
     source: 'dicom-xfer',
   },
   MaxInFlightSize: {
@@ -457,9 +457,7 @@ export function configJsonSchema(): Record<string, unknown> {
 
 function buildJsonSchema(): Record<string, unknown> {
   const shape = (table: Record<string, Setting<unknown, never>>) =>
-    Object.fromEntries(
-      Object.entries(table).map(([k, s]) => [k, s.schema.optional().meta({ description: s.meaning })]),
-    );
+    Object.fromEntries(Object.entries(table).map(([k, s]) => [k, s.schema.optional().meta({ description: s.meaning })]));
   const transfers = z.object(shape(TRANSFERS_SETTINGS as Record<string, Setting<unknown, never>>));
   const top = z.looseObject({
     ...shape(SETTINGS as Record<string, Setting<unknown, never>>),

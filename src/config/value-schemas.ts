@@ -25,8 +25,7 @@ export const positive = (unit?: string) => {
   const expected = `an integer of at least 1${unit ? ` (${unit})` : ''}; 0 is not allowed`;
   return z.int({ error: expected }).min(1, { error: expected });
 };
-export const stringMap = (what: string) =>
-  z.record(z.string(), z.string({ error: 'a string' }), { error: `an object of ${what}` });
+export const stringMap = (what: string) => z.record(z.string(), z.string({ error: 'a string' }), { error: `an object of ${what}` });
 /** An optional path where "" means "not set", as in Orthanc's own file. */
 export const optionalPath = () => str('a path (string)').transform((s) => (s === '' ? undefined : s));
 

@@ -214,8 +214,7 @@ export function charsetFor(value: string | undefined): CharsetInfo {
     if (enc === undefined) return { decode: decodeAscii, codeExtensions, term, known: false };
     const base = decoderFor(enc);
     // ASCII drops ESC anyway; the others keep it, so the sequences are removed after decoding.
-    const decode: TextDecodeFn =
-      codeExtensions && enc !== 'ascii' ? (b) => removeIso2022EscapeSequences(base(b)) : base;
+    const decode: TextDecodeFn = codeExtensions && enc !== 'ascii' ? (b) => removeIso2022EscapeSequences(base(b)) : base;
     return { decode, codeExtensions, term, known: true };
   }
   return { decode: decodeLatin1, codeExtensions, term: undefined, known: true };

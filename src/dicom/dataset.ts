@@ -67,8 +67,40 @@ export interface ParsedDicom {
 
 const PIXEL_DATA_KEY = parserKey(TAG.PixelData);
 const VALID_VRS = new Set([
-  'AE', 'AS', 'AT', 'CS', 'DA', 'DS', 'DT', 'FD', 'FL', 'IS', 'LO', 'LT', 'OB', 'OD', 'OF', 'OL', 'OV', 'OW',
-  'PN', 'SH', 'SL', 'SQ', 'SS', 'ST', 'SV', 'TM', 'UC', 'UI', 'UL', 'UN', 'UR', 'US', 'UT', 'UV',
+  'AE',
+  'AS',
+  'AT',
+  'CS',
+  'DA',
+  'DS',
+  'DT',
+  'FD',
+  'FL',
+  'IS',
+  'LO',
+  'LT',
+  'OB',
+  'OD',
+  'OF',
+  'OL',
+  'OV',
+  'OW',
+  'PN',
+  'SH',
+  'SL',
+  'SQ',
+  'SS',
+  'ST',
+  'SV',
+  'TM',
+  'UC',
+  'UI',
+  'UL',
+  'UN',
+  'UR',
+  'US',
+  'UT',
+  'UV',
 ]);
 /** VRs whose explicit length field has 4 bytes (after 2 reserved ones). */
 const LONG_VRS = new Set(['OB', 'OD', 'OF', 'OL', 'OV', 'OW', 'SQ', 'UC', 'UR', 'UT', 'UN', 'SV', 'UV']);
@@ -283,11 +315,7 @@ function readMeta(bytes: Uint8Array, at: number): { meta: DataSet; end: number }
   // element boundary at or after that end, so a wrong group length cannot cut an element in two.
   let end = Infinity;
   // Bounded: every element read advances the stream by at least 8 bytes.
-  while (
-    stream.position + 8 <= bytes.length &&
-    stream.position < end &&
-    u16(bytes, stream.position, true) === 0x0002
-  ) {
+  while (stream.position + 8 <= bytes.length && stream.position < end && u16(bytes, stream.position, true) === 0x0002) {
     const el = readElementExplicit(stream, stream.warnings);
     if (el.tag === 'x00020000' && el.length === 4 && el.dataOffset + 4 <= bytes.length) {
       const groupLength = dp.littleEndianByteArrayParser.readUint32(bytes, el.dataOffset);

@@ -2,14 +2,7 @@
 // and the tags in Orthanc's JSON shapes, reading the header only, never the pixel data.
 import { type FileHandle, open } from 'node:fs/promises';
 import { XferError } from '../errors.ts';
-import {
-  DicomTruncatedError,
-  isDicomTruncated,
-  parseDicomBytes,
-  type ParsedDicom,
-  type ParseOptions,
-  topLevelValue,
-} from './dataset.ts';
+import { DicomTruncatedError, isDicomTruncated, parseDicomBytes, type ParsedDicom, type ParseOptions, topLevelValue } from './dataset.ts';
 import { tagsOfParsed, type FullTags, type SimplifiedTags, type TagsFormat, type TagsOptions } from './simplify.ts';
 import { MAIN_DICOM_TAGS, TAG } from './tags.ts';
 import { LEVELS, type DicomHeader, type Level, type MainTags } from './types.ts';

@@ -115,9 +115,7 @@ function simplifyFull(tags: FullTags): SimplifiedTags {
   const out: SimplifiedTags = {};
   for (const entry of Object.values(tags)) {
     out[entry.Name] =
-      entry.Type === 'Sequence' && Array.isArray(entry.Value)
-        ? entry.Value.map(simplifyFull)
-        : (entry.Value as string | null);
+      entry.Type === 'Sequence' && Array.isArray(entry.Value) ? entry.Value.map(simplifyFull) : (entry.Value as string | null);
   }
   return out;
 }

@@ -134,15 +134,27 @@ const NUMERIC: Record<string, { size: number; read: NumReader }> = {
   AT: {
     size: 4,
     read: (p, b, at) =>
-      `${p.readUint16(b, at).toString(16).padStart(4, '0')},${p.readUint16(b, at + 2).toString(16).padStart(4, '0')}`,
+      `${p.readUint16(b, at).toString(16).padStart(4, '0')},${p
+        .readUint16(b, at + 2)
+        .toString(16)
+        .padStart(4, '0')}`,
   },
 };
 
-
 /** Implicit "US or SS" elements that DCMTK resolves with PixelRepresentation (0028,0103). */
 const PIXEL_VALUE_TAGS = new Set([
-  'x00280106', 'x00280107', 'x00280108', 'x00280109', 'x00280110', 'x00280111', 'x00280120', 'x00280121',
-  'x00603004', 'x00603006', 'x00409211', 'x00409216',
+  'x00280106',
+  'x00280107',
+  'x00280108',
+  'x00280109',
+  'x00280110',
+  'x00280111',
+  'x00280120',
+  'x00280121',
+  'x00603004',
+  'x00603006',
+  'x00409211',
+  'x00409216',
 ]);
 
 function pixelValueVr(ds: DataSet, el: Element): string | undefined {

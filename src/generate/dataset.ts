@@ -236,7 +236,13 @@ function planMr(p: Plan, c: DatasetCounts): void {
     const slices = Math.min(MR_PER_SERIES, c.mr - s * MR_PER_SERIES);
     for (let i = 0; i < slices; i++) {
       p.tasks.push({
-        path: join('mr', patient.id, `study${studyIndex % MR_STUDIES_PER_PATIENT + 1}`, `series${n2(seriesInStudy + 1)}`, `IM${n4(i + 1)}.dcm`),
+        path: join(
+          'mr',
+          patient.id,
+          `study${(studyIndex % MR_STUDIES_PER_PATIENT) + 1}`,
+          `series${n2(seriesInStudy + 1)}`,
+          `IM${n4(i + 1)}.dcm`,
+        ),
         kind: 'mr',
         run: (path) => writeMrImage(path, { seed, patient, study, series, index: i, slices, contrast }),
       });

@@ -4,8 +4,31 @@
 import { XferError } from '../errors.ts';
 
 export type Vr =
-  | 'AE' | 'AS' | 'AT' | 'CS' | 'DA' | 'DS' | 'DT' | 'FD' | 'FL' | 'IS' | 'LO' | 'LT' | 'OB' | 'OW'
-  | 'PN' | 'SH' | 'SL' | 'SQ' | 'SS' | 'ST' | 'TM' | 'UI' | 'UL' | 'US' | 'UT';
+  | 'AE'
+  | 'AS'
+  | 'AT'
+  | 'CS'
+  | 'DA'
+  | 'DS'
+  | 'DT'
+  | 'FD'
+  | 'FL'
+  | 'IS'
+  | 'LO'
+  | 'LT'
+  | 'OB'
+  | 'OW'
+  | 'PN'
+  | 'SH'
+  | 'SL'
+  | 'SQ'
+  | 'SS'
+  | 'ST'
+  | 'TM'
+  | 'UI'
+  | 'UL'
+  | 'US'
+  | 'UT';
 
 /** One item of a sequence: a list of elements (any order; they are sorted when encoded). */
 export type Item = readonly Element[];
@@ -34,7 +57,19 @@ const LONG_VRS = new Set<Vr>(['OB', 'OW', 'SQ', 'UT']);
 const TEXT_VRS = new Set<Vr>(['AE', 'AS', 'CS', 'DA', 'DS', 'DT', 'IS', 'LO', 'LT', 'PN', 'SH', 'ST', 'TM', 'UI', 'UT']);
 /** Maximum length of one value, per PS3.5 table 6.2-1 (PN per component group, approximated as 64). */
 const MAX_LEN: Partial<Record<Vr, number>> = {
-  AE: 16, AS: 4, CS: 16, DA: 8, DS: 16, DT: 26, IS: 12, LO: 64, LT: 10240, PN: 64, SH: 16, ST: 1024, TM: 14,
+  AE: 16,
+  AS: 4,
+  CS: 16,
+  DA: 8,
+  DS: 16,
+  DT: 26,
+  IS: 12,
+  LO: 64,
+  LT: 10240,
+  PN: 64,
+  SH: 16,
+  ST: 1024,
+  TM: 14,
   UI: 64,
 };
 
@@ -86,14 +121,30 @@ function encodeValue(e: Element): Buffer {
     if (typeof n !== 'number' || !Number.isFinite(n)) bad(`${tagName(e.tag)} ${vr} needs numbers`);
     const o = i * size;
     switch (vr) {
-      case 'US': b.writeUInt16LE(n, o); break;
-      case 'SS': b.writeInt16LE(n, o); break;
-      case 'UL': b.writeUInt32LE(n, o); break;
-      case 'SL': b.writeInt32LE(n, o); break;
-      case 'FL': b.writeFloatLE(n, o); break;
-      case 'FD': b.writeDoubleLE(n, o); break;
-      case 'AT': b.writeUInt16LE(n >>> 16, o); b.writeUInt16LE(n & 0xffff, o + 2); break;
-      default: bad(`${tagName(e.tag)} unsupported VR ${vr}`);
+      case 'US':
+        b.writeUInt16LE(n, o);
+        break;
+      case 'SS':
+        b.writeInt16LE(n, o);
+        break;
+      case 'UL':
+        b.writeUInt32LE(n, o);
+        break;
+      case 'SL':
+        b.writeInt32LE(n, o);
+        break;
+      case 'FL':
+        b.writeFloatLE(n, o);
+        break;
+      case 'FD':
+        b.writeDoubleLE(n, o);
+        break;
+      case 'AT':
+        b.writeUInt16LE(n >>> 16, o);
+        b.writeUInt16LE(n & 0xffff, o + 2);
+        break;
+      default:
+        bad(`${tagName(e.tag)} unsupported VR ${vr}`);
     }
   });
   return b;

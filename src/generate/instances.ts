@@ -36,15 +36,7 @@ import {
   type MrContrast,
 } from './phantoms.ts';
 import { OutFile, toLittleEndian16, writeFramesFile } from './out-file.ts';
-import {
-  MB,
-  SOP_CLASS,
-  commonElements,
-  placementOf,
-  sopInstanceUid,
-  type Placement,
-  type WrittenFile,
-} from './placement.ts';
+import { MB, SOP_CLASS, commonElements, placementOf, sopInstanceUid, type Placement, type WrittenFile } from './placement.ts';
 import { hash32, uidFor } from './random.ts';
 
 // ---------------------------------------------------------------------------------------------------------
@@ -266,11 +258,7 @@ export async function writeMultiframe(path: string, o: MultiframeOptions): Promi
   for (let f = 0; f < frames; f++) {
     const zmm = -40 - f * spacing;
     perFrame.push([
-      el(0x00209111, 'SQ', [[
-        el(0x00209056, 'SH', '1'),
-        el(0x00209057, 'UL', f + 1),
-        el(0x00209157, 'UL', [1, f + 1]),
-      ]]),
+      el(0x00209111, 'SQ', [[el(0x00209056, 'SH', '1'), el(0x00209057, 'UL', f + 1), el(0x00209157, 'UL', [1, f + 1])]]),
       el(0x00209113, 'SQ', [[el(0x00200032, 'DS', [corner, corner, ds(zmm, 3)])]]),
     ]);
   }
@@ -279,11 +267,7 @@ export async function writeMultiframe(path: string, o: MultiframeOptions): Promi
     el(0x00209116, 'SQ', [[el(0x00200037, 'DS', ['1', '0', '0', '0', '1', '0'])]]),
     el(0x00289110, 'SQ', [[el(0x00180050, 'DS', thickness), el(0x00280030, 'DS', [pixelSpacing, pixelSpacing])]]),
     el(0x00289132, 'SQ', [[el(0x00281050, 'DS', '40'), el(0x00281051, 'DS', '400')]]),
-    el(0x00289145, 'SQ', [[
-      el(0x00281052, 'DS', '-1024'),
-      el(0x00281053, 'DS', '1'),
-      el(0x00281054, 'LO', 'HU'),
-    ]]),
+    el(0x00289145, 'SQ', [[el(0x00281052, 'DS', '-1024'), el(0x00281053, 'DS', '1'), el(0x00281054, 'LO', 'HU')]]),
   ];
   const elements: Element[] = [
     ...commonElements(h, SOP_CLASS.enhancedCt, uid, 'CT', instanceNumber, 'XFER CT 256'),

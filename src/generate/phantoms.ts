@@ -384,8 +384,7 @@ function drawEcg(out: Uint8Array, stride: number, t: number): void {
     const phase = ((x - 60) / 520) * 2.2;
     const f = phase - Math.floor(phase);
     // P wave, QRS spike, T wave of one beat.
-    const y = base - 4 * bumpTri(f, 0.1, 0.05) - 18 * bumpTri(f, 0.3, 0.015) + 6 * bumpTri(f, 0.33, 0.015)
-      - 6 * bumpTri(f, 0.55, 0.07);
+    const y = base - 4 * bumpTri(f, 0.1, 0.05) - 18 * bumpTri(f, 0.3, 0.015) + 6 * bumpTri(f, 0.33, 0.015) - 6 * bumpTri(f, 0.55, 0.07);
     const yi = Math.round(y);
     const lo = Math.min(prev, yi);
     const hi = Math.max(prev, yi);

@@ -70,9 +70,32 @@ export interface WrittenFile {
 // Patients, studies, series
 
 const LAST_NAMES = [
-  'ALBERS', 'BRANDT', 'CARVALHO', 'DUBOIS', 'EKSTROM', 'FONTAINE', 'GARCIA', 'HOLM', 'IVANOVA', 'JANSSEN',
-  'KOWALSKI', 'LAMBERT', 'MORENO', 'NIELSEN', 'OKAFOR', 'PETERS', 'QUINN', 'ROSSI', 'SATO', 'TANAKA',
-  'UNGER', 'VARGA', 'WEBER', 'XU', 'YILMAZ', 'ZIMMER',
+  'ALBERS',
+  'BRANDT',
+  'CARVALHO',
+  'DUBOIS',
+  'EKSTROM',
+  'FONTAINE',
+  'GARCIA',
+  'HOLM',
+  'IVANOVA',
+  'JANSSEN',
+  'KOWALSKI',
+  'LAMBERT',
+  'MORENO',
+  'NIELSEN',
+  'OKAFOR',
+  'PETERS',
+  'QUINN',
+  'ROSSI',
+  'SATO',
+  'TANAKA',
+  'UNGER',
+  'VARGA',
+  'WEBER',
+  'XU',
+  'YILMAZ',
+  'ZIMMER',
 ];
 const FIRST_NAMES_F = ['ANNA', 'BEATRIZ', 'CLARA', 'DANA', 'ELENA', 'FATIMA', 'GRETA', 'HANA', 'INES', 'JULIA'];
 const FIRST_NAMES_M = ['ADAM', 'BRUNO', 'CARLOS', 'DAVID', 'EMIL', 'FELIX', 'GEORG', 'HUGO', 'IVAN', 'JONAS'];

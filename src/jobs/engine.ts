@@ -196,7 +196,10 @@ export class JobsEngine extends EventEmitter {
     r.error_details = `${DAMAGED_STATE}: ${problem}`;
     r.private = null;
     this.#flushOne(live, { clearBuckets: true });
-    this.#opts.logger.warn({ job: r.id, type: live.storedType ?? r.type, details: r.error_details }, 'job with damaged saved state marked failed');
+    this.#opts.logger.warn(
+      { job: r.id, type: live.storedType ?? r.type, details: r.error_details },
+      'job with damaged saved state marked failed',
+    );
   }
 
   /** Queues a new job; answers its ID. */
@@ -208,7 +211,14 @@ export class JobsEngine extends EventEmitter {
     if (!checkedQuery.success) throw new XferError('InternalError', `${type} query: ${describeIssue(checkedQuery.error)}`);
     const checkedContent = kind.content.safeParse(content);
     if (!checkedContent.success) throw new XferError('InternalError', `${type} Content: ${describeIssue(checkedContent.error)}`);
-    const fresh = { id: randomUUID(), type, priority, query: JSON.stringify(query), content: JSON.stringify(content), creation_time: Date.now() };
+    const fresh = {
+      id: randomUUID(),
+      type,
+      priority,
+      query: JSON.stringify(query),
+      content: JSON.stringify(content),
+      creation_time: Date.now(),
+    };
     const row: JobRecord = {
       ...fresh,
       // Until the store answers with the job's own seq, the next one this engine would give.

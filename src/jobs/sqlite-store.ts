@@ -2,7 +2,16 @@
 // statement or one transaction; they run synchronously and answer settled promises.
 import { z } from 'zod';
 import type { JobsDb } from './db.ts';
-import { checkJobRow, JobRecordSchema, type JobRecord, type JobStore, type JobType, type JobUpdate, type NewJob, type RecoveredJobs } from './store.ts';
+import {
+  checkJobRow,
+  JobRecordSchema,
+  type JobRecord,
+  type JobStore,
+  type JobType,
+  type JobUpdate,
+  type NewJob,
+  type RecoveredJobs,
+} from './store.ts';
 
 const BucketRow = z.object({ idx: z.number().int().nonnegative() });
 

@@ -96,12 +96,24 @@ function orthancGauges(registers: Registers, server: ServerCounters): void {
       },
     });
   const { receiver } = server;
-  gauge('orthanc_transfers_used_cache_size', 'Bytes in the sender instance cache (dicom-xfer reads ranges straight from the store: always 0).', () => 0);
+  gauge(
+    'orthanc_transfers_used_cache_size',
+    'Bytes in the sender instance cache (dicom-xfer reads ranges straight from the store: always 0).',
+    () => 0,
+  );
   gauge('orthanc_transfers_cache_hit_count', 'Sender cache hits (no instance cache in dicom-xfer: always 0).', () => 0);
   gauge('orthanc_transfers_cache_miss_count', 'Sender cache misses (no instance cache in dicom-xfer: always 0).', () => 0);
-  gauge('orthanc_transfers_available_push_count', 'Push transactions that can still be created without evicting one.', () => receiver.available);
+  gauge(
+    'orthanc_transfers_available_push_count',
+    'Push transactions that can still be created without evicting one.',
+    () => receiver.available,
+  );
   gauge('orthanc_transfers_created_push_count', 'Push transactions created.', () => receiver.counters.created);
-  gauge('orthanc_transfers_committed_push_count', 'Push transactions committed successfully (a DELETE is not counted here, unlike the plugin).', () => receiver.counters.committed);
+  gauge(
+    'orthanc_transfers_committed_push_count',
+    'Push transactions committed successfully (a DELETE is not counted here, unlike the plugin).',
+    () => receiver.counters.committed,
+  );
   gauge(
     'orthanc_transfers_aborted_push_count',
     'Push transactions ended without a commit: discarded by DELETE, evicted, expired when idle, or whose commit failed.',
@@ -110,9 +122,21 @@ function orthancGauges(registers: Registers, server: ServerCounters): void {
       return c.discarded + c.evicted + c.expired + c.failedCommits;
     },
   );
-  gauge('orthanc_transfers_push_total_received_bytes_count', 'Declared bytes of the push transactions that reached their commit.', () => receiver.counters.receivedBytes);
-  gauge('orthanc_transfers_push_total_time_spent_in_reception_ms', 'Sum over commits of the time from creation to commit, in ms.', () => receiver.counters.receptionMs);
-  gauge('orthanc_transfers_push_total_time_spent_in_commit_ms', 'Sum of the durations of successful commits, in ms.', () => receiver.counters.commitMs);
+  gauge(
+    'orthanc_transfers_push_total_received_bytes_count',
+    'Declared bytes of the push transactions that reached their commit.',
+    () => receiver.counters.receivedBytes,
+  );
+  gauge(
+    'orthanc_transfers_push_total_time_spent_in_reception_ms',
+    'Sum over commits of the time from creation to commit, in ms.',
+    () => receiver.counters.receptionMs,
+  );
+  gauge(
+    'orthanc_transfers_push_total_time_spent_in_commit_ms',
+    'Sum of the durations of successful commits, in ms.',
+    () => receiver.counters.commitMs,
+  );
 }
 
 /** dicom-xfer's figures of each peer: bytes, calls, failures, round-trip time. */
@@ -163,16 +187,32 @@ function serverMetrics(registers: Registers, server: ServerCounters): void {
       },
     });
   const { receiver, chunks } = server;
-  counter('dicom_xfer_push_received_wire_bytes_total', 'Bucket bytes received by the push receiver, as sent (compressed when gzip).', () => receiver.counters.wireBytes);
-  counter('dicom_xfer_push_received_bucket_bytes_total', 'Uncompressed bucket bytes written by the push receiver.', () => receiver.counters.bucketBytes);
-  counter('dicom_xfer_push_refused_creates_total', 'Push transactions refused at creation (no room: every held one active, or not enough disk).', () => receiver.counters.refused);
-  counter('dicom_xfer_push_checksum_refusals_total', 'Buckets refused because their MD5 did not match (corrupted in flight; the sender sends them again).', () => receiver.counters.checksumRefusals);
+  counter(
+    'dicom_xfer_push_received_wire_bytes_total',
+    'Bucket bytes received by the push receiver, as sent (compressed when gzip).',
+    () => receiver.counters.wireBytes,
+  );
+  counter(
+    'dicom_xfer_push_received_bucket_bytes_total',
+    'Uncompressed bucket bytes written by the push receiver.',
+    () => receiver.counters.bucketBytes,
+  );
+  counter(
+    'dicom_xfer_push_refused_creates_total',
+    'Push transactions refused at creation (no room: every held one active, or not enough disk).',
+    () => receiver.counters.refused,
+  );
+  counter(
+    'dicom_xfer_push_checksum_refusals_total',
+    'Buckets refused because their MD5 did not match (corrupted in flight; the sender sends them again).',
+    () => receiver.counters.checksumRefusals,
+  );
   counter('dicom_xfer_push_received_buckets_total', 'Buckets written completely by the push receiver.', () => receiver.counters.buckets);
   counter('dicom_xfer_chunk_requests_total', 'Chunk answers started by the data source (pull mode).', () => chunks.counters.requests);
   counter('dicom_xfer_chunk_served_bytes_total', 'Uncompressed bytes read from the store for chunk answers.', () => chunks.counters.bytes);
   new Gauge({
     name: 'dicom_xfer_chunk_gzip_level',
-    help: 'The gzip level of chunk answers now (chosen from this machine\'s CPU against the link).',
+    help: "The gzip level of chunk answers now (chosen from this machine's CPU against the link).",
     registers,
     collect() {
       this.set(chunks.gzip.level);
@@ -199,7 +239,11 @@ function inFlightMetrics(registers: Registers, inFlight: Pick<InFlight, 'counter
         this.set(read());
       },
     });
-  gauge('dicom_xfer_in_flight_requests', 'Requests (bucket PUTs and GETs, chunk answers) holding a share of the in-flight budget now.', () => inFlight.counters.requests);
+  gauge(
+    'dicom_xfer_in_flight_requests',
+    'Requests (bucket PUTs and GETs, chunk answers) holding a share of the in-flight budget now.',
+    () => inFlight.counters.requests,
+  );
   gauge('dicom_xfer_in_flight_bytes', 'Bytes those requests hold in the in-flight budget now.', () => inFlight.counters.bytes);
   gauge('dicom_xfer_in_flight_waiting', 'Requests waiting for room in the in-flight budget now.', () => inFlight.counters.waiting);
   new Counter({
@@ -226,14 +270,23 @@ class JobMetrics {
 
   constructor(registers: Registers, engine: JobsEngine) {
     this.#engine = engine;
-    const retries = new Counter({ name: 'dicom_xfer_retries_total', help: 'Calls retried by transfer jobs (from the jobs\' Retries).', registers });
+    const retries = new Counter({
+      name: 'dicom_xfer_retries_total',
+      help: "Calls retried by transfer jobs (from the jobs' Retries).",
+      registers,
+    });
     const skipped = new Counter({
       name: 'dicom_xfer_skipped_instances_total',
-      help: 'Instances a transfer job did not send because the peer already had them (from the jobs\' SkippedInstances).',
+      help: "Instances a transfer job did not send because the peer already had them (from the jobs' SkippedInstances).",
       registers,
     });
     this.#figures = [new JobFigure('Retries', retries), new JobFigure('SkippedInstances', skipped)];
-    this.#finished = new Counter({ name: 'dicom_xfer_jobs_finished_total', help: 'Jobs that ended, by type and final state.', labelNames: ['type', 'state'], registers });
+    this.#finished = new Counter({
+      name: 'dicom_xfer_jobs_finished_total',
+      help: 'Jobs that ended, by type and final state.',
+      labelNames: ['type', 'state'],
+      registers,
+    });
     new Gauge({
       name: 'dicom_xfer_jobs',
       help: 'Jobs known to the engine, by type and state.',
@@ -241,7 +294,8 @@ class JobMetrics {
       registers,
       collect() {
         this.reset();
-        for (const type of ['PushTransfer', 'PullTransfer', 'RemotePullTransfer']) for (const state of JOB_STATES) this.set({ type, state }, 0);
+        for (const type of ['PushTransfer', 'PullTransfer', 'RemotePullTransfer'])
+          for (const state of JOB_STATES) this.set({ type, state }, 0);
         for (const id of engine.list()) {
           const j = engine.describe(id);
           this.inc({ type: String(j.Type), state: String(j.State) });

@@ -38,12 +38,21 @@ const levels = { patients: 'patient', studies: 'study', series: 'series', instan
 function resourceRoutes(): Record<string, Partial<Record<Method, OperationDoc>>> {
   const out: Record<string, Partial<Record<Method, OperationDoc>>> = {};
   for (const [path, one] of Object.entries(levels)) {
-    out[`/${path}`] = { GET: { summary: `List the ${path}`, tag: 'Resources', query: paging, response: arrayOf({ oneOf: [str, ref('OrthancResource')] }) } };
+    out[`/${path}`] = {
+      GET: { summary: `List the ${path}`, tag: 'Resources', query: paging, response: arrayOf({ oneOf: [str, ref('OrthancResource')] }) },
+    };
     out[`/${path}/:id`] = {
       GET: { summary: `Describe one ${one}`, tag: 'Resources', response: ref('OrthancResource') },
-      DELETE: { summary: `Delete one ${one} and what it holds`, tag: 'Resources', response: { type: 'object', properties: { RemainingAncestor: {} } } },
+      DELETE: {
+        summary: `Delete one ${one} and what it holds`,
+        tag: 'Resources',
+        response: { type: 'object', properties: { RemainingAncestor: {} } },
+      },
     };
-    if (path !== 'instances') out[`/${path}/:id/instances`] = { GET: { summary: `The instances of one ${one}`, tag: 'Resources', response: arrayOf(ref('OrthancResource')) } };
+    if (path !== 'instances')
+      out[`/${path}/:id/instances`] = {
+        GET: { summary: `The instances of one ${one}`, tag: 'Resources', response: arrayOf(ref('OrthancResource')) },
+      };
   }
   out['/instances'] = {
     ...out['/instances'],
@@ -60,14 +69,15 @@ function resourceRoutes(): Record<string, Partial<Record<Method, OperationDoc>>>
 
 /** Operation docs by registered path and method. */
 export const CATALOG: Record<string, Partial<Record<Method, OperationDoc>>> = {
-  '/system': { GET: { summary: 'Identity and version of the node (Orthanc\'s /system)', tag: 'System', response: obj } },
+  '/system': { GET: { summary: "Identity and version of the node (Orthanc's /system)", tag: 'System', response: obj } },
   '/plugins': { GET: { summary: 'Plugins of the node: "transfers"', tag: 'System', response: arrayOf(str) } },
   '/plugins/transfers': { GET: { summary: 'Description of the transfers plugin', tag: 'System', response: obj } },
   '/statistics': { GET: { summary: 'Counts and disk size of the store', tag: 'Resources', response: obj } },
   ...resourceRoutes(),
   '/tools/find': {
     POST: {
-      summary: 'Find patients, studies, series or instances by DICOM tags (Orthanc\'s /tools/find: Level, Query, Expand, Limit, Since, CaseSensitive, RequestedTags)',
+      summary:
+        "Find patients, studies, series or instances by DICOM tags (Orthanc's /tools/find: Level, Query, Expand, Limit, Since, CaseSensitive, RequestedTags)",
       tag: 'Resources',
       request: obj,
       response: arrayOf({ oneOf: [str, ref('OrthancResource')] }),
@@ -84,29 +94,64 @@ export const CATALOG: Record<string, Partial<Record<Method, OperationDoc>>> = {
       otherResponses: { '206': 'The range asked for.' },
     },
   },
-  '/instances/:id/tags': { GET: { summary: 'The tags of an instance', tag: 'Resources', query: { simplify: [{ type: 'boolean' }, 'Name: value form.'] }, response: obj } },
+  '/instances/:id/tags': {
+    GET: {
+      summary: 'The tags of an instance',
+      tag: 'Resources',
+      query: { simplify: [{ type: 'boolean' }, 'Name: value form.'] },
+      response: obj,
+    },
+  },
   '/instances/:id/simplified-tags': { GET: { summary: 'The tags of an instance, as name: value', tag: 'Resources', response: obj } },
-  '/instances/:id/attachments/dicom/md5': { GET: { summary: 'MD5 of the DICOM file', tag: 'Resources', response: str, responseType: 'text/plain' } },
-  '/instances/:id/attachments/dicom/size': { GET: { summary: 'Size of the DICOM file in bytes', tag: 'Resources', response: str, responseType: 'text/plain' } },
+  '/instances/:id/attachments/dicom/md5': {
+    GET: { summary: 'MD5 of the DICOM file', tag: 'Resources', response: str, responseType: 'text/plain' },
+  },
+  '/instances/:id/attachments/dicom/size': {
+    GET: { summary: 'Size of the DICOM file in bytes', tag: 'Resources', response: str, responseType: 'text/plain' },
+  },
 
-  '/jobs': { GET: { summary: 'The jobs (IDs, or their JSON with ?expand)', tag: 'Jobs', query: expand, response: arrayOf({ oneOf: [str, ref('Job')] }) } },
+  '/jobs': {
+    GET: {
+      summary: 'The jobs (IDs, or their JSON with ?expand)',
+      tag: 'Jobs',
+      query: expand,
+      response: arrayOf({ oneOf: [str, ref('Job')] }),
+    },
+  },
   '/jobs/:id': { GET: { summary: "One job in Orthanc's JSON", tag: 'Jobs', response: ref('Job') } },
   '/jobs/:id/pause': { POST: { summary: 'Pause a pending or running job', tag: 'Jobs', response: empty } },
   '/jobs/:id/resume': { POST: { summary: 'Resume a paused job', tag: 'Jobs', response: empty } },
   '/jobs/:id/cancel': { POST: { summary: 'Cancel a job that is not finished', tag: 'Jobs', response: empty } },
   '/jobs/:id/resubmit': { POST: { summary: 'Start a failed or canceled job again', tag: 'Jobs', response: empty } },
 
-  '/peers': { GET: { summary: 'The peers (names, or their definitions with ?expand)', tag: 'Peers', query: expand, response: { oneOf: [arrayOf(str), obj] } } },
+  '/peers': {
+    GET: {
+      summary: 'The peers (names, or their definitions with ?expand)',
+      tag: 'Peers',
+      query: expand,
+      response: { oneOf: [arrayOf(str), obj] },
+    },
+  },
   '/peers/:name': {
     GET: { summary: 'What can be asked of a peer', tag: 'Peers', response: arrayOf(str) },
-    PUT: { summary: 'Define a peer at run time (kept in peers.json)', tag: 'Peers', request: obj, response: str, responseType: 'text/plain' },
+    PUT: {
+      summary: 'Define a peer at run time (kept in peers.json)',
+      tag: 'Peers',
+      request: obj,
+      response: str,
+      responseType: 'text/plain',
+    },
     DELETE: { summary: 'Delete a peer', tag: 'Peers', response: str, responseType: 'text/plain' },
   },
   '/peers/:name/configuration': { GET: { summary: 'The definition of a peer (without its password)', tag: 'Peers', response: obj } },
   '/peers/:name/system': { GET: { summary: "The peer's own /system", tag: 'Peers', response: obj } },
 
   '/transfers/peers': {
-    GET: { summary: 'Which peers speak the transfers protocol: installed, bidirectional or disabled', tag: 'Transfers', response: { type: 'object', additionalProperties: { enum: ['installed', 'bidirectional', 'disabled'] } } },
+    GET: {
+      summary: 'Which peers speak the transfers protocol: installed, bidirectional or disabled',
+      tag: 'Transfers',
+      response: { type: 'object', additionalProperties: { enum: ['installed', 'bidirectional', 'disabled'] } },
+    },
   },
   '/transfers/send': {
     POST: {
@@ -116,8 +161,22 @@ export const CATALOG: Record<string, Partial<Record<Method, OperationDoc>>> = {
       response: { oneOf: [ref('JobHandle'), ref('RemoteJobHandle')] },
     },
   },
-  '/transfers/pull': { POST: { summary: 'Pull resources from a peer into this node (a pull job)', tag: 'Transfers', request: ref('TransferQuery'), response: ref('JobHandle') } },
-  '/transfers/lookup': { POST: { summary: 'Size and MD5 of every instance of some resources (pull mode)', tag: 'Transfers', request: ref('LookupRequest'), response: ref('LookupAnswer') } },
+  '/transfers/pull': {
+    POST: {
+      summary: 'Pull resources from a peer into this node (a pull job)',
+      tag: 'Transfers',
+      request: ref('TransferQuery'),
+      response: ref('JobHandle'),
+    },
+  },
+  '/transfers/lookup': {
+    POST: {
+      summary: 'Size and MD5 of every instance of some resources (pull mode)',
+      tag: 'Transfers',
+      request: ref('LookupRequest'),
+      response: ref('LookupAnswer'),
+    },
+  },
   '/transfers/chunks/:ids': {
     GET: {
       summary: 'Bytes of consecutive instances (IDs joined by dots), as a pull bucket',
@@ -131,19 +190,42 @@ export const CATALOG: Record<string, Partial<Record<Method, OperationDoc>>> = {
       responseType: 'application/octet-stream',
     },
   },
-  '/transfers/push': { POST: { summary: 'Create a push transaction (receiver side)', tag: 'Transfers', request: ref('PushCreate'), response: ref('JobHandle') } },
+  '/transfers/push': {
+    POST: {
+      summary: 'Create a push transaction (receiver side)',
+      tag: 'Transfers',
+      request: ref('PushCreate'),
+      response: ref('JobHandle'),
+    },
+  },
   '/transfers/push/:tx': { DELETE: { summary: 'Discard a push transaction', tag: 'Transfers', response: empty } },
   '/transfers/push/:tx/:index': {
-    PUT: { summary: 'Store one bucket of a push transaction', tag: 'Transfers', request: { type: 'string', format: 'binary' }, requestType: 'application/octet-stream', response: empty },
+    PUT: {
+      summary: 'Store one bucket of a push transaction',
+      tag: 'Transfers',
+      request: { type: 'string', format: 'binary' },
+      requestType: 'application/octet-stream',
+      response: empty,
+    },
   },
-  '/transfers/push/:tx/commit': { POST: { summary: 'Commit a push transaction: all instances become visible at once, or none', tag: 'Transfers', response: empty } },
+  '/transfers/push/:tx/commit': {
+    POST: { summary: 'Commit a push transaction: all instances become visible at once, or none', tag: 'Transfers', response: empty },
+  },
 
   // dicom-xfer's protocol extensions (docs/protocol-extensions.md), present when Transfers.Extensions is on.
   '/transfers/capabilities': {
     GET: {
       summary: 'The protocol extensions this node implements, with their versions',
       tag: 'Transfers',
-      response: { type: 'object', properties: { Name: str, Version: str, Protocol: { type: 'integer' }, Extensions: { type: 'object', additionalProperties: { type: 'integer' } } } },
+      response: {
+        type: 'object',
+        properties: {
+          Name: str,
+          Version: str,
+          Protocol: { type: 'integer' },
+          Extensions: { type: 'object', additionalProperties: { type: 'integer' } },
+        },
+      },
     },
   },
   '/transfers/have': {
@@ -162,15 +244,26 @@ export const CATALOG: Record<string, Partial<Record<Method, OperationDoc>>> = {
     },
   },
   '/transfers/push/:tx/state': {
-    GET: { summary: 'Extension async-commit: where a push transaction stands (open, committing, or its outcome)', tag: 'Transfers', response: obj },
+    GET: {
+      summary: 'Extension async-commit: where a push transaction stands (open, committing, or its outcome)',
+      tag: 'Transfers',
+      response: obj,
+    },
   },
 
   '/tools/metrics-prometheus': {
-    GET: { summary: 'Metrics in Prometheus text format (orthanc_transfers_* and dicom_xfer_*)', tag: 'Metrics', response: str, responseType: 'text/plain' },
+    GET: {
+      summary: 'Metrics in Prometheus text format (orthanc_transfers_* and dicom_xfer_*)',
+      tag: 'Metrics',
+      response: str,
+      responseType: 'text/plain',
+    },
   },
   '/openapi.json': { GET: { summary: 'This document', tag: 'Documentation', response: obj } },
 
-  '/ui': { GET: { summary: 'The dashboard', tag: 'Dashboard', response: str, responseType: 'text/html', otherResponses: { '302': 'To /ui/.' } } },
+  '/ui': {
+    GET: { summary: 'The dashboard', tag: 'Dashboard', response: str, responseType: 'text/html', otherResponses: { '302': 'To /ui/.' } },
+  },
   '/ui/*': {
     GET: {
       summary: 'Files of the dashboard (HTML, JavaScript modules, CSS)',
@@ -180,8 +273,16 @@ export const CATALOG: Record<string, Partial<Record<Method, OperationDoc>>> = {
       otherResponses: { '304': 'Not modified since the ETag given.' },
     },
   },
-  '/ui/api/overview': { GET: { summary: 'Node name, version, store counts, peers and current throughput, for the dashboard', tag: 'Dashboard', response: obj } },
-  '/ui/api/config': { GET: { summary: "The node's configuration (passwords left out)", tag: 'Dashboard', response: { $ref: '#/components/schemas/Configuration' } } },
+  '/ui/api/overview': {
+    GET: { summary: 'Node name, version, store counts, peers and current throughput, for the dashboard', tag: 'Dashboard', response: obj },
+  },
+  '/ui/api/config': {
+    GET: {
+      summary: "The node's configuration (passwords left out)",
+      tag: 'Dashboard',
+      response: { $ref: '#/components/schemas/Configuration' },
+    },
+  },
   '/ui/api/events': {
     GET: {
       summary: 'Live job changes as Server-Sent Events ("job" events carry the job JSON; "removed" an ID)',
@@ -195,13 +296,18 @@ export const CATALOG: Record<string, Partial<Record<Method, OperationDoc>>> = {
   },
   '/ui/api/jobs/:id/about': {
     GET: {
-      summary: 'What a job moves: PatientName, PatientID, StudyDescription, StudyDate of its first resource (from the store, or the peer for a pull)',
+      summary:
+        'What a job moves: PatientName, PatientID, StudyDescription, StudyDate of its first resource (from the store, or the peer for a pull)',
       tag: 'Dashboard',
       response: obj,
     },
   },
   '/ui/api/peers': {
-    GET: { summary: 'Every peer with reachability, round-trip time, transfers status, extensions and counters', tag: 'Dashboard', response: arrayOf(obj) },
+    GET: {
+      summary: 'Every peer with reachability, round-trip time, transfers status, extensions and counters',
+      tag: 'Dashboard',
+      response: arrayOf(obj),
+    },
   },
   '/ui/api/studies': {
     GET: {

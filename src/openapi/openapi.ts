@@ -79,7 +79,7 @@ export function buildOpenApi(routes: readonly RouteInfo[], opts: { title?: strin
       version: VERSION,
       description:
         "The HTTP API of a dicom-xfer node: Orthanc's REST API for the embedded store, the Transfers Accelerator " +
-        'protocol (/transfers/...), jobs, peers, metrics and the dashboard. Every failure answers Orthanc\'s JSON error; ' +
+        "protocol (/transfers/...), jobs, peers, metrics and the dashboard. Every failure answers Orthanc's JSON error; " +
         'a method a route does not accept answers 405 with an Allow header.',
     },
     paths: sorted,
@@ -91,7 +91,9 @@ export function buildOpenApi(routes: readonly RouteInfo[], opts: { title?: strin
           content: { 'application/json': { schema: { $ref: '#/components/schemas/OrthancError' } } },
         },
       },
-      securitySchemes: { basicAuth: { type: 'http', scheme: 'basic', description: 'When AuthenticationEnabled is true (RegisteredUsers).' } },
+      securitySchemes: {
+        basicAuth: { type: 'http', scheme: 'basic', description: 'When AuthenticationEnabled is true (RegisteredUsers).' },
+      },
     },
     // Basic credentials when the node asks for them, none otherwise.
     security: [{ basicAuth: [] }, {}],

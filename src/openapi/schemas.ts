@@ -69,7 +69,8 @@ function jobSchema(): Json {
       Type: {
         type: 'string',
         enum: ['PushTransfer', 'PullTransfer', 'RemotePullTransfer'],
-        description: "RemotePullTransfer: a send in pull mode, following the peer's PullTransfer (Content.RemoteJob, RemoteJobURL, RemoteState).",
+        description:
+          "RemotePullTransfer: a send in pull mode, following the peer's PullTransfer (Content.RemoteJob, RemoteJobURL, RemoteState).",
       },
       State: { type: 'string', enum: ['Pending', 'Running', 'Paused', 'Success', 'Failure'] },
       Priority: { type: 'integer' },
@@ -122,7 +123,7 @@ function orthancAnswerSchemas(): Record<string, Json> {
     },
     OrthancResource: {
       type: 'object',
-      description: 'A patient, study, series or instance in Orthanc\'s shape (ID, Type, MainDicomTags, parents and children).',
+      description: "A patient, study, series or instance in Orthanc's shape (ID, Type, MainDicomTags, parents and children).",
       properties: { ID: { type: 'string' }, Type: { type: 'string' }, MainDicomTags: { type: 'object' } },
     },
   };

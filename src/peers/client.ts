@@ -61,11 +61,7 @@ export function newPeerStats(): PeerStats {
  * A request body: bytes in memory, or a stream of exactly `length` bytes (sent with Content-Length). A
  * stream without `length` goes with chunked transfer encoding, which only dicom-xfer peers are sent.
  */
-export type PeerRequestBody =
-  | Buffer
-  | Uint8Array
-  | string
-  | { stream: Readable | AsyncIterable<Uint8Array>; length?: number | undefined };
+export type PeerRequestBody = Buffer | Uint8Array | string | { stream: Readable | AsyncIterable<Uint8Array>; length?: number | undefined };
 
 /** Pieces a body in memory is handed to the socket in when its progress is watched. */
 const PROGRESS_PIECE = 64 * 1024;

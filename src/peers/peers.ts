@@ -147,7 +147,11 @@ export class Peers {
       } else {
         const plugins = res.body.filter((p): p is string => typeof p === 'string');
         const has = plugins.includes('transfers');
-        const status: PeerTransfersStatus = !has ? 'disabled' : peer.userProperties['RemoteSelf'] !== undefined ? 'bidirectional' : 'installed';
+        const status: PeerTransfersStatus = !has
+          ? 'disabled'
+          : peer.userProperties['RemoteSelf'] !== undefined
+            ? 'bidirectional'
+            : 'installed';
         probe = { name, status, reachable: true, plugins, rttMs: res.rttMs, at };
         if (!has) probe.error = 'the peer does not list the "transfers" plugin';
       }

@@ -194,7 +194,10 @@ export class PeerRegistry {
             try {
               saved.set(name, parsePeerInput(name, entry, dirname(file)));
             } catch (e) {
-              opts.logger?.warn({ file, peer: name, err: e instanceof Error ? e.message : String(e) }, 'a saved peer is not valid and is ignored');
+              opts.logger?.warn(
+                { file, peer: name, err: e instanceof Error ? e.message : String(e) },
+                'a saved peer is not valid and is ignored',
+              );
             }
           }
         }
@@ -330,7 +333,9 @@ export class PeerRegistry {
       }
     } catch (e) {
       await rm(tmp, { force: true }).catch(() => undefined);
-      throw new XferError('CannotWriteFile', `cannot save the peers to ${file}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+      throw new XferError('CannotWriteFile', `cannot save the peers to ${file}: ${e instanceof Error ? e.message : String(e)}`, {
+        cause: e,
+      });
     }
   }
 }

@@ -29,8 +29,14 @@ export function chunkPathLength(bucket: readonly Chunk[], compression: Compressi
     ids += c.ID.length;
   }
   return (
-    CHUNKS_PATH.length + ids + '?offset='.length + String(first.Offset).length + '&size='.length +
-    String(size).length + '&compression='.length + compression.length
+    CHUNKS_PATH.length +
+    ids +
+    '?offset='.length +
+    String(first.Offset).length +
+    '&size='.length +
+    String(size).length +
+    '&compression='.length +
+    compression.length
   );
 }
 
@@ -175,11 +181,7 @@ export class ChunkWalk {
 }
 
 /** All ranges of a chunk request at once, given each listed instance's size in URL order. */
-export function planChunkRanges(
-  instances: readonly { ID: string; Size: number }[],
-  offset: number,
-  size: number,
-): ByteRange[] {
+export function planChunkRanges(instances: readonly { ID: string; Size: number }[], offset: number, size: number): ByteRange[] {
   const walk = new ChunkWalk(offset, size);
   const ranges: ByteRange[] = [];
   for (const i of instances) {

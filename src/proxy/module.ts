@@ -65,7 +65,7 @@ export class OrthancProxy {
       async list(req, expand) {
         const v = await fwd.getJson(req, expand ? '/jobs?expand' : '/jobs', LIST_TIMEOUT_MS);
         if (!Array.isArray(v)) {
-          req.log.debug('Orthanc\'s jobs are not listed: Orthanc did not answer GET /jobs');
+          req.log.debug("Orthanc's jobs are not listed: Orthanc did not answer GET /jobs");
           return undefined;
         }
         return v;

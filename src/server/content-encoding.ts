@@ -15,7 +15,10 @@ export type BodyCoding = 'identity' | 'gzip';
 export function bodyCoding(headers: IncomingHttpHeaders): BodyCoding {
   const raw = headers['content-encoding'];
   const value = (Array.isArray(raw) ? raw.join(',') : (raw ?? '')).trim().toLowerCase();
-  const codings = value.split(',').map((c) => c.trim()).filter((c) => c !== '' && c !== 'identity');
+  const codings = value
+    .split(',')
+    .map((c) => c.trim())
+    .filter((c) => c !== '' && c !== 'identity');
   if (codings.length === 0) return 'identity';
   if (codings.length === 1 && (codings[0] === 'gzip' || codings[0] === 'x-gzip')) return 'gzip';
   throw new XferError('BadRequest', `unsupported Content-Encoding "${value}": send the body as it is, or gzipped`, {

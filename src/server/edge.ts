@@ -214,9 +214,13 @@ export function edgeHook(opts: EdgeOptions): (req: FastifyRequest, reply: Fastif
   return async (req, reply) => {
     if (overflow.has(req.raw.socket)) {
       reply.header('Connection', 'close').header('Retry-After', '5');
-      throw new XferError('NetworkProtocol', `this node serves at most ${opts.maxConnections} connections at once (HttpMaxConnections); try again later`, {
-        httpStatus: 503,
-      });
+      throw new XferError(
+        'NetworkProtocol',
+        `this node serves at most ${opts.maxConnections} connections at once (HttpMaxConnections); try again later`,
+        {
+          httpStatus: 503,
+        },
+      );
     }
     const ct = req.headers['content-type'];
     if (ct !== undefined && !MEDIA_TYPE.test(ct)) {

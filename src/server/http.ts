@@ -22,12 +22,7 @@ export interface RouteInfo {
  * Registers `path` for every method: the ones in `handlers` run, the others answer 405 with an
  * `Allow` header naming the accepted methods and an empty body (Orthanc's behaviour).
  */
-export function route(
-  app: FastifyInstance,
-  path: string,
-  handlers: Partial<Record<Method, Handler>>,
-  registry?: RouteInfo[],
-): void {
+export function route(app: FastifyInstance, path: string, handlers: Partial<Record<Method, Handler>>, registry?: RouteInfo[]): void {
   const allowed = ALL_METHODS.filter((m) => handlers[m] !== undefined);
   registry?.push({ path, methods: [...allowed] });
   app.route({

@@ -68,7 +68,9 @@ export function countContainers(buf: Uint8Array, max: number): number {
 export function parseJsonBody(buf: Buffer, limit: number): unknown {
   const max = Math.max(1024, Math.floor(limit / BYTES_PER_CONTAINER));
   if (countContainers(buf, max) > max) {
-    throw bodyTooLarge(`the body holds more than ${max} JSON objects and arrays (at most one per ${BYTES_PER_CONTAINER} bytes of its ${limit}-byte limit)`);
+    throw bodyTooLarge(
+      `the body holds more than ${max} JSON objects and arrays (at most one per ${BYTES_PER_CONTAINER} bytes of its ${limit}-byte limit)`,
+    );
   }
   const text = buf.toString('utf8').trim();
   if (text === '') return undefined;

@@ -60,7 +60,14 @@ class BucketPhase {
   #completed: number;
   #requests: number;
 
-  constructor(r: TransferRun, buckets: readonly Bucket[], direction: Direction, work: SpanWork, retryable: (e: unknown) => boolean, o: BucketPhaseOptions) {
+  constructor(
+    r: TransferRun,
+    buckets: readonly Bucket[],
+    direction: Direction,
+    work: SpanWork,
+    retryable: (e: unknown) => boolean,
+    o: BucketPhaseOptions,
+  ) {
     this.#r = r;
     this.#buckets = buckets;
     this.#direction = direction;

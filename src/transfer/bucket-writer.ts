@@ -92,7 +92,8 @@ export class BucketWriter {
     this.#opts = opts;
     this.#total = bucketSize(bucket);
     this.#layout = payloadLayout(bucket).filter((c) => c.Size > 0);
-    if (opts.crc32 === CRC32_MEMBER && !opts.gunzip) throw new XferError('BadRequest', `${HEADER_CRC32}: ${CRC32_MEMBER} is for gzip bodies only`);
+    if (opts.crc32 === CRC32_MEMBER && !opts.gunzip)
+      throw new XferError('BadRequest', `${HEADER_CRC32}: ${CRC32_MEMBER} is for gzip bodies only`);
     this.#sumHere = opts.crc32 !== undefined && !opts.gunzip;
   }
 
@@ -181,7 +182,8 @@ export class BucketWriter {
     while (at < piece.length) {
       const c = this.#layout[this.#k];
       // The length check upstream refuses extra bytes before they get here.
-      if (!c) throw new XferError('NetworkProtocol', `WriteUncompressedBucket: at least ${this.#written + piece.length - at} != ${this.#total}`);
+      if (!c)
+        throw new XferError('NetworkProtocol', `WriteUncompressedBucket: at least ${this.#written + piece.length - at} != ${this.#total}`);
       const inChunk = this.#written - c.payloadOffset;
       const n = Math.min(piece.length - at, c.Size - inChunk);
       const part = piece.subarray(at, at + n);

@@ -81,7 +81,16 @@ export function registerTransfersClientRoutes(app: FastifyInstance, deps: Transf
         // Send in pull mode: ask the peer to pull from us (docs/protocol.md#send-in-pull-mode). Priority is
         // not forwarded; a job here follows the peer's.
         try {
-          const handle = await startRemotePull(config, engine, peers.client(q.Peer), peer.url, deps.originator, remoteSelf, q, senderTransferId(q.SenderTransferID));
+          const handle = await startRemotePull(
+            config,
+            engine,
+            peers.client(q.Peer),
+            peer.url,
+            deps.originator,
+            remoteSelf,
+            q,
+            senderTransferId(q.SenderTransferID),
+          );
           return sendJson(reply, handle);
         } catch (e) {
           const why = isXferError(e) ? (e.details ?? e.message) : String(e);

@@ -56,7 +56,11 @@ const TRANSFER_CONTENT = {
 export const TransferContentSchema = z.looseObject(TRANSFER_CONTENT);
 export type TransferContent = z.output<typeof TransferContentSchema>;
 
-export const PushContentSchema = z.looseObject({ ...TRANSFER_CONTENT, UploadedSizeMB: z.number().optional(), GzipLevel: z.number().int().optional() });
+export const PushContentSchema = z.looseObject({
+  ...TRANSFER_CONTENT,
+  UploadedSizeMB: z.number().optional(),
+  GzipLevel: z.number().int().optional(),
+});
 export type PushContent = z.output<typeof PushContentSchema>;
 
 export const PullContentSchema = z.looseObject({ ...TRANSFER_CONTENT, DownloadedSizeMB: z.number().optional() });

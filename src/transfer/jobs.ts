@@ -15,7 +15,10 @@ export { PullTransferJob, PushTransferJob };
 export { expandLocal } from './push-job.ts';
 
 /** The runners of the transfer jobs: a push sends to a destination of `destinations`, a pull fetches from a peer. */
-export function transferRunners(deps: TransferDeps, destinations: DestinationDirectory<TransfersPeerState>): (type: JobType) => AnyJobRunner {
+export function transferRunners(
+  deps: TransferDeps,
+  destinations: DestinationDirectory<TransfersPeerState>,
+): (type: JobType) => AnyJobRunner {
   const push = new PushTransferJob(deps, destinations);
   const pull = new PullTransferJob(deps);
   return (type) => (type === 'PushTransfer' ? push : pull);

@@ -129,7 +129,10 @@ export class PeerApi {
   }
 
   /** The extensions the peer lists (capabilities.ts: cached, none from an Orthanc); `call` runs the probe. */
-  capabilities(config: Pick<Config, 'Transfers'>, call: <T>(fn: (signal: AbortSignal | undefined) => Promise<T>) => Promise<T>): Promise<PeerCapabilities> {
+  capabilities(
+    config: Pick<Config, 'Transfers'>,
+    call: <T>(fn: (signal: AbortSignal | undefined) => Promise<T>) => Promise<T>,
+  ): Promise<PeerCapabilities> {
     return peerCapabilities(config, this.client, call);
   }
 
@@ -174,7 +177,12 @@ export class PeerApi {
    * `PUT {tx}/{segment}`: one bucket or a span. Answers the receiver's count of the bytes received and its
    * clock (extension receiver-progress) when it gave them.
    */
-  async putBucket(tx: PushTransaction, segment: string, body: PeerRequestBody, o: PutOptions = {}): Promise<{ received?: { bytes: number; at: number } }> {
+  async putBucket(
+    tx: PushTransaction,
+    segment: string,
+    body: PeerRequestBody,
+    o: PutOptions = {},
+  ): Promise<{ received?: { bytes: number; at: number } }> {
     const extra: Record<string, string> = { 'content-type': 'application/octet-stream' };
     if (o.crc32) extra[HEADER_CRC32] = o.crc32;
     const a = await this.client.buffer({
@@ -205,7 +213,12 @@ export class PeerApi {
 
   /** `GET {tx}/state?wait=` (async-commit): where the transaction stands, once its commit ends or after `waitSeconds`. */
   async commitState(tx: PushTransaction, waitSeconds: number, o: CallOptions = {}): Promise<CommitState> {
-    const a = await this.client.json({ method: 'GET', path: commitStatePath(tx.path, waitSeconds), headers: this.#headers(tx.cookie), ...o });
+    const a = await this.client.json({
+      method: 'GET',
+      path: commitStatePath(tx.path, waitSeconds),
+      headers: this.#headers(tx.cookie),
+      ...o,
+    });
     return this.#parse(CommitStateSchema, a.body, 'the state of the commit');
   }
 
@@ -231,7 +244,13 @@ export class PeerApi {
     p: { Compression: Compression; Originator: string; Peer: string; Resources: readonly Resource[] },
     o: CallOptions = {},
   ): Promise<JobHandle> {
-    const a = await this.client.json({ method: 'POST', path: PULL_PATH, headers: this.#headers(), body: JSON.stringify(toWirePullTrigger(p)), ...o });
+    const a = await this.client.json({
+      method: 'POST',
+      path: PULL_PATH,
+      headers: this.#headers(),
+      body: JSON.stringify(toWirePullTrigger(p)),
+      ...o,
+    });
     return this.#parse(JobHandleSchema, a.body, 'the pull it was asked for');
   }
 

@@ -57,7 +57,12 @@ async function storedAtPeer(r: TransferRun, caps: PeerCapabilities, instances: r
  * Answers false when the transaction is gone and the peer does not hold every instance (a new transaction
  * is needed).
  */
-export async function commitPush(r: TransferRun, caps: PeerCapabilities, tx: PushTransaction, sent: readonly InstanceInfo[]): Promise<boolean> {
+export async function commitPush(
+  r: TransferRun,
+  caps: PeerCapabilities,
+  tx: PushTransaction,
+  sent: readonly InstanceInfo[],
+): Promise<boolean> {
   if (caps.has('async-commit')) return new AsyncCommit(r, tx).run(caps, sent);
   const start = Date.now();
   // An attempt whose answer never came (cut connection, timeout) may have committed all the same.
@@ -146,7 +151,8 @@ class AsyncCommit {
     let s = await this.#post();
     for (let looks = 0; looks < MAX_LOOKS; looks++) {
       if (s.State === 'Success') return;
-      if (s.State === 'Failure') throw new XferError('CorruptedFile', `the peer "${q.Peer}" refused the commit: ${s.Details ?? 'no details'}`);
+      if (s.State === 'Failure')
+        throw new XferError('CorruptedFile', `the peer "${q.Peer}" refused the commit: ${s.Details ?? 'no details'}`);
       if (limitMs > 0 && Date.now() - this.#start > limitMs) {
         throw new XferError('Timeout', `the peer "${q.Peer}" did not finish the commit within ${limitMs / 1000} s (PeerCommitTimeout)`);
       }

@@ -137,7 +137,10 @@ export class TransfersPeerDestination implements Destination<TransfersPeerState>
     const small = caps.has('bucket-span') && totalSize(sent) / SPAN_UNIT <= MAX_SPAN_UNITS;
     const buckets = scheduleBuckets(sent, { bucketSize: small ? Math.min(g, SPAN_UNIT) : g });
     const tx = await r.mustCall('creating the transaction', (signal) =>
-      r.api.createPush({ Instances: sent, Buckets: buckets, Compression: r.q.Compression }, { timeoutMs: r.config.Transfers.PeerCommitTimeout * 1000, signal }),
+      r.api.createPush(
+        { Instances: sent, Buckets: buckets, Compression: r.q.Compression },
+        { timeoutMs: r.config.Transfers.PeerCommitTimeout * 1000, signal },
+      ),
     );
     const next: TransfersPeerState = { ...state, sent, buckets, path: tx.path, ...(tx.cookie ? { cookie: tx.cookie } : {}) };
     await task.savePrivate(next);

@@ -42,12 +42,20 @@ export class PullTransferJob implements JobRunner<TransferJobQuery, PullContent,
     // The store makes ready for the commit while the buckets come.
     void store.prepareFiles?.((state.fetched ?? state.instances).length);
     const sizes = new Map((state.fetched ?? state.instances).map((i) => [i.ID, i.Size]));
-    const fetch = (span: Span, signal: AbortSignal | undefined, moved: (n: number) => void) => this.#fetch(r, caps, area, span, signal, moved);
+    const fetch = (span: Span, signal: AbortSignal | undefined, moved: (n: number) => void) =>
+      this.#fetch(r, caps, area, span, signal, moved);
     try {
-      await runBuckets(r, state.buckets, 'pull', (span, signal, _attempt, meter) => fetch(span, signal, meter.moved), (e) => isChecksumRefusal(e) || isRetryable(e), {
-        join: caps.has('bucket-span'),
-        pull: { sizeOf: (id) => sizes.get(id), compression: q.Compression },
-      });
+      await runBuckets(
+        r,
+        state.buckets,
+        'pull',
+        (span, signal, _attempt, meter) => fetch(span, signal, meter.moved),
+        (e) => isChecksumRefusal(e) || isRetryable(e),
+        {
+          join: caps.has('bucket-span'),
+          pull: { sizeOf: (id) => sizes.get(id), compression: q.Compression },
+        },
+      );
     } catch (e) {
       if (ctx.signal.aborted) throw e;
       await area.remove();
@@ -56,7 +64,11 @@ export class PullTransferJob implements JobRunner<TransferJobQuery, PullContent,
     try {
       const staged = await area.staged();
       // An Orthanc store that is down (or too slow) keeps the staged files: the commit is made again.
-      await r.call('storing the instances', () => store.commitStaged(staged), (e) => isXferError(e, 'DatabaseUnavailable') || isXferError(e, 'Timeout'));
+      await r.call(
+        'storing the instances',
+        () => store.commitStaged(staged),
+        (e) => isXferError(e, 'DatabaseUnavailable') || isXferError(e, 'Timeout'),
+      );
     } finally {
       await area.remove();
     }
@@ -108,7 +120,14 @@ export class PullTransferJob implements JobRunner<TransferJobQuery, PullContent,
   }
 
   /** One attempt at one span: fetched and written, fetched again at once when its checksum is wrong. */
-  async #fetch(r: TransferRun, caps: PeerCapabilities, area: StagingArea, span: Span, signal: AbortSignal | undefined, moved: (n: number) => void): Promise<number> {
+  async #fetch(
+    r: TransferRun,
+    caps: PeerCapabilities,
+    area: StagingArea,
+    span: Span,
+    signal: AbortSignal | undefined,
+    moved: (n: number) => void,
+  ): Promise<number> {
     const bucket = span.chunks;
     const wantCrc32 = caps.has('bucket-crc32');
     for (let refetch = 0; ; refetch++) {

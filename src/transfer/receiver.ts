@@ -32,7 +32,13 @@ import {
 } from './push-transaction.ts';
 import { StagingArea, fileError, writtenBy } from './staging.ts';
 
-export type { PushReceiverCounters, PushReceiverOptions, PushTransactionInfo, PushTransactionStatus, ReceivedBytes } from './push-transaction.ts';
+export type {
+  PushReceiverCounters,
+  PushReceiverOptions,
+  PushTransactionInfo,
+  PushTransactionStatus,
+  ReceivedBytes,
+} from './push-transaction.ts';
 
 /** Instances one push transaction may declare unless told otherwise (Transfers.MaxPushInstances). */
 const DEFAULT_MAX_INSTANCES = 100_000;
@@ -95,7 +101,9 @@ export class PushReceiver {
    */
   static async open(opts: PushReceiverOptions): Promise<PushReceiver> {
     const staging = opts.store.stagingRoot();
-    const state = opts.state ?? (await FilePushState.open({ dir: join(staging, 'push'), outcomesDir: join(staging, OUTCOMES_DIR), logger: opts.logger }));
+    const state =
+      opts.state ??
+      (await FilePushState.open({ dir: join(staging, 'push'), outcomesDir: join(staging, OUTCOMES_DIR), logger: opts.logger }));
     const r = new PushReceiver(opts, state);
     await mkdir(r.#root, { recursive: true });
     await r.#reload();
@@ -194,7 +202,18 @@ export class PushReceiver {
     const id = randomUUID();
     const now = Date.now();
     const dir = join(this.#root, id);
-    const tx = heldTransaction({ id, dir, body: create, total, area: undefined, state: 'creating', createdAt: now, lastActivity: now, done: new Set(), inFlight: 1 });
+    const tx = heldTransaction({
+      id,
+      dir,
+      body: create,
+      total,
+      area: undefined,
+      state: 'creating',
+      createdAt: now,
+      lastActivity: now,
+      done: new Set(),
+      inFlight: 1,
+    });
     this.#txs.set(id, tx);
     try {
       // The victim had no request in flight, so its files go at once; its disk space is counted free.
@@ -213,7 +232,10 @@ export class PushReceiver {
     this.counters.created++;
     // The store makes ready for the commit while the buckets come.
     void this.#store.prepareFiles?.(create.Instances.length);
-    this.#log?.info({ tx: id, instances: create.Instances.length, buckets: create.Buckets.length, bytes: total, evicted: victim?.id }, 'push transaction created');
+    this.#log?.info(
+      { tx: id, instances: create.Instances.length, buckets: create.Buckets.length, bytes: total, evicted: victim?.id },
+      'push transaction created',
+    );
     return toWirePushHandle(id);
   }
 
@@ -409,7 +431,11 @@ export class PushReceiver {
         this.counters.failedCommits++;
         const err = isXferError(e, 'CorruptedFile')
           ? e
-          : new XferError('CorruptedFile', `commit of push transaction ${tx.id} failed, nothing stored: ${isXferError(e) ? (e.details ?? e.message) : String(e)}`, { cause: e });
+          : new XferError(
+              'CorruptedFile',
+              `commit of push transaction ${tx.id} failed, nothing stored: ${isXferError(e) ? (e.details ?? e.message) : String(e)}`,
+              { cause: e },
+            );
         this.#log?.warn({ tx: tx.id, details: err.details }, 'push transaction commit failed; transaction removed');
         await this.#finish({ ID: tx.id, State: 'Failure', Details: err.details ?? err.message, At: Date.now() });
         throw err;
@@ -455,7 +481,9 @@ export class PushReceiver {
     this.#log?.info({ tx: tx.id, why, bucketsDone: tx.done.size, buckets: tx.body.Buckets.length }, `push transaction ${why}`);
     const removal = (async () => {
       await Promise.allSettled([...tx.ops]);
-      await this.#state.delete(tx.id).catch((e: unknown) => this.#log?.warn({ tx: tx.id, err: String(e) }, 'cannot forget a push transaction'));
+      await this.#state
+        .delete(tx.id)
+        .catch((e: unknown) => this.#log?.warn({ tx: tx.id, err: String(e) }, 'cannot forget a push transaction'));
       await StagingArea.discard(tx.dir);
     })();
     this.#track(removal);
@@ -510,7 +538,10 @@ export class PushReceiver {
         loaded.push(await this.#resume(entry.tx));
       } catch (e) {
         const dir = join(this.#root, id);
-        this.#log?.warn({ dir, err: isXferError(e) ? e.details : String(e) }, 'removing an unusable push transaction left by a previous run');
+        this.#log?.warn(
+          { dir, err: isXferError(e) ? e.details : String(e) },
+          'removing an unusable push transaction left by a previous run',
+        );
         await this.#state.delete(id).catch(() => undefined);
         await StagingArea.discard(dir);
       }
@@ -538,7 +569,18 @@ export class PushReceiver {
     const area = await StagingArea.open(dir, body.Instances, writtenBy(body.Buckets, done));
     const { createdAt, lastActivity } = stored;
     const total = area.totalSize;
-    return heldTransaction({ id: stored.id, dir, body: { ...body, Instances: area.instances }, total, area, state: 'open', createdAt, lastActivity, done, inFlight: 0 });
+    return heldTransaction({
+      id: stored.id,
+      dir,
+      body: { ...body, Instances: area.instances },
+      total,
+      area,
+      state: 'open',
+      createdAt,
+      lastActivity,
+      done,
+      inFlight: 0,
+    });
   }
 
   // ---- helpers ---------------------------------------------------------------------------------
@@ -565,5 +607,4 @@ export class PushReceiver {
   #checkOpen(): void {
     if (this.#closed) throw new XferError('InternalError', 'the push receiver is stopping', { httpStatus: 503 });
   }
-
 }

@@ -131,7 +131,10 @@ export class RemotePullFollower implements JobRunner<RemotePullQuery, RemotePull
       } catch (e) {
         if (ctx.signal.aborted) throw e;
         if ((e as { status?: unknown }).status === 404) {
-          throw new XferError('UnknownResource', `peer "${q.Peer}" no longer knows its job ${q.RemoteJob} (its job history is full, or it restarted)`);
+          throw new XferError(
+            'UnknownResource',
+            `peer "${q.Peer}" no longer knows its job ${q.RemoteJob} (its job history is full, or it restarted)`,
+          );
         }
         throw new XferError(
           'NetworkProtocol',
@@ -165,7 +168,13 @@ export class RemotePullFollower implements JobRunner<RemotePullQuery, RemotePull
    * POST {RemotePath}/{action} on the peer, best effort. Answers whether the peer did it; what happened is
    * shown in Content.RemoteControl. With `must`, a refusal fails the job instead.
    */
-  async #control(ctx: FollowerContext, client: PeerApi, q: RemotePullQuery, action: 'pause' | 'resume' | 'cancel' | 'resubmit', must: boolean): Promise<boolean> {
+  async #control(
+    ctx: FollowerContext,
+    client: PeerApi,
+    q: RemotePullQuery,
+    action: 'pause' | 'resume' | 'cancel' | 'resubmit',
+    must: boolean,
+  ): Promise<boolean> {
     try {
       await client.controlJob(q.RemotePath, action, { timeoutMs: CONTROL_TIMEOUT_S * 1000 });
       ctx.setContent({ RemoteControl: `${action}: done on peer "${q.Peer}"` });

@@ -142,7 +142,8 @@ function isPeerDiskFull(e: unknown): boolean {
  * whose disk is full says so in plain words (FullStorage), not as a protocol error.
  */
 export function describeFailure(what: string, e: unknown): XferError {
-  if (isPeerDiskFull(e)) return new XferError('FullStorage', `${what}: the receiver's disk is full (HTTP 507): ${errorText(e)}`, { cause: e });
+  if (isPeerDiskFull(e))
+    return new XferError('FullStorage', `${what}: the receiver's disk is full (HTTP 507): ${errorText(e)}`, { cause: e });
   const code = isXferError(e) ? e.code : 'NetworkProtocol';
   return new XferError(code, `${what}: ${errorText(e)}`, { cause: e });
 }
@@ -237,27 +238,38 @@ export class TransferRun {
    * Runs `fn` with retries (see #retryOptions); `retryable` decides what is worth another attempt
    * (default: transport failures, 408, 429, 5xx). Rejects with the last error unchanged.
    */
-  async call<T>(what: string, fn: (signal: AbortSignal | undefined, attempt: number) => Promise<T>, retryable: (e: unknown) => boolean = isRetryable): Promise<T> {
+  async call<T>(
+    what: string,
+    fn: (signal: AbortSignal | undefined, attempt: number) => Promise<T>,
+    retryable: (e: unknown) => boolean = isRetryable,
+  ): Promise<T> {
     let started = Date.now();
-    return retry(async (attempt, signal) => {
-      started = Date.now();
-      try {
-        const v = await fn(signal, attempt);
-        this.#clock.success();
-        if (this.#waiting) {
-          this.#waiting = false;
-          this.ctx.setContent({ Waiting: undefined, NextTryTime: undefined });
+    return retry(
+      async (attempt, signal) => {
+        started = Date.now();
+        try {
+          const v = await fn(signal, attempt);
+          this.#clock.success();
+          if (this.#waiting) {
+            this.#waiting = false;
+            this.ctx.setContent({ Waiting: undefined, NextTryTime: undefined });
+          }
+          return v;
+        } catch (e) {
+          if (!signal?.aborted) this.#clock.failure();
+          throw e;
         }
-        return v;
-      } catch (e) {
-        if (!signal?.aborted) this.#clock.failure();
-        throw e;
-      }
-    }, this.#retryOptions(what, retryable, () => started));
+      },
+      this.#retryOptions(what, retryable, () => started),
+    );
   }
 
   /** As call(), but a final failure becomes an XferError saying what failed, after how long, and why. */
-  async mustCall<T>(what: string, fn: (signal: AbortSignal | undefined, attempt: number) => Promise<T>, retryable?: (e: unknown) => boolean): Promise<T> {
+  async mustCall<T>(
+    what: string,
+    fn: (signal: AbortSignal | undefined, attempt: number) => Promise<T>,
+    retryable?: (e: unknown) => boolean,
+  ): Promise<T> {
     const start = Date.now();
     try {
       return await this.call(what, fn, retryable);
@@ -281,7 +293,11 @@ export class TransferRun {
     try {
       // An answer that is not JSON is the peer saying it has none, not a failure worth another try.
       caps = await this.api.capabilities(this.config, (fn) =>
-        this.call('the capability probe', (signal) => fn(signal), (e) => !(e instanceof PeerHttpError && e.badBody) && isRetryable(e)),
+        this.call(
+          'the capability probe',
+          (signal) => fn(signal),
+          (e) => !(e instanceof PeerHttpError && e.badBody) && isRetryable(e),
+        ),
       );
     } catch (e) {
       if (this.ctx.signal.aborted) throw e;

@@ -82,9 +82,7 @@ export interface TransfersRouteDeps {
 export const MAX_HAVE_BATCH = 100_000;
 
 /** Body of `POST /transfers/have`: the instances a sender is about to send. */
-const HaveRequestSchema = z
-  .array(z.object({ ID: z.string().regex(INSTANCE_ID), MD5: z.string() }))
-  .max(MAX_HAVE_BATCH);
+const HaveRequestSchema = z.array(z.object({ ID: z.string().regex(INSTANCE_ID), MD5: z.string() })).max(MAX_HAVE_BATCH);
 
 /** A request header's single value, if any. */
 function header(req: FastifyRequest, name: string): string | undefined {

@@ -205,7 +205,14 @@ export class StagingArea {
   async staged(): Promise<StagedInstance[]> {
     await this.#allMade();
     await this.#checks.settled();
-    return this.instances.map((i) => ({ id: i.ID, path: this.pathOf(i.ID), size: i.Size, md5: i.MD5, synced: true, ...this.#checks.verdict(i.ID) }));
+    return this.instances.map((i) => ({
+      id: i.ID,
+      path: this.pathOf(i.ID),
+      size: i.Size,
+      md5: i.MD5,
+      synced: true,
+      ...this.#checks.verdict(i.ID),
+    }));
   }
 
   /** Deletes the directory and everything in it (what a commit did not adopt). Never throws. */

@@ -27,5 +27,7 @@ export async function assertLocalResources(store: Store, resources: readonly Res
   if (missing.length === 0) return;
   const first = missing[0] as Resource;
   const more = missing.length > 1 ? ` (and ${missing.length - 1} more)` : '';
-  throw new XferError('UnknownResource', `${first.Level} ${first.ID} is not stored on this node${more}: nothing was sent`, { httpStatus: 400 });
+  throw new XferError('UnknownResource', `${first.Level} ${first.ID} is not stored on this node${more}: nothing was sent`, {
+    httpStatus: 400,
+  });
 }

@@ -75,7 +75,8 @@ export function plainCause(peer: string, e: unknown): string {
   if (typeof status === 'number' && status >= 400) return `${who} ${httpPhrase(status, undefined)}`;
   const code = systemCode(e);
   if (code !== undefined) {
-    const tls = TLS_CODES[code] ?? (code.startsWith('ERR_SSL_') || code.startsWith('ERR_TLS_') ? `the TLS connection failed (${code})` : undefined);
+    const tls =
+      TLS_CODES[code] ?? (code.startsWith('ERR_SSL_') || code.startsWith('ERR_TLS_') ? `the TLS connection failed (${code})` : undefined);
     if (tls) return `${who} cannot be reached securely: ${tls}`;
     const s = SOCKET_CODES[code];
     if (s) return `${who} ${s}`;

@@ -63,7 +63,10 @@ export function peerGetter(peers: Peers, name: string): Get {
 }
 
 /** Describes the first of `resources` through the first getter that knows it; undefined when none does. */
-export async function describeResources(resources: readonly Resource[], getters: readonly Get[]): Promise<Omit<JobAbout, 'From'> & { From: number } | undefined> {
+export async function describeResources(
+  resources: readonly Resource[],
+  getters: readonly Get[],
+): Promise<(Omit<JobAbout, 'From'> & { From: number }) | undefined> {
   const first = resources[0];
   if (!first || !ORTHANC_ID.test(first.ID)) return undefined;
   for (let g = 0; g < getters.length; g++) {
@@ -84,7 +87,8 @@ export async function describeResources(resources: readonly Resource[], getters:
       return {
         PatientName: text(patient, 'PatientName'),
         PatientID: text(patient, 'PatientID'),
-        StudyDescription: level === 'Patient' ? (studies > 0 ? `${studies} ${studies === 1 ? 'study' : 'studies'}` : null) : text(main, 'StudyDescription'),
+        StudyDescription:
+          level === 'Patient' ? (studies > 0 ? `${studies} ${studies === 1 ? 'study' : 'studies'}` : null) : text(main, 'StudyDescription'),
         StudyDate: level === 'Patient' ? null : text(main, 'StudyDate'),
         MoreResources: resources.length - 1,
         From: g,

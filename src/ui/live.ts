@@ -110,7 +110,11 @@ export class LiveJobs {
     const last = this.#lastSent.get(id) ?? 0;
     const wait = THROTTLE_MS - (Date.now() - last);
     if (!now && wait > 0) {
-      if (!this.#due.has(id)) this.#due.set(id, setTimeout(() => this.#flush(id), wait));
+      if (!this.#due.has(id))
+        this.#due.set(
+          id,
+          setTimeout(() => this.#flush(id), wait),
+        );
       return;
     }
     this.#flush(id);

@@ -87,7 +87,13 @@ async function send(req: FastifyRequest, deps: UiDeps): Promise<unknown> {
   await assertLocalResources(deps.store, q.Resources);
   const sender = senderTransferId(q.SenderTransferID);
   if (Mode === 'push') {
-    const query: TransferJobQuery = { Resources: q.Resources, Peer: q.Peer, Compression: q.Compression, Priority: q.Priority, SenderTransferID: sender };
+    const query: TransferJobQuery = {
+      Resources: q.Resources,
+      Peer: q.Peer,
+      Compression: q.Compression,
+      Priority: q.Priority,
+      SenderTransferID: sender,
+    };
     return toWireJobHandle(engine.submit('PushTransfer', { ...query }, q.Priority));
   }
   const remoteSelf = peer.userProperties.RemoteSelf;

@@ -65,7 +65,8 @@ export class Limiter {
    * reason if it is aborted first; a caller that gave up holds nothing and its place passes on.
    */
   acquire(weight = 1, signal?: AbortSignal): Promise<() => void> {
-    if (!(weight >= 0) || !Number.isFinite(weight)) return Promise.reject(new RangeError(`weight must be a finite number ≥ 0, not ${weight}`));
+    if (!(weight >= 0) || !Number.isFinite(weight))
+      return Promise.reject(new RangeError(`weight must be a finite number ≥ 0, not ${weight}`));
     if (signal?.aborted) return Promise.reject(signal.reason);
     if (this.#queue.length === 0 && this.#fits(weight)) return Promise.resolve(this.#take(weight));
     return new Promise((resolve, reject) => {
@@ -158,11 +159,7 @@ export async function drain<T>(
  * Runs `fn` on every item with at most `limit` calls in flight; resolves with the results in input
  * order. Rejects with the first error after the calls already started have settled.
  */
-export async function mapLimit<T, R>(
-  items: readonly T[],
-  limit: number,
-  fn: (item: T, index: number) => Promise<R>,
-): Promise<R[]> {
+export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
   const results = new Array<R>(items.length);
   let next = 0;
   await drain(

@@ -99,10 +99,7 @@ export function backoffDelay(backoff: Backoff, retry: number, random: () => numb
  * the last error (unchanged, so callers still branch on its code). `fn` receives the attempt number
  * (1-based) and the signal.
  */
-export async function retry<T>(
-  fn: (attempt: number, signal: AbortSignal | undefined) => Promise<T>,
-  opts: RetryOptions = {},
-): Promise<T> {
+export async function retry<T>(fn: (attempt: number, signal: AbortSignal | undefined) => Promise<T>, opts: RetryOptions = {}): Promise<T> {
   const clock = opts.clock ?? realClock;
   const backoff = opts.backoff ?? { kind: 'fixed', delayMs: 1000 };
   const retryable = opts.retryable ?? isRetryable;

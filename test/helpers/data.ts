@@ -49,7 +49,9 @@ export async function someDicom(preset: 'tiny' | 'small' = 'tiny'): Promise<stri
  * a generated MR series (6 images of about 62 KB), for the tests that send "a series".
  */
 export async function someSeries(): Promise<string> {
-  return existsSync(REAL_DICOM) ? join(REAL_DICOM, 'Brainix', 'Flair') : join(await generatedDicom('tiny'), 'mr', 'DX000010004', 'study1', 'series01');
+  return existsSync(REAL_DICOM)
+    ? join(REAL_DICOM, 'Brainix', 'Flair')
+    : join(await generatedDicom('tiny'), 'mr', 'DX000010004', 'study1', 'series01');
 }
 
 /** Exchanges of the Transfers Accelerator plugin captured on the wire (protocol/CAPTURES.md). */

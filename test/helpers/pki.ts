@@ -26,8 +26,56 @@ export async function makePki(): Promise<Pki> {
   ossl('req', '-x509', ...ec, '-nodes', '-keyout', f('ca.key'), '-out', f('ca.pem'), '-days', '2', '-subj', '/CN=dicom-xfer test CA');
   await writeFile(f('server.ext'), 'subjectAltName=IP:127.0.0.1\n');
   ossl('req', ...ec, '-nodes', '-keyout', f('server.key'), '-out', f('server.csr'), '-subj', '/CN=127.0.0.1');
-  ossl('x509', '-req', '-in', f('server.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-out', f('server.pem'), '-days', '2', '-extfile', f('server.ext'));
-  ossl('req', ...ec, '-keyout', f('client.key'), '-passout', `pass:${CLIENT_KEY_PASSWORD}`, '-out', f('client.csr'), '-subj', '/CN=peer-client');
-  ossl('x509', '-req', '-in', f('client.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-out', f('client.pem'), '-days', '2');
-  return { dir, caFile: f('ca.pem'), serverKey: f('server.key'), serverCert: f('server.pem'), clientCert: f('client.pem'), clientKey: f('client.key') };
+  ossl(
+    'x509',
+    '-req',
+    '-in',
+    f('server.csr'),
+    '-CA',
+    f('ca.pem'),
+    '-CAkey',
+    f('ca.key'),
+    '-CAcreateserial',
+    '-out',
+    f('server.pem'),
+    '-days',
+    '2',
+    '-extfile',
+    f('server.ext'),
+  );
+  ossl(
+    'req',
+    ...ec,
+    '-keyout',
+    f('client.key'),
+    '-passout',
+    `pass:${CLIENT_KEY_PASSWORD}`,
+    '-out',
+    f('client.csr'),
+    '-subj',
+    '/CN=peer-client',
+  );
+  ossl(
+    'x509',
+    '-req',
+    '-in',
+    f('client.csr'),
+    '-CA',
+    f('ca.pem'),
+    '-CAkey',
+    f('ca.key'),
+    '-CAcreateserial',
+    '-out',
+    f('client.pem'),
+    '-days',
+    '2',
+  );
+  return {
+    dir,
+    caFile: f('ca.pem'),
+    serverKey: f('server.key'),
+    serverCert: f('server.pem'),
+    clientCert: f('client.pem'),
+    clientKey: f('client.key'),
+  };
 }

@@ -20,12 +20,7 @@ export function freePort(): Promise<number> {
 }
 
 /** Polls `probe` every `intervalMs` until it resolves true, at most `timeoutMs`. */
-export async function waitFor(
-  what: string,
-  probe: () => Promise<boolean>,
-  timeoutMs = 20_000,
-  intervalMs = 100,
-): Promise<void> {
+export async function waitFor(what: string, probe: () => Promise<boolean>, timeoutMs = 20_000, intervalMs = 100): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (let i = 0; Date.now() < deadline && i < 100_000; i++) {
     if (await probe().catch(() => false)) return;

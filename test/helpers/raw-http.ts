@@ -91,7 +91,13 @@ export function exchange(port: number, parts: (string | Buffer)[], gapMs = 0, un
 }
 
 /** One request with a body, on a connection of its own (Host and Content-Length added unless given). */
-export function request(port: number, method: string, path: string, headers: Record<string, string>, body: Buffer | string = ''): Promise<RawAnswer> {
+export function request(
+  port: number,
+  method: string,
+  path: string,
+  headers: Record<string, string>,
+  body: Buffer | string = '',
+): Promise<RawAnswer> {
   const b = Buffer.isBuffer(body) ? body : Buffer.from(body);
   const names = Object.keys(headers).map((k) => k.toLowerCase());
   const lines = [`${method} ${path} HTTP/1.1`];
@@ -116,4 +122,3 @@ export function assertOrthancError(a: RawAnswer, status: number, method: string,
   assert.equal(body['Uri'], uri);
   return body;
 }
-

@@ -45,12 +45,15 @@ export function call(
 ): Promise<Answer> {
   const u = new URL(base);
   return new Promise((resolve, reject) => {
-    const req = httpRequest({ host: u.hostname, port: Number(u.port), method, path, headers, agent: false, timeout: CALL_TIMEOUT_MS }, (res) => {
-      const parts: Buffer[] = [];
-      res.on('data', (d: Buffer) => parts.push(d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(parts) }));
-      res.on('error', reject);
-    });
+    const req = httpRequest(
+      { host: u.hostname, port: Number(u.port), method, path, headers, agent: false, timeout: CALL_TIMEOUT_MS },
+      (res) => {
+        const parts: Buffer[] = [];
+        res.on('data', (d: Buffer) => parts.push(d));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(parts) }));
+        res.on('error', reject);
+      },
+    );
     req.on('error', reject);
     req.on('timeout', () => req.destroy(new Error(`${method} ${path}: no answer within ${CALL_TIMEOUT_MS} ms`)));
     req.end(body);
@@ -73,7 +76,6 @@ export async function getJson<T = Record<string, unknown>>(base: string, path: s
 export function postJson(base: string, path: string, value: unknown): Promise<Answer> {
   return call(base, 'POST', path, typeof value === 'string' ? value : JSON.stringify(value));
 }
-
 
 export interface Imported {
   /** Instance ID -> MD5 of the file it came from. */
@@ -363,7 +365,11 @@ export async function setupClasses(largeMB = 300): Promise<ClassesSetup> {
   assert.deepEqual(imported.refused, []);
   const source = await storedMd5s(pair.a.url);
   assert.equal(source.size, files.length, 'every generated file is a distinct instance');
-  const instances = [...imported.md5.keys()].map((ID) => ({ ID, Size: imported.size.get(ID) as number, MD5: imported.md5.get(ID) as string }));
+  const instances = [...imported.md5.keys()].map((ID) => ({
+    ID,
+    Size: imported.size.get(ID) as number,
+    MD5: imported.md5.get(ID) as string,
+  }));
   for (const i of instances) assert.equal(source.get(i.ID), i.MD5, 'A stores the files unchanged');
   const resources = (await getJson<string[]>(pair.a.url, '/patients')).map((ID) => ({ Level: 'Patient', ID }));
   return {
@@ -414,7 +420,12 @@ export function chunkId(r: ProxyRecord): string {
  * succeeded exactly once, and the only other requests are the ones held (in flight) when it stopped,
  * aborted by the stop.
  */
-export function assertEachOnce(records: ProxyRecord[], indexOf: (r: ProxyRecord) => number, total: number, held: readonly ProxyRecord[]): void {
+export function assertEachOnce(
+  records: ProxyRecord[],
+  indexOf: (r: ProxyRecord) => number,
+  total: number,
+  held: readonly ProxyRecord[],
+): void {
   const ok = new Map<number, number>();
   const other = new Map<number, ProxyRecord[]>();
   for (const r of records) {

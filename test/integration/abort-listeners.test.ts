@@ -56,7 +56,10 @@ describe('abort listeners on a shared signal', { timeout: 120_000 }, () => {
         job.abort(new Error('job cancelled'));
         assert.deepEqual(new Set(await Promise.all(calls)), new Set(['aborted']));
       });
-      assert.deepEqual(warnings.map((w) => w.name), []);
+      assert.deepEqual(
+        warnings.map((w) => w.name),
+        [],
+      );
       assert.equal(getEventListeners(job.signal, 'abort').length, 0);
     } finally {
       for (const res of held) res.destroy();
@@ -75,7 +78,10 @@ describe('abort listeners on a shared signal', { timeout: 120_000 }, () => {
       const warnings = await warningsDuring(async () => {
         await Promise.all(Array.from({ length: CONCURRENT }, () => client.json({ method: 'GET', path: '/x', signal: job.signal })));
       });
-      assert.deepEqual(warnings.map((w) => w.name), []);
+      assert.deepEqual(
+        warnings.map((w) => w.name),
+        [],
+      );
       assert.equal(getEventListeners(job.signal, 'abort').length, 0);
     } finally {
       await client.close();
@@ -86,12 +92,20 @@ describe('abort listeners on a shared signal', { timeout: 120_000 }, () => {
   test(`${CONCURRENT} retries waiting on one signal add one listener to it, and its abort ends every wait`, async () => {
     const job = new AbortController();
     const warnings = await warningsDuring(async () => {
-      const waits = Array.from({ length: CONCURRENT }, () => realClock.sleep(60_000, job.signal).then(() => 'slept', () => 'aborted'));
+      const waits = Array.from({ length: CONCURRENT }, () =>
+        realClock.sleep(60_000, job.signal).then(
+          () => 'slept',
+          () => 'aborted',
+        ),
+      );
       assert.equal(getEventListeners(job.signal, 'abort').length, 1);
       job.abort(new Error('job cancelled'));
       assert.deepEqual(new Set(await Promise.all(waits)), new Set(['aborted']));
     });
-    assert.deepEqual(warnings.map((w) => w.name), []);
+    assert.deepEqual(
+      warnings.map((w) => w.name),
+      [],
+    );
     // A wait that ends on its own lets go of the signal too.
     const other = new AbortController();
     await Promise.all(Array.from({ length: CONCURRENT }, () => realClock.sleep(1, other.signal)));
@@ -106,7 +120,9 @@ describe('abort listeners on a shared signal', { timeout: 120_000 }, () => {
       const imported = await importFiles(pair.a.url, await listFiles(await someDicom()));
       const resources = [...imported.md5.keys()].map((ID) => ({ Level: 'Instance', ID }));
       for (const Compression of ['gzip', 'none']) {
-        if (Compression === 'none') for (const id of imported.md5.keys()) assert.equal((await fetch(`${pair.b.url}/instances/${id}`, { method: 'DELETE' })).status, 200);
+        if (Compression === 'none')
+          for (const id of imported.md5.keys())
+            assert.equal((await fetch(`${pair.b.url}/instances/${id}`, { method: 'DELETE' })).status, 200);
         const { ID } = await startTransfer(pair.a.url, 'send', { Peer: 'b', Resources: resources, Compression });
         const job = await waitJob(pair.a.url, ID as string, 120_000);
         assert.equal(job.State, 'Success', JSON.stringify(job));

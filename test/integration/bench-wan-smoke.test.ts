@@ -63,7 +63,10 @@ describe('bench:wan smoke run (small set, good profile)', { skip: why ? `skipped
     assert.equal(p.profile.name, 'good');
     assert.equal(p.profile.rateMbit, 100);
     assert.deepEqual(p.skipped, []);
-    assert.deepEqual(p.runs.map((r) => r.method), METHODS);
+    assert.deepEqual(
+      p.runs.map((r) => r.method),
+      METHODS,
+    );
     for (const r of p.runs) {
       assert.equal(r.ok, true, `${r.method}: ${r.error ?? ''}`);
       assert.equal(r.error, undefined);

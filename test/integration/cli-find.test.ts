@@ -23,7 +23,6 @@ function cli(...args: string[]): Promise<Run> {
   return runCli(args);
 }
 
-
 async function findIds(base: string, body: unknown): Promise<string[]> {
   const res = await fetch(`${base}/tools/find`, { method: 'POST', body: JSON.stringify(body) });
   assert.equal(res.status, 200);
@@ -38,7 +37,10 @@ async function instancesOf(base: string, studyId: string): Promise<string[]> {
 
 type Row = FoundRow;
 
-describe('dicom-xfer find, and send/pull by StudyInstanceUID or accession number', { concurrency: 1, skip: (!orthancInstalled() && 'Orthanc is not installed') || needs(REAL_DICOM) }, () => {
+describe('dicom-xfer find, and send/pull by StudyInstanceUID or accession number', {
+  concurrency: 1,
+  skip: (!orthancInstalled() && 'Orthanc is not installed') || needs(REAL_DICOM),
+}, () => {
   let A: XferNode;
   let B: XferNode;
   let O: OrthancServer;
@@ -96,11 +98,17 @@ describe('dicom-xfer find, and send/pull by StudyInstanceUID or accession number
     assert.equal(series.code, 0, series.stderr);
     const rows = JSON.parse(series.stdout) as Row[];
     const [knee] = await findIds(A.url, { Level: 'Study', Query: { AccessionNumber: KNEE_ACCESSION } });
-    assert.equal(rows.reduce((n, x) => n + x.Instances, 0), (await instancesOf(A.url, knee ?? '')).length);
+    assert.equal(
+      rows.reduce((n, x) => n + x.Instances, 0),
+      (await instancesOf(A.url, knee ?? '')).length,
+    );
     assert.ok(rows.every((x) => x.PatientName === 'KNEE' && x.Modalities[0] === 'MR'));
 
     const byUid = await cli('find', '--url', A.url, '--study-uid', PHENIX_UID, '--json');
-    assert.deepEqual((JSON.parse(byUid.stdout) as Row[]).map((x) => x.PatientName), ['PHENIX']);
+    assert.deepEqual(
+      (JSON.parse(byUid.stdout) as Row[]).map((x) => x.PatientName),
+      ['PHENIX'],
+    );
 
     for (const [date, query] of [
       ['20050927', '20050927'],
@@ -109,7 +117,10 @@ describe('dicom-xfer find, and send/pull by StudyInstanceUID or accession number
     ] as const) {
       const r = await cli('find', '--url', A.url, '--date', date, '--limit', '0', '--json');
       assert.equal(r.code, 0, r.stderr);
-      assert.deepEqual((JSON.parse(r.stdout) as Row[]).map((x) => x.ID).sort(), await findIds(A.url, { Level: 'Study', Query: { StudyDate: query } }));
+      assert.deepEqual(
+        (JSON.parse(r.stdout) as Row[]).map((x) => x.ID).sort(),
+        await findIds(A.url, { Level: 'Study', Query: { StudyDate: query } }),
+      );
     }
   });
 
@@ -130,7 +141,10 @@ describe('dicom-xfer find, and send/pull by StudyInstanceUID or accession number
   test('send --study with a StudyInstanceUID, then with an accession number: the peer holds the studies', async () => {
     const [phenix] = await findIds(A.url, { Level: 'Study', Query: { StudyInstanceUID: PHENIX_UID } });
     const [knee] = await findIds(A.url, { Level: 'Study', Query: { AccessionNumber: KNEE_ACCESSION } });
-    for (const [value, id] of [[PHENIX_UID, phenix], [KNEE_ACCESSION, knee]] as const) {
+    for (const [value, id] of [
+      [PHENIX_UID, phenix],
+      [KNEE_ACCESSION, knee],
+    ] as const) {
       const r = await cli('send', '--url', A.url, '--peer', 'b', '--study', value, '--quiet');
       assert.equal(r.code, 0, r.stderr);
       const sent = await instancesOf(A.url, id ?? '');

@@ -130,15 +130,38 @@ describe('dicom-xfer send, pull, jobs and peers against real nodes', { skip: nee
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stdout, /Sent 22 instances .* to peer "b".*gzip/);
       jobIds.push(/job ([0-9a-f-]{36})/.exec(r.stdout)?.[1] ?? '');
-      await assertSameBytes(A, B, flair.map((s) => s.ID));
+      await assertSameBytes(
+        A,
+        B,
+        flair.map((s) => s.ID),
+      );
     });
 
     test('send with several levels and IDs, no compression, --json: the final job JSON', async () => {
       const [e1, e2] = epi;
       assert.ok(e1 && e2);
-      const r = await cli('send', '--url', A.url, '--peer', 'b', '--compression', 'none', '--json', '--instance', e1.ID, e2.ID, '--series', flair[0]?.ParentSeries ?? '');
+      const r = await cli(
+        'send',
+        '--url',
+        A.url,
+        '--peer',
+        'b',
+        '--compression',
+        'none',
+        '--json',
+        '--instance',
+        e1.ID,
+        e2.ID,
+        '--series',
+        flair[0]?.ParentSeries ?? '',
+      );
       assert.equal(r.code, 0, r.stderr);
-      const job = JSON.parse(r.stdout) as { ID: string; Type: string; State: string; Content: { Compression: string; TotalInstances: number; Peer: string } };
+      const job = JSON.parse(r.stdout) as {
+        ID: string;
+        Type: string;
+        State: string;
+        Content: { Compression: string; TotalInstances: number; Peer: string };
+      };
       assert.equal(job.State, 'Success');
       assert.equal(job.Type, 'PushTransfer');
       assert.equal(job.Content.Compression, 'none');
@@ -154,7 +177,11 @@ describe('dicom-xfer send, pull, jobs and peers against real nodes', { skip: nee
       const r = await cli('pull', '--url', B.url, '--peer', 'a', '--study', study);
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stdout, /Pulled 44 instances .* from peer "a"/);
-      await assertSameBytes(A, B, [...flair, ...epi].map((s) => s.ID));
+      await assertSameBytes(
+        A,
+        B,
+        [...flair, ...epi].map((s) => s.ID),
+      );
     });
 
     test('send --no-follow, then jobs --follow ID to the end', async () => {
@@ -184,12 +211,19 @@ describe('dicom-xfer send, pull, jobs and peers against real nodes', { skip: nee
       assert.match(r.stdout, /Error in the network protocol/, 'the cause of the failed job is listed');
       assert.equal(j.code, 0, j.stderr);
       const list = JSON.parse(j.stdout) as { ID: string; State: string }[];
-      for (const id of jobIds) assert.ok(list.some((x) => x.ID === id), `job ${id} listed`);
+      for (const id of jobIds)
+        assert.ok(
+          list.some((x) => x.ID === id),
+          `job ${id} listed`,
+        );
     });
 
     test('jobs cancel of a finished job: a clear error', async () => {
       const done = jobIds[0] ?? '';
-      const [r, unknown] = await Promise.all([cli('jobs', 'cancel', done, '--url', A.url), cli('jobs', 'cancel', 'abcdef12', '--url', A.url)]);
+      const [r, unknown] = await Promise.all([
+        cli('jobs', 'cancel', done, '--url', A.url),
+        cli('jobs', 'cancel', 'abcdef12', '--url', A.url),
+      ]);
       assert.equal(r.code, 1);
       assert.match(r.stderr, /cannot be canceled: it has already ended \(Success\)/);
       assert.equal(unknown.code, 2);
@@ -223,8 +257,12 @@ describe('dicom-xfer send, pull, jobs and peers against real nodes', { skip: nee
     assert.equal(job.Type, 'PullTransfer');
     assert.equal(job.State, 'Success');
     const onB = await getJson<{ State: string }>(`${B.url}/jobs/${job.ID}`);
-    assert.equal(onB.State, 'Success', 'the job that was followed is the peer\'s');
-    await assertSameBytes(A, B, beaufix.map((s) => s.ID));
+    assert.equal(onB.State, 'Success', "the job that was followed is the peer's");
+    await assertSameBytes(
+      A,
+      B,
+      beaufix.map((s) => s.ID),
+    );
   });
 
   test('a RemoteSelf peer that needs credentials: the job runs there, the command says so and where', async () => {
@@ -237,7 +275,19 @@ describe('dicom-xfer send, pull, jobs and peers against real nodes', { skip: nee
     assert.match(r.stderr, new RegExp(`${C.url.replace(/[.]/g, '\\.')}//jobs/`));
     assert.match(r.stderr, /Or follow it on the node, which watches it: dicom-xfer jobs --follow [0-9a-f]{8} --url /);
     // with the peer's credentials the same send is followed to its end
-    const ok = await cli('send', '--url', A.url, '--peer', 'cself', '--instance', id, '--peer-username', 'carol', '--peer-password', 'secret-c');
+    const ok = await cli(
+      'send',
+      '--url',
+      A.url,
+      '--peer',
+      'cself',
+      '--instance',
+      id,
+      '--peer-username',
+      'carol',
+      '--peer-password',
+      'secret-c',
+    );
     assert.equal(ok.code, 0, ok.stderr);
     assert.match(ok.stdout, /Peer "cself" pulled 1 instance/);
   });

@@ -45,7 +45,9 @@ function attackPage(node: string, study: string): string {
 </script></body></html>`;
 }
 
-describe('a page of another origin cannot change the node', { skip: (!existsSync(CHROMIUM) && `${CHROMIUM} is missing`) || needs(REAL_DICOM) }, () => {
+describe('a page of another origin cannot change the node', {
+  skip: (!existsSync(CHROMIUM) && `${CHROMIUM} is missing`) || needs(REAL_DICOM),
+}, () => {
   let a: XferNode;
   let b: XferNode;
   let attacker: Server;
@@ -71,7 +73,15 @@ describe('a page of another origin cannot change the node', { skip: (!existsSync
     context = await chromium.launchPersistentContext(profile, {
       executablePath: CHROMIUM,
       headless: true,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
     });
   });
   after(async () => {

@@ -125,7 +125,10 @@ describe('a transfers peer through the Destination interface', () => {
     }
     const study = (await store.findInstances([...expected.keys()])).size;
     assert.equal(study, expected.size);
-    instances = await expandLocal(store, [...expected.keys()].map((ID) => ({ Level: 'Instance' as const, ID })));
+    instances = await expandLocal(
+      store,
+      [...expected.keys()].map((ID) => ({ Level: 'Instance' as const, ID })),
+    );
   });
   after(async () => {
     for (const c of clients) await c.close();
@@ -134,9 +137,15 @@ describe('a transfers peer through the Destination interface', () => {
     await receiver.stop();
   });
 
-  async function destination(transfers: Partial<TransfersConfig>, reads: Reads): Promise<{ dest: Destination<TransfersPeerState>; config: Config }> {
+  async function destination(
+    transfers: Partial<TransfersConfig>,
+    reads: Reads,
+  ): Promise<{ dest: Destination<TransfersPeerState>; config: Config }> {
     const { config } = await loadConfig({ overrides: { StorageDirectory: storeDir, Transfers: transfers } });
-    const client = new PeerClient({ name: 'b', url: `${receiver.url}/`, httpHeaders: {}, userProperties: {} }, { httpTimeout: 30, verifyPeers: true });
+    const client = new PeerClient(
+      { name: 'b', url: `${receiver.url}/`, httpHeaders: {}, userProperties: {} },
+      { httpTimeout: 30, verifyPeers: true },
+    );
     clients.push(client);
     const deps: TransferDeps = {
       config,
@@ -166,7 +175,10 @@ describe('a transfers peer through the Destination interface', () => {
       assert.equal(task.figures.CompletedHttpQueries, buckets.length);
       // Once: every payload byte read one time, one readRange per chunk.
       assert.equal(reads.bytes, total());
-      assert.equal(reads.calls, buckets.reduce((n, b) => n + b.filter((c) => c.Size > 0).length, 0));
+      assert.equal(
+        reads.calls,
+        buckets.reduce((n, b) => n + b.filter((c) => c.Size > 0).length, 0),
+      );
     });
   }
 
@@ -214,18 +226,30 @@ describe('a transfers peer through the Destination interface', () => {
     assert.equal(a.status, 404, 'the peer no longer holds the transaction');
   });
 
-  test('the directory of transfers peers: names, a destination by name, and each one\'s status', async () => {
+  test("the directory of transfers peers: names, a destination by name, and each one's status", async () => {
     await emptyNode(receiver.url);
     const dir = await mkdtemp(join(tmpdir(), 'dx-dest-dir-'));
     const { config } = await loadConfig({
-      overrides: { StorageDirectory: dir, OrthancPeers: { b: [`${receiver.url}/`], down: ['http://127.0.0.1:9/'] }, Transfers: { PeerConnectivityTimeout: 2 } },
+      overrides: {
+        StorageDirectory: dir,
+        OrthancPeers: { b: [`${receiver.url}/`], down: ['http://127.0.0.1:9/'] },
+        Transfers: { PeerConnectivityTimeout: 2 },
+      },
     });
     const peers = await Peers.open(config, pino({ level: 'silent' }));
     try {
-      const deps: TransferDeps = { config, store, peer: (name) => ({ client: peers.client(name), url: peers.get(name)?.url ?? '' }), inFlight: InFlight.fromConfig(config.Transfers) };
+      const deps: TransferDeps = {
+        config,
+        store,
+        peer: (name) => ({ client: peers.client(name), url: peers.get(name)?.url ?? '' }),
+        inFlight: InFlight.fromConfig(config.Transfers),
+      };
       const directory = new TransfersPeerDirectory(deps, peers, config);
       assert.deepEqual(directory.names(), ['b', 'down']);
-      assert.throws(() => directory.get('nope'), (e: unknown) => isXferError(e) && e.code === 'UnknownResource' && /peer "nope"/.test(e.message));
+      assert.throws(
+        () => directory.get('nope'),
+        (e: unknown) => isXferError(e) && e.code === 'UnknownResource' && /peer "nope"/.test(e.message),
+      );
       const status = await directory.statusAll();
       const byName = new Map(status.map((s) => [s.Name, s]));
       assert.equal(byName.get('b')?.Kind, 'transfers-peer');

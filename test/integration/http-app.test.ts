@@ -40,7 +40,7 @@ describe('the HTTP framework base', () => {
     assert.throws(() => app.hooks.amend('/thing', async (v) => v), /already amended/);
   });
 
-  test('without credentials, neither a route nor the fallback answers: 401 in Orthanc\'s error shape', async () => {
+  test("without credentials, neither a route nor the fallback answers: 401 in Orthanc's error shape", async () => {
     for (const url of ['/thing', '/elsewhere']) {
       const res = await app.fastify.inject({ method: 'GET', url });
       assert.equal(res.statusCode, 401, url);

@@ -64,13 +64,21 @@ describe('HTTP edge of a node', { skip: needs(REAL_DICOM) }, () => {
     assert.equal(system['IsHttpServerSecure'], true);
   });
 
-  test('Host: only this node\'s names are served without authentication (DNS rebinding)', async () => {
+  test("Host: only this node's names are served without authentication (DNS rebinding)", async () => {
     for (const host of ['evil.example.com', `evil.example.com:${node.port}`, 'localhost.evil.example']) {
       const a = await request(node.port, 'GET', '/system', { Host: host });
       const body = assertOrthancError(a, 403, 'GET', '/system');
       assert.match(String(body['Details']), /HttpAllowedHosts/);
     }
-    for (const host of [`127.0.0.1:${node.port}`, `localhost:${node.port}`, 'LOCALHOST', `[::1]:${node.port}`, '127.0.0.2', 'app.localhost', hostname()]) {
+    for (const host of [
+      `127.0.0.1:${node.port}`,
+      `localhost:${node.port}`,
+      'LOCALHOST',
+      `[::1]:${node.port}`,
+      '127.0.0.2',
+      'app.localhost',
+      hostname(),
+    ]) {
       const a = await request(node.port, 'GET', '/system', { Host: host });
       assert.equal(a.status, 200, `${host}: ${a.body}`);
     }
@@ -100,7 +108,13 @@ describe('HTTP edge of a node', { skip: needs(REAL_DICOM) }, () => {
     assertOrthancError(over, 403, 'GET', '/instances');
     const send = await request(node.port, 'POST', '/transfers/send', { Origin: evil, 'Content-Type': 'text/plain' }, '{}');
     assertOrthancError(send, 403, 'POST', '/transfers/send');
-    const ui = await request(node.port, 'POST', '/ui/api/send', { Origin: evil, 'Content-Type': 'application/x-www-form-urlencoded' }, 'a=b');
+    const ui = await request(
+      node.port,
+      'POST',
+      '/ui/api/send',
+      { Origin: evil, 'Content-Type': 'application/x-www-form-urlencoded' },
+      'a=b',
+    );
     assertOrthancError(ui, 403, 'POST', '/ui/api/send');
     assert.equal(await instanceCount(node), before);
     // Reading stays open to any page (answers of another origin are not readable by it anyway).
@@ -130,7 +144,7 @@ describe('HTTP edge of a node', { skip: needs(REAL_DICOM) }, () => {
     assert.notEqual(find.status, 403, find.body);
   });
 
-  test('requests the HTTP parser refuses are answered in Orthanc\'s JSON shape', async () => {
+  test("requests the HTTP parser refuses are answered in Orthanc's JSON shape", async () => {
     const bad = await exchange(node.port, [`GET /%zz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`]);
     assertOrthancError(bad, 400, 'GET', '/%zz');
     const big = await exchange(node.port, [`GET /system HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ${'a'.repeat(40_000)}\r\n\r\n`]);
@@ -163,7 +177,10 @@ describe('HTTP edge: remote access without authentication is insecure', () => {
       const r = await fetch(`${closed.url}/system`, { headers: { authorization: `Basic ${Buffer.from('u:p').toString('base64')}` } });
       assert.equal(((await r.json()) as Record<string, unknown>)['IsHttpServerSecure'], true);
       // With authentication, any host name is served (the credentials protect it).
-      const a = await request(closed.port, 'GET', '/system', { Host: 'dicom.example.org', Authorization: `Basic ${Buffer.from('u:p').toString('base64')}` });
+      const a = await request(closed.port, 'GET', '/system', {
+        Host: 'dicom.example.org',
+        Authorization: `Basic ${Buffer.from('u:p').toString('base64')}`,
+      });
       assert.equal(a.status, 200, a.body);
     } finally {
       await closed.stop();
@@ -180,7 +197,12 @@ describe('HTTP edge: HttpAllowedHosts', { skip: needs(REAL_DICOM) }, () => {
       // A page of a listed name may post (a reverse proxy that gives the node its own Host).
       const dicom = await readFile(join(REAL, 'DummyCT.dcm'));
       assert.equal((await request(n.port, 'POST', '/instances', { Origin: 'https://dicom.example.org' }, dicom)).status, 200);
-      assertOrthancError(await request(n.port, 'POST', '/instances', { Origin: 'https://other.example.org' }, dicom), 403, 'POST', '/instances');
+      assertOrthancError(
+        await request(n.port, 'POST', '/instances', { Origin: 'https://other.example.org' }, dicom),
+        403,
+        'POST',
+        '/instances',
+      );
     } finally {
       await n.stop();
     }
@@ -197,7 +219,7 @@ describe('HTTP edge: slow bodies and connections', () => {
     await node?.stop();
   });
 
-  test('a body that trickles is answered 408 in Orthanc\'s shape', async () => {
+  test("a body that trickles is answered 408 in Orthanc's shape", async () => {
     const head = `POST /instances HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n`;
     // At most 200 bytes (a minute at this pace) before the node must have answered.
     const parts: string[] = [head, ...Array.from({ length: 200 }, () => 'x')];
@@ -255,8 +277,10 @@ describe('HTTP edge: slow bodies and connections', () => {
   });
 });
 
-describe('HTTP edge: a real Orthanc stores into the node', { skip: (!orthancInstalled() && 'Orthanc is not installed') || needs(REAL_DICOM) }, () => {
-  test('Orthanc\'s peer store (form content type, no Origin) is accepted', async () => {
+describe('HTTP edge: a real Orthanc stores into the node', {
+  skip: (!orthancInstalled() && 'Orthanc is not installed') || needs(REAL_DICOM),
+}, () => {
+  test("Orthanc's peer store (form content type, no Origin) is accepted", async () => {
     const node = await startXferNode();
     const orthanc = await startOrthanc({ config: { OrthancPeers: { node: [node.url] } } });
     try {
@@ -279,8 +303,21 @@ describe('HTTP edge: HTTPS', () => {
     const key = join(dir, 'key.pem');
     const crt = join(dir, 'crt.pem');
     await promisify(execFile)('openssl', [
-      'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', crt, '-days', '2',
-      '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1',
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      key,
+      '-out',
+      crt,
+      '-days',
+      '2',
+      '-subj',
+      '/CN=localhost',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
     ]);
     const pem = join(dir, 'both.pem');
     await writeFile(pem, (await readFile(crt, 'utf8')) + (await readFile(key, 'utf8')));

@@ -204,7 +204,10 @@ describe('the HTTP layer over plain HTTP', () => {
       assert.ok(fromCli instanceof HttpError);
       assert.equal(fromCli.code, 'BadFileFormat');
       assert.equal(fromCli.remote?.OrthancStatus, 15);
-      assert.equal(fromCli.message, 'POST /instances failed with HTTP 400: Bad file format: Cannot parse an invalid DICOM file (size: 4 bytes)');
+      assert.equal(
+        fromCli.message,
+        'POST /instances failed with HTTP 400: Bad file format: Cannot parse an invalid DICOM file (size: 4 bytes)',
+      );
       assert.equal(fromCli.advice, fromCli.message);
 
       // Without a document the status decides; the store keeps its own reading of a 503.
@@ -311,7 +314,12 @@ describe('the HTTP layer over HTTPS', () => {
   }
 
   test('verifies the server with the CA file and presents the client certificate with its key password', async () => {
-    const tls = { caFile: pki.caFile, certificateFile: pki.clientCert, certificateKeyFile: pki.clientKey, certificateKeyPassword: CLIENT_KEY_PASSWORD };
+    const tls = {
+      caFile: pki.caFile,
+      certificateFile: pki.clientCert,
+      certificateKeyFile: pki.clientKey,
+      certificateKeyPassword: CLIENT_KEY_PASSWORD,
+    };
     assert.deepEqual(await whoami({ tls }), { clientCN: 'peer-client', authorized: true });
     assert.deepEqual(await whoami({ tls: { caFile: pki.caFile } }), { clientCN: null, authorized: false });
   });

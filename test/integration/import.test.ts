@@ -39,7 +39,6 @@ function summaryOf(run: Run): ImportSummary {
   }
 }
 
-
 async function countInstances(url: string, auth?: string): Promise<number> {
   const r = await fetch(`${url}/statistics`, auth ? { headers: { authorization: auth } } : {});
   assert.equal(r.status, 200);
@@ -86,7 +85,9 @@ function zipOf(entries: { name: string; data: Buffer }[]): Buffer {
   return Buffer.concat([...locals, cd, end]);
 }
 
-describe('dicom-xfer import into a real Orthanc', { skip: (!orthancInstalled() && 'Orthanc is not installed') || needs(REAL_DICOM) }, () => {
+describe('dicom-xfer import into a real Orthanc', {
+  skip: (!orthancInstalled() && 'Orthanc is not installed') || needs(REAL_DICOM),
+}, () => {
   let orthanc: OrthancServer;
   let work: string;
   let realFiles: string[];
@@ -121,7 +122,7 @@ describe('dicom-xfer import into a real Orthanc', { skip: (!orthancInstalled() &
     assert.equal(await countInstances(orthanc.url), s.distinctInstances);
   });
 
-  test('imports the whole real set: the file without identifiers is rejected with the node\'s reason', async () => {
+  test("imports the whole real set: the file without identifiers is rejected with the node's reason", async () => {
     const run = await cli(['import', '--url', orthanc.url, '--json', REAL]);
     const s = summaryOf(run);
     assert.equal(run.code, 1);
@@ -135,7 +136,10 @@ describe('dicom-xfer import into a real Orthanc', { skip: (!orthancInstalled() &
     assert.equal(r?.status, 404);
     assert.equal(r?.message, 'Inexistent tag');
     assert.equal(await countInstances(orthanc.url), s.distinctInstances);
-    assert.equal(s.bytes, (await Promise.all(realFiles.map((f) => readFile(f)))).reduce((n, b) => n + b.length, 0));
+    assert.equal(
+      s.bytes,
+      (await Promise.all(realFiles.map((f) => readFile(f)))).reduce((n, b) => n + b.length, 0),
+    );
   });
 
   test('a second import, addressed through DICOM_XFER_URL, reports everything as already stored', async () => {
@@ -212,7 +216,10 @@ describe('dicom-xfer import into a real Orthanc', { skip: (!orthancInstalled() &
     const port = await freePort();
     const run = await cli(['import', '--url', `http://127.0.0.1:${port}`, join(REAL, 'Knee')]);
     assert.equal(run.code, 1);
-    assert.match(run.stderr, /Cannot connect to http:\/\/127\.0\.0\.1:\d+ \(connection refused\): is the node running\? Start it with `dicom-xfer serve`/);
+    assert.match(
+      run.stderr,
+      /Cannot connect to http:\/\/127\.0\.0\.1:\d+ \(connection refused\): is the node running\? Start it with `dicom-xfer serve`/,
+    );
     assert.match(run.stdout, /not sent:\s+\d+/);
   });
 
@@ -296,7 +303,9 @@ async function startOrthancWithUsers(users: Record<string, string>): Promise<{ u
   return { url, stop };
 }
 
-describe('dicom-xfer import into an Orthanc with RegisteredUsers', { skip: (!orthancInstalled() && 'Orthanc is not installed') || needs(REAL_DICOM) }, () => {
+describe('dicom-xfer import into an Orthanc with RegisteredUsers', {
+  skip: (!orthancInstalled() && 'Orthanc is not installed') || needs(REAL_DICOM),
+}, () => {
   let node: { url: string; stop(): Promise<void> };
   const dir = join(REAL, 'Brainix', 'Epi');
 
@@ -347,7 +356,7 @@ describe('cli http client', { skip: !orthancInstalled() && 'Orthanc is not insta
     assert.throws(() => resolveTarget({ password: 'x' }, {}), UsageError);
   });
 
-  test('turns Orthanc\'s error JSON into an HttpError with the server\'s reason', async () => {
+  test("turns Orthanc's error JSON into an HttpError with the server's reason", async () => {
     const orthanc = await startOrthanc();
     const client = new NodeClient(resolveTarget({ url: orthanc.url }, {}));
     try {
@@ -412,7 +421,15 @@ describe('progress display', () => {
     assert.equal(formatDuration(3720), '1h02m');
     assert.equal(formatDuration(undefined), '?');
     assert.equal(
-      describeProgress({ filesDone: 1, totalFiles: 4, bytesDone: 0, totalBytes: 0, elapsedMs: 0, bytesPerSecond: 0, etaSeconds: undefined }),
+      describeProgress({
+        filesDone: 1,
+        totalFiles: 4,
+        bytesDone: 0,
+        totalBytes: 0,
+        elapsedMs: 0,
+        bytesPerSecond: 0,
+        etaSeconds: undefined,
+      }),
       '1/4 files  0.00 MB  0.00 MB/s  ETA ?',
     );
   });

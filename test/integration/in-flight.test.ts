@@ -53,7 +53,8 @@ async function writeStudies(dir: string): Promise<string[][]> {
     const study = makeStudy(31, patient, 0, `IN FLIGHT ${n}`);
     const at = (s: number, what: string) => ({ patient, study, series: makeSeries(study, s, what) });
     const files = [(await writeMultiframe(join(dir, `mf${n}.dcm`), { seed: 31 + n, megabytes: 4, ...at(1, 'VOLUME') })).path];
-    for (let i = 0; i < 6; i++) files.push((await writeMrImage(join(dir, `mr${n}-${i}.dcm`), { seed: 31 + n, index: i, slices: 6, ...at(2, 'AX T1') })).path);
+    for (let i = 0; i < 6; i++)
+      files.push((await writeMrImage(join(dir, `mr${n}-${i}.dcm`), { seed: 31 + n, index: i, slices: 6, ...at(2, 'AX T1') })).path);
     studies.push(files);
   }
   return studies;

@@ -82,7 +82,7 @@ describe('POST /instances: what a node takes', { skip: needs(REAL_DICOM) }, () =
 
   const stats = async () => (await (await fetch(`${node.url}/statistics`)).json()) as Record<string, unknown>;
 
-  test('a gzip-encoded file (as Orthanc\'s peer store sends it) is stored as the file it was', async () => {
+  test("a gzip-encoded file (as Orthanc's peer store sends it) is stored as the file it was", async () => {
     const file = files[0] as Buffer;
     const r = await post(`${node.url}/instances`, gzipSync(file), {
       'content-encoding': 'gzip',
@@ -114,7 +114,9 @@ describe('POST /instances: what a node takes', { skip: needs(REAL_DICOM) }, () =
     const r = await post(`${node.url}/instances`, bomb, { 'content-encoding': 'gzip' });
     const err = orthancError(r, 413);
     assert.match(String(err.Details), /inflates more than 200 times/);
-    const json = await post(`${node.url}/transfers/lookup`, gzipBomb(Buffer.from('{"Resources": []'), 4096), { 'content-encoding': 'gzip' });
+    const json = await post(`${node.url}/transfers/lookup`, gzipBomb(Buffer.from('{"Resources": []'), 4096), {
+      'content-encoding': 'gzip',
+    });
     orthancError(json, 413);
     assert.deepEqual(await stats(), before);
     assert.deepEqual(await storedFiles(node.dataDir), filesBefore);
@@ -215,8 +217,14 @@ describe('POST /instances: what a node takes', { skip: needs(REAL_DICOM) }, () =
     const r = await post(`${node.url}/instances`, storedZip(entries), { 'content-type': 'application/zip' });
     assert.equal(r.status, 200, r.text);
     const answers = r.json as Record<string, string>[];
-    assert.deepEqual(answers.map((a) => a.FileName), entries.map((e) => e.name));
-    assert.deepEqual(answers.map((a) => a.Status === 'Failure'), [false, true, false, true, false]);
+    assert.deepEqual(
+      answers.map((a) => a.FileName),
+      entries.map((e) => e.name),
+    );
+    assert.deepEqual(
+      answers.map((a) => a.Status === 'Failure'),
+      [false, true, false, true, false],
+    );
     for (const i of [1, 3]) {
       const a = answers[i] as Record<string, string>;
       assert.equal(a.Message, 'Bad file format');
@@ -239,18 +247,26 @@ describe('POST /instances: what a node takes', { skip: needs(REAL_DICOM) }, () =
     const work = await mkdtemp(join(tmpdir(), 'dx-import-zip-'));
     try {
       const zip = join(work, 'mixed.zip');
-      await writeFile(zip, storedZip([
-        { name: 'one.dcm', data: files[0] as Buffer },
-        { name: 'docs/readme.txt', data: Buffer.from('read me') },
-        { name: 'two.dcm', data: files[1] as Buffer },
-      ]));
+      await writeFile(
+        zip,
+        storedZip([
+          { name: 'one.dcm', data: files[0] as Buffer },
+          { name: 'docs/readme.txt', data: Buffer.from('read me') },
+          { name: 'two.dcm', data: files[1] as Buffer },
+        ]),
+      );
       const run = await new Promise<{ code: number; stdout: string }>((resolve) => {
         execFile(process.execPath, [BIN, 'import', '--url', node.url, '--json', zip], { timeout: 60_000 }, (err, stdout) =>
           resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout }),
         );
       });
       assert.equal(run.code, 1, run.stdout);
-      const summary = JSON.parse(run.stdout) as { new: number; alreadyStored: number; rejected: number; rejections: { path: string; reason: string }[] };
+      const summary = JSON.parse(run.stdout) as {
+        new: number;
+        alreadyStored: number;
+        rejected: number;
+        rejections: { path: string; reason: string }[];
+      };
       assert.equal(summary.new + summary.alreadyStored, 2);
       assert.equal(summary.rejected, 1);
       assert.equal(summary.rejections[0]?.path, `${zip}/docs/readme.txt`);

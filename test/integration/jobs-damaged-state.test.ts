@@ -8,7 +8,17 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
 import { makePatient, makeSeries, makeStudy, writeCtSlice } from '../../src/generate/index.ts';
-import { call, getJson, importFiles, postJson, startPair, startTransfer, waitJob, type JobJson, type Pair } from '../helpers/transfer-nodes.ts';
+import {
+  call,
+  getJson,
+  importFiles,
+  postJson,
+  startPair,
+  startTransfer,
+  waitJob,
+  type JobJson,
+  type Pair,
+} from '../helpers/transfer-nodes.ts';
 
 /** The files named `name` under `dir`, at any depth (bounded). */
 async function findFiles(dir: string, name: string, depth = 6): Promise<string[]> {
@@ -34,7 +44,8 @@ describe('a node whose saved state was damaged while it was stopped', { timeout:
     const s = makeStudy(14, patient, 0, 'DAMAGED STATE');
     const series = makeSeries(s, 1, 'AX');
     const files: string[] = [];
-    for (let i = 0; i < 2; i++) files.push((await writeCtSlice(join(tmp, `ct${i}.dcm`), { seed: 14, index: i, slices: 2, patient, study: s, series })).path);
+    for (let i = 0; i < 2; i++)
+      files.push((await writeCtSlice(join(tmp, `ct${i}.dcm`), { seed: 14, index: i, slices: 2, patient, study: s, series })).path);
     const imported = await importFiles(pair.a.url, files);
     study = (await getJson<string[]>(pair.a.url, '/studies'))[0] as string;
     assert.equal(imported.size.size, 2);
@@ -73,7 +84,10 @@ describe('a node whose saved state was damaged while it was stopped', { timeout:
     await pair.up('a');
 
     const job = (id: string) => getJson<JobJson>(pair.a.url, `/jobs/${id}`);
-    assert.deepEqual((await getJson<string[]>(pair.a.url, '/jobs')).sort(), [fine.ID, badContent.ID, badQuery.ID, badColumn.ID, torn.ID].sort());
+    assert.deepEqual(
+      (await getJson<string[]>(pair.a.url, '/jobs')).sort(),
+      [fine.ID, badContent.ID, badQuery.ID, badColumn.ID, torn.ID].sort(),
+    );
     const expectFailed = async (id: string, field: RegExp) => {
       const j = await job(id);
       assert.equal(j.State, 'Failure', JSON.stringify(j));

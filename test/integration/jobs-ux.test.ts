@@ -12,7 +12,6 @@ import { startXferNode, type XferNode } from '../helpers/node.ts';
 import { freePort } from '../helpers/ports.ts';
 import { call, getJson, json, postJson, startPair, waitJob, type JobJson, type Pair } from '../helpers/transfer-nodes.ts';
 
-
 /** `dicom-xfer ARGS` as a child process; `stderr()` reads what it wrote so far. Killed after 90 s. */
 function start(args: string[]): CliRunning {
   return startCli(args, { timeoutMs: 90_000 });
@@ -60,8 +59,13 @@ describe('a send in pull mode is followed by a job on the sending node', { timeo
   });
   after(async () => pair?.stop());
 
-  test('the answer stays the plugin\'s three keys; A lists a job that mirrors the peer\'s to Success', async () => {
-    const a = await postJson(pair.a.url, '/transfers/send', { Resources: [{ Level: 'Study', ID: study }], Compression: 'gzip', Peer: 'b', Priority: 42 });
+  test("the answer stays the plugin's three keys; A lists a job that mirrors the peer's to Success", async () => {
+    const a = await postJson(pair.a.url, '/transfers/send', {
+      Resources: [{ Level: 'Study', ID: study }],
+      Compression: 'gzip',
+      Peer: 'b',
+      Priority: 42,
+    });
     assert.equal(a.status, 200, a.body.toString());
     const handle = json<Record<string, string>>(a);
     assert.deepEqual(Object.keys(handle).sort(), ['Peer', 'RemoteJob', 'URL']);
@@ -81,7 +85,7 @@ describe('a send in pull mode is followed by a job on the sending node', { timeo
     assert.equal(done.Content.Peer, 'b');
     assert.equal(done.Content.RemoteState, 'Success');
     assert.equal(done.Content.RemoteJobURL, handle.URL);
-    assert.equal(done.Content.TotalInstances, instances.length, 'the peer\'s figures are mirrored');
+    assert.equal(done.Content.TotalInstances, instances.length, "the peer's figures are mirrored");
     assert.equal(done.Content.CompletedHttpQueries, remote.Content.CompletedHttpQueries);
     assert.equal(done.Content.DownloadedSizeMB, remote.Content.DownloadedSizeMB);
 
@@ -97,7 +101,11 @@ describe('a send in pull mode is followed by a job on the sending node', { timeo
     let remote = '';
     try {
       await call(pair.b.url, 'DELETE', `/studies/${study}`);
-      const a = await postJson(pair.a.url, '/transfers/send', { Resources: [{ Level: 'Study', ID: study }], Compression: 'none', Peer: 'b' });
+      const a = await postJson(pair.a.url, '/transfers/send', {
+        Resources: [{ Level: 'Study', ID: study }],
+        Compression: 'none',
+        Peer: 'b',
+      });
       assert.equal(a.status, 200, a.body.toString());
       remote = json<Record<string, string>>(a).RemoteJob as string;
       await gate.waitHeld(1, 30_000);
@@ -110,7 +118,7 @@ describe('a send in pull mode is followed by a job on the sending node', { timeo
       assert.equal((await call(pair.a.url, 'POST', `/jobs/${follower.ID}/pause`, '')).status, 200);
       gate.release();
       assert.equal((await getJson<JobJson>(pair.a.url, `/jobs/${follower.ID}`)).State, 'Paused');
-      assert.equal((await waitJob(pair.b.url, remote, 30_000, ['Paused'])).State, 'Paused', 'the peer\'s job is paused too');
+      assert.equal((await waitJob(pair.b.url, remote, 30_000, ['Paused'])).State, 'Paused', "the peer's job is paused too");
     } finally {
       gate.release();
       pair.toA.clearRules();
@@ -128,7 +136,11 @@ describe('a send in pull mode is followed by a job on the sending node', { timeo
     try {
       // A fresh study on A (the first one is already on B, which would skip it).
       await call(pair.b.url, 'DELETE', `/studies/${study}`);
-      const a = await postJson(pair.a.url, '/transfers/send', { Resources: [{ Level: 'Study', ID: study }], Compression: 'none', Peer: 'b' });
+      const a = await postJson(pair.a.url, '/transfers/send', {
+        Resources: [{ Level: 'Study', ID: study }],
+        Compression: 'none',
+        Peer: 'b',
+      });
       assert.equal(a.status, 200, a.body.toString());
       const handle = json<Record<string, string>>(a);
       await gate.waitHeld(1, 30_000);
@@ -149,7 +161,7 @@ describe('a send in pull mode is followed by a job on the sending node', { timeo
       assert.match(String(mine.Content.RemoteControl), /^cancel: done on peer "b"/);
       const theirs = await waitJob(pair.b.url, handle.RemoteJob as string);
       assert.equal(theirs.State, 'Failure');
-      assert.equal(theirs.ErrorCode, 37, 'the peer\'s job was canceled too');
+      assert.equal(theirs.ErrorCode, 37, "the peer's job was canceled too");
       // Resubmitted on A: the peer's job runs again, and both end in Success.
       const r = await call(pair.a.url, 'POST', `/jobs/${follower.ID}/resubmit`, '');
       assert.equal(r.status, 200, r.body.toString());
@@ -187,9 +199,16 @@ describe('a send in pull mode to the node itself, one job at a time', { timeout:
     const { study } = await importSome(node.url, await someSeries(), 2);
     // The one slot is taken (a push waiting for a peer that is down) while the send is asked for, with
     // a priority above the pull's: the follower comes first in the queue.
-    const busy = json<{ ID: string }>(await postJson(node.url, '/transfers/send', { Resources: [{ Level: 'Study', ID: study }], Compression: 'gzip', Peer: 'down' }));
+    const busy = json<{ ID: string }>(
+      await postJson(node.url, '/transfers/send', { Resources: [{ Level: 'Study', ID: study }], Compression: 'gzip', Peer: 'down' }),
+    );
     await waitJob(node.url, busy.ID, 30_000, ['Running']);
-    const a = await postJson(node.url, '/transfers/send', { Resources: [{ Level: 'Study', ID: study }], Compression: 'gzip', Peer: 'me', Priority: 42 });
+    const a = await postJson(node.url, '/transfers/send', {
+      Resources: [{ Level: 'Study', ID: study }],
+      Compression: 'gzip',
+      Peer: 'me',
+      Priority: 42,
+    });
     assert.equal(a.status, 200, a.body.toString());
     const handle = json<Record<string, string>>(a);
     assert.deepEqual(Object.keys(handle).sort(), ['Peer', 'RemoteJob', 'URL']);
@@ -243,7 +262,12 @@ describe('a send to a peer that is down says why it waits, then succeeds once th
     assert.equal(table.code, 0, table.stderr);
     assert.match(table.stdout, new RegExp(`${id.slice(0, 8)}: waiting: c does not answer: connection refused; next try in`));
     const send = start(['send', '--url', a.url, '--peer', 'c', '--study', study, '--compression', 'none']);
-    await until('send shows the wait', () => send.stderr(), (s) => /waiting: c does not answer: connection refused; next try in/.test(s), 45_000);
+    await until(
+      'send shows the wait',
+      () => send.stderr(),
+      (s) => /waiting: c does not answer: connection refused; next try in/.test(s),
+      45_000,
+    );
 
     // The peer comes up on that port: both jobs finish, and the wait is no longer shown.
     c = await startXferNode({ port, config: { Name: 'c' } });
@@ -268,7 +292,7 @@ describe('an unknown study is refused when the send is asked for', { timeout: 12
   });
   after(async () => pair?.stop());
 
-  test('/transfers/send and the dashboard\'s send answer 400 in Orthanc\'s shape and make no job', async () => {
+  test("/transfers/send and the dashboard's send answer 400 in Orthanc's shape and make no job", async () => {
     const before = await getJson<string[]>(pair.a.url, '/jobs');
     for (const [path, peer] of [
       ['/transfers/send', 'b'],

@@ -40,7 +40,11 @@ describe('log format', () => {
     const port = await freePort();
     // exec: the node is script's own child, so script's stop reaches it
     const command = `exec ${process.execPath} ${BIN} serve --port ${port} --data ${join(dir, 'data')}`;
-    const child = spawn('script', ['-qfec', command, '/dev/null'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1' } });
+    const child = spawn('script', ['-qfec', command, '/dev/null'], {
+      cwd: dir,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, NO_COLOR: '1' },
+    });
     let out = '';
     child.stdout.on('data', (b: Buffer) => (out += b.toString()));
     const closed = new Promise<void>((r) => child.on('close', () => r()));
@@ -54,7 +58,15 @@ describe('log format', () => {
     }
     assert.match(out, /^\[\d\d:\d\d:\d\d\.\d{3}\] INFO: dicom-xfer node listening \{"url":"http:\/\/127\.0\.0\.1:\d+"/m, out);
     assert.doesNotMatch(out, /\{"level":/, 'no JSON line');
-    await waitFor('the port to be free again', async () => !(await fetch(`http://127.0.0.1:${port}/system`).then(() => true, () => false)), 20_000);
+    await waitFor(
+      'the port to be free again',
+      async () =>
+        !(await fetch(`http://127.0.0.1:${port}/system`).then(
+          () => true,
+          () => false,
+        )),
+      20_000,
+    );
   });
 });
 
@@ -75,7 +87,8 @@ describe('the line of a finished transfer', () => {
     const study = makeStudy(11, patient, 0, 'LOG LINE');
     const series = makeSeries(study, 1, 'AX');
     const files: string[] = [];
-    for (let i = 0; i < 3; i++) files.push((await writeCtSlice(join(dir, `ct${i}.dcm`), { seed: 11, index: i, slices: 3, patient, study, series })).path);
+    for (let i = 0; i < 3; i++)
+      files.push((await writeCtSlice(join(dir, `ct${i}.dcm`), { seed: 11, index: i, slices: 3, patient, study, series })).path);
     const imported = await importFiles(pair.a.url, files);
     const bytes = [...imported.size.values()].reduce((s, n) => s + n, 0);
     const handle = await startTransfer(pair.a.url, 'send', {
@@ -86,14 +99,18 @@ describe('the line of a finished transfer', () => {
     const job = await waitJob(pair.a.url, handle.ID as string);
     assert.equal(job.State, 'Success', JSON.stringify(job));
     let line: Record<string, unknown> | undefined;
-    await waitFor('the finished line', async () => {
-      for (const text of pair.a.log().split('\n')) {
-        if (!text.startsWith('{')) continue;
-        const l = JSON.parse(text) as Record<string, unknown>;
-        if (l.job === handle.ID && typeof l.msg === 'string' && l.msg.startsWith('push finished')) line = l;
-      }
-      return line !== undefined;
-    }, 10_000);
+    await waitFor(
+      'the finished line',
+      async () => {
+        for (const text of pair.a.log().split('\n')) {
+          if (!text.startsWith('{')) continue;
+          const l = JSON.parse(text) as Record<string, unknown>;
+          if (l.job === handle.ID && typeof l.msg === 'string' && l.msg.startsWith('push finished')) line = l;
+        }
+        return line !== undefined;
+      },
+      10_000,
+    );
     assert.ok(line);
     assert.equal(line.level, 30);
     assert.equal(line.peer, 'b');

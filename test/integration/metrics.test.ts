@@ -167,7 +167,11 @@ describe('metrics after real transfers', { timeout: 180_000 }, () => {
     assert.equal(job.State, 'Success', JSON.stringify(job));
     assert.equal(job.Content.Retries, 1);
     // The same study again: with the dedupe extension B says it has every instance; without it, nothing is skipped.
-    const again = await waitJob(pair.a.url, (await startTransfer(pair.a.url, 'send', { Resources: [{ Level: 'Study', ID: study }], Peer: 'b', Compression: 'gzip' })).ID as string);
+    const again = await waitJob(
+      pair.a.url,
+      (await startTransfer(pair.a.url, 'send', { Resources: [{ Level: 'Study', ID: study }], Peer: 'b', Compression: 'gzip' }))
+        .ID as string,
+    );
     assert.equal(again.State, 'Success', JSON.stringify(again));
     const a = await metrics(pair.a.url);
     const delta = (key: string) => value(a, key) - (before.get(key) ?? 0);

@@ -61,7 +61,7 @@ describe('node REST API', { skip: needs(REAL_DICOM) }, () => {
     await node?.stop();
   });
 
-  test('stores a DICOM file and answers in Orthanc\'s shape', async () => {
+  test("stores a DICOM file and answers in Orthanc's shape", async () => {
     const r = await post(`${node.url}/instances`, ct);
     assert.equal(r.status, 200, r.text);
     const a = r.json as Record<string, string>;
@@ -91,7 +91,7 @@ describe('node REST API', { skip: needs(REAL_DICOM) }, () => {
     assert.equal((study.Series as string[]).length, 1);
   });
 
-  test('answers each level in Orthanc\'s object shape, with parents and children', async () => {
+  test("answers each level in Orthanc's object shape, with parents and children", async () => {
     const [inst] = (await (await fetch(`${node.url}/instances`)).json()) as string[];
     const i = (await (await fetch(`${node.url}/instances/${inst}`)).json()) as Record<string, unknown>;
     assert.equal(i.Type, 'Instance');
@@ -150,7 +150,7 @@ describe('node REST API', { skip: needs(REAL_DICOM) }, () => {
     assert.equal(typeof system.Name, 'string');
   });
 
-  test('refuses bad bodies with Orthanc\'s JSON error and stores nothing', async () => {
+  test("refuses bad bodies with Orthanc's JSON error and stores nothing", async () => {
     const before = await stats(node);
     const cases: [string, Uint8Array | string][] = [
       ['non-DICOM bytes', Buffer.from('this is not a DICOM file, just some text that is long enough '.repeat(10))],
@@ -180,10 +180,12 @@ describe('node REST API', { skip: needs(REAL_DICOM) }, () => {
     await new Promise<void>((resolve, reject) => {
       const s = connect(node.port, '127.0.0.1', () => {
         s.write('POST /instances HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2147483648\r\n\r\n');
-        s.write(ct.subarray(0, 4096), () => setTimeout(() => {
-          s.destroy();
-          resolve();
-        }, 200));
+        s.write(ct.subarray(0, 4096), () =>
+          setTimeout(() => {
+            s.destroy();
+            resolve();
+          }, 200),
+        );
       });
       s.on('error', reject);
     });
@@ -243,9 +245,7 @@ describe('node REST API', { skip: needs(REAL_DICOM) }, () => {
 
   test('a ZIP of DICOM files is stored entry by entry, answering an array', async () => {
     const names = ['IM-0001-0003.dcm', 'IM-0001-0004.dcm', 'IM-0001-0005.dcm'];
-    const entries = await Promise.all(
-      names.map(async (n) => ({ name: `dir/${n}`, data: await readFile(join(DATA, 'Brainix/Flair', n)) })),
-    );
+    const entries = await Promise.all(names.map(async (n) => ({ name: `dir/${n}`, data: await readFile(join(DATA, 'Brainix/Flair', n)) })));
     entries.push({ name: 'README.txt', data: Buffer.from('not DICOM') });
     const before = (await stats(node)).CountInstances as number;
     const r = await post(`${node.url}/instances`, storedZip(entries));
@@ -253,7 +253,10 @@ describe('node REST API', { skip: needs(REAL_DICOM) }, () => {
     const all = JSON.parse(r.text) as Record<string, string>[];
     // One object per entry: the instances stored, and the entry that was not, with why.
     assert.equal(all.length, 4);
-    assert.deepEqual(all.map((a) => a.FileName), entries.map((e) => e.name));
+    assert.deepEqual(
+      all.map((a) => a.FileName),
+      entries.map((e) => e.name),
+    );
     const readme = all[3] as Record<string, string>;
     assert.equal(readme.Status, 'Failure');
     assert.equal(readme.Message, 'Bad file format');
@@ -294,13 +297,7 @@ describe('node REST API', { skip: needs(REAL_DICOM) }, () => {
 
   test('IDs with uppercase letters or path characters are unknown on every {id} route', async () => {
     const [inst] = (await (await fetch(`${node.url}/instances`)).json()) as string[];
-    const bad = [
-      (inst as string).toUpperCase(),
-      '..%2F..%2Fetc%2Fpasswd',
-      '%2e%2e',
-      'a'.repeat(5000),
-      `${inst}%00`,
-    ];
+    const bad = [(inst as string).toUpperCase(), '..%2F..%2Fetc%2Fpasswd', '%2e%2e', 'a'.repeat(5000), `${inst}%00`];
     const routes = [
       (id: string) => `/patients/${id}`,
       (id: string) => `/studies/${id}`,

@@ -17,7 +17,10 @@ import { startXferNode, type XferNode } from '../helpers/node.ts';
 
 type Doc = {
   openapi: string;
-  paths: Record<string, Record<string, { parameters?: { name: string; in: string }[]; requestBody?: unknown; responses: Record<string, unknown> }>>;
+  paths: Record<
+    string,
+    Record<string, { parameters?: { name: string; in: string }[]; requestBody?: unknown; responses: Record<string, unknown> }>
+  >;
   components: { schemas: Record<string, Record<string, unknown>> };
 };
 
@@ -71,7 +74,14 @@ describe('the OpenAPI document', { timeout: 60_000 }, () => {
       for (const m of r.methods) assert.ok(app.fastify.hasRoute({ method: m, url: r.path }), `fastify serves ${m} ${r.path}`);
     }
     // The routes every node has are there: the protocol, the dashboard, the metrics and the document itself.
-    for (const p of ['/transfers/push/{tx}/{index}', '/transfers/chunks/{ids}', '/jobs/{id}/pause', '/ui/api/events', '/tools/metrics-prometheus', '/openapi.json']) {
+    for (const p of [
+      '/transfers/push/{tx}/{index}',
+      '/transfers/chunks/{ids}',
+      '/jobs/{id}/pause',
+      '/ui/api/events',
+      '/tools/metrics-prometheus',
+      '/openapi.json',
+    ]) {
       assert.ok(doc.paths[p], `${p} is documented`);
     }
   });
@@ -80,19 +90,32 @@ describe('the OpenAPI document', { timeout: 60_000 }, () => {
     const more = buildOpenApi([...app.routes, { path: '/custom/:name/thing', methods: ['GET', 'DELETE'] }]);
     const item = (more.paths as Doc['paths'])['/custom/{name}/thing'];
     assert.ok(item?.get && item.delete);
-    assert.deepEqual(item.get.parameters, [{ name: 'name', in: 'path', required: true, description: 'Name of the peer.', schema: { type: 'string' } }]);
+    assert.deepEqual(item.get.parameters, [
+      { name: 'name', in: 'path', required: true, description: 'Name of the peer.', schema: { type: 'string' } },
+    ]);
   });
 
-  test('bodies: the protocol schemas from zod, the configuration schema, Orthanc\'s error shape', () => {
+  test("bodies: the protocol schemas from zod, the configuration schema, Orthanc's error shape", () => {
     const s = doc.components.schemas;
     const push = s.PushCreate as { properties: Record<string, Record<string, unknown>>; required: string[] };
     assert.deepEqual(push.required.sort(), ['Buckets', 'Compression', 'Instances']);
     assert.deepEqual(push.properties.Compression?.enum, ['gzip', 'none']);
     const send = doc.paths['/transfers/send']?.post;
-    assert.deepEqual(send?.requestBody, { required: true, content: { 'application/json': { schema: { $ref: '#/components/schemas/TransferQuery' } } } });
+    assert.deepEqual(send?.requestBody, {
+      required: true,
+      content: { 'application/json': { schema: { $ref: '#/components/schemas/TransferQuery' } } },
+    });
     const config = s.Configuration as { properties: Record<string, unknown> };
     assert.ok(config.properties.HttpPort && config.properties.Transfers && config.properties.OrthancPeers);
-    assert.deepEqual((s.OrthancError as { required: string[] }).required.sort(), ['HttpError', 'HttpStatus', 'Message', 'Method', 'OrthancError', 'OrthancStatus', 'Uri']);
+    assert.deepEqual((s.OrthancError as { required: string[] }).required.sort(), [
+      'HttpError',
+      'HttpStatus',
+      'Message',
+      'Method',
+      'OrthancError',
+      'OrthancStatus',
+      'Uri',
+    ]);
     for (const [path, item] of Object.entries(doc.paths)) {
       for (const [method, op] of Object.entries(item)) {
         assert.deepEqual(op.responses.default, { $ref: '#/components/responses/Error' }, `${method} ${path} answers Orthanc's error`);

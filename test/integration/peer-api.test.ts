@@ -65,7 +65,10 @@ describe('typed peer API', () => {
     ['POST /transfers/have', { Count: 1, Instances: [ID] }],
     ['POST /transfers/push', { ID: 'tx1', Path: '/transfers/push/tx1' }],
     ['GET /transfers/push/tx1/buckets', { Buckets: [0, 2], Count: 2 }],
-    ['GET /transfers/push/tx1/state?wait=5', { State: 'Open', Buckets: 3, BucketsDone: 2, LastCommitStatus: 507, LastCommitDetails: 'full' }],
+    [
+      'GET /transfers/push/tx1/state?wait=5',
+      { State: 'Open', Buckets: 3, BucketsDone: 2, LastCommitStatus: 507, LastCommitDetails: 'full' },
+    ],
     ['POST /transfers/push/tx1/commit', { State: 'Committing' }],
     [`GET /instances/${ID}/attachments/dicom/md5`, `${MD5}\n`],
     ['POST /transfers/pull', { ID: 'job-1', Path: '/jobs/job-1' }],
@@ -107,7 +110,11 @@ describe('typed peer API', () => {
     assert.deepEqual(JSON.parse(l?.body ?? ''), [{ ID: 'abc', Level: 'Study' }]);
 
     assert.deepEqual(await goodApi.have([{ ID, MD5 }]), [ID]);
-    const tx = await goodApi.createPush({ Instances: [{ ID, MD5, Size: 12 }], Buckets: [[{ ID, Offset: 0, Size: 12 }]], Compression: 'none' });
+    const tx = await goodApi.createPush({
+      Instances: [{ ID, MD5, Size: 12 }],
+      Buckets: [[{ ID, Offset: 0, Size: 12 }]],
+      Compression: 'none',
+    });
     assert.deepEqual(tx, { path: '/transfers/push/tx1', cookie: 'route=r1' });
     assert.deepEqual([...(await goodApi.heldBuckets(tx))], [0, 2]);
     assert.equal(seen.at(-1)?.headers.cookie, 'route=r1');
@@ -115,9 +122,19 @@ describe('typed peer API', () => {
     assert.deepEqual(await goodApi.commitAsync(tx), { State: 'Committing' });
     assert.equal(seen.at(-1)?.headers['x-dicom-xfer-async-commit'], '1');
     assert.equal(await goodApi.instanceMd5(ID), MD5);
-    const handle = await goodApi.submitPull({ Compression: 'gzip', Originator: 'me', Peer: 'back', Resources: [{ Level: 'Study', ID: 'abc' }] });
+    const handle = await goodApi.submitPull({
+      Compression: 'gzip',
+      Originator: 'me',
+      Peer: 'back',
+      Resources: [{ Level: 'Study', ID: 'abc' }],
+    });
     assert.deepEqual(handle, { ID: 'job-1', Path: '/jobs/job-1' });
-    assert.deepEqual(JSON.parse(seen.at(-1)?.body ?? ''), { Compression: 'gzip', Originator: 'me', Peer: 'back', Resources: [{ ID: 'abc', Level: 'Study' }] });
+    assert.deepEqual(JSON.parse(seen.at(-1)?.body ?? ''), {
+      Compression: 'gzip',
+      Originator: 'me',
+      Peer: 'back',
+      Resources: [{ ID: 'abc', Level: 'Study' }],
+    });
     const job = await goodApi.job(handle.Path);
     assert.equal(job.State, 'Running');
     assert.equal(job.Progress, 40);

@@ -132,7 +132,12 @@ describe('PeerClient over HTTP', () => {
         return res.end('hello');
       }
       if (path === '/cookies') {
-        return json(res, 200, {}, { 'set-cookie': ['AWSALB=abc; Path=/; Expires=Wed, 01 Jan 2100 00:00:00 GMT', 'session=s1; HttpOnly', 'AWSALB=def; Path=/'] });
+        return json(
+          res,
+          200,
+          {},
+          { 'set-cookie': ['AWSALB=abc; Path=/; Expires=Wed, 01 Jan 2100 00:00:00 GMT', 'session=s1; HttpOnly', 'AWSALB=def; Path=/'] },
+        );
       }
       if (path === '/big') {
         const buf = Buffer.alloc(1024 * 1024, 7);
@@ -165,7 +170,12 @@ describe('PeerClient over HTTP', () => {
     );
     try {
       const before = srv.seen.length;
-      const r = await c.json({ method: 'POST', path: '/echo', headers: { 'content-type': 'application/json', Token: 'call' }, body: '{"a":1}' });
+      const r = await c.json({
+        method: 'POST',
+        path: '/echo',
+        headers: { 'content-type': 'application/json', Token: 'call' },
+        body: '{"a":1}',
+      });
       assert.equal(r.status, 200);
       assert.deepEqual(r.body, { ok: true, length: 7, md5: createHash('md5').update('{"a":1}').digest('hex') });
       const s = srv.seen[before];
@@ -308,7 +318,10 @@ describe('PeerClient over HTTP', () => {
         assert.equal(isRetryable(e), true);
         return true;
       });
-      await assert.rejects(c.buffer({ method: 'GET', path: '/stall-body', timeoutMs: 150 }), (e: unknown) => e instanceof XferError && e.code === 'Timeout');
+      await assert.rejects(
+        c.buffer({ method: 'GET', path: '/stall-body', timeoutMs: 150 }),
+        (e: unknown) => e instanceof XferError && e.code === 'Timeout',
+      );
     } finally {
       await c.destroy();
     }
@@ -402,7 +415,10 @@ describe('PeerClient over HTTP', () => {
       return true;
     });
     await c.close();
-    await assert.rejects(c.json({ method: 'GET', path: '/plugins' }), (e: unknown) => e instanceof XferError && e.code === 'BadSequenceOfCalls');
+    await assert.rejects(
+      c.json({ method: 'GET', path: '/plugins' }),
+      (e: unknown) => e instanceof XferError && e.code === 'BadSequenceOfCalls',
+    );
   });
 
   test('retry() around the client rides over one 503', async () => {
@@ -518,7 +534,10 @@ describe('PeerClient over HTTPS', () => {
     }
     const noCa = new PeerClient(peer(srv.url), { ...SETTINGS, caFile: join(pki.dir, 'missing.pem') });
     try {
-      await assert.rejects(noCa.json({ method: 'GET', path: '/whoami' }), (e: unknown) => e instanceof XferError && e.code === 'InexistentFile');
+      await assert.rejects(
+        noCa.json({ method: 'GET', path: '/whoami' }),
+        (e: unknown) => e instanceof XferError && e.code === 'InexistentFile',
+      );
     } finally {
       await noCa.close();
     }

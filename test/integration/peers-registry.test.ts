@@ -39,16 +39,28 @@ describe('parsePeerInput', () => {
   });
 
   test('refuses bad bodies with 400 naming the key', () => {
-    assert.throws(() => parsePeerInput('x', { Url: 'ftp://x' }), badFormat(/^Url: expected an http:\/\/ or https:\/\/ URL, got "ftp:\/\/x"$/));
+    assert.throws(
+      () => parsePeerInput('x', { Url: 'ftp://x' }),
+      badFormat(/^Url: expected an http:\/\/ or https:\/\/ URL, got "ftp:\/\/x"$/),
+    );
     assert.throws(() => parsePeerInput('x', { Url: 'http://x', HttpHeaders: { A: 1 } }), badFormat(/^HttpHeaders\.A: expected a string/));
     assert.throws(() => parsePeerInput('x', { Url: 'http://x', Timeout: -1 }), badFormat(/^Timeout: expected an integer of at least 0/));
-    assert.throws(() => parsePeerInput('x', { Url: 'http://x', Obj: { a: 1 } }), badFormat(/^Obj: expected a string, true, false or an integer/));
-    assert.throws(() => parsePeerInput('x', { Url: 'http://x', Password: 'p' }), badFormat(/^Password: a Password is given without a Username$/));
+    assert.throws(
+      () => parsePeerInput('x', { Url: 'http://x', Obj: { a: 1 } }),
+      badFormat(/^Obj: expected a string, true, false or an integer/),
+    );
+    assert.throws(
+      () => parsePeerInput('x', { Url: 'http://x', Password: 'p' }),
+      badFormat(/^Password: a Password is given without a Username$/),
+    );
     assert.throws(() => parsePeerInput('x', { Username: 'u' }), badFormat(/"Url"/));
     assert.throws(() => parsePeerInput('x', ['http://x', 'u']), badFormat(/\[url\] or \[url, username, password\]/));
     assert.throws(() => parsePeerInput('x', 42), badFormat(/\[url\], \[url, username, password\] or an object/));
     assert.throws(() => parsePeerInput('x', undefined), badFormat(/empty/));
-    assert.throws(() => parsePeerInput('x', { Url: 'http://x', CertificateFile: '/nonexistent/cert.pem' }), badFormat(/^CertificateFile: no such file/));
+    assert.throws(
+      () => parsePeerInput('x', { Url: 'http://x', CertificateFile: '/nonexistent/cert.pem' }),
+      badFormat(/^CertificateFile: no such file/),
+    );
   });
 
   test('describePeer hides secrets and matches Orthanc 1.10.1 key by key', () => {
@@ -226,11 +238,17 @@ describe('Peers', () => {
       assert.equal(peers.lastProbe('t'), undefined);
       const afterChange = peers.client('t');
       assert.notEqual(afterChange, before);
-      await assert.rejects(before.json({ method: 'GET', path: '/plugins' }), (e: unknown) => e instanceof XferError && e.code === 'BadSequenceOfCalls');
+      await assert.rejects(
+        before.json({ method: 'GET', path: '/plugins' }),
+        (e: unknown) => e instanceof XferError && e.code === 'BadSequenceOfCalls',
+      );
       assert.equal((await afterChange.json({ method: 'GET', path: '/plugins' })).status, 200);
 
       await peers.registry.remove('t');
-      assert.throws(() => peers.client('t'), (e: unknown) => e instanceof XferError && e.code === 'InexistentItem');
+      assert.throws(
+        () => peers.client('t'),
+        (e: unknown) => e instanceof XferError && e.code === 'InexistentItem',
+      );
       assert.equal(peers.stats('t'), undefined);
     } finally {
       await peers.close();

@@ -47,7 +47,11 @@ async function getJson(url: string, headers: Record<string, string> = {}): Promi
 }
 
 async function call(method: string, url: string, body?: unknown, headers: Record<string, string> = {}) {
-  const r = await fetch(url, { method, headers, body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body) });
+  const r = await fetch(url, {
+    method,
+    headers,
+    body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+  });
   const text = await r.text();
   return { status: r.status, text, json: text.trim() === '' ? undefined : (JSON.parse(text) as Record<string, unknown>) };
 }
@@ -122,7 +126,12 @@ describe('GET /transfers/peers', () => {
   });
 
   test('a peer defined at run time is probed too; other methods get 405', async () => {
-    const put = await call('PUT', `${node.url}/peers/zz-new`, { Url: `${node.url}/`, Username: 'alice', Password: 'orthanctest', RemoteSelf: 'x' }, AUTH);
+    const put = await call(
+      'PUT',
+      `${node.url}/peers/zz-new`,
+      { Url: `${node.url}/`, Username: 'alice', Password: 'orthanctest', RemoteSelf: 'x' },
+      AUTH,
+    );
     assert.equal(put.status, 200);
     const r = await getJson(`${node.url}/transfers/peers`, AUTH);
     assert.equal((r.body as Record<string, string>)['zz-new'], 'bidirectional');
@@ -191,8 +200,15 @@ describe('/peers at run time', () => {
     for (const p of PASSWORDS) assert.ok(!text.includes(p), `"${p}" is revealed`);
   }
 
-  test('GET /peers, ?expand, /peers/{name} and /configuration have Orthanc\'s shapes', async () => {
-    for (const path of ['/peers', '/peers?expand', '/peers/long', '/peers/short3', '/peers/long/configuration', '/peers/short1/configuration']) {
+  test("GET /peers, ?expand, /peers/{name} and /configuration have Orthanc's shapes", async () => {
+    for (const path of [
+      '/peers',
+      '/peers?expand',
+      '/peers/long',
+      '/peers/short3',
+      '/peers/long/configuration',
+      '/peers/short1/configuration',
+    ]) {
       const { ours, theirs } = await both('GET', path);
       assert.equal(ours.status, 200, path);
       noSecrets(ours.text);
@@ -221,7 +237,11 @@ describe('/peers at run time', () => {
 
   test('PUT defines and replaces peers (long and short forms), DELETE removes them, as Orthanc', async () => {
     const steps: [string, string, unknown?][] = [
-      ['PUT', '/peers/new', { Url: 'http://127.0.0.1:5/x', Username: 'u', Password: 'put-secret', RemoteSelf: 'zz', HttpHeaders: { A: 'b' } }],
+      [
+        'PUT',
+        '/peers/new',
+        { Url: 'http://127.0.0.1:5/x', Username: 'u', Password: 'put-secret', RemoteSelf: 'zz', HttpHeaders: { A: 'b' } },
+      ],
       ['PUT', '/peers/arr', ['http://127.0.0.1:6', 'u', 'arr-secret']],
       ['PUT', '/peers/arr1', ['http://127.0.0.1:6']],
       ['PUT', '/peers/nourl', { URL: 'http://127.0.0.1:9' }],

@@ -25,7 +25,10 @@ describe('push receiver over its transaction state', () => {
 
   before(async () => {
     work = await mkdtemp(join(tmpdir(), 'dx-receiver-state-'));
-    const paths = (await listFiles(await someDicom())).filter((f) => f.endsWith('.dcm')).sort().slice(0, 2);
+    const paths = (await listFiles(await someDicom()))
+      .filter((f) => f.endsWith('.dcm'))
+      .sort()
+      .slice(0, 2);
     for (const p of paths) {
       const bytes = await readFile(p);
       files.push(bytes);
@@ -39,7 +42,11 @@ describe('push receiver over its transaction state', () => {
   /** A create body with one bucket per instance (as the wire has it), optionally with a wrong MD5. */
   function body(wrongMd5 = false): unknown {
     const decl = instances.map((i, k) => (wrongMd5 && k === 0 ? { ...i, MD5: '0'.repeat(32) } : i));
-    return toWirePushCreate({ Instances: decl, Buckets: instances.map((i) => [{ ID: i.ID, Offset: 0, Size: i.Size }]), Compression: 'none' });
+    return toWirePushCreate({
+      Instances: decl,
+      Buckets: instances.map((i) => [{ ID: i.ID, Offset: 0, Size: i.Size }]),
+      Compression: 'none',
+    });
   }
   const bucket = (k: number) => Readable.from([files[k] as Buffer]);
   const open = (store: EmbeddedStore, state?: FilePushState) =>

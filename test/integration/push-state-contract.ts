@@ -57,7 +57,10 @@ export function runPushStateContract(name: string, make: () => Promise<PushState
     }
 
     before(async () => {
-      const files = (await listFiles(await someDicom())).filter((f) => f.endsWith('.dcm')).sort().slice(0, 3);
+      const files = (await listFiles(await someDicom()))
+        .filter((f) => f.endsWith('.dcm'))
+        .sort()
+        .slice(0, 3);
       assert.equal(files.length, 3);
       const instances = [];
       for (const f of files) {
@@ -100,7 +103,10 @@ export function runPushStateContract(name: string, make: () => Promise<PushState
       const last = body.Buckets.length - 1;
       await state.recordBuckets(id, [last], t0 + 40);
       await restart();
-      assert.deepEqual((await listed()).get(id)?.buckets, [...new Set([0, 1, 2, last])].sort((a, b) => a - b));
+      assert.deepEqual(
+        (await listed()).get(id)?.buckets,
+        [...new Set([0, 1, 2, last])].sort((a, b) => a - b),
+      );
     });
 
     test('transactions are listed least recently active first', async () => {

@@ -148,8 +148,13 @@ function assertClassic(r: ProxyRecord): void {
   const extra = names.filter((n) => !TRANSPORT_HEADERS.has(n) && !(n in s.headers));
   // CAPTURES.md shows libcurl's form Content-Type on the body-less commit; sending none is what
   // docs/protocol.md#headers says.
-  assert.deepEqual(extra.filter((n) => !(s.name === 'commit' && n === 'content-type')), [], `${what}: no other header`);
-  if (s.name === 'commit' && r.headers['content-type'] !== undefined) assert.equal(r.headers['content-type'], 'application/x-www-form-urlencoded');
+  assert.deepEqual(
+    extra.filter((n) => !(s.name === 'commit' && n === 'content-type')),
+    [],
+    `${what}: no other header`,
+  );
+  if (s.name === 'commit' && r.headers['content-type'] !== undefined)
+    assert.equal(r.headers['content-type'], 'application/x-www-form-urlencoded');
   if (s.body === 'empty') assert.equal(r.requestBytes, 0, `${what}: empty body`);
   else if (s.body === 'binary') assert.ok(r.requestBytes > 0, `${what}: a bucket body`);
   else {
@@ -198,7 +203,10 @@ function chunkIds(rs: readonly ProxyRecord[]): string[] {
     .sort();
 }
 
-describe('with a peer that lists no extension, the wire is exactly the classic protocol', { skip: needs(REAL_DICOM, CAPTURES), timeout: 120_000 }, () => {
+describe('with a peer that lists no extension, the wire is exactly the classic protocol', {
+  skip: needs(REAL_DICOM, CAPTURES),
+  timeout: 120_000,
+}, () => {
   let pair: Pair;
   let flair: Map<string, string>;
   let knee: Map<string, string>;
@@ -255,10 +263,15 @@ describe('with a peer that lists no extension, the wire is exactly the classic p
     assert.equal(names.filter((n) => n === 'commit').length, 1);
     assert.equal(names.filter((n) => n === 'lookup').length, 1);
     assert.deepEqual(chunkIds(classic), [...knee.keys()].sort(), 'the chunk GETs cover every instance once');
-    for (const id of flair.keys()) assert.equal((await call(pair.b.url, 'GET', `/instances/${id}/attachments/dicom/md5`)).body.toString().trim(), flair.get(id));
-    for (const id of knee.keys()) assert.equal((await call(pair.a.url, 'GET', `/instances/${id}/attachments/dicom/md5`)).body.toString().trim(), knee.get(id));
+    for (const id of flair.keys())
+      assert.equal((await call(pair.b.url, 'GET', `/instances/${id}/attachments/dicom/md5`)).body.toString().trim(), flair.get(id));
+    for (const id of knee.keys())
+      assert.equal((await call(pair.a.url, 'GET', `/instances/${id}/attachments/dicom/md5`)).body.toString().trim(), knee.get(id));
     // A sends nothing to B outside a job.
-    assert.deepEqual(pair.toA.records().filter((r) => r.path.includes('/transfers/')), []);
+    assert.deepEqual(
+      pair.toA.records().filter((r) => r.path.includes('/transfers/')),
+      [],
+    );
   });
 
   test('send in pull mode: the trigger, then the peer pulls with classic requests and gets classic answers', async () => {
@@ -280,7 +293,10 @@ describe('with a peer that lists no extension, the wire is exactly the classic p
     const first = fromB.find((r) => r.method === 'GET') as ProxyRecord;
     const again = await call(pair.a.url, 'GET', first.path);
     assert.equal(again.status, 200);
-    assert.deepEqual(Object.keys(again.headers).filter((n) => n.startsWith('x-dicom-xfer')), []);
+    assert.deepEqual(
+      Object.keys(again.headers).filter((n) => n.startsWith('x-dicom-xfer')),
+      [],
+    );
     assert.equal(again.headers['content-type'], 'application/gzip');
   });
 
@@ -293,8 +309,17 @@ describe('with a peer that lists no extension, the wire is exactly the classic p
     assert.equal(job.State, 'Success', JSON.stringify(job));
     await assertSameInstances(pair.a.url, flair);
     const names = byName(assertOnlyClassic(pair.toA.records(), 0));
-    assert.deepEqual(names.filter((n) => n !== 'bucket PUT'), ['push create', 'commit']);
+    assert.deepEqual(
+      names.filter((n) => n !== 'bucket PUT'),
+      ['push create', 'commit'],
+    );
     for (const r of pair.toA.records({ method: 'PUT' })) assert.equal(r.responseBody?.toString().trim(), '{}');
-    assert.equal(pair.toA.records({ method: 'POST', path: /\/commit$/ })[0]?.responseBody?.toString().trim(), '{}');
+    assert.equal(
+      pair.toA
+        .records({ method: 'POST', path: /\/commit$/ })[0]
+        ?.responseBody?.toString()
+        .trim(),
+      '{}',
+    );
   });
 });

@@ -9,7 +9,17 @@ import { makePatient, makeSeries, makeStudy, writeMultiframe } from '../../src/g
 import { scheduleBuckets } from '../../src/protocol/buckets.ts';
 import type { Bucket } from '../../src/protocol/wire.ts';
 import type { ProxyRecord } from '../helpers/proxy.ts';
-import { getJson, importFiles, listFiles, PER_BUCKET, REAL_DICOM, startPair, storedMd5s, type Pair, type PairOptions } from '../helpers/transfer-nodes.ts';
+import {
+  getJson,
+  importFiles,
+  listFiles,
+  PER_BUCKET,
+  REAL_DICOM,
+  startPair,
+  storedMd5s,
+  type Pair,
+  type PairOptions,
+} from '../helpers/transfer-nodes.ts';
 
 export interface LargeSetup {
   pair: Pair;
@@ -50,7 +60,11 @@ export async function setupLarge(megabytes: number, bucketKb: number, extra: Pai
     const imported = await importFiles(pair.a.url, [file.path]);
     assert.deepEqual(imported.refused, []);
     const source = await storedMd5s(pair.a.url);
-    const instances = [...imported.md5.keys()].map((ID) => ({ ID, Size: imported.size.get(ID) as number, MD5: imported.md5.get(ID) as string }));
+    const instances = [...imported.md5.keys()].map((ID) => ({
+      ID,
+      Size: imported.size.get(ID) as number,
+      MD5: imported.md5.get(ID) as string,
+    }));
     // The file is imported; the node's copy is what travels.
     await rm(dir, { recursive: true, force: true });
     const resources = (await getJson<string[]>(pair.a.url, '/studies')).map((ID) => ({ Level: 'Study', ID }));
@@ -145,7 +159,10 @@ export function resentSpans(
     assert.ok(whole.has(i), `bucket ${i} went through whole`);
   });
   const total = sizes.reduce((n, s) => n + s, 0);
-  const indexes = [...carried].filter(([, n]) => n > 1).map(([i]) => i).sort((a, b) => a - b);
+  const indexes = [...carried]
+    .filter(([, n]) => n > 1)
+    .map(([i]) => i)
+    .sort((a, b) => a - b);
   return { indexes, bytes: moved - total, largestBucket: Math.max(...sizes), largestRequest };
 }
 

@@ -33,7 +33,11 @@ import { describe, needs } from '../helpers/data.ts';
 
 /** BucketSize 128 KB: each Brainix file (131-170 KB) travels alone in its bucket. */
 const BUCKET_KB = 128;
-const VERSION = (JSON.parse(await (await import('node:fs/promises')).readFile(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+const VERSION = (
+  JSON.parse(await (await import('node:fs/promises')).readFile(new URL('../../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+  }
+).version;
 
 const isCreate = /^\/+transfers\/push$/;
 
@@ -199,7 +203,11 @@ describe('protocol extensions between dicom-xfer nodes', { skip: needs(REAL_DICO
       const job = await waitJob(pair.a.url, h.ID as string);
       assert.equal(job.State, 'Success', JSON.stringify(job));
       const kth = pair.toB.records({ method: 'PUT' }).filter((r) => putIndex(r) === k);
-      assert.deepEqual(kth.map((r) => r.status), [422, 200], 'refused, then accepted');
+      assert.deepEqual(
+        kth.map((r) => r.status),
+        [422, 200],
+        'refused, then accepted',
+      );
       assert.ok(kth[0]!.actions.includes('corrupt-request'));
       assert.notEqual(kth[0]!.requestMd5, kth[1]!.requestMd5, 'the refused body was the corrupted one');
       assert.equal(kth[0]!.headers['x-dicom-xfer-crc32'], kth[1]!.headers['x-dicom-xfer-crc32']);
@@ -241,7 +249,9 @@ describe('protocol extensions between dicom-xfer nodes', { skip: needs(REAL_DICO
     const hex = (crc32(file) >>> 0).toString(16).padStart(8, '0');
     const path = (compression: string) => `/transfers/chunks/${id}?offset=0&size=${file.length}&compression=${compression}`;
     const ask = async (compression: string, want?: string) =>
-      (await call(pair.a.url, 'GET', path(compression), undefined, want ? { 'x-dicom-xfer-want-crc32': want } : {})).headers['x-dicom-xfer-crc32'];
+      (await call(pair.a.url, 'GET', path(compression), undefined, want ? { 'x-dicom-xfer-want-crc32': want } : {})).headers[
+        'x-dicom-xfer-crc32'
+      ];
     assert.equal(await ask('gzip', '1'), hex);
     assert.equal(await ask('gzip', '2'), 'member');
     assert.equal(await ask('none', '1'), hex);
@@ -264,7 +274,11 @@ describe('protocol extensions between dicom-xfer nodes', { skip: needs(REAL_DICO
     const second = body(commits[1]!, 'response') as { State: string };
     assert.ok(['Committing', 'Success'].includes(second.State), `the retried commit joins the first: ${JSON.stringify(second)}`);
     // The sender did not have to check the instances one by one: the receiver knew the outcome.
-    assert.equal(pair.toB.records({ method: 'POST', path: /\/transfers\/have$/ }).length, 1, 'only the dedupe question before the transfer');
+    assert.equal(
+      pair.toB.records({ method: 'POST', path: /\/transfers\/have$/ }).length,
+      1,
+      'only the dedupe question before the transfer',
+    );
     assert.equal(pair.toB.records({ method: 'POST', path: isCreate }).length, 1);
     await assertSameInstances(pair.b.url, source);
   });
@@ -284,7 +298,10 @@ describe('protocol extensions between dicom-xfer nodes', { skip: needs(REAL_DICO
     const job = await waitJob(pair.a.url, h.ID as string);
     assert.equal(job.State, 'Success', JSON.stringify(job));
     assert.equal(pair.toB.records({ method: 'POST', path: isCreate }).length, 2, 'a second transaction');
-    assert.ok(pair.toB.records({ method: 'PUT' }).some((r) => r.status === 404), 'PUTs into the lost transaction were refused');
+    assert.ok(
+      pair.toB.records({ method: 'PUT' }).some((r) => r.status === 404),
+      'PUTs into the lost transaction were refused',
+    );
     await assertSameInstances(pair.b.url, source);
     await assertStaging(pair.b.dataDir, 'push');
   });

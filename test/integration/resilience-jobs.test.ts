@@ -46,7 +46,10 @@ async function seriesOf(pair: Pair, folders: string[]): Promise<Map<string, { ID
     await importFiles(pair.a.url, await listFiles(await folderOf(f)));
     const added = (await getJson<string[]>(pair.a.url, '/series')).filter((s) => !before.has(s));
     assert.equal(added.length, 1, `one series in ${f}`);
-    out.set(f, added.map((ID) => ({ Level: 'Series', ID })));
+    out.set(
+      f,
+      added.map((ID) => ({ Level: 'Series', ID })),
+    );
   }
   return out;
 }
@@ -69,7 +72,8 @@ describe('job states across a kill -9 of the node', { timeout: 120_000 }, () => 
   });
 
   test('running resumes, pending stays pending, paused stays paused, finished keeps its history', async () => {
-    const send = (f: string) => startTransfer(pair.a.url, 'send', { Resources: series.get(f), Compression: 'gzip', Peer: 'b' }).then((h) => h.ID as string);
+    const send = (f: string) =>
+      startTransfer(pair.a.url, 'send', { Resources: series.get(f), Compression: 'gzip', Peer: 'b' }).then((h) => h.ID as string);
     const finished = await send('Knee/T1');
     const done = await waitJob(pair.a.url, finished);
     assert.equal(done.State, 'Success');
@@ -195,13 +199,23 @@ describe('retry budget and transactions held by a busy receiver', { timeout: 120
     const j2 = await waitJob(pair.a.url, second);
     assert.equal(j2.State, 'Success', JSON.stringify(j2));
     const secondCreates = creates().filter((r) => senderOf(r) !== firstSender);
-    assert.ok(secondCreates.some((r) => r.status === 503), 'the idle transaction was not evicted at once');
+    assert.ok(
+      secondCreates.some((r) => r.status === 503),
+      'the idle transaction was not evicted at once',
+    );
     assert.equal(secondCreates.at(-1)?.status, 200, 'the create was taken once the transaction had been idle long enough');
     assert.equal((await call(pair.a.url, 'POST', `/jobs/${first}/resume`, '')).status, 200);
     const j1 = await waitJob(pair.a.url, first);
     assert.equal(j1.State, 'Success', JSON.stringify(j1));
-    assert.equal(creates().filter((r) => senderOf(r) === firstSender && r.status === 200).length, 2, 'the evicted transaction was replaced');
-    assert.ok(pair.toB.records({ method: 'GET', path: /\/buckets$/ }).some((r) => r.status === 404), 'the resumed job found its transaction gone');
+    assert.equal(
+      creates().filter((r) => senderOf(r) === firstSender && r.status === 200).length,
+      2,
+      'the evicted transaction was replaced',
+    );
+    assert.ok(
+      pair.toB.records({ method: 'GET', path: /\/buckets$/ }).some((r) => r.status === 404),
+      'the resumed job found its transaction gone',
+    );
     await assertSameInstances(pair.b.url, await storedMd5s(pair.a.url));
   });
 });

@@ -70,7 +70,10 @@ describe('transfers survive kill -9 in the middle', { timeout: 300_000 }, () => 
       const h = await startTransfer(pair.a.url, 'send', { Resources: s.resources, Compression: 'none', Peer: 'b' });
       const puts = () => pair.toB.records({ method: 'PUT' });
       const spanned = (r: ProxyRecord) => putRange(r)[1] - putRange(r)[0] + 1;
-      const done = () => puts().filter((r) => r.status === 200).reduce((n, r) => n + spanned(r), 0);
+      const done = () =>
+        puts()
+          .filter((r) => r.status === 200)
+          .reduce((n, r) => n + spanned(r), 0);
       await pair.toB.waitFor(`${DONE_BEFORE_KILL} buckets put`, () => done() >= DONE_BEFORE_KILL, 60_000);
       const inFlight = puts().filter((r) => r.outcome === undefined).length;
       await pair.crash(killed);
@@ -83,7 +86,10 @@ describe('transfers survive kill -9 in the middle', { timeout: 300_000 }, () => 
 
       assert.equal(pair.toB.records({ method: 'POST', path: /^\/+transfers\/push$/ }).length, 1, 'one transaction, kept across the kill');
       const again = resentSpans(puts(), putRange, sizes, 'request');
-      assert.ok(puts().some((r) => spanned(r) > 1), 'buckets travel joined in spans');
+      assert.ok(
+        puts().some((r) => spanned(r) > 1),
+        'buckets travel joined in spans',
+      );
       const cut = puts().filter((r) => r.outcome !== 'completed').length;
       t.diagnostic(
         `kill -9 of ${killed === 'a' ? 'the sender' : 'the receiver'} after ${doneAtKill}/${total} buckets (${inFlight} PUTs in flight, ${cut} cut or refused): ` +

@@ -62,7 +62,9 @@ export function outageSuite<S>(o: Outage<S>): void {
       await o.restore(pair, state, await getJson<JobJson>(runner, `/jobs/${id}`));
       const job = await waitJob(runner, id, 60_000);
       assert.equal(job.State, 'Success', JSON.stringify(job));
-      t.diagnostic(`${o.what} out for ${Math.round(OUTAGE_MS / 1000)} s; job done ${Math.round((Date.now() - cutFrom) / 1000)} s after the cut, ${String(job.Content.Retries)} retries`);
+      t.diagnostic(
+        `${o.what} out for ${Math.round(OUTAGE_MS / 1000)} s; job done ${Math.round((Date.now() - cutFrom) / 1000)} s after the cut, ${String(job.Content.Retries)} retries`,
+      );
       await assertSameInstances(pair.b.url, source);
       await o.check(pair, state, job, source);
     });

@@ -19,17 +19,26 @@ outageSuite<undefined>({
     return undefined;
   },
   async restore(pair) {
-    assert.ok(pair.toA.records().some((r) => r.outcome === 'dropped'), 'requests were cut during the outage');
+    assert.ok(
+      pair.toA.records().some((r) => r.outcome === 'dropped'),
+      'requests were cut during the outage',
+    );
     pair.toA.clearRules();
   },
   async check(pair, _state, job, source) {
     const dropped = pair.toA.records().filter((r) => r.outcome === 'dropped').length;
-    assert.ok((job.Content.Retries as number) >= dropped, `every cut request was retried (${dropped} cut, ${String(job.Content.Retries)} retries)`);
+    assert.ok(
+      (job.Content.Retries as number) >= dropped,
+      `every cut request was retried (${dropped} cut, ${String(job.Content.Retries)} retries)`,
+    );
     const gets = pair.toA.records({ method: 'GET', path: '/transfers/chunks/' });
     for (const x of source.keys()) {
       const rs = gets.filter((r) => chunkId(r) === x);
       assert.equal(rs.filter((r) => r.outcome === 'completed').length, 1, `instance ${x} fetched once`);
-      assert.ok(rs.every((r) => r.outcome === 'completed' || r.outcome === 'dropped'), `only cut requests were tried again for ${x}`);
+      assert.ok(
+        rs.every((r) => r.outcome === 'completed' || r.outcome === 'dropped'),
+        `only cut requests were tried again for ${x}`,
+      );
     }
     await assertStaging(pair.b.dataDir, 'pull');
   },

@@ -14,7 +14,10 @@ outageSuite<number[]>({
   compression: 'gzip',
   hold: (pair) => pair.toB.hold({ method: 'PUT', skip: 10 }),
   async cut(pair, gate) {
-    const doneBefore = pair.toB.records({ method: 'PUT' }).filter((r) => r.status === 200).map(putIndex);
+    const doneBefore = pair.toB
+      .records({ method: 'PUT' })
+      .filter((r) => r.status === 200)
+      .map(putIndex);
     assert.equal(doneBefore.length, 10);
     await pair.crash('b');
     // The held PUTs now meet no receiver: cut connections, retried with backoff.
@@ -33,6 +36,7 @@ outageSuite<number[]>({
     // Buckets finished before the outage were not sent again.
     const puts = pair.toB.records({ method: 'PUT' });
     for (const i of doneBefore) assert.equal(puts.filter((r) => putIndex(r) === i).length, 1, `bucket ${i} sent once`);
-    for (let i = 0; i < 44; i++) assert.equal(puts.filter((r) => putIndex(r) === i && r.status === 200).length, 1, `bucket ${i} accepted once`);
+    for (let i = 0; i < 44; i++)
+      assert.equal(puts.filter((r) => putIndex(r) === i && r.status === 200).length, 1, `bucket ${i} accepted once`);
   },
 });

@@ -65,7 +65,21 @@ describe('serve: peers and start-time checks', () => {
     const dir = await tempDir();
     const key = join(dir, 'key.pem');
     const crt = join(dir, 'crt.pem');
-    await run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', crt, '-days', '2', '-subj', '/CN=localhost']);
+    await run('openssl', [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      key,
+      '-out',
+      crt,
+      '-days',
+      '2',
+      '-subj',
+      '/CN=localhost',
+    ]);
     const cfg = join(dir, 'c.json');
     await writeFile(cfg, JSON.stringify({ SslEnabled: true, SslCertificate: crt }));
     const r = await serveFails(['--config', cfg, '--data', join(dir, 'data'), '--port', String(await freePort())]);
@@ -105,7 +119,7 @@ describe('peers over REST', () => {
     await node?.stop();
   });
 
-  test('PUT of a peer whose name is outside the allowed set is 400 in Orthanc\'s shape, and changes nothing', async () => {
+  test("PUT of a peer whose name is outside the allowed set is 400 in Orthanc's shape, and changes nothing", async () => {
     for (const name of ['__proto__', 'a%20b', '..%2F', 'x'.repeat(65)]) {
       const a = await call(node.url, 'PUT', `/peers/${name}`, JSON.stringify(['http://127.0.0.1:1/']));
       assert.equal(a.status, 400, `${name}: ${a.body.toString()}`);
@@ -153,9 +167,16 @@ describe('credentials of peer URLs are never shown', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  test('not in REST answers, the dashboard\'s API, the CLI, job contents or the log', async () => {
+  test("not in REST answers, the dashboard's API, the CLI, job contents or the log", async () => {
     const seen: string[] = [];
-    for (const path of ['/peers?expand', '/peers/down/configuration', '/peers/rt/configuration', '/ui/api/peers', '/transfers/peers', '/peers/down/system']) {
+    for (const path of [
+      '/peers?expand',
+      '/peers/down/configuration',
+      '/peers/rt/configuration',
+      '/ui/api/peers',
+      '/transfers/peers',
+      '/peers/down/system',
+    ]) {
       const a = await call(node.url, 'GET', path);
       seen.push(`${path}: ${a.body.toString()}`);
     }
@@ -165,7 +186,12 @@ describe('credentials of peer URLs are never shown', () => {
     const cli = await run(process.execPath, [BIN, 'peers', '--url', node.url]);
     seen.push(cli.stdout);
     assert.match(cli.stdout, /down\s+http:\/\/127\.0\.0\.1:\d+\//);
-    const send = await call(node.url, 'POST', '/transfers/send', JSON.stringify({ Resources: [{ Level: 'Instance', ID: instance }], Compression: 'none', Peer: 'down' }));
+    const send = await call(
+      node.url,
+      'POST',
+      '/transfers/send',
+      JSON.stringify({ Resources: [{ Level: 'Instance', ID: instance }], Compression: 'none', Peer: 'down' }),
+    );
     assert.equal(send.status, 200, send.body.toString());
     const job: JobJson = await waitJob(node.url, json<{ ID: string }>(send).ID, 60_000, ['Failure', 'Success']);
     assert.equal(job.State, 'Failure');

@@ -98,8 +98,21 @@ describe('serve', () => {
     const key = join(dir, 'key.pem');
     const crt = join(dir, 'crt.pem');
     await run('openssl', [
-      'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', crt, '-days', '2',
-      '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost',
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      key,
+      '-out',
+      crt,
+      '-days',
+      '2',
+      '-subj',
+      '/CN=localhost',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1,DNS:localhost',
     ]);
     const pem = join(dir, 'both.pem');
     await writeFile(pem, (await readFile(crt, 'utf8')) + (await readFile(key, 'utf8')));
@@ -210,7 +223,10 @@ describe('serve', () => {
         child.stderr.destroy();
         process.kill(child.pid as number, 'SIGTERM');
         let timer: NodeJS.Timeout | undefined;
-        const code = await Promise.race([exited, new Promise<string>((resolve) => (timer = setTimeout(() => resolve('still running'), 15_000)))]);
+        const code = await Promise.race([
+          exited,
+          new Promise<string>((resolve) => (timer = setTimeout(() => resolve('still running'), 15_000))),
+        ]);
         clearTimeout(timer);
         assert.equal(code, 0, `round ${round}`);
       } finally {

@@ -133,7 +133,10 @@ export function runStoreContract(name: string, makeStore: () => Promise<StoreUnd
 
     test('listInstances expands patients, studies and series to sorted instance IDs', async () => {
       const a = ct[0] as Sample;
-      const series = ct.slice(0, 2).map((s) => s.ids.instance).sort();
+      const series = ct
+        .slice(0, 2)
+        .map((s) => s.ids.instance)
+        .sort();
       assert.deepEqual(await store.listInstances('Series', a.ids.series), series);
       assert.deepEqual(await store.listInstances('Study', a.ids.study), series);
       assert.deepEqual(await store.listInstances('Patient', a.ids.patient), series);
@@ -170,13 +173,28 @@ export function runStoreContract(name: string, makeStore: () => Promise<StoreUnd
     test('readRange streams exactly the bytes asked for', async () => {
       const small = real[0] as Sample;
       const n = small.bytes.length;
-      for (const [a, b] of [[0, n], [0, 1], [128, 1000], [n - 7, n], [5, 5]] as const) {
-        assert.ok(Buffer.compare(await drain(await store.readRange(small.ids.instance, a, b)), small.bytes.subarray(a, b)) === 0, `${a}-${b}`);
+      for (const [a, b] of [
+        [0, n],
+        [0, 1],
+        [128, 1000],
+        [n - 7, n],
+        [5, 5],
+      ] as const) {
+        assert.ok(
+          Buffer.compare(await drain(await store.readRange(small.ids.instance, a, b)), small.bytes.subarray(a, b)) === 0,
+          `${a}-${b}`,
+        );
       }
       // Pieces of a large instance, several at once, as the buckets of a split instance are read.
       const B = 1024 * 1024;
       const N = big.bytes.length;
-      const ranges: [number, number][] = [[0, B], [5 * B, 6 * B], [N - B, N], [3 * B + 17, 7 * B + 3], [0, N]];
+      const ranges: [number, number][] = [
+        [0, B],
+        [5 * B, 6 * B],
+        [N - B, N],
+        [3 * B + 17, 7 * B + 3],
+        [0, N],
+      ];
       const got = await Promise.all(ranges.map(([a, b]) => store.readRange(big.ids.instance, a, b).then(drain)));
       ranges.forEach(([a, b], i) => {
         assert.ok((got[i] as Buffer).equals(big.bytes.subarray(a, b)), `${a}-${b}`);
@@ -229,7 +247,10 @@ export function runStoreContract(name: string, makeStore: () => Promise<StoreUnd
       const staged = await stage([...fresh, ...old]);
       const result = await store.commitStaged(staged);
       assert.deepEqual(result.stored, fresh.map((s) => s.ids.instance).sort());
-      assert.deepEqual(result.alreadyStored, old.map((s) => s.ids.instance));
+      assert.deepEqual(
+        result.alreadyStored,
+        old.map((s) => s.ids.instance),
+      );
       const found = await store.findInstances(staged.map((s) => s.id));
       for (const s of [...fresh, ...old]) assert.equal(found.get(s.ids.instance)?.md5, s.md5);
       for (const s of staged) assert.ok(!existsSync(s.path), 'staged file consumed');

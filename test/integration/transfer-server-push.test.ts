@@ -163,7 +163,10 @@ interface TestInstance extends InstanceInfo {
 
 async function loadInstances(folder: string, count: number): Promise<TestInstance[]> {
   const dir = join(DATA, folder);
-  const names = (await readdir(dir)).filter((n) => n.endsWith('.dcm')).sort().slice(0, count);
+  const names = (await readdir(dir))
+    .filter((n) => n.endsWith('.dcm'))
+    .sort()
+    .slice(0, count);
   const out: TestInstance[] = [];
   for (const n of names) {
     const data = await readFile(join(dir, n));
@@ -178,7 +181,9 @@ function payload(instances: readonly TestInstance[], bucket: Bucket): Buffer {
 }
 
 function createBody(instances: readonly TestInstance[], buckets: Bucket[], compression: Compression): string {
-  return JSON.stringify(toWirePushCreate({ Instances: instances.map(({ ID, Size, MD5 }) => ({ ID, Size, MD5 })), Buckets: buckets, Compression: compression }));
+  return JSON.stringify(
+    toWirePushCreate({ Instances: instances.map(({ ID, Size, MD5 }) => ({ ID, Size, MD5 })), Buckets: buckets, Compression: compression }),
+  );
 }
 
 async function create(node: XferNode, body: string): Promise<{ ID: string; Path: string }> {
@@ -231,10 +236,17 @@ describe('transfers server: push receiver', { skip: needs(REAL_DICOM, CAPTURES) 
 
   test('accepts the captured push of an Orthanc sender and stores the 50 instances', async () => {
     const createBytes = await readFile(join(CAPTURES, '18143-0003-POST-req.bin'));
-    const declared = JSON.parse(createBytes.toString('utf8')) as { Buckets: unknown[][]; Compression: string; Instances: { ID: string; MD5: string; Size: string }[] };
+    const declared = JSON.parse(createBytes.toString('utf8')) as {
+      Buckets: unknown[][];
+      Compression: string;
+      Instances: { ID: string; MD5: string; Size: string }[];
+    };
     assert.equal(declared.Buckets.length, 1);
     assert.equal(declared.Compression, 'gzip');
-    const r = await raw(node, 'POST', '//transfers/push', createBytes, { 'Content-Type': 'application/json', 'sender-transfer-id': 'replay' });
+    const r = await raw(node, 'POST', '//transfers/push', createBytes, {
+      'Content-Type': 'application/json',
+      'sender-transfer-id': 'replay',
+    });
     assert.equal(r.status, 200, r.body.toString());
     const handle = json(r) as { ID: string; Path: string };
     assert.match(handle.ID, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
@@ -242,7 +254,10 @@ describe('transfers server: push receiver', { skip: needs(REAL_DICOM, CAPTURES) 
     assert.ok(await exists(pushDir(node, handle.ID)));
 
     const bucket = await readFile(join(CAPTURES, '18143-0004-PUT-req.bin'));
-    const put = await raw(node, 'PUT', `/${handle.Path}/0`, bucket, { 'Content-Type': 'application/octet-stream', 'sender-transfer-id': 'replay' });
+    const put = await raw(node, 'PUT', `/${handle.Path}/0`, bucket, {
+      'Content-Type': 'application/octet-stream',
+      'sender-transfer-id': 'replay',
+    });
     assert.equal(put.status, 200, put.body.toString());
     assert.deepEqual(json(put), {});
 
@@ -282,10 +297,7 @@ describe('transfers server: push receiver', { skip: needs(REAL_DICOM, CAPTURES) 
   test('answers a wrong size with 500 NetworkProtocol, a bad index with 400, corrupt gzip with 400', async () => {
     const [a] = knee as [TestInstance];
     const half = Math.floor(a.Size / 2);
-    const buckets: Bucket[] = [
-      [{ ID: a.ID, Offset: 0, Size: half }],
-      [{ ID: a.ID, Offset: half, Size: a.Size - half }],
-    ];
+    const buckets: Bucket[] = [[{ ID: a.ID, Offset: 0, Size: half }], [{ ID: a.ID, Offset: half, Size: a.Size - half }]];
     const { ID, Path } = await create(node, createBody([a], buckets, 'none'));
     const wrong = await raw(node, 'PUT', `${Path}/0`, 'xyz', { 'Content-Type': 'application/octet-stream' });
     assert.equal(wrong.status, 500);
@@ -386,10 +398,7 @@ describe('transfers server: push receiver', { skip: needs(REAL_DICOM, CAPTURES) 
 
   test('refuses buckets naming undeclared instances (404) or running past one (400)', async () => {
     const [a, b] = knee as [TestInstance, TestInstance];
-    const buckets: Bucket[] = [
-      [{ ID: b.ID, Offset: 0, Size: 10 }],
-      [{ ID: a.ID, Offset: a.Size - 5, Size: 10 }],
-    ];
+    const buckets: Bucket[] = [[{ ID: b.ID, Offset: 0, Size: 10 }], [{ ID: a.ID, Offset: a.Size - 5, Size: 10 }]];
     const { Path } = await create(node, createBody([a], buckets, 'none'));
     const unknown = await raw(node, 'PUT', `${Path}/0`, Buffer.alloc(10));
     assert.equal(unknown.status, 404);
@@ -402,7 +411,12 @@ describe('transfers server: push receiver', { skip: needs(REAL_DICOM, CAPTURES) 
 
   test('unknown transactions are 404, other methods 405, bad create bodies 400', async () => {
     const none = '/transfers/push/00000000-0000-0000-0000-000000000000';
-    for (const [method, path] of [['PUT', `${none}/0`], ['POST', `${none}/commit`], ['DELETE', none], ['DELETE', '/transfers/push/ABC']] as const) {
+    for (const [method, path] of [
+      ['PUT', `${none}/0`],
+      ['POST', `${none}/commit`],
+      ['DELETE', none],
+      ['DELETE', '/transfers/push/ABC'],
+    ] as const) {
       const r = await raw(node, method, path, method === 'PUT' ? 'xyz' : undefined);
       assert.equal(r.status, 404, `${method} ${path}`);
       const e = json(r);
@@ -503,7 +517,10 @@ describe('transfers server: push receiver', { skip: needs(REAL_DICOM, CAPTURES) 
   test('PUTs of two transactions, and of one, are processed at the same time', async () => {
     const [x, y] = knee.slice(20, 22) as [TestInstance, TestInstance];
     const xHalf = Math.floor(x.Size / 2);
-    const tx1 = await create(node, createBody([x], [[{ ID: x.ID, Offset: 0, Size: xHalf }], [{ ID: x.ID, Offset: xHalf, Size: x.Size - xHalf }]], 'none'));
+    const tx1 = await create(
+      node,
+      createBody([x], [[{ ID: x.ID, Offset: 0, Size: xHalf }], [{ ID: x.ID, Offset: xHalf, Size: x.Size - xHalf }]], 'none'),
+    );
     const tx2 = await create(node, createBody([y], [[{ ID: y.ID, Offset: 0, Size: y.Size }]], 'none'));
     const events: string[] = [];
     // Bucket 0 of tx1 stays open: the first 20000 bytes now, the rest later.
@@ -515,7 +532,11 @@ describe('transfers server: push receiver', { skip: needs(REAL_DICOM, CAPTURES) 
     const other = await within(raw(node, 'PUT', `${tx2.Path}/0`, y.data), 20_000, 'a PUT of another transaction');
     assert.equal(other.status, 200);
     events.push('tx2/0 answered');
-    const sibling = await within(raw(node, 'PUT', `${tx1.Path}/1`, x.data.subarray(xHalf)), 20_000, 'a PUT of another bucket of the same transaction');
+    const sibling = await within(
+      raw(node, 'PUT', `${tx1.Path}/1`, x.data.subarray(xHalf)),
+      20_000,
+      'a PUT of another bucket of the same transaction',
+    );
     assert.equal(sibling.status, 200);
     events.push('tx1/1 answered');
     const first = await slow.finish();
@@ -622,7 +643,8 @@ describe('transfers server: durable and expiring transactions', { skip: needs(RE
       assert.ok(buckets.length >= 4);
       const tx = await create(node, createBody(instances, buckets, 'gzip'));
       const sent = [0, 2];
-      for (const i of sent) assert.equal((await raw(node, 'PUT', `${tx.Path}/${i}`, gzipBuffer(payload(instances, buckets[i] as Bucket)))).status, 200);
+      for (const i of sent)
+        assert.equal((await raw(node, 'PUT', `${tx.Path}/${i}`, gzipBuffer(payload(instances, buckets[i] as Bucket)))).status, 200);
       await node.stop({ keep: true });
       node = await startXferNode({ config, dir });
       assert.ok(await exists(pushDir(node, tx.ID)));
@@ -645,7 +667,7 @@ describe('transfers server: durable and expiring transactions', { skip: needs(RE
   test('idle transactions expire after IdleTransactionTimeout, never one with a request in flight', async () => {
     const node = await startXferNode({ config: { HttpTimeout: 60, Transfers: { IdleTransactionTimeout: 1 } } });
     try {
-      const [a, b, c] = await loadInstances('Knee/T2', 3) as [TestInstance, TestInstance, TestInstance];
+      const [a, b, c] = (await loadInstances('Knee/T2', 3)) as [TestInstance, TestInstance, TestInstance];
       const one = (i: TestInstance) => createBody([i], [[{ ID: i.ID, Offset: 0, Size: i.Size }]], 'none');
       const txA = await create(node, one(a));
       const txB = await create(node, one(b));

@@ -38,7 +38,6 @@ function json(a: Answer): Record<string, unknown> {
   return JSON.parse(a.body.toString('utf8')) as Record<string, unknown>;
 }
 
-
 describe('transfers server: lookup and chunks', { skip: needs(REAL_DICOM) }, () => {
   let node: XferNode;
   /** Instance ID -> the bytes of the file it was ingested from. */
@@ -50,7 +49,10 @@ describe('transfers server: lookup and chunks', { skip: needs(REAL_DICOM) }, () 
 
   before(async () => {
     node = await startXferNode({ config: { HttpTimeout: 5 } });
-    for (const [folder, into] of [['Knee', knee], ['Brainix/Flair', undefined]] as const) {
+    for (const [folder, into] of [
+      ['Knee', knee],
+      ['Brainix/Flair', undefined],
+    ] as const) {
       for (const path of await listFiles(join(DATA, folder))) {
         const data = await readFile(path);
         const r = await raw(node, 'POST', '/instances', data);
@@ -78,10 +80,19 @@ describe('transfers server: lookup and chunks', { skip: needs(REAL_DICOM) }, () 
       const r = await raw(node, 'POST', '/transfers/lookup', JSON.stringify([{ Level: 'Study', ID: kneeStudy }]));
       assert.equal(r.status, 200, r.body.toString());
       assert.match(String(r.headers['content-type']), /^application\/json/);
-      const a = json(r) as { CountInstances: number; Instances: { ID: string; MD5: string; Size: string }[]; Originator: string; TotalSize: string; TotalSizeMB: number };
+      const a = json(r) as {
+        CountInstances: number;
+        Instances: { ID: string; MD5: string; Size: string }[];
+        Originator: string;
+        TotalSize: string;
+        TotalSizeMB: number;
+      };
       assert.deepEqual(Object.keys(a), ['CountInstances', 'Instances', 'Originator', 'TotalSize', 'TotalSizeMB']);
       assert.equal(a.CountInstances, 50);
-      assert.deepEqual(a.Instances.map((i) => i.ID), sorted(knee));
+      assert.deepEqual(
+        a.Instances.map((i) => i.ID),
+        sorted(knee),
+      );
       let total = 0;
       for (const i of a.Instances) {
         const data = files.get(i.ID) as Buffer;
@@ -111,10 +122,15 @@ describe('transfers server: lookup and chunks', { skip: needs(REAL_DICOM) }, () 
         { Level: 'study', ID: kneeStudy },
       ];
       // No Content-Type is needed (an Orthanc peer may send a form type).
-      const r = await raw(node, 'POST', '//transfers/lookup', JSON.stringify(body), { 'Content-Type': 'application/x-www-form-urlencoded' });
+      const r = await raw(node, 'POST', '//transfers/lookup', JSON.stringify(body), {
+        'Content-Type': 'application/x-www-form-urlencoded',
+      });
       assert.equal(r.status, 200, r.body.toString());
       const a = json(r) as { CountInstances: number; Instances: { ID: string }[] };
-      assert.deepEqual(a.Instances.map((i) => i.ID), sorted([...knee, brainix[0] as string]));
+      assert.deepEqual(
+        a.Instances.map((i) => i.ID),
+        sorted([...knee, brainix[0] as string]),
+      );
       assert.equal(a.CountInstances, 51);
     });
 
@@ -122,7 +138,14 @@ describe('transfers server: lookup and chunks', { skip: needs(REAL_DICOM) }, () 
       const cases: [string, number, number][] = [
         [JSON.stringify([{ Level: 'Study', ID: 'nonexistent' }]), 404, 17],
         [JSON.stringify([{ Level: 'Instance', ID: 'ffffffff-ffffffff-ffffffff-ffffffff-ffffffff' }]), 404, 17],
-        [JSON.stringify([{ Level: 'Study', ID: kneeStudy }, { Level: 'Series', ID: kneeStudy }]), 404, 17],
+        [
+          JSON.stringify([
+            { Level: 'Study', ID: kneeStudy },
+            { Level: 'Series', ID: kneeStudy },
+          ]),
+          404,
+          17,
+        ],
         [JSON.stringify({ Level: 'Study', ID: kneeStudy }), 400, 15],
         [JSON.stringify([{ Level: 'Study' }]), 400, 15],
         [JSON.stringify([{ Level: 'Study', ID: 42 }]), 400, 15],
@@ -236,7 +259,9 @@ describe('transfers server: lookup and chunks', { skip: needs(REAL_DICOM) }, () 
 
     test('many chunk requests at once all get their bytes (they queue for the Threads slots)', async () => {
       const ids = sorted(knee);
-      const answers = await Promise.all(ids.map((id, i) => raw(node, 'GET', `/transfers/chunks/${id}?offset=${i}&compression=${i % 2 ? 'gzip' : 'none'}`)));
+      const answers = await Promise.all(
+        ids.map((id, i) => raw(node, 'GET', `/transfers/chunks/${id}?offset=${i}&compression=${i % 2 ? 'gzip' : 'none'}`)),
+      );
       for (const [i, r] of answers.entries()) {
         const id = ids[i] as string;
         assert.equal(r.status, 200);

@@ -25,7 +25,15 @@ interface Case {
 }
 
 /** Orthanc error codes used below (docs/protocol.md#errors). */
-const E = { ParameterOutOfRange: 3, BadParameterType: 5, BadSequenceOfCalls: 6, NetworkProtocol: 9, BadFileFormat: 15, UnknownResource: 17, FullStorage: 19 };
+const E = {
+  ParameterOutOfRange: 3,
+  BadParameterType: 5,
+  BadSequenceOfCalls: 6,
+  NetworkProtocol: 9,
+  BadFileFormat: 15,
+  UnknownResource: 17,
+  FullStorage: 19,
+};
 
 const UNKNOWN_ID = '0123abcd-0123abcd-0123abcd-0123abcd-0123abcd';
 const UNKNOWN_TX = '00000000-0000-0000-0000-000000000000';
@@ -90,17 +98,59 @@ describe('bad input on the transfers routes', { skip: needs(REAL_DICOM), timeout
         { name: 'empty body', method: 'POST', path: route, body: '', status: 400, code: E.BadFileFormat },
         { name: 'an array', method: 'POST', path: route, body: '[]', status: 400, code: E.BadFileFormat },
         { name: 'Resources not an array', method: 'POST', path: route, body: query({ Resources: {} }), status: 400, code: E.BadFileFormat },
-        { name: 'Level a number', method: 'POST', path: route, body: query({ Resources: [{ Level: 3, ID: study }] }), status: 400, code: E.BadFileFormat },
-        { name: 'unknown Level', method: 'POST', path: route, body: query({ Resources: [{ Level: 'Galaxy', ID: study }] }), status: 400, code: E.ParameterOutOfRange },
+        {
+          name: 'Level a number',
+          method: 'POST',
+          path: route,
+          body: query({ Resources: [{ Level: 3, ID: study }] }),
+          status: 400,
+          code: E.BadFileFormat,
+        },
+        {
+          name: 'unknown Level',
+          method: 'POST',
+          path: route,
+          body: query({ Resources: [{ Level: 'Galaxy', ID: study }] }),
+          status: 400,
+          code: E.ParameterOutOfRange,
+        },
         { name: 'Peer a number', method: 'POST', path: route, body: query({ Peer: 1 }), status: 400, code: E.BadFileFormat },
         { name: 'unknown peer', method: 'POST', path: route, body: query({ Peer: 'nosuchpeer' }), status: 404, code: E.UnknownResource },
-        { name: 'Compression bzip2', method: 'POST', path: route, body: query({ Compression: 'bzip2' }), status: 400, code: E.ParameterOutOfRange },
-        { name: 'Compression "None"', method: 'POST', path: route, body: query({ Compression: 'None' }), status: 400, code: E.ParameterOutOfRange },
-        { name: 'Compression missing', method: 'POST', path: route, body: query({ Compression: undefined }), status: 400, code: E.BadFileFormat },
+        {
+          name: 'Compression bzip2',
+          method: 'POST',
+          path: route,
+          body: query({ Compression: 'bzip2' }),
+          status: 400,
+          code: E.ParameterOutOfRange,
+        },
+        {
+          name: 'Compression "None"',
+          method: 'POST',
+          path: route,
+          body: query({ Compression: 'None' }),
+          status: 400,
+          code: E.ParameterOutOfRange,
+        },
+        {
+          name: 'Compression missing',
+          method: 'POST',
+          path: route,
+          body: query({ Compression: undefined }),
+          status: 400,
+          code: E.BadFileFormat,
+        },
         { name: 'Compression a number', method: 'POST', path: route, body: query({ Compression: 0 }), status: 400, code: E.BadFileFormat },
         { name: 'Priority 1.0', method: 'POST', path: route, body: query({}).replace(/}$/, ',"Priority":1.0}'), status: 400 },
         { name: 'Priority a string', method: 'POST', path: route, body: query({ Priority: '5' }), status: 400 },
-        { name: 'SenderTransferID a number', method: 'POST', path: route, body: query({ SenderTransferID: 5 }), status: 400, code: E.BadFileFormat },
+        {
+          name: 'SenderTransferID a number',
+          method: 'POST',
+          path: route,
+          body: query({ SenderTransferID: 5 }),
+          status: 400,
+          code: E.BadFileFormat,
+        },
         { name: 'GET', method: 'GET', path: route, status: 405, allow: 'POST' },
         { name: 'PUT', method: 'PUT', path: route, body: query({}), status: 405, allow: 'POST' },
         { name: 'DELETE', method: 'DELETE', path: route, status: 405, allow: 'POST' },
@@ -114,18 +164,75 @@ describe('bad input on the transfers routes', { skip: needs(REAL_DICOM), timeout
     const p = '/transfers/lookup';
     const cases: Case[] = [
       { name: 'not JSON', method: 'POST', path: p, body: 'nope', status: 400, code: E.BadFileFormat },
-      { name: 'an object, not an array', method: 'POST', path: p, body: JSON.stringify({ Level: 'Study', ID: study }), status: 400, code: E.BadFileFormat },
-      { name: 'an item without ID', method: 'POST', path: p, body: JSON.stringify([{ Level: 'Study' }]), status: 400, code: E.BadFileFormat },
-      { name: 'ID a number', method: 'POST', path: p, body: JSON.stringify([{ Level: 'Study', ID: 7 }]), status: 400, code: E.BadFileFormat },
-      { name: 'unknown Level', method: 'POST', path: p, body: JSON.stringify([{ Level: 'Frame', ID: study }]), status: 400, code: E.ParameterOutOfRange },
-      { name: 'unknown study', method: 'POST', path: p, body: JSON.stringify([{ Level: 'Study', ID: 'nonexistent' }]), status: 404, code: E.UnknownResource },
-      { name: 'unknown instance', method: 'POST', path: p, body: JSON.stringify([{ Level: 'Instance', ID: UNKNOWN_ID }]), status: 404, code: E.UnknownResource },
-      { name: 'uppercase instance ID', method: 'POST', path: p, body: JSON.stringify([{ Level: 'Instance', ID: inst[0]!.ID.toUpperCase() }]), status: 404, code: E.UnknownResource },
+      {
+        name: 'an object, not an array',
+        method: 'POST',
+        path: p,
+        body: JSON.stringify({ Level: 'Study', ID: study }),
+        status: 400,
+        code: E.BadFileFormat,
+      },
+      {
+        name: 'an item without ID',
+        method: 'POST',
+        path: p,
+        body: JSON.stringify([{ Level: 'Study' }]),
+        status: 400,
+        code: E.BadFileFormat,
+      },
+      {
+        name: 'ID a number',
+        method: 'POST',
+        path: p,
+        body: JSON.stringify([{ Level: 'Study', ID: 7 }]),
+        status: 400,
+        code: E.BadFileFormat,
+      },
+      {
+        name: 'unknown Level',
+        method: 'POST',
+        path: p,
+        body: JSON.stringify([{ Level: 'Frame', ID: study }]),
+        status: 400,
+        code: E.ParameterOutOfRange,
+      },
+      {
+        name: 'unknown study',
+        method: 'POST',
+        path: p,
+        body: JSON.stringify([{ Level: 'Study', ID: 'nonexistent' }]),
+        status: 404,
+        code: E.UnknownResource,
+      },
+      {
+        name: 'unknown instance',
+        method: 'POST',
+        path: p,
+        body: JSON.stringify([{ Level: 'Instance', ID: UNKNOWN_ID }]),
+        status: 404,
+        code: E.UnknownResource,
+      },
+      {
+        name: 'uppercase instance ID',
+        method: 'POST',
+        path: p,
+        body: JSON.stringify([{ Level: 'Instance', ID: inst[0]!.ID.toUpperCase() }]),
+        status: 404,
+        code: E.UnknownResource,
+      },
       { name: 'GET', method: 'GET', path: p, status: 405, allow: 'POST' },
     ];
     for (const c of cases) checkAnswer(c, await call(node.url, c.method, c.path, c.body));
     // Level names are matched without regard to case, plural forms included (docs/protocol.md#json-encoding).
-    const ok = await call(node.url, 'POST', p, JSON.stringify([{ Level: 'studies', ID: study }, { Level: 'instance', ID: inst[0]!.ID }]));
+    const ok = await call(
+      node.url,
+      'POST',
+      p,
+      JSON.stringify([
+        { Level: 'studies', ID: study },
+        { Level: 'instance', ID: inst[0]!.ID },
+      ]),
+    );
     assert.equal(ok.status, 200, ok.body.toString());
     assert.equal(json(ok).CountInstances, 2);
   });
@@ -141,7 +248,13 @@ describe('bad input on the transfers routes', { skip: needs(REAL_DICOM), timeout
       { name: 'offset not a number', method: 'GET', path: `${base}?offset=abc`, status: 400, code: E.BadParameterType },
       { name: 'negative offset', method: 'GET', path: `${base}?offset=-1&size=10`, status: 400, code: E.BadParameterType },
       { name: 'size not a number', method: 'GET', path: `${base}?offset=0&size=1e3`, status: 400, code: E.BadParameterType },
-      { name: 'compression bzip2', method: 'GET', path: `${base}?offset=0&size=10&compression=bzip2`, status: 400, code: E.ParameterOutOfRange },
+      {
+        name: 'compression bzip2',
+        method: 'GET',
+        path: `${base}?offset=0&size=10&compression=bzip2`,
+        status: 400,
+        code: E.ParameterOutOfRange,
+      },
       { name: 'POST', method: 'POST', path: base, status: 405, allow: 'GET' },
       { name: 'DELETE', method: 'DELETE', path: base, status: 405, allow: 'GET' },
     ];
@@ -171,25 +284,71 @@ describe('bad input on the transfers routes', { skip: needs(REAL_DICOM), timeout
     const half = Math.floor(x.data.length / 2);
     const buckets = [
       [{ ID: x.ID, Offset: '0', Size: String(half) }],
-      [{ ID: x.ID, Offset: String(half), Size: String(x.data.length - half) }, { ID: y.ID, Offset: '0', Size: String(y.data.length) }],
+      [
+        { ID: x.ID, Offset: String(half), Size: String(x.data.length - half) },
+        { ID: y.ID, Offset: '0', Size: String(y.data.length) },
+      ],
       // Out of bounds of x: refused when it is PUT.
       [{ ID: x.ID, Offset: String(x.data.length - 10), Size: '20' }],
       // An instance the transaction does not declare.
       [{ ID: UNKNOWN_ID, Offset: '0', Size: '10' }],
     ];
-    const create = (over: Record<string, unknown>) => JSON.stringify({ Instances: instances, Buckets: buckets, Compression: 'none', ...over });
+    const create = (over: Record<string, unknown>) =>
+      JSON.stringify({ Instances: instances, Buckets: buckets, Compression: 'none', ...over });
     const p = '/transfers/push';
     const bad: Case[] = [
       { name: 'not JSON', method: 'POST', path: p, body: '{', status: 400, code: E.BadFileFormat },
       { name: 'empty', method: 'POST', path: p, body: '', status: 400, code: E.BadFileFormat },
-      { name: 'Size a number', method: 'POST', path: p, body: create({ Instances: [{ ...instances[0], Size: x.data.length }, instances[1]] }), status: 400, code: E.BadFileFormat },
-      { name: 'Offset a number', method: 'POST', path: p, body: create({ Buckets: [[{ ID: x.ID, Offset: 0, Size: '10' }]] }), status: 400, code: E.BadFileFormat },
-      { name: 'a bucket not an array', method: 'POST', path: p, body: create({ Buckets: [{ ID: x.ID, Offset: '0', Size: '10' }] }), status: 400, code: E.BadFileFormat },
+      {
+        name: 'Size a number',
+        method: 'POST',
+        path: p,
+        body: create({ Instances: [{ ...instances[0], Size: x.data.length }, instances[1]] }),
+        status: 400,
+        code: E.BadFileFormat,
+      },
+      {
+        name: 'Offset a number',
+        method: 'POST',
+        path: p,
+        body: create({ Buckets: [[{ ID: x.ID, Offset: 0, Size: '10' }]] }),
+        status: 400,
+        code: E.BadFileFormat,
+      },
+      {
+        name: 'a bucket not an array',
+        method: 'POST',
+        path: p,
+        body: create({ Buckets: [{ ID: x.ID, Offset: '0', Size: '10' }] }),
+        status: 400,
+        code: E.BadFileFormat,
+      },
       { name: 'Buckets missing', method: 'POST', path: p, body: create({ Buckets: undefined }), status: 400, code: E.BadFileFormat },
       { name: 'Instances missing', method: 'POST', path: p, body: create({ Instances: undefined }), status: 400, code: E.BadFileFormat },
-      { name: 'MD5 a number', method: 'POST', path: p, body: create({ Instances: [{ ...instances[0], MD5: 5 }] }), status: 400, code: E.BadFileFormat },
-      { name: 'Compression bzip2', method: 'POST', path: p, body: create({ Compression: 'bzip2' }), status: 400, code: E.ParameterOutOfRange },
-      { name: 'Compression missing', method: 'POST', path: p, body: create({ Compression: undefined }), status: 400, code: E.BadFileFormat },
+      {
+        name: 'MD5 a number',
+        method: 'POST',
+        path: p,
+        body: create({ Instances: [{ ...instances[0], MD5: 5 }] }),
+        status: 400,
+        code: E.BadFileFormat,
+      },
+      {
+        name: 'Compression bzip2',
+        method: 'POST',
+        path: p,
+        body: create({ Compression: 'bzip2' }),
+        status: 400,
+        code: E.ParameterOutOfRange,
+      },
+      {
+        name: 'Compression missing',
+        method: 'POST',
+        path: p,
+        body: create({ Compression: undefined }),
+        status: 400,
+        code: E.BadFileFormat,
+      },
       {
         name: 'a declared size larger than the free disk',
         method: 'POST',
@@ -214,20 +373,48 @@ describe('bad input on the transfers routes', { skip: needs(REAL_DICOM), timeout
     const b0 = x.data.subarray(0, half);
     const b1 = Buffer.concat([x.data.subarray(half), y.data]);
     const putBad: Case[] = [
-      { name: 'unknown transaction', method: 'PUT', path: `/transfers/push/${UNKNOWN_TX}/0`, body: b0, status: 404, code: E.UnknownResource },
+      {
+        name: 'unknown transaction',
+        method: 'PUT',
+        path: `/transfers/push/${UNKNOWN_TX}/0`,
+        body: b0,
+        status: 404,
+        code: E.UnknownResource,
+      },
       { name: 'uppercase transaction', method: 'PUT', path: `/transfers/push/${tx.ID.toUpperCase()}/0`, body: b0, status: 404 },
       { name: 'index out of range', method: 'PUT', path: `${tx.Path}/7`, body: b0, status: 400, code: E.ParameterOutOfRange },
       { name: 'index not a number', method: 'PUT', path: `${tx.Path}/x1`, body: b0, status: 404 },
       { name: 'wrong size', method: 'PUT', path: `${tx.Path}/0`, body: 'xyz', status: 500, code: E.NetworkProtocol },
       { name: 'empty body', method: 'PUT', path: `${tx.Path}/1`, body: '', status: 500, code: E.NetworkProtocol },
-      { name: 'chunk out of bounds', method: 'PUT', path: `${tx.Path}/2`, body: Buffer.alloc(20), status: 400, code: E.ParameterOutOfRange },
+      {
+        name: 'chunk out of bounds',
+        method: 'PUT',
+        path: `${tx.Path}/2`,
+        body: Buffer.alloc(20),
+        status: 400,
+        code: E.ParameterOutOfRange,
+      },
       { name: 'undeclared instance', method: 'PUT', path: `${tx.Path}/3`, body: Buffer.alloc(10), status: 404, code: E.UnknownResource },
       // Spans of buckets (extension bucket-span): "first-last", in order, within the transaction.
       { name: 'span backwards', method: 'PUT', path: `${tx.Path}/1-0`, body: b0, status: 400, code: E.ParameterOutOfRange },
       { name: 'span past the end', method: 'PUT', path: `${tx.Path}/0-4`, body: b0, status: 400, code: E.ParameterOutOfRange },
-      { name: 'span past 2^53', method: 'PUT', path: `${tx.Path}/0-99999999999999999999`, body: b0, status: 400, code: E.ParameterOutOfRange },
+      {
+        name: 'span past 2^53',
+        method: 'PUT',
+        path: `${tx.Path}/0-99999999999999999999`,
+        body: b0,
+        status: 400,
+        code: E.ParameterOutOfRange,
+      },
       { name: 'span of the wrong size', method: 'PUT', path: `${tx.Path}/0-1`, body: b0, status: 500, code: E.NetworkProtocol },
-      { name: 'span with a chunk out of bounds', method: 'PUT', path: `${tx.Path}/1-2`, body: Buffer.alloc(20), status: 400, code: E.ParameterOutOfRange },
+      {
+        name: 'span with a chunk out of bounds',
+        method: 'PUT',
+        path: `${tx.Path}/1-2`,
+        body: Buffer.alloc(20),
+        status: 400,
+        code: E.ParameterOutOfRange,
+      },
       { name: 'span without its end', method: 'PUT', path: `${tx.Path}/0-`, body: b0, status: 404 },
       { name: 'span without its start', method: 'PUT', path: `${tx.Path}/-1`, body: b0, status: 404 },
       { name: 'span of three numbers', method: 'PUT', path: `${tx.Path}/0-1-2`, body: b0, status: 404 },
@@ -235,8 +422,20 @@ describe('bad input on the transfers routes', { skip: needs(REAL_DICOM), timeout
       { name: 'POST a bucket', method: 'POST', path: `${tx.Path}/0`, body: b0, status: 405, allow: 'PUT' },
       { name: 'GET the transaction', method: 'GET', path: tx.Path, status: 405, allow: 'DELETE' },
       { name: 'GET the commit', method: 'GET', path: `${tx.Path}/commit`, status: 405, allow: 'POST' },
-      { name: 'commit of an unknown transaction', method: 'POST', path: `/transfers/push/${UNKNOWN_TX}/commit`, status: 404, code: E.UnknownResource },
-      { name: 'DELETE of an unknown transaction', method: 'DELETE', path: `/transfers/push/${UNKNOWN_TX}`, status: 404, code: E.UnknownResource },
+      {
+        name: 'commit of an unknown transaction',
+        method: 'POST',
+        path: `/transfers/push/${UNKNOWN_TX}/commit`,
+        status: 404,
+        code: E.UnknownResource,
+      },
+      {
+        name: 'DELETE of an unknown transaction',
+        method: 'DELETE',
+        path: `/transfers/push/${UNKNOWN_TX}`,
+        status: 404,
+        code: E.UnknownResource,
+      },
     ];
     for (const c of putBad) checkAnswer(c, await call(node.url, c.method, c.path, c.body));
 
@@ -266,14 +465,23 @@ describe('bad input on the transfers routes', { skip: needs(REAL_DICOM), timeout
       Compression: 'gzip',
     });
     const tx = json<{ Path: string }>(await call(node.url, 'POST', '/transfers/push', create));
-    checkAnswer({ name: 'raw bytes to a gzip transaction', method: 'PUT', path: `${tx.Path}/0`, status: 400, code: E.BadFileFormat }, await call(node.url, 'PUT', `${tx.Path}/0`, x.data));
+    checkAnswer(
+      { name: 'raw bytes to a gzip transaction', method: 'PUT', path: `${tx.Path}/0`, status: 400, code: E.BadFileFormat },
+      await call(node.url, 'PUT', `${tx.Path}/0`, x.data),
+    );
     const gz = gzipSync(x.data);
     const mid = Math.floor(gz.length / 2);
     gz[mid] = (gz[mid] as number) ^ 0xff;
-    checkAnswer({ name: 'corrupt gzip', method: 'PUT', path: `${tx.Path}/0`, status: 400, code: E.BadFileFormat }, await call(node.url, 'PUT', `${tx.Path}/0`, gz));
+    checkAnswer(
+      { name: 'corrupt gzip', method: 'PUT', path: `${tx.Path}/0`, status: 400, code: E.BadFileFormat },
+      await call(node.url, 'PUT', `${tx.Path}/0`, gz),
+    );
     assert.equal((await call(node.url, 'PUT', `${tx.Path}/0`, gzipSync(x.data))).status, 200);
     assert.equal((await call(node.url, 'DELETE', tx.Path)).status, 200);
-    checkAnswer({ name: 'DELETE again', method: 'DELETE', path: tx.Path, status: 404, code: E.UnknownResource }, await call(node.url, 'DELETE', tx.Path));
+    checkAnswer(
+      { name: 'DELETE again', method: 'DELETE', path: tx.Path, status: 404, code: E.UnknownResource },
+      await call(node.url, 'DELETE', tx.Path),
+    );
   });
 
   test('/transfers/peers and /jobs: other methods, unknown and uppercase job IDs', async () => {
@@ -292,7 +500,10 @@ describe('bad input on the transfers routes', { skip: needs(REAL_DICOM), timeout
       assert.notEqual(j.State, 'Failure');
       await new Promise((r) => setTimeout(r, 50));
     }
-    checkAnswer({ name: 'uppercase job', method: 'GET', path: `/jobs/${h.ID.toUpperCase()}`, status: 404 }, await call(node.url, 'GET', `/jobs/${h.ID.toUpperCase()}`));
+    checkAnswer(
+      { name: 'uppercase job', method: 'GET', path: `/jobs/${h.ID.toUpperCase()}`, status: 404 },
+      await call(node.url, 'GET', `/jobs/${h.ID.toUpperCase()}`),
+    );
     for (const action of ['resume', 'cancel', 'resubmit']) {
       checkAnswer(
         { name: `${action} a finished job`, method: 'POST', path: `/jobs/${h.ID}/${action}`, status: 400, code: E.BadSequenceOfCalls },

@@ -97,7 +97,8 @@ function postChunked(base: string, path: string, total: number): Promise<Answer>
 describe('bounded JSON bodies', { timeout: 180_000 }, () => {
   let node: XferNode;
 
-  const pushStaging = async (): Promise<string[]> => (await readdir(join(node.dataDir, 'staging', 'push')).catch(() => [] as string[])).sort();
+  const pushStaging = async (): Promise<string[]> =>
+    (await readdir(join(node.dataDir, 'staging', 'push')).catch(() => [] as string[])).sort();
   const snapshot = async () => ({
     jobs: await getJson<string[]>(node.url, '/jobs'),
     instances: await getJson<string[]>(node.url, '/instances'),
@@ -128,7 +129,9 @@ describe('bounded JSON bodies', { timeout: 180_000 }, () => {
       for (const declared of [limit + 1, 1024 * MiB]) {
         const method = path.startsWith('/peers/') ? 'PUT' : 'POST';
         const a =
-          method === 'POST' ? await postDeclared(node.url, path, declared, 1024) : await sendDeclared(node.url, method, path, declared, '{');
+          method === 'POST'
+            ? await postDeclared(node.url, path, declared, 1024)
+            : await sendDeclared(node.url, method, path, declared, '{');
         assertTooLarge(a, `${method} ${path} declaring ${declared} bytes`);
       }
     }
@@ -180,7 +183,10 @@ describe('bounded JSON bodies', { timeout: 180_000 }, () => {
     // A bucket makes the files of its instances.
     const sorted = [...instances].sort((x, y) => (x.ID < y.ID ? -1 : 1));
     const firstBucket = scheduleBuckets(instances, { bucketSize: 4096 * 1024 })[0] ?? [];
-    const payload = Buffer.alloc(firstBucket.reduce((s, c) => s + c.Size, 0), 7);
+    const payload = Buffer.alloc(
+      firstBucket.reduce((s, c) => s + c.Size, 0),
+      7,
+    );
     const put = await call(node.url, 'PUT', `${path}/0`, payload);
     assert.equal(put.status, 200, put.body.toString());
     const after = await files();

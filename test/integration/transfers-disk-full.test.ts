@@ -103,7 +103,10 @@ async function setup(extensions: boolean, retryBudget: number): Promise<Setup> {
 }
 
 for (const extensions of [false, true]) {
-  describe(`a full disk during a commit (Extensions ${extensions})`, { skip: ROOT ? false : 'needs root, to mount a tmpfs', timeout: 180_000 }, () => {
+  describe(`a full disk during a commit (Extensions ${extensions})`, {
+    skip: ROOT ? false : 'needs root, to mount a tmpfs',
+    timeout: 180_000,
+  }, () => {
     test('the commit answers 507, the transaction is kept, and commits once there is room; the job says the disk is full', async () => {
       const s = await setup(extensions, 0);
       try {

@@ -94,7 +94,13 @@ describe('transfer faults (no retries)', { skip: needs(REAL_DICOM), timeout: 180
     const puts = pair.toB.records({ method: 'PUT' });
     assert.equal(puts.length, 44);
     assert.ok(puts.every((r) => r.status === 200));
-    assert.deepEqual(pair.toB.records({ method: 'PUT' }).filter((r) => r.actions.includes('corrupt-request')).map(putIndex), [k]);
+    assert.deepEqual(
+      pair.toB
+        .records({ method: 'PUT' })
+        .filter((r) => r.actions.includes('corrupt-request'))
+        .map(putIndex),
+      [k],
+    );
     const commits = pair.toB.records({ method: 'POST', path: /\/commit$/ });
     assert.equal(commits.length, 1);
     assert.equal(commits[0]!.status, 500);
@@ -261,7 +267,10 @@ describe('transfer faults with MaxHttpRetries 1', { skip: needs(REAL_DICOM), tim
     const job = await waitJob(pair.a.url, h.ID as string);
     assert.equal(job.State, 'Success', JSON.stringify(job));
     const fifth = pair.toB.records({ method: 'PUT', path: /\/5$/ });
-    assert.deepEqual(fifth.map((r) => r.status), [503, 200]);
+    assert.deepEqual(
+      fifth.map((r) => r.status),
+      [503, 200],
+    );
     assert.equal(pair.toB.records({ method: 'PUT' }).length, source.size + 1);
     await assertSameInstances(pair.b.url, source);
   });

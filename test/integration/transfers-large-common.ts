@@ -47,10 +47,22 @@ export function bucketClassSuite(v: ClassesVariant): void {
       s = await setupClasses(v.largeMB);
       const { g, instances } = s;
       const sizes = instances.map((i) => i.Size);
-      assert.ok(sizes.some((x) => x < g), 'an instance below G');
-      assert.ok(sizes.some((x) => x >= g && x < 2 * g), 'an instance in [G, 2G)');
-      assert.ok(sizes.some((x) => x >= 2 * g && x < 4 * g), 'a small instance split in two');
-      assert.ok(sizes.some((x) => x > v.largeMB * 800_000), `a ~${v.largeMB} MB instance`);
+      assert.ok(
+        sizes.some((x) => x < g),
+        'an instance below G',
+      );
+      assert.ok(
+        sizes.some((x) => x >= g && x < 2 * g),
+        'an instance in [G, 2G)',
+      );
+      assert.ok(
+        sizes.some((x) => x >= 2 * g && x < 4 * g),
+        'a small instance split in two',
+      );
+      assert.ok(
+        sizes.some((x) => x > v.largeMB * 800_000),
+        `a ~${v.largeMB} MB instance`,
+      );
     });
     after(async () => {
       await s?.stop();
@@ -59,8 +71,14 @@ export function bucketClassSuite(v: ClassesVariant): void {
     test(v.push, async () => {
       const { pair, g, instances } = s;
       const buckets = scheduleBuckets(instances, { bucketSize: g });
-      assert.ok(buckets.some((b) => b.length > 1), 'a grouped bucket');
-      assert.ok(buckets.some((b) => b.length === 1 && b[0]!.Offset === 0 && b[0]!.Size >= g && b[0]!.Size < 2 * g), 'a medium instance alone');
+      assert.ok(
+        buckets.some((b) => b.length > 1),
+        'a grouped bucket',
+      );
+      assert.ok(
+        buckets.some((b) => b.length === 1 && b[0]!.Offset === 0 && b[0]!.Size >= g && b[0]!.Size < 2 * g),
+        'a medium instance alone',
+      );
       assert.ok(buckets.filter((b) => b.length === 1 && b[0]!.Offset > 0).length >= v.splitPieces, 'pieces of split instances');
 
       await emptyNode(pair.b.url);
@@ -74,11 +92,18 @@ export function bucketClassSuite(v: ClassesVariant): void {
       assert.equal(creates.length, 1);
       const create = JSON.parse((creates[0]!.requestBody as Buffer).toString('utf8')) as Record<string, unknown>;
       assert.equal(create.Compression, v.compression);
-      assert.deepEqual(create.Instances, [...instances].sort(byId).map((i) => ({ ID: i.ID, MD5: i.MD5, Size: String(i.Size) })));
+      assert.deepEqual(
+        create.Instances,
+        [...instances].sort(byId).map((i) => ({ ID: i.ID, MD5: i.MD5, Size: String(i.Size) })),
+      );
       assert.deepEqual(create.Buckets, buckets.map(wireBucket));
 
       const puts = pair.toB.records({ method: 'PUT' });
-      assert.deepEqual(puts.map(putIndex).sort((x, y) => x - y), buckets.map((_b, i) => i), 'one PUT per bucket');
+      assert.deepEqual(
+        puts.map(putIndex).sort((x, y) => x - y),
+        buckets.map((_b, i) => i),
+        'one PUT per bucket',
+      );
       for (const r of puts) {
         assert.equal(r.status, 200);
         await v.checkPut(r, buckets[putIndex(r)] as Bucket, s);
@@ -98,7 +123,9 @@ export function bucketClassSuite(v: ClassesVariant): void {
 
       const lookups = pair.toA.records({ method: 'POST', path: '/transfers/lookup' });
       assert.equal(lookups.length, 1);
-      const answer = JSON.parse((lookups[0]!.responseBody as Buffer).toString('utf8')) as { Instances: { ID: string; MD5: string; Size: string }[] };
+      const answer = JSON.parse((lookups[0]!.responseBody as Buffer).toString('utf8')) as {
+        Instances: { ID: string; MD5: string; Size: string }[];
+      };
       const listed = answer.Instances.map((i) => ({ ID: i.ID, Size: Number(i.Size), MD5: i.MD5 }));
       assert.deepEqual([...listed].sort(byId), [...instances].sort(byId));
       // The puller cuts with its own BucketSize and the URL limit measured on A's URL as B knows it.

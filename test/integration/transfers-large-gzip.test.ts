@@ -34,6 +34,9 @@ bucketClassSuite({
     });
     gunzip.end(Buffer.from(await res.arrayBuffer()));
     await done;
-    assert.equal(inflated, small.reduce((x, c) => x + c.Size, 0));
+    assert.equal(
+      inflated,
+      small.reduce((x, c) => x + c.Size, 0),
+    );
   },
 });

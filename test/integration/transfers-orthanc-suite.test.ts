@@ -60,7 +60,10 @@ const MODES = [
 ] as const;
 
 for (const mode of MODES) {
-  describe(`Orthanc's transfers integration tests (Plugins/Transfers/Run.py), ${mode.name}`, { skip: needs(REAL_DICOM), timeout: 60_000 }, () => {
+  describe(`Orthanc's transfers integration tests (Plugins/Transfers/Run.py), ${mode.name}`, {
+    skip: needs(REAL_DICOM),
+    timeout: 60_000,
+  }, () => {
     let node: XferNode;
     let dummyCt: Buffer;
     /** What a send of one instance to the node itself moves: with dedupe, nothing (it is there already). */

@@ -99,7 +99,8 @@ describe('transfers of the real DICOM files between two nodes', { skip: needs(RE
       const wire = puts.reduce((sum, put) => sum + put.requestBytes, 0);
       assert.equal(Math.max(...counts.map((c) => c.bytes)), wire);
       const byTime = [...counts].sort((x, y) => x.at - y.at || x.bytes - y.bytes);
-      for (let i = 1; i < byTime.length; i++) assert.ok((byTime[i] as { bytes: number }).bytes >= (byTime[i - 1] as { bytes: number }).bytes);
+      for (let i = 1; i < byTime.length; i++)
+        assert.ok((byTime[i] as { bytes: number }).bytes >= (byTime[i - 1] as { bytes: number }).bytes);
     });
 
     // Damaged in its middle, a span is refused once it has all arrived (the CRC-32 differs); damaged in its
@@ -111,7 +112,13 @@ describe('transfers of the real DICOM files between two nodes', { skip: needs(RE
         await emptyNode(pair.b.url);
         pair.toB.clearRecords();
         // The third PUT of the transfer has one byte flipped on its way to B.
-        pair.toB.corruptRequest({ method: 'PUT', path: /\/transfers\/push\/[0-9a-f-]+\/\d+(-\d+)?$/, skip: 2, times: 1, ...(at === undefined ? {} : { at }) });
+        pair.toB.corruptRequest({
+          method: 'PUT',
+          path: /\/transfers\/push\/[0-9a-f-]+\/\d+(-\d+)?$/,
+          skip: 2,
+          times: 1,
+          ...(at === undefined ? {} : { at }),
+        });
         const h = await startTransfer(pair.a.url, 'send', { Resources: resources(), Compression: compression, Peer: 'b' });
         const job = await waitJob(pair.a.url, h.ID as string);
         assert.equal(job.State, 'Success', JSON.stringify(job));
@@ -121,7 +128,10 @@ describe('transfers of the real DICOM files between two nodes', { skip: needs(RE
         assert.equal(damaged[0]!.status, 422, 'refused by its checksum');
         // The same span went again, whole, and was taken.
         const again = puts.filter((r) => r.path === damaged[0]!.path);
-        assert.deepEqual(again.map((r) => r.status), [422, 200]);
+        assert.deepEqual(
+          again.map((r) => r.status),
+          [422, 200],
+        );
         assert.ok((job.Content.Retries as number) >= 1);
         await assertSameInstances(pair.b.url, source);
       });

@@ -78,7 +78,10 @@ describe('transfer jobs across a restart of a node', { skip: needs(REAL_DICOM), 
       const h = await startTransfer(pair.b.url, 'pull', { Resources: resources, Compression: 'none', Peer: 'a' });
       const id = h.ID as string;
       await gate.waitHeld(4);
-      await pair.toA.waitFor('six finished GETs', (rs) => rs.filter((r) => r.method === 'GET' && r.path.includes('/transfers/chunks/') && r.outcome === 'completed').length === 6);
+      await pair.toA.waitFor(
+        'six finished GETs',
+        (rs) => rs.filter((r) => r.method === 'GET' && r.path.includes('/transfers/chunks/') && r.outcome === 'completed').length === 6,
+      );
       const heldAtStop = [...gate.records];
       await pair[how]('b');
       await pair.toA.waitFor('the held GETs cut by the stop', () => heldAtStop.every((r) => r.outcome === 'aborted'));
@@ -102,7 +105,10 @@ describe('transfer jobs across a restart of a node', { skip: needs(REAL_DICOM), 
     const id = h.ID as string;
     await gate.waitHeld(4);
     await pair.toB.waitFor('six finished PUTs', (rs) => rs.filter((r) => r.method === 'PUT' && r.outcome === 'completed').length === 6);
-    const finishedBefore = pair.toB.records({ method: 'PUT' }).filter((r) => r.outcome === 'completed').map(putIndex);
+    const finishedBefore = pair.toB
+      .records({ method: 'PUT' })
+      .filter((r) => r.outcome === 'completed')
+      .map(putIndex);
     await pair.crash('b');
     // The held PUTs now meet a receiver that is gone: the sender sees cut connections and retries.
     gate.release();

@@ -23,7 +23,15 @@ async function openBrowser(): Promise<{ context: BrowserContext; page: Page; err
   const context = await chromium.launchPersistentContext(dir, {
     executablePath: CHROMIUM,
     headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
     viewport: { width: 1280, height: 900 },
   });
   const page = context.pages()[0] ?? (await context.newPage());
@@ -55,7 +63,10 @@ async function addStudy(base: string, dir: string, seed: number, name: string, c
     assert.equal(res.status, 200);
     studyId = ((await res.json()) as { ParentStudy: string }).ParentStudy;
   }
-  const s = await getJson<{ MainDicomTags: Record<string, string>; PatientMainDicomTags: Record<string, string> }>(base, `/studies/${studyId}`);
+  const s = await getJson<{ MainDicomTags: Record<string, string>; PatientMainDicomTags: Record<string, string> }>(
+    base,
+    `/studies/${studyId}`,
+  );
   return {
     study: studyId,
     count,
@@ -73,7 +84,8 @@ const dashName = (n: string): string => {
   return [family, given].filter(Boolean).join(', ');
 };
 
-const row = (page: Page, id: string, state?: string) => page.locator(`li.job[data-job-id="${id}"]${state ? `[data-state="${state}"]` : ''}`);
+const row = (page: Page, id: string, state?: string) =>
+  page.locator(`li.job[data-job-id="${id}"]${state ? `[data-state="${state}"]` : ''}`);
 
 describe('dashboard job rows and pages', { skip, timeout: 300_000 }, () => {
   let pair: Pair;
@@ -108,7 +120,11 @@ describe('dashboard job rows and pages', { skip, timeout: 300_000 }, () => {
     const gate = pair.toB.hold({ method: 'PUT', skip: 2 });
     let id = '';
     try {
-      const a = await postJson(pair.a.url, '/transfers/send', { Resources: [{ Level: 'Study', ID: second.study }], Compression: 'gzip', Peer: 'b' });
+      const a = await postJson(pair.a.url, '/transfers/send', {
+        Resources: [{ Level: 'Study', ID: second.study }],
+        Compression: 'gzip',
+        Peer: 'b',
+      });
       assert.equal(a.status, 200, a.body.toString());
       id = json<{ ID: string }>(a).ID;
       await gate.waitHeld(1, STEP_MS);
@@ -148,7 +164,11 @@ describe('dashboard job rows and pages', { skip, timeout: 300_000 }, () => {
 
   test('a job waiting for a peer that is down says why on its row and page; a failed row says why it failed', async () => {
     const { page } = browser;
-    const a = await postJson(pair.a.url, '/transfers/send', { Resources: [{ Level: 'Study', ID: first.study }], Compression: 'gzip', Peer: 'down' });
+    const a = await postJson(pair.a.url, '/transfers/send', {
+      Resources: [{ Level: 'Study', ID: first.study }],
+      Compression: 'gzip',
+      Peer: 'down',
+    });
     assert.equal(a.status, 200, a.body.toString());
     const id = json<{ ID: string }>(a).ID;
     await page.goto(`${pair.a.url}/ui/#/transfers`);
@@ -168,7 +188,11 @@ describe('dashboard job rows and pages', { skip, timeout: 300_000 }, () => {
 
   test('a send in pull mode shows as a job on the sending node, followed to Success', async () => {
     const { page } = browser;
-    const a = await postJson(pair.a.url, '/transfers/send', { Resources: [{ Level: 'Study', ID: first.study }], Compression: 'gzip', Peer: 'bpull' });
+    const a = await postJson(pair.a.url, '/transfers/send', {
+      Resources: [{ Level: 'Study', ID: first.study }],
+      Compression: 'gzip',
+      Peer: 'bpull',
+    });
     assert.equal(a.status, 200, a.body.toString());
     const handle = json<{ RemoteJob: string }>(a);
     const mine = (await getJson<JobJson[]>(pair.a.url, '/jobs?expand')).find((j) => j.Content.RemoteJob === handle.RemoteJob);

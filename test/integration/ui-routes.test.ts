@@ -40,10 +40,31 @@ describe('dashboard routes', { timeout: 60_000 }, () => {
     const ctPatient = { ...makePatient(42, 0), name: 'ROUTES^CARLOS', id: 'RT-CT-2' };
     const ctStudy = { ...makeStudy(42, ctPatient, 0, 'CHEST'), date: '20230711' };
     const files = [
-      (await writeMrImage(join(dir, 'mr.dcm'), { seed: 41, index: 0, slices: 1, patient: mrPatient, study: mrStudy, series: makeSeries(mrStudy, 1, 'AX') })).path,
-      (await writeCtSlice(join(dir, 'ct.dcm'), { seed: 42, index: 0, slices: 1, patient: ctPatient, study: ctStudy, series: makeSeries(ctStudy, 1, 'AXIAL') })).path,
+      (
+        await writeMrImage(join(dir, 'mr.dcm'), {
+          seed: 41,
+          index: 0,
+          slices: 1,
+          patient: mrPatient,
+          study: mrStudy,
+          series: makeSeries(mrStudy, 1, 'AX'),
+        })
+      ).path,
+      (
+        await writeCtSlice(join(dir, 'ct.dcm'), {
+          seed: 42,
+          index: 0,
+          slices: 1,
+          patient: ctPatient,
+          study: ctStudy,
+          series: makeSeries(ctStudy, 1, 'AXIAL'),
+        })
+      ).path,
     ];
-    for (const [key, f] of [['mr', files[0]], ['ct', files[1]]] as const) {
+    for (const [key, f] of [
+      ['mr', files[0]],
+      ['ct', files[1]],
+    ] as const) {
       const res = await raw('POST', '/instances', await readFile(f as string));
       assert.equal(res.statusCode, 200, res.body);
       studies[key] = (JSON.parse(res.body) as { ParentStudy: string }).ParentStudy;
@@ -66,7 +87,9 @@ describe('dashboard routes', { timeout: 60_000 }, () => {
       const req = httpRequest({ host: '127.0.0.1', port, method, path, headers, agent: false }, (res) => {
         const parts: Buffer[] = [];
         res.on('data', (d: Buffer) => parts.push(d));
-        res.on('end', () => resolve({ statusCode: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(parts).toString('utf8') }));
+        res.on('end', () =>
+          resolve({ statusCode: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(parts).toString('utf8') }),
+        );
         res.on('error', reject);
       });
       req.on('error', reject);
@@ -102,7 +125,14 @@ describe('dashboard routes', { timeout: 60_000 }, () => {
   });
 
   test('nothing outside web/ui/, nor of an unknown type, is served', async () => {
-    for (const url of ['/ui/..%2fpackage.json', '/ui/%2e%2e/%2e%2e/package.json', '/ui/../../src/errors.ts', '/ui/index.html.bak', '/ui/missing.js', '/ui/%E0%A4%A']) {
+    for (const url of [
+      '/ui/..%2fpackage.json',
+      '/ui/%2e%2e/%2e%2e/package.json',
+      '/ui/../../src/errors.ts',
+      '/ui/index.html.bak',
+      '/ui/missing.js',
+      '/ui/%E0%A4%A',
+    ]) {
       const res = await get(url);
       // A malformed escape is refused by the router itself (400); the rest are unknown files (404).
       assert.ok(res.statusCode === 404 || (url.endsWith('%A') && res.statusCode === 400), `${url}: ${res.statusCode}`);
@@ -114,7 +144,9 @@ describe('dashboard routes', { timeout: 60_000 }, () => {
     const search = async (q: string) => {
       const res = await get(`/ui/api/studies${q}`);
       assert.equal(res.statusCode, 200, res.body);
-      return (JSON.parse(res.body) as { Studies: { ID: string; Modalities: string[]; Series: unknown[] }[] }).Studies.map((s) => s.ID).sort();
+      return (JSON.parse(res.body) as { Studies: { ID: string; Modalities: string[]; Series: unknown[] }[] }).Studies.map(
+        (s) => s.ID,
+      ).sort();
     };
     assert.deepEqual(await search(''), [studies.mr, studies.ct].sort());
     assert.deepEqual(await search('?q=maria'), [studies.mr]);
@@ -131,10 +163,19 @@ describe('dashboard routes', { timeout: 60_000 }, () => {
   });
 
   test('the store search pages: a count of every match, the page asked for, newest first', async () => {
-    const page = async (q: string) => JSON.parse((await get(`/ui/api/studies${q}`)).body) as { Total: number; Offset: number; Limit: number; Studies: { ID: string; StudyDate: string }[] };
+    const page = async (q: string) =>
+      JSON.parse((await get(`/ui/api/studies${q}`)).body) as {
+        Total: number;
+        Offset: number;
+        Limit: number;
+        Studies: { ID: string; StudyDate: string }[];
+      };
     const all = await page('');
     assert.equal(all.Total, 2);
-    assert.deepEqual(all.Studies.map((s) => s.ID), [studies.ct, studies.mr]);
+    assert.deepEqual(
+      all.Studies.map((s) => s.ID),
+      [studies.ct, studies.mr],
+    );
     const first = await page('?limit=1');
     assert.deepEqual([first.Total, first.Offset, first.Limit, first.Studies.map((s) => s.ID)], [2, 0, 1, [studies.ct]]);
     const second = await page('?limit=1&offset=1');
@@ -161,13 +202,21 @@ describe('dashboard routes', { timeout: 60_000 }, () => {
     assert.deepEqual(config.RegisteredUsers, { bob: '********' });
     assert.doesNotMatch(JSON.stringify(config), /hunter2/);
     assert.deepEqual(Object.keys(config.OrthancPeers as object), ['far']);
-    const overview = JSON.parse((await get('/ui/api/overview')).body) as { Name: string; Statistics: { CountStudies: number }; Peers: string[]; StoreSearch: boolean };
+    const overview = JSON.parse((await get('/ui/api/overview')).body) as {
+      Name: string;
+      Statistics: { CountStudies: number };
+      Peers: string[];
+      StoreSearch: boolean;
+    };
     assert.equal(overview.Name, 'routes-node');
     assert.equal(overview.Statistics.CountStudies, 2);
     assert.deepEqual(overview.Peers, ['far']);
     assert.equal(overview.StoreSearch, true);
     assert.equal((await get('/ui/api/jobs/0123-abc/history')).statusCode, 404);
-    const cfg = publicConfig({ ...(await loadConfig({ overrides: { StorageDirectory: dir } })).config, OrthancStore: { url: 'http://o:8042', username: 'u', password: 'p', timeout: 1, rangeCacheSize: 1, proxy: false } });
+    const cfg = publicConfig({
+      ...(await loadConfig({ overrides: { StorageDirectory: dir } })).config,
+      OrthancStore: { url: 'http://o:8042', username: 'u', password: 'p', timeout: 1, rangeCacheSize: 1, proxy: false },
+    });
     assert.deepEqual(cfg.OrthancStore, { Url: 'http://o:8042', Timeout: 1, RangeCacheSize: 1, Proxy: false, Username: 'u' });
   });
 

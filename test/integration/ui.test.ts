@@ -170,7 +170,9 @@ describe('dashboard', { skip, timeout: 300_000 }, () => {
       const job = await getJson<JobJson>(pair.a.url, `/jobs/${id}`);
       state = job.State;
       if (state === 'Failure' || state === 'Success' || Date.now() > end) {
-        assert.fail(`job ${id} is ${state}, not Running with its buckets held: ${JSON.stringify(job)}\n${pair.a.log().split('\n').slice(-20).join('\n')}`);
+        assert.fail(
+          `job ${id} is ${state}, not Running with its buckets held: ${JSON.stringify(job)}\n${pair.a.log().split('\n').slice(-20).join('\n')}`,
+        );
       }
       if (state !== 'Running') await new Promise((r) => setTimeout(r, 100));
     }
@@ -252,7 +254,10 @@ describe('dashboard', { skip, timeout: 300_000 }, () => {
       ofJob.filter((l) => l.msg === 'job state changed').map((l) => l.state),
       ['Running', 'Failure', 'Pending', 'Running', 'Success'],
     );
-    assert.ok(ofJob.some((l) => l.msg === 'job failed' && l.code === 'CanceledJob'), 'the cancel is logged with its cause');
+    assert.ok(
+      ofJob.some((l) => l.msg === 'job failed' && l.code === 'CanceledJob'),
+      'the cancel is logged with its cause',
+    );
   });
 
   test('the peers page shows reachability, round trip, transfers status and extensions', async () => {

@@ -63,12 +63,34 @@ describe('why a call to a peer failed, in plain words', () => {
       }),
     );
     pkiDir = await mkdtemp(join(tmpdir(), 'dx-waiting-pki-'));
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', 'k.pem', '-out', 'c.pem', '-days', '2', '-subj', '/CN=127.0.0.1'], {
-      cwd: pkiDir,
-      stdio: 'ignore',
-    });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-keyout',
+        'k.pem',
+        '-out',
+        'c.pem',
+        '-days',
+        '2',
+        '-subj',
+        '/CN=127.0.0.1',
+      ],
+      {
+        cwd: pkiDir,
+        stdio: 'ignore',
+      },
+    );
     tls = await listening(
-      createHttpsServer({ key: await readFile(join(pkiDir, 'k.pem')), cert: await readFile(join(pkiDir, 'c.pem')) }, (_req, res) => res.end('{}')),
+      createHttpsServer({ key: await readFile(join(pkiDir, 'k.pem')), cert: await readFile(join(pkiDir, 'c.pem')) }, (_req, res) =>
+        res.end('{}'),
+      ),
     );
   });
   after(async () => {
@@ -91,15 +113,27 @@ describe('why a call to a peer failed, in plain words', () => {
   });
 
   test('a certificate that is not trusted', async () => {
-    assert.equal(plainCause('b', await failureOf(`https://127.0.0.1:${tls.port}/`)), 'b cannot be reached securely: its certificate is self-signed and not trusted here');
+    assert.equal(
+      plainCause('b', await failureOf(`https://127.0.0.1:${tls.port}/`)),
+      'b cannot be reached securely: its certificate is self-signed and not trusted here',
+    );
   });
 
   test('401, 403 and 5xx answers', async () => {
     const base = `http://127.0.0.1:${status.port}`;
-    assert.equal(plainCause('b', await failureOf(`${base}/401/`)), 'b refuses our credentials (HTTP 401: Refused): check its Username and Password');
-    assert.equal(plainCause('b', await failureOf(`${base}/403/`)), 'b refuses access (HTTP 403: Refused): check its RemoteAccessAllowed and credentials');
+    assert.equal(
+      plainCause('b', await failureOf(`${base}/401/`)),
+      'b refuses our credentials (HTTP 401: Refused): check its Username and Password',
+    );
+    assert.equal(
+      plainCause('b', await failureOf(`${base}/403/`)),
+      'b refuses access (HTTP 403: Refused): check its RemoteAccessAllowed and credentials',
+    );
     assert.equal(plainCause('b', await failureOf(`${base}/500/`)), 'b answers with a server error (HTTP 500: Refused)');
-    assert.equal(plainCause('b', await failureOf(`${base}/503/`)), 'b is not available for now (HTTP 503: The database is currently not available)');
+    assert.equal(
+      plainCause('b', await failureOf(`${base}/503/`)),
+      'b is not available for now (HTTP 503: The database is currently not available)',
+    );
   });
 
   test('host names that do not resolve, and connection time-outs, as Node reports them', () => {

@@ -16,7 +16,6 @@ import { describe, needs, REAL_DICOM, listFilesSync } from '../helpers/data.ts';
 
 const ROOT = REAL_DICOM;
 
-
 interface PostAnswer {
   ID?: string;
   ParentPatient?: string;
@@ -47,7 +46,9 @@ function parseOrError(bytes: Uint8Array): DicomHeader | Error {
   }
 }
 
-describe('the DICOM parser agrees with Orthanc 1.10.1', { skip: (!orthancInstalled() && 'Orthanc is not installed') || needs(REAL_DICOM) }, () => {
+describe('the DICOM parser agrees with Orthanc 1.10.1', {
+  skip: (!orthancInstalled() && 'Orthanc is not installed') || needs(REAL_DICOM),
+}, () => {
   let orthanc: OrthancServer;
   /** What Orthanc should show for each resource: the main tags of the file that created it. */
   const expected = new Map<string, { level: Level; tags: MainTags; patientTags?: MainTags }>();
@@ -189,8 +190,7 @@ describe('the DICOM parser agrees with Orthanc 1.10.1', { skip: (!orthancInstall
       E(0x0020, 0x000e, 'UI', `1.2.826.0.1.3680043.10.999.${n}.2`),
       ...extra,
     ];
-    const sorted = (els: RawElement[]) =>
-      [...els].sort((a, b) => a.group * 0x10000 + a.element - (b.group * 0x10000 + b.element));
+    const sorted = (els: RawElement[]) => [...els].sort((a, b) => a.group * 0x10000 + a.element - (b.group * 0x10000 + b.element));
     const replace = (els: RawElement[], extra: RawElement[]) => {
       const keys = new Set(extra.map((e) => e.group * 0x10000 + e.element));
       return sorted([...els.filter((e) => !keys.has(e.group * 0x10000 + e.element)), ...extra]);
@@ -235,7 +235,9 @@ describe('the DICOM parser agrees with Orthanc 1.10.1', { skip: (!orthancInstall
         encodePart10(
           replace(
             uids(3),
-            padding.map((e) => (e.vr === 'US' && e.value instanceof Uint8Array && e.value.length === 4 ? { ...e, value: uint16s([1, 2], false) } : e)),
+            padding.map((e) =>
+              e.vr === 'US' && e.value instanceof Uint8Array && e.value.length === 4 ? { ...e, value: uint16s([1, 2], false) } : e,
+            ),
           ),
           '1.2.840.10008.1.2.2',
         ),
@@ -252,7 +254,10 @@ describe('the DICOM parser agrees with Orthanc 1.10.1', { skip: (!orthancInstall
           '1.2.840.10008.1.2.1',
         ),
       ],
-      ['Latin-1 text without SpecificCharacterSet', encodePart10(replace(uids(6), [E(0x0010, 0x0010, 'PN', 'M\xfcller^J\x85')]), '1.2.840.10008.1.2.1')],
+      [
+        'Latin-1 text without SpecificCharacterSet',
+        encodePart10(replace(uids(6), [E(0x0010, 0x0010, 'PN', 'M\xfcller^J\x85')]), '1.2.840.10008.1.2.1'),
+      ],
       [
         'UTF-8 with SpecificCharacterSet',
         encodePart10(
@@ -260,9 +265,18 @@ describe('the DICOM parser agrees with Orthanc 1.10.1', { skip: (!orthancInstall
           '1.2.840.10008.1.2.1',
         ),
       ],
-      ['a PatientID longer than 256 bytes', encodePart10(replace(uids(8), [E(0x0010, 0x0020, 'LO', 'P'.repeat(300))]), '1.2.840.10008.1.2.1')],
+      [
+        'a PatientID longer than 256 bytes',
+        encodePart10(replace(uids(8), [E(0x0010, 0x0020, 'LO', 'P'.repeat(300))]), '1.2.840.10008.1.2.1'),
+      ],
       ['an empty StudyInstanceUID', encodePart10(replace(uids(9), [E(0x0020, 0x000d, 'UI', '')]), '1.2.840.10008.1.2.1')],
-      ['no SeriesInstanceUID', encodePart10(uids(10).filter((e) => e.element !== 0x000e), '1.2.840.10008.1.2.1')],
+      [
+        'no SeriesInstanceUID',
+        encodePart10(
+          uids(10).filter((e) => e.element !== 0x000e),
+          '1.2.840.10008.1.2.1',
+        ),
+      ],
     ];
     for (const [label, bytes] of cases) {
       test(label, async () => {
@@ -273,11 +287,7 @@ describe('the DICOM parser agrees with Orthanc 1.10.1', { skip: (!orthancInstall
     test('the file with every main tag shows every one of them, and nothing else', () => {
       const h = parseDicomHeader(cases[3]![1]);
       for (const level of LEVELS) {
-        assert.deepEqual(
-          Object.keys(h.mainTags[level]).sort(),
-          MAIN_DICOM_TAGS[level].map((t) => t.name).sort(),
-          level,
-        );
+        assert.deepEqual(Object.keys(h.mainTags[level]).sort(), MAIN_DICOM_TAGS[level].map((t) => t.name).sort(), level);
       }
     });
   });

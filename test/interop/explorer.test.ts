@@ -131,7 +131,11 @@ describe('Orthanc Explorer through dicom-xfer --proxy', { skip }, () => {
   }
 
   test('the yellow button stands just before Delete on the patient, study and series pages only', async () => {
-    for (const [level, id] of [['patient', patient], ['series', series], ['study', study]] as const) {
+    for (const [level, id] of [
+      ['patient', patient],
+      ['series', series],
+      ['study', study],
+    ] as const) {
       await open(level, id);
       const button = page.locator(`#${level}-transfers`);
       await button.waitFor({ state: 'visible' });
@@ -204,10 +208,13 @@ describe('Orthanc Explorer through dicom-xfer --proxy', { skip }, () => {
       assert.equal(r.status, 200);
       assert.equal(md5(new Uint8Array(await r.arrayBuffer())), sum, instanceId);
     }
-    assert.deepEqual(alerts.filter((a) => a !== 'Error while creating the transfer job'), []);
+    assert.deepEqual(
+      alerts.filter((a) => a !== 'Error while creating the transfer job'),
+      [],
+    );
   });
 
-  test('the Jobs page lists Orthanc\'s jobs beside dicom-xfer\'s', async () => {
+  test("the Jobs page lists Orthanc's jobs beside dicom-xfer's", async () => {
     const r = await fetch(`${nodeA.url}/studies/${study}/archive`, { method: 'POST', body: JSON.stringify({ Asynchronous: true }) });
     assert.equal(r.status, 200);
     const archive = ((await r.json()) as { ID: string }).ID;

@@ -7,8 +7,6 @@ import { after, before, test } from 'node:test';
 import { startXferNode, type XferNode } from '../helpers/node.ts';
 import { orthancInstalled, startOrthanc, type OrthancServer } from '../helpers/orthanc.ts';
 
-
-
 async function find(base: string, body: unknown): Promise<{ status: number; body: unknown }> {
   const res = await fetch(`${base}/tools/find`, { method: 'POST', body: typeof body === 'string' ? body : JSON.stringify(body) });
   return { status: res.status, body: (await res.json()) as unknown };
@@ -87,7 +85,9 @@ const QUERIES: Record<string, Record<string, string>[]> = {
   ],
 };
 
-describe('POST /tools/find: the embedded store answers as Orthanc does', { skip: (!orthancInstalled() && 'Orthanc is not installed') || needs(REAL_DICOM) }, () => {
+describe('POST /tools/find: the embedded store answers as Orthanc does', {
+  skip: (!orthancInstalled() && 'Orthanc is not installed') || needs(REAL_DICOM),
+}, () => {
   let orthanc: OrthancServer;
   let node: XferNode;
 
@@ -122,7 +122,11 @@ describe('POST /tools/find: the embedded store answers as Orthanc does', { skip:
           const missing = (o.body as string[]).filter((id) => !(n.body as string[]).includes(id));
           // Orthanc's order follows its SQL plan (by ID mostly, by storage for instances, neither with
           // ModalitiesInStudy): the sets are compared here, the order where it is paged below.
-          assert.deepEqual([...(n.body as string[])].sort(), [...(o.body as string[])].sort(), `${JSON.stringify(body)}: extra ${extra.join(' ')}; missing ${missing.join(' ')}`);
+          assert.deepEqual(
+            [...(n.body as string[])].sort(),
+            [...(o.body as string[])].sort(),
+            `${JSON.stringify(body)}: extra ${extra.join(' ')}; missing ${missing.join(' ')}`,
+          );
           if ((o.body as string[]).length > 0) nonEmpty++;
         }
       }
@@ -146,18 +150,30 @@ describe('POST /tools/find: the embedded store answers as Orthanc does', { skip:
       const mine = n.body as Record<string, unknown>[];
       const theirs = o.body as Record<string, unknown>[];
       assert.ok(mine.length > 0);
-      assert.deepEqual(mine.map((r) => r.ID), theirs.map((r) => r.ID));
+      assert.deepEqual(
+        mine.map((r) => r.ID),
+        theirs.map((r) => r.ID),
+      );
       for (const [i, r] of mine.entries()) {
         assert.equal(r.Type, Level);
         assert.deepEqual(r.MainDicomTags, theirs[i]?.MainDicomTags);
-        const one = (await (await fetch(`${node.url}/${{ Patient: 'patients', Study: 'studies', Series: 'series', Instance: 'instances' }[Level]}/${String(r.ID)}`)).json()) as Record<string, unknown>;
+        const one = (await (
+          await fetch(
+            `${node.url}/${{ Patient: 'patients', Study: 'studies', Series: 'series', Instance: 'instances' }[Level]}/${String(r.ID)}`,
+          )
+        ).json()) as Record<string, unknown>;
         assert.deepEqual(Object.keys(r).sort(), Object.keys(one).sort());
       }
     }
   });
 
   test('RequestedTags: main tags of the resource and its parents, others from a file', async () => {
-    const n = await find(node.url, { Level: 'Series', Query: { PatientName: 'BRAINIX', Modality: 'MR' }, Expand: true, RequestedTags: ['PatientName', 'StudyDate', 'Modality', 'Rows'] });
+    const n = await find(node.url, {
+      Level: 'Series',
+      Query: { PatientName: 'BRAINIX', Modality: 'MR' },
+      Expand: true,
+      RequestedTags: ['PatientName', 'StudyDate', 'Modality', 'Rows'],
+    });
     assert.equal(n.status, 200);
     const list = n.body as { RequestedTags: Record<string, string> }[];
     assert.ok(list.length > 0);

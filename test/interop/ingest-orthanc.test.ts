@@ -11,7 +11,6 @@ import { describe, needs, REAL_DICOM, listFiles } from '../helpers/data.ts';
 
 const DATA = REAL_DICOM;
 
-
 interface Outcome {
   status: number;
   body: Record<string, unknown>;
@@ -82,7 +81,7 @@ describe('ingest compared with a real Orthanc', { skip: (!orthancInstalled() && 
     });
   });
 
-  test('the objects of each level match Orthanc\'s', async () => {
+  test("the objects of each level match Orthanc's", async () => {
     const strip = (o: Record<string, unknown>) => {
       const { LastUpdate: _l, IsStable: _s, FileUuid: _f, Labels: _lb, ...rest } = o;
       return rest;

@@ -12,7 +12,6 @@ import { orthancInstalled, startOrthanc, type OrthancServer } from '../helpers/o
 
 const DATA = REAL_DICOM;
 
-
 /** Uploads `bytes` to `base` and removes what was stored, so that every upload starts from the same store. */
 async function outcome(base: string, bytes: Uint8Array): Promise<{ status: number; text: string }> {
   const r = await fetch(`${base}/instances`, { method: 'POST', body: bytes as BodyInit });
@@ -48,7 +47,15 @@ function raw(group: number, element: number, vr: string | undefined, length: num
   return Buffer.concat([head, value]);
 }
 /** An explicit VR little endian element whose header form is given: `long`, 2 reserved bytes and a 4-byte length. */
-function explicit(group: number, element: number, vr: string, long: boolean, value: Uint8Array, length = value.length, little = true): Buffer {
+function explicit(
+  group: number,
+  element: number,
+  vr: string,
+  long: boolean,
+  value: Uint8Array,
+  length = value.length,
+  little = true,
+): Buffer {
   const head = Buffer.alloc(long ? 12 : 8);
   const v = new DataView(head.buffer);
   v.setUint16(0, group, little);
@@ -63,7 +70,9 @@ const item = (length: number, value?: Uint8Array) => raw(0xfffe, 0xe000, undefin
 const SEQ_END = raw(0xfffe, 0xe0dd, undefined, 0);
 const ITEM_END = raw(0xfffe, 0xe00d, undefined, 0);
 
-describe('files that Orthanc refuses, the node refuses too', { skip: (!orthancInstalled() && 'Orthanc is not installed') || needs(REAL_DICOM) }, () => {
+describe('files that Orthanc refuses, the node refuses too', {
+  skip: (!orthancInstalled() && 'Orthanc is not installed') || needs(REAL_DICOM),
+}, () => {
   let node: XferNode;
   let orthanc: OrthancServer;
 
@@ -104,7 +113,11 @@ describe('files that Orthanc refuses, the node refuses too', { skip: (!orthancIn
       for (const [name, v] of variants) {
         const [ours, theirs] = await Promise.all([outcome(node.url, v), outcome(orthanc.url, v)]);
         const label = `${f.slice(DATA.length + 1)} ${name}`;
-        assert.equal(ours?.status === 200, theirs?.status === 200, `${label}: ours ${ours?.status} ${ours?.text}, Orthanc ${theirs?.status}`);
+        assert.equal(
+          ours?.status === 200,
+          theirs?.status === 200,
+          `${label}: ours ${ours?.status} ${ours?.text}, Orthanc ${theirs?.status}`,
+        );
         if (theirs?.status !== 200) {
           assert.equal(ours?.status, 400, label);
           assert.match(ours?.text ?? '', /"OrthancStatus" : 15|"OrthancStatus": 15/);
@@ -124,17 +137,45 @@ describe('files that Orthanc refuses, the node refuses too', { skip: (!orthancIn
     const jpeg = Buffer.from(encodePart10(UIDS, '1.2.840.10008.1.2.4.50'));
     const inner = raw(0x0008, 0x1150, 'UI', 6, latin1('1.2.3\0'));
     const cases: [string, Buffer, boolean][] = [
-      ['a sequence with its delimitations', Buffer.concat([head, raw(0x0040, 0x0275, 'SQ', 0xffffffff), item(0xffffffff), inner, ITEM_END, SEQ_END]), true],
-      ['a sequence left open at the end', Buffer.concat([head, raw(0x0040, 0x0275, 'SQ', 0xffffffff), item(0xffffffff), inner, ITEM_END]), false],
+      [
+        'a sequence with its delimitations',
+        Buffer.concat([head, raw(0x0040, 0x0275, 'SQ', 0xffffffff), item(0xffffffff), inner, ITEM_END, SEQ_END]),
+        true,
+      ],
+      [
+        'a sequence left open at the end',
+        Buffer.concat([head, raw(0x0040, 0x0275, 'SQ', 0xffffffff), item(0xffffffff), inner, ITEM_END]),
+        false,
+      ],
       ['an item left open at the end', Buffer.concat([head, raw(0x0040, 0x0275, 'SQ', 0xffffffff), item(0xffffffff), inner]), false],
-      ['encapsulated pixel data with its delimitation', Buffer.concat([jpeg, raw(0x7fe0, 0x0010, 'OB', 0xffffffff), item(0), item(4, latin1('abcd')), SEQ_END]), true],
-      ['encapsulated pixel data left open', Buffer.concat([jpeg, raw(0x7fe0, 0x0010, 'OB', 0xffffffff), item(0), item(4, latin1('abcd'))]), false],
+      [
+        'encapsulated pixel data with its delimitation',
+        Buffer.concat([jpeg, raw(0x7fe0, 0x0010, 'OB', 0xffffffff), item(0), item(4, latin1('abcd')), SEQ_END]),
+        true,
+      ],
+      [
+        'encapsulated pixel data left open',
+        Buffer.concat([jpeg, raw(0x7fe0, 0x0010, 'OB', 0xffffffff), item(0), item(4, latin1('abcd'))]),
+        false,
+      ],
       ['a delimitation that closes nothing', Buffer.concat([head, SEQ_END]), false],
       ['an element where an item belongs', Buffer.concat([head, raw(0x0040, 0x0275, 'SQ', 0xffffffff), inner, SEQ_END]), false],
-      ['an unknown VR of other bytes (2-byte length)', Buffer.concat([head, Buffer.from([0x09, 0, 0x10, 0, 0x20, 0x20, 4, 0]), latin1('ABCD')]), true],
+      [
+        'an unknown VR of other bytes (2-byte length)',
+        Buffer.concat([head, Buffer.from([0x09, 0, 0x10, 0, 0x20, 0x20, 4, 0]), latin1('ABCD')]),
+        true,
+      ],
       // DCMTK reads an unknown VR of two capital letters as a VR of a later edition, with a 4-byte length.
-      ['an unknown VR of two capital letters (4-byte length)', Buffer.concat([head, explicit(0x0009, 0x1010, 'QQ', true, latin1('ABCD'))]), true],
-      ['an unknown VR of two capital letters with a 2-byte length', Buffer.concat([head, explicit(0x0009, 0x1010, 'QQ', false, latin1('ABCD'))]), false],
+      [
+        'an unknown VR of two capital letters (4-byte length)',
+        Buffer.concat([head, explicit(0x0009, 0x1010, 'QQ', true, latin1('ABCD'))]),
+        true,
+      ],
+      [
+        'an unknown VR of two capital letters with a 2-byte length',
+        Buffer.concat([head, explicit(0x0009, 0x1010, 'QQ', false, latin1('ABCD'))]),
+        false,
+      ],
     ];
     for (const [name, bytes, accepted] of cases) {
       const [ours, theirs] = await Promise.all([outcome(node.url, bytes), outcome(orthanc.url, bytes)]);
@@ -156,23 +197,85 @@ describe('files that Orthanc refuses, the node refuses too', { skip: (!orthancIn
     const cases: [string, Buffer, boolean][] = [];
     // Every VR of the standard with a 4-byte length but SQ (below), with an 8-byte value that fits each of them.
     for (const vr of ['OB', 'OD', 'OF', 'OL', 'OV', 'OW', 'UC', 'UN', 'UR', 'UT', 'SV', 'UV']) {
-      cases.push([`${vr} (4-byte length), private tag`, Buffer.concat([head, explicit(0x0009, 0x1010, vr, true, latin1('ABCDEFGH')), after]), true]);
+      cases.push([
+        `${vr} (4-byte length), private tag`,
+        Buffer.concat([head, explicit(0x0009, 0x1010, vr, true, latin1('ABCDEFGH')), after]),
+        true,
+      ]);
     }
     cases.push(
       ['SV on its own tag (0018,9219)', Buffer.concat([head, explicit(0x0018, 0x9219, 'SV', true, Buffer.alloc(8, 1)), after]), true],
       ['UV on its own tag (0018,9220)', Buffer.concat([head, explicit(0x0018, 0x9220, 'UV', true, Buffer.alloc(8, 1)), after]), true],
-      ['OV on its own tag (7fe0,0001)', Buffer.concat([head, explicit(0x0028, 0x0008, 'IS', false, latin1('1 ')), explicit(0x7fe0, 0x0001, 'OV', true, Buffer.alloc(8, 0))]), true],
+      [
+        'OV on its own tag (7fe0,0001)',
+        Buffer.concat([
+          head,
+          explicit(0x0028, 0x0008, 'IS', false, latin1('1 ')),
+          explicit(0x7fe0, 0x0001, 'OV', true, Buffer.alloc(8, 0)),
+        ]),
+        true,
+      ],
       ['QQ (4-byte length)', Buffer.concat([head, explicit(0x0009, 0x1010, 'QQ', true, latin1('ABCD')), after]), true],
       ['ZZ of 70,000 bytes', Buffer.concat([head, explicit(0x0009, 0x1010, 'ZZ', true, Buffer.alloc(70_000, 0x41)), after]), true],
       ['QQ on a text tag (PatientName)', Buffer.concat([head, explicit(0x0010, 0x0010, 'QQ', true, latin1('Doe^J ')), after]), true],
       ['QQ (2-byte length)', Buffer.concat([head, explicit(0x0009, 0x1010, 'QQ', false, latin1('ABCD')), after]), false],
-      ['QQ in explicit big endian', Buffer.concat([Buffer.from(encodePart10(UIDS, '1.2.840.10008.1.2.2')), explicit(0x0009, 0x1010, 'QQ', true, latin1('ABCD'), 4, false), explicit(0x0020, 0x0013, 'IS', false, latin1('42'), 2, false)]), true],
-      ['SV in explicit big endian', Buffer.concat([Buffer.from(encodePart10(UIDS, '1.2.840.10008.1.2.2')), explicit(0x0018, 0x9219, 'SV', true, Buffer.alloc(8, 1), 8, false), explicit(0x0020, 0x0013, 'IS', false, latin1('42'), 2, false)]), true],
+      [
+        'QQ in explicit big endian',
+        Buffer.concat([
+          Buffer.from(encodePart10(UIDS, '1.2.840.10008.1.2.2')),
+          explicit(0x0009, 0x1010, 'QQ', true, latin1('ABCD'), 4, false),
+          explicit(0x0020, 0x0013, 'IS', false, latin1('42'), 2, false),
+        ]),
+        true,
+      ],
+      [
+        'SV in explicit big endian',
+        Buffer.concat([
+          Buffer.from(encodePart10(UIDS, '1.2.840.10008.1.2.2')),
+          explicit(0x0018, 0x9219, 'SV', true, Buffer.alloc(8, 1), 8, false),
+          explicit(0x0020, 0x0013, 'IS', false, latin1('42'), 2, false),
+        ]),
+        true,
+      ],
       ['qq, lower case (2-byte length)', Buffer.concat([head, explicit(0x0009, 0x1010, 'qq', false, latin1('ABCD')), after]), true],
       ['Q1 (2-byte length)', Buffer.concat([head, explicit(0x0009, 0x1010, 'Q1', false, latin1('ABCD')), after]), true],
-      ['QQ in a sequence item', Buffer.concat([head, raw(0x0040, 0x0275, 'SQ', 0xffffffff), item(0xffffffff), explicitUid, explicit(0x0040, 0x1001, 'QQ', true, latin1('ABCD')), explicit(0x0040, 0x1002, 'LO', false, latin1('why ')), ITEM_END, SEQ_END, after]), true],
-      ['QQ of undefined length with implicit VR items', Buffer.concat([head, explicit(0x0009, 0x1010, 'QQ', true, new Uint8Array(0), 0xffffffff), item(implicitUid.length, implicitUid), SEQ_END, after]), true],
-      ['QQ of undefined length with explicit VR items', Buffer.concat([head, explicit(0x0009, 0x1010, 'QQ', true, new Uint8Array(0), 0xffffffff), item(explicitUid.length, explicitUid), SEQ_END, after]), false],
+      [
+        'QQ in a sequence item',
+        Buffer.concat([
+          head,
+          raw(0x0040, 0x0275, 'SQ', 0xffffffff),
+          item(0xffffffff),
+          explicitUid,
+          explicit(0x0040, 0x1001, 'QQ', true, latin1('ABCD')),
+          explicit(0x0040, 0x1002, 'LO', false, latin1('why ')),
+          ITEM_END,
+          SEQ_END,
+          after,
+        ]),
+        true,
+      ],
+      [
+        'QQ of undefined length with implicit VR items',
+        Buffer.concat([
+          head,
+          explicit(0x0009, 0x1010, 'QQ', true, new Uint8Array(0), 0xffffffff),
+          item(implicitUid.length, implicitUid),
+          SEQ_END,
+          after,
+        ]),
+        true,
+      ],
+      [
+        'QQ of undefined length with explicit VR items',
+        Buffer.concat([
+          head,
+          explicit(0x0009, 0x1010, 'QQ', true, new Uint8Array(0), 0xffffffff),
+          item(explicitUid.length, explicitUid),
+          SEQ_END,
+          after,
+        ]),
+        false,
+      ],
     );
     const store = async (base: string, bytes: Buffer) => {
       const r = await fetch(`${base}/instances`, { method: 'POST', body: bytes as BodyInit });

@@ -11,7 +11,6 @@ import { startProxy, type FaultProxy } from '../helpers/proxy.ts';
 
 const DATA = REAL_DICOM;
 
-
 async function json<T>(url: string, init?: RequestInit): Promise<T> {
   const r = await fetch(url, init);
   const text = await r.text();
@@ -19,7 +18,9 @@ async function json<T>(url: string, init?: RequestInit): Promise<T> {
   return JSON.parse(text) as T;
 }
 
-describe('Orthanc\'s peer store into a node, with and without Compress', { skip: (!orthancInstalled() && 'Orthanc is not installed') || needs(REAL_DICOM) }, () => {
+describe("Orthanc's peer store into a node, with and without Compress", {
+  skip: (!orthancInstalled() && 'Orthanc is not installed') || needs(REAL_DICOM),
+}, () => {
   let node: XferNode;
   let proxy: FaultProxy;
   let orthanc: OrthancServer;

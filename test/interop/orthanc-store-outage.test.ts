@@ -94,7 +94,10 @@ async function md5s(base: string): Promise<Map<string, string>> {
   return out;
 }
 
-describe('an Orthanc store that is down during a send', { skip: (!orthancInstalled() && 'Orthanc is not installed') || needs(REAL_DICOM), timeout: 240_000 }, () => {
+describe('an Orthanc store that is down during a send', {
+  skip: (!orthancInstalled() && 'Orthanc is not installed') || needs(REAL_DICOM),
+  timeout: 240_000,
+}, () => {
   let work: string;
   let orthanc: RestartableOrthanc;
   let a: XferNode;
@@ -157,7 +160,10 @@ describe('an Orthanc store that is down during a send', { skip: (!orthancInstall
       await new Promise((res) => setTimeout(res, 100));
     }
     assert.equal(job.State, 'Running', JSON.stringify(job));
-    assert.match(String((job.Content as Record<string, unknown>).Waiting), /^the Orthanc store does not answer: connection refused; next try in /);
+    assert.match(
+      String((job.Content as Record<string, unknown>).Waiting),
+      /^the Orthanc store does not answer: connection refused; next try in /,
+    );
 
     await orthanc.start();
     let end: Record<string, unknown> = {};

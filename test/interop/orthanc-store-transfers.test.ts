@@ -21,7 +21,6 @@ const REAL = REAL_DICOM;
 /** KB: small, so that the generated multi-frames are split into several buckets. */
 const BUCKET_KB = 1024;
 
-
 async function getJson<T>(url: string): Promise<T> {
   const r = await fetch(url);
   assert.equal(r.status, 200, `GET ${url}: ${r.status} ${await r.clone().text()}`);
@@ -90,7 +89,10 @@ describe('transfers with the Orthanc store', { skip: (!orthancInstalled() && 'Or
       await writeCtSlice(p, { seed: 9001, index: i, slices: 4 });
       gen.push(p);
     }
-    for (const [name, frames] of [['mf-small.dcm', 6], ['mf-big.dcm', 24]] as const) {
+    for (const [name, frames] of [
+      ['mf-small.dcm', 6],
+      ['mf-big.dcm', 24],
+    ] as const) {
       const p = join(work, name);
       await writeMultiframe(p, { seed: frames === 6 ? 9002 : 9003, frames });
       gen.push(p);
@@ -169,12 +171,20 @@ describe('transfers with the Orthanc store', { skip: (!orthancInstalled() && 'Or
   }
 
   async function push(peer: string, compression: 'none' | 'gzip', resources: unknown[]): Promise<Record<string, unknown>> {
-    const handle = await postJson<{ ID: string }>(`${xferA.url}/transfers/send`, { Resources: resources, Peer: peer, Compression: compression });
+    const handle = await postJson<{ ID: string }>(`${xferA.url}/transfers/send`, {
+      Resources: resources,
+      Peer: peer,
+      Compression: compression,
+    });
     return waitJob(xferA, handle.ID);
   }
 
   async function pull(node: XferNode, compression: 'none' | 'gzip', resources: unknown[]): Promise<Record<string, unknown>> {
-    const handle = await postJson<{ ID: string }>(`${node.url}/transfers/pull`, { Resources: resources, Peer: 'a', Compression: compression });
+    const handle = await postJson<{ ID: string }>(`${node.url}/transfers/pull`, {
+      Resources: resources,
+      Peer: 'a',
+      Compression: compression,
+    });
     return waitJob(node, handle.ID);
   }
 

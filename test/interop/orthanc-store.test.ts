@@ -123,7 +123,9 @@ function restartableOrthanc(dir: string, port: number, extra: Record<string, unk
   };
 }
 
-describe('Orthanc store against a real Orthanc 1.10.1', { skip: (!orthancInstalled() && 'Orthanc is not installed') || needs(REAL_DICOM) }, () => {
+describe('Orthanc store against a real Orthanc 1.10.1', {
+  skip: (!orthancInstalled() && 'Orthanc is not installed') || needs(REAL_DICOM),
+}, () => {
   let work: string;
   /** Six slices of one generated CT series, sorted by instance ID. */
   let ct: Sample[] = [];
@@ -166,7 +168,8 @@ describe('Orthanc store against a real Orthanc 1.10.1', { skip: (!orthancInstall
     ct = ct.sort((a, b) => (a.id < b.id ? -1 : 1));
     await writeMultiframe(join(work, 'big.dcm'), { seed: 778, frames: 24 });
     big = await sample(join(work, 'big.dcm'));
-    for (const f of ['2020-09-11-Christopher-ELSCINT1-Raw.dcm', 'Issue164.dcm', 'ColorTestMalaterre.dcm']) real.push(await sample(join(REAL, f)));
+    for (const f of ['2020-09-11-Christopher-ELSCINT1-Raw.dcm', 'Issue164.dcm', 'ColorTestMalaterre.dcm'])
+      real.push(await sample(join(REAL, f)));
   });
 
   after(async () => {
@@ -187,7 +190,11 @@ describe('Orthanc store against a real Orthanc 1.10.1', { skip: (!orthancInstall
     const found = await store.findInstances([...real, big].map((s) => s.id));
     assert.equal(found.size, 4);
     const B = 1 << 20;
-    for (const [a, b] of [[0, B], [7 * B, 8 * B + 5], [big.bytes.length - 3, big.bytes.length]] as const) {
+    for (const [a, b] of [
+      [0, B],
+      [7 * B, 8 * B + 5],
+      [big.bytes.length - 3, big.bytes.length],
+    ] as const) {
       assert.ok((await drain(await store.readRange(big.id, a, b))).equals(big.bytes.subarray(a, b)), `${a}-${b}`);
     }
     const r = real[1] as Sample;
@@ -252,8 +259,7 @@ describe('Orthanc store against a real Orthanc 1.10.1', { skip: (!orthancInstall
     const store = await openStore(orthanc.url);
     const node = await startXferNode({ extraArgs: ['--orthanc', orthanc.url], config: { HttpTimeout: 10 } });
     cleanups.push(async () => void (await node.stop()));
-    const lookup = () =>
-      fetch(`${node.url}/transfers/lookup`, { method: 'POST', body: JSON.stringify([{ Level: 'Study', ID: study }]) });
+    const lookup = () => fetch(`${node.url}/transfers/lookup`, { method: 'POST', body: JSON.stringify([{ Level: 'Study', ID: study }]) });
     assert.equal((await lookup()).status, 200);
 
     await orthanc.stop();

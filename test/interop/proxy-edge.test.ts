@@ -20,7 +20,9 @@ const REAL = REAL_DICOM;
 const portOf = (url: string): number => Number(new URL(url).port);
 const parsed = (a: RawAnswer): unknown => JSON.parse(a.body) as unknown;
 
-describe('dicom-xfer --proxy is transparent for Orthanc\'s clients', { skip: (!orthancInstalled() && 'Orthanc is not installed') || needs(REAL_DICOM) }, () => {
+describe("dicom-xfer --proxy is transparent for Orthanc's clients", {
+  skip: (!orthancInstalled() && 'Orthanc is not installed') || needs(REAL_DICOM),
+}, () => {
   let orthanc: OrthancServer;
   let proxy: XferNode;
   let direct: number;
@@ -70,7 +72,7 @@ describe('dicom-xfer --proxy is transparent for Orthanc\'s clients', { skip: (!o
     }
   });
 
-  test('Orthanc\'s method override: GET ...?_method=PUT with a body reaches Orthanc with its body', async () => {
+  test("Orthanc's method override: GET ...?_method=PUT with a body reaches Orthanc with its body", async () => {
     const modality = JSON.stringify({ AET: 'OVERRIDE', Host: '127.0.0.1', Port: 105 });
     const a = await request(direct, 'GET', '/modalities/override-direct?_method=PUT', {}, modality);
     const b = await request(through, 'GET', '/modalities/override-proxy?_method=PUT', {}, modality);
@@ -90,8 +92,18 @@ describe('dicom-xfer --proxy is transparent for Orthanc\'s clients', { skip: (!o
   test('a cross-site page cannot change Orthanc through the proxy', async () => {
     const before = ((await (await fetch(`${orthanc.url}/modalities`)).json()) as string[]).length;
     const evil = { Origin: 'http://evil.example.com', 'Content-Type': 'text/plain' };
-    assertOrthancError(await request(through, 'PUT', '/modalities/evil', evil, '{"AET":"EVIL","Host":"127.0.0.1","Port":1}'), 403, 'PUT', '/modalities/evil');
-    assertOrthancError(await request(through, 'GET', '/modalities/expect-proxy?_method=DELETE', evil), 403, 'GET', '/modalities/expect-proxy');
+    assertOrthancError(
+      await request(through, 'PUT', '/modalities/evil', evil, '{"AET":"EVIL","Host":"127.0.0.1","Port":1}'),
+      403,
+      'PUT',
+      '/modalities/evil',
+    );
+    assertOrthancError(
+      await request(through, 'GET', '/modalities/expect-proxy?_method=DELETE', evil),
+      403,
+      'GET',
+      '/modalities/expect-proxy',
+    );
     assertOrthancError(await request(through, 'GET', '/system', { Host: 'evil.example.com' }), 403, 'GET', '/system');
     assert.equal(((await (await fetch(`${orthanc.url}/modalities`)).json()) as string[]).length, before);
   });

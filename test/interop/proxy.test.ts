@@ -67,16 +67,19 @@ function call(
 function hashGet(base: string, path: string): Promise<{ status: number; headers: IncomingHttpHeaders; md5: string; size: number }> {
   const u = new URL(base);
   return new Promise((resolve, reject) => {
-    const req = httpRequest({ host: u.hostname, port: Number(u.port), method: 'GET', path, agent: false, timeout: CALL_TIMEOUT_MS }, (res) => {
-      const h = createHash('md5');
-      let size = 0;
-      res.on('data', (d: Buffer) => {
-        h.update(d);
-        size += d.length;
-      });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, md5: h.digest('hex'), size }));
-      res.on('error', reject);
-    });
+    const req = httpRequest(
+      { host: u.hostname, port: Number(u.port), method: 'GET', path, agent: false, timeout: CALL_TIMEOUT_MS },
+      (res) => {
+        const h = createHash('md5');
+        let size = 0;
+        res.on('data', (d: Buffer) => {
+          h.update(d);
+          size += d.length;
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, md5: h.digest('hex'), size }));
+        res.on('error', reject);
+      },
+    );
     req.on('error', reject);
     req.on('timeout', () => req.destroy(new Error(`GET ${path}: no answer within ${CALL_TIMEOUT_MS} ms`)));
     req.end();
@@ -166,8 +169,9 @@ async function startOrthancWithUsers(users: Record<string, string>): Promise<{ u
   return { url, stop };
 }
 
-
-describe('dicom-xfer --proxy in front of a real Orthanc', { skip: (!orthancInstalled() && 'Orthanc is not installed') || needs(REAL_DICOM) }, () => {
+describe('dicom-xfer --proxy in front of a real Orthanc', {
+  skip: (!orthancInstalled() && 'Orthanc is not installed') || needs(REAL_DICOM),
+}, () => {
   let work: string;
   let orthanc: OrthancServer;
   let proxy: XferNode;
@@ -219,7 +223,7 @@ describe('dicom-xfer --proxy in front of a real Orthanc', { skip: (!orthancInsta
     assert.deepEqual(ids.sort(), [...stored.keys()].sort());
   });
 
-  test('listings and resources are Orthanc\'s own answers, query strings included', async () => {
+  test("listings and resources are Orthanc's own answers, query strings included", async () => {
     for (const path of ['/patients', '/studies', '/series?expand', '/patients?expand&since=0&limit=2', '/statistics']) {
       const direct = await call(orthanc.url, 'GET', path);
       const through = await call(proxy.url, 'GET', path);
@@ -279,7 +283,7 @@ describe('dicom-xfer --proxy in front of a real Orthanc', { skip: (!orthancInsta
     assert.equal(json(chunked)['ID'], id);
   });
 
-  test('Orthanc\'s errors, 404s and redirects pass through unchanged', async () => {
+  test("Orthanc's errors, 404s and redirects pass through unchanged", async () => {
     const missing = await call(proxy.url, 'GET', '/instances/00000000-00000000-00000000-00000000-00000000');
     const direct = await call(orthanc.url, 'GET', '/instances/00000000-00000000-00000000-00000000-00000000');
     assert.equal(missing.status, 404);
@@ -295,10 +299,10 @@ describe('dicom-xfer --proxy in front of a real Orthanc', { skip: (!orthancInsta
     assert.match(page.body.toString(), /<script src="\.\.\/plugins\/explorer\.js"><\/script>/);
   });
 
-  test('dicom-xfer\'s own routes stay its own, with Orthanc\'s plugins and system beside them', async () => {
+  test("dicom-xfer's own routes stay its own, with Orthanc's plugins and system beside them", async () => {
     const plugins = await getJson<string[]>(proxy.url, '/plugins');
     assert.ok(plugins.includes('transfers'));
-    assert.ok(plugins.includes('explorer.js'), 'Orthanc\'s own plugin list is merged');
+    assert.ok(plugins.includes('explorer.js'), "Orthanc's own plugin list is merged");
     assert.equal((await getJson(proxy.url, '/plugins/transfers'))['ExtendsOrthancExplorer'], true);
     const system = await getJson(proxy.url, '/system');
     assert.equal(system['Name'], 'orthanc-behind-proxy');
@@ -312,11 +316,16 @@ describe('dicom-xfer --proxy in front of a real Orthanc', { skip: (!orthancInsta
     assert.deepEqual(await getJson(proxy.url, '/transfers/peers'), { B: 'installed' });
   });
 
-  test('GET /tools/metrics-prometheus gives the node\'s metrics, then Orthanc\'s own', async () => {
+  test("GET /tools/metrics-prometheus gives the node's metrics, then Orthanc's own", async () => {
     const direct = await call(orthanc.url, 'GET', '/tools/metrics-prometheus');
     assert.equal(direct.status, 200);
     const samples = (text: string) =>
-      new Set(text.split('\n').filter((l) => /^[a-zA-Z_]/.test(l)).map((l) => (/^[a-zA-Z_:][a-zA-Z0-9_:]*/.exec(l) as RegExpExecArray)[0]));
+      new Set(
+        text
+          .split('\n')
+          .filter((l) => /^[a-zA-Z_]/.test(l))
+          .map((l) => (/^[a-zA-Z_:][a-zA-Z0-9_:]*/.exec(l) as RegExpExecArray)[0]),
+      );
     const orthancOwn = samples(direct.body.toString());
     assert.ok(orthancOwn.has('orthanc_count_instances'), [...orthancOwn].join(' '));
     const via = await call(proxy.url, 'GET', '/tools/metrics-prometheus');
@@ -324,10 +333,13 @@ describe('dicom-xfer --proxy in front of a real Orthanc', { skip: (!orthancInsta
     assert.match(String(via.headers['content-type']), /^text\/plain/);
     const text = via.body.toString();
     const both = samples(text);
-    assert.ok(both.has('dicom_xfer_jobs'), 'the node\'s own metrics');
+    assert.ok(both.has('dicom_xfer_jobs'), "the node's own metrics");
     for (const name of orthancOwn) assert.ok(both.has(name), `Orthanc's ${name}`);
     // Each family is described once, even one both write.
-    const types = text.split('\n').filter((l) => l.startsWith('# TYPE ')).map((l) => l.split(' ')[2]);
+    const types = text
+      .split('\n')
+      .filter((l) => l.startsWith('# TYPE '))
+      .map((l) => l.split(' ')[2]);
     assert.equal(new Set(types).size, types.length, 'a family described twice');
   });
 
@@ -343,12 +355,17 @@ describe('dicom-xfer --proxy in front of a real Orthanc', { skip: (!orthancInsta
     assert.equal(md5(bytes), sum);
   });
 
-  test('/jobs merges Orthanc\'s jobs with dicom-xfer\'s; each ID goes to its owner', async () => {
+  test("/jobs merges Orthanc's jobs with dicom-xfer's; each ID goes to its owner", async () => {
     const study = (await getJson<string[]>(orthanc.url, '/studies'))[0] as string;
     const archive = await call(proxy.url, 'POST', `/studies/${study}/archive`, JSON.stringify({ Asynchronous: true }));
     assert.equal(archive.status, 200, archive.body.toString());
     const orthancJob = json<{ ID: string }>(archive).ID;
-    const send = await call(proxy.url, 'POST', '/transfers/send', JSON.stringify({ Resources: [{ Level: 'Study', ID: study }], Compression: 'gzip', Peer: 'B' }));
+    const send = await call(
+      proxy.url,
+      'POST',
+      '/transfers/send',
+      JSON.stringify({ Resources: [{ Level: 'Study', ID: study }], Compression: 'gzip', Peer: 'B' }),
+    );
     assert.equal(send.status, 200, send.body.toString());
     const ourJob = json<{ ID: string }>(send).ID;
 
@@ -442,7 +459,7 @@ describe('dicom-xfer --proxy and authentication', { skip: !orthancInstalled() &&
     await orthanc?.stop();
   });
 
-  test('without authentication of its own, the node hands the client\'s credentials to Orthanc as they are', async () => {
+  test("without authentication of its own, the node hands the client's credentials to Orthanc as they are", async () => {
     const none = await call(open.url, 'GET', '/patients');
     assert.equal(none.status, 401);
     assert.match(String(none.headers['www-authenticate']), /^Basic/i);
@@ -457,7 +474,7 @@ describe('dicom-xfer --proxy and authentication', { skip: !orthancInstalled() &&
   test('with AuthenticationEnabled, the node checks first and uses its configured credentials towards Orthanc', async () => {
     const none = await call(guarded.url, 'GET', '/patients');
     assert.equal(none.status, 401);
-    assert.equal(json(none)['OrthancStatus'], 29, 'the node\'s own refusal');
+    assert.equal(json(none)['OrthancStatus'], 29, "the node's own refusal");
     assert.equal((await call(guarded.url, 'GET', '/patients', undefined, { authorization: orthancUser })).status, 401);
     const ok = await call(guarded.url, 'GET', '/patients', undefined, { authorization: basic('bob', 'builder') });
     assert.equal(ok.status, 200, ok.body.toString());
@@ -485,8 +502,12 @@ describe('dicom-xfer --proxy with Orthanc down', () => {
     await node?.stop();
   });
 
-  test('forwarded requests answer 502 in Orthanc\'s JSON error shape; dicom-xfer\'s routes still answer', async () => {
-    for (const [method, path] of [['GET', '/patients'], ['POST', '/instances'], ['GET', '/app/explorer.html']] as const) {
+  test("forwarded requests answer 502 in Orthanc's JSON error shape; dicom-xfer's routes still answer", async () => {
+    for (const [method, path] of [
+      ['GET', '/patients'],
+      ['POST', '/instances'],
+      ['GET', '/app/explorer.html'],
+    ] as const) {
       const a = await call(node.url, method, path, method === 'POST' ? Buffer.alloc(1000) : undefined);
       assert.equal(a.status, 502, `${method} ${path}: ${a.body.toString()}`);
       const body = json(a);
@@ -546,7 +567,9 @@ describe('dicom-xfer --proxy to an Orthanc under a path prefix', () => {
         req.on('data', (d: Buffer) => parts.push(d));
         req.on('end', () => {
           const body = JSON.stringify({ url, method: req.method, headers: req.headers, length: Buffer.concat(parts).length });
-          res.writeHead(200, { 'content-type': 'application/json', connection: 'x-drop, keep-alive', 'x-drop': '1', 'x-kept': '1' }).end(body);
+          res
+            .writeHead(200, { 'content-type': 'application/json', connection: 'x-drop, keep-alive', 'x-drop': '1', 'x-kept': '1' })
+            .end(body);
         });
       } else res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
     });

@@ -15,7 +15,6 @@ import { orthancInstalled, startOrthanc, type OrthancServer } from '../helpers/o
 const CHROMIUM = '/usr/bin/chromium';
 const skip = !existsSync(CHROMIUM) ? `${CHROMIUM} is missing` : !orthancInstalled() ? 'Orthanc is not installed' : needs(REAL_DICOM);
 
-
 async function findIds(base: string, query: Record<string, string>): Promise<string[]> {
   const res = await fetch(`${base}/tools/find`, { method: 'POST', body: JSON.stringify({ Level: 'Study', Query: query }) });
   assert.equal(res.status, 200);
@@ -46,7 +45,15 @@ describe('the Store page on an Orthanc store and on the embedded store', { skip,
     context = await chromium.launchPersistentContext(profile, {
       executablePath: CHROMIUM,
       headless: true,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
       viewport: { width: 1280, height: 900 },
     });
     page = context.pages()[0] ?? (await context.newPage());
@@ -101,7 +108,7 @@ describe('the Store page on an Orthanc store and on the embedded store', { skip,
     });
   }
 
-  test('Orthanc store: a job row names the patient and study it moves, read through the store\'s client', async () => {
+  test("Orthanc store: a job row names the patient and study it moves, read through the store's client", async () => {
     const [knee] = await findIds(orthanc.url, { PatientName: 'KNEE' });
     const study = (await (await fetch(`${orthanc.url}/studies/${knee}`)).json()) as {
       PatientMainDicomTags: { PatientName?: string };

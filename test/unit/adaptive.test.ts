@@ -97,9 +97,9 @@ test('the first climb keeps a step that measures no worse; a probe that does not
 
 test('a step of the first climb that measures worse goes back', () => {
   const ctl = new AdaptiveConcurrency({ initial: 8, min: 1, max: 64, settleMs: 0, windowMs: 1000 }, 0);
-  for (let t = 0; t < 3000 && ctl.limit === 8; t += 100) ctl.progress(4 * MB / 10, t);
+  for (let t = 0; t < 3000 && ctl.limit === 8; t += 100) ctl.progress((4 * MB) / 10, t);
   assert.equal(ctl.limit, 16);
-  for (let t = 3000; t < 6000 && ctl.limit === 16; t += 100) ctl.progress(3 * MB / 10, t);
+  for (let t = 3000; t < 6000 && ctl.limit === 16; t += 100) ctl.progress((3 * MB) / 10, t);
   assert.equal(ctl.limit, 8);
 });
 
@@ -164,11 +164,15 @@ test('runWithLimit follows a changing limit and stops at the first failure', asy
   assert.equal(peak, 6);
   let started = 0;
   await assert.rejects(
-    runWithLimit([1, 2, 3, 4, 5, 6, 7, 8], () => 2, async (i) => {
-      started++;
-      await new Promise((r) => setTimeout(r, 5));
-      if (i === 2) throw new Error('boom');
-    }),
+    runWithLimit(
+      [1, 2, 3, 4, 5, 6, 7, 8],
+      () => 2,
+      async (i) => {
+        started++;
+        await new Promise((r) => setTimeout(r, 5));
+        if (i === 2) throw new Error('boom');
+      },
+    ),
     /boom/,
   );
   assert.ok(started <= 4, `started ${started}`);

@@ -82,8 +82,14 @@ describe('syntax', () => {
   });
 
   test('a top level that is not an object is refused', () => {
-    assert.match(failure(() => parse('[1, 2]'), 'BadFileFormat'), /expected a JSON object/);
-    assert.match(failure(() => parse('// only a comment\n'), 'BadFileFormat'), /expected a JSON object|invalid JSON/);
+    assert.match(
+      failure(() => parse('[1, 2]'), 'BadFileFormat'),
+      /expected a JSON object/,
+    );
+    assert.match(
+      failure(() => parse('// only a comment\n'), 'BadFileFormat'),
+      /expected a JSON object|invalid JSON/,
+    );
   });
 
   test(`substitutes \${VAR} and \${VAR:-default} like Orthanc, but not inside comments`, () => {
@@ -117,7 +123,9 @@ describe('syntax', () => {
 });
 
 describe("Orthanc's own configuration files", () => {
-  test("Debian's /etc/orthanc/orthanc.json loads without error or warning", { skip: !existsSync('/etc/orthanc/orthanc.json') }, async () => {
+  test("Debian's /etc/orthanc/orthanc.json loads without error or warning", {
+    skip: !existsSync('/etc/orthanc/orthanc.json'),
+  }, async () => {
     const { config, warnings, ignored, files } = await loadConfig({ file: '/etc/orthanc/orthanc.json', env: NO_ENV });
     assert.deepEqual(warnings, []);
     assert.deepEqual(files, ['/etc/orthanc/orthanc.json']);
@@ -131,7 +139,9 @@ describe("Orthanc's own configuration files", () => {
     assert.ok(ignored.includes('DicomAet') && ignored.includes('Plugins') && ignored.includes('IndexDirectory'));
   });
 
-  test('the folder /etc/orthanc loads as Orthanc reads it: every .json file together', { skip: !existsSync('/etc/orthanc/credentials.json') }, async () => {
+  test('the folder /etc/orthanc loads as Orthanc reads it: every .json file together', {
+    skip: !existsSync('/etc/orthanc/credentials.json'),
+  }, async () => {
     const { warnings, ignored, files } = await loadConfig({ file: '/etc/orthanc', env: NO_ENV });
     assert.deepEqual(warnings, []);
     assert.ok(files.includes('/etc/orthanc/credentials.json') && files.includes('/etc/orthanc/orthanc.json'));
@@ -218,7 +228,10 @@ describe('OrthancPeers', () => {
       failure(() => parse('{ "OrthancPeers": { "p": ["http://p/", "user"] } }')),
       /OrthancPeers\.p: expected \[url\] or \[url, username, password\]/,
     );
-    assert.match(failure(() => parse('{ "OrthancPeers": { "p": 42 } }')), /OrthancPeers\.p: expected .*, got 42/);
+    assert.match(
+      failure(() => parse('{ "OrthancPeers": { "p": 42 } }')),
+      /OrthancPeers\.p: expected .*, got 42/,
+    );
     assert.match(
       failure(() => parse('{ "OrthancPeers": { "p": { "Url": "http://p/", "HttpHeaders": { "X": 1 } } } }')),
       /OrthancPeers\.p\.HttpHeaders\.X: expected a string, got 1/,
@@ -275,11 +288,17 @@ describe('validation', () => {
   });
 
   test('Transfers must be an object', () => {
-    assert.match(failure(() => parse('{ "Transfers": [] }')), /Transfers: expected an object, got \[\]/);
+    assert.match(
+      failure(() => parse('{ "Transfers": [] }')),
+      /Transfers: expected an object, got \[\]/,
+    );
   });
 
   test('SslEnabled without SslCertificate is refused', () => {
-    assert.match(failure(() => parse('{ "SslEnabled": true }')), /SslCertificate: a certificate file is required/);
+    assert.match(
+      failure(() => parse('{ "SslEnabled": true }')),
+      /SslCertificate: a certificate file is required/,
+    );
     const { config } = parse('{ "SslEnabled": true, "SslCertificate": "tls/server.pem" }');
     assert.equal(config.SslCertificate, '/cfg/tls/server.pem');
   });
@@ -430,7 +449,10 @@ describe('defaults and overrides', () => {
     const msg = failure(() => parse('{}', { overrides: { HttpPort: Number.NaN } }), 'BadParameterType');
     assert.match(msg, /^Bad type for a parameter: command line: HttpPort: expected an integer between 0 and 65535, got NaN$/);
     assert.equal(parse('{}', { overrides: { HttpPort: 0 } }).config.HttpPort, 0);
-    assert.match(failure(() => parse('{ "HttpPort": 0 }')), /HttpPort: expected an integer between 1 and 65535, got 0/);
+    assert.match(
+      failure(() => parse('{ "HttpPort": 0 }')),
+      /HttpPort: expected an integer between 1 and 65535, got 0/,
+    );
   });
 });
 

@@ -73,7 +73,9 @@ describe('decodedBody', () => {
       );
     }
     // Cut short.
-    await assert.rejects(collect(decodedBody('gzip', pieces(gz.subarray(0, gz.length - 100)))), (e: unknown) => isXferError(e, 'BadRequest'));
+    await assert.rejects(collect(decodedBody('gzip', pieces(gz.subarray(0, gz.length - 100)))), (e: unknown) =>
+      isXferError(e, 'BadRequest'),
+    );
   });
 
   test('a gzip bomb is refused 413 once past the floor, having yielded little more than the floor', async () => {
@@ -106,7 +108,10 @@ describe('decodedBody', () => {
     const gz = gzipSync(payload(8 * 1024 * 1024));
     let released!: () => void;
     const sourceDone = new Promise<void>((r) => (released = r));
-    for await (const p of decodedBody('gzip', pieces(gz, 64 * 1024, () => released()))) {
+    for await (const p of decodedBody(
+      'gzip',
+      pieces(gz, 64 * 1024, () => released()),
+    )) {
       assert.ok(p.length > 0);
       break;
     }

@@ -21,7 +21,6 @@ import { describe, needs, REAL_DICOM, listFilesSync } from '../helpers/data.ts';
 
 const ROOT = REAL_DICOM;
 
-
 // Empty without the shared data (the suites that need it are skipped then).
 const FILES = existsSync(ROOT) ? listFilesSync(ROOT) : [];
 const file = (name: string) => readFileSync(join(ROOT, name));
@@ -234,12 +233,18 @@ describe('parseDicomHeader on bad bytes', { skip: needs(REAL_DICOM) }, () => {
     const emptyStudy = UIDS.map((e) => (e.element === 0x000d ? { ...e, value: '' } : e));
     assert.throws(() => parseDicomHeader(encodePart10(emptyStudy, '1.2.840.10008.1.2.1')), /missing StudyInstanceUID/);
     assert.equal(parseDicomHeader(encodePart10(without(0x00100020), '1.2.840.10008.1.2.1')).patientId, '');
-    assert.throws(() => parseDicomHeader(new TextEncoder().encode('hello, world')), (e: unknown) => isXferError(e, 'BadFileFormat'));
+    assert.throws(
+      () => parseDicomHeader(new TextEncoder().encode('hello, world')),
+      (e: unknown) => isXferError(e, 'BadFileFormat'),
+    );
   });
 
   test('a prefix without Pixel Data asks for more bytes; the whole file without Pixel Data parses', () => {
     const bytes = encodePart10(UIDS, '1.2.840.10008.1.2.1');
-    assert.throws(() => parseDicomHeader(bytes, { prefix: true }), (e: unknown) => e instanceof DicomTruncatedError);
+    assert.throws(
+      () => parseDicomHeader(bytes, { prefix: true }),
+      (e: unknown) => e instanceof DicomTruncatedError,
+    );
     assert.equal(parseDicomHeader(bytes).sopInstanceUid, '1.2.3.4.5.6');
   });
 });
@@ -257,7 +262,8 @@ describe('synthetic files in every encoding', () => {
     ['1.2.840.10008.1.2.2', 'explicit big endian'],
   ] as const) {
     test(`reads ${label}, including binary numbers`, () => {
-      const els = ts === '1.2.840.10008.1.2.2' ? elements.map((e) => (e.vr === 'US' ? { ...e, value: uint16s([7, 300], false) } : e)) : elements;
+      const els =
+        ts === '1.2.840.10008.1.2.2' ? elements.map((e) => (e.vr === 'US' ? { ...e, value: uint16s([7, 300], false) } : e)) : elements;
       const h = parseDicomHeader(encodePart10(els, ts));
       assert.equal(h.transferSyntaxUid, ts);
       assert.equal(h.patientId, 'PAT1');
@@ -281,7 +287,15 @@ describe('synthetic files in every encoding', () => {
  * An explicit VR element whose header form is given (`long`: 2 reserved bytes and a 4-byte length), for VRs
  * that the writer does not know; an item or delimitation when `vr` is undefined.
  */
-function explicit(group: number, element: number, vr: string | undefined, long: boolean, value: Uint8Array, length = value.length, little = true): Buffer {
+function explicit(
+  group: number,
+  element: number,
+  vr: string | undefined,
+  long: boolean,
+  value: Uint8Array,
+  length = value.length,
+  little = true,
+): Buffer {
   const head = Buffer.alloc(long && vr !== undefined ? 12 : 8);
   const v = new DataView(head.buffer);
   v.setUint16(0, group, little);
@@ -305,7 +319,11 @@ describe('VRs with a 4-byte length that dicom-parser reads with a 2-byte one', (
     for (const little of [true, false]) {
       for (const vr of ['OV', 'SV', 'UV', 'QQ', 'ZZ']) {
         const label = `${vr} ${little ? 'little' : 'big'} endian`;
-        const bytes = Buffer.concat([head(little ? EXPLICIT_LE : EXPLICIT_BE), explicit(0x0009, 0x1010, vr, true, Buffer.alloc(70_000, 1), 70_000, little), after(little)]);
+        const bytes = Buffer.concat([
+          head(little ? EXPLICIT_LE : EXPLICIT_BE),
+          explicit(0x0009, 0x1010, vr, true, Buffer.alloc(70_000, 1), 70_000, little),
+          after(little),
+        ]);
         const h = parseDicomHeader(bytes);
         assert.equal(h.sopInstanceUid, '1.2.3.4.5.6', label);
         assert.equal(h.mainTags.Instance.InstanceNumber, '42', label);
@@ -317,7 +335,10 @@ describe('VRs with a 4-byte length that dicom-parser reads with a 2-byte one', (
   });
 
   test('SV and UV on their own tags, written by the writer, are binary values as in Orthanc', () => {
-    const bytes = encodePart10([...UIDS, E(0x0018, 0x9219, 'SV', new Uint8Array(8)), E(0x0018, 0x9220, 'UV', new Uint8Array(8)), E(0x0020, 0x0013, 'IS', '42')], EXPLICIT_LE);
+    const bytes = encodePart10(
+      [...UIDS, E(0x0018, 0x9219, 'SV', new Uint8Array(8)), E(0x0018, 0x9220, 'UV', new Uint8Array(8)), E(0x0020, 0x0013, 'IS', '42')],
+      EXPLICIT_LE,
+    );
     const tags = simplifiedTags(bytes, 'full');
     assert.equal(tags['0018,9219']?.Type, 'Null');
     assert.equal(tags['0018,9220']?.Type, 'Null');
@@ -325,7 +346,11 @@ describe('VRs with a 4-byte length that dicom-parser reads with a 2-byte one', (
   });
 
   test('an unknown VR inside items of defined and undefined length', () => {
-    const inner = Buffer.concat([explicit(0x0008, 0x1150, 'UI', false, latin1('1.2.3\0')), explicit(0x0040, 0x1001, 'QQ', true, latin1('ABCD')), explicit(0x0040, 0x1002, 'LO', false, latin1('why '))]);
+    const inner = Buffer.concat([
+      explicit(0x0008, 0x1150, 'UI', false, latin1('1.2.3\0')),
+      explicit(0x0040, 0x1001, 'QQ', true, latin1('ABCD')),
+      explicit(0x0040, 0x1002, 'LO', false, latin1('why ')),
+    ]);
     const ITEM_END = explicit(0xfffe, 0xe00d, undefined, false, new Uint8Array(0));
     const SEQ_END = explicit(0xfffe, 0xe0dd, undefined, false, new Uint8Array(0));
     const defined = Buffer.concat([explicit(0xfffe, 0xe000, undefined, false, inner)]);
@@ -335,7 +360,11 @@ describe('VRs with a 4-byte length that dicom-parser reads with a 2-byte one', (
       ['undefined lengths', Buffer.concat([explicit(0x0040, 0x0275, 'SQ', true, new Uint8Array(0), 0xffffffff), undef, SEQ_END])],
     ] as const) {
       const tags = simplifiedTags(Buffer.concat([head(), seq, after()]), 'simplify');
-      assert.deepEqual(tags.RequestAttributesSequence, [{ ReferencedSOPClassUID: '1.2.3', RequestedProcedureID: null, ReasonForTheRequestedProcedure: 'why' }], label);
+      assert.deepEqual(
+        tags.RequestAttributesSequence,
+        [{ ReferencedSOPClassUID: '1.2.3', RequestedProcedureID: null, ReasonForTheRequestedProcedure: 'why' }],
+        label,
+      );
       assert.equal(tags.InstanceNumber, '42', label);
     }
   });
@@ -389,7 +418,9 @@ describe('VRs with a 4-byte length that dicom-parser reads with a 2-byte one', (
 describe('the bytes a header keeps', () => {
   test('are its own copy of the header, not a view of the whole buffer it was parsed from', () => {
     const pixels = new Uint8Array(1024 * 1024).fill(7);
-    const bytes = Buffer.from(encodePart10([...UIDS, E(0x0010, 0x0010, 'PN', 'Doe^Jane'), E(0x7fe0, 0x0010, 'OW', pixels)], '1.2.840.10008.1.2.1'));
+    const bytes = Buffer.from(
+      encodePart10([...UIDS, E(0x0010, 0x0010, 'PN', 'Doe^Jane'), E(0x7fe0, 0x0010, 'OW', pixels)], '1.2.840.10008.1.2.1'),
+    );
     const header = parseDicomHeader(bytes);
     const before = simplifiedTags(header, 'simplify');
     assert.equal(before.PatientName, 'Doe^Jane');

@@ -15,7 +15,6 @@ import { isXferError } from '../../src/errors.ts';
 
 const ROOT = REAL_DICOM;
 
-
 /** The real files; none without them (their suite is then skipped). */
 const FILES = needs(ROOT) ? [] : listFilesSync(ROOT);
 
@@ -155,7 +154,13 @@ describe('synthetic files', () => {
     ...UIDS,
     E(0x0008, 0x1110, 'SQ', [[E(0x0008, 0x1150, 'UI', '1.2.5\0')]]),
     // Last, so that every cut in the last 40 bytes falls inside it.
-    E(0x0008, 0x1115, 'SQ', [[E(0x0008, 0x1150, 'UI', '1.2.3\0'), E(0x0008, 0x114a, 'SQ', [[E(0x0008, 0x1155, 'UI', '1.2.4\0')], []], true)]], true),
+    E(
+      0x0008,
+      0x1115,
+      'SQ',
+      [[E(0x0008, 0x1150, 'UI', '1.2.3\0'), E(0x0008, 0x114a, 'SQ', [[E(0x0008, 0x1155, 'UI', '1.2.4\0')], []], true)]],
+      true,
+    ),
   ];
 
   for (const [ts, label] of [
@@ -182,7 +187,10 @@ describe('synthetic files', () => {
     const head = encodePart10([...UIDS], '1.2.840.10008.1.2.4.50');
     const pixel = Buffer.concat([raw(0x7fe0, 0x0010, 'OB', 0xffffffff), item(0), item(4, latin1('abcd')), item(2, latin1('ef')), SEQ_END]);
     assert.equal(await refusal(Buffer.concat([head, pixel])), undefined);
-    assert.match((await refusal(Buffer.concat([head, pixel.subarray(0, pixel.length - 8)]))) ?? '', /ends inside the sequence \(7fe0,0010\)/);
+    assert.match(
+      (await refusal(Buffer.concat([head, pixel.subarray(0, pixel.length - 8)]))) ?? '',
+      /ends inside the sequence \(7fe0,0010\)/,
+    );
     const long = Buffer.concat([raw(0x7fe0, 0x0010, 'OB', 0xffffffff), item(0), item(400, latin1('abcd')), SEQ_END]);
     assert.match((await refusal(Buffer.concat([head, long]))) ?? '', /an item of 400 bytes .* runs past the end/);
   });

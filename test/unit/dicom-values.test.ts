@@ -5,13 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { formatG } from '../../src/dicom/values.ts';
-import {
-  parseDicomHeader,
-  readDicomTagsFromFile,
-  simplifiedTags,
-  type FullTags,
-  type SimplifiedTags,
-} from '../../src/dicom/parse.ts';
+import { parseDicomHeader, readDicomTagsFromFile, simplifiedTags, type FullTags, type SimplifiedTags } from '../../src/dicom/parse.ts';
 import { lookupTag, MAIN_DICOM_TAGS, parseTag, formatTag, tagOfName } from '../../src/dicom/tags.ts';
 import { encodePart10, uint16s, type RawElement } from '../../src/dicom/write.ts';
 import { isXferError } from '../../src/errors.ts';
@@ -98,8 +92,9 @@ describe('values as Orthanc 1.10.1 shows them', () => {
       E(0x0020, 0x000d, 'UI', '1.2.3'),
       E(0x0020, 0x000e, 'UI', '1.2.3'),
     ];
-    assert.throws(() => parseDicomHeader(encodePart10(withPid('P'.repeat(300)), '1.2.840.10008.1.2.1')), (e: unknown) =>
-      isXferError(e, 'BadFileFormat'),
+    assert.throws(
+      () => parseDicomHeader(encodePart10(withPid('P'.repeat(300)), '1.2.840.10008.1.2.1')),
+      (e: unknown) => isXferError(e, 'BadFileFormat'),
     );
     assert.equal(parseDicomHeader(encodePart10(withPid('\0\0'), '1.2.840.10008.1.2.1')).patientId, '');
   });
@@ -182,13 +177,19 @@ describe('simplifiedTags', { skip: needs(REAL_DICOM) }, () => {
     const header = parseDicomHeader(bytes);
     assert.deepEqual(simplifiedTags(header, 'full'), full);
     assert.deepEqual(simplifiedTags(header), simplifiedTags(bytes));
-    assert.throws(() => simplifiedTags({ ...header }), (e: unknown) => isXferError(e, 'BadRequest'));
+    assert.throws(
+      () => simplifiedTags({ ...header }),
+      (e: unknown) => isXferError(e, 'BadRequest'),
+    );
   });
 
   test('reads the tags of a file from its header only', async () => {
     const path = join(REAL_DICOM, 'Brainix/Flair/IM-0001-0001.dcm');
     assert.deepEqual(await readDicomTagsFromFile(path), simplifiedTags(bytes));
-    assert.deepEqual(await readDicomTagsFromFile(path, 'full', { includeMeta: true }), simplifiedTags(bytes, 'full', { includeMeta: true }));
+    assert.deepEqual(
+      await readDicomTagsFromFile(path, 'full', { includeMeta: true }),
+      simplifiedTags(bytes, 'full', { includeMeta: true }),
+    );
   });
 
   test('names private elements as Orthanc does when it does not know them', () => {

@@ -28,7 +28,9 @@ import { writeFramesFile } from '../../src/generate/out-file.ts';
 const ROOT = new URL('../..', import.meta.url).pathname;
 
 async function sha256(path: string): Promise<string> {
-  return createHash('sha256').update(await readFile(path)).digest('hex');
+  return createHash('sha256')
+    .update(await readFile(path))
+    .digest('hex');
 }
 
 async function hashes(dir: string, files: readonly GeneratedFile[]): Promise<Map<string, string>> {
@@ -80,7 +82,10 @@ describe('generate', () => {
     assert.equal(ofKind(runA, 'multiframe').length, c.multiframe);
     assert.equal(ofKind(runA, 'us').length, c.us);
     assert.equal(ofKind(runA, 'jpeg').length, c.jpegSeries * c.jpegSlices);
-    assert.equal(runA.totalBytes, runA.files.reduce((s, f) => s + f.size, 0));
+    assert.equal(
+      runA.totalBytes,
+      runA.files.reduce((s, f) => s + f.size, 0),
+    );
   });
 
   test('presets plan the documented mix without writing anything', () => {
@@ -263,25 +268,28 @@ describe('generate', () => {
     const f = await writeMultiframe(join(dirC, 'mf3.dcm'), { seed: 2, frames: 3 });
     const ds = parse(await readFile(f.path));
     assert.equal(ds.string('x00280008'), '3');
-    await assert.rejects(
-      writeMultiframe(join(dirC, 'huge.dcm'), { seed: 2, frames: 9000 }),
-      (e: unknown) => isXferError(e, 'ParameterOutOfRange'),
+    await assert.rejects(writeMultiframe(join(dirC, 'huge.dcm'), { seed: 2, frames: 9000 }), (e: unknown) =>
+      isXferError(e, 'ParameterOutOfRange'),
     );
     await assert.rejects(writeMultiframe(join(dirC, 'none.dcm'), { seed: 2, megabytes: 0 }), (e: unknown) =>
       isXferError(e, 'ParameterOutOfRange'),
     );
-    assert.deepEqual((await readdir(dirC)).filter((n) => n.startsWith('huge') || n.startsWith('none')), []);
+    assert.deepEqual(
+      (await readdir(dirC)).filter((n) => n.startsWith('huge') || n.startsWith('none')),
+      [],
+    );
     const single = await writeCtSlice(join(dirC, 'ct.dcm'), { seed: 2, index: 0, slices: 1 });
     assert.equal(single.frames, 1);
   });
 
   test('bad counts are refused with ParameterOutOfRange', async () => {
     for (const bad of [{ mr: -1 }, { ctSlices: 1.5 }, { usMb: 0 }, { multiframeMb: Number.NaN }]) {
-      assert.throws(() => resolveCounts({ preset: 'tiny', ...bad }), (e: unknown) => isXferError(e, 'ParameterOutOfRange'));
+      assert.throws(
+        () => resolveCounts({ preset: 'tiny', ...bad }),
+        (e: unknown) => isXferError(e, 'ParameterOutOfRange'),
+      );
     }
-    await assert.rejects(generateDataset({ out: dirC, seed: -3, preset: 'tiny' }), (e: unknown) =>
-      isXferError(e, 'ParameterOutOfRange'),
-    );
+    await assert.rejects(generateDataset({ out: dirC, seed: -3, preset: 'tiny' }), (e: unknown) => isXferError(e, 'ParameterOutOfRange'));
   });
 
   test('the CLI writes the requested counts, silent with --quiet, and rejects bad flags', async () => {
@@ -321,7 +329,10 @@ describe('generate', () => {
     assert.equal(bytes.subarray(-4).toString(), 'TAIL');
     for (const f of [0, 1, 4193, 4194, frames - 1]) {
       const frame = bytes.subarray(4 + f * frameBytes, 4 + (f + 1) * frameBytes);
-      assert.ok(frame.every((b) => b === f % 251), `frame ${f}`);
+      assert.ok(
+        frame.every((b) => b === f % 251),
+        `frame ${f}`,
+      );
     }
     const broken = join(dirC, 'frames', 'broken.bin');
     await assert.rejects(

@@ -17,9 +17,14 @@ const file = async (): Promise<string> =>
 
 async function inflateChecked(gz: Buffer, expected: number): Promise<unknown> {
   try {
-    await pipeline(Readable.from([gz]), createGunzipStream(), createLengthCheck(expected, undefined, 1024 * 1024), async (s: AsyncIterable<Buffer>) => {
-      for await (const _ of s) void _;
-    });
+    await pipeline(
+      Readable.from([gz]),
+      createGunzipStream(),
+      createLengthCheck(expected, undefined, 1024 * 1024),
+      async (s: AsyncIterable<Buffer>) => {
+        for await (const _ of s) void _;
+      },
+    );
     return undefined;
   } catch (e) {
     return e;

@@ -12,15 +12,15 @@ test('the byte cap holds requests back until enough is released, in order, and t
   const first = await b.acquire(2 * MB);
   const told: (string | undefined)[] = [];
   let admitted = false;
-  const second = b.acquire(2 * MB, undefined, (why) => told.push(why)).then((r) => {
-    admitted = true;
-    return r;
-  });
+  const second = b
+    .acquire(2 * MB, undefined, (why) => told.push(why))
+    .then((r) => {
+      admitted = true;
+      return r;
+    });
   await settle();
   assert.equal(admitted, false);
-  assert.deepEqual(told, [
-    "waits for room in this node's transfers in flight: 2 of 3 MB (Transfers.MaxInFlightSize)",
-  ]);
+  assert.deepEqual(told, ["waits for room in this node's transfers in flight: 2 of 3 MB (Transfers.MaxInFlightSize)"]);
   assert.deepEqual(b.counters, { requests: 1, bytes: 2 * MB, peakRequests: 1, peakBytes: 2 * MB, waiting: 1, waited: 1 });
   first();
   const release = await second;

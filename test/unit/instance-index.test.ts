@@ -59,15 +59,30 @@ export function instanceIndexContract(name: string, places: () => string, h: Har
         assert.equal(study?.lastUpdate, 1000);
         assert.equal(await index.resource('S1.1', 'Series'), undefined, 'the level must match');
         assert.equal((await index.resource('E1.1.1'))?.level, 'Series');
-        assert.deepEqual((await index.instancesUnder('Patient', 'P1'))?.map((x) => x.id), ['I1.1.1.2', 'I1.1.1.1', 'I1.2.1.1']);
+        assert.deepEqual(
+          (await index.instancesUnder('Patient', 'P1'))?.map((x) => x.id),
+          ['I1.1.1.2', 'I1.1.1.1', 'I1.2.1.1'],
+        );
         assert.deepEqual(await index.instanceIdsUnder('Study', 'S1.1'), ['I1.1.1.2', 'I1.1.1.1']);
         assert.equal(await index.instanceIdsUnder('Study', 'P1'), undefined, 'the level must match');
-        assert.deepEqual((await index.children('Patient', 'P1'))?.map((x) => x.id), ['S1.1', 'S1.2']);
+        assert.deepEqual(
+          (await index.children('Patient', 'P1'))?.map((x) => x.id),
+          ['S1.1', 'S1.2'],
+        );
         assert.equal(await index.children('Patient', 'nobody'), undefined);
-        assert.deepEqual(await index.instance('I1.1.1.1'), { id: 'I1.1.1.1', file: 'f1', size: 1001, md5: 'a'.repeat(32), indexInSeries: 1 });
+        assert.deepEqual(await index.instance('I1.1.1.1'), {
+          id: 'I1.1.1.1',
+          file: 'f1',
+          size: 1001,
+          md5: 'a'.repeat(32),
+          indexInSeries: 1,
+        });
         assert.deepEqual([...(await index.instances(['I1.2.1.1', 'absent'])).keys()], ['I1.2.1.1']);
         assert.deepEqual(await index.counts(), { patients: 1, studies: 2, series: 2, instances: 3, bytes: 1002 + 1001 + 1001 });
-        assert.deepEqual((await index.all('Study', 'id')).map((x) => x.id), ['S1.1', 'S1.2']);
+        assert.deepEqual(
+          (await index.all('Study', 'id')).map((x) => x.id),
+          ['S1.1', 'S1.2'],
+        );
       } finally {
         await index.close();
       }

@@ -65,7 +65,7 @@ export function jobStoreContract(name: string, places: () => string, h: Harness)
           order.push(c.id);
         }
         assert.deepEqual(order, [highOld.id, highNew.id, low.id]);
-        assert.equal((await store.claimNext(['PushTransfer'])), undefined, 'a claimed job is not claimed twice');
+        assert.equal(await store.claimNext(['PushTransfer']), undefined, 'a claimed job is not claimed twice');
         assert.equal((await store.claimNext(ALL))?.id, watcher.id);
         assert.equal(await store.claimNext([]), undefined);
       } finally {
@@ -84,17 +84,26 @@ export function jobStoreContract(name: string, places: () => string, h: Harness)
       await store.markBucketDone(a.id, 3);
       await store.markBucketDone(a.id, 0);
       await store.markBucketDone(a.id, 3);
-      await store.update(b.id, { ...finished(b, 'Success', 5), state: 'Paused', completion_time: null, content: '{"Runs":1}', progress: 0.25 });
+      await store.update(b.id, {
+        ...finished(b, 'Success', 5),
+        state: 'Paused',
+        completion_time: null,
+        content: '{"Runs":1}',
+        progress: 0.25,
+      });
       await close();
 
       ({ store, close } = await h.open(place));
       try {
         const { jobs, ignored } = await store.recover();
         assert.deepEqual(ignored, []);
-        assert.deepEqual(jobs.map((j) => [j.record.id, j.record.state, j.problems]), [
-          [a.id, 'Pending', []],
-          [b.id, 'Paused', []],
-        ]);
+        assert.deepEqual(
+          jobs.map((j) => [j.record.id, j.record.state, j.problems]),
+          [
+            [a.id, 'Pending', []],
+            [b.id, 'Paused', []],
+          ],
+        );
         const ra = jobs[0]?.record;
         const rb = jobs[1]?.record;
         assert.equal(ra?.private, '{"plan":[1,2]}');
@@ -130,10 +139,16 @@ export function jobStoreContract(name: string, places: () => string, h: Harness)
         await store.update(j3.id, finished(j3, 'Success', 400));
         // j4 stays Pending.
         assert.deepEqual((await store.trimHistory(2)).sort(), [j1.id, j2.id].sort());
-        assert.deepEqual((await store.recover()).jobs.map((j) => j.record.id), [j0.id, j3.id, j4.id]);
+        assert.deepEqual(
+          (await store.recover()).jobs.map((j) => j.record.id),
+          [j0.id, j3.id, j4.id],
+        );
         assert.deepEqual(await store.trimHistory(2), []);
         assert.deepEqual((await store.trimHistory(0)).sort(), [j0.id, j3.id].sort());
-        assert.deepEqual((await store.recover()).jobs.map((j) => j.record.id), [j4.id]);
+        assert.deepEqual(
+          (await store.recover()).jobs.map((j) => j.record.id),
+          [j4.id],
+        );
       } finally {
         await close();
       }

@@ -155,7 +155,12 @@ describe('jobs engine with a fake runner on a real database', () => {
     try {
       const blocker = submit(engine, 'blocker', 'wait');
       await until('the blocker at its gate', () => runner.waiting('blocker'));
-      const ids = [submit(engine, 'low', 'succeed', 1), submit(engine, 'high', 'succeed', 10), submit(engine, 'mid-1', 'succeed', 5), submit(engine, 'mid-2', 'succeed', 5)];
+      const ids = [
+        submit(engine, 'low', 'succeed', 1),
+        submit(engine, 'high', 'succeed', 10),
+        submit(engine, 'mid-1', 'succeed', 5),
+        submit(engine, 'mid-2', 'succeed', 5),
+      ];
       for (const id of ids) assert.equal(engine.state(id), 'Pending');
       runner.release('blocker');
       await inState(engine, blocker, 'Success');
@@ -175,7 +180,10 @@ describe('jobs engine with a fake runner on a real database', () => {
       await until('p at its gate', () => runner.waiting('p'));
       await engine.pause(id);
       assert.equal(engine.state(id), 'Paused');
-      assert.throws(() => engine.resubmit(id), (e) => isXferError(e, 'BadSequenceOfCalls'));
+      assert.throws(
+        () => engine.resubmit(id),
+        (e) => isXferError(e, 'BadSequenceOfCalls'),
+      );
       engine.resume(id);
       await until('p at its gate again', () => runner.waiting('p') && runner.started.length === 2);
       assert.deepEqual(runner.found.get('p'), { private: { reached: 1 }, done: [0] }, 'the second run starts where the first stopped');
@@ -304,8 +312,14 @@ describe('jobs engine with a fake runner on a real database', () => {
       assert.deepEqual(again.started, [], 'no damaged job ran');
 
       // A job whose query is unusable cannot run again; one whose Content was damaged can.
-      assert.throws(() => engine.resubmit(ids.query as string), (e) => isXferError(e, 'BadSequenceOfCalls') && /query/.test(e.details ?? ''));
-      assert.throws(() => engine.resubmit(ids.type as string), (e) => isXferError(e, 'BadSequenceOfCalls'));
+      assert.throws(
+        () => engine.resubmit(ids.query as string),
+        (e) => isXferError(e, 'BadSequenceOfCalls') && /query/.test(e.details ?? ''),
+      );
+      assert.throws(
+        () => engine.resubmit(ids.type as string),
+        (e) => isXferError(e, 'BadSequenceOfCalls'),
+      );
       engine.resubmit(ids.content as string);
       await inState(engine, ids.content as string, 'Success');
       engine.resume(ids.queued as string);
@@ -349,7 +363,10 @@ describe('jobs engine with a fake runner on a real database', () => {
     const runner = new FakeRunner();
     const { db, engine } = await open(fresh(), runner, 1);
     try {
-      assert.throws(() => engine.submit('PushTransfer', { behave: 'jump', name: 'x' }, 0), (e) => isXferError(e, 'InternalError') && /behave/.test(e.details ?? ''));
+      assert.throws(
+        () => engine.submit('PushTransfer', { behave: 'jump', name: 'x' }, 0),
+        (e) => isXferError(e, 'InternalError') && /behave/.test(e.details ?? ''),
+      );
       assert.deepEqual(engine.list(), []);
     } finally {
       await engine.close();

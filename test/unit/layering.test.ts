@@ -79,7 +79,11 @@ function registriesIn(file: string, root = SRC): Finding[] {
     }
     let name: string | undefined;
     if ((ts.isFunctionDeclaration(node) || ts.isMethodDeclaration(node)) && node.name) name = node.name.getText(sf);
-    if (ts.isVariableDeclaration(node) && node.initializer && (ts.isArrowFunction(node.initializer) || ts.isFunctionExpression(node.initializer))) {
+    if (
+      ts.isVariableDeclaration(node) &&
+      node.initializer &&
+      (ts.isArrowFunction(node.initializer) || ts.isFunctionExpression(node.initializer))
+    ) {
       name = node.name.getText(sf);
     }
     if (name !== undefined && REGISTRY_NAME.test(name)) at(node, `a function named ${name}`);

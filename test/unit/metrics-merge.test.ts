@@ -25,11 +25,20 @@ test('families of the other text that this node writes too are left out, the oth
   const kept = foreignFamilies(theirs, ours);
   assert.equal(
     kept,
-    ['# HELP orthanc_count_instances Number of instances', '# TYPE orthanc_count_instances gauge', 'orthanc_count_instances 42 1764400000000', 'orthanc_jobs_pending 0', ''].join('\n'),
+    [
+      '# HELP orthanc_count_instances Number of instances',
+      '# TYPE orthanc_count_instances gauge',
+      'orthanc_count_instances 42 1764400000000',
+      'orthanc_jobs_pending 0',
+      '',
+    ].join('\n'),
   );
   // Together they parse as one exposition: each family described once.
   const text = `${await registry.metrics()}\n${kept}`;
-  const types = text.split('\n').filter((l) => l.startsWith('# TYPE ')).map((l) => l.split(' ')[2]);
+  const types = text
+    .split('\n')
+    .filter((l) => l.startsWith('# TYPE '))
+    .map((l) => l.split(' ')[2]);
   assert.equal(new Set(types).size, types.length);
   assert.equal(foreignFamilies('', ours), '');
 });

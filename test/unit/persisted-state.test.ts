@@ -42,7 +42,10 @@ function roundTrip<T>(codec: StoredCodec<T>, value: T, bad: [unknown, RegExp][])
       `refused: ${JSON.stringify(b)}`,
     );
   }
-  assert.throws(() => codec.fromJSON(text.slice(0, -1)), (e) => isXferError(e, 'BadFileFormat') && /not JSON/.test(e.details ?? ''));
+  assert.throws(
+    () => codec.fromJSON(text.slice(0, -1)),
+    (e) => isXferError(e, 'BadFileFormat') && /not JSON/.test(e.details ?? ''),
+  );
 }
 
 const codec = <S extends z.ZodType>(schema: S, what: string) => storedCodec(schema, what);
@@ -63,7 +66,10 @@ describe('persisted job state per job type', () => {
 
   test('push Content, as a push writes it', () => {
     const content = {
-      Adaptive: [[0.5, 4, 12.3], [1, 6, 20.1]],
+      Adaptive: [
+        [0.5, 4, 12.3],
+        [1, 6, 20.1],
+      ],
       BucketRequests: 2,
       BucketsInFlight: 4,
       CompletedHttpQueries: 2,
@@ -99,17 +105,42 @@ describe('persisted job state per job type', () => {
   test('push private state, before and after its transaction is made', () => {
     const c = codec(PushPrivateSchema, 'private state');
     roundTrip(c, { instances }, [[{ instances: [{ ID: ID1, Size: '10', MD5 }] }, /^private state: instances\[0\]\.Size/]]);
-    roundTrip(c, { instances, sent: instances.slice(1), buckets: buckets.slice(1), skipped: { count: 1, bytes: 525_738 }, path: '/transfers/push/x', cookie: 'c=1' }, [
-      [{ instances, buckets: [[{ ID: ID1, Offset: -1, Size: 1 }]] }, /^private state: buckets\[0\]\[0\]\.Offset/],
-      [{ instances, path: 5 }, /^private state: path/],
-      [{}, /^private state: instances/],
-    ]);
+    roundTrip(
+      c,
+      {
+        instances,
+        sent: instances.slice(1),
+        buckets: buckets.slice(1),
+        skipped: { count: 1, bytes: 525_738 },
+        path: '/transfers/push/x',
+        cookie: 'c=1',
+      },
+      [
+        [{ instances, buckets: [[{ ID: ID1, Offset: -1, Size: 1 }]] }, /^private state: buckets\[0\]\[0\]\.Offset/],
+        [{ instances, path: 5 }, /^private state: path/],
+        [{}, /^private state: instances/],
+      ],
+    );
   });
 
   test('pull Content and private state', () => {
-    const content = { Compression: 'none' as const, Peer: 'a', Resources: STUDY, Originator: 'o', DownloadedSizeMB: 3, TotalInstances: 2, NetworkSpeedKBs: 0 };
+    const content = {
+      Compression: 'none' as const,
+      Peer: 'a',
+      Resources: STUDY,
+      Originator: 'o',
+      DownloadedSizeMB: 3,
+      TotalInstances: 2,
+      NetworkSpeedKBs: 0,
+    };
     roundTrip(codec(PullContentSchema, 'Content'), content, [[{ ...content, DownloadedSizeMB: '3' }, /^Content: DownloadedSizeMB/]]);
-    const priv = { instances, fetched: instances.slice(0, 1), buckets: buckets.slice(0, 1), staging: '/data/staging/pull/j', skipped: { count: 1, bytes: 1_000 } };
+    const priv = {
+      instances,
+      fetched: instances.slice(0, 1),
+      buckets: buckets.slice(0, 1),
+      staging: '/data/staging/pull/j',
+      skipped: { count: 1, bytes: 1_000 },
+    };
     roundTrip(codec(PullPrivateSchema, 'private state'), priv, [
       [{ ...priv, staging: undefined }, /^private state: staging/],
       [{ ...priv, skipped: { count: 'one', bytes: 1 } }, /^private state: skipped\.count/],
@@ -117,11 +148,30 @@ describe('persisted job state per job type', () => {
   });
 
   test('remote pull follower query, Content (with keys mirrored from the peer) and private state', () => {
-    const query = { Peer: 'b', RemoteJob: 'j-1', RemotePath: '/jobs/j-1', URL: 'http://127.0.0.1:1/jobs/j-1', Resources: STUDY, Compression: 'gzip' as const, Priority: 0, SenderTransferID: 's' };
+    const query = {
+      Peer: 'b',
+      RemoteJob: 'j-1',
+      RemotePath: '/jobs/j-1',
+      URL: 'http://127.0.0.1:1/jobs/j-1',
+      Resources: STUDY,
+      Compression: 'gzip' as const,
+      Priority: 0,
+      SenderTransferID: 's',
+    };
     roundTrip(codec(RemotePullQuerySchema, 'query'), query, [[{ ...query, RemotePath: null }, /^query: RemotePath/]]);
-    const content = { Peer: 'b', Resources: STUDY, Compression: 'gzip' as const, RemoteJob: 'j-1', RemoteJobURL: query.URL, RemoteState: 'Running', TotalInstances: 'as the peer wrote it' };
+    const content = {
+      Peer: 'b',
+      Resources: STUDY,
+      Compression: 'gzip' as const,
+      RemoteJob: 'j-1',
+      RemoteJobURL: query.URL,
+      RemoteState: 'Running',
+      TotalInstances: 'as the peer wrote it',
+    };
     roundTrip(codec(RemotePullContentSchema, 'Content'), content, [[{ ...content, RemoteState: 1 }, /^Content: RemoteState/]]);
-    roundTrip(codec(FollowerPrivateSchema, 'private state'), { pausedRemote: true }, [[{ pausedRemote: 'yes' }, /^private state: pausedRemote/]]);
+    roundTrip(codec(FollowerPrivateSchema, 'private state'), { pausedRemote: true }, [
+      [{ pausedRemote: 'yes' }, /^private state: pausedRemote/],
+    ]);
     roundTrip(codec(FollowerPrivateSchema, 'private state'), {}, []);
   });
 });
@@ -136,7 +186,11 @@ describe('persisted push transaction state', () => {
       Create: { Instances: instances, Buckets: buckets, Compression: 'gzip' },
     };
     const text = manifestCodec.toJSON(m);
-    assert.equal((JSON.parse(text) as { Create: { Instances: { Size: unknown }[] } }).Create.Instances[0]?.Size, '525738', 'sizes as decimal strings');
+    assert.equal(
+      (JSON.parse(text) as { Create: { Instances: { Size: unknown }[] } }).Create.Instances[0]?.Size,
+      '525738',
+      'sizes as decimal strings',
+    );
     const create = (JSON.parse(text) as { Create: unknown }).Create;
     roundTrip(manifestCodec, m, [
       [{ ...m, Create: create, Version: 2 }, /^manifest: Version/],
@@ -153,7 +207,9 @@ describe('persisted push transaction state', () => {
       [{ ...ok, State: 'Done' }, /^commit outcome: State/],
       [{ ...ok, At: 1.5 }, /^commit outcome: At/],
     ]);
-    roundTrip(commitOutcomeCodec, { ...ok, State: 'Failure' as const, Details: 'disk full' }, [[{ ...ok, Details: 3 }, /^commit outcome: Details/]]);
+    roundTrip(commitOutcomeCodec, { ...ok, State: 'Failure' as const, Details: 'disk full' }, [
+      [{ ...ok, Details: 3 }, /^commit outcome: Details/],
+    ]);
     roundTrip(doneEntryCodec, { Bucket: 3, At: 1_796_654_920_997 }, [
       [{ Bucket: -1, At: 1 }, /^received bucket: Bucket/],
       [{ Bucket: 1 }, /^received bucket: At/],

@@ -20,7 +20,6 @@ import { scheduleBuckets, DEFAULT_BUCKET_SIZE } from '../../src/protocol/buckets
 import { parseLookupAnswer, type Bucket } from '../../src/protocol/wire.ts';
 import { CAPTURES, describe, needs } from '../helpers/data.ts';
 
-
 function throwsCode(fn: () => unknown, code: ErrorCode, http: number): void {
   assert.throws(fn, (e: unknown) => isXferError(e, code) && e.http === http);
 }
@@ -50,12 +49,28 @@ describe('building chunk URLs', () => {
   });
 
   test('an empty bucket or a later chunk inside its instance cannot be addressed', () => {
-    assert.throws(() => buildChunkPath([], 'none'), (e) => isXferError(e, 'InternalError'));
-    assert.throws(() => buildChunkPath([{ ID: 'a', Offset: 0, Size: 1 }, { ID: 'b', Offset: 1, Size: 1 }], 'none'), (e) => isXferError(e, 'InternalError'));
+    assert.throws(
+      () => buildChunkPath([], 'none'),
+      (e) => isXferError(e, 'InternalError'),
+    );
+    assert.throws(
+      () =>
+        buildChunkPath(
+          [
+            { ID: 'a', Offset: 0, Size: 1 },
+            { ID: 'b', Offset: 1, Size: 1 },
+          ],
+          'none',
+        ),
+      (e) => isXferError(e, 'InternalError'),
+    );
   });
 
   test('offsets past 2 GiB are written in full', () => {
-    assert.equal(buildChunkPath([{ ID: 'ab', Offset: 6_000_000_000, Size: 8_388_608 }], 'gzip'), '/transfers/chunks/ab?offset=6000000000&size=8388608&compression=gzip');
+    assert.equal(
+      buildChunkPath([{ ID: 'ab', Offset: 6_000_000_000, Size: 8_388_608 }], 'gzip'),
+      '/transfers/chunks/ab?offset=6000000000&size=8388608&compression=gzip',
+    );
   });
 });
 
@@ -98,7 +113,18 @@ describe('parsing chunk URLs', { skip: needs(CAPTURES) }, () => {
     assert.deepEqual(parseChunkQuery('offset=2147483648&size=4294967296'), { offset: 2147483648, size: 4294967296, compression: 'none' });
     assert.equal(parseChunkQuery('?offset=9007199254740991').offset, 2 ** 53 - 1);
     assert.equal(parseChunkQuery('offset=007').offset, 7);
-    for (const bad of ['offset=abc', 'offset=-1', 'size=-5', 'size=', 'offset=1.5', 'size=1e3', 'offset=0x10', 'offset=9007199254740992', 'offset=%201', 'size=+1']) {
+    for (const bad of [
+      'offset=abc',
+      'offset=-1',
+      'size=-5',
+      'size=',
+      'offset=1.5',
+      'size=1e3',
+      'offset=0x10',
+      'offset=9007199254740992',
+      'offset=%201',
+      'size=+1',
+    ]) {
       throwsCode(() => parseChunkQuery(bad), 'BadParameterType', 400);
     }
   });
@@ -106,7 +132,8 @@ describe('parsing chunk URLs', { skip: needs(CAPTURES) }, () => {
   test('compression: none or gzip, else ParameterOutOfRange 400; unknown parameters ignored', () => {
     assert.equal(parseChunkQuery('compression=gzip').compression, 'gzip');
     assert.equal(parseChunkQuery('').compression, 'none');
-    for (const bad of ['compression=None', 'compression=bzip2', 'compression=']) throwsCode(() => parseChunkQuery(bad), 'ParameterOutOfRange', 400);
+    for (const bad of ['compression=None', 'compression=bzip2', 'compression='])
+      throwsCode(() => parseChunkQuery(bad), 'ParameterOutOfRange', 400);
     assert.deepEqual(parseChunkQuery('foo=bar&offset=3&x'), { offset: 3, size: 0, compression: 'none' });
   });
 
@@ -114,7 +141,11 @@ describe('parsing chunk URLs', { skip: needs(CAPTURES) }, () => {
     assert.equal(parseChunkQuery('offset=1&offset=2').offset, 2);
     throwsCode(() => parseChunkQuery('offset=x&offset=2'), 'BadParameterType', 400);
     assert.equal(parseChunkQuery({ offset: ['1', '9'], size: '4', other: 'y' }).offset, 9);
-    assert.deepEqual(parseChunkQuery(new URLSearchParams({ size: '12', compression: 'gzip' })), { offset: 0, size: 12, compression: 'gzip' });
+    assert.deepEqual(parseChunkQuery(new URLSearchParams({ size: '12', compression: 'gzip' })), {
+      offset: 0,
+      size: 12,
+      compression: 'gzip',
+    });
   });
 });
 
@@ -159,7 +190,17 @@ describe('the chunk walk', { skip: needs(CAPTURES) }, () => {
   });
 
   test('zero-length instances contribute nothing', () => {
-    assert.deepEqual(planChunkRanges([{ ID: 'z', Size: 0 }, { ID: 'a', Size: 4 }], 0, 0), [{ ID: 'a', start: 0, end: 4 }]);
+    assert.deepEqual(
+      planChunkRanges(
+        [
+          { ID: 'z', Size: 0 },
+          { ID: 'a', Size: 4 },
+        ],
+        0,
+        0,
+      ),
+      [{ ID: 'a', start: 0, end: 4 }],
+    );
   });
 
   test('offsets and sizes past 4 GiB', () => {
@@ -176,10 +217,17 @@ describe('the chunk walk', { skip: needs(CAPTURES) }, () => {
   test('the captured 8-instance chunk answer is the walk over the scheduled bucket', () => {
     // Bucket 1 of the captured Knee pull; its answer 18142-0003 holds 8 whole instances whose MD5s the lookup gives.
     const lookup = parseLookupAnswer(JSON.parse(readFileSync(`${CAPTURES}/18142-0002-POST-resp.bin`, 'utf8')));
-    const bucket = scheduleBuckets(lookup.Instances, { bucketSize: DEFAULT_BUCKET_SIZE, pullBaseUrl: 'http://127.0.0.1:18142/' })[1] as Bucket;
+    const bucket = scheduleBuckets(lookup.Instances, {
+      bucketSize: DEFAULT_BUCKET_SIZE,
+      pullBaseUrl: 'http://127.0.0.1:18142/',
+    })[1] as Bucket;
     const req = parseChunkUrl(buildChunkPath(bucket, 'none'));
     const byId = new Map(lookup.Instances.map((i) => [i.ID, i]));
-    const plan = planChunkRanges(req.ids.map((id) => ({ ID: id, Size: byId.get(id)?.Size ?? -1 })), req.offset, req.size);
+    const plan = planChunkRanges(
+      req.ids.map((id) => ({ ID: id, Size: byId.get(id)?.Size ?? -1 })),
+      req.offset,
+      req.size,
+    );
     assert.equal(plan.length, 8);
     const payload = readFileSync(`${CAPTURES}/18142-0003-GET-resp.bin`);
     let at = 0;

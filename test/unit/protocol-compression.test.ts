@@ -78,7 +78,10 @@ describe('gzip out', { skip: needs(REAL_DICOM, CAPTURES) }, () => {
       assert.deepEqual(zlib.gunzipSync(gz), DICOM_A);
       assert.deepEqual(await gunzipBuffer(gz), DICOM_A);
     }
-    assert.throws(() => createGzipStream(10), (e) => isXferError(e, 'ParameterOutOfRange'));
+    assert.throws(
+      () => createGzipStream(10),
+      (e) => isXferError(e, 'ParameterOutOfRange'),
+    );
   });
 });
 
@@ -226,7 +229,11 @@ describe('the real buckets of the captures', { skip: needs(CAPTURES) }, () => {
 
   test('pull without compression: the two Knee chunk answers rebuild all 50 instances', async () => {
     const lookup = parseLookupAnswer(JSON.parse(readFileSync(`${CAPTURES}/18142-0002-POST-resp.bin`, 'utf8')));
-    const buckets = scheduleBuckets(lookup.Instances, { bucketSize: DEFAULT_BUCKET_SIZE, pullBaseUrl: 'http://127.0.0.1:18142/', compression: 'none' });
+    const buckets = scheduleBuckets(lookup.Instances, {
+      bucketSize: DEFAULT_BUCKET_SIZE,
+      pullBaseUrl: 'http://127.0.0.1:18142/',
+      compression: 'none',
+    });
     const instances = new Map(lookup.Instances.map((i) => [i.ID, i]));
     const complete =
       (await checkBucket(buckets[0] as Bucket, readFileSync(`${CAPTURES}/18142-0004-GET-resp.bin`), false, instances)) +
@@ -236,7 +243,11 @@ describe('the real buckets of the captures', { skip: needs(CAPTURES) }, () => {
 
   test('pull with gzip: the two chunk answers of the 72-instance pull rebuild all 72 instances', async () => {
     const lookup = parseLookupAnswer(JSON.parse(readFileSync(`${CAPTURES}/18142-0005-POST-resp.bin`, 'utf8')));
-    const buckets = scheduleBuckets(lookup.Instances, { bucketSize: DEFAULT_BUCKET_SIZE, pullBaseUrl: 'http://127.0.0.1:18142/', compression: 'gzip' });
+    const buckets = scheduleBuckets(lookup.Instances, {
+      bucketSize: DEFAULT_BUCKET_SIZE,
+      pullBaseUrl: 'http://127.0.0.1:18142/',
+      compression: 'gzip',
+    });
     const instances = new Map(lookup.Instances.map((i) => [i.ID, i]));
     const complete =
       (await checkBucket(buckets[0] as Bucket, readFileSync(`${CAPTURES}/18142-0007-GET-resp.bin`), true, instances)) +

@@ -64,7 +64,8 @@ describe('captured JSON bodies', { skip: needs(CAPTURES) }, () => {
     for (const f of jsonFiles) {
       const body = json(f);
       if (Array.isArray(body)) {
-        if (body.every((x) => typeof x === 'string')) seen.add('plugins'); // GET /plugins
+        if (body.every((x) => typeof x === 'string'))
+          seen.add('plugins'); // GET /plugins
         else {
           assert.ok(parseLookupRequest(body).length > 0, f);
           seen.add('lookup-request');
@@ -100,7 +101,10 @@ describe('captured JSON bodies', { skip: needs(CAPTURES) }, () => {
     assert.equal(a.TotalSize, 4118738);
     assert.equal(a.TotalSizeMB, 4);
     assert.deepEqual(a.Instances[0], { ID: '0793962c-6eb34ca2-51913662-1e684d1a-910a2f14', Size: 76560, MD5 });
-    assert.equal(a.Instances.reduce((s, i) => s + i.Size, 0), 4118738);
+    assert.equal(
+      a.Instances.reduce((s, i) => s + i.Size, 0),
+      4118738,
+    );
   });
 
   test('the lookup answer is rebuilt byte for byte (sorted, compact, alphabetical keys)', () => {
@@ -142,7 +146,11 @@ describe('captured JSON bodies', { skip: needs(CAPTURES) }, () => {
     const p = parsePushHandle(json('18143-0003-POST-resp.bin'));
     assert.deepEqual(p, toWirePushHandle('dd0a1eb1-e7d8-4462-94d8-59aa121e358f'));
     assert.deepEqual(parsePushHandle({ Path: '/x/y' }), { Path: '/x/y' });
-    const r = { Peer: 'bproxy-pullmode', RemoteJob: '30c7349a-cfbc-4c6f-8784-b0ae3e468180', URL: 'http://127.0.0.1:18143//jobs/30c7349a-cfbc-4c6f-8784-b0ae3e468180' };
+    const r = {
+      Peer: 'bproxy-pullmode',
+      RemoteJob: '30c7349a-cfbc-4c6f-8784-b0ae3e468180',
+      URL: 'http://127.0.0.1:18143//jobs/30c7349a-cfbc-4c6f-8784-b0ae3e468180',
+    };
     assert.deepEqual(parseRemoteJobHandle(r), r);
     assert.deepEqual(Object.keys(toWireRemoteJobHandle(r.Peer, r.RemoteJob, r.URL)), ['Peer', 'RemoteJob', 'URL']);
   });
@@ -151,11 +159,19 @@ describe('captured JSON bodies', { skip: needs(CAPTURES) }, () => {
 describe('resources and levels', { skip: needs(CAPTURES) }, () => {
   test('levels match case-insensitively, singular or plural, and are normalised', () => {
     const cases: [string, string][] = [
-      ['Patient', 'Patient'], ['patients', 'Patient'], ['STUDY', 'Study'], ['Studies', 'Study'],
-      ['series', 'Series'], ['Instance', 'Instance'], ['instances', 'Instance'], ['Image', 'Instance'], ['IMAGES', 'Instance'],
+      ['Patient', 'Patient'],
+      ['patients', 'Patient'],
+      ['STUDY', 'Study'],
+      ['Studies', 'Study'],
+      ['series', 'Series'],
+      ['Instance', 'Instance'],
+      ['instances', 'Instance'],
+      ['Image', 'Instance'],
+      ['IMAGES', 'Instance'],
     ];
     for (const [input, level] of cases) assert.equal(parseLevel(input), level, input);
-    for (const bad of ['Serie', 'Seriess', '', 'studys', 'toString', 'constructor']) throwsCode(() => parseLevel(bad), 'ParameterOutOfRange', 400);
+    for (const bad of ['Serie', 'Seriess', '', 'studys', 'toString', 'constructor'])
+      throwsCode(() => parseLevel(bad), 'ParameterOutOfRange', 400);
   });
 
   test('lookup request: a bare array; shape errors are BadFileFormat, a bad level ParameterOutOfRange', () => {
@@ -180,7 +196,14 @@ describe('transfer query', { skip: needs(CAPTURES) }, () => {
 
   test('the send body of docs/protocol.md#send: its fields, other keys ignored, Priority defaults to 0', () => {
     const q = parseTransferQuery({ ...ok, Priority: -10, SenderTransferID: 'example-push-gzip', Originator: 'u', Extra: [1] });
-    assert.deepEqual(q, { Resources: [{ Level: 'Study', ID: ID1 }], Peer: 'b', Compression: 'gzip', Priority: -10, SenderTransferID: 'example-push-gzip', Originator: 'u' });
+    assert.deepEqual(q, {
+      Resources: [{ Level: 'Study', ID: ID1 }],
+      Peer: 'b',
+      Compression: 'gzip',
+      Priority: -10,
+      SenderTransferID: 'example-push-gzip',
+      Originator: 'u',
+    });
     assert.equal(parseTransferQuery(ok).Priority, 0);
     assert.deepEqual(
       JSON.stringify(toWireTransferQuery(parseTransferQuery({ ...ok, Priority: 5 }))),
@@ -220,7 +243,12 @@ describe('transfer query', { skip: needs(CAPTURES) }, () => {
     for (const p of ['1.0', '1e0', '10E-1', '-2.50', '0.0']) {
       throwsCode(() => parseTransferQuery(JSON.parse(raw(p)), raw(p)), 'BadFileFormat', 400);
     }
-    for (const [p, v] of [['1', 1], ['-10', -10], ['0', 0], ['42', 42]] as const) {
+    for (const [p, v] of [
+      ['1', 1],
+      ['-10', -10],
+      ['0', 0],
+      ['42', 42],
+    ] as const) {
       assert.equal(parseTransferQuery(JSON.parse(raw(p)), raw(p)).Priority, v);
     }
     // Without the raw text 1.0 cannot be told from 1.
@@ -271,10 +299,16 @@ describe('instances, chunks and push-create bodies', { skip: needs(CAPTURES) }, 
   });
 
   test('bucket: an array of {ID, Offset, Size} with string numbers', () => {
-    assert.deepEqual(parseBucket([{ ID: 'd1', Offset: '5', Size: '5' }, { ID: 'd2', Offset: '0', Size: '20' }]), [
-      { ID: 'd1', Offset: 5, Size: 5 },
-      { ID: 'd2', Offset: 0, Size: 20 },
-    ]);
+    assert.deepEqual(
+      parseBucket([
+        { ID: 'd1', Offset: '5', Size: '5' },
+        { ID: 'd2', Offset: '0', Size: '20' },
+      ]),
+      [
+        { ID: 'd1', Offset: 5, Size: 5 },
+        { ID: 'd2', Offset: 0, Size: 20 },
+      ],
+    );
     throwsCode(() => parseBucket({ ID: 'd1', Offset: '0', Size: '1' }), 'BadFileFormat');
     throwsCode(() => parseBucket([{ ID: 'd1', Offset: 0, Size: '1' }]), 'BadFileFormat');
     throwsCode(() => parseBucket([{ ID: 'd1', Offset: '0' }]), 'BadFileFormat');
@@ -294,7 +328,10 @@ describe('instances, chunks and push-create bodies', { skip: needs(CAPTURES) }, 
     throwsCode(() => parsePushCreate({ ...base, Compression: 'bzip2' }), 'ParameterOutOfRange', 400);
     throwsCode(() => parsePushCreate({ Instances: base.Instances, Buckets: base.Buckets }), 'BadFileFormat');
     throwsCode(() => parsePushCreate({ ...base, Buckets: {} }), 'BadFileFormat');
-    throwsCode(() => parsePushCreate({ ...base, Instances: [{ ...base.Instances[0], Size: 74844 }], Compression: 'bzip2' }), 'BadFileFormat');
+    throwsCode(
+      () => parsePushCreate({ ...base, Instances: [{ ...base.Instances[0], Size: 74844 }], Compression: 'bzip2' }),
+      'BadFileFormat',
+    );
     throwsCode(() => parsePushCreate({ ...base, Buckets: [[{ ID: 'a', Offset: '0', Size: 3 }]], Compression: 'bzip2' }), 'BadFileFormat');
     throwsCode(() => parsePushCreate('{}'), 'BadFileFormat');
     // Sizes past 2 GiB are exact.
@@ -305,7 +342,10 @@ describe('instances, chunks and push-create bodies', { skip: needs(CAPTURES) }, 
   test('lookup answer: Instances and Originator are required, the other fields are informative', () => {
     const inst = [{ ID: 'ab', MD5, Size: '3' }];
     assert.deepEqual(parseLookupAnswer({ Instances: inst, Originator: 'o' }), { Instances: [{ ID: 'ab', MD5, Size: 3 }], Originator: 'o' });
-    assert.deepEqual(parseLookupAnswer({ Instances: [], Originator: 'o', TotalSize: 5, CountInstances: 'x' }), { Instances: [], Originator: 'o' });
+    assert.deepEqual(parseLookupAnswer({ Instances: [], Originator: 'o', TotalSize: 5, CountInstances: 'x' }), {
+      Instances: [],
+      Originator: 'o',
+    });
     throwsCode(() => parseLookupAnswer({ Instances: inst }), 'BadFileFormat');
     throwsCode(() => parseLookupAnswer({ Originator: 'o' }), 'BadFileFormat');
     throwsCode(() => parseLookupAnswer({ Instances: [{ ID: 'ab', MD5, Size: 3 }], Originator: 'o' }), 'BadFileFormat');
@@ -349,7 +389,10 @@ describe('instances, chunks and push-create bodies', { skip: needs(CAPTURES) }, 
       assert.deepEqual(parseTransferQuery(JSON.parse(raw), raw), q);
     }
     const body = {
-      Instances: [{ ID: 'ab', Size: 3_000_000_000, MD5 }, { ID: 'cd', Size: 0, MD5 }],
+      Instances: [
+        { ID: 'ab', Size: 3_000_000_000, MD5 },
+        { ID: 'cd', Size: 0, MD5 },
+      ],
       Buckets: [[{ ID: 'ab', Offset: 2_147_483_648, Size: 852_516_352 }], [{ ID: 'ab', Offset: 0, Size: 2_147_483_648 }]],
       Compression: 'gzip' as const,
     };
@@ -368,7 +411,10 @@ describe('instances, chunks and push-create bodies', { skip: needs(CAPTURES) }, 
     );
     assert.deepEqual(Object.keys(a), ['CountInstances', 'Instances', 'Originator', 'TotalSize', 'TotalSizeMB']);
     assert.equal(a.CountInstances, 3);
-    assert.deepEqual(a.Instances.map((i) => i.ID), ['l', 'p', 'q']);
+    assert.deepEqual(
+      a.Instances.map((i) => i.ID),
+      ['l', 'p', 'q'],
+    );
     assert.equal(a.TotalSize, '10750000');
     assert.equal(a.TotalSizeMB, 10);
   });

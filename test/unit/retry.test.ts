@@ -160,7 +160,10 @@ describe('retry', () => {
       [1, 2, 3].map((n) => backoffDelay(b, n, () => 0)),
       [0, 0, 0],
     );
-    assert.equal(backoffDelay(b, 10_000, () => 0.5), 500);
+    assert.equal(
+      backoffDelay(b, 10_000, () => 0.5),
+      500,
+    );
     assert.equal(backoffDelay({ kind: 'fixed', delayMs: 1000 }, 7), 1000);
   });
 
@@ -239,17 +242,23 @@ describe('retry', () => {
     ac.abort();
     let calls = 0;
     await assert.rejects(
-      retry(async () => {
-        calls++;
-      }, { signal: ac.signal }),
+      retry(
+        async () => {
+          calls++;
+        },
+        { signal: ac.signal },
+      ),
       (e: unknown) => (e as Error).name === 'AbortError',
     );
     assert.equal(calls, 0);
     const live = new AbortController();
     let got: AbortSignal | undefined;
-    await retry(async (_n, s) => {
-      got = s;
-    }, { signal: live.signal });
+    await retry(
+      async (_n, s) => {
+        got = s;
+      },
+      { signal: live.signal },
+    );
     assert.equal(got, live.signal);
   });
 
@@ -338,10 +347,13 @@ describe('retryOptionsFromConfig', () => {
     const clock = fakeClock();
     let calls = 0;
     await assert.rejects(
-      retry(async () => {
-        calls++;
-        throw httpError(500);
-      }, { ...retryOptionsFromConfig(transfers(2, 0)), clock }),
+      retry(
+        async () => {
+          calls++;
+          throw httpError(500);
+        },
+        { ...retryOptionsFromConfig(transfers(2, 0)), clock },
+      ),
     );
     assert.equal(calls, 3);
     assert.deepEqual(clock.waits, [1000, 1000]);

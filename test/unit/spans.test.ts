@@ -47,7 +47,10 @@ test('joinChunks joins the adjacent pieces of one instance and keeps the rest in
   const b = id(2);
   const joined = joinChunks([
     [{ ID: a, Offset: 0, Size: 10 }],
-    [{ ID: a, Offset: 10, Size: 5 }, { ID: b, Offset: 0, Size: 7 }],
+    [
+      { ID: a, Offset: 10, Size: 5 },
+      { ID: b, Offset: 0, Size: 7 },
+    ],
     [{ ID: b, Offset: 9, Size: 1 }],
   ]);
   assert.deepEqual(joined, [
@@ -55,9 +58,26 @@ test('joinChunks joins the adjacent pieces of one instance and keeps the rest in
     { ID: b, Offset: 0, Size: 7 },
     { ID: b, Offset: 9, Size: 1 },
   ]);
-  assert.equal(addressable(joined, (i) => (i === a ? 15 : 10)), false, 'b twice');
-  assert.equal(addressable(joined.slice(0, 2), (i) => (i === a ? 15 : 10)), true);
-  assert.equal(addressable([{ ID: a, Offset: 0, Size: 14 }, { ID: b, Offset: 0, Size: 7 }], () => 15), false, 'a not to its end');
+  assert.equal(
+    addressable(joined, (i) => (i === a ? 15 : 10)),
+    false,
+    'b twice',
+  );
+  assert.equal(
+    addressable(joined.slice(0, 2), (i) => (i === a ? 15 : 10)),
+    true,
+  );
+  assert.equal(
+    addressable(
+      [
+        { ID: a, Offset: 0, Size: 14 },
+        { ID: b, Offset: 0, Size: 7 },
+      ],
+      () => 15,
+    ),
+    false,
+    'a not to its end',
+  );
 });
 
 test('a push queue hands out every pending bucket once, in spans no larger than asked', () => {
@@ -70,7 +90,10 @@ test('a push queue hands out every pending bucket once, in spans no larger than 
   for (const s of spans) {
     for (let i = s.first; i <= s.last; i++) seen.push(i);
     const parts = buckets.slice(s.first, s.last + 1);
-    assert.equal(s.bytes, parts.reduce((n, b) => n + bucketSize(b), 0));
+    assert.equal(
+      s.bytes,
+      parts.reduce((n, b) => n + bucketSize(b), 0),
+    );
     assert.ok(s.first === s.last || s.bytes <= MAX, `span ${s.first}-${s.last} of ${s.bytes} bytes`);
     // The span's chunks are its buckets' bytes, in the same order.
     assert.deepEqual(ranges(s.chunks), ranges(parts.flat()));
@@ -89,7 +112,10 @@ test('done buckets are skipped and never joined across', () => {
 });
 
 test('without join, or asked for little, every span is one bucket', () => {
-  for (const q of [new SpanQueue(buckets, all, { join: false, maxBytes: MAX }), new SpanQueue(buckets, all, { join: true, maxBytes: MAX })]) {
+  for (const q of [
+    new SpanQueue(buckets, all, { join: false, maxBytes: MAX }),
+    new SpanQueue(buckets, all, { join: true, maxBytes: MAX }),
+  ]) {
     const spans = drain(q, () => 1);
     assert.equal(spans.length, buckets.length);
     assert.ok(spans.every((s, i) => s.first === i && s.last === i));
@@ -97,13 +123,19 @@ test('without join, or asked for little, every span is one bucket', () => {
 });
 
 test('pull spans are one chunk URL each, and the URL asks for exactly their bytes', () => {
-  const spans = drain(new SpanQueue(buckets, all, { join: true, maxBytes: MAX, pull: { sizeOf: (i) => sizes.get(i), compression: 'gzip' } }), () => MAX);
+  const spans = drain(
+    new SpanQueue(buckets, all, { join: true, maxBytes: MAX, pull: { sizeOf: (i) => sizes.get(i), compression: 'gzip' } }),
+    () => MAX,
+  );
   assert.ok(spans.length < buckets.length, `${spans.length} spans for ${buckets.length} buckets`);
   for (const s of spans) {
     assert.ok(addressable(s.chunks, (i) => sizes.get(i)));
     const path = buildChunkPath(s.chunks as Bucket, 'gzip');
     const req = parseChunkUrl(path);
-    assert.deepEqual(req.ids, s.chunks.map((c) => c.ID));
+    assert.deepEqual(
+      req.ids,
+      s.chunks.map((c) => c.ID),
+    );
     assert.equal(req.offset, s.chunks[0]?.Offset);
     assert.equal(req.size, s.bytes);
   }

@@ -61,8 +61,14 @@ describe('staging area', () => {
       // Sparse: (almost) no block is allocated yet.
       assert.ok(st.blocks * 512 < i.Size, `${i.ID} takes ${st.blocks * 512} bytes on disk for ${i.Size}`);
     }
-    assert.equal(area.totalSize, instances.reduce((s, i) => s + i.Size, 0));
-    assert.deepEqual((await area.staged()).map((s) => s.path), instances.map((i) => join(root, 'a', 'tx', stagedFileName(i.ID))));
+    assert.equal(
+      area.totalSize,
+      instances.reduce((s, i) => s + i.Size, 0),
+    );
+    assert.deepEqual(
+      (await area.staged()).map((s) => s.path),
+      instances.map((i) => join(root, 'a', 'tx', stagedFileName(i.ID))),
+    );
   });
 
   test('writes buckets in any order, split across pieces, plain and gzip, and more than once', async () => {
@@ -89,7 +95,7 @@ describe('staging area', () => {
     for (const i of instances) assert.equal(md5(await readFile(area.pathOf(i.ID))), i.MD5, i.ID);
   });
 
-  test('a payload of the wrong length is NetworkProtocol with Orthanc\'s Details', async () => {
+  test("a payload of the wrong length is NetworkProtocol with Orthanc's Details", async () => {
     const [a] = instances as [InstanceInfo];
     const area = await StagingArea.create(join(root, 'c'), instances);
     const bucket: Bucket = [{ ID: a.ID, Offset: 0, Size: 37422 }];
@@ -117,13 +123,24 @@ describe('staging area', () => {
     const bucket: Bucket = [{ ID: a.ID, Offset: 0, Size: 100 }];
     const gz = gzipBuffer((files.get(a.ID) as Buffer).subarray(0, 100));
     gz[gz.length - 6] = (gz[gz.length - 6] ?? 0) ^ 0xff; // CRC-32 of the trailer
-    await assert.rejects(area.writeBucket(bucket, Readable.from([gz]), { gunzip: true }), (e: unknown) => isXferError(e, 'BadFileFormat') && e.http === 400);
-    await assert.rejects(area.writeBucket(bucket, Readable.from([Buffer.from('not gzip at all')]), { gunzip: true }), (e: unknown) => isXferError(e, 'BadFileFormat'));
+    await assert.rejects(
+      area.writeBucket(bucket, Readable.from([gz]), { gunzip: true }),
+      (e: unknown) => isXferError(e, 'BadFileFormat') && e.http === 400,
+    );
+    await assert.rejects(area.writeBucket(bucket, Readable.from([Buffer.from('not gzip at all')]), { gunzip: true }), (e: unknown) =>
+      isXferError(e, 'BadFileFormat'),
+    );
     const unknown: Bucket = [{ ID: 'ffffffff-ffffffff-ffffffff-ffffffff-ffffffff', Offset: 0, Size: 1 }];
-    assert.throws(() => area.checkBucket(unknown), (e: unknown) => isXferError(e, 'UnknownResource') && e.http === 404);
+    assert.throws(
+      () => area.checkBucket(unknown),
+      (e: unknown) => isXferError(e, 'UnknownResource') && e.http === 404,
+    );
     await assert.rejects(area.writeBucket(unknown, Readable.from([Buffer.from('x')])), (e: unknown) => isXferError(e, 'UnknownResource'));
     const outside: Bucket = [{ ID: a.ID, Offset: a.Size - 10, Size: 11 }];
-    await assert.rejects(area.writeBucket(outside, Readable.from([Buffer.alloc(11)])), (e: unknown) => isXferError(e, 'ParameterOutOfRange') && e.http === 400);
+    await assert.rejects(
+      area.writeBucket(outside, Readable.from([Buffer.alloc(11)])),
+      (e: unknown) => isXferError(e, 'ParameterOutOfRange') && e.http === 400,
+    );
   });
 
   test('stops between pieces once the transfer is aborted', async () => {
@@ -136,9 +153,8 @@ describe('staging area', () => {
       ac.abort();
       yield data.subarray(1000);
     }
-    await assert.rejects(
-      area.writeBucket([{ ID: a.ID, Offset: 0, Size: a.Size }], slow(), { signal: ac.signal }),
-      (e: unknown) => isXferError(e, 'UnknownResource'),
+    await assert.rejects(area.writeBucket([{ ID: a.ID, Offset: 0, Size: a.Size }], slow(), { signal: ac.signal }), (e: unknown) =>
+      isXferError(e, 'UnknownResource'),
     );
   });
 
@@ -190,7 +206,10 @@ describe('staging area', () => {
     assert.equal(staged.length, 300);
     for (const s of staged) assert.equal((await stat(s.path)).size, data.length, s.id);
     assert.equal(md5(await readFile(area.pathOf(last.ID))), last.MD5);
-    assert.deepEqual(staged.filter((s) => s.verified).map((s) => s.id), [last.ID]);
+    assert.deepEqual(
+      staged.filter((s) => s.verified).map((s) => s.id),
+      [last.ID],
+    );
     await area.remove();
     await assert.rejects(stat(dir));
     // Removed right after it was made: nothing is left behind by the files still being made.
@@ -267,7 +286,13 @@ describe('staging area', () => {
     await rm(first.pathOf(empty.ID));
     const again = await StagingArea.open(dir, [a, empty], new Set([a.ID]));
     const staged = await again.staged();
-    assert.deepEqual(staged.map((x) => [x.id, x.size]), [[a.ID, a.Size], [empty.ID, 0]]);
+    assert.deepEqual(
+      staged.map((x) => [x.id, x.size]),
+      [
+        [a.ID, a.Size],
+        [empty.ID, 0],
+      ],
+    );
     assert.equal((await stat(again.pathOf(empty.ID))).size, 0);
     await again.remove();
   });
@@ -303,10 +328,16 @@ describe('staging area', () => {
     const wrong = (crc32(data) ^ 1).toString(16).padStart(8, '0');
     for (const opts of [{ crc32: wrong }, { gunzip: true, crc32: wrong }]) {
       const payload = opts.gunzip ? gzipBuffer(data) : data;
-      await assert.rejects(area.writeBucket(bucket, pieces(payload, 3000), opts), (e: unknown) => isXferError(e, 'CorruptedFile') && e.http === 422);
+      await assert.rejects(
+        area.writeBucket(bucket, pieces(payload, 3000), opts),
+        (e: unknown) => isXferError(e, 'CorruptedFile') && e.http === 422,
+      );
     }
     // A body cut short under a checksum is a bucket to send again too.
-    await assert.rejects(area.writeBucket(bucket, Readable.from([data.subarray(0, 100)]), { crc32: right }), (e: unknown) => isXferError(e, 'CorruptedFile') && e.http === 422);
+    await assert.rejects(
+      area.writeBucket(bucket, Readable.from([data.subarray(0, 100)]), { crc32: right }),
+      (e: unknown) => isXferError(e, 'CorruptedFile') && e.http === 422,
+    );
     await assert.rejects(area.writeBucket(bucket, pieces(data, 3000), { crc32: 'member' }), (e: unknown) => isXferError(e, 'BadRequest'));
     assert.equal(md5(await readFile(area.pathOf(a.ID))), a.MD5);
     await area.remove();

@@ -8,7 +8,8 @@
   const LEVELS = { patient: 'Patient', study: 'Study', series: 'Series' };
   const BUTTON_CLASS = 'dicom-xfer-transfers';
 
-  const escapeHtml = (s) => String(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);
+  const escapeHtml = (s) =>
+    String(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);
 
   // Puts the yellow button (theme "e") just before the page's "Delete" entry, once.
   const addButton = (page) => {

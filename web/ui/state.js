@@ -166,4 +166,3 @@ export async function refreshOverview() {
     toast(`Cannot reach the node: ${e.message}`, 'error');
   }
 }
-

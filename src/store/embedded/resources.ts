@@ -22,7 +22,10 @@ const PARENT_KEY: Record<Level, string | undefined> = {
 
 /** Orthanc's ISO "basic" timestamp without fraction, in UTC (LastUpdate). */
 function isoBasic(ms: number): string {
-  return new Date(ms).toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, '');
+  return new Date(ms)
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, '');
 }
 
 /** The resource views of one store: its index, where its files are, and when a resource is stable. */

@@ -6,7 +6,15 @@ import { XferError } from '../../errors.ts';
 import { readStored } from '../../util/stored-json.ts';
 import type Database from 'better-sqlite3';
 import type { Db } from './db.ts';
-import type { AdoptResult, IndexCounts, IndexEntry, IndexedInstance, IndexedResource, InstanceIndex, ReplacePolicy } from './instance-index.ts';
+import type {
+  AdoptResult,
+  IndexCounts,
+  IndexEntry,
+  IndexedInstance,
+  IndexedResource,
+  InstanceIndex,
+  ReplacePolicy,
+} from './instance-index.ts';
 
 const LEVEL_NUM: Record<Level, number> = { Patient: 0, Study: 1, Series: 2, Instance: 3 };
 const NUM_LEVEL: readonly Level[] = ['Patient', 'Study', 'Series', 'Instance'];
@@ -129,7 +137,9 @@ export class SqliteInstanceIndex implements InstanceIndex {
   async instanceIdsUnder(level: Level, id: string): Promise<string[] | undefined> {
     const seq = this.#seq(id, level);
     if (seq === undefined) return undefined;
-    const rows = this.#stmt(`${SUBTREE} SELECT r.id FROM sub CROSS JOIN resources r ON r.seq = sub.seq WHERE r.level = 3 ORDER BY r.seq`).all(seq);
+    const rows = this.#stmt(
+      `${SUBTREE} SELECT r.id FROM sub CROSS JOIN resources r ON r.seq = sub.seq WHERE r.level = 3 ORDER BY r.seq`,
+    ).all(seq);
     return rows.map((r) => checked(IdRow, r, 'a resource').id);
   }
 
@@ -154,7 +164,8 @@ export class SqliteInstanceIndex implements InstanceIndex {
   }
 
   async counts(): Promise<IndexCounts> {
-    const count = (level: Level) => checked(CountRow, this.#stmt('SELECT COUNT(*) AS n FROM resources WHERE level = ?').get(LEVEL_NUM[level]), 'counts').n;
+    const count = (level: Level) =>
+      checked(CountRow, this.#stmt('SELECT COUNT(*) AS n FROM resources WHERE level = ?').get(LEVEL_NUM[level]), 'counts').n;
     const bytes = checked(CountRow, this.#stmt('SELECT COALESCE(SUM(size), 0) AS n FROM instances').get(), 'counts').n;
     return { patients: count('Patient'), studies: count('Study'), series: count('Series'), instances: count('Instance'), bytes };
   }
@@ -175,7 +186,9 @@ export class SqliteInstanceIndex implements InstanceIndex {
 
   async takeOrphans(): Promise<string[]> {
     return this.#db.transaction(() => {
-      const pending = this.#stmt('SELECT file FROM pending_files').all().map((r) => checked(FileRow, r, 'the journal').file);
+      const pending = this.#stmt('SELECT file FROM pending_files')
+        .all()
+        .map((r) => checked(FileRow, r, 'the journal').file);
       const referenced = this.#stmt('SELECT 1 FROM instances WHERE file = ?');
       const orphans = pending.filter((f) => referenced.get(f) === undefined);
       this.#stmt('DELETE FROM pending_files').run();
@@ -242,7 +255,9 @@ export class SqliteInstanceIndex implements InstanceIndex {
       const raw = this.#stmt('SELECT seq, parent FROM resources WHERE id = ? AND level = ?').get(id, LEVEL_NUM[level]);
       if (raw === undefined) return undefined;
       const row = checked(ParentRow, raw, id);
-      const under = this.#stmt(`${SUBTREE} SELECT seq FROM sub`).all(row.seq).map((r) => checked(SeqRow, r, id).seq);
+      const under = this.#stmt(`${SUBTREE} SELECT seq FROM sub`)
+        .all(row.seq)
+        .map((r) => checked(SeqRow, r, id).seq);
       const fileOf = this.#stmt('SELECT file FROM instances WHERE seq = ?');
       const add = this.#stmt('INSERT OR IGNORE INTO pending_files (file, since) VALUES (?, ?)');
       const files: string[] = [];

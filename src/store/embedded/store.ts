@@ -280,7 +280,10 @@ export class EmbeddedStore implements Store {
     });
     if (problems.length > 0) {
       problems.sort();
-      throw new XferError('CorruptedFile', `${problems.length} of ${staged.length} instances refused, nothing stored: ${problems.join('; ')}`);
+      throw new XferError(
+        'CorruptedFile',
+        `${problems.length} of ${staged.length} instances refused, nothing stored: ${problems.join('; ')}`,
+      );
     }
     return checked.filter((c): c is Checked => c !== undefined);
   }

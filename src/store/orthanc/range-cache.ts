@@ -95,7 +95,16 @@ export class RangeCache {
       body.destroy();
       return;
     }
-    const entry: Entry = { path: join(this.#opts.dir, id), size, written: 0, complete: false, lastUse: Date.now(), pins: 0, waiters: [], body };
+    const entry: Entry = {
+      path: join(this.#opts.dir, id),
+      size,
+      written: 0,
+      complete: false,
+      lastUse: Date.now(),
+      pins: 0,
+      waiters: [],
+      body,
+    };
     this.#entries.set(id, entry);
     this.#bytes += size;
     const w = this.#write(id, entry, body).finally(() => this.#writing.delete(w));
@@ -143,7 +152,7 @@ export class RangeCache {
   #wake(entry: Entry): void {
     if (entry.waiters.length === 0) return;
     const still: Waiter[] = [];
-    for (const w of entry.waiters) (w.need <= entry.written ? w.resolve() : still.push(w));
+    for (const w of entry.waiters) w.need <= entry.written ? w.resolve() : still.push(w);
     entry.waiters = still;
   }
 

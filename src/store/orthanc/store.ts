@@ -239,7 +239,8 @@ export class OrthancStore implements Store {
         const size = safeInt(doc['UncompressedSize']);
         if (size !== undefined) {
           this.#infoRoute = true;
-          const md5 = typeof doc['UncompressedMD5'] === 'string' && MD5_RE.test(doc['UncompressedMD5']) ? doc['UncompressedMD5'] : undefined;
+          const md5 =
+            typeof doc['UncompressedMD5'] === 'string' && MD5_RE.test(doc['UncompressedMD5']) ? doc['UncompressedMD5'] : undefined;
           const uuid = typeof doc['Uuid'] === 'string' ? doc['Uuid'] : undefined;
           return { size, md5, uuid };
         }
@@ -291,7 +292,8 @@ export class OrthancStore implements Store {
         } catch (e) {
           throw this.#client.transportError(`GET /instances/${id}/file`, e);
         }
-        if (n !== a.size) throw new XferError('NetworkProtocol', `Orthanc at ${this.url} sent ${n} bytes of instance ${id} instead of ${a.size}`);
+        if (n !== a.size)
+          throw new XferError('NetworkProtocol', `Orthanc at ${this.url} sent ${n} bytes of instance ${id} instead of ${a.size}`);
         return hash.digest('hex');
       });
       this.#md5Pending.set(key, p);
@@ -504,9 +506,13 @@ export class OrthancStore implements Store {
       // Orthanc unreachable or too slow is no fault of the data: the staged files stay, and the same
       // commit may be made again once Orthanc is back (what it already holds is then skipped).
       const transient = isXferError(failure.error, 'DatabaseUnavailable') || isXferError(failure.error, 'Timeout');
-      throw new XferError(transient ? (failure.error as XferError).code : 'CorruptedFile', `instance ${failure.id} was not stored into Orthanc (${why}); ${undo}`, {
-        cause: failure.error,
-      });
+      throw new XferError(
+        transient ? (failure.error as XferError).code : 'CorruptedFile',
+        `instance ${failure.id} was not stored into Orthanc (${why}); ${undo}`,
+        {
+          cause: failure.error,
+        },
+      );
     }
     for (const s of staged) await unlink(s.path).catch(() => undefined);
     return { stored: added.sort(), alreadyStored: alreadyStored.sort() };

@@ -106,7 +106,13 @@ export class FilePushState implements PushTransactionState {
   async create(tx: NewPushTransaction): Promise<void> {
     const dir = join(this.#dir, tx.id);
     await mkdir(dir, { recursive: true });
-    const manifest: Manifest = { Version: MANIFEST_VERSION, ID: tx.id, CreatedAt: tx.createdAt, LastActivity: tx.createdAt, Create: tx.create };
+    const manifest: Manifest = {
+      Version: MANIFEST_VERSION,
+      ID: tx.id,
+      CreatedAt: tx.createdAt,
+      LastActivity: tx.createdAt,
+      Create: tx.create,
+    };
     await writeDurably(join(dir, MANIFEST), manifestCodec.toJSON(manifest));
     this.#known.add(tx.id);
   }

@@ -13,7 +13,13 @@ export function progressBar(percent, stateName) {
   fill.style.width = `${Math.max(0, Math.min(100, percent || 0))}%`;
   return h(
     'span.bar',
-    { class: `bar state-${String(stateName ?? '').toLowerCase()}`, role: 'progressbar', 'aria-valuemin': 0, 'aria-valuemax': 100, 'aria-valuenow': percent || 0 },
+    {
+      class: `bar state-${String(stateName ?? '').toLowerCase()}`,
+      role: 'progressbar',
+      'aria-valuemin': 0,
+      'aria-valuemax': 100,
+      'aria-valuenow': percent || 0,
+    },
     fill,
   );
 }

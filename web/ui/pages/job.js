@@ -68,7 +68,13 @@ function jobFacts(job) {
     finished ? fact('Took', duration(job.EffectiveRuntime), 'took') : fact('Running for', duration(job.EffectiveRuntime)),
     fact('Retries', String(c.Retries ?? 0), 'retries'),
     c.SkippedInstances !== undefined
-      ? fact('Already at the destination', c.SkippedInstances > 0 ? `${count(c.SkippedInstances, 'instance', 'instances')} (${bytes(c.SkippedBytes ?? 0)}) not sent again` : 'none', 'skipped')
+      ? fact(
+          'Already at the destination',
+          c.SkippedInstances > 0
+            ? `${count(c.SkippedInstances, 'instance', 'instances')} (${bytes(c.SkippedBytes ?? 0)}) not sent again`
+            : 'none',
+          'skipped',
+        )
       : null,
     fact('Compression', c.Compression ?? '–'),
     fact('Peer', c.Peer ?? '–'),
@@ -77,7 +83,9 @@ function jobFacts(job) {
     Number.isFinite(completed) ? fact('Finished', localTime(completed)) : null,
     c.RemoteJobURL ? fact("Peer's job", h('span.mono', String(c.RemoteJobURL)), 'remote-job') : null,
     c.RemoteControl ? fact('Passed on to the peer', String(c.RemoteControl), 'remote-control') : null,
-    Array.isArray(c.PeerExtensions) ? fact('Extensions used', c.PeerExtensions.length ? c.PeerExtensions.join(', ') : 'none (plain protocol)', 'extensions') : null,
+    Array.isArray(c.PeerExtensions)
+      ? fact('Extensions used', c.PeerExtensions.length ? c.PeerExtensions.join(', ') : 'none (plain protocol)', 'extensions')
+      : null,
     fact('ID', h('span.mono', job.ID), 'id'),
   );
 }
@@ -91,7 +99,11 @@ function summaryView(job) {
     h('div.big-progress', progressBar(job.Progress, job.State), h('span.pct', `${job.Progress ?? 0}%`)),
     jobFacts(job),
     c.LastRetryCause
-      ? h('p.alert.warn', { dataset: { retry: 'last' } }, `Last retry${Number.isFinite(parseOrthancTime(c.LastRetryTime)) ? ` at ${localTime(parseOrthancTime(c.LastRetryTime))}` : ''}: ${c.LastRetryCause}`)
+      ? h(
+          'p.alert.warn',
+          { dataset: { retry: 'last' } },
+          `Last retry${Number.isFinite(parseOrthancTime(c.LastRetryTime)) ? ` at ${localTime(parseOrthancTime(c.LastRetryTime))}` : ''}: ${c.LastRetryCause}`,
+        )
       : null,
     h('h3', 'Resources'),
     resourcesList(c.Resources),

@@ -25,7 +25,12 @@ function peerCard(p) {
     h(
       'dl.facts',
       h('div.fact', { dataset: { fact: 'reachable' } }, h('dt', 'Reachable'), h('dd', p.Reachable ? 'yes' : 'no')),
-      h('div.fact', { dataset: { fact: 'rtt' } }, h('dt', 'Round trip'), h('dd', p.RttMs !== null && p.RttMs !== undefined ? `${Math.round(p.RttMs)} ms` : '–')),
+      h(
+        'div.fact',
+        { dataset: { fact: 'rtt' } },
+        h('dt', 'Round trip'),
+        h('dd', p.RttMs !== null && p.RttMs !== undefined ? `${Math.round(p.RttMs)} ms` : '–'),
+      ),
       h('div.fact', { dataset: { fact: 'status' } }, h('dt', 'Transfers'), h('dd', STATUS_TEXT[p.Status] ?? p.Status)),
       h(
         'div.fact',
@@ -39,7 +44,9 @@ function peerCard(p) {
       p.RemoteSelf ? h('div.fact', h('dt', 'RemoteSelf'), h('dd', p.RemoteSelf)) : null,
     ),
     p.Error ? h('p.alert.warn', p.Error) : null,
-    s.lastError ? h('p.muted.small', `Last failure ${s.lastFailureAt ? localTime(Date.parse(s.lastFailureAt)) : ''}: ${s.lastError}`) : null,
+    s.lastError
+      ? h('p.muted.small', `Last failure ${s.lastFailureAt ? localTime(Date.parse(s.lastFailureAt)) : ''}: ${s.lastError}`)
+      : null,
   );
 }
 
@@ -54,7 +61,12 @@ export function peersPage(main) {
     try {
       const peers = await get('/ui/api/peers');
       if (!alive) return;
-      replace(grid, peers.length ? peers.map(peerCard) : h('p.muted', 'No peers. Add them under OrthancPeers in the configuration, or with PUT /peers/{name}.'));
+      replace(
+        grid,
+        peers.length
+          ? peers.map(peerCard)
+          : h('p.muted', 'No peers. Add them under OrthancPeers in the configuration, or with PUT /peers/{name}.'),
+      );
     } catch (e) {
       toast(`Cannot read the peers: ${e.message}`, 'error');
     } finally {

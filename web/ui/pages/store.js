@@ -29,7 +29,11 @@ async function openSend(level, id, label) {
     toast('No peer to send to: add one under OrthancPeers in the configuration.', 'error');
     return;
   }
-  const peerSel = h('select', { name: 'peer', id: 'send-peer' }, names.map((n) => h('option', { value: n }, n)));
+  const peerSel = h(
+    'select',
+    { name: 'peer', id: 'send-peer' },
+    names.map((n) => h('option', { value: n }, n)),
+  );
   const push = h('input', { type: 'radio', name: 'mode', value: 'push', id: 'mode-push', checked: true });
   const pull = h('input', { type: 'radio', name: 'mode', value: 'pull', id: 'mode-pull' });
   const pullNote = h('small.muted');
@@ -45,7 +49,7 @@ async function openSend(level, id, label) {
     if (!hasRemoteSelf && pull.checked) push.checked = true;
     pullNote.textContent = hasRemoteSelf
       ? `The peer fetches the data from this node (it knows it as "${peers[peerSel.value].RemoteSelf}"): works when only the peer can open connections.`
-      : 'Pull needs RemoteSelf in the peer\'s definition (the name the peer gives this node).';
+      : "Pull needs RemoteSelf in the peer's definition (the name the peer gives this node).";
   };
   peerSel.addEventListener('change', sync);
   const submit = h('button.btn.primary', { type: 'submit', value: 'send' }, 'Send');
@@ -122,7 +126,10 @@ function studyBlock(st) {
       'div.study-head',
       h('span.date', dicomDate(st.StudyDate)),
       h('span.desc', st.StudyDescription || '(no description)'),
-      h('span.mods', st.Modalities.map((m) => h('span.chip', m))),
+      h(
+        'span.mods',
+        st.Modalities.map((m) => h('span.chip', m)),
+      ),
       h('span.count', `${st.Instances} inst.`),
       sendButton('Study', st.ID, label),
     ),
@@ -134,7 +141,13 @@ function studyBlock(st) {
 function patientBlocks(studies) {
   const byPatient = new Map();
   for (const st of studies) {
-    const p = byPatient.get(st.ParentPatient) ?? { id: st.ParentPatient, name: st.PatientName, pid: st.PatientID, birth: st.PatientBirthDate, studies: [] };
+    const p = byPatient.get(st.ParentPatient) ?? {
+      id: st.ParentPatient,
+      name: st.PatientName,
+      pid: st.PatientID,
+      birth: st.PatientBirthDate,
+      studies: [],
+    };
     p.studies.push(st);
     byPatient.set(st.ParentPatient, p);
   }
@@ -185,9 +198,18 @@ export function storePage(main) {
   function pager(a) {
     const last = a.Offset + a.Studies.length;
     const count = `${a.Total}${a.Capped ? '+' : ''}`;
-    const label = a.Total === 1 ? '1 study' : a.Studies.length === a.Total ? `${count} studies` : `Studies ${a.Offset + 1}–${last} of ${count}`;
-    const prev = h('button.btn.small', { type: 'button', 'aria-label': 'Previous page', disabled: a.Offset === 0, onclick: () => search(Math.max(0, a.Offset - a.Limit)) }, '‹ Previous');
-    const next = h('button.btn.small', { type: 'button', 'aria-label': 'Next page', disabled: last >= a.Total, onclick: () => search(last) }, 'Next ›');
+    const label =
+      a.Total === 1 ? '1 study' : a.Studies.length === a.Total ? `${count} studies` : `Studies ${a.Offset + 1}–${last} of ${count}`;
+    const prev = h(
+      'button.btn.small',
+      { type: 'button', 'aria-label': 'Previous page', disabled: a.Offset === 0, onclick: () => search(Math.max(0, a.Offset - a.Limit)) },
+      '‹ Previous',
+    );
+    const next = h(
+      'button.btn.small',
+      { type: 'button', 'aria-label': 'Next page', disabled: last >= a.Total, onclick: () => search(last) },
+      'Next ›',
+    );
     return h('div.pager', h('span.muted.small.count', label), a.Total > a.Studies.length ? [prev, next] : null);
   }
 

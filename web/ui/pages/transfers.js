@@ -143,7 +143,11 @@ export function transfersPage(main) {
     counts,
     h(
       'section.panel',
-      h('h2', 'Node wire rate', h('span.legend', { title: 'Bytes on the network, all jobs' }, h('i.sent'), 'sent', h('i.received'), 'received')),
+      h(
+        'h2',
+        'Node wire rate',
+        h('span.legend', { title: 'Bytes on the network, all jobs' }, h('i.sent'), 'sent', h('i.received'), 'received'),
+      ),
       canvas,
     ),
     h('section.panel', list),

@@ -128,13 +128,22 @@ async function main(): Promise<void> {
   const results = ['dicom-xfer', 'Orthanc 1.10.1'].map(median).filter((x): x is Result => x !== undefined);
   const base = results.find((r) => r.target.startsWith('Orthanc'));
   const lines = [
-    `ingest of ${files.length} generated CT slices (${totalMB.toFixed(0)} MB), ${concurrency} uploads at a time, median of ${rounds} rounds, ${new Date().toISOString()}`,
+    `ingest of ${files.length} generated CT slices (${totalMB.toFixed(0)} MB), ${concurrency} uploads at a time, median of ${rounds} ` +
+      `rounds, ${new Date().toISOString()}`,
     '',
     '| target | seconds | instances/s | MB/s | server CPU s | server peak RSS MB | speed vs Orthanc |',
     '|---|---|---|---|---|---|---|',
     ...results.map(
       (r) =>
-        `| ${r.target} | ${r.seconds.toFixed(2)} | ${r.instancesPerSecond.toFixed(1)} | ${r.mbPerSecond.toFixed(1)} | ${r.serverCpuSeconds.toFixed(2)} | ${r.serverPeakRssMB.toFixed(0)} | ${base ? `${(r.instancesPerSecond / base.instancesPerSecond).toFixed(2)}x` : '-'} |`,
+        `| ${[
+          r.target,
+          r.seconds.toFixed(2),
+          r.instancesPerSecond.toFixed(1),
+          r.mbPerSecond.toFixed(1),
+          r.serverCpuSeconds.toFixed(2),
+          r.serverPeakRssMB.toFixed(0),
+          base ? `${(r.instancesPerSecond / base.instancesPerSecond).toFixed(2)}x` : '-',
+        ].join(' | ')} |`,
     ),
   ];
   process.stdout.write(`${lines.join('\n')}\n`);

@@ -214,12 +214,14 @@ function table(p: ProfileResult): string[] {
   const title =
     profile.name === 'loopback'
       ? `### loopback (no emulated link)`
-      : `### ${profile.name}: ${profile.rttMs} ms RTT, ${profile.rateMbit} Mbit/s each way, ${profile.lossPct}% loss, ${p.cc.toUpperCase()} (measured RTT ${f1(p.measuredRttMs)} ms)`;
+      : `### ${profile.name}: ${profile.rttMs} ms RTT, ${profile.rateMbit} Mbit/s each way, ${profile.lossPct}% loss, ` +
+        `${p.cc.toUpperCase()} (measured RTT ${f1(p.measuredRttMs)} ms)`;
   const baselines = BASELINES.filter((b) => p.runs.some((r) => r.method === b));
   const lines = [
     title,
     '',
-    `| method | result | wall s | DICOM MB/s | wire MB | link use | of limit | sender CPU s | receiver CPU s | sender peak RSS MB | receiver peak RSS MB |${baselines.map((b) => ` vs ${b} |`).join('')}`,
+    '| method | result | wall s | DICOM MB/s | wire MB | link use | of limit | sender CPU s | receiver CPU s | sender peak RSS MB ' +
+      `| receiver peak RSS MB |${baselines.map((b) => ` vs ${b} |`).join('')}`,
     `|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|${baselines.map(() => '---:|').join('')}`,
   ];
   for (const r of p.runs) {
@@ -227,7 +229,8 @@ function table(p: ProfileResult): string[] {
     const result = r.ok
       ? 'ok'
       : stoppedBaseline(r)
-        ? `stopped after ${f1(r.wallSeconds, 0)} s (bound), ${f1((r.wire?.busierBytes ?? 0) / 1e6, 0)} MB across: ≈${f1(paceSeconds(r), 0)} s at that pace`
+        ? `stopped after ${f1(r.wallSeconds, 0)} s (bound), ${f1((r.wire?.busierBytes ?? 0) / 1e6, 0)} MB across: ` +
+          `≈${f1(paceSeconds(r), 0)} s at that pace`
         : `FAILED: ${(r.error ?? '')
             .replace(/https?:\/\/\S+/g, '…')
             .replace(/\|/g, '/')
@@ -244,7 +247,20 @@ function table(p: ProfileResult): string[] {
     const walls = r.repeatedWallSeconds ?? [];
     const wall = walls.length > 1 ? `${f1(r.wallSeconds)} (${f1(Math.min(...walls))}–${f1(Math.max(...walls))})` : f1(r.wallSeconds);
     lines.push(
-      `| ${r.method} | ${result} | ${wall} | ${rate(f1(r.dicomMBps, 2))} | ${r.wire ? f1(r.wire.busierBytes / 1e6) : '–'} | ${rate(pct(r.linkUtilisation))} | ${rate(pct(r.ratioToLimit))} | ${f1(senderCpu)} | ${f1(r.receiver?.cpuSeconds)} | ${senderRss} | ${f1(r.receiver?.peakRssMB, 0)} |${baselines.map((b) => ` ${cell(r, b, p)} |`).join('')}`,
+      `| ${[
+        r.method,
+        result,
+        wall,
+        rate(f1(r.dicomMBps, 2)),
+        r.wire ? f1(r.wire.busierBytes / 1e6) : '–',
+        rate(pct(r.linkUtilisation)),
+        rate(pct(r.ratioToLimit)),
+        f1(senderCpu),
+        f1(r.receiver?.cpuSeconds),
+        senderRss,
+        f1(r.receiver?.peakRssMB, 0),
+        ...baselines.map((b) => cell(r, b, p)),
+      ].join(' | ')} |`,
     );
   }
   for (const s of p.skipped) lines.push('', `${s.method} skipped: ${s.reason}`);
@@ -252,13 +268,20 @@ function table(p: ProfileResult): string[] {
 }
 
 const DEFINITIONS = [
-  "wall s: from the request that starts the transfer to the moment the job (or the client) reports the end; one run per method, or with --repeat N the run of median wall time (every figure of the row is that run's), the fastest and the slowest in parentheses; a method any of whose runs failed is reported by its failed run.",
+  'wall s: from the request that starts the transfer to the moment the job (or the client) reports the end; one run per method, or with ' +
+    "--repeat N the run of median wall time (every figure of the row is that run's), the fastest and the slowest in parentheses; a " +
+    'method any of whose runs failed is reported by its failed run.',
   'DICOM MB/s: data set bytes (10^6 per MB) / wall time.',
-  "wire MB: IP bytes (headers, ACKs and retransmissions included) that crossed the emulated link in the busier direction, from the namespace's iptables queue counters; the benchmark's own control traffic (imports, job polls, MD5 checks, the POST client's reads from its local source) uses 127.0.0.2, which bypasses the link and is not counted.",
+  'wire MB: IP bytes (headers, ACKs and retransmissions included) that crossed the emulated link in the busier direction, from the ' +
+    "namespace's iptables queue counters; the benchmark's own control traffic (imports, job polls, MD5 checks, the POST client's reads " +
+    'from its local source) uses 127.0.0.2, which bypasses the link and is not counted.',
   'link use: wire MB x 8 / (wall time x link rate of one direction).',
-  "of limit: (time the link needs for the method's best payload — the gzip -6 size of the data set for gzip methods, the raw size otherwise — in 1500-byte frames carrying 1448 bytes each, plus one RTT) / wall time.",
-  'CPU s: user + system time of the process during the run; peak RSS: VmHWM at the end of the run (every process starts fresh per run). post-sequential: sender = source node + the client process.',
-  "vs X: X's wall time / this wall time (above 1: faster than X). When X was stopped at its time bound (--baseline-timeout): ≥ the bound / this wall time, and in parentheses the estimate from X's pace until then (data set size / its wire rate).",
+  "of limit: (time the link needs for the method's best payload — the gzip -6 size of the data set for gzip methods, the raw size " +
+    'otherwise — in 1500-byte frames carrying 1448 bytes each, plus one RTT) / wall time.',
+  'CPU s: user + system time of the process during the run; peak RSS: VmHWM at the end of the run (every process starts fresh per run). ' +
+    'post-sequential: sender = source node + the client process.',
+  "vs X: X's wall time / this wall time (above 1: faster than X). When X was stopped at its time bound (--baseline-timeout): ≥ the bound " +
+    "/ this wall time, and in parentheses the estimate from X's pace until then (data set size / its wire rate).",
 ];
 
 function markdown(report: {
@@ -271,7 +294,8 @@ function markdown(report: {
   const m = report.machine;
   const d = report.dataset;
   const lines = [
-    `WAN benchmark, ${report.date}: data set \`${d.set}\` (seed ${d.seed}): ${d.files.length} instances, ${(d.totalBytes / 1e6).toFixed(1)} MB, gzip -6 ${(d.gzip6Bytes / 1e6).toFixed(1)} MB; ` +
+    `WAN benchmark, ${report.date}: data set \`${d.set}\` (seed ${d.seed}): ${d.files.length} instances, ` +
+      `${(d.totalBytes / 1e6).toFixed(1)} MB, gzip -6 ${(d.gzip6Bytes / 1e6).toFixed(1)} MB; ` +
       `${String(m.cpus)} × ${String(m.cpuModel)}, ${String(m.memoryGB)} GB, Linux ${String(m.kernel)}, Node ${String(m.node)}` +
       (m.orthanc ? `, Orthanc ${String(m.orthanc)}` : ''),
     '',

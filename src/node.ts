@@ -101,7 +101,8 @@ function listenError(e: unknown, host: string, port: number): Error {
   const code = (e as NodeJS.ErrnoException).code;
   if (code === 'EADDRINUSE') {
     return new Error(
-      `port ${port} on ${host} is already in use (another dicom-xfer node, an Orthanc?): stop that program, or choose another port with --port (or HttpPort)`,
+      `port ${port} on ${host} is already in use (another dicom-xfer node, an Orthanc?): stop that program, or choose another port with ` +
+        `--port (or HttpPort)`,
     );
   }
   if (code === 'EACCES') {

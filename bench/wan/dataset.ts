@@ -54,7 +54,8 @@ export async function prepareDataset(set: SetName, seed: number, root: string): 
   const t0 = performance.now();
   const generated = await generateDataset({ out: dir, seed, preset: set, concurrency: 2 });
   process.stderr.write(
-    `  ${generated.files.length} files, ${(generated.totalBytes / 1e6).toFixed(1)} MB in ${((performance.now() - t0) / 1000).toFixed(1)} s; measuring gzip -6 ...\n`,
+    `  ${generated.files.length} files, ${(generated.totalBytes / 1e6).toFixed(1)} MB in ${((performance.now() - t0) / 1000).toFixed(1)} ` +
+      `s; measuring gzip -6 ...\n`,
   );
   const gz = await mapLimit(generated.files, 2, (f) => gzipSize(f.path));
   const manifest: DatasetManifest = {

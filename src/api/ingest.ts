@@ -206,7 +206,8 @@ export async function ingestZip(zipPath: string, store: Store, tmpDir: string, l
           if (limits.maxUncompressedBytes > 0 && total > limits.maxUncompressedBytes) {
             reject(
               zipRefusal(
-                `the ZIP archive uncompresses to more than ${Math.floor(limits.maxUncompressedBytes / 1048576)} MB (MaximumZipUncompressedSize)`,
+                `the ZIP archive uncompresses to more than ${Math.floor(limits.maxUncompressedBytes / 1048576)} MB ` +
+                  `(MaximumZipUncompressedSize)`,
               ),
             );
             return;

@@ -148,7 +148,8 @@ async function uploadZip(req: FastifyRequest, store: EmbeddedStore, path: string
     const first = rejected[0] as ZipEntryOutcome;
     throw new XferError(
       'BadFileFormat',
-      `no DICOM file in the ZIP archive: ${rejected.length} entries rejected (${first.name}: ${first.error?.details ?? first.error?.message})`,
+      `no DICOM file in the ZIP archive: ${rejected.length} entries rejected (${first.name}: ` +
+        `${first.error?.details ?? first.error?.message})`,
     );
   }
   if (rejected.length > 0) req.log.info({ stored, rejected: rejected.length }, 'ZIP archive stored in part');

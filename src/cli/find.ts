@@ -53,7 +53,8 @@ export function parseDateOption(raw: string): string {
     if (from !== undefined && to !== undefined && (from !== '' || to !== '')) return `${from}-${to}`;
   }
   throw new UsageError(
-    `--date "${raw}" is not a date or a range: give YYYYMMDD (or YYYY-MM-DD), or a range like 20200101-20201231, -20201231, 20200101-, 2020-01-01..2020-12-31`,
+    `--date "${raw}" is not a date or a range: give YYYYMMDD (or YYYY-MM-DD), or a range like 20200101-20201231, -20201231, 20200101-, ` +
+      `2020-01-01..2020-12-31`,
   );
 }
 
@@ -246,12 +247,14 @@ export async function resolveStudy(client: NodeClient, value: string, where: str
   if (matches.length === 1) return String(matches[0]?.ID);
   if (matches.length === 0) {
     throw new UsageError(
-      `--study "${value}" is not an Orthanc ID, and no study ${where} has it as StudyInstanceUID or accession number (look with \`dicom-xfer find\`)`,
+      `--study "${value}" is not an Orthanc ID, and no study ${where} has it as StudyInstanceUID or accession number (look with ` +
+        `\`dicom-xfer find\`)`,
     );
   }
   const rows = await describeFound(client, 'Study', matches);
   throw new UsageError(
-    `--study "${value}" is the ${by} of ${matches.length} studies ${where}; give the Orthanc ID of the one to send:\n${formatFoundTable(rows)}`,
+    `--study "${value}" is the ${by} of ${matches.length} studies ${where}; give the Orthanc ID of the one to ` +
+      `send:\n${formatFoundTable(rows)}`,
   );
 }
 

@@ -80,7 +80,8 @@ async function run(f: GenerateFlags): Promise<void> {
   const parts = [...byKind].map(([kind, k]) => `${kind} ${k.files} (${mb(k.bytes)})`);
   const seconds = ((Date.now() - started) / 1000).toFixed(1);
   process.stderr.write(
-    `generate: wrote ${result.files.length} file${result.files.length === 1 ? '' : 's'}, ${mb(result.totalBytes)}, to ${f.out} in ${seconds} s` +
+    `generate: wrote ${result.files.length} file${result.files.length === 1 ? '' : 's'}, ${mb(result.totalBytes)}, to ${f.out} in ` +
+      `${seconds} s` +
       (parts.length ? `: ${parts.join(', ')}` : '') +
       '\n',
   );

@@ -123,10 +123,12 @@ function adviceFor(target: NodeTarget, method: string, path: string, status: num
   if (status === 401) {
     return target.username === undefined
       ? `The node at ${target.url} needs credentials: pass --username and --password, or set ${ENV_USERNAME} and ${ENV_PASSWORD}.`
-      : `The node at ${target.url} refused the credentials of user "${target.username}": check --username and --password (or ${ENV_USERNAME} and ${ENV_PASSWORD}).`;
+      : `The node at ${target.url} refused the credentials of user "${target.username}": check --username and --password (or ` +
+          `${ENV_USERNAME} and ${ENV_PASSWORD}).`;
   }
   if (status === 403) {
-    return `The node at ${target.url} forbids ${method} ${path} for ${target.username === undefined ? 'anonymous users' : `user "${target.username}"`}: ask its administrator for access.`;
+    const who = target.username === undefined ? 'anonymous users' : `user "${target.username}"`;
+    return `The node at ${target.url} forbids ${method} ${path} for ${who}: ask its administrator for access.`;
   }
   if (status === 404 && reason === `HTTP 404`) {
     return `The node at ${target.url} has no ${method} ${path}: is it a dicom-xfer or Orthanc node, and is the URL its base address?`;
@@ -142,7 +144,8 @@ export class NodeConnectionError extends TransportError {
     super({ ...info, words }, words, { code: 'NetworkProtocol', cause });
     this.name = 'NodeConnectionError';
     this.message = this.unreachable
-      ? `Cannot connect to ${target.url} (${words}): is the node running? Start it with \`dicom-xfer serve\`, or give its address with --url or ${ENV_URL}.`
+      ? `Cannot connect to ${target.url} (${words}): is the node running? Start it with \`dicom-xfer serve\`, or give its address with ` +
+        `--url or ${ENV_URL}.`
       : `The connection to ${target.url} failed (${words}).`;
   }
 

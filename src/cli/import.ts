@@ -418,7 +418,8 @@ export function formatSummary(s: ImportSummary): string {
   const lines: string[] = [];
   const sent = s.files - s.notSent;
   lines.push(
-    `Sent ${sent} of ${s.files} file${s.files === 1 ? '' : 's'} to ${s.url}: ${formatMB(s.bytes)} in ${s.seconds.toFixed(1)} s (${formatRate(s.bytesPerSecond)})`,
+    `Sent ${sent} of ${s.files} file${s.files === 1 ? '' : 's'} to ${s.url}: ${formatMB(s.bytes)} in ${s.seconds.toFixed(1)} s ` +
+      `(${formatRate(s.bytesPerSecond)})`,
   );
   lines.push(`  new instances:   ${s.new}`);
   lines.push(`  already stored:  ${s.alreadyStored}`);

@@ -176,7 +176,8 @@ async function startJob(client: NodeClient, kind: TransferKind, req: TransferReq
       }
       if (!Array.isArray(names)) {
         throw new Error(
-          `${e.message}. Does the node at ${client.target.url} offer transfers (a dicom-xfer node, or Orthanc with the Transfers Accelerator plugin)?`,
+          `${e.message}. Does the node at ${client.target.url} offer transfers (a dicom-xfer node, or Orthanc with the Transfers ` +
+            `Accelerator plugin)?`,
         );
       }
     }
@@ -224,7 +225,8 @@ async function localFollower(target: NodeTarget, remoteId: string): Promise<stri
 
 /** The closing line of a transfer that succeeded. */
 export function successText(kind: TransferKind, job: JobView, loc: JobLocation, peer: string): string {
-  const what = `${job.totalInstances ?? '?'} instance${job.totalInstances === 1 ? '' : 's'}${job.totalSizeMB !== undefined ? ` (${formatMBValue(job.totalSizeMB)} MB)` : ''}`;
+  const size = job.totalSizeMB !== undefined ? ` (${formatMBValue(job.totalSizeMB)} MB)` : '';
+  const what = `${job.totalInstances ?? '?'} instance${job.totalInstances === 1 ? '' : 's'}${size}`;
   const head = loc.remote
     ? `Peer "${peer}" pulled ${what} from the node`
     : kind === 'send'
@@ -330,7 +332,8 @@ function announce(s: Started): void {
   const what = describeResources(req);
   const text = loc.remote
     ? `Peer "${req.Peer}" pulls ${what} from the node (send in pull mode): the job ${loc.id} runs on the peer at ${loc.target.url}.`
-    : `${kind === 'send' ? 'Sending' : 'Pulling'} ${what} ${kind === 'send' ? 'to' : 'from'} peer "${req.Peer}" (${req.Compression}): job ${loc.id}.`;
+    : `${kind === 'send' ? 'Sending' : 'Pulling'} ${what} ${kind === 'send' ? 'to' : 'from'} peer "${req.Peer}" (${req.Compression}): ` +
+      `job ${loc.id}.`;
   process.stderr.write(`${text}\n`);
   if (s.local) process.stderr.write(`The node follows it as job ${s.local}.\n`);
 }

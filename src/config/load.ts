@@ -394,7 +394,8 @@ function validateSource(src: Source, report: Report): Layer {
     for (const [name, peer] of Object.entries(rawPeers)) {
       if (isPlainObject(peer) && peer['Pkcs11'] === true) {
         report.warnings.push(
-          `${src.locate(['OrthancPeers', name, 'Pkcs11'], 'key')}: OrthancPeers.${name}.Pkcs11 is ignored by dicom-xfer: PKCS#11 is not supported, the peer is called without it`,
+          `${src.locate(['OrthancPeers', name, 'Pkcs11'], 'key')}: OrthancPeers.${name}.Pkcs11 is ignored by dicom-xfer: PKCS#11 is not ` +
+            `supported, the peer is called without it`,
         );
       }
       // Any other key is a user property, so a misspelt Username would silently call the peer without it.
@@ -404,7 +405,8 @@ function validateSource(src: Source, report: Report): Layer {
           const near = closestKey(key, RESERVED_PEER_KEYS);
           if (near === undefined) continue;
           report.warnings.push(
-            `${src.locate(['OrthancPeers', name, key], 'key')}: OrthancPeers.${name}.${key} is not a setting of a peer and is kept as a user property (did you mean ${near}?)`,
+            `${src.locate(['OrthancPeers', name, key], 'key')}: OrthancPeers.${name}.${key} is not a setting of a peer and is kept as a ` +
+              `user property (did you mean ${near}?)`,
           );
         }
       }
@@ -520,22 +522,26 @@ function crossChecks(config: Config, merged: Merged, sources: readonly Source[],
   const maxFrom = merged.transfersFrom.get('MaxThreads');
   if (maxFrom && t.MaxThreads < t.Threads) {
     report.errors.push(
-      `${maxFrom.locate(['Transfers', 'MaxThreads'])}: Transfers.MaxThreads: expected at least Transfers.Threads (${t.Threads}), got ${t.MaxThreads}`,
+      `${maxFrom.locate(['Transfers', 'MaxThreads'])}: Transfers.MaxThreads: expected at least Transfers.Threads (${t.Threads}), got ` +
+        `${t.MaxThreads}`,
     );
   }
   if (config.AuthenticationEnabled && Object.keys(config.RegisteredUsers).length === 0) {
     report.warnings.push(
-      `${whereTop('AuthenticationEnabled', 'RemoteAccessAllowed')}: AuthenticationEnabled is true but RegisteredUsers is empty: no user can log in`,
+      `${whereTop('AuthenticationEnabled', 'RemoteAccessAllowed')}: AuthenticationEnabled is true ` +
+        'but RegisteredUsers is empty: no user can log in',
     );
   }
   if (!config.HttpsVerifyPeers) {
     report.warnings.push(
-      `${whereTop('HttpsVerifyPeers')}: HttpsVerifyPeers is false: the certificates of HTTPS peers and of an HTTPS Orthanc store are not checked, so whoever sits between this node and them can read and change what passes`,
+      `${whereTop('HttpsVerifyPeers')}: HttpsVerifyPeers is false: the certificates of HTTPS peers and of an HTTPS Orthanc store are not ` +
+        `checked, so whoever sits between this node and them can read and change what passes`,
     );
   }
   if (config.RemoteAccessAllowed && !config.AuthenticationEnabled) {
     report.warnings.push(
-      `${whereTop('AuthenticationEnabled', 'RemoteAccessAllowed')}: RemoteAccessAllowed is true and AuthenticationEnabled is false: anyone who reaches this node can read and change its data`,
+      `${whereTop('AuthenticationEnabled', 'RemoteAccessAllowed')}: RemoteAccessAllowed is true and AuthenticationEnabled is false: ` +
+        `anyone who reaches this node can read and change its data`,
     );
   }
 }

@@ -74,7 +74,8 @@ export const SETTINGS: { readonly [K in TopKey]-?: Setting<Config[K]> } = {
     type: 'path',
     default: DEFAULTS.StorageDirectory,
     meaning:
-      'Folder of the embedded store (DICOM files and the SQLite index). A relative path is relative to the folder of the configuration file, as in Orthanc.',
+      'Folder of the embedded store (DICOM files and the SQLite index). A relative path is relative to the folder of the configuration ' +
+      'file, as in Orthanc.',
     source: 'orthanc',
     path: true,
   },
@@ -127,7 +128,10 @@ export const SETTINGS: { readonly [K in TopKey]-?: Setting<Config[K]> } = {
     type: 'list of strings',
     default: DEFAULTS.HttpAllowedHosts,
     meaning:
-      'Host names (without port) this node answers to when AuthenticationEnabled is false, beside `localhost`, `*.localhost`, IP addresses, HttpHost and the machine\'s own host name; `"*"` accepts any. A request naming another host in its `Host` header is refused (403): this stops a web page from reaching the node under a name of its own (DNS rebinding). With authentication on, any name is served.',
+      'Host names (without port) this node answers to when AuthenticationEnabled is false, beside `localhost`, `*.localhost`, IP ' +
+      'addresses, HttpHost and the machine\'s own host name; `"*"` accepts any. A request naming another host in its `Host` header is ' +
+      'refused (403): this stops a web page from reaching the node under a name of its own (DNS rebinding). With authentication on, any ' +
+      'name is served.',
     source: 'dicom-xfer',
   },
   HttpMaxConnections: {
@@ -135,7 +139,8 @@ export const SETTINGS: { readonly [K in TopKey]-?: Setting<Config[K]> } = {
     type: 'integer ≥ 0',
     default: DEFAULTS.HttpMaxConnections,
     meaning:
-      "Connections served at once; 0 means no bound. Past it, each new connection gets 503 (Orthanc's JSON error, `Retry-After`) and is closed; past twice it, new connections are closed at once.",
+      "Connections served at once; 0 means no bound. Past it, each new connection gets 503 (Orthanc's JSON error, `Retry-After`) and is " +
+      'closed; past twice it, new connections are closed at once.',
     source: 'dicom-xfer',
   },
   HttpRequestMinimumRate: {
@@ -144,7 +149,9 @@ export const SETTINGS: { readonly [K in TopKey]-?: Setting<Config[K]> } = {
     default: DEFAULTS.HttpRequestMinimumRate,
     unit: 'bytes/s',
     meaning:
-      'Slowest average rate of a request body, measured over each HttpTimeout of waiting for the client (so a slow disk or Orthanc on this side does not count); a slower body is answered 408 and its connection closed. 0 means none. A body with no byte for HttpTimeout is cut in any case.',
+      'Slowest average rate of a request body, measured over each HttpTimeout of waiting for the client (so a slow disk or Orthanc on ' +
+      'this side does not count); a slower body is answered 408 and its connection closed. 0 means none. A body with no byte for ' +
+      'HttpTimeout is cut in any case.',
     source: 'dicom-xfer',
   },
   HttpsVerifyPeers: {
@@ -190,7 +197,11 @@ export const SETTINGS: { readonly [K in TopKey]-?: Setting<Config[K]> } = {
     type: 'integer ≥ 0',
     default: DEFAULTS.MaximumZipEntries,
     meaning:
-      'dicom-xfer extension: most entries of a ZIP archive uploaded to `POST /instances`, read from its central directory before anything is stored; beyond it the upload is refused with 413. 0 means unlimited. Within the limits each entry is stored or rejected on its own, and the answer lists every entry by `FileName`: Orthanc\'s answer for the instances stored, `"Status": "Failure"` with `Message` and `Details` for the others (a non-DICOM or damaged file); when no entry could be stored the answer is a 400.',
+      'dicom-xfer extension: most entries of a ZIP archive uploaded to `POST /instances`, read from its central directory before ' +
+      'anything is stored; beyond it the upload is refused with 413. 0 means unlimited. Within the limits each entry is stored or ' +
+      'rejected on its own, and the answer lists every entry by `FileName`: Orthanc\'s answer for the instances stored, `"Status": ' +
+      '"Failure"` with `Message` and `Details` for the others (a non-DICOM or damaged file); when no entry could be stored ' +
+      'the answer is a 400.',
     source: 'dicom-xfer',
   },
   MaximumZipUncompressedSize: {
@@ -199,7 +210,9 @@ export const SETTINGS: { readonly [K in TopKey]-?: Setting<Config[K]> } = {
     default: DEFAULTS.MaximumZipUncompressedSize,
     unit: 'MB',
     meaning:
-      'dicom-xfer extension: most bytes of all the entries of a ZIP archive uploaded to `POST /instances` once uncompressed, read from its central directory before anything is stored; beyond it the upload is refused with 413 (and with 507 beyond the free disk space). 0 means unlimited.',
+      'dicom-xfer extension: most bytes of all the entries of a ZIP archive uploaded to `POST /instances` once uncompressed, read from ' +
+      'its central directory before anything is stored; beyond it the upload is refused with 413 (and with 507 beyond the free disk ' +
+      'space). 0 means unlimited.',
     source: 'dicom-xfer',
   },
   MaximumInflationRatio: {
@@ -207,7 +220,10 @@ export const SETTINGS: { readonly [K in TopKey]-?: Setting<Config[K]> } = {
     type: 'integer ≥ 0',
     default: DEFAULTS.MaximumInflationRatio,
     meaning:
-      'dicom-xfer extension: a body sent to `POST /instances` with `Content-Encoding: gzip` (as Orthanc\'s peer store with `"Compress": true` sends it) is inflated as it arrives; once past 16 MiB inflated, it is refused with 413 when it has inflated more than this many times its compressed size (a gzip bomb inflates about 1000 times). 0 means no ratio limit. The size limits of every route apply to the inflated bytes.',
+      'dicom-xfer extension: a body sent to `POST /instances` with `Content-Encoding: gzip` (as Orthanc\'s peer store with `"Compress": ' +
+      'true` sends it) is inflated as it arrives; once past 16 MiB inflated, it is refused with 413 when it has inflated more than this ' +
+      'many times its compressed size (a gzip bomb inflates about 1000 times). 0 means no ratio limit. The size limits of every route ' +
+      'apply to the inflated bytes.',
     source: 'dicom-xfer',
   },
   ConcurrentJobs: {
@@ -243,7 +259,8 @@ export const SETTINGS: { readonly [K in TopKey]-?: Setting<Config[K]> } = {
     type: 'object: name → peer',
     default: {},
     meaning:
-      'Peers, each `[url]`, `[url, username, password]` or an object (see below). Any key of the object form that Orthanc does not reserve, such as `RemoteSelf`, is a user property.',
+      'Peers, each `[url]`, `[url, username, password]` or an object (see below). Any key of the object form that Orthanc does not ' +
+      'reserve, such as `RemoteSelf`, is a user property.',
     source: 'orthanc',
   },
   OrthancStore: {
@@ -251,7 +268,11 @@ export const SETTINGS: { readonly [K in TopKey]-?: Setting<Config[K]> } = {
     type: 'object',
     default: undefined,
     meaning:
-      'dicom-xfer extension: keep the DICOM in this Orthanc (1.5 or later), reached through its REST API, instead of the embedded store; `{"Url": ..., "Username": ..., "Password": ..., "Timeout": seconds, "RangeCacheSize": MB, "Proxy": true/false}` (see below). StorageDirectory still holds staging, jobs and peers. `serve --orthanc URL` sets it. With `"Proxy": true` (or `serve --proxy`), every request that dicom-xfer does not answer itself is forwarded to that Orthanc, so one port serves Orthanc\'s REST API, Orthanc Explorer (with the "Transfers accelerator" button) and the transfers routes.',
+      'dicom-xfer extension: keep the DICOM in this Orthanc (1.5 or later), reached through its REST API, instead of the embedded store; ' +
+      '`{"Url": ..., "Username": ..., "Password": ..., "Timeout": seconds, "RangeCacheSize": MB, "Proxy": true/false}` (see below). ' +
+      'StorageDirectory still holds staging, jobs and peers. `serve --orthanc URL` sets it. With `"Proxy": true` (or `serve --proxy`), ' +
+      "every request that dicom-xfer does not answer itself is forwarded to that Orthanc, so one port serves Orthanc's REST API, " +
+      'Orthanc Explorer (with the "Transfers accelerator" button) and the transfers routes.',
     source: 'dicom-xfer',
   },
   LogLevel: {
@@ -335,7 +356,8 @@ export const TRANSFERS_SETTINGS: {
       text: `${TRANSFERS_DEFAULTS.MaxThreads}, or Threads if larger`,
     },
     meaning:
-      'dicom-xfer extension: most requests one job keeps in flight when it widens beyond Threads on a link that rewards it (a lossy link, where each TCP connection gets a small share). As a source, also the chunk requests served at once. Not below Threads.',
+      'dicom-xfer extension: most requests one job keeps in flight when it widens beyond Threads on a link that rewards it (a lossy ' +
+      'link, where each TCP connection gets a small share). As a source, also the chunk requests served at once. Not below Threads.',
     source: 'dicom-xfer',
   },
   IdleTransactionTimeout: {
@@ -353,7 +375,8 @@ export const TRANSFERS_SETTINGS: {
     default: TRANSFERS_DEFAULTS.RetryBudget,
     unit: 's',
     meaning:
-      'dicom-xfer extension: time during which a failed outgoing call is retried with backoff, beyond MaxHttpRetries, before its job fails; 0 means only MaxHttpRetries applies, as in the plugin.',
+      'dicom-xfer extension: time during which a failed outgoing call is retried with backoff, beyond MaxHttpRetries, before its job ' +
+      'fails; 0 means only MaxHttpRetries applies, as in the plugin.',
     source: 'dicom-xfer',
   },
   IdleBeforeEviction: {
@@ -362,7 +385,9 @@ export const TRANSFERS_SETTINGS: {
     default: TRANSFERS_DEFAULTS.IdleBeforeEviction,
     unit: 's',
     meaning:
-      'dicom-xfer extension: a push transaction is evicted to make room for a new one (beyond MaxPushTransactions) only after it has received no request for this long; when none qualifies, the create is answered 503, which senders retry. 0 evicts any transaction without a request in flight.',
+      'dicom-xfer extension: a push transaction is evicted to make room for a new one (beyond MaxPushTransactions) only after it has ' +
+      'received no request for this long; when none qualifies, the create is answered 503, which senders retry. 0 evicts any transaction ' +
+      'without a request in flight.',
     source: 'dicom-xfer',
   },
   Extensions: {
@@ -370,7 +395,9 @@ export const TRANSFERS_SETTINGS: {
     type: 'boolean',
     default: TRANSFERS_DEFAULTS.Extensions,
     meaning:
-      "dicom-xfer extension: list the protocol extensions (resume, dedupe, async-commit, bucket-crc32, bucket-span, receiver-progress) in `GET /transfers/capabilities` and use them with peers that list them; false makes the node list none and use none, speaking exactly the plugin's protocol.",
+      'dicom-xfer extension: list the protocol extensions (resume, dedupe, async-commit, bucket-crc32, bucket-span, receiver-progress) ' +
+      'in `GET /transfers/capabilities` and use them with peers that list them; false makes the node list none and use none, speaking ' +
+      "exactly the plugin's protocol.",
     source: 'dicom-xfer',
   },
   BucketSpans: {
@@ -378,7 +405,9 @@ export const TRANSFERS_SETTINGS: {
     type: 'boolean',
     default: TRANSFERS_DEFAULTS.BucketSpans,
     meaning:
-      "dicom-xfer extension: with Extensions, list and use bucket-span: transfers between dicom-xfer nodes plan buckets of 512 KiB and join consecutive ones into requests sized to the link. false keeps the plugin's bucket layout (one request per BucketSize bucket) while the other extensions stay.",
+      'dicom-xfer extension: with Extensions, list and use bucket-span: transfers between dicom-xfer nodes plan buckets of 512 KiB and ' +
+      "join consecutive ones into requests sized to the link. false keeps the plugin's bucket layout (one request per BucketSize bucket) " +
+      'while the other extensions stay.',
     source: 'dicom-xfer',
   },
   MaxPushInstances: {
@@ -386,7 +415,9 @@ export const TRANSFERS_SETTINGS: {
     type: 'integer ≥ 1',
     default: TRANSFERS_DEFAULTS.MaxPushInstances,
     meaning:
-      'dicom-xfer: most instances a receiver accepts in one push transaction; a create declaring more is refused with 413 before anything is made. It also sizes the largest create body accepted: 64 MiB per 100,000 instances (at least 4 MiB), whatever the protocol mode.',
+      'dicom-xfer: most instances a receiver accepts in one push transaction; a create declaring more is refused with 413 before ' +
+      'anything is made. It also sizes the largest create body accepted: 64 MiB per 100,000 instances (at least 4 MiB), whatever the ' +
+      'protocol mode.',
     source: 'dicom-xfer',
   },
   MaxRequestsInFlight: {
@@ -394,7 +425,8 @@ export const TRANSFERS_SETTINGS: {
     type: 'integer ≥ 0',
     default: TRANSFERS_DEFAULTS.MaxRequestsInFlight,
     meaning:
-      "dicom-xfer: most transfer requests the node has in flight at once, across all its jobs and the chunk answers it serves; a request beyond it waits its turn (the job says so in Content.Waiting). 0 means no cap beyond each job's MaxThreads.",
+      'dicom-xfer: most transfer requests the node has in flight at once, across all its jobs and the chunk answers it serves; a request ' +
+      "beyond it waits its turn (the job says so in Content.Waiting). 0 means no cap beyond each job's MaxThreads.",
     source: 'dicom-xfer',
   },
   MaxInFlightSize: {
@@ -403,7 +435,8 @@ export const TRANSFERS_SETTINGS: {
     default: TRANSFERS_DEFAULTS.MaxInFlightSize,
     unit: 'MB',
     meaning:
-      'dicom-xfer: most bytes of buckets and chunk answers the node has in flight at once, across all its jobs and the chunk answers it serves; a request beyond it waits its turn, and one larger than the cap runs alone. 0 means no cap.',
+      'dicom-xfer: most bytes of buckets and chunk answers the node has in flight at once, across all its jobs and the chunk answers it ' +
+      'serves; a request beyond it waits its turn, and one larger than the cap runs alone. 0 means no cap.',
     source: 'dicom-xfer',
   },
 };

@@ -73,7 +73,8 @@ export interface TransfersConfig {
   /** dicom-xfer extension: with Extensions, list and use bucket-span (small buckets joined into spans). */
   BucketSpans: boolean;
   /** dicom-xfer: most instances a receiver accepts in one push transaction (413 beyond). */
-  MaxPushInstances: number /** dicom-xfer: most requests in flight across all transfers of the node (jobs and chunk answers); 0 = no cap. */;
+  MaxPushInstances: number;
+  /** dicom-xfer: most requests in flight across all transfers of the node (jobs and chunk answers); 0 = no cap. */
   MaxRequestsInFlight: number;
   /** dicom-xfer: MB in flight across all transfers of the node (jobs and chunk answers); 0 = no cap. */
   MaxInFlightSize: number;

@@ -139,7 +139,8 @@ async function walk(bytes: Bytes, start: number, top: Encoding): Promise<void> {
     const end = pos + headerLength + length;
     if (end > size) {
       throw bad(
-        `the element ${tag} of ${length} bytes at offset ${pos} runs past the end of the file (${size} bytes): the file is cut short or damaged`,
+        `the element ${tag} of ${length} bytes at offset ${pos} runs past the end of the file (${size} bytes): ` +
+          'the file is cut short or damaged',
       );
     }
     pos = end;

@@ -77,7 +77,8 @@ export const CATALOG: Record<string, Partial<Record<Method, OperationDoc>>> = {
   '/tools/find': {
     POST: {
       summary:
-        "Find patients, studies, series or instances by DICOM tags (Orthanc's /tools/find: Level, Query, Expand, Limit, Since, CaseSensitive, RequestedTags)",
+        "Find patients, studies, series or instances by DICOM tags (Orthanc's /tools/find: Level, Query, Expand, Limit, Since, " +
+        'CaseSensitive, RequestedTags)',
       tag: 'Resources',
       request: obj,
       response: arrayOf({ oneOf: [str, ref('OrthancResource')] }),
@@ -297,7 +298,8 @@ export const CATALOG: Record<string, Partial<Record<Method, OperationDoc>>> = {
   '/ui/api/jobs/:id/about': {
     GET: {
       summary:
-        'What a job moves: PatientName, PatientID, StudyDescription, StudyDate of its first resource (from the store, or the peer for a pull)',
+        'What a job moves: PatientName, PatientID, StudyDescription, StudyDate of its first resource ' +
+        '(from the store, or the peer for a pull)',
       tag: 'Dashboard',
       response: obj,
     },

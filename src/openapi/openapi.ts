@@ -48,7 +48,8 @@ function operation(method: Method, path: string, doc: OperationDoc | undefined):
   for (const [status, description] of Object.entries(doc?.otherResponses ?? {})) responses[status] = { description };
   responses.default = { $ref: '#/components/responses/Error' };
   const op: Json = {
-    operationId: `${method.toLowerCase()}${toOpenApiPath(path).replace(/[^A-Za-z0-9]+(.)?/g, (_m, c: string | undefined) => (c ? c.toUpperCase() : ''))}`,
+    operationId:
+      method.toLowerCase() + toOpenApiPath(path).replace(/[^A-Za-z0-9]+(.)?/g, (_m, c: string | undefined) => (c ? c.toUpperCase() : '')),
     summary: doc?.summary ?? `${method} ${path}`,
     tags: [doc?.tag ?? tagOf(path)],
   };

@@ -86,7 +86,8 @@ function jobSchema(): Json {
       Content: {
         type: 'object',
         description:
-          'Peer, Resources, Compression, TotalInstances, TotalSizeMB, TotalBuckets, CompletedHttpQueries, NetworkSpeedKBs, WireBytes, Retries...; ' +
+          'Peer, Resources, Compression, TotalInstances, TotalSizeMB, TotalBuckets, CompletedHttpQueries, NetworkSpeedKBs, WireBytes, ' +
+          'Retries...; ' +
           'while a call waits to be tried again, Waiting (why, in plain words) and NextTryTime.',
       },
     },

@@ -83,7 +83,8 @@ async function* inflateGzip(source: AsyncIterable<Buffer>, maxRatio: number): As
       if (maxRatio > 0 && inflated > INFLATE_RATIO_FLOOR && inflated > maxRatio * compressed) {
         throw new XferError(
           'BadRequest',
-          `the gzip-encoded body inflates more than ${maxRatio} times (${inflated} bytes from ${compressed}): refused (MaximumInflationRatio)`,
+          `the gzip-encoded body inflates more than ${maxRatio} times (${inflated} bytes from ${compressed}): refused ` +
+            `(MaximumInflationRatio)`,
           { httpStatus: 413 },
         );
       }

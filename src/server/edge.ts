@@ -231,7 +231,8 @@ export function edgeHook(opts: EdgeOptions): (req: FastifyRequest, reply: Fastif
     if (!opts.authenticationEnabled && !hostAllowed(req.headers.host, opts)) {
       throw new XferError(
         'ForbiddenAccess',
-        `the host name "${hostNameOf(req.headers.host ?? '').slice(0, 200)}" is not this node's: list it in HttpAllowedHosts (a protection against DNS rebinding when authentication is off)`,
+        `the host name "${hostNameOf(req.headers.host ?? '').slice(0, 200)}" is not this node's: list it in HttpAllowedHosts (a ` +
+          `protection against DNS rebinding when authentication is off)`,
       );
     }
     const why = crossSiteReason(req, opts.allowedHosts);

@@ -1,7 +1,8 @@
 // The data-source side of pull mode (docs/protocol.md#chunks, #chunk-urls): answers a chunk request with the
 // concatenated byte ranges of the listed instances, streamed from the store (never a whole instance in
 // memory), through one gzip member when asked (at a level that follows the CPU), with a bounded number of
-// answers produced at once, each holding its share of the node's in-flight budget (in-flight.ts). With the bucket-crc32 extension, the payload's CRC-32 is read ahead of the
+// answers produced at once, each holding its share of the node's in-flight budget (in-flight.ts). With the bucket-crc32 extension, the
+// payload's CRC-32 is read ahead of the
 // answer.
 import { Readable } from 'node:stream';
 import { XferError } from '../errors.ts';

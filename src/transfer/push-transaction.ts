@@ -161,7 +161,8 @@ export function parseCreate(body: unknown, maxInstances: number): PushCreateBody
   if (Array.isArray(declared) && declared.length > maxInstances) {
     throw new XferError(
       'BadRequest',
-      `the transaction declares ${declared.length} instances, more than the ${maxInstances} this node accepts in one (Transfers.MaxPushInstances)`,
+      `the transaction declares ${declared.length} instances, more than the ${maxInstances} this node accepts in one ` +
+        `(Transfers.MaxPushInstances)`,
       { httpStatus: 413 },
     );
   }

@@ -175,7 +175,8 @@ export class PushReceiver {
 
   /**
    * Creates a transaction from a create body (parsed JSON). 413 when it declares more instances than
-   * maxInstances (checked first); BadFileFormat / ParameterOutOfRange for a bad body; 503 when every held transaction has a request in flight (nothing changes); FullStorage
+   * maxInstances (checked first); BadFileFormat / ParameterOutOfRange for a bad body; 503 when every held transaction has a request in
+   * flight (nothing changes); FullStorage
    * (507) when the declared total does not fit on the staging disk, counting what the other
    * transactions may still write (nothing changes). Otherwise evicts the least recently used idle
    * transaction if the receiver is full, makes its staging area (files come with their buckets), writes the manifest and answers
@@ -253,7 +254,8 @@ export class PushReceiver {
     this.counters.refused++;
     throw new XferError(
       'InternalError',
-      `all ${this.#max} push transactions are in use (Transfers.MaxPushTransactions; one is evicted only after ${this.#evictIdleMs / 1000} s without a request); try again later`,
+      `all ${this.#max} push transactions are in use (Transfers.MaxPushTransactions; one is evicted only after ` +
+        `${this.#evictIdleMs / 1000} s without a request); try again later`,
       { httpStatus: 503 },
     );
   }
@@ -277,7 +279,8 @@ export class PushReceiver {
    * is on disk the bucket is recorded as done in the transaction's log.
    *
    * With `crc32` (extension bucket-crc32: the CRC-32 of the uncompressed payload, or CRC32_MEMBER for a
-   * gzip body whose trailer is that checksum), the payload is checked as it is written; a mismatch (or a payload damaged past inflating) is refused with
+   * gzip body whose trailer is that checksum), the payload is checked as it is written; a mismatch (or a payload damaged past inflating) is
+   * refused with
    * CorruptedFile and status BUCKET_CHECKSUM_STATUS (422), and the bucket is not recorded: the sender
    * sends it again, and its bytes overwrite the damaged ones.
    */
@@ -421,7 +424,8 @@ export class PushReceiver {
           const why = isXferError(e) ? (e.details ?? e.message) : e instanceof Error ? e.message : String(e);
           const err = new XferError(
             'FullStorage',
-            `the receiver's disk is full: commit of push transaction ${tx.id} stored nothing (${why}); the transaction is kept, commit it again once there is room`,
+            `the receiver's disk is full: commit of push transaction ${tx.id} stored nothing (${why}); the transaction is kept, commit ` +
+              `it again once there is room`,
             { cause: e },
           );
           tx.commitFailure = { status: err.http, details: err.details ?? err.message };

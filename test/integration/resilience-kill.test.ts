@@ -64,7 +64,8 @@ describe('transfers survive kill -9 in the middle', { timeout: 300_000 }, () => 
   };
 
   for (const killed of ['a', 'b'] as const) {
-    test(`a push resumes after kill -9 of the ${killed === 'a' ? 'sender' : 'receiver'}, sending again at most one request per worker`, async (t) => {
+    const who = killed === 'a' ? 'sender' : 'receiver';
+    test(`a push resumes after kill -9 of the ${who}, sending again at most one request per worker`, async (t) => {
       await reset();
       const { pair } = s;
       const h = await startTransfer(pair.a.url, 'send', { Resources: s.resources, Compression: 'none', Peer: 'b' });
@@ -92,8 +93,12 @@ describe('transfers survive kill -9 in the middle', { timeout: 300_000 }, () => 
       );
       const cut = puts().filter((r) => r.outcome !== 'completed').length;
       t.diagnostic(
-        `kill -9 of ${killed === 'a' ? 'the sender' : 'the receiver'} after ${doneAtKill}/${total} buckets (${inFlight} PUTs in flight, ${cut} cut or refused): ` +
-          `${again.indexes.length} buckets sent again (${again.indexes.join(', ')}), ${again.bytes} bytes (${mib(again.bytes)} MiB; the largest request is ${mib(again.largestRequest)} MiB)`,
+        `kill -9 of ${killed === 'a' ? 'the sender' : 'the receiver'} after ${doneAtKill}/${total} buckets (${inFlight} PUTs in ` +
+          `flight, ` +
+          `${cut} cut or refused): ` +
+          `${again.indexes.length} buckets sent again (${again.indexes.join(', ')}), ${again.bytes} bytes (${mib(again.bytes)} ` +
+          `MiB; the ` +
+          `largest request is ${mib(again.largestRequest)} MiB)`,
       );
       assert.ok(again.largestRequest <= s.bucketBytes, `no request above BucketSize: ${again.largestRequest}`);
       assert.ok(again.bytes <= THREADS * again.largestRequest, `at most one request per worker sent again: ${again.bytes} bytes`);
@@ -125,8 +130,10 @@ describe('transfers survive kill -9 in the middle', { timeout: 300_000 }, () => 
     const again = resentSpans(gets(), (r) => chunkRange(pullBuckets, r), sizes, 'response');
     const cut = gets().filter((r) => r.outcome !== 'completed').length;
     t.diagnostic(
-      `kill -9 of the puller after ${doneAtKill}/${total} buckets (${inFlight} GETs in flight, ${cut} cut): ${again.indexes.length} buckets fetched again ` +
-        `(${again.indexes.join(', ')}), ${again.bytes} bytes (${mib(again.bytes)} MiB; the largest request is ${mib(again.largestRequest)} MiB)`,
+      `kill -9 of the puller after ${doneAtKill}/${total} buckets (${inFlight} GETs in flight, ${cut} cut): ${again.indexes.length} ` +
+        `buckets fetched again ` +
+        `(${again.indexes.join(', ')}), ${again.bytes} bytes (${mib(again.bytes)} MiB; the largest request is ` +
+        `${mib(again.largestRequest)} MiB)`,
     );
     assert.ok(again.largestRequest <= s.bucketBytes, `no request above BucketSize: ${again.largestRequest}`);
     assert.ok(again.bytes <= THREADS * again.largestRequest, `at most one request per worker fetched again: ${again.bytes} bytes`);

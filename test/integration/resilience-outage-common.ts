@@ -63,7 +63,8 @@ export function outageSuite<S>(o: Outage<S>): void {
       const job = await waitJob(runner, id, 60_000);
       assert.equal(job.State, 'Success', JSON.stringify(job));
       t.diagnostic(
-        `${o.what} out for ${Math.round(OUTAGE_MS / 1000)} s; job done ${Math.round((Date.now() - cutFrom) / 1000)} s after the cut, ${String(job.Content.Retries)} retries`,
+        `${o.what} out for ${Math.round(OUTAGE_MS / 1000)} s; job done ${Math.round((Date.now() - cutFrom) / 1000)} s after the cut, ` +
+          `${String(job.Content.Retries)} retries`,
       );
       await assertSameInstances(pair.b.url, source);
       await o.check(pair, state, job, source);

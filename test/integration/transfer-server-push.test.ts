@@ -331,46 +331,49 @@ describe('transfers server: push receiver', { skip: needs(REAL_DICOM, CAPTURES) 
     assert.equal((await raw(node, 'DELETE', gz.Path)).status, 200);
   });
 
-  test('a body refused before its end is answered at once, read to its end and dropped; the connection carries the next request', async () => {
-    const [a] = knee.slice(3, 4) as [TestInstance];
-    const tx = await create(node, createBody([a], [[{ ID: a.ID, Offset: 0, Size: a.Size }]], 'gzip'));
-    const packed = gzipBuffer(a.data);
-    const damaged = Buffer.from(packed);
-    damaged[0] = (damaged[0] as number) ^ 0xff; // not gzip from the first byte: refused before the rest comes
-    const conn = new RawConnection(node.port);
-    try {
-      await conn.write(
-        `PUT ${tx.Path}/0 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\n` +
-          'x-dicom-xfer-crc32: member\r\nTransfer-Encoding: chunked\r\n\r\n',
-      );
-      await conn.chunk(damaged.subarray(0, 4096));
-      // The refusal comes while most of the body has not been sent.
-      const refused = await conn.answer();
-      assert.equal(refused.status, 422, refused.body.toString());
-      assert.equal(json(refused).OrthancStatus, 20);
-      assert.notEqual(refused.headers['connection'], 'close');
-      // The rest of the body still goes, and is dropped.
-      for (let at = 4096; at < damaged.length; at += 64 * 1024) await conn.chunk(damaged.subarray(at, at + 64 * 1024));
-      await conn.write('0\r\n\r\n');
-      // The same connection then carries the bucket again, whole, and it is taken.
-      await conn.write(
-        `PUT ${tx.Path}/0 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\n` +
-          `x-dicom-xfer-crc32: member\r\nContent-Length: ${packed.length}\r\n\r\n`,
-      );
-      await conn.write(packed);
-      const taken = await conn.answer();
-      assert.equal(taken.status, 200, taken.body.toString());
-      // The receiver counts the bytes of both bodies: the dropped rest went through the body's counter
-      // only as far as the refusal, the whole second body all of it.
-      const received = Number(/^(\d+) \d+$/.exec(String(taken.headers['x-dicom-xfer-received']))?.[1]);
-      assert.ok(received >= packed.length && received < packed.length + damaged.length, String(taken.headers['x-dicom-xfer-received']));
-    } finally {
-      conn.socket.destroy();
-    }
-    const c = await raw(node, 'POST', `${tx.Path}/commit`);
-    assert.equal(c.status, 200, c.body.toString());
-    assert.equal((await instanceMd5(node, a.ID)).body.toString().trim(), a.MD5);
-  });
+  test(
+    'a body refused before its end is answered at once, read to its end and dropped; the connection carries the next ' + 'request',
+    async () => {
+      const [a] = knee.slice(3, 4) as [TestInstance];
+      const tx = await create(node, createBody([a], [[{ ID: a.ID, Offset: 0, Size: a.Size }]], 'gzip'));
+      const packed = gzipBuffer(a.data);
+      const damaged = Buffer.from(packed);
+      damaged[0] = (damaged[0] as number) ^ 0xff; // not gzip from the first byte: refused before the rest comes
+      const conn = new RawConnection(node.port);
+      try {
+        await conn.write(
+          `PUT ${tx.Path}/0 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\n` +
+            'x-dicom-xfer-crc32: member\r\nTransfer-Encoding: chunked\r\n\r\n',
+        );
+        await conn.chunk(damaged.subarray(0, 4096));
+        // The refusal comes while most of the body has not been sent.
+        const refused = await conn.answer();
+        assert.equal(refused.status, 422, refused.body.toString());
+        assert.equal(json(refused).OrthancStatus, 20);
+        assert.notEqual(refused.headers['connection'], 'close');
+        // The rest of the body still goes, and is dropped.
+        for (let at = 4096; at < damaged.length; at += 64 * 1024) await conn.chunk(damaged.subarray(at, at + 64 * 1024));
+        await conn.write('0\r\n\r\n');
+        // The same connection then carries the bucket again, whole, and it is taken.
+        await conn.write(
+          `PUT ${tx.Path}/0 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\n` +
+            `x-dicom-xfer-crc32: member\r\nContent-Length: ${packed.length}\r\n\r\n`,
+        );
+        await conn.write(packed);
+        const taken = await conn.answer();
+        assert.equal(taken.status, 200, taken.body.toString());
+        // The receiver counts the bytes of both bodies: the dropped rest went through the body's counter
+        // only as far as the refusal, the whole second body all of it.
+        const received = Number(/^(\d+) \d+$/.exec(String(taken.headers['x-dicom-xfer-received']))?.[1]);
+        assert.ok(received >= packed.length && received < packed.length + damaged.length, String(taken.headers['x-dicom-xfer-received']));
+      } finally {
+        conn.socket.destroy();
+      }
+      const c = await raw(node, 'POST', `${tx.Path}/commit`);
+      assert.equal(c.status, 200, c.body.toString());
+      assert.equal((await instanceMd5(node, a.ID)).body.toString().trim(), a.MD5);
+    },
+  );
 
   test('a refused body is dropped only up to a bound: past it the connection closes', async () => {
     const [a] = knee.slice(4, 5) as [TestInstance];

@@ -164,39 +164,42 @@ describe('bounded JSON bodies', { timeout: 180_000 }, () => {
     assert.deepEqual(await snapshot(), before);
   });
 
-  test('a create of 100,000 instances is accepted at once, makes no file ahead of its data, and leaves nothing once discarded', async () => {
-    const { instances, body } = createBody(100_000);
-    const before = await pushStaging();
-    const a = await call(node.url, 'POST', '/transfers/push', body);
-    assert.equal(a.status, 200, a.body.toString().slice(0, 300));
-    const path = json<{ Path: string }>(a).Path;
-    const tx = path.split('/').pop() as string;
-    assert.deepEqual(await pushStaging(), [...before, tx].sort());
-    const files = async () => (await readdir(join(node.dataDir, 'staging', 'push', tx))).filter((f) => f.endsWith('.dcm'));
-    // Files are made by the buckets that write into them, not ahead: a few to check the directory, no more.
-    const first = (await files()).length;
-    assert.ok(first <= 16, `${first} staging files right after the create`);
-    // However long one looks (here: after a few more requests), none appear without data.
-    for (let i = 0; i < 20; i++) await call(node.url, 'GET', '/system');
-    await new Promise((r) => setTimeout(r, 500));
-    assert.ok((await files()).length <= 16, `${(await files()).length} staging files without any bucket`);
-    // A bucket makes the files of its instances.
-    const sorted = [...instances].sort((x, y) => (x.ID < y.ID ? -1 : 1));
-    const firstBucket = scheduleBuckets(instances, { bucketSize: 4096 * 1024 })[0] ?? [];
-    const payload = Buffer.alloc(
-      firstBucket.reduce((s, c) => s + c.Size, 0),
-      7,
-    );
-    const put = await call(node.url, 'PUT', `${path}/0`, payload);
-    assert.equal(put.status, 200, put.body.toString());
-    const after = await files();
-    for (const c of firstBucket) assert.ok(after.includes(`${c.ID}.dcm`), `file of ${c.ID} made by its bucket`);
-    assert.ok(after.length < 16 + firstBucket.length + 1);
-    assert.equal(sorted.length, 100_000);
-    // Discarded: nothing of it stays.
-    assert.equal((await call(node.url, 'DELETE', path)).status, 200);
-    assert.deepEqual(await pushStaging(), before);
-  });
+  test(
+    'a create of 100,000 instances is accepted at once, makes no file ahead of its data, and leaves nothing once ' + 'discarded',
+    async () => {
+      const { instances, body } = createBody(100_000);
+      const before = await pushStaging();
+      const a = await call(node.url, 'POST', '/transfers/push', body);
+      assert.equal(a.status, 200, a.body.toString().slice(0, 300));
+      const path = json<{ Path: string }>(a).Path;
+      const tx = path.split('/').pop() as string;
+      assert.deepEqual(await pushStaging(), [...before, tx].sort());
+      const files = async () => (await readdir(join(node.dataDir, 'staging', 'push', tx))).filter((f) => f.endsWith('.dcm'));
+      // Files are made by the buckets that write into them, not ahead: a few to check the directory, no more.
+      const first = (await files()).length;
+      assert.ok(first <= 16, `${first} staging files right after the create`);
+      // However long one looks (here: after a few more requests), none appear without data.
+      for (let i = 0; i < 20; i++) await call(node.url, 'GET', '/system');
+      await new Promise((r) => setTimeout(r, 500));
+      assert.ok((await files()).length <= 16, `${(await files()).length} staging files without any bucket`);
+      // A bucket makes the files of its instances.
+      const sorted = [...instances].sort((x, y) => (x.ID < y.ID ? -1 : 1));
+      const firstBucket = scheduleBuckets(instances, { bucketSize: 4096 * 1024 })[0] ?? [];
+      const payload = Buffer.alloc(
+        firstBucket.reduce((s, c) => s + c.Size, 0),
+        7,
+      );
+      const put = await call(node.url, 'PUT', `${path}/0`, payload);
+      assert.equal(put.status, 200, put.body.toString());
+      const after = await files();
+      for (const c of firstBucket) assert.ok(after.includes(`${c.ID}.dcm`), `file of ${c.ID} made by its bucket`);
+      assert.ok(after.length < 16 + firstBucket.length + 1);
+      assert.equal(sorted.length, 100_000);
+      // Discarded: nothing of it stays.
+      assert.equal((await call(node.url, 'DELETE', path)).status, 200);
+      assert.deepEqual(await pushStaging(), before);
+    },
+  );
 
   test('a create declaring more instances than Transfers.MaxPushInstances is refused with 413, nothing made', async () => {
     const before = await snapshot();

@@ -171,7 +171,8 @@ describe('dashboard', { skip, timeout: 300_000 }, () => {
       state = job.State;
       if (state === 'Failure' || state === 'Success' || Date.now() > end) {
         assert.fail(
-          `job ${id} is ${state}, not Running with its buckets held: ${JSON.stringify(job)}\n${pair.a.log().split('\n').slice(-20).join('\n')}`,
+          `job ${id} is ${state}, not Running with its buckets held: ` +
+            `${JSON.stringify(job)}\n${pair.a.log().split('\n').slice(-20).join('\n')}`,
         );
       }
       if (state !== 'Running') await new Promise((r) => setTimeout(r, 100));

@@ -422,7 +422,8 @@ describe('dicom-xfer --proxy in front of a real Orthanc', {
     assert.equal(down.headers['content-length'], String(size));
     const peak = await peakRssMb(proxy.pid);
     console.log(
-      `proxy: ${(size / 1e6).toFixed(0)} MB up and down through the node; its peak RSS (VmHWM) was ${before.toFixed(0)} MB before, ${peak.toFixed(0)} MB after`,
+      `proxy: ${(size / 1e6).toFixed(0)} MB up and down through the node; its peak RSS (VmHWM) was ${before.toFixed(0)} MB before, ` +
+        `${peak.toFixed(0)} MB after`,
     );
     assert.ok(peak < 400, `peak RSS ${peak.toFixed(0)} MB`);
     assert.equal((await call(proxy.url, 'DELETE', `/instances/${id}`)).status, 200);

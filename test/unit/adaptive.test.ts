@@ -73,27 +73,30 @@ test('it climbs fast: on a lossy link, 32 requests in flight within 10 s', () =>
   assert.ok(ctl.limit >= 32, `limit ${ctl.limit} after 10 s: ${JSON.stringify(ctl.history.map((d) => d.limit))}`);
 });
 
-test('the first climb keeps a step that measures no worse; a probe that does not pay goes back; a clearly better level is returned to', () => {
-  const ctl = new AdaptiveConcurrency({ initial: 8, min: 1, max: 64, settleMs: 0, windowMs: 1000 }, 0);
-  let t = 0;
-  /** Feeds `bytesPerSecond` until the controller decides (at most `seconds`); answers its new limit. */
-  const until = (seconds: number, bytesPerSecond: number): number => {
-    const decisions = ctl.history.length;
-    for (const end = t + seconds * 1000; t < end && ctl.history.length === decisions; t += 100) ctl.progress(bytesPerSecond / 10, t);
-    return ctl.limit;
-  };
-  assert.equal(until(3, 4 * MB), 16); // 8: 4 MB/s, climb
-  assert.equal(until(3, 8 * MB), 32); // 16: 8 MB/s, climb
-  assert.equal(until(3, 8.2 * MB), 32); // 32: no clear gain but no worse: the climb stops here
-  // Holding at 32, then a probe 25% higher that measures the same: back to 32.
-  let probed = 32;
-  for (let k = 0; k < 10 && probed === 32; k++) probed = until(3, 8.2 * MB);
-  assert.equal(probed, 40);
-  assert.equal(until(3, 8.2 * MB), 32);
-  // 32 now measures far worse than 40 did a moment ago: there.
-  assert.equal(until(3, 5 * MB), 40);
-  for (let k = 0; k < 3; k++) assert.equal(until(3, 8.2 * MB), 40);
-});
+test(
+  'the first climb keeps a step that measures no worse; a probe that does not pay goes back; a clearly better level is ' + 'returned to',
+  () => {
+    const ctl = new AdaptiveConcurrency({ initial: 8, min: 1, max: 64, settleMs: 0, windowMs: 1000 }, 0);
+    let t = 0;
+    /** Feeds `bytesPerSecond` until the controller decides (at most `seconds`); answers its new limit. */
+    const until = (seconds: number, bytesPerSecond: number): number => {
+      const decisions = ctl.history.length;
+      for (const end = t + seconds * 1000; t < end && ctl.history.length === decisions; t += 100) ctl.progress(bytesPerSecond / 10, t);
+      return ctl.limit;
+    };
+    assert.equal(until(3, 4 * MB), 16); // 8: 4 MB/s, climb
+    assert.equal(until(3, 8 * MB), 32); // 16: 8 MB/s, climb
+    assert.equal(until(3, 8.2 * MB), 32); // 32: no clear gain but no worse: the climb stops here
+    // Holding at 32, then a probe 25% higher that measures the same: back to 32.
+    let probed = 32;
+    for (let k = 0; k < 10 && probed === 32; k++) probed = until(3, 8.2 * MB);
+    assert.equal(probed, 40);
+    assert.equal(until(3, 8.2 * MB), 32);
+    // 32 now measures far worse than 40 did a moment ago: there.
+    assert.equal(until(3, 5 * MB), 40);
+    for (let k = 0; k < 3; k++) assert.equal(until(3, 8.2 * MB), 40);
+  },
+);
 
 test('a step of the first climb that measures worse goes back', () => {
   const ctl = new AdaptiveConcurrency({ initial: 8, min: 1, max: 64, settleMs: 0, windowMs: 1000 }, 0);

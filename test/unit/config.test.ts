@@ -538,7 +538,8 @@ describe('reference', () => {
     assert.equal(
       onDisk,
       configReferenceMarkdown(),
-      `regenerate with: node --import tsx -e "import('./src/config/reference.ts').then(m => require('fs').writeFileSync('${CONFIG_REFERENCE_PATH}', m.configReferenceMarkdown()))"`,
+      `regenerate with: node --import tsx -e "import('./src/config/reference.ts').then(m => ` +
+        `require('fs').writeFileSync('${CONFIG_REFERENCE_PATH}', m.configReferenceMarkdown()))"`,
     );
   });
 });

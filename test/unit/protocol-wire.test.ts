@@ -373,7 +373,8 @@ describe('instances, chunks and push-create bodies', { skip: needs(CAPTURES) }, 
     });
     assert.equal(
       JSON.stringify(body),
-      `{"Buckets":[[{"ID":"ab","Offset":"2147483648","Size":"852516352"}]],"Compression":"none","Instances":[{"ID":"ab","MD5":"${MD5}","Size":"3000000000"}]}`,
+      '{"Buckets":[[{"ID":"ab","Offset":"2147483648","Size":"852516352"}]],"Compression":"none",' +
+        `"Instances":[{"ID":"ab","MD5":"${MD5}","Size":"3000000000"}]}`,
     );
     assert.equal(JSON.stringify(toWireJobHandle('j1')), '{"ID":"j1","Path":"/jobs/j1"}');
     assert.throws(() => toWirePushCreate({ Instances: [{ ID: 'ab', Size: -1, MD5 }], Buckets: [], Compression: 'none' }));

@@ -48,7 +48,8 @@ const FileRow = z.object({ file: z.string() });
 
 const RESOURCE = 'SELECT r.*, p.id AS parent_id FROM resources r LEFT JOIN resources p ON p.seq = r.parent';
 const INSTANCE =
-  'SELECT r.id AS id, i.file AS file, i.size AS size, i.md5 AS md5, i.index_in_series AS index_in_series FROM resources r JOIN instances i ON i.seq = r.seq';
+  'SELECT r.id AS id, i.file AS file, i.size AS size, i.md5 AS md5, i.index_in_series AS index_in_series FROM resources r JOIN instances ' +
+  'i ON i.seq = r.seq';
 const SUBTREE = 'WITH RECURSIVE sub(seq) AS (SELECT ? UNION ALL SELECT r.seq FROM resources r JOIN sub ON r.parent = sub.seq)';
 
 /** Checks a row; a damaged one is refused with the field at fault (BadFileFormat), never used. */
@@ -239,7 +240,8 @@ export class SqliteInstanceIndex implements InstanceIndex {
     const existing = this.#seq(e.ids.instance, 'Instance');
     if (existing !== undefined) {
       this.#stmt(
-        'UPDATE instances SET file = ?, size = ?, md5 = ?, transfer_syntax = ?, sop_class = ?, index_in_series = ?, received = ? WHERE seq = ?',
+        'UPDATE instances SET file = ?, size = ?, md5 = ?, transfer_syntax = ?, sop_class = ?, index_in_series = ?, received = ? ' +
+          'WHERE seq = ?',
       ).run(e.file, e.size, e.md5, e.transferSyntax, e.sopClass, e.indexInSeries, now, existing);
       this.#stmt('UPDATE resources SET main_tags = ?, last_update = ? WHERE seq = ?').run(JSON.stringify(e.tags.Instance), now, existing);
       return;

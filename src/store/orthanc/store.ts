@@ -447,7 +447,8 @@ export class OrthancStore implements Store {
     if (status === 'FilteredOut') {
       throw new XferError(
         'ForbiddenAccess',
-        `Orthanc at ${this.url} refused the instance (Status "FilteredOut": a filter of Orthanc, such as a Lua ReceivedInstanceFilter, rejected it)`,
+        `Orthanc at ${this.url} refused the instance (Status "FilteredOut": ` +
+          'a filter of Orthanc, such as a Lua ReceivedInstanceFilter, rejected it)',
       );
     }
     const ids = {

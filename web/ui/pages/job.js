@@ -20,6 +20,12 @@ export function ratePoints(points) {
   return out;
 }
 
+/** " at 14:02:11" for a retry's Orthanc timestamp, or nothing when it cannot be read. */
+function retryAt(time) {
+  const t = parseOrthancTime(time);
+  return Number.isFinite(t) ? ` at ${localTime(t)}` : '';
+}
+
 function fact(label, value, key) {
   return h('div.fact', { dataset: { fact: key ?? label.toLowerCase().replace(/\W+/g, '-') } }, h('dt', label), h('dd', value ?? '–'));
 }
@@ -99,11 +105,7 @@ function summaryView(job) {
     h('div.big-progress', progressBar(job.Progress, job.State), h('span.pct', `${job.Progress ?? 0}%`)),
     jobFacts(job),
     c.LastRetryCause
-      ? h(
-          'p.alert.warn',
-          { dataset: { retry: 'last' } },
-          `Last retry${Number.isFinite(parseOrthancTime(c.LastRetryTime)) ? ` at ${localTime(parseOrthancTime(c.LastRetryTime))}` : ''}: ${c.LastRetryCause}`,
-        )
+      ? h('p.alert.warn', { dataset: { retry: 'last' } }, `Last retry${retryAt(c.LastRetryTime)}: ${c.LastRetryCause}`)
       : null,
     h('h3', 'Resources'),
     resourcesList(c.Resources),

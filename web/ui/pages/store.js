@@ -48,7 +48,8 @@ async function openSend(level, id, label) {
     pull.disabled = !hasRemoteSelf;
     if (!hasRemoteSelf && pull.checked) push.checked = true;
     pullNote.textContent = hasRemoteSelf
-      ? `The peer fetches the data from this node (it knows it as "${peers[peerSel.value].RemoteSelf}"): works when only the peer can open connections.`
+      ? `The peer fetches the data from this node (it knows it as "${peers[peerSel.value].RemoteSelf}"): works when only the peer can ` +
+        `open connections.`
       : "Pull needs RemoteSelf in the peer's definition (the name the peer gives this node).";
   };
   peerSel.addEventListener('change', sync);

@@ -1,67 +1,26 @@
 // dicom-xfer beside a real Orthanc 1.10.1 with --proxy: Orthanc's REST API through the node's port (uploads,
 // listings, file downloads byte for byte, deletes, Orthanc-only routes, Orthanc's errors and redirects),
 // Orthanc's authentication passed through or replaced by the node's, a 200 MB upload and download with the
-// node's peak memory printed, Orthanc down answered with 502, /jobs merging Orthanc's jobs with dicom-xfer's, and
-// (with a stand-in server) redirects, a path prefix and connection-specific headers.
+// node's peak memory printed, and /jobs merging Orthanc's jobs with dicom-xfer's.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import { createReadStream } from 'node:fs';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { createServer, request as httpRequest, type IncomingHttpHeaders, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { writeMultiframe } from '../../src/generate/index.ts';
 import { mapLimit } from '../../src/util/concurrency.ts';
-import { BIN, startXferNode, type XferNode } from '../helpers/node.ts';
+import { startXferNode, type XferNode } from '../helpers/node.ts';
 import { ORTHANC_BINARY, orthancInstalled, startOrthanc, type OrthancServer } from '../helpers/orthanc.ts';
 import { freePort, waitFor } from '../helpers/ports.ts';
 import { describe, needs, REAL_DICOM, listFiles } from '../helpers/data.ts';
+import { type Answer, basic, CALL_TIMEOUT_MS, call, getJson, json } from '../helpers/proxy-calls.ts';
 
 const REAL = REAL_DICOM;
-const CALL_TIMEOUT_MS = 120_000;
-
-interface Answer {
-  status: number;
-  headers: IncomingHttpHeaders;
-  body: Buffer;
-}
-
-const basic = (user: string, password: string): string => `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
 const md5 = (b: Uint8Array): string => createHash('md5').update(b).digest('hex');
-
-/** One HTTP call with the path sent as written; `body` may be a file streamed with its size. */
-function call(
-  base: string,
-  method: string,
-  path: string,
-  body?: string | Buffer | { file: string; size: number },
-  headers: Record<string, string> = {},
-): Promise<Answer> {
-  const u = new URL(base);
-  return new Promise((resolve, reject) => {
-    const h: Record<string, string> = { ...headers };
-    if (body !== undefined && typeof body === 'object' && !Buffer.isBuffer(body)) h['content-length'] = String(body.size);
-    const req = httpRequest(
-      { host: u.hostname, port: Number(u.port), method, path, headers: h, agent: false, timeout: CALL_TIMEOUT_MS },
-      (res) => {
-        const parts: Buffer[] = [];
-        res.on('data', (d: Buffer) => parts.push(d));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(parts) }));
-        res.on('error', reject);
-      },
-    );
-    req.on('error', reject);
-    req.on('timeout', () => req.destroy(new Error(`${method} ${path}: no answer within ${CALL_TIMEOUT_MS} ms`)));
-    if (body !== undefined && typeof body === 'object' && !Buffer.isBuffer(body)) {
-      const src = createReadStream(body.file);
-      src.on('error', (e) => req.destroy(e));
-      src.pipe(req);
-    } else req.end(body);
-  });
-}
 
 /** GET `path` and hash the answer as it streams in (a large file is never held whole by the test). */
 function hashGet(base: string, path: string): Promise<{ status: number; headers: IncomingHttpHeaders; md5: string; size: number }> {
@@ -85,17 +44,6 @@ function hashGet(base: string, path: string): Promise<{ status: number; headers:
     req.end();
   });
 }
-
-function json<T = Record<string, unknown>>(a: Answer): T {
-  return JSON.parse(a.body.toString('utf8')) as T;
-}
-
-async function getJson<T = Record<string, unknown>>(base: string, path: string, headers: Record<string, string> = {}): Promise<T> {
-  const a = await call(base, 'GET', path, undefined, headers);
-  assert.equal(a.status, 200, `GET ${base}${path}: ${a.status} ${a.body.toString()}`);
-  return json<T>(a);
-}
-
 /** Peak resident memory of a process (VmHWM), in MB. */
 async function peakRssMb(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
@@ -487,130 +435,5 @@ describe('dicom-xfer --proxy and authentication', { skip: !orthancInstalled() &&
     assert.equal(refused.status, 502);
     assert.equal(refused.headers['www-authenticate'], undefined);
     assert.match(String(json(refused)['Details']), /refused the credentials of OrthancStore/);
-  });
-});
-
-describe('dicom-xfer --proxy with Orthanc down', () => {
-  let node: XferNode;
-
-  before(async () => {
-    const port = await freePort();
-    // The configuration key this time, rather than the flag.
-    node = await startXferNode({ config: { OrthancStore: { Url: `http://127.0.0.1:${port}`, Proxy: true } } });
-  });
-
-  after(async () => {
-    await node?.stop();
-  });
-
-  test("forwarded requests answer 502 in Orthanc's JSON error shape; dicom-xfer's routes still answer", async () => {
-    for (const [method, path] of [
-      ['GET', '/patients'],
-      ['POST', '/instances'],
-      ['GET', '/app/explorer.html'],
-    ] as const) {
-      const a = await call(node.url, method, path, method === 'POST' ? Buffer.alloc(1000) : undefined);
-      assert.equal(a.status, 502, `${method} ${path}: ${a.body.toString()}`);
-      const body = json(a);
-      assert.equal(body['HttpStatus'], 502);
-      assert.equal(body['Method'], method);
-      assert.equal(body['Uri'], path);
-      assert.match(String(body['Details']), /cannot be reached/);
-    }
-    assert.deepEqual(await getJson(node.url, '/jobs'), []);
-    assert.deepEqual(await getJson(node.url, '/plugins'), ['transfers']);
-    const script = await call(node.url, 'GET', '/plugins/explorer.js');
-    assert.equal(script.status, 200);
-    assert.match(script.body.toString(), /Transfers accelerator/);
-  });
-
-  test('--proxy without an Orthanc store is refused at start', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'dx-proxy-flag-'));
-    try {
-      const out = await new Promise<{ code: number | null; stderr: string }>((resolve, reject) => {
-        const child = spawn(process.execPath, [BIN, 'serve', '--proxy', '--port', '0', '--data', join(dir, 'data')], {
-          cwd: dir,
-          stdio: ['ignore', 'ignore', 'pipe'],
-        });
-        let stderr = '';
-        child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-        const t = setTimeout(() => child.kill('SIGKILL'), 30_000);
-        child.on('error', reject);
-        child.on('exit', (code) => {
-          clearTimeout(t);
-          resolve({ code, stderr });
-        });
-      });
-      assert.equal(out.code, 1);
-      assert.match(out.stderr, /--proxy needs --orthanc/);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  });
-});
-
-// What Orthanc 1.10.1 never does but a server behind a reverse proxy may: absolute redirects, a path
-// prefix, and connection-specific headers. A small HTTP server on loopback plays that Orthanc here.
-describe('dicom-xfer --proxy to an Orthanc under a path prefix', () => {
-  let server: Server;
-  let node: XferNode;
-  let origin: string;
-
-  before(async () => {
-    server = createServer((req, res) => {
-      const url = req.url ?? '';
-      if (url === '/orthanc/redirect-absolute') {
-        res.writeHead(302, { location: `${origin}/orthanc/app/explorer.html` }).end();
-      } else if (url === '/orthanc/redirect-path') {
-        res.writeHead(302, { location: '/orthanc/app/explorer.html' }).end();
-      } else if (url.startsWith('/orthanc/echo')) {
-        const parts: Buffer[] = [];
-        req.on('data', (d: Buffer) => parts.push(d));
-        req.on('end', () => {
-          const body = JSON.stringify({ url, method: req.method, headers: req.headers, length: Buffer.concat(parts).length });
-          res
-            .writeHead(200, { 'content-type': 'application/json', connection: 'x-drop, keep-alive', 'x-drop': '1', 'x-kept': '1' })
-            .end(body);
-        });
-      } else res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
-    });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-    origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    node = await startXferNode({ extraArgs: ['--orthanc', `${origin}/orthanc/`, '--proxy'] });
-  });
-
-  after(async () => {
-    await node?.stop();
-    server?.closeAllConnections();
-    await new Promise<void>((r) => server?.close(() => r()));
-  });
-
-  test('redirects to the server itself point at the node; the prefix is added and removed', async () => {
-    const abs = await call(node.url, 'GET', '/redirect-absolute');
-    assert.equal(abs.status, 302);
-    assert.equal(abs.headers['location'], `http://127.0.0.1:${node.port}/app/explorer.html`);
-    const path = await call(node.url, 'GET', '/redirect-path');
-    assert.equal(path.headers['location'], '/app/explorer.html');
-  });
-
-  test('the path and query go on as sent; connection-specific headers stop at the node', async () => {
-    const body = Buffer.alloc(300_000, 7);
-    const a = await call(node.url, 'PATCH', '/echo?x=1&y', body, {
-      connection: 'x-secret',
-      'x-secret': 'hop',
-      'x-visible': 'end-to-end',
-      authorization: basic('u', 'p'),
-    });
-    assert.equal(a.status, 200);
-    const seen = json<{ url: string; method: string; headers: Record<string, string>; length: number }>(a);
-    assert.equal(seen.url, '/orthanc/echo?x=1&y');
-    assert.equal(seen.method, 'PATCH');
-    assert.equal(seen.length, body.length);
-    assert.equal(seen.headers['content-length'], String(body.length));
-    assert.equal(seen.headers['x-secret'], undefined);
-    assert.equal(seen.headers['x-visible'], 'end-to-end');
-    assert.equal(seen.headers['authorization'], basic('u', 'p'));
-    assert.equal(a.headers['x-drop'], undefined);
-    assert.equal(a.headers['x-kept'], '1');
   });
 });

@@ -1,8 +1,8 @@
 // node --import tsx bench/create-memory.ts [--instances N] [--size BYTES] [--bucket-kb KB] [--cap N] [--parallel N]
 // The cost of one push create on a receiver: a create body of N synthetic instances (100,000 by default)
-// is posted to a fresh dicom-xfer node (by N senders at once with --parallel); prints the body size, the answer and its time, the node's
-// peak
-// RSS (VmHWM from /proc/<pid>/status) before and after, and the staging files 5 s later. No assertion.
+// is posted to a fresh dicom-xfer node (by N senders at once with --parallel); prints the body size, the
+// answer and its time, the node's peak RSS (VmHWM from /proc/<pid>/status) before and after, and the
+// staging files 5 s later. No assertion.
 import { randomBytes } from 'node:crypto';
 import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';

@@ -1,13 +1,14 @@
 // The shapes of the push receiver: its options and counters, what it answers about a transaction, and a
 // transaction as held in memory while this process serves it (its durable part is in push-state/).
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { XferError, isXferError } from '../errors.ts';
 import { bucketSize } from '../protocol/buckets.ts';
 import { parsePushCreate, sortUniqueInstances, type Bucket, type PushCreateBody } from '../protocol/wire.ts';
 import type { Store } from '../store/types.ts';
-import type { PushTransactionState } from './push-state/types.ts';
+import type { PushTransactionState, StoredPushTransaction } from './push-state/types.ts';
 import { MAX_SPAN_BUCKETS, joinChunks } from './spans.ts';
-import type { StagingArea } from './staging.ts';
+import { StagingArea, writtenBy } from './staging.ts';
 
 /** Cumulative figures of the receiver, for metrics (docs/protocol.md#metrics and dicom-xfer's own). */
 export interface PushReceiverCounters {
@@ -205,4 +206,33 @@ export function infoOf(t: Transaction): PushTransactionInfo {
     lastActivity: t.lastActivity,
     requestsInFlight: t.inFlight,
   };
+}
+
+/** Declared bytes of the buckets not yet written (an upper bound of what it may still add to disk). */
+export function stillToWrite(t: Transaction): number {
+  let left = t.total;
+  for (const i of t.done) left -= t.bucketTotals[i] ?? 0;
+  return Math.max(0, left);
+}
+
+/** A transaction read back from the state, with its staging reopened (InexistentFile when files are missing). */
+export async function resumeTransaction(root: string, stored: StoredPushTransaction): Promise<Transaction> {
+  const dir = join(root, stored.id);
+  const body = stored.create;
+  const done = new Set(stored.buckets);
+  const area = await StagingArea.open(dir, body.Instances, writtenBy(body.Buckets, done));
+  const { createdAt, lastActivity } = stored;
+  const total = area.totalSize;
+  return heldTransaction({
+    id: stored.id,
+    dir,
+    body: { ...body, Instances: area.instances },
+    total,
+    area,
+    state: 'open',
+    createdAt,
+    lastActivity,
+    done,
+    inFlight: 0,
+  });
 }

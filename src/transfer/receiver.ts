@@ -16,13 +16,15 @@ import type { Store } from '../store/types.ts';
 import { freeBytes } from '../util/fs.ts';
 import { BUCKET_CHECKSUM_STATUS, CRC32_HEX, CRC32_MEMBER, HEADER_CRC32 } from './capabilities.ts';
 import { FilePushState } from './push-state/files.ts';
-import { TX_ID, type CommitOutcome, type PushTransactionState, type StoredPushTransaction } from './push-state/types.ts';
+import { TX_ID, type CommitOutcome, type PushTransactionState } from './push-state/types.ts';
 import {
   bucketSpan,
   heldTransaction,
   infoOf,
   isDiskFull,
   parseCreate,
+  resumeTransaction,
+  stillToWrite,
   type PushReceiverCounters,
   type PushReceiverOptions,
   type PushTransactionInfo,
@@ -30,7 +32,7 @@ import {
   type ReceivedBytes,
   type Transaction,
 } from './push-transaction.ts';
-import { StagingArea, fileError, writtenBy } from './staging.ts';
+import { StagingArea, fileError } from './staging.ts';
 
 export type {
   PushReceiverCounters,
@@ -191,7 +193,7 @@ export class PushReceiver {
     const free = await freeBytes(this.#root);
     const victim = this.#victim();
     let reserved = STAGING_DISK_RESERVE;
-    for (const t of this.#txs.values()) if (t !== victim) reserved += this.#stillToWrite(t);
+    for (const t of this.#txs.values()) if (t !== victim) reserved += stillToWrite(t);
     if (total > free - reserved) {
       throw new XferError(
         'FullStorage',
@@ -260,13 +262,6 @@ export class PushReceiver {
     );
   }
 
-  /** Declared bytes of the buckets not yet written (an upper bound of what it may still add to disk). */
-  #stillToWrite(t: Transaction): number {
-    let left = t.total;
-    for (const i of t.done) left -= t.bucketTotals[i] ?? 0;
-    return Math.max(0, left);
-  }
-
   // ---- buckets ---------------------------------------------------------------------------------
 
   /**
@@ -279,10 +274,9 @@ export class PushReceiver {
    * is on disk the bucket is recorded as done in the transaction's log.
    *
    * With `crc32` (extension bucket-crc32: the CRC-32 of the uncompressed payload, or CRC32_MEMBER for a
-   * gzip body whose trailer is that checksum), the payload is checked as it is written; a mismatch (or a payload damaged past inflating) is
-   * refused with
-   * CorruptedFile and status BUCKET_CHECKSUM_STATUS (422), and the bucket is not recorded: the sender
-   * sends it again, and its bytes overwrite the damaged ones.
+   * gzip body whose trailer is that checksum), the payload is checked as it is written; a mismatch (or a
+   * payload damaged past inflating) is refused with CorruptedFile and status BUCKET_CHECKSUM_STATUS (422),
+   * and the bucket is not recorded: the sender sends it again, and its bytes overwrite the damaged ones.
    */
   async putBucket(
     id: string,
@@ -539,7 +533,7 @@ export class PushReceiver {
       const id = entry.ok ? entry.tx.id : entry.id;
       try {
         if (!entry.ok) throw new XferError('BadFileFormat', entry.reason);
-        loaded.push(await this.#resume(entry.tx));
+        loaded.push(await resumeTransaction(this.#root, entry.tx));
       } catch (e) {
         const dir = join(this.#root, id);
         this.#log?.warn(
@@ -563,28 +557,6 @@ export class PushReceiver {
       await this.#drop(oldest, 'evicted');
     }
     if (loaded.length > 0) this.#log?.info({ transactions: this.#txs.size }, 'push transactions resumed from disk');
-  }
-
-  /** A transaction read back from the state, with its staging reopened (InexistentFile when files are missing). */
-  async #resume(stored: StoredPushTransaction): Promise<Transaction> {
-    const dir = join(this.#root, stored.id);
-    const body = stored.create;
-    const done = new Set(stored.buckets);
-    const area = await StagingArea.open(dir, body.Instances, writtenBy(body.Buckets, done));
-    const { createdAt, lastActivity } = stored;
-    const total = area.totalSize;
-    return heldTransaction({
-      id: stored.id,
-      dir,
-      body: { ...body, Instances: area.instances },
-      total,
-      area,
-      state: 'open',
-      createdAt,
-      lastActivity,
-      done,
-      inFlight: 0,
-    });
   }
 
   // ---- helpers ---------------------------------------------------------------------------------

@@ -349,9 +349,9 @@ export interface ClassesSetup {
 }
 
 /**
- * Writes the bucket-class data set (its large multi-frame of about `largeMB` MB), starts a pair whose nodes use CLASSES_BUCKET_KB and whose
- * proxies
- * hash every body and keep the create and lookup bodies, and imports the set into A.
+ * Writes the bucket-class data set (its large multi-frame of about `largeMB` MB), starts a pair whose nodes
+ * use CLASSES_BUCKET_KB and whose proxies hash every body and keep the create and lookup bodies, and
+ * imports the set into A.
  */
 export async function setupClasses(largeMB = 300): Promise<ClassesSetup> {
   const dir = await mkdtemp(join(tmpdir(), 'dx-classes-'));

@@ -115,6 +115,7 @@ describe('dashboard routes', { timeout: 60_000 }, () => {
       ['app.js', 'text/javascript; charset=utf-8'],
       ['pages/transfers.js', 'text/javascript; charset=utf-8'],
       ['styles.css', 'text/css; charset=utf-8'],
+      ['pages.css', 'text/css; charset=utf-8'],
       ['favicon.svg', 'image/svg+xml'],
     ]) {
       const res = await get(`/ui/${file}`);

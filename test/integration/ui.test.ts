@@ -150,6 +150,8 @@ describe('dashboard', { skip, timeout: 300_000 }, () => {
     await row(page, id, 'Success').waitFor();
     assert.equal(await row(page, id).locator('.pct').textContent(), '100%');
     assert.equal(await page.locator('#live-dot.on').count(), 1, 'live updates through Server-Sent Events');
+    // Both stylesheets apply: the base (styles.css) and the pages' (pages.css), whose cards are a grid.
+    assert.equal(await page.locator('.cards').evaluate((el) => getComputedStyle(el).display), 'grid');
     await shot(page, 'transfers');
     const job = await getJson<JobJson>(pair.a.url, `/jobs/${id}`);
     assert.equal(job.State, 'Success');

@@ -62,6 +62,24 @@ interface Container {
   tag: string;
 }
 
+/** The VR (explicit VR only), value length and header length of the element whose first 8 bytes are `h`. */
+async function elementHeader(
+  bytes: Bytes,
+  pos: number,
+  h: Uint8Array,
+  enc: Encoding,
+  tag: string,
+): Promise<{ vr: string | undefined; length: number; headerLength: number }> {
+  const view = new DataView(h.buffer, h.byteOffset, 8);
+  if (!enc.explicitVr) return { vr: undefined, length: view.getUint32(4, enc.littleEndian), headerLength: 8 };
+  const vr = String.fromCharCode(h[4] ?? 0, h[5] ?? 0);
+  // The same rule as the header parser's (DCMTK's): an unknown VR of two capital letters has a 4-byte length.
+  if (!hasLongLength(vr)) return { vr, length: view.getUint16(6, enc.littleEndian), headerLength: 8 };
+  if (pos + 12 > bytes.size) throw bad(`the file ends inside the header of ${tag} (offset ${pos})`);
+  const l = await bytes.get(pos + 8, 4);
+  return { vr, length: new DataView(l.buffer, l.byteOffset, 4).getUint32(0, enc.littleEndian), headerLength: 12 };
+}
+
 /**
  * Walks the data set from `start` to the end: each element's header must be whole, each defined length must
  * end within the file, and each undefined-length sequence or item must be closed by its delimitation before
@@ -109,23 +127,7 @@ async function walk(bytes: Bytes, start: number, top: Encoding): Promise<void> {
     if (open?.kind === 'sequence') {
       throw bad(`the sequence ${open.tag} holds ${tag} at offset ${pos} where an item or its end was expected`);
     }
-    let headerLength = 8;
-    let length: number;
-    let vr: string | undefined;
-    if (enc.explicitVr) {
-      vr = String.fromCharCode(h[4] ?? 0, h[5] ?? 0);
-      // The same rule as the header parser's (DCMTK's): an unknown VR of two capital letters has a 4-byte length.
-      if (hasLongLength(vr)) {
-        if (pos + 12 > size) throw bad(`the file ends inside the header of ${tag} (offset ${pos})`);
-        const l = await bytes.get(pos + 8, 4);
-        length = new DataView(l.buffer, l.byteOffset, 4).getUint32(0, enc.littleEndian);
-        headerLength = 12;
-      } else {
-        length = view.getUint16(6, enc.littleEndian);
-      }
-    } else {
-      length = view.getUint32(4, enc.littleEndian);
-    }
+    const { vr, length, headerLength } = await elementHeader(bytes, pos, h, enc, tag);
     if (length === UNDEFINED) {
       // A sequence, or encapsulated pixel data: items up to a sequence delimitation. The items of an
       // undefined-length UN element (or one of an unknown VR, which DCMTK reads as UN) are implicit VR

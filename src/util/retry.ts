@@ -1,7 +1,6 @@
 // The one retry primitive of dicom-xfer: every outgoing call (peer HTTP, store calls over the network)
 // goes through `retry()`, with an attempts limit and/or a time budget, fixed or jittered backoff, one
 // predicate saying what is worth another try, an AbortSignal that stops the waiting, and a callback per retry.
-import type { Config } from '../config/types.ts';
 import { XferError } from '../errors.ts';
 import { whenAborted } from './abort.ts';
 
@@ -140,7 +139,7 @@ export async function retry<T>(fn: (attempt: number, signal: AbortSignal | undef
  * until RetryBudget seconds have passed since the first attempt.
  */
 export function retryOptionsFromConfig(
-  config: Pick<Config, 'Transfers'>,
+  config: { Transfers: { MaxHttpRetries: number; RetryBudget: number } },
   extra: Pick<RetryOptions, 'signal' | 'onRetry' | 'clock' | 'retryable'> = {},
 ): RetryOptions {
   const { MaxHttpRetries, RetryBudget } = config.Transfers;

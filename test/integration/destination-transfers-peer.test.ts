@@ -157,13 +157,15 @@ describe('a transfers peer through the Destination interface', () => {
   }
 
   const total = () => instances.reduce((s, i) => s + i.Size, 0);
+  /** Small buckets, so that the series makes several (about eight of the generated series, when it stands in). */
+  const bucketKb = () => Math.max(1, Math.min(128, Math.floor(total() / 1024 / 8)));
 
   for (const compression of ['none', 'gzip'] as Compression[]) {
     test(`sends every instance and reads each bucket from the store once (${compression}, CRC-32 on)`, async () => {
       await emptyNode(receiver.url);
       const reads: Reads = { calls: 0, bytes: 0 };
       // The plugin's bucket layout with small buckets: several PUTs, each with its CRC-32.
-      const { dest } = await destination({ BucketSpans: false, BucketSize: 128, Threads: 2, MaxThreads: 2 }, reads);
+      const { dest } = await destination({ BucketSpans: false, BucketSize: bucketKb(), Threads: 2, MaxThreads: 2 }, reads);
       const task = new MemoryTask();
       await dest.send({ instances, compression, transferId: `t-${compression}` }, task);
       assert.equal(task.progress, 1);
@@ -185,7 +187,7 @@ describe('a transfers peer through the Destination interface', () => {
   test('resumes after a stop: the transaction is kept and the finished buckets are not read again', async () => {
     await emptyNode(receiver.url);
     const reads: Reads = { calls: 0, bytes: 0 };
-    const { dest } = await destination({ BucketSpans: false, BucketSize: 128, Threads: 1, MaxThreads: 1 }, reads);
+    const { dest } = await destination({ BucketSpans: false, BucketSize: bucketKb(), Threads: 1, MaxThreads: 1 }, reads);
     const task = new MemoryTask();
     const req = { instances, compression: 'none' as const, transferId: 't-resume' };
     task.onBucket = () => {
@@ -215,7 +217,7 @@ describe('a transfers peer through the Destination interface', () => {
 
   test('abandon discards the transaction on the peer', async () => {
     await emptyNode(receiver.url);
-    const { dest } = await destination({ BucketSpans: false, BucketSize: 128, Threads: 1, MaxThreads: 1 }, { calls: 0, bytes: 0 });
+    const { dest } = await destination({ BucketSpans: false, BucketSize: bucketKb(), Threads: 1, MaxThreads: 1 }, { calls: 0, bytes: 0 });
     const task = new MemoryTask();
     task.onBucket = () => task.stop();
     await assert.rejects(dest.send({ instances, compression: 'none', transferId: 't-abandon' }, task));

@@ -84,17 +84,34 @@ function setCounter(c: Counter, value: number, labels?: Record<string, string>):
   else c.inc(Math.max(0, value));
 }
 
+/** A gauge set, at each scrape, to what `read` returns. */
+function gaugeOf(registers: Registers, name: string, help: string, read: () => number): void {
+  new Gauge({
+    name,
+    help,
+    registers,
+    collect() {
+      this.set(read());
+    },
+  });
+}
+
+/** A counter set, at each scrape, to the cumulative value `read` returns. */
+function counterOf(registers: Registers, name: string, help: string, read: () => number): void {
+  new Counter({
+    name,
+    help,
+    registers,
+    collect() {
+      this.reset();
+      setCounter(this, read());
+    },
+  });
+}
+
 /** The plugin's names (docs/protocol.md#metrics); gauges, as Orthanc publishes them. */
 function orthancGauges(registers: Registers, server: ServerCounters): void {
-  const gauge = (name: string, help: string, read: () => number) =>
-    new Gauge({
-      name,
-      help,
-      registers,
-      collect() {
-        this.set(read());
-      },
-    });
+  const gauge = (name: string, help: string, read: () => number) => gaugeOf(registers, name, help, read);
   const { receiver } = server;
   gauge(
     'orthanc_transfers_used_cache_size',
@@ -176,16 +193,7 @@ function peerMetrics(registers: Registers, peers: Peers): void {
 
 /** dicom-xfer's figures of the push receiver and the chunk server. */
 function serverMetrics(registers: Registers, server: ServerCounters): void {
-  const counter = (name: string, help: string, read: () => number) =>
-    new Counter({
-      name,
-      help,
-      registers,
-      collect() {
-        this.reset();
-        setCounter(this, read());
-      },
-    });
+  const counter = (name: string, help: string, read: () => number) => counterOf(registers, name, help, read);
   const { receiver, chunks } = server;
   counter(
     'dicom_xfer_push_received_wire_bytes_total',
@@ -210,35 +218,18 @@ function serverMetrics(registers: Registers, server: ServerCounters): void {
   counter('dicom_xfer_push_received_buckets_total', 'Buckets written completely by the push receiver.', () => receiver.counters.buckets);
   counter('dicom_xfer_chunk_requests_total', 'Chunk answers started by the data source (pull mode).', () => chunks.counters.requests);
   counter('dicom_xfer_chunk_served_bytes_total', 'Uncompressed bytes read from the store for chunk answers.', () => chunks.counters.bytes);
-  new Gauge({
-    name: 'dicom_xfer_chunk_gzip_level',
-    help: "The gzip level of chunk answers now (chosen from this machine's CPU against the link).",
-    registers,
-    collect() {
-      this.set(chunks.gzip.level);
-    },
-  });
-  new Gauge({
-    name: 'dicom_xfer_push_transactions',
-    help: 'Push transactions held now by the receiver.',
-    registers,
-    collect() {
-      this.set(receiver.held);
-    },
-  });
+  const gauge = (name: string, help: string, read: () => number) => gaugeOf(registers, name, help, read);
+  gauge(
+    'dicom_xfer_chunk_gzip_level',
+    "The gzip level of chunk answers now (chosen from this machine's CPU against the link).",
+    () => chunks.gzip.level,
+  );
+  gauge('dicom_xfer_push_transactions', 'Push transactions held now by the receiver.', () => receiver.held);
 }
 
 /** The node's in-flight budget: what it holds now, what waits for room, and how many requests waited. */
 function inFlightMetrics(registers: Registers, inFlight: Pick<InFlight, 'counters'>): void {
-  const gauge = (name: string, help: string, read: () => number) =>
-    new Gauge({
-      name,
-      help,
-      registers,
-      collect() {
-        this.set(read());
-      },
-    });
+  const gauge = (name: string, help: string, read: () => number) => gaugeOf(registers, name, help, read);
   gauge(
     'dicom_xfer_in_flight_requests',
     'Requests (bucket PUTs and GETs, chunk answers) holding a share of the in-flight budget now.',
@@ -246,15 +237,12 @@ function inFlightMetrics(registers: Registers, inFlight: Pick<InFlight, 'counter
   );
   gauge('dicom_xfer_in_flight_bytes', 'Bytes those requests hold in the in-flight budget now.', () => inFlight.counters.bytes);
   gauge('dicom_xfer_in_flight_waiting', 'Requests waiting for room in the in-flight budget now.', () => inFlight.counters.waiting);
-  new Counter({
-    name: 'dicom_xfer_in_flight_waits_total',
-    help: 'Requests that waited for room in the in-flight budget (Transfers.MaxRequestsInFlight, Transfers.MaxInFlightSize).',
+  counterOf(
     registers,
-    collect() {
-      this.reset();
-      setCounter(this, inFlight.counters.waited);
-    },
-  });
+    'dicom_xfer_in_flight_waits_total',
+    'Requests that waited for room in the in-flight budget (Transfers.MaxRequestsInFlight, Transfers.MaxInFlightSize).',
+    () => inFlight.counters.waited,
+  );
 }
 
 /**

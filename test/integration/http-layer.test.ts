@@ -5,9 +5,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFile, readFile, rm } from 'node:fs/promises';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import { NodeClient, NodeConnectionError, resolveTarget } from '../../src/cli/http.ts';
@@ -20,48 +19,10 @@ import { parsePeerInput } from '../../src/peers/registry.ts';
 import { OrthancClient } from '../../src/store/orthanc/client.ts';
 import { isRetryable } from '../../src/util/retry.ts';
 import { CLIENT_KEY_PASSWORD, makePki, type Pki } from '../helpers/pki.ts';
+import { listen, type TestHandler, type TestServer } from '../helpers/test-server.ts';
 
-type Handler = (req: IncomingMessage, res: ServerResponse) => void;
-
-interface TestServer {
-  url: string;
-  /** Connections accepted (TLS: handshakes completed). */
-  connections: number;
-  seen: { url: string; headers: IncomingMessage['headers'] }[];
-  close(): Promise<void>;
-}
-
-async function serve(server: Server, handler: Handler, scheme: 'http' | 'https'): Promise<TestServer> {
-  const sockets = new Set<Socket>();
-  const out: TestServer = {
-    url: '',
-    connections: 0,
-    seen: [],
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => resolve());
-      }),
-  };
-  server.on(scheme === 'https' ? 'secureConnection' : 'connection', (s: Socket) => {
-    out.connections++;
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-  });
-  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-    out.seen.push({ url: req.url ?? '', headers: req.headers });
-    req.resume();
-    req.on('end', () => handler(req, res));
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  const addr = server.address();
-  if (addr === null || typeof addr === 'string') throw new Error('no address');
-  out.url = `${scheme}://127.0.0.1:${addr.port}`;
-  return out;
-}
-
-function startHttp(handler: Handler): Promise<TestServer> {
-  return serve(createServer({ keepAliveTimeout: 5000 }), handler, 'http');
+function startHttp(handler: TestHandler): Promise<TestServer> {
+  return listen(createServer({ keepAliveTimeout: 5000 }), handler, 'http');
 }
 
 function sendJson(res: ServerResponse, status: number, value: unknown): void {
@@ -290,7 +251,7 @@ describe('the HTTP layer over HTTPS', () => {
       requestCert: true,
       rejectUnauthorized: false,
     });
-    srv = await serve(
+    srv = await listen(
       server,
       (req, res) => {
         const sock = req.socket as TLSSocket;

@@ -5,9 +5,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { rm } from 'node:fs/promises';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
@@ -17,61 +16,12 @@ import { parsePeerInput } from '../../src/peers/registry.ts';
 import { isRetryable, retry } from '../../src/util/retry.ts';
 import { startXferNode, type XferNode } from '../helpers/node.ts';
 import { CLIENT_KEY_PASSWORD, makePki, type Pki } from '../helpers/pki.ts';
+import { listen, type TestHandler, type TestServer } from '../helpers/test-server.ts';
 
 const SETTINGS: PeerClientSettings = { httpTimeout: 10, verifyPeers: true };
 
-interface Seen {
-  method: string;
-  url: string;
-  headers: IncomingMessage['headers'];
-  body: Buffer;
-}
-
-/** A loopback server that records each request and answers through `handler`; counts its connections. */
-interface TestServer {
-  url: string;
-  seen: Seen[];
-  connections: number;
-  close(): Promise<void>;
-}
-
-type TestHandler = (req: IncomingMessage, res: ServerResponse, body: Buffer) => void;
-
-async function listen(server: Server, seen: Seen[], handler: TestHandler, scheme: 'http' | 'https'): Promise<TestServer> {
-  const sockets = new Set<Socket>();
-  const out: TestServer = {
-    url: '',
-    seen,
-    connections: 0,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => resolve());
-      }),
-  };
-  server.on(scheme === 'https' ? 'secureConnection' : 'connection', (s: Socket) => {
-    out.connections++;
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-  });
-  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-    const parts: Buffer[] = [];
-    req.on('data', (c: Buffer) => parts.push(c));
-    req.on('end', () => {
-      const body = Buffer.concat(parts);
-      seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body });
-      handler(req, res, body);
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  const addr = server.address();
-  if (addr === null || typeof addr === 'string') throw new Error('no address');
-  out.url = `${scheme}://127.0.0.1:${addr.port}`;
-  return out;
-}
-
 function startHttp(handler: TestHandler): Promise<TestServer> {
-  return listen(createServer({ keepAliveTimeout: 5000 }), [], handler, 'http');
+  return listen(createServer({ keepAliveTimeout: 5000 }), handler, 'http');
 }
 
 function json(res: ServerResponse, status: number, value: unknown, headers: Record<string, string | string[]> = {}): void {
@@ -463,7 +413,6 @@ describe('PeerClient over HTTPS', () => {
     });
     srv = await listen(
       server,
-      [],
       (req, res) => {
         const sock = req.socket as TLSSocket;
         const cert = sock.getPeerCertificate();

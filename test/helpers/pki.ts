@@ -1,5 +1,5 @@
 // Throw-away certificates for HTTPS tests, made by openssl: a CA, a server certificate for 127.0.0.1 and a
-// client certificate whose key is encrypted with CLIENT_KEY_PASSWORD.
+// client certificate whose key is encrypted with CLIENT_KEY_PASSWORD; or one self-signed certificate.
 import { execFileSync } from 'node:child_process';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -78,4 +78,22 @@ export async function makePki(): Promise<Pki> {
     clientCert: f('client.pem'),
     clientKey: f('client.key'),
   };
+}
+
+/**
+ * A self-signed certificate for localhost (RSA, two days) in `dir`: `key.pem` and `crt.pem`, with the
+ * subjectAltName `san` when given (such as `IP:127.0.0.1`).
+ */
+export function selfSigned(dir: string, san?: string): { key: string; crt: string } {
+  const key = join(dir, 'key.pem');
+  const crt = join(dir, 'crt.pem');
+  const ext = san === undefined ? [] : ['-addext', `subjectAltName=${san}`];
+  execFileSync(
+    'openssl',
+    ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', crt, '-days', '2', '-subj', '/CN=localhost', ...ext],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  return { key, crt };
 }

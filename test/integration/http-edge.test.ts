@@ -3,13 +3,12 @@
 // refused while Orthanc, curl and scripts keep working, parser errors in Orthanc's JSON shape, a body that
 // trickles cut with 408, and the bound on connections.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
-import { promisify } from 'node:util';
 import type { Socket } from 'node:net';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { selfSigned } from '../helpers/pki.ts';
 import { describe, needs, REAL_DICOM } from '../helpers/data.ts';
 import { after, before, test } from 'node:test';
 import { startXferNode, type XferNode } from '../helpers/node.ts';
@@ -300,25 +299,7 @@ describe('HTTP edge: a real Orthanc stores into the node', {
 describe('HTTP edge: HTTPS', () => {
   test('the connection bound holds over TLS too', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'dx-edge-tls-'));
-    const key = join(dir, 'key.pem');
-    const crt = join(dir, 'crt.pem');
-    await promisify(execFile)('openssl', [
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-keyout',
-      key,
-      '-out',
-      crt,
-      '-days',
-      '2',
-      '-subj',
-      '/CN=localhost',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1',
-    ]);
+    const { key, crt } = selfSigned(dir, 'IP:127.0.0.1');
     const pem = join(dir, 'both.pem');
     await writeFile(pem, (await readFile(crt, 'utf8')) + (await readFile(key, 'utf8')));
     const ca = await readFile(crt, 'utf8');

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import { writeCtSlice, makePatient, makeSeries, makeStudy } from '../../src/generate/index.ts';
+import { selfSigned } from '../helpers/pki.ts';
 import { serveFails } from '../helpers/cli.ts';
 import { BIN, REPO, startXferNode, type XferNode } from '../helpers/node.ts';
 import { freePort } from '../helpers/ports.ts';
@@ -63,23 +64,7 @@ describe('serve: peers and start-time checks', () => {
 
   test('an SslCertificate without its private key is refused with a message that says so', async () => {
     const dir = await tempDir();
-    const key = join(dir, 'key.pem');
-    const crt = join(dir, 'crt.pem');
-    await run('openssl', [
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-keyout',
-      key,
-      '-out',
-      crt,
-      '-days',
-      '2',
-      '-subj',
-      '/CN=localhost',
-    ]);
+    const { key, crt } = selfSigned(dir);
     const cfg = join(dir, 'c.json');
     await writeFile(cfg, JSON.stringify({ SslEnabled: true, SslCertificate: crt }));
     const r = await serveFails(['--config', cfg, '--data', join(dir, 'data'), '--port', String(await freePort())]);

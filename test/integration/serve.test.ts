@@ -10,13 +10,14 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, describe, test } from 'node:test';
 import { Agent, fetch as undiciFetch } from 'undici';
+import { selfSigned } from '../helpers/pki.ts';
 import { serveFails } from '../helpers/cli.ts';
 import { BIN, startXferNode, type XferNode } from '../helpers/node.ts';
 import { freePort } from '../helpers/ports.ts';
 import { needs, REAL_DICOM } from '../helpers/data.ts';
 
 const CT = join(REAL_DICOM, 'Brainix/Flair/IM-0001-0001.dcm');
-const run = promisify(execFile);
+const _run = promisify(execFile);
 
 /** Local address of the listening TCP socket on `port`, read from the kernel's table. */
 async function listeningAddresses(port: number): Promise<string[]> {
@@ -95,25 +96,7 @@ describe('serve', () => {
   test('HTTPS with SslCertificate (a PEM holding certificate and key)', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'dx-tls-'));
     dirs.push(dir);
-    const key = join(dir, 'key.pem');
-    const crt = join(dir, 'crt.pem');
-    await run('openssl', [
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-keyout',
-      key,
-      '-out',
-      crt,
-      '-days',
-      '2',
-      '-subj',
-      '/CN=localhost',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1,DNS:localhost',
-    ]);
+    const { key, crt } = selfSigned(dir, 'IP:127.0.0.1,DNS:localhost');
     const pem = join(dir, 'both.pem');
     await writeFile(pem, (await readFile(crt, 'utf8')) + (await readFile(key, 'utf8')));
     const node = await startXferNode({ config: { SslEnabled: true, SslCertificate: pem }, https: true });

@@ -56,6 +56,20 @@ export const DEFAULTS = {
   /** Inflated bytes per byte of a gzip-encoded POST /instances body (past 16 MiB); 0 means unlimited. */
   MaximumInflationRatio: 200,
   ConcurrentJobs: 2,
+  /** Orthanc opens its DICOM port by default; dicom-xfer only when asked. */
+  DicomServerEnabled: false,
+  DicomAet: 'DICOMXFER',
+  DicomPort: 4242,
+  DicomCheckCalledAet: false,
+  DicomCheckModalityHost: false,
+  DicomAlwaysAllowEcho: true,
+  DicomAlwaysAllowStore: true,
+  DicomAlwaysAllowFind: false,
+  DicomAlwaysAllowMove: false,
+  /** Seconds. */
+  DicomScuTimeout: 10,
+  /** Seconds. */
+  DicomScpTimeout: 30,
   JobsHistorySize: 10,
   SaveJobs: true,
   HttpDescribeErrors: true,

@@ -3,6 +3,7 @@
 import { z } from 'zod';
 import { ANY_HOST, DEFAULTS, LOOPBACK_HOST, TRANSFERS_DEFAULTS } from './defaults.ts';
 import { LOG_LEVELS, type Config, type TransfersConfig } from './types.ts';
+import { aeTitle, modalities } from './modality-schema.ts';
 import { bool, intIn, nonEmpty, optionalPath, orthancStore, peers, positive, stringMap, uint } from './value-schemas.ts';
 
 // The peer names' rule and reserved keys are part of the configuration's public face.
@@ -261,6 +262,99 @@ export const SETTINGS: { readonly [K in TopKey]-?: Setting<Config[K]> } = {
     meaning:
       'Peers, each `[url]`, `[url, username, password]` or an object (see below). Any key of the object form that Orthanc does not ' +
       'reserve, such as `RemoteSelf`, is a user property.',
+    source: 'orthanc',
+  },
+  DicomServerEnabled: {
+    schema: bool(),
+    type: 'boolean',
+    default: DEFAULTS.DicomServerEnabled,
+    meaning:
+      'Open the DICOM server (C-ECHO, C-STORE, C-FIND, C-MOVE) on DicomPort. Orthanc opens it by default; dicom-xfer only when this is ' +
+      'true. It listens on HttpHost: loopback unless RemoteAccessAllowed.',
+    source: 'orthanc',
+  },
+  DicomAet: {
+    schema: aeTitle(),
+    type: 'string (AE title)',
+    default: DEFAULTS.DicomAet,
+    meaning: "This node's application entity title: the called AET of its DICOM server, the calling AET when it is the SCU.",
+    source: 'orthanc',
+  },
+  DicomPort: {
+    schema: intIn(1, 65535),
+    overrideSchema: intIn(0, 65535),
+    type: 'integer 1–65535',
+    default: DEFAULTS.DicomPort,
+    meaning: 'TCP port of the DICOM server. On the command line, 0 picks a free port.',
+    source: 'orthanc',
+  },
+  DicomCheckCalledAet: {
+    schema: bool(),
+    type: 'boolean',
+    default: DEFAULTS.DicomCheckCalledAet,
+    meaning: 'Refuse an association whose called AET is not DicomAet.',
+    source: 'orthanc',
+  },
+  DicomCheckModalityHost: {
+    schema: bool(),
+    type: 'boolean',
+    default: DEFAULTS.DicomCheckModalityHost,
+    meaning: 'A calling AET is recognised as a modality of DicomModalities only when the association comes from its Host.',
+    source: 'orthanc',
+  },
+  DicomAlwaysAllowEcho: {
+    schema: bool(),
+    type: 'boolean',
+    default: DEFAULTS.DicomAlwaysAllowEcho,
+    meaning: 'Answer C-ECHO from any AET; when false, only from the modalities of DicomModalities that allow it.',
+    source: 'orthanc',
+  },
+  DicomAlwaysAllowStore: {
+    schema: bool(),
+    type: 'boolean',
+    default: DEFAULTS.DicomAlwaysAllowStore,
+    meaning: 'Accept C-STORE from any AET; when false, only from the modalities of DicomModalities that allow it.',
+    source: 'orthanc',
+  },
+  DicomAlwaysAllowFind: {
+    schema: bool(),
+    type: 'boolean',
+    default: DEFAULTS.DicomAlwaysAllowFind,
+    meaning: 'Answer C-FIND from any AET; when false, only from the modalities of DicomModalities that allow it.',
+    source: 'orthanc',
+  },
+  DicomAlwaysAllowMove: {
+    schema: bool(),
+    type: 'boolean',
+    default: DEFAULTS.DicomAlwaysAllowMove,
+    meaning: 'Answer C-MOVE from any AET; when false, only from the modalities of DicomModalities that allow it.',
+    source: 'orthanc',
+  },
+  DicomScuTimeout: {
+    schema: uint('seconds'),
+    type: 'integer ≥ 0',
+    default: DEFAULTS.DicomScuTimeout,
+    unit: 's',
+    meaning: 'Seconds the node waits for a modality (connection, association, each answer) when it is the SCU; 0 means no timeout.',
+    source: 'orthanc',
+  },
+  DicomScpTimeout: {
+    schema: uint('seconds'),
+    type: 'integer ≥ 0',
+    default: DEFAULTS.DicomScpTimeout,
+    unit: 's',
+    meaning: 'Seconds of silence after which the DICOM server closes an association; 0 means never.',
+    source: 'orthanc',
+  },
+  DicomModalities: {
+    schema: modalities,
+    type: 'object: name → modality',
+    default: {},
+    meaning:
+      'DICOM modalities, each `[AET, host, port]` (a fourth item names the manufacturer) or an object with `AET`, `Host`, `Port` and ' +
+      'optionally `Manufacturer`, `AllowEcho`, `AllowFind`, `AllowMove`, `AllowGet`, `AllowStore`, `AllowStorageCommitment` (or ' +
+      "Orthanc's `AllowNAction`/`AllowNEventReport`), `LocalAet`, `Timeout` (s) and `MaximumAssociations` (associations opened at once " +
+      'to send to it).',
     source: 'orthanc',
   },
   OrthancStore: {

@@ -28,6 +28,29 @@ export interface PeerConfig {
   userProperties: Record<string, string>;
 }
 
+/** A DICOM modality of `DicomModalities` (Orthanc's short or object form), with Orthanc's defaults filled in. */
+export interface ModalityConfig {
+  /** The key under DicomModalities. */
+  name: string;
+  aet: string;
+  host: string;
+  port: number;
+  manufacturer: string;
+  allowEcho: boolean;
+  allowFind: boolean;
+  allowMove: boolean;
+  allowGet: boolean;
+  allowStore: boolean;
+  /** Storage commitment (N-ACTION, N-EVENT-REPORT): false when any of Orthanc's three switches is false. */
+  allowStorageCommitment: boolean;
+  /** The calling AET used towards this modality, instead of DicomAet. */
+  localAet?: string;
+  /** Seconds, instead of DicomScuTimeout. */
+  timeout?: number;
+  /** Associations opened at once to send to it (dicom-xfer's own key); undefined = the default. */
+  maximumAssociations?: number;
+}
+
 /** `OrthancStore`: the Orthanc server whose REST API holds the DICOM instead of the embedded store. */
 export interface OrthancStoreConfig {
   /** http:// or https:// base URL of Orthanc's REST API, always ending with '/'. */
@@ -123,6 +146,23 @@ export interface Config {
   HttpDescribeErrors: boolean;
   /** Peer name -> peer. */
   OrthancPeers: Record<string, PeerConfig>;
+  /** The DICOM server (SCP) is opened. */
+  DicomServerEnabled: boolean;
+  DicomAet: string;
+  /** TCP port of the DICOM server. */
+  DicomPort: number;
+  DicomCheckCalledAet: boolean;
+  DicomCheckModalityHost: boolean;
+  DicomAlwaysAllowEcho: boolean;
+  DicomAlwaysAllowStore: boolean;
+  DicomAlwaysAllowFind: boolean;
+  DicomAlwaysAllowMove: boolean;
+  /** Seconds the node waits for a modality when it is the SCU. */
+  DicomScuTimeout: number;
+  /** Seconds of silence after which the DICOM server closes an association. */
+  DicomScpTimeout: number;
+  /** Modality name -> modality. */
+  DicomModalities: Record<string, ModalityConfig>;
   /** When set, the DICOM lives in this Orthanc instead of the embedded store. */
   OrthancStore?: OrthancStoreConfig;
   Transfers: TransfersConfig;
@@ -164,6 +204,18 @@ export interface ConfigOverrides {
   SaveJobs?: boolean;
   HttpDescribeErrors?: boolean;
   OrthancPeers?: Record<string, PeerInput>;
+  DicomServerEnabled?: boolean;
+  DicomAet?: string;
+  DicomPort?: number;
+  DicomCheckCalledAet?: boolean;
+  DicomCheckModalityHost?: boolean;
+  DicomAlwaysAllowEcho?: boolean;
+  DicomAlwaysAllowStore?: boolean;
+  DicomAlwaysAllowFind?: boolean;
+  DicomAlwaysAllowMove?: boolean;
+  DicomScuTimeout?: number;
+  DicomScpTimeout?: number;
+  DicomModalities?: Record<string, unknown>;
   /** As in the file: `{ "Url": ..., "Username": ..., "Password": ... }`; replaces the file's whole. */
   OrthancStore?: Readonly<Record<string, unknown>>;
   Transfers?: Partial<TransfersConfig>;

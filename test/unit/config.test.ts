@@ -136,7 +136,10 @@ describe("Orthanc's own configuration files", () => {
     assert.equal(config.SslCertificate, '/etc/orthanc/certificate.pem', 'relative to the file, as Orthanc does');
     assert.equal(config.HttpsCACertificates, undefined, '"" means not set');
     assert.deepEqual(config.OrthancPeers, {});
-    assert.ok(ignored.includes('DicomAet') && ignored.includes('Plugins') && ignored.includes('IndexDirectory'));
+    assert.ok(ignored.includes('DicomTlsEnabled') && ignored.includes('Plugins') && ignored.includes('IndexDirectory'));
+    assert.equal(config.DicomServerEnabled, true, "Debian's file opens the DICOM port, as Orthanc does");
+    assert.equal(config.DicomAet, 'ORTHANC');
+    assert.equal(config.DicomPort, 4242);
   });
 
   test('the folder /etc/orthanc loads as Orthanc reads it: every .json file together', {
@@ -324,7 +327,57 @@ describe('unknown and ignored keys', () => {
     assert.equal(warnings.length, 2, warnings.join('\n'));
     assert.match(warnings[0] ?? '', /test\.json:2:7: unknown key Foo, ignored/);
     assert.match(warnings[1] ?? '', /test\.json:5:22: unknown key Transfers\.Foo, ignored/);
-    assert.deepEqual(ignored, ['DicomAet', 'DicomPort', 'IndexDirectory', 'Plugins', 'LuaScripts', 'DicomModalities', 'PostgreSQL']);
+    assert.deepEqual(ignored, ['IndexDirectory', 'Plugins', 'LuaScripts', 'PostgreSQL']);
+  });
+
+  test("DicomModalities: Orthanc's two forms, its defaults, and a bad entry named by its path", () => {
+    const { config } = parse(`{ "DicomModalities": {
+      "pacs": ["ORTHANC", "127.0.0.1", 4242],
+      "ge": ["GE_AET", "10.0.0.7", "104", "GE"],
+      "store-only": { "AET": "ARCHIVE", "Host": "archive.local", "Port": 11112, "AllowFind": false, "AllowNAction": false,
+                      "LocalAet": "GATEWAY", "Timeout": 30, "MaximumAssociations": 4 }
+    } }`);
+    assert.deepEqual(config.DicomModalities['pacs'], {
+      name: 'pacs',
+      aet: 'ORTHANC',
+      host: '127.0.0.1',
+      port: 4242,
+      manufacturer: 'Generic',
+      allowEcho: true,
+      allowFind: true,
+      allowMove: true,
+      allowGet: true,
+      allowStore: true,
+      allowStorageCommitment: true,
+    });
+    assert.equal(config.DicomModalities['ge']?.port, 104);
+    assert.equal(config.DicomModalities['ge']?.manufacturer, 'GE');
+    const so = config.DicomModalities['store-only'];
+    assert.equal(so?.allowFind, false);
+    assert.equal(so?.allowStorageCommitment, false, 'AllowNAction false turns storage commitment off');
+    assert.equal(so?.localAet, 'GATEWAY');
+    assert.equal(so?.timeout, 30);
+    assert.equal(so?.maximumAssociations, 4);
+    assert.match(
+      failure(() => parse('{ "DicomModalities": { "x": ["WAY_TOO_LONG_AE_TITLE", "h", 104] } }')),
+      /DicomModalities\.x\[0\].*AE title/,
+    );
+    assert.match(
+      failure(() => parse('{ "DicomModalities": { "x": ["A", "h", 70000] } }')),
+      /DicomModalities\.x\[2\].*TCP port/,
+    );
+    assert.match(
+      failure(() => parse('{ "DicomModalities": { "x": { "AET": "A", "Host": "h" } } }')),
+      /DicomModalities\.x.*Port/,
+    );
+    assert.match(
+      failure(() => parse('{ "DicomModalities": { "x": 5 } }')),
+      /DicomModalities\.x/,
+    );
+    assert.match(
+      failure(() => parse('{ "DicomAet": "" }')),
+      /DicomAet/,
+    );
   });
 
   test('a key in the wrong case is warned with a suggestion', () => {
@@ -393,6 +446,18 @@ describe('defaults and overrides', () => {
       SaveJobs: true,
       HttpDescribeErrors: true,
       OrthancPeers: {},
+      DicomServerEnabled: false,
+      DicomAet: 'DICOMXFER',
+      DicomPort: 4242,
+      DicomCheckCalledAet: false,
+      DicomCheckModalityHost: false,
+      DicomAlwaysAllowEcho: true,
+      DicomAlwaysAllowStore: true,
+      DicomAlwaysAllowFind: false,
+      DicomAlwaysAllowMove: false,
+      DicomScuTimeout: 10,
+      DicomScpTimeout: 30,
+      DicomModalities: {},
       LogLevel: 'info',
       Transfers: config.Transfers,
     });

@@ -53,3 +53,15 @@ export const routesSchema = z.array(RouteRuleSchema, { error: 'a list of routing
     seen.add(r.Name);
   }
 });
+
+/** The `Routes` entry of the configuration table (src/config/schema.ts). */
+export const ROUTES_SETTING = {
+  schema: routesSchema,
+  type: 'list of rules',
+  default: [] as RouteRuleConfig[],
+  meaning:
+    'dicom-xfer extension: routing rules that send what arrives by themselves (see "Routing rules" below); each `{"Name", "When", ' +
+    '"Match", "Send", "Alternate", "Compression", "Priority", "DeleteAfterSend", "StorageCommitment"}`. The initial set: rules ' +
+    'written through `PUT /routes/{name}` replace the entry of the same name.',
+  source: 'dicom-xfer' as const,
+};

@@ -9,14 +9,14 @@ import { after, before, test } from 'node:test';
 import { serveFails } from '../helpers/cli.ts';
 import { startXferNode, type XferNode } from '../helpers/node.ts';
 import { freePort } from '../helpers/ports.ts';
-import { call, getJson, json } from '../helpers/transfer-nodes.ts';
+import { call, getJson, json, type Answer } from '../helpers/transfer-nodes.ts';
 import { describe } from '../helpers/data.ts';
 
 const put = (base: string, name: string, body: unknown) =>
   call(base, 'PUT', `/routes/${name}`, typeof body === 'string' ? body : JSON.stringify(body));
 
 /** Asserts an answer in Orthanc's JSON error shape with this status. */
-function assertOrthancError(a: { status: number; body: Buffer }, status: number, details?: RegExp): Record<string, unknown> {
+function assertOrthancError(a: Answer, status: number, details?: RegExp): Record<string, unknown> {
   assert.equal(a.status, status, a.body.toString());
   const e = json(a);
   assert.equal(e['HttpStatus'], status);

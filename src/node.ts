@@ -10,6 +10,7 @@ import { registerArrivalMetadata } from './api/routes-metadata.ts';
 import { registerRoutesApi } from './api/routes.ts';
 import type { ArrivalSink } from './routing/arrivals.ts';
 import type { RouteEngine } from './routing/engine.ts';
+import { RouteMetrics } from './routing/metrics.ts';
 import { openRouting } from './routing/module.ts';
 import { senderPeer, type RequestSender } from './routing/origin.ts';
 import { registerSystemRoutes } from './api/system.ts';
@@ -219,7 +220,8 @@ async function assemble(http: HttpApp, base: NodeBase, originator: string, close
   registerPeerRoutes(fastify, peers, logger, routes);
 
   // Routing rules: every ingest path announces what it stores to the route engine (src/routing/).
-  const routing = openRouting({ config, store, logger, peers });
+  const routeMetrics = new RouteMetrics(() => new Map(routing.engine.rules.all().map((r) => [r.Name, routing.engine.figures(r.Name)])));
+  const routing = openRouting({ config, store, logger, peers, observer: routeMetrics });
   closers.add(() => routing.close());
   const arrivals = routing.engine;
   registerStoreApi(fastify, store, config, httpTimeoutSeconds, routes, arrivals);
@@ -249,6 +251,7 @@ async function assemble(http: HttpApp, base: NodeBase, originator: string, close
 
   const metrics = new NodeMetrics({ peers, server: transfers, engine, latency, inFlight });
   closers.add(() => metrics.close());
+  routeMetrics.registerIn(metrics.registry);
   registerMetricsRoutes(fastify, metrics, routes, proxy?.foreignMetrics);
   closers.add(registerUi(fastify, { config, store, peers, destinations, engine, throughput: metrics.throughput, originator }, routes));
   registerOpenApi(fastify, routes, `dicom-xfer node "${config.Name}"`);

@@ -190,6 +190,21 @@ describe('routing rules between two dicom-xfer nodes', { skip: needs(REAL_DICOM)
     assert.deepEqual(ct['InFlightJobs'], []);
     assert.equal(ct.SentInstances, 2);
   });
+
+  test('metrics per rule and destination: matched, sent, failed, waiting', async () => {
+    const text = (await call(a.url, 'GET', '/tools/metrics-prometheus')).body.toString();
+    const value = (series: string) => {
+      const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+      assert.ok(line, `${series} in the metrics`);
+      return Number(line.slice(series.length + 1));
+    };
+    assert.equal(value('dicom_xfer_route_matched_instances_total{rule="ct-comunix"}'), 2);
+    assert.equal(value('dicom_xfer_route_sent_instances_total{rule="ct-comunix",destination="b"}'), 2);
+    assert.equal(value('dicom_xfer_route_failed_instances_total{rule="phenix-alt",destination="dead"}'), 1);
+    assert.equal(value('dicom_xfer_route_sent_instances_total{rule="phenix-alt",destination="b"}'), 1);
+    assert.equal(value('dicom_xfer_route_waiting_batches{rule="ct-comunix"}'), 0);
+    assert.equal(value('dicom_xfer_route_queued_instances{rule="beaufix-gateway"}'), 0);
+  });
 });
 
 /** An Orthanc ISO basic timestamp (YYYYMMDDTHHMMSS) plus `s` seconds, in the same form. */

@@ -70,7 +70,7 @@ describe('routing rules between two dicom-xfer nodes', { skip: needs(REAL_DICOM)
           { Name: 'ct-comunix', When: 'StableStudy', Match: { PatientName: 'COMUNIX', Modality: 'CT' }, Send: ['b'] },
           { Name: 'phenix-alt', When: 'Instance', Match: { PatientName: 'PHENIX' }, Send: ['dead'], Alternate: ['b'] },
           { Name: 'beaufix-gateway', When: 'StableSeries', Match: { PatientName: 'BEAUF?X' }, Send: ['b'], DeleteAfterSend: true },
-          { Name: 'from-any-peer', When: 'Instance', Match: { Origin: 'peer:*', PatientName: 'BEAUFIX' }, Send: ['b'] },
+          { Name: 'pulled-from-b', When: 'Instance', Match: { Origin: 'peer:b', PatientName: 'BEAUFIX' }, Send: ['b'] },
         ],
       },
     });
@@ -172,17 +172,34 @@ describe('routing rules between two dicom-xfer nodes', { skip: needs(REAL_DICOM)
     );
     const atB = await storedMd5s(b.url);
     for (const [id, sum] of imported) assert.equal(atB.get(id), sum, `${id} at B`);
-    // The rule on origin peer:* did not take what came by REST.
-    assert.equal((await route(a.url, 'from-any-peer')).SentInstances, 0);
+    // The rule on origin peer:b did not take what came by REST.
+    assert.equal((await route(a.url, 'pulled-from-b')).SentInstances, 0);
     // What other rules sent stays at A.
     assert.ok((await getJson<string[]>(a.url, '/instances')).length >= 4);
+  });
+
+  test('origin of a pull: what A pulls from peer B arrives as peer:b and its rule sends it', async () => {
+    const studies = await getJson<{ ID: string; PatientMainDicomTags: Record<string, string> }[]>(b.url, '/studies?expand');
+    const beaufix = studies.find((x) => x.PatientMainDicomTags['PatientName'] === 'BEAUFIX');
+    assert.ok(beaufix, 'B holds the Beaufix study');
+    const pulled = await call(
+      a.url,
+      'POST',
+      '/transfers/pull',
+      JSON.stringify({ Resources: [{ Level: 'Study', ID: beaufix.ID }], Peer: 'b', Compression: 'gzip' }),
+    );
+    assert.equal(pulled.status, 200, pulled.body.toString());
+    const r = await waitSent(a.url, 'pulled-from-b', 2);
+    assert.equal(r.FailedBatches, 0);
+    const jobs = await jobsOf(a.url, 'pulled-from-b');
+    assert.equal(jobs.length, 1);
   });
 
   test('GET /routes lists each rule with its figures', async () => {
     const all = await getJson<RouteJson[]>(a.url, '/routes');
     assert.deepEqual(
       all.map((r) => r['Name']),
-      ['ct-comunix', 'phenix-alt', 'beaufix-gateway', 'from-any-peer'],
+      ['ct-comunix', 'phenix-alt', 'beaufix-gateway', 'pulled-from-b'],
     );
     const ct = all[0] as RouteJson;
     assert.equal(ct['Source'], 'file');
@@ -203,7 +220,7 @@ describe('routing rules between two dicom-xfer nodes', { skip: needs(REAL_DICOM)
     assert.equal(value('dicom_xfer_route_failed_instances_total{rule="phenix-alt",destination="dead"}'), 1);
     assert.equal(value('dicom_xfer_route_sent_instances_total{rule="phenix-alt",destination="b"}'), 1);
     assert.equal(value('dicom_xfer_route_waiting_batches{rule="ct-comunix"}'), 0);
-    assert.equal(value('dicom_xfer_route_queued_instances{rule="beaufix-gateway"}'), 0);
+    assert.equal(value('dicom_xfer_route_queued_instances{rule="ct-comunix"}'), 0);
   });
 });
 

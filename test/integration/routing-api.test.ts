@@ -2,15 +2,16 @@
 // in Orthanc's error shape with nothing changed, rules written through the API kept across a restart over
 // the file's, and a file rule naming no peer or modality refused at start.
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { serveFails } from '../helpers/cli.ts';
 import { startXferNode, type XferNode } from '../helpers/node.ts';
-import { freePort } from '../helpers/ports.ts';
-import { call, getJson, json, type Answer } from '../helpers/transfer-nodes.ts';
-import { describe } from '../helpers/data.ts';
+import { freePort, waitFor } from '../helpers/ports.ts';
+import { JOB_TYPES } from '../../src/jobs/store.ts';
+import { call, getJson, json, listFiles, type Answer, type JobJson } from '../helpers/transfer-nodes.ts';
+import { describe, needs, REAL_DICOM } from '../helpers/data.ts';
 
 const put = (base: string, name: string, body: unknown) =>
   call(base, 'PUT', `/routes/${name}`, typeof body === 'string' ? body : JSON.stringify(body));
@@ -93,6 +94,28 @@ describe('the routing rules REST API', { timeout: 120_000 }, () => {
     assertOrthancError(await call(node.url, 'DELETE', '/routes/none'), 404);
     assertOrthancError(await call(node.url, 'GET', '/routes/..%2Fetc'), 404);
     assert.equal((await call(node.url, 'GET', '/routes')).body.toString(), before);
+  });
+
+  test('a rule to a DICOM modality submits a DicomModalityStore job, or says this build lacks it', {
+    skip: needs(REAL_DICOM),
+  }, async () => {
+    assert.equal((await put(node.url, 'to-pacs', { When: 'Instance', Send: ['pacs'], Match: { PatientName: 'PHENIX' } })).status, 200);
+    const file = (await listFiles(join(REAL_DICOM, 'Phenix')))[0] as string;
+    assert.equal((await call(node.url, 'POST', '/instances', await readFile(file))).status, 200);
+    let r: Record<string, unknown> = {};
+    await waitFor('the batch to the modality to end', async () => {
+      r = await getJson<Record<string, unknown>>(node.url, '/routes/to-pacs');
+      return Number(r['DoneBatches']) + Number(r['FailedBatches']) > 0;
+    });
+    if (!(JOB_TYPES as readonly string[]).includes('DicomModalityStore')) {
+      assert.equal(r['FailedBatches'], 1);
+      assert.match(String(r['LastError']), /^pacs: sending to the DICOM modality "pacs" needs the DicomModalityStore job/);
+    } else {
+      // With the job in the build, the modality (a closed port here) refuses the association: the job fails.
+      const jobs = (await getJson<JobJson[]>(node.url, '/jobs?expand')).filter((j) => j.Content['Route'] === 'to-pacs');
+      assert.equal(jobs[0]?.Type, 'DicomModalityStore');
+    }
+    assert.equal((await call(node.url, 'DELETE', '/routes/to-pacs')).status, 200);
   });
 
   test('rules written through the API outlive a restart, over the file', async () => {

@@ -88,10 +88,11 @@ export function arrivalMetadata(db: RoutesDb, instance: string): Record<string, 
   if (raw === undefined) return undefined;
   const a = ArrivalRow.parse(raw);
   const out: Record<string, string> = { Origin: ORTHANC_ORIGIN[a.origin] ?? 'Unknown', ReceptionDate: isoBasic(a.received_at) };
-  if (a.calling_aet !== null) out['RemoteAET'] = a.calling_aet;
+  // As Orthanc 1.10 writes them: RemoteAET always ('' unless DICOM), HttpUsername for every REST upload.
+  out['RemoteAET'] = a.calling_aet ?? '';
   if (a.called_aet !== null) out['CalledAET'] = a.called_aet;
   if (a.remote_ip !== null) out['RemoteIP'] = a.remote_ip;
-  if (a.http_user !== null) out['HttpUsername'] = a.http_user;
+  if (a.origin === 'rest') out['HttpUsername'] = a.http_user ?? '';
   if (a.peer !== null) out['TransfersPeer'] = a.peer;
   return out;
 }

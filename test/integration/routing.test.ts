@@ -136,9 +136,13 @@ describe('routing rules between two dicom-xfer nodes', { skip: needs(REAL_DICOM)
     assert.ok(names.includes('Origin') && names.includes('RemoteIP'), names.join(','));
     assert.equal((await call(a.url, 'GET', `/instances/${id}/metadata/Origin`)).body.toString(), 'RestApi');
     assert.equal((await call(a.url, 'GET', `/instances/${id}/metadata/RemoteIP`)).body.toString(), '127.0.0.1');
-    const missing = await call(a.url, 'GET', `/instances/${id}/metadata/RemoteAET`);
+    // As Orthanc writes them for a REST upload: RemoteAET and HttpUsername empty, no CalledAET.
+    assert.equal((await call(a.url, 'GET', `/instances/${id}/metadata/RemoteAET`)).body.toString(), '');
+    assert.equal((await call(a.url, 'GET', `/instances/${id}/metadata/HttpUsername`)).body.toString(), '');
+    const missing = await call(a.url, 'GET', `/instances/${id}/metadata/CalledAET`);
     assert.equal(missing.status, 404);
     assert.equal(json(missing)['HttpStatus'], 404);
+    assert.equal(json(missing)['OrthancStatus'], 7, 'InexistentItem, as Orthanc');
     assert.equal((await call(a.url, 'GET', '/instances/0123abcd-0123abcd-0123abcd-0123abcd-0123abcd/metadata')).status, 404);
   });
 

@@ -15,8 +15,11 @@ const MIGRATIONS: readonly string[] = [
     called_aet TEXT,
     remote_ip TEXT,
     http_user TEXT,
-    received_at INTEGER NOT NULL
+    received_at INTEGER NOT NULL,
+    -- Not matched yet (the store's tags could not be read): 0 for a new instance, 1 for a repeat.
+    pending_match INTEGER
   ) WITHOUT ROWID;
+  CREATE INDEX arrivals_pending ON arrivals(pending_match) WHERE pending_match IS NOT NULL;
   CREATE TABLE batches (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     rule TEXT NOT NULL,

@@ -9,16 +9,12 @@ import { z } from 'zod';
 import type { RouteRuleConfig } from '../config/types.ts';
 import type { JobsEngine } from '../jobs/engine.ts';
 import type { Store } from '../store/types.ts';
-import { mapLimit } from '../util/concurrency.ts';
 import type { Arrival, ArrivalSink } from './arrivals.ts';
 import type { RoutesDb } from './db.ts';
-import { ruleMatches } from './match.ts';
+import { ArrivalRecorder } from './record.ts';
 import { arrivalMetadata, routeFigures, type RouteFigures } from './figures.ts';
 import { destinationKind, ruleProblem, type RouteTargets, type RuleSet } from './rules.ts';
 import { findJobByKey, submitSend, type SendPlan } from './submit.ts';
-
-/** Reads of the store's main tags at once while recording a batch of arrivals. */
-const TAG_READS = 8;
 
 /** What the route engine counts, for the metrics (per rule and destination). */
 export interface RouteObserver {
@@ -48,7 +44,6 @@ const SendRow = z.object({
 type Send = z.output<typeof SendRow>;
 const BatchRow = z.object({ id: z.number().int(), rule: z.string(), alternate: z.number().int(), state: z.string() });
 const GroupRow = z.object({ rule: z.string(), group_key: z.string(), last: z.number() });
-const MatchRow = z.object({ state: z.string() });
 const InstanceRow = z.object({ instance: z.string() });
 
 /** The key a job carries (Content.RouteBatch) to be found again after a crash: batch and destination. */
@@ -57,6 +52,7 @@ export const sendKey = (batch: number, destination: string): string => `${batch}
 export class RouteEngine implements ArrivalSink {
   readonly #o: RouteEngineOptions;
   readonly #db: RoutesDb;
+  readonly #recorder: ArrivalRecorder;
   #jobs: JobsEngine | undefined;
   /** Job ID → the send it carries. */
   readonly #following = new Map<string, { batch: number; destination: string }>();
@@ -67,6 +63,7 @@ export class RouteEngine implements ArrivalSink {
   constructor(opts: RouteEngineOptions) {
     this.#o = opts;
     this.#db = opts.db;
+    this.#recorder = new ArrivalRecorder(opts.db, opts.rules, opts.store, opts.logger, (rule, n) => opts.observer?.matched(rule, n));
   }
 
   get rules(): RuleSet {
@@ -89,65 +86,16 @@ export class RouteEngine implements ArrivalSink {
   }
 
   /**
-   * Records the arrivals and their matches; durable on return. The main tags are read first (outside the
-   * transaction); an instance already matched by a rule is not matched again, unless it arrived anew (not
-   * alreadyStored) after its earlier send ended: then it is a new copy to send.
+   * Records the arrivals and their matches (record.ts); durable on return. A rule that sends each
+   * instance at once gets a pass now.
    */
   async arrived(arrivals: readonly Arrival[]): Promise<void> {
     if (arrivals.length === 0) return;
-    const rules = this.#o.rules.all();
-    const read = this.#o.store.mainTags?.bind(this.#o.store);
-    const tagged = await mapLimit(arrivals, TAG_READS, async (a) => ({
-      a,
-      t: rules.length > 0 && read ? await read(a.instanceId) : undefined,
-    }));
-    const now = Date.now();
-    const counts = new Map<string, number>();
-    const recordArrival = this.#db.prepare(
-      `INSERT INTO arrivals (instance, origin, peer, calling_aet, called_aet, remote_ip, http_user, received_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(instance) DO ${
-         'UPDATE SET origin = excluded.origin, peer = excluded.peer, ' +
-         'calling_aet = excluded.calling_aet, called_aet = excluded.called_aet, remote_ip = excluded.remote_ip, ' +
-         'http_user = excluded.http_user, received_at = excluded.received_at WHERE ?'
-       }`,
-    );
-    const existing = this.#db.prepare('SELECT state FROM matches WHERE rule = ? AND instance = ?');
-    const insert = this.#db.prepare(
-      "INSERT INTO matches (rule, instance, group_key, state, batch, matched_at) VALUES (?, ?, ?, 'waiting', NULL, ?)",
-    );
-    const renew = this.#db.prepare(
-      "UPDATE matches SET state = 'waiting', batch = NULL, group_key = ?, matched_at = ? WHERE rule = ? AND instance = ?",
-    );
-    this.#db.transaction(() => {
-      for (const { a, t } of tagged) {
-        const o = a.origin;
-        recordArrival.run(
-          a.instanceId,
-          o.kind,
-          o.kind === 'peer' ? o.peer : null,
-          o.kind === 'dicom' ? o.callingAet : null,
-          o.kind === 'dicom' ? o.calledAet : null,
-          o.kind === 'peer' ? null : (o.remoteIp ?? null),
-          o.kind === 'rest' ? (o.user ?? null) : null,
-          now,
-          a.alreadyStored ? 0 : 1,
-        );
-        if (!t) continue;
-        for (const rule of rules) {
-          if (!ruleMatches(rule, o, t.tags)) continue;
-          const group = rule.When === 'StableStudy' ? t.ids.study : rule.When === 'StableSeries' ? t.ids.series : t.ids.instance;
-          const had = existing.get(rule.Name, a.instanceId);
-          if (had === undefined) insert.run(rule.Name, a.instanceId, group, now);
-          else if (!a.alreadyStored && ['sent', 'failed'].includes(MatchRow.parse(had).state))
-            renew.run(group, now, rule.Name, a.instanceId);
-          else continue;
-          counts.set(rule.Name, (counts.get(rule.Name) ?? 0) + 1);
-        }
-      }
-    })();
-    for (const [rule, n] of counts) this.#o.observer?.matched(rule, n);
-    // An Instance rule sends at once.
-    if (counts.size > 0 && rules.some((r) => r.When === 'Instance' && counts.has(r.Name))) setImmediate(() => this.#tick());
+    this.#afterMatch(await this.#recorder.record(arrivals));
+  }
+
+  #afterMatch(rules: ReadonlySet<string>): void {
+    if ([...rules].some((name) => this.#o.rules.get(name)?.When === 'Instance')) setImmediate(() => this.#tick());
   }
 
   /** Starts sending: the jobs of sends an earlier run left are found again or submitted, then the timer runs. */
@@ -186,6 +134,11 @@ export class RouteEngine implements ArrivalSink {
   #tick(): void {
     if (this.#ticking || this.#closed || !this.#jobs) return;
     this.#ticking = true;
+    // Arrivals whose tags the store could not give when they came are matched again, in the background.
+    void this.#recorder.retryPending().then(
+      (rules) => this.#afterMatch(rules),
+      (e: unknown) => this.#o.logger.error({ err: String(e) }, 'routing: matching the pending arrivals failed'),
+    );
     try {
       this.#formBatches(Date.now());
       for (const raw of this.#db.prepare("SELECT * FROM sends WHERE state = 'submitting'").all()) this.#submit(SendRow.parse(raw));

@@ -5,7 +5,14 @@ import { randomUUID, X509Certificate, createPrivateKey } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { registerStoreApi } from './api/orthanc-api.ts';
+import { embeddedApiOf, registerStoreApi } from './api/orthanc-api.ts';
+import { registerArrivalMetadata } from './api/routes-metadata.ts';
+import { registerRoutesApi } from './api/routes.ts';
+import type { ArrivalSink } from './routing/arrivals.ts';
+import type { RouteEngine } from './routing/engine.ts';
+import { RouteMetrics } from './routing/metrics.ts';
+import { openRouting } from './routing/module.ts';
+import { senderPeer, type RequestSender } from './routing/origin.ts';
 import { registerSystemRoutes } from './api/system.ts';
 import { loadConfig } from './config/load.ts';
 import type { Config, ConfigOverrides } from './config/types.ts';
@@ -132,6 +139,7 @@ export interface NodeParts {
   engine: JobsEngine;
   metrics: NodeMetrics;
   inFlight: InFlight;
+  routing: RouteEngine;
 }
 
 /** A node built but not listening yet (the store stays the caller's to close). */
@@ -169,10 +177,12 @@ function openJobs(
   latency: BucketLatency,
   inFlight: InFlight,
   closers: Closers,
+  arrivals: ArrivalSink,
 ): { engine: JobsEngine; destinations: TransfersPeerDirectory } {
   const { config, store, logger } = base;
   const deps: TransferDeps = {
     inFlight,
+    arrivals,
     config,
     store,
     peer(name) {
@@ -204,28 +214,44 @@ async function assemble(http: HttpApp, base: NodeBase, originator: string, close
   const { fastify, routes } = http;
   const httpTimeoutSeconds = httpTimeoutOf(config);
   registerSystemRoutes(http, config);
-  registerStoreApi(fastify, store, config, httpTimeoutSeconds, routes);
 
   const peers = await Peers.open(config, logger);
   closers.add(() => peers.close());
   registerPeerRoutes(fastify, peers, logger, routes);
 
+  // Routing rules: every ingest path announces what it stores to the route engine (src/routing/).
+  const routeMetrics = new RouteMetrics(() => new Map(routing.engine.rules.all().map((r) => [r.Name, routing.engine.figures(r.Name)])));
+  const routing = openRouting({ config, store, logger, peers, observer: routeMetrics });
+  closers.add(() => routing.close());
+  const arrivals = routing.engine;
+  registerStoreApi(fastify, store, config, httpTimeoutSeconds, routes, arrivals);
+  registerRoutesApi(fastify, routing.engine, routes);
+  const embedded = embeddedApiOf(store);
+  if (embedded) registerArrivalMetadata(fastify, embedded, (id) => routing.engine.metadata(id), routes);
+  const peerOfSender = (s: RequestSender) =>
+    senderPeer(
+      s,
+      peers.names().flatMap((n) => peers.get(n) ?? []),
+      config.AuthenticationEnabled,
+    );
+
   // One budget of requests and bytes in flight for the whole node: the chunk answers and the jobs' buckets.
   const inFlight = InFlight.fromConfig(config.Transfers);
-  const transfers = await openTransfersServer({ config, store, logger, inFlight });
+  const transfers = await openTransfersServer({ config, store, logger, inFlight, arrivals, senderPeer: peerOfSender });
   closers.add(() => transfers.close());
   registerTransfersServerRoutes(fastify, { config, store, server: transfers, originator, httpTimeoutSeconds }, routes);
   // Bucket latencies: the jobs report theirs, the HTTP server those of the buckets it received or served.
   const latency = new BucketLatency();
   fastify.addHook('onResponse', serverBucketHook(latency));
 
-  const { engine, destinations } = openJobs(base, peers, latency, inFlight, closers);
+  const { engine, destinations } = openJobs(base, peers, latency, inFlight, closers, arrivals);
   const proxy = openOrthancProxy(config, httpTimeoutSeconds);
   registerJobRoutes(fastify, engine, routes, proxy?.foreignJobs);
   registerTransfersClientRoutes(fastify, { config, store, peers, engine, originator, httpTimeoutSeconds }, routes);
 
   const metrics = new NodeMetrics({ peers, server: transfers, engine, latency, inFlight });
   closers.add(() => metrics.close());
+  routeMetrics.registerIn(metrics.registry);
   registerMetricsRoutes(fastify, metrics, routes, proxy?.foreignMetrics);
   closers.add(registerUi(fastify, { config, store, peers, destinations, engine, throughput: metrics.throughput, originator }, routes));
   registerOpenApi(fastify, routes, `dicom-xfer node "${config.Name}"`);
@@ -234,7 +260,8 @@ async function assemble(http: HttpApp, base: NodeBase, originator: string, close
     await proxy.install(http);
   }
   await engine.start();
-  return { peers, transfers, engine, metrics, inFlight };
+  routing.engine.start(engine);
+  return { peers, transfers, engine, metrics, inFlight, routing: routing.engine };
 }
 
 /** Builds a node on an open store: every part made and its routes registered, not listening yet. */

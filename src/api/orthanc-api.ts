@@ -13,6 +13,8 @@ import { EmbeddedStore, LEVEL_PATH } from '../store/embedded/store.ts';
 import type { IngestResult, Store } from '../store/types.ts';
 import { flag, intParam, route, sendJson, withIdleTimeout, type RouteInfo } from '../server/http.ts';
 import { bodyCoding, decodedBody } from '../server/content-encoding.ts';
+import { IGNORE_ARRIVALS, type Arrival, type ArrivalSink } from '../routing/arrivals.ts';
+import { basicUser } from '../routing/origin.ts';
 import { registerFind } from './find.ts';
 import { ingestSpooled, ingestZip, isZip, sniffUpload, spool, uploadRoom, type ZipEntryOutcome, type ZipLimits } from './ingest.ts';
 
@@ -23,6 +25,8 @@ export interface OrthancApiOptions {
   /** Bounds of POST /instances (the configuration's; its defaults when absent). */
   uploadLimits?: UploadLimits;
   routes?: RouteInfo[];
+  /** Told of every instance POST /instances stores (routing), with origin rest. */
+  arrivals?: ArrivalSink;
 }
 
 /** Bounds of what POST /instances takes beyond the room on disk: ZIP archives and gzip-encoded bodies. */
@@ -67,6 +71,16 @@ function ingestAnswer(r: IngestResult): Record<string, string> {
   };
 }
 
+/** An instance POST /instances stored, as routing sees it: origin rest, with the client's address and user. */
+function arrivalOf(req: FastifyRequest, r: IngestResult): Arrival {
+  const user = basicUser(req.headers.authorization);
+  return {
+    instanceId: r.ids.instance,
+    origin: { kind: 'rest', remoteIp: req.ip, ...(user !== undefined ? { user } : {}) },
+    alreadyStored: r.status === 'AlreadyStored',
+  };
+}
+
 /** The `{id}` path parameter, refused as an unknown resource unless it has the shape of an Orthanc ID. */
 function idParam(req: FastifyRequest, level: Level): string {
   const id = (req.params as { id?: string }).id ?? '';
@@ -89,9 +103,18 @@ export function registerStoreApi(
   config: Config,
   httpTimeoutSeconds: number,
   routes: RouteInfo[],
+  arrivals?: ArrivalSink,
 ): void {
   const embedded = embeddedApiOf(store);
-  if (embedded) registerOrthancApi(app, { store: embedded, httpTimeoutSeconds, uploadLimits: uploadLimitsOf(config), routes });
+  if (embedded) {
+    registerOrthancApi(app, {
+      store: embedded,
+      httpTimeoutSeconds,
+      uploadLimits: uploadLimitsOf(config),
+      routes,
+      ...(arrivals ? { arrivals } : {}),
+    });
+  }
   registerFind(app, store, routes);
 }
 
@@ -103,7 +126,7 @@ export function registerOrthancApi(app: FastifyInstance, opts: OrthancApiOptions
     '/instances',
     {
       GET: async (req, reply) => listLevel(store, req, reply, 'Instance'),
-      POST: upload(store, opts.httpTimeoutSeconds * 1000, opts.uploadLimits ?? uploadLimitsOf(DEFAULTS)),
+      POST: upload(store, opts.httpTimeoutSeconds * 1000, opts.uploadLimits ?? uploadLimitsOf(DEFAULTS), opts.arrivals ?? IGNORE_ARRIVALS),
     },
     reg,
   );
@@ -113,7 +136,7 @@ export function registerOrthancApi(app: FastifyInstance, opts: OrthancApiOptions
 }
 
 /** POST /instances: one DICOM file or a ZIP archive of them, spooled to disk before the store takes it. */
-function upload(store: EmbeddedStore, idleMs: number, limits: UploadLimits) {
+function upload(store: EmbeddedStore, idleMs: number, limits: UploadLimits, arrivals: ArrivalSink) {
   return async (req: FastifyRequest, reply: FastifyReply) => {
     // Checked before any byte is read: an unknown Content-Encoding is refused (415).
     const coding = bodyCoding(req.headers);
@@ -128,9 +151,11 @@ function upload(store: EmbeddedStore, idleMs: number, limits: UploadLimits) {
     let consumed = false;
     try {
       if (spooled.size === 0) throw new XferError('EmptyRequest', 'the body is empty');
-      if (isZip(spooled.head)) return sendJson(reply, await uploadZip(req, store, spooled.path, limits));
+      if (isZip(spooled.head)) return sendJson(reply, await uploadZip(req, store, spooled.path, limits, arrivals));
       const result = await ingestSpooled(store, spooled);
       consumed = true;
+      // Recorded for routing before the client learns the instance is stored.
+      await arrivals.arrived([arrivalOf(req, result)]);
       req.log.debug({ id: result.ids.instance, status: result.status }, 'instance received');
       return sendJson(reply, ingestAnswer(result));
     } finally {
@@ -140,8 +165,15 @@ function upload(store: EmbeddedStore, idleMs: number, limits: UploadLimits) {
 }
 
 /** Orthanc's answer to a ZIP (one object per instance), with the entries that were not stored too. */
-async function uploadZip(req: FastifyRequest, store: EmbeddedStore, path: string, limits: UploadLimits): Promise<Record<string, string>[]> {
+async function uploadZip(
+  req: FastifyRequest,
+  store: EmbeddedStore,
+  path: string,
+  limits: UploadLimits,
+  arrivals: ArrivalSink,
+): Promise<Record<string, string>[]> {
   const outcomes = await ingestZip(path, store, store.tmpDir(), limits.zip);
+  await arrivals.arrived(outcomes.flatMap((o) => (o.result ? [arrivalOf(req, o.result)] : [])));
   const stored = outcomes.filter((o) => o.result).length;
   const rejected = outcomes.filter((o) => o.error);
   if (stored === 0 && rejected.length > 0) {

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { ANY_HOST, DEFAULTS, LOOPBACK_HOST, TRANSFERS_DEFAULTS } from './defaults.ts';
 import { LOG_LEVELS, type Config, type TransfersConfig } from './types.ts';
 import { aeTitle, modalities } from './modality-schema.ts';
+import { ROUTES_SETTING } from './routes-schema.ts';
 import { bool, intIn, nonEmpty, optionalPath, orthancStore, peers, positive, stringMap, uint } from './value-schemas.ts';
 
 // The peer names' rule and reserved keys are part of the configuration's public face.
@@ -357,6 +358,7 @@ export const SETTINGS: { readonly [K in TopKey]-?: Setting<Config[K]> } = {
       'to send to it).',
     source: 'orthanc',
   },
+  Routes: ROUTES_SETTING,
   OrthancStore: {
     schema: orthancStore,
     type: 'object',

@@ -51,6 +51,22 @@ export interface ModalityConfig {
   maximumAssociations?: number;
 }
 
+/** One routing rule of `Routes` (src/config/routes-schema.ts), defaults filled in. */
+export interface RouteRuleConfig {
+  Name: string;
+  When: 'StableStudy' | 'StableSeries' | 'Instance';
+  /** Main DICOM tag name, `CallingAet` or `Origin` → pattern with * and ?. */
+  Match: Record<string, string>;
+  /** Names of OrthancPeers or DicomModalities entries. */
+  Send: string[];
+  /** Where to send instead when a destination of Send fails for good. */
+  Alternate: string[];
+  Compression: 'gzip' | 'none';
+  Priority: number;
+  DeleteAfterSend: boolean;
+  StorageCommitment: boolean;
+}
+
 /** `OrthancStore`: the Orthanc server whose REST API holds the DICOM instead of the embedded store. */
 export interface OrthancStoreConfig {
   /** http:// or https:// base URL of Orthanc's REST API, always ending with '/'. */
@@ -163,6 +179,8 @@ export interface Config {
   DicomScpTimeout: number;
   /** Modality name -> modality. */
   DicomModalities: Record<string, ModalityConfig>;
+  /** Routing rules of the file (the API's changes are kept in routes.sqlite). */
+  Routes: RouteRuleConfig[];
   /** When set, the DICOM lives in this Orthanc instead of the embedded store. */
   OrthancStore?: OrthancStoreConfig;
   Transfers: TransfersConfig;
@@ -216,6 +234,7 @@ export interface ConfigOverrides {
   DicomScuTimeout?: number;
   DicomScpTimeout?: number;
   DicomModalities?: Record<string, unknown>;
+  Routes?: unknown[];
   /** As in the file: `{ "Url": ..., "Username": ..., "Password": ... }`; replaces the file's whole. */
   OrthancStore?: Readonly<Record<string, unknown>>;
   Transfers?: Partial<TransfersConfig>;

@@ -31,3 +31,14 @@ export interface ArrivalSink {
 
 /** A sink that records nothing (a node without routes, tests of an ingest path alone). */
 export const IGNORE_ARRIVALS: ArrivalSink = { arrived: async () => {} };
+
+/** The arrivals of what a commit stored: new instances, and those the store already held (repeats). */
+export function committedArrivals(
+  result: { stored: readonly string[]; alreadyStored: readonly string[] },
+  origin: ArrivalOrigin,
+): Arrival[] {
+  return [
+    ...result.stored.map((instanceId) => ({ instanceId, origin, alreadyStored: false })),
+    ...result.alreadyStored.map((instanceId) => ({ instanceId, origin, alreadyStored: true })),
+  ];
+}

@@ -47,6 +47,12 @@ export interface CommitResult {
   alreadyStored: string[];
 }
 
+/** An instance's Orthanc IDs and the main tags of its patient, study, series and itself, in one flat object. */
+export interface InstanceTags {
+  ids: OrthancIds;
+  tags: Record<string, string>;
+}
+
 export interface StoreFeatures {
   /** The store answers Orthanc's resource REST API itself (patients, studies, ...). */
   readonly resourceApi: boolean;
@@ -93,6 +99,15 @@ export interface Store {
    * new instances will need (the embedded store makes their directories). Best effort; never rejects.
    */
   prepareFiles?(count: number): Promise<void>;
+
+  /**
+   * Optional: the IDs and main tags of an instance (what routing rules match on), or undefined when it is
+   * absent. A tag present at two levels keeps the value of the lower one.
+   */
+  mainTags?(instanceId: string): Promise<InstanceTags | undefined>;
+
+  /** Optional: deletes instances (and parents left empty); an absent one counts as deleted. Answers those that could not be. */
+  deleteInstances?(ids: readonly string[]): Promise<string[]>;
 
   close(): Promise<void>;
 }

@@ -19,6 +19,9 @@ export const TransferJobQuerySchema = z.object({
   Priority: z.number().int(),
   SenderTransferID: z.string(),
   Originator: z.string().optional(),
+  /** The routing rule that made the job (src/routing/), and its key of the batch and destination. */
+  Route: z.string().optional(),
+  RouteBatch: z.string().optional(),
 });
 export type TransferJobQuery = z.output<typeof TransferJobQuerySchema>;
 
@@ -31,6 +34,8 @@ const TRANSFER_CONTENT = {
   Resources: z.array(StoredResource).optional(),
   Compression: StoredCompression.optional(),
   Originator: z.string().optional(),
+  Route: z.string().optional(),
+  RouteBatch: z.string().optional(),
   Retries: Count.optional(),
   LastRetryCause: z.string().optional(),
   LastRetryTime: z.string().optional(),

@@ -1,6 +1,7 @@
 // The PullTransfer job (docs/protocol.md#pull-mode): lookup on the peer, GET every bucket into a staging area
 // (checked as it is written), then commit into the local store, all or nothing. The plan and the finished
 // buckets are kept in the jobs database, so a pause or a restart never fetches a finished bucket again.
+import { committedArrivals } from '../routing/arrivals.ts';
 import { join } from 'node:path';
 import { XferError, isXferError } from '../errors.ts';
 import type { JobRunContext, JobRunner } from '../jobs/engine.ts';
@@ -64,11 +65,13 @@ export class PullTransferJob implements JobRunner<TransferJobQuery, PullContent,
     try {
       const staged = await area.staged();
       // An Orthanc store that is down (or too slow) keeps the staged files: the commit is made again.
-      await r.call(
+      const result = await r.call(
         'storing the instances',
         () => store.commitStaged(staged),
         (e) => isXferError(e, 'DatabaseUnavailable') || isXferError(e, 'Timeout'),
       );
+      // Routing learns of what the commit stored before the job counts as done (origin peer:NAME).
+      await this.#deps.arrivals?.arrived(committedArrivals(result, { kind: 'peer', peer: q.Peer }));
     } finally {
       await area.remove();
     }

@@ -6,6 +6,8 @@ import { XferError, isXferError } from '../errors.ts';
 import { bucketSize } from '../protocol/buckets.ts';
 import { parsePushCreate, sortUniqueInstances, type Bucket, type PushCreateBody } from '../protocol/wire.ts';
 import type { Store } from '../store/types.ts';
+import type { ArrivalSink } from '../routing/arrivals.ts';
+import type { RequestSender } from '../routing/origin.ts';
 import type { PushTransactionState, StoredPushTransaction } from './push-state/types.ts';
 import { MAX_SPAN_BUCKETS, joinChunks } from './spans.ts';
 import { StagingArea, writtenBy } from './staging.ts';
@@ -75,6 +77,10 @@ export interface PushReceiverOptions {
    * their staging (push-state/files.ts).
    */
   state?: PushTransactionState;
+  /** Told of the instances each commit stored, with the peer that sent them (routing). */
+  arrivals?: ArrivalSink;
+  /** The name of the peer that sent a request under OrthancPeers ('' when none). */
+  senderPeer?: (sender: RequestSender) => Promise<string>;
 }
 
 /**

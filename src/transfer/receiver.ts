@@ -12,7 +12,9 @@ import type { Logger } from 'pino';
 import { XferError, isXferError } from '../errors.ts';
 import { ByteCounter } from '../protocol/compression.ts';
 import { toWirePushHandle, type JobHandle } from '../protocol/wire.ts';
-import type { Store } from '../store/types.ts';
+import { committedArrivals } from '../routing/arrivals.ts';
+import type { RequestSender } from '../routing/origin.ts';
+import type { CommitResult, Store } from '../store/types.ts';
 import { freeBytes } from '../util/fs.ts';
 import { BUCKET_CHECKSUM_STATUS, CRC32_HEX, CRC32_MEMBER, HEADER_CRC32 } from './capabilities.ts';
 import { FilePushState } from './push-state/files.ts';
@@ -77,6 +79,8 @@ export class PushReceiver {
   /** The durable part of the transactions. */
   readonly #state: PushTransactionState;
   readonly #log: Logger | undefined;
+  /** Told of what each commit stored (routing). */
+  readonly #routing: Pick<PushReceiverOptions, 'arrivals' | 'senderPeer'>;
   /** Held transactions, least recently used first (Map keeps insertion order; a touch re-inserts). */
   readonly #txs = new Map<string, Transaction>();
   /** Removals and other work running in the background, awaited by close(). */
@@ -93,6 +97,7 @@ export class PushReceiver {
     this.#evictIdleMs = Math.max(0, opts.idleBeforeEvictionSeconds ?? 0) * 1000;
     this.#maxInstances = Math.max(1, Math.floor(opts.maxInstances ?? DEFAULT_MAX_INSTANCES));
     this.#log = opts.logger;
+    this.#routing = opts;
   }
 
   /**
@@ -346,11 +351,11 @@ export class PushReceiver {
    * visible. A second commit of a
    * transaction being committed (a retry) waits for the same outcome.
    */
-  async commit(id: string): Promise<void> {
+  async commit(id: string, sender: RequestSender = {}): Promise<void> {
     this.#checkOpen();
     const tx = this.#get(id);
     if (tx.state === 'creating') throw new XferError('BadSequenceOfCalls', `push transaction ${id} is being created`);
-    tx.commit ??= this.#commit(tx);
+    tx.commit ??= this.#commit(tx, sender);
     return tx.commit;
   }
 
@@ -360,12 +365,12 @@ export class PushReceiver {
    * (a retry whose first answer was lost: nothing is done twice). UnknownResource (404) when neither held
    * nor recently committed; BadSequenceOfCalls while it is being created.
    */
-  async commitAsync(id: string): Promise<PushTransactionStatus> {
+  async commitAsync(id: string, sender: RequestSender = {}): Promise<PushTransactionStatus> {
     this.#checkOpen();
     const tx = TX_ID.test(id) ? this.#txs.get(id) : undefined;
     if (!tx) return this.state(id);
     if (tx.state === 'creating') throw new XferError('BadSequenceOfCalls', `push transaction ${id} is being created`);
-    tx.commit ??= this.#commit(tx);
+    tx.commit ??= this.#commit(tx, sender);
     // The outcome is recorded; the sender reads it through state().
     tx.commit.catch(() => undefined);
     return { State: 'Committing' };
@@ -390,7 +395,7 @@ export class PushReceiver {
     return this.state(id);
   }
 
-  async #commit(tx: Transaction): Promise<void> {
+  async #commit(tx: Transaction, sender: RequestSender): Promise<void> {
     tx.state = 'committing';
     tx.commitFailure = undefined;
     tx.inFlight++;
@@ -409,6 +414,7 @@ export class PushReceiver {
           { tx: tx.id, stored: result.stored.length, alreadyStored: result.alreadyStored.length, ms: Date.now() - start },
           'push transaction committed',
         );
+        await this.#announce(result, sender);
         await this.#finish({ ID: tx.id, State: 'Success', At: Date.now() });
       } catch (e) {
         if (isDiskFull(e)) {
@@ -501,6 +507,14 @@ export class PushReceiver {
       }
     }
     this.#track(this.#state.pruneOutcomes(now));
+  }
+
+  /** Announces what a commit stored (before the sender learns of the commit); a failure to record it is only logged. */
+  async #announce(result: CommitResult, sender: RequestSender): Promise<void> {
+    const peer = (await this.#routing.senderPeer?.(sender).catch(() => '')) ?? '';
+    await this.#routing.arrivals?.arrived(committedArrivals(result, { kind: 'peer', peer })).catch((e: unknown) => {
+      this.#log?.error({ err: String(e) }, 'cannot record the arrival of committed instances: routing rules will not see them');
+    });
   }
 
   /** Ends a committed transaction with its outcome; a failure to record it is only logged. */

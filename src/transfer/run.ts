@@ -2,6 +2,7 @@
 // outage clock and their trace in the job's Content, the capability probe, the published figures, and the
 // bucket phase (bucket-phase.ts) moving every bucket not done yet with as many requests in flight as the
 // link rewards (adaptive.ts), joined into spans with bucket-span (spans.ts).
+import type { ArrivalSink } from '../routing/arrivals.ts';
 import type { Config } from '../config/types.ts';
 import type { SendTask } from '../destinations/types.ts';
 import { ERRORS, XferError, isXferError } from '../errors.ts';
@@ -26,6 +27,8 @@ export interface TransferDeps {
   observeBucket?: (side: 'send' | 'fetch', seconds: number) => void;
   /** The node's one budget of requests and bytes in flight, shared by every job and the chunk answers. */
   inFlight: InFlight;
+  /** Told of what a pull job stored, from which peer (routing); none when absent. */
+  arrivals?: ArrivalSink;
 }
 
 /** Which way the bytes go: this node pushes them to the peer, or pulls them from it. */

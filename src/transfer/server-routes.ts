@@ -28,6 +28,8 @@ import { ChunkServer } from './chunk-server.ts';
 import type { InFlight } from './in-flight.ts';
 import { lookupInstances } from './lookup.ts';
 import { PushReceiver } from './receiver.ts';
+import type { ArrivalSink } from '../routing/arrivals.ts';
+import { basicUser, type RequestSender } from '../routing/origin.ts';
 
 /** The state of a node's transfers server: push transactions and the chunk answers in progress. */
 export interface TransfersServer {
@@ -43,6 +45,9 @@ export interface TransfersServerOptions {
   logger: Logger;
   /** The node's one budget of requests and bytes in flight, which the chunk answers share with the jobs. */
   inFlight: InFlight;
+  /** Told of what each push commit stored (routing), and how to name the peer that sent it. */
+  arrivals?: ArrivalSink;
+  senderPeer?: (sender: RequestSender) => Promise<string>;
 }
 
 /** Opens the push receiver (reloading the transactions an earlier run kept on disk) and the chunk server. */
@@ -55,6 +60,8 @@ export async function openTransfersServer(opts: TransfersServerOptions): Promise
     idleBeforeEvictionSeconds: config.Transfers.IdleBeforeEviction,
     maxInstances: config.Transfers.MaxPushInstances,
     logger: opts.logger.child({ module: 'transfers-server' }),
+    ...(opts.arrivals ? { arrivals: opts.arrivals } : {}),
+    ...(opts.senderPeer ? { senderPeer: opts.senderPeer } : {}),
   });
   const chunks = new ChunkServer(store, Math.max(config.Transfers.Threads, config.Transfers.MaxThreads), opts.inFlight);
   return {
@@ -209,8 +216,10 @@ function registerPushRoutes(app: FastifyInstance, deps: TransfersRouteDeps, ext:
       POST: async (req, reply) => {
         // The body is ignored (an Orthanc sender posts none, without Content-Type); drain what came.
         req.raw.resume();
-        if (ext && header(req, HEADER_ASYNC_COMMIT) === '1') return sendJson(reply, await receiver.commitAsync(txParam(req)));
-        await receiver.commit(txParam(req));
+        // Who committed: the origin of what the commit stores (routing's peer:NAME).
+        const sender = { remoteIp: req.ip, user: basicUser(req.headers.authorization) };
+        if (ext && header(req, HEADER_ASYNC_COMMIT) === '1') return sendJson(reply, await receiver.commitAsync(txParam(req), sender));
+        await receiver.commit(txParam(req), sender);
         return sendJson(reply, {});
       },
     },

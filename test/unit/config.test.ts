@@ -458,6 +458,7 @@ describe('defaults and overrides', () => {
       DicomScuTimeout: 10,
       DicomScpTimeout: 30,
       DicomModalities: {},
+      Routes: [],
       LogLevel: 'info',
       Transfers: config.Transfers,
     });

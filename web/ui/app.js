@@ -1,9 +1,10 @@
-// The dashboard's shell: the page router (#/transfers, #/jobs/{id}, #/peers, #/store), the live job list
+// The dashboard's shell: the page router (#/transfers, #/jobs/{id}, #/peers, #/routes, #/store), the live job list
 // fed by Server-Sent Events (polling when they cannot be had), and the node's rate in the header.
 import { replace } from './dom.js';
 import { rate } from './format.js';
 import { jobPage } from './pages/job.js';
 import { peersPage } from './pages/peers.js';
+import { routesPage } from './pages/routes.js';
 import { storePage } from './pages/store.js';
 import { transfersPage } from './pages/transfers.js';
 import { emit, refreshJobs, refreshOverview, setJob, setJobs, state } from './state.js';
@@ -74,6 +75,7 @@ const PAGES = [
   { re: /^#\/transfers$/, page: 'transfers', mount: transfersPage },
   { re: /^#\/jobs\/([0-9a-f-]+)$/, page: 'transfers', mount: jobPage },
   { re: /^#\/peers$/, page: 'peers', mount: peersPage },
+  { re: /^#\/routes$/, page: 'routes', mount: routesPage },
   { re: /^#\/store$/, page: 'store', mount: storePage },
 ];
 

@@ -15,9 +15,9 @@ import { fsyncDir, fsyncFile, md5File } from '../../util/fs.ts';
 import { lockDirectory, type DirLock } from '../../util/dir-lock.ts';
 import { mapLimit } from '../../util/concurrency.ts';
 import type { FindRequest } from '../find.ts';
-import type { CommitResult, IngestHints, IngestResult, InstanceInfo, StagedInstance, Store } from '../types.ts';
+import type { CommitResult, IngestHints, IngestResult, InstanceInfo, InstanceTags, StagedInstance, Store } from '../types.ts';
 import { openDb } from './db.ts';
-import type { AdoptResult, IndexEntry, InstanceIndex, ReplacePolicy } from './instance-index.ts';
+import type { AdoptResult, IndexedResource, IndexEntry, InstanceIndex, ReplacePolicy } from './instance-index.ts';
 import { LEVEL_PATH, ResourceViews, type OrthancResource } from './resources.ts';
 import { SqliteInstanceIndex } from './sqlite-index.ts';
 
@@ -380,6 +380,33 @@ export class EmbeddedStore implements Store {
     const rem = removed.remaining;
     if (!rem) return { RemainingAncestor: null };
     return { RemainingAncestor: { ID: rem.id, Path: `/${LEVEL_PATH[rem.level]}/${rem.id}`, Type: rem.level } };
+  }
+
+  /** Store.mainTags: from the index, the instance and its ancestors (the study's copy of its patient's tags first). */
+  async mainTags(instanceId: string): Promise<InstanceTags | undefined> {
+    const chain: IndexedResource[] = [];
+    for (let r = await this.#index.resource(instanceId, 'Instance'); r && chain.length < 4; ) {
+      chain.push(r);
+      r = r.parent === undefined ? undefined : await this.#index.resource(r.parent);
+    }
+    const [instance, series, study, patient] = chain;
+    if (!instance || !series || !study || !patient) return undefined;
+    const tags: Record<string, string> = {};
+    for (const t of [patient.mainTags, study.patientTags ?? {}, study.mainTags, series.mainTags, instance.mainTags]) Object.assign(tags, t);
+    return { ids: { patient: patient.id, study: study.id, series: series.id, instance: instance.id }, tags };
+  }
+
+  /** Store.deleteInstances: each instance as DELETE /instances/{id} does it. */
+  async deleteInstances(ids: readonly string[]): Promise<string[]> {
+    const left: string[] = [];
+    for (const id of ids) {
+      try {
+        await this.deleteResource('Instance', id);
+      } catch {
+        left.push(id);
+      }
+    }
+    return left;
   }
 
   /** Orthanc's `/tools/find` over the index (see ResourceViews.find). */

@@ -13,10 +13,11 @@ import type { Logger } from 'pino';
 import { isOrthancId, orthancIds } from '../../dicom/ids.ts';
 import { readDicomHeaderFromFile } from '../../dicom/parse.ts';
 import type { Level, OrthancIds } from '../../dicom/types.ts';
+import { orthancMainTags } from './main-tags.ts';
 import { XferError, isXferError } from '../../errors.ts';
 import { mapLimit } from '../../util/concurrency.ts';
 import { md5File } from '../../util/fs.ts';
-import type { CommitResult, IngestHints, IngestResult, IngestStatus, InstanceInfo, StagedInstance, Store } from '../types.ts';
+import type { CommitResult, IngestHints, IngestResult, IngestStatus, InstanceInfo, InstanceTags, StagedInstance, Store } from '../types.ts';
 import { OrthancClient, type OrthancResponse } from './client.ts';
 import { lockDirectory, type DirLock } from '../../util/dir-lock.ts';
 import { RangeCache } from './range-cache.ts';
@@ -547,6 +548,16 @@ export class OrthancStore implements Store {
         `${problems.length} of ${staged.length} instances refused, nothing stored: ${problems.join('; ')}`,
       );
     }
+  }
+
+  /** Store.mainTags: Orthanc's own main tags of the instance, its series and its study. */
+  mainTags(instanceId: string): Promise<InstanceTags | undefined> {
+    return orthancMainTags(this.#client, instanceId);
+  }
+
+  /** Store.deleteInstances: DELETE /instances/{id} on Orthanc for each. */
+  async deleteInstances(ids: readonly string[]): Promise<string[]> {
+    return this.#remove(ids);
   }
 
   /** Deletes instances from Orthanc (an absent one counts as deleted). Returns those that could not be. */

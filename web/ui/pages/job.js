@@ -84,6 +84,7 @@ function jobFacts(job) {
       : null,
     fact('Compression', c.Compression ?? '–'),
     fact('Peer', c.Peer ?? '–'),
+    c.Route ? fact('Routing rule', h('a', { href: '#/routes' }, String(c.Route)), 'route') : null,
     fact('Priority', String(job.Priority ?? 0)),
     fact('Created', localTime(created)),
     Number.isFinite(completed) ? fact('Finished', localTime(completed)) : null,

@@ -330,56 +330,6 @@ describe('unknown and ignored keys', () => {
     assert.deepEqual(ignored, ['IndexDirectory', 'Plugins', 'LuaScripts', 'PostgreSQL']);
   });
 
-  test("DicomModalities: Orthanc's two forms, its defaults, and a bad entry named by its path", () => {
-    const { config } = parse(`{ "DicomModalities": {
-      "pacs": ["ORTHANC", "127.0.0.1", 4242],
-      "ge": ["GE_AET", "10.0.0.7", "104", "GE"],
-      "store-only": { "AET": "ARCHIVE", "Host": "archive.local", "Port": 11112, "AllowFind": false, "AllowNAction": false,
-                      "LocalAet": "GATEWAY", "Timeout": 30, "MaximumAssociations": 4 }
-    } }`);
-    assert.deepEqual(config.DicomModalities['pacs'], {
-      name: 'pacs',
-      aet: 'ORTHANC',
-      host: '127.0.0.1',
-      port: 4242,
-      manufacturer: 'Generic',
-      allowEcho: true,
-      allowFind: true,
-      allowMove: true,
-      allowGet: true,
-      allowStore: true,
-      allowStorageCommitment: true,
-    });
-    assert.equal(config.DicomModalities['ge']?.port, 104);
-    assert.equal(config.DicomModalities['ge']?.manufacturer, 'GE');
-    const so = config.DicomModalities['store-only'];
-    assert.equal(so?.allowFind, false);
-    assert.equal(so?.allowStorageCommitment, false, 'AllowNAction false turns storage commitment off');
-    assert.equal(so?.localAet, 'GATEWAY');
-    assert.equal(so?.timeout, 30);
-    assert.equal(so?.maximumAssociations, 4);
-    assert.match(
-      failure(() => parse('{ "DicomModalities": { "x": ["WAY_TOO_LONG_AE_TITLE", "h", 104] } }')),
-      /DicomModalities\.x\[0\].*AE title/,
-    );
-    assert.match(
-      failure(() => parse('{ "DicomModalities": { "x": ["A", "h", 70000] } }')),
-      /DicomModalities\.x\[2\].*TCP port/,
-    );
-    assert.match(
-      failure(() => parse('{ "DicomModalities": { "x": { "AET": "A", "Host": "h" } } }')),
-      /DicomModalities\.x.*Port/,
-    );
-    assert.match(
-      failure(() => parse('{ "DicomModalities": { "x": 5 } }')),
-      /DicomModalities\.x/,
-    );
-    assert.match(
-      failure(() => parse('{ "DicomAet": "" }')),
-      /DicomAet/,
-    );
-  });
-
   test('a key in the wrong case is warned with a suggestion', () => {
     const { warnings, config } = parse('{ "httpPort": 9000, "Transfers": { "bucketsize": 1 } }');
     assert.equal(config.HttpPort, 8042);

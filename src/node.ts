@@ -5,6 +5,7 @@ import { randomUUID, X509Certificate, createPrivateKey } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { registerModalityRoutes } from './api/modalities.ts';
 import { registerStoreApi } from './api/orthanc-api.ts';
 import { registerSystemRoutes } from './api/system.ts';
 import { loadConfig } from './config/load.ts';
@@ -31,6 +32,7 @@ import { openTransfersServer, registerTransfersServerRoutes, type TransfersServe
 import { registerUi } from './ui/module.ts';
 import { TransfersPeerDirectory } from './transfer/peer-directory.ts';
 import { XferError } from './errors.ts';
+import { DicomStoreJob } from './dimse/store-job.ts';
 
 export interface ServeFlags {
   port?: string;
@@ -186,12 +188,14 @@ function openJobs(
   const destinations = new TransfersPeerDirectory(deps, peers, config);
   const runners = transferRunners(deps, destinations);
   const follower = new RemotePullFollower(deps);
+  // The DICOM side: C-STORE jobs to the modalities of DicomModalities.
+  const dicomStore = new DicomStoreJob({ config, store });
   const db = openJobsDb(join(config.StorageDirectory, 'jobs.sqlite'));
   closers.add(() => db.close());
   const engine = new JobsEngine(db, {
     concurrentJobs: config.ConcurrentJobs,
     historySize: config.JobsHistorySize,
-    runners: (type) => (type === 'RemotePullTransfer' ? follower : runners(type)),
+    runners: (type) => (type === 'RemotePullTransfer' ? follower : type === 'DicomModalityStore' ? dicomStore : runners(type)),
     logger,
   });
   closers.add(() => engine.close());
@@ -223,6 +227,7 @@ async function assemble(http: HttpApp, base: NodeBase, originator: string, close
   const proxy = openOrthancProxy(config, httpTimeoutSeconds);
   registerJobRoutes(fastify, engine, routes, proxy?.foreignJobs);
   registerTransfersClientRoutes(fastify, { config, store, peers, engine, originator, httpTimeoutSeconds }, routes);
+  registerModalityRoutes(fastify, { config, store, engine, httpTimeoutSeconds }, routes);
 
   const metrics = new NodeMetrics({ peers, server: transfers, engine, latency, inFlight });
   closers.add(() => metrics.close());

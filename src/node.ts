@@ -32,6 +32,8 @@ import { openTransfersServer, registerTransfersServerRoutes, type TransfersServe
 import { registerUi } from './ui/module.ts';
 import { TransfersPeerDirectory } from './transfer/peer-directory.ts';
 import { XferError } from './errors.ts';
+import { CommitmentTracker } from './dimse/commitment.ts';
+import type { CommitmentSink } from './dimse/services.ts';
 import { DicomStoreJob } from './dimse/store-job.ts';
 
 export interface ServeFlags {
@@ -134,6 +136,8 @@ export interface NodeParts {
   engine: JobsEngine;
   metrics: NodeMetrics;
   inFlight: InFlight;
+  /** Where the DICOM server hands the storage commitment reports it receives (N-EVENT-REPORT). */
+  commitments: CommitmentSink;
 }
 
 /** A node built but not listening yet (the store stays the caller's to close). */
@@ -171,7 +175,7 @@ function openJobs(
   latency: BucketLatency,
   inFlight: InFlight,
   closers: Closers,
-): { engine: JobsEngine; destinations: TransfersPeerDirectory } {
+): { engine: JobsEngine; destinations: TransfersPeerDirectory; commitments: CommitmentTracker } {
   const { config, store, logger } = base;
   const deps: TransferDeps = {
     inFlight,
@@ -188,8 +192,10 @@ function openJobs(
   const destinations = new TransfersPeerDirectory(deps, peers, config);
   const runners = transferRunners(deps, destinations);
   const follower = new RemotePullFollower(deps);
-  // The DICOM side: C-STORE jobs to the modalities of DicomModalities.
-  const dicomStore = new DicomStoreJob({ config, store });
+  // The DICOM side: C-STORE jobs to the modalities of DicomModalities, and the storage commitment reports
+  // they wait for (the DICOM server hands those to `commitments`, its CommitmentSink).
+  const commitments = new CommitmentTracker(config);
+  const dicomStore = new DicomStoreJob({ config, store, commitment: commitments });
   const db = openJobsDb(join(config.StorageDirectory, 'jobs.sqlite'));
   closers.add(() => db.close());
   const engine = new JobsEngine(db, {
@@ -199,7 +205,7 @@ function openJobs(
     logger,
   });
   closers.add(() => engine.close());
-  return { engine, destinations };
+  return { engine, destinations, commitments };
 }
 
 /** Builds the parts of a node and registers their routes on `http`; `closers` gets what to stop. */
@@ -223,7 +229,7 @@ async function assemble(http: HttpApp, base: NodeBase, originator: string, close
   const latency = new BucketLatency();
   fastify.addHook('onResponse', serverBucketHook(latency));
 
-  const { engine, destinations } = openJobs(base, peers, latency, inFlight, closers);
+  const { engine, destinations, commitments } = openJobs(base, peers, latency, inFlight, closers);
   const proxy = openOrthancProxy(config, httpTimeoutSeconds);
   registerJobRoutes(fastify, engine, routes, proxy?.foreignJobs);
   registerTransfersClientRoutes(fastify, { config, store, peers, engine, originator, httpTimeoutSeconds }, routes);
@@ -239,7 +245,7 @@ async function assemble(http: HttpApp, base: NodeBase, originator: string, close
     await proxy.install(http);
   }
   await engine.start();
-  return { peers, transfers, engine, metrics, inFlight };
+  return { peers, transfers, engine, metrics, inFlight, commitments };
 }
 
 /** Builds a node on an open store: every part made and its routes registered, not listening yet. */

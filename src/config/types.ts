@@ -161,6 +161,8 @@ export interface Config {
   DicomScuTimeout: number;
   /** Seconds of silence after which the DICOM server closes an association. */
   DicomScpTimeout: number;
+  /** Seconds a C-STORE job waits for the storage commitment report of a modality. */
+  DicomStorageCommitmentTimeout: number;
   /** Modality name -> modality. */
   DicomModalities: Record<string, ModalityConfig>;
   /** When set, the DICOM lives in this Orthanc instead of the embedded store. */
@@ -215,6 +217,7 @@ export interface ConfigOverrides {
   DicomAlwaysAllowMove?: boolean;
   DicomScuTimeout?: number;
   DicomScpTimeout?: number;
+  DicomStorageCommitmentTimeout?: number;
   DicomModalities?: Record<string, unknown>;
   /** As in the file: `{ "Url": ..., "Username": ..., "Password": ... }`; replaces the file's whole. */
   OrthancStore?: Readonly<Record<string, unknown>>;

@@ -457,6 +457,7 @@ describe('defaults and overrides', () => {
       DicomAlwaysAllowMove: false,
       DicomScuTimeout: 10,
       DicomScpTimeout: 30,
+      DicomStorageCommitmentTimeout: 600,
       DicomModalities: {},
       LogLevel: 'info',
       Transfers: config.Transfers,

@@ -33,6 +33,7 @@ import { registerUi } from './ui/module.ts';
 import { TransfersPeerDirectory } from './transfer/peer-directory.ts';
 import { XferError } from './errors.ts';
 import { CommitmentTracker } from './dimse/commitment.ts';
+import { ModalityDirectory, combinedListing } from './dimse/modality-destination.ts';
 import type { CommitmentSink } from './dimse/services.ts';
 import { DicomStoreJob } from './dimse/store-job.ts';
 
@@ -238,7 +239,11 @@ async function assemble(http: HttpApp, base: NodeBase, originator: string, close
   const metrics = new NodeMetrics({ peers, server: transfers, engine, latency, inFlight });
   closers.add(() => metrics.close());
   registerMetricsRoutes(fastify, metrics, routes, proxy?.foreignMetrics);
-  closers.add(registerUi(fastify, { config, store, peers, destinations, engine, throughput: metrics.throughput, originator }, routes));
+  // The dashboard lists every destination: the transfers peers, then the DICOM modalities.
+  const listing = combinedListing(destinations, new ModalityDirectory({ config, store }));
+  closers.add(
+    registerUi(fastify, { config, store, peers, destinations: listing, engine, throughput: metrics.throughput, originator }, routes),
+  );
   registerOpenApi(fastify, routes, `dicom-xfer node "${config.Name}"`);
   if (proxy) {
     closers.add(() => proxy.close());

@@ -56,11 +56,11 @@ function description(q: StoreJobQuery): string {
 class OutageRetries {
   #failingSince: number | undefined;
   #retries: number;
-  readonly #ctx: StoreJobContext;
+  readonly #ctx: ScuTask;
   readonly #config: Config;
   readonly #who: string;
 
-  constructor(ctx: StoreJobContext, config: Config, who: string) {
+  constructor(ctx: ScuTask, config: Config, who: string) {
     this.#ctx = ctx;
     this.#config = config;
     this.#who = who;
@@ -128,7 +128,7 @@ export class DicomStoreJob implements JobRunner<StoreJobQuery, StoreJobContent, 
     const state = await this.#plan(ctx);
     const total = state.instances.length;
     ctx.setContent({ InstancesCount: total, TotalSizeMB: toMegabytes(state.instances.reduce((s, i) => s + i.Size, 0)) });
-    const failures = await this.#send(ctx, modality, target, state.instances);
+    const failures = await sendPlanned(this.#deps, ctx, modality, target, state.instances, wantCommitment ? 0.95 : 1);
     if (failures.length > 0) {
       const list = failures.slice(0, 10).map((f) => `${f.ID} (${f.Status}: ${f.Reason})`);
       const more = failures.length > 10 ? `, and ${failures.length - 10} more` : '';
@@ -167,65 +167,85 @@ export class DicomStoreJob implements JobRunner<StoreJobQuery, StoreJobContent, 
     await ctx.savePrivate(state);
     return state;
   }
+}
 
-  /** Sends every instance not yet confirmed, with retries; answers the instances the modality refused. */
-  async #send(
-    ctx: StoreJobContext,
-    modality: ModalityConfig,
-    target: ScuTarget,
-    plan: readonly PlannedInstance[],
-  ): Promise<FailedInstance[]> {
-    const { store, config } = this.#deps;
-    const indexOf = new Map(plan.map((p, i) => [p.ID, i]));
-    const failed = new Map<string, FailedInstance>();
-    const before = ctx.content();
-    let warnings = typeof before.WarningInstancesCount === 'number' ? before.WarningInstancesCount : 0;
-    const total = plan.length;
-    const publish = () => {
-      const stored = ctx.bucketsDone().size;
-      ctx.setContent({
-        StoredInstancesCount: stored,
-        WarningInstancesCount: warnings,
-        FailedInstancesCount: failed.size,
-        FailedInstances: failed.size > 0 ? [...failed.values()] : undefined,
+/**
+ * What a send to a modality reports through and remembers in: a C-STORE job's run context, or a push job's
+ * destination task (modality-destination.ts). Finished units are the indexes of the plan.
+ */
+export interface ScuTask {
+  readonly signal: AbortSignal;
+  readonly log: StoreJobContext['log'];
+  bucketsDone(): Set<number>;
+  markBucketDone(index: number): Promise<void>;
+  content(): Readonly<Record<string, unknown>>;
+  setContent(partial: Record<string, unknown>): void;
+  setProgress(fraction: number): void;
+}
+
+/**
+ * Sends every instance of the plan not yet confirmed, with retries (see OutageRetries); answers the
+ * instances the modality refused. `progressShare` is the part of the progress the sends make (the rest is
+ * storage commitment's).
+ */
+export async function sendPlanned(
+  deps: Pick<StoreJobDeps, 'store' | 'config'>,
+  ctx: ScuTask,
+  modality: ModalityConfig,
+  target: ScuTarget,
+  plan: readonly PlannedInstance[],
+  progressShare = 1,
+): Promise<FailedInstance[]> {
+  const { store, config } = deps;
+  const indexOf = new Map(plan.map((p, i) => [p.ID, i]));
+  const failed = new Map<string, FailedInstance>();
+  const before = ctx.content();
+  let warnings = typeof before.WarningInstancesCount === 'number' ? before.WarningInstancesCount : 0;
+  const total = plan.length;
+  const publish = () => {
+    const stored = ctx.bucketsDone().size;
+    ctx.setContent({
+      StoredInstancesCount: stored,
+      WarningInstancesCount: warnings,
+      FailedInstancesCount: failed.size,
+      FailedInstances: failed.size > 0 ? [...failed.values()] : undefined,
+    });
+    ctx.setProgress(total === 0 ? 1 : (stored / total) * progressShare);
+  };
+  publish();
+  const retries = new OutageRetries(ctx, config, `modality "${modality.name}" (${modalityAddress(modality)})`);
+  const outcome = async (o: StoreOutcome) => {
+    const index = indexOf.get(o.instance.id);
+    if (index === undefined) return;
+    retries.progressed();
+    if (o.kind === 'failure') {
+      failed.set(o.instance.id, {
+        ID: o.instance.id,
+        SOPInstanceUID: o.instance.sopInstanceUid,
+        Status: hex(o.status < 0 ? 0xffff : o.status),
+        Reason: o.comment ?? 'refused by the modality',
       });
-      ctx.setProgress(total === 0 ? 1 : (stored / total) * (ctx.query.StorageCommitment ? 0.95 : 1));
-    };
+    } else {
+      if (o.kind === 'warning') warnings++;
+      await ctx.markBucketDone(index);
+    }
     publish();
-    const retries = new OutageRetries(ctx, config, `modality "${modality.name}" (${modalityAddress(modality)})`);
-    const outcome = async (o: StoreOutcome) => {
-      const index = indexOf.get(o.instance.id);
-      if (index === undefined) return;
-      retries.progressed();
-      if (o.kind === 'failure') {
-        failed.set(o.instance.id, {
-          ID: o.instance.id,
-          SOPInstanceUID: o.instance.sopInstanceUid,
-          Status: hex(o.status < 0 ? 0xffff : o.status),
-          Reason: o.comment ?? 'refused by the modality',
-        });
-      } else {
-        if (o.kind === 'warning') warnings++;
-        await ctx.markBucketDone(index);
-      }
-      publish();
-    };
-    await retry(async () => {
-      const done = ctx.bucketsDone();
-      const todo = plan.filter((p, i) => !done.has(i) && !failed.has(p.ID)).map(scuInstance);
-      try {
-        await storeInstances(target, todo, {
-          associations: maxAssociations(modality),
-          signal: ctx.signal,
-          read: (i) => readInstanceFile(store, i.id, plan[indexOf.get(i.id) ?? -1]?.Size ?? 0),
-          layout: fileLayout,
-          outcome,
-        });
-      } catch (e) {
-        if (!ctx.signal.aborted) retries.failed();
-        throw e;
-      }
-    }, retries.options());
-    return [...failed.values()];
-  }
+  };
+  await retry(async () => {
+    const done = ctx.bucketsDone();
+    const todo = plan.filter((p, i) => !done.has(i) && !failed.has(p.ID)).map(scuInstance);
+    try {
+      await storeInstances(target, todo, {
+        associations: maxAssociations(modality),
+        signal: ctx.signal,
+        read: (i) => readInstanceFile(store, i.id, plan[indexOf.get(i.id) ?? -1]?.Size ?? 0),
+        layout: fileLayout,
+        outcome,
+      });
+    } catch (e) {
+      if (!ctx.signal.aborted) retries.failed();
+      throw e;
+    }
+  }, retries.options());
+  return [...failed.values()];
 }

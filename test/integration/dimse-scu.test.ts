@@ -97,6 +97,17 @@ describe('C-ECHO and C-STORE to storescp', { skip: needs(REAL_DICOM), timeout: 2
     }
   });
 
+  test('the dashboard lists the modalities beside the peers, reachable when they answer a C-ECHO', async () => {
+    const listed = (await (await fetch(`${node.url}/ui/api/peers`)).json()) as Record<string, unknown>[];
+    const byName = new Map(listed.map((d) => [d.Name, d]));
+    assert.deepEqual([...byName.keys()].sort(), ['closed', 'later', 'scp']);
+    assert.equal(byName.get('scp')?.Kind, 'dicom-modality');
+    assert.equal(byName.get('scp')?.Url, `dicom://${scp.aet}@127.0.0.1:${scp.port}`);
+    assert.equal(byName.get('scp')?.Reachable, true);
+    assert.equal(byName.get('closed')?.Reachable, false);
+    assert.match(String(byName.get('closed')?.Error), /DicomAssociation/);
+  });
+
   test('bad input: unknown modality 404, a body of the wrong type 400, an unknown ID 404; no job starts', async () => {
     const jobsBefore = ((await (await fetch(`${node.url}/jobs`)).json()) as string[]).length;
     const id = [...sent.keys()][0] as string;

@@ -395,7 +395,16 @@ export async function storeInstances(target: ScuTarget, instances: readonly ScuI
     const layout = opts.layout(file);
     return datasetBytes(file, i, layout.start, layout.transferSyntaxUid);
   };
+  let active = 0;
   const worker = async () => {
+    active++;
+    try {
+      await work();
+    } finally {
+      active--;
+    }
+  };
+  const work = async () => {
     // Bounded: every round takes at least one instance off the queue, and a failed one stops every worker.
     for (let round = 0; round <= instances.length && queue.length > 0 && !failure && !opts.signal?.aborted; round++) {
       const share = Math.ceil(queue.length / Math.max(1, opts.associations));
@@ -411,7 +420,11 @@ export async function storeInstances(target: ScuTarget, instances: readonly ScuI
       }
       const r = await storeBatch(target, batch, bytes, { read: readData, outcome: opts.outcome }, opts.signal);
       queue.unshift(...r.unanswered);
-      if (r.error) failure ??= r.error;
+      if (!r.error) continue;
+      // A modality that takes fewer associations at once (it refuses or leaves one waiting) is served by the
+      // others: this one stops quietly. The last association standing reports the failure.
+      if (active > 1 && r.unanswered.length === batch.length && !opts.signal?.aborted) return;
+      failure ??= r.error;
     }
   };
   const n = Math.max(1, Math.min(opts.associations, queue.length));

@@ -215,3 +215,36 @@ describe('a C-STORE job across a restart of the node', { skip: needs(REAL_DICOM)
     assert.ok(received.length <= ids.length + 1, `${received.length} receptions for ${ids.length} instances`);
   });
 });
+
+describe('a modality that serves one association at a time', { skip: needs(REAL_DICOM), timeout: 180_000 }, () => {
+  let scp: StoreScp;
+  let node: XferNode;
+
+  before(async () => {
+    // storescp without --fork: a second association waits until the first ends, longer than DicomScuTimeout.
+    scp = await startStoreScp({ slowSeconds: 0.5 });
+    node = await startXferNode({
+      config: {
+        DicomScuTimeout: 1,
+        DicomModalities: { one: { AET: scp.aet, Host: '127.0.0.1', Port: scp.port, MaximumAssociations: 4 } },
+        Transfers: { RetryBudget: 60 },
+      },
+    });
+  });
+
+  after(async () => {
+    await node?.stop();
+    await scp?.stop();
+  });
+
+  test('the associations left waiting give way: the job ends on the one served, without a retry', async () => {
+    const ids = await upload(node.url, (await listFiles(join(REAL_DICOM, 'Brainix'))).slice(0, 12));
+    const r = await postJson(`${node.url}/modalities/one/store`, { Resources: ids, Asynchronous: true });
+    const job = await jobEnd(node.url, String(r.json.ID), 120_000);
+    assert.equal(job.State, 'Success', JSON.stringify(job));
+    const content = job.Content as Record<string, unknown>;
+    assert.equal(content.StoredInstancesCount, ids.length);
+    assert.equal(content.Retries, undefined, `no retry: ${String(content.LastRetryCause)}`);
+    assert.equal((await scp.files()).length, ids.length);
+  });
+});

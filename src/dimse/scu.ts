@@ -115,6 +115,15 @@ function sendOn(client: InstanceType<typeof Client>, target: ScuTarget, onAbort:
   });
 }
 
+/** Sends an A-ABORT, if there is a connection to send it on. */
+function abortQuietly(client: InstanceType<typeof Client>): void {
+  try {
+    client.abort();
+  } catch {
+    // No connection yet or any more: nothing to abort.
+  }
+}
+
 /** An association's end, as events of the library tell it: resolves once the connection is closed. */
 function whenClosed(
   client: InstanceType<typeof Client>,
@@ -140,11 +149,7 @@ function whenClosed(
     };
     const onAbort = () => {
       failAndClose(associationError(target, 'the node stopped the association'));
-      try {
-        client.abort();
-      } catch {
-        // No connection yet or any more: nothing to abort.
-      }
+      abortQuietly(client);
     };
     aborted = (why) => failAndClose(associationError(target, why));
     signal?.addEventListener('abort', onAbort, { once: true });
@@ -294,10 +299,15 @@ export async function storeBatch(
   let closedFlag = false;
   let requeue = false;
   let readError: XferError | undefined;
+  // Outcomes are told one after the other, while the association goes on; a failure to record one ends it.
   let outcomes: Promise<void> = Promise.resolve();
+  let reportError: unknown;
   const report = (o: StoreOutcome) => {
-    outcomes = outcomes.then(() => cb.outcome(o));
-    return outcomes;
+    outcomes = outcomes
+      .then(() => cb.outcome(o))
+      .catch((e: unknown) => {
+        reportError ??= e;
+      });
   };
   const notAccepted: StoredStoreRequest[] = [];
   client.on('associationAccepted', (association: InstanceType<typeof dimse.association.Association>) => {
@@ -324,13 +334,17 @@ export async function storeBatch(
       const next = sendable[k + 1];
       r.beforeNext = async () => {
         r.data.bytes = undefined;
-        await report({ instance: r.instance, status: r.status ?? -1, kind: outcomeKind(r.status ?? -1), comment: r.comment });
+        report({ instance: r.instance, status: r.status ?? -1, kind: outcomeKind(r.status ?? -1), comment: r.comment });
         if (!next || closedFlag || signal?.aborted) return;
+        if (reportError !== undefined) {
+          abortQuietly(client);
+          return;
+        }
         try {
           next.data.bytes = await cb.read(next.instance);
         } catch (e) {
           readError ??= e instanceof XferError ? e : new XferError('InternalError', String(e), { cause: e });
-          client.abort();
+          abortQuietly(client);
         }
       };
     });
@@ -342,7 +356,7 @@ export async function storeBatch(
   await outcomes;
   if (readError) error = readError;
   for (const r of notAccepted) {
-    await report({
+    report({
       instance: r.instance,
       status: STATUS_NOT_ACCEPTED,
       kind: 'failure',
@@ -352,6 +366,7 @@ export async function storeBatch(
     });
   }
   await outcomes;
+  if (reportError !== undefined) throw reportError;
   const unanswered = requests.filter((r) => r.status === undefined && !notAccepted.includes(r)).map((r) => r.instance);
   if (unanswered.length > 0 && !error && !requeue)
     error = associationError(target, 'the association ended before every instance was answered');

@@ -124,15 +124,18 @@ async function levelOf(store: Store, id: string): Promise<Level> {
   throw new XferError('UnknownResource', `${id} is not stored on this node`);
 }
 
-/** Resolves once the job has ended (Success or Failure). */
-function jobEnded(engine: JobsEngine, id: string): Promise<void> {
+/**
+ * The job as it ended (Success or Failure), described at that moment: with a short JobsHistorySize the engine
+ * may forget it right after.
+ */
+function jobEnded(engine: JobsEngine, id: string): Promise<Record<string, unknown>> {
   return new Promise((resolve) => {
     const check = (changed: string) => {
       if (changed !== id) return;
       const s = engine.state(id);
       if (s === 'Success' || s === 'Failure') {
         engine.off('change', check);
-        resolve();
+        resolve(engine.describe(id));
       }
     };
     engine.on('change', check);
@@ -251,8 +254,7 @@ export function registerModalityRoutes(app: FastifyInstance, deps: ModalitiesDep
           FailedInstancesCount: 0,
         });
         if (!r.synchronous) return sendJson(reply, toWireJobHandle(id));
-        await jobEnded(engine, id);
-        const job = engine.describe(id);
+        const job = await jobEnded(engine, id);
         if (job.State !== 'Success') throw jobError(job);
         return sendJson(reply, syncAnswer(job.Content as Record<string, unknown>));
       },

@@ -42,6 +42,9 @@ export interface StoreJobDeps {
   commitment?: CommitmentStep;
 }
 
+/** Failed instances named in the Content (their count is FailedInstancesCount). */
+const FAILED_SHOWN = 100;
+
 const hex = (status: number) => `0x${status.toString(16).toUpperCase().padStart(4, '0')}`;
 
 /** The first words of Orthanc's job description: who asked. */
@@ -146,7 +149,7 @@ export class DicomStoreJob implements JobRunner<StoreJobQuery, StoreJobContent, 
     const r = await this.#deps.commitment.commit(ctx, target, state.instances);
     ctx.setContent({ StorageCommitment: r.outcome });
     if (r.outcome === 'Failed') {
-      ctx.setContent({ FailedInstancesCount: r.failed.length, FailedInstances: r.failed });
+      ctx.setContent({ FailedInstancesCount: r.failed.length, FailedInstances: r.failed.slice(0, FAILED_SHOWN) });
       const list = r.failed.slice(0, 10).map((f) => `${f.ID} (${f.Reason})`);
       throw new XferError(
         'NetworkProtocol',
@@ -208,7 +211,7 @@ export async function sendPlanned(
       StoredInstancesCount: stored,
       WarningInstancesCount: warnings,
       FailedInstancesCount: failed.size,
-      FailedInstances: failed.size > 0 ? [...failed.values()] : undefined,
+      FailedInstances: failed.size > 0 ? [...failed.values()].slice(0, FAILED_SHOWN) : undefined,
     });
     ctx.setProgress(total === 0 ? 1 : (stored / total) * progressShare);
   };

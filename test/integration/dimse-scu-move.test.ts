@@ -1,5 +1,6 @@
 // The node's MoveSender (what its DICOM server's C-MOVE calls): instances of a real store sent to the modality
 // found by its AET (dcmtk's storescp), the counts reported as they go; an AET that no modality has is refused.
+// Beside it, a synchronous C-STORE on a node that keeps no finished job.
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -27,7 +28,8 @@ describe('MoveSender: C-MOVE sub-operations to a modality', { skip: needs(REAL_D
     scp = await startStoreScp({ aet: 'MOVEDEST' });
     dir = await mkdtemp(join(tmpdir(), 'dx-move-'));
     const { config } = await loadConfig({
-      overrides: { StorageDirectory: dir, HttpPort: 0, DicomModalities: { dest: ['MOVEDEST', '127.0.0.1', scp.port] } },
+      // No finished job kept: a synchronous store must still answer its job's outcome.
+      overrides: { StorageDirectory: dir, HttpPort: 0, JobsHistorySize: 0, DicomModalities: { dest: ['MOVEDEST', '127.0.0.1', scp.port] } },
     });
     store = await EmbeddedStore.open(dir, { commitThreads: 1 });
     app = await buildNode({ config, store, logger: pino({ level: 'silent' }) });
@@ -63,6 +65,14 @@ describe('MoveSender: C-MOVE sub-operations to a modality', { skip: needs(REAL_D
     const received = new Set<string>();
     for (const f of files) received.add((await datasetOf(f)).subarray(0, 4096).toString('base64'));
     assert.equal(received.size, ids.length, 'distinct instances received');
+  });
+
+  test('a synchronous store answers its outcome even when no finished job is kept (JobsHistorySize 0)', async () => {
+    const r = await fetch(`${url}/modalities/dest/store`, { method: 'POST', body: JSON.stringify(ids.slice(0, 2)) });
+    assert.equal(r.status, 200);
+    const answer = (await r.json()) as Record<string, unknown>;
+    assert.equal(answer.InstancesCount, 2);
+    assert.equal(answer.FailedInstancesCount, 0);
   });
 
   test('an AET that no modality has: UnknownResource, nothing sent', async () => {

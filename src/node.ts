@@ -34,7 +34,8 @@ import { TransfersPeerDirectory } from './transfer/peer-directory.ts';
 import { XferError } from './errors.ts';
 import { CommitmentTracker } from './dimse/commitment.ts';
 import { ModalityDirectory, combinedListing } from './dimse/modality-destination.ts';
-import type { CommitmentSink } from './dimse/services.ts';
+import { createModalitySender } from './dimse/move-sender.ts';
+import type { CommitmentSink, MoveSender } from './dimse/services.ts';
 import { DicomStoreJob } from './dimse/store-job.ts';
 
 export interface ServeFlags {
@@ -139,6 +140,8 @@ export interface NodeParts {
   inFlight: InFlight;
   /** Where the DICOM server hands the storage commitment reports it receives (N-EVENT-REPORT). */
   commitments: CommitmentSink;
+  /** What the DICOM server's C-MOVE sends with: the SCU towards the modalities of DicomModalities. */
+  moveSender: MoveSender;
 }
 
 /** A node built but not listening yet (the store stays the caller's to close). */
@@ -250,7 +253,8 @@ async function assemble(http: HttpApp, base: NodeBase, originator: string, close
     await proxy.install(http);
   }
   await engine.start();
-  return { peers, transfers, engine, metrics, inFlight, commitments };
+  const moveSender = createModalitySender({ config, store });
+  return { peers, transfers, engine, metrics, inFlight, commitments, moveSender };
 }
 
 /** Builds a node on an open store: every part made and its routes registered, not listening yet. */

@@ -8,7 +8,9 @@ import dimse from 'dcmjs-dimse';
 import type { Config } from '../config/types.ts';
 import { XferError } from '../errors.ts';
 import { formatOrthancTimestamp } from '../protocol/progress.ts';
-import { associationError, type ScuTarget } from './scu.ts';
+import { waitText } from '../transfer/waiting.ts';
+import { retry, retryOptionsFromConfig } from '../util/retry.ts';
+import { AssociationError, associationError, isRetryableAssociation, type ScuTarget } from './scu.ts';
 import type { CommitmentReport, CommitmentSink } from './services.ts';
 import type { CommitmentOutcome, FailedInstance, PlannedInstance } from './store-job-kind.ts';
 import type { CommitmentStep, StoreJobContext } from './store-job.ts';
@@ -73,9 +75,9 @@ const FAILURE_REASONS = new Map<number, string>([
 export class CommitmentTracker implements CommitmentSink, CommitmentStep {
   readonly #waiting = new Map<string, (r: CommitmentReport) => void>();
   readonly #early = new Map<string, CommitmentReport>();
-  readonly #config: Pick<Config, 'DicomStorageCommitmentTimeout'>;
+  readonly #config: Pick<Config, 'DicomStorageCommitmentTimeout' | 'Transfers'>;
 
-  constructor(config: Pick<Config, 'DicomStorageCommitmentTimeout'>) {
+  constructor(config: Pick<Config, 'DicomStorageCommitmentTimeout' | 'Transfers'>) {
     this.#config = config;
   }
 
@@ -132,7 +134,21 @@ export class CommitmentTracker implements CommitmentSink, CommitmentStep {
     if (!pending) {
       pending = { TransactionUID: newUid(), RequestedAt: Date.now() };
       ctx.setContent({ StorageCommitment: 'Pending' });
-      await requestCommitment(target, pending.TransactionUID, instances, (r) => void this.report(r), ctx.signal);
+      const transaction = pending.TransactionUID;
+      // A modality that cannot be reached is tried again as for the C-STOREs (RetryBudget), saying why.
+      await retry(
+        () => requestCommitment(target, transaction, instances, (r) => void this.report(r), ctx.signal),
+        retryOptionsFromConfig(this.#config, {
+          signal: ctx.signal,
+          retryable: isRetryableAssociation,
+          onRetry: (info) => {
+            const why = info.error instanceof AssociationError ? info.error.why : String(info.error);
+            ctx.setContent({
+              Waiting: `${target.calledAet} cannot be reached for storage commitment: ${why}; next try in ${waitText(info.delayMs)}`,
+            });
+          },
+        }),
+      );
       // A report that came already is kept (report() holds it); saved, the transaction outlives a restart.
       await ctx.savePrivate({ ...state, commitment: pending });
       ctx.log.info({ transaction: pending.TransactionUID, instances: instances.length }, 'storage commitment asked');

@@ -115,6 +115,9 @@ function sendOn(client: InstanceType<typeof Client>, target: ScuTarget, onAbort:
   });
 }
 
+/** How long a stopped association waits for the answer of the C-STORE in flight before it is aborted. */
+const STOP_GRACE_MS = 3000;
+
 /** Sends an A-ABORT, if there is a connection to send it on. */
 function abortQuietly(client: InstanceType<typeof Client>): void {
   try {
@@ -139,17 +142,24 @@ function whenClosed(
       settled = true;
       signal?.removeEventListener('abort', onAbort);
       clearTimeout(fallback);
+      clearTimeout(grace);
       resolve(failure);
     };
     // The library closes the socket after a network error; should it not, the association is given up anyway.
     let fallback: NodeJS.Timeout | undefined;
+    let grace: NodeJS.Timeout | undefined;
     const failAndClose = (e: XferError) => {
       failure ??= e;
-      fallback ??= setTimeout(finish, 5000);
+      fallback ??= setTimeout(() => {
+        (client as unknown as ClientInternals).network?.socket?.destroy();
+        finish();
+      }, 5000);
     };
     const onAbort = () => {
       failAndClose(associationError(target, 'the node stopped the association'));
-      abortQuietly(client);
+      // The C-STORE in flight may finish for a moment (its answer is then recorded: it is not sent again after
+      // a pause or a restart); the association is aborted after its answer, or at the end of that moment.
+      grace = setTimeout(() => abortQuietly(client), STOP_GRACE_MS);
     };
     aborted = (why) => failAndClose(associationError(target, why));
     signal?.addEventListener('abort', onAbort, { once: true });
@@ -213,8 +223,11 @@ class StoredStoreRequest extends CStoreRequest {
   readonly data: StoredDataset;
   status: number | undefined;
   comment: string | undefined;
-  /** Run before the library moves on to the next request (read the next instance, let this one go). */
-  beforeNext: () => Promise<void> = async () => {};
+  /**
+   * Run before the library moves on to the next request (read the next instance, let this one go); false
+   * when the association must not go on (it is being aborted).
+   */
+  beforeNext: () => Promise<boolean> = async () => true;
 
   constructor(instance: ScuInstance, data: StoredDataset) {
     super(data);
@@ -228,8 +241,12 @@ class StoredStoreRequest extends CStoreRequest {
   }
 
   override raiseDoneEvent(): void {
-    const done = () => super.raiseDoneEvent();
-    this.beforeNext().then(done, done);
+    this.beforeNext().then(
+      (goOn) => {
+        if (goOn) super.raiseDoneEvent();
+      },
+      () => super.raiseDoneEvent(),
+    );
   }
 }
 
@@ -273,6 +290,21 @@ export function contextsNeeded(instances: readonly ScuInstance[]): number {
 }
 
 /**
+ * Beside the library's own context per SOP class (implicit and explicit little endian: the modality picks one),
+ * one context per uncompressed syntax stored, so that the stored one can be accepted as such (the library
+ * adds one per compressed syntax itself).
+ */
+function proposeStoredSyntaxes(client: InstanceType<typeof Client>, batch: readonly ScuInstance[]): void {
+  const seen = new Set<string>();
+  for (const i of batch) {
+    const key = `${i.sopClassUid}|${i.transferSyntaxUid}`;
+    if (seen.has(key) || !NATIVE.has(i.transferSyntaxUid)) continue;
+    seen.add(key);
+    client.addAdditionalPresentationContext(new PresentationContext(1, i.sopClassUid, i.transferSyntaxUid), true);
+  }
+}
+
+/**
  * One association carrying `batch`: C-STOREs one after the other, each instance read when its turn comes.
  * Resolves with the instances not answered (the association broke: they go back to the queue) and the error.
  */
@@ -288,13 +320,7 @@ export async function storeBatch(
   const firstRequest = requests[0];
   if (!firstRequest) return { unanswered: [] };
   firstRequest.data.bytes = first;
-  const seen = new Set<string>();
-  for (const i of batch) {
-    const key = `${i.sopClassUid}|${i.transferSyntaxUid}`;
-    if (seen.has(key) || !NATIVE.has(i.transferSyntaxUid)) continue;
-    seen.add(key);
-    client.addAdditionalPresentationContext(new PresentationContext(1, i.sopClassUid, i.transferSyntaxUid), true);
-  }
+  proposeStoredSyntaxes(client, batch);
   for (const r of requests) client.addRequest(r);
   let closedFlag = false;
   let requeue = false;
@@ -335,17 +361,23 @@ export async function storeBatch(
       r.beforeNext = async () => {
         r.data.bytes = undefined;
         report({ instance: r.instance, status: r.status ?? -1, kind: outcomeKind(r.status ?? -1), comment: r.comment });
-        if (!next || closedFlag || signal?.aborted) return;
-        if (reportError !== undefined) {
+        if (closedFlag) return false;
+        // Stopped (pause, shutdown) or unable to record: this answer is kept, nothing more is sent.
+        if (signal?.aborted || reportError !== undefined) {
           abortQuietly(client);
-          return;
+          return false;
         }
+        if (!next) return true;
         try {
           next.data.bytes = await cb.read(next.instance);
         } catch (e) {
           readError ??= e instanceof XferError ? e : new XferError('InternalError', String(e), { cause: e });
           abortQuietly(client);
+          return false;
         }
+        if (!signal?.aborted) return true;
+        abortQuietly(client);
+        return false;
       };
     });
   });

@@ -1,6 +1,7 @@
-// Storage commitment across a restart of the node, and a refused commitment: a modality written with
-// dcmjs-dimse takes the C-STOREs and the N-ACTION, and its N-EVENT-REPORT is sent when the test says, over a
-// real association, to a stand-in of the node's DICOM server that hands it to the node's CommitmentSink.
+// Storage commitment across a restart of the node, a refused commitment, and a pause while a C-STORE waits for
+// its answer. A modality written with dcmjs-dimse takes the C-STOREs and the N-ACTION, and its N-EVENT-REPORT is
+// sent when the test says, over a real association, to a stand-in of the node's DICOM server that hands it to
+// the node's CommitmentSink.
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -28,7 +29,13 @@ function acceptAll(association: InstanceType<typeof dimse.association.Associatio
   }
 }
 
-/** The modality: stores nothing, answers every C-STORE success, keeps each N-ACTION's data set. */
+/** How the fake modality behaves: how long it takes to answer a C-STORE, and what it received. */
+const modalityState = { answerDelayMs: 0, received: new Map<string, number>() };
+
+/**
+ * The modality: stores nothing, answers every C-STORE success (after `answerDelayMs`), counts what it
+ * received by SOP Instance UID, keeps each N-ACTION's data set.
+ */
 function fakeModality(actions: Elements[]) {
   return class extends Scp {
     override associationRequested(association: InstanceType<typeof dimse.association.Association>) {
@@ -42,9 +49,18 @@ function fakeModality(actions: Elements[]) {
       request: InstanceType<typeof dimse.requests.CStoreRequest>,
       callback: (r: InstanceType<typeof dimse.responses.CStoreResponse>) => void,
     ) {
+      const uid = request.getAffectedSopInstanceUid();
+      modalityState.received.set(uid, (modalityState.received.get(uid) ?? 0) + 1);
       const response = dimse.responses.CStoreResponse.fromRequest(request);
       response.setStatus(0);
-      callback(response);
+      setTimeout(() => {
+        if (!this.aborted) callback(response);
+      }, modalityState.answerDelayMs);
+    }
+    /** An association the node aborted is gone: nothing more is answered on it. */
+    aborted = false;
+    override abort() {
+      this.aborted = true;
     }
     override nActionRequest(
       request: InstanceType<typeof dimse.requests.NActionRequest>,
@@ -198,5 +214,28 @@ describe('storage commitment reported late, after a restart, or refused', { skip
     assert.equal(named[0]?.Status, '0x0112');
     assert.equal(named[0]?.Reason, 'no such object instance');
     assert.match(String(job.ErrorDetails), /storage commitment refused/);
+  });
+
+  test('paused while a C-STORE waits for its answer: the answer is awaited and kept, nothing is sent twice', async () => {
+    const many = await upload(url, (await listFiles(join(REAL_DICOM, 'Brainix'))).slice(0, 10));
+    modalityState.received.clear();
+    modalityState.answerDelayMs = 400;
+    try {
+      const r = await postJson(`${url}/modalities/fake/store`, { Resources: many, Asynchronous: true });
+      const jobId = String(r.json.ID);
+      await waitFor('two instances confirmed', async () => {
+        const job = (await (await fetch(`${url}/jobs/${jobId}`)).json()) as { Content: Record<string, unknown> };
+        return Number(job.Content.StoredInstancesCount ?? 0) >= 2;
+      });
+      // The pause lands while the modality holds a C-STORE's answer back.
+      assert.equal((await postJson(`${url}/jobs/${jobId}/pause`, {})).status, 200);
+      assert.equal((await postJson(`${url}/jobs/${jobId}/resume`, {})).status, 200);
+      const job = await jobEnd(url, jobId, 60_000);
+      assert.equal(job.State, 'Success', JSON.stringify(job));
+      assert.equal(modalityState.received.size, many.length);
+      assert.deepEqual([...modalityState.received.values()], Array(many.length).fill(1), 'each instance received once');
+    } finally {
+      modalityState.answerDelayMs = 0;
+    }
   });
 });

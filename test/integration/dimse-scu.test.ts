@@ -8,7 +8,7 @@ import { after, before, test } from 'node:test';
 import { REAL_DICOM, describe, listFiles, needs } from '../helpers/data.ts';
 import { startXferNode, type XferNode } from '../helpers/node.ts';
 import { freePort, waitFor } from '../helpers/ports.ts';
-import { datasetOf, jobEnd, onePerSyntax, postJson, startStoreScp, upload, type StoreScp } from './dimse-scu-common.ts';
+import { NOT_IN_STORESCP, datasetOf, jobEnd, onePerSyntax, postJson, startStoreScp, upload, type StoreScp } from './dimse-scu-common.ts';
 
 describe('C-ECHO and C-STORE to storescp', { skip: needs(REAL_DICOM), timeout: 240_000 }, () => {
   let scp: StoreScp;
@@ -133,6 +133,27 @@ describe('C-ECHO and C-STORE to storescp', { skip: needs(REAL_DICOM), timeout: 2
     const getStore = await fetch(`${node.url}/modalities/scp/store`);
     assert.equal(getStore.status, 405);
     assert.equal(getStore.headers.get('allow'), 'POST');
+  });
+
+  test('an instance in a syntax the modality does not accept fails the job, named with its status; the others go', async () => {
+    const all = await onePerSyntax(30, []);
+    const refused = all.find((f) => NOT_IN_STORESCP.includes(f.ts));
+    assert.ok(refused, 'the test data holds a file in a syntax storescp refuses');
+    const [refusedId] = await upload(node.url, [refused.path]);
+    const goodId = [...sent.keys()][0] as string;
+    const before = (await scp.files()).length;
+    const r = await postJson(`${node.url}/modalities/scp/store`, { Resources: [refusedId, goodId], Asynchronous: true });
+    const job = await jobEnd(node.url, String(r.json.ID), 60_000);
+    assert.equal(job.State, 'Failure');
+    const content = job.Content as Record<string, unknown>;
+    assert.equal(content.FailedInstancesCount, 1);
+    assert.equal(content.StoredInstancesCount, 1);
+    const failed = content.FailedInstances as { ID: string; Status: string; Reason: string }[];
+    assert.equal(failed[0]?.ID, refusedId);
+    assert.equal(failed[0]?.Status, '0x0122');
+    assert.match(failed[0]?.Reason ?? '', /accepted no presentation context .* transfer syntax 1\.2\.840\.10008\.1\.2\.4\.57/);
+    assert.match(String(job.ErrorDetails), /1 of 2 instances refused by STORESCP@127\.0\.0\.1/);
+    assert.equal((await scp.files()).length - before, 1, 'the accepted instance was sent');
   });
 
   test('a modality down at first: the job waits saying why, then succeeds once it listens', async () => {

@@ -5,6 +5,7 @@ import { randomUUID, X509Certificate, createPrivateKey } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { registerModalityRoutes } from './api/modalities.ts';
 import { embeddedApiOf, registerStoreApi } from './api/orthanc-api.ts';
 import { registerArrivalMetadata } from './api/routes-metadata.ts';
 import { registerRoutesApi } from './api/routes.ts';
@@ -38,6 +39,11 @@ import { openTransfersServer, registerTransfersServerRoutes, type TransfersServe
 import { registerUi } from './ui/module.ts';
 import { TransfersPeerDirectory } from './transfer/peer-directory.ts';
 import { XferError } from './errors.ts';
+import { CommitmentTracker } from './dimse/commitment.ts';
+import { ModalityDirectory, combinedListing } from './dimse/modality-destination.ts';
+import { createModalitySender } from './dimse/move-sender.ts';
+import type { CommitmentSink, MoveSender } from './dimse/services.ts';
+import { DicomStoreJob } from './dimse/store-job.ts';
 
 export interface ServeFlags {
   port?: string;
@@ -140,6 +146,10 @@ export interface NodeParts {
   metrics: NodeMetrics;
   inFlight: InFlight;
   routing: RouteEngine;
+  /** Where the DICOM server hands the storage commitment reports it receives (N-EVENT-REPORT). */
+  commitments: CommitmentSink;
+  /** What the DICOM server's C-MOVE sends with: the SCU towards the modalities of DicomModalities. */
+  moveSender: MoveSender;
 }
 
 /** A node built but not listening yet (the store stays the caller's to close). */
@@ -178,7 +188,7 @@ function openJobs(
   inFlight: InFlight,
   closers: Closers,
   arrivals: ArrivalSink,
-): { engine: JobsEngine; destinations: TransfersPeerDirectory } {
+): { engine: JobsEngine; destinations: TransfersPeerDirectory; commitments: CommitmentTracker } {
   const { config, store, logger } = base;
   const deps: TransferDeps = {
     inFlight,
@@ -196,16 +206,20 @@ function openJobs(
   const destinations = new TransfersPeerDirectory(deps, peers, config);
   const runners = transferRunners(deps, destinations);
   const follower = new RemotePullFollower(deps);
+  // The DICOM side: C-STORE jobs to the modalities of DicomModalities, and the storage commitment reports
+  // they wait for (the DICOM server hands those to `commitments`, its CommitmentSink).
+  const commitments = new CommitmentTracker(config);
+  const dicomStore = new DicomStoreJob({ config, store, commitment: commitments });
   const db = openJobsDb(join(config.StorageDirectory, 'jobs.sqlite'));
   closers.add(() => db.close());
   const engine = new JobsEngine(db, {
     concurrentJobs: config.ConcurrentJobs,
     historySize: config.JobsHistorySize,
-    runners: (type) => (type === 'RemotePullTransfer' ? follower : runners(type)),
+    runners: (type) => (type === 'RemotePullTransfer' ? follower : type === 'DicomModalityStore' ? dicomStore : runners(type)),
     logger,
   });
   closers.add(() => engine.close());
-  return { engine, destinations };
+  return { engine, destinations, commitments };
 }
 
 /** Builds the parts of a node and registers their routes on `http`; `closers` gets what to stop. */
@@ -244,16 +258,21 @@ async function assemble(http: HttpApp, base: NodeBase, originator: string, close
   const latency = new BucketLatency();
   fastify.addHook('onResponse', serverBucketHook(latency));
 
-  const { engine, destinations } = openJobs(base, peers, latency, inFlight, closers, arrivals);
+  const { engine, destinations, commitments } = openJobs(base, peers, latency, inFlight, closers, arrivals);
   const proxy = openOrthancProxy(config, httpTimeoutSeconds);
   registerJobRoutes(fastify, engine, routes, proxy?.foreignJobs);
   registerTransfersClientRoutes(fastify, { config, store, peers, engine, originator, httpTimeoutSeconds }, routes);
+  registerModalityRoutes(fastify, { config, store, engine, httpTimeoutSeconds }, routes);
 
   const metrics = new NodeMetrics({ peers, server: transfers, engine, latency, inFlight });
   closers.add(() => metrics.close());
   routeMetrics.registerIn(metrics.registry);
   registerMetricsRoutes(fastify, metrics, routes, proxy?.foreignMetrics);
-  closers.add(registerUi(fastify, { config, store, peers, destinations, engine, throughput: metrics.throughput, originator }, routes));
+  // The dashboard lists every destination: the transfers peers, then the DICOM modalities.
+  const listing = combinedListing(destinations, new ModalityDirectory({ config, store }));
+  closers.add(
+    registerUi(fastify, { config, store, peers, destinations: listing, engine, throughput: metrics.throughput, originator }, routes),
+  );
   registerOpenApi(fastify, routes, `dicom-xfer node "${config.Name}"`);
   if (proxy) {
     closers.add(() => proxy.close());
@@ -261,7 +280,8 @@ async function assemble(http: HttpApp, base: NodeBase, originator: string, close
   }
   await engine.start();
   routing.engine.start(engine);
-  return { peers, transfers, engine, metrics, inFlight, routing: routing.engine };
+  const moveSender = createModalitySender({ config, store });
+  return { peers, transfers, engine, metrics, inFlight, routing: routing.engine, commitments, moveSender };
 }
 
 /** Builds a node on an open store: every part made and its routes registered, not listening yet. */

@@ -70,6 +70,8 @@ export const DEFAULTS = {
   DicomScuTimeout: 10,
   /** Seconds. */
   DicomScpTimeout: 30,
+  /** Seconds. */
+  DicomStorageCommitmentTimeout: 600,
   JobsHistorySize: 10,
   SaveJobs: true,
   HttpDescribeErrors: true,

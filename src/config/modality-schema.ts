@@ -1,7 +1,8 @@
 // The zod schema of `DicomModalities`: Orthanc's two forms of a DICOM modality, `[AET, host, port]`
 // (with an optional fourth item, the manufacturer) and the object form with its `Allow...` switches.
 import { z } from 'zod';
-import { badPeerName, isValidPeerName } from './value-schemas.ts';
+import { DEFAULTS } from './defaults.ts';
+import { badPeerName, isValidPeerName, uint } from './value-schemas.ts';
 import type { ModalityConfig } from './types.ts';
 
 const PLAIN = { plain: true } as const;
@@ -138,3 +139,15 @@ export const modalities = z
   });
 
 export const aeTitle = aet;
+
+/** The entry of `DicomStorageCommitmentTimeout` in the table of settings (schema.ts). */
+export const STORAGE_COMMITMENT_TIMEOUT = {
+  schema: uint('seconds'),
+  type: 'integer ≥ 0',
+  default: DEFAULTS.DicomStorageCommitmentTimeout,
+  unit: 's',
+  meaning:
+    "Seconds a C-STORE job that asked for storage commitment waits for the modality's report (N-EVENT-REPORT) after its " +
+    'request (N-ACTION), across restarts; past it the job fails with StorageCommitment "Failed". 0 means an hour.',
+  source: 'dicom-xfer',
+} as const;

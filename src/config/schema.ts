@@ -3,7 +3,7 @@
 import { z } from 'zod';
 import { ANY_HOST, DEFAULTS, LOOPBACK_HOST, TRANSFERS_DEFAULTS } from './defaults.ts';
 import { LOG_LEVELS, type Config, type TransfersConfig } from './types.ts';
-import { aeTitle, modalities } from './modality-schema.ts';
+import { aeTitle, modalities, STORAGE_COMMITMENT_TIMEOUT } from './modality-schema.ts';
 import { ROUTES_SETTING } from './routes-schema.ts';
 import { bool, intIn, nonEmpty, optionalPath, orthancStore, peers, positive, stringMap, uint } from './value-schemas.ts';
 
@@ -347,6 +347,7 @@ export const SETTINGS: { readonly [K in TopKey]-?: Setting<Config[K]> } = {
     meaning: 'Seconds of silence after which the DICOM server closes an association; 0 means never.',
     source: 'orthanc',
   },
+  DicomStorageCommitmentTimeout: STORAGE_COMMITMENT_TIMEOUT,
   DicomModalities: {
     schema: modalities,
     type: 'object: name → modality',

@@ -177,6 +177,8 @@ export interface Config {
   DicomScuTimeout: number;
   /** Seconds of silence after which the DICOM server closes an association. */
   DicomScpTimeout: number;
+  /** Seconds a C-STORE job waits for the storage commitment report of a modality. */
+  DicomStorageCommitmentTimeout: number;
   /** Modality name -> modality. */
   DicomModalities: Record<string, ModalityConfig>;
   /** Routing rules of the file (the API's changes are kept in routes.sqlite). */
@@ -233,6 +235,7 @@ export interface ConfigOverrides {
   DicomAlwaysAllowMove?: boolean;
   DicomScuTimeout?: number;
   DicomScpTimeout?: number;
+  DicomStorageCommitmentTimeout?: number;
   DicomModalities?: Record<string, unknown>;
   Routes?: unknown[];
   /** As in the file: `{ "Url": ..., "Username": ..., "Password": ... }`; replaces the file's whole. */

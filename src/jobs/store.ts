@@ -6,8 +6,11 @@ import { describeIssue } from '../util/stored-json.ts';
 
 export const JOB_STATES = ['Pending', 'Running', 'Paused', 'Success', 'Failure'] as const;
 export type JobState = (typeof JOB_STATES)[number];
-/** RemotePullTransfer: a send in pull mode, followed on this node while the peer's PullTransfer runs. */
-export const JOB_TYPES = ['PushTransfer', 'PullTransfer', 'RemotePullTransfer'] as const;
+/**
+ * RemotePullTransfer: a send in pull mode, followed on this node while the peer's PullTransfer runs.
+ * DicomModalityStore: a C-STORE to a modality of DicomModalities (Orthanc's name for that job).
+ */
+export const JOB_TYPES = ['PushTransfer', 'PullTransfer', 'RemotePullTransfer', 'DicomModalityStore'] as const;
 export type JobType = (typeof JOB_TYPES)[number];
 
 /** A job as stored: query, Content and private state are JSON text, checked by the engine against its kind. */

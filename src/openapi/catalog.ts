@@ -147,6 +147,57 @@ export const CATALOG: Record<string, Partial<Record<Method, OperationDoc>>> = {
   '/peers/:name/configuration': { GET: { summary: 'The definition of a peer (without its password)', tag: 'Peers', response: obj } },
   '/peers/:name/system': { GET: { summary: "The peer's own /system", tag: 'Peers', response: obj } },
 
+  '/modalities': {
+    GET: {
+      summary: 'The DICOM modalities of DicomModalities (names, or their definitions with ?expand)',
+      tag: 'Modalities',
+      query: expand,
+      response: { oneOf: [arrayOf(str), obj] },
+    },
+  },
+  '/modalities/:name': { GET: { summary: 'What can be asked of a modality', tag: 'Modalities', response: arrayOf(str) } },
+  '/modalities/:name/configuration': {
+    GET: { summary: "A modality in Orthanc's shape (AET, Host, Port, Allow...)", tag: 'Modalities', response: obj },
+  },
+  '/modalities/:name/echo': {
+    POST: {
+      summary: 'C-ECHO to a modality: {} on success, a DicomAssociation error (500) otherwise',
+      tag: 'Modalities',
+      request: { type: 'object', properties: { Timeout: { type: 'integer', minimum: 0 } } },
+      response: empty,
+    },
+  },
+  '/modalities/:name/store': {
+    POST: {
+      summary: 'C-STORE of stored resources to a modality, as stored, as a DicomModalityStore job',
+      description:
+        'The body is one ID, a list of IDs (any level), or an object. Synchronous (the default) answers when the job ends with ' +
+        'Description, LocalAet, RemoteAet, ParentResources, InstancesCount, FailedInstancesCount and StorageCommitment; ' +
+        'Asynchronous answers the job at once.',
+      tag: 'Modalities',
+      request: {
+        oneOf: [
+          str,
+          arrayOf(str),
+          {
+            type: 'object',
+            properties: {
+              Resources: arrayOf(str),
+              Synchronous: { type: 'boolean' },
+              Asynchronous: { type: 'boolean' },
+              StorageCommitment: { type: 'boolean' },
+              LocalAet: str,
+              Timeout: { type: 'integer', minimum: 0 },
+              Priority: { type: 'integer' },
+            },
+            required: ['Resources'],
+          },
+        ],
+      },
+      response: { oneOf: [obj, ref('JobHandle')] },
+    },
+  },
+
   '/transfers/peers': {
     GET: {
       summary: 'Which peers speak the transfers protocol: installed, bidirectional or disabled',

@@ -68,9 +68,10 @@ function jobSchema(): Json {
       ID: { type: 'string' },
       Type: {
         type: 'string',
-        enum: ['PushTransfer', 'PullTransfer', 'RemotePullTransfer'],
+        enum: ['PushTransfer', 'PullTransfer', 'RemotePullTransfer', 'DicomModalityStore'],
         description:
-          "RemotePullTransfer: a send in pull mode, following the peer's PullTransfer (Content.RemoteJob, RemoteJobURL, RemoteState).",
+          "RemotePullTransfer: a send in pull mode, following the peer's PullTransfer (Content.RemoteJob, RemoteJobURL, RemoteState). " +
+          'DicomModalityStore: a C-STORE to a modality.',
       },
       State: { type: 'string', enum: ['Pending', 'Running', 'Paused', 'Success', 'Failure'] },
       Priority: { type: 'integer' },

@@ -2,7 +2,7 @@
 // makes), or a DicomModalityStore to a DICOM modality. Each carries the rule's name (Content.Route) and its
 // send's key (Content.RouteBatch), by which a send whose job ID was not recorded before a crash finds it again.
 import type { RouteRuleConfig } from '../config/types.ts';
-import { JOB_TYPES, type JobsEngine, type JobType } from '../jobs/engine.ts';
+import type { JobsEngine } from '../jobs/engine.ts';
 import type { DestinationKind } from './rules.ts';
 
 /** One batch to one destination. */
@@ -16,10 +16,7 @@ export interface SendPlan {
   key: string;
 }
 
-/** The C-STORE job of a DICOM modality, when this build has it. */
-const MODALITY_STORE = 'DicomModalityStore';
-
-/** Submits the job of a send; answers its ID. Throws when the destination's kind of job is not in this build. */
+/** Submits the job of a send; answers its ID. */
 export function submitSend(jobs: JobsEngine, plan: SendPlan, senderTransferId: string): string {
   const { rule } = plan;
   const resources = plan.instances.map((ID) => ({ Level: 'Instance' as const, ID }));
@@ -36,8 +33,6 @@ export function submitSend(jobs: JobsEngine, plan: SendPlan, senderTransferId: s
     };
     return jobs.submit('PushTransfer', query, rule.Priority, content);
   }
-  const type = (JOB_TYPES as readonly string[]).includes(MODALITY_STORE) ? (MODALITY_STORE as JobType) : undefined;
-  if (!type) throw new Error(`sending to the DICOM modality "${plan.destination}" needs the ${MODALITY_STORE} job, which this build lacks`);
   const query = {
     Modality: plan.destination,
     Resources: resources,
@@ -45,7 +40,7 @@ export function submitSend(jobs: JobsEngine, plan: SendPlan, senderTransferId: s
     Priority: rule.Priority,
     Route: rule.Name,
   };
-  return jobs.submit(type, query, rule.Priority, content);
+  return jobs.submit('DicomModalityStore', query, rule.Priority, content);
 }
 
 /** The job that carries a send's key, if the jobs engine knows one (after a crash between submit and record). */

@@ -407,6 +407,7 @@ describe('defaults and overrides', () => {
       DicomAlwaysAllowMove: false,
       DicomScuTimeout: 10,
       DicomScpTimeout: 30,
+      DicomStorageCommitmentTimeout: 600,
       DicomModalities: {},
       Routes: [],
       LogLevel: 'info',

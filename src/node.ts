@@ -31,6 +31,7 @@ import { openTransfersServer, registerTransfersServerRoutes, type TransfersServe
 import { registerUi } from './ui/module.ts';
 import { TransfersPeerDirectory } from './transfer/peer-directory.ts';
 import { XferError } from './errors.ts';
+import { DicomServer } from './dimse/server.ts';
 
 export interface ServeFlags {
   port?: string;
@@ -132,6 +133,8 @@ export interface NodeParts {
   engine: JobsEngine;
   metrics: NodeMetrics;
   inFlight: InFlight;
+  /** The DICOM server, when DicomServerEnabled. */
+  dicom?: DicomServer;
 }
 
 /** A node built but not listening yet (the store stays the caller's to close). */
@@ -203,7 +206,8 @@ async function assemble(http: HttpApp, base: NodeBase, originator: string, close
   const { config, store, logger } = base;
   const { fastify, routes } = http;
   const httpTimeoutSeconds = httpTimeoutOf(config);
-  registerSystemRoutes(http, config);
+  let dicom: DicomServer | undefined;
+  registerSystemRoutes(http, config, () => dicom?.port ?? config.DicomPort);
   registerStoreApi(fastify, store, config, httpTimeoutSeconds, routes);
 
   const peers = await Peers.open(config, logger);
@@ -233,8 +237,15 @@ async function assemble(http: HttpApp, base: NodeBase, originator: string, close
     closers.add(() => proxy.close());
     await proxy.install(http);
   }
+  // The DICOM server (DicomServerEnabled): C-STORE into the store, C-FIND, C-MOVE, commitment reports.
+  if (config.DicomServerEnabled) {
+    const server = new DicomServer({ config, store, logger });
+    await server.listen();
+    closers.add(() => server.close());
+    dicom = server;
+  }
   await engine.start();
-  return { peers, transfers, engine, metrics, inFlight };
+  return { peers, transfers, engine, metrics, inFlight, dicom };
 }
 
 /** Builds a node on an open store: every part made and its routes registered, not listening yet. */

@@ -1,0 +1,140 @@
+// The DICOM server as the real command runs it (dicom-xfer serve): off unless DicomServerEnabled, its port
+// and AET in /system, C-STORE and POST /instances giving the same IDs, a clear error for a port in use; and,
+// on a server in this process, DicomScpTimeout and the bound on associations, with raw sockets.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { connect, createServer, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseDicomHeader, simplifiedTags } from '../../src/dicom/parse.ts';
+import { orthancIds } from '../../src/dicom/ids.ts';
+import { serveFails } from '../helpers/cli.ts';
+import { describe, listFiles, needs, REAL_DICOM } from '../helpers/data.ts';
+import { dcmsend, echoscu, needsDcmtk } from '../helpers/dcmtk.ts';
+import { startXferNode } from '../helpers/node.ts';
+import { freePort, waitFor } from '../helpers/ports.ts';
+import { dataSetOf, startScp } from './dimse-scp-common.ts';
+
+/** Whether something accepts TCP connections on the loopback port. */
+function listening(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect({ host: '127.0.0.1', port });
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+/** A TCP connection to the port that says nothing; resolves once connected. */
+function silentSocket(port: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = connect({ host: '127.0.0.1', port });
+    s.once('connect', () => resolve(s));
+    s.once('error', reject);
+  });
+}
+
+function closed(s: Socket): Promise<void> {
+  return new Promise((resolve) => (s.destroyed ? resolve() : s.once('close', () => resolve())));
+}
+
+describe('dicom-xfer serve and its DICOM server', { skip: needs(REAL_DICOM) || needsDcmtk() }, () => {
+  test('a node started without DicomServerEnabled opens no DICOM port', async () => {
+    const dicomPort = await freePort();
+    const node = await startXferNode({ config: { DicomPort: dicomPort } });
+    try {
+      assert.equal(await listening(dicomPort), false);
+      const echo = await echoscu({ port: dicomPort, aet: 'DICOMXFER' });
+      assert.notEqual(echo.code, 0);
+    } finally {
+      await node.stop();
+    }
+  });
+
+  test('with DicomServerEnabled: /system shows its AET and port; C-STORE and POST /instances agree on IDs and elements', async () => {
+    const dicomPort = await freePort();
+    const node = await startXferNode({ config: { DicomServerEnabled: true, DicomPort: dicomPort, DicomAet: 'SITEA' } });
+    try {
+      const system = (await (await fetch(`${node.url}/system`)).json()) as Record<string, unknown>;
+      assert.equal(system.DicomAet, 'SITEA');
+      assert.equal(system.DicomPort, dicomPort);
+      const echo = await echoscu({ port: dicomPort, aet: 'SITEA' });
+      assert.equal(echo.code, 0, echo.stderr);
+      const series = join(REAL_DICOM, 'Knix', 'Loc');
+      const run = await dcmsend({ port: dicomPort, aet: 'SITEA' }, [series]);
+      assert.equal(run.code, 0, run.stderr.slice(-2000));
+      for (const file of await listFiles(series)) {
+        const bytes = await readFile(file);
+        const r = await fetch(`${node.url}/instances`, { method: 'POST', body: bytes });
+        const answer = (await r.json()) as { ID: string; Status: string };
+        assert.equal(answer.ID, orthancIds(parseDicomHeader(bytes)).instance);
+        assert.equal(answer.Status, 'AlreadyStored', `${file} was not stored by the C-STORE`);
+        const kept = Buffer.from(await (await fetch(`${node.url}/instances/${answer.ID}/file`)).arrayBuffer());
+        // Element by element (dcmsend re-encodes group lengths; the bytes on the wire are checked against a
+        // bit-preserving storescp in dimse-scp.test.ts).
+        assert.deepEqual(simplifiedTags(dataSetOf(kept), 'full'), simplifiedTags(dataSetOf(bytes), 'full'));
+      }
+    } finally {
+      await node.stop();
+    }
+  });
+
+  test('a DICOM port in use stops the start with a message that says so', async () => {
+    const blocker = createServer();
+    await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', r));
+    const port = (blocker.address() as { port: number }).port;
+    const dir = await mkdtemp(join(tmpdir(), 'dx-dicom-port-'));
+    try {
+      const config = join(dir, 'config.json');
+      await writeFile(config, JSON.stringify({ DicomServerEnabled: true, DicomPort: port }));
+      const run = await serveFails(['--port', String(await freePort()), '--data', join(dir, 'data'), '--config', config]);
+      assert.notEqual(run.code, 0);
+      assert.match(run.stderr, new RegExp(`DICOM port ${port} on 127\\.0\\.0\\.1 is already in use`));
+    } finally {
+      await new Promise<void>((r) => blocker.close(() => r()));
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('DICOM server: silent associations and the bound on associations', { skip: needsDcmtk() }, () => {
+  test('a connection silent for DicomScpTimeout is closed, and one that stopped in the middle of a PDU too', async () => {
+    const h = await startScp({ DicomScpTimeout: 1 });
+    try {
+      const silent = await silentSocket(h.peer.port);
+      const half = await silentSocket(h.peer.port);
+      // The first bytes of an A-ASSOCIATE-RQ header that announces 200 bytes, then nothing.
+      half.write(Buffer.from([0x01, 0x00, 0x00, 0x00, 0x00, 0xc8, 0x00, 0x01]));
+      await Promise.race([
+        Promise.all([closed(silent), closed(half)]),
+        new Promise((_, reject) => setTimeout(() => reject(new Error('still open after 30 s')), 30_000)),
+      ]);
+      const echo = await echoscu(h.peer);
+      assert.equal(echo.code, 0, echo.stderr);
+    } finally {
+      await h.close();
+    }
+  });
+
+  test('beyond the bound, an association is refused as "local limit exceeded"; served again once the others end', async () => {
+    const h = await startScp({ DicomScpTimeout: 0 }, { maxAssociations: 2 });
+    const sockets: Socket[] = [];
+    try {
+      for (let i = 0; i < 2; i++) sockets.push(await silentSocket(h.peer.port));
+      await waitFor('the server to count the open connections', async () => h.server.open === 2, 10_000, 20);
+      const refused = await echoscu(h.peer);
+      assert.notEqual(refused.code, 0);
+      assert.match(refused.stderr, /Local Limit Exceeded/i);
+      for (const s of sockets) s.destroy();
+      await waitFor('the server to see them closed', async () => h.server.open === 0, 10_000, 20);
+      const echo = await echoscu(h.peer);
+      assert.equal(echo.code, 0, echo.stderr);
+    } finally {
+      for (const s of sockets) s.destroy();
+      await h.close();
+    }
+  });
+});

@@ -304,9 +304,9 @@ export class NodeScp extends Scp {
         try {
           const destination = String(request.getCommandDataset().getElement('MoveDestination') ?? '').trim();
           const elements = request.getDataset()?.getElements() ?? {};
-          const final = await moveInstances(this.#deps.find, this.#deps.move, elements, destination, abort.signal, (p) =>
-            callback([respond(p)]),
-          );
+          // The library takes one call of the callback per request: pending answers go out on their own.
+          const pending = (p: MoveAnswer) => this.sendResponse(request, respond(p));
+          const final = await moveInstances(this.#deps.find, this.#deps.move, elements, destination, abort.signal, pending);
           return [respond(final)];
         } finally {
           this.#moves.delete(id);

@@ -124,7 +124,7 @@ export async function findscu(
 export function movescu(p: Peer, model: '-P' | '-S', keys: string[], destination: string, callingAet = 'MOVESCU'): Promise<ToolRun> {
   return runTool(
     'movescu',
-    ['-to', '20', '-ta', '20', '-td', '120', model, '-aem', destination, ...keys.flatMap((k) => ['-k', k]), ...target(p, callingAet)],
+    ['-v', '-to', '20', '-ta', '20', '-td', '120', model, '-aem', destination, ...keys.flatMap((k) => ['-k', k]), ...target(p, callingAet)],
     { timeoutMs: 300_000 },
   );
 }

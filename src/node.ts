@@ -32,6 +32,7 @@ import { registerUi } from './ui/module.ts';
 import { TransfersPeerDirectory } from './transfer/peer-directory.ts';
 import { XferError } from './errors.ts';
 import { DicomServer } from './dimse/server.ts';
+import { registerDicomMetrics } from './dimse/server-metrics.ts';
 
 export interface ServeFlags {
   port?: string;
@@ -242,6 +243,7 @@ async function assemble(http: HttpApp, base: NodeBase, originator: string, close
     const server = new DicomServer({ config, store, logger });
     await server.listen();
     closers.add(() => server.close());
+    registerDicomMetrics(metrics.registry, server);
     dicom = server;
   }
   await engine.start();

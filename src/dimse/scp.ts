@@ -81,6 +81,8 @@ export class NodeScp extends Scp {
   #incoming: IncomingInstance | undefined;
   /** Requests being answered: the association is not silent while the node works on one. */
   #busy = 0;
+  /** Reading is paused while the disk catches up with a data set: the silence is the node's own. */
+  #paused = false;
   readonly #moves = new Map<number, AbortController>();
 
   constructor(socket: Socket, deps: ScpDeps) {
@@ -101,7 +103,7 @@ export class NodeScp extends Scp {
     const seconds = this.#deps.config.DicomScpTimeout;
     socket.setTimeout(seconds > 0 ? seconds * 1000 : 0);
     socket.on('timeout', () => {
-      if (this.#busy > 0) return;
+      if (this.#busy > 0 || this.#paused) return;
       this.#deps.logger.info(
         { remote: this.#remoteIp, aet: this.#caller?.callingAet },
         'DICOM association silent for DicomScpTimeout: closed',
@@ -205,7 +207,16 @@ export class NodeScp extends Scp {
       this.#caller?.callingAet ?? '',
     );
     const socket = this.#socket;
-    this.#incoming = new IncomingInstance(this.#deps.incomingDir, header, { pause: () => socket.pause(), resume: () => socket.resume() });
+    this.#incoming = new IncomingInstance(this.#deps.incomingDir, header, {
+      pause: () => {
+        this.#paused = true;
+        socket.pause();
+      },
+      resume: () => {
+        this.#paused = false;
+        socket.resume();
+      },
+    });
     return this.#incoming.writable;
   }
 

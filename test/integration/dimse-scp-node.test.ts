@@ -77,6 +77,14 @@ describe('dicom-xfer serve and its DICOM server', { skip: needs(REAL_DICOM) || n
         // bit-preserving storescp in dimse-scp.test.ts).
         assert.deepEqual(simplifiedTags(dataSetOf(kept), 'full'), simplifiedTags(dataSetOf(bytes), 'full'));
       }
+      // The DICOM server's figures in the node's metrics: the association and each C-STORE of dcmsend.
+      const metrics = await (await fetch(`${node.url}/tools/metrics-prometheus`)).text();
+      const files = await listFiles(series);
+      assert.match(metrics, new RegExp(`^dicom_xfer_dicom_store_instances_total\\{calling_aet="DCMSEND"\\} ${files.length}$`, 'm'));
+      assert.match(metrics, /^dicom_xfer_dicom_store_failures_total\{calling_aet="DCMSEND"\} 0$/m);
+      const bytes = Number(/^dicom_xfer_dicom_store_bytes_total\{calling_aet="DCMSEND"\} (\d+)$/m.exec(metrics)?.[1]);
+      assert.ok(bytes > 0);
+      assert.match(metrics, /^dicom_xfer_dicom_associations_total 2$/m);
     } finally {
       await node.stop();
     }

@@ -50,7 +50,9 @@ interface Result {
 /** The files dealt round-robin to `n` senders. */
 function shares<T>(items: readonly T[], n: number): T[][] {
   const out: T[][] = Array.from({ length: n }, () => []);
-  items.forEach((x, i) => out[i % n]?.push(x));
+  items.forEach((x, i) => {
+    out[i % n]?.push(x);
+  });
   return out.filter((s) => s.length > 0);
 }
 

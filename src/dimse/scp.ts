@@ -51,6 +51,8 @@ export interface ScpDeps {
   counters: ScpCounters;
   /** True when the node already serves as many associations as it takes. */
   full(): boolean;
+  /** Work in progress (storing, finding, moving), which closing the server waits for. */
+  track(work: Promise<unknown>): void;
 }
 
 /** The data set handed to cStoreRequest: what was received, never parsed by the DIMSE library. */
@@ -232,10 +234,13 @@ export class NodeScp extends Scp {
       return;
     }
     this.#busy++;
-    void incoming.received.then((received) => {
-      this.#busy--;
-      callback(new ReceivedDataset(received, incoming.bytes));
-    });
+    const done = incoming.received
+      .then((received) => callback(new ReceivedDataset(received, incoming.bytes)))
+      .catch((e: unknown) => this.#deps.logger.debug({ err: e instanceof Error ? e.message : String(e) }, 'C-STORE not answered'))
+      .finally(() => {
+        this.#busy--;
+      });
+    this.#deps.track(done);
   }
 
   override cStoreRequest(request: CStoreRequest, callback: (response: InstanceType<typeof CStoreResponse>) => void): void {
@@ -356,15 +361,18 @@ export class NodeScp extends Scp {
   /** Runs a request's work and hands its response to the library; a failure answers what `failed` makes of it. */
   #answer<R extends Response | Response[]>(callback: (r: R) => void, work: () => Promise<R>, failed: (comment: string) => R): void {
     this.#busy++;
-    work()
+    const done = work()
       .catch((e: unknown) => {
         const comment = e instanceof Error ? e.message : String(e);
         this.#deps.logger.warn({ err: comment, aet: this.#caller?.callingAet }, 'DICOM request failed');
         return failed(comment);
       })
       .then(callback)
+      // Answering on a connection that just broke: nothing to tell anyone, and nothing may crash the node.
+      .catch((e: unknown) => this.#deps.logger.debug({ err: e instanceof Error ? e.message : String(e) }, 'DICOM answer not sent'))
       .finally(() => {
         this.#busy--;
       });
+    this.#deps.track(done);
   }
 }

@@ -47,6 +47,7 @@ export class DicomServer {
   readonly counters: ScpCounters = newCounters();
   readonly #opts: DicomServerOptions;
   readonly #sockets = new Set<Socket>();
+  readonly #work = new Set<Promise<unknown>>();
   #server: Server | undefined;
   #port = 0;
 
@@ -81,6 +82,10 @@ export class DicomServer {
       logger: logger.child({ part: 'dicom' }),
       counters: this.counters,
       full: () => this.#sockets.size > max,
+      track: (work: Promise<unknown>) => {
+        this.#work.add(work);
+        void work.finally(() => this.#work.delete(work));
+      },
     };
     const server = createServer((socket) => {
       this.#sockets.add(socket);
@@ -99,13 +104,17 @@ export class DicomServer {
     logger.info({ aet: config.DicomAet, host: config.HttpHost, port: this.#port }, 'DICOM server listening');
   }
 
-  /** Stops listening and ends every open association. */
+  /**
+   * Stops listening, ends every open association, and waits for the work they had begun (an instance being
+   * stored, a C-MOVE's sender being stopped) so the store is not closed under it.
+   */
   async close(): Promise<void> {
     const server = this.#server;
     this.#server = undefined;
     if (!server) return;
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     for (const s of this.#sockets) s.destroy();
+    await Promise.allSettled([...this.#work]);
     await closed;
   }
 }

@@ -259,6 +259,45 @@ describe('DICOM server: echo', { skip: needsDcmtk() }, () => {
   });
 });
 
+describe('DICOM server: the modality host and the arrival record', { skip: needs(REAL_DICOM) || needsDcmtk() }, () => {
+  test('with DicomCheckModalityHost, a known AET from another host than its modality is unknown', async () => {
+    const only = {
+      DicomAlwaysAllowEcho: false,
+      DicomAlwaysAllowStore: false,
+      DicomModalities: { far: { AET: 'FAR', Host: '192.0.2.7', Port: 104, AllowEcho: true } },
+    };
+    const checked = await startScp({ ...only, DicomCheckModalityHost: true });
+    try {
+      const echo = await echoscu(checked.peer, 'FAR');
+      assert.notEqual(echo.code, 0);
+      assert.match(echo.stderr, /Calling AE Title Not Recognized/i);
+    } finally {
+      await checked.close();
+    }
+    const unchecked = await startScp({ ...only, DicomCheckModalityHost: false });
+    try {
+      const echo = await echoscu(unchecked.peer, 'FAR');
+      assert.equal(echo.code, 0, echo.stderr);
+    } finally {
+      await unchecked.close();
+    }
+  });
+
+  test('an arrival that cannot be recorded fails the C-STORE (the SCU sends again); the instance stays stored', async () => {
+    const h = await startScp({}, { arrivals: { arrived: async () => Promise.reject(new Error('the route queue is not writable')) } });
+    try {
+      const file = join(REAL_DICOM, 'Knix', 'Loc');
+      const first = (await listFiles(file))[0] as string;
+      const run = await dcmsend(h.peer, [first], { extra: ['-v'] });
+      // 0x0110, "processing failure" (PS3.7 C.4): dcmtk names it an unknown status, a failure all the same.
+      assert.match(run.stderr, /Received C-STORE Response \(Unknown Status: 0x110\)/);
+      assert.equal(await instanceCount(h), 1);
+    } finally {
+      await h.close();
+    }
+  });
+});
+
 describe('DICOM server: storage commitment reports (N-EVENT-REPORT)', () => {
   test('a report from a known modality reaches the sink parsed: committed and failed instances, transaction', async () => {
     const reports: CommitmentReport[] = [];

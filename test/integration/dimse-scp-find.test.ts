@@ -24,7 +24,10 @@ function canonical(answers: FindAnswer[], latin1 = false): string[] {
   return answers
     .map((a) => {
       const { SpecificCharacterSet: _charset, ...rest } = a;
-      const values = Object.entries(rest).map(([k, v]) => [k, latin1 && typeof v === 'string' ? v.replace(/[^\u0000-\u00ff]/gu, '') : v]);
+      const values = Object.entries(rest).map(([k, v]) => [
+        k,
+        latin1 && typeof v === 'string' ? [...v].filter((c) => (c.codePointAt(0) ?? 0) <= 0xff).join('') : v,
+      ]);
       return JSON.stringify(Object.fromEntries(values.sort(([x], [y]) => String(x).localeCompare(String(y)))));
     })
     .sort();

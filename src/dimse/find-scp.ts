@@ -18,9 +18,45 @@ export type Finder = (body: Record<string, unknown>) => Promise<unknown>;
 export function storeFinder(store: Store): Finder {
   return async (body) => {
     if (store instanceof EmbeddedStore) return store.find(parseFindRequest(body));
-    if (store instanceof OrthancStore) return store.find(body);
+    if (store instanceof OrthancStore) return orthancFind(store, body);
     return [];
   };
+}
+
+/** Where Orthanc's REST API gives the resources above one of a level. */
+const PARENTS: Partial<Record<string, string[]>> = {
+  Series: ['study'],
+  Instance: ['series', 'study'],
+};
+
+/**
+ * Orthanc's own `/tools/find`, with the main tags of the levels above each match added as RequestedTags:
+ * Orthanc 1.10 answers neither (RequestedTags came with 1.11), and a C-FIND at series or image level asks
+ * for study and patient keys.
+ */
+async function orthancFind(store: OrthancStore, body: Record<string, unknown>): Promise<unknown> {
+  const found = await store.find(body);
+  const level = typeof body.Level === 'string' ? parseLevel(body.Level) : undefined;
+  const parents = level ? PARENTS[level] : undefined;
+  if (!Array.isArray(found) || body.Expand !== true || !parents) return found;
+  const path = level === 'Series' ? 'series' : 'instances';
+  const asked = Array.isArray(body.RequestedTags) ? body.RequestedTags.filter((t): t is string => typeof t === 'string') : [];
+  for (const r of found) {
+    if (!isResource(r)) continue;
+    const tags: Record<string, unknown> = {};
+    for (const parent of parents) {
+      const up = (await store.getJson(`/${path}/${r.ID}/${parent}`)) as Record<string, unknown>;
+      Object.assign(tags, up.PatientMainDicomTags ?? {}, up.MainDicomTags ?? {});
+    }
+    Object.assign(tags, r.MainDicomTags ?? {});
+    // Keys of no level's main tags (SOPClassUID...): read from the instance, as Orthanc reads them from its file.
+    if (level === 'Instance' && asked.some((t) => tags[t] === undefined)) {
+      const all = (await store.getJson(`/instances/${r.ID}/simplified-tags`)) as Record<string, unknown>;
+      for (const t of asked) if (tags[t] === undefined && typeof all[t] === 'string') tags[t] = all[t];
+    }
+    r.RequestedTags = tags;
+  }
+  return found;
 }
 
 /** C-FIND statuses (PS3.4 C.4.1.1.4). */

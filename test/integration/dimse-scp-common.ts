@@ -13,6 +13,7 @@ import { DicomServer } from '../../src/dimse/server.ts';
 import type { CommitmentSink, MoveSender } from '../../src/dimse/services.ts';
 import type { Arrival, ArrivalSink } from '../../src/routing/arrivals.ts';
 import { EmbeddedStore } from '../../src/store/embedded/store.ts';
+import { OrthancStore } from '../../src/store/orthanc/store.ts';
 import type { Peer } from '../helpers/dcmtk.ts';
 
 export interface ScpHarness {
@@ -59,6 +60,30 @@ export async function startScp(overrides: ConfigOverrides = {}, opts: HarnessOpt
     server,
     store,
     arrivals,
+    peer: { port: server.port, aet: config.DicomAet },
+    async close() {
+      await server.close();
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A DicomServer over an Orthanc store (the node in front of a real Orthanc), on a free loopback port. */
+export async function startScpOnOrthanc(
+  orthancUrl: string,
+  overrides: ConfigOverrides = {},
+): Promise<Omit<ScpHarness, 'store' | 'arrivals'>> {
+  const dir = await mkdtemp(join(tmpdir(), 'dx-scp-orthanc-'));
+  const { config } = await loadConfig({
+    overrides: { StorageDirectory: join(dir, 'data'), DicomServerEnabled: true, DicomPort: 0, ...overrides },
+  });
+  const logger = pino({ level: process.env.DX_TEST_LOG ?? 'silent' });
+  const store = await OrthancStore.open({ url: orthancUrl, storageDirectory: config.StorageDirectory, logger });
+  const server = new DicomServer({ config, store, logger });
+  await server.listen();
+  return {
+    server,
     peer: { port: server.port, aet: config.DicomAet },
     async close() {
       await server.close();

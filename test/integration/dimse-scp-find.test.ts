@@ -10,7 +10,7 @@ import { describe, listFiles, needs, REAL_DICOM } from '../helpers/data.ts';
 import { findscu, needsDcmtk, type FindAnswer, type Peer } from '../helpers/dcmtk.ts';
 import { orthancInstalled, startOrthanc, type OrthancServer } from '../helpers/orthanc.ts';
 import { freePort } from '../helpers/ports.ts';
-import { startScp, type ScpHarness } from './dimse-scp-common.ts';
+import { startScp, startScpOnOrthanc, type ScpHarness } from './dimse-scp-common.ts';
 
 const FOLDERS = ['Brainix', 'Knix', 'PatientWith2studies', 'Encodings'].map((f) => join(REAL_DICOM, f));
 
@@ -39,6 +39,8 @@ describe('DICOM server: C-FIND answers as Orthanc answers them', {
   let h: ScpHarness;
   let orthanc: OrthancServer;
   let orthancPeer: Peer;
+  /** A node whose store is that Orthanc: its C-FIND is Orthanc's /tools/find. */
+  let front: Awaited<ReturnType<typeof startScpOnOrthanc>>;
   let studyUid: string;
   let seriesUid: string;
   before(async () => {
@@ -57,12 +59,14 @@ describe('DICOM server: C-FIND answers as Orthanc answers them', {
       await copyFile(f, copy);
       await h.store.ingestFile(copy, bytes.length, createHash('md5').update(bytes).digest('hex'));
     }
+    front = await startScpOnOrthanc(orthanc.url, { DicomAet: 'ORTHANC', DicomAlwaysAllowFind: true });
     const knix = parseDicomHeader(await readFile((await listFiles(join(REAL_DICOM, 'Knix')))[0] as string));
     studyUid = knix.studyInstanceUid;
     seriesUid = knix.seriesInstanceUid;
   });
   after(async () => {
     await h?.close();
+    await front?.close();
     await orthanc?.stop();
   });
 
@@ -158,6 +162,10 @@ describe('DICOM server: C-FIND answers as Orthanc answers them', {
       assert.equal(theirs.run.code, 0, theirs.run.stderr.slice(-2000));
       assert.ok(theirs.answers.length > 0, 'Orthanc found nothing: the query tests nothing');
       assert.deepEqual(canonical(ours.answers, true), canonical(theirs.answers));
+      // The same through a node whose store is that Orthanc.
+      const fronted = await findscu(front.peer, q.model, q.keys());
+      assert.equal(fronted.run.code, 0, fronted.run.stderr.slice(-2000));
+      assert.deepEqual(canonical(fronted.answers, true), canonical(theirs.answers));
       for (const a of ours.answers) assert.equal(a.SpecificCharacterSet, 'ISO_IR 192');
     });
   }

@@ -1,13 +1,15 @@
 // C-FIND against the node's DICOM server and against a real Orthanc 1.10.1 holding the same real files,
-// asked by dcmtk's findscu with the same keys at the four levels: the answers must be the same.
+// asked by dcmtk's findscu with the same keys at the four levels: the answers must be the same; and a node
+// whose store is an Orthanc, for C-FIND and C-STORE.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomUUID } from 'node:crypto';
 import { copyFile, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { orthancIds } from '../../src/dicom/ids.ts';
 import { parseDicomHeader } from '../../src/dicom/parse.ts';
 import { describe, listFiles, needs, REAL_DICOM } from '../helpers/data.ts';
-import { findscu, needsDcmtk, type FindAnswer, type Peer } from '../helpers/dcmtk.ts';
+import { dcmsend, findscu, needsDcmtk, type FindAnswer, type Peer } from '../helpers/dcmtk.ts';
 import { orthancInstalled, startOrthanc, type OrthancServer } from '../helpers/orthanc.ts';
 import { freePort } from '../helpers/ports.ts';
 import { startScp, startScpOnOrthanc, type ScpHarness } from './dimse-scp-common.ts';
@@ -169,4 +171,28 @@ describe('DICOM server: C-FIND answers as Orthanc answers them', {
       for (const a of ours.answers) assert.equal(a.SpecificCharacterSet, 'ISO_IR 192');
     });
   }
+});
+
+describe('DICOM server in front of an Orthanc store: C-STORE', {
+  skip: needs(REAL_DICOM) || needsDcmtk() || (orthancInstalled() ? false : 'needs Orthanc'),
+}, () => {
+  test('a series sent by dcmsend lands in the Orthanc, under the IDs Orthanc gives the files', async () => {
+    const orthanc = await startOrthanc();
+    const front = await startScpOnOrthanc(orthanc.url);
+    try {
+      const series = join(REAL_DICOM, 'Knix', 'Loc');
+      const run = await dcmsend(front.peer, [series]);
+      assert.equal(run.code, 0, run.stderr.slice(-2000));
+      const ids = ((await (await fetch(`${orthanc.url}/instances`)).json()) as string[]).sort();
+      const files = await listFiles(series);
+      assert.equal(ids.length, files.length);
+      for (const f of files) {
+        const id = orthancIds(parseDicomHeader(await readFile(f))).instance;
+        assert.ok(ids.includes(id), `${f} is not in Orthanc as ${id}`);
+      }
+    } finally {
+      await front.close();
+      await orthanc.stop();
+    }
+  });
 });

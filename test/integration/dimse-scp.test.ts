@@ -206,6 +206,18 @@ describe('DICOM server: bad input over DIMSE', { skip: needs(REAL_DICOM) || need
     assert.equal(echo.code, 0, echo.stderr);
   });
 
+  test('2 MB of bytes that are not DICOM: refused from their first bytes, the rest read and dropped, the association still serves', async () => {
+    const junk = Buffer.alloc(2 * 1024 * 1024, 0x41);
+    const run = await sendRequests(h.peer, 'SCANNER', [storeOf(junk), storeOf(dataSetOf(file))]);
+    assert.equal(run.rejected, false, run.error);
+    // The junk fails; the real data set after it, on the same association, is stored.
+    assert.deepEqual(run.statuses, [[0xc000], [0x0000]]);
+    assert.equal(await instanceCount(h), 1);
+    const id = idOf(file) as string;
+    await h.store.deleteResource('Instance', id);
+    assert.equal(await instanceCount(h), 0);
+  });
+
   test('a data set of another instance than the command names fails, nothing stored', async () => {
     const run = await sendRequests(h.peer, 'SCANNER', [storeOf(dataSetOf(file), '1.2.3.4.5.6.7')]);
     assert.deepEqual(run.statuses, [[0xc000]]);

@@ -1,8 +1,10 @@
 // npm run bench:dimse — the DICOM network both ways, dicom-xfer beside Orthanc in one run: dcmtk's storescu
 // sends the same generated CT slices to each (C-STORE in), then each sends them all to dcmtk's storescp
 // through its REST route POST /modalities/{name}/store (C-STORE out). Prints instances/s, MB/s and the
-// ratios. Options: --count N (default 1000), --associations N (storescu processes at once, default 1),
-// --rounds N (default 1), --targets dicom-xfer,orthanc (default both), --json FILE.
+// ratios. Orthanc listens on every interface: the npm script runs this inside a loopback-only namespace
+// (test/netns.mjs). Options: --count N (default 1000), --associations LIST (storescu processes at once, one
+// inbound figure for each; default 1,4; the outbound figure is taken after the first), --rounds N (default 1),
+// --targets dicom-xfer,orthanc (default both), --json FILE.
 import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -16,7 +18,7 @@ import { freePort, waitFor } from '../test/helpers/ports.ts';
 const { values } = parseArgs({
   options: {
     count: { type: 'string', default: '1000' },
-    associations: { type: 'string', default: '1' },
+    associations: { type: 'string', default: '1,4' },
     rounds: { type: 'string', default: '1' },
     seed: { type: 'string', default: '7' },
     targets: { type: 'string', default: 'dicom-xfer,orthanc' },
@@ -24,7 +26,7 @@ const { values } = parseArgs({
   },
 });
 const count = Number(values.count);
-const associations = Math.max(1, Number(values.associations));
+const associationCounts = (values.associations ?? '1').split(',').map((a) => Math.max(1, Math.floor(Number(a)) || 1));
 const rounds = Math.max(1, Number(values.rounds));
 const seed = Number(values.seed);
 const SINK_AET = 'BENCHSINK';
@@ -32,7 +34,8 @@ const RUN_BOUND_MS = 30 * 60_000;
 
 interface Figure {
   target: string;
-  direction: 'in' | 'out';
+  /** 'in 1' (storescu with one association), 'in 4', 'out'. */
+  direction: string;
   instances: number;
   seconds: number;
   instancesPerSecond: number;
@@ -57,7 +60,7 @@ function run(cmd: string, args: string[]): Promise<void> {
 }
 
 /** storescu of every file to host:port, split over `associations` processes at once. */
-async function storeIn(port: number, calledAet: string, files: string[]): Promise<void> {
+async function storeIn(port: number, calledAet: string, files: string[], associations: number): Promise<void> {
   const parts = Array.from({ length: associations }, (_, i) => files.filter((_, j) => j % associations === i));
   await Promise.all(
     parts.filter((p) => p.length > 0).map((p) => run('storescu', ['-aet', 'BENCHSCU', '-aec', calledAet, '127.0.0.1', String(port), ...p])),
@@ -124,31 +127,46 @@ async function startServer(kind: 'dicom-xfer' | 'Orthanc', sinkPort: number): Pr
   return { url: orthanc.url, dicomPort, aet: 'ORTHANC', stop: () => orthanc.stop() };
 }
 
-async function round(kind: 'dicom-xfer' | 'Orthanc', files: string[], bytes: number): Promise<Figure[]> {
+/** One server on fresh storage: C-STORE in with `associations` storescu at once, then, when asked, out. */
+async function round(
+  kind: 'dicom-xfer' | 'Orthanc',
+  files: string[],
+  bytes: number,
+  associations: number,
+  out: boolean,
+): Promise<Figure[]> {
   const sink = await startSink();
   const server = await startServer(kind, sink.port);
   try {
     const target = kind === 'Orthanc' ? 'Orthanc 1.10.1' : kind;
     let t0 = performance.now();
-    await storeIn(server.dicomPort, server.aet, files);
-    const inFigure = await figure(target, 'in', bytes, files.length, t0);
+    await storeIn(server.dicomPort, server.aet, files, associations);
+    const figures = [await figure(target, `in ${associations}`, bytes, files.length, t0)];
+    if (!out) return figures;
     t0 = performance.now();
     await storeOut(server.url, sink, files.length);
-    return [inFigure, await figure(target, 'out', bytes, files.length, t0)];
+    figures.push(await figure(target, 'out', bytes, files.length, t0));
+    return figures;
   } finally {
     await server.stop();
     await sink.stop();
   }
 }
 
+function directionName(direction: string): string {
+  if (direction === 'out') return 'C-STORE out (to storescp)';
+  const n = Number(direction.split(' ')[1]);
+  return `C-STORE in (${n} storescu at once)`;
+}
+
 function table(figures: Figure[]): string[] {
   const lines = ['| direction | target | seconds | instances/s | MB/s | rate vs Orthanc |', '|---|---|---|---|---|---|'];
-  for (const direction of ['in', 'out'] as const) {
+  for (const direction of [...new Set(figures.map((f) => f.direction))]) {
     const mine = figures.filter((f) => f.direction === direction);
     const base = mine.find((f) => f.target.startsWith('Orthanc'));
     for (const f of mine) {
       const ratio = base ? `${(f.instancesPerSecond / base.instancesPerSecond).toFixed(2)}x` : '-';
-      const cells = [direction === 'in' ? 'C-STORE in (storescu)' : 'C-STORE out (to storescp)', f.target];
+      const cells = [directionName(direction), f.target];
       cells.push(f.seconds.toFixed(2), f.instancesPerSecond.toFixed(1), f.mbPerSecond.toFixed(1), ratio);
       lines.push(`| ${cells.join(' | ')} |`);
     }
@@ -182,23 +200,28 @@ async function main(): Promise<void> {
   const runs: Figure[] = [];
   for (let r = 0; r < rounds; r++) {
     for (const kind of kinds) {
-      const [a, b] = await round(kind, files, bytes);
-      if (a && b) runs.push(a, b);
-      process.stderr.write(`round ${r + 1}/${rounds} ${kind}: in ${a?.seconds.toFixed(1)} s, out ${b?.seconds.toFixed(1)} s\n`);
+      for (const [i, associations] of associationCounts.entries()) {
+        const got = await round(kind, files, bytes, associations, i === 0);
+        runs.push(...got);
+        const said = got.map((f) => `${f.direction} ${f.seconds.toFixed(1)} s`).join(', ');
+        process.stderr.write(`round ${r + 1}/${rounds} ${kind}: ${said}\n`);
+      }
     }
   }
   // The median round of each target and direction.
-  const median = (target: string, direction: Figure['direction']) => {
+  const median = (target: string, direction: string) => {
     const mine = runs.filter((f) => f.target === target && f.direction === direction).sort((x, y) => x.seconds - y.seconds);
     return mine[Math.floor((mine.length - 1) / 2)];
   };
+  const directions = [...new Set(runs.map((f) => f.direction))];
   const figures = [...new Set(runs.map((f) => f.target))]
-    .flatMap((t) => [median(t, 'in'), median(t, 'out')])
+    .flatMap((t) => directions.map((d) => median(t, d)))
     .filter((f): f is Figure => f !== undefined);
-  const head = `${files.length} generated CT slices (${(bytes / 1e6).toFixed(0)} MB), ${associations} storescu association(s) at once, `;
+  const head = `${files.length} generated CT slices (${(bytes / 1e6).toFixed(0)} MB), `;
   const lines = [`${head}median of ${rounds} round(s), ${new Date().toISOString()}`, '', ...table(figures)];
   process.stdout.write(`${lines.join('\n')}\n`);
-  if (values.json) await writeFile(values.json, JSON.stringify({ count, associations, rounds, bytes, figures, runs }, null, 2));
+  if (values.json)
+    await writeFile(values.json, JSON.stringify({ count, associations: associationCounts, rounds, bytes, figures, runs }, null, 2));
 }
 
 await main();

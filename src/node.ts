@@ -44,6 +44,8 @@ import { ModalityDirectory, combinedListing } from './dimse/modality-destination
 import { createModalitySender } from './dimse/move-sender.ts';
 import type { CommitmentSink, MoveSender } from './dimse/services.ts';
 import { DicomStoreJob } from './dimse/store-job.ts';
+import { DicomServer } from './dimse/server.ts';
+import { registerDicomMetrics } from './dimse/server-metrics.ts';
 
 export interface ServeFlags {
   port?: string;
@@ -150,6 +152,8 @@ export interface NodeParts {
   commitments: CommitmentSink;
   /** What the DICOM server's C-MOVE sends with: the SCU towards the modalities of DicomModalities. */
   moveSender: MoveSender;
+  /** The DICOM server, when DicomServerEnabled. */
+  dicom?: DicomServer;
 }
 
 /** A node built but not listening yet (the store stays the caller's to close). */
@@ -227,7 +231,8 @@ async function assemble(http: HttpApp, base: NodeBase, originator: string, close
   const { config, store, logger } = base;
   const { fastify, routes } = http;
   const httpTimeoutSeconds = httpTimeoutOf(config);
-  registerSystemRoutes(http, config);
+  let dicom: DicomServer | undefined;
+  registerSystemRoutes(http, config, () => dicom?.port ?? config.DicomPort);
 
   const peers = await Peers.open(config, logger);
   closers.add(() => peers.close());
@@ -278,10 +283,18 @@ async function assemble(http: HttpApp, base: NodeBase, originator: string, close
     closers.add(() => proxy.close());
     await proxy.install(http);
   }
+  const moveSender = createModalitySender({ config, store });
+  // The DICOM server (DicomServerEnabled): C-STORE into the store, C-FIND, C-MOVE, commitment reports.
+  if (config.DicomServerEnabled) {
+    const server = new DicomServer({ config, store, logger, arrivals, move: moveSender, commitments });
+    await server.listen();
+    closers.add(() => server.close());
+    registerDicomMetrics(metrics.registry, server);
+    dicom = server;
+  }
   await engine.start();
   routing.engine.start(engine);
-  const moveSender = createModalitySender({ config, store });
-  return { peers, transfers, engine, metrics, inFlight, routing: routing.engine, commitments, moveSender };
+  return { peers, transfers, engine, metrics, inFlight, routing: routing.engine, commitments, moveSender, dicom };
 }
 
 /** Builds a node on an open store: every part made and its routes registered, not listening yet. */

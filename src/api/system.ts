@@ -11,14 +11,14 @@ import { VERSION } from '../version.ts';
 export type CorePath = '/system' | '/plugins' | '/plugins/transfers';
 
 /** What GET /system answers before any amending. */
-function systemDocument(config: Config): Record<string, unknown> {
+function systemDocument(config: Config, dicomPort: number): Record<string, unknown> {
   return {
     ApiVersion: 16,
     CheckRevisions: false,
     DatabaseBackendPlugin: null,
     DatabaseVersion: 6,
-    DicomAet: 'DICOMXFER',
-    DicomPort: 0,
+    DicomAet: config.DicomAet,
+    DicomPort: dicomPort,
     DicomXferVersion: VERSION,
     HttpPort: config.HttpPort,
     // As Orthanc: insecure only when anyone who reaches the port gets in without credentials.
@@ -30,8 +30,11 @@ function systemDocument(config: Config): Record<string, unknown> {
   };
 }
 
-/** Registers the core routes on `app`; each answer passes through the amender of its path, if any. */
-export function registerSystemRoutes(app: HttpApp, config: Config): void {
+/**
+ * Registers the core routes on `app`; each answer passes through the amender of its path, if any.
+ * `dicomPort` says the DICOM server's port (the bound one when it listens, as Orthanc shows DicomPort).
+ */
+export function registerSystemRoutes(app: HttpApp, config: Config, dicomPort: () => number = () => config.DicomPort): void {
   const { fastify, routes } = app;
   const answer = (path: CorePath, value: () => unknown) => ({
     GET: async (req: FastifyRequest, reply: FastifyReply) => sendJson(reply, await app.amended(path, value(), req)),
@@ -39,7 +42,7 @@ export function registerSystemRoutes(app: HttpApp, config: Config): void {
   route(
     fastify,
     '/system',
-    answer('/system', () => systemDocument(config)),
+    answer('/system', () => systemDocument(config, dicomPort())),
     routes,
   );
   route(

@@ -1,62 +1,19 @@
 // The node as a DICOM client of a real Orthanc 1.10.1 (its DICOM port, loopback only): C-STORE with storage
-// commitment (Orthanc is a storage commitment SCP and reports back on a new association), and the node's
-// /modalities answers beside Orthanc's for the same DicomModalities.
+// commitment (Orthanc is a storage commitment SCP and reports back on a new association to the node's own
+// DICOM server), and the node's /modalities answers beside Orthanc's for the same DicomModalities.
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import dimse from 'dcmjs-dimse';
 import pino from 'pino';
 import { loadConfig } from '../../src/config/load.ts';
-import { reportFromDataset } from '../../src/dimse/commitment.ts';
-import type { CommitmentSink } from '../../src/dimse/services.ts';
 import { buildNode, type NodeApp } from '../../src/node.ts';
 import { EmbeddedStore } from '../../src/store/embedded/store.ts';
 import { REAL_DICOM, describe, listFiles, needs } from '../helpers/data.ts';
 import { orthancInstalled, startOrthanc, type OrthancServer } from '../helpers/orthanc.ts';
 import { freePort } from '../helpers/ports.ts';
 import { jobEnd, postJson, upload } from './dimse-scu-common.ts';
-
-const { Server, Scp } = dimse;
-const { PresentationContextResult } = dimse.constants;
-
-/**
- * A stand-in for the node's own DICOM server (built beside this part): it accepts every association and
- * hands each storage commitment report to the node's CommitmentSink, as the DICOM server does.
- */
-function reportReceiver(sink: () => CommitmentSink) {
-  return class extends Scp {
-    override associationRequested(association: InstanceType<typeof dimse.association.Association>) {
-      for (const { context } of association.getPresentationContexts()) {
-        const ts = context.getTransferSyntaxUids()[0];
-        if (ts) context.setResult(PresentationContextResult.Accept, ts);
-      }
-      this.sendAssociationAccept();
-    }
-
-    override associationReleaseRequested() {
-      this.sendAssociationReleaseResponse();
-    }
-
-    override nEventReportRequest(
-      request: InstanceType<typeof dimse.requests.NEventReportRequest>,
-      callback: (r: InstanceType<typeof dimse.responses.NEventReportResponse>) => void,
-    ) {
-      const response = dimse.responses.NEventReportResponse.fromRequest(request);
-      const report = reportFromDataset('ORTHANC', request.getDataset()?.getElements() ?? {});
-      sink()
-        .report(report)
-        .then(
-          () => {
-            response.setStatus(0);
-            callback(response);
-          },
-          () => callback(response),
-        );
-    }
-  };
-}
 
 const MODALITIES = (orthancDicomPort: number, receiverPort: number) => ({
   pacs: ['ORTHANC', '127.0.0.1', orthancDicomPort],
@@ -74,7 +31,6 @@ describe('C-STORE to a real Orthanc with storage commitment', {
   let store: EmbeddedStore;
   let app: NodeApp;
   let url: string;
-  let receiver: InstanceType<typeof Server>;
   let ids: string[];
 
   before(async () => {
@@ -90,6 +46,9 @@ describe('C-STORE to a real Orthanc with storage commitment', {
         StorageDirectory: dir,
         HttpPort: 0,
         DicomAet: 'XFERSCU',
+        // Orthanc reports the commitment on a new association to the node's own DICOM server.
+        DicomServerEnabled: true,
+        DicomPort: receiverPort,
         DicomModalities: modalities,
         DicomStorageCommitmentTimeout: 60,
       },
@@ -99,13 +58,10 @@ describe('C-STORE to a real Orthanc with storage commitment', {
     await app.fastify.listen({ port: 0, host: '127.0.0.1' });
     const addr = app.fastify.server.address();
     url = `http://127.0.0.1:${addr && typeof addr === 'object' ? addr.port : 0}`;
-    receiver = new Server(reportReceiver(() => app.parts.commitments));
-    receiver.listen(receiverPort);
     ids = await upload(url, (await listFiles(join(REAL_DICOM, 'Brainix'))).slice(0, 8));
   });
 
   after(async () => {
-    receiver?.close();
     await app?.close();
     await store?.close();
     if (dir) await rm(dir, { recursive: true, force: true });

@@ -15,7 +15,7 @@ import { ORTHANC_BINARY } from './orthanc.ts';
 import { freePort, waitFor } from './ports.ts';
 
 const [scenario, ...files] = process.argv.slice(2);
-const BOUND_MS = 8 * 60_000;
+const BOUND_MS = Number(process.env.GATEWAY_BOUND_MS ?? 8 * 60_000);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** MD5 of the data set: the bytes after the file meta group. */
@@ -181,6 +181,17 @@ async function main(): Promise<void> {
     facts['jobsB'] = (await jobs(b)).map((j) => ({ Type: j.Type, State: j.State, Content: j.Content }));
     facts['routesA'] = await json(`${a.url}/routes`);
     facts['routesB'] = await json(`${b.url}/routes`);
+  } catch (e) {
+    // What each side holds and does, to say where the chain stopped.
+    const state = async (name: string, n: XferNode) => ({
+      name,
+      instances: (await json<string[]>(`${n.url}/instances`).catch(() => [])).length,
+      jobs: (await jobs(n).catch(() => [])).map((j) => ({ Type: j.Type, State: j.State, Content: j.Content })),
+      routes: await json(`${n.url}/routes`).catch((x: unknown) => String(x)),
+    });
+    process.stderr.write(`${JSON.stringify([await state('A', a), await state('B', b)], null, 1).slice(0, 20_000)}\n`);
+    process.stderr.write(`A's log:\n${a.log().slice(-6000)}\nB's log:\n${b.log().slice(-6000)}\n`);
+    throw e;
   } finally {
     await a.stop();
     await b.stop();

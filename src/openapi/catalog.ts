@@ -36,6 +36,7 @@ const paging: Record<string, [Json, string]> = {
 };
 
 const RULE = { name: 'Name of the routing rule.' };
+const MODALITY = { name: 'Name of the modality in DicomModalities.' };
 
 const levels = { patients: 'patient', studies: 'study', series: 'series', instances: 'instance' } as const;
 
@@ -177,14 +178,15 @@ export const CATALOG: Record<string, Partial<Record<Method, OperationDoc>>> = {
       response: { oneOf: [arrayOf(str), obj] },
     },
   },
-  '/modalities/:name': { GET: { summary: 'What can be asked of a modality', tag: 'Modalities', response: arrayOf(str) } },
+  '/modalities/:name': { GET: { summary: 'What can be asked of a modality', tag: 'Modalities', params: MODALITY, response: arrayOf(str) } },
   '/modalities/:name/configuration': {
-    GET: { summary: "A modality in Orthanc's shape (AET, Host, Port, Allow...)", tag: 'Modalities', response: obj },
+    GET: { summary: "A modality in Orthanc's shape (AET, Host, Port, Allow...)", tag: 'Modalities', params: MODALITY, response: obj },
   },
   '/modalities/:name/echo': {
     POST: {
       summary: 'C-ECHO to a modality: {} on success, a DicomAssociation error (500) otherwise',
       tag: 'Modalities',
+      params: MODALITY,
       request: { type: 'object', properties: { Timeout: { type: 'integer', minimum: 0 } } },
       response: empty,
     },
@@ -197,6 +199,7 @@ export const CATALOG: Record<string, Partial<Record<Method, OperationDoc>>> = {
         'Description, LocalAet, RemoteAet, ParentResources, InstancesCount, FailedInstancesCount and StorageCommitment; ' +
         'Asynchronous answers the job at once.',
       tag: 'Modalities',
+      params: MODALITY,
       request: {
         oneOf: [
           str,

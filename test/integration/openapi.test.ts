@@ -143,6 +143,13 @@ describe('the OpenAPI document', { timeout: 60_000 }, () => {
       { name: 'name', in: 'path', required: true, description: 'Name of the routing rule.', schema: { type: 'string' } },
     ]);
     assert.deepEqual(schemaOf(op('/instances/{id}/metadata/{name}', 'get'), 'text/plain'), { type: 'string' });
+    assert.deepEqual(op('/modalities/{name}/store', 'post').parameters?.[0], {
+      name: 'name',
+      in: 'path',
+      required: true,
+      description: 'Name of the modality in DicomModalities.',
+      schema: { type: 'string' },
+    });
     assert.ok(op('/instances/{id}/metadata', 'get').parameters?.some((p) => p.name === 'expand' && p.in === 'query'));
   });
 

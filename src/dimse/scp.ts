@@ -10,7 +10,7 @@ import type { Store } from '../store/types.ts';
 import type { CommitmentSink, MoveSender } from './services.ts';
 import { commitmentReportOf } from './scp-commitment.ts';
 import { allows, findModality, pickTransferSyntax, refusalOf, serviceOf, type Caller, type PolicyConfig } from './scp-policy.ts';
-import { findAnswers, moveInstances, type Finder, type MoveAnswer } from './find-scp.ts';
+import { findAnswers, MOVE_STATUS, moveInstances, type Finder, type MoveAnswer } from './find-scp.ts';
 import { IncomingInstance, part10Header, storeReceived, type Received } from './store-scp.ts';
 
 const { Scp, Dataset } = dimse;
@@ -307,7 +307,8 @@ export class NodeScp extends Scp {
     const respond = (a: MoveAnswer) => {
       const r = CMoveResponse.fromRequest(request);
       r.setStatus(a.status);
-      r.setRemaining(a.remaining);
+      // The remaining count belongs to pending (and cancelled) answers only; a final answer leaves it out, as Orthanc does.
+      if (a.status === MOVE_STATUS.Pending || a.status === MOVE_STATUS.Cancel) r.setRemaining(a.remaining);
       r.setCompleted(a.completed);
       r.setFailures(a.failed);
       r.setWarnings(a.warning);

@@ -5,6 +5,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { JobsEngine, JobState } from '../jobs/engine.ts';
+import { JOB_TYPES } from '../jobs/store.ts';
 import type { Peers } from '../peers/peers.ts';
 import { route, type RouteInfo } from '../server/http.ts';
 import type { InFlight } from '../transfer/in-flight.ts';
@@ -282,8 +283,8 @@ class JobMetrics {
       registers,
       collect() {
         this.reset();
-        for (const type of ['PushTransfer', 'PullTransfer', 'RemotePullTransfer'])
-          for (const state of JOB_STATES) this.set({ type, state }, 0);
+        // Every job type the engine runs (C-STORE jobs to a modality too) is published, at zero when it has none.
+        for (const type of JOB_TYPES) for (const state of JOB_STATES) this.set({ type, state }, 0);
         for (const id of engine.list()) {
           const j = engine.describe(id);
           this.inc({ type: String(j.Type), state: String(j.State) });

@@ -9,6 +9,8 @@ export interface OperationDoc {
   summary: string;
   description?: string;
   tag?: string;
+  /** Path parameters whose meaning differs from the usual one (`name` is a peer's elsewhere): name -> description. */
+  params?: Record<string, string>;
   /** Query parameters: name -> [JSON Schema, description]. */
   query?: Record<string, [Json, string]>;
   /** The request body's schema (application/json unless `requestType` says otherwise). */
@@ -33,6 +35,9 @@ const paging: Record<string, [Json, string]> = {
   limit: [{ type: 'integer', minimum: 0 }, 'Answer at most this many resources (0: all).'],
 };
 
+const RULE = { name: 'Name of the routing rule.' };
+const MODALITY = { name: 'Name of the modality in DicomModalities.' };
+
 const levels = { patients: 'patient', studies: 'study', series: 'series', instances: 'instance' } as const;
 
 function resourceRoutes(): Record<string, Partial<Record<Method, OperationDoc>>> {
@@ -54,6 +59,24 @@ function resourceRoutes(): Record<string, Partial<Record<Method, OperationDoc>>>
         GET: { summary: `The instances of one ${one}`, tag: 'Resources', response: arrayOf(ref('OrthancResource')) },
       };
   }
+  out['/instances/:id/metadata'] = {
+    GET: {
+      summary: "The metadata of an instance's reception: Origin, ReceptionDate, RemoteAET, CalledAET, RemoteIP, HttpUsername",
+      description: 'Their names; with ?expand, an object of name to value. Only those known for the instance are listed.',
+      tag: 'Resources',
+      query: expand,
+      response: { oneOf: [arrayOf(str), { type: 'object', additionalProperties: str }] },
+    },
+  };
+  out['/instances/:id/metadata/:name'] = {
+    GET: {
+      summary: 'One metadata value of an instance, as text',
+      tag: 'Resources',
+      params: { name: 'Name of the metadata (Origin, ReceptionDate, RemoteAET, CalledAET, RemoteIP, HttpUsername).' },
+      response: str,
+      responseType: 'text/plain',
+    },
+  };
   out['/instances'] = {
     ...out['/instances'],
     POST: {
@@ -155,14 +178,15 @@ export const CATALOG: Record<string, Partial<Record<Method, OperationDoc>>> = {
       response: { oneOf: [arrayOf(str), obj] },
     },
   },
-  '/modalities/:name': { GET: { summary: 'What can be asked of a modality', tag: 'Modalities', response: arrayOf(str) } },
+  '/modalities/:name': { GET: { summary: 'What can be asked of a modality', tag: 'Modalities', params: MODALITY, response: arrayOf(str) } },
   '/modalities/:name/configuration': {
-    GET: { summary: "A modality in Orthanc's shape (AET, Host, Port, Allow...)", tag: 'Modalities', response: obj },
+    GET: { summary: "A modality in Orthanc's shape (AET, Host, Port, Allow...)", tag: 'Modalities', params: MODALITY, response: obj },
   },
   '/modalities/:name/echo': {
     POST: {
       summary: 'C-ECHO to a modality: {} on success, a DicomAssociation error (500) otherwise',
       tag: 'Modalities',
+      params: MODALITY,
       request: { type: 'object', properties: { Timeout: { type: 'integer', minimum: 0 } } },
       response: empty,
     },
@@ -175,6 +199,7 @@ export const CATALOG: Record<string, Partial<Record<Method, OperationDoc>>> = {
         'Description, LocalAet, RemoteAet, ParentResources, InstancesCount, FailedInstancesCount and StorageCommitment; ' +
         'Asynchronous answers the job at once.',
       tag: 'Modalities',
+      params: MODALITY,
       request: {
         oneOf: [
           str,
@@ -196,6 +221,27 @@ export const CATALOG: Record<string, Partial<Record<Method, OperationDoc>>> = {
       },
       response: { oneOf: [obj, ref('JobHandle')] },
     },
+  },
+
+  '/routes': {
+    GET: {
+      summary: 'The routing rules, each with where it comes from, its queue, the jobs sending it and its last error',
+      tag: 'Routing',
+      response: arrayOf(ref('RouteRuleState')),
+    },
+  },
+  '/routes/:name': {
+    GET: { summary: 'One routing rule with its figures', tag: 'Routing', params: RULE, response: ref('RouteRuleState') },
+    PUT: {
+      summary: "Write a routing rule: kept in the routes database, it replaces the configuration file's rule of that name",
+      description:
+        'Its destinations (Send, Alternate) must be peers of OrthancPeers or modalities of DicomModalities. It applies to new arrivals.',
+      tag: 'Routing',
+      params: RULE,
+      request: ref('RouteRule'),
+      response: ref('RouteRuleState'),
+    },
+    DELETE: { summary: 'Delete a routing rule', tag: 'Routing', params: RULE, response: str, responseType: 'text/plain' },
   },
 
   '/transfers/peers': {

@@ -36,7 +36,7 @@ function operation(method: Method, path: string, doc: OperationDoc | undefined):
     name,
     in: 'path',
     required: true,
-    description: PARAM_DOCS[name] ?? name,
+    description: doc?.params?.[name] ?? PARAM_DOCS[name] ?? name,
     schema: { type: 'string' },
   }));
   for (const [name, [schema, description]] of Object.entries(doc?.query ?? {})) {

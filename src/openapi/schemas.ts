@@ -2,6 +2,7 @@
 // schemas converted with zod's own converter (the wire form, as a peer sends it), the configuration
 // file's schema, and hand-written shapes for the answers no schema validates (Orthanc's job and error JSON).
 import { z } from 'zod';
+import { RouteRuleSchema } from '../config/routes-schema.ts';
 import { configJsonSchema } from '../config/schema.ts';
 import {
   JobHandleSchema,
@@ -157,6 +158,40 @@ function protocolSchemas(): Record<string, Json> {
   };
 }
 
+/** A routing rule as written (from its zod schema), and as GET /routes answers it, with its live figures. */
+function routeSchemas(): Record<string, Json> {
+  const rule = fromZod(RouteRuleSchema);
+  // In a PUT body the path names the rule: Name may be left out (or must be the same).
+  rule.required = ((rule.required ?? []) as string[]).filter((k) => k !== 'Name');
+  rule.description = 'A routing rule as written in Routes or a PUT /routes/{name} body; omitted keys take their defaults.';
+  const written = z.toJSONSchema(RouteRuleSchema, { io: 'output', unrepresentable: 'any' }) as Json;
+  const count = { type: 'integer', minimum: 0 };
+  const figures: Record<string, Json> = {
+    Source: { enum: ['file', 'api'], description: 'Where the rule comes from: the configuration file, or a PUT /routes/{name}.' },
+    QueuedInstances: { ...count, description: 'Instances matched and waiting for their study or series to be stable.' },
+    WaitingBatches: { ...count, description: 'Studies or series waiting to be stable.' },
+    SendingBatches: { ...count, description: 'Batches being sent.' },
+    InFlightJobs: { type: 'array', items: { type: 'string' }, description: 'The jobs sending them (IDs of /jobs).' },
+    SentInstances: { ...count, description: 'Instances every destination (or an Alternate) confirmed.' },
+    DoneBatches: count,
+    FailedInstances: count,
+    FailedBatches: count,
+    LastError: { type: 'string', description: 'The last failure of a job of this rule, in words.' },
+    LastErrorTime: { type: 'string', description: 'When it happened (ISO 8601).' },
+  };
+  const required = [...((written.required ?? []) as string[]), ...Object.keys(figures).filter((k) => !k.startsWith('LastError'))];
+  return {
+    RouteRule: rule,
+    RouteRuleState: {
+      type: 'object',
+      description: 'A routing rule with every key filled in, where it comes from, and its queue, jobs in flight and last error.',
+      properties: { ...(written.properties as Record<string, Json>), ...figures },
+      required,
+      additionalProperties: false,
+    },
+  };
+}
+
 /** The named schemas of the document (components.schemas). */
 export function componentSchemas(): Record<string, Json> {
   const config = configJsonSchema();
@@ -166,6 +201,7 @@ export function componentSchemas(): Record<string, Json> {
     ...protocolSchemas(),
     Job: jobSchema(),
     ...orthancAnswerSchemas(),
+    ...routeSchemas(),
     Configuration: { ...config, description: "The node's configuration keys (Orthanc's names)." },
   };
 }

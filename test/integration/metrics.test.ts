@@ -1,7 +1,7 @@
 // GET /tools/metrics-prometheus of two real nodes after real transfers through the recording proxy: the
 // counters and byte totals equal what moved (the proxy's byte counts, the job Content, the file sizes),
 // a DELETE counts as aborted (not committed, unlike the plugin), and retries and skipped instances follow
-// the jobs' Content.
+// the jobs' Content; C-STORE jobs to a modality (dcmtk's storescp) are counted with the other job types.
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -11,6 +11,7 @@ import {
   emptyNode,
   getJson,
   importFiles,
+  json,
   listFiles,
   postJson,
   startPair,
@@ -21,6 +22,9 @@ import {
   type Pair,
 } from '../helpers/transfer-nodes.ts';
 import { describe, generatedDicom, needs } from '../helpers/data.ts';
+import { needsDcmtk } from '../helpers/dcmtk.ts';
+import { startXferNode, type XferNode } from '../helpers/node.ts';
+import { jobEnd, NOT_IN_STORESCP, onePerSyntax, startStoreScp, upload, type StoreScp } from './dimse-scu-common.ts';
 
 /** Prometheus text -> value of each sample, keyed by `name{labels}` as written (labels sorted by the registry). */
 export function parseMetrics(text: string): Map<string, number> {
@@ -187,5 +191,45 @@ describe('metrics after real transfers', { timeout: 180_000 }, () => {
     assert.ok(value(a, 'dicom_xfer_throughput_bytes_per_second{direction="received"}') >= 0);
     assert.ok(value(a, 'dicom_xfer_process_resident_memory_bytes') > 0);
     assert.equal(value(a, 'orthanc_transfers_used_cache_size'), 0);
+  });
+});
+
+describe('metrics of C-STORE jobs to a modality', { skip: needs(REAL_DICOM) || needsDcmtk(), timeout: 180_000 }, () => {
+  let scp: StoreScp;
+  let node: XferNode;
+  before(async () => {
+    scp = await startStoreScp();
+    node = await startXferNode({ config: { DicomModalities: { scp: [scp.aet, '127.0.0.1', scp.port] } } });
+  });
+  after(async () => {
+    await node?.stop();
+    await scp?.stop();
+  });
+
+  test('DicomModalityStore jobs are counted by state and when they end, as the transfer jobs are', async () => {
+    const type = 'type="DicomModalityStore"';
+    const before = await metrics(node.url);
+    for (const state of ['Pending', 'Running', 'Success', 'Failure'])
+      assert.equal(value(before, `dicom_xfer_jobs{${type},state="${state}"}`), 0);
+    const all = await onePerSyntax(100, []);
+    const good = all.filter((f) => !NOT_IN_STORESCP.includes(f.ts)).slice(0, 3);
+    const refused = all.find((f) => NOT_IN_STORESCP.includes(f.ts));
+    assert.ok(refused && good.length === 3, 'the test data holds files storescp takes and one it refuses');
+    const ids = await upload(
+      node.url,
+      good.map((f) => f.path),
+    );
+    const [refusedId] = await upload(node.url, [refused.path]);
+    const ok = await postJson(node.url, '/modalities/scp/store', { Resources: ids, Asynchronous: true });
+    assert.equal((await jobEnd(node.url, String(json(ok).ID))).State, 'Success');
+    const bad = await postJson(node.url, '/modalities/scp/store', { Resources: [refusedId], Asynchronous: true });
+    assert.equal((await jobEnd(node.url, String(json(bad).ID))).State, 'Failure');
+    const after = await metrics(node.url);
+    assert.equal(value(after, `dicom_xfer_jobs{${type},state="Success"}`), 1);
+    assert.equal(value(after, `dicom_xfer_jobs{${type},state="Failure"}`), 1);
+    assert.equal(value(after, `dicom_xfer_jobs_finished_total{${type},state="Success"}`), 1);
+    assert.equal(value(after, `dicom_xfer_jobs_finished_total{${type},state="Failure"}`), 1);
+    assert.equal(value(after, 'dicom_xfer_jobs_active'), 0);
+    assert.equal((await scp.files()).length, ids.length);
   });
 });

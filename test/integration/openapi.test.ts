@@ -3,7 +3,7 @@
 // the node registered, fastify serves each of them, and the schemas say what the code validates.
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -13,6 +13,7 @@ import { loadConfig } from '../../src/config/load.ts';
 import { buildOpenApi, toOpenApiPath } from '../../src/openapi/openapi.ts';
 import { buildNode, type NodeApp } from '../../src/node.ts';
 import { EmbeddedStore } from '../../src/store/embedded/store.ts';
+import { listFiles, someDicom } from '../helpers/data.ts';
 import { startXferNode, type XferNode } from '../helpers/node.ts';
 
 type Doc = {
@@ -123,6 +124,35 @@ describe('the OpenAPI document', { timeout: 60_000 }, () => {
     }
   });
 
+  test('routing rules and instance metadata are documented', () => {
+    const op = (path: string, method: string) => {
+      const o = doc.paths[path]?.[method] as (Doc['paths'][string][string] & { summary: string; tags: string[] }) | undefined;
+      assert.ok(o, `${method} ${path}`);
+      assert.notEqual(o.summary, `${method.toUpperCase()} ${path}`, `${method} ${path} has its own summary`);
+      return o;
+    };
+    const schemaOf = (o: { responses: Record<string, unknown> }, type = 'application/json') =>
+      (o.responses['200'] as { content: Record<string, { schema: unknown }> }).content[type]?.schema;
+    assert.deepEqual(schemaOf(op('/routes', 'get')), { type: 'array', items: { $ref: '#/components/schemas/RouteRuleState' } });
+    assert.deepEqual(schemaOf(op('/routes/{name}', 'get')), { $ref: '#/components/schemas/RouteRuleState' });
+    assert.deepEqual(op('/routes/{name}', 'put').requestBody, {
+      required: true,
+      content: { 'application/json': { schema: { $ref: '#/components/schemas/RouteRule' } } },
+    });
+    assert.deepEqual(op('/routes/{name}', 'delete').parameters, [
+      { name: 'name', in: 'path', required: true, description: 'Name of the routing rule.', schema: { type: 'string' } },
+    ]);
+    assert.deepEqual(schemaOf(op('/instances/{id}/metadata/{name}', 'get'), 'text/plain'), { type: 'string' });
+    assert.deepEqual(op('/modalities/{name}/store', 'post').parameters?.[0], {
+      name: 'name',
+      in: 'path',
+      required: true,
+      description: 'Name of the modality in DicomModalities.',
+      schema: { type: 'string' },
+    });
+    assert.ok(op('/instances/{id}/metadata', 'get').parameters?.some((p) => p.name === 'expand' && p.in === 'query'));
+  });
+
   test('an error answer of the node has the documented error shape', async () => {
     const res = await app.fastify.inject({ method: 'GET', url: '/jobs/0000' });
     assert.equal(res.statusCode, 404);
@@ -135,7 +165,7 @@ describe('the OpenAPI document', { timeout: 60_000 }, () => {
 describe('the OpenAPI document of a running node', { timeout: 60_000 }, () => {
   let node: XferNode;
   before(async () => {
-    node = await startXferNode();
+    node = await startXferNode({ config: { DicomModalities: { pacs: ['PACS', '127.0.0.1', 104] } } });
   });
   after(async () => {
     await node?.stop();
@@ -147,5 +177,46 @@ describe('the OpenAPI document of a running node', { timeout: 60_000 }, () => {
     const doc = (await res.json()) as Doc & { info: { title: string } };
     assert.match(doc.info.title, new RegExp(`node-${node.port}`));
     assert.deepEqual(await new Validator().validate(doc as unknown as Record<string, unknown>), { valid: true });
+  });
+
+  test('a routing rule and the metadata of an instance, as the node answers them, have the documented shape', async () => {
+    // A rule written and read back: every key documented, every required key there.
+    const doc = (await (await fetch(`${node.url}/openapi.json`)).json()) as Doc;
+    const s = doc.components.schemas;
+    const put = await fetch(`${node.url}/routes/to-pacs`, {
+      method: 'PUT',
+      body: JSON.stringify({ Send: ['pacs'], Match: { Modality: 'CT' } }),
+    });
+    const putBody = await put.text();
+    assert.equal(put.status, 200, putBody);
+    const state = s.RouteRuleState as { properties: Record<string, unknown>; required: string[] };
+    for (const answer of [JSON.parse(putBody), await (await fetch(`${node.url}/routes/to-pacs`)).json()]) {
+      for (const k of Object.keys(answer)) assert.ok(k in state.properties, `${k} is documented`);
+      for (const k of state.required) assert.ok(k in answer, `${k} is answered`);
+    }
+    const rule = s.RouteRule as { properties: Record<string, unknown>; required: string[] };
+    assert.deepEqual(rule.required, ['Send']);
+    assert.deepEqual(
+      Object.keys(rule.properties).sort(),
+      Object.keys(state.properties)
+        .filter((k) => k in rule.properties)
+        .sort(),
+    );
+    assert.equal((await fetch(`${node.url}/routes/to-pacs`, { method: 'DELETE' })).status, 200);
+
+    // An instance's metadata: names as documented, values as text.
+    const [file] = await listFiles(await someDicom());
+    assert.ok(file);
+    const dicom = await readFile(file);
+    const stored = await fetch(`${node.url}/instances`, { method: 'POST', body: dicom });
+    assert.equal(stored.status, 200);
+    const id = ((await stored.json()) as { ID: string }).ID;
+    const names = (await (await fetch(`${node.url}/instances/${id}/metadata`)).json()) as string[];
+    assert.ok(names.includes('Origin'), JSON.stringify(names));
+    const documented = String((doc.paths['/instances/{id}/metadata']?.get as { summary?: string } | undefined)?.summary);
+    for (const n of names) assert.ok(documented.includes(n), `metadata ${n} is documented`);
+    const origin = await fetch(`${node.url}/instances/${id}/metadata/Origin`);
+    assert.match(String(origin.headers.get('content-type')), /^text\/plain/);
+    assert.equal(await origin.text(), 'RestApi');
   });
 });

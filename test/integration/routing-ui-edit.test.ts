@@ -3,18 +3,19 @@
 // confirmation, a file rule taken over by the API, and a page of another origin refused.
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { describe } from '../helpers/data.ts';
-import { startXferNode, type XferNode } from '../helpers/node.ts';
+import { REPO, startXferNode, type XferNode } from '../helpers/node.ts';
 import { freePort } from '../helpers/ports.ts';
 import { call, getJson } from '../helpers/transfer-nodes.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
+const SHOTS = join(REPO, 'test-output', 'ui');
 const skip = existsSync(CHROMIUM) ? false : `${CHROMIUM} is missing: apt-get install -y --no-install-recommends chromium`;
 
 type Rule = {
@@ -148,8 +149,20 @@ describe('editing routing rules on the Routes page', { skip, timeout: 180_000 },
       (await rules()).map(({ Name, Match, Send }) => ({ Name, Match, Send })),
       before.map(({ Name, Match, Send }) => ({ Name, Match, Send })),
     );
+    // No destination at all: the node's message, the focus on the first box of Send.
+    await page.uncheck('#rule-send input[value="c"]');
+    await page.uncheck('#rule-send input[value="pacs"]');
+    await page.fill('#rule-origin', 'dicom');
+    await page.getByRole('button', { name: 'Save' }).click();
+    await box.locator('[data-details]', { hasText: 'Send: at least one destination' }).waitFor();
+    assert.equal(await page.evaluate(() => (document.activeElement as HTMLInputElement | null)?.name), 'Send');
+    assert.equal(await page.locator('#rule-origin').getAttribute('aria-invalid'), null);
+    await mkdir(SHOTS, { recursive: true });
+    await page.screenshot({ path: join(SHOTS, 'routes-edit-refused.png'), fullPage: true });
+    assert.deepEqual((await rule('ct-out'))?.Send, ['c', 'pacs']);
     await page.click('[data-action="cancel"]');
     assert.equal(await page.locator('.rule-form').count(), 0);
+    assert.equal(await page.evaluate(() => (document.activeElement as HTMLElement | null)?.dataset['action']), 'edit');
   });
 
   test('a destination gone since the form opened is refused by name, and no rule is made', async () => {
@@ -195,6 +208,24 @@ describe('editing routing rules on the Routes page', { skip, timeout: 180_000 },
       { Match: r?.Match, Send: r?.Send, When: r?.When },
       { Match: FILE_RULE.Match, Send: FILE_RULE.Send, When: FILE_RULE.When },
     );
+  });
+
+  test('the form fits at 390 px wide and Escape leaves it', async () => {
+    await page.setViewportSize({ width: 390, height: 844 });
+    try {
+      await openForm(page.locator('[data-action="new"]'));
+      await page.click('[data-action="add-match"]');
+      const width = await page.evaluate(() => document.documentElement.scrollWidth);
+      assert.ok(width <= 390, `the page is ${width} px wide`);
+      await page.screenshot({ path: join(SHOTS, 'narrow-routes-edit.png'), fullPage: true });
+      // Escape leaves the form like Cancel, the focus back on the button that opened it.
+      await page.focus('#rule-priority');
+      await page.keyboard.press('Escape');
+      await page.locator('.rule-form').waitFor({ state: 'detached' });
+      assert.equal(await page.evaluate(() => (document.activeElement as HTMLElement | null)?.dataset['action']), 'new');
+    } finally {
+      await page.setViewportSize({ width: 1280, height: 900 });
+    }
   });
 
   test('delete asks first: declined keeps the rule, accepted deletes it', async () => {

@@ -142,7 +142,7 @@ function controls(rule, destinations) {
     originList,
     aet: h('input', { type: 'text', value: m.CallingAet ?? '', autocomplete: 'off' }),
     send: checklist('Send', 'Send to', destinations, rule.Send ?? []),
-    alternate: checklist('Alternate', 'Else to (Alternate: when a destination of Send fails for good)', destinations, rule.Alternate ?? []),
+    alternate: checklist('Alternate', 'Else to (Alternate, when a destination fails for good)', destinations, rule.Alternate ?? []),
     compression: select(
       [
         ['gzip', 'gzip (smaller on the wire)'],
@@ -257,7 +257,15 @@ export function ruleForm({ rule, destinations, taken, onSaved, onCancel }) {
 
   const form = h(
     'form.rule-form',
-    { novalidate: true, 'aria-labelledby': 'rule-form-title', onsubmit: submit },
+    {
+      novalidate: true,
+      'aria-labelledby': 'rule-form-title',
+      onsubmit: submit,
+      // Escape leaves the form as Cancel does, except in a field with suggestions, where Escape closes them.
+      onkeydown: (e) => {
+        if (e.key === 'Escape' && !e.defaultPrevented && !e.target.list) onCancel();
+      },
+    },
     h('h2.rule-title#rule-form-title', editing ? `Edit the rule ${rule.Name}` : 'New routing rule'),
     editing && rule.Source === 'file'
       ? h(

@@ -151,8 +151,8 @@ function controls(rule, destinations) {
       rule.Compression ?? 'gzip',
     ),
     priority: h('input', { type: 'number', step: 1, value: String(rule.Priority ?? 0) }),
-    deleteAfter: h('input', { type: 'checkbox', checked: rule.DeleteAfterSend === true }),
-    commitment: h('input', { type: 'checkbox', checked: rule.StorageCommitment !== false }),
+    deleteAfter: h('input', { type: 'checkbox', id: 'rule-delete-after-send', checked: rule.DeleteAfterSend === true }),
+    commitment: h('input', { type: 'checkbox', id: 'rule-storage-commitment', checked: rule.StorageCommitment !== false }),
   };
 }
 
@@ -205,6 +205,38 @@ function fieldOf(text, c) {
     StorageCommitment: c.commitment,
   };
   return byKey[path];
+}
+
+/** The form's title, where the rule comes from, the error box and every field, in reading order. */
+function fields(c, rule, errorBox) {
+  const editing = rule !== undefined;
+  return [
+    h('h2.rule-title#rule-form-title', editing ? `Edit the rule ${rule.Name}` : 'New routing rule'),
+    editing && rule.Source === 'file'
+      ? h(
+          'p.alert.warn',
+          { dataset: { source: 'file' } },
+          'This rule comes from the configuration file. Saving stores your version through the API: it then replaces ' +
+            "the file's rule of the same name, also after a restart.",
+        )
+      : null,
+    editing && rule.Source === 'api' ? h('p.muted.small', { dataset: { source: 'api' } }, 'Set through the API.') : null,
+    errorBox,
+    h(
+      'div.rule-grid',
+      field('rule-name', 'Name', c.name, editing ? 'A rule keeps its name: delete it and create another to rename it.' : undefined),
+      field('rule-when', 'When', c.when),
+      field('rule-origin', 'Origin', c.origin, 'dicom, rest, peer:NAME or peer:* (empty: any)'),
+      field('rule-calling-aet', 'Calling AET', c.aet, 'DICOM arrivals only, with * and ? (empty: any)'),
+      field('rule-compression', 'Compression', c.compression),
+      field('rule-priority', 'Priority', c.priority, 'Of the jobs the rule makes'),
+    ),
+    c.originList,
+    c.match.element,
+    h('div.rule-grid', c.send, c.alternate),
+    h('label.inline', c.deleteAfter, ' Delete here once every destination confirmed (DeleteAfterSend)'),
+    h('label.inline', c.commitment, ' Ask DICOM modalities for storage commitment where they allow it (StorageCommitment)'),
+  ];
 }
 
 /**
@@ -266,34 +298,8 @@ export function ruleForm({ rule, destinations, taken, onSaved, onCancel }) {
         if (e.key === 'Escape' && !e.defaultPrevented && !e.target.list) onCancel();
       },
     },
-    h('h2.rule-title#rule-form-title', editing ? `Edit the rule ${rule.Name}` : 'New routing rule'),
-    editing && rule.Source === 'file'
-      ? h(
-          'p.alert.warn',
-          { dataset: { source: 'file' } },
-          'This rule comes from the configuration file. Saving stores your version through the API: it then replaces ' +
-            "the file's rule of the same name, also after a restart.",
-        )
-      : null,
-    editing && rule.Source === 'api' ? h('p.muted.small', { dataset: { source: 'api' } }, 'Set through the API.') : null,
-    errorBox,
-    h(
-      'div.rule-grid',
-      field('rule-name', 'Name', c.name, editing ? 'A rule keeps its name: delete it and create another to rename it.' : undefined),
-      field('rule-when', 'When', c.when),
-      field('rule-origin', 'Origin', c.origin, 'dicom, rest, peer:NAME or peer:* (empty: any)'),
-      field('rule-calling-aet', 'Calling AET', c.aet, 'DICOM arrivals only, with * and ? (empty: any)'),
-      field('rule-compression', 'Compression', c.compression),
-      field('rule-priority', 'Priority', c.priority, 'Of the jobs the rule makes'),
-    ),
-    c.originList,
-    c.match.element,
-    h('div.rule-grid', c.send, c.alternate),
-    h('label.inline', c.deleteAfter, ' Delete here once every destination confirmed (DeleteAfterSend)'),
-    h('label.inline', c.commitment, ' Ask DICOM modalities for storage commitment where they allow it (StorageCommitment)'),
+    fields(c, rule, errorBox),
     h('div.dialog-buttons', h('button.btn', { type: 'button', dataset: { action: 'cancel' }, onclick: onCancel }, 'Cancel'), save),
   );
-  c.deleteAfter.id = 'rule-delete-after-send';
-  c.commitment.id = 'rule-storage-commitment';
   return { element: h('section.panel.rule-editor', form), focus: () => (editing ? c.when : c.name).focus() };
 }

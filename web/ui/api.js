@@ -33,6 +33,8 @@ async function call(method, path, body) {
 
 export const get = (path) => call('GET', path);
 export const post = (path, body) => call('POST', path, body ?? {});
+export const put = (path, body) => call('PUT', path, body);
+export const del = (path) => call('DELETE', path);
 
 /** POST /jobs/{id}/{action} for pause, resume, cancel, resubmit. */
 export const jobAction = (id, action) => post(`/jobs/${encodeURIComponent(id)}/${action}`);

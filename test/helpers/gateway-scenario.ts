@@ -5,11 +5,12 @@
 // (what was sent, what the PACS holds, what each job reports) for the test to check.
 // Usage: node --import tsx test/helpers/gateway-scenario.ts CASE FILE...   CASE: plain | kill-a | pacs-down
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { dataSetLayout } from '../../src/dicom/dataset.ts';
+import { readFile } from 'node:fs/promises';
+import { elementsMd5, SCANNER_SYNTAXES } from './gateway-data.ts';
 import { type XferNode, startXferNode } from './node.ts';
 import { ORTHANC_BINARY } from './orthanc.ts';
 import { freePort, waitFor } from './ports.ts';
@@ -18,13 +19,6 @@ const [scenario, ...files] = process.argv.slice(2);
 const BOUND_MS = Number(process.env.GATEWAY_BOUND_MS ?? 8 * 60_000);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** MD5 of the data set: the bytes after the file meta group. */
-function datasetMd5(file: Buffer): string {
-  return createHash('md5')
-    .update(file.subarray(dataSetLayout(file).start))
-    .digest('hex');
-}
-
 async function json<T>(url: string, init?: RequestInit): Promise<T> {
   const r = await fetch(url, { ...init, signal: AbortSignal.timeout(60_000) });
   const text = await r.text();
@@ -32,9 +26,11 @@ async function json<T>(url: string, init?: RequestInit): Promise<T> {
   return JSON.parse(text) as T;
 }
 
-/** storescu of the files to A; resolves with its exit code (a killed A makes it fail). */
-function storescu(port: number, list: string[]): Promise<number | null> {
-  const child = spawn('storescu', ['-R', '-aet', 'SCANNER1', '-aec', 'SITEA', '127.0.0.1', String(port), ...list], { stdio: 'ignore' });
+/** One storescu of files in one transfer syntax, proposing it; resolves with its exit code. */
+function storescuOne(port: number, flag: string, list: string[]): Promise<number | null> {
+  const child = spawn('storescu', ['-R', flag, '-aet', 'SCANNER1', '-aec', 'SITEA', '127.0.0.1', String(port), ...list], {
+    stdio: 'ignore',
+  });
   const t = setTimeout(() => child.kill('SIGKILL'), BOUND_MS);
   return new Promise((r) =>
     child.once('exit', (code) => {
@@ -42,6 +38,21 @@ function storescu(port: number, list: string[]): Promise<number | null> {
       r(code);
     }),
   );
+}
+
+/** The scanner sends the files to A, an association per transfer syntax; resolves with the worst exit code. */
+async function storescu(port: number, list: string[]): Promise<number | null> {
+  const groups = new Map<string, string[]>();
+  for (const f of list) {
+    const flag = SCANNER_SYNTAXES[dataSetLayout(await readFile(f)).transferSyntaxUid] ?? '-xe';
+    groups.set(flag, [...(groups.get(flag) ?? []), f]);
+  }
+  let worst: number | null = 0;
+  for (const [flag, files] of groups) {
+    const code = await storescuOne(port, flag, files);
+    if (code !== 0) worst = code;
+  }
+  return worst;
 }
 
 interface Pacs {
@@ -114,7 +125,7 @@ async function waitForPacs(pacs: Pacs, count: number): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const sent = await Promise.all(files.map(async (f) => ({ file: f, md5: datasetMd5(await readFile(f)) })));
+  const sent = files.map((f) => ({ file: f, md5: elementsMd5(f) }));
   const dicomA = await freePort();
   const dicomB = await freePort();
   const pacs = await makePacs(dicomB);
@@ -124,6 +135,7 @@ async function main(): Promise<void> {
     config: {
       DicomServerEnabled: true,
       DicomAet: 'SITEB',
+      JobsHistorySize: 1000,
       DicomPort: dicomB,
       StableAge: 2,
       DicomModalities: { pacs: ['PACS', '127.0.0.1', pacs.dicomPort] },
@@ -135,6 +147,7 @@ async function main(): Promise<void> {
   const aConfig = {
     DicomServerEnabled: true,
     DicomAet: 'SITEA',
+    JobsHistorySize: 1000,
     DicomPort: dicomA,
     StableAge: 2,
     OrthancPeers: { 'site-b': [b.url] },
@@ -171,12 +184,14 @@ async function main(): Promise<void> {
     // Let the last jobs finish their bookkeeping (commitment answers, route batches marked done).
     await waitFor('the jobs to end', async () => (await jobs(b)).every((j) => j.State === 'Success' || j.State === 'Failure'), 60_000, 200);
     const ids = await json<string[]>(`${pacs.url}/instances`);
-    facts['atPacs'] = await Promise.all(
-      ids.map(async (id) => {
-        const r = await fetch(`${pacs.url}/instances/${id}/file`);
-        return datasetMd5(Buffer.from(await r.arrayBuffer()));
-      }),
-    );
+    const atPacs: string[] = [];
+    for (const id of ids) {
+      const r = await fetch(`${pacs.url}/instances/${id}/file`);
+      const path = join(aDir, `pacs-${id}.dcm`);
+      await writeFile(path, Buffer.from(await r.arrayBuffer()));
+      atPacs.push(elementsMd5(path));
+    }
+    facts['atPacs'] = atPacs;
     facts['jobsA'] = (await jobs(a)).map((j) => ({ Type: j.Type, State: j.State, Content: j.Content }));
     facts['jobsB'] = (await jobs(b)).map((j) => ({ Type: j.Type, State: j.State, Content: j.Content }));
     facts['routesA'] = await json(`${a.url}/routes`);

@@ -10,21 +10,12 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { wanDown, wanUnavailable, wanUp } from '../../bench/wan/netns.ts';
 import { dataSetLayout } from '../../src/dicom/dataset.ts';
+import { parseDicomHeader } from '../../src/dicom/parse.ts';
 import { describe, listFiles, needs, REAL_DICOM } from '../helpers/data.ts';
+import { SCANNER_SYNTAXES } from '../helpers/gateway-data.ts';
 import { REPO } from '../helpers/node.ts';
 import { orthancInstalled } from '../helpers/orthanc.ts';
 
-/** Transfer syntaxes that storescu proposes with -R and that Orthanc 1.10.1 accepts over DICOM. */
-const COMMON_SYNTAXES = new Set([
-  '1.2.840.10008.1.2',
-  '1.2.840.10008.1.2.1',
-  '1.2.840.10008.1.2.4.50',
-  '1.2.840.10008.1.2.4.57',
-  '1.2.840.10008.1.2.4.70',
-  '1.2.840.10008.1.2.4.90',
-  '1.2.840.10008.1.2.4.91',
-  '1.2.840.10008.1.2.5',
-]);
 const SCENARIO_BOUND_MS = 10 * 60_000;
 const dcmtk = spawnSync('storescu', ['--version'], { encoding: 'utf8' }).status === 0;
 const why =
@@ -39,7 +30,13 @@ interface Facts {
   waitingWhilePacsDown?: unknown[];
 }
 
-/** Real files in common transfer syntaxes, one per SOP Instance UID's data set, up to 60. */
+/** SOP Class and Instance UIDs stored as UI (storescu does not read them as UN, as one real file has them). */
+function uidsReadable(file: string): boolean {
+  const dump = spawnSync('dcmdump', ['-q', '+P', '0008,0016', '+P', '0008,0018', file], { encoding: 'utf8', timeout: 30_000 });
+  return (dump.stdout.match(/^\(0008,001[68]\) UI /gm) ?? []).length === 2;
+}
+
+/** Real files in the transfer syntaxes a scanner sends in, one per data set, up to 60. */
 async function pickFiles(): Promise<string[]> {
   const out: string[] = [];
   const seen = new Set<string>();
@@ -48,7 +45,10 @@ async function pickFiles(): Promise<string[]> {
     try {
       const bytes = await readFile(f);
       const layout = dataSetLayout(bytes);
-      if (!COMMON_SYNTAXES.has(layout.transferSyntaxUid)) continue;
+      if (!(layout.transferSyntaxUid in SCANNER_SYNTAXES)) continue;
+      // A scanner sends what has its SOP class and instance (storescu refuses the rest before it starts).
+      const header = parseDicomHeader(bytes);
+      if (!header.sopClassUid || !header.sopInstanceUid || !uidsReadable(f)) continue;
       const key = bytes.subarray(layout.start).toString('base64').slice(0, 4096);
       if (seen.has(key)) continue;
       seen.add(key);

@@ -86,8 +86,10 @@ function checkDelivery(f: Facts): void {
   assert.deepEqual([...f.atPacs].sort(), sent, 'the PACS holds every data set as sent, once each');
   const pushes = f.jobsA.filter((j) => j.Type === 'PushTransfer');
   assert.ok(pushes.length > 0 && pushes.every((j) => j.State === 'Success'), JSON.stringify(pushes.map((j) => j.State)));
+  // What crossed the link: each job's instances but those the peer already held (a job resumed after A's
+  // kill, or made again for a batch whose first job ended unrecorded, skips what B committed before).
   const carried = pushes.reduce((n, j) => n + Number(j.Content['TotalInstances'] ?? 0) - Number(j.Content['SkippedInstances'] ?? 0), 0);
-  assert.equal(carried, sent.length, 'A pushed each instance once across the link');
+  assert.ok(carried <= sent.length, `A pushed ${carried} instances across the link for ${sent.length}: none twice`);
   const stores = f.jobsB.filter((j) => j.Type === 'DicomModalityStore');
   assert.ok(stores.length > 0 && stores.every((j) => j.State === 'Success'), JSON.stringify(stores.map((j) => [j.State, j.Content])));
   const stored = stores.reduce((n, j) => n + Number(j.Content['InstancesCount'] ?? 0), 0);

@@ -267,7 +267,10 @@ async function assemble(http: HttpApp, base: NodeBase, originator: string, close
   const proxy = openOrthancProxy(config, httpTimeoutSeconds);
   registerJobRoutes(fastify, engine, routes, proxy?.foreignJobs);
   registerTransfersClientRoutes(fastify, { config, store, peers, engine, originator, httpTimeoutSeconds }, routes);
-  registerModalityRoutes(fastify, { config, store, engine, httpTimeoutSeconds }, routes);
+  // In front of an Orthanc (Proxy), /modalities stays Orthanc's unless this node has modalities of its own.
+  if (!config.OrthancStore?.proxy || Object.keys(config.DicomModalities).length > 0) {
+    registerModalityRoutes(fastify, { config, store, engine, httpTimeoutSeconds }, routes);
+  }
 
   const metrics = new NodeMetrics({ peers, server: transfers, engine, latency, inFlight });
   closers.add(() => metrics.close());

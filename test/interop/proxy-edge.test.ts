@@ -161,3 +161,23 @@ describe('dicom-xfer --proxy passes a request on as it came', () => {
     }
   });
 });
+
+describe('dicom-xfer --proxy and /modalities', { skip: !orthancInstalled() && 'Orthanc is not installed' }, () => {
+  test("Orthanc's modalities stay Orthanc's, unless the node has DicomModalities of its own", async () => {
+    const orthanc = await startOrthanc({ config: { DicomModalities: { 'orthanc-own': ['OWN', '127.0.0.1', 104] } } });
+    const plain = await startXferNode({ extraArgs: ['--orthanc', orthanc.url, '--proxy'] });
+    const own = await startXferNode({
+      extraArgs: ['--orthanc', orthanc.url, '--proxy'],
+      config: { DicomModalities: { 'node-own': ['NODE', '127.0.0.1', 105] } },
+    });
+    try {
+      const list = async (url: string) => (await (await fetch(`${url}/modalities`)).json()) as string[];
+      assert.deepEqual(await list(plain.url), ['orthanc-own'], 'forwarded to Orthanc');
+      assert.deepEqual(await list(own.url), ['node-own'], "the node's own");
+    } finally {
+      await own.stop();
+      await plain.stop();
+      await orthanc.stop();
+    }
+  });
+});

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { generateDataset } from '../src/generate/index.ts';
+import { runTool } from '../test/helpers/dcmtk.ts';
 import { startXferNode } from '../test/helpers/node.ts';
 import { orthancInstalled, startOrthanc } from '../test/helpers/orthanc.ts';
 import { freePort, waitFor } from '../test/helpers/ports.ts';
@@ -42,21 +43,10 @@ interface Figure {
   mbPerSecond: number;
 }
 
-/** Runs a program to its end (bounded); rejects with its output when it fails. */
-function run(cmd: string, args: string[]): Promise<void> {
-  return new Promise((resolveRun, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (b: Buffer) => (out = (out + b.toString()).slice(-20_000)));
-    child.stderr.on('data', (b: Buffer) => (out = (out + b.toString()).slice(-20_000)));
-    const t = setTimeout(() => child.kill('SIGKILL'), RUN_BOUND_MS);
-    child.once('error', reject);
-    child.once('exit', (code) => {
-      clearTimeout(t);
-      if (code === 0) resolveRun();
-      else reject(new Error(`${cmd} exited with ${code}:\n${out}`));
-    });
-  });
+/** Runs a dcmtk tool to its end (bounded); rejects with its output when it fails. */
+async function run(tool: string, args: string[]): Promise<void> {
+  const r = await runTool(tool, args, { timeoutMs: RUN_BOUND_MS });
+  if (r.code !== 0) throw new Error(`${tool} exited with ${r.code}:\n${(r.stdout + r.stderr).slice(-20_000)}`);
 }
 
 /** storescu of every file to host:port, split over `associations` processes at once. */

@@ -2,7 +2,7 @@
 // (with an optional fourth item, the manufacturer) and the object form with its `Allow...` switches.
 import { z } from 'zod';
 import { DEFAULTS } from './defaults.ts';
-import { badPeerName, isValidPeerName, uint } from './value-schemas.ts';
+import { badPeerName, namedEntries, uint } from './value-schemas.ts';
 import type { ModalityConfig } from './types.ts';
 
 const PLAIN = { plain: true } as const;
@@ -99,44 +99,13 @@ const longModality = z
 const MODALITY_EXPECTED = '[AET, host, port] or an object with "AET", "Host" and "Port"';
 
 /** `DicomModalities`: name → modality, names under the same rule as peer names. */
-export const modalities = z
-  .record(z.string(), z.unknown(), { error: 'an object of modality name to modality' })
-  .transform((rec, ctx): Record<string, ModalityConfig> => {
-    const out: Record<string, ModalityConfig> = {};
-    for (const [name, raw] of Object.entries(rec)) {
-      if (!isValidPeerName(name)) {
-        ctx.issues.push({
-          code: 'custom',
-          message: badPeerName(name).replace('peer', 'modality'),
-          path: [name],
-          input: raw,
-          params: PLAIN,
-        });
-        continue;
-      }
-      const schema = Array.isArray(raw) ? shortModality : typeof raw === 'object' && raw !== null ? longModality : undefined;
-      if (!schema) {
-        ctx.issues.push({ code: 'custom', message: MODALITY_EXPECTED, path: [name], input: raw });
-        continue;
-      }
-      const parsed = schema.safeParse(raw);
-      if (!parsed.success) {
-        for (const issue of parsed.error.issues) {
-          const plain = issue.code === 'custom' && issue.params?.['plain'] === true;
-          ctx.issues.push({
-            code: 'custom',
-            message: issue.message,
-            path: [name, ...issue.path],
-            input: raw,
-            ...(plain ? { params: PLAIN } : {}),
-          });
-        }
-        continue;
-      }
-      out[name] = { name, ...parsed.data };
-    }
-    return out;
-  });
+export const modalities = namedEntries<ModalityFields>({
+  short: shortModality,
+  long: longModality,
+  record: 'an object of modality name to modality',
+  expected: MODALITY_EXPECTED,
+  badName: (name) => badPeerName(name).replace('peer', 'modality'),
+});
 
 export const aeTitle = aet;
 

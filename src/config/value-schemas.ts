@@ -162,18 +162,35 @@ const longPeer = z
 
 const PEER_EXPECTED = '[url], [url, username, password] or an object with "Url"';
 
-export const peers = z
-  .record(z.string(), z.unknown(), { error: 'an object of peer name to peer' })
-  .transform((rec, ctx): Record<string, PeerConfig> => {
-    const out: Record<string, PeerConfig> = {};
+/** How `namedEntries` reads one kind of named entry (a peer, a modality). */
+export interface NamedEntryForms<T> {
+  /** The schema of the short form (an array) and of the long form (an object). */
+  short: z.ZodType<T>;
+  long: z.ZodType<T>;
+  /** What the object as a whole is ("an object of peer name to peer"). */
+  record: string;
+  /** What an entry of neither form should have been. */
+  expected: string;
+  /** The message for a name that breaks PEER_NAME_RULE. */
+  badName(name: string): string;
+}
+
+/**
+ * An object of name → entry in Orthanc's short (array) or long (object) form, as `OrthancPeers` and
+ * `DicomModalities` are: each name checked, each entry parsed by its form, its issues reported under its
+ * name, and the name kept in the entry.
+ */
+export function namedEntries<T extends object>(forms: NamedEntryForms<T>) {
+  return z.record(z.string(), z.unknown(), { error: forms.record }).transform((rec, ctx): Record<string, T & { name: string }> => {
+    const out: Record<string, T & { name: string }> = {};
     for (const [name, raw] of Object.entries(rec)) {
       if (!isValidPeerName(name)) {
-        ctx.issues.push({ code: 'custom', message: badPeerName(name), path: [name], input: raw, params: PLAIN });
+        ctx.issues.push({ code: 'custom', message: forms.badName(name), path: [name], input: raw, params: PLAIN });
         continue;
       }
-      const schema = Array.isArray(raw) ? shortPeer : typeof raw === 'object' && raw !== null ? longPeer : undefined;
+      const schema = Array.isArray(raw) ? forms.short : typeof raw === 'object' && raw !== null ? forms.long : undefined;
       if (!schema) {
-        ctx.issues.push({ code: 'custom', message: PEER_EXPECTED, path: [name], input: raw });
+        ctx.issues.push({ code: 'custom', message: forms.expected, path: [name], input: raw });
         continue;
       }
       const parsed = schema.safeParse(raw);
@@ -194,6 +211,15 @@ export const peers = z
     }
     return out;
   });
+}
+
+export const peers = namedEntries<PeerFields>({
+  short: shortPeer,
+  long: longPeer,
+  record: 'an object of peer name to peer',
+  expected: PEER_EXPECTED,
+  badName: badPeerName,
+});
 
 // ---- OrthancStore ----------------------------------------------------------------------------------------
 

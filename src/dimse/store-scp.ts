@@ -9,7 +9,7 @@ import { parseDicomHeader, readDicomHeaderFromFile } from '../dicom/parse.ts';
 import type { DicomHeader } from '../dicom/types.ts';
 import { encodeDataSet, latin1, type RawElement } from '../dicom/write.ts';
 import { XferError, isXferError } from '../errors.ts';
-import { IMPLEMENTATION_CLASS_UID } from '../generate/dicom-writer.ts';
+import { IMPLEMENTATION_CLASS_UID } from '../version.ts';
 import type { ArrivalSink } from '../routing/arrivals.ts';
 import type { IngestResult, Store } from '../store/types.ts';
 

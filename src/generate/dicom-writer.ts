@@ -2,6 +2,7 @@
 // lengths, the file meta information, and the headers that precede pixel data (native or encapsulated),
 // so that callers can stream the pixel bytes after the header instead of holding them in memory.
 import { XferError } from '../errors.ts';
+import { IMPLEMENTATION_CLASS_UID } from '../version.ts';
 
 export type Vr =
   | 'AE'
@@ -50,7 +51,6 @@ export function el(tag: number, vr: Vr, value: Value): Element {
 export const TS_EXPLICIT_LE = '1.2.840.10008.1.2.1';
 export const TS_JPEG_BASELINE = '1.2.840.10008.1.2.4.50';
 /** Identifies files written by dicom-xfer's generator (fixed 2.25 UID). */
-export const IMPLEMENTATION_CLASS_UID = '2.25.302611372940719441913466592372541936431';
 export const IMPLEMENTATION_VERSION = 'DICOMXFER_GEN_1';
 
 const LONG_VRS = new Set<Vr>(['OB', 'OW', 'SQ', 'UT']);

@@ -68,26 +68,13 @@ export function echoscu(p: Peer, callingAet = 'ECHOSCU'): Promise<ToolRun> {
   return runTool('echoscu', ['-to', '20', '-ta', '20', ...target(p, callingAet)], { timeoutMs: 60_000 });
 }
 
+/** The timeouts (connection, association, DIMSE) and the folder scan that storescu and dcmsend share. */
+const SEND_ARGS = ['-to', '30', '-ta', '30', '-td', '60', '+sd', '+r'];
+
 /** storescu of files or folders (scanned recursively), in the transfer syntaxes `extra` proposes (-xi, -xd, ...). */
 export function storescu(p: Peer, paths: string[], opts: { callingAet?: string; extra?: string[] } = {}): Promise<ToolRun> {
-  return runTool(
-    'storescu',
-    [
-      '-to',
-      '30',
-      '-ta',
-      '30',
-      '-td',
-      '60',
-      '+sd',
-      '+r',
-      '-nh',
-      ...(opts.extra ?? []),
-      ...target(p, opts.callingAet ?? 'STORESCU'),
-      ...paths,
-    ],
-    { timeoutMs: 600_000 },
-  );
+  const args = [...SEND_ARGS, '-nh', ...(opts.extra ?? []), ...target(p, opts.callingAet ?? 'STORESCU'), ...paths];
+  return runTool('storescu', args, { timeoutMs: 600_000 });
 }
 
 /** One C-FIND answer as the simplified tags of the response data set. */
@@ -182,23 +169,6 @@ export async function startStorescp(port: number, aet = 'STORESCP'): Promise<Sto
  * as it is (never decompressed), going on past files it cannot send.
  */
 export function dcmsend(p: Peer, paths: string[], opts: { callingAet?: string; extra?: string[] } = {}): Promise<ToolRun> {
-  return runTool(
-    'dcmsend',
-    [
-      '-to',
-      '30',
-      '-ta',
-      '30',
-      '-td',
-      '60',
-      '+sd',
-      '+r',
-      '-dn',
-      '-nh',
-      ...(opts.extra ?? []),
-      ...target(p, opts.callingAet ?? 'DCMSEND'),
-      ...paths,
-    ],
-    { timeoutMs: 600_000 },
-  );
+  const args = [...SEND_ARGS, '-dn', '-nh', ...(opts.extra ?? []), ...target(p, opts.callingAet ?? 'DCMSEND'), ...paths];
+  return runTool('dcmsend', args, { timeoutMs: 600_000 });
 }

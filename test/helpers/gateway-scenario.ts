@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { dataSetLayout } from '../../src/dicom/dataset.ts';
 import { readFile } from 'node:fs/promises';
+import { runTool } from './dcmtk.ts';
 import { elementsMd5, SCANNER_SYNTAXES } from './gateway-data.ts';
 import { type XferNode, startXferNode } from './node.ts';
 import { ORTHANC_BINARY } from './orthanc.ts';
@@ -27,17 +28,9 @@ async function json<T>(url: string, init?: RequestInit): Promise<T> {
 }
 
 /** One storescu of files in one transfer syntax, proposing it; resolves with its exit code. */
-function storescuOne(port: number, flag: string, list: string[]): Promise<number | null> {
-  const child = spawn('storescu', ['-R', flag, '-aet', 'SCANNER1', '-aec', 'SITEA', '127.0.0.1', String(port), ...list], {
-    stdio: 'ignore',
-  });
-  const t = setTimeout(() => child.kill('SIGKILL'), BOUND_MS);
-  return new Promise((r) =>
-    child.once('exit', (code) => {
-      clearTimeout(t);
-      r(code);
-    }),
-  );
+async function storescuOne(port: number, flag: string, list: string[]): Promise<number | null> {
+  const args = ['-R', flag, '-aet', 'SCANNER1', '-aec', 'SITEA', '127.0.0.1', String(port), ...list];
+  return (await runTool('storescu', args, { timeoutMs: BOUND_MS })).code;
 }
 
 /** The scanner sends the files to A, an association per transfer syntax; resolves with the worst exit code. */

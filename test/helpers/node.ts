@@ -100,7 +100,9 @@ export async function startXferNode(opts: NodeOptions = {}): Promise<XferNode> {
       'dicom-xfer to answer /system',
       async () => {
         if (exitCode !== undefined) throw new Error(`dicom-xfer exited (${exitCode}) during start:\n${output}`);
-        if (opts.https) return output.includes('listening');
+        // this process says it listens: another server on the port (a port picked twice) does not count
+        if (!output.includes('dicom-xfer listening on')) return false;
+        if (opts.https) return true;
         const r = await fetch(`${url}/system`, { headers });
         return r.ok;
       },

@@ -1,8 +1,22 @@
 // Free TCP ports on loopback for servers that the tests start.
 import { createServer } from 'node:net';
 
-/** A port that was free on 127.0.0.1 a moment ago (the kernel picked it). */
-export function freePort(): Promise<number> {
+/** Ports this process handed out: the kernel may pick a closed port again, and two servers of one test must differ. */
+const handedOut = new Set<number>();
+
+/** A port that was free on 127.0.0.1 a moment ago (the kernel picked it), never one this process handed out before. */
+export async function freePort(): Promise<number> {
+  for (let i = 0; i < 50; i++) {
+    const port = await kernelPort();
+    if (!handedOut.has(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
+  throw new Error('no new free port after 50 tries');
+}
+
+function kernelPort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.unref();

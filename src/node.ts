@@ -35,6 +35,7 @@ import { registerTransfersClientRoutes } from './transfer/client-routes.ts';
 import { transferRunners, type TransferDeps } from './transfer/jobs.ts';
 import { RemotePullFollower } from './transfer/remote-job.ts';
 import { InFlight } from './transfer/in-flight.ts';
+import { BandwidthPolicy, policyClock } from './transfer/bandwidth/policy.ts';
 import { openTransfersServer, registerTransfersServerRoutes, type TransfersServer } from './transfer/server-routes.ts';
 import { registerUi } from './ui/module.ts';
 import { TransfersPeerDirectory } from './transfer/peer-directory.ts';
@@ -138,6 +139,8 @@ export interface NodeBase {
   logger: Logger;
   /** This node's random UUID (the plugin's "Originator"); a new one when absent. */
   originator?: string;
+  /** The clock whose local time picks the RateSchedule entry in force; Date.now when absent. */
+  now?: () => number;
 }
 
 /** The parts of a built node, for the tests that watch them. */
@@ -234,7 +237,10 @@ async function assemble(http: HttpApp, base: NodeBase, originator: string, close
   let dicom: DicomServer | undefined;
   registerSystemRoutes(http, config, () => dicom?.port ?? config.DicomPort);
 
-  const peers = await Peers.open(config, logger);
+  // The bandwidth policy (the node's limit on its clock, each peer's own), which every peer's client meets.
+  const bandwidth = new BandwidthPolicy({ config, now: base.now, peerLimit: (name) => peers.get(name)?.rateLimit });
+  closers.add(() => bandwidth.close(new XferError('BadSequenceOfCalls', 'the node is stopping')));
+  const peers = await Peers.open(config, logger, (name) => bandwidth.gate(name));
   closers.add(() => peers.close());
   registerPeerRoutes(fastify, peers, logger, routes);
 
@@ -275,6 +281,7 @@ async function assemble(http: HttpApp, base: NodeBase, originator: string, close
   const metrics = new NodeMetrics({ peers, server: transfers, engine, latency, inFlight });
   closers.add(() => metrics.close());
   routeMetrics.registerIn(metrics.registry);
+  bandwidth.registerIn(metrics.registry);
   registerMetricsRoutes(fastify, metrics, routes, proxy?.foreignMetrics);
   // The dashboard lists every destination: the transfers peers, then the DICOM modalities.
   const listing = combinedListing(destinations, new ModalityDirectory({ config, store }));
@@ -368,7 +375,7 @@ export async function startNode(flags: ServeFlags): Promise<RunningNode> {
   const store = await openStore(config, logger);
   let node: NodeApp | undefined;
   try {
-    node = await buildNode({ config, store, logger }, sslPem);
+    node = await buildNode({ config, store, logger, now: policyClock(process.env) }, sslPem);
     await node.fastify.listen({ port: config.HttpPort, host: config.HttpHost }).catch((e: unknown) => {
       throw listenError(e, config.HttpHost, config.HttpPort);
     });

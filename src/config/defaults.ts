@@ -1,5 +1,6 @@
 // Every default of dicom-xfer's configuration, in the units the configuration file uses (Orthanc's units),
 // plus the unit constants that code uses to turn those values into bytes and milliseconds.
+import type { RateScheduleEntry } from './types.ts';
 
 /** Bytes in a kibibyte; the plugin's "KB" (Transfers.BucketSize) means this. */
 export const KiB = 1024;
@@ -111,6 +112,10 @@ export const TRANSFERS_DEFAULTS = {
   MaxRequestsInFlight: 0,
   /** MB (×1,048,576) in flight across all transfers of the node; 0 means no cap. */
   MaxInFlightSize: 0,
+  /** Mbit/s (×1,000,000 bits) of all the node's transfers together, in each direction; 0 means no limit. */
+  RateLimit: 0,
+  /** Limits by day and time; none by default. */
+  RateSchedule: [] as RateScheduleEntry[],
 } as const;
 
 /** Defaults of the `OrthancStore` section (used only when it is present). */

@@ -1,6 +1,7 @@
 // The configuration table: every key dicom-xfer reads, with its zod schema, default, unit and meaning.
 // It is the single source for validation, defaults, docs/configuration.md and the API's description.
 import { z } from 'zod';
+import { RATE_LIMIT_SETTING, RATE_SCHEDULE_SETTING } from './bandwidth-schema.ts';
 import { ANY_HOST, DEFAULTS, LOOPBACK_HOST, TRANSFERS_DEFAULTS } from './defaults.ts';
 import { LOG_LEVELS, type Config, type TransfersConfig } from './types.ts';
 import { aeTitle, modalities, STORAGE_COMMITMENT_TIMEOUT } from './modality-schema.ts';
@@ -536,6 +537,8 @@ export const TRANSFERS_SETTINGS: {
       'serves; a request beyond it waits its turn, and one larger than the cap runs alone. 0 means no cap.',
     source: 'dicom-xfer',
   },
+  RateLimit: RATE_LIMIT_SETTING,
+  RateSchedule: RATE_SCHEDULE_SETTING,
 };
 
 // ---- description for docs and the API -----------------------------------------------------------------------

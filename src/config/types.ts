@@ -21,6 +21,8 @@ export interface PeerConfig {
   certificateKeyPassword?: string;
   /** Per-peer HTTP timeout in seconds (Orthanc >= 1.9.1 `Timeout`), overriding HttpTimeout. */
   timeout?: number;
+  /** dicom-xfer: `RateLimit`, Mbit/s the transfers with this peer may use in each direction; absent = none. */
+  rateLimit?: number;
   /**
    * Every key that Orthanc does not reserve, as a string (booleans become "1"/"0" and integers their
    * decimal text, as Orthanc does). `RemoteSelf` lives here.
@@ -117,6 +119,21 @@ export interface TransfersConfig {
   MaxRequestsInFlight: number;
   /** dicom-xfer: MB in flight across all transfers of the node (jobs and chunk answers); 0 = no cap. */
   MaxInFlightSize: number;
+  /** dicom-xfer: Mbit/s all the node's transfers together may use in each direction, outside RateSchedule; 0 = none. */
+  RateLimit: number;
+  /** dicom-xfer: limits by day and time of day (local time); the first entry that matches wins. */
+  RateSchedule: RateScheduleEntry[];
+}
+
+/** One entry of `Transfers.RateSchedule`, as loaded. */
+export interface RateScheduleEntry {
+  /** Days of the week it applies to, 0 = Sunday … 6 = Saturday (Date.getDay). */
+  days: number[];
+  /** Minutes after midnight, local time, where it starts (inclusive) and ends (exclusive, up to 1440). */
+  from: number;
+  to: number;
+  /** Mbit/s; 0 = no limit during the entry. */
+  rateLimit: number;
 }
 
 export interface Config {

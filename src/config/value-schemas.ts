@@ -1,6 +1,7 @@
 // The zod schemas of the configuration's values: the small helpers (strings, booleans, integers in a
 // range, sizes), the forms of an OrthancPeers entry and the OrthancStore object.
 import { z } from 'zod';
+import { peerRateMbps } from './bandwidth-schema.ts';
 import { ORTHANC_STORE_DEFAULTS } from './defaults.ts';
 import type { OrthancStoreConfig, PeerConfig } from './types.ts';
 
@@ -43,6 +44,8 @@ export const RESERVED_PEER_KEYS: readonly string[] = [
   'CertificateKeyPassword',
   'Pkcs11',
   'Timeout',
+  // dicom-xfer's own: the peer's bandwidth limit (bandwidth-schema.ts).
+  'RateLimit',
 ];
 
 const URL_EXPECTED = 'an http:// or https:// URL';
@@ -116,6 +119,7 @@ const longPeer = z
     CertificateKeyPassword: str().optional(),
     Pkcs11: bool().optional(),
     Timeout: uint('seconds').optional(),
+    RateLimit: peerRateMbps().optional(),
   })
   .transform((p, ctx): PeerFields => {
     // Orthanc takes "Url" when it is non-empty, else "URL".
@@ -157,6 +161,7 @@ const longPeer = z
     if (p.CertificateFile && p.CertificateKeyFile) peer.certificateKeyFile = p.CertificateKeyFile;
     if (p.CertificateFile && p.CertificateKeyPassword) peer.certificateKeyPassword = p.CertificateKeyPassword;
     if (p.Timeout !== undefined && p.Timeout > 0) peer.timeout = p.Timeout;
+    if (p.RateLimit !== undefined) peer.rateLimit = p.RateLimit;
     return peer;
   });
 

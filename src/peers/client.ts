@@ -9,6 +9,9 @@ import { DEFAULT_BODY_LIMIT, readBounded, readErrorAnswer } from '../http/body.t
 import { type EndpointResponse, HttpEndpoint, joinUrlPath } from '../http/endpoint.ts';
 import { HttpError, type RemoteErrorDocument, documentReason, transportError } from '../http/errors.ts';
 import { whenAborted } from '../util/abort.ts';
+import { pieces, requestHeadBytes, responseHeadBytes, type WireGate } from './wire-gate.ts';
+
+export type { WireGate, WireWay } from './wire-gate.ts';
 
 export type PeerMethod = 'GET' | 'POST' | 'PUT' | 'DELETE';
 
@@ -63,7 +66,7 @@ export function newPeerStats(): PeerStats {
  */
 export type PeerRequestBody = Buffer | Uint8Array | string | { stream: Readable | AsyncIterable<Uint8Array>; length?: number | undefined };
 
-/** Pieces a body in memory is handed to the socket in when its progress is watched. */
+/** Pieces a body in memory is handed to the socket in when its progress is watched (or paced). */
 const PROGRESS_PIECE = 64 * 1024;
 
 export interface PeerRequest {
@@ -81,6 +84,11 @@ export interface PeerRequest {
   timeoutMs?: number | undefined;
   /** Aborts the call; the promise (or the answer stream) then fails with the signal's reason. */
   signal?: AbortSignal | undefined;
+  /**
+   * A transfer's payload call (a bucket PUT, a chunk GET): its bytes wait for the peer's WireGate, and its
+   * deadline counts the silence between granted pieces rather than the wait for its turn.
+   */
+  paced?: boolean | undefined;
   /**
    * Told the payload's bytes as they move, so that a long transfer shows its progress as it goes: the
    * request body's as they are handed to the socket (a body in memory in pieces of 64 KiB), and a
@@ -189,12 +197,15 @@ type Mode = 'json' | 'buffer' | 'stream';
 export class PeerClient {
   readonly peer: PeerConfig;
   readonly stats: PeerStats;
+  /** The bandwidth policy's gate for this peer: every call is counted, paced calls wait for it. */
+  readonly wire: WireGate | undefined;
   readonly #settings: PeerClientSettings;
   readonly #endpoint: HttpEndpoint;
 
-  constructor(peer: PeerConfig, settings: PeerClientSettings, stats: PeerStats = newPeerStats()) {
+  constructor(peer: PeerConfig, settings: PeerClientSettings, stats: PeerStats = newPeerStats(), wire?: WireGate) {
     this.peer = peer;
     this.stats = stats;
+    this.wire = wire;
     this.#settings = settings;
     this.#endpoint = new HttpEndpoint({
       url: peer.url,
@@ -274,15 +285,20 @@ export class PeerClient {
   async #call(req: PeerRequest, mode: Mode): Promise<PeerJsonResponse | PeerBufferResponse | PeerStreamResponse> {
     this.stats.requests++;
     if (req.signal?.aborted) throw req.signal.reason;
-    const call = new PeerCall(req, this.url(req.path), this.#timeoutMs(req), this.name, this.stats, (e) => this.#fail(e));
-    const body = requestBody(req, this.stats);
+    const call = new PeerCall(req, this.url(req.path), this.#timeoutMs(req), this.name, this.stats, (e) => this.#fail(e), this.wire);
+    const body = requestBody(req, this.stats, call.pace('out'));
+    const path = this.#endpoint.path(req.path);
+    const headers = this.#headers(req, body.length);
+    // The heads are counted, never waited for: the body's next piece pays for them.
+    this.wire?.charge('out', requestHeadBytes(req.method, path, new URL(call.url).host, headers));
+    if (body.countWhenSent) this.wire?.charge('out', body.length ?? 0);
     const started = performance.now();
     let res: EndpointResponse;
     try {
       res = await this.#endpoint.request({
         method: req.method,
-        path: this.#endpoint.path(req.path),
-        headers: this.#headers(req, body.length),
+        path,
+        headers,
         body: body.body ?? null,
         signal: call.signal,
         headersTimeout: call.timeoutMs,
@@ -293,6 +309,7 @@ export class PeerClient {
       throw call.translate(e);
     }
     const rttMs = performance.now() - started;
+    this.wire?.charge('in', responseHeadBytes(res.statusCode, res.headers));
     if (body.countWhenSent) this.stats.bytesSent += body.length ?? 0;
     if (req.body === undefined) this.stats.lastRttMs = rttMs;
     const meta: PeerResponseMeta = {
@@ -318,7 +335,7 @@ interface PreparedBody {
   countWhenSent: boolean;
 }
 
-function requestBody(req: PeerRequest, stats: PeerStats): PreparedBody {
+function requestBody(req: PeerRequest, stats: PeerStats, pace: Pace | undefined): PreparedBody {
   const b = req.body;
   if (b === undefined) {
     // Orthanc's peers send POSTs without a body (the commit) with Content-Length 0.
@@ -326,14 +343,21 @@ function requestBody(req: PeerRequest, stats: PeerStats): PreparedBody {
   }
   if (typeof b === 'string' || b instanceof Uint8Array) {
     const length = typeof b === 'string' ? Buffer.byteLength(b) : b.byteLength;
-    if (!req.onBodyBytes) return { body: b, length, countWhenSent: true };
-    return { body: Readable.from(countBytes(inPieces(b), stats, req.onBodyBytes), { objectMode: false }), length, countWhenSent: false };
+    if (!req.onBodyBytes && !pace?.waits) return { body: b, length, countWhenSent: true };
+    const counted = countBytes(inPieces(b), stats, req.onBodyBytes, pace);
+    return { body: Readable.from(counted, { objectMode: false }), length, countWhenSent: false };
   }
-  const body = Readable.from(countBytes(b.stream, stats, req.onBodyBytes), { objectMode: false });
+  const body = Readable.from(countBytes(b.stream, stats, req.onBodyBytes, pace), { objectMode: false });
   return { body, length: b.length, countWhenSent: false };
 }
 
 type HttpErrorExtras = { remote?: RemoteOrthancError | undefined; retryAfterMs?: number | undefined; badBody?: boolean };
+
+/** A call's side of the wire gate, one way: `take` waits for a paced call's piece (`waits`), else only counts. */
+interface Pace {
+  waits: boolean;
+  take(bytes: number): Promise<void> | undefined;
+}
 
 /**
  * The state of one call to a peer: the controller that aborts it on the caller's signal or on its deadline,
@@ -346,13 +370,23 @@ class PeerCall {
   readonly #peer: string;
   readonly #stats: PeerStats;
   readonly #fail: (e: XferError) => XferError;
+  readonly #wire: WireGate | undefined;
   readonly #ac = new AbortController();
   #timedOut = false;
   #timer: NodeJS.Timeout | undefined;
   readonly #unwatch: (() => void) | undefined;
 
-  constructor(req: PeerRequest, url: string, timeoutMs: number, peer: string, stats: PeerStats, fail: (e: XferError) => XferError) {
+  constructor(
+    req: PeerRequest,
+    url: string,
+    timeoutMs: number,
+    peer: string,
+    stats: PeerStats,
+    fail: (e: XferError) => XferError,
+    wire?: WireGate,
+  ) {
     this.#req = req;
+    this.#wire = wire;
     this.url = url;
     this.timeoutMs = timeoutMs;
     this.#peer = peer;
@@ -360,12 +394,47 @@ class PeerCall {
     this.#fail = fail;
     // Through the signal's shared listener: a job's signal is watched by every request it has in flight.
     this.#unwatch = req.signal ? whenAborted(req.signal, () => this.#ac.abort(req.signal?.reason)) : undefined;
-    if (timeoutMs > 0) {
-      this.#timer = setTimeout(() => {
-        this.#timedOut = true;
-        this.#ac.abort(new XferError('Timeout', `${this.#where()}: no answer within ${timeoutMs / 1000} s`));
-      }, timeoutMs);
+    this.#arm();
+  }
+
+  #arm(): void {
+    const timeoutMs = this.timeoutMs;
+    if (timeoutMs <= 0) return;
+    this.#timer = setTimeout(() => {
+      this.#timedOut = true;
+      this.#ac.abort(new XferError('Timeout', `${this.#where()}: no answer within ${timeoutMs / 1000} s`));
+    }, timeoutMs);
+  }
+
+  /**
+   * The gate one way for this call (none without a gate): a paced call's pieces wait for their turn, and
+   * each piece granted starts the deadline again, which then bounds a silence, not the wait for the link.
+   */
+  pace(way: 'out' | 'in'): Pace | undefined {
+    const wire = this.#wire;
+    if (!wire) return undefined;
+    if (!this.#req.paced) {
+      return {
+        waits: false,
+        take: (n) => {
+          wire.charge(way, n);
+          return undefined;
+        },
+      };
     }
+    const granted = (): void => {
+      if (this.#timer === undefined) return;
+      clearTimeout(this.#timer);
+      this.#arm();
+    };
+    return {
+      waits: true,
+      take: (n) => {
+        const turn = wire.take(way, n, this.signal);
+        if (!turn) return undefined;
+        return turn.then(granted);
+      },
+    };
   }
 
   get signal(): AbortSignal {
@@ -378,6 +447,7 @@ class PeerCall {
 
   cleanup(): void {
     clearTimeout(this.#timer);
+    this.#timer = undefined;
     this.#unwatch?.();
   }
 
@@ -404,6 +474,7 @@ class PeerCall {
       this.cleanup();
     }
     this.#stats.bytesReceived += answer.text.length;
+    this.#wire?.charge('in', answer.text.length);
     const said = answer.remote ? documentReason(answer.remote) : undefined;
     return this.#fail(
       this.#httpError(res.statusCode, `HTTP ${res.statusCode} instead of 200${said !== undefined ? `: ${said}` : ''}`, {
@@ -421,13 +492,18 @@ class PeerCall {
   streamed(raw: Readable): Readable {
     // The deadline covered the wait for the headers; from here undici's bodyTimeout limits silences.
     clearTimeout(this.#timer);
+    this.#timer = undefined;
     const stats = this.#stats;
     const moved = this.#req.onBodyBytes;
+    // Paced, a chunk waits for its turn before it is passed on: the reading stops, and TCP slows the peer.
+    const pace = this.pace('in');
     const counted = new Transform({
       transform(chunk: Buffer, _enc, cb) {
         stats.bytesReceived += chunk.length;
         moved?.(chunk.length);
-        cb(null, chunk);
+        const turn = pace?.take(chunk.length);
+        if (turn) turn.then(() => cb(null, chunk), cb);
+        else cb(null, chunk);
       },
     });
     // Not stream.pipeline: it would hand undici's own errors to the reader; they are translated here.
@@ -455,6 +531,7 @@ class PeerCall {
       this.cleanup();
     }
     this.#stats.bytesReceived += buf.length;
+    this.#wire?.charge('in', buf.length);
     return buf;
   }
 
@@ -475,16 +552,24 @@ class PeerCall {
   }
 }
 
-/** Passes a body stream through while counting its bytes as sent (and telling `moved`). */
+/**
+ * Passes a body stream through while counting its bytes as sent (and telling `moved`); with `pace`, each
+ * piece of at most PACE_PIECE bytes first waits for its turn on the wire (or is only counted).
+ */
 async function* countBytes(
   src: Readable | AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
   stats: PeerStats,
   moved?: (n: number) => void,
+  pace?: Pace,
 ): AsyncGenerator<Uint8Array> {
   for await (const chunk of src as AsyncIterable<Uint8Array>) {
-    stats.bytesSent += chunk.byteLength;
-    moved?.(chunk.byteLength);
-    yield chunk;
+    for (const piece of pace?.waits ? pieces(chunk) : [chunk]) {
+      const turn = pace?.take(piece.byteLength);
+      if (turn) await turn;
+      stats.bytesSent += piece.byteLength;
+      moved?.(piece.byteLength);
+      yield piece;
+    }
   }
 }
 

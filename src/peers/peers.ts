@@ -3,7 +3,7 @@
 import type { Logger } from 'pino';
 import type { Config, PeerConfig } from '../config/types.ts';
 import { XferError } from '../errors.ts';
-import { PeerClient, newPeerStats, type PeerClientSettings, type PeerStats } from './client.ts';
+import { PeerClient, newPeerStats, type PeerClientSettings, type PeerStats, type WireGate } from './client.ts';
 import { PeerRegistry, peersFile } from './registry.ts';
 
 /** What `GET /transfers/peers` says of a peer (docs/protocol.md#peers). */
@@ -32,6 +32,8 @@ export interface PeersOptions {
   /** Detection calls in flight at once. */
   probeConcurrency: number;
   logger?: Logger | undefined;
+  /** The bandwidth policy's gate of each peer, by name; none means no policy. */
+  wire?: ((peer: string) => WireGate) | undefined;
 }
 
 /** The client settings a configuration gives (HttpTimeout, HttpsVerifyPeers, HttpsCACertificates). */
@@ -70,7 +72,7 @@ export class Peers {
   }
 
   /** The peers of a node's configuration plus its saved run-time changes (<StorageDirectory>/peers.json). */
-  static async open(config: Config, logger?: Logger): Promise<Peers> {
+  static async open(config: Config, logger?: Logger, wire?: (peer: string) => WireGate): Promise<Peers> {
     const registry = await PeerRegistry.open({
       configPeers: config.OrthancPeers,
       file: peersFile(config.StorageDirectory),
@@ -81,6 +83,7 @@ export class Peers {
       connectivityTimeout: config.Transfers.PeerConnectivityTimeout,
       probeConcurrency: Math.max(16, config.Transfers.Threads),
       logger,
+      wire,
     });
   }
 
@@ -100,7 +103,7 @@ export class Peers {
     const peer = this.registry.require(name);
     let c = this.#clients.get(name);
     if (!c || c.peer !== peer) {
-      c = new PeerClient(peer, this.#opts.settings, this.#statsOf(name));
+      c = new PeerClient(peer, this.#opts.settings, this.#statsOf(name), this.#opts.wire?.(name));
       this.#clients.set(name, c);
     }
     return c;

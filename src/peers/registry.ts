@@ -95,6 +95,7 @@ export function peerToLongForm(peer: PeerConfig): Record<string, unknown> {
   if (peer.certificateKeyFile) out['CertificateKeyFile'] = peer.certificateKeyFile;
   if (peer.certificateKeyPassword) out['CertificateKeyPassword'] = peer.certificateKeyPassword;
   if (peer.timeout !== undefined) out['Timeout'] = peer.timeout;
+  if (peer.rateLimit !== undefined) out['RateLimit'] = peer.rateLimit;
   for (const [k, v] of Object.entries(peer.userProperties)) out[k] = v;
   return out;
 }
@@ -120,6 +121,8 @@ export function describePeer(peer: PeerConfig): Record<string, unknown> {
     out['CertificateKeyFile'] = null;
     out['CertificateKeyPassword'] = null;
   }
+  // dicom-xfer's own key, shown when set (Orthanc has none).
+  if (peer.rateLimit !== undefined) out['RateLimit'] = peer.rateLimit;
   for (const [k, v] of Object.entries(peer.userProperties)) out[k] = v;
   return Object.fromEntries(Object.entries(out).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }

@@ -153,6 +153,8 @@ export class PeerApi {
       signal: o.signal,
       timeoutMs: o.timeoutMs,
       onBodyBytes: o.onBodyBytes,
+      // The payload waits for the bandwidth policy (src/transfer/bandwidth/).
+      paced: true,
     });
     const crc32 = o.wantCrc32 ? res.headers[HEADER_CRC32] : undefined;
     return typeof crc32 === 'string' ? { body: res.body, crc32 } : { body: res.body };
@@ -193,6 +195,8 @@ export class PeerApi {
       signal: o.signal,
       timeoutMs: o.timeoutMs,
       onBodyBytes: o.onBodyBytes,
+      // The payload waits for the bandwidth policy (src/transfer/bandwidth/).
+      paced: true,
     });
     const value = a.headers[HEADER_RECEIVED];
     const m = typeof value === 'string' ? RECEIVED_VALUE.exec(value) : null;

@@ -7,6 +7,7 @@ import { bucketSize } from '../protocol/buckets.ts';
 import { bucketPhaseProgress, toMegabytes } from '../protocol/progress.ts';
 import type { Bucket } from '../protocol/wire.ts';
 import { AdaptiveConcurrency } from './adaptive/controller.ts';
+import { LevelCap } from './bandwidth/level-cap.ts';
 import { runWithLimit } from './adaptive/pool.ts';
 import { type Direction, SIZE_KEY, TransactionGone, type TransferRun } from './run.ts';
 import { SpanQueue, spanLabel, type Span, type SpanQueueOptions } from './spans.ts';
@@ -108,13 +109,16 @@ class BucketPhase {
     ctx.setContent({ BucketsInFlight: adaptive.limit });
     const queue = new SpanQueue(this.#buckets, pending, { ...o, maxBytes: this.#r.config.Transfers.BucketSize * 1024 });
     const t0 = Date.now();
+    // Under a bandwidth limit, no more requests than the level that reached it (bandwidth/level-cap.ts).
+    const cap = new LevelCap(() => this.#r.rateCeiling());
     await runWithLimit(
       () => this.#nextSpan(queue),
-      () => adaptive.limit,
+      () => cap.of(adaptive.limit),
       (span) => this.#move(span),
       () => ctx.signal.aborted,
       (wake) =>
         adaptive.onDecision(() => {
+          cap.observe(adaptive.limit, adaptive.rate);
           // The controller's last decisions, [seconds into the run, requests in flight, MB/s measured].
           const recent = adaptive.history.slice(-ADAPTIVE_HISTORY);
           ctx.setContent({

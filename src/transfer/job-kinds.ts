@@ -54,6 +54,8 @@ const TRANSFER_CONTENT = {
   WireBytes: Count.optional(),
   NetworkSpeedKBs: z.number().optional(),
   BucketsInFlight: Count.optional(),
+  /** Mbit/s the bandwidth policy allows the transfer now (the peer's RateLimit, the node's), absent when none. */
+  RateLimit: z.number().optional(),
   /** The controller's last decisions: [seconds into the run, requests in flight, MB/s measured]. */
   Adaptive: z.array(z.array(z.number().nullable())).optional(),
 };

@@ -6,12 +6,13 @@ import type { ArrivalSink } from '../routing/arrivals.ts';
 import type { Config } from '../config/types.ts';
 import type { SendTask } from '../destinations/types.ts';
 import { ERRORS, XferError, isXferError } from '../errors.ts';
-import { PeerHttpError, type PeerClient } from '../peers/client.ts';
+import { PeerHttpError, type PeerClient, type WireGate } from '../peers/client.ts';
 import { formatOrthancTimestamp, networkSpeedKBs, toMegabytes } from '../protocol/progress.ts';
 import type { Compression, InstanceInfo } from '../protocol/wire.ts';
 import type { Store } from '../store/types.ts';
 import { isRetryable, retry, retryOptionsFromConfig, type RetryOptions } from '../util/retry.ts';
 import { GzipLevelChooser } from './adaptive/gzip-level.ts';
+import { BYTES_PER_MBIT } from './bandwidth/policy.ts';
 import type { InFlight } from './in-flight.ts';
 import { BUCKET_CHECKSUM_STATUS, extensionsEnabled, type PeerCapabilities } from './capabilities.ts';
 import { PeerApi } from './peer-api.ts';
@@ -172,6 +173,8 @@ export class TransferRun {
   readonly gzip = new GzipLevelChooser();
   readonly observe: TransferDeps['observeBucket'];
   readonly inFlight: InFlight;
+  /** The bandwidth policy as the peer's client meets it (none without a policy). */
+  readonly #wire: WireGate | undefined;
   readonly #clock: OutageClock;
   #retries: number;
   /** Content.Waiting is shown (a call waits to be tried again). */
@@ -186,11 +189,25 @@ export class TransferRun {
     const peer = deps.peer(q.Peer);
     this.api = new PeerApi(peer.client, q.SenderTransferID);
     this.peerUrl = peer.url;
+    this.#wire = peer.client.wire;
+    this.showRateLimit();
     this.observe = deps.observeBucket;
     this.inFlight = deps.inFlight;
     this.#clock = new OutageClock(deps.config.Transfers.RetryBudget * 1000);
     const before = ctx.content().Retries;
     this.#retries = typeof before === 'number' ? before : 0;
+  }
+
+  /** Bytes per second the bandwidth policy allows this transfer now (the peer's and the node's limits); undefined = none. */
+  rateCeiling(): number | undefined {
+    const mbps = this.#wire?.limitMbps();
+    return mbps === undefined ? undefined : mbps * BYTES_PER_MBIT;
+  }
+
+  /** Content.RateLimit: the Mbit/s in force for this transfer, absent when none; kept current as calls start. */
+  showRateLimit(): void {
+    const mbps = this.#wire?.limitMbps();
+    if (this.ctx.content().RateLimit !== mbps) this.ctx.setContent({ RateLimit: mbps });
   }
 
   get threads(): number {
@@ -250,6 +267,7 @@ export class TransferRun {
     return retry(
       async (attempt, signal) => {
         started = Date.now();
+        this.showRateLimit();
         try {
           const v = await fn(signal, attempt);
           this.#clock.success();

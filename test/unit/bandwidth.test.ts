@@ -7,6 +7,7 @@ import type { RateScheduleEntry } from '../../src/config/types.ts';
 import { isXferError } from '../../src/errors.ts';
 import { peerToLongForm, parsePeerInput } from '../../src/peers/registry.ts';
 import { BandwidthPolicy, BYTES_PER_MBIT } from '../../src/transfer/bandwidth/policy.ts';
+import { LevelCap } from '../../src/transfer/bandwidth/level-cap.ts';
 import { scheduledLimit } from '../../src/transfer/bandwidth/schedule.ts';
 import { type BucketTimers, TokenBucket } from '../../src/transfer/bandwidth/token-bucket.ts';
 
@@ -295,5 +296,25 @@ describe('BandwidthPolicy', () => {
     await settle();
     await both;
     p.close(new Error('closed'));
+  });
+});
+
+describe('LevelCap', () => {
+  test('stops the requests in flight at the level that reached the limit, until the limit changes', () => {
+    let ceiling: number | undefined = 1_000_000;
+    const cap = new LevelCap(() => ceiling);
+    assert.equal(cap.of(16), 16, 'nothing learnt yet');
+    cap.observe(4, 500_000);
+    assert.equal(cap.of(8), 8, 'half the limit: the link, not the limit, holds it');
+    cap.observe(8, 950_000);
+    assert.equal(cap.of(16), 8);
+    assert.equal(cap.of(4), 4, 'a lower level stays lower');
+    cap.observe(16, 990_000);
+    assert.equal(cap.of(32), 8, 'the lowest level that reached it');
+    ceiling = 4_000_000;
+    assert.equal(cap.of(32), 32, 'a new limit starts over');
+    ceiling = undefined;
+    cap.observe(4, 1e12);
+    assert.equal(cap.of(64), 64, 'no limit, no cap');
   });
 });

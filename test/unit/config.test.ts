@@ -370,6 +370,8 @@ describe('defaults and overrides', () => {
       MaxPushInstances: 100_000,
       MaxRequestsInFlight: 0,
       MaxInFlightSize: 0,
+      RateLimit: 0,
+      RateSchedule: [],
     });
     assert.deepEqual(config, {
       Name: 'dicom-xfer',

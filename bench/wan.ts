@@ -46,6 +46,9 @@ const HELP = `usage: npm run bench:wan -- [options]      (as root; --no-wan runs
                             100 x on lossy profiles)
   --baseline-timeout SECONDS  shorter bound for the baselines (one request per instance can take hours
                             on a lossy link): one that runs out of time is reported with a lower bound (≥)
+  --scenario ratelimit|schedule  instead of the methods: the bandwidth policy measured on the wire (peer
+                            RateLimit 20 and 50 Mbit/s, push and pull; or a RateSchedule switching during a
+                            push), on --no-wan or the given --profiles (default good); see bench/wan/scenario-ratelimit.ts
   --repeat N                run each dicom-xfer method N times (default 1) and report the run of median
                             wall time, with the fastest and slowest beside it; the baselines run once
 
@@ -81,6 +84,7 @@ const { values } = parseArgs({
     'baseline-timeout': { type: 'string' },
     repeat: { type: 'string', default: '1' },
     render: { type: 'string' },
+    scenario: { type: 'string' },
     help: { type: 'boolean', default: false },
   },
 });
@@ -386,6 +390,15 @@ function readHostCc(): string {
 if (values.render !== undefined) {
   process.stdout.write(markdown(JSON.parse(await readFile(values.render, 'utf8')) as Parameters<typeof markdown>[0]));
   process.exit(0);
+}
+
+if (values.scenario !== undefined) {
+  const { runRateScenario } = await import('./wan/scenario-ratelimit.ts');
+  const scenario = list(values.scenario, ['ratelimit', 'schedule'] as const, 'scenario');
+  const where: (ProfileName | 'loopback')[] = noWan || values.profiles !== undefined ? profiles : ['good'];
+  let code = 0;
+  for (const s of scenario) code = Math.max(code, await runRateScenario({ scenario: s, profiles: where, cc, json: values.json }));
+  process.exit(code);
 }
 
 main().then(

@@ -270,7 +270,8 @@ async function scheduleRuns(spec: InnerSpec): Promise<RateRow[]> {
   const clock = new Date(2026, 11, 7, 8, 0, 0).getTime() - (SCHEDULE.leadSeconds + 1) * 1000;
   const pad = (x: number) => String(x).padStart(2, '0');
   const d = new Date(clock);
-  const local = `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  const day = `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
+  const local = `${day}T${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
   n = await startNodes(spec, config, { [TEST_CLOCK_ENV]: local }, dirA);
   const rows: RateRow[] = [];
   try {
@@ -379,7 +380,8 @@ function rateTable(o: RateScenarioOptions, rows: readonly RateRow[]): string {
   for (const r of rows) {
     const dev = `${r.steadyMbps >= r.configuredMbps ? '+' : ''}${f((100 * (r.steadyMbps - r.configuredMbps)) / r.configuredMbps)}%`;
     lines.push(
-      `| ${r.profile} | ${r.case} | ${r.configuredMbps} | ${f(r.steadyMbps, 2)} | ${f(r.wholeMbps, 2)} | ${dev} | ${f(r.wireMB)} | ${f(r.wallSeconds)} | ` +
+      `| ${r.profile} | ${r.case} | ${r.configuredMbps} | ${f(r.steadyMbps, 2)} | ${f(r.wholeMbps, 2)} | ${dev} | ` +
+        `${f(r.wireMB)} | ${f(r.wallSeconds)} | ` +
         `${r.ok ? 'yes' : `no${r.note ? ` (${r.note})` : ''}`} |`,
     );
   }

@@ -356,6 +356,8 @@ type HttpErrorExtras = { remote?: RemoteOrthancError | undefined; retryAfterMs?:
 /** A call's side of the wire gate, one way: `take` waits for a paced call's piece (`waits`), else only counts. */
 interface Pace {
   waits: boolean;
+  /** A limit is in force now. */
+  limited(): boolean;
   take(bytes: number): Promise<void> | undefined;
 }
 
@@ -416,6 +418,7 @@ class PeerCall {
     if (!this.#req.paced) {
       return {
         waits: false,
+        limited: () => false,
         take: (n) => {
           wire.charge(way, n);
           return undefined;
@@ -429,6 +432,7 @@ class PeerCall {
     };
     return {
       waits: true,
+      limited: () => wire.limitMbps() !== undefined,
       take: (n) => {
         const turn = wire.take(way, n, this.signal);
         if (!turn) return undefined;
@@ -563,7 +567,8 @@ async function* countBytes(
   pace?: Pace,
 ): AsyncGenerator<Uint8Array> {
   for await (const chunk of src as AsyncIterable<Uint8Array>) {
-    for (const piece of pace?.waits ? pieces(chunk) : [chunk]) {
+    // Without a limit in force, a chunk goes whole (counted): pieces only matter when they wait their turn.
+    for (const piece of pace?.waits && pace.limited() ? pieces(chunk) : [chunk]) {
       const turn = pace?.take(piece.byteLength);
       if (turn) await turn;
       stats.bytesSent += piece.byteLength;

@@ -4,6 +4,7 @@
 import { randomUUID, X509Certificate, createPrivateKey } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { registerModalityRoutes } from './api/modalities.ts';
 import { embeddedApiOf, registerStoreApi } from './api/orthanc-api.ts';
@@ -264,7 +265,8 @@ async function assemble(http: HttpApp, base: NodeBase, originator: string, close
   const inFlight = InFlight.fromConfig(config.Transfers);
   const transfers = await openTransfersServer({ config, store, logger, inFlight, arrivals, senderPeer: peerOfSender });
   closers.add(() => transfers.close());
-  registerTransfersServerRoutes(fastify, { config, store, server: transfers, originator, httpTimeoutSeconds }, routes);
+  const paceServed = (body: Readable, signal: AbortSignal) => bandwidth.paceServed(body, signal);
+  registerTransfersServerRoutes(fastify, { config, store, server: transfers, originator, httpTimeoutSeconds, paceServed }, routes);
   // Bucket latencies: the jobs report theirs, the HTTP server those of the buckets it received or served.
   const latency = new BucketLatency();
   fastify.addHook('onResponse', serverBucketHook(latency));

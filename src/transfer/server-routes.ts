@@ -4,6 +4,7 @@
 // routes and headers of capabilities.ts: /transfers/capabilities, /transfers/have,
 // /transfers/push/{tx}/buckets and /state, x-dicom-xfer-crc32 on PUTs and chunk answers, and the
 // asynchronous commit.
+import type { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { XferError } from '../errors.ts';
@@ -83,6 +84,8 @@ export interface TransfersRouteDeps {
   originator: string;
   /** Seconds without a byte after which a request body is abandoned. */
   httpTimeoutSeconds: number;
+  /** Paces a chunk answer by the node's bandwidth policy (none: sent as fast as it goes). */
+  paceServed?: ((body: Readable, signal: AbortSignal) => Readable) | undefined;
 }
 
 /** Most instances one `POST /transfers/have` may ask about (a sender asks in batches). */
@@ -148,11 +151,11 @@ function registerSourceRoutes(app: FastifyInstance, deps: TransfersRouteDeps, ex
     },
     routes,
   );
-  route(app, '/transfers/chunks/:ids', { GET: chunksHandler(deps.server.chunks, ext) }, routes);
+  route(app, '/transfers/chunks/:ids', { GET: chunksHandler(deps.server.chunks, ext, deps.paceServed) }, routes);
 }
 
 /** GET /transfers/chunks/{ids}: the payload streamed, holding one of the chunk server's slots meanwhile. */
-function chunksHandler(chunks: ChunkServer, ext: boolean) {
+function chunksHandler(chunks: ChunkServer, ext: boolean, pace: TransfersRouteDeps['paceServed']) {
   return async (req: FastifyRequest, reply: FastifyReply) => {
     const ids = parseChunkIds(param(req, 'ids'));
     const query = parseChunkQuery(rawQuery(req));
@@ -173,7 +176,10 @@ function chunksHandler(chunks: ChunkServer, ext: boolean) {
       handedOver = true;
       reply.code(200).header('Content-Type', answer.contentType);
       if (answer.length !== undefined) reply.header('Content-Length', String(answer.length));
-      return reply.send(answer.stream);
+      if (!pace) return reply.send(answer.stream);
+      const gone = new AbortController();
+      reply.raw.once('close', () => gone.abort(new XferError('NetworkProtocol', 'the client closed the connection')));
+      return reply.send(pace(answer.stream, gone.signal));
     } finally {
       if (!handedOver) release();
     }

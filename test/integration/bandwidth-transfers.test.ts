@@ -146,6 +146,31 @@ describe('transfers under a bandwidth limit', { skip: needs(REAL_DICOM), timeout
     assert.ok(metric(m, throttled) > metric(before, throttled));
   });
 
+  test("a data source's Transfers.RateLimit paces the chunk answers it serves to a puller without a limit", async () => {
+    const s = await startPair({ a: { Transfers: { RateLimit: 30 } } });
+    try {
+      const files = await someRealFiles(2 * 1024 * 1024);
+      const imported = await importFiles(s.a.url, files);
+      const ids = [...imported.md5.keys()];
+      const before = await metrics(s.a.url);
+      const h = await startTransfer(s.b.url, 'pull', {
+        Resources: ids.map((ID) => ({ Level: 'Instance', ID })),
+        Peer: 'a',
+        Compression: 'none',
+      });
+      const job = await waitJob(s.b.url, h.ID as string, 60_000);
+      assert.equal(job.State, 'Success', JSON.stringify(job));
+      assert.equal(job.Content.RateLimit, undefined, 'the puller has no limit of its own');
+      assert.deepEqual(await storedMd5s(s.b.url), await storedMd5s(s.a.url));
+      const m = await metrics(s.a.url);
+      const key = 'dicom_xfer_transfers_throttled_bytes_total{direction="out"}';
+      assert.ok(metric(m, key) > metric(before, key), "the answers waited for the source's limit");
+      assert.equal(metric(m, 'dicom_xfer_transfers_rate_limit_mbps'), 30);
+    } finally {
+      await s.stop();
+    }
+  });
+
   test("the RateSchedule entry of the node's hour is in force, and Transfers.RateLimit outside it", async () => {
     const schedule = { Transfers: { RateLimit: 200, RateSchedule: [{ Days: 'Mon-Fri', From: '08:00', To: '18:00', RateLimit: 25 }] } };
     const run = async (clock: string): Promise<{ limit: unknown; metric: number }> => {

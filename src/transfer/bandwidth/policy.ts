@@ -1,9 +1,11 @@
 // The node's bandwidth policy: one token bucket per direction for the whole node (Transfers.RateLimit, or
 // the RateSchedule entry in force at the node's local time) and one per peer and direction (the peer's
 // RateLimit); a transfer's bytes take their tokens from both. Peers' clients see it as a WireGate.
+import { type Readable, Transform } from 'node:stream';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Config } from '../../config/types.ts';
 import type { WireGate, WireWay } from '../../peers/client.ts';
+import { pieces } from '../../peers/wire-gate.ts';
 import { scheduledLimit } from './schedule.ts';
 import { type BucketTimers, TokenBucket } from './token-bucket.ts';
 
@@ -93,6 +95,41 @@ export class BandwidthPolicy {
     };
     this.#gates.set(peer, g);
     return g;
+  }
+
+  /**
+   * A chunk answer this node serves (a peer pulls from it), paced by the node's outgoing bucket with its
+   * own transfers: the node's limit covers what it sends either way. `signal` aborts when the client goes.
+   */
+  paceServed(body: Readable, signal: AbortSignal): Readable {
+    const out = this.#node.out;
+    const throttled = this.#throttled;
+    const limited = () => out.rate() !== undefined;
+    const paced = new Transform({
+      transform(chunk: Buffer, _enc, cb) {
+        if (!limited()) {
+          out.charge(chunk.length);
+          cb(null, chunk);
+          return;
+        }
+        const each = async () => {
+          for (const piece of pieces(chunk)) {
+            const turn = out.take(piece.byteLength, signal);
+            if (turn) {
+              throttled.out += piece.byteLength;
+              await turn;
+            }
+            this.push(piece);
+          }
+        };
+        each().then(() => cb(), cb);
+      },
+    });
+    body.on('error', (e) => paced.destroy(e));
+    paced.on('close', () => {
+      if (!body.destroyed) body.destroy();
+    });
+    return body.pipe(paced);
   }
 
   #pair(rate: () => number | undefined): Pair {

@@ -98,8 +98,9 @@ export const RATE_LIMIT_SETTING = {
   default: TRANSFERS_DEFAULTS.RateLimit,
   unit: 'Mbit/s',
   meaning:
-    'dicom-xfer: most the transfers this node runs (push and pull jobs) may use of the link together, in each direction, counted ' +
-    "on the wire (bodies and HTTP headers); outside every RateSchedule entry. A peer's own `RateLimit` applies too. 0 means no limit.",
+    'dicom-xfer: most the transfers of this node may use of the link together, in each direction: its push and pull jobs, counted ' +
+    'on the wire (bodies and HTTP headers), and the chunk answers it serves to peers that pull from it (bodies); outside every ' +
+    "RateSchedule entry. A peer's own `RateLimit` applies too. 0 means no limit.",
   source: 'dicom-xfer' as const,
 };
 

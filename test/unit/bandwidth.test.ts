@@ -78,6 +78,11 @@ describe('bandwidth keys', () => {
     assert.deepEqual(b?.userProperties, { Site: 'x' });
     assert.deepEqual(warnings, []);
     assert.equal(parsePeerInput('b', peerToLongForm(b ?? assert.fail('no peer'))).rateLimit, 20);
+    // PUT /peers/{name} reads a peer the same way: a bad RateLimit is a 400 naming the key.
+    assert.throws(
+      () => parsePeerInput('b', { Url: 'http://b:8042', RateLimit: -1 }),
+      /RateLimit: expected a number above 0 \(Mbit\/s\), got -1/,
+    );
     assert.equal(parse('{ "OrthancPeers": { "b": ["http://b:8042"] } }').config.OrthancPeers['b']?.rateLimit, undefined);
     for (const v of [0, -3, '"20"']) {
       const msg = configError(`{ "OrthancPeers": { "b": { "Url": "http://b:8042", "RateLimit": ${v} } } }`);

@@ -14,12 +14,14 @@ import {
   assertSameInstances,
   call,
   emptyNode,
+  getJson,
   importFiles,
   listFiles,
   startPair,
   startTransfer,
   storedMd5s,
   waitJob,
+  type JobJson,
   type Pair,
 } from '../helpers/transfer-nodes.ts';
 
@@ -63,6 +65,17 @@ function seen(records: readonly ProxyRecord[]): { out: number; in: number; outBo
     s.inBodies += r.responseBytes;
   }
   return s;
+}
+
+/** Polls job `id` (every 50 ms, at most a minute) until `done` says so; answers the job. */
+async function waitFor(base: string, id: string, done: (j: JobJson) => boolean): Promise<JobJson> {
+  const deadline = Date.now() + 60_000;
+  for (let i = 0; i < 10_000 && Date.now() < deadline; i++) {
+    const j = await getJson<JobJson>(base, `/jobs/${id}`);
+    if (done(j)) return j;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`job ${id}: the awaited state did not come within a minute`);
 }
 
 /** The first real files (by name) that add up to `bytes`. */
@@ -144,6 +157,31 @@ describe('transfers under a bandwidth limit', { skip: needs(REAL_DICOM), timeout
     assert.ok(Math.abs(counted - wire.in) <= wire.in * 0.01, `in: ${counted} counted, ${wire.in} crossed`);
     const throttled = 'dicom_xfer_transfers_throttled_bytes_total{direction="in"}';
     assert.ok(metric(m, throttled) > metric(before, throttled));
+  });
+
+  test('a push paused while its pieces wait for a tight limit stops waiting at once, then resumes with nothing lost', async () => {
+    await emptyNode(pair.b.url);
+    // 2 Mbit/s: the transfer of a few MB would take many seconds; the pause comes as soon as bytes moved.
+    const put = await call(pair.a.url, 'PUT', '/peers/b', JSON.stringify({ Url: `${pair.toB.url}/`, RateLimit: 2 }));
+    assert.equal(put.status, 200, put.body.toString());
+    try {
+      const h = await startTransfer(pair.a.url, 'send', { Resources: resources, Compression: 'none', Peer: 'b' });
+      const id = h.ID as string;
+      const moving = await waitFor(pair.a.url, id, (j) => Number(j.Content.WireBytes ?? 0) > 0 || j.State !== 'Running');
+      assert.equal(moving.State, 'Running', JSON.stringify(moving));
+      assert.equal(moving.Content.RateLimit, 2);
+      assert.equal((await call(pair.a.url, 'POST', `/jobs/${id}/pause`, '{}')).status, 200);
+      await waitJob(pair.a.url, id, 60_000, ['Paused']);
+      // Every piece that was waiting for its turn left the queue with the pause, none waits to be granted.
+      assert.equal(metric(await metrics(pair.a.url), 'dicom_xfer_transfers_rate_waiting'), 0);
+      await call(pair.a.url, 'PUT', '/peers/b', JSON.stringify({ Url: `${pair.toB.url}/`, RateLimit: 40 }));
+      assert.equal((await call(pair.a.url, 'POST', `/jobs/${id}/resume`, '{}')).status, 200);
+      const job = await waitJob(pair.a.url, id, 120_000);
+      assert.equal(job.State, 'Success', JSON.stringify(job));
+      await assertSameInstances(pair.b.url, source);
+    } finally {
+      await call(pair.a.url, 'PUT', '/peers/b', JSON.stringify({ Url: `${pair.toB.url}/`, RateLimit: 40 }));
+    }
   });
 
   test("a data source's Transfers.RateLimit paces the chunk answers it serves to a puller without a limit", async () => {

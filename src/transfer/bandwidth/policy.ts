@@ -159,6 +159,16 @@ export class BandwidthPolicy {
         },
       }),
     );
+    registry.registerMetric(
+      new Gauge({
+        name: 'dicom_xfer_transfers_rate_waiting',
+        help: 'Pieces of transfers waiting for their turn under the bandwidth policy now (node and peer buckets).',
+        registers: [],
+        collect() {
+          this.set(policy.waiting());
+        },
+      }),
+    );
     const counter = (name: string, help: string, pick: (way: WireWay) => number) =>
       new Counter({
         name,
@@ -184,6 +194,13 @@ export class BandwidthPolicy {
         (way) => policy.#throttled[way],
       ),
     );
+  }
+
+  /** Pieces waiting for their turn now, in every bucket. */
+  waiting(): number {
+    let n = 0;
+    for (const pair of [this.#node, ...this.#peers.values()]) for (const way of WAYS) n += pair[way].waiting;
+    return n;
   }
 
   /** Fails every waiter (the node stops). */

@@ -29,6 +29,11 @@ export interface SendTask<State> {
   setContent(partial: Record<string, unknown>): void;
   /** The fraction done, 0 to 1. */
   setProgress(fraction: number): void;
+  /**
+   * Runs the stretch of the send that may give way to a job of higher Priority (its bucket phase): the
+   * signal is then aborted with 'preempt', and a later run resumes from the state kept. Absent: none.
+   */
+  preemptible?<T>(work: () => Promise<T>): Promise<T>;
 }
 
 /** What to send. */

@@ -54,11 +54,13 @@ function destinationTask(ctx: PushContext, instances: readonly InstanceInfo[]): 
     content: () => ctx.content(),
     setContent: (partial) => ctx.setContent(partial),
     setProgress: (p) => ctx.setProgress(p),
+    preemptible: (work) => ctx.preemptible(work),
   };
 }
 
 export class PushTransferJob implements JobRunner<TransferJobQuery, PushContent, PushPrivate> {
   readonly kind = PUSH_KIND;
+  readonly sharesLink = true;
   readonly #deps: TransferDeps;
   readonly #destinations: DestinationDirectory<TransfersPeerState>;
 

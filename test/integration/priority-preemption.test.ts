@@ -42,6 +42,9 @@ async function folderOf(f: string): Promise<string> {
 const BULK = 'Brainix/Flair';
 const HIGH = 'Knee/T1';
 const OTHER = 'Knee/T2';
+/** Imported into B only, for a pull. */
+const PULLED = 'Knix/Loc';
+const PULLED_STAND_IN = 'mr/DX000010004/study1/series01';
 
 const sender = (r: ProxyRecord): unknown => r.headers['sender-transfer-id'];
 
@@ -213,5 +216,46 @@ describe('priority that preempts between two nodes', { timeout: 240_000 }, () =>
     assert.equal((await waitJob(pair.a.url, again.high)).State, 'Success');
     await assertStaging(pair.b.dir, 'push');
     await assertSameInstances(pair.b.url, await expectFor([HIGH]));
+  });
+
+  test('a pull gives way to a push of higher Priority and resumes with its staged buckets', async () => {
+    await reset();
+    const folder = needs(REAL_DICOM) ? join(await generatedDicom(), PULLED_STAND_IN) : join(REAL_DICOM, PULLED);
+    const imported = await importFiles(pair.b.url, await listFiles(folder));
+    const seriesOnB = await getJson<string[]>(pair.b.url, '/series');
+    assert.equal(seriesOnB.length, 1);
+    const chunks = { method: 'GET', path: '/transfers/chunks/' };
+    const gate = pair.toB.hold({ ...chunks, skip: 3 });
+    const query = { Resources: [{ Level: 'Series', ID: seriesOnB[0] }], Peer: 'b', Compression: 'none', Priority: 0 };
+    const pull = (await startTransfer(pair.a.url, 'pull', query)).ID as string;
+    await gate.waitHeld(4, 30_000);
+    const high = await send(HIGH, 10);
+    const preempted = await waitJob(pair.a.url, pull, 20_000, ['Pending']);
+    assert.equal(preempted.Content['Waiting'], `preempted by job ${high} (priority 10); resumes where it stopped when that job ends`);
+    const boundary = pair.toB.records().length;
+    const held = gate.records.slice();
+    gate.release();
+    pair.toB.clearRules();
+    assert.equal((await waitJob(pair.a.url, high)).State, 'Success');
+    const highLast = Math.max(...pair.toB.records({ method: 'PUT' }).map((r) => r.seq));
+    const during = pair.toB.records(chunks).filter((r) => r.seq > boundary && r.seq < highLast);
+    assert.deepEqual(
+      during.map((r) => r.path),
+      [],
+      'the preempted pull fetched nothing while the push ran',
+    );
+    const j = await waitJob(pair.a.url, pull);
+    assert.equal(j.State, 'Success', JSON.stringify(j));
+    // Each chunk fetched once with success; the others are the ones held when the pull gave way, aborted.
+    const ok = new Map<string, number>();
+    for (const r of pair.toB.records(chunks)) {
+      if (r.status === 200 && r.outcome === 'completed') ok.set(r.path, (ok.get(r.path) ?? 0) + 1);
+      else assert.ok(held.includes(r) && r.outcome === 'aborted', `only a held fetch failed: ${r.path} ${r.outcome}`);
+    }
+    assert.equal(ok.size, Number(j.Content['TotalBuckets']));
+    for (const [path, n] of ok) assert.equal(n, 1, `${path} fetched once`);
+    const got = await storedMd5s(pair.a.url);
+    for (const [id, m] of imported.md5) assert.equal(got.get(id), m, `MD5 of ${id} on A`);
+    await assertStaging(pair.a.dir, 'pull');
   });
 });

@@ -56,6 +56,8 @@ export interface Destination<State> {
   send(request: SendRequest, task: SendTask<State>): Promise<void>;
   /** After a cancel: drops what the destination holds of the unfinished send. Best effort, never throws. */
   abandon(request: Pick<SendRequest, 'transferId'>, task: SendTask<State>): Promise<void>;
+  /** While the send waits preempted: keeps what the destination holds of it from expiring. Best effort, never throws. */
+  keepAlive?(request: Pick<SendRequest, 'transferId'>, task: SendTask<State>): Promise<void>;
 }
 
 /** What the dashboard shows of one destination (its peers page): these keys for every kind, then the kind's own. */

@@ -51,6 +51,8 @@ interface Live {
   yieldTo?: Preemptor;
   /** The Pending job was stopped by a preemption: its Content.Waiting says so until it runs again. */
   preemptedBy?: Preemptor;
+  /** When the preempted job last kept its remote state alive (JobRunner.keepAlive). */
+  keptAliveAt?: number;
 }
 
 const FLUSH_MS = 1000;
@@ -235,7 +237,7 @@ export class JobsEngine extends EventEmitter {
     if (live.row.state === 'Running' && (await this.#stopRun(live, 'pause')) !== 'Pending') return;
     const s = live.row.state;
     if (s === 'Pending') {
-      this.#unmarkPreempted(live);
+      this.#waitFor(live, undefined);
       this.#setState(live, 'Paused');
       // A paused job no longer holds back the link jobs of lower Priority.
       this.#schedule();
@@ -268,7 +270,7 @@ export class JobsEngine extends EventEmitter {
     if (s === 'Pending' || s === 'Paused') {
       const runner = this.#opts.runners(live.row.type);
       if (runner.cancelled) await runner.cancelled(this.#context(live, runner, new AbortController().signal));
-      this.#unmarkPreempted(live);
+      this.#waitFor(live, undefined);
       this.#finish(live, 'Failure', new XferError('CanceledJob'));
       this.#schedule();
       return;
@@ -357,8 +359,7 @@ export class JobsEngine extends EventEmitter {
         continue;
       }
       if (this.#sharesLink(live.row.type) && mustYield(live.row.priority, this.#preempt().top)) {
-        // A link job of higher Priority the store does not hold yet (its write is queued, with a pass
-        // behind it): this one goes back to the queue.
+        // A link job of higher Priority the store does not hold yet (a pass follows its write): back it goes.
         await this.#store.update(live.row.id, this.#snapshot(live));
         return;
       }
@@ -376,24 +377,30 @@ export class JobsEngine extends EventEmitter {
       {
         yielding: (l, by) =>
           this.#opts.logger.info({ job: l.row.id, by: by.id, priority: by.priority }, 'job preempted by a job of higher priority'),
-        waiting: (l, by) => {
-          l.preemptedBy = by;
-          if (by === undefined) delete l.content.Waiting;
-          else l.content.Waiting = preemptedText(by);
-          l.dirty = true;
-          this.emit('progress', l.row.id);
-        },
+        waiting: (l, by) => this.#waitFor(l, by),
       },
     );
   }
 
-  /** A job that no longer waits for a preemptor: its Content.Waiting goes. */
-  #unmarkPreempted(live: Live): void {
-    if (!live.preemptedBy) return;
-    live.preemptedBy = undefined;
-    delete live.content.Waiting;
+  /** Marks (by) or unmarks (undefined) a Pending job as waiting for its preemptor, in Content.Waiting. */
+  #waitFor(live: Live, by: Preemptor | undefined): void {
+    if (!live.preemptedBy && !by) return;
+    live.preemptedBy = by;
+    live.keptAliveAt = Date.now();
+    if (by) live.content.Waiting = preemptedText(by);
+    else delete live.content.Waiting;
     live.dirty = true;
     this.emit('progress', live.row.id);
+  }
+
+  /** A preempted job keeps what it holds remotely from expiring, as often as its runner asks. */
+  #keepAlive(): void {
+    for (const l of this.#live.values()) {
+      const runner = l.preemptedBy && l.row.state === 'Pending' ? this.#opts.runners(l.row.type) : undefined;
+      if (!runner?.keepAlive || !runner.keepAliveMs || Date.now() - (l.keptAliveAt ?? 0) < runner.keepAliveMs) continue;
+      l.keptAliveAt = Date.now();
+      void runner.keepAlive(this.#context(l, runner, new AbortController().signal)).catch(() => undefined);
+    }
   }
 
   #run(live: Live): void {
@@ -401,7 +408,7 @@ export class JobsEngine extends EventEmitter {
     live.controller = controller;
     live.runStartedAt = Date.now();
     delete live.writeError;
-    this.#unmarkPreempted(live);
+    this.#waitFor(live, undefined);
     // The store has it Running already (claimNext).
     this.#setState(live, 'Running', { write: false });
     const runner = this.#opts.runners(live.row.type);
@@ -436,10 +443,7 @@ export class JobsEngine extends EventEmitter {
       else if (reason === 'shutdown') this.#flushOne(live);
       else {
         // A preempted job waits in the queue, its state and finished buckets kept, neither failed nor retried.
-        if (reason === 'preempt' && yieldTo) {
-          live.preemptedBy = yieldTo;
-          live.content.Waiting = preemptedText(yieldTo);
-        }
+        if (reason === 'preempt' && yieldTo) this.#waitFor(live, yieldTo);
         this.#setState(live, outcome.state);
       }
       this.#schedule();
@@ -584,6 +588,7 @@ export class JobsEngine extends EventEmitter {
   }
 
   #flush(): void {
+    this.#keepAlive();
     for (const live of this.#live.values()) if (live.dirty) this.#flushOne(live);
   }
 }

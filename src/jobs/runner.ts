@@ -69,6 +69,12 @@ export interface JobRunner<Q = unknown, C extends Record<string, unknown> = Reco
   readonly watcher?: boolean;
   /** The job moves data over the node's link: it gives way to a runnable link job of higher Priority. */
   readonly sharesLink?: boolean;
+  /**
+   * While the job waits preempted, called every `keepAliveMs` (none when 0 or absent) to keep what it holds
+   * remotely from expiring (a push's transaction); best effort, never throws.
+   */
+  keepAlive?(ctx: JobRunContext<Q, C, P>): Promise<void>;
+  readonly keepAliveMs?: number;
 }
 
 /** Any kind of job, as the engine sees it (each runner narrows its own query, Content and state). */

@@ -47,6 +47,8 @@ const PULLED = 'Knix/Loc';
 const PULLED_STAND_IN = 'mr/DX000010004/study1/series01';
 
 const sender = (r: ProxyRecord): unknown => r.headers['sender-transfer-id'];
+/** The arrival number of the last request seen (the relay keeps counting across clearRecords). */
+const lastSeq = (rs: readonly ProxyRecord[]): number => rs.reduce((m, r) => Math.max(m, r.seq), 0);
 
 describe('priority that preempts between two nodes', { timeout: 240_000 }, () => {
   let pair: Pair;
@@ -119,7 +121,7 @@ describe('priority that preempts between two nodes', { timeout: 240_000 }, () =>
     assert.equal((await job(bulk)).State, 'Running');
     const high = await send(HIGH, 10);
     const preempted = await waitJob(pair.a.url, bulk, 20_000, ['Pending']);
-    const boundary = pair.toB.records().length;
+    const boundary = lastSeq(pair.toB.records());
     gate.release();
     pair.toB.clearRules();
     return { bulk, high, bulkSender, preempted, held: gate.records.filter((r) => sender(r) === bulkSender), boundary };
@@ -232,7 +234,7 @@ describe('priority that preempts between two nodes', { timeout: 240_000 }, () =>
     const high = await send(HIGH, 10);
     const preempted = await waitJob(pair.a.url, pull, 20_000, ['Pending']);
     assert.equal(preempted.Content['Waiting'], `preempted by job ${high} (priority 10); resumes where it stopped when that job ends`);
-    const boundary = pair.toB.records().length;
+    const boundary = lastSeq(pair.toB.records());
     const held = gate.records.slice();
     gate.release();
     pair.toB.clearRules();
@@ -257,5 +259,78 @@ describe('priority that preempts between two nodes', { timeout: 240_000 }, () =>
     const got = await storedMd5s(pair.a.url);
     for (const [id, m] of imported.md5) assert.equal(got.get(id), m, `MD5 of ${id} on A`);
     await assertStaging(pair.a.dir, 'pull');
+  });
+});
+
+describe('the transaction of a preempted push is kept alive', { timeout: 180_000 }, () => {
+  let pair: Pair;
+  const series = new Map<string, string>();
+
+  before(async () => {
+    pair = await startPair({
+      common: { HttpTimeout: 60, Transfers: { ...PER_BUCKET, BucketSize: 128, RetryBudget: 60 } },
+      // B drops a transaction idle for 6 s; A, preempted, asks B about its transaction every second (half
+      // of the shorter idle limit it has itself, peers being configured alike).
+      a: { ConcurrentJobs: 2, Transfers: { IdleBeforeEviction: 2 } },
+      b: { Transfers: { IdleTransactionTimeout: 6 } },
+    });
+    for (const f of [BULK, HIGH]) {
+      const before = new Set(await getJson<string[]>(pair.a.url, '/series'));
+      await importFiles(pair.a.url, await listFiles(await folderOf(f)));
+      const added = (await getJson<string[]>(pair.a.url, '/series')).filter((s) => !before.has(s));
+      series.set(f, added[0] as string);
+    }
+  });
+  after(async () => {
+    await pair?.stop();
+  });
+
+  const send = async (f: string, priority: number) =>
+    (
+      await startTransfer(pair.a.url, 'send', {
+        Resources: [{ Level: 'Series', ID: series.get(f) }],
+        Peer: 'b',
+        Compression: 'none',
+        Priority: priority,
+      })
+    ).ID as string;
+
+  /** B's count of push transactions ended without a commit (expired ones among them). */
+  async function abortedOnB(): Promise<number> {
+    const text = (await call(pair.b.url, 'GET', '/tools/metrics-prometheus')).body.toString();
+    const m = /^orthanc_transfers_aborted_push_count (\d+)/m.exec(text);
+    return Number(m?.[1] ?? Number.NaN);
+  }
+
+  test('while the higher push is held longer than the receiver keeps an idle transaction, the bulk one survives', async () => {
+    const gate = pair.toB.hold({ method: 'PUT', skip: 3 });
+    const bulk = await send(BULK, 0);
+    await gate.waitHeld(4, 30_000);
+    const bulkSender = sender(pair.toB.records({ method: 'POST', path: /^\/+transfers\/push$/ })[0] as ProxyRecord);
+    const high = await send(HIGH, 10);
+    await waitJob(pair.a.url, bulk, 20_000, ['Pending']);
+    // The higher push's own transaction sees no request (its PUTs are held): B expires it after 6 s idle,
+    // which shows the bulk one was idle as long on B but for the keep-alives.
+    for (let i = 0; i < 600 && (await abortedOnB()) < 1; i++) await new Promise((r) => setTimeout(r, 100));
+    assert.equal(await abortedOnB(), 1, 'the idle transaction of the held push expired on B');
+    const keepAlives = pair.toB.records({ method: 'GET', path: /\/buckets$/ }).filter((r) => sender(r) === bulkSender);
+    assert.ok(keepAlives.length >= 2, `the preempted push kept its transaction alive (${keepAlives.length} calls)`);
+    assert.ok(
+      keepAlives.every((r) => r.status === 200),
+      'B still held the transaction at every keep-alive',
+    );
+    gate.release();
+    pair.toB.clearRules();
+    assert.equal((await waitJob(pair.a.url, high)).State, 'Success');
+    const b = await waitJob(pair.a.url, bulk);
+    assert.equal(b.State, 'Success', JSON.stringify(b));
+    const creates = pair.toB.records({ method: 'POST', path: /^\/+transfers\/push$/ }).filter((r) => sender(r) === bulkSender);
+    assert.deepEqual(
+      creates.map((r) => r.status),
+      [200],
+      'the bulk push resumed in its own transaction',
+    );
+    assert.equal(await abortedOnB(), 1, 'only the held push lost its transaction');
+    await assertSameInstances(pair.b.url, await storedMd5s(pair.a.url));
   });
 });

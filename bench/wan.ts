@@ -27,6 +27,7 @@ import {
 } from './wan/common.ts';
 import { prepareDataset } from './wan/dataset.ts';
 import { bypassControl, plainDown, plainUp, wanDown, wanUnavailable, wanUp } from './wan/netns.ts';
+import { priorityScenario } from './wan/scenario-priority.ts';
 
 const REPO = resolve(import.meta.dirname, '..');
 const CONTROL_ADDRESS = '127.0.0.2';
@@ -46,6 +47,8 @@ const HELP = `usage: npm run bench:wan -- [options]      (as root; --no-wan runs
                             100 x on lossy profiles)
   --baseline-timeout SECONDS  shorter bound for the baselines (one request per instance can take hours
                             on a lossy link): one that runs out of time is reported with a lower bound (≥)
+  --scenario priority       instead of the methods: a push of Priority 10 alone, a bulk push alone, then
+                            both, the first started while the bulk one runs (bench/wan/scenario-priority.ts)
   --repeat N                run each dicom-xfer method N times (default 1) and report the run of median
                             wall time, with the fastest and slowest beside it; the baselines run once
 
@@ -81,6 +84,7 @@ const { values } = parseArgs({
     'baseline-timeout': { type: 'string' },
     repeat: { type: 'string', default: '1' },
     render: { type: 'string' },
+    scenario: { type: 'string' },
     help: { type: 'boolean', default: false },
   },
 });
@@ -106,6 +110,7 @@ if (baselineTimeout !== null && !(baselineTimeout > 0)) fail('--baseline-timeout
 const repeat = Number(values.repeat);
 if (!Number.isSafeInteger(repeat) || repeat < 1 || repeat > 20) fail('--repeat must be a whole number from 1 to 20');
 const isRoot = process.getuid?.() === 0;
+if (values.scenario !== undefined && values.scenario !== 'priority') fail(`unknown scenario "${values.scenario}" (priority)`);
 if (!noWan) {
   const why = wanUnavailable(REPO);
   if (why) fail(`${why}; use --no-wan for plain loopback`);
@@ -311,6 +316,10 @@ function markdown(report: {
 async function main(): Promise<number> {
   const dataset = await prepareDataset(set, seed, values['data-dir']);
   started = true;
+  if (values.scenario === 'priority') {
+    const timeoutSeconds = Math.max(...profiles.map((p) => runTimeout(linkProfile(p), dataset)));
+    return priorityScenario({ repo: REPO, dataset, profiles, cc, isRoot, timeoutSeconds, json: values.json });
+  }
   const workDir = await mkdtemp(join(tmpdir(), 'dxbench-'));
   const ns = `dxbench${process.pid}`;
   const results: ProfileResult[] = [];

@@ -1,6 +1,8 @@
 // Priority that preempts, as the jobs engine decides it: among the jobs that move data over the node's link
 // (push and pull transfers, node-wide: one uplink), a job runs only while no runnable job of higher Priority
-// waits or runs. Pure functions over what the engine holds; the engine stops and requeues the losers.
+// waits or runs. Pure functions over what the engine holds; the engine stops the losers and puts them back
+// to Pending (what Orthanc shows of a queued job, and what its own resume goes through), not Running with a
+// note: a client polling for Success or Failure needs nothing new, and the job takes no ConcurrentJobs slot.
 import type { JobState, JobType } from './store.ts';
 
 /** What the decision needs of one job. */

@@ -255,7 +255,7 @@ export async function priorityScenario(o: PriorityOptions): Promise<number> {
   }
   const d = o.dataset;
   const size = `${d.files.length} instances, ${(d.totalBytes / 1e6).toFixed(1)} MB`;
-  const head = `Priority scenario, ${new Date().toISOString()}: data set \`${d.set}\` (seed ${d.seed}), ${size}; machine shared`;
+  const head = `Priority scenario, ${new Date().toISOString()}: data set \`${d.set}\` (seed ${d.seed}), ${size}`;
   process.stdout.write(`${[head, '', ...results.flatMap((r) => [...priorityMarkdown(r), ''])].join('\n')}\n`);
   if (o.json) await writeFile(o.json, JSON.stringify({ benchmark: 'wan', scenario: 'priority', results }, null, 1));
   return results.length === o.profiles.length && results.every((r) => !r.error && r.verified) ? 0 : 3;

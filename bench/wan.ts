@@ -27,7 +27,7 @@ import {
 } from './wan/common.ts';
 import { prepareDataset } from './wan/dataset.ts';
 import { bypassControl, plainDown, plainUp, wanDown, wanUnavailable, wanUp } from './wan/netns.ts';
-import { priorityScenario } from './wan/scenario-priority.ts';
+import { priorityReportMarkdown, priorityScenario, type PriorityReport } from './wan/scenario-priority.ts';
 
 const REPO = resolve(import.meta.dirname, '..');
 const CONTROL_ADDRESS = '127.0.0.2';
@@ -393,7 +393,8 @@ function readHostCc(): string {
 }
 
 if (values.render !== undefined) {
-  process.stdout.write(markdown(JSON.parse(await readFile(values.render, 'utf8')) as Parameters<typeof markdown>[0]));
+  const report = JSON.parse(await readFile(values.render, 'utf8')) as Parameters<typeof markdown>[0] | PriorityReport;
+  process.stdout.write('scenario' in report ? priorityReportMarkdown(report) : markdown(report));
   process.exit(0);
 }
 

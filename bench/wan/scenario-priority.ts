@@ -190,7 +190,7 @@ export function priorityMarkdown(r: PriorityResult): string[] {
     '| run | high push s | bulk push s | bulk gave way after s |',
     '|---|---:|---:|---:|',
     `| alone, one after the other | ${f1(r.highAlone)} | ${f1(r.bulkAlone)} | – |`,
-    `| both at once | ${f1(r.highWithBulk)} | ${f1(r.bulkWithHigh)} | ${f1(r.gaveWayAfter)} |`,
+    `| both at once | ${f1(r.highWithBulk)} | ${f1(r.bulkWithHigh)} | ${r.gaveWayAfter === null ? '–' : r.gaveWayAfter.toFixed(2)} |`,
   ];
   if (r.highAlone && r.highWithBulk)
     lines.push('', `High push with the bulk one running: ${(r.highWithBulk / r.highAlone).toFixed(2)}x its time alone.`);
@@ -199,6 +199,22 @@ export function priorityMarkdown(r: PriorityResult): string[] {
   }
   lines.push(r.error ? `**Failed**: ${r.error}` : `Destination verified (every instance, MD5): ${r.verified ? 'yes' : 'NO'}.`);
   return lines;
+}
+
+/** The JSON report of the scenario (--json), which --render prints again. */
+export interface PriorityReport {
+  benchmark: 'wan';
+  scenario: 'priority';
+  date: string;
+  dataset: { set: string; seed: number; instances: number; totalBytes: number };
+  results: PriorityResult[];
+}
+
+export function priorityReportMarkdown(r: PriorityReport): string {
+  const d = r.dataset;
+  const size = `${d.instances} instances, ${(d.totalBytes / 1e6).toFixed(1)} MB`;
+  const head = `Priority scenario, ${r.date}: data set \`${d.set}\` (seed ${d.seed}), ${size}`;
+  return `${[head, '', ...r.results.flatMap((x) => [...priorityMarkdown(x), ''])].join('\n')}\n`;
 }
 
 export interface PriorityOptions {
@@ -253,11 +269,16 @@ export async function priorityScenario(o: PriorityOptions): Promise<number> {
   } finally {
     await rm(workDir, { recursive: true, force: true });
   }
-  const d = o.dataset;
-  const size = `${d.files.length} instances, ${(d.totalBytes / 1e6).toFixed(1)} MB`;
-  const head = `Priority scenario, ${new Date().toISOString()}: data set \`${d.set}\` (seed ${d.seed}), ${size}`;
-  process.stdout.write(`${[head, '', ...results.flatMap((r) => [...priorityMarkdown(r), ''])].join('\n')}\n`);
-  if (o.json) await writeFile(o.json, JSON.stringify({ benchmark: 'wan', scenario: 'priority', results }, null, 1));
+  const { set, seed, files, totalBytes } = o.dataset;
+  const report: PriorityReport = {
+    benchmark: 'wan',
+    scenario: 'priority',
+    date: new Date().toISOString(),
+    dataset: { set, seed, instances: files.length, totalBytes },
+    results,
+  };
+  process.stdout.write(priorityReportMarkdown(report));
+  if (o.json) await writeFile(o.json, JSON.stringify(report, null, 1));
   return results.length === o.profiles.length && results.every((r) => !r.error && r.verified) ? 0 : 3;
 }
 

@@ -27,6 +27,7 @@ import {
 } from './wan/common.ts';
 import { prepareDataset } from './wan/dataset.ts';
 import { bypassControl, plainDown, plainUp, wanDown, wanUnavailable, wanUp } from './wan/netns.ts';
+import { priorityReportMarkdown, priorityScenario, type PriorityReport } from './wan/scenario-priority.ts';
 
 const REPO = resolve(import.meta.dirname, '..');
 const CONTROL_ADDRESS = '127.0.0.2';
@@ -49,6 +50,8 @@ const HELP = `usage: npm run bench:wan -- [options]      (as root; --no-wan runs
   --scenario ratelimit|schedule  instead of the methods: the bandwidth policy measured on the wire (peer
                             RateLimit 20 and 50 Mbit/s, push and pull; or a RateSchedule switching during a
                             push), on --no-wan or the given --profiles (default good); see bench/wan/scenario-ratelimit.ts
+  --scenario priority       instead of the methods: a push of Priority 10 alone, a bulk push alone, then
+                            both, the first started while the bulk one runs (bench/wan/scenario-priority.ts)
   --repeat N                run each dicom-xfer method N times (default 1) and report the run of median
                             wall time, with the fastest and slowest beside it; the baselines run once
 
@@ -110,6 +113,8 @@ if (baselineTimeout !== null && !(baselineTimeout > 0)) fail('--baseline-timeout
 const repeat = Number(values.repeat);
 if (!Number.isSafeInteger(repeat) || repeat < 1 || repeat > 20) fail('--repeat must be a whole number from 1 to 20');
 const isRoot = process.getuid?.() === 0;
+const scenarios = values.scenario === undefined ? [] : list(values.scenario, ['ratelimit', 'schedule', 'priority'] as const, 'scenario');
+if (scenarios.includes('priority') && scenarios.length > 1) fail('--scenario priority runs alone');
 if (!noWan) {
   const why = wanUnavailable(REPO);
   if (why) fail(`${why}; use --no-wan for plain loopback`);
@@ -315,6 +320,10 @@ function markdown(report: {
 async function main(): Promise<number> {
   const dataset = await prepareDataset(set, seed, values['data-dir']);
   started = true;
+  if (values.scenario === 'priority') {
+    const timeoutSeconds = Math.max(...profiles.map((p) => runTimeout(linkProfile(p), dataset)));
+    return priorityScenario({ repo: REPO, dataset, profiles, cc, isRoot, timeoutSeconds, json: values.json });
+  }
   const workDir = await mkdtemp(join(tmpdir(), 'dxbench-'));
   const ns = `dxbench${process.pid}`;
   const results: ProfileResult[] = [];
@@ -388,13 +397,14 @@ function readHostCc(): string {
 }
 
 if (values.render !== undefined) {
-  process.stdout.write(markdown(JSON.parse(await readFile(values.render, 'utf8')) as Parameters<typeof markdown>[0]));
+  const report = JSON.parse(await readFile(values.render, 'utf8')) as Parameters<typeof markdown>[0] | PriorityReport;
+  process.stdout.write('scenario' in report ? priorityReportMarkdown(report) : markdown(report));
   process.exit(0);
 }
 
-if (values.scenario !== undefined) {
+if (scenarios.length > 0 && !scenarios.includes('priority')) {
   const { runRateScenario } = await import('./wan/scenario-ratelimit.ts');
-  const scenario = list(values.scenario, ['ratelimit', 'schedule'] as const, 'scenario');
+  const scenario = scenarios.filter((s) => s !== 'priority');
   const where: (ProfileName | 'loopback')[] = noWan || values.profiles !== undefined ? profiles : ['good'];
   let code = 0;
   for (const s of scenario) code = Math.max(code, await runRateScenario({ scenario: s, profiles: where, cc, json: values.json }));

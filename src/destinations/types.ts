@@ -29,6 +29,11 @@ export interface SendTask<State> {
   setContent(partial: Record<string, unknown>): void;
   /** The fraction done, 0 to 1. */
   setProgress(fraction: number): void;
+  /**
+   * Runs the stretch of the send that may give way to a job of higher Priority (its bucket phase): the
+   * signal is then aborted with 'preempt', and a later run resumes from the state kept. Absent: none.
+   */
+  preemptible?<T>(work: () => Promise<T>): Promise<T>;
 }
 
 /** What to send. */
@@ -51,6 +56,8 @@ export interface Destination<State> {
   send(request: SendRequest, task: SendTask<State>): Promise<void>;
   /** After a cancel: drops what the destination holds of the unfinished send. Best effort, never throws. */
   abandon(request: Pick<SendRequest, 'transferId'>, task: SendTask<State>): Promise<void>;
+  /** While the send waits preempted: keeps what the destination holds of it from expiring. Best effort, never throws. */
+  keepAlive?(request: Pick<SendRequest, 'transferId'>, task: SendTask<State>): Promise<void>;
 }
 
 /** What the dashboard shows of one destination (its peers page): these keys for every kind, then the kind's own. */

@@ -5,81 +5,18 @@ import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { cpus } from 'node:os';
 import type { Logger } from 'pino';
-import type { z } from 'zod';
 import { ERRORS, XferError, isXferError, type ErrorCode } from '../errors.ts';
 import { formatOrthancTimestamp, progressPercent } from '../protocol/progress.ts';
 import { describeIssue, readStored } from '../util/stored-json.ts';
 import type { JobsDb } from './db.ts';
 import { finishedFacts } from './facts.ts';
+import type { AnyJobRunner, JobRunContext, JobRunnerFactory, StopReason } from './runner.ts';
+import { mustYield, preemptedText, preemptionPass, type Preemptor } from './preemption.ts';
 import { SqliteJobStore } from './sqlite-store.ts';
 import { JOB_TYPES, type JobRecord, type JobState, type JobStore, type JobType, type JobUpdate, type LoadedJob } from './store.ts';
 
 export { JOB_STATES, JOB_TYPES, type JobState, type JobType } from './store.ts';
-
-/** Why a running job's signal was aborted. */
-export type StopReason = 'pause' | 'cancel' | 'shutdown';
-
-/**
- * The schemas of what one kind of job persists: its query, its public Content and its private state.
- * Each is checked when it is read back from the database, so that a damaged row fails its job.
- */
-export interface JobKind<Q, C extends Record<string, unknown>, P> {
-  readonly query: z.ZodType<Q>;
-  readonly content: z.ZodType<C>;
-  readonly private: z.ZodType<P>;
-}
-
-/** What a running job may do with the engine: report, save its progress, and watch for a stop. */
-export interface JobRunContext<Q = unknown, C extends Record<string, unknown> = Record<string, unknown>, P = unknown> {
-  readonly id: string;
-  readonly type: JobType;
-  /** The query the job was submitted with (checked against its kind's schema). */
-  readonly query: Q;
-  /** Aborted with a StopReason when the job must stop (pause, cancel, shutdown). */
-  readonly signal: AbortSignal;
-  readonly log: Logger;
-  /**
-   * The private state saved by an earlier run of this job (after a pause or a restart), checked against
-   * the kind's schema: BadFileFormat (which fails the run) when it does not read back.
-   */
-  loadPrivate(): P | undefined;
-  /**
-   * Saves the job's private state (plan, remote transaction, cookies...); durable when the promise
-   * resolves. Writes land in the order they were asked; one that fails fails the run, awaited or not.
-   */
-  savePrivate(state: P): Promise<void>;
-  /** Buckets finished so far (by this run and earlier ones). */
-  bucketsDone(): Set<number>;
-  /** Records a finished bucket; durable when the promise resolves (as savePrivate). */
-  markBucketDone(index: number): Promise<void>;
-  /** Forgets every finished bucket (the job starts a new plan, e.g. a new remote transaction). */
-  clearBucketsDone(): Promise<void>;
-  /** The job's public Content as it stands (kept across pauses and restarts). */
-  content(): Readonly<C>;
-  /** Merges keys into the job's public Content (a key set to undefined is removed). */
-  setContent(partial: Partial<C>): void;
-  /** Sets the progress fraction (0 to 1). */
-  setProgress(p: number): void;
-}
-
-/** One kind of job: runs or continues it; throws an XferError to fail; returns to succeed. */
-export interface JobRunner<Q = unknown, C extends Record<string, unknown> = Record<string, unknown>, P = unknown> {
-  /** The schemas of its persisted query, Content and private state. */
-  readonly kind: JobKind<Q, C, P>;
-  run(ctx: JobRunContext<Q, C, P>): Promise<void>;
-  /** Cleanup after a cancel (e.g. discard the remote transaction); best effort, never throws. */
-  cancelled?(ctx: JobRunContext<Q, C, P>): Promise<void>;
-  /**
-   * The job only watches work done elsewhere (a peer's job): it runs at once and does not count against
-   * ConcurrentJobs, so that it never holds the slot that the work it watches needs (a peer that is this node).
-   */
-  readonly watcher?: boolean;
-}
-
-/** Any kind of job, as the engine sees it (each runner narrows its own query, Content and state). */
-export type AnyJobRunner = JobRunner<unknown, Record<string, unknown>, unknown>;
-
-export type JobRunnerFactory = (type: JobType) => AnyJobRunner;
+export type { AnyJobRunner, JobKind, JobRunContext, JobRunner, JobRunnerFactory, StopReason } from './runner.ts';
 
 export interface JobsEngineOptions {
   /** Jobs run at once; 0 = one per CPU core (Orthanc's ConcurrentJobs). */
@@ -108,6 +45,14 @@ interface Live {
   runStartedAt?: number;
   running?: Promise<void>;
   dirty: boolean;
+  /** The run is in its preemptible stretch (JobRunContext.preemptible). */
+  preemptible?: boolean;
+  /** The running job gives way to this one (stopped at once, or when its preemptible stretch begins). */
+  yieldTo?: Preemptor;
+  /** The Pending job was stopped by a preemption: its Content.Waiting says so until it runs again. */
+  preemptedBy?: Preemptor;
+  /** When the preempted job last kept its remote state alive (JobRunner.keepAlive). */
+  keptAliveAt?: number;
 }
 
 const FLUSH_MS = 1000;
@@ -288,12 +233,22 @@ export class JobsEngine extends EventEmitter {
   /** Pauses a pending or running job; a running one keeps its state and stops after in-flight work. */
   async pause(id: string): Promise<void> {
     const live = this.#get(id);
+    // A run stopped by a preemption just before ends Pending, and is paused as a Pending job.
+    if (live.row.state === 'Running' && (await this.#stopRun(live, 'pause')) !== 'Pending') return;
     const s = live.row.state;
-    if (s === 'Pending') this.#setState(live, 'Paused');
-    else if (s === 'Running') {
-      live.controller?.abort('pause' satisfies StopReason);
-      await live.running;
+    if (s === 'Pending') {
+      this.#waitFor(live, undefined);
+      this.#setState(live, 'Paused');
+      // A paused job no longer holds back the link jobs of lower Priority.
+      this.#schedule();
     } else if (s !== 'Paused') throw new XferError('BadSequenceOfCalls', `cannot pause a job in state ${s}`);
+  }
+
+  /** Stops a run with `reason` and answers the state it ended in (Pending when a preemption came first). */
+  async #stopRun(live: Live, reason: StopReason): Promise<JobState> {
+    live.controller?.abort(reason);
+    await live.running;
+    return live.row.state;
   }
 
   /** Puts a paused job back in the queue; it continues from the next bucket not done. */
@@ -309,16 +264,15 @@ export class JobsEngine extends EventEmitter {
   /** Ends a job that is not finished; the job cleans up what it holds remotely. */
   async cancel(id: string): Promise<void> {
     const live = this.#get(id);
+    // A run stopped by a preemption just before ends Pending, and is canceled as a Pending job.
+    if (live.row.state === 'Running' && (await this.#stopRun(live, 'cancel')) !== 'Pending') return;
     const s = live.row.state;
-    if (s === 'Running') {
-      live.controller?.abort('cancel' satisfies StopReason);
-      await live.running;
-      return;
-    }
     if (s === 'Pending' || s === 'Paused') {
       const runner = this.#opts.runners(live.row.type);
       if (runner.cancelled) await runner.cancelled(this.#context(live, runner, new AbortController().signal));
+      this.#waitFor(live, undefined);
       this.#finish(live, 'Failure', new XferError('CanceledJob'));
+      this.#schedule();
       return;
     }
     throw new XferError('BadSequenceOfCalls', `cannot cancel a job in state ${s}`);
@@ -388,8 +342,11 @@ export class JobsEngine extends EventEmitter {
     const watcherTypes = JOB_TYPES.filter((t) => this.#opts.runners(t).watcher === true);
     const watcher = (l: Live): boolean => watcherTypes.includes(l.row.type);
     for (let claimed = 0; claimed <= this.#live.size && !this.#closed; claimed++) {
-      const running = [...this.#live.values()].filter((l) => l.row.state === 'Running' && !watcher(l)).length;
-      const record = await this.#store.claimNext(running < this.#limit ? JOB_TYPES : watcherTypes);
+      // A link job that gives way to one of higher Priority leaves its slot to it, whatever ConcurrentJobs.
+      const linkOk = this.#preempt().mayStart;
+      const running = [...this.#live.values()].filter((l) => l.row.state === 'Running' && !watcher(l) && !l.yieldTo).length;
+      const types = running < this.#limit ? JOB_TYPES : watcherTypes;
+      const record = await this.#store.claimNext(linkOk ? types : types.filter((t) => !this.#sharesLink(t)));
       if (!record) return;
       const live = this.#live.get(record.id);
       if (!live) {
@@ -401,8 +358,48 @@ export class JobsEngine extends EventEmitter {
         await this.#store.update(live.row.id, this.#snapshot(live));
         continue;
       }
+      if (this.#sharesLink(live.row.type) && mustYield(live.row.priority, this.#preempt().top)) {
+        // A link job of higher Priority the store does not hold yet (a pass follows its write): back it goes.
+        await this.#store.update(live.row.id, this.#snapshot(live));
+        return;
+      }
       live.done = await this.#store.bucketsDone(live.row.id);
       this.#run(live);
+    }
+  }
+
+  readonly #sharesLink = (type: JobType): boolean => this.#opts.runners(type).sharesLink === true;
+
+  /** A pass of jobs/preemption.ts over the link jobs. */
+  #preempt(): ReturnType<typeof preemptionPass> {
+    return preemptionPass(
+      [...this.#live.values()].filter((l) => this.#sharesLink(l.row.type)),
+      {
+        yielding: (l, by) =>
+          this.#opts.logger.info({ job: l.row.id, by: by.id, priority: by.priority }, 'job preempted by a job of higher priority'),
+        waiting: (l, by) => this.#waitFor(l, by),
+      },
+    );
+  }
+
+  /** Marks (by) or unmarks (undefined) a Pending job as waiting for its preemptor, in Content.Waiting. */
+  #waitFor(live: Live, by: Preemptor | undefined): void {
+    if (!live.preemptedBy && !by) return;
+    live.preemptedBy = by;
+    live.keptAliveAt = Date.now();
+    if (by) live.content.Waiting = preemptedText(by);
+    else delete live.content.Waiting;
+    live.dirty = true;
+    this.emit('progress', live.row.id);
+  }
+
+  /** A preempted job keeps what it holds remotely from expiring, as often as its runner asks. */
+  #keepAlive(): void {
+    for (const l of this.#live.values()) {
+      const runner = l.preemptedBy && l.row.state === 'Pending' ? this.#opts.runners(l.row.type) : undefined;
+      if (!runner?.keepAlive || !runner.keepAliveMs || Date.now() - (l.keptAliveAt ?? 0) < runner.keepAliveMs) continue;
+      l.keptAliveAt = Date.now();
+      void runner.keepAlive(this.#context(l, runner, new AbortController().signal)).catch(() => undefined);
     }
   }
 
@@ -411,6 +408,7 @@ export class JobsEngine extends EventEmitter {
     live.controller = controller;
     live.runStartedAt = Date.now();
     delete live.writeError;
+    this.#waitFor(live, undefined);
     // The store has it Running already (claimNext).
     this.#setState(live, 'Running', { write: false });
     const runner = this.#opts.runners(live.row.type);
@@ -438,9 +436,16 @@ export class JobsEngine extends EventEmitter {
       live.runStartedAt = undefined;
       live.controller = undefined;
       live.running = undefined;
+      live.preemptible = false;
+      const yieldTo = live.yieldTo;
+      live.yieldTo = undefined;
       if (outcome.state === 'Success' || outcome.state === 'Failure') this.#finish(live, outcome.state, outcome.error);
       else if (reason === 'shutdown') this.#flushOne(live);
-      else this.#setState(live, outcome.state);
+      else {
+        // A preempted job waits in the queue, its state and finished buckets kept, neither failed nor retried.
+        if (reason === 'preempt' && yieldTo) this.#waitFor(live, yieldTo);
+        this.#setState(live, outcome.state);
+      }
       this.#schedule();
     })();
   }
@@ -448,6 +453,7 @@ export class JobsEngine extends EventEmitter {
   #stopped(controller: AbortController): { state: JobState; error?: XferError } {
     const reason = controller.signal.reason as StopReason;
     if (reason === 'pause') return { state: 'Paused' };
+    if (reason === 'preempt') return { state: 'Pending' };
     if (reason === 'cancel') return { state: 'Failure', error: new XferError('CanceledJob') };
     return { state: 'Running' };
   }
@@ -498,6 +504,19 @@ export class JobsEngine extends EventEmitter {
         live.row.progress = Math.max(0, Math.min(1, p));
         live.dirty = true;
         engine.emit('progress', id);
+      },
+      async preemptible<T>(work: () => Promise<T>): Promise<T> {
+        live.preemptible = true;
+        // A preemption decided before the stretch began (and still due) stops the run as it enters it.
+        engine.#preempt();
+        try {
+          const out = await work();
+          // Nothing may start after the stretch once the run is stopped (e.g. the commit after the buckets).
+          signal.throwIfAborted();
+          return out;
+        } finally {
+          live.preemptible = false;
+        }
       },
     };
   }
@@ -569,6 +588,7 @@ export class JobsEngine extends EventEmitter {
   }
 
   #flush(): void {
+    this.#keepAlive();
     for (const live of this.#live.values()) if (live.dirty) this.#flushOne(live);
   }
 }

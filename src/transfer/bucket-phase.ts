@@ -219,5 +219,7 @@ export function runBuckets(
   retryable: (e: unknown) => boolean,
   o: BucketPhaseOptions = { join: false },
 ): Promise<void> {
-  return new BucketPhase(r, buckets, direction, work, retryable, o).run(o);
+  const phase = new BucketPhase(r, buckets, direction, work, retryable, o);
+  // A job of higher Priority may stop the phase (jobs/preemption.ts): what is confirmed stays done.
+  return r.ctx.preemptible ? r.ctx.preemptible(() => phase.run(o)) : phase.run(o);
 }

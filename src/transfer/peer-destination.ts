@@ -102,6 +102,24 @@ export class TransfersPeerDestination implements Destination<TransfersPeerState>
     }
   }
 
+  /**
+   * Asks the peer once which buckets the transaction holds, which counts as activity there: a push that waits
+   * preempted keeps its transaction from expiring or being evicted. Only with a peer that listed resume (an
+   * Orthanc knows no such call, and has no idle timeout).
+   */
+  async keepAlive(req: Pick<SendRequest, 'transferId'>, task: PeerTask): Promise<void> {
+    const state = task.loadPrivate();
+    const tx = state ? transactionOf(state) : undefined;
+    const listed = task.content().PeerExtensions;
+    if (!tx || !Array.isArray(listed) || !listed.includes('resume')) return;
+    try {
+      const api = new PeerApi(this.#deps.peer(this.#peer).client, req.transferId);
+      await api.heldBuckets(tx);
+    } catch (e) {
+      task.log.warn({ err: String(e), path: tx.path }, 'could not keep the remote transaction alive');
+    }
+  }
+
   /** Drops a transaction the peer lost; the next round makes a new one. */
   async #forget(task: PeerTask, state: TransfersPeerState): Promise<TransfersPeerState> {
     task.log.warn({ path: state.path }, 'the peer no longer holds the transaction: a new one is made');

@@ -22,6 +22,7 @@ const IMMEDIATE_REFETCHES = 3;
 
 export class PullTransferJob implements JobRunner<TransferJobQuery, PullContent, PullPrivate> {
   readonly kind = PULL_KIND;
+  readonly sharesLink = true;
   readonly #deps: TransferDeps;
 
   constructor(deps: TransferDeps) {

@@ -5,6 +5,7 @@
 import type { SendTask } from '../destinations/types.ts';
 import type { TransfersPeerState } from './peer-destination.ts';
 import type { DestinationDirectory } from '../destinations/types.ts';
+import type { Config } from '../config/types.ts';
 import { XferError } from '../errors.ts';
 import type { JobRunContext, JobRunner } from '../jobs/engine.ts';
 import { sortUniqueInstances, type InstanceInfo, type Resource } from '../protocol/wire.ts';
@@ -13,6 +14,9 @@ import { PUSH_KIND, type PushContent, type PushPrivate, type TransferJobQuery } 
 import { TransferRun, type TransferDeps } from './run.ts';
 
 type PushContext = JobRunContext<TransferJobQuery, PushContent, PushPrivate>;
+
+/** Longest period between two keep-alives of a preempted push's transaction, in seconds. */
+const KEEP_ALIVE_MAX_S = 30;
 
 /** Expands resources on the local store into sorted, distinct instances with size and MD5 (no file read). */
 export async function expandLocal(store: Store, resources: readonly Resource[]): Promise<InstanceInfo[]> {
@@ -54,17 +58,31 @@ function destinationTask(ctx: PushContext, instances: readonly InstanceInfo[]): 
     content: () => ctx.content(),
     setContent: (partial) => ctx.setContent(partial),
     setProgress: (p) => ctx.setProgress(p),
+    preemptible: (work) => ctx.preemptible(work),
   };
+}
+
+/**
+ * How often a preempted push keeps its transaction alive: half of the shorter of the idle limits of a
+ * receiver (IdleBeforeEviction, IdleTransactionTimeout; 0 = none) as this node has them, peers being
+ * configured alike, and at least every 30 s (the default's period, for a peer with shorter limits).
+ */
+function keepAlivePeriodMs(t: Pick<Config['Transfers'], 'IdleBeforeEviction' | 'IdleTransactionTimeout'>): number {
+  const limits = [t.IdleBeforeEviction, t.IdleTransactionTimeout, KEEP_ALIVE_MAX_S * 2].filter((s) => s > 0);
+  return Math.max(500, (Math.min(...limits) * 1000) / 2);
 }
 
 export class PushTransferJob implements JobRunner<TransferJobQuery, PushContent, PushPrivate> {
   readonly kind = PUSH_KIND;
+  readonly sharesLink = true;
+  readonly keepAliveMs: number;
   readonly #deps: TransferDeps;
   readonly #destinations: DestinationDirectory<TransfersPeerState>;
 
   constructor(deps: TransferDeps, destinations: DestinationDirectory<TransfersPeerState>) {
     this.#deps = deps;
     this.#destinations = destinations;
+    this.keepAliveMs = keepAlivePeriodMs(deps.config.Transfers);
   }
 
   async run(ctx: PushContext): Promise<void> {
@@ -84,6 +102,15 @@ export class PushTransferJob implements JobRunner<TransferJobQuery, PushContent,
       { instances: state.instances, compression: q.Compression, transferId: q.SenderTransferID },
       destinationTask(ctx, state.instances),
     );
+  }
+
+  /** A preempted push keeps its transaction on the destination from expiring while it waits. */
+  async keepAlive(ctx: PushContext): Promise<void> {
+    const state = ctx.loadPrivate();
+    if (!state) return;
+    await this.#destinations
+      .get(ctx.query.Peer)
+      .keepAlive?.({ transferId: ctx.query.SenderTransferID }, destinationTask(ctx, state.instances));
   }
 
   /** A cancelled push drops what the destination holds of it. */

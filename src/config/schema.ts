@@ -3,43 +3,16 @@
 import { z } from 'zod';
 import { RATE_LIMIT_SETTING, RATE_SCHEDULE_SETTING } from './bandwidth-schema.ts';
 import { ANY_HOST, DEFAULTS, LOOPBACK_HOST, TRANSFERS_DEFAULTS } from './defaults.ts';
+import { isDerived, type Derived, type Setting, type SettingSource } from './setting.ts';
 import { LOG_LEVELS, type Config, type TransfersConfig } from './types.ts';
-import { aeTitle, modalities, STORAGE_COMMITMENT_TIMEOUT } from './modality-schema.ts';
+import { DICOM_SETTINGS } from './dicom-settings.ts';
 import { ROUTES_SETTING } from './routes-schema.ts';
 import { bool, intIn, nonEmpty, optionalPath, orthancStore, peers, positive, stringMap, uint } from './value-schemas.ts';
 
 // The peer names' rule and reserved keys are part of the configuration's public face.
 export { badPeerName, isValidPeerName, PEER_NAME_RULE, RESERVED_PEER_KEYS } from './value-schemas.ts';
 
-/** Where a key comes from: Orthanc's core, the Transfers Accelerator plugin, or dicom-xfer itself. */
-export type SettingSource = 'orthanc' | 'transfers-plugin' | 'dicom-xfer';
-
-/** A default computed from other, already-filled keys (e.g. AuthenticationEnabled from RemoteAccessAllowed). */
-export interface Derived<T, C> {
-  readonly derive: (filled: C) => T;
-  /** How the docs describe the rule. */
-  readonly text: string;
-}
-
-export interface Setting<T, C = Config> {
-  /** Validates the file's value and turns it into the loaded form. Error messages are "expected" phrases. */
-  readonly schema: z.ZodType<T>;
-  /** Short type for the docs. */
-  readonly type: string;
-  /** A value, a rule, or undefined when the key is optional and has no default. */
-  readonly default: T | Derived<T, C> | undefined;
-  readonly unit?: string;
-  readonly meaning: string;
-  readonly source: SettingSource;
-  /** A filesystem path: a relative one is resolved against the folder of the file that holds it. */
-  readonly path?: boolean;
-  /** A looser schema for values given on the command line (HttpPort 0 there means "any free port"). */
-  readonly overrideSchema?: z.ZodType<T>;
-}
-
-export function isDerived<T, C>(d: T | Derived<T, C> | undefined): d is Derived<T, C> {
-  return typeof d === 'object' && d !== null && 'derive' in d && typeof d.derive === 'function';
-}
+export { isDerived, type Derived, type Setting, type SettingSource } from './setting.ts';
 
 // ---- the table --------------------------------------------------------------------------------------------
 
@@ -266,100 +239,7 @@ export const SETTINGS: { readonly [K in TopKey]-?: Setting<Config[K]> } = {
       'reserve, such as `RemoteSelf`, is a user property.',
     source: 'orthanc',
   },
-  DicomServerEnabled: {
-    schema: bool(),
-    type: 'boolean',
-    default: DEFAULTS.DicomServerEnabled,
-    meaning:
-      'Open the DICOM server (C-ECHO, C-STORE, C-FIND, C-MOVE) on DicomPort. Orthanc opens it by default; dicom-xfer only when this is ' +
-      'true. It listens on HttpHost: loopback unless RemoteAccessAllowed.',
-    source: 'orthanc',
-  },
-  DicomAet: {
-    schema: aeTitle(),
-    type: 'string (AE title)',
-    default: DEFAULTS.DicomAet,
-    meaning: "This node's application entity title: the called AET of its DICOM server, the calling AET when it is the SCU.",
-    source: 'orthanc',
-  },
-  DicomPort: {
-    schema: intIn(1, 65535),
-    overrideSchema: intIn(0, 65535),
-    type: 'integer 1–65535',
-    default: DEFAULTS.DicomPort,
-    meaning: 'TCP port of the DICOM server. On the command line, 0 picks a free port.',
-    source: 'orthanc',
-  },
-  DicomCheckCalledAet: {
-    schema: bool(),
-    type: 'boolean',
-    default: DEFAULTS.DicomCheckCalledAet,
-    meaning: 'Refuse an association whose called AET is not DicomAet.',
-    source: 'orthanc',
-  },
-  DicomCheckModalityHost: {
-    schema: bool(),
-    type: 'boolean',
-    default: DEFAULTS.DicomCheckModalityHost,
-    meaning: 'A calling AET is recognised as a modality of DicomModalities only when the association comes from its Host.',
-    source: 'orthanc',
-  },
-  DicomAlwaysAllowEcho: {
-    schema: bool(),
-    type: 'boolean',
-    default: DEFAULTS.DicomAlwaysAllowEcho,
-    meaning: 'Answer C-ECHO from any AET; when false, only from the modalities of DicomModalities that allow it.',
-    source: 'orthanc',
-  },
-  DicomAlwaysAllowStore: {
-    schema: bool(),
-    type: 'boolean',
-    default: DEFAULTS.DicomAlwaysAllowStore,
-    meaning: 'Accept C-STORE from any AET; when false, only from the modalities of DicomModalities that allow it.',
-    source: 'orthanc',
-  },
-  DicomAlwaysAllowFind: {
-    schema: bool(),
-    type: 'boolean',
-    default: DEFAULTS.DicomAlwaysAllowFind,
-    meaning: 'Answer C-FIND from any AET; when false, only from the modalities of DicomModalities that allow it.',
-    source: 'orthanc',
-  },
-  DicomAlwaysAllowMove: {
-    schema: bool(),
-    type: 'boolean',
-    default: DEFAULTS.DicomAlwaysAllowMove,
-    meaning: 'Answer C-MOVE from any AET; when false, only from the modalities of DicomModalities that allow it.',
-    source: 'orthanc',
-  },
-  DicomScuTimeout: {
-    schema: uint('seconds'),
-    type: 'integer ≥ 0',
-    default: DEFAULTS.DicomScuTimeout,
-    unit: 's',
-    meaning: 'Seconds the node waits for a modality (connection, association, each answer) when it is the SCU; 0 means no timeout.',
-    source: 'orthanc',
-  },
-  DicomScpTimeout: {
-    schema: uint('seconds'),
-    type: 'integer ≥ 0',
-    default: DEFAULTS.DicomScpTimeout,
-    unit: 's',
-    meaning: 'Seconds of silence after which the DICOM server closes an association; 0 means never.',
-    source: 'orthanc',
-  },
-  DicomStorageCommitmentTimeout: STORAGE_COMMITMENT_TIMEOUT,
-  DicomModalities: {
-    schema: modalities,
-    type: 'object: name → modality',
-    default: {},
-    meaning:
-      'DICOM modalities, each `[AET, host, port]` (a fourth item names the manufacturer) or an object with `AET`, `Host`, `Port` and ' +
-      'optionally `Manufacturer`, `AllowEcho`, `AllowFind`, `AllowMove`, `AllowGet`, `AllowStore`, `AllowStorageCommitment` (or ' +
-      "Orthanc's `AllowNAction`/`AllowNEventReport`), `LocalAet`, `Timeout` (s) and `MaximumAssociations` (associations opened at once " +
-      'to send to it).',
-    source: 'orthanc',
-  },
+  ...DICOM_SETTINGS,
   Routes: ROUTES_SETTING,
   OrthancStore: {
     schema: orthancStore,

@@ -6,7 +6,7 @@ import { crc32 as zlibCrc32 } from 'node:zlib';
 import { bucketSize } from '../protocol/buckets.ts';
 import { createGzipStream } from '../protocol/compression.ts';
 import type { Bucket, Compression } from '../protocol/wire.ts';
-import { ZSTD_MIN_LEVEL, zstdCompress } from '../protocol/zstd.ts';
+import { ZSTD_DEFAULT_LEVEL, zstdCompress } from '../protocol/zstd.ts';
 import type { Store } from '../store/types.ts';
 import { CRC32_MEMBER, crc32Hex } from './capabilities.ts';
 
@@ -36,7 +36,7 @@ export interface BodyOptions {
   checksum: boolean;
   /** The gzip level, and whether the peer takes chunked bodies (a dicom-xfer peer listing bucket-span). */
   gzip: { level: number; chunked: boolean };
-  /** The zstd level (compression "zstd"; 1 when absent). */
+  /** The zstd level (compression "zstd"; ZSTD_DEFAULT_LEVEL when absent). */
   zstd?: { level: number };
 }
 
@@ -91,7 +91,7 @@ export async function bucketBody(store: Store, bucket: Bucket, o: BodyOptions): 
     await pipeline(bucketStream(store, bucket), tap, async (source: AsyncIterable<Buffer>) => {
       payload = await collect(source);
     });
-    const body = o.compression === 'zstd' ? await zstdCompress(payload, o.zstd?.level ?? ZSTD_MIN_LEVEL) : payload;
+    const body = o.compression === 'zstd' ? await zstdCompress(payload, o.zstd?.level ?? ZSTD_DEFAULT_LEVEL) : payload;
     return o.checksum ? { body, crc32: crc32() } : { body };
   }
   if (o.gzip.chunked) {

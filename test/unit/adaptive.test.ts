@@ -258,9 +258,9 @@ test('the codec: zstd for a compressed transfer to a peer that lists it, gzip ot
   // A slow link with an idle machine: up a step per window, past gzip's 6, to zstd's 9 and no further.
   for (let t = 1000; t <= 40_000; t += 1000) c.observe({ busy: 0.1, own: 0.05, cores: 2 }, t);
   assert.deepEqual(c.choice(), { codec: 'zstd', level: 9 });
-  // Saturated cores: down a step per window, to 1.
+  // Saturated cores: down a step per window, to 2 (zstd's 1 writes more bytes than gzip on noisy pixels).
   for (let t = 41_000; t <= 80_000; t += 1000) c.observe({ busy: 0.97, own: 1.5, cores: 2 }, t);
-  assert.equal(c.level, 1);
+  assert.equal(c.level, 2);
   // Each codec's own costs: the same CPU at level 5, where the next level costs zstd more than gzip.
   const z = new GzipLevelChooser({ codec: 'zstd', initial: 5 }, 0);
   for (let t = 1000; t <= 2000; t += 1000) z.observe({ busy: 0.75, own: 1.6, cores: 2 }, t);

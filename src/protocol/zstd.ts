@@ -9,6 +9,20 @@ import { XferError } from '../errors.ts';
 export const ZSTD_MIN_LEVEL = 1;
 export const ZSTD_DEFAULT_LEVEL = 2;
 export const ZSTD_MAX_LEVEL = 9;
+/**
+ * Most payload bytes in one zstd body. A frame is made and read whole, so each request holds its payload in
+ * memory: a sender whose buckets or spans may be larger uses gzip, which streams, and a receiver refuses a
+ * larger zstd body (ParameterOutOfRange) before it reads it. Spans are at most Transfers.BucketSize (4 MiB
+ * by default) and buckets under twice that.
+ */
+export const ZSTD_MAX_PAYLOAD = 64 * 1024 * 1024;
+
+/** ParameterOutOfRange when a payload of `size` bytes is too large for one zstd body. */
+export function checkZstdPayload(size: number): void {
+  if (size > ZSTD_MAX_PAYLOAD) {
+    throw new XferError('ParameterOutOfRange', `a zstd body holds at most ${ZSTD_MAX_PAYLOAD} payload bytes, not ${size}: use gzip`);
+  }
+}
 
 const MAGIC = 0xfd2fb528;
 /** Largest block of a frame (RFC 8878, Block_Maximum_Size). */
@@ -164,6 +178,7 @@ export class ZstdOneFrame extends Transform {
 
   constructor(expected: number) {
     super();
+    checkZstdPayload(expected);
     this.#expected = expected;
     this.#bound = zstdBound(expected);
   }

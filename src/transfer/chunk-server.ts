@@ -9,7 +9,7 @@ import { XferError } from '../errors.ts';
 import { ChunkWalk, type ByteRange, type ChunkRequest } from '../protocol/chunk-url.ts';
 import { crc32 as zlibCrc32 } from 'node:zlib';
 import { createGzipStream } from '../protocol/compression.ts';
-import { zstdCompress } from '../protocol/zstd.ts';
+import { checkZstdPayload, zstdCompress } from '../protocol/zstd.ts';
 import { watchCpu } from './adaptive/cpu.ts';
 import { GzipLevelChooser } from './adaptive/gzip-level.ts';
 import { crc32Hex } from './capabilities.ts';
@@ -116,6 +116,8 @@ export class ChunkServer {
     const sizes = new Map<string, number>();
     for (const [id, info] of await this.#store.findInstances([...new Set(req.ids)])) sizes.set(id, info.size);
     const plan = planChunkRead(req, sizes);
+    // A zstd answer is made whole in memory: bounded before any wait.
+    if (req.compression === 'zstd') checkZstdPayload(plan.total);
     const slot = await this.#slots.acquire(1, signal);
     let budget: () => void;
     try {

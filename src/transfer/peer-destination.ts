@@ -8,7 +8,7 @@ import type { PushPrivate } from './job-kinds.ts';
 import { scheduleBuckets } from '../protocol/buckets.ts';
 import type { Compression, InstanceInfo } from '../protocol/wire.ts';
 import { watchCpu } from './adaptive/cpu.ts';
-import { wireCompression } from './adaptive/gzip-level.ts';
+import { wireCompression, zstdFallbackNote } from './adaptive/gzip-level.ts';
 import { bodiesInMemory, bucketBody, type BodyOptions, type BucketBody } from './bucket-body.ts';
 import { runBuckets, type BucketMeter } from './bucket-phase.ts';
 import type { PeerCapabilities } from './capabilities.ts';
@@ -57,9 +57,12 @@ export class TransfersPeerDestination implements Destination<TransfersPeerState>
     let state: TransfersPeerState = task.loadPrivate() ?? {};
     if (state.skipped) r.publishSkipped(state.skipped);
     const caps = await r.capabilities();
-    const wire = wireCompression(r.q.Compression, caps.has('zstd'));
+    // A bucket is under twice BucketSize, a span at most BucketSize: each must fit in one zstd body.
+    const wire = wireCompression(r.q.Compression, caps.has('zstd'), 2 * r.config.Transfers.BucketSize * 1024);
     if (r.q.Compression === 'zstd' && wire !== 'zstd') {
-      task.setContent({ CompressionNote: `peer "${this.#peer}" does not list the extension zstd: gzip is used` });
+      task.setContent({
+        CompressionNote: zstdFallbackNote(this.#peer, caps.has('zstd')),
+      });
     }
     // A transaction made by an earlier run (before a pause or a restart) may hold more than this node
     // knows: with resume, the receiver says which buckets it has.

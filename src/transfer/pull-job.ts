@@ -8,7 +8,7 @@ import type { JobRunContext, JobRunner } from '../jobs/engine.ts';
 import { scheduleBuckets } from '../protocol/buckets.ts';
 import { sortUniqueInstances, type Compression, type InstanceInfo } from '../protocol/wire.ts';
 import { isRetryable } from '../util/retry.ts';
-import { wireCompression } from './adaptive/gzip-level.ts';
+import { wireCompression, zstdFallbackNote } from './adaptive/gzip-level.ts';
 import { runBuckets } from './bucket-phase.ts';
 import { BUCKET_CHECKSUM_STATUS, extensionsEnabled, type PeerCapabilities } from './capabilities.ts';
 import { PULL_KIND, type PullContent, type PullPrivate, type TransferJobQuery } from './job-kinds.ts';
@@ -39,10 +39,12 @@ export class PullTransferJob implements JobRunner<TransferJobQuery, PullContent,
     if (!saved) ctx.setProgress(0);
     const caps = await r.capabilities();
     // zstd when the source lists it (the same length in a chunk URL as gzip, so a plan made for either holds).
-    const wire = wireCompression(q.Compression, caps.has('zstd'));
+    const wire = wireCompression(q.Compression, caps.has('zstd'), 2 * this.#deps.config.Transfers.BucketSize * 1024);
     ctx.setContent({ WireCompression: wire });
     if (q.Compression === 'zstd' && wire !== 'zstd') {
-      ctx.setContent({ CompressionNote: `peer "${q.Peer}" does not list the extension zstd: gzip is used` });
+      ctx.setContent({
+        CompressionNote: zstdFallbackNote(q.Peer, caps.has('zstd')),
+      });
     }
     const planned = saved ? await this.#reopen(r, ctx, saved) : await this.#plan(r, ctx, caps);
     if (!planned) return ctx.setProgress(1);

@@ -9,7 +9,8 @@ import { pipeline } from 'node:stream/promises';
 import { test } from 'node:test';
 import { Encoder } from '@toondepauw/node-zstd';
 import { isXferError } from '../../src/errors.ts';
-import { ZstdOneFrame, checkZstdFrame, zstdCompress, zstdDecompress } from '../../src/protocol/zstd.ts';
+import { ZSTD_MAX_PAYLOAD, ZstdOneFrame, checkZstdFrame, zstdCompress, zstdDecompress } from '../../src/protocol/zstd.ts';
+import { wireCompression } from '../../src/transfer/adaptive/gzip-level.ts';
 import { REAL_DICOM, describe, needs } from '../helpers/data.ts';
 
 const corrupt = (e: unknown, details: RegExp): boolean => {
@@ -105,4 +106,15 @@ describe('zstd frames of real DICOM', { skip: needs(REAL_DICOM) }, () => {
     }
     assert.ok(refused > 0, 'some damage is found by the frame itself');
   });
+});
+
+test('a zstd body holds at most ZSTD_MAX_PAYLOAD bytes: a larger span is refused before a byte is read, and a sender uses gzip', () => {
+  assert.throws(
+    () => new ZstdOneFrame(ZSTD_MAX_PAYLOAD + 1),
+    (e) => isXferError(e, 'ParameterOutOfRange') && /at most 67108864 payload bytes/.test(e.details ?? ''),
+  );
+  assert.doesNotThrow(() => new ZstdOneFrame(ZSTD_MAX_PAYLOAD));
+  assert.equal(wireCompression('gzip', true, ZSTD_MAX_PAYLOAD), 'zstd');
+  assert.equal(wireCompression('gzip', true, ZSTD_MAX_PAYLOAD + 1), 'gzip');
+  assert.equal(wireCompression('zstd', true, ZSTD_MAX_PAYLOAD + 1), 'gzip');
 });

@@ -2,6 +2,7 @@
 // CPU against the link: zstd with a peer that lists it, else gzip; the level down while the cores are
 // saturated, up while they have room for the next level.
 import type { Compression } from '../../protocol/wire.ts';
+import { ZSTD_MAX_PAYLOAD } from '../../protocol/zstd.ts';
 import { clamp, HISTORY } from './common.ts';
 import type { CpuShare } from './cpu.ts';
 
@@ -33,11 +34,17 @@ const CODECS: Record<Codec, { cost: number[]; min: number; initial: number; max:
 
 /**
  * The compression a transfer puts on the wire: none when asked for none; otherwise ("gzip", the plugin's
- * "compress", or "zstd") zstd when the peer lists the extension, and gzip, which any peer reads, when not.
+ * "compress", or "zstd") zstd when the peer lists the extension and the largest body's payload
+ * (`largest`: its bucket size allows) fits in one zstd body, and gzip, which any peer reads, when not.
  */
-export function wireCompression(requested: Compression, peerListsZstd: boolean): Compression {
+export function wireCompression(requested: Compression, peerListsZstd: boolean, largest = 0): Compression {
   if (requested === 'none') return 'none';
-  return peerListsZstd ? 'zstd' : 'gzip';
+  return peerListsZstd && largest <= ZSTD_MAX_PAYLOAD ? 'zstd' : 'gzip';
+}
+
+/** Why a transfer that asked for zstd uses gzip with `peer` (a job's CompressionNote). */
+export function zstdFallbackNote(peer: string, peerListsZstd: boolean): string {
+  return `zstd is not used with peer "${peer}" (${peerListsZstd ? 'BucketSize over 32 MiB' : 'it does not list the extension'}): gzip`;
 }
 
 export interface GzipLevelOptions {

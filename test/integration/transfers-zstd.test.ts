@@ -44,7 +44,10 @@ describe('zstd between dicom-xfer nodes', { skip: needs(REAL_DICOM), timeout: 24
 
   before(async () => {
     const keepBodies = [{ method: 'POST', path: /^\/+transfers\/push$/ }, { method: 'PUT' }];
-    pair = await startPair({ keepBodies });
+    pair = await startPair({
+      keepBodies: [...keepBodies, { method: 'POST', path: /^\/+transfers\/pull$/ }],
+      aliasesOfB: { 'b-pull': { RemoteSelf: 'a' } },
+    });
     mixed = await startPair({ keepBodies, b: { Transfers: { Zstd: false } } });
     const files = [
       ...(await listFiles(join(REAL_DICOM, 'Brainix'))),
@@ -123,6 +126,21 @@ describe('zstd between dicom-xfer nodes', { skip: needs(REAL_DICOM), timeout: 24
       }
     });
   }
+
+  test('send in pull mode (zstd): the peer is asked for gzip, which any peer reads, and pulls with zstd', async () => {
+    await emptyNode(pair.b.url);
+    pair.toB.clearRecords();
+    pair.toA.clearRecords();
+    const h = await startTransfer(pair.a.url, 'send', { Resources: resources, Compression: 'zstd', Peer: 'b-pull' });
+    const job = await waitJob(pair.b.url, h.RemoteJob as string);
+    assert.equal(job.State, 'Success', JSON.stringify(job));
+    const [trigger] = pair.toB.records({ method: 'POST', path: /^\/+transfers\/pull$/ });
+    assert.equal((JSON.parse(String(trigger?.requestBody)) as { Compression: string }).Compression, 'gzip');
+    assert.equal(job.Content.WireCompression, 'zstd');
+    const gets = pair.toA.records({ method: 'GET', path: '/transfers/chunks/' });
+    assert.ok(gets.length > 0 && gets.every((g) => /[?&]compression=zstd(&|$)/.test(g.path)));
+    await assertSameInstances(pair.b.url, source);
+  });
 
   for (const compression of ['gzip', 'zstd'] as const) {
     test(`push and pull (${compression}) with a node that does not list zstd: gzip, every instance identical`, async () => {

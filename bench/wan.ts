@@ -285,8 +285,8 @@ const DEFINITIONS = [
     "namespace's iptables queue counters; the benchmark's own control traffic (imports, job polls, MD5 checks, the POST client's reads " +
     'from its local source) uses 127.0.0.2, which bypasses the link and is not counted.',
   'link use: wire MB x 8 / (wall time x link rate of one direction).',
-  "of limit: (time the link needs for the method's best payload — the gzip -6 size of the data set for gzip methods, the raw size " +
-    'otherwise — in 1500-byte frames carrying 1448 bytes each, plus one RTT) / wall time.',
+  "of limit: (time the link needs for the method's best payload — the gzip -6 size of the data set for gzip and zstd methods, the " +
+    'raw size otherwise — in 1500-byte frames carrying 1448 bytes each, plus one RTT) / wall time.',
   'CPU s: user + system time of the process during the run; peak RSS: VmHWM at the end of the run (every process starts fresh per run). ' +
     'post-sequential: sender = source node + the client process.',
   "vs X: X's wall time / this wall time (above 1: faster than X). When X was stopped at its time bound (--baseline-timeout): ≥ the bound " +

@@ -27,7 +27,8 @@ export function linkProfile(name: ProfileName | 'loopback'): LinkProfile {
 
 /**
  * Transfer methods. dicom-xfer: push (POST /transfers/send on the source, peer without RemoteSelf) and
- * pull (POST /transfers/pull on the destination). Baselines that move one instance per request:
+ * pull (POST /transfers/pull on the destination); gzip between two nodes with Transfers.Zstd false (gzip on
+ * the wire, as with the plugin), zstd between two nodes that list the extension. Baselines that move one instance per request:
  * Orthanc's own POST /peers/{peer}/store between two real Orthanc servers (with and without its
  * Compress option), and a sequential keep-alive client that re-posts the source's files to the
  * destination's POST /instances.
@@ -37,6 +38,8 @@ export const METHODS = {
   'push-none': { kind: 'push', compression: 'none', baseline: false },
   'pull-gzip': { kind: 'pull', compression: 'gzip', baseline: false },
   'pull-none': { kind: 'pull', compression: 'none', baseline: false },
+  'push-zstd': { kind: 'push', compression: 'zstd', baseline: false },
+  'pull-zstd': { kind: 'pull', compression: 'zstd', baseline: false },
   'orthanc-store': { kind: 'orthanc', compression: 'none', baseline: true },
   'orthanc-store-gzip': { kind: 'orthanc', compression: 'gzip', baseline: true },
   'post-sequential': { kind: 'post', compression: 'none', baseline: true },

@@ -103,10 +103,11 @@ const xferADir = join(spec.workDir, 'xfer-a');
 const orthancADir = join(spec.workDir, 'orthanc-a');
 
 /** A dicom-xfer node on the persistent source directory, with its job history cleared. */
-async function startXferA(port: number, peers: Record<string, string[]>): Promise<XferNode> {
+async function startXferA(port: number, peers: Record<string, string[]>, transfers: Record<string, unknown> = {}): Promise<XferNode> {
   // A job cut short by a previous run's timeout would resume at start: the source starts without history.
   for (const suffix of ['', '-wal', '-shm']) await rm(join(xferADir, 'data', `jobs.sqlite${suffix}`), { force: true });
-  return track(await startXferNode({ dir: xferADir, port, config: { Name: 'bench-a', LogLevel: 'warn', OrthancPeers: peers } }));
+  const config = { Name: 'bench-a', LogLevel: 'warn', OrthancPeers: peers, Transfers: transfers };
+  return track(await startXferNode({ dir: xferADir, port, config }));
 }
 
 function orthancConfig(name: string): Record<string, unknown> {
@@ -263,7 +264,7 @@ async function timed(
 
   const wire = wireBytes(before.counters, after.counters);
   const { rateMbit, rttMs } = spec.profile;
-  const best = METHODS[method].compression === 'gzip' ? spec.dataset.gzip6Bytes : bytes;
+  const best = METHODS[method].compression !== 'none' ? spec.dataset.gzip6Bytes : bytes;
   const limitSeconds = rateMbit === null ? null : (best * FRAME_OVERHEAD * 8) / (rateMbit * 1e6) + rttMs / 1000;
   const sender = after.sender ? usageDelta(before.sender, after.sender) : null;
   const client = before.client && after.client ? usageDelta(before.client, after.client) : undefined;
@@ -317,8 +318,11 @@ async function runXfer(method: MethodName, source: Md5Map): Promise<RunResult> {
   const [portA, portB] = [await freePort(), await freePort()];
   const urlA = `http://127.0.0.1:${portA}`;
   const urlB = `http://127.0.0.1:${portB}`;
-  const a = await startXferA(portA, { b: [urlB] });
-  const b = track(await startXferNode({ port: portB, config: { Name: 'bench-b', LogLevel: 'warn', OrthancPeers: { a: [urlA] } } }));
+  // gzip stays gzip on the wire (Zstd off on both nodes); zstd is what two nodes that list it use.
+  const Transfers = { Zstd: compression === 'zstd' };
+  const a = await startXferA(portA, { b: [urlB] }, Transfers);
+  const configB = { Name: 'bench-b', LogLevel: 'warn', OrthancPeers: { a: [urlA] }, Transfers };
+  const b = track(await startXferNode({ port: portB, config: configB }));
   const studies = await studiesOf(urlA);
   const Resources = studies.map((ID) => ({ Level: 'Study', ID }));
   return timed(method, { sender: a, receiver: b }, source, async (deadline) => {

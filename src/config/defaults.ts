@@ -106,6 +106,8 @@ export const TRANSFERS_DEFAULTS = {
   Extensions: true,
   /** Whether transfers between dicom-xfer nodes use small buckets joined into spans (extension bucket-span). */
   BucketSpans: true,
+  /** Whether compressed transfers between dicom-xfer nodes use zstd rather than gzip (extension zstd). */
+  Zstd: true,
   /** Most instances in one push transaction a receiver accepts (its create body is sized from it). */
   MaxPushInstances: 100_000,
   /** Requests in flight across all transfers of the node; 0 means no cap. */

@@ -7,7 +7,7 @@ import { isDerived, type Derived, type Setting, type SettingSource } from './set
 import { LOG_LEVELS, type Config, type TransfersConfig } from './types.ts';
 import { DICOM_SETTINGS } from './dicom-settings.ts';
 import { ROUTES_SETTING } from './routes-schema.ts';
-import { bool, intIn, nonEmpty, optionalPath, orthancStore, peers, positive, stringMap, uint } from './value-schemas.ts';
+import { bool, intIn, nonEmpty, onOff, optionalPath, orthancStore, peers, positive, stringMap, uint } from './value-schemas.ts';
 
 // The peer names' rule and reserved keys are part of the configuration's public face.
 export { badPeerName, isValidPeerName, PEER_NAME_RULE, RESERVED_PEER_KEYS } from './value-schemas.ts';
@@ -368,26 +368,24 @@ export const TRANSFERS_SETTINGS: {
       'without a request in flight.',
     source: 'dicom-xfer',
   },
-  Extensions: {
-    schema: bool(),
-    type: 'boolean',
-    default: TRANSFERS_DEFAULTS.Extensions,
-    meaning:
-      'dicom-xfer extension: list the protocol extensions (resume, dedupe, async-commit, bucket-crc32, bucket-span, receiver-progress) ' +
-      'in `GET /transfers/capabilities` and use them with peers that list them; false makes the node list none and use none, speaking ' +
-      "exactly the plugin's protocol.",
-    source: 'dicom-xfer',
-  },
-  BucketSpans: {
-    schema: bool(),
-    type: 'boolean',
-    default: TRANSFERS_DEFAULTS.BucketSpans,
-    meaning:
-      'dicom-xfer extension: with Extensions, list and use bucket-span: transfers between dicom-xfer nodes plan buckets of 512 KiB and ' +
+  Extensions: onOff(
+    TRANSFERS_DEFAULTS.Extensions,
+    'dicom-xfer extension: list the protocol extensions (resume, dedupe, async-commit, bucket-crc32, bucket-span, receiver-progress, ' +
+      'zstd) in `GET /transfers/capabilities` and use them with peers that list them; false makes the node list none and use none, ' +
+      "speaking exactly the plugin's protocol.",
+  ),
+  BucketSpans: onOff(
+    TRANSFERS_DEFAULTS.BucketSpans,
+    'dicom-xfer extension: with Extensions, list and use bucket-span: transfers between dicom-xfer nodes plan buckets of 512 KiB and ' +
       "join consecutive ones into requests sized to the link. false keeps the plugin's bucket layout (one request per BucketSize bucket) " +
       'while the other extensions stay.',
-    source: 'dicom-xfer',
-  },
+  ),
+  Zstd: onOff(
+    TRANSFERS_DEFAULTS.Zstd,
+    'dicom-xfer extension: with Extensions, list and use zstd: a compressed transfer ("Compression": "gzip" or "zstd") between ' +
+      'dicom-xfer nodes that both list it sends zstd frames, which take less CPU than gzip for fewer bytes. false: such ' +
+      'transfers use gzip, and "zstd" from a peer is refused as by the plugin.',
+  ),
   MaxPushInstances: {
     schema: positive(),
     type: 'integer ≥ 1',

@@ -63,7 +63,7 @@ export interface RouteRuleConfig {
   Send: string[];
   /** Where to send instead when a destination of Send fails for good. */
   Alternate: string[];
-  Compression: 'gzip' | 'none';
+  Compression: 'gzip' | 'none' | 'zstd';
   Priority: number;
   DeleteAfterSend: boolean;
   StorageCommitment: boolean;
@@ -113,6 +113,8 @@ export interface TransfersConfig {
   Extensions: boolean;
   /** dicom-xfer extension: with Extensions, list and use bucket-span (small buckets joined into spans). */
   BucketSpans: boolean;
+  /** dicom-xfer extension: with Extensions, list and use zstd (compressed transfers between dicom-xfer nodes). */
+  Zstd: boolean;
   /** dicom-xfer: most instances a receiver accepts in one push transaction (413 beyond). */
   MaxPushInstances: number;
   /** dicom-xfer: most requests in flight across all transfers of the node (jobs and chunk answers); 0 = no cap. */

@@ -13,6 +13,9 @@ const PLAIN = { plain: true } as const;
 const str = (expected = 'a string') => z.string({ error: expected });
 export const nonEmpty = (expected = 'a non-empty string') => z.string({ error: expected }).min(1, { error: expected });
 export const bool = () => z.boolean({ error: 'true or false' });
+/** The table entry of a boolean of dicom-xfer's own (an extension on or off). */
+export const onOff = (def: boolean, meaning: string) =>
+  ({ schema: bool(), type: 'boolean', default: def, meaning, source: 'dicom-xfer' }) as const;
 export const intIn = (lo: number, hi: number) => {
   const expected = `an integer between ${lo} and ${hi}`;
   return z.int({ error: expected }).min(lo, { error: expected }).max(hi, { error: expected });

@@ -282,7 +282,7 @@ export const CATALOG: Record<string, Partial<Record<Method, OperationDoc>>> = {
       query: {
         offset: [{ type: 'integer', minimum: 0 }, 'Offset in the first instance.'],
         size: [{ type: 'integer', minimum: 0 }, 'Bytes to answer.'],
-        compression: [{ enum: ['gzip', 'none'] }, 'Bucket compression.'],
+        compression: [{ enum: ['gzip', 'none', 'zstd'] }, 'Bucket compression ("zstd" only from a node that lists the extension).'],
       },
       response: { type: 'string', format: 'binary' },
       responseType: 'application/octet-stream',
@@ -431,7 +431,7 @@ export const CATALOG: Record<string, Partial<Record<Method, OperationDoc>>> = {
         properties: {
           Resources: { type: 'array', items: ref('Resource') },
           Peer: str,
-          Compression: { enum: ['gzip', 'none'] },
+          Compression: { enum: ['gzip', 'none', 'zstd'] },
           Mode: { enum: ['push', 'pull'] },
         },
         required: ['Resources', 'Peer'],

@@ -30,7 +30,10 @@ function refine(schema: Json, props: Record<string, Json>): Json {
   return schema;
 }
 
-const COMPRESSION = { enum: ['gzip', 'none'], description: 'Bucket compression: exactly "gzip" or "none".' };
+const COMPRESSION = {
+  enum: ['gzip', 'none', 'zstd'],
+  description: 'Bucket compression: exactly "gzip" or "none"; "zstd" between dicom-xfer nodes that list the extension zstd.',
+};
 const LEVEL = { description: 'Patient, Study, Series or Instance (any case, singular or plural).' };
 const DECIMAL = { pattern: '^[0-9]+$', description: 'A byte count written as a decimal string.' };
 

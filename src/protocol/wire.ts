@@ -20,8 +20,12 @@ import { toMegabytes } from './progress.ts';
 
 export type { Level };
 
-/** Bucket compression on the wire: exactly these two strings, case-sensitive. */
-export type Compression = 'gzip' | 'none';
+/**
+ * Bucket compression on the wire: exactly these strings, case-sensitive. "zstd" is the extension of that
+ * name, between dicom-xfer nodes only: a node that does not list it refuses it as the plugin would
+ * (refuseUnlistedZstd).
+ */
+export type Compression = 'gzip' | 'none' | 'zstd';
 
 export interface Resource {
   Level: Level;
@@ -115,10 +119,18 @@ export function parseLevel(s: string): Level {
   return level;
 }
 
-/** "gzip" or "none" exactly; ParameterOutOfRange otherwise (the plugin rejects "None" too). */
+/** "gzip", "none" or "zstd" exactly; ParameterOutOfRange otherwise (the plugin rejects "None" too). */
 export function parseCompression(s: string): Compression {
-  if (s === 'gzip' || s === 'none') return s;
+  if (s === 'gzip' || s === 'none' || s === 'zstd') return s;
   throw new XferError('ParameterOutOfRange', `Valid compression methods are "gzip" and "none", not: ${s}`);
+}
+
+/**
+ * A node that does not list the extension zstd (Transfers.Zstd, Transfers.Extensions) answers "zstd" in a
+ * push create or a chunk URL as the plugin answers any unknown method: ParameterOutOfRange.
+ */
+export function refuseUnlistedZstd(c: Compression, listed: boolean): void {
+  if (c === 'zstd' && !listed) throw new XferError('ParameterOutOfRange', `Valid compression methods are "gzip" and "none", not: ${c}`);
 }
 
 const DECIMAL = /^[0-9]+$/;

@@ -6,6 +6,7 @@ import { crc32 as zlibCrc32 } from 'node:zlib';
 import { bucketSize } from '../protocol/buckets.ts';
 import { createGzipStream } from '../protocol/compression.ts';
 import type { Bucket, Compression } from '../protocol/wire.ts';
+import { ZSTD_DEFAULT_LEVEL, zstdCompress } from '../protocol/zstd.ts';
 import type { Store } from '../store/types.ts';
 import { CRC32_MEMBER, crc32Hex } from './capabilities.ts';
 
@@ -35,13 +36,17 @@ export interface BodyOptions {
   checksum: boolean;
   /** The gzip level, and whether the peer takes chunked bodies (a dicom-xfer peer listing bucket-span). */
   gzip: { level: number; chunked: boolean };
+  /** The zstd level (compression "zstd"; ZSTD_DEFAULT_LEVEL when absent). */
+  zstd?: { level: number };
 }
 
 /**
  * Whether bodies are built whole in memory before they are sent (then the requests in flight are bounded by
- * the bytes they hold): a checksum without compression, or gzip for a peer that wants a Content-Length.
+ * the bytes they hold): a checksum without compression, gzip for a peer that wants a Content-Length, and
+ * zstd always (a frame is made whole).
  */
-export function bodiesInMemory(o: Omit<BodyOptions, 'gzip'> & { gzip: { chunked: boolean } }): boolean {
+export function bodiesInMemory(o: Pick<BodyOptions, 'compression' | 'checksum'> & { gzip: { chunked: boolean } }): boolean {
+  if (o.compression === 'zstd') return true;
   return o.compression === 'none' ? o.checksum : !o.gzip.chunked;
 }
 
@@ -75,17 +80,19 @@ async function collect(source: AsyncIterable<Buffer>): Promise<Buffer> {
  * bytes leave while the rest is still being read, memory stays at a few zlib buffers per request, and the
  * link's pace holds the compression back; its checksum is the member's own trailer (CRC32_MEMBER). Other
  * peers (Orthanc's plugin wants a Content-Length) get the member compressed into memory first, the CRC-32
- * taken on the way in; their buckets are the plugin's size.
+ * taken on the way in; their buckets are the plugin's size. With zstd (a dicom-xfer peer listing it) the
+ * payload is read into memory, its CRC-32 taken on the way in, and made one frame in the thread pool.
  */
 export async function bucketBody(store: Store, bucket: Bucket, o: BodyOptions): Promise<BucketBody> {
-  if (o.compression === 'none') {
-    if (!o.checksum) return { body: { stream: bucketStream(store, bucket), length: bucketSize(bucket) } };
+  if (o.compression === 'none' || o.compression === 'zstd') {
+    if (!o.checksum && o.compression === 'none') return { body: { stream: bucketStream(store, bucket), length: bucketSize(bucket) } };
     const { tap, crc32 } = crcTap();
-    let body: Buffer = Buffer.alloc(0);
+    let payload: Buffer = Buffer.alloc(0);
     await pipeline(bucketStream(store, bucket), tap, async (source: AsyncIterable<Buffer>) => {
-      body = await collect(source);
+      payload = await collect(source);
     });
-    return { body, crc32: crc32() };
+    const body = o.compression === 'zstd' ? await zstdCompress(payload, o.zstd?.level ?? ZSTD_DEFAULT_LEVEL) : payload;
+    return o.checksum ? { body, crc32: crc32() } : { body };
   }
   if (o.gzip.chunked) {
     const raw = bucketStream(store, bucket);

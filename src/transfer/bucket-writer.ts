@@ -9,7 +9,8 @@ import { crc32 } from 'node:zlib';
 import { XferError, isXferError } from '../errors.ts';
 import { bucketSize, payloadLayout, type PlacedChunk } from '../protocol/buckets.ts';
 import { createGunzipStream, createLengthCheck, type GunzipOneMember } from '../protocol/compression.ts';
-import type { Bucket, InstanceInfo } from '../protocol/wire.ts';
+import type { Bucket, Compression, InstanceInfo } from '../protocol/wire.ts';
+import { ZstdOneFrame } from '../protocol/zstd.ts';
 import { BUCKET_CHECKSUM_STATUS, CRC32_MEMBER, HEADER_CRC32, crc32Hex } from './capabilities.ts';
 import { HEAD_BYTES, type InstanceChecks } from './staging-checks.ts';
 
@@ -21,6 +22,11 @@ const IDLE_FLUSH_MS = 20;
 export interface WriteBucketOptions {
   /** The payload is one gzip member to inflate first (a gzip transaction). */
   gunzip?: boolean;
+  /**
+   * The payload is one zstd frame (extension zstd) that must declare the payload's length; it is checked,
+   * then decoded whole in the thread pool (src/protocol/zstd.ts). Its CRC-32 is taken as it is written.
+   */
+  zstd?: boolean;
   /** Aborting stops the write between two pieces of the payload (the transfer was discarded). */
   signal?: AbortSignal;
   /** Streams inserted before the inflater, e.g. a counter of the bytes on the wire. */
@@ -31,6 +37,11 @@ export interface WriteBucketOptions {
    * inflated, is CorruptedFile with status 422: the bucket is to be sent again.
    */
   crc32?: string | undefined;
+}
+
+/** The decoding options of a payload sent with `compression`. */
+export function decoding(compression: Compression): Pick<WriteBucketOptions, 'gunzip' | 'zstd'> {
+  return { gunzip: compression === 'gzip', zstd: compression === 'zstd' };
 }
 
 /** What a bucket writer needs of its staging area. */
@@ -107,6 +118,7 @@ export class BucketWriter {
     try {
       const stages: (Transform | ((s: AsyncIterable<Buffer>) => Promise<void>))[] = [...(opts.before ?? [])];
       if (gunzip) stages.push(gunzip);
+      else if (opts.zstd) stages.push(new ZstdOneFrame(this.#total));
       // With gzip, up to 1 MiB of excess output is counted, not written, so that a corrupt member is
       // reported as such (400) rather than as a wrong length (500).
       stages.push(createLengthCheck(this.#total, undefined, gunzip ? 1024 * 1024 : 0));

@@ -34,6 +34,12 @@ export const EXTENSIONS = {
    * rather than from what its kernel buffers took.
    */
   'receiver-progress': 1,
+  /**
+   * Compression "zstd": push bodies and chunk answers as one zstd frame per request that declares its
+   * content size (src/protocol/zstd.ts), checked before it is decoded, with HEADER_CRC32 in hexadecimal.
+   * A sender uses it for a "gzip" (or "zstd") transfer with a peer that lists it; other peers get gzip.
+   */
+  zstd: 1,
 } as const;
 
 export type Extension = keyof typeof EXTENSIONS;
@@ -106,11 +112,27 @@ export function capabilitiesDocument(config: Pick<Config, 'Transfers'>): Capabil
   };
 }
 
-/** The extensions this node lists and uses: all of them, but bucket-span only with Transfers.BucketSpans. */
+/**
+ * The extensions this node lists and uses: all of them, but bucket-span only with Transfers.BucketSpans and
+ * zstd only with Transfers.Zstd.
+ */
 function ourExtensions(config: Pick<Config, 'Transfers'>): Partial<Record<Extension, number>> {
   const out: Partial<Record<Extension, number>> = { ...EXTENSIONS };
-  if (config.Transfers.BucketSpans === false) delete out['bucket-span'];
+  for (const x of switchedOff(config)) delete out[x];
   return out;
+}
+
+/** The extensions this node's configuration turns off. */
+function switchedOff(config: Pick<Config, 'Transfers'>): Extension[] {
+  const off: Extension[] = [];
+  if (config.Transfers.BucketSpans === false) off.push('bucket-span');
+  if (config.Transfers.Zstd === false) off.push('zstd');
+  return off;
+}
+
+/** Whether this node lists the extension zstd, so takes "zstd" in a push create and a chunk URL. */
+export function zstdListed(config: Pick<Config, 'Transfers'>): boolean {
+  return extensionsEnabled(config) && config.Transfers.Zstd !== false;
 }
 
 /** What a job may use with one peer: the extensions both sides list. */
@@ -169,7 +191,7 @@ export async function peerCapabilities(
   call: <T>(fn: (signal: AbortSignal | undefined) => Promise<T>) => Promise<T>,
 ): Promise<PeerCapabilities> {
   if (!extensionsEnabled(config)) return PeerCapabilities.NONE;
-  const key = `${client.name}\n${client.url('/')}\n${config.Transfers.BucketSpans}`;
+  const key = `${client.name}\n${client.url('/')}\n${switchedOff(config).join(',')}`;
   const hit = cache.get(key);
   if (hit && Date.now() - hit.at < CAPABILITIES_TTL_MS) return hit.caps;
   let caps: PeerCapabilities;
@@ -177,7 +199,8 @@ export async function peerCapabilities(
     const answer = await call((signal) => client.json({ method: 'GET', path: CAPABILITIES_PATH, signal }));
     caps = parseCapabilities(answer.body);
     // What this node does not use itself is not used with the peer either.
-    if (config.Transfers.BucketSpans === false) caps = new PeerCapabilities(caps.list().filter((x) => x !== 'bucket-span'));
+    const off = switchedOff(config);
+    if (off.length > 0) caps = new PeerCapabilities(caps.list().filter((x) => !off.includes(x)));
   } catch (e) {
     // A definite answer that is not a capability document: the peer has no extensions (an Orthanc).
     if (e instanceof PeerHttpError && (e.badBody || (e.status >= 400 && e.status < 500))) caps = PeerCapabilities.NONE;

@@ -3,12 +3,13 @@
 // memory), through one gzip member when asked (at a level that follows the CPU), with a bounded number of
 // answers produced at once, each holding its share of the node's in-flight budget (in-flight.ts). With the bucket-crc32 extension, the
 // payload's CRC-32 is read ahead of the
-// answer.
+// answer. With the zstd extension, the payload is read into memory and answered as one zstd frame.
 import { Readable } from 'node:stream';
 import { XferError } from '../errors.ts';
 import { ChunkWalk, type ByteRange, type ChunkRequest } from '../protocol/chunk-url.ts';
 import { crc32 as zlibCrc32 } from 'node:zlib';
 import { createGzipStream } from '../protocol/compression.ts';
+import { checkZstdPayload, zstdCompress } from '../protocol/zstd.ts';
 import { watchCpu } from './adaptive/cpu.ts';
 import { GzipLevelChooser } from './adaptive/gzip-level.ts';
 import { crc32Hex } from './capabilities.ts';
@@ -51,10 +52,12 @@ export interface ChunkServerCounters {
 
 export interface ChunkAnswer {
   stream: Readable;
-  contentType: 'application/octet-stream' | 'application/gzip';
-  /** Body length when known in advance (no compression). */
+  contentType: 'application/octet-stream' | 'application/gzip' | 'application/zstd';
+  /** Body length when known in advance (no compression, zstd). */
   length: number | undefined;
   plan: ChunkPlan;
+  /** The payload's CRC-32 (8 hex digits) when it was taken on the way (a zstd answer, made whole). */
+  crc32?: string;
   /**
    * Gives back the answer's slot and its share of the in-flight budget (idempotent): call it once the
    * answer is fully sent or the client went away, or at once if the answer is not sent.
@@ -70,7 +73,12 @@ export class ChunkServer {
   readonly inFlight: InFlight;
   /** The gzip level of the answers, chosen from this machine's CPU against the link (see GzipLevelChooser). */
   readonly gzip = new GzipLevelChooser();
+  /** The zstd level of the answers, chosen the same way. */
+  readonly zstd = new GzipLevelChooser({ codec: 'zstd' });
   #stopCpu: (() => void) | undefined;
+  #stopZstdCpu: (() => void) | undefined;
+  /** zstd answers being produced now. */
+  #zstdRunning = 0;
   /** gzip answers being produced now. */
   #gzipRunning = 0;
 
@@ -88,6 +96,8 @@ export class ChunkServer {
   close(): void {
     this.#stopCpu?.();
     this.#stopCpu = undefined;
+    this.#stopZstdCpu?.();
+    this.#stopZstdCpu = undefined;
   }
 
   /** Answers being produced now, and requests waiting for a slot. */
@@ -106,6 +116,8 @@ export class ChunkServer {
     const sizes = new Map<string, number>();
     for (const [id, info] of await this.#store.findInstances([...new Set(req.ids)])) sizes.set(id, info.size);
     const plan = planChunkRead(req, sizes);
+    // A zstd answer is made whole in memory: bounded before any wait.
+    if (req.compression === 'zstd') checkZstdPayload(plan.total);
     const slot = await this.#slots.acquire(1, signal);
     let budget: () => void;
     try {
@@ -118,7 +130,35 @@ export class ChunkServer {
       budget();
       slot();
     };
-    return { ...this.#body(req, plan), plan, release };
+    if (req.compression !== 'zstd') return { ...this.#body(req, plan), plan, release };
+    try {
+      return { ...(await this.#zstdBody(plan)), plan, release };
+    } catch (e) {
+      release();
+      throw e;
+    }
+  }
+
+  /**
+   * A zstd answer: the payload read into memory (its share of the in-flight budget is held already), its
+   * CRC-32 taken on the way, made one frame in the thread pool and sent with its length.
+   */
+  async #zstdBody(plan: ChunkPlan): Promise<Omit<ChunkAnswer, 'plan' | 'release'>> {
+    this.counters.requests++;
+    this.#stopZstdCpu ??= watchCpu(this.zstd, () => this.#zstdRunning > 0);
+    this.#zstdRunning++;
+    try {
+      const parts: Buffer[] = [];
+      let crc = 0;
+      for await (const piece of this.#read(plan.ranges)) {
+        crc = zlibCrc32(piece, crc);
+        parts.push(piece);
+      }
+      const frame = await zstdCompress(Buffer.concat(parts, plan.total), this.zstd.level);
+      return { stream: Readable.from([frame]), contentType: 'application/zstd', length: frame.length, crc32: crc32Hex(crc) };
+    } finally {
+      this.#zstdRunning--;
+    }
   }
 
   /** The body stream of a planned answer. */

@@ -5,19 +5,26 @@ import type { Config } from '../config/types.ts';
 import { XferError, isXferError } from '../errors.ts';
 import type { JobsEngine } from '../jobs/engine.ts';
 import type { Peers } from '../peers/peers.ts';
-import { parseTransferQuery, toWireJobHandle, type TransferQuery } from '../protocol/wire.ts';
+import { parseTransferQuery, refuseUnlistedZstd, toWireJobHandle, type TransferQuery } from '../protocol/wire.ts';
 import { readBody, route, sendJson, type RouteInfo } from '../server/http.ts';
 import { RESOURCES_JSON_BODY, parseJsonBody } from '../server/json-body.ts';
 import type { Store } from '../store/types.ts';
+import { zstdListed } from './capabilities.ts';
 import { senderTransferId, type TransferJobQuery } from './jobs.ts';
 import { startRemotePull } from './remote-job.ts';
 import { assertLocalResources } from './submit-checks.ts';
 
-/** Reads a transfer query, checking `Priority` against the raw text (a JSON real such as 1.0 is refused). */
-async function readQuery(req: Parameters<typeof readBody>[0], idleMs: number): Promise<TransferQuery> {
+/**
+ * Reads a transfer query, checking `Priority` against the raw text (a JSON real such as 1.0 is refused).
+ * "zstd" is taken when this node lists the extension (`zstd`: gzip with a peer that does not), refused as by
+ * the plugin otherwise.
+ */
+async function readQuery(req: Parameters<typeof readBody>[0], idleMs: number, zstd: boolean): Promise<TransferQuery> {
   const buf = await readBody(req, RESOURCES_JSON_BODY, idleMs);
   const body = parseJsonBody(buf, RESOURCES_JSON_BODY);
-  return parseTransferQuery(body, buf.toString('utf8'));
+  const q = parseTransferQuery(body, buf.toString('utf8'));
+  refuseUnlistedZstd(q.Compression, zstd);
+  return q;
 }
 
 function jobQuery(q: TransferQuery): TransferJobQuery {
@@ -48,13 +55,14 @@ export interface TransfersClientDeps {
 export function registerTransfersClientRoutes(app: FastifyInstance, deps: TransfersClientDeps, routes: RouteInfo[]): void {
   const { config, engine, peers } = deps;
   const idleMs = deps.httpTimeoutSeconds * 1000;
+  const zstd = zstdListed(config);
 
   route(
     app,
     '/transfers/pull',
     {
       POST: async (req, reply) => {
-        const q = await readQuery(req, idleMs);
+        const q = await readQuery(req, idleMs, zstd);
         if (!peers.get(q.Peer)) throw new XferError('UnknownResource', `peer "${q.Peer}" is not configured`);
         const id = engine.submit('PullTransfer', { ...jobQuery(q) }, q.Priority);
         return sendJson(reply, toWireJobHandle(id));
@@ -68,7 +76,7 @@ export function registerTransfersClientRoutes(app: FastifyInstance, deps: Transf
     '/transfers/send',
     {
       POST: async (req, reply) => {
-        const q = await readQuery(req, idleMs);
+        const q = await readQuery(req, idleMs, zstd);
         const peer = peers.get(q.Peer);
         if (!peer) throw new XferError('UnknownResource', `peer "${q.Peer}" is not configured`);
         // What is sent must be here: a mistyped ID is refused now, not turned into a failed job.

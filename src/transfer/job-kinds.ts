@@ -5,7 +5,7 @@ import type { JobKind } from '../jobs/engine.ts';
 
 /** Levels as stored: already normalised by the wire parser when the job was submitted. */
 const StoredResource = z.object({ ID: z.string(), Level: z.enum(['Patient', 'Study', 'Series', 'Instance']) });
-const StoredCompression = z.enum(['gzip', 'none']);
+const StoredCompression = z.enum(['gzip', 'none', 'zstd']);
 const Count = z.number().int().nonnegative();
 const StoredInstance = z.object({ ID: z.string(), Size: Count, MD5: z.string() });
 const StoredBucket = z.array(z.object({ ID: z.string(), Offset: Count, Size: Count }));
@@ -42,6 +42,10 @@ const TRANSFER_CONTENT = {
   Waiting: z.string().optional(),
   NextTryTime: z.string().optional(),
   PeerExtensions: z.array(z.string()).optional(),
+  /** The compression on the wire, once known: "zstd" with a peer that lists it for a compressed transfer. */
+  WireCompression: StoredCompression.optional(),
+  /** Why the wire's compression differs from the one asked for (zstd asked of a peer without it). */
+  CompressionNote: z.string().optional(),
   SkippedInstances: Count.optional(),
   SkippedSizeMB: z.number().optional(),
   SkippedBytes: Count.optional(),
@@ -67,6 +71,7 @@ export const PushContentSchema = z.looseObject({
   ...TRANSFER_CONTENT,
   UploadedSizeMB: z.number().optional(),
   GzipLevel: z.number().int().optional(),
+  ZstdLevel: z.number().int().optional(),
 });
 export type PushContent = z.output<typeof PushContentSchema>;
 
@@ -84,6 +89,8 @@ export const PushPrivateSchema = z.object({
   /** Path of the transaction on the peer, once created. */
   path: z.string().optional(),
   cookie: z.string().optional(),
+  /** The compression the transaction was created with (its bodies must keep it); absent: the query's. */
+  compression: StoredCompression.optional(),
 });
 export type PushPrivate = z.output<typeof PushPrivateSchema>;
 

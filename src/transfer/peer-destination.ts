@@ -6,8 +6,9 @@
 import { XferError } from '../errors.ts';
 import type { PushPrivate } from './job-kinds.ts';
 import { scheduleBuckets } from '../protocol/buckets.ts';
-import type { InstanceInfo } from '../protocol/wire.ts';
+import type { Compression, InstanceInfo } from '../protocol/wire.ts';
 import { watchCpu } from './adaptive/cpu.ts';
+import { wireCompression, zstdFallbackNote } from './adaptive/gzip-level.ts';
 import { bodiesInMemory, bucketBody, type BodyOptions, type BucketBody } from './bucket-body.ts';
 import { runBuckets, type BucketMeter } from './bucket-phase.ts';
 import type { PeerCapabilities } from './capabilities.ts';
@@ -56,6 +57,13 @@ export class TransfersPeerDestination implements Destination<TransfersPeerState>
     let state: TransfersPeerState = task.loadPrivate() ?? {};
     if (state.skipped) r.publishSkipped(state.skipped);
     const caps = await r.capabilities();
+    // A bucket is under twice BucketSize, a span at most BucketSize: each must fit in one zstd body.
+    const wire = wireCompression(r.q.Compression, caps.has('zstd'), 2 * r.config.Transfers.BucketSize * 1024);
+    if (r.q.Compression === 'zstd' && wire !== 'zstd') {
+      task.setContent({
+        CompressionNote: zstdFallbackNote(this.#peer, caps.has('zstd')),
+      });
+    }
     // A transaction made by an earlier run (before a pause or a restart) may hold more than this node
     // knows: with resume, the receiver says which buckets it has.
     let resuming = state.path !== undefined;
@@ -66,7 +74,7 @@ export class TransfersPeerDestination implements Destination<TransfersPeerState>
           throw new XferError('NetworkProtocol', `peer "${this.#peer}" lost ${made} transactions of this transfer in a row; giving up`);
         }
         made++;
-        state = await this.#open(r, caps, req.instances, task);
+        state = await this.#open(r, caps, req.instances, task, wire);
         tx = transactionOf(state);
         // The peer holds everything already: nothing to send, no transaction.
         if (!tx) return task.setProgress(1);
@@ -134,7 +142,13 @@ export class TransfersPeerDestination implements Destination<TransfersPeerState>
    * state comes back without a path); the buckets of docs/protocol.md#bucket-scheduling;
    * `POST /transfers/push`.
    */
-  async #open(r: TransferRun, caps: PeerCapabilities, instances: readonly InstanceInfo[], task: PeerTask): Promise<TransfersPeerState> {
+  async #open(
+    r: TransferRun,
+    caps: PeerCapabilities,
+    instances: readonly InstanceInfo[],
+    task: PeerTask,
+    wire: Compression,
+  ): Promise<TransfersPeerState> {
     let sent = [...instances];
     let state: TransfersPeerState = {};
     if (caps.has('dedupe')) {
@@ -156,11 +170,18 @@ export class TransfersPeerDestination implements Destination<TransfersPeerState>
     const buckets = scheduleBuckets(sent, { bucketSize: small ? Math.min(g, SPAN_UNIT) : g });
     const tx = await r.mustCall('creating the transaction', (signal) =>
       r.api.createPush(
-        { Instances: sent, Buckets: buckets, Compression: r.q.Compression },
+        { Instances: sent, Buckets: buckets, Compression: wire },
         { timeoutMs: r.config.Transfers.PeerCommitTimeout * 1000, signal },
       ),
     );
-    const next: TransfersPeerState = { ...state, sent, buckets, path: tx.path, ...(tx.cookie ? { cookie: tx.cookie } : {}) };
+    const next: TransfersPeerState = {
+      ...state,
+      sent,
+      buckets,
+      path: tx.path,
+      compression: wire,
+      ...(tx.cookie ? { cookie: tx.cookie } : {}),
+    };
     await task.savePrivate(next);
     return next;
   }
@@ -184,16 +205,20 @@ export class TransfersPeerDestination implements Destination<TransfersPeerState>
    * (docs/protocol.md#push-mode, step 6).
    */
   async #sendBuckets(r: TransferRun, caps: PeerCapabilities, tx: PushTransaction, state: TransfersPeerState): Promise<boolean> {
-    const { ctx, q } = r;
+    const { ctx } = r;
     // A dicom-xfer peer that joins buckets also takes a body without a Content-Length.
     const join = caps.has('bucket-span');
     // The receiver says how many bytes arrived: the throughput is measured from that.
     const receiverClock = caps.has('receiver-progress');
     const checksum = caps.has('bucket-crc32');
+    // The transaction's own compression: one made before a pause keeps the codec it was created with.
+    const compression = state.compression ?? r.q.Compression;
+    ctx.setContent({ WireCompression: compression });
+    if (compression !== 'none') r.gzip.useCodec(compression);
     const put = (span: Span, signal: AbortSignal | undefined, attempt: number, meter: BucketMeter) =>
-      this.#put(r, caps, tx, span, { signal, attempt, meter, checksum, join });
-    const inMemory = bodiesInMemory({ compression: q.Compression, checksum, gzip: { chunked: join } });
-    const stopCpu = q.Compression === 'gzip' ? watchCpu(r.gzip, () => true) : undefined;
+      this.#put(r, caps, tx, span, { signal, attempt, meter, checksum, join, compression });
+    const inMemory = bodiesInMemory({ compression, checksum, gzip: { chunked: join } });
+    const stopCpu = compression !== 'none' ? watchCpu(r.gzip, () => true) : undefined;
     try {
       await runBuckets(r, state.buckets ?? [], 'push', put, (e) => isChecksumRefusal(e) || isRetryable(e), {
         join,
@@ -217,13 +242,14 @@ export class TransfersPeerDestination implements Destination<TransfersPeerState>
     caps: PeerCapabilities,
     tx: PushTransaction,
     span: Span,
-    o: { signal: AbortSignal | undefined; attempt: number; meter: BucketMeter; checksum: boolean; join: boolean },
+    o: { signal: AbortSignal | undefined; attempt: number; meter: BucketMeter; checksum: boolean; join: boolean; compression: Compression },
   ): Promise<number> {
     const { signal, meter } = o;
     if (o.attempt > 1 && caps.has('resume') && (await this.#holds(r, tx, span, signal))) return 0;
     const level = r.gzip.level;
-    if (r.q.Compression === 'gzip') r.ctx.setContent({ GzipLevel: level });
-    const options: BodyOptions = { compression: r.q.Compression, checksum: o.checksum, gzip: { level, chunked: o.join } };
+    if (o.compression === 'gzip') r.ctx.setContent({ GzipLevel: level });
+    if (o.compression === 'zstd') r.ctx.setContent({ ZstdLevel: level });
+    const options: BodyOptions = { compression: o.compression, checksum: o.checksum, gzip: { level, chunked: o.join }, zstd: { level } };
     let made: BucketBody | undefined;
     for (let resend = 0; ; resend++) {
       // A body in memory is sent again as it is; a streamed one cannot be replayed and is read again.

@@ -6,8 +6,9 @@ import { join } from 'node:path';
 import { XferError, isXferError } from '../errors.ts';
 import type { JobRunContext, JobRunner } from '../jobs/engine.ts';
 import { scheduleBuckets } from '../protocol/buckets.ts';
-import { sortUniqueInstances, type InstanceInfo } from '../protocol/wire.ts';
+import { sortUniqueInstances, type Compression, type InstanceInfo } from '../protocol/wire.ts';
 import { isRetryable } from '../util/retry.ts';
+import { wireCompression, zstdFallbackNote } from './adaptive/gzip-level.ts';
 import { runBuckets } from './bucket-phase.ts';
 import { BUCKET_CHECKSUM_STATUS, extensionsEnabled, type PeerCapabilities } from './capabilities.ts';
 import { PULL_KIND, type PullContent, type PullPrivate, type TransferJobQuery } from './job-kinds.ts';
@@ -38,6 +39,14 @@ export class PullTransferJob implements JobRunner<TransferJobQuery, PullContent,
     const saved = ctx.loadPrivate();
     if (!saved) ctx.setProgress(0);
     const caps = await r.capabilities();
+    // zstd when the source lists it (the same length in a chunk URL as gzip, so a plan made for either holds).
+    const wire = wireCompression(q.Compression, caps.has('zstd'), 2 * this.#deps.config.Transfers.BucketSize * 1024);
+    ctx.setContent({ WireCompression: wire });
+    if (q.Compression === 'zstd' && wire !== 'zstd') {
+      ctx.setContent({
+        CompressionNote: zstdFallbackNote(q.Peer, caps.has('zstd')),
+      });
+    }
     const planned = saved ? await this.#reopen(r, ctx, saved) : await this.#plan(r, ctx, caps);
     if (!planned) return ctx.setProgress(1);
     const { state, area } = planned;
@@ -45,7 +54,7 @@ export class PullTransferJob implements JobRunner<TransferJobQuery, PullContent,
     void store.prepareFiles?.((state.fetched ?? state.instances).length);
     const sizes = new Map((state.fetched ?? state.instances).map((i) => [i.ID, i.Size]));
     const fetch = (span: Span, signal: AbortSignal | undefined, moved: (n: number) => void) =>
-      this.#fetch(r, caps, area, span, signal, moved);
+      this.#fetch(r, caps, area, span, signal, moved, wire);
     try {
       await runBuckets(
         r,
@@ -55,7 +64,7 @@ export class PullTransferJob implements JobRunner<TransferJobQuery, PullContent,
         (e) => isChecksumRefusal(e) || isRetryable(e),
         {
           join: caps.has('bucket-span'),
-          pull: { sizeOf: (id) => sizes.get(id), compression: q.Compression },
+          pull: { sizeOf: (id) => sizes.get(id), compression: wire },
         },
       );
     } catch (e) {
@@ -131,6 +140,7 @@ export class PullTransferJob implements JobRunner<TransferJobQuery, PullContent,
     span: Span,
     signal: AbortSignal | undefined,
     moved: (n: number) => void,
+    compression: Compression,
   ): Promise<number> {
     const bucket = span.chunks;
     const wantCrc32 = caps.has('bucket-crc32');
@@ -140,11 +150,12 @@ export class PullTransferJob implements JobRunner<TransferJobQuery, PullContent,
         wire += n;
         moved(n);
       };
-      const res = await r.api.chunks(bucket, r.q.Compression, { wantCrc32, signal, onBodyBytes });
+      const res = await r.api.chunks(bucket, compression, { wantCrc32, signal, onBodyBytes });
       try {
         // Checked as it is written: a damaged bucket is fetched again and its bytes overwritten.
         await area.writeBucket(bucket, res.body, {
-          gunzip: r.q.Compression === 'gzip',
+          gunzip: compression === 'gzip',
+          zstd: compression === 'zstd',
           ...(signal ? { signal } : {}),
           ...(res.crc32 !== undefined ? { crc32: res.crc32 } : {}),
         });

@@ -4,7 +4,14 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { XferError, isXferError } from '../errors.ts';
 import { bucketSize } from '../protocol/buckets.ts';
-import { parsePushCreate, sortUniqueInstances, type Bucket, type PushCreateBody } from '../protocol/wire.ts';
+import {
+  parsePushCreate,
+  refuseUnlistedZstd,
+  sortUniqueInstances,
+  type Bucket,
+  type Compression,
+  type PushCreateBody,
+} from '../protocol/wire.ts';
 import type { Store } from '../store/types.ts';
 import type { ArrivalSink } from '../routing/arrivals.ts';
 import type { RequestSender } from '../routing/origin.ts';
@@ -48,7 +55,7 @@ export interface PushReceiverCounters {
 export interface PushTransactionInfo {
   id: string;
   state: TxState;
-  compression: 'gzip' | 'none';
+  compression: Compression;
   instances: number;
   buckets: number;
   bucketsDone: number;
@@ -71,6 +78,8 @@ export interface PushReceiverOptions {
   idleBeforeEvictionSeconds?: number;
   /** Most instances one transaction may declare (Transfers.MaxPushInstances); default 100,000. */
   maxInstances?: number;
+  /** Whether the node lists the extension zstd: otherwise a create with Compression "zstd" is refused. */
+  zstd?: boolean;
   logger?: Logger;
   /**
    * Where the transactions' state is kept (the receiver closes it with itself); default: files beside
@@ -158,12 +167,18 @@ export function heldTransaction(
   };
 }
 
+/** What a receiver accepts in a create: at most this many instances, and zstd only when it lists it. */
+export interface CreateLimits {
+  maxInstances: number;
+  zstd: boolean;
+}
+
 /**
  * A create body (parsed JSON) checked and normalised (instances sorted and unique). 413 when it declares
  * more instances than `maxInstances`, checked before anything is built per instance; BadFileFormat /
- * ParameterOutOfRange for a bad body.
+ * ParameterOutOfRange for a bad body, and for Compression "zstd" unless `zstd` (the node lists it).
  */
-export function parseCreate(body: unknown, maxInstances: number): PushCreateBody {
+export function parseCreate(body: unknown, { maxInstances, zstd }: CreateLimits): PushCreateBody {
   const declared = (body as { Instances?: unknown } | null | undefined)?.Instances;
   if (Array.isArray(declared) && declared.length > maxInstances) {
     throw new XferError(
@@ -174,6 +189,7 @@ export function parseCreate(body: unknown, maxInstances: number): PushCreateBody
     );
   }
   const parsed = parsePushCreate(body);
+  refuseUnlistedZstd(parsed.Compression, zstd);
   return { ...parsed, Instances: sortUniqueInstances(parsed.Instances) };
 }
 

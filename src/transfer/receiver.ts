@@ -34,7 +34,7 @@ import {
   type ReceivedBytes,
   type Transaction,
 } from './push-transaction.ts';
-import { StagingArea, fileError } from './staging.ts';
+import { StagingArea, decoding, fileError } from './staging.ts';
 
 export type {
   PushReceiverCounters,
@@ -75,7 +75,7 @@ export class PushReceiver {
   readonly #max: number;
   readonly #idleMs: number;
   readonly #evictIdleMs: number;
-  readonly #maxInstances: number;
+  readonly #accepts: { maxInstances: number; zstd: boolean };
   /** The durable part of the transactions. */
   readonly #state: PushTransactionState;
   readonly #log: Logger | undefined;
@@ -95,7 +95,7 @@ export class PushReceiver {
     this.#max = Math.max(1, Math.floor(opts.maxTransactions));
     this.#idleMs = Math.max(0, opts.idleTimeoutSeconds) * 1000;
     this.#evictIdleMs = Math.max(0, opts.idleBeforeEvictionSeconds ?? 0) * 1000;
-    this.#maxInstances = Math.max(1, Math.floor(opts.maxInstances ?? DEFAULT_MAX_INSTANCES));
+    this.#accepts = { maxInstances: Math.max(1, Math.floor(opts.maxInstances ?? DEFAULT_MAX_INSTANCES)), zstd: opts.zstd ?? false };
     this.#log = opts.logger;
     this.#routing = opts;
   }
@@ -191,7 +191,7 @@ export class PushReceiver {
    */
   async create(body: unknown): Promise<JobHandle> {
     this.#checkOpen();
-    const create = parseCreate(body, this.#maxInstances);
+    const create = parseCreate(body, this.#accepts);
     let total = 0;
     for (const i of create.Instances) total += i.Size;
     this.#victim(); // 503 early, before the disk is even asked
@@ -310,7 +310,7 @@ export class PushReceiver {
       let bytes: number;
       try {
         bytes = await area.writeBucket(bucket, body, {
-          gunzip: tx.body.Compression === 'gzip',
+          ...decoding(tx.body.Compression),
           signal: tx.abort.signal,
           before: [counter],
           crc32: opts.crc32,

@@ -47,7 +47,9 @@ export async function startRemotePull(
   sender: string,
 ): Promise<RemoteJobHandle> {
   const api = new PeerApi(client, sender);
-  const trigger = { Compression: q.Compression, Originator: originator, Peer: remoteSelf, Resources: q.Resources };
+  // The peer pulls: "gzip" lets it use zstd when both list it, and any peer (Orthanc's plugin too) reads it.
+  const compression = q.Compression === 'zstd' ? 'gzip' : q.Compression;
+  const trigger = { Compression: compression, Originator: originator, Peer: remoteSelf, Resources: q.Resources };
   const handle = await retry((_a, signal) => api.submitPull(trigger, { signal }), retryOptionsFromConfig(config));
   // Shown to users and in job Content: never the peer's credentials.
   const url = displayUrl(peerUrl) + handle.Path.replace(/^\/+/, '/');

@@ -9,7 +9,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { XferError } from '../errors.ts';
 import { parseChunkIds, parseChunkQuery } from '../protocol/chunk-url.ts';
-import { INSTANCE_ID, parseLookupRequest, parseWire, toWireLookupAnswer } from '../protocol/wire.ts';
+import { INSTANCE_ID, parseLookupRequest, parseWire, refuseUnlistedZstd, toWireLookupAnswer } from '../protocol/wire.ts';
 import type { Logger } from 'pino';
 import type { Config } from '../config/types.ts';
 import { intParam, readJson, route, sendJson, withIdleTimeout, type RouteInfo } from '../server/http.ts';
@@ -24,6 +24,7 @@ import {
   HEADER_WANT_CRC32,
   capabilitiesDocument,
   extensionsEnabled,
+  zstdListed,
 } from './capabilities.ts';
 import { ChunkServer } from './chunk-server.ts';
 import type { InFlight } from './in-flight.ts';
@@ -60,6 +61,7 @@ export async function openTransfersServer(opts: TransfersServerOptions): Promise
     idleTimeoutSeconds: config.Transfers.IdleTransactionTimeout,
     idleBeforeEvictionSeconds: config.Transfers.IdleBeforeEviction,
     maxInstances: config.Transfers.MaxPushInstances,
+    zstd: zstdListed(config),
     logger: opts.logger.child({ module: 'transfers-server' }),
     ...(opts.arrivals ? { arrivals: opts.arrivals } : {}),
     ...(opts.senderPeer ? { senderPeer: opts.senderPeer } : {}),
@@ -151,14 +153,15 @@ function registerSourceRoutes(app: FastifyInstance, deps: TransfersRouteDeps, ex
     },
     routes,
   );
-  route(app, '/transfers/chunks/:ids', { GET: chunksHandler(deps.server.chunks, ext, deps.paceServed) }, routes);
+  route(app, '/transfers/chunks/:ids', { GET: chunksHandler(deps.server.chunks, ext, zstdListed(deps.config), deps.paceServed) }, routes);
 }
 
 /** GET /transfers/chunks/{ids}: the payload streamed, holding one of the chunk server's slots meanwhile. */
-function chunksHandler(chunks: ChunkServer, ext: boolean, pace: TransfersRouteDeps['paceServed']) {
+function chunksHandler(chunks: ChunkServer, ext: boolean, zstd: boolean, pace: TransfersRouteDeps['paceServed']) {
   return async (req: FastifyRequest, reply: FastifyReply) => {
     const ids = parseChunkIds(param(req, 'ids'));
     const query = parseChunkQuery(rawQuery(req));
+    refuseUnlistedZstd(query.compression, zstd);
     // Waits for a slot and for the answer's bytes in the node's in-flight budget.
     const answer = await chunks.answer({ ids, ...query });
     const { release } = answer;
@@ -169,7 +172,8 @@ function chunksHandler(chunks: ChunkServer, ext: boolean, pace: TransfersRouteDe
       // A puller of version 1 of the extension wants the hexadecimal form whatever the compression.
       const want = ext ? header(req, HEADER_WANT_CRC32) : undefined;
       if (want === '1' || want === '2') {
-        reply.header(HEADER_CRC32, want === '2' && query.compression === 'gzip' ? CRC32_MEMBER : await chunks.crc32(answer.plan));
+        const member = want === '2' && query.compression === 'gzip';
+        reply.header(HEADER_CRC32, member ? CRC32_MEMBER : (answer.crc32 ?? (await chunks.crc32(answer.plan))));
       }
       // The slot is held until the answer is fully sent or the client went away.
       reply.raw.once('close', release);

@@ -11,7 +11,7 @@ import { mapLimit } from '../util/concurrency.ts';
 import { BucketWriter, fileError, writeFully, type BucketTarget, type WriteBucketOptions } from './bucket-writer.ts';
 import { InstanceChecks } from './staging-checks.ts';
 
-export { fileError, type WriteBucketOptions } from './bucket-writer.ts';
+export { decoding, fileError, type WriteBucketOptions } from './bucket-writer.ts';
 
 /** Name of an instance's file inside a staging directory (IDs are lowercase hex and dashes only). */
 export function stagedFileName(id: string): string {

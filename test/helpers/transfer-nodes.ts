@@ -357,8 +357,9 @@ export async function setupClasses(largeMB = 300): Promise<ClassesSetup> {
   const dir = await mkdtemp(join(tmpdir(), 'dx-classes-'));
   const files = await writeBucketClassData(dir, largeMB);
   const pair = await startPair({
-    // The plugin's bucket layout (no spans): the tests that use this check every bucket's PUT.
-    common: { Transfers: { BucketSize: CLASSES_BUCKET_KB, BucketSpans: false } },
+    // The plugin's bucket layout (no spans): the tests that use this check every bucket's PUT. Compressed
+    // transfers are gzip on the wire, as with the plugin (no zstd).
+    common: { Transfers: { BucketSize: CLASSES_BUCKET_KB, BucketSpans: false, Zstd: false } },
     hashBodies: true,
     keepBodies: [{ method: 'POST', path: /^\/+transfers\/(push|lookup)$/ }],
   });

@@ -100,7 +100,7 @@ describe('the OpenAPI document', { timeout: 60_000 }, () => {
     const s = doc.components.schemas;
     const push = s.PushCreate as { properties: Record<string, Record<string, unknown>>; required: string[] };
     assert.deepEqual(push.required.sort(), ['Buckets', 'Compression', 'Instances']);
-    assert.deepEqual(push.properties.Compression?.enum, ['gzip', 'none']);
+    assert.deepEqual(push.properties.Compression?.enum, ['gzip', 'none', 'zstd']);
     const send = doc.paths['/transfers/send']?.post;
     assert.deepEqual(send?.requestBody, {
       required: true,

@@ -243,6 +243,35 @@ test('the gzip level goes down while the CPU is saturated, and up while it has r
   assert.equal(h.level, 4);
 });
 
+test('the codec: zstd for a compressed transfer to a peer that lists it, gzip otherwise; its level chosen in its own range', async () => {
+  const { GzipLevelChooser, wireCompression } = await import('../../src/transfer/adaptive/gzip-level.ts');
+  assert.equal(wireCompression('gzip', true), 'zstd');
+  assert.equal(wireCompression('zstd', true), 'zstd');
+  assert.equal(wireCompression('gzip', false), 'gzip');
+  assert.equal(wireCompression('zstd', false), 'gzip');
+  assert.equal(wireCompression('none', true), 'none');
+  // A run starts as gzip and learns its codec from the peer: zstd starts again at its level 2.
+  const c = new GzipLevelChooser({ initial: 4 }, 0);
+  c.useCodec('zstd');
+  assert.deepEqual(c.choice(), { codec: 'zstd', level: 2 });
+  assert.equal(new GzipLevelChooser().level, 1, 'gzip still starts at 1');
+  // A slow link with an idle machine: up a step per window, past gzip's 6, to zstd's 9 and no further.
+  for (let t = 1000; t <= 40_000; t += 1000) c.observe({ busy: 0.1, own: 0.05, cores: 2 }, t);
+  assert.deepEqual(c.choice(), { codec: 'zstd', level: 9 });
+  // Saturated cores: down a step per window, to 2 (zstd's 1 writes more bytes than gzip on noisy pixels).
+  for (let t = 41_000; t <= 80_000; t += 1000) c.observe({ busy: 0.97, own: 1.5, cores: 2 }, t);
+  assert.equal(c.level, 2);
+  // Each codec's own costs: the same CPU at level 5, where the next level costs zstd more than gzip.
+  const z = new GzipLevelChooser({ codec: 'zstd', initial: 5 }, 0);
+  for (let t = 1000; t <= 2000; t += 1000) z.observe({ busy: 0.75, own: 1.6, cores: 2 }, t);
+  // 1.6 x (3.7 / 3.1 - 1) = 0.31 cores: 75% + 15.5% = 90.5% > 90%: it stays.
+  assert.equal(z.level, 5);
+  const g = new GzipLevelChooser({ codec: 'gzip', initial: 5 }, 0);
+  for (let t = 1000; t <= 2000; t += 1000) g.observe({ busy: 0.75, own: 1.6, cores: 2 }, t);
+  // gzip's 1.87 / 1.76: 0.1 cores, 80%: up.
+  assert.equal(g.level, 6);
+});
+
 test('the CPU meter measures this process burning a core', async () => {
   const { CpuMeter } = await import('../../src/transfer/adaptive/cpu.ts');
   const m = new CpuMeter();

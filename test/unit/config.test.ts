@@ -367,6 +367,7 @@ describe('defaults and overrides', () => {
       IdleBeforeEviction: 60,
       Extensions: true,
       BucketSpans: true,
+      Zstd: true,
       MaxPushInstances: 100_000,
       MaxRequestsInFlight: 0,
       MaxInFlightSize: 0,

@@ -46,7 +46,7 @@ export const METHOD_NAMES = Object.keys(METHODS) as MethodName[];
 export const BASELINES = METHOD_NAMES.filter((m) => METHODS[m].baseline);
 
 /** Data set presets of the generator that the benchmark offers. */
-export const SETS = ['full', 'small', 'tiny'] as const;
+export const SETS = ['full', 'study', 'small', 'tiny'] as const;
 export type SetName = (typeof SETS)[number];
 
 /** A generated data set on disk, described once and reused by later runs. */

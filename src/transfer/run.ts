@@ -12,6 +12,7 @@ import type { Compression, InstanceInfo } from '../protocol/wire.ts';
 import type { Store } from '../store/types.ts';
 import { isRetryable, retry, retryOptionsFromConfig, type RetryOptions } from '../util/retry.ts';
 import { GzipLevelChooser } from './adaptive/gzip-level.ts';
+import type { LinkProfileStore } from './adaptive/link-profile.ts';
 import type { InFlight } from './in-flight.ts';
 import { BUCKET_CHECKSUM_STATUS, extensionsEnabled, type PeerCapabilities } from './capabilities.ts';
 import { PeerApi } from './peer-api.ts';
@@ -29,6 +30,8 @@ export interface TransferDeps {
   inFlight: InFlight;
   /** Told of what a pull job stored, from which peer (routing); none when absent. */
   arrivals?: ArrivalSink;
+  /** What the links to the peers taught earlier transfers (bucket-phase.ts starts from it); none when absent. */
+  linkProfiles?: LinkProfileStore;
 }
 
 /** Which way the bytes go: this node pushes them to the peer, or pulls them from it. */
@@ -172,6 +175,7 @@ export class TransferRun {
   readonly gzip = new GzipLevelChooser();
   readonly observe: TransferDeps['observeBucket'];
   readonly inFlight: InFlight;
+  readonly linkProfiles: LinkProfileStore | undefined;
   readonly #clock: OutageClock;
   #retries: number;
   /** Content.Waiting is shown (a call waits to be tried again). */
@@ -188,6 +192,7 @@ export class TransferRun {
     this.peerUrl = peer.url;
     this.observe = deps.observeBucket;
     this.inFlight = deps.inFlight;
+    this.linkProfiles = deps.linkProfiles;
     this.#clock = new OutageClock(deps.config.Transfers.RetryBudget * 1000);
     const before = ctx.content().Retries;
     this.#retries = typeof before === 'number' ? before : 0;

@@ -159,15 +159,14 @@ test("slow start: with the receiver's samples it doubles every short window whil
   const link = (limit: number) => Math.min(12.5 * MB, limit * 0.56 * MB);
   const ctl = new AdaptiveConcurrency({ initial: 4, min: 1, max: 64, clock: 'receiver' }, 0);
   const at = feedReceiver(ctl, link, { t: 0, total: 0 }, 5000, () => ctl.phase !== 'climb');
-  // 4, 8, 16, 32: three doublings that paid, then one that did not (64 moves no more than 32, and no
-  // less: the slow start keeps it).
+  // 4, 8, 16, 32: three doublings that paid, then one that did not (64 moves no more than 32): back to 32.
   assert.deepEqual(
     ctl.history.map((d) => d.limit),
-    [8, 16, 32, 64, 64],
+    [8, 16, 32, 64, 32],
   );
   // Simulated time, from the samples' clock: each round is a settle time and a short window.
   assert.ok(at.t <= 3000, `the slow start ended after ${at.t} ms of samples`);
-  assert.equal(ctl.limit, 64);
+  assert.equal(ctl.limit, 32);
   assert.equal(ctl.phase, 'hold');
 });
 

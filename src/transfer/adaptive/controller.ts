@@ -245,11 +245,12 @@ export class AdaptiveConcurrency {
       if (next === this.#limit) this.#enterHold();
       return next;
     }
-    if (climb && mine >= other.rate * (1 - o.gain)) {
-      // The slow start's step up did not pay clearly, but measures no worse than the noise: stay. Too few
-      // requests cost the most (a lossy link gives each connection a small share), a few more cost little.
+    if (climb) {
+      // The slow start stops at its first step that does not pay clearly: it keeps the step if it measured
+      // better all the same (too few requests cost the most: a lossy link gives each connection a small
+      // share), and goes back otherwise (twice the connections on a full link only overflow its queue).
       this.#enterHold();
-      return this.#limit;
+      return mine > other.rate ? this.#limit : other.limit;
     }
     // A probe is judged on two windows: one window that measures lower is as likely noise as the link.
     if (!climb && this.#windows < 2) return this.#limit;

@@ -49,6 +49,10 @@ const HELP = `usage: npm run bench:wan -- [options]      (as root; --no-wan runs
                             on a lossy link): one that runs out of time is reported with a lower bound (≥)
   --repeat N                run each dicom-xfer method N times (default 1) and report the run of median
                             wall time, with the fastest and slowest beside it; the baselines run once
+  --known-peer              the nodes of a dicom-xfer method keep their ports across its runs: every run
+                            after the first goes to a peer the sender knows (it starts from the link
+                            profile the run before recorded); the JSON's repeatedWallSeconds are in run
+                            order, the first one to a peer not known yet
 
 Exit status: 0 every run verified, 3 some run failed or lost data, 1 the benchmark could not run, 130 interrupted.`;
 
@@ -81,6 +85,7 @@ const { values } = parseArgs({
     'run-timeout': { type: 'string' },
     'baseline-timeout': { type: 'string' },
     repeat: { type: 'string', default: '1' },
+    'known-peer': { type: 'boolean', default: false },
     render: { type: 'string' },
     help: { type: 'boolean', default: false },
   },
@@ -353,6 +358,7 @@ async function main(): Promise<number> {
           runTimeoutSeconds: timeout,
           baselineTimeoutSeconds: baselineTimeout,
           repeat,
+          knownPeer: values['known-peer'],
           out: join(workDir, `${name}.json`),
         };
         results.push(await runProfile(spec, made ? ns : undefined, bound));

@@ -84,6 +84,12 @@ export interface RunnerSpec {
   baselineTimeoutSeconds: number | null;
   /** Runs of each dicom-xfer method (the baselines run once); the median one is reported. */
   repeat?: number;
+  /**
+   * The receiver of a dicom-xfer method keeps its port (so its URL) across the method's runs: every run
+   * after the first transfers to a peer the sender knows, starting from the link profile the run before
+   * recorded.
+   */
+  knownPeer?: boolean;
   /** Where the runner writes its ProfileResult. */
   out: string;
 }

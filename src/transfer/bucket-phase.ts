@@ -12,7 +12,7 @@ import { AdaptiveConcurrency } from './adaptive/controller.ts';
 import type { LinkKey, LinkProfile } from './adaptive/link-profile.ts';
 import { runWithLimit } from './adaptive/pool.ts';
 import { type Direction, SIZE_KEY, TransactionGone, type TransferRun } from './run.ts';
-import { SPAN_UNIT, SpanQueue, spanLabel, type Span, type SpanQueueOptions } from './spans.ts';
+import { SpanQueue, spanLabel, type Span, type SpanQueueOptions } from './spans.ts';
 
 /** How a bucket request reports its progress to the requests-in-flight controller. */
 export interface BucketMeter {
@@ -46,11 +46,8 @@ const IN_FLIGHT_BYTES = 160 * 1024 * 1024;
 /** Decisions of the requests-in-flight controller shown in a job's Content (`Adaptive`). */
 const ADAPTIVE_HISTORY = 40;
 const round1 = (n: number): number => Math.round(n * 10) / 10;
-/**
- * Largest span before the link is measured: small, so that the first answers (and the receiver's first
- * counts) come within a few round trips even where one connection gets a small share of the link.
- */
-const FIRST_SPAN_BYTES = SPAN_UNIT;
+/** Largest span before the link is measured. */
+const FIRST_SPAN_BYTES = 2 * 1024 * 1024;
 /** Decisions a phase that did not finish must have made before its profile of the link is worth keeping. */
 const PROFILE_MIN_DECISIONS = 3;
 /** Longest a span should take at the rate each request gets (a bound on what one lost request costs). */

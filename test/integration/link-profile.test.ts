@@ -62,9 +62,9 @@ describe('link profiles between two nodes', { skip: needs(REAL_DICOM), timeout: 
 
   const profilesDb = () => join(pair.a.dataDir, 'link-profiles.sqlite');
 
-  /** The rows of A's link profiles (A stopped, or read beside it: SQLite in WAL mode allows that). */
-  function rows(): Row[] {
-    const db = new Database(profilesDb(), { readonly: true });
+  /** The rows of a node's link profiles (A's by default; stopped, or read beside it: SQLite in WAL mode allows that). */
+  function rows(path = profilesDb()): Row[] {
+    const db = new Database(path, { readonly: true });
     try {
       return db.prepare('SELECT peer, url, direction, profile FROM link_profiles').all() as Row[];
     } finally {
@@ -136,5 +136,28 @@ describe('link profiles between two nodes', { skip: needs(REAL_DICOM), timeout: 
     const again = JSON.parse((rows()[0] as Row).profile) as { requestsInFlight: number };
     assert.ok(Number.isInteger(again.requestsInFlight) && again.requestsInFlight >= 1);
     await pair.up('a');
+  });
+
+  test('a pull records the profile of its direction on the node that pulls, and the next pull starts there', async () => {
+    const pull = async (): Promise<JobJson> => {
+      await emptyNode(pair.b.url);
+      const resources = patients.map((ID) => ({ Level: 'Patient', ID }));
+      const h = await startTransfer(pair.b.url, 'pull', { Resources: resources, Compression: 'gzip', Peer: 'a' });
+      const job = await waitJob(pair.b.url, h.ID as string, 120_000);
+      assert.equal(job.State, 'Success', JSON.stringify(job));
+      await assertSameInstances(pair.b.url, source);
+      return job;
+    };
+    const first = await pull();
+    assert.equal((first.Content.AdaptiveStart as Start).Source, 'configuration');
+    const pulled = rows(join(pair.b.dataDir, 'link-profiles.sqlite')).filter((r) => r.direction === 'pull');
+    assert.equal(pulled.length, 1);
+    assert.equal((pulled[0] as Row).peer, 'a');
+    // The peer compresses its answers at a level of its own choosing: the profile names the codec only.
+    assert.deepEqual((JSON.parse((pulled[0] as Row).profile) as { compression: unknown }).compression, { codec: 'gzip' });
+    const second = await pull();
+    const start = second.Content.AdaptiveStart as Start;
+    assert.equal(start.Source, 'profile');
+    assert.equal(start.BucketsInFlight, (first.Content.LinkProfile as { BucketsInFlight: number }).BucketsInFlight);
   });
 });

@@ -182,6 +182,7 @@ class BucketPhase {
       ...linkKey(r, this.#direction),
       requestsInFlight: settled.limit,
       bytesPerSecond: settled.rate,
+      windows: Math.min(1_000_000, adaptive.history.length + (this.#profile?.windows ?? 0)),
       spanBytes: this.#spanBytes,
       compression: gzip ? { codec: 'gzip', level: r.gzip.level } : { codec: r.q.Compression },
       rttMs: null,
@@ -276,7 +277,9 @@ function concurrency(
   const clock = o.receiverClock ? 'receiver' : 'local';
   if (profile) {
     const initial = clamp(profile.requestsInFlight, Math.min(T.Threads, max), max);
-    return new AdaptiveConcurrency({ initial, min: 1, max, clock, knownRate: profile.bytesPerSecond });
+    // A level that was measured is held; one that a short transfer only averaged is climbed from.
+    const knownRate = profile.windows > 0 ? { knownRate: profile.bytesPerSecond } : {};
+    return new AdaptiveConcurrency({ initial, min: 1, max, clock, ...knownRate });
   }
   // Joined requests start small (FIRST_SPAN_BYTES): as many of them as put the bytes of Threads whole
   // buckets in flight, the plugin's start, so that the link fills as soon and is measured sooner.

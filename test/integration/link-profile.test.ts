@@ -106,7 +106,14 @@ describe('link profiles between two nodes', { skip: needs(REAL_DICOM), timeout: 
     assert.equal(row.peer, 'b');
     assert.equal(row.url, `${pair.toB.url}/`);
     assert.equal(row.direction, 'push');
-    const profile = JSON.parse(row.profile) as { requestsInFlight: number; compression: { codec: string; level?: number } };
+    const profile = JSON.parse(row.profile) as {
+      requestsInFlight: number;
+      windows: number;
+      compression: { codec: string; level?: number };
+    };
+    // What the second push recorded, as its Content says.
+    assert.equal(profile.requestsInFlight, (second.Content.LinkProfile as { BucketsInFlight: number }).BucketsInFlight);
+    assert.ok(Number.isInteger(profile.windows) && profile.windows >= 0);
     assert.equal(profile.compression.codec, 'gzip');
     assert.ok(Number.isInteger(profile.compression.level));
 

@@ -22,6 +22,7 @@ const profile: LinkProfile = {
   direction: 'push',
   requestsInFlight: 24,
   bytesPerSecond: 11.5e6,
+  windows: 7,
   spanBytes: 4 << 20,
   compression: { codec: 'gzip', level: 3 },
   rttMs: null,

@@ -21,6 +21,12 @@ export const LinkProfileSchema = z.object({
   requestsInFlight: z.number().int().min(1).max(1_000_000),
   /** Bytes per second measured at that level (on the wire: compressed bytes when compressed). */
   bytesPerSecond: z.number().finite().positive(),
+  /**
+   * Measurement windows behind that rate (this transfer's and those of the profiles it started from). 0: the
+   * transfer was too short for one, its rate is its average; the next one then climbs from that level
+   * rather than holding it.
+   */
+  windows: z.number().int().nonnegative().max(1_000_000),
   /** Largest span (bytes of payload in one request) the transfer used. */
   spanBytes: z.number().int().nonnegative(),
   /** The codec of the bodies and the level chosen for them (none for a pull: the peer chooses). */

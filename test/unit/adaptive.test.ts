@@ -159,15 +159,35 @@ test("slow start: with the receiver's samples it doubles every short window whil
   const link = (limit: number) => Math.min(12.5 * MB, limit * 0.56 * MB);
   const ctl = new AdaptiveConcurrency({ initial: 4, min: 1, max: 64, clock: 'receiver' }, 0);
   const at = feedReceiver(ctl, link, { t: 0, total: 0 }, 5000, () => ctl.phase !== 'climb');
-  // 4, 8, 16, 32: three doublings that paid, then one that did not (64 moves no more than 32): back to 32.
+  // 4, 8, 16, 32: three doublings that paid, then one that did not (64 moves no more than 32, and no
+  // less: the slow start keeps it).
   assert.deepEqual(
     ctl.history.map((d) => d.limit),
-    [8, 16, 32, 64, 32],
+    [8, 16, 32, 64, 64],
   );
   // Simulated time, from the samples' clock: each round is a settle time and a short window.
   assert.ok(at.t <= 3000, `the slow start ended after ${at.t} ms of samples`);
-  assert.equal(ctl.limit, 32);
+  assert.equal(ctl.limit, 64);
   assert.equal(ctl.phase, 'hold');
+});
+
+test('a slow-start step that measures a little lower (noise) is kept; one clearly lower goes back', () => {
+  // As seen on goodloss: 8 at 10 MB/s, 16 at 12.3 (a high window), 32 at 12.0: 32 stays.
+  const rates = new Map([
+    [8, 10 * MB],
+    [16, 12.3 * MB],
+    [32, 12 * MB],
+  ]);
+  const ctl = new AdaptiveConcurrency({ initial: 8, min: 1, max: 64, clock: 'receiver' }, 0);
+  feedReceiver(ctl, (l) => rates.get(l) ?? 0, { t: 0, total: 0 }, 10_000, () => ctl.phase !== 'climb');
+  assert.deepEqual(
+    ctl.history.map((d) => d.limit),
+    [16, 32, 32],
+  );
+  const worse = new AdaptiveConcurrency({ initial: 8, min: 1, max: 64, clock: 'receiver' }, 0);
+  rates.set(32, 9 * MB);
+  feedReceiver(worse, (l) => rates.get(l) ?? 0, { t: 0, total: 0 }, 10_000, () => worse.phase !== 'climb');
+  assert.equal(worse.limit, 16);
 });
 
 test('holding, one noisy window does not move it: two windows that agree do', () => {

@@ -246,11 +246,12 @@ export class AdaptiveConcurrency {
       return next;
     }
     if (climb) {
-      // The slow start stops at its first step that does not pay clearly: it keeps the step if it measured
-      // better all the same (too few requests cost the most: a lossy link gives each connection a small
-      // share), and goes back otherwise (twice the connections on a full link only overflow its queue).
+      // The slow start stops at its first step that does not pay clearly. It keeps that step unless it
+      // measured clearly worse: too few requests cost the most (a lossy link gives each connection a small
+      // share; on goodloss a return from 32 to 16 on a noisy window cost a third of the rate for seconds),
+      // too many cost a few retransmissions.
       this.#enterHold();
-      return mine > other.rate ? this.#limit : other.limit;
+      return mine >= other.rate * (1 - o.gain) ? this.#limit : other.limit;
     }
     // A probe is judged on two windows: one window that measures lower is as likely noise as the link.
     if (!climb && this.#windows < 2) return this.#limit;

@@ -179,14 +179,26 @@ test('a slow-start step that measures a little lower (noise) is kept; one clearl
     [32, 12 * MB],
   ]);
   const ctl = new AdaptiveConcurrency({ initial: 8, min: 1, max: 64, clock: 'receiver' }, 0);
-  feedReceiver(ctl, (l) => rates.get(l) ?? 0, { t: 0, total: 0 }, 10_000, () => ctl.phase !== 'climb');
+  feedReceiver(
+    ctl,
+    (l) => rates.get(l) ?? 0,
+    { t: 0, total: 0 },
+    10_000,
+    () => ctl.phase !== 'climb',
+  );
   assert.deepEqual(
     ctl.history.map((d) => d.limit),
     [16, 32, 32],
   );
   const worse = new AdaptiveConcurrency({ initial: 8, min: 1, max: 64, clock: 'receiver' }, 0);
   rates.set(32, 9 * MB);
-  feedReceiver(worse, (l) => rates.get(l) ?? 0, { t: 0, total: 0 }, 10_000, () => worse.phase !== 'climb');
+  feedReceiver(
+    worse,
+    (l) => rates.get(l) ?? 0,
+    { t: 0, total: 0 },
+    10_000,
+    () => worse.phase !== 'climb',
+  );
   assert.equal(worse.limit, 16);
 });
 

@@ -273,7 +273,7 @@ test("a start from the link's profile holds the profile's level, whatever its fi
     () => ctl.history.length > 0,
   );
   assert.equal(ctl.limit, 24);
-  // Then the link as the profile knew it: it holds for its hold windows, then probes 25% higher.
+  // Then the link as the profile knew it: a profile's level is confirmed by two windows, then probed 25% higher.
   at = feedReceiver(
     ctl,
     () => 11 * MB,
@@ -283,16 +283,17 @@ test("a start from the link's profile holds the profile's level, whatever its fi
   );
   assert.equal(ctl.limit, 30);
   assert.equal(ctl.phase, 'probe');
-  // The probe pays nothing over two windows: back to 24, which the run settled on.
+  assert.ok(at.t < 10_000, `the first probe came after ${at.t} ms of samples`);
+  // The probe measures less over two windows: back to 24, which the run settled on.
   feedReceiver(
     ctl,
-    () => 11 * MB,
+    () => 7 * MB,
     at,
     at.t + 20_000,
     () => ctl.limit !== 30,
   );
   assert.equal(ctl.limit, 24);
-  assert.equal(ctl.settled()?.limit, 24);
+  assert.equal(ctl.settled(at.t + 20_000)?.limit, 24);
 });
 
 test('a probe that measures one low window stays for a second before it goes back', () => {

@@ -94,6 +94,9 @@ export class AdaptiveConcurrency {
       this.#rates.set(this.#limit, { rate: known, at: now });
       this.#lastRate = known;
       this.#enterHold();
+      // A level from another transfer may be stale (the link, the load of either machine): the first probe
+      // comes after two windows that confirm it, not after a full hold.
+      this.#holdLeft = Math.min(this.#holdLeft, PROFILE_HOLD_WINDOWS);
     }
   }
 
@@ -103,14 +106,21 @@ export class AdaptiveConcurrency {
   }
 
   /**
-   * The level this run settled on and its rate (undefined before any measurement): the level in force,
-   * or while a probe is under way, the level the probe left (it has not paid yet).
+   * The level this run settled on and its rate (undefined before any measurement): of the levels measured
+   * lately, the highest whose rate is within the noise (`gain`) of the best one, since too few requests cost
+   * more than a few too many, and a noisy window (or a noise-driven step down) must not pass on a low level
+   * to the next transfer. Without any measured level, the level in force with the last window's rate.
    */
   settled(now: number = Date.now()): { limit: number; rate: number } | undefined {
-    const limit = this.#phase === 'probe' && this.#from > 0 ? this.#from : this.#limit;
-    const r = this.#rates.get(limit);
-    if (r && now - r.at <= RATE_MEMORY_MS) return { limit, rate: r.rate };
-    return this.#lastRate === undefined ? undefined : { limit, rate: this.#lastRate };
+    let best = 0;
+    for (const r of this.#rates.values()) if (now - r.at <= RATE_MEMORY_MS) best = Math.max(best, r.rate);
+    let found: { limit: number; rate: number } | undefined;
+    for (const [limit, r] of this.#rates) {
+      if (now - r.at > RATE_MEMORY_MS || r.rate < best * (1 - this.#o.gain)) continue;
+      if (!found || limit > found.limit) found = { limit, rate: r.rate };
+    }
+    if (found) return found;
+    return this.#lastRate === undefined ? undefined : { limit: this.#limit, rate: this.#lastRate };
   }
 
   /** Buckets that may be in flight now. */
@@ -284,5 +294,7 @@ export class AdaptiveConcurrency {
 
 /** How long a level's measured rate is trusted when compared with the level in force. */
 const RATE_MEMORY_MS = 30_000;
+/** Windows a start from a link profile holds its level before it probes upwards. */
+const PROFILE_HOLD_WINDOWS = 2;
 /** Failures whose step-downs come within this many windows of each other persist: the rates measured go. */
 const FAILURE_MEMORY_WINDOWS = 3;

@@ -202,6 +202,43 @@ test('a slow-start step that measures a little lower (noise) is kept; one clearl
   assert.equal(worse.limit, 16);
 });
 
+test('holding, a lower level is gone back to only when it measured better by twice the margin', () => {
+  // The slow start of goodloss: 16 measured one high window (12.3 MB/s), 32 measures 12.0 and is kept.
+  const rates = new Map([
+    [8, 10 * MB],
+    [16, 12.3 * MB],
+    [32, 12 * MB],
+  ]);
+  const ctl = new AdaptiveConcurrency({ initial: 8, min: 1, max: 64, clock: 'receiver' }, 0);
+  let at = feedReceiver(
+    ctl,
+    (l) => rates.get(l) ?? 0,
+    { t: 0, total: 0 },
+    10_000,
+    () => ctl.phase !== 'climb',
+  );
+  assert.equal(ctl.limit, 32);
+  // 32 then moves 11 MB/s, window after window: 16's 12.3 is within twice the margin, so 32 stays.
+  const decisions = ctl.history.length;
+  at = feedReceiver(
+    ctl,
+    () => 11 * MB,
+    at,
+    at.t + 20_000,
+    () => ctl.history.length >= decisions + 4,
+  );
+  assert.equal(ctl.limit, 32);
+  // At 9 MB/s, two windows in a row, 16 measured clearly better: there.
+  feedReceiver(
+    ctl,
+    (l) => (l === 32 ? 9 * MB : 12 * MB),
+    at,
+    at.t + 20_000,
+    () => ctl.limit !== 32,
+  );
+  assert.equal(ctl.limit, 16);
+});
+
 test('holding, one noisy window does not move it: two windows that agree do', () => {
   const ctl = new AdaptiveConcurrency({ initial: 16, min: 1, max: 64, clock: 'receiver' }, 0);
   // Climb: 16 at 8 MB/s, 32 at 12 MB/s, 64 no better: holds at 32 (the level it came from measured worse).

@@ -274,7 +274,10 @@ export class AdaptiveConcurrency {
   /** Holding: stay, go to a level that measures clearly better two windows in a row, or probe upwards. */
   #holding(mine: number, other: { limit: number; rate: number } | undefined): number {
     const o = this.#o;
-    if (other && other.rate > mine * (1 + o.gain) && other.limit < this.#limit * 4) {
+    // Fewer requests must measure better by twice the margin: too few cost the most, and a lower level's
+    // rate may rest on one high window (the first after a doubling, while new connections fill their buffers).
+    const margin = other && other.limit < this.#limit ? 2 * o.gain : o.gain;
+    if (other && other.rate > mine * (1 + margin) && other.limit < this.#limit * 4) {
       // Holding at a level that now measures clearly worse than another: there, if the next window agrees.
       return ++this.#worse >= 2 ? other.limit : this.#limit;
     }

@@ -316,8 +316,8 @@ export async function runBuckets(
   o: BucketPhaseOptions = { join: false },
 ): Promise<void> {
   const profile = await linkProfileOf(r, direction);
-  // The gzip level the link's profile settled on (a push compresses; a pull's peer chooses its own).
-  const level = profile?.compression.codec === 'gzip' ? profile.compression.level : undefined;
-  if (direction === 'push' && level !== undefined) r.gzip.startAt(level);
+  // The compression level recorded in the profile is not where a push starts: it is the level at the
+  // transfer's end, where the CPU has room (few requests left), and a push that started at gzip 6 from it
+  // on a busy 2-core machine was bound by its own CPU at half the link's rate. The chooser starts low.
   return new BucketPhase(r, buckets, direction, work, retryable, o, profile).run(o);
 }

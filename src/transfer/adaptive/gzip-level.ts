@@ -63,11 +63,6 @@ export class GzipLevelChooser {
     return this.#level;
   }
 
-  /** Starts from `level` (the one a link's profile settled on), unless the chooser has decided already. */
-  startAt(level: number): void {
-    if (this.history.length === 0) this.#level = clamp(level, this.#min, this.#max);
-  }
-
   /** A CPU sample taken while this chooser's bodies were being compressed. */
   observe(cpu: CpuShare, now: number = Date.now()): void {
     this.#busy += cpu.busy;

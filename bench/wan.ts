@@ -34,7 +34,8 @@ const CONTROL_ADDRESS = '127.0.0.2';
 
 const HELP = `usage: npm run bench:wan -- [options]      (as root; --no-wan runs without the emulator)
 
-  --set full|small|tiny     generated data set (default small; full ~1 GB, small ~150 MB, tiny ~8 MB)
+  --set full|study|small|tiny  generated data set (default small; full ~1 GB, study ~210 MB: 300 CT slices
+                            and a 52 MB multi-frame, small ~150 MB, tiny ~8 MB)
   --profiles LIST           link profiles of wanemu.sh: ${Object.keys(PROFILES).join(',')} (default all)
   --methods LIST            ${METHOD_NAMES.join(',')} (default all)
   --cc cubic|bbr            congestion control inside the namespace (default cubic)
@@ -54,6 +55,10 @@ const HELP = `usage: npm run bench:wan -- [options]      (as root; --no-wan runs
                             both, the first started while the bulk one runs (bench/wan/scenario-priority.ts)
   --repeat N                run each dicom-xfer method N times (default 1) and report the run of median
                             wall time, with the fastest and slowest beside it; the baselines run once
+  --known-peer              the nodes of a dicom-xfer method keep their ports across its runs: every run
+                            after the first goes to a peer the sender knows (it starts from the link
+                            profile the run before recorded); the JSON's repeatedWallSeconds are in run
+                            order, the first one to a peer not known yet
 
 Exit status: 0 every run verified, 3 some run failed or lost data, 1 the benchmark could not run, 130 interrupted.`;
 
@@ -86,6 +91,7 @@ const { values } = parseArgs({
     'run-timeout': { type: 'string' },
     'baseline-timeout': { type: 'string' },
     repeat: { type: 'string', default: '1' },
+    'known-peer': { type: 'boolean', default: false },
     render: { type: 'string' },
     scenario: { type: 'string' },
     help: { type: 'boolean', default: false },
@@ -218,6 +224,11 @@ function stoppedBaseline(r: RunResult): boolean {
   return !r.ok && BASELINES.includes(r.method) && r.error?.startsWith('timeout') === true;
 }
 
+/** CPU seconds per GB (10^9 bytes) of the raw data set: comparable between methods, compressed or not. */
+function perGB(cpuSeconds: number | null | undefined, r: RunResult): number | null {
+  return cpuSeconds == null || !(r.dicomBytes > 0) ? null : cpuSeconds / (r.dicomBytes / 1e9);
+}
+
 function table(p: ProfileResult): string[] {
   const { profile } = p;
   const title =
@@ -229,9 +240,9 @@ function table(p: ProfileResult): string[] {
   const lines = [
     title,
     '',
-    '| method | result | wall s | DICOM MB/s | wire MB | link use | of limit | sender CPU s | receiver CPU s | sender peak RSS MB ' +
-      `| receiver peak RSS MB |${baselines.map((b) => ` vs ${b} |`).join('')}`,
-    `|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|${baselines.map(() => '---:|').join('')}`,
+    '| method | result | wall s | DICOM MB/s | wire MB | link use | of limit | sender CPU s | receiver CPU s | sender CPU s/GB ' +
+      `| receiver CPU s/GB | sender peak RSS MB | receiver peak RSS MB |${baselines.map((b) => ` vs ${b} |`).join('')}`,
+    `|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|${baselines.map(() => '---:|').join('')}`,
   ];
   for (const r of p.runs) {
     const lost = r.verify && !r.verify.ok ? `; ${r.verify.missing} of ${r.verify.expected} missing, ${r.verify.md5Mismatches} altered` : '';
@@ -266,6 +277,8 @@ function table(p: ProfileResult): string[] {
         rate(pct(r.ratioToLimit)),
         f1(senderCpu),
         f1(r.receiver?.cpuSeconds),
+        rate(f1(perGB(senderCpu, r))),
+        rate(f1(perGB(r.receiver?.cpuSeconds, r))),
         senderRss,
         f1(r.receiver?.peakRssMB, 0),
         ...baselines.map((b) => cell(r, b, p)),
@@ -288,7 +301,8 @@ const DEFINITIONS = [
   "of limit: (time the link needs for the method's best payload — the gzip -6 size of the data set for gzip and zstd methods, the " +
     'raw size otherwise — in 1500-byte frames carrying 1448 bytes each, plus one RTT) / wall time.',
   'CPU s: user + system time of the process during the run; peak RSS: VmHWM at the end of the run (every process starts fresh per run). ' +
-    'post-sequential: sender = source node + the client process.',
+    'post-sequential: sender = source node + the client process. CPU s/GB: CPU s / the raw data set in GB (10^9 bytes), whatever the ' +
+    'compression.',
   "vs X: X's wall time / this wall time (above 1: faster than X). When X was stopped at its time bound (--baseline-timeout): ≥ the bound " +
     "/ this wall time, and in parentheses the estimate from X's pace until then (data set size / its wire rate).",
 ];
@@ -357,6 +371,7 @@ async function main(): Promise<number> {
           runTimeoutSeconds: timeout,
           baselineTimeoutSeconds: baselineTimeout,
           repeat,
+          knownPeer: values['known-peer'],
           out: join(workDir, `${name}.json`),
         };
         results.push(await runProfile(spec, made ? ns : undefined, bound));

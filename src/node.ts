@@ -35,6 +35,7 @@ import type { Store } from './store/types.ts';
 import { registerTransfersClientRoutes } from './transfer/client-routes.ts';
 import { transferRunners, type TransferDeps } from './transfer/jobs.ts';
 import { RemotePullFollower } from './transfer/remote-job.ts';
+import { SqliteLinkProfiles } from './transfer/adaptive/link-profile-sqlite.ts';
 import { InFlight } from './transfer/in-flight.ts';
 import { BandwidthPolicy, policyClock } from './transfer/bandwidth/policy.ts';
 import { openTransfersServer, registerTransfersServerRoutes, type TransfersServer } from './transfer/server-routes.ts';
@@ -198,8 +199,12 @@ function openJobs(
   arrivals: ArrivalSink,
 ): { engine: JobsEngine; destinations: TransfersPeerDirectory; commitments: CommitmentTracker } {
   const { config, store, logger } = base;
+  // What the links to the peers taught earlier transfers, so that the next one starts there.
+  const linkProfiles = SqliteLinkProfiles.open(join(config.StorageDirectory, 'link-profiles.sqlite'), logger);
+  closers.add(() => linkProfiles.close());
   const deps: TransferDeps = {
     inFlight,
+    linkProfiles,
     arrivals,
     config,
     store,

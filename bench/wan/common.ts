@@ -49,7 +49,7 @@ export const METHOD_NAMES = Object.keys(METHODS) as MethodName[];
 export const BASELINES = METHOD_NAMES.filter((m) => METHODS[m].baseline);
 
 /** Data set presets of the generator that the benchmark offers. */
-export const SETS = ['full', 'small', 'tiny'] as const;
+export const SETS = ['full', 'study', 'small', 'tiny'] as const;
 export type SetName = (typeof SETS)[number];
 
 /** A generated data set on disk, described once and reused by later runs. */
@@ -87,6 +87,12 @@ export interface RunnerSpec {
   baselineTimeoutSeconds: number | null;
   /** Runs of each dicom-xfer method (the baselines run once); the median one is reported. */
   repeat?: number;
+  /**
+   * The receiver of a dicom-xfer method keeps its port (so its URL) across the method's runs: every run
+   * after the first transfers to a peer the sender knows, starting from the link profile the run before
+   * recorded.
+   */
+  knownPeer?: boolean;
   /** Where the runner writes its ProfileResult. */
   out: string;
 }

@@ -313,9 +313,15 @@ async function studiesOf(base: string): Promise<string[]> {
   return control.json<string[]>(base, 'GET', '/studies');
 }
 
+/** With knownPeer: the port of each method's receiver, kept across its runs (one run at a time). */
+const knownPorts = new Map<MethodName, { a: number; b: number }>();
+
 async function runXfer(method: MethodName, source: Md5Map): Promise<RunResult> {
   const { kind, compression } = METHODS[method];
-  const [portA, portB] = [await freePort(), await freePort()];
+  const fresh = { a: await freePort(), b: await freePort() };
+  const ports = spec.knownPeer ? (knownPorts.get(method) ?? fresh) : fresh;
+  knownPorts.set(method, ports);
+  const [portA, portB] = [ports.a, ports.b];
   const urlA = `http://127.0.0.1:${portA}`;
   const urlB = `http://127.0.0.1:${portB}`;
   // gzip stays gzip on the wire (Zstd off on both nodes); zstd is what two nodes that list it use.

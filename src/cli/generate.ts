@@ -95,8 +95,8 @@ export function registerGenerate(program: Command): void {
     .requiredOption('--out <dir>', 'directory to write into (created if needed)')
     .option('--seed <n>', 'seed of everything random (default 1)')
     .addOption(
-      new Option('--preset <name>', `base counts: full (~1 GB), small (~150 MB), tiny (~8 MB)`)
-        .choices(['full', 'small', 'tiny'])
+      new Option('--preset <name>', `base counts: full (~1 GB), study (~210 MB), small (~150 MB), tiny (~8 MB)`)
+        .choices(['full', 'study', 'small', 'tiny'])
         .default('small'),
     )
     .option('--ct-series <n>', `CT series, 512x512 16-bit (full: ${p.full.ctSeries})`)

@@ -1,4 +1,4 @@
-// A whole generated dataset: presets (full, small, tiny), the plan that places CT, MR, multi-frame,
+// A whole generated dataset: presets (full, study, small, tiny), the plan that places CT, MR, multi-frame,
 // ultrasound and JPEG instances into patients, studies and series, and the run that writes them.
 // The same seed and options give the same bytes, in the same paths, on every machine.
 import { join } from 'node:path';
@@ -16,7 +16,7 @@ import {
 } from './placement.ts';
 import type { CtPhase, CtStyle, MrContrast } from './phantoms.ts';
 
-export type PresetName = 'full' | 'small' | 'tiny';
+export type PresetName = 'full' | 'study' | 'small' | 'tiny';
 
 /** What a dataset contains. Sizes in MB are 10^6 bytes of pixel data per instance. */
 export interface DatasetCounts {
@@ -38,10 +38,12 @@ export interface DatasetCounts {
 
 /**
  * full: about 1 GB (3 CT series of 300 slices, 2,000 MR images, 2 multi-frames of 136 MB, a 138 MB cine,
- * a JPEG series); small: about 150 MB with the same mix; tiny: about 8 MB, every kind, for tests.
+ * a JPEG series); study: about 210 MB, one typical CT examination (300 slices and a 52 MB multi-frame);
+ * small: about 150 MB with the same mix as full; tiny: about 8 MB, every kind, for tests.
  */
 export const PRESETS: Record<PresetName, DatasetCounts> = {
   full: { ctSeries: 3, ctSlices: 300, mr: 2000, multiframe: 2, multiframeMb: 136, us: 1, usMb: 138, jpegSeries: 1, jpegSlices: 100 },
+  study: { ctSeries: 1, ctSlices: 300, mr: 0, multiframe: 1, multiframeMb: 52, us: 0, usMb: 20, jpegSeries: 0, jpegSlices: 16 },
   small: { ctSeries: 3, ctSlices: 44, mr: 300, multiframe: 2, multiframeMb: 20, us: 1, usMb: 20, jpegSeries: 1, jpegSlices: 16 },
   tiny: { ctSeries: 2, ctSlices: 3, mr: 6, multiframe: 1, multiframeMb: 2, us: 1, usMb: 2, jpegSeries: 1, jpegSlices: 3 },
 };
@@ -106,7 +108,7 @@ function checkMb(name: string, v: number): void {
 export function resolveCounts(opts: Partial<DatasetCounts> & { preset?: PresetName }): DatasetCounts {
   const presetName = opts.preset ?? 'small';
   const preset = PRESETS[presetName];
-  if (!preset) throw new XferError('ParameterOutOfRange', `unknown preset "${String(presetName)}" (full, small, tiny)`);
+  if (!preset) throw new XferError('ParameterOutOfRange', `unknown preset "${String(presetName)}" (full, study, small, tiny)`);
   const c: DatasetCounts = { ...preset };
   for (const key of Object.keys(preset) as (keyof DatasetCounts)[]) {
     const v = opts[key];

@@ -1,12 +1,15 @@
 // The bucket phase of a push or a pull: every bucket not done yet moved with its retries, starting with
 // Threads requests in flight (docs/protocol.md#concurrency) and adapting that number to the link
-// (adaptive.ts); with bucket-span, consecutive buckets travel together in one request (a span, spans.ts)
-// sized to what is left and to the link. Each finished bucket is recorded in the job, so a later run never
-// moves it again; the job's Content shows the plugin's counters as they go.
+// (adaptive.ts), or where the last transfer to the same peer settled (its link profile); with bucket-span,
+// consecutive buckets travel together in one request (a span, spans.ts) sized to what is left and to the
+// link. Each finished bucket is recorded in the job, so a later run never moves it again; the job's Content
+// shows the plugin's counters as they go. At its end the phase records what the link taught it.
 import { bucketSize } from '../protocol/buckets.ts';
 import { bucketPhaseProgress, toMegabytes } from '../protocol/progress.ts';
 import type { Bucket } from '../protocol/wire.ts';
+import { clamp } from './adaptive/common.ts';
 import { AdaptiveConcurrency } from './adaptive/controller.ts';
+import type { LinkKey, LinkProfile } from './adaptive/link-profile.ts';
 import { LevelCap } from './bandwidth/level-cap.ts';
 import { runWithLimit } from './adaptive/pool.ts';
 import { type Direction, SIZE_KEY, TransactionGone, type TransferRun } from './run.ts';
@@ -46,6 +49,8 @@ const ADAPTIVE_HISTORY = 40;
 const round1 = (n: number): number => Math.round(n * 10) / 10;
 /** Largest span before the link is measured. */
 const FIRST_SPAN_BYTES = 2 * 1024 * 1024;
+/** Decisions a phase that did not finish must have made before its profile of the link is worth keeping. */
+const PROFILE_MIN_DECISIONS = 3;
 /** Longest a span should take at the rate each request gets (a bound on what one lost request costs). */
 const SPAN_SECONDS = 8;
 
@@ -58,6 +63,10 @@ class BucketPhase {
   readonly #retryable: (e: unknown) => boolean;
   readonly #adaptive: AdaptiveConcurrency;
   readonly #meter: BucketMeter;
+  /** The link's profile the phase started from, if any. */
+  readonly #profile: LinkProfile | undefined;
+  /** Largest span handed out (recorded in the link's profile). */
+  #spanBytes = 0;
   #completed: number;
   #requests: number;
 
@@ -68,8 +77,10 @@ class BucketPhase {
     work: SpanWork,
     retryable: (e: unknown) => boolean,
     o: BucketPhaseOptions,
+    profile: LinkProfile | undefined,
   ) {
     this.#r = r;
+    this.#profile = profile;
     this.#buckets = buckets;
     this.#direction = direction;
     this.#work = work;
@@ -77,7 +88,7 @@ class BucketPhase {
     this.#completed = r.ctx.bucketsDone().size;
     const before = r.ctx.content().BucketRequests;
     this.#requests = typeof before === 'number' ? before : 0;
-    this.#adaptive = concurrency(r, buckets, o);
+    this.#adaptive = concurrency(r, buckets, o, profile);
     const adaptive = this.#adaptive;
     this.#meter = { moved: (bytes) => adaptive.progress(bytes), delivered: (total, at) => adaptive.delivered(total, at) };
   }
@@ -106,9 +117,34 @@ class BucketPhase {
     const pending: number[] = [];
     for (let i = 0; i < this.#buckets.length; i++) if (!done.has(i)) pending.push(i);
     const adaptive = this.#adaptive;
-    ctx.setContent({ BucketsInFlight: adaptive.limit });
+    const profile = this.#profile;
+    // Where the controller starts, and from what: a link profile (with its age) or the configuration.
+    const AdaptiveStart = profile
+      ? {
+          BucketsInFlight: adaptive.limit,
+          Source: 'profile',
+          ProfileRateMBs: round1(profile.bytesPerSecond / 1e6),
+          ProfileAgeSeconds: Math.round((Date.now() - profile.measuredAt) / 1000),
+        }
+      : { BucketsInFlight: adaptive.limit, Source: 'configuration' };
+    ctx.setContent({ BucketsInFlight: adaptive.limit, AdaptiveStart });
     const queue = new SpanQueue(this.#buckets, pending, { ...o, maxBytes: this.#r.config.Transfers.BucketSize * 1024 });
     const t0 = Date.now();
+    const wire0 = this.#r.stats.wireBytes;
+    let finished = false;
+    try {
+      await this.#runAll(queue, t0);
+      finished = !ctx.signal.aborted;
+    } finally {
+      await this.#remember(finished, t0, wire0);
+    }
+    if (ctx.signal.aborted) throw ctx.signal.reason;
+  }
+
+  /** Every span of `queue` moved, as many at once as the controller says. */
+  async #runAll(queue: SpanQueue, t0: number): Promise<void> {
+    const { ctx } = this.#r;
+    const adaptive = this.#adaptive;
     // Under a bandwidth limit, no more requests than the level that reached it (bandwidth/level-cap.ts).
     const cap = new LevelCap(() => this.#r.rateCeiling());
     await runWithLimit(
@@ -128,7 +164,40 @@ class BucketPhase {
           wake();
         }),
     );
-    if (ctx.signal.aborted) throw ctx.signal.reason;
+  }
+
+  /**
+   * Records what the link taught this phase in the node's link profiles: after a finished phase, or one cut
+   * short (a pause, a failure) that measured a few windows. Never fails the job.
+   */
+  async #remember(finished: boolean, t0: number, wire0: number): Promise<void> {
+    const r = this.#r;
+    const store = r.linkProfiles;
+    const adaptive = this.#adaptive;
+    if (!store || (!finished && adaptive.history.length < PROFILE_MIN_DECISIONS)) return;
+    const now = Date.now();
+    // Without a measurement (a phase too short for a window), the phase's own average.
+    const moved = r.stats.wireBytes - wire0;
+    const settled =
+      adaptive.settled(now) ?? (now > t0 && moved > 0 ? { limit: adaptive.limit, rate: (moved * 1000) / (now - t0) } : undefined);
+    if (!settled || !(settled.rate > 0)) return;
+    const gzip = r.q.Compression === 'gzip' && this.#direction === 'push';
+    const profile: LinkProfile = {
+      ...linkKey(r, this.#direction),
+      requestsInFlight: settled.limit,
+      bytesPerSecond: settled.rate,
+      windows: Math.min(1_000_000, adaptive.history.length + (this.#profile?.windows ?? 0)),
+      spanBytes: this.#spanBytes,
+      compression: gzip ? { codec: 'gzip', level: r.gzip.level } : { codec: r.q.Compression },
+      rttMs: null,
+      measuredAt: now,
+    };
+    try {
+      await store.put(profile);
+      r.ctx.setContent({ LinkProfile: { BucketsInFlight: profile.requestsInFlight, RateMBs: round1(profile.bytesPerSecond / 1e6) } });
+    } catch (e) {
+      r.ctx.log.warn({ err: e instanceof Error ? e.message : String(e) }, 'could not record the link profile');
+    }
   }
 
   /**
@@ -144,7 +213,9 @@ class BucketPhase {
     }
     const rate = adaptive.rate;
     const perRequest = rate === undefined ? FIRST_SPAN_BYTES : (rate / Math.max(1, adaptive.limit)) * SPAN_SECONDS;
-    return queue.next(Math.min(queue.bytesLeft / (2 * Math.max(1, adaptive.limit)), perRequest));
+    const span = queue.next(Math.min(queue.bytesLeft / (2 * Math.max(1, adaptive.limit)), perRequest));
+    if (span) this.#spanBytes = Math.max(this.#spanBytes, span.bytes);
+    return span;
   }
 
   /** Moves one span with its retries; the first failure for good stops new ones. */
@@ -189,10 +260,16 @@ class BucketPhase {
 
 /**
  * The buckets-in-flight controller of a phase: from Threads up to MaxThreads as the measured throughput
- * rewards it. When each request holds its body whole in memory, it also stays within what IN_FLIGHT_BYTES
- * allows; streamed bodies (gzip to a dicom-xfer peer, every pull) take no more memory the more of them run.
+ * rewards it, or from the level of the link's profile (within the same bounds), holding it. When each
+ * request holds its body whole in memory, it also stays within what IN_FLIGHT_BYTES allows; streamed
+ * bodies (gzip to a dicom-xfer peer, every pull) take no more memory the more of them run.
  */
-function concurrency(r: TransferRun, buckets: readonly Bucket[], o: BucketPhaseOptions): AdaptiveConcurrency {
+function concurrency(
+  r: TransferRun,
+  buckets: readonly Bucket[],
+  o: BucketPhaseOptions,
+  profile: LinkProfile | undefined,
+): AdaptiveConcurrency {
   const T = r.config.Transfers;
   let cap = T.MaxThreads;
   if (o.bodiesInMemory) {
@@ -201,17 +278,40 @@ function concurrency(r: TransferRun, buckets: readonly Bucket[], o: BucketPhaseO
     if (largest > 0) cap = Math.min(cap, Math.floor(IN_FLIGHT_BYTES / largest));
   }
   const max = Math.max(T.Threads, cap);
+  const clock = o.receiverClock ? 'receiver' : 'local';
+  if (profile) {
+    const initial = clamp(profile.requestsInFlight, Math.min(T.Threads, max), max);
+    // A level that was measured is held; one that a short transfer only averaged is climbed from.
+    const knownRate = profile.windows > 0 ? { knownRate: profile.bytesPerSecond } : {};
+    return new AdaptiveConcurrency({ initial, min: 1, max, clock, ...knownRate });
+  }
   // Joined requests start small (FIRST_SPAN_BYTES): as many of them as put the bytes of Threads whole
   // buckets in flight, the plugin's start, so that the link fills as soon and is measured sooner.
   const initial = o.join ? Math.min(max, Math.max(T.Threads, Math.ceil((T.Threads * T.BucketSize * 1024) / FIRST_SPAN_BYTES))) : T.Threads;
-  return new AdaptiveConcurrency({ initial, min: 1, max, clock: o.receiverClock ? 'receiver' : 'local' });
+  return new AdaptiveConcurrency({ initial, min: 1, max, clock });
+}
+
+function linkKey(r: TransferRun, direction: Direction): LinkKey {
+  return { peer: r.q.Peer, url: r.peerUrl, direction };
+}
+
+/** The link's profile for this peer and direction, if the node keeps one; a store that fails is only logged. */
+async function linkProfileOf(r: TransferRun, direction: Direction): Promise<LinkProfile | undefined> {
+  const store = r.linkProfiles;
+  if (!store) return undefined;
+  try {
+    return await store.get(linkKey(r, direction));
+  } catch (e) {
+    r.ctx.log.warn({ err: e instanceof Error ? e.message : String(e) }, 'could not read the link profile');
+    return undefined;
+  }
 }
 
 /**
  * Moves the buckets not done yet in `direction`; `work` moves one span (see SpanWork), `retryable` says
  * which of its failures are worth another attempt.
  */
-export function runBuckets(
+export async function runBuckets(
   r: TransferRun,
   buckets: readonly Bucket[],
   direction: Direction,
@@ -219,7 +319,11 @@ export function runBuckets(
   retryable: (e: unknown) => boolean,
   o: BucketPhaseOptions = { join: false },
 ): Promise<void> {
-  const phase = new BucketPhase(r, buckets, direction, work, retryable, o);
+  const profile = await linkProfileOf(r, direction);
+  // The compression level recorded in the profile is not where a push starts: it is the level at the
+  // transfer's end, where the CPU has room (few requests left), and a push that started at gzip 6 from it
+  // on a busy 2-core machine was bound by its own CPU at half the link's rate. The chooser starts low.
+  const phase = new BucketPhase(r, buckets, direction, work, retryable, o, profile);
   // A job of higher Priority may stop the phase (jobs/preemption.ts): what is confirmed stays done.
   return r.ctx.preemptible ? r.ctx.preemptible(() => phase.run(o)) : phase.run(o);
 }

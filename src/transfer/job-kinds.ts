@@ -62,6 +62,17 @@ const TRANSFER_CONTENT = {
   RateLimit: z.number().optional(),
   /** The controller's last decisions: [seconds into the run, requests in flight, MB/s measured]. */
   Adaptive: z.array(z.array(z.number().nullable())).optional(),
+  /** Where the controller started: from the link's profile (its rate and age) or from the configuration. */
+  AdaptiveStart: z
+    .object({
+      BucketsInFlight: Count,
+      Source: z.enum(['profile', 'configuration']),
+      ProfileRateMBs: z.number().optional(),
+      ProfileAgeSeconds: z.number().optional(),
+    })
+    .optional(),
+  /** What the phase recorded in the link's profile at its end. */
+  LinkProfile: z.object({ BucketsInFlight: Count, RateMBs: z.number() }).optional(),
 };
 
 export const TransferContentSchema = z.looseObject(TRANSFER_CONTENT);

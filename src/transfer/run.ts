@@ -12,6 +12,7 @@ import type { Compression, InstanceInfo } from '../protocol/wire.ts';
 import type { Store } from '../store/types.ts';
 import { isRetryable, retry, retryOptionsFromConfig, type RetryOptions } from '../util/retry.ts';
 import { GzipLevelChooser } from './adaptive/gzip-level.ts';
+import type { LinkProfileStore } from './adaptive/link-profile.ts';
 import { BYTES_PER_MBIT } from './bandwidth/policy.ts';
 import type { InFlight } from './in-flight.ts';
 import { BUCKET_CHECKSUM_STATUS, extensionsEnabled, type PeerCapabilities } from './capabilities.ts';
@@ -30,6 +31,8 @@ export interface TransferDeps {
   inFlight: InFlight;
   /** Told of what a pull job stored, from which peer (routing); none when absent. */
   arrivals?: ArrivalSink;
+  /** What the links to the peers taught earlier transfers (bucket-phase.ts starts from it); none when absent. */
+  linkProfiles?: LinkProfileStore;
 }
 
 /** Which way the bytes go: this node pushes them to the peer, or pulls them from it. */
@@ -175,6 +178,7 @@ export class TransferRun {
   readonly inFlight: InFlight;
   /** The bandwidth policy as the peer's client meets it (none without a policy). */
   readonly #wire: WireGate | undefined;
+  readonly linkProfiles: LinkProfileStore | undefined;
   readonly #clock: OutageClock;
   #retries: number;
   /** Content.Waiting is shown (a call waits to be tried again). */
@@ -193,6 +197,7 @@ export class TransferRun {
     this.showRateLimit();
     this.observe = deps.observeBucket;
     this.inFlight = deps.inFlight;
+    this.linkProfiles = deps.linkProfiles;
     this.#clock = new OutageClock(deps.config.Transfers.RetryBudget * 1000);
     const before = ctx.content().Retries;
     this.#retries = typeof before === 'number' ? before : 0;

@@ -91,8 +91,11 @@ test(
     let probed = 32;
     for (let k = 0; k < 10 && probed === 32; k++) probed = until(3, 8.2 * MB);
     assert.equal(probed, 40);
+    // A probe is judged on two windows: after one that measures the same it stays, after the second it goes back.
+    assert.equal(until(3, 8.2 * MB), 40);
     assert.equal(until(3, 8.2 * MB), 32);
-    // 32 now measures far worse than 40 did a moment ago: there.
+    // 32 now measures far worse than 40 did a moment ago, two windows in a row: there.
+    assert.equal(until(3, 5 * MB), 32);
     assert.equal(until(3, 5 * MB), 40);
     for (let k = 0; k < 3; k++) assert.equal(until(3, 8.2 * MB), 40);
   },
@@ -128,6 +131,242 @@ test("with the receiver's clock the rate is what arrived, whatever this node's o
   ctl.delivered(1.5 * MB, 20, 6510);
   assert.equal(ctl.history.length, before);
   for (const r of ctl.history) assert.ok(r.bytesPerSecond > 0);
+});
+
+/**
+ * Feeds `ctl` receiver samples every `stepMs` of simulated time from `t0` until `until` (or `end`) says
+ * stop: the receiver counts `rateOf(limit)` bytes/s at the level in force. Answers the time reached.
+ */
+function feedReceiver(
+  ctl: AdaptiveConcurrency,
+  rateOf: (limit: number, t: number) => number,
+  from: { t: number; total: number },
+  end: number,
+  until: () => boolean = () => false,
+  stepMs = 50,
+): { t: number; total: number } {
+  let { t, total } = from;
+  while (t < end && !until()) {
+    t += stepMs;
+    total += (rateOf(ctl.limit, t) * stepMs) / 1000;
+    ctl.delivered(total, t, t);
+  }
+  return { t, total };
+}
+
+test("slow start: with the receiver's samples it doubles every short window while the rate follows", () => {
+  // 100 Mbit/s, 0.56 MB/s per connection (CUBIC at 0.5% loss, 40 ms RTT): 23 requests fill the link.
+  const link = (limit: number) => Math.min(12.5 * MB, limit * 0.56 * MB);
+  const ctl = new AdaptiveConcurrency({ initial: 4, min: 1, max: 64, clock: 'receiver' }, 0);
+  const at = feedReceiver(ctl, link, { t: 0, total: 0 }, 5000, () => ctl.phase !== 'climb');
+  // 4, 8, 16, 32: three doublings that paid, then one that did not (64 moves no more than 32, and no
+  // less: the slow start keeps it).
+  assert.deepEqual(
+    ctl.history.map((d) => d.limit),
+    [8, 16, 32, 64, 64],
+  );
+  // Simulated time, from the samples' clock: each round is a settle time and a short window.
+  assert.ok(at.t <= 3000, `the slow start ended after ${at.t} ms of samples`);
+  assert.equal(ctl.limit, 64);
+  assert.equal(ctl.phase, 'hold');
+});
+
+test('a slow-start step that measures a little lower (noise) is kept; one clearly lower goes back', () => {
+  // As seen on goodloss: 8 at 10 MB/s, 16 at 12.3 (a high window), 32 at 12.0: 32 stays.
+  const rates = new Map([
+    [8, 10 * MB],
+    [16, 12.3 * MB],
+    [32, 12 * MB],
+  ]);
+  const ctl = new AdaptiveConcurrency({ initial: 8, min: 1, max: 64, clock: 'receiver' }, 0);
+  feedReceiver(
+    ctl,
+    (l) => rates.get(l) ?? 0,
+    { t: 0, total: 0 },
+    10_000,
+    () => ctl.phase !== 'climb',
+  );
+  assert.deepEqual(
+    ctl.history.map((d) => d.limit),
+    [16, 32, 32],
+  );
+  const worse = new AdaptiveConcurrency({ initial: 8, min: 1, max: 64, clock: 'receiver' }, 0);
+  rates.set(32, 9 * MB);
+  feedReceiver(
+    worse,
+    (l) => rates.get(l) ?? 0,
+    { t: 0, total: 0 },
+    10_000,
+    () => worse.phase !== 'climb',
+  );
+  assert.equal(worse.limit, 16);
+});
+
+test('holding, a lower level is gone back to only when it measured better by twice the margin', () => {
+  // The slow start of goodloss: 16 measured one high window (12.3 MB/s), 32 measures 12.0 and is kept.
+  const rates = new Map([
+    [8, 10 * MB],
+    [16, 12.3 * MB],
+    [32, 12 * MB],
+  ]);
+  const ctl = new AdaptiveConcurrency({ initial: 8, min: 1, max: 64, clock: 'receiver' }, 0);
+  let at = feedReceiver(
+    ctl,
+    (l) => rates.get(l) ?? 0,
+    { t: 0, total: 0 },
+    10_000,
+    () => ctl.phase !== 'climb',
+  );
+  assert.equal(ctl.limit, 32);
+  // 32 then moves 11 MB/s, window after window: 16's 12.3 is within twice the margin, so 32 stays.
+  const decisions = ctl.history.length;
+  at = feedReceiver(
+    ctl,
+    () => 11 * MB,
+    at,
+    at.t + 20_000,
+    () => ctl.history.length >= decisions + 4,
+  );
+  assert.equal(ctl.limit, 32);
+  // At 9 MB/s, two windows in a row, 16 measured clearly better: there.
+  feedReceiver(
+    ctl,
+    (l) => (l === 32 ? 9 * MB : 12 * MB),
+    at,
+    at.t + 20_000,
+    () => ctl.limit !== 32,
+  );
+  assert.equal(ctl.limit, 16);
+});
+
+test('holding, one noisy window does not move it: two windows that agree do', () => {
+  const ctl = new AdaptiveConcurrency({ initial: 16, min: 1, max: 64, clock: 'receiver' }, 0);
+  // Climb: 16 at 8 MB/s, 32 at 12 MB/s, 64 no better: holds at 32 (the level it came from measured worse).
+  const rates = new Map([
+    [16, 8 * MB],
+    [32, 12 * MB],
+    [64, 12.1 * MB],
+  ]);
+  let at = feedReceiver(
+    ctl,
+    (l) => rates.get(l) ?? 0,
+    { t: 0, total: 0 },
+    10_000,
+    () => ctl.phase === 'hold',
+  );
+  assert.equal(ctl.limit, 64);
+  at = feedReceiver(
+    ctl,
+    (l) => rates.get(l) ?? 0,
+    at,
+    at.t + 10_000,
+    () => ctl.limit !== 64,
+  );
+  assert.equal(ctl.limit, 64, 'within the noise of 32: the climb keeps 64');
+  // One window at a third of the rate (a burst of loss): 64 stays.
+  const decisions = ctl.history.length;
+  at = feedReceiver(
+    ctl,
+    () => 4 * MB,
+    at,
+    at.t + 5000,
+    () => ctl.history.length > decisions,
+  );
+  assert.equal(ctl.limit, 64);
+  // Back to normal: nothing moves.
+  at = feedReceiver(
+    ctl,
+    (l) => rates.get(l) ?? 0,
+    at,
+    at.t + 3000,
+    () => ctl.history.length > decisions + 1,
+  );
+  assert.equal(ctl.limit, 64);
+  // Two low windows in a row: 64 now measures clearly worse than 32 did, so there.
+  const now = ctl.history.length;
+  at = feedReceiver(
+    ctl,
+    () => 3 * MB,
+    at,
+    at.t + 8000,
+    () => ctl.history.length >= now + 2,
+  );
+  assert.equal(ctl.limit, 32);
+});
+
+test("a start from the link's profile holds the profile's level, whatever its first noisy window says", () => {
+  const ctl = new AdaptiveConcurrency({ initial: 24, min: 1, max: 64, clock: 'receiver', knownRate: 11 * MB }, 0);
+  assert.equal(ctl.limit, 24);
+  assert.equal(ctl.phase, 'hold');
+  // The first span size is made from a known rate: the profile's.
+  assert.equal(ctl.rate, 11 * MB);
+  assert.deepEqual(ctl.settled(0), { limit: 24, rate: 11 * MB });
+  // A first window at half the profile's rate: it stays (no climb from a low level, no step down).
+  let at = feedReceiver(
+    ctl,
+    () => 5.5 * MB,
+    { t: 0, total: 0 },
+    10_000,
+    () => ctl.history.length > 0,
+  );
+  assert.equal(ctl.limit, 24);
+  // Then the link as the profile knew it: a profile's level is confirmed by two windows, then probed 25% higher.
+  at = feedReceiver(
+    ctl,
+    () => 11 * MB,
+    at,
+    60_000,
+    () => ctl.limit !== 24,
+  );
+  assert.equal(ctl.limit, 30);
+  assert.equal(ctl.phase, 'probe');
+  assert.ok(at.t < 10_000, `the first probe came after ${at.t} ms of samples`);
+  // The probe measures less over two windows: back to 24, which the run settled on.
+  feedReceiver(
+    ctl,
+    () => 7 * MB,
+    at,
+    at.t + 20_000,
+    () => ctl.limit !== 30,
+  );
+  assert.equal(ctl.limit, 24);
+  assert.equal(ctl.settled(at.t + 20_000)?.limit, 24);
+});
+
+test('a probe that measures one low window stays for a second before it goes back', () => {
+  const ctl = new AdaptiveConcurrency({ initial: 10, min: 1, max: 64, settleMs: 0, windowMs: 1000, knownRate: 5 * MB }, 0);
+  let t = 0;
+  const window = (bytesPerSecond: number): number => {
+    const decisions = ctl.history.length;
+    for (const end = t + 3000; t < end && ctl.history.length === decisions; t += 100) ctl.progress(bytesPerSecond / 10, t);
+    return ctl.limit;
+  };
+  for (let k = 0; k < 10 && ctl.limit === 10; k++) window(5 * MB);
+  assert.equal(ctl.limit, 13);
+  assert.equal(window(3 * MB), 13, 'one low window: the probe stays');
+  // Its second window pays: the mean of the two (5.5 MB/s) is no clear gain, so back to 10, not further down.
+  assert.equal(window(8 * MB), 10);
+});
+
+test('one failure steps down but keeps what was measured; failures that persist forget it', () => {
+  const ctl = new AdaptiveConcurrency({ initial: 20, min: 2, max: 64, settleMs: 0, windowMs: 1000, knownRate: 10 * MB }, 0);
+  ctl.failed(100);
+  assert.equal(ctl.limit, 14);
+  let t = 200;
+  const window = (bytesPerSecond: number): number => {
+    const decisions = ctl.history.length;
+    for (const end = t + 3000; t < end && ctl.history.length === decisions; t += 100) ctl.progress(bytesPerSecond / 10, t);
+    return ctl.limit;
+  };
+  // 14 moves 6 MB/s, far below what 20 measured before the failure: after two windows, back to 20.
+  assert.equal(window(6 * MB), 14);
+  assert.equal(window(6 * MB), 20);
+  // Failures in two windows in a row: the link changed, the rates measured before are forgotten.
+  ctl.failed(t);
+  ctl.failed(t + 1500);
+  assert.equal(ctl.limit, 9);
+  t += 1600;
+  for (let k = 0; k < 4; k++) assert.equal(window(3 * MB), 9, 'nothing measured before the failures draws it back up');
 });
 
 test('once drained it decides nothing more', () => {

@@ -96,6 +96,8 @@ describe('generate', () => {
     );
     assert.equal(full.files, 3 * 300 + 2000 + 2 + 1 + 100);
     assert.equal(describeDataset({ preset: 'small', mr: 0, jpegSeries: 0 }).files, 3 * 44 + 2 + 1);
+    // study: one CT examination of 300 slices and one 52 MB multi-frame, nothing else.
+    assert.equal(describeDataset({ preset: 'study' }).files, 300 + 1);
   });
 
   test('the same seed gives identical bytes, whatever the concurrency', async () => {

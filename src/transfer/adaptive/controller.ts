@@ -1,9 +1,11 @@
 // How many buckets a transfer keeps in flight: a goodput hill-climb on bytes as they move. On a lossy
 // link each TCP connection gets only a share of the bandwidth (CUBIC at 0.5% loss and 40 ms RTT: about
-// 4.5 Mbit/s), so the transfer doubles its parallel requests while that raises the measured throughput,
-// returns to the best level once it stops paying, backs off on failures, and probes upwards from time to
-// time as the link changes. Windows are timed (not counted in completions), so a slow link with large
-// buckets is measured as quickly as a fast one.
+// 4.5 Mbit/s), so the transfer doubles its parallel requests while that raises the measured throughput
+// (a slow start on short windows), returns to the best level once it stops paying, backs off on failures,
+// and probes upwards from time to time as the link changes. A level that measured well is left only on two
+// windows that say so, never on one noisy window. A transfer to a peer whose link is known (its link
+// profile) starts at the level that link settled on, holding it. Windows are timed (not counted in
+// completions), so a slow link with large buckets is measured as quickly as a fast one.
 import { clamp, HISTORY } from './common.ts';
 
 export interface AdaptiveOptions {
@@ -29,6 +31,11 @@ export interface AdaptiveOptions {
    * right after it opens more requests: counted locally, every step up looks like a gain.
    */
   clock?: 'local' | 'receiver';
+  /**
+   * The rate (bytes/s) that `initial` reached on an earlier transfer over the same link (its link profile):
+   * the controller starts holding that level, with that rate as the level's known rate, instead of climbing.
+   */
+  knownRate?: number;
 }
 
 type Phase = 'climb' | 'probe' | 'hold';
@@ -42,7 +49,7 @@ export interface AdaptiveDecision {
 }
 
 export class AdaptiveConcurrency {
-  readonly #o: Required<AdaptiveOptions>;
+  readonly #o: Required<Omit<AdaptiveOptions, 'knownRate'>>;
   #limit: number;
   #phase: Phase = 'climb';
   /** When the current window opens (after the settle time of the last change). */
@@ -54,6 +61,12 @@ export class AdaptiveConcurrency {
   /** The level before the last change: where a step up that did not pay returns to. */
   #from = 0;
   #lastStepDown = -Infinity;
+  /** Step-downs on failures in a row, each within FAILURE_MEMORY_WINDOWS windows of the one before. */
+  #failures = 0;
+  /** Windows measured at the level in force since it was set. */
+  #windows = 0;
+  /** Holding: windows in a row that found another level clearly better than this one. */
+  #worse = 0;
   #lastRate: number | undefined;
   #drained = false;
   /** Receiver clock: the first sample of the current window, and the last sample seen. */
@@ -74,6 +87,40 @@ export class AdaptiveConcurrency {
     this.#o.min = Math.max(1, Math.min(this.#o.min, this.#o.max));
     this.#limit = clamp(opts.initial, this.#o.min, this.#o.max);
     this.#windowStart = now + this.#o.settleMs;
+    const known = opts.knownRate;
+    if (known !== undefined && Number.isFinite(known) && known > 0) {
+      // The link's profile: this level moved `known` bytes/s. It counts as one window of the level, so that
+      // the first window measured here is averaged with it rather than taken alone.
+      this.#rates.set(this.#limit, { rate: known, at: now });
+      this.#lastRate = known;
+      this.#enterHold();
+      // A level from another transfer may be stale (the link, the load of either machine): the first probe
+      // comes after two windows that confirm it, not after a full hold.
+      this.#holdLeft = Math.min(this.#holdLeft, PROFILE_HOLD_WINDOWS);
+    }
+  }
+
+  /** Where the run stands: the phase, and the level it settled on with that level's measured rate. */
+  get phase(): Phase {
+    return this.#phase;
+  }
+
+  /**
+   * The level this run settled on and its rate (undefined before any measurement): of the levels measured
+   * lately, the highest whose rate is within the noise (`gain`) of the best one, since too few requests cost
+   * more than a few too many, and a noisy window (or a noise-driven step down) must not pass on a low level
+   * to the next transfer. Without any measured level, the level in force with the last window's rate.
+   */
+  settled(now: number = Date.now()): { limit: number; rate: number } | undefined {
+    let best = 0;
+    for (const r of this.#rates.values()) if (now - r.at <= RATE_MEMORY_MS) best = Math.max(best, r.rate);
+    let found: { limit: number; rate: number } | undefined;
+    for (const [limit, r] of this.#rates) {
+      if (now - r.at > RATE_MEMORY_MS || r.rate < best * (1 - this.#o.gain)) continue;
+      if (!found || limit > found.limit) found = { limit, rate: r.rate };
+    }
+    if (found) return found;
+    return this.#lastRate === undefined ? undefined : { limit: this.#limit, rate: this.#lastRate };
   }
 
   /** Buckets that may be in flight now. */
@@ -130,13 +177,17 @@ export class AdaptiveConcurrency {
     if (elapsed >= this.#windowLength()) this.#decide(((total - first.total) * 1000) / elapsed, now);
   }
 
-  /** A bucket failed (a retry follows): too many in flight may be the cause, so step down at once. */
+  /**
+   * A bucket failed (a retry follows): too many in flight may be the cause, so step down at once. One
+   * failure leaves what was measured (a lost connection says little of the link's rate); failures that
+   * persist, window after window, mean the link changed, and every rate measured before is forgotten.
+   */
   failed(now: number = Date.now()): void {
     // One step down per window: a burst of failures from one outage is one signal, not many.
     if (now - this.#lastStepDown >= this.#o.windowMs) {
+      this.#failures = now - this.#lastStepDown <= FAILURE_MEMORY_WINDOWS * this.#o.windowMs ? this.#failures + 1 : 1;
       this.#lastStepDown = now;
-      // What was measured before the failures says nothing of the link now.
-      this.#rates.clear();
+      if (this.#failures >= 2) this.#rates.clear();
       this.#enterHold();
       this.#set(Math.max(this.#o.min, Math.floor(this.#limit * 0.7)), now);
     }
@@ -145,10 +196,14 @@ export class AdaptiveConcurrency {
   #set(limit: number, now: number): void {
     const changed = limit !== this.#limit;
     this.#limit = limit;
+    if (changed) {
+      this.#windows = 0;
+      this.#worse = 0;
+    }
     // A new level is measured once its new requests are under way; the same level at once.
-    // The first climb moves on shorter windows: a level that is too low costs the most, and doubling
-    // on a link limited per connection shows as a near doubling of the rate, plain through the noise.
-    const settle = this.#phase === 'climb' ? this.#o.settleMs / 2 : this.#o.settleMs;
+    // The first climb (a slow start) moves on shorter windows: a level that is too low costs the most, and
+    // doubling on a link limited per connection shows as a near doubling of the rate, plain through the noise.
+    const settle = this.#phase === 'climb' ? this.#o.settleMs / 4 : this.#o.settleMs;
     this.#windowStart = now + (changed ? settle : 0);
     this.#windowBytes = 0;
     // The same level goes on measuring from the sample that closed the window; a new one from the first
@@ -167,47 +222,71 @@ export class AdaptiveConcurrency {
     return best;
   }
 
-  /** How long a window lasts: shorter during the first climb. */
+  /**
+   * How long a window lasts: shorter during the first climb, as short as a few round trips of answers
+   * allow (with the receiver's clock a window closes at the first sample after it).
+   */
   #windowLength(): number {
-    return this.#phase === 'climb' ? this.#o.windowMs * 0.4 : this.#o.windowMs;
+    return this.#phase === 'climb' ? this.#o.windowMs * 0.2 : this.#o.windowMs;
   }
 
   #decide(rate: number, now: number): void {
     this.#lastRate = rate;
-    const o = this.#o;
+    this.#windows++;
     // A level's rate is the mean of its last two windows: one window on a lossy link is noisy.
     const before = this.#rates.get(this.#limit);
     const mine = before && now - before.at <= RATE_MEMORY_MS ? (before.rate + rate) / 2 : rate;
     this.#rates.set(this.#limit, { rate: mine, at: now });
     const other = this.#bestOther(this.#limit, now);
-    let next = this.#limit;
-    if (this.#phase === 'climb' || this.#phase === 'probe') {
-      if (!other || mine > other.rate * (1 + o.gain)) {
-        // Better than every other level: try more (doubling at first, gentler when probing).
-        next = clamp(this.#phase === 'climb' ? this.#limit * 2 : Math.max(this.#limit + 1, Math.ceil(this.#limit * 1.25)), o.min, o.max);
-        if (next === this.#limit) this.#enterHold();
-      } else if (this.#phase === 'climb' && mine >= other.rate) {
-        // The first climb's step up did not pay clearly, but measures no worse: stay. Too few requests
-        // cost the most (a lossy link gives each connection a small share), a few more cost little.
-        this.#enterHold();
-      } else {
-        // More parallelism did not pay: back to the level this step came from (a tie when probing
-        // favours fewer requests), or to a level that measured clearly better; stay a while.
-        next = other.rate > mine * (1 + o.gain) ? other.limit : Math.min(this.#from, this.#limit);
-        this.#enterHold();
-      }
-    } else if (other && other.rate > mine * (1 + o.gain) && other.limit < this.#limit * 4) {
-      // Holding at a level that now measures clearly worse than another: go there.
-      next = other.limit;
-    } else if (--this.#holdLeft <= 0) {
-      next = clamp(Math.max(this.#limit + 1, Math.ceil(this.#limit * 1.25)), o.min, o.max);
-      if (next !== this.#limit) this.#phase = 'probe';
-      else this.#enterHold();
-    }
+    const next = this.#phase === 'hold' ? this.#holding(mine, other) : this.#stepping(mine, other);
     if (next !== this.#limit) this.#from = this.#limit;
     this.history.push({ at: now, limit: next, bytesPerSecond: rate, phase: this.#phase });
     if (this.history.length > HISTORY) this.history.shift();
     this.#set(next, now);
+  }
+
+  /** Climbing or probing: the next level after a window at this one measured `mine`. */
+  #stepping(mine: number, other: { limit: number; rate: number } | undefined): number {
+    const o = this.#o;
+    const climb = this.#phase === 'climb';
+    if (!other || mine > other.rate * (1 + o.gain)) {
+      // Better than every other level: try more (doubling at first, gentler when probing).
+      const next = clamp(climb ? this.#limit * 2 : Math.max(this.#limit + 1, Math.ceil(this.#limit * 1.25)), o.min, o.max);
+      if (next === this.#limit) this.#enterHold();
+      return next;
+    }
+    if (climb) {
+      // The slow start stops at its first step that does not pay clearly. It keeps that step unless it
+      // measured clearly worse: too few requests cost the most (a lossy link gives each connection a small
+      // share; on goodloss a return from 32 to 16 on a noisy window cost a third of the rate for seconds),
+      // too many cost a few retransmissions.
+      this.#enterHold();
+      return mine >= other.rate * (1 - o.gain) ? this.#limit : other.limit;
+    }
+    // A probe is judged on two windows: one window that measures lower is as likely noise as the link.
+    if (!climb && this.#windows < 2) return this.#limit;
+    // More parallelism did not pay: back to the level this step came from (a tie when probing favours
+    // fewer requests), or to a level that measured clearly better; stay a while.
+    this.#enterHold();
+    return other.rate > mine * (1 + o.gain) ? other.limit : Math.min(this.#from || this.#limit, this.#limit);
+  }
+
+  /** Holding: stay, go to a level that measures clearly better two windows in a row, or probe upwards. */
+  #holding(mine: number, other: { limit: number; rate: number } | undefined): number {
+    const o = this.#o;
+    // Fewer requests must measure better by twice the margin: too few cost the most, and a lower level's
+    // rate may rest on one high window (the first after a doubling, while new connections fill their buffers).
+    const margin = other && other.limit < this.#limit ? 2 * o.gain : o.gain;
+    if (other && other.rate > mine * (1 + margin) && other.limit < this.#limit * 4) {
+      // Holding at a level that now measures clearly worse than another: there, if the next window agrees.
+      return ++this.#worse >= 2 ? other.limit : this.#limit;
+    }
+    this.#worse = 0;
+    if (--this.#holdLeft > 0) return this.#limit;
+    const next = clamp(Math.max(this.#limit + 1, Math.ceil(this.#limit * 1.25)), o.min, o.max);
+    if (next !== this.#limit) this.#phase = 'probe';
+    else this.#enterHold();
+    return next;
   }
 
   #enterHold(): void {
@@ -218,3 +297,7 @@ export class AdaptiveConcurrency {
 
 /** How long a level's measured rate is trusted when compared with the level in force. */
 const RATE_MEMORY_MS = 30_000;
+/** Windows a start from a link profile holds its level before it probes upwards. */
+const PROFILE_HOLD_WINDOWS = 2;
+/** Failures whose step-downs come within this many windows of each other persist: the rates measured go. */
+const FAILURE_MEMORY_WINDOWS = 3;

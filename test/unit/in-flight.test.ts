@@ -146,7 +146,7 @@ test('jobs waiting for the request cap are admitted in turn, not in the order th
   assert.equal(b.counters.waiting, 5);
 });
 
-test('a share of the byte budget: a small job goes before a large one that holds more, and no request passes the one whose turn it is', async () => {
+test('a byte budget: a small job goes before a large one holding more, and no request passes the one whose turn it is', async () => {
   const b = new InFlight({ maxBytes: 4 * MB });
   const order: string[] = [];
   const big = queue(b, 'Big', 4, order, 2 * MB);

@@ -364,8 +364,19 @@ export const TRANSFERS_SETTINGS: {
     unit: 's',
     meaning:
       'dicom-xfer extension: a push transaction is evicted to make room for a new one (beyond MaxPushTransactions) only after it has ' +
-      'received no request for this long; when none qualifies, the create is answered 503, which senders retry. 0 evicts any transaction ' +
-      'without a request in flight.',
+      'received no request for this long; when none qualifies, the create waits (PushAdmissionWait), then is answered 503, which ' +
+      'senders retry. 0 evicts any transaction without a request in flight.',
+    source: 'dicom-xfer',
+  },
+  PushAdmissionWait: {
+    schema: uint('seconds'),
+    type: 'integer ≥ 0',
+    default: TRANSFERS_DEFAULTS.PushAdmissionWait,
+    unit: 's',
+    meaning:
+      'dicom-xfer extension: when MaxPushTransactions are held and none may be evicted, a new push transaction waits this long for ' +
+      'room, in the order the senders asked (so that many senders sharing one receiver take turns), before it is answered 503. ' +
+      '0 answers 503 at once, as in the plugin.',
     source: 'dicom-xfer',
   },
   Extensions: onOff(

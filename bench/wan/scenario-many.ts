@@ -70,7 +70,8 @@ interface Job {
 
 /** Starts the nodes: one receiver and COUNT senders (many-senders), or COUNT receivers and one sender. */
 async function startNodes(manySenders: boolean, senders: XferNode[], receivers: XferNode[]): Promise<void> {
-  const quiet = { LogLevel: 'warn', HttpTimeout: 120 };
+  // Every job stays in the history until it is read (Orthanc's default keeps 10).
+  const quiet = { LogLevel: 'warn', HttpTimeout: 120, JobsHistorySize: 100 };
   if (manySenders) {
     // The receiver holds a transaction per sender: MaxPushTransactions is not what this measures.
     receivers.push(await startXferNode({ config: { ...quiet, Name: 'rx', Transfers: { MaxPushTransactions: COUNT } } }));
@@ -119,7 +120,13 @@ async function inner(spec: ManySpec): Promise<void> {
   try {
     const manySenders = spec.mode === 'many-senders';
     await startNodes(manySenders, senders, receivers);
-    const groups = balanced(spec.dataset.files, COUNT);
+    // Files larger than half a job's share are left out, so that every job moves about the same bytes and
+    // the jobs' rates compare.
+    const cap = spec.dataset.totalBytes / COUNT / 2;
+    const groups = balanced(
+      spec.dataset.files.filter((f) => f.size <= cap),
+      COUNT,
+    );
     const source = (i: number) => (manySenders ? senders[i] : senders[0]) as XferNode;
     const target = (i: number) => (manySenders ? receivers[0] : receivers[i]) as XferNode;
     log(`importing ${spec.dataset.files.length} files into ${senders.length} source node(s) (not timed)`);

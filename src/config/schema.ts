@@ -293,7 +293,10 @@ export const TRANSFERS_SETTINGS: {
     schema: positive(),
     type: 'integer ≥ 1',
     default: TRANSFERS_DEFAULTS.MaxPushTransactions,
-    meaning: 'Push transactions a receiver holds at once; a new one beyond this evicts the least recently used.',
+    meaning:
+      'Push transactions a receiver holds at once; a new one beyond this evicts the least recently used idle one, or waits its turn ' +
+      '(PushAdmissionWait). An idle transaction holds about 20 KiB plus 0.4 KiB per declared instance in memory: set it to the ' +
+      'number of senders that push at once, so that they share the link instead of taking turns.',
     source: 'transfers-plugin',
   },
   MaxHttpRetries: {

@@ -2,8 +2,13 @@
 // creates wait their turn (PushAdmissionWait) and are served in the order they came as room appears,
 // instead of a 503 each; past the wait, a 503 in Orthanc's shape that changes nothing.
 import assert from 'node:assert/strict';
-import { readdir } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { isXferError } from '../../src/errors.ts';
+import { EmbeddedStore } from '../../src/store/embedded/store.ts';
+import { PushReceiver } from '../../src/transfer/receiver.ts';
 import { startXferNode, type XferNode } from '../helpers/node.ts';
 import { waitFor } from '../helpers/ports.ts';
 import { describe, needs, REAL_DICOM } from '../helpers/data.ts';
@@ -111,5 +116,46 @@ describe('push receiver: a commit makes room for a waiting create', { skip: need
     assert.equal((await raw(node, 'POST', `${txG.Path}/commit`)).status, 200);
     assert.equal(await metric(node, 'dicom_xfer_push_refused_creates_total'), 0);
     assert.equal(await metric(node, 'dicom_xfer_push_waited_creates_total'), 2);
+  });
+});
+
+describe('push receiver: a create that waited in vain', { skip: needs(REAL_DICOM) }, () => {
+  test('is answered 503 and changes nothing; one waiting when the receiver closes is told it is stopping', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'dx-admission-'));
+    const store = await EmbeddedStore.open(join(dir, 'data'), { commitThreads: 1 });
+    // One transaction, never evicted here: a second create can only wait. A short wait, so that it runs out.
+    const r = await PushReceiver.open({
+      store,
+      maxTransactions: 1,
+      idleTimeoutSeconds: 0,
+      idleBeforeEvictionSeconds: 3600,
+      admissionWaitMs: 200,
+    });
+    try {
+      const [a, b] = (await loadInstances('Knee/T2', 2)) as [TestInstance, TestInstance];
+      const body = (i: TestInstance) => JSON.parse(one(i)) as unknown;
+      const held = await r.create(body(a));
+      await assert.rejects(
+        r.create(body(b)),
+        (e: unknown) => isXferError(e) && e.http === 503 && /MaxPushTransactions/.test(e.message + (e.details ?? '')),
+      );
+      assert.deepEqual(
+        r.list().map((t) => t.id),
+        [held.ID],
+      );
+      assert.equal(r.counters.refused, 1);
+      assert.equal(r.counters.waitedCreates, 1);
+      assert.equal(r.waiting, 0);
+      // A create waiting when the receiver closes goes at once, refused as the receiver stops.
+      const late = r.create(body(b));
+      for (let i = 0; i < 100 && r.waiting === 0; i++) await new Promise((res) => setImmediate(res));
+      assert.equal(r.waiting, 1);
+      const closing = r.close();
+      await assert.rejects(late, (e: unknown) => isXferError(e) && e.http === 503 && /stopping/.test(e.details ?? e.message));
+      await closing;
+    } finally {
+      await r.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -17,7 +17,7 @@ interface Waiter {
 /** A create's turn: whether it may go on, and `done` to call once it is registered or has failed. */
 export interface Turn {
   admitted: boolean;
-  done: () => void;
+  done: (failed: boolean) => void;
 }
 
 export class PushAdmission {
@@ -79,9 +79,12 @@ export class PushAdmission {
     let done = false;
     return {
       admitted,
-      done: () => {
-        if (!done) this.#reserved--;
+      done: (failed) => {
+        if (done) return;
         done = true;
+        this.#reserved--;
+        // A create that failed leaves its place to the next one (one that succeeded holds it now).
+        if (failed) this.wake();
       },
     };
   }

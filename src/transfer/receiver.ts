@@ -207,12 +207,15 @@ export class PushReceiver {
     const create = parseCreate(body, this.#accepts);
     // Full: the create waits its turn (FIFO, bounded) for a transaction to end or become evictable.
     const turn = await this.#admission.enter();
+    let failed = true;
     try {
       this.#checkOpen();
       if (!turn.admitted) this.#admission.refuse();
-      return await this.#create(create);
+      const handle = await this.#create(create);
+      failed = false;
+      return handle;
     } finally {
-      turn.done();
+      turn.done(failed);
     }
   }
 

@@ -28,7 +28,7 @@ export class PushAdmission {
   readonly #evictIdleMs: number;
   readonly #waitMs: number;
   readonly #queue: Waiter[] = [];
-  /** Room promised to woken creates not yet registered, so that a newcomer does not take it first. */
+  /** Places held by admitted creates not yet registered (woken or not), so that a newcomer does not take them. */
   #reserved = 0;
 
   constructor(o: {
@@ -57,7 +57,11 @@ export class PushAdmission {
    */
   async enter(): Promise<Turn> {
     const none = { admitted: false, done: () => undefined };
-    if (this.#queue.length === 0 && this.#room()) return { admitted: true, done: () => undefined };
+    if (this.#queue.length === 0 && this.#room()) {
+      // Its place is held until it is registered, so that a create coming meanwhile does not count it free.
+      this.#reserved++;
+      return this.#held();
+    }
     if (this.#waitMs === 0) return none;
     this.#counters.waitedCreates++;
     const admitted = await new Promise<boolean>((resolve) => {
@@ -75,10 +79,14 @@ export class PushAdmission {
       }, this.#waitMs);
       this.#queue.push(waiter);
     });
-    if (!admitted) return none;
+    return admitted ? this.#held() : none;
+  }
+
+  /** The turn of a create admitted with a reserved place, given back by `done`. */
+  #held(): Turn {
     let done = false;
     return {
-      admitted,
+      admitted: true,
       done: (failed) => {
         if (done) return;
         done = true;

@@ -53,6 +53,9 @@ const HELP = `usage: npm run bench:wan -- [options]      (as root; --no-wan runs
                             push), on --no-wan or the given --profiles (default good); see bench/wan/scenario-ratelimit.ts
   --scenario priority       instead of the methods: a push of Priority 10 alone, a bulk push alone, then
                             both, the first started while the bulk one runs (bench/wan/scenario-priority.ts)
+  --scenario many-senders|many-jobs  instead of the methods: 20 sender nodes push at once to one receiver,
+                            or one node runs 20 jobs at once to 20 receivers; per-job rate against the fair
+                            share, aggregate against the link, peak RSS per node (bench/wan/scenario-many.ts)
   --repeat N                run each dicom-xfer method N times (default 1) and report the run of median
                             wall time, with the fastest and slowest beside it; the baselines run once
   --known-peer              the nodes of a dicom-xfer method keep their ports across its runs: every run
@@ -119,8 +122,13 @@ if (baselineTimeout !== null && !(baselineTimeout > 0)) fail('--baseline-timeout
 const repeat = Number(values.repeat);
 if (!Number.isSafeInteger(repeat) || repeat < 1 || repeat > 20) fail('--repeat must be a whole number from 1 to 20');
 const isRoot = process.getuid?.() === 0;
-const scenarios = values.scenario === undefined ? [] : list(values.scenario, ['ratelimit', 'schedule', 'priority'] as const, 'scenario');
+const scenarios =
+  values.scenario === undefined
+    ? []
+    : list(values.scenario, ['ratelimit', 'schedule', 'priority', 'many-senders', 'many-jobs'] as const, 'scenario');
 if (scenarios.includes('priority') && scenarios.length > 1) fail('--scenario priority runs alone');
+const many = scenarios.find((x) => x === 'many-senders' || x === 'many-jobs');
+if (many && scenarios.length > 1) fail(`--scenario ${many} runs alone`);
 if (!noWan) {
   const why = wanUnavailable(REPO);
   if (why) fail(`${why}; use --no-wan for plain loopback`);
@@ -334,6 +342,11 @@ function markdown(report: {
 async function main(): Promise<number> {
   const dataset = await prepareDataset(set, seed, values['data-dir']);
   started = true;
+  if (many) {
+    const timeoutSeconds = Math.max(...profiles.map((p) => runTimeout(linkProfile(p), dataset)));
+    const { manyScenario } = await import('./wan/scenario-many.ts');
+    return manyScenario({ repo: REPO, mode: many, dataset, profiles, cc, isRoot, timeoutSeconds });
+  }
   if (values.scenario === 'priority') {
     const timeoutSeconds = Math.max(...profiles.map((p) => runTimeout(linkProfile(p), dataset)));
     return priorityScenario({ repo: REPO, dataset, profiles, cc, isRoot, timeoutSeconds, json: values.json });
@@ -417,9 +430,9 @@ if (values.render !== undefined) {
   process.exit(0);
 }
 
-if (scenarios.length > 0 && !scenarios.includes('priority')) {
+if (scenarios.length > 0 && !scenarios.includes('priority') && !many) {
   const { runRateScenario } = await import('./wan/scenario-ratelimit.ts');
-  const scenario = scenarios.filter((s) => s !== 'priority');
+  const scenario = scenarios.filter((s) => s === 'ratelimit' || s === 'schedule');
   const where: (ProfileName | 'loopback')[] = noWan || values.profiles !== undefined ? profiles : ['good'];
   let code = 0;
   for (const s of scenario) code = Math.max(code, await runRateScenario({ scenario: s, profiles: where, cc, json: values.json }));

@@ -102,6 +102,8 @@ export const TRANSFERS_DEFAULTS = {
   RetryBudget: 120,
   /** Seconds without a request before a push transaction may be evicted; 0 means as soon as it is idle. */
   IdleBeforeEviction: 60,
+  /** Seconds a push create waits, in turn, for room among MaxPushTransactions; 0 means a 503 at once. */
+  PushAdmissionWait: 20,
   /** Whether the node lists and uses the protocol extensions (src/transfer/capabilities.ts). */
   Extensions: true,
   /** Whether transfers between dicom-xfer nodes use small buckets joined into spans (extension bucket-span). */

@@ -293,7 +293,10 @@ export const TRANSFERS_SETTINGS: {
     schema: positive(),
     type: 'integer ≥ 1',
     default: TRANSFERS_DEFAULTS.MaxPushTransactions,
-    meaning: 'Push transactions a receiver holds at once; a new one beyond this evicts the least recently used.',
+    meaning:
+      'Push transactions a receiver holds at once; a new one beyond this evicts the least recently used idle one, or waits its turn ' +
+      '(PushAdmissionWait). An idle transaction holds about 20 KiB plus 0.4 KiB per declared instance in memory: set it to the ' +
+      'number of senders that push at once, so that they share the link instead of taking turns.',
     source: 'transfers-plugin',
   },
   MaxHttpRetries: {
@@ -364,8 +367,19 @@ export const TRANSFERS_SETTINGS: {
     unit: 's',
     meaning:
       'dicom-xfer extension: a push transaction is evicted to make room for a new one (beyond MaxPushTransactions) only after it has ' +
-      'received no request for this long; when none qualifies, the create is answered 503, which senders retry. 0 evicts any transaction ' +
-      'without a request in flight.',
+      'received no request for this long; when none qualifies, the create waits (PushAdmissionWait), then is answered 503, which ' +
+      'senders retry. 0 evicts any transaction without a request in flight.',
+    source: 'dicom-xfer',
+  },
+  PushAdmissionWait: {
+    schema: uint('seconds'),
+    type: 'integer ≥ 0',
+    default: TRANSFERS_DEFAULTS.PushAdmissionWait,
+    unit: 's',
+    meaning:
+      'dicom-xfer extension: when MaxPushTransactions are held and none may be evicted, a new push transaction waits this long for ' +
+      'room, in the order the senders asked (so that many senders sharing one receiver take turns), before it is answered 503. ' +
+      '0 answers 503 at once, as in the plugin.',
     source: 'dicom-xfer',
   },
   Extensions: onOff(

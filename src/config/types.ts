@@ -109,6 +109,8 @@ export interface TransfersConfig {
   RetryBudget: number;
   /** dicom-xfer extension: seconds without a request before a push transaction may be evicted to make room. */
   IdleBeforeEviction: number;
+  /** dicom-xfer extension: seconds a push create waits its turn for room before a 503; 0 = none. */
+  PushAdmissionWait: number;
   /** dicom-xfer extension: list and use the protocol extensions with peers that list them. */
   Extensions: boolean;
   /** dicom-xfer extension: with Extensions, list and use bucket-span (small buckets joined into spans). */

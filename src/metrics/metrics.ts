@@ -211,6 +211,17 @@ function serverMetrics(registers: Registers, server: ServerCounters): void {
     'Push transactions refused at creation (no room: every held one active, or not enough disk).',
     () => receiver.counters.refused,
   );
+  gaugeOf(
+    registers,
+    'dicom_xfer_push_waiting_creates',
+    'Push creates waiting their turn for room (Transfers.PushAdmissionWait).',
+    () => receiver.waiting,
+  );
+  counter(
+    'dicom_xfer_push_waited_creates_total',
+    'Push creates that waited for room among Transfers.MaxPushTransactions.',
+    () => receiver.counters.waitedCreates,
+  );
   counter(
     'dicom_xfer_push_checksum_refusals_total',
     'Buckets refused because their MD5 did not match (corrupted in flight; the sender sends them again).',

@@ -33,6 +33,8 @@ export interface PushReceiverCounters {
   evicted: number;
   /** Creates refused with 503 because every held transaction was in use. */
   refused: number;
+  /** Creates that waited their turn for room (Transfers.PushAdmissionWait). */
+  waitedCreates: number;
   /** Buckets refused because their payload's CRC-32 differed from the sender's (x-dicom-xfer-crc32). */
   checksumRefusals: number;
   /** Transactions removed after IdleTransactionTimeout without activity. */
@@ -76,6 +78,11 @@ export interface PushReceiverOptions {
    * (Transfers.IdleBeforeEviction); default 0: as soon as no request is in flight.
    */
   idleBeforeEvictionSeconds?: number;
+  /**
+   * Milliseconds a create may wait, in turn with the others, for room when every transaction is held and
+   * none may be evicted, before it is answered 503; default DEFAULT_ADMISSION_WAIT_MS (admission.ts).
+   */
+  admissionWaitMs?: number;
   /** Most instances one transaction may declare (Transfers.MaxPushInstances); default 100,000. */
   maxInstances?: number;
   /** Whether the node lists the extension zstd: otherwise a create with Compression "zstd" is refused. */

@@ -5,18 +5,20 @@
 // for a day, so that a sender whose answer was lost learns it instead of committing twice (extension
 // async-commit).
 import { randomUUID } from 'node:crypto';
-import { mkdir, readdir, rm } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { XferError, isXferError } from '../errors.ts';
 import { ByteCounter } from '../protocol/compression.ts';
-import { toWirePushHandle, type JobHandle } from '../protocol/wire.ts';
+import { toWirePushHandle, type JobHandle, type PushCreateBody } from '../protocol/wire.ts';
 import { committedArrivals } from '../routing/arrivals.ts';
 import type { RequestSender } from '../routing/origin.ts';
 import type { CommitResult, Store } from '../store/types.ts';
 import { freeBytes } from '../util/fs.ts';
+import { DEFAULT_ADMISSION_WAIT_MS, PushAdmission } from './admission.ts';
 import { BUCKET_CHECKSUM_STATUS, CRC32_HEX, CRC32_MEMBER, HEADER_CRC32 } from './capabilities.ts';
+import { reloadTransactions } from './push-reload.ts';
 import { FilePushState } from './push-state/files.ts';
 import { TX_ID, type CommitOutcome, type PushTransactionState } from './push-state/types.ts';
 import {
@@ -25,7 +27,6 @@ import {
   infoOf,
   isDiskFull,
   parseCreate,
-  resumeTransaction,
   stillToWrite,
   type PushReceiverCounters,
   type PushReceiverOptions,
@@ -61,6 +62,7 @@ export class PushReceiver {
     discarded: 0,
     evicted: 0,
     refused: 0,
+    waitedCreates: 0,
     checksumRefusals: 0,
     expired: 0,
     receivedBytes: 0,
@@ -72,9 +74,7 @@ export class PushReceiver {
   };
   readonly #store: Store;
   readonly #root: string;
-  readonly #max: number;
   readonly #idleMs: number;
-  readonly #evictIdleMs: number;
   readonly #accepts: { maxInstances: number; zstd: boolean };
   /** The durable part of the transactions. */
   readonly #state: PushTransactionState;
@@ -85,6 +85,8 @@ export class PushReceiver {
   readonly #txs = new Map<string, Transaction>();
   /** Removals and other work running in the background, awaited by close(). */
   readonly #background = new Set<Promise<unknown>>();
+  /** Creates waiting for room, served in turn. */
+  readonly #admission: PushAdmission;
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
 
@@ -92,12 +94,17 @@ export class PushReceiver {
     this.#store = opts.store;
     this.#state = state;
     this.#root = join(opts.store.stagingRoot(), 'push');
-    this.#max = Math.max(1, Math.floor(opts.maxTransactions));
     this.#idleMs = Math.max(0, opts.idleTimeoutSeconds) * 1000;
-    this.#evictIdleMs = Math.max(0, opts.idleBeforeEvictionSeconds ?? 0) * 1000;
     this.#accepts = { maxInstances: Math.max(1, Math.floor(opts.maxInstances ?? DEFAULT_MAX_INSTANCES)), zstd: opts.zstd ?? false };
     this.#log = opts.logger;
     this.#routing = opts;
+    this.#admission = new PushAdmission({
+      txs: this.#txs,
+      counters: this.counters,
+      max: opts.maxTransactions,
+      evictIdleMs: Math.max(0, opts.idleBeforeEvictionSeconds ?? 0) * 1000,
+      waitMs: opts.admissionWaitMs ?? DEFAULT_ADMISSION_WAIT_MS,
+    });
   }
 
   /**
@@ -132,7 +139,12 @@ export class PushReceiver {
 
   /** Transactions that can still be created without evicting one (the plugin's available_push_count). */
   get available(): number {
-    return Math.max(0, this.#max - this.#txs.size);
+    return Math.max(0, this.#admission.max - this.#txs.size);
+  }
+
+  /** Creates waiting their turn for room now. */
+  get waiting(): number {
+    return this.#admission.waiting;
   }
 
   /** The held transactions, least recently used first. */
@@ -182,8 +194,9 @@ export class PushReceiver {
 
   /**
    * Creates a transaction from a create body (parsed JSON). 413 when it declares more instances than
-   * maxInstances (checked first); BadFileFormat / ParameterOutOfRange for a bad body; 503 when every held transaction has a request in
-   * flight (nothing changes); FullStorage
+   * maxInstances (checked first); BadFileFormat / ParameterOutOfRange for a bad body. When every held transaction is in use, the create
+   * waits its turn behind the creates already waiting (admission.ts) until one ends or may be evicted, and
+   * is answered 503 when none did in time (nothing changes); FullStorage
    * (507) when the declared total does not fit on the staging disk, counting what the other
    * transactions may still write (nothing changes). Otherwise evicts the least recently used idle
    * transaction if the receiver is full, makes its staging area (files come with their buckets), writes the manifest and answers
@@ -192,11 +205,26 @@ export class PushReceiver {
   async create(body: unknown): Promise<JobHandle> {
     this.#checkOpen();
     const create = parseCreate(body, this.#accepts);
+    // Full: the create waits its turn (FIFO, bounded) for a transaction to end or become evictable.
+    const turn = await this.#admission.enter();
+    let failed = true;
+    try {
+      this.#checkOpen();
+      if (!turn.admitted) this.#admission.refuse();
+      const handle = await this.#create(create);
+      failed = false;
+      return handle;
+    } finally {
+      turn.done(failed);
+    }
+  }
+
+  async #create(create: PushCreateBody): Promise<JobHandle> {
     let total = 0;
     for (const i of create.Instances) total += i.Size;
-    this.#victim(); // 503 early, before the disk is even asked
+    this.#admission.victim(); // 503 early, before the disk is even asked
     const free = await freeBytes(this.#root);
-    const victim = this.#victim();
+    const victim = this.#admission.victim();
     let reserved = STAGING_DISK_RESERVE;
     for (const t of this.#txs.values()) if (t !== victim) reserved += stillToWrite(t);
     if (total > free - reserved) {
@@ -230,6 +258,7 @@ export class PushReceiver {
       await this.#state.create({ id, createdAt: now, create });
     } catch (e) {
       this.#txs.delete(id);
+      this.#admission.wake();
       await this.#state.delete(id).catch(() => undefined);
       await rm(tx.dir, { recursive: true, force: true }).catch(() => undefined);
       throw fileError(e, 'cannot create the push transaction');
@@ -245,26 +274,6 @@ export class PushReceiver {
       'push transaction created',
     );
     return toWirePushHandle(id);
-  }
-
-  /**
-   * The transaction to evict to make room, undefined when there is room: the least recently used one
-   * with no request in flight and none for IdleBeforeEviction. An active transaction is never evicted:
-   * 503 (which senders retry) when none qualifies.
-   */
-  #victim(): Transaction | undefined {
-    if (this.#txs.size < this.#max) return undefined;
-    const now = Date.now();
-    for (const t of this.#txs.values()) {
-      if (t.state === 'open' && t.inFlight === 0 && now - t.lastActivity >= this.#evictIdleMs) return t;
-    }
-    this.counters.refused++;
-    throw new XferError(
-      'InternalError',
-      `all ${this.#max} push transactions are in use (Transfers.MaxPushTransactions; one is evicted only after ` +
-        `${this.#evictIdleMs / 1000} s without a request); try again later`,
-      { httpStatus: 503 },
-    );
   }
 
   // ---- buckets ---------------------------------------------------------------------------------
@@ -337,6 +346,7 @@ export class PushReceiver {
       tx.inFlight--;
       tx.lastActivity = Date.now();
       if (this.#txs.get(id) === tx) this.#touch(tx);
+      if (tx.inFlight === 0 && this.#admission.evictsWhenIdle) this.#admission.wake();
     }
   }
 
@@ -451,6 +461,7 @@ export class PushReceiver {
           tx.lastActivity = Date.now();
         } else {
           if (this.#txs.get(tx.id) === tx) this.#txs.delete(tx.id);
+          this.#admission.wake();
           await area.remove();
         }
       }
@@ -482,6 +493,7 @@ export class PushReceiver {
     this.#txs.delete(tx.id);
     this.counters[why]++;
     tx.abort.abort();
+    this.#admission.wake();
     this.#log?.info({ tx: tx.id, why, bucketsDone: tx.done.size, buckets: tx.body.Buckets.length }, `push transaction ${why}`);
     const removal = (async () => {
       await Promise.allSettled([...tx.ops]);
@@ -507,6 +519,8 @@ export class PushReceiver {
       }
     }
     this.#track(this.#state.pruneOutcomes(now));
+    // A transaction idle for IdleBeforeEviction by now may make room for a waiting create.
+    this.#admission.wake();
   }
 
   /** Announces what a commit stored (before the sender learns of the commit); a failure to record it is only logged. */
@@ -530,6 +544,7 @@ export class PushReceiver {
   /** Stops the expiry timer and waits for the work in flight (commits, removals). Idempotent. */
   async close(): Promise<void> {
     this.#closed = true;
+    this.#admission.close();
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = undefined;
     for (let i = 0; i < 100 && this.#background.size > 0; i++) await Promise.allSettled([...this.#background]);
@@ -542,31 +557,9 @@ export class PushReceiver {
 
   /** Takes back the transactions of the state, and removes what no usable transaction owns. */
   async #reload(): Promise<void> {
-    const loaded: Transaction[] = [];
-    for (const entry of await this.#state.list()) {
-      const id = entry.ok ? entry.tx.id : entry.id;
-      try {
-        if (!entry.ok) throw new XferError('BadFileFormat', entry.reason);
-        loaded.push(await resumeTransaction(this.#root, entry.tx));
-      } catch (e) {
-        const dir = join(this.#root, id);
-        this.#log?.warn(
-          { dir, err: isXferError(e) ? e.details : String(e) },
-          'removing an unusable push transaction left by a previous run',
-        );
-        await this.#state.delete(id).catch(() => undefined);
-        await StagingArea.discard(dir);
-      }
-    }
-    loaded.sort((a, b) => a.lastActivity - b.lastActivity);
+    const loaded = await reloadTransactions(this.#root, this.#state, this.#log);
     for (const t of loaded) this.#txs.set(t.id, t);
-    // Staging that no transaction owns: a create or a removal cut short by a crash.
-    for (const name of await readdir(this.#root).catch(() => [] as string[])) {
-      if (this.#txs.has(name)) continue;
-      this.#log?.info({ dir: join(this.#root, name) }, 'removing staging that no push transaction owns');
-      await StagingArea.discard(join(this.#root, name));
-    }
-    while (this.#txs.size > this.#max) {
+    while (this.#txs.size > this.#admission.max) {
       const oldest = this.#txs.values().next().value as Transaction;
       await this.#drop(oldest, 'evicted');
     }

@@ -14,7 +14,7 @@ import { isRetryable, retry, retryOptionsFromConfig, type RetryOptions } from '.
 import { GzipLevelChooser } from './adaptive/gzip-level.ts';
 import type { LinkProfileStore } from './adaptive/link-profile.ts';
 import { BYTES_PER_MBIT } from './bandwidth/policy.ts';
-import type { InFlight } from './in-flight.ts';
+import type { InFlight, InFlightShare } from './in-flight.ts';
 import { BUCKET_CHECKSUM_STATUS, extensionsEnabled, type PeerCapabilities } from './capabilities.ts';
 import { PeerApi } from './peer-api.ts';
 import { waitingText } from './waiting.ts';
@@ -175,7 +175,8 @@ export class TransferRun {
   /** The gzip level of this run's bucket bodies (push), chosen from the machine's CPU against the link. */
   readonly gzip = new GzipLevelChooser();
   readonly observe: TransferDeps['observeBucket'];
-  readonly inFlight: InFlight;
+  /** The node's in-flight budget as this run meets it: shared fairly with the node's other runs. */
+  readonly inFlight: InFlightShare;
   /** The bandwidth policy as the peer's client meets it (none without a policy). */
   readonly #wire: WireGate | undefined;
   readonly linkProfiles: LinkProfileStore | undefined;
@@ -196,7 +197,7 @@ export class TransferRun {
     this.#wire = peer.client.wire;
     this.showRateLimit();
     this.observe = deps.observeBucket;
-    this.inFlight = deps.inFlight;
+    this.inFlight = deps.inFlight.share(this);
     this.linkProfiles = deps.linkProfiles;
     this.#clock = new OutageClock(deps.config.Transfers.RetryBudget * 1000);
     const before = ctx.content().Retries;

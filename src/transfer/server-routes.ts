@@ -60,6 +60,7 @@ export async function openTransfersServer(opts: TransfersServerOptions): Promise
     maxTransactions: config.Transfers.MaxPushTransactions,
     idleTimeoutSeconds: config.Transfers.IdleTransactionTimeout,
     idleBeforeEvictionSeconds: config.Transfers.IdleBeforeEviction,
+    admissionWaitMs: config.Transfers.PushAdmissionWait * 1000,
     maxInstances: config.Transfers.MaxPushInstances,
     zstd: zstdListed(config),
     logger: opts.logger.child({ module: 'transfers-server' }),

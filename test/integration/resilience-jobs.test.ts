@@ -123,7 +123,8 @@ describe('retry budget and transactions held by a busy receiver', { timeout: 120
     pair = await startPair({
       common: { HttpTimeout: 30, Transfers: { BucketSize: 64, Threads: 4 } },
       a: { ConcurrentJobs: 2, Transfers: { RetryBudget: BUDGET_S } },
-      b: { Transfers: { MaxPushTransactions: 1, IdleBeforeEviction: 3 } },
+      // PushAdmissionWait 0: a create finding no room is answered 503 at once (the sender's retries are what is tested).
+      b: { Transfers: { MaxPushTransactions: 1, IdleBeforeEviction: 3, PushAdmissionWait: 0 } },
       keepBodies: [{ method: 'POST', path: /^\/+transfers\/push$/ }],
     });
     series = await seriesOf(pair, ['Knee/T1', 'Knee/T2']);

@@ -30,8 +30,11 @@ describe('transfers server: transactions held, evicted, refused', { skip: needs(
   let knee: TestInstance[];
 
   before(async () => {
-    // IdleBeforeEviction 0: any transaction without a request in flight may be evicted, as in the plugin.
-    node = await startXferNode({ config: { HttpTimeout: 60, Transfers: { MaxPushTransactions: 2, IdleBeforeEviction: 0 } } });
+    // IdleBeforeEviction 0: any transaction without a request in flight may be evicted, as in the plugin;
+    // PushAdmissionWait 0: a create finding no room is answered 503 at once, as in the plugin.
+    node = await startXferNode({
+      config: { HttpTimeout: 60, Transfers: { MaxPushTransactions: 2, IdleBeforeEviction: 0, PushAdmissionWait: 0 } },
+    });
     knee = await loadInstances('Knee/T2', 6);
   });
   after(async () => {

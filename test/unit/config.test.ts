@@ -365,6 +365,7 @@ describe('defaults and overrides', () => {
       IdleTransactionTimeout: 3600,
       RetryBudget: 120,
       IdleBeforeEviction: 60,
+      PushAdmissionWait: 20,
       Extensions: true,
       BucketSpans: true,
       Zstd: true,

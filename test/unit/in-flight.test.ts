@@ -98,3 +98,110 @@ test('caps of 0 hold nothing back: every request goes on at once and is still co
   // The configuration's MB become bytes.
   assert.deepEqual(InFlight.fromConfig({ MaxRequestsInFlight: 8, MaxInFlightSize: 64 }).limits, { maxRequests: 8, maxBytes: 64 * MB });
 });
+
+/** Starts `n` requests of `owner`, each noting its name in `order` when admitted, and answers their releases. */
+function queue(b: InFlight, owner: string, n: number, order: string[], bytes = 1): Promise<() => void>[] {
+  return Array.from({ length: n }, (_, i) =>
+    b.acquire(bytes, undefined, undefined, owner).then((release) => {
+      order.push(`${owner}${i}`);
+      return release;
+    }),
+  );
+}
+
+test('jobs waiting for the request cap are admitted in turn, not in the order their requests came', async () => {
+  const b = new InFlight({ maxRequests: 3 });
+  const order: string[] = [];
+  // Job A takes every slot and queues many more; B and C come later with fewer.
+  const a = queue(b, 'A', 8, order);
+  await settle();
+  const bReqs = queue(b, 'B', 3, order);
+  const cReqs = queue(b, 'C', 3, order);
+  await settle();
+  assert.deepEqual(order, ['A0', 'A1', 'A2']);
+  assert.equal(b.counters.waiting, 11);
+  // Release A's three: the slots go to B and C (holding none) before A's fourth.
+  for (const r of await Promise.all(a.slice(0, 3))) r();
+  await settle();
+  assert.deepEqual(order.slice(3), ['B0', 'C0', 'A3']);
+  // From here, each release goes to the owner holding fewest (ties: the oldest waiter).
+  const held = new Map<string, () => void>();
+  const all = [...a, ...bReqs, ...cReqs];
+  const names = [...Array.from({ length: 8 }, (_, i) => `A${i}`), 'B0', 'B1', 'B2', 'C0', 'C1', 'C2'];
+  for (let i = 0; i < all.length; i++) {
+    const name = names[i] as string;
+    if (order.includes(name) && !['A0', 'A1', 'A2'].includes(name)) held.set(name, await (all[i] as Promise<() => void>));
+  }
+  (held.get('A3') as () => void)();
+  await settle();
+  // A now holds none, B and C one each: A's next goes first.
+  assert.deepEqual(order.slice(6), ['A4']);
+  (held.get('B0') as () => void)();
+  await settle();
+  assert.deepEqual(order.slice(7), ['B1']);
+  (held.get('C0') as () => void)();
+  await settle();
+  assert.deepEqual(order.slice(8), ['C1']);
+  assert.equal(b.counters.requests, 3);
+  assert.equal(b.counters.waiting, 5);
+});
+
+test('a byte budget: a small job goes before a large one holding more, and no request passes the one whose turn it is', async () => {
+  const b = new InFlight({ maxBytes: 4 * MB });
+  const order: string[] = [];
+  const big = queue(b, 'Big', 4, order, 2 * MB);
+  await settle();
+  const small = queue(b, 'Small', 2, order, MB);
+  await settle();
+  assert.deepEqual(order, ['Big0', 'Big1']);
+  const release = async (p: Promise<() => void> | undefined): Promise<void> => {
+    (await (p as Promise<() => void>))();
+    await settle();
+  };
+  // 2 MB free: Small (holding none) goes first. Then Big and Small hold one each: the turn is Big2's (the
+  // older), which needs 2 MB where 1 MB is free, and Small1 does not pass it.
+  await release(big[0]);
+  assert.deepEqual(order.slice(2), ['Small0']);
+  await release(big[1]);
+  assert.deepEqual(order.slice(3), ['Big2'], 'Big holds none now: its 2 MB go in');
+  await release(small[0]);
+  assert.deepEqual(order.slice(4), ['Small1']);
+  await release(big[2]);
+  assert.deepEqual(order.slice(5), ['Big3']);
+  await release(small[1]);
+  await release(big[3]);
+  assert.deepEqual(b.counters, { requests: 0, bytes: 0, peakRequests: 2, peakBytes: 4 * MB, waiting: 0, waited: 4 });
+});
+
+test("share(owner).run takes the owner's turn; requests without an owner share one turn, in FIFO order", async () => {
+  const b = new InFlight({ maxRequests: 2 });
+  const order: string[] = [];
+  const x1 = await b.acquire(1);
+  const x2 = await b.acquire(1);
+  const anon = Array.from({ length: 3 }, (_, i) =>
+    b.acquire(1).then((r) => {
+      order.push(`n${i}`);
+      return r;
+    }),
+  );
+  let done: () => void = () => undefined;
+  const jobRun = b.share('job').run(1, undefined, async () => {
+    order.push('job');
+    await new Promise<void>((r) => {
+      done = r;
+    });
+  });
+  await settle();
+  // The anonymous requests hold one slot, the job none: the job goes before n0, then n0 in x2's place.
+  x1();
+  await settle();
+  x2();
+  await settle();
+  assert.deepEqual(order, ['job', 'n0']);
+  done();
+  await jobRun;
+  (await (anon[0] as Promise<() => void>))();
+  for (const p of anon.slice(1)) (await p)();
+  assert.deepEqual(order, ['job', 'n0', 'n1', 'n2']);
+  assert.equal(b.counters.requests, 0);
+});

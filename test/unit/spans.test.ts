@@ -177,7 +177,7 @@ test('spans of small instances and of large ones alternate in proportion to thei
   const q = new SpanQueue(mixedPlan, pending, { join: true, maxBytes: MAX });
   const kind = (i: number): SpanStream => streamOf(mixedPlan, i);
   const total = new Map<SpanStream, number>();
-  mixedPlan.forEach((b, i) => total.set(kind(i), (total.get(kind(i)) ?? 0) + bucketSize(b)));
+  for (const [i, b] of mixedPlan.entries()) total.set(kind(i), (total.get(kind(i)) ?? 0) + bucketSize(b));
   const handed = new Map<SpanStream, number>([...total.keys()].map((k) => [k, 0]));
   const largestShare = new Map<SpanStream, number>([...total.keys()].map((k) => [k, 0]));
   const order: SpanStream[] = [];

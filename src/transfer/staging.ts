@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { XferError } from '../errors.ts';
 import { sortUniqueInstances, type Bucket, type InstanceInfo } from '../protocol/wire.ts';
-import type { StagedInstance } from '../store/types.ts';
+import type { PreparedFile, StagedInstance, Store } from '../store/types.ts';
 import { mapLimit } from '../util/concurrency.ts';
 import { BucketWriter, fileError, writeFully, type BucketTarget, type WriteBucketOptions } from './bucket-writer.ts';
 import { InstanceChecks } from './staging-checks.ts';
@@ -17,6 +17,9 @@ export { decoding, fileError, type WriteBucketOptions } from './bucket-writer.ts
 export function stagedFileName(id: string): string {
   return `${id}.dcm`;
 }
+
+/** What a staging area asks of the store to do a commit's work ahead, instance by instance. */
+export type CommitPreparer = Pick<Store, 'prepareStaged' | 'releasePrepared'>;
 
 export class StagingArea {
   /** The directory holding the instance files. */
@@ -30,16 +33,24 @@ export class StagingArea {
   /** Creation of each file made or being made. */
   readonly #made = new Map<string, Promise<void>>();
   #removed = false;
+  /** The store that prepares each verified instance for the commit, the preparations, one after the other. */
+  readonly #preparer: CommitPreparer | undefined;
+  readonly #prepared = new Map<string, Promise<PreparedFile | undefined>>();
+  #preparing: Promise<unknown> = Promise.resolve();
+  /** A commit is taking the instances: preparations not begun are left to it. */
+  #committing = false;
 
-  private constructor(dir: string, instances: readonly InstanceInfo[]) {
+  private constructor(dir: string, instances: readonly InstanceInfo[], preparer?: CommitPreparer) {
     this.dir = dir;
     this.#instances = new Map(sortUniqueInstances(instances).map((i) => [i.ID, i]));
     let total = 0;
     for (const i of this.#instances.values()) total += i.Size;
     this.#total = total;
+    this.#preparer = preparer;
     this.#checks = new InstanceChecks(
       (id) => this.#instances.get(id),
       (id) => this.pathOf(id),
+      (id) => this.#prepare(id),
     );
     this.#target = {
       instance: (id) => this.#instances.get(id),
@@ -57,10 +68,12 @@ export class StagingArea {
    * before this resolves (so that a directory that cannot be written fails here, with the directory
    * removed and FullStorage / CannotWriteFile thrown); the others are made as the buckets write into them,
    * and the rest (instances no bucket writes: empty ones) by staged(), so that a transaction of 100,000
-   * instances answers its create at once and makes no file ahead of its data.
+   * instances answers its create at once and makes no file ahead of its data. With a `preparer`, each
+   * instance verified as it lands is handed to it (one at a time, in the background), so that the commit
+   * finds its work done.
    */
-  static async create(dir: string, instances: readonly InstanceInfo[]): Promise<StagingArea> {
-    const area = new StagingArea(dir, instances);
+  static async create(dir: string, instances: readonly InstanceInfo[], preparer?: CommitPreparer): Promise<StagingArea> {
+    const area = new StagingArea(dir, instances, preparer);
     try {
       await mkdir(dir, { recursive: true });
       const ids: string[] = [];
@@ -201,18 +214,46 @@ export class StagingArea {
     }
   }
 
-  /** The instances as the store's commitStaged wants them (once every file is made and hashed). */
+  /**
+   * The instances as the store's commitStaged wants them (once every file is made and hashed), with what
+   * was prepared of them; a preparation that no longer holds (the file was written again since) is
+   * released. Preparations not begun yet are left to the commit.
+   */
   async staged(): Promise<StagedInstance[]> {
     await this.#allMade();
     await this.#checks.settled();
-    return this.instances.map((i) => ({
-      id: i.ID,
-      path: this.pathOf(i.ID),
-      size: i.Size,
-      md5: i.MD5,
-      synced: true,
-      ...this.#checks.verdict(i.ID),
-    }));
+    this.#committing = true;
+    try {
+      await this.#preparing;
+      const stale: PreparedFile[] = [];
+      const out: StagedInstance[] = [];
+      for (const i of this.instances) {
+        const verdict = this.#checks.verdict(i.ID);
+        const prepared = await this.#prepared.get(i.ID);
+        if (prepared && !verdict.verified) stale.push(prepared);
+        const s: StagedInstance = { id: i.ID, path: this.pathOf(i.ID), size: i.Size, md5: i.MD5, synced: true, ...verdict };
+        out.push(prepared && verdict.verified ? { ...s, prepared } : s);
+      }
+      if (stale.length > 0) await this.#preparer?.releasePrepared?.(stale);
+      return out;
+    } finally {
+      this.#committing = false;
+    }
+  }
+
+  /** Hands a verified instance to the preparer, once, behind the preparations before it. */
+  #prepare(id: string): void {
+    const prepare = this.#preparer?.prepareStaged?.bind(this.#preparer);
+    const inst = this.#instances.get(id);
+    if (!prepare || !inst || this.#removed || this.#prepared.has(id)) return;
+    const p = this.#preparing.then(() => {
+      const verdict = this.#checks.verdict(id);
+      if (this.#committing || this.#removed || !verdict.verified || !verdict.header) return undefined;
+      return prepare({ id, path: this.pathOf(id), size: inst.Size, md5: inst.MD5, synced: true, ...verdict });
+    });
+    const settled = p.catch(() => undefined);
+    this.#prepared.set(id, settled);
+    this.#preparing = settled;
   }
 
   /** Deletes the directory and everything in it (what a commit did not adopt). Never throws. */
@@ -220,6 +261,10 @@ export class StagingArea {
     // Files still being made would land in a directory already gone, or make it again.
     this.#removed = true;
     await Promise.allSettled(this.#made.values());
+    // What was prepared and not adopted by a commit leaves the store too (the store ignores adopted ones).
+    await this.#preparing;
+    const prepared = (await Promise.all(this.#prepared.values())).filter((p): p is PreparedFile => p !== undefined);
+    if (prepared.length > 0) await this.#preparer?.releasePrepared?.(prepared);
     await StagingArea.discard(this.dir);
   }
 

@@ -7,7 +7,7 @@ import type { Readable } from 'node:stream';
 import { XferError } from '../errors.ts';
 import { sortUniqueInstances, type Bucket, type InstanceInfo } from '../protocol/wire.ts';
 import type { PreparedFile, StagedInstance, Store } from '../store/types.ts';
-import { mapLimit } from '../util/concurrency.ts';
+import { Limiter, mapLimit } from '../util/concurrency.ts';
 import { BucketWriter, fileError, writeFully, type BucketTarget, type WriteBucketOptions } from './bucket-writer.ts';
 import { InstanceChecks } from './staging-checks.ts';
 
@@ -33,10 +33,10 @@ export class StagingArea {
   /** Creation of each file made or being made. */
   readonly #made = new Map<string, Promise<void>>();
   #removed = false;
-  /** The store that prepares each verified instance for the commit, the preparations, one after the other. */
+  /** The store that prepares each verified instance for the commit, the preparations, PREPARE_PARALLELISM at a time. */
   readonly #preparer: CommitPreparer | undefined;
   readonly #prepared = new Map<string, Promise<PreparedFile | undefined>>();
-  #preparing: Promise<unknown> = Promise.resolve();
+  readonly #preparing = new Limiter(PREPARE_PARALLELISM);
   /** A commit is taking the instances: preparations not begun are left to it. */
   #committing = false;
 
@@ -224,7 +224,7 @@ export class StagingArea {
     await this.#checks.settled();
     this.#committing = true;
     try {
-      await this.#preparing;
+      await Promise.all(this.#prepared.values());
       const stale: PreparedFile[] = [];
       const out: StagedInstance[] = [];
       for (const i of this.instances) {
@@ -241,19 +241,25 @@ export class StagingArea {
     }
   }
 
-  /** Hands a verified instance to the preparer, once, behind the preparations before it. */
+  /** Hands a verified instance to the preparer, once, in the background (PREPARE_PARALLELISM at a time). */
   #prepare(id: string): void {
     const prepare = this.#preparer?.prepareStaged?.bind(this.#preparer);
     const inst = this.#instances.get(id);
     if (!prepare || !inst || this.#removed || this.#prepared.has(id)) return;
-    const p = this.#preparing.then(() => {
-      const verdict = this.#checks.verdict(id);
-      if (this.#committing || this.#removed || !verdict.verified || !verdict.header) return undefined;
-      return prepare({ id, path: this.pathOf(id), size: inst.Size, md5: inst.MD5, synced: true, ...verdict });
-    });
-    const settled = p.catch(() => undefined);
-    this.#prepared.set(id, settled);
-    this.#preparing = settled;
+    const p = (async () => {
+      const release = await this.#preparing.acquire();
+      try {
+        const verdict = this.#checks.verdict(id);
+        if (this.#committing || this.#removed || !verdict.verified || !verdict.header) return undefined;
+        return await prepare({ id, path: this.pathOf(id), size: inst.Size, md5: inst.MD5, synced: true, ...verdict });
+      } finally {
+        release();
+      }
+    })();
+    this.#prepared.set(
+      id,
+      p.catch(() => undefined),
+    );
   }
 
   /** Deletes the directory and everything in it (what a commit did not adopt). Never throws. */
@@ -262,7 +268,6 @@ export class StagingArea {
     this.#removed = true;
     await Promise.allSettled(this.#made.values());
     // What was prepared and not adopted by a commit leaves the store too (the store ignores adopted ones).
-    await this.#preparing;
     const prepared = (await Promise.all(this.#prepared.values())).filter((p): p is PreparedFile => p !== undefined);
     if (prepared.length > 0) await this.#preparer?.releasePrepared?.(prepared);
     await StagingArea.discard(this.dir);
@@ -276,6 +281,8 @@ export class StagingArea {
 
 /** Staging files created (or checked) at once. */
 const FILE_PARALLELISM = 16;
+/** Instances prepared for the commit at once (each mostly waits on the disk: a link, a directory flushed). */
+const PREPARE_PARALLELISM = 4;
 
 /** The instances that the buckets `done` (indexes into `buckets`) wrote into. */
 export function writtenBy(buckets: readonly Bucket[], done: Iterable<number>): Set<string> {

@@ -69,7 +69,7 @@ export class StagingArea {
    * removed and FullStorage / CannotWriteFile thrown); the others are made as the buckets write into them,
    * and the rest (instances no bucket writes: empty ones) by staged(), so that a transaction of 100,000
    * instances answers its create at once and makes no file ahead of its data. With a `preparer`, each
-   * instance verified as it lands is handed to it (one at a time, in the background), so that the commit
+   * instance verified as it lands is handed to it (a few at a time, in the background), so that the commit
    * finds its work done.
    */
   static async create(dir: string, instances: readonly InstanceInfo[], preparer?: CommitPreparer): Promise<StagingArea> {

@@ -108,12 +108,13 @@ export interface Store {
   prepareFiles?(count: number): Promise<void>;
 
   /**
-   * Optional: while a transfer still runs, does a commit's work for one staged instance that is complete
-   * and verified (its file placed where the store keeps it, unseen until the commit's index transaction),
-   * so that the commit is little more than that transaction. Undefined when it did nothing (the commit
-   * then does it all). Best effort; never rejects. What a commit does not adopt goes with releasePrepared.
+   * Optional: while a transfer still runs, does a commit's work for staged instances that are complete and
+   * verified (their files placed where the store keeps them, unseen until the commit's index transaction),
+   * so that the commit is little more than that transaction. Answers one entry per instance, undefined
+   * where it did nothing (the commit then does it all). Best effort; never rejects. What a commit does not
+   * adopt goes with releasePrepared.
    */
-  prepareStaged?(staged: StagedInstance): Promise<PreparedFile | undefined>;
+  prepareStaged?(staged: readonly StagedInstance[]): Promise<(PreparedFile | undefined)[]>;
 
   /** Optional: undoes prepareStaged for files no commit adopted (a discard, a failed commit). Never rejects. */
   releasePrepared?(files: readonly PreparedFile[]): Promise<void>;

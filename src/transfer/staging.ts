@@ -6,10 +6,11 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { XferError } from '../errors.ts';
 import { sortUniqueInstances, type Bucket, type InstanceInfo } from '../protocol/wire.ts';
-import type { PreparedFile, StagedInstance, Store } from '../store/types.ts';
-import { Limiter, mapLimit } from '../util/concurrency.ts';
+import type { StagedInstance } from '../store/types.ts';
+import { mapLimit } from '../util/concurrency.ts';
 import { BucketWriter, fileError, writeFully, type BucketTarget, type WriteBucketOptions } from './bucket-writer.ts';
 import { InstanceChecks } from './staging-checks.ts';
+import { CommitPreparation, type CommitPreparer } from './staging-prepare.ts';
 
 export { decoding, fileError, type WriteBucketOptions } from './bucket-writer.ts';
 
@@ -17,9 +18,6 @@ export { decoding, fileError, type WriteBucketOptions } from './bucket-writer.ts
 export function stagedFileName(id: string): string {
   return `${id}.dcm`;
 }
-
-/** What a staging area asks of the store to do a commit's work ahead, instance by instance. */
-export type CommitPreparer = Pick<Store, 'prepareStaged' | 'releasePrepared'>;
 
 export class StagingArea {
   /** The directory holding the instance files. */
@@ -33,12 +31,8 @@ export class StagingArea {
   /** Creation of each file made or being made. */
   readonly #made = new Map<string, Promise<void>>();
   #removed = false;
-  /** The store that prepares each verified instance for the commit, the preparations, PREPARE_PARALLELISM at a time. */
-  readonly #preparer: CommitPreparer | undefined;
-  readonly #prepared = new Map<string, Promise<PreparedFile | undefined>>();
-  readonly #preparing = new Limiter(PREPARE_PARALLELISM);
-  /** A commit is taking the instances: preparations not begun are left to it. */
-  #committing = false;
+  /** The commit's work done as instances are verified, when the store does it (staging-prepare.ts). */
+  readonly #prep: CommitPreparation | undefined;
 
   private constructor(dir: string, instances: readonly InstanceInfo[], preparer?: CommitPreparer) {
     this.dir = dir;
@@ -46,11 +40,11 @@ export class StagingArea {
     let total = 0;
     for (const i of this.#instances.values()) total += i.Size;
     this.#total = total;
-    this.#preparer = preparer;
+    this.#prep = preparer?.prepareStaged ? new CommitPreparation(preparer, (id) => this.#verifiedInstance(id)) : undefined;
     this.#checks = new InstanceChecks(
       (id) => this.#instances.get(id),
       (id) => this.pathOf(id),
-      (id) => this.#prepare(id),
+      (id) => this.#prep?.ready(id),
     );
     this.#target = {
       instance: (id) => this.#instances.get(id),
@@ -217,49 +211,32 @@ export class StagingArea {
   /**
    * The instances as the store's commitStaged wants them (once every file is made and hashed), with what
    * was prepared of them; a preparation that no longer holds (the file was written again since) is
-   * released. Preparations not begun yet are left to the commit.
+   * released. Preparations not begun yet are left to the commit, and none begins after.
    */
   async staged(): Promise<StagedInstance[]> {
     await this.#allMade();
     await this.#checks.settled();
-    this.#committing = true;
-    try {
-      await Promise.all(this.#prepared.values());
-      const stale: PreparedFile[] = [];
-      const out: StagedInstance[] = [];
-      for (const i of this.instances) {
-        const verdict = this.#checks.verdict(i.ID);
-        const prepared = await this.#prepared.get(i.ID);
-        if (prepared && !verdict.verified) stale.push(prepared);
-        const s: StagedInstance = { id: i.ID, path: this.pathOf(i.ID), size: i.Size, md5: i.MD5, synced: true, ...verdict };
-        out.push(prepared && verdict.verified ? { ...s, prepared } : s);
-      }
-      if (stale.length > 0) await this.#preparer?.releasePrepared?.(stale);
-      return out;
-    } finally {
-      this.#committing = false;
-    }
+    // From the commit on, what was not prepared is the commit's (a commit retried later included).
+    const prep = this.#prep;
+    await prep?.stop();
+    const stale: string[] = [];
+    const out = this.instances.map((i): StagedInstance => {
+      const verdict = this.#checks.verdict(i.ID);
+      const s: StagedInstance = { id: i.ID, path: this.pathOf(i.ID), size: i.Size, md5: i.MD5, synced: true, ...verdict };
+      const prepared = prep?.placed(i.ID);
+      if (prepared && !verdict.verified) stale.push(i.ID);
+      return prepared && verdict.verified ? { ...s, prepared } : s;
+    });
+    await prep?.release(stale);
+    return out;
   }
 
-  /** Hands a verified instance to the preparer, once, in the background (PREPARE_PARALLELISM at a time). */
-  #prepare(id: string): void {
-    const prepare = this.#preparer?.prepareStaged?.bind(this.#preparer);
+  /** Instance `id` as the store wants it while it is verified with its header, else undefined. */
+  #verifiedInstance(id: string): StagedInstance | undefined {
     const inst = this.#instances.get(id);
-    if (!prepare || !inst || this.#removed || this.#prepared.has(id)) return;
-    const p = (async () => {
-      const release = await this.#preparing.acquire();
-      try {
-        const verdict = this.#checks.verdict(id);
-        if (this.#committing || this.#removed || !verdict.verified || !verdict.header) return undefined;
-        return await prepare({ id, path: this.pathOf(id), size: inst.Size, md5: inst.MD5, synced: true, ...verdict });
-      } finally {
-        release();
-      }
-    })();
-    this.#prepared.set(
-      id,
-      p.catch(() => undefined),
-    );
+    const verdict = this.#checks.verdict(id);
+    if (!inst || this.#removed || !verdict.verified || !verdict.header) return undefined;
+    return { id, path: this.pathOf(id), size: inst.Size, md5: inst.MD5, synced: true, ...verdict };
   }
 
   /** Deletes the directory and everything in it (what a commit did not adopt). Never throws. */
@@ -268,8 +245,8 @@ export class StagingArea {
     this.#removed = true;
     await Promise.allSettled(this.#made.values());
     // What was prepared and not adopted by a commit leaves the store too (the store ignores adopted ones).
-    const prepared = (await Promise.all(this.#prepared.values())).filter((p): p is PreparedFile => p !== undefined);
-    if (prepared.length > 0) await this.#preparer?.releasePrepared?.(prepared);
+    await this.#prep?.stop();
+    await this.#prep?.release();
     await StagingArea.discard(this.dir);
   }
 
@@ -281,8 +258,6 @@ export class StagingArea {
 
 /** Staging files created (or checked) at once. */
 const FILE_PARALLELISM = 16;
-/** Instances prepared for the commit at once (each mostly waits on the disk: a link, a directory flushed). */
-const PREPARE_PARALLELISM = 4;
 
 /** The instances that the buckets `done` (indexes into `buckets`) wrote into. */
 export function writtenBy(buckets: readonly Bucket[], done: Iterable<number>): Set<string> {

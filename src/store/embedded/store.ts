@@ -137,27 +137,46 @@ export class EmbeddedStore implements Store {
   readonly #placed = new Set<string>();
 
   /**
-   * Store.prepareStaged: a second link to the staged file at its place among the store's files, journalled
-   * first (a crash leaves no file behind, see #recover) and its directory flushed, so that the commit only
-   * writes the index. The link shares the staged file's data, so nothing is copied, and no reader finds it
-   * before the index names it. Nothing for an instance the store holds already (unless it overwrites).
+   * Store.prepareStaged: a second link to each staged file at its place among the store's files, journalled
+   * first (a crash leaves no file behind, see #recover), the batch in one directory flushed once, so that
+   * the commit only writes the index. A link shares the staged file's data, so nothing is copied, and no
+   * reader finds it before the index names it. Nothing for an instance the store holds already (unless it
+   * overwrites).
    */
-  async prepareStaged(s: StagedInstance): Promise<PreparedFile | undefined> {
-    if (this.#closed || !s.verified || !s.header) return undefined;
-    let file: string | undefined;
+  async prepareStaged(batch: readonly StagedInstance[]): Promise<(PreparedFile | undefined)[]> {
+    const out: (PreparedFile | undefined)[] = batch.map(() => undefined);
+    if (this.#closed) return out;
+    const files: string[] = [];
     try {
-      if (orthancIds(s.header).instance !== s.id) return undefined;
-      if (!this.#opts.overwriteInstances && (await this.#index.instance(s.id))) return undefined;
-      file = this.#newFile();
-      await this.#mkdirFor(file);
-      await this.#index.journal([file], Date.now());
-      this.#placed.add(file);
-      await link(s.path, this.#filePath(file));
-      await fsyncDir(dirname(this.#filePath(file)));
-      return { file };
+      const fit = batch.filter((s) => s.verified && s.header && orthancIds(s.header).instance === s.id);
+      const stored = this.#opts.overwriteInstances ? new Map() : await this.#index.instances(fit.map((s) => s.id));
+      const todo = fit.filter((s) => !stored.has(s.id));
+      if (todo.length === 0) return out;
+      // One directory for the batch (names that share their first four characters): one flush for all.
+      const first = this.#newFile();
+      for (let k = 0; k < todo.length; k++) files.push(k === 0 ? first : `${first.slice(0, 4)}${randomUUID().slice(4)}`);
+      await this.#mkdirFor(first);
+      await this.#index.journal(files, Date.now());
+      for (const f of files) this.#placed.add(f);
+      const linked = await mapLimit(todo, IO_PARALLELISM, (s, k) =>
+        link(s.path, this.#filePath(files[k] as string)).then(
+          () => true,
+          () => false,
+        ),
+      );
+      await fsyncDir(dirname(this.#filePath(first)));
+      const at = new Map(batch.map((s, i) => [s, i]));
+      const failed: PreparedFile[] = [];
+      todo.forEach((s, k) => {
+        const file = { file: files[k] as string };
+        if (linked[k]) out[at.get(s) as number] = file;
+        else failed.push(file);
+      });
+      await this.releasePrepared(failed);
+      return out;
     } catch {
-      if (file !== undefined) await this.releasePrepared([{ file }]);
-      return undefined;
+      await this.releasePrepared(files.map((file) => ({ file })));
+      return batch.map(() => undefined);
     }
   }
 

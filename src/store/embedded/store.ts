@@ -133,8 +133,8 @@ export class EmbeddedStore implements Store {
     return this.#preparing;
   }
 
-  /** Files placed by prepareStaged and neither adopted nor released yet. */
-  readonly #placed = new Set<string>();
+  /** Files placed by prepareStaged and neither adopted nor released yet, with their instance's IDs. */
+  readonly #placed = new Map<string, OrthancIds>();
 
   /**
    * Store.prepareStaged: a second link to each staged file at its place among the store's files, journalled
@@ -148,18 +148,21 @@ export class EmbeddedStore implements Store {
     if (this.#closed) return out;
     const files: string[] = [];
     try {
-      const fit = batch.filter((s) => s.verified && s.header && orthancIds(s.header).instance === s.id);
-      const stored = this.#opts.overwriteInstances ? new Map() : await this.#index.instances(fit.map((s) => s.id));
-      const todo = fit.filter((s) => !stored.has(s.id));
+      const fit = batch.flatMap((s) => {
+        const ids = s.verified && s.header ? orthancIds(s.header) : undefined;
+        return ids?.instance === s.id ? [{ s, ids }] : [];
+      });
+      const stored = this.#opts.overwriteInstances ? new Map() : await this.#index.instances(fit.map((f) => f.s.id));
+      const todo = fit.filter((f) => !stored.has(f.s.id));
       if (todo.length === 0) return out;
       // One directory for the batch (names that share their first four characters): one flush for all.
       const first = this.#newFile();
       for (let k = 0; k < todo.length; k++) files.push(k === 0 ? first : `${first.slice(0, 4)}${randomUUID().slice(4)}`);
       await this.#mkdirFor(first);
       await this.#index.journal(files, Date.now());
-      for (const f of files) this.#placed.add(f);
-      const linked = await mapLimit(todo, IO_PARALLELISM, (s, k) =>
-        link(s.path, this.#filePath(files[k] as string)).then(
+      todo.forEach((f, k) => this.#placed.set(files[k] as string, f.ids));
+      const linked = await mapLimit(todo, IO_PARALLELISM, (f, k) =>
+        link(f.s.path, this.#filePath(files[k] as string)).then(
           () => true,
           () => false,
         ),
@@ -167,9 +170,9 @@ export class EmbeddedStore implements Store {
       await fsyncDir(dirname(this.#filePath(first)));
       const at = new Map(batch.map((s, i) => [s, i]));
       const failed: PreparedFile[] = [];
-      todo.forEach((s, k) => {
+      todo.forEach((f, k) => {
         const file = { file: files[k] as string };
-        if (linked[k]) out[at.get(s) as number] = file;
+        if (linked[k]) out[at.get(f.s) as number] = file;
         else failed.push(file);
       });
       await this.releasePrepared(failed);
@@ -316,6 +319,9 @@ export class EmbeddedStore implements Store {
     // The checks wait mostly on file opens and reads: many at a time, or a thousand small files wait on
     // the disk a thousand times in a row (CommitThreadsCount raises it further for MD5-heavy commits).
     const checked = await mapLimit(staged, Math.max(this.#opts.commitThreads, IO_PARALLELISM), async (s): Promise<Checked | undefined> => {
+      // Placed by prepareStaged: checked then (verified, its header the very bytes hashed, its IDs taken).
+      const placed = s.verified && s.header && s.prepared ? this.#placed.get(s.prepared.file) : undefined;
+      if (s.header && placed?.instance === s.id) return { s, header: s.header, ids: placed };
       try {
         const st = await stat(s.path);
         if (st.size !== s.size) {

@@ -160,7 +160,7 @@ export class EmbeddedStore implements Store {
       for (let k = 0; k < todo.length; k++) files.push(k === 0 ? first : `${first.slice(0, 4)}${randomUUID().slice(4)}`);
       await this.#mkdirFor(first);
       await this.#index.journal(files, Date.now());
-      todo.forEach((f, k) => this.#placed.set(files[k] as string, f.ids));
+      for (const [k, f] of todo.entries()) this.#placed.set(files[k] as string, f.ids);
       const linked = await mapLimit(todo, IO_PARALLELISM, (f, k) =>
         link(f.s.path, this.#filePath(files[k] as string)).then(
           () => true,

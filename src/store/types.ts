@@ -23,6 +23,13 @@ export interface StagedInstance {
   verified?: boolean;
   /** With `verified`: the header parsed from the very bytes that were hashed (a store need not read it). */
   header?: DicomHeader;
+  /** With `verified`: where prepareStaged placed the file ahead of the commit (a store need not move it). */
+  prepared?: PreparedFile;
+}
+
+/** A staged file that a store placed ahead of its commit (prepareStaged): among its files, in no index row. */
+export interface PreparedFile {
+  file: string;
 }
 
 export type IngestStatus = 'Success' | 'AlreadyStored';
@@ -99,6 +106,18 @@ export interface Store {
    * new instances will need (the embedded store makes their directories). Best effort; never rejects.
    */
   prepareFiles?(count: number): Promise<void>;
+
+  /**
+   * Optional: while a transfer still runs, does a commit's work for staged instances that are complete and
+   * verified (their files placed where the store keeps them, unseen until the commit's index transaction),
+   * so that the commit is little more than that transaction. Answers one entry per instance, undefined
+   * where it did nothing (the commit then does it all). Best effort; never rejects. What a commit does not
+   * adopt goes with releasePrepared.
+   */
+  prepareStaged?(staged: readonly StagedInstance[]): Promise<(PreparedFile | undefined)[]>;
+
+  /** Optional: undoes prepareStaged for files no commit adopted (a discard, a failed commit). Never rejects. */
+  releasePrepared?(files: readonly PreparedFile[]): Promise<void>;
 
   /**
    * Optional: the IDs and main tags of an instance (what routing rules match on), or undefined when it is

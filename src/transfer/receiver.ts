@@ -254,7 +254,7 @@ export class PushReceiver {
     try {
       // The victim had no request in flight, so its files go at once; its disk space is counted free.
       await evicted;
-      tx.area = await StagingArea.create(tx.dir, create.Instances);
+      tx.area = await StagingArea.create(tx.dir, create.Instances, this.#store);
       await this.#state.create({ id, createdAt: now, create });
     } catch (e) {
       this.#txs.delete(id);
@@ -486,8 +486,8 @@ export class PushReceiver {
   }
 
   /**
-   * Forgets a transaction now and removes its staging once its running requests have stopped; the
-   * promise settles (never rejects) when the staging is gone.
+   * Forgets a transaction now and removes its staging (and what the store prepared of it) once its running
+   * requests have stopped; the promise settles (never rejects) when the staging is gone.
    */
   #drop(tx: Transaction, why: 'discarded' | 'evicted' | 'expired'): Promise<void> {
     this.#txs.delete(tx.id);
@@ -500,7 +500,7 @@ export class PushReceiver {
       await this.#state
         .delete(tx.id)
         .catch((e: unknown) => this.#log?.warn({ tx: tx.id, err: String(e) }, 'cannot forget a push transaction'));
-      await StagingArea.discard(tx.dir);
+      await (tx.area ? tx.area.remove() : StagingArea.discard(tx.dir));
     })();
     this.#track(removal);
     return removal;

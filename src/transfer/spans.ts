@@ -74,22 +74,65 @@ export interface SpanQueueOptions {
 }
 
 /**
+ * Which stream a bucket of the plan travels in: many small instances together ('group': a file, a hash and
+ * an index row per instance, the costly part of a receiver's work per byte), a piece of an instance split
+ * over several buckets ('piece'), or one instance alone ('whole').
+ */
+export type SpanStream = 'group' | 'piece' | 'whole';
+
+/** The stream of bucket `i` of `buckets` (a piece shares its instance with a neighbouring bucket). */
+export function streamOf(buckets: readonly Bucket[], i: number): SpanStream {
+  const b = buckets[i] as Bucket;
+  if (b.length > 1) return 'group';
+  const id = b[0]?.ID;
+  const before = buckets[i - 1];
+  const after = buckets[i + 1];
+  if (id !== undefined && ((before?.length === 1 && before[0]?.ID === id) || (after?.length === 1 && after[0]?.ID === id))) return 'piece';
+  return 'whole';
+}
+
+/** The pending buckets of one stream, in plan order, and how far it has been handed out. */
+interface Stream {
+  indexes: number[];
+  at: number;
+  bytes: number;
+  handed: number;
+}
+
+/**
  * The buckets left to move, handed out as spans: consecutive pending buckets up to the size asked for.
  * Guided self-scheduling: the caller asks for about (bytes left) / (2 x requests in flight), so spans are
  * large while much is left and shrink to single buckets at the end.
+ *
+ * The plan lists large instances first and the groups of small ones last (protocol/buckets.ts): sent in
+ * that order, a transfer would end on thousands of small instances, the receiver's slowest bytes, right
+ * before its commit. So the buckets go in streams (SpanStream), each span from one stream, the stream
+ * least far through its bytes first: every stream advances in proportion to its bytes, and the end of a
+ * transfer holds a bit of each.
  */
 export class SpanQueue {
   readonly #buckets: readonly Bucket[];
-  readonly #pending: number[];
+  readonly #streams: Stream[];
   readonly #o: SpanQueueOptions;
-  #at = 0;
   #bytesLeft = 0;
 
   constructor(buckets: readonly Bucket[], pending: readonly number[], options: SpanQueueOptions) {
     this.#buckets = buckets;
-    this.#pending = [...pending].sort((a, b) => a - b);
     this.#o = options;
-    for (const i of this.#pending) this.#bytesLeft += bucketSize(buckets[i] as Bucket);
+    const byStream = new Map<SpanStream, Stream>();
+    for (const i of [...new Set(pending)].sort((a, b) => a - b)) {
+      const kind = streamOf(buckets, i);
+      let s = byStream.get(kind);
+      if (!s) {
+        s = { indexes: [], at: 0, bytes: 0, handed: 0 };
+        byStream.set(kind, s);
+      }
+      const size = bucketSize(buckets[i] as Bucket);
+      s.indexes.push(i);
+      s.bytes += size;
+      this.#bytesLeft += size;
+    }
+    this.#streams = [...byStream.values()];
   }
 
   /** Payload bytes of the buckets not handed out yet. */
@@ -98,20 +141,37 @@ export class SpanQueue {
   }
 
   get empty(): boolean {
-    return this.#at >= this.#pending.length;
+    return this.#streams.every((s) => s.at >= s.indexes.length);
+  }
+
+  /** The stream least far through its bytes (the larger one first on a tie), undefined when all are done. */
+  #stream(): Stream | undefined {
+    let best: Stream | undefined;
+    let bestShare = Number.POSITIVE_INFINITY;
+    for (const s of this.#streams) {
+      if (s.at >= s.indexes.length) continue;
+      // A stream of empty buckets only is as far as it gets: it goes first, it costs nothing.
+      const share = s.bytes > 0 ? s.handed / s.bytes : 0;
+      if (share < bestShare || (share === bestShare && best !== undefined && s.bytes > best.bytes)) {
+        best = s;
+        bestShare = share;
+      }
+    }
+    return best;
   }
 
   /** The next span of at most `targetBytes` (at least one bucket), or undefined when none is left. */
   next(targetBytes: number): Span | undefined {
-    if (this.empty) return undefined;
+    const s = this.#stream();
+    if (!s) return undefined;
     const target = Math.min(this.#o.maxBytes, Math.max(1, targetBytes));
-    const first = this.#pending[this.#at++] as number;
+    const first = s.indexes[s.at++] as number;
     let last = first;
     const parts: Bucket[] = [this.#buckets[first] as Bucket];
     let bytes = bucketSize(parts[0] as Bucket);
     let chunks = joinChunks(parts);
-    while (this.#o.join && !this.empty && last - first + 1 < MAX_SPAN_BUCKETS) {
-      const i = this.#pending[this.#at] as number;
+    while (this.#o.join && s.at < s.indexes.length && last - first + 1 < MAX_SPAN_BUCKETS) {
+      const i = s.indexes[s.at] as number;
       if (i !== last + 1) break;
       const b = this.#buckets[i] as Bucket;
       const size = bucketSize(b);
@@ -123,8 +183,9 @@ export class SpanQueue {
       chunks = joined;
       bytes += size;
       last = i;
-      this.#at++;
+      s.at++;
     }
+    s.handed += bytes;
     this.#bytesLeft -= bytes;
     return { first, last, chunks, bytes };
   }

@@ -39,9 +39,13 @@ export class InstanceChecks {
   /** Headers parsed from the bytes of verified instances: the commit need not read them again. */
   readonly #headers = new Map<string, DicomHeader>();
 
-  constructor(instance: (id: string) => InstanceInfo | undefined, pathOf: (id: string) => string) {
+  /** Told of each instance verified with its header (the commit's work for it may start). */
+  readonly #onVerified: ((id: string) => void) | undefined;
+
+  constructor(instance: (id: string) => InstanceInfo | undefined, pathOf: (id: string) => string, onVerified?: (id: string) => void) {
     this.#instance = instance;
     this.#pathOf = pathOf;
+    this.#onVerified = onVerified;
   }
 
   /** Writes into `id` so far. */
@@ -66,7 +70,9 @@ export class InstanceChecks {
     if (!inst || this.epoch(id) !== epoch + writes || md5 !== inst.MD5) return;
     this.#verified.add(id);
     const header = headerFrom(head, inst.Size);
-    if (header) this.#headers.set(id, header);
+    if (!header) return;
+    this.#headers.set(id, header);
+    this.#onVerified?.(id);
   }
 
   /**
@@ -114,7 +120,9 @@ export class InstanceChecks {
     this.#verified.add(id);
     // The file holds exactly the bytes counted (a later write would spoil it): its header from there.
     const header = headerFrom([await readHead(this.#pathOf(id), inst.Size)], inst.Size);
-    if (header && !run.spoiled) this.#headers.set(id, header);
+    if (!header || run.spoiled) return;
+    this.#headers.set(id, header);
+    this.#onVerified?.(id);
   }
 
   /** Stops trusting what was hashed of an instance so far (it is read again at commit). */

@@ -10,6 +10,7 @@ import type { StagedInstance } from '../store/types.ts';
 import { mapLimit } from '../util/concurrency.ts';
 import { BucketWriter, fileError, writeFully, type BucketTarget, type WriteBucketOptions } from './bucket-writer.ts';
 import { InstanceChecks } from './staging-checks.ts';
+import { CommitPreparation, type CommitPreparer } from './staging-prepare.ts';
 
 export { decoding, fileError, type WriteBucketOptions } from './bucket-writer.ts';
 
@@ -30,16 +31,20 @@ export class StagingArea {
   /** Creation of each file made or being made. */
   readonly #made = new Map<string, Promise<void>>();
   #removed = false;
+  /** The commit's work done as instances are verified, when the store does it (staging-prepare.ts). */
+  readonly #prep: CommitPreparation | undefined;
 
-  private constructor(dir: string, instances: readonly InstanceInfo[]) {
+  private constructor(dir: string, instances: readonly InstanceInfo[], preparer?: CommitPreparer) {
     this.dir = dir;
     this.#instances = new Map(sortUniqueInstances(instances).map((i) => [i.ID, i]));
     let total = 0;
     for (const i of this.#instances.values()) total += i.Size;
     this.#total = total;
+    this.#prep = preparer?.prepareStaged ? new CommitPreparation(preparer, (id) => this.#verifiedInstance(id)) : undefined;
     this.#checks = new InstanceChecks(
       (id) => this.#instances.get(id),
       (id) => this.pathOf(id),
+      (id) => this.#prep?.ready(id),
     );
     this.#target = {
       instance: (id) => this.#instances.get(id),
@@ -57,10 +62,12 @@ export class StagingArea {
    * before this resolves (so that a directory that cannot be written fails here, with the directory
    * removed and FullStorage / CannotWriteFile thrown); the others are made as the buckets write into them,
    * and the rest (instances no bucket writes: empty ones) by staged(), so that a transaction of 100,000
-   * instances answers its create at once and makes no file ahead of its data.
+   * instances answers its create at once and makes no file ahead of its data. With a `preparer`, each
+   * instance verified as it lands is handed to it (a few at a time, in the background), so that the commit
+   * finds its work done.
    */
-  static async create(dir: string, instances: readonly InstanceInfo[]): Promise<StagingArea> {
-    const area = new StagingArea(dir, instances);
+  static async create(dir: string, instances: readonly InstanceInfo[], preparer?: CommitPreparer): Promise<StagingArea> {
+    const area = new StagingArea(dir, instances, preparer);
     try {
       await mkdir(dir, { recursive: true });
       const ids: string[] = [];
@@ -201,18 +208,35 @@ export class StagingArea {
     }
   }
 
-  /** The instances as the store's commitStaged wants them (once every file is made and hashed). */
+  /**
+   * The instances as the store's commitStaged wants them (once every file is made and hashed), with what
+   * was prepared of them; a preparation that no longer holds (the file was written again since) is
+   * released. Preparations not begun yet are left to the commit, and none begins after.
+   */
   async staged(): Promise<StagedInstance[]> {
     await this.#allMade();
     await this.#checks.settled();
-    return this.instances.map((i) => ({
-      id: i.ID,
-      path: this.pathOf(i.ID),
-      size: i.Size,
-      md5: i.MD5,
-      synced: true,
-      ...this.#checks.verdict(i.ID),
-    }));
+    // From the commit on, what was not prepared is the commit's (a commit retried later included).
+    const prep = this.#prep;
+    await prep?.stop();
+    const stale: string[] = [];
+    const out = this.instances.map((i): StagedInstance => {
+      const verdict = this.#checks.verdict(i.ID);
+      const s: StagedInstance = { id: i.ID, path: this.pathOf(i.ID), size: i.Size, md5: i.MD5, synced: true, ...verdict };
+      const prepared = prep?.placed(i.ID);
+      if (prepared && !verdict.verified) stale.push(i.ID);
+      return prepared && verdict.verified ? { ...s, prepared } : s;
+    });
+    await prep?.release(stale);
+    return out;
+  }
+
+  /** Instance `id` as the store wants it while it is verified with its header, else undefined. */
+  #verifiedInstance(id: string): StagedInstance | undefined {
+    const inst = this.#instances.get(id);
+    const verdict = this.#checks.verdict(id);
+    if (!inst || this.#removed || !verdict.verified || !verdict.header) return undefined;
+    return { id, path: this.pathOf(id), size: inst.Size, md5: inst.MD5, synced: true, ...verdict };
   }
 
   /** Deletes the directory and everything in it (what a commit did not adopt). Never throws. */
@@ -220,6 +244,9 @@ export class StagingArea {
     // Files still being made would land in a directory already gone, or make it again.
     this.#removed = true;
     await Promise.allSettled(this.#made.values());
+    // What was prepared and not adopted by a commit leaves the store too (the store ignores adopted ones).
+    await this.#prep?.stop();
+    await this.#prep?.release();
     await StagingArea.discard(this.dir);
   }
 

@@ -4,8 +4,8 @@
 // nothing behind.
 import { randomUUID } from 'node:crypto';
 import { createReadStream, renameSync, unlinkSync } from 'node:fs';
-import { mkdir, readdir, rm, stat, unlink } from 'node:fs/promises';
-import { join } from 'node:path';
+import { link, mkdir, readdir, rm, stat, unlink } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { isDicomTruncated, parseDicomHeader, readDicomHeaderFromFile } from '../../dicom/parse.ts';
 import { orthancIds } from '../../dicom/ids.ts';
@@ -15,7 +15,7 @@ import { fsyncDir, fsyncFile, md5File } from '../../util/fs.ts';
 import { lockDirectory, type DirLock } from '../../util/dir-lock.ts';
 import { mapLimit } from '../../util/concurrency.ts';
 import type { FindRequest } from '../find.ts';
-import type { CommitResult, IngestHints, IngestResult, InstanceInfo, InstanceTags, StagedInstance, Store } from '../types.ts';
+import type { CommitResult, IngestHints, IngestResult, InstanceInfo, InstanceTags, PreparedFile, StagedInstance, Store } from '../types.ts';
 import { openDb } from './db.ts';
 import type { AdoptResult, IndexedResource, IndexEntry, InstanceIndex, ReplacePolicy } from './instance-index.ts';
 import { LEVEL_PATH, ResourceViews, type OrthancResource } from './resources.ts';
@@ -133,6 +133,64 @@ export class EmbeddedStore implements Store {
     return this.#preparing;
   }
 
+  /** Files placed by prepareStaged and neither adopted nor released yet, with their instance's IDs. */
+  readonly #placed = new Map<string, OrthancIds>();
+
+  /**
+   * Store.prepareStaged: a second link to each staged file at its place among the store's files, journalled
+   * first (a crash leaves no file behind, see #recover), the batch in one directory flushed once, so that
+   * the commit only writes the index. A link shares the staged file's data, so nothing is copied, and no
+   * reader finds it before the index names it. Nothing for an instance the store holds already (unless it
+   * overwrites).
+   */
+  async prepareStaged(batch: readonly StagedInstance[]): Promise<(PreparedFile | undefined)[]> {
+    const out: (PreparedFile | undefined)[] = batch.map(() => undefined);
+    if (this.#closed) return out;
+    const files: string[] = [];
+    try {
+      const fit = batch.flatMap((s) => {
+        const ids = s.verified && s.header ? orthancIds(s.header) : undefined;
+        return ids?.instance === s.id ? [{ s, ids }] : [];
+      });
+      const stored = this.#opts.overwriteInstances ? new Map() : await this.#index.instances(fit.map((f) => f.s.id));
+      const todo = fit.filter((f) => !stored.has(f.s.id));
+      if (todo.length === 0) return out;
+      // One directory for the batch (names that share their first four characters): one flush for all.
+      const first = this.#newFile();
+      for (let k = 0; k < todo.length; k++) files.push(k === 0 ? first : `${first.slice(0, 4)}${randomUUID().slice(4)}`);
+      await this.#mkdirFor(first);
+      await this.#index.journal(files, Date.now());
+      for (const [k, f] of todo.entries()) this.#placed.set(files[k] as string, f.ids);
+      const linked = await mapLimit(todo, IO_PARALLELISM, (f, k) =>
+        link(f.s.path, this.#filePath(files[k] as string)).then(
+          () => true,
+          () => false,
+        ),
+      );
+      await fsyncDir(dirname(this.#filePath(first)));
+      const at = new Map(batch.map((s, i) => [s, i]));
+      const failed: PreparedFile[] = [];
+      todo.forEach((f, k) => {
+        const file = { file: files[k] as string };
+        if (linked[k]) out[at.get(f.s) as number] = file;
+        else failed.push(file);
+      });
+      await this.releasePrepared(failed);
+      return out;
+    } catch {
+      await this.releasePrepared(files.map((file) => ({ file })));
+      return batch.map(() => undefined);
+    }
+  }
+
+  /** Store.releasePrepared: removes the placed files (those of this store still placed) and their journal entries. */
+  async releasePrepared(files: readonly PreparedFile[]): Promise<void> {
+    const mine = files.map((f) => f.file).filter((f) => this.#placed.delete(f));
+    if (mine.length === 0) return;
+    for (const f of mine) await unlink(this.#filePath(f)).catch(() => undefined);
+    await this.#index.unjournal(mine).catch(() => undefined);
+  }
+
   /** The name of a new file: one whose directory is made already when there is one. */
   #newFile(): string {
     return this.#readyFiles.pop() ?? randomUUID();
@@ -214,29 +272,36 @@ export class EmbeddedStore implements Store {
     const checked = await this.#checkStaged(staged);
     const stored = await this.#index.instances(checked.map((c) => c.ids.instance));
     const fresh: IndexEntry[] = [];
-    const freshPaths: string[] = [];
+    // The staged path of each fresh instance to move in, undefined for a file prepareStaged placed already.
+    const freshPaths: (string | undefined)[] = [];
     const alreadyStored: string[] = [];
+    const unneeded: PreparedFile[] = [];
     const toSync: string[] = [];
     for (const c of checked) {
+      const placed = c.s.verified && c.s.prepared && this.#placed.has(c.s.prepared.file) ? c.s.prepared : undefined;
       const existing = stored.get(c.ids.instance);
       if (existing && (!this.#opts.overwriteInstances || existing.md5 === c.s.md5)) {
         alreadyStored.push(c.s.id);
+        if (placed) unneeded.push(placed);
         continue;
       }
-      fresh.push(indexEntry(c.header, c.ids, this.#newFile(), c.s.size, c.s.md5));
-      freshPaths.push(c.s.path);
+      fresh.push(indexEntry(c.header, c.ids, placed?.file ?? this.#newFile(), c.s.size, c.s.md5));
+      freshPaths.push(placed ? undefined : c.s.path);
       if (!c.s.synced) toSync.push(c.s.path);
     }
+    await this.releasePrepared(unneeded);
+    const toMove = fresh.filter((_, i) => freshPaths[i] !== undefined);
     // Directories made and data flushed many at a time: one by one, a thousand instances wait on the disk
     // a thousand times.
-    await mapLimit(fresh, IO_PARALLELISM, (a) => this.#mkdirFor(a.file));
+    await mapLimit(toMove, IO_PARALLELISM, (a) => this.#mkdirFor(a.file));
     await mapLimit(toSync, IO_PARALLELISM, (p) => fsyncFile(p));
     // The index decides again, in its transaction, for instances stored meanwhile by someone else.
     const policy: ReplacePolicy = this.#opts.overwriteInstances ? 'if-different' : 'never';
     const r = fresh.length > 0 ? await this.#adopt(fresh, freshPaths, policy) : NOTHING_ADOPTED;
     alreadyStored.push(...r.kept.map((k) => k.id));
     const adopted = new Set(r.adopted);
-    const dirs = new Set(fresh.filter((a) => adopted.has(a.ids.instance)).map((a) => join(this.#filePath(a.file), '..')));
+    // The directories of placed files were flushed when they were placed.
+    const dirs = new Set(toMove.filter((a) => adopted.has(a.ids.instance)).map((a) => dirname(this.#filePath(a.file))));
     await mapLimit([...dirs], IO_PARALLELISM, (d) => fsyncDir(d));
     await this.#removeFiles(r.replaced);
     const already = new Set(alreadyStored);
@@ -254,6 +319,9 @@ export class EmbeddedStore implements Store {
     // The checks wait mostly on file opens and reads: many at a time, or a thousand small files wait on
     // the disk a thousand times in a row (CommitThreadsCount raises it further for MD5-heavy commits).
     const checked = await mapLimit(staged, Math.max(this.#opts.commitThreads, IO_PARALLELISM), async (s): Promise<Checked | undefined> => {
+      // Placed by prepareStaged: checked then (verified, its header the very bytes hashed, its IDs taken).
+      const placed = s.verified && s.header && s.prepared ? this.#placed.get(s.prepared.file) : undefined;
+      if (s.header && placed?.instance === s.id) return { s, header: s.header, ids: placed };
       try {
         const st = await stat(s.path);
         if (st.size !== s.size) {
@@ -290,26 +358,31 @@ export class EmbeddedStore implements Store {
 
   /**
    * Moves the files into place and indexes them in one index transaction; all or nothing. The files enter
-   * the journal before they move, so that a crash in between leaves none behind. The new files of
-   * instances the index kept are removed here; those of replaced instances are the caller's to remove.
+   * the journal before they move, so that a crash in between leaves none behind. A source left undefined
+   * is a file placed already (prepareStaged), journalled then and left to its owner's release on failure.
+   * The new files of instances the index kept are removed here; those of replaced instances are the
+   * caller's to remove.
    */
-  async #adopt(entries: readonly IndexEntry[], sources: readonly string[], policy: ReplacePolicy): Promise<AdoptResult> {
+  async #adopt(entries: readonly IndexEntry[], sources: readonly (string | undefined)[], policy: ReplacePolicy): Promise<AdoptResult> {
     const now = Date.now();
     const files = entries.map((e) => e.file);
-    await this.#index.journal(files, now);
-    const moved: string[] = [];
+    const moving = files.filter((_, i) => sources[i] !== undefined);
+    await this.#index.journal(moving, now);
+    const moved: { file: string; source: string }[] = [];
     let result: AdoptResult;
     try {
       entries.forEach((e, i) => {
-        renameSync(sources[i] as string, this.#filePath(e.file));
-        moved.push(e.file);
+        const source = sources[i];
+        if (source === undefined) return;
+        renameSync(source, this.#filePath(e.file));
+        moved.push({ file: e.file, source });
       });
       result = await this.#index.adopt(entries, policy, now);
     } catch (e) {
       // Put the staged files back where they came from, so that nothing half-adopted stays.
-      moved.forEach((file, i) => {
+      for (const { file, source } of moved) {
         try {
-          renameSync(this.#filePath(file), sources[i] as string);
+          renameSync(this.#filePath(file), source);
         } catch {
           try {
             unlinkSync(this.#filePath(file));
@@ -317,10 +390,11 @@ export class EmbeddedStore implements Store {
             // already gone
           }
         }
-      });
-      await this.#index.unjournal(files).catch(() => undefined);
+      }
+      await this.#index.unjournal(moving).catch(() => undefined);
       throw new XferError('Database', 'cannot index the instances', { cause: e });
     }
+    for (const f of files) this.#placed.delete(f);
     await this.#removeFiles(result.kept.map((k) => k.file));
     return result;
   }

@@ -24,20 +24,23 @@ export function bucketStream(store: Store, bucket: Bucket): Readable {
 }
 
 /**
- * The concatenated bytes of a bucket in one buffer of its size: each chunk read straight into its place
- * when the store can (no stream pieces, no copy into the buffer), else copied from its stream.
+ * The concatenated bytes of a bucket in one buffer of its size, and their CRC-32: each chunk read straight
+ * into its place when the store can (no stream pieces, no copy into the buffer), else copied from its
+ * stream, and checksummed right after its read, while its bytes are still in the processor's cache.
  */
-export async function readBucket(store: Store, bucket: Bucket): Promise<Buffer> {
+export async function readBucket(store: Store, bucket: Bucket): Promise<{ payload: Buffer; crc: number }> {
   const out = Buffer.allocUnsafe(bucketSize(bucket));
   let at = 0;
+  let crc = 0;
   for (const c of bucket) {
     if (c.Size === 0) continue;
     const part = out.subarray(at, at + c.Size);
     if (store.readRangeInto) await store.readRangeInto(c.ID, c.Offset, part);
     else await copyStream(await store.readRange(c.ID, c.Offset, c.Offset + c.Size), part, c.ID);
+    crc = zlibCrc32(part, crc);
     at += c.Size;
   }
-  return out;
+  return { payload: out, crc };
 }
 
 /** Copies `source` into `target`, which it must fill exactly. */
@@ -121,9 +124,9 @@ async function collect(source: AsyncIterable<Buffer>): Promise<Buffer> {
 export async function bucketBody(store: Store, bucket: Bucket, o: BodyOptions): Promise<BucketBody> {
   if (o.compression === 'none' || o.compression === 'zstd') {
     if (!o.checksum && o.compression === 'none') return { body: { stream: bucketStream(store, bucket), length: bucketSize(bucket) } };
-    const payload = await readBucket(store, bucket);
+    const { payload, crc } = await readBucket(store, bucket);
     const body = o.compression === 'zstd' ? await zstdCompress(payload, o.zstd?.level ?? ZSTD_DEFAULT_LEVEL) : payload;
-    return o.checksum ? { body, crc32: crc32Hex(zlibCrc32(payload)) } : { body };
+    return o.checksum ? { body, crc32: crc32Hex(crc) } : { body };
   }
   if (o.gzip.chunked) {
     const raw = bucketStream(store, bucket);

@@ -84,6 +84,13 @@ export interface Store {
    */
   readRange(id: string, start: number, end: number): Promise<Readable>;
 
+  /**
+   * Optional: fills `target` with the bytes [start, start + target.length) of an instance's file, read
+   * straight into it (no stream, no copy). Rejects as readRange does, and with CorruptedFile when the
+   * file ends before the range does.
+   */
+  readRangeInto?(id: string, start: number, target: Uint8Array): Promise<void>;
+
   /** A directory on the same file system as the store, where staged files can be written. */
   stagingRoot(): string;
 

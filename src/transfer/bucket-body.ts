@@ -3,6 +3,7 @@
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { crc32 as zlibCrc32 } from 'node:zlib';
+import { XferError } from '../errors.ts';
 import { bucketSize } from '../protocol/buckets.ts';
 import { createGzipStream } from '../protocol/compression.ts';
 import type { Bucket, Compression } from '../protocol/wire.ts';
@@ -20,6 +21,41 @@ export function bucketStream(store: Store, bucket: Bucket): Readable {
     }
   }
   return Readable.from(gen(), { objectMode: false });
+}
+
+/**
+ * The concatenated bytes of a bucket in one buffer of its size, and their CRC-32: each chunk read straight
+ * into its place when the store can (no stream pieces, no copy into the buffer), else copied from its
+ * stream, and checksummed right after its read, while its bytes are still in the processor's cache.
+ */
+export async function readBucket(store: Store, bucket: Bucket): Promise<{ payload: Buffer; crc: number }> {
+  const out = Buffer.allocUnsafe(bucketSize(bucket));
+  let at = 0;
+  let crc = 0;
+  for (const c of bucket) {
+    if (c.Size === 0) continue;
+    const part = out.subarray(at, at + c.Size);
+    if (store.readRangeInto) await store.readRangeInto(c.ID, c.Offset, part);
+    else await copyStream(await store.readRange(c.ID, c.Offset, c.Offset + c.Size), part, c.ID);
+    crc = zlibCrc32(part, crc);
+    at += c.Size;
+  }
+  return { payload: out, crc };
+}
+
+/** Copies `source` into `target`, which it must fill exactly. */
+async function copyStream(source: Readable, target: Buffer, id: string): Promise<void> {
+  let at = 0;
+  for await (const piece of source) {
+    const b = piece as Buffer;
+    if (at + b.length > target.length) {
+      source.destroy();
+      throw new XferError('CorruptedFile', `instance ${id}: its range is longer than ${target.length} bytes`);
+    }
+    b.copy(target, at);
+    at += b.length;
+  }
+  if (at !== target.length) throw new XferError('CorruptedFile', `instance ${id}: its range ends at ${at} of ${target.length} bytes`);
 }
 
 /** A bucket body ready to send, and the CRC-32 of its uncompressed payload when `checksum`. */
@@ -75,24 +111,22 @@ async function collect(source: AsyncIterable<Buffer>): Promise<Buffer> {
 
 /**
  * The body of a bucket PUT, from one read of the store. Without compression it streams from the store, or,
- * when its CRC-32 is asked, is read whole into memory and checksummed on the way in (the header must go
- * before the body). With gzip, a peer that takes chunked bodies gets the member as it is compressed: the
+ * when its CRC-32 is asked, is read whole into memory and checksummed there (the header must go before
+ * the body). With gzip, a peer that takes chunked bodies gets the member as it is compressed: the
  * bytes leave while the rest is still being read, memory stays at a few zlib buffers per request, and the
  * link's pace holds the compression back; its checksum is the member's own trailer (CRC32_MEMBER). Other
  * peers (Orthanc's plugin wants a Content-Length) get the member compressed into memory first, the CRC-32
  * taken on the way in; their buckets are the plugin's size. With zstd (a dicom-xfer peer listing it) the
- * payload is read into memory, its CRC-32 taken on the way in, and made one frame in the thread pool.
+ * payload is read into memory, its CRC-32 taken there, and made one frame in the thread pool. A payload
+ * held in memory is read straight into one buffer of its size (readBucket): the stream's pieces, their
+ * copy into the whole and the garbage they leave cost more CPU than the rest of the sender's work.
  */
 export async function bucketBody(store: Store, bucket: Bucket, o: BodyOptions): Promise<BucketBody> {
   if (o.compression === 'none' || o.compression === 'zstd') {
     if (!o.checksum && o.compression === 'none') return { body: { stream: bucketStream(store, bucket), length: bucketSize(bucket) } };
-    const { tap, crc32 } = crcTap();
-    let payload: Buffer = Buffer.alloc(0);
-    await pipeline(bucketStream(store, bucket), tap, async (source: AsyncIterable<Buffer>) => {
-      payload = await collect(source);
-    });
+    const { payload, crc } = await readBucket(store, bucket);
     const body = o.compression === 'zstd' ? await zstdCompress(payload, o.zstd?.level ?? ZSTD_DEFAULT_LEVEL) : payload;
-    return o.checksum ? { body, crc32: crc32() } : { body };
+    return o.checksum ? { body, crc32: crc32Hex(crc) } : { body };
   }
   if (o.gzip.chunked) {
     const raw = bucketStream(store, bucket);

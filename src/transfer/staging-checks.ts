@@ -1,20 +1,19 @@
 // What a staging area knows of its instances' bytes as they land: each instance's MD5 computed while it is
 // written (whole in one chunk, or piece by piece in order), so that the commit need not read back the files
-// that matched, and the header parsed from those bytes.
-import { createHash, type Hash } from 'node:crypto';
+// that matched, and the header parsed from those bytes. An instance written in pieces is hashed in the MD5
+// worker thread from its file (the page cache), off the event loop; a whole one as its bytes pass.
 import { open } from 'node:fs/promises';
 import { parseDicomHeader } from '../dicom/parse.ts';
 import type { DicomHeader } from '../dicom/types.ts';
 import type { InstanceInfo } from '../protocol/wire.ts';
+import { md5Worker } from './md5-worker.ts';
 
 /** Bytes of an instance's beginning kept to parse its header from. */
 export const HEAD_BYTES = 64 * 1024;
-/** Bytes read back at once for a running hash. */
-const READ_BACK = 1024 * 1024;
-
 /** The running hash of an instance written in pieces. */
 interface Running {
-  hash: Hash;
+  /** The key of its hash in the MD5 worker. */
+  key: number;
   /** Bytes [0, at) are hashed. */
   at: number;
   /** Pieces written and not yet counted, start -> end, read back once `at` reaches them. */
@@ -88,7 +87,7 @@ export class InstanceChecks {
     if (!inst) return;
     let run = this.#running.get(id);
     if (!run) {
-      run = { hash: createHash('md5'), at: 0, ahead: new Map(), spoiled: false, done: false, queue: Promise.resolve() };
+      run = { key: md5Worker.newKey(), at: 0, ahead: new Map(), spoiled: false, done: false, queue: Promise.resolve() };
       this.#running.set(id, run);
     }
     const r = run;
@@ -110,13 +109,13 @@ export class InstanceChecks {
     run.ahead.set(offset, end);
     for (let e = run.ahead.get(run.at); e !== undefined; e = run.ahead.get(run.at)) {
       run.ahead.delete(run.at);
-      await hashFileRange(this.#pathOf(id), run.at, e, run.hash);
+      await md5Worker.hash(run.key, this.#pathOf(id), run.at, e, false);
       if (run.spoiled) return;
       run.at = e;
     }
     if (run.at !== inst.Size) return;
     run.done = true;
-    if (run.hash.digest('hex') !== inst.MD5) return;
+    if ((await md5Worker.hash(run.key, this.#pathOf(id), 0, 0, true)) !== inst.MD5 || run.spoiled) return;
     this.#verified.add(id);
     // The file holds exactly the bytes counted (a later write would spoil it): its header from there.
     const header = headerFrom([await readHead(this.#pathOf(id), inst.Size)], inst.Size);
@@ -128,7 +127,11 @@ export class InstanceChecks {
   /** Stops trusting what was hashed of an instance so far (it is read again at commit). */
   spoil(id: string): void {
     const r = this.#running.get(id);
-    if (r) r.spoiled = true;
+    if (r && !r.spoiled) {
+      r.spoiled = true;
+      // The worker forgets its hash once the steps queued before are through.
+      if (!r.done) r.queue = r.queue.then(() => md5Worker.hash(r.key, '', 0, 0, true).then(() => undefined)).catch(() => undefined);
+    }
     this.#verified.delete(id);
     this.#headers.delete(id);
   }
@@ -164,22 +167,6 @@ async function readHead(path: string, size: number): Promise<Buffer> {
     const buf = Buffer.alloc(Math.min(HEAD_BYTES, size));
     const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
     return buf.subarray(0, bytesRead);
-  } finally {
-    await fh.close();
-  }
-}
-
-/** Feeds bytes [start, end) of a file into `hash`. */
-async function hashFileRange(path: string, start: number, end: number, hash: Hash): Promise<void> {
-  const fh = await open(path, 'r');
-  try {
-    const buf = Buffer.allocUnsafe(Math.min(READ_BACK, end - start));
-    for (let at = start; at < end; ) {
-      const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, end - at), at);
-      if (bytesRead === 0) throw new Error(`${path} ends at ${at}, before ${end}`);
-      hash.update(buf.subarray(0, bytesRead));
-      at += bytesRead;
-    }
   } finally {
     await fh.close();
   }

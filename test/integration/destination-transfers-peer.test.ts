@@ -33,7 +33,7 @@ interface Reads {
   bytes: number;
 }
 
-/** `store` with its readRange counted in `reads` (everything else passes through untouched). */
+/** `store` with its range reads (readRange, readRangeInto) counted in `reads` (everything else passes through untouched). */
 function counting(store: Store, reads: Reads): Store {
   return new Proxy(store, {
     get(target, prop) {
@@ -42,6 +42,13 @@ function counting(store: Store, reads: Reads): Store {
           reads.calls++;
           reads.bytes += end - start;
           return target.readRange(id, start, end);
+        };
+      }
+      if (prop === 'readRangeInto' && target.readRangeInto) {
+        return (id: string, start: number, into: Uint8Array) => {
+          reads.calls++;
+          reads.bytes += into.byteLength;
+          return target.readRangeInto?.(id, start, into);
         };
       }
       const v: unknown = Reflect.get(target, prop, target);
@@ -175,7 +182,7 @@ describe('a transfers peer through the Destination interface', () => {
       assert.ok(buckets.length > 2, `${buckets.length} buckets`);
       assert.equal(task.figures.TotalBuckets, buckets.length);
       assert.equal(task.figures.CompletedHttpQueries, buckets.length);
-      // Once: every payload byte read one time, one readRange per chunk.
+      // Once: every payload byte read one time, one range read per chunk.
       assert.equal(reads.bytes, total());
       assert.equal(
         reads.calls,

@@ -210,6 +210,33 @@ export function runStoreContract(name: string, makeStore: () => Promise<StoreUnd
       await rejectsWith(store.readRange((ct[3] as Sample).ids.instance, 0, 10), 'UnknownResource');
     });
 
+    test('readRangeInto, where the store has it, fills the buffer with the bytes readRange gives', async (t) => {
+      const into = store.readRangeInto?.bind(store);
+      if (!into) {
+        t.skip('this store reads ranges as streams only');
+        return;
+      }
+      const s = real[0] as Sample;
+      const n = s.bytes.length;
+      const N = big.bytes.length;
+      const B = 1024 * 1024;
+      for (const [sample, a, b] of [
+        [s, 0, n],
+        [s, 128, 1000],
+        [s, n - 7, n],
+        [s, 5, 5],
+        [big, 3 * B + 17, 7 * B + 3],
+        [big, 0, N],
+      ] as const) {
+        const target = Buffer.alloc(b - a, 0xee);
+        await into(sample.ids.instance, a, target);
+        assert.ok(target.equals(sample.bytes.subarray(a, b)), `${a}-${b}`);
+      }
+      await rejectsWith(into(s.ids.instance, 0, Buffer.alloc(n + 1)), 'ParameterOutOfRange');
+      await rejectsWith(into(s.ids.instance, -1, Buffer.alloc(5)), 'ParameterOutOfRange');
+      await rejectsWith(into((ct[3] as Sample).ids.instance, 0, Buffer.alloc(10)), 'UnknownResource');
+    });
+
     test('stagingRoot is a directory that staged files can be written to', async () => {
       assert.ok((await stat(store.stagingRoot())).isDirectory());
     });

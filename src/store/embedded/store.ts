@@ -4,7 +4,7 @@
 // nothing behind.
 import { randomUUID } from 'node:crypto';
 import { createReadStream, renameSync, unlinkSync } from 'node:fs';
-import { link, mkdir, readdir, rm, stat, unlink } from 'node:fs/promises';
+import { link, mkdir, open, readdir, rm, stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { isDicomTruncated, parseDicomHeader, readDicomHeaderFromFile } from '../../dicom/parse.ts';
@@ -245,6 +245,28 @@ export class EmbeddedStore implements Store {
     }
     if (end === start) return Readable.from([]);
     return createReadStream(this.#filePath(row.file), { start, end: end - 1, highWaterMark: 256 * 1024 });
+  }
+
+  async readRangeInto(id: string, start: number, target: Uint8Array): Promise<void> {
+    const row = await this.#index.instance(id);
+    if (!row) throw new XferError('UnknownResource', `Instance ${id}`);
+    const end = start + target.byteLength;
+    if (start < 0 || end > row.size) {
+      throw new XferError('ParameterOutOfRange', `range ${start}-${end} of instance ${id} (${row.size} bytes)`);
+    }
+    if (end === start) return;
+    const fh = await open(this.#filePath(row.file), 'r');
+    try {
+      let done = 0;
+      // A regular file gives the whole range in one read; the loop only guards against short reads.
+      for (let guard = 0; done < target.byteLength && guard < 1_000_000; guard++) {
+        const { bytesRead } = await fh.read(target, done, target.byteLength - done, start + done);
+        if (bytesRead === 0) throw new XferError('CorruptedFile', `the file of instance ${id} ends at ${start + done}, before ${end}`);
+        done += bytesRead;
+      }
+    } finally {
+      await fh.close();
+    }
   }
 
   async ingestFile(path: string, size: number, md5: string, hints: IngestHints = {}): Promise<IngestResult> {

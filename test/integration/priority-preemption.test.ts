@@ -44,7 +44,8 @@ const HIGH = 'Knee/T1';
 const OTHER = 'Knee/T2';
 /** Imported into B only, for a pull. */
 const PULLED = 'Knix/Loc';
-const PULLED_STAND_IN = 'mr/DX000010004/study1/series01';
+/** One 1.8 MB ultrasound instance: many buckets of 128 KiB, as the real series gives. */
+const PULLED_STAND_IN = 'us';
 
 const sender = (r: ProxyRecord): unknown => r.headers['sender-transfer-id'];
 /** The arrival number of the last request seen (the relay keeps counting across clearRecords). */

@@ -3,8 +3,9 @@
 // address, counted with iptables, and removed at the end. Everything here needs root.
 import { execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import type { ProfileName } from './common.ts';
 
@@ -113,4 +114,70 @@ export async function readCounters(): Promise<Counters> {
   }
   c.loopback = Number((await readFile('/sys/class/net/lo/statistics/tx_bytes', 'utf8')).trim());
   return c;
+}
+
+/** How a scenario runs its inner part once per profile, each in a namespace of its own. */
+export interface PerProfileRun<R> {
+  repo: string;
+  /** Name of the namespace (made and removed for each profile in turn). */
+  ns: string;
+  profiles: readonly (ProfileName | 'loopback')[];
+  cc: string;
+  /** Root may make a plain namespace for 'loopback'; without root it runs in the machine's network. */
+  isRoot: boolean;
+  /** The address that bypasses the emulated link (the benchmark's control traffic). */
+  controlAddress: string;
+  /** The inner script, run as `node --import tsx SCRIPT SPEC.json`. */
+  script: string;
+  /** Seconds the emulator lives and the inner run may take before it is killed. */
+  maxSeconds: number;
+  /** The inner run's spec for a profile: `made` says whether a namespace was made (the control address bypasses it). */
+  spec: (name: ProfileName | 'loopback', made: 'wan' | 'plain' | undefined, out: string) => object;
+  /** The result when an inner run wrote none (undefined: that is an error). */
+  missing?: R;
+}
+
+/**
+ * Runs the inner script once per profile inside a namespace made for it (the emulated link, or a plain
+ * loopback as root), and answers each run's result: the JSON the run wrote to the `out` of its spec.
+ */
+export async function runPerProfile<R>(o: PerProfileRun<R>): Promise<R[]> {
+  const work = await mkdtemp(join(tmpdir(), `${o.ns}-`));
+  const results: R[] = [];
+  try {
+    for (const name of o.profiles) {
+      let made: 'wan' | 'plain' | undefined;
+      try {
+        if (name !== 'loopback') {
+          made = 'wan';
+          await wanUp(o.repo, o.ns, name, o.cc, o.maxSeconds + 600);
+        } else if (o.isRoot) {
+          made = 'plain';
+          await plainUp(o.ns);
+        }
+        if (made) await bypassControl(o.ns, o.controlAddress);
+        const out = join(work, `${name}.json`);
+        const specPath = join(work, `${name}.spec.json`);
+        await writeFile(specPath, JSON.stringify({ ...o.spec(name, made, out), out }));
+        const node = [process.execPath, '--import', 'tsx', o.script, specPath];
+        const [cmd, ...args] = made ? ['ip', 'netns', 'exec', o.ns, ...node] : node;
+        const child = spawn(cmd as string, args, { cwd: o.repo, stdio: ['ignore', 'inherit', 'inherit'] });
+        const kill = setTimeout(() => child.kill('SIGKILL'), (o.maxSeconds + 300) * 1000);
+        await new Promise<void>((r) => child.once('exit', () => r()));
+        clearTimeout(kill);
+        const text = await readFile(out, 'utf8').catch((e: unknown) => {
+          if (o.missing === undefined) throw e;
+          return undefined;
+        });
+        results.push(text === undefined ? (o.missing as R) : (JSON.parse(text) as R));
+      } finally {
+        if (made === 'wan')
+          await wanDown(o.repo, o.ns).catch((e: unknown) => process.stderr.write(`wanemu.sh down ${o.ns}: ${String(e)}\n`));
+        if (made === 'plain') await plainDown(o.ns).catch((e: unknown) => process.stderr.write(`removing ${o.ns}: ${String(e)}\n`));
+      }
+    }
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+  return results;
 }

@@ -3,15 +3,13 @@
 // receivers, over one link. Reports each job's rate against the fair share, the aggregate against the
 // link, and each node's peak RSS. bench/wan.ts calls manyScenario, which sets up each profile's namespace
 // and runs this file inside it (node --import tsx bench/wan/scenario-many.ts SPEC.json).
-import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { mapLimit } from '../../src/util/concurrency.ts';
 import { startXferNode, type XferNode } from '../../test/helpers/node.ts';
 import { ControlClient, linkProfile, sleep, type DatasetManifest, type LinkProfile, type ProfileName } from './common.ts';
-import { bypassControl, plainDown, plainUp, wanDown, wanUp } from './netns.ts';
+import { runPerProfile } from './netns.ts';
 
 export type ManyMode = 'many-senders' | 'many-jobs';
 /** Transfers at once: senders (many-senders) or jobs and receivers (many-jobs). */
@@ -226,47 +224,24 @@ export interface ManyOptions {
 
 /** Runs the scenario on each profile (a namespace each); prints Markdown; answers the exit status. */
 export async function manyScenario(o: ManyOptions): Promise<number> {
-  const workDir = await mkdtemp(join(tmpdir(), 'dxmany-'));
-  const ns = `dxmany${process.pid}`;
-  const results: ManyResult[] = [];
-  try {
-    for (const name of o.profiles) {
-      let made: 'wan' | 'plain' | undefined;
-      try {
-        if (name !== 'loopback') {
-          made = 'wan';
-          await wanUp(o.repo, ns, name, o.cc, o.timeoutSeconds + 600);
-        } else if (o.isRoot) {
-          made = 'plain';
-          await plainUp(ns);
-        }
-        if (made) await bypassControl(ns, CONTROL_ADDRESS);
-        const spec: ManySpec = {
-          mode: o.mode,
-          profile: linkProfile(name),
-          cc: made === 'wan' ? o.cc : 'host',
-          dataset: o.dataset,
-          controlAddress: made ? CONTROL_ADDRESS : null,
-          timeoutSeconds: o.timeoutSeconds,
-          out: join(workDir, `${name}.json`),
-        };
-        const specPath = join(workDir, `${name}.spec.json`);
-        await writeFile(specPath, JSON.stringify(spec));
-        const node = [process.execPath, '--import', 'tsx', fileURLToPath(import.meta.url), specPath];
-        const [cmd, ...args] = made ? ['ip', 'netns', 'exec', ns, ...node] : node;
-        const child = spawn(cmd as string, args, { cwd: o.repo, stdio: ['ignore', 'inherit', 'inherit'] });
-        const kill = setTimeout(() => child.kill('SIGKILL'), (o.timeoutSeconds + 300) * 1000);
-        await new Promise<void>((r) => child.once('exit', () => r()));
-        clearTimeout(kill);
-        results.push(JSON.parse(await readFile(spec.out, 'utf8')) as ManyResult);
-      } finally {
-        if (made === 'wan') await wanDown(o.repo, ns).catch((e: unknown) => process.stderr.write(`wanemu.sh down ${ns}: ${String(e)}\n`));
-        if (made === 'plain') await plainDown(ns).catch((e: unknown) => process.stderr.write(`removing ${ns}: ${String(e)}\n`));
-      }
-    }
-  } finally {
-    await rm(workDir, { recursive: true, force: true });
-  }
+  const results = await runPerProfile<ManyResult>({
+    repo: o.repo,
+    ns: `dxmany${process.pid}`,
+    profiles: o.profiles,
+    cc: o.cc,
+    isRoot: o.isRoot,
+    controlAddress: CONTROL_ADDRESS,
+    script: fileURLToPath(import.meta.url),
+    maxSeconds: o.timeoutSeconds,
+    spec: (name, made) => ({
+      mode: o.mode,
+      profile: linkProfile(name),
+      cc: made === 'wan' ? o.cc : 'host',
+      dataset: o.dataset,
+      controlAddress: made ? CONTROL_ADDRESS : null,
+      timeoutSeconds: o.timeoutSeconds,
+    }),
+  });
   const d = o.dataset;
   const size = `${d.files.length} instances, ${(d.totalBytes / 1e6).toFixed(1)} MB`;
   const head = `${o.mode} scenario, ${new Date().toISOString()}: data set \`${d.set}\` (seed ${d.seed}), ${size}`;

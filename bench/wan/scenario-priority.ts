@@ -2,16 +2,14 @@
 // higher Priority takes alone and while a bulk push runs on the same link (which it preempts), and what the
 // bulk push costs in all. bench/wan.ts calls priorityScenario, which sets up the namespace of each link
 // profile and runs this file inside it (node --import tsx bench/wan/scenario-priority.ts SPEC.json).
-import { spawn } from 'node:child_process';
-import { readFile, rm, writeFile, mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { mapLimit } from '../../src/util/concurrency.ts';
 import { startXferNode, type XferNode } from '../../test/helpers/node.ts';
 import { freePort } from '../../test/helpers/ports.ts';
 import { ControlClient, linkProfile, sleep, type DatasetManifest, type LinkProfile, type ProfileName } from './common.ts';
-import { bypassControl, plainDown, plainUp, wanDown, wanUp } from './netns.ts';
+import { runPerProfile } from './netns.ts';
 
 /** Share of the data set's bytes that the high-priority push moves (the rest is the bulk push). */
 const HIGH_SHARE = 0.1;
@@ -229,46 +227,23 @@ export interface PriorityOptions {
 
 /** Runs the scenario on each profile (a namespace each, as the other runs); prints Markdown; answers the exit status. */
 export async function priorityScenario(o: PriorityOptions): Promise<number> {
-  const workDir = await mkdtemp(join(tmpdir(), 'dxprio-'));
-  const ns = `dxprio${process.pid}`;
-  const results: PriorityResult[] = [];
-  try {
-    for (const name of o.profiles) {
-      let made: 'wan' | 'plain' | undefined;
-      try {
-        if (name !== 'loopback') {
-          made = 'wan';
-          await wanUp(o.repo, ns, name, o.cc, o.timeoutSeconds + 600);
-        } else if (o.isRoot) {
-          made = 'plain';
-          await plainUp(ns);
-        }
-        if (made) await bypassControl(ns, CONTROL_ADDRESS);
-        const spec: PrioritySpec = {
-          profile: linkProfile(name),
-          cc: made === 'wan' ? o.cc : 'host',
-          dataset: o.dataset,
-          controlAddress: made ? CONTROL_ADDRESS : null,
-          timeoutSeconds: o.timeoutSeconds,
-          out: join(workDir, `${name}.json`),
-        };
-        const specPath = join(workDir, `${name}.spec.json`);
-        await writeFile(specPath, JSON.stringify(spec));
-        const node = [process.execPath, '--import', 'tsx', fileURLToPath(import.meta.url), specPath];
-        const [cmd, ...args] = made ? ['ip', 'netns', 'exec', ns, ...node] : node;
-        const child = spawn(cmd as string, args, { cwd: o.repo, stdio: ['ignore', 'inherit', 'inherit'] });
-        const kill = setTimeout(() => child.kill('SIGKILL'), (o.timeoutSeconds + 300) * 1000);
-        await new Promise<void>((r) => child.once('exit', () => r()));
-        clearTimeout(kill);
-        results.push(JSON.parse(await readFile(spec.out, 'utf8')) as PriorityResult);
-      } finally {
-        if (made === 'wan') await wanDown(o.repo, ns).catch((e: unknown) => process.stderr.write(`wanemu.sh down ${ns}: ${String(e)}\n`));
-        if (made === 'plain') await plainDown(ns).catch((e: unknown) => process.stderr.write(`removing ${ns}: ${String(e)}\n`));
-      }
-    }
-  } finally {
-    await rm(workDir, { recursive: true, force: true });
-  }
+  const results = await runPerProfile<PriorityResult>({
+    repo: o.repo,
+    ns: `dxprio${process.pid}`,
+    profiles: o.profiles,
+    cc: o.cc,
+    isRoot: o.isRoot,
+    controlAddress: CONTROL_ADDRESS,
+    script: fileURLToPath(import.meta.url),
+    maxSeconds: o.timeoutSeconds,
+    spec: (name, made) => ({
+      profile: linkProfile(name),
+      cc: made === 'wan' ? o.cc : 'host',
+      dataset: o.dataset,
+      controlAddress: made ? CONTROL_ADDRESS : null,
+      timeoutSeconds: o.timeoutSeconds,
+    }),
+  });
   const { set, seed, files, totalBytes } = o.dataset;
   const report: PriorityReport = {
     benchmark: 'wan',

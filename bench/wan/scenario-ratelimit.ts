@@ -4,7 +4,6 @@
 // RateLimit of 20 and 50 Mbit/s, `schedule` pushes them while the node's RateSchedule switches from 40 to
 // 10 Mbit/s (the node's clock is set just before the boundary). bench/wan.ts calls runRateScenario,
 // which runs this file inside the namespace of each profile: node --import tsx THIS SPEC.json.
-import { spawn } from 'node:child_process';
 import { readFile, rm, writeFile, mkdtemp } from 'node:fs/promises';
 import { type Server, type Socket, connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -15,7 +14,7 @@ import { REAL_DICOM, listFiles } from '../../test/helpers/data.ts';
 import { startXferNode, type XferNode } from '../../test/helpers/node.ts';
 import { freePort } from '../../test/helpers/ports.ts';
 import { ControlClient, linkProfile, sleep, type LinkProfile, type ProfileName } from './common.ts';
-import { bypassControl, plainDown, plainUp, wanDown, wanUp } from './netns.ts';
+import { runPerProfile } from './netns.ts';
 
 export type RateScenario = 'ratelimit' | 'schedule';
 const REPO = resolve(import.meta.dirname, '..', '..');
@@ -325,45 +324,19 @@ export interface RateScenarioOptions {
 }
 
 export async function runRateScenario(o: RateScenarioOptions): Promise<number> {
-  const work = await mkdtemp(join(tmpdir(), 'dxrate-'));
-  const isRoot = process.getuid?.() === 0;
-  const rows: RateRow[] = [];
-  try {
-    for (const name of o.profiles) {
-      const ns = `dxrate-i16-${process.pid}`;
-      let made: 'wan' | 'plain' | undefined;
-      try {
-        if (name !== 'loopback') {
-          made = 'wan';
-          await wanUp(REPO, ns, name, o.cc, 1800);
-        } else if (isRoot) {
-          made = 'plain';
-          await plainUp(ns);
-        }
-        if (made) await bypassControl(ns, CONTROL_ADDRESS);
-        const spec: InnerSpec = {
-          scenario: o.scenario,
-          profile: linkProfile(name),
-          controlAddress: made ? CONTROL_ADDRESS : null,
-          out: join(work, `${name}.json`),
-        };
-        const specPath = join(work, `${name}.spec.json`);
-        await writeFile(specPath, JSON.stringify(spec));
-        const cmd = [process.execPath, '--import', 'tsx', join(REPO, 'bench', 'wan', 'scenario-ratelimit.ts'), specPath];
-        const [bin, ...args] = made ? ['ip', 'netns', 'exec', ns, ...cmd] : cmd;
-        const child = spawn(bin as string, args, { cwd: REPO, stdio: ['ignore', 'inherit', 'inherit'] });
-        const kill = setTimeout(() => child.kill('SIGKILL'), 1800 * 1000);
-        await new Promise((r) => child.once('exit', r));
-        clearTimeout(kill);
-        rows.push(...(JSON.parse(await readFile(spec.out, 'utf8').catch(() => '[]')) as RateRow[]));
-      } finally {
-        if (made === 'wan') await wanDown(REPO, ns).catch(() => undefined);
-        if (made === 'plain') await plainDown(ns).catch(() => undefined);
-      }
-    }
-  } finally {
-    await rm(work, { recursive: true, force: true });
-  }
+  const runs = await runPerProfile<RateRow[]>({
+    repo: REPO,
+    ns: `dxrate${process.pid}`,
+    profiles: o.profiles,
+    cc: o.cc,
+    isRoot: process.getuid?.() === 0,
+    controlAddress: CONTROL_ADDRESS,
+    script: join(REPO, 'bench', 'wan', 'scenario-ratelimit.ts'),
+    maxSeconds: 1500,
+    spec: (name, made) => ({ scenario: o.scenario, profile: linkProfile(name), controlAddress: made ? CONTROL_ADDRESS : null }),
+    missing: [],
+  });
+  const rows = runs.flat();
   process.stdout.write(rateTable(o, rows));
   if (o.json) await writeFile(o.json, JSON.stringify({ scenario: o.scenario, date: new Date().toISOString(), rows }, null, 1));
   return rows.length > 0 && rows.every((r) => r.ok) ? 0 : 3;

@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { registerModalityRoutes } from './api/modalities.ts';
-import { embeddedApiOf, registerStoreApi } from './api/orthanc-api.ts';
+import { embeddedApiOf, registerStoreApi, uploadLimitsOf } from './api/orthanc-api.ts';
+import { registerDicomWebServer } from './dicomweb/server/index.ts';
 import { registerArrivalMetadata } from './api/routes-metadata.ts';
 import { registerRoutesApi } from './api/routes.ts';
 import type { ArrivalSink } from './routing/arrivals.ts';
@@ -259,6 +260,11 @@ async function assemble(http: HttpApp, base: NodeBase, originator: string, close
   registerRoutesApi(fastify, routing.engine, routes);
   const embedded = embeddedApiOf(store);
   if (embedded) registerArrivalMetadata(fastify, embedded, (id) => routing.engine.metadata(id), routes);
+  // DICOMweb (QIDO-RS, WADO-RS, STOW-RS) on the embedded store; STOW-RS ingests as POST /instances does.
+  if (embedded) {
+    const uploadLimits = uploadLimitsOf(config);
+    registerDicomWebServer(fastify, { root: '/dicom-web/', store: embedded, httpTimeoutSeconds, uploadLimits, arrivals }, routes);
+  }
   const peerOfSender = (s: RequestSender) =>
     senderPeer(
       s,

@@ -7,7 +7,7 @@ import { tagsOfParsed, type FullTags, type SimplifiedTags, type TagsFormat, type
 import { MAIN_DICOM_TAGS, TAG } from './tags.ts';
 import { LEVELS, type DicomHeader, type Level, type MainTags } from './types.ts';
 
-export { DicomTruncatedError, isDicomTruncated, type ParseOptions };
+export { DicomTruncatedError, isDicomTruncated, type ParsedDicom, type ParseOptions };
 export type { FullTags, SimplifiedTags, TagsFormat, TagsOptions } from './simplify.ts';
 
 /**
@@ -72,6 +72,16 @@ function headerOf(parsed: ParsedDicom, bytes: Uint8Array): DicomHeader {
  */
 export function parseDicomHeader(bytes: Uint8Array, options: ParseOptions = {}): DicomHeader {
   return headerOf(parseDicomBytes(bytes, options), bytes);
+}
+
+/**
+ * The whole parse behind a header made here (parseDicomHeader, readDicomHeaderFromFile): every element up to
+ * Pixel Data, for the callers that need more than the main tags (DICOMweb's DICOM JSON) without a second read.
+ */
+export function parsedHeader(header: DicomHeader): ParsedDicom {
+  const bytes = bytesOf.get(header);
+  if (!bytes) throw new XferError('BadRequest', 'this header was not produced by the DICOM parser');
+  return parseDicomBytes(bytes);
 }
 
 /** First prefix that readDicomHeaderFromFile reads; each retry reads 4 times more. */

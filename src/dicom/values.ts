@@ -157,7 +157,8 @@ const PIXEL_VALUE_TAGS = new Set([
   'x00409216',
 ]);
 
-function pixelValueVr(ds: DataSet, el: Element): string | undefined {
+/** The VR that DCMTK gives an implicit "US or SS" element (undefined for any other element). */
+export function pixelValueVr(ds: DataSet, el: Element): string | undefined {
   if (!PIXEL_VALUE_TAGS.has(el.tag)) return undefined;
   const rep = ds.elements['x00280103'];
   if (!rep || rep.length < 2 || rep.dataOffset + 2 > ds.byteArray.length) return 'US';

@@ -3,7 +3,8 @@
 // DICOMweb plugin gives them.
 import type { DataSet, Element } from 'dicom-parser';
 import type { ParsedDicom } from '../dicom/dataset.ts';
-import { elementVr, pixelValueVr, valueBytes } from '../dicom/values.ts';
+import { lookupTag } from '../dicom/tags.ts';
+import { elementVr, isStringVr, pixelValueVr, valueBytes } from '../dicom/values.ts';
 import type { TextDecodeFn } from '../dicom/charset.ts';
 
 /** One attribute in DICOM JSON. */
@@ -25,6 +26,8 @@ const NUMBER_VRS = new Set(['US', 'SS', 'UL', 'SL', 'FL', 'FD', 'SV', 'UV']);
 const SINGLE_TEXT_VRS = new Set(['LT', 'ST', 'UT', 'UR']);
 /** Text VRs whose leading spaces are part of the value. */
 const KEEP_LEADING = new Set(['LT', 'ST', 'UT']);
+const ASCII_VRS = new Set(['AE', 'AS', 'CS', 'DA', 'DS', 'DT', 'IS', 'TM']);
+const latin1 = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.length).toString('latin1');
 /** Deeper sequences are left out: no real data set nests that deep. */
 const MAX_DEPTH = 64;
 
@@ -35,6 +38,11 @@ export function jsonTag(key: string): string {
 
 /** The VR of an element as DICOM JSON states it: explicit, else the dictionary's with its pseudo-VRs resolved. */
 function vrOf(ds: DataSet, el: Element): string {
+  if (el.vr === 'UN') {
+    // An explicit UN element of a tag the dictionary knows as text is read as that text (as DCMTK does).
+    const known = lookupTag(parseInt(el.tag.slice(1), 16) >>> 0)?.vr;
+    return known !== undefined && isStringVr(known) ? known : 'UN';
+  }
   const vr = elementVr(el);
   if (vr === undefined || vr === 'na') return 'UN';
   if (vr === 'xs') return pixelValueVr(ds, el) ?? 'US';
@@ -54,7 +62,8 @@ function textValues(raw: Uint8Array, vr: string, decode: TextDecodeFn): unknown[
   let bytes = raw;
   const nul = bytes.indexOf(0);
   if (nul >= 0) bytes = bytes.subarray(0, nul);
-  const text = vr === 'UI' ? decode(bytes).replace(/\s/g, '') : decode(bytes);
+  // These VRs hold only ASCII (PS3.5 6.2): the data set's character set does not apply to them.
+  const text = vr === 'UI' ? latin1(bytes).replace(/\s/g, '') : ASCII_VRS.has(vr) ? latin1(bytes) : decode(bytes);
   const parts = SINGLE_TEXT_VRS.has(vr) ? [text] : text.split('\\');
   return parts.map((p) => {
     const v = KEEP_LEADING.has(vr) ? p.replace(/ +$/, '') : p.trim();
@@ -64,13 +73,12 @@ function textValues(raw: Uint8Array, vr: string, decode: TextDecodeFn): unknown[
   });
 }
 
-/** PS3.18 F.2.2: a person name's component groups. */
+const PN_GROUPS = ['Alphabetic', 'Ideographic', 'Phonetic'] as const;
+
+/** PS3.18 F.2.2: a person name's component groups, each one written that the value has (empty ones too, as Orthanc). */
 function personName(v: string): Record<string, string> {
-  const [alphabetic, ideographic, phonetic] = v.split('=');
   const out: Record<string, string> = {};
-  if (alphabetic) out.Alphabetic = alphabetic;
-  if (ideographic) out.Ideographic = ideographic;
-  if (phonetic) out.Phonetic = phonetic;
+  for (const [i, group] of v.split('=').slice(0, 3).entries()) out[PN_GROUPS[i] as string] = group;
   return out;
 }
 

@@ -79,8 +79,8 @@ export function parseMultipartType(contentType: string | undefined): MultipartTy
     throw new XferError('BadRequest', `the body must be multipart/related, not "${contentType ?? ''}"`, { httpStatus: 415 });
   }
   const boundary = params.boundary;
-  // RFC 2046: 1 to 70 characters.
-  if (!boundary || boundary.length > 70) throw bad('the Content-Type has no valid boundary');
+  // RFC 2046 says 1 to 70 characters, but Orthanc's DICOMweb plugin writes 73: a little room beyond.
+  if (!boundary || boundary.length > 200) throw bad('the Content-Type has no valid boundary');
   return { boundary, type: params.type?.toLowerCase(), transferSyntax: params['transfer-syntax'] };
 }
 

@@ -121,14 +121,7 @@ function sorted(json: DicomJson): DicomJson {
 }
 
 /** The DICOM JSON of one resource found by a search. */
-async function resourceJson(
-  store: EmbeddedStore,
-  level: Level,
-  id: string,
-  q: QidoQuery,
-  path: UidPath,
-  base: string,
-): Promise<DicomJson | undefined> {
+async function resourceJson(store: EmbeddedStore, level: Level, id: string, q: QidoQuery, base: string): Promise<DicomJson | undefined> {
   const instances = await store.listInstances(level, id);
   const first = instances[0];
   const h = first === undefined ? undefined : await instanceHeader(store, first);
@@ -145,19 +138,21 @@ async function resourceJson(
       const m = (s.MainDicomTags as Record<string, string> | undefined)?.Modality;
       if (m) modalities.add(m);
     }
-    if (modalities.size > 0) out['00080061'] = { vr: 'CS', Value: [...modalities].sort() };
+    out['00080061'] = modalities.size > 0 ? { vr: 'CS', Value: [...modalities].sort() } : { vr: 'CS' };
     out['00081190'] = attr('UR', retrieveUrl(base, study));
     out['00201206'] = attr('IS', seriesRows.length);
     out['00201208'] = attr('IS', instances.length);
   } else if (level === 'Series') {
-    // Outside a study's URL, a series says which study it belongs to (PS3.18 table 10.6.3-4).
-    tags = path.study === undefined ? [...STUDY_TAGS, ...SERIES_TAGS] : SERIES_TAGS;
+    // A series carries its study's attributes too, within a study's URL as well (as the plugin answers).
+    tags = [...STUDY_TAGS, ...SERIES_TAGS];
     out['00081190'] = attr('UR', retrieveUrl(base, study, series));
     out['00201209'] = attr('IS', instances.length);
   } else {
-    tags = [...(path.study === undefined ? STUDY_TAGS : []), ...(path.series === undefined ? SERIES_TAGS : []), ...INSTANCE_TAGS];
+    tags = [...STUDY_TAGS, ...SERIES_TAGS, ...INSTANCE_TAGS];
     out['00081190'] = attr('UR', retrieveUrl(base, study, series, sop));
   }
+  // Without SpecificCharacterSet the node reads text as Latin-1 (Orthanc's default), and says so as Orthanc does.
+  if (all['00080005'] === undefined) out['00080005'] = attr('CS', 'ISO_IR 100');
   return sorted({ ...pick(all, tags, q.include), ...out });
 }
 
@@ -170,7 +165,7 @@ export function search(store: EmbeddedStore, root: string, level: Level) {
     const base = publicRoot(req, root);
     const answer: DicomJson[] = [];
     for (const id of ids) {
-      const json = await resourceJson(store, level, id, q, path, base);
+      const json = await resourceJson(store, level, id, q, base);
       if (json) answer.push(json);
     }
     sendJson(reply, answer);

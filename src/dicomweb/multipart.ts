@@ -209,9 +209,10 @@ export async function* readMultipart(
     // Bounded: each round consumes a part of the source, or ends.
     while (!(await afterDelimiter(input))) {
       if (++count > maxParts) throw bad(`more than ${maxParts} parts`);
+      if (!(await input.need(2))) throw bad("the body ends in a part's headers");
       let end = input.buf.indexOf(HEADERS_END);
       // A part with no header at all starts with the blank line straight away.
-      const noHeaders = input.buf.length >= 2 && input.buf[0] === 0x0d && input.buf[1] === 0x0a;
+      const noHeaders = input.buf[0] === 0x0d && input.buf[1] === 0x0a;
       while (!noHeaders && end < 0) {
         if (input.buf.length > maxHeaderBytes) throw bad(`a part's headers are longer than ${maxHeaderBytes} bytes`);
         if (!(await input.more())) throw bad("the body ends in a part's headers");

@@ -114,6 +114,26 @@ describe('DICOMweb server on the node', { skip: needs(REAL_DICOM) }, () => {
     }
   });
 
+  test('bulk data: the BulkDataURI of Pixel Data gives the pixels of the file; an unknown path is 404', async () => {
+    const meta = (await (await fetch(`${node.url}/dicom-web/studies/${studyUid}/metadata`)).json()) as Json[];
+    const m = meta[0] as Json;
+    const uri = m['7FE00010']?.BulkDataURI as string;
+    const r = await fetch(uri);
+    assert.equal(r.status, 200);
+    assert.match(r.headers.get('content-type') ?? '', /^multipart\/related; type="application\/octet-stream"/);
+    const [part] = await multipartParts(r);
+    const rows = value(m, '00280010') as number;
+    const columns = value(m, '00280011') as number;
+    const bits = value(m, '00280100') as number;
+    assert.equal(part?.body.length, (rows * columns * bits) / 8);
+    const sop = value(m, '00080018') as string;
+    const file = bytes.find((b) => b.includes(Buffer.from(sop))) as Buffer;
+    assert.deepEqual(part?.body, file.subarray(file.length - part.body.length));
+    const missing = await fetch(uri.replace(/7fe00010$/, '00191234'));
+    assert.equal(missing.status, 404);
+    assertOrthancError(await missing.json(), 404);
+  });
+
   test('QIDO-RS finds the study by name (wildcards), date range and UID, with counts and its URL', async () => {
     const q = async (query: string) => (await (await fetch(`${node.url}/dicom-web/studies?${query}`)).json()) as Json[];
     for (const query of [

@@ -7,7 +7,7 @@ import { route, type RouteInfo } from '../../server/http.ts';
 import type { EmbeddedStore } from '../../store/embedded/store.ts';
 import { search } from './qido.ts';
 import { store as stow } from './stow.ts';
-import { retrieveFiles, retrieveMetadata } from './wado.ts';
+import { retrieveBulk, retrieveFiles, retrieveMetadata } from './wado.ts';
 
 export interface DicomWebServerOptions {
   /** Where the routes live, with a slash at both ends ("/dicom-web/"). */
@@ -45,4 +45,5 @@ export function registerDicomWebServer(app: FastifyInstance, opts: DicomWebServe
   route(app, `${series}/instances`, { GET: search(store, root, 'Instance') }, routes);
   route(app, instance, { GET: retrieveFiles(store) }, routes);
   for (const path of [study, series, instance]) route(app, `${path}/metadata`, { GET: retrieveMetadata(store, root) }, routes);
+  route(app, `${instance}/bulk/*`, { GET: retrieveBulk(store) }, routes);
 }

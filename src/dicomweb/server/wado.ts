@@ -1,8 +1,12 @@
 // WADO-RS on the node: a study, series or instance as multipart/related of the DICOM files exactly as
 // stored, and their metadata as DICOM JSON; both streamed instance by instance, never held whole.
 import { createReadStream } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { Readable } from 'node:stream';
+import type { DataSet, Element } from 'dicom-parser';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { parsedHeader, type ParsedDicom } from '../../dicom/parse.ts';
+import { valueBytes } from '../../dicom/values.ts';
 import { XferError } from '../../errors.ts';
 import type { EmbeddedStore } from '../../store/embedded/store.ts';
 import { multipartContentType, newBoundary, parseMediaType, writeMultipart, type OutgoingPart } from '../multipart.ts';
@@ -112,5 +116,66 @@ export function retrieveMetadata(store: EmbeddedStore, root: string) {
     }
     reply.header('Content-Type', 'application/dicom+json');
     return reply.send(Readable.from(json()));
+  };
+}
+
+/** The bytes of an attribute named by a bulk data path ("7fe00010", "00081140/1/00500004") in a parsed header. */
+function bulkValue(parsed: ParsedDicom, path: string[]): Uint8Array | undefined {
+  let ds: DataSet | undefined = parsed.dataSet;
+  // Bounded by the path, which the URL bounds.
+  for (let i = 0; ds && i < path.length; i += 2) {
+    const el: Element | undefined = ds.elements[`x${(path[i] ?? '').toLowerCase()}`];
+    if (!el) return undefined;
+    if (i + 1 >= path.length) return el.items === undefined ? valueBytes(ds, el) : undefined;
+    ds = el.items?.[Number(path[i + 1]) - 1]?.dataSet;
+  }
+  return undefined;
+}
+
+/** Where the value of Pixel Data lies in the file: after its element header, to its length or the file's end. */
+async function pixelDataRange(file: string, size: number, parsed: ParsedDicom): Promise<{ start: number; end: number } | undefined> {
+  const at = parsed.pixelDataOffset;
+  if (at === undefined) return undefined;
+  const head = Buffer.alloc(12);
+  const fh = await open(file, 'r');
+  try {
+    await fh.read(head, 0, 12, at);
+  } finally {
+    await fh.close();
+  }
+  const headerSize = parsed.explicitVr ? 12 : 8;
+  const length = parsed.explicitVr ? head.readUInt32LE(8) : head.readUInt32LE(4);
+  const start = at + headerSize;
+  // Encapsulated pixel data has no length of its own: its items run to the end of the file.
+  const end = length === 0xffffffff || !parsed.littleEndian ? size : Math.min(size, start + length);
+  return { start, end };
+}
+
+/** GET .../instances/{instance}/bulk/{path}: one attribute's value, as one application/octet-stream part. */
+export function retrieveBulk(store: EmbeddedStore) {
+  return async (req: FastifyRequest, reply: FastifyReply) => {
+    const [id] = await instancesOfPath(store, uidPath(req));
+    const h = id === undefined ? undefined : await instanceHeader(store, id);
+    const path = ((req.params as Record<string, string | undefined>)['*'] ?? '').split('/').filter((p) => p !== '');
+    if (
+      !h ||
+      path.length === 0 ||
+      path.length % 2 === 0 ||
+      path.some((p, i) => (i % 2 === 0 ? !/^[0-9a-fA-F]{8}$/.test(p) : !/^\d{1,6}$/.test(p)))
+    ) {
+      throw new XferError('UnknownResource', `no bulk data at ${path.join('/')}`);
+    }
+    const parsed = parsedHeader(h.header);
+    let body: Uint8Array | AsyncIterable<Uint8Array> | undefined;
+    if (path.length === 1 && path[0]?.toLowerCase() === '7fe00010') {
+      const range = await pixelDataRange(h.path, h.size, parsed);
+      if (range && !parsed.deflated) body = createReadStream(h.path, { start: range.start, end: range.end - 1 });
+    } else {
+      body = bulkValue(parsed, path);
+    }
+    if (body === undefined) throw new XferError('UnknownResource', `no bulk data at ${path.join('/')}`);
+    const boundary = newBoundary();
+    reply.header('Content-Type', multipartContentType('application/octet-stream', boundary));
+    return reply.send(Readable.from(writeMultipart([{ headers: { 'Content-Type': 'application/octet-stream' }, body }], boundary)));
   };
 }

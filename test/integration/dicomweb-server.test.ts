@@ -257,6 +257,38 @@ describe('STOW-RS refusals', { skip: needs(REAL_DICOM) }, () => {
     assert.equal(await instanceCount(node), before);
     assert.equal((await fetch(`${node.url}/system`)).status, 200);
   });
+
+  test('a body that says it is larger than the room on disk: 507 before a byte is read, nothing stored', async () => {
+    const before = await instanceCount(node);
+    const { body, contentType } = stowBody([flair[3] as Buffer]);
+    const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = httpRequest(
+        {
+          host: '127.0.0.1',
+          port: node.port,
+          method: 'POST',
+          path: '/dicom-web/studies',
+          headers: { 'content-type': contentType, 'content-length': String(2 ** 52) },
+        },
+        (res) => {
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (c: string) => {
+            text += c;
+          });
+          res.on('end', () => {
+            resolve({ status: res.statusCode ?? 0, body: text });
+            req.destroy();
+          });
+        },
+      );
+      req.on('error', reject);
+      req.write(body);
+    });
+    assert.equal(answer.status, 507);
+    assertOrthancError(JSON.parse(answer.body), 507);
+    assert.equal(await instanceCount(node), before);
+  });
 });
 
 describe("DICOMweb behind the node's authentication", () => {

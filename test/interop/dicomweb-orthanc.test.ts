@@ -123,10 +123,28 @@ describe("DICOMweb: the node and Orthanc's DICOMweb plugin", {
       for (const [uid, x] of a) assert.deepEqual(x, b.get(uid), `${query}: ${uid}`);
     }
     const study = [...byUid(await getJson(`${theirs}studies?PatientName=BRAINIX`), '0020000D', theirs).keys()][0];
-    for (const query of [`studies/${study}/series`, `studies/${study}/instances`]) {
-      const key = query.endsWith('series') ? '0020000E' : '00080018';
+    const all = [...byUid(await getJson(`${theirs}studies`), '0020000D', theirs).values()];
+    const series = [...byUid(await getJson(`${theirs}studies/${study}/series`), '0020000E', theirs).keys()];
+    const sop = [...byUid(await getJson(`${theirs}studies/${study}/instances`), '00080018', theirs).keys()][0];
+    const uids = all.slice(0, 3).map((j) => j['0020000D']?.Value?.[0]);
+    const accession = all.map((j) => j['00080050']?.Value?.[0]).find((a) => a !== undefined);
+    const more = [
+      `studies?StudyInstanceUID=${uids.join(',')}`,
+      `studies?AccessionNumber=${accession}`,
+      'studies?includefield=00081030&includefield=PatientAge',
+      `studies/${study}/series?SeriesInstanceUID=${series[0]}`,
+      `instances?SOPInstanceUID=${sop}`,
+      'instances?PatientName=KNEE&Modality=MR',
+    ];
+    for (const query of [`studies/${study}/series`, `studies/${study}/instances`, ...more]) {
+      const key = query.includes('series')
+        ? '0020000E'
+        : query.startsWith('instances') || query.endsWith('instances')
+          ? '00080018'
+          : '0020000D';
       const a = byUid(await getJson(`${ours}${query}`), key, ours);
       const b = byUid(await getJson(`${theirs}${query}`), key, theirs);
+      assert.ok(b.size > 0, query);
       assert.deepEqual(a, b, query);
     }
   });

@@ -1,11 +1,11 @@
 // QIDO-RS on the node: studies, series and instances searched with the index's /tools/find matching, each
 // answered in DICOM JSON with the attributes Orthanc's DICOMweb plugin answers by default (plus includefield),
 // read from one stored instance of the resource, and the counts and URLs computed from the index.
+import { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { lookupTag, parseTag, tagOfName } from '../../dicom/tags.ts';
 import type { Level } from '../../dicom/types.ts';
 import { XferError } from '../../errors.ts';
-import { sendJson } from '../../server/http.ts';
 import type { EmbeddedStore } from '../../store/embedded/store.ts';
 import { parseFindRequest, type FindRequest } from '../../store/find.ts';
 import type { DicomJson, JsonAttribute } from '../json.ts';
@@ -163,12 +163,19 @@ export function search(store: EmbeddedStore, root: string, level: Level) {
     const q = parseQido(req.raw.url ?? req.url, level, path);
     const ids = (await store.find(q.find)) as string[];
     const base = publicRoot(req, root);
-    const answer: DicomJson[] = [];
-    for (const id of ids) {
-      const json = await resourceJson(store, level, id, q, base);
-      if (json) answer.push(json);
+    // Written result by result: a search without a limit over a large index is never held whole.
+    async function* json(): AsyncGenerator<string> {
+      yield '[';
+      let first = true;
+      for (const id of ids) {
+        const one = await resourceJson(store, level, id, q, base);
+        if (!one) continue;
+        yield `${first ? '' : ','}\n${JSON.stringify(one)}`;
+        first = false;
+      }
+      yield '\n]\n';
     }
-    sendJson(reply, answer);
-    return reply.header('Content-Type', 'application/dicom+json');
+    reply.header('Content-Type', 'application/dicom+json');
+    return reply.send(Readable.from(json()));
   };
 }

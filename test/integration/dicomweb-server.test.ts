@@ -64,6 +64,12 @@ describe('DICOMweb server on the node', { skip: needs(REAL_DICOM) }, () => {
       assert.equal(Number(p.headers['content-length']), p.body.length);
     }
     assert.deepEqual(parts.map((p) => md5(p.body)).sort(), bytes.map(md5).sort());
+    // Stored through the ingest path of POST /instances: routing recorded each arrival, origin REST.
+    for (const id of (await (await fetch(`${node.url}/instances`)).json()) as string[]) {
+      const meta = (await (await fetch(`${node.url}/instances/${id}/metadata?expand`)).json()) as Record<string, string>;
+      assert.equal(meta.Origin, 'RestApi');
+      assert.equal(meta.RemoteIP, '127.0.0.1');
+    }
   });
 
   test('WADO-RS of a series and of one instance; transfer syntaxes: "*" and the stored one, 406 for another', async () => {

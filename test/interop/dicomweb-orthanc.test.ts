@@ -149,6 +149,17 @@ describe("DICOMweb: the node and Orthanc's DICOMweb plugin", {
     }
   });
 
+  test('metadata of an unknown study: the same 404 and error document as the plugin', async () => {
+    for (const path of ['studies/1.2.3.999.888/metadata', 'studies/1.2.3.999.888/series/4.5/metadata']) {
+      const headers = { accept: 'application/dicom+json' };
+      const a = await fetch(`${node.url}/dicom-web/${path}`, { headers });
+      const b = await fetch(`${orthanc.url}/dicom-web/${path}`, { headers });
+      assert.equal(a.status, 404);
+      assert.equal(b.status, 404);
+      assert.deepEqual(await a.json(), await b.json(), path);
+    }
+  });
+
   test('WADO-RS metadata: every public attribute of every instance as the plugin gives it', async () => {
     const ours = `${node.url}/dicom-web/`;
     const theirs = `${orthanc.url}/dicom-web/`;

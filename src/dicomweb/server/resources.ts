@@ -24,7 +24,7 @@ export function uidPath(req: FastifyRequest): UidPath {
   const p = req.params as Record<string, string | undefined>;
   for (const key of ['study', 'series', 'instance'] as const) {
     const v = p[key];
-    if (v !== undefined && !UID.test(v)) throw new XferError('UnknownResource', `not a DICOM UID: "${v.slice(0, 80)}"`);
+    if (v !== undefined && !UID.test(v)) throw new XferError('InexistentItem', `not a DICOM UID: "${v.slice(0, 80)}"`);
   }
   return { study: p.study, series: p.series, instance: p.instance };
 }
@@ -52,7 +52,7 @@ export async function instancesOfPath(store: EmbeddedStore, path: UidPath): Prom
   if (ids.length === 0) {
     const what = level === 'Instance' ? 'instance' : level === 'Series' ? 'series' : 'study';
     const uid = path.instance ?? path.series ?? path.study;
-    throw new XferError('UnknownResource', `Accessing an inexistent ${what} with WADO-RS: ${uid}`);
+    throw new XferError('InexistentItem', `Accessing an inexistent ${what} with WADO-RS: ${uid}`);
   }
   const out: string[] = [];
   for (const id of ids) out.push(...(await store.listInstances(level, id)));

@@ -163,7 +163,7 @@ export function retrieveBulk(store: EmbeddedStore) {
       path.length % 2 === 0 ||
       path.some((p, i) => (i % 2 === 0 ? !/^[0-9a-fA-F]{8}$/.test(p) : !/^\d{1,6}$/.test(p)))
     ) {
-      throw new XferError('UnknownResource', `no bulk data at ${path.join('/')}`);
+      throw new XferError('InexistentItem', `no bulk data at ${path.join('/')}`);
     }
     const parsed = parsedHeader(h.header);
     let body: Uint8Array | AsyncIterable<Uint8Array> | undefined;
@@ -173,7 +173,7 @@ export function retrieveBulk(store: EmbeddedStore) {
     } else {
       body = bulkValue(parsed, path);
     }
-    if (body === undefined) throw new XferError('UnknownResource', `no bulk data at ${path.join('/')}`);
+    if (body === undefined) throw new XferError('InexistentItem', `no bulk data at ${path.join('/')}`);
     const boundary = newBoundary();
     reply.header('Content-Type', multipartContentType('application/octet-stream', boundary));
     return reply.send(Readable.from(writeMultipart([{ headers: { 'Content-Type': 'application/octet-stream' }, body }], boundary)));

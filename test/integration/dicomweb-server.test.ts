@@ -163,6 +163,12 @@ describe('DICOMweb server on the node', { skip: needs(REAL_DICOM) }, () => {
     assert.equal(instances.length, files.length - 20);
     const withField = (await q('includefield=00180087&includefield=SeriesDescription')) as Json[];
     assert.ok(withField[0]?.['00180087']);
+    // "all" on instances: the whole data set but bulk data.
+    const all = (await (await fetch(`${node.url}/dicom-web/instances?includefield=all&limit=1`)).json()) as Json[];
+    const full = ((await (await fetch(`${node.url}/dicom-web/studies/${studyUid}/metadata`)).json()) as Json[]).find(
+      (m) => value(m, '00080018') === value(all[0] as Json, '00080018'),
+    ) as Json;
+    for (const [tag, v] of Object.entries(full)) if (v.BulkDataURI === undefined) assert.deepEqual(all[0]?.[tag], v, tag);
   });
 
   test("bad queries and unknown resources: 400 and 404 in Orthanc's error shape", async () => {

@@ -135,6 +135,7 @@ describe("DICOMweb: the node and Orthanc's DICOMweb plugin", {
       `studies/${study}/series?SeriesInstanceUID=${series[0]}`,
       `instances?SOPInstanceUID=${sop}`,
       'instances?PatientName=KNEE&Modality=MR',
+      'series?PatientName=KNEE&includefield=all',
     ];
     for (const query of [`studies/${study}/series`, `studies/${study}/instances`, ...more]) {
       const key = query.includes('series')

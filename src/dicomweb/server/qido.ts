@@ -102,13 +102,15 @@ function attr(vr: string, value: unknown): JsonAttribute {
 }
 
 /** The attributes of `tags` (and the included ones) taken from an instance's DICOM JSON. */
-function pick(all: DicomJson, tags: readonly string[], include: Set<string> | 'all'): DicomJson {
+function pick(all: DicomJson, tags: readonly string[], include: Set<string> | 'all', level: Level): DicomJson {
   const out: DicomJson = {};
-  if (include === 'all') {
+  // "all" of an instance is its whole data set but bulk data. A study or series has no data set of its own
+  // (one instance's would claim attributes of other levels): there it answers the defaults, as the plugin does.
+  if (include === 'all' && level === 'Instance') {
     for (const [k, v] of Object.entries(all)) if (v.BulkDataURI === undefined) out[k] = v;
     return out;
   }
-  for (const t of [...tags, ...include]) {
+  for (const t of [...tags, ...(include === 'all' ? [] : include)]) {
     const v = all[t];
     if (v !== undefined) out[t] = v;
   }
@@ -153,7 +155,7 @@ async function resourceJson(store: EmbeddedStore, level: Level, id: string, q: Q
   }
   // Without SpecificCharacterSet the node reads text as Latin-1 (Orthanc's default), and says so as Orthanc does.
   if (all['00080005'] === undefined) out['00080005'] = attr('CS', 'ISO_IR 100');
-  return sorted({ ...pick(all, tags, q.include), ...out });
+  return sorted({ ...pick(all, tags, q.include, level), ...out });
 }
 
 /** GET studies, series, instances (and within a study or series): a search, answered in DICOM JSON. */

@@ -1,11 +1,17 @@
 // zstd bodies between dicom-xfer nodes (extension zstd): one frame per body that declares its content size,
 // made and read whole in the thread pool, and checked before it is decoded so that a frame cannot inflate
 // past the payload it stands for (a zip bomb) nor hide a second frame behind the first.
+import { availableParallelism } from 'node:os';
 import { Transform, type TransformCallback } from 'node:stream';
 import { Decoder, Encoder } from '@toondepauw/node-zstd';
 import { XferError } from '../errors.ts';
+import { Limiter } from '../util/concurrency.ts';
 
-/** Levels a node uses: 2 already beats gzip 6 on ratio at a fifth of its CPU; past 9 it costs far more. */
+/**
+ * Levels a node uses: 1 where the CPU is the limit (it writes under half of a DICOM payload), up to 9 where
+ * the link is; past 9 it costs far more. Negative (faster) levels leave the literals unencoded and write
+ * over 60% of noisy pixel data: more bytes than a fast link saves CPU for.
+ */
 export const ZSTD_MIN_LEVEL = 1;
 export const ZSTD_DEFAULT_LEVEL = 2;
 export const ZSTD_MAX_LEVEL = 9;
@@ -132,6 +138,31 @@ function withContentSize(frame: Buffer, size: number): Buffer {
 const encoders = new Map<number, Encoder>();
 const decoder = new Decoder();
 
+/**
+ * The package runs each call in libuv's thread pool, which the file system shares (the reads of a body, the
+ * writes of a staged one). Codec calls take at most one thread per core and never the whole pool, so that
+ * with many requests in flight a read or a write does not wait behind a queue of whole-bucket compressions,
+ * and compressions beyond the cores would only share them.
+ */
+const POOL_THREADS = Number(process.env.UV_THREADPOOL_SIZE) || 4;
+export const ZSTD_TASKS = Math.max(1, Math.min(availableParallelism(), POOL_THREADS - 1));
+const tasks = new Limiter(ZSTD_TASKS);
+
+/** Runs `call` (one codec call in the thread pool) when a task slot is free; the slot is released whatever the outcome. */
+async function inPool<T>(call: () => Promise<T>): Promise<T> {
+  const release = await tasks.acquire();
+  try {
+    return await call();
+  } finally {
+    release();
+  }
+}
+
+/** Codec calls running and waiting now. */
+export function zstdTasks(): { running: number; queued: number } {
+  return { running: tasks.running, queued: tasks.queued };
+}
+
 /** One zstd frame of `payload` at `level`, declaring its content size; compressed in the thread pool. */
 export async function zstdCompress(payload: Buffer, level: number): Promise<Buffer> {
   if (!Number.isInteger(level) || level < ZSTD_MIN_LEVEL || level > ZSTD_MAX_LEVEL) {
@@ -142,7 +173,8 @@ export async function zstdCompress(payload: Buffer, level: number): Promise<Buff
     enc = new Encoder(level);
     encoders.set(level, enc);
   }
-  return withContentSize(await enc.encode(payload), payload.length);
+  const encoder = enc;
+  return withContentSize(await inPool(() => encoder.encode(payload)), payload.length);
 }
 
 /**
@@ -153,7 +185,7 @@ export async function zstdDecompress(frame: Buffer, expected: number): Promise<B
   checkZstdFrame(frame, expected);
   let out: Buffer;
   try {
-    out = await decoder.decode(frame);
+    out = await inPool(() => decoder.decode(frame));
   } catch (e) {
     throw corrupt((e as Error).message, e);
   }

@@ -12,6 +12,7 @@ import { createGzipStream } from '../protocol/compression.ts';
 import { checkZstdPayload, zstdCompress } from '../protocol/zstd.ts';
 import { watchCpu } from './adaptive/cpu.ts';
 import { GzipLevelChooser } from './adaptive/gzip-level.ts';
+import { readBucket } from './bucket-body.ts';
 import { crc32Hex } from './capabilities.ts';
 import type { Store } from '../store/types.ts';
 import { Limiter } from '../util/concurrency.ts';
@@ -148,13 +149,13 @@ export class ChunkServer {
     this.#stopZstdCpu ??= watchCpu(this.zstd, () => this.#zstdRunning > 0);
     this.#zstdRunning++;
     try {
-      const parts: Buffer[] = [];
-      let crc = 0;
-      for await (const piece of this.#read(plan.ranges)) {
-        crc = zlibCrc32(piece, crc);
-        parts.push(piece);
-      }
-      const frame = await zstdCompress(Buffer.concat(parts, plan.total), this.zstd.level);
+      // Read straight into one buffer of the payload's size and checksummed per range, as a push body is.
+      const { payload, crc } = await readBucket(
+        this.#store,
+        plan.ranges.map((r) => ({ ID: r.ID, Offset: r.start, Size: r.end - r.start })),
+      );
+      this.counters.bytes += payload.length;
+      const frame = await zstdCompress(payload, this.zstd.level);
       return { stream: Readable.from([frame]), contentType: 'application/zstd', length: frame.length, crc32: crc32Hex(crc) };
     } finally {
       this.#zstdRunning--;

@@ -9,13 +9,16 @@ import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { crc32 } from 'node:zlib';
 import { pino } from 'pino';
 import { loadConfig } from '../../src/config/load.ts';
 import type { ConfigOverrides } from '../../src/config/types.ts';
 import { gunzipBuffer, gzipBuffer } from '../../src/protocol/compression.ts';
 import { toWirePushCreate, type Bucket } from '../../src/protocol/wire.ts';
+import { zstdDecompress } from '../../src/protocol/zstd.ts';
 import { buildNode, type NodeApp } from '../../src/node.ts';
 import { EmbeddedStore } from '../../src/store/embedded/store.ts';
+import { HEADER_CRC32, HEADER_WANT_CRC32, crc32Hex } from '../../src/transfer/capabilities.ts';
 import { planChunkRead } from '../../src/transfer/chunk-server.ts';
 import { md5File } from '../../src/util/fs.ts';
 import { waitFor } from '../helpers/ports.ts';
@@ -61,9 +64,9 @@ interface Answer {
   body: Buffer;
 }
 
-function raw(node: Node, method: string, path: string, body?: Buffer | string): Promise<Answer> {
+function raw(node: Node, method: string, path: string, body?: Buffer | string, headers: Record<string, string> = {}): Promise<Answer> {
   return new Promise((resolve, reject) => {
-    const req = httpRequest({ host: '127.0.0.1', port: node.port, method, path, agent: false }, (res) => {
+    const req = httpRequest({ host: '127.0.0.1', port: node.port, method, path, headers, agent: false }, (res) => {
       const parts: Buffer[] = [];
       res.on('data', (d: Buffer) => parts.push(d));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(parts) }));
@@ -164,6 +167,32 @@ describe('transfers server in-process', { skip: needs(REAL_DICOM) }, () => {
     assert.ok((await gunzipBuffer(r.body)).equals(files[1] as Buffer));
     await waitFor('the slots to be free', async () => server.chunks.load.running === 0, 10_000, 10);
     assert.equal(server.chunks.load.queued, 0);
+  });
+
+  test('a zstd chunk answer across instances from an offset: one frame of exactly the payload, its CRC-32, its bytes counted', async () => {
+    const server = node.app.parts.transfers;
+    assert.ok(server);
+    const all = Buffer.concat(files);
+    const offset = 1000;
+    const size = all.length - offset - 500;
+    const before = server.chunks.counters.bytes;
+    const r = await raw(node, 'GET', `/transfers/chunks/${ids.join('.')}?offset=${offset}&size=${size}&compression=zstd`, undefined, {
+      [HEADER_WANT_CRC32]: '2',
+    });
+    assert.equal(r.status, 200, r.body.toString());
+    assert.equal(r.headers['content-type'], 'application/zstd');
+    assert.equal(r.headers['content-length'], String(r.body.length));
+    const payload = all.subarray(offset, offset + size);
+    assert.ok(r.body.length < payload.length / 2, `${r.body.length} bytes for ${payload.length}`);
+    assert.ok((await zstdDecompress(r.body, size)).equals(payload));
+    assert.equal(r.headers[HEADER_CRC32], crc32Hex(crc32(payload)));
+    assert.equal(server.chunks.counters.bytes - before, size);
+    // An instance the walk reaches and the store lacks: 404 in Orthanc's error shape, nothing served.
+    const gone = await raw(node, 'GET', `/transfers/chunks/${ids[0]}.${Array(5).fill('0'.repeat(8)).join('-')}?offset=10&compression=zstd`);
+    assert.equal(gone.status, 404, gone.body.toString());
+    assert.equal(json(gone).HttpStatus, 404);
+    assert.equal(server.chunks.counters.bytes - before, size);
+    assert.deepEqual(server.chunks.load, { running: 0, queued: 0, limit: 1 });
   });
 
   test('counts what the receiver does and exposes the buckets done', async () => {

@@ -489,17 +489,22 @@ test('the codec: zstd for a compressed transfer to a peer that lists it, gzip ot
   assert.equal(wireCompression('gzip', false), 'gzip');
   assert.equal(wireCompression('zstd', false), 'gzip');
   assert.equal(wireCompression('none', true), 'none');
-  // A run starts as gzip and learns its codec from the peer: zstd starts again at its level 2.
+  // A run starts as gzip and learns its codec from the peer: zstd starts again at its level 1.
   const c = new GzipLevelChooser({ initial: 4 }, 0);
   c.useCodec('zstd');
-  assert.deepEqual(c.choice(), { codec: 'zstd', level: 2 });
+  assert.deepEqual(c.choice(), { codec: 'zstd', level: 1 });
   assert.equal(new GzipLevelChooser().level, 1, 'gzip still starts at 1');
   // A slow link with an idle machine: up a step per window, past gzip's 6, to zstd's 9 and no further.
   for (let t = 1000; t <= 40_000; t += 1000) c.observe({ busy: 0.1, own: 0.05, cores: 2 }, t);
   assert.deepEqual(c.choice(), { codec: 'zstd', level: 9 });
-  // Saturated cores: down a step per window, to 2 (zstd's 1 writes more bytes than gzip on noisy pixels).
+  // Saturated cores (a link faster than them, as loopback): down a step per window, to 1 and no further.
   for (let t = 41_000; t <= 80_000; t += 1000) c.observe({ busy: 0.97, own: 1.5, cores: 2 }, t);
-  assert.equal(c.level, 2);
+  assert.equal(c.level, 1);
+  // A fresh zstd chooser on saturated cores never leaves 1.
+  const fast = new GzipLevelChooser({ codec: 'zstd' }, 0);
+  for (let t = 1000; t <= 20_000; t += 1000) fast.observe({ busy: 0.99, own: 1.2, cores: 2 }, t);
+  assert.deepEqual(fast.choice(), { codec: 'zstd', level: 1 });
+  assert.equal(fast.history.length, 0);
   // Each codec's own costs: the same CPU at level 5, where the next level costs zstd more than gzip.
   const z = new GzipLevelChooser({ codec: 'zstd', initial: 5 }, 0);
   for (let t = 1000; t <= 2000; t += 1000) z.observe({ busy: 0.75, own: 1.6, cores: 2 }, t);

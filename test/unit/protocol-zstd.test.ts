@@ -2,16 +2,24 @@
 // payload; whatever does not match the payload it stands for (no content size, another size, a second frame,
 // trailing bytes, damage) is refused with BadFileFormat, the size before anything is decoded.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { test } from 'node:test';
 import { Encoder } from '@toondepauw/node-zstd';
 import { isXferError } from '../../src/errors.ts';
-import { ZSTD_MAX_PAYLOAD, ZstdOneFrame, checkZstdFrame, zstdCompress, zstdDecompress } from '../../src/protocol/zstd.ts';
+import {
+  ZSTD_MAX_PAYLOAD,
+  ZSTD_TASKS,
+  ZstdOneFrame,
+  checkZstdFrame,
+  zstdCompress,
+  zstdDecompress,
+  zstdTasks,
+} from '../../src/protocol/zstd.ts';
 import { wireCompression } from '../../src/transfer/adaptive/gzip-level.ts';
-import { REAL_DICOM, describe, needs } from '../helpers/data.ts';
+import { REAL_DICOM, describe, listFilesSync, needs } from '../helpers/data.ts';
 
 const corrupt = (e: unknown, details: RegExp): boolean => {
   assert.ok(isXferError(e, 'BadFileFormat'), String(e));
@@ -33,6 +41,21 @@ async function throughStream(data: Buffer, expected: number, piece: number): Pro
   });
   await pipeline(Readable.from(pieces()), new ZstdOneFrame(expected), sink);
   return Buffer.concat(out);
+}
+
+/** Where the content of the first compressed block of a frame made by zstdCompress is (RFC 8878, 3.1.1). */
+function firstCompressedBlock(frame: Buffer): { start: number; end: number } {
+  const fhd = frame[4] as number;
+  const single = (fhd & 0x20) !== 0;
+  const fcs = fhd >> 6 === 0 ? (single ? 1 : 0) : 1 << (fhd >> 6);
+  let at = 5 + (single ? 0 : 1) + fcs;
+  for (let guard = 0; guard < 10_000 && at + 3 <= frame.length; guard++) {
+    const bh = (frame[at] as number) | ((frame[at + 1] as number) << 8) | ((frame[at + 2] as number) << 16);
+    const size = bh >>> 3;
+    if (((bh >> 1) & 3) === 2) return { start: at + 3, end: at + 3 + size };
+    at += 3 + (((bh >> 1) & 3) === 1 ? 1 : size);
+  }
+  throw new Error('no compressed block in the frame');
 }
 
 describe('zstd frames of real DICOM', { skip: needs(REAL_DICOM) }, () => {
@@ -105,6 +128,39 @@ describe('zstd frames of real DICOM', { skip: needs(REAL_DICOM) }, () => {
       }
     }
     assert.ok(refused > 0, 'some damage is found by the frame itself');
+  });
+
+  test('many bodies at once: at most ZSTD_TASKS pool threads, each body round-trips, a damaged one frees its slot', async () => {
+    // Real files, more of them than the slots, compressed and decoded at once as requests in flight are.
+    const payloads = listFilesSync(REAL_DICOM)
+      .filter((f) => statSync(f).size >= 64 * 1024 && statSync(f).size <= 4 * 1024 * 1024)
+      .slice(0, 4 * ZSTD_TASKS + 3)
+      .map((f) => readFileSync(f));
+    assert.ok(payloads.length > ZSTD_TASKS, `${payloads.length} files`);
+    const framing = payloads.map((p, i) => zstdCompress(p, 1 + (i % 3)));
+    // The calls past the slots wait their turn, off the thread pool.
+    assert.deepEqual(zstdTasks(), { running: ZSTD_TASKS, queued: payloads.length - ZSTD_TASKS });
+    const frames = await Promise.all(framing);
+    assert.deepEqual(zstdTasks(), { running: 0, queued: 0 });
+    // One frame damaged past its header, one cut short, among the good ones decoded at once.
+    // The first compressed block's content overwritten: the frame passes the check, the decoder refuses it.
+    const damaged = Buffer.from(frames[0] as Buffer);
+    const block = firstCompressedBlock(damaged);
+    damaged.fill(0xff, block.start, block.end);
+    const inputs = [damaged, (frames[1] as Buffer).subarray(0, 40), ...frames.slice(2)];
+    const results = await Promise.allSettled(inputs.map((f, i) => zstdDecompress(f, (payloads[i] as Buffer).length)));
+    for (const [i, r] of results.entries()) {
+      if (i < 2) {
+        assert.equal(r.status, 'rejected', `body ${i} is damaged`);
+        if (r.status === 'rejected') assert.ok(isXferError(r.reason, 'BadFileFormat'), String(r.reason));
+      } else {
+        assert.equal(r.status, 'fulfilled', `body ${i}`);
+        if (r.status === 'fulfilled') assert.ok(r.value.equals(payloads[i] as Buffer), `body ${i} decodes to its file`);
+      }
+    }
+    // Every slot is free again: a failed call does not keep one.
+    assert.deepEqual(zstdTasks(), { running: 0, queued: 0 });
+    assert.ok((await zstdDecompress(frames[2] as Buffer, (payloads[2] as Buffer).length)).equals(payloads[2] as Buffer));
   });
 });
 

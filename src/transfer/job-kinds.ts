@@ -86,7 +86,12 @@ export const PushContentSchema = z.looseObject({
 });
 export type PushContent = z.output<typeof PushContentSchema>;
 
-export const PullContentSchema = z.looseObject({ ...TRANSFER_CONTENT, DownloadedSizeMB: z.number().optional() });
+export const PullContentSchema = z.looseObject({
+  ...TRANSFER_CONTENT,
+  DownloadedSizeMB: z.number().optional(),
+  /** Instances the store placed ahead of the commit, as they were verified (the commit adopted them as they were). */
+  PreparedInstances: Count.optional(),
+});
 export type PullContent = z.output<typeof PullContentSchema>;
 
 /** Durable state of a push job between runs. */

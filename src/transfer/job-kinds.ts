@@ -69,10 +69,12 @@ const TRANSFER_CONTENT = {
       Source: z.enum(['profile', 'configuration']),
       ProfileRateMBs: z.number().optional(),
       ProfileAgeSeconds: z.number().optional(),
+      /** The link's round-trip time (ms) the controller started with, when known. */
+      RttMs: z.number().optional(),
     })
     .optional(),
-  /** What the phase recorded in the link's profile at its end. */
-  LinkProfile: z.object({ BucketsInFlight: Count, RateMBs: z.number() }).optional(),
+  /** What the phase recorded in the link's profile at its end (RttMs: the round-trip time it measured). */
+  LinkProfile: z.object({ BucketsInFlight: Count, RateMBs: z.number(), RttMs: z.number().optional() }).optional(),
 };
 
 export const TransferContentSchema = z.looseObject(TRANSFER_CONTENT);

@@ -171,6 +171,25 @@ test("slow start: with the receiver's samples it doubles every short window whil
   assert.equal(ctl.phase, 'hold');
 });
 
+test("slow start: its windows last a few of the link's round trips when the RTT is known, a fixed fifth otherwise", () => {
+  // Each level moves 1 MB/s per request (a link far from full): every window measures a gain and doubles.
+  const decisions = (rttMs: number | undefined): number[] => {
+    const ctl = new AdaptiveConcurrency({ initial: 2, min: 1, max: 64, ...(rttMs === undefined ? {} : { rttMs }) }, 0);
+    for (let t = 10; t <= 20_000 && ctl.history.length < 3; t += 10) ctl.progress((ctl.limit * MB * 10) / 1000, t);
+    return ctl.history.map((d) => d.at);
+  };
+  // Simulated times (the clock is the test's): the first window opens after settleMs (700), the next ones
+  // after the slow start's settle time.
+  // Without an RTT: windows of 300 ms, settles of 175 ms.
+  assert.deepEqual(decisions(undefined), [1000, 1480, 1960]);
+  // A LAN (0.3 ms): the shortest windows, 150 ms; the settle stays at its floor.
+  assert.deepEqual(decisions(0.3), [850, 1180, 1510]);
+  // 40 ms (goodloss): 8 round trips, 320 ms; settles of 175 ms (2 RTTs are less).
+  assert.deepEqual(decisions(40), [1020, 1520, 2020]);
+  // 250 ms (a long link): windows of windowMs (1500), settles of 2 round trips (500 ms).
+  assert.deepEqual(decisions(250), [2200, 4200, 6200]);
+});
+
 test('a slow-start step that measures a little lower (noise) is kept; one clearly lower goes back', () => {
   // As seen on goodloss: 8 at 10 MB/s, 16 at 12.3 (a high window), 32 at 12.0: 32 stays.
   const rates = new Map([

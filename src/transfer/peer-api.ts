@@ -118,7 +118,7 @@ export class PeerApi {
   /**
    * The link's round-trip time as these calls measured it (ms), undefined before any: the shortest time from
    * a small request (no payload in its body) to its answer's headers. Each also holds the peer's time to
-   * answer, so the shortest comes closest to the link's own delay.
+   * answer (and the first call on a connection its set-up): an upper bound, closest on connections kept alive.
    */
   get rttMs(): number | undefined {
     return this.#minRttMs;

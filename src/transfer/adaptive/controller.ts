@@ -38,8 +38,10 @@ export interface AdaptiveOptions {
   knownRate?: number;
   /**
    * The link's round-trip time in ms, when known (the transfer's first calls, or its link profile): the slow
-   * start's windows then last a few round trips (CLIMB_WINDOW_RTTS, within their bounds) instead of a fixed
-   * fifth of `windowMs`, so that a LAN doubles sooner and a long link is not judged on less than a round trip.
+   * start's windows then last a few round trips (CLIMB_WINDOW_RTTS), never less than the fixed fifth of
+   * `windowMs` used without it, so that a long link is not judged on windows shorter than its round trips.
+   * The figure is an upper bound (it holds the peer's time to answer, and a new connection's set-up), so it
+   * only ever lengthens the windows.
    */
   rttMs?: number;
 }
@@ -97,8 +99,7 @@ export class AdaptiveConcurrency {
     this.#limit = clamp(opts.initial, this.#o.min, this.#o.max);
     const rtt = opts.rttMs !== undefined && Number.isFinite(opts.rttMs) && opts.rttMs >= 0 ? opts.rttMs : undefined;
     const { windowMs, settleMs } = this.#o;
-    this.#climbWindowMs =
-      rtt === undefined ? windowMs * 0.2 : clamp(CLIMB_WINDOW_RTTS * rtt, Math.min(MIN_CLIMB_WINDOW_MS, windowMs), windowMs);
+    this.#climbWindowMs = rtt === undefined ? windowMs * 0.2 : clamp(CLIMB_WINDOW_RTTS * rtt, windowMs * 0.2, windowMs);
     // New requests need a round trip or two before their bytes flow (a connection, TCP's own slow start).
     this.#climbSettleMs = rtt === undefined ? settleMs / 4 : clamp(CLIMB_SETTLE_RTTS * rtt, settleMs / 4, settleMs);
     this.#windowStart = now + this.#o.settleMs;
@@ -311,12 +312,11 @@ export class AdaptiveConcurrency {
 }
 
 /**
- * Round trips in one window of the slow start when the link's RTT is known: enough for each new request's
- * bytes to flow a few times over (on 40 ms, 320 ms: about the fixed fifth of a window used without it).
+ * Round trips in one window of the slow start when the link's RTT is known: the answers of a few round trips.
+ * Up to 100 ms the fixed fifth of a window (300 ms) is longer and stays, so that a figure inflated by a
+ * connection's set-up (a push to a 40 ms link measured some 90 ms) does not slow the climb where it was right.
  */
-const CLIMB_WINDOW_RTTS = 8;
-/** The shortest slow-start window (a LAN's RTT is far below the time a bucket takes to move). */
-const MIN_CLIMB_WINDOW_MS = 150;
+const CLIMB_WINDOW_RTTS = 3;
 /** Round trips a new level of the slow start settles before its window opens (at least settleMs / 4). */
 const CLIMB_SETTLE_RTTS = 2;
 /** How long a level's measured rate is trusted when compared with the level in force. */

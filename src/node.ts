@@ -298,8 +298,17 @@ async function assemble(http: HttpApp, base: NodeBase, originator: string, close
   registerMetricsRoutes(fastify, metrics, routes, proxy?.foreignMetrics);
   // The dashboard lists every destination: the transfers peers, then the DICOM modalities.
   const listing = combinedListing(destinations, new ModalityDirectory({ config, store }));
+  const bandwidthView = {
+    nodeLimitMbps: () => bandwidth.nodeLimitMbps(),
+    limitMbps: (p: string) => bandwidth.limitMbps(p),
+    now: base.now ?? Date.now,
+  };
   closers.add(
-    registerUi(fastify, { config, store, peers, destinations: listing, engine, throughput: metrics.throughput, originator }, routes),
+    registerUi(
+      fastify,
+      { config, store, peers, destinations: listing, engine, throughput: metrics.throughput, originator, bandwidth: bandwidthView },
+      routes,
+    ),
   );
   registerOpenApi(fastify, routes, `dicom-xfer node "${config.Name}"`);
   if (proxy) {

@@ -401,6 +401,15 @@ export const CATALOG: Record<string, Partial<Record<Method, OperationDoc>>> = {
       response: obj,
     },
   },
+  '/ui/api/bandwidth': {
+    GET: {
+      summary:
+        "The bandwidth policy in force: the node's rate limit now (Transfers.RateLimit or the RateSchedule entry at " +
+        "the node's local time), the schedule, and each peer's RateLimit beside the limit its transfers meet",
+      tag: 'Dashboard',
+      response: obj,
+    },
+  },
   '/ui/api/peers': {
     GET: {
       summary: 'Every peer with reachability, round-trip time, transfers status, extensions and counters',

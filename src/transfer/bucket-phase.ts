@@ -9,7 +9,7 @@ import { bucketPhaseProgress, toMegabytes } from '../protocol/progress.ts';
 import type { Bucket } from '../protocol/wire.ts';
 import { clamp } from './adaptive/common.ts';
 import { AdaptiveConcurrency } from './adaptive/controller.ts';
-import type { LinkKey, LinkProfile } from './adaptive/link-profile.ts';
+import { LINK_PROFILE_VERSION, type LinkKey, type LinkProfile } from './adaptive/link-profile.ts';
 import { LevelCap } from './bandwidth/level-cap.ts';
 import { runWithLimit } from './adaptive/pool.ts';
 import { type Direction, SIZE_KEY, TransactionGone, type TransferRun } from './run.ts';
@@ -125,8 +125,9 @@ class BucketPhase {
           Source: 'profile',
           ProfileRateMBs: round1(profile.bytesPerSecond / 1e6),
           ProfileAgeSeconds: Math.round((Date.now() - profile.measuredAt) / 1000),
+          ...rttField(startRtt(this.#r, profile)),
         }
-      : { BucketsInFlight: adaptive.limit, Source: 'configuration' };
+      : { BucketsInFlight: adaptive.limit, Source: 'configuration', ...rttField(startRtt(this.#r, profile)) };
     ctx.setContent({ BucketsInFlight: adaptive.limit, AdaptiveStart });
     const queue = new SpanQueue(this.#buckets, pending, { ...o, maxBytes: this.#r.config.Transfers.BucketSize * 1024 });
     const t0 = Date.now();
@@ -183,18 +184,26 @@ class BucketPhase {
     if (!settled || !(settled.rate > 0)) return;
     const gzip = r.q.Compression === 'gzip' && this.#direction === 'push';
     const profile: LinkProfile = {
+      version: LINK_PROFILE_VERSION,
       ...linkKey(r, this.#direction),
       requestsInFlight: settled.limit,
       bytesPerSecond: settled.rate,
       windows: Math.min(1_000_000, adaptive.history.length + (this.#profile?.windows ?? 0)),
       spanBytes: this.#spanBytes,
       compression: gzip ? { codec: 'gzip', level: r.gzip.level } : { codec: r.q.Compression },
-      rttMs: null,
+      // This run's own measure of the link's delay (its small calls), none when it made none.
+      rttMs: r.api.rttMs ?? null,
       measuredAt: now,
     };
     try {
       await store.put(profile);
-      r.ctx.setContent({ LinkProfile: { BucketsInFlight: profile.requestsInFlight, RateMBs: round1(profile.bytesPerSecond / 1e6) } });
+      r.ctx.setContent({
+        LinkProfile: {
+          BucketsInFlight: profile.requestsInFlight,
+          RateMBs: round1(profile.bytesPerSecond / 1e6),
+          ...rttField(profile.rttMs ?? undefined),
+        },
+      });
     } catch (e) {
       r.ctx.log.warn({ err: e instanceof Error ? e.message : String(e) }, 'could not record the link profile');
     }
@@ -279,16 +288,32 @@ function concurrency(
   }
   const max = Math.max(T.Threads, cap);
   const clock = o.receiverClock ? 'receiver' : 'local';
+  // The link's delay sets how long the slow start's windows last (a few round trips).
+  const rtt = startRtt(r, profile);
+  const rttMs = rtt === undefined ? {} : { rttMs: rtt };
   if (profile) {
     const initial = clamp(profile.requestsInFlight, Math.min(T.Threads, max), max);
     // A level that was measured is held; one that a short transfer only averaged is climbed from.
     const knownRate = profile.windows > 0 ? { knownRate: profile.bytesPerSecond } : {};
-    return new AdaptiveConcurrency({ initial, min: 1, max, clock, ...knownRate });
+    return new AdaptiveConcurrency({ initial, min: 1, max, clock, ...knownRate, ...rttMs });
   }
   // Joined requests start small (FIRST_SPAN_BYTES): as many of them as put the bytes of Threads whole
   // buckets in flight, the plugin's start, so that the link fills as soon and is measured sooner.
   const initial = o.join ? Math.min(max, Math.max(T.Threads, Math.ceil((T.Threads * T.BucketSize * 1024) / FIRST_SPAN_BYTES))) : T.Threads;
-  return new AdaptiveConcurrency({ initial, min: 1, max, clock });
+  return new AdaptiveConcurrency({ initial, min: 1, max, clock, ...rttMs });
+}
+
+/**
+ * The link's round-trip time a phase starts with: what this run's first calls measured (the lookup, the
+ * create), else what the link's profile recorded; undefined when neither knows.
+ */
+function startRtt(r: TransferRun, profile: LinkProfile | undefined): number | undefined {
+  return r.api.rttMs ?? profile?.rttMs ?? undefined;
+}
+
+/** `{ RttMs }` for a job's Content (ms, one decimal), or nothing when the time is not known. */
+function rttField(ms: number | undefined): { RttMs?: number } {
+  return ms === undefined ? {} : { RttMs: round1(ms) };
 }
 
 function linkKey(r: TransferRun, direction: Direction): LinkKey {

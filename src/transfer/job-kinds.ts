@@ -69,10 +69,12 @@ const TRANSFER_CONTENT = {
       Source: z.enum(['profile', 'configuration']),
       ProfileRateMBs: z.number().optional(),
       ProfileAgeSeconds: z.number().optional(),
+      /** The link's round-trip time (ms) the controller started with, when known. */
+      RttMs: z.number().optional(),
     })
     .optional(),
-  /** What the phase recorded in the link's profile at its end. */
-  LinkProfile: z.object({ BucketsInFlight: Count, RateMBs: z.number() }).optional(),
+  /** What the phase recorded in the link's profile at its end (RttMs: the round-trip time it measured). */
+  LinkProfile: z.object({ BucketsInFlight: Count, RateMBs: z.number(), RttMs: z.number().optional() }).optional(),
 };
 
 export const TransferContentSchema = z.looseObject(TRANSFER_CONTENT);
@@ -86,7 +88,12 @@ export const PushContentSchema = z.looseObject({
 });
 export type PushContent = z.output<typeof PushContentSchema>;
 
-export const PullContentSchema = z.looseObject({ ...TRANSFER_CONTENT, DownloadedSizeMB: z.number().optional() });
+export const PullContentSchema = z.looseObject({
+  ...TRANSFER_CONTENT,
+  DownloadedSizeMB: z.number().optional(),
+  /** Instances the store placed ahead of the commit, as they were verified (the commit adopted them as they were). */
+  PreparedInstances: Count.optional(),
+});
 export type PullContent = z.output<typeof PullContentSchema>;
 
 /** Durable state of a push job between runs. */

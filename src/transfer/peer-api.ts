@@ -102,6 +102,8 @@ const JSON_TYPE = { 'content-type': 'application/json' };
 export class PeerApi {
   readonly client: PeerClient;
   readonly #sender: string | undefined;
+  /** The shortest request-to-headers time of this client's small calls (see rttMs). */
+  #minRttMs: number | undefined;
 
   /** `sender` is the transfer's `sender-transfer-id`, sent on every call of the protocol. */
   constructor(client: PeerClient, sender?: string) {
@@ -111,6 +113,21 @@ export class PeerApi {
 
   get name(): string {
     return this.client.name;
+  }
+
+  /**
+   * The link's round-trip time as these calls measured it (ms), undefined before any: the shortest time from
+   * a small request (no payload in its body) to its answer's headers. Each also holds the peer's time to
+   * answer (and the first call on a connection its set-up): an upper bound, closest on connections kept alive.
+   */
+  get rttMs(): number | undefined {
+    return this.#minRttMs;
+  }
+
+  /** Answers `a`, its time counted towards rttMs. */
+  #timed<A extends { rttMs: number }>(a: A): A {
+    if (Number.isFinite(a.rttMs) && a.rttMs >= 0) this.#minRttMs = Math.min(this.#minRttMs ?? Number.POSITIVE_INFINITY, a.rttMs);
+    return a;
   }
 
   /** `schema`'s reading of `body`, or a PeerAnswerError naming the peer, the answer and the field. */
@@ -140,12 +157,14 @@ export class PeerApi {
   async lookup(resources: readonly Resource[], o: CallOptions = {}): Promise<LookupAnswer> {
     const body = JSON.stringify(toWireLookupRequest(resources));
     const a = await this.client.json({ method: 'POST', path: LOOKUP_PATH, headers: this.#headers(undefined, JSON_TYPE), body, ...o });
+    this.#timed(a);
     const l = this.#parse(LookupAnswerSchema, a.body, 'the lookup');
     return { Instances: l.Instances, Originator: l.Originator };
   }
 
   /** `GET /transfers/chunks/...`: a bucket's payload as a stream, and its CRC-32 when asked and given. */
   async chunks(bucket: Bucket, compression: Compression, o: ChunkOptions = {}): Promise<{ body: Readable; crc32?: string }> {
+    // The answer's headers come before its payload: a chunk request is a small call too.
     const res = await this.client.stream({
       method: 'GET',
       path: buildChunkPath(bucket, compression),
@@ -156,6 +175,7 @@ export class PeerApi {
       // The payload waits for the bandwidth policy (src/transfer/bandwidth/).
       paced: true,
     });
+    this.#timed(res);
     const crc32 = o.wantCrc32 ? res.headers[HEADER_CRC32] : undefined;
     return typeof crc32 === 'string' ? { body: res.body, crc32 } : { body: res.body };
   }
@@ -164,6 +184,7 @@ export class PeerApi {
   async have(instances: readonly Pick<InstanceInfo, 'ID' | 'MD5'>[], o: CallOptions = {}): Promise<string[]> {
     const body = JSON.stringify(instances.map((i) => ({ ID: i.ID, MD5: i.MD5 })));
     const a = await this.client.json({ method: 'POST', path: HAVE_PATH, headers: this.#headers(undefined, JSON_TYPE), body, ...o });
+    this.#timed(a);
     return this.#parse(HaveAnswerSchema, a.body, 'which instances it holds').Instances;
   }
 
@@ -171,6 +192,7 @@ export class PeerApi {
   async createPush(create: PushCreateBody, o: CallOptions = {}): Promise<PushTransaction> {
     const body = JSON.stringify(toWirePushCreate(create));
     const a = await this.client.json({ method: 'POST', path: PUSH_PATH, headers: this.#headers(undefined, JSON_TYPE), body, ...o });
+    this.#timed(a);
     const handle = this.#parse(PushHandleSchema, a.body, 'the creation of a push transaction');
     return a.cookie ? { path: handle.Path, cookie: a.cookie } : { path: handle.Path };
   }
@@ -229,6 +251,7 @@ export class PeerApi {
   /** `GET {tx}/buckets` (resume): the buckets the transaction holds. */
   async heldBuckets(tx: PushTransaction, o: CallOptions = {}): Promise<Set<number>> {
     const a = await this.client.json({ method: 'GET', path: heldBucketsPath(tx.path), headers: this.#headers(tx.cookie), ...o });
+    this.#timed(a);
     return new Set(this.#parse(HeldBucketsSchema, a.body, 'which buckets the transaction holds').Buckets);
   }
 

@@ -1,6 +1,7 @@
 // The PullTransfer job (docs/protocol.md#pull-mode): lookup on the peer, GET every bucket into a staging area
 // (checked as it is written), then commit into the local store, all or nothing. The plan and the finished
-// buckets are kept in the jobs database, so a pause or a restart never fetches a finished bucket again.
+// buckets are kept in the jobs database, so a pause or a restart never fetches a finished bucket again. The
+// commit's work is done as instances are verified (the store places them unseen), as on a push receiver.
 import { committedArrivals } from '../routing/arrivals.ts';
 import { join } from 'node:path';
 import { XferError, isXferError } from '../errors.ts';
@@ -68,12 +69,19 @@ export class PullTransferJob implements JobRunner<TransferJobQuery, PullContent,
         },
       );
     } catch (e) {
-      if (ctx.signal.aborted) throw e;
+      // Paused or stopped: the staged files stay for the next run, what the store placed of them goes (the
+      // next run's area places again what it verifies; a crash leaves it to the store's journal).
+      if (ctx.signal.aborted) {
+        await area.releasePrepared();
+        throw e;
+      }
       await area.remove();
       throw e;
     }
     try {
       const staged = await area.staged();
+      // The commit's work done while the buckets came: instances placed ahead, which the commit adopts as they are.
+      ctx.setContent({ PreparedInstances: staged.filter((s) => s.prepared !== undefined).length });
       // An Orthanc store that is down (or too slow) keeps the staged files: the commit is made again.
       const result = await r.call(
         'storing the instances',
@@ -90,7 +98,8 @@ export class PullTransferJob implements JobRunner<TransferJobQuery, PullContent,
 
   /** A later run: the staging area as the finished buckets left it, and the figures of the plan. */
   async #reopen(r: TransferRun, ctx: PullContext, state: PullPrivate): Promise<{ state: PullPrivate; area: StagingArea }> {
-    const area = await StagingArea.open(state.staging, state.fetched ?? state.instances, writtenBy(state.buckets, ctx.bucketsDone()));
+    const written = writtenBy(state.buckets, ctx.bucketsDone());
+    const area = await StagingArea.open(state.staging, state.fetched ?? state.instances, written, this.#deps.store);
     r.publishTotals(state.instances);
     r.publishCounters('pull');
     if (state.skipped) r.publishSkipped(state.skipped);
@@ -126,7 +135,8 @@ export class PullTransferJob implements JobRunner<TransferJobQuery, PullContent,
       compression: ctx.query.Compression,
     });
     const staging = join(store.stagingRoot(), 'pull', ctx.id);
-    const area = await StagingArea.create(staging, fetched);
+    // Each instance verified as it lands is placed in the store ahead of the commit (staging-prepare.ts).
+    const area = await StagingArea.create(staging, fetched, store);
     const state: PullPrivate = { instances, fetched, buckets, staging, ...(skipped ? { skipped } : {}) };
     await ctx.savePrivate(state);
     return { state, area };

@@ -130,10 +130,16 @@ export class StagingArea {
    * that a recorded bucket wrote into: their files must be there with their declared size, else
    * InexistentFile (e.g. a commit adopted them before a crash). The file of any other instance may not
    * have been made yet (files are made as buckets write into them): it is made as by create(), by the
-   * bucket that writes into it or by staged().
+   * bucket that writes into it or by staged(). With a `preparer`, the instances verified from now on are
+   * handed to it as by create(); those written before are left to the commit.
    */
-  static async open(dir: string, instances: readonly InstanceInfo[], written: ReadonlySet<string>): Promise<StagingArea> {
-    const area = new StagingArea(dir, instances);
+  static async open(
+    dir: string,
+    instances: readonly InstanceInfo[],
+    written: ReadonlySet<string>,
+    preparer?: CommitPreparer,
+  ): Promise<StagingArea> {
+    const area = new StagingArea(dir, instances, preparer);
     await mapLimit([...area.#instances.values()], FILE_PARALLELISM, async (i) => {
       const st = await stat(area.pathOf(i.ID)).catch(() => undefined);
       if (st?.isFile() && st.size === i.Size) {
@@ -237,6 +243,15 @@ export class StagingArea {
     const verdict = this.#checks.verdict(id);
     if (!inst || this.#removed || !verdict.verified || !verdict.header) return undefined;
     return { id, path: this.pathOf(id), size: inst.Size, md5: inst.MD5, synced: true, ...verdict };
+  }
+
+  /**
+   * Undoes what was prepared and keeps the staged files (a pull paused or stopped: its next run reopens the
+   * area and the commit takes those instances as they are). The area prepares nothing more.
+   */
+  async releasePrepared(): Promise<void> {
+    await this.#prep?.stop();
+    await this.#prep?.release();
   }
 
   /** Deletes the directory and everything in it (what a commit did not adopt). Never throws. */

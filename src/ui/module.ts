@@ -1,6 +1,6 @@
 // The dashboard: the files of web/ui/ under /ui/, and the few JSON routes the pages need
-// beyond the node's REST API (overview, live job events, job history, peers with their extensions, store
-// search on either store, sending with a choice of push or pull).
+// beyond the node's REST API (overview, live job events, job history, peers with their extensions, the
+// bandwidth policy in force, store search on either store, sending with a choice of push or pull).
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { embeddedApiOf } from '../api/orthanc-api.ts';
 import type { Config } from '../config/types.ts';
@@ -18,6 +18,7 @@ import { startRemotePull } from '../transfer/remote-job.ts';
 import { assertLocalResources } from '../transfer/submit-checks.ts';
 import { VERSION } from '../version.ts';
 import { describeResources, peerGetter, storeGetter, type JobAbout } from './about.ts';
+import { bandwidthStatus, type BandwidthView } from './bandwidth.ts';
 import { LiveJobs } from './live.ts';
 import { searchStudies, studySource, type StudySearch } from './search.ts';
 import { securityHeaders, sendUiFile } from './static.ts';
@@ -126,6 +127,8 @@ export interface UiDeps {
   throughput?: Throughput | undefined;
   /** This node's random UUID (the plugin's "Originator"). */
   originator: string;
+  /** The node's bandwidth policy, on its clock: the peers page shows the limits in force. */
+  bandwidth?: BandwidthView | undefined;
 }
 
 /** The dashboard: its files, its JSON routes and its live events; the closer ends the event streams. */
@@ -140,6 +143,11 @@ export function registerUi(app: FastifyInstance, deps: UiDeps, routes: RouteInfo
   registerNodeRoutes(app, deps, routes);
   registerUiJobRoutes(app, deps, live, routes);
   route(app, '/ui/api/peers', { GET: async (_req, reply) => sendJson(reply, await deps.destinations.statusAll()) }, routes);
+  const { bandwidth, peers, config } = deps;
+  if (bandwidth) {
+    const limits = () => peers.names().map((name) => ({ name, rateLimit: peers.get(name)?.rateLimit }));
+    route(app, '/ui/api/bandwidth', { GET: async (_req, reply) => sendJson(reply, bandwidthStatus(config, bandwidth, limits())) }, routes);
+  }
   route(
     app,
     '/ui/api/studies',

@@ -1,6 +1,7 @@
 // The link profile of a peer, end to end on real DICOM between two nodes: a push records where its link
 // settled, the next push to the same peer starts there (its first BucketsInFlight), the profile survives a
-// restart of the sender in its database, and a damaged row is ignored with a warning, not a crash.
+// restart of the sender in its database, and a damaged row is ignored with a warning, not a crash. Each profile
+// carries the link's round-trip time as the transfer measured it on its small calls (loopback: present, > 0).
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -25,6 +26,12 @@ interface Start {
   BucketsInFlight: number;
   Source: string;
   ProfileRateMBs?: number;
+  RttMs?: number;
+}
+
+/** A round-trip time as recorded: present, finite and positive (no bound on its value: the machine is shared). */
+function assertRtt(ms: unknown, what: string): void {
+  assert.ok(typeof ms === 'number' && Number.isFinite(ms) && ms > 0, `${what}: ${JSON.stringify(ms)}`);
 }
 
 interface Row {
@@ -88,8 +95,11 @@ describe('link profiles between two nodes', { skip: needs(REAL_DICOM), timeout: 
     const first = await push();
     const start1 = first.Content.AdaptiveStart as Start;
     assert.equal(start1.Source, 'configuration');
-    const recorded = first.Content.LinkProfile as { BucketsInFlight: number; RateMBs: number };
+    const recorded = first.Content.LinkProfile as { BucketsInFlight: number; RateMBs: number; RttMs?: number };
     assert.ok(recorded && recorded.BucketsInFlight >= 1 && recorded.RateMBs > 0, JSON.stringify(first.Content));
+    assertRtt(recorded.RttMs, 'the RTT the first push recorded');
+    // Measured on the push's first calls (its create), before its buckets: the controller started with it.
+    assertRtt(start1.RttMs, 'the RTT the first push started with');
 
     // The second starts at the level the first settled on, from the profile.
     const second = await push();
@@ -107,10 +117,15 @@ describe('link profiles between two nodes', { skip: needs(REAL_DICOM), timeout: 
     assert.equal(row.url, `${pair.toB.url}/`);
     assert.equal(row.direction, 'push');
     const profile = JSON.parse(row.profile) as {
+      version: number;
       requestsInFlight: number;
       windows: number;
       compression: { codec: string; level?: number };
+      rttMs: number | null;
     };
+    assert.equal(profile.version, 2);
+    assertRtt(profile.rttMs, 'the RTT in the saved profile');
+    assert.equal(Math.round(profile.rttMs as number), Math.round((second.Content.LinkProfile as { RttMs: number }).RttMs));
     // What the second push recorded, as its Content says.
     assert.equal(profile.requestsInFlight, (second.Content.LinkProfile as { BucketsInFlight: number }).BucketsInFlight);
     assert.ok(Number.isInteger(profile.windows) && profile.windows >= 0);
@@ -121,12 +136,14 @@ describe('link profiles between two nodes', { skip: needs(REAL_DICOM), timeout: 
     rewrite((p) => JSON.stringify({ ...JSON.parse(p), requestsInFlight: 13 }));
     await pair.up('a');
     const third = await push();
+    assertRtt((third.Content.AdaptiveStart as Start).RttMs, 'the RTT the third push started with');
     assert.deepEqual(
-      { ...(third.Content.AdaptiveStart as Start), ProfileRateMBs: undefined },
+      { ...(third.Content.AdaptiveStart as Start), ProfileRateMBs: undefined, RttMs: undefined },
       {
         BucketsInFlight: 13,
         Source: 'profile',
         ProfileRateMBs: undefined,
+        RttMs: undefined,
         ProfileAgeSeconds: (third.Content.AdaptiveStart as { ProfileAgeSeconds: number }).ProfileAgeSeconds,
       },
     );
@@ -161,7 +178,10 @@ describe('link profiles between two nodes', { skip: needs(REAL_DICOM), timeout: 
     assert.equal(pulled.length, 1);
     assert.equal((pulled[0] as Row).peer, 'a');
     // The peer compresses its answers at a level of its own choosing: the profile names the codec only.
-    assert.deepEqual((JSON.parse((pulled[0] as Row).profile) as { compression: unknown }).compression, { codec: 'gzip' });
+    const saved = JSON.parse((pulled[0] as Row).profile) as { compression: unknown; rttMs: unknown };
+    assert.deepEqual(saved.compression, { codec: 'gzip' });
+    // The pull's RTT: its lookup and chunk requests.
+    assertRtt(saved.rttMs, 'the RTT of the pull in the saved profile');
     const second = await pull();
     const start = second.Content.AdaptiveStart as Start;
     assert.equal(start.Source, 'profile');

@@ -1,6 +1,6 @@
 // The typed peer client (src/transfer/peer-api.ts) against a real HTTP server on loopback: the paths and
 // headers it sends, the answers it reads through the wire schemas, and a clear error naming the peer and
-// the field for each answer of the wrong shape.
+// the field for each answer of the wrong shape; the link's round-trip time as its small calls measure it.
 import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -152,5 +152,40 @@ describe('typed peer API', () => {
     await malformed(badApi.instanceMd5(ID), '');
     await malformed(badApi.submitPull({ Compression: 'none', Originator: 'me', Peer: 'back', Resources: [] }), 'Path');
     await malformed(badApi.job('/jobs/job-1'), 'State');
+  });
+
+  test("the round-trip time: none before a call, the shortest of the small calls' times, never a bucket's upload", async () => {
+    // The lookup is answered 200 ms late, a PUT 400 ms late, the rest at once.
+    const server = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        const late = req.method === 'PUT' ? 400 : req.url === '/transfers/lookup' ? 200 : 0;
+        setTimeout(() => {
+          const key = `${req.method} ${req.url}`;
+          const body = req.method === 'PUT' ? '{}' : JSON.stringify(good.get(key) ?? {});
+          res.writeHead(200, { 'content-type': 'application/json' }).end(body);
+        }, late);
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const api = new PeerApi(client(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`), 'sender-7');
+    try {
+      assert.equal(api.rttMs, undefined, 'no figure before a call');
+      /** The figure now (-1 when none: the asserts below then fail). */
+      const rtt = (): number => api.rttMs ?? -1;
+      await api.lookup([{ Level: 'Study', ID: 'abc' }]);
+      const afterLookup = rtt();
+      assert.ok(afterLookup >= 199, `no answer before the server's 200 ms: ${afterLookup}`);
+      // A later call that answers at once can only lower it (the shortest is kept).
+      await api.have([{ ID, MD5 }]);
+      const afterHave = rtt();
+      assert.ok(afterHave > 0 && afterHave <= afterLookup, `${afterHave} after ${afterLookup}`);
+      // A bucket's PUT holds its upload and the peer's write: not a round trip, not counted.
+      await api.putBucket({ path: '/transfers/push/tx1' }, '0', Buffer.alloc(1024));
+      assert.equal(rtt(), afterHave);
+    } finally {
+      await api.client.close();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
   });
 });

@@ -171,6 +171,28 @@ test("slow start: with the receiver's samples it doubles every short window whil
   assert.equal(ctl.phase, 'hold');
 });
 
+test("slow start: its windows last a few of the link's round trips when that is longer than the fixed fifth", () => {
+  // Each level moves 1 MB/s per request (a link far from full): every window measures a gain and doubles.
+  const decisions = (rttMs: number | undefined): number[] => {
+    const ctl = new AdaptiveConcurrency({ initial: 2, min: 1, max: 64, ...(rttMs === undefined ? {} : { rttMs }) }, 0);
+    for (let t = 10; t <= 20_000 && ctl.history.length < 3; t += 10) ctl.progress((ctl.limit * MB * 10) / 1000, t);
+    return ctl.history.map((d) => d.at);
+  };
+  // Simulated times (the clock is the test's): the first window opens after settleMs (700), the next ones
+  // after the slow start's settle time. Without an RTT: windows of 300 ms, settles of 175 ms.
+  const fixed = [1000, 1480, 1960];
+  assert.deepEqual(decisions(undefined), fixed);
+  // A LAN (0.3 ms), goodloss (40 ms), and goodloss as a push's first calls measure it (with a connection's
+  // set-up, 92 ms): 3 round trips are shorter than 300 ms, which stays (the settle grows to 2 round trips).
+  assert.deepEqual(decisions(0.3), fixed);
+  assert.deepEqual(decisions(40), fixed);
+  assert.deepEqual(decisions(92), [1000, 1490, 1980]);
+  // 150 ms: windows of 450 ms, settles of 2 round trips (300 ms).
+  assert.deepEqual(decisions(150), [1150, 1900, 2650]);
+  // 600 ms (a satellite link): windows of windowMs (1500), settles of at most settleMs (700).
+  assert.deepEqual(decisions(600), [2200, 4400, 6600]);
+});
+
 test('a slow-start step that measures a little lower (noise) is kept; one clearly lower goes back', () => {
   // As seen on goodloss: 8 at 10 MB/s, 16 at 12.3 (a high window), 32 at 12.0: 32 stays.
   const rates = new Map([

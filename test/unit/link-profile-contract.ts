@@ -17,6 +17,7 @@ export interface LinkProfilesUnderTest {
 
 const T0 = Date.UTC(2026, 11, 1);
 const profile: LinkProfile = {
+  version: 2,
   peer: 'b',
   url: 'http://127.0.0.1:8042/',
   direction: 'push',
@@ -25,7 +26,7 @@ const profile: LinkProfile = {
   windows: 7,
   spanBytes: 4 << 20,
   compression: { codec: 'gzip', level: 3 },
-  rttMs: null,
+  rttMs: 38.5,
   measuredAt: T0,
 };
 const key = { peer: 'b', url: profile.url, direction: 'push' } as const;

@@ -36,6 +36,14 @@ export interface AdaptiveOptions {
    * the controller starts holding that level, with that rate as the level's known rate, instead of climbing.
    */
   knownRate?: number;
+  /**
+   * The link's round-trip time in ms, when known (the transfer's first calls, or its link profile): the slow
+   * start's windows then last a few round trips (CLIMB_WINDOW_RTTS), never less than the fixed fifth of
+   * `windowMs` used without it, so that a long link is not judged on windows shorter than its round trips.
+   * The figure is an upper bound (it holds the peer's time to answer, and a new connection's set-up), so it
+   * only ever lengthens the windows.
+   */
+  rttMs?: number;
 }
 
 type Phase = 'climb' | 'probe' | 'hold';
@@ -49,7 +57,10 @@ export interface AdaptiveDecision {
 }
 
 export class AdaptiveConcurrency {
-  readonly #o: Required<Omit<AdaptiveOptions, 'knownRate'>>;
+  readonly #o: Required<Omit<AdaptiveOptions, 'knownRate' | 'rttMs'>>;
+  /** The slow start's window and settle time (ms). */
+  readonly #climbWindowMs: number;
+  readonly #climbSettleMs: number;
   #limit: number;
   #phase: Phase = 'climb';
   /** When the current window opens (after the settle time of the last change). */
@@ -86,6 +97,11 @@ export class AdaptiveConcurrency {
     };
     this.#o.min = Math.max(1, Math.min(this.#o.min, this.#o.max));
     this.#limit = clamp(opts.initial, this.#o.min, this.#o.max);
+    const rtt = opts.rttMs !== undefined && Number.isFinite(opts.rttMs) && opts.rttMs >= 0 ? opts.rttMs : undefined;
+    const { windowMs, settleMs } = this.#o;
+    this.#climbWindowMs = rtt === undefined ? windowMs * 0.2 : clamp(CLIMB_WINDOW_RTTS * rtt, windowMs * 0.2, windowMs);
+    // New requests need a round trip or two before their bytes flow (a connection, TCP's own slow start).
+    this.#climbSettleMs = rtt === undefined ? settleMs / 4 : clamp(CLIMB_SETTLE_RTTS * rtt, settleMs / 4, settleMs);
     this.#windowStart = now + this.#o.settleMs;
     const known = opts.knownRate;
     if (known !== undefined && Number.isFinite(known) && known > 0) {
@@ -203,7 +219,7 @@ export class AdaptiveConcurrency {
     // A new level is measured once its new requests are under way; the same level at once.
     // The first climb (a slow start) moves on shorter windows: a level that is too low costs the most, and
     // doubling on a link limited per connection shows as a near doubling of the rate, plain through the noise.
-    const settle = this.#phase === 'climb' ? this.#o.settleMs / 4 : this.#o.settleMs;
+    const settle = this.#phase === 'climb' ? this.#climbSettleMs : this.#o.settleMs;
     this.#windowStart = now + (changed ? settle : 0);
     this.#windowBytes = 0;
     // The same level goes on measuring from the sample that closed the window; a new one from the first
@@ -227,7 +243,7 @@ export class AdaptiveConcurrency {
    * allow (with the receiver's clock a window closes at the first sample after it).
    */
   #windowLength(): number {
-    return this.#phase === 'climb' ? this.#o.windowMs * 0.2 : this.#o.windowMs;
+    return this.#phase === 'climb' ? this.#climbWindowMs : this.#o.windowMs;
   }
 
   #decide(rate: number, now: number): void {
@@ -295,6 +311,14 @@ export class AdaptiveConcurrency {
   }
 }
 
+/**
+ * Round trips in one window of the slow start when the link's RTT is known: the answers of a few round trips.
+ * Up to 100 ms the fixed fifth of a window (300 ms) is longer and stays, so that a figure inflated by a
+ * connection's set-up (a push to a 40 ms link measured some 90 ms) does not slow the climb where it was right.
+ */
+const CLIMB_WINDOW_RTTS = 3;
+/** Round trips a new level of the slow start settles before its window opens (at least settleMs / 4). */
+const CLIMB_SETTLE_RTTS = 2;
 /** How long a level's measured rate is trusted when compared with the level in force. */
 const RATE_MEMORY_MS = 30_000;
 /** Windows a start from a link profile holds its level before it probes upwards. */

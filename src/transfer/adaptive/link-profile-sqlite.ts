@@ -1,9 +1,11 @@
 // The link profiles of a node in <StorageDirectory>/link-profiles.sqlite: one row per peer, URL and
-// direction, the profile as checked JSON (a damaged row is reported and ignored, never used).
+// direction, the profile as checked JSON (a damaged row is reported and ignored, never used), written in the
+// current version of its form; a row of an earlier version reads with what it lacks at its default.
 import { openSqlite, type Sqlite } from '../../util/sqlite.ts';
 import { readStored } from '../../util/stored-json.ts';
 import {
   LINK_PROFILE_MAX_AGE_MS,
+  LINK_PROFILE_VERSION,
   LinkProfileSchema,
   profileFits,
   type LinkKey,
@@ -59,7 +61,7 @@ export class SqliteLinkProfiles implements LinkProfileStore {
   }
 
   async put(p: LinkProfile): Promise<void> {
-    const text = JSON.stringify(LinkProfileSchema.parse(p));
+    const text = JSON.stringify(LinkProfileSchema.parse({ ...p, version: LINK_PROFILE_VERSION }));
     this.#db.transaction(() => {
       this.#db
         .prepare(

@@ -1,5 +1,5 @@
 // What a node learnt of the link to a peer on its last transfer there (requests in flight, rate, span size,
-// compression), so that the next transfer to that peer starts where the link settled instead of at
+// compression, round-trip time), so that the next transfer to that peer starts where the link settled instead of at
 // Threads. The state sits behind LinkProfileStore (SQLite in link-profile-sqlite.ts; PostgreSQL later).
 import { z } from 'zod';
 
@@ -13,7 +13,14 @@ export interface LinkKey {
   direction: LinkDirection;
 }
 
+/**
+ * The version of a profile as stored. 1: no round-trip time (a row of version 1 reads with rttMs null); 2:
+ * rttMs measured on the transfer's small calls. A row of a later version is ignored like a damaged one.
+ */
+export const LINK_PROFILE_VERSION = 2;
+
 export const LinkProfileSchema = z.object({
+  version: z.union([z.literal(1), z.literal(2)]).default(1),
   peer: z.string().min(1),
   url: z.string().min(1),
   direction: z.enum(['push', 'pull']),
@@ -31,8 +38,11 @@ export const LinkProfileSchema = z.object({
   spanBytes: z.number().int().nonnegative(),
   /** The codec of the bodies and the level chosen for them (none for a pull: the peer chooses). */
   compression: z.object({ codec: z.string().min(1).max(32), level: z.number().int().min(-100).max(100).optional() }),
-  /** Round-trip time in ms, when the transfer measured one. */
-  rttMs: z.number().finite().nonnegative().nullable(),
+  /**
+   * Round-trip time in ms, when the transfer measured one: the shortest of its small calls (lookup, create,
+   * chunk requests) from the request to the answer's headers, the link's delay with the least server time.
+   */
+  rttMs: z.number().finite().nonnegative().max(600_000).nullable().default(null),
   /** When it was measured (ms since the epoch). */
   measuredAt: z.number().int().nonnegative(),
 });

@@ -1,5 +1,6 @@
 // One job: what it moves and where, live progress, its rate over time (one point a second, kept by the
-// node while the job runs), buckets done, retries, and what went wrong in plain words.
+// node while the job runs), buckets done, retries, the rate limit it meets, why it waits (a job of higher
+// Priority it gave way to, linked), and what went wrong in plain words.
 import { get } from '../api.js';
 import { TimeChart } from '../chart.js';
 import { h, replace } from '../dom.js';
@@ -84,6 +85,10 @@ function jobFacts(job) {
       : null,
     fact('Compression', c.Compression ?? '–'),
     fact('Peer', c.Peer ?? '–'),
+    // The bandwidth policy's limit for this transfer (the peer's RateLimit and the node's), kept current.
+    c.RateLimit !== undefined || TRANSFER_TYPES.has(job.Type)
+      ? fact('Rate limit', typeof c.RateLimit === 'number' ? `${c.RateLimit} Mbit/s` : 'none', 'rate-limit')
+      : null,
     c.Route ? fact('Routing rule', h('a', { href: '#/routes' }, String(c.Route)), 'route') : null,
     fact('Priority', String(job.Priority ?? 0)),
     fact('Created', localTime(created)),
@@ -97,12 +102,28 @@ function jobFacts(job) {
   );
 }
 
+/** Job types that move data over a peer's link (the bandwidth policy applies to them). */
+const TRANSFER_TYPES = new Set(['PushTransfer', 'PullTransfer']);
+
+/** The waiting notice; a job that gave way to one of higher Priority links to that job. */
+function waitingView(waiting) {
+  const m = /^preempted by job ([0-9a-f-]+)(.*)$/s.exec(waiting);
+  if (!m) return h('p.alert.warn', { dataset: { waiting: 'job' } }, `Waiting: ${waiting}`);
+  return h(
+    'p.alert.warn',
+    { dataset: { waiting: 'job', preemptedBy: m[1] } },
+    'Waiting: preempted by ',
+    h('a', { href: `#/jobs/${m[1]}` }, `job ${m[1]}`),
+    m[2],
+  );
+}
+
 /** The summary panel's content: waiting notice, progress, facts, last retry, resources. */
 function summaryView(job) {
   const c = job.Content ?? {};
   const waiting = waitingText(job);
   return [
-    waiting ? h('p.alert.warn', { dataset: { waiting: 'job' } }, `Waiting: ${waiting}`) : null,
+    waiting ? waitingView(waiting) : null,
     h('div.big-progress', progressBar(job.Progress, job.State), h('span.pct', `${job.Progress ?? 0}%`)),
     jobFacts(job),
     c.LastRetryCause

@@ -1,5 +1,6 @@
 // The peers page: each peer with reachability, round-trip time, whether it speaks the transfers protocol
-// (installed, bidirectional, disabled), the protocol extensions it lists, and what was exchanged with it.
+// (installed, bidirectional, disabled), the protocol extensions it lists, its rate limit and the one its
+// transfers meet, and what was exchanged with it; above them, the node's rate limit in force and its schedule.
 import { get } from '../api.js';
 import { h, replace, toast } from '../dom.js';
 import { bytes, localTime } from '../format.js';
@@ -10,7 +11,62 @@ const STATUS_TEXT = {
   disabled: 'No transfers',
 };
 
-function peerCard(p) {
+/** "20 Mbit/s", or "no limit" for 0 / null (as in the configuration). */
+function mbps(n) {
+  return typeof n === 'number' && n > 0 ? `${n} Mbit/s` : 'no limit';
+}
+
+/** A peer's own RateLimit and the limit its transfers meet now (its own and the node's, the lower). */
+function rateFact(limits) {
+  if (!limits) return null;
+  const own = limits.RateLimit;
+  const text =
+    own === null
+      ? `none of its own; ${limits.InForce === null ? 'no limit' : `${mbps(limits.InForce)}, the node's`}`
+      : `${mbps(own)}${limits.InForce !== own ? ` (in force: ${mbps(limits.InForce)}, the node's)` : ''}`;
+  return h('div.fact', { dataset: { fact: 'rate-limit' } }, h('dt', 'Rate limit'), h('dd', text));
+}
+
+/** The node's limit in force now, where it comes from, and the schedule with the entry in force marked. */
+function bandwidthView(b) {
+  const from =
+    b.Source === 'RateSchedule'
+      ? `from Transfers.RateSchedule (${b.Schedule.filter((e) => e.Active).map((e) => `${e.Days} ${e.From}–${e.To}`)[0] ?? ''})`
+      : 'from Transfers.RateLimit';
+  return h(
+    'section.bandwidth',
+    { dataset: { bandwidth: 'node', source: b.Source, limit: String(b.RateLimit) } },
+    h('h2', 'Bandwidth'),
+    h(
+      'p',
+      { dataset: { fact: 'node-limit' } },
+      h('strong', `This node: ${mbps(b.RateLimit)}`),
+      ` now, ${from}; node time ${b.Day} ${b.LocalTime.replace('T', ' ')}.`,
+    ),
+    b.Schedule.length
+      ? h(
+          'table.schedule',
+          h('thead', h('tr', h('th', 'Days'), h('th', 'From'), h('th', 'To'), h('th', 'Rate limit'))),
+          h(
+            'tbody',
+            b.Schedule.map((e) =>
+              h(
+                'tr',
+                { class: e.Active ? 'active' : '', dataset: { active: String(e.Active) } },
+                h('td', e.Days),
+                h('td', e.From),
+                h('td', e.To),
+                h('td', mbps(e.RateLimit)),
+              ),
+            ),
+          ),
+        )
+      : null,
+    b.Schedule.length ? h('p.muted.small', `Outside these hours: ${mbps(b.BaseRateLimit)} (Transfers.RateLimit).`) : null,
+  );
+}
+
+function peerCard(p, limits) {
   const s = p.Stats ?? {};
   return h(
     'article.peer',
@@ -38,6 +94,7 @@ function peerCard(p) {
         h('dt', 'Extensions'),
         h('dd', p.Extensions?.length ? p.Extensions.map((e) => h('span.chip', e)) : 'none'),
       ),
+      rateFact(limits),
       h('div.fact', h('dt', 'Sent'), h('dd', bytes(s.bytesSent ?? 0))),
       h('div.fact', h('dt', 'Received'), h('dd', bytes(s.bytesReceived ?? 0))),
       h('div.fact', h('dt', 'Calls'), h('dd', `${s.requests ?? 0} (${s.failures ?? 0} failed)`)),
@@ -52,19 +109,25 @@ function peerCard(p) {
 
 export function peersPage(main) {
   const grid = h('div.peers', h('p.muted', 'Asking each peer…'));
+  const policy = h('div.policy');
   const refresh = h('button.btn', { type: 'button', onclick: () => load() }, 'Check again');
-  main.append(h('div.page-head', h('h1', 'Peers'), refresh), grid);
+  main.append(h('div.page-head', h('h1', 'Peers'), refresh), policy, grid);
   let alive = true;
 
   async function load() {
     refresh.disabled = true;
     try {
+      // The policy answers at once; the peers only once each has been asked.
+      const bandwidth = get('/ui/api/bandwidth').catch(() => null);
       const peers = await get('/ui/api/peers');
+      const b = await bandwidth;
       if (!alive) return;
+      replace(policy, b ? bandwidthView(b) : []);
+      const limits = new Map((b?.Peers ?? []).map((l) => [l.Name, l]));
       replace(
         grid,
         peers.length
-          ? peers.map(peerCard)
+          ? peers.map((p) => peerCard(p, limits.get(p.Name)))
           : h('p.muted', 'No peers. Add them under OrthancPeers in the configuration, or with PUT /peers/{name}.'),
       );
     } catch (e) {

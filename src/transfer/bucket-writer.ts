@@ -46,8 +46,11 @@ export function decoding(compression: Compression): Pick<WriteBucketOptions, 'gu
 /** What a bucket writer needs of its staging area. */
 export interface BucketTarget {
   instance(id: string): InstanceInfo | undefined;
-  /** The file of an instance, made if need be, opened for positional writes. */
-  openForWrite(id: string): Promise<FileHandle>;
+  /**
+   * The file of an instance, made if need be, opened for positional writes. `whole`: this writer is about to
+   * write all of the instance, so a file it makes need not be sized first.
+   */
+  openForWrite(id: string, whole: boolean): Promise<FileHandle>;
   readonly checks: InstanceChecks;
 }
 
@@ -261,7 +264,7 @@ export class BucketWriter {
   /** Writes the gathered bytes of chunk `c` at their place. */
   async #flush(c: PlacedChunk): Promise<void> {
     if (this.#pendingBytes === 0) return;
-    const fh = await this.#handleOf(c.ID);
+    const fh = await this.#handleOf(c.ID, this.#whole);
     const checks = this.#target.checks;
     checks.beforeWrite(c.ID);
     this.#ownWrites++;
@@ -274,10 +277,10 @@ export class BucketWriter {
     this.#pendingBytes = 0;
   }
 
-  async #handleOf(id: string): Promise<FileHandle> {
+  async #handleOf(id: string, whole: boolean): Promise<FileHandle> {
     let fh = this.#handles.get(id);
     if (!fh) {
-      fh = await this.#target.openForWrite(id);
+      fh = await this.#target.openForWrite(id, whole);
       this.#handles.set(id, fh);
     }
     return fh;

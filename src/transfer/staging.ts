@@ -48,7 +48,7 @@ export class StagingArea {
     );
     this.#target = {
       instance: (id) => this.#instances.get(id),
-      openForWrite: (id) => this.#openForWrite(id),
+      openForWrite: (id, whole) => this.#openForWrite(id, whole),
       checks: this.#checks,
     };
   }
@@ -94,17 +94,24 @@ export class StagingArea {
   /**
    * The file of instance `id` opened for positional writes. The bucket that makes the file writes through
    * the handle that made it (one open and close per instance, not two); the others open it once it is made.
+   * A bucket that writes the `whole` instance does not size a file it makes: its writes do. Should it stop
+   * short, the file keeps a wrong size, which nothing takes for data: a bucket is recorded only once all of
+   * it is written and flushed, open() sizes again a file no recorded bucket wrote, and the commit checks the
+   * size of every file it did not see verified.
    */
-  async #openForWrite(id: string): Promise<FileHandle> {
+  async #openForWrite(id: string, whole = false): Promise<FileHandle> {
     if (this.#removed) throw new XferError('UnknownResource', 'the staging area was removed');
     const made = this.#made.get(id);
-    if (!made) return this.#create(id);
+    if (!made) return this.#create(id, whole);
     await made;
     return open(this.pathOf(id), 'r+');
   }
 
-  /** Makes the file of `id` with its declared size, recorded as made once it is, and returns its open handle. */
-  #create(id: string): Promise<FileHandle> {
+  /**
+   * Makes the file of `id` with its declared size (a fresh file left empty when `unsized`), recorded as made
+   * once it is, and returns its open handle.
+   */
+  #create(id: string, unsized = false): Promise<FileHandle> {
     if (this.#removed) return Promise.reject(new XferError('UnknownResource', 'the staging area was removed'));
     const size = this.#instances.get(id)?.Size ?? 0;
     const creating = (async () => {
@@ -117,7 +124,7 @@ export class StagingArea {
         return open(this.pathOf(id), 'r+');
       });
       try {
-        if (fresh || (await fh.stat()).size !== size) await fh.truncate(size);
+        if (fresh ? !unsized : (await fh.stat()).size !== size) await fh.truncate(size);
       } catch (e) {
         await fh.close().catch(() => undefined);
         throw e;

@@ -61,7 +61,8 @@ describe('push creates over HTTP', { skip: needs(REAL_DICOM), timeout: 120_000 }
     const a = await postJson(node.url, '/transfers/push', { Instances, Buckets, Compression: 'none' });
     assert.equal(a.status, 200, a.body.toString());
     const path = json<{ Path: string }>(a).Path;
-    // The declared sizes were read right: bucket 0, the first file whole, is taken; a byte more is not (NetworkProtocol, 500, as the plugin answers).
+    // The declared sizes were read right: bucket 0, the first file whole, is taken; a byte more is not
+    // (NetworkProtocol, 500, as the plugin answers).
     const first = await readFile((await listFiles(REAL_DICOM))[0] as string);
     assert.equal((await call(node.url, 'PUT', `${path}/0`, Buffer.concat([first, Buffer.from([0])]))).status, 500);
     const put = await call(node.url, 'PUT', `${path}/0`, first);

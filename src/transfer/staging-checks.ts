@@ -165,6 +165,16 @@ export class InstanceChecks {
 
 /** The header of an instance from its first bytes, or undefined when they do not hold all of it. */
 function headerFrom(parts: readonly Buffer[], size: number): DicomHeader | undefined {
+  const first = parts[0];
+  if (parts.length > 1 && first) {
+    // The first piece mostly holds the whole header: read as a prefix, it gives a header only when it reaches
+    // Pixel Data (the very header the longer prefix gives), and the 64 KiB copy of every instance is spared.
+    try {
+      return parseDicomHeader(first, { prefix: true });
+    } catch {
+      // Cut short (or not DICOM): all the first bytes, as below.
+    }
+  }
   const bytes = parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts as Buffer[]);
   if (bytes.length === 0) return undefined;
   try {

@@ -359,6 +359,29 @@ describe('staging area', () => {
     await again.remove();
   });
 
+  test('the header of a whole instance is the one read from its file, whatever the pieces it came in', async () => {
+    const dir = await series();
+    const names = (await readdir(dir)).sort().slice(0, 4);
+    const list: InstanceInfo[] = [];
+    const bytes = new Map<string, Buffer>();
+    for (const [k, name] of names.entries()) {
+      const b = await readFile(join(dir, name));
+      const ID = `${k.toString(16).padStart(8, '0')}-12121212-34343434-56565656-78787878`;
+      bytes.set(ID, b);
+      list.push({ ID, Size: b.length, MD5: md5(b) });
+    }
+    // Pieces smaller than a header, about its size, and larger: the first piece holds all of it or not.
+    for (const piece of [700, 3000, 65536]) {
+      const area = await StagingArea.create(join(root, `header-${piece}`), list);
+      for (const i of list) await area.writeBucket([{ ID: i.ID, Offset: 0, Size: i.Size }], pieces(bytes.get(i.ID) as Buffer, piece));
+      for (const s of await area.staged()) {
+        assert.equal(s.verified, true);
+        assert.deepEqual(s.header, await readDicomHeaderFromFile(s.path), `${s.id} in pieces of ${piece}`);
+      }
+      await area.remove();
+    }
+  });
+
   test('the CRC-32 of a payload: checked plain and gzip; a mismatch is CorruptedFile 422, "member" only with gzip', async () => {
     const [a] = instances as [InstanceInfo];
     const data = files.get(a.ID) as Buffer;

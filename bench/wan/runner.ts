@@ -107,7 +107,15 @@ async function startXferA(port: number, peers: Record<string, string[]>, transfe
   // A job cut short by a previous run's timeout would resume at start: the source starts without history.
   for (const suffix of ['', '-wal', '-shm']) await rm(join(xferADir, 'data', `jobs.sqlite${suffix}`), { force: true });
   const config = { Name: 'bench-a', LogLevel: 'warn', OrthancPeers: peers, Transfers: transfers };
-  return track(await startXferNode({ dir: xferADir, port, config }));
+  return track(await startXferNode({ dir: xferADir, port, config, nodeArgs: nodeArgsOf('BENCH_SENDER_NODE_ARGS') }));
+}
+
+/**
+ * Options for node itself on one side (e.g. `--cpu-prof --cpu-prof-dir=DIR` to profile the receiver), from
+ * BENCH_SENDER_NODE_ARGS / BENCH_RECEIVER_NODE_ARGS, split on spaces.
+ */
+function nodeArgsOf(variable: string): string[] {
+  return (process.env[variable] ?? '').split(' ').filter((a) => a !== '');
 }
 
 function orthancConfig(name: string): Record<string, unknown> {
@@ -328,7 +336,7 @@ async function runXfer(method: MethodName, source: Md5Map): Promise<RunResult> {
   const Transfers = { Zstd: compression === 'zstd' };
   const a = await startXferA(portA, { b: [urlB] }, Transfers);
   const configB = { Name: 'bench-b', LogLevel: 'warn', OrthancPeers: { a: [urlA] }, Transfers };
-  const b = track(await startXferNode({ port: portB, config: configB }));
+  const b = track(await startXferNode({ port: portB, config: configB, nodeArgs: nodeArgsOf('BENCH_RECEIVER_NODE_ARGS') }));
   const studies = await studiesOf(urlA);
   const Resources = studies.map((ID) => ({ Level: 'Study', ID }));
   return timed(method, { sender: a, receiver: b }, source, async (deadline) => {

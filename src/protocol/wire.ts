@@ -134,7 +134,7 @@ export function refuseUnlistedZstd(c: Compression, listed: boolean): void {
 }
 
 const DECIMAL = /^[0-9]+$/;
-const MD5_HEX = /^[0-9a-f]{32}$/;
+export const MD5_HEX = /^[0-9a-f]{32}$/;
 /**
  * Orthanc IDs are lowercase hex and dashes; the chunk route cannot address anything else
  * (docs/protocol.md#identifiers).

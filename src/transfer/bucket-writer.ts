@@ -1,7 +1,6 @@
 // The write of one bucket payload into a staging area's files: each piece at its place as it streams in,
-// gathered into large positional writes, the payload's length and CRC-32 checked, whole instances hashed
-// on their way to the disk. One BucketWriter per payload; its state is its fields.
-import { createHash, type Hash } from 'node:crypto';
+// gathered into large positional writes, the payload's length and CRC-32 checked, each instance's MD5 taken
+// in the MD5 worker once its bytes are on disk. One BucketWriter per payload; its state is its fields.
 import type { FileHandle } from 'node:fs/promises';
 import type { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -47,8 +46,11 @@ export function decoding(compression: Compression): Pick<WriteBucketOptions, 'gu
 /** What a bucket writer needs of its staging area. */
 export interface BucketTarget {
   instance(id: string): InstanceInfo | undefined;
-  /** The file of an instance, made if need be, opened for positional writes. */
-  openForWrite(id: string): Promise<FileHandle>;
+  /**
+   * The file of an instance, made if need be, opened for positional writes. `whole`: this writer is about to
+   * write all of the instance, so a file it makes need not be sized first.
+   */
+  openForWrite(id: string, whole: boolean): Promise<FileHandle>;
   readonly checks: InstanceChecks;
 }
 
@@ -80,8 +82,8 @@ export class BucketWriter {
   #pending: Buffer[] = [];
   #pendingBytes = 0;
   #pendingAt = 0;
-  /** MD5 of the current chunk when it is a whole instance (its bytes hashed on their way to the disk). */
-  #hash: Hash | undefined;
+  /** The current chunk is a whole instance (hashed from its file once written, see #endChunk). */
+  #whole = false;
   /** The first bytes of that instance, for its header. */
   #head: Buffer[] | undefined;
   #headBytes = 0;
@@ -199,7 +201,6 @@ export class BucketWriter {
       const inChunk = this.#written - c.payloadOffset;
       const n = Math.min(piece.length - at, c.Size - inChunk);
       const part = piece.subarray(at, at + n);
-      this.#hash?.update(part);
       if (this.#head && this.#headBytes < HEAD_BYTES) {
         this.#head.push(part);
         this.#headBytes += part.length;
@@ -245,7 +246,7 @@ export class BucketWriter {
     this.#ownWrites = 0;
     const inst = this.#target.instance(c.ID);
     const whole = c.Offset === 0 && inst !== undefined && c.Size === inst.Size;
-    this.#hash = whole ? createHash('md5') : undefined;
+    this.#whole = whole;
     this.#head = whole ? [] : undefined;
     this.#headBytes = 0;
     this.#hashEpoch = this.#target.checks.epoch(c.ID);
@@ -253,32 +254,33 @@ export class BucketWriter {
 
   async #endChunk(c: PlacedChunk): Promise<void> {
     await this.#flush(c);
-    if (!this.#hash) return;
-    this.#target.checks.wholeWritten(c.ID, this.#hashEpoch, this.#ownWrites, this.#hash.digest('hex'), this.#head ?? []);
-    this.#hash = undefined;
+    if (!this.#whole) return;
+    // Hashed in the MD5 worker from the page cache: the event loop, the receiver's busiest thread, is spared.
+    this.#target.checks.wholeWritten(c.ID, this.#hashEpoch, this.#ownWrites, this.#head ?? []);
+    this.#whole = false;
     this.#head = undefined;
   }
 
   /** Writes the gathered bytes of chunk `c` at their place. */
   async #flush(c: PlacedChunk): Promise<void> {
     if (this.#pendingBytes === 0) return;
-    const fh = await this.#handleOf(c.ID);
+    const fh = await this.#handleOf(c.ID, this.#whole);
     const checks = this.#target.checks;
     checks.beforeWrite(c.ID);
     this.#ownWrites++;
     await writeAllAt(fh, this.#pending, this.#pendingBytes, c.Offset + this.#pendingAt);
     // A piece of an instance (not the whole of it in this chunk) joins the instance's running hash.
-    if (this.#hash) checks.spoil(c.ID);
+    if (this.#whole) checks.spoil(c.ID);
     else checks.advance(c.ID, c.Offset + this.#pendingAt, this.#pendingBytes);
     this.#pendingAt += this.#pendingBytes;
     this.#pending = [];
     this.#pendingBytes = 0;
   }
 
-  async #handleOf(id: string): Promise<FileHandle> {
+  async #handleOf(id: string, whole: boolean): Promise<FileHandle> {
     let fh = this.#handles.get(id);
     if (!fh) {
-      fh = await this.#target.openForWrite(id);
+      fh = await this.#target.openForWrite(id, whole);
       this.#handles.set(id, fh);
     }
     return fh;

@@ -4,14 +4,8 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { XferError, isXferError } from '../errors.ts';
 import { bucketSize } from '../protocol/buckets.ts';
-import {
-  parsePushCreate,
-  refuseUnlistedZstd,
-  sortUniqueInstances,
-  type Bucket,
-  type Compression,
-  type PushCreateBody,
-} from '../protocol/wire.ts';
+import { readPushCreate } from '../protocol/push-create.ts';
+import { refuseUnlistedZstd, sortUniqueInstances, type Bucket, type Compression, type PushCreateBody } from '../protocol/wire.ts';
 import type { Store } from '../store/types.ts';
 import type { ArrivalSink } from '../routing/arrivals.ts';
 import type { RequestSender } from '../routing/origin.ts';
@@ -195,7 +189,7 @@ export function parseCreate(body: unknown, { maxInstances, zstd }: CreateLimits)
       { httpStatus: 413 },
     );
   }
-  const parsed = parsePushCreate(body);
+  const parsed = readPushCreate(body);
   refuseUnlistedZstd(parsed.Compression, zstd);
   return { ...parsed, Instances: sortUniqueInstances(parsed.Instances) };
 }

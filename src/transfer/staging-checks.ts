@@ -1,7 +1,7 @@
 // What a staging area knows of its instances' bytes as they land: each instance's MD5 computed while it is
 // written (whole in one chunk, or piece by piece in order), so that the commit need not read back the files
-// that matched, and the header parsed from those bytes. An instance written in pieces is hashed in the MD5
-// worker thread from its file (the page cache), off the event loop; a whole one as its bytes pass.
+// that matched, and the header parsed from those bytes. Every instance is hashed in the MD5 worker thread
+// from its file (the page cache), off the event loop: whole once its chunk is written, in pieces as they land.
 import { open } from 'node:fs/promises';
 import { parseDicomHeader } from '../dicom/parse.ts';
 import type { DicomHeader } from '../dicom/types.ts';
@@ -38,6 +38,8 @@ export class InstanceChecks {
   /** Headers parsed from the bytes of verified instances: the commit need not read them again. */
   readonly #headers = new Map<string, DicomHeader>();
 
+  /** Hashes of whole instances under way in the worker. */
+  readonly #wholes = new Set<Promise<void>>();
   /** Told of each instance verified with its header (the commit's work for it may start). */
   readonly #onVerified: ((id: string) => void) | undefined;
 
@@ -61,12 +63,24 @@ export class InstanceChecks {
 
   /**
    * A chunk that is the whole of instance `id` was written (`writes` writes, the first when the epoch was
-   * `epoch`), with this MD5 and these first bytes: verified when it matches the declared MD5 and no other
-   * write went into the instance meanwhile.
+   * `epoch`), with these first bytes: its file is hashed in the MD5 worker, and the instance is verified
+   * when that matches the declared MD5 and no other write went into it from its chunk's start to the
+   * digest. In the background; settled() waits for it.
    */
-  wholeWritten(id: string, epoch: number, writes: number, md5: string, head: readonly Buffer[]): void {
+  wholeWritten(id: string, epoch: number, writes: number, head: readonly Buffer[]): void {
     const inst = this.#instance(id);
-    if (!inst || this.epoch(id) !== epoch + writes || md5 !== inst.MD5) return;
+    if (!inst || this.epoch(id) !== epoch + writes) return;
+    const done = md5Worker.hash(md5Worker.newKey(), this.#pathOf(id), 0, inst.Size, true).then(
+      (md5) => this.#wholeHashed(id, inst, epoch + writes, md5, head),
+      // A file that cannot be read back is left unverified: the commit reads it and says what is wrong.
+      () => undefined,
+    );
+    this.#wholes.add(done);
+    void done.finally(() => this.#wholes.delete(done));
+  }
+
+  #wholeHashed(id: string, inst: InstanceInfo, epoch: number, md5: string, head: readonly Buffer[]): void {
+    if (this.epoch(id) !== epoch || md5 !== inst.MD5) return;
     this.#verified.add(id);
     const header = headerFrom(head, inst.Size);
     if (!header) return;
@@ -139,6 +153,7 @@ export class InstanceChecks {
   /** Settles once every running hash has counted what was written. */
   async settled(): Promise<void> {
     await Promise.all([...this.#running.values()].map((r) => r.queue));
+    await Promise.all([...this.#wholes]);
   }
 
   /** Whether an instance was verified while written, and then its header. */
@@ -150,6 +165,16 @@ export class InstanceChecks {
 
 /** The header of an instance from its first bytes, or undefined when they do not hold all of it. */
 function headerFrom(parts: readonly Buffer[], size: number): DicomHeader | undefined {
+  const first = parts[0];
+  if (parts.length > 1 && first) {
+    // The first piece mostly holds the whole header: read as a prefix, it gives a header only when it reaches
+    // Pixel Data (the very header the longer prefix gives), and the 64 KiB copy of every instance is spared.
+    try {
+      return parseDicomHeader(first, { prefix: true });
+    } catch {
+      // Cut short (or not DICOM): all the first bytes, as below.
+    }
+  }
   const bytes = parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts as Buffer[]);
   if (bytes.length === 0) return undefined;
   try {

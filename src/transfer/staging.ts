@@ -1,7 +1,7 @@
 // The staging area of one incoming transfer: a directory with one pre-sized (sparse) file per declared
 // instance, filled positionally by bucket payloads as they stream in, then handed to the store's atomic
 // commit. Used by the push receiver; a pull download can use it the same way.
-import { mkdir, open, rm, stat } from 'node:fs/promises';
+import { mkdir, open, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { XferError } from '../errors.ts';
@@ -48,10 +48,7 @@ export class StagingArea {
     );
     this.#target = {
       instance: (id) => this.#instances.get(id),
-      openForWrite: async (id) => {
-        await this.#make(id);
-        return open(this.pathOf(id), 'r+');
-      },
+      openForWrite: (id, whole) => this.#openForWrite(id, whole),
       checks: this.#checks,
     };
   }
@@ -87,33 +84,59 @@ export class StagingArea {
    * The file of instance `id`, made (once) with its declared size; a creation that failed (a full disk)
    * is tried again by the next caller. Refused once the area is removed: no file outlives it.
    */
-  #make(id: string): Promise<void> {
+  async #make(id: string): Promise<void> {
+    if (this.#removed) throw new XferError('UnknownResource', 'the staging area was removed');
+    const made = this.#made.get(id);
+    if (made) return made;
+    await (await this.#create(id)).close();
+  }
+
+  /**
+   * The file of instance `id` opened for positional writes. The bucket that makes the file writes through
+   * the handle that made it (one open and close per instance, not two); the others open it once it is made.
+   * A bucket that writes the `whole` instance does not size a file it makes: its writes do. Should it stop
+   * short, the file keeps a wrong size, which nothing takes for data: a bucket is recorded only once all of
+   * it is written and flushed, open() sizes again a file no recorded bucket wrote, and the commit checks the
+   * size of every file it did not see verified.
+   */
+  async #openForWrite(id: string, whole = false): Promise<FileHandle> {
+    if (this.#removed) throw new XferError('UnknownResource', 'the staging area was removed');
+    const made = this.#made.get(id);
+    if (!made) return this.#create(id, whole);
+    await made;
+    return open(this.pathOf(id), 'r+');
+  }
+
+  /**
+   * Makes the file of `id` with its declared size (a fresh file left empty when `unsized`), recorded as made
+   * once it is, and returns its open handle.
+   */
+  #create(id: string, unsized = false): Promise<FileHandle> {
     if (this.#removed) return Promise.reject(new XferError('UnknownResource', 'the staging area was removed'));
-    let made = this.#made.get(id);
-    if (!made) {
-      const size = this.#instances.get(id)?.Size ?? 0;
-      made = (async () => {
-        // Never truncating a file that is there: another area on the same directory (the run before a
-        // pause, whose last writes may still be running) may have made it and written into it.
-        let fresh = true;
-        const fh = await open(this.pathOf(id), 'wx').catch(async (e: unknown) => {
-          if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-          fresh = false;
-          return open(this.pathOf(id), 'r+');
-        });
-        try {
-          if (fresh || (await fh.stat()).size !== size) await fh.truncate(size);
-        } finally {
-          await fh.close();
-        }
-      })();
-      const mine = made;
-      mine.catch(() => {
-        if (this.#made.get(id) === mine) this.#made.delete(id);
+    const size = this.#instances.get(id)?.Size ?? 0;
+    const creating = (async () => {
+      // Never truncating a file that is there: another area on the same directory (the run before a
+      // pause, whose last writes may still be running) may have made it and written into it.
+      let fresh = true;
+      const fh = await open(this.pathOf(id), 'wx').catch(async (e: unknown) => {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+        fresh = false;
+        return open(this.pathOf(id), 'r+');
       });
-      this.#made.set(id, mine);
-    }
-    return made;
+      try {
+        if (fresh ? !unsized : (await fh.stat()).size !== size) await fh.truncate(size);
+      } catch (e) {
+        await fh.close().catch(() => undefined);
+        throw e;
+      }
+      return fh;
+    })();
+    const mine = creating.then(() => undefined);
+    mine.catch(() => {
+      if (this.#made.get(id) === mine) this.#made.delete(id);
+    });
+    this.#made.set(id, mine);
+    return creating;
   }
 
   /** Settles once every file is made; throws what their creation threw. */

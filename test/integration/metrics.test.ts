@@ -190,6 +190,12 @@ describe('metrics after real transfers', { timeout: 180_000 }, () => {
     assert.ok(value(a, 'dicom_xfer_throughput_bytes_per_second{direction="sent"}') >= 0);
     assert.ok(value(a, 'dicom_xfer_throughput_bytes_per_second{direction="received"}') >= 0);
     assert.ok(value(a, 'dicom_xfer_process_resident_memory_bytes') > 0);
+    // The event loop's delay since the last scrape (0 when a scrape just before left no sample): what a
+    // receiver's stalls during a transfer are read from.
+    for (const stat of ['p99', 'max']) {
+      const lag = value(a, `dicom_xfer_nodejs_eventloop_lag_${stat}_seconds`);
+      assert.ok(Number.isFinite(lag) && lag >= 0, `${stat} ${lag}`);
+    }
     assert.equal(value(a, 'orthanc_transfers_used_cache_size'), 0);
   });
 });

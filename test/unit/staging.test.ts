@@ -316,6 +316,72 @@ describe('staging area', () => {
     await area.remove();
   });
 
+  test('a file made by the bucket that writes all of it is not sized first; one cut short is never taken for whole', async () => {
+    // More instances than create() makes ahead, so that the last two are made by their buckets; those two
+    // are larger than one write batch (1 MiB), so that a payload broken off halfway has reached the disk.
+    const bytes = new Map<string, Buffer>();
+    const many: InstanceInfo[] = [];
+    for (let k = 0; k < 24; k++) {
+      const ID = `${k.toString(16).padStart(8, '0')}-eeeeeeee-ffffffff-00000000-11111111`;
+      const b = k < 22 ? (files.get((instances[k % instances.length] as InstanceInfo).ID) as Buffer) : randomBytes(3 * 1024 * 1024 + k);
+      bytes.set(ID, b);
+      many.push({ ID, Size: b.length, MD5: md5(b) });
+    }
+    const data = (i: InstanceInfo) => bytes.get(i.ID) as Buffer;
+    const dir = join(root, 'unsized');
+    const area = await StagingArea.create(dir, many);
+    const [x, y] = many.slice(-2) as [InstanceInfo, InstanceInfo];
+    await assert.rejects(stat(area.pathOf(x.ID)));
+    // A payload that breaks off halfway: the file holds what was written, at the size it came to.
+    const half = data(x).subarray(0, Math.floor(x.Size / 2));
+    const broken = Readable.from(
+      (async function* () {
+        for (let at = 0; at < half.length; at += 65536) yield half.subarray(at, at + 65536);
+        throw new Error('connection reset');
+      })(),
+    );
+    await assert.rejects(area.writeBucket([{ ID: x.ID, Offset: 0, Size: x.Size }], broken));
+    const cut = (await stat(area.pathOf(x.ID))).size;
+    assert.ok(cut > 0 && cut < x.Size, `${cut} bytes of ${x.Size}`);
+    // Not recorded as written, so reopening takes it; recorded, it would be refused as not whole.
+    await assert.rejects(StagingArea.open(dir, many, new Set([x.ID])), (e: unknown) => isXferError(e, 'InexistentFile'));
+    const again = await StagingArea.open(dir, many, new Set());
+    // Sent again, whole: the file is the instance, verified; and one sent whole at once is too.
+    await again.writeBucket([{ ID: x.ID, Offset: 0, Size: x.Size }], pieces(data(x), 65536));
+    await again.writeBucket([{ ID: y.ID, Offset: 0, Size: y.Size }], pieces(data(y), 65536));
+    const staged = await again.staged();
+    for (const i of [x, y]) {
+      assert.equal(md5(await readFile(again.pathOf(i.ID))), i.MD5);
+      assert.equal(staged.find((s) => s.id === i.ID)?.verified, true);
+    }
+    // The ones no bucket wrote are made at their declared size for the commit.
+    assert.equal((await stat(again.pathOf((many[20] as InstanceInfo).ID))).size, (many[20] as InstanceInfo).Size);
+    await again.remove();
+  });
+
+  test('the header of a whole instance is the one read from its file, whatever the pieces it came in', async () => {
+    const dir = await series();
+    const names = (await readdir(dir)).sort().slice(0, 4);
+    const list: InstanceInfo[] = [];
+    const bytes = new Map<string, Buffer>();
+    for (const [k, name] of names.entries()) {
+      const b = await readFile(join(dir, name));
+      const ID = `${k.toString(16).padStart(8, '0')}-12121212-34343434-56565656-78787878`;
+      bytes.set(ID, b);
+      list.push({ ID, Size: b.length, MD5: md5(b) });
+    }
+    // Pieces smaller than a header, about its size, and larger: the first piece holds all of it or not.
+    for (const piece of [700, 3000, 65536]) {
+      const area = await StagingArea.create(join(root, `header-${piece}`), list);
+      for (const i of list) await area.writeBucket([{ ID: i.ID, Offset: 0, Size: i.Size }], pieces(bytes.get(i.ID) as Buffer, piece));
+      for (const s of await area.staged()) {
+        assert.equal(s.verified, true);
+        assert.deepEqual(s.header, await readDicomHeaderFromFile(s.path), `${s.id} in pieces of ${piece}`);
+      }
+      await area.remove();
+    }
+  });
+
   test('the CRC-32 of a payload: checked plain and gzip; a mismatch is CorruptedFile 422, "member" only with gzip', async () => {
     const [a] = instances as [InstanceInfo];
     const data = files.get(a.ID) as Buffer;

@@ -201,6 +201,9 @@ export class SqliteInstanceIndex implements InstanceIndex {
     const out: AdoptResult = { adopted: [], kept: [], replaced: [] };
     const add = this.#stmt('INSERT OR IGNORE INTO pending_files (file, since) VALUES (?, ?)');
     const drop = this.#stmt('DELETE FROM pending_files WHERE file = ?');
+    // The patient, study and series of a commit's instances are mostly the same few: each is looked up and
+    // touched once per transaction, not once per instance (thousands of statements fewer on a big study).
+    const parents = new Map<string, number>();
     this.#db.transaction(() => {
       for (const e of entries) {
         const existing = this.#stmt(`${INSTANCE} WHERE r.id = ?`).get(e.ids.instance);
@@ -209,7 +212,7 @@ export class SqliteInstanceIndex implements InstanceIndex {
           out.kept.push({ id: e.ids.instance, file: e.file });
           continue;
         }
-        this.#indexInstance(e, now);
+        this.#indexInstance(e, now, parents);
         drop.run(e.file);
         out.adopted.push(e.ids.instance);
         if (old) {
@@ -221,9 +224,19 @@ export class SqliteInstanceIndex implements InstanceIndex {
     return out;
   }
 
-  /** The four levels of one instance: inserted, or refreshed when there (the instance's row replaced). */
-  #indexInstance(e: IndexEntry, now: number): void {
+  /**
+   * The four levels of one instance: inserted, or refreshed when there (the instance's row replaced).
+   * `parents` holds the patients, studies and series upserted already in this transaction, with their seq.
+   */
+  #indexInstance(e: IndexEntry, now: number, parents: Map<string, number> = new Map()): void {
     const upsert = (level: Level, id: string, parent: number | null, tags: MainTags, patientTags?: MainTags): number => {
+      const known = level === 'Instance' ? undefined : parents.get(id);
+      if (known !== undefined) return known;
+      const seq = upsertOnce(level, id, parent, tags, patientTags);
+      if (level !== 'Instance') parents.set(id, seq);
+      return seq;
+    };
+    const upsertOnce = (level: Level, id: string, parent: number | null, tags: MainTags, patientTags?: MainTags): number => {
       const seq = this.#seq(id);
       if (seq !== undefined) {
         this.#stmt('UPDATE resources SET last_update = ? WHERE seq = ?').run(now, seq);

@@ -4,11 +4,12 @@
 // link, and each node's peak RSS. bench/wan.ts calls manyScenario, which sets up each profile's namespace
 // and runs this file inside it (node --import tsx bench/wan/scenario-many.ts SPEC.json).
 import { readFile, writeFile } from 'node:fs/promises';
+import { cpus } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { mapLimit } from '../../src/util/concurrency.ts';
 import { startXferNode, type XferNode } from '../../test/helpers/node.ts';
-import { ControlClient, linkProfile, sleep, type DatasetManifest, type LinkProfile, type ProfileName } from './common.ts';
+import { ControlClient, linkProfile, procUsage, sleep, type DatasetManifest, type LinkProfile, type ProfileName } from './common.ts';
 import { runPerProfile } from './netns.ts';
 
 export type ManyMode = 'many-senders' | 'many-jobs';
@@ -38,6 +39,15 @@ export interface ManyResult {
   makespan: number | null;
   /** Peak RSS (VmHWM) of every node, MB: the receivers (or receiver) and the senders (or sender). */
   rssMB: { senders: number[]; receivers: number[] };
+  /** CPU seconds of every node from the common start to the last success. */
+  cpuSeconds?: { senders: number[]; receivers: number[] };
+  /** The machine's CPU busy over the same time, in cores (all processes, the benchmark's own and others'). */
+  machineBusyCores?: number;
+  /** Aggregate payload rate (Mbit/s, from the jobs' WireBytes) per second since the common start. */
+  series?: number[];
+  /** Seconds from the common start to each job's first byte on the wire, and to its last byte. */
+  firstByte?: number[];
+  lastByte?: number[];
   verified: boolean;
   error?: string;
 }
@@ -62,8 +72,27 @@ async function peakRssMB(pid: number): Promise<number> {
 }
 
 interface Job {
+  ID?: string;
   State?: string;
   ErrorDetails?: string;
+  Content?: { WireBytes?: number };
+}
+
+/** What the polls saw of the jobs: when each succeeded, its first and last byte, the aggregate per second. */
+interface Watched {
+  done: number[];
+  firstByte: number[];
+  lastByte: number[];
+  series: number[];
+}
+
+/** Machine CPU jiffies (busy, total) from /proc/stat. */
+async function machineJiffies(): Promise<{ busy: number; total: number }> {
+  const line = (await readFile('/proc/stat', 'utf8')).split('\n')[0] ?? '';
+  const n = line.trim().split(/\s+/).slice(1).map(Number);
+  const total = n.reduce((s, x) => s + x, 0);
+  // idle and iowait
+  return { busy: total - (n[3] ?? 0) - (n[4] ?? 0), total };
 }
 
 /** Starts the nodes: one receiver and COUNT senders (many-senders), or COUNT receivers and one sender. */
@@ -82,21 +111,46 @@ async function startNodes(manySenders: boolean, senders: XferNode[], receivers: 
   }
 }
 
-/** Polls every job (`base/jobs/id` URLs) until all succeed: each one's seconds since `t0`. Throws on a failure or the deadline. */
-async function waitAll(control: ControlClient, jobs: string[], t0: number, deadline: number): Promise<number[]> {
-  const done: (number | null)[] = jobs.map(() => null);
-  for (let round = 0; round < 10_000_000 && done.some((d) => d === null); round++) {
-    for (let i = 0; i < jobs.length; i++) {
-      if (done[i] !== null) continue;
-      const url = new URL(jobs[i] as string);
-      const j = await control.json<Job>(url.origin, 'GET', url.pathname);
-      if (j.State === 'Failure') throw new Error(`job ${i} failed: ${j.ErrorDetails ?? ''}`);
-      if (j.State === 'Success') done[i] = (performance.now() - t0) / 1000;
+/**
+ * Polls the jobs (one `GET /jobs?expand` per source node) until all succeed: each one's seconds since `t0`,
+ * its first and last byte on the wire, and the aggregate rate per second. Throws on a failure or the deadline.
+ */
+async function waitAll(control: ControlClient, jobs: { base: string; id: string }[], t0: number, deadline: number): Promise<Watched> {
+  const n = jobs.length;
+  const w: Watched = { done: Array(n).fill(-1), firstByte: Array(n).fill(-1), lastByte: Array(n).fill(-1), series: [] };
+  const wire: number[] = Array(n).fill(0);
+  const bases = [...new Set(jobs.map((j) => j.base))];
+  const samples: [number, number][] = [[0, 0]];
+  for (let round = 0; round < 10_000_000 && w.done.some((d) => d < 0); round++) {
+    const listed = new Map<string, Job>();
+    for (const b of bases) for (const j of await control.json<Job[]>(b, 'GET', '/jobs?expand')) listed.set(`${b} ${j.ID}`, j);
+    const t = (performance.now() - t0) / 1000;
+    for (let i = 0; i < n; i++) {
+      const job = jobs[i] as { base: string; id: string };
+      const j = listed.get(`${job.base} ${job.id}`);
+      if (j?.State === 'Failure') throw new Error(`job ${i} failed: ${j.ErrorDetails ?? ''}`);
+      const bytes = j?.Content?.WireBytes ?? 0;
+      if (bytes > 0 && (w.firstByte[i] as number) < 0) w.firstByte[i] = t;
+      if (bytes > (wire[i] as number)) w.lastByte[i] = t;
+      wire[i] = Math.max(wire[i] as number, bytes);
+      if (j?.State === 'Success' && (w.done[i] as number) < 0) w.done[i] = t;
     }
+    samples.push([t, wire.reduce((s, x) => s + x, 0)]);
     if (Date.now() > deadline) throw new Error('timeout');
-    await sleep(100);
+    await sleep(200);
   }
-  return done as number[];
+  // The bytes moved in each whole second, the cumulative count interpolated between polls.
+  const at = (x: number): number => {
+    for (let k = 1; k < samples.length; k++) {
+      const [t1, b1] = samples[k] as [number, number];
+      const [t0s, b0] = samples[k - 1] as [number, number];
+      if (x <= t1) return t1 === t0s ? b1 : b0 + ((b1 - b0) * (x - t0s)) / (t1 - t0s);
+    }
+    return (samples[samples.length - 1] as [number, number])[1];
+  };
+  const end = (samples[samples.length - 1] as [number, number])[0];
+  for (let k = 0; k < Math.ceil(end); k++) w.series.push(((at(k + 1) - at(k)) * 8) / 1e6 / Math.min(1, end - k));
+  return w;
 }
 
 async function inner(spec: ManySpec): Promise<void> {
@@ -139,6 +193,9 @@ async function inner(spec: ManySpec): Promise<void> {
         }),
     );
     log(`${COUNT} pushes at once`);
+    const nodes = [...senders, ...receivers];
+    const cpu0 = await Promise.all(nodes.map((x) => procUsage(x.pid)));
+    const machine0 = await machineJiffies();
     const t0 = performance.now();
     const jobIds = await Promise.all(
       ids.map(async (list, i) => {
@@ -147,14 +204,22 @@ async function inner(spec: ManySpec): Promise<void> {
         return (await control.json<{ ID: string }>(source(i).url, 'POST', '/transfers/send', body)).ID;
       }),
     );
-    const done = await waitAll(
+    const seen = await waitAll(
       control,
-      jobIds.map((id, i) => `${source(i).url}/jobs/${id}`),
+      jobIds.map((id, i) => ({ base: source(i).url, id })),
       t0,
       deadline,
     );
-    res.perJob = groups.map((g, i) => ({ bytes: g.reduce((s, f) => s + f.size, 0), seconds: done[i] as number }));
-    res.makespan = Math.max(...done);
+    const machine1 = await machineJiffies();
+    const cpu1 = await Promise.all(nodes.map((x) => procUsage(x.pid)));
+    const cpu = nodes.map((_, k) => Math.round(((cpu1[k]?.cpuSeconds ?? 0) - (cpu0[k]?.cpuSeconds ?? 0)) * 10) / 10);
+    res.cpuSeconds = { senders: cpu.slice(0, senders.length), receivers: cpu.slice(senders.length) };
+    res.machineBusyCores = ((machine1.busy - machine0.busy) / Math.max(1, machine1.total - machine0.total)) * cpus().length;
+    res.series = seen.series.map((x) => Math.round(x * 10) / 10);
+    res.firstByte = seen.firstByte.map((x) => Math.round(x * 10) / 10);
+    res.lastByte = seen.lastByte.map((x) => Math.round(x * 10) / 10);
+    res.perJob = groups.map((g, i) => ({ bytes: g.reduce((s, f) => s + f.size, 0), seconds: seen.done[i] as number }));
+    res.makespan = Math.max(...seen.done);
     res.rssMB = {
       senders: await Promise.all(senders.map((n) => peakRssMB(n.pid))),
       receivers: await Promise.all(receivers.map((n) => peakRssMB(n.pid))),
@@ -174,6 +239,21 @@ async function inner(spec: ManySpec): Promise<void> {
     await control.close();
     await writeFile(spec.out, JSON.stringify(res, null, 1));
   }
+}
+
+/** CPU rows of the table: seconds per node during the transfers, and the machine's load. */
+function cpuRows(r: ManyResult): string[] {
+  if (!r.cpuSeconds || r.makespan === null) return [];
+  const sum = (xs: number[]) => xs.reduce((s, x) => s + x, 0);
+  const range = (xs: number[]) => (xs.length === 1 ? `${xs[0]}` : `${Math.min(...xs)}–${Math.max(...xs)} (sum ${sum(xs).toFixed(1)})`);
+  const rows = [
+    `| CPU s, senders | ${range(r.cpuSeconds.senders)} |`,
+    `| CPU s, receivers | ${range(r.cpuSeconds.receivers)} |`,
+    `| nodes' CPU, cores busy | ${((sum(r.cpuSeconds.senders) + sum(r.cpuSeconds.receivers)) / r.makespan).toFixed(2)} |`,
+  ];
+  if (r.machineBusyCores !== undefined)
+    rows.push(`| machine CPU, cores busy (everything) | ${r.machineBusyCores.toFixed(2)} of ${cpus().length} |`);
+  return rows;
 }
 
 // ---- from bench/wan.ts --------------------------------------------------------------------------------------
@@ -206,9 +286,15 @@ export function manyMarkdown(r: ManyResult): string[] {
     `| per-job time, min / max | ${Math.min(...r.perJob.map((j) => j.seconds)).toFixed(1)} / ${r.makespan.toFixed(1)} s |`,
     `| peak RSS, senders | ${mb(r.rssMB.senders)} MB |`,
     `| peak RSS, receivers | ${mb(r.rssMB.receivers)} MB |`,
+    ...cpuRows(r),
     '',
     `Destination verified (every instance, MD5): ${r.verified ? 'yes' : 'NO'}.`,
   );
+  if (r.series) lines.push('', `Aggregate per second (Mbit/s): ${r.series.join(' ')}`);
+  if (r.firstByte && r.lastByte) {
+    const range = (xs: number[]) => `${Math.min(...xs).toFixed(1)}–${Math.max(...xs).toFixed(1)} s`;
+    lines.push(`First byte of each job: ${range(r.firstByte)}; last byte: ${range(r.lastByte)}.`);
+  }
   return lines;
 }
 

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { mapLimit } from '../../src/util/concurrency.ts';
 import { startXferNode, type XferNode } from '../../test/helpers/node.ts';
 import { ControlClient, linkProfile, procUsage, sleep, type DatasetManifest, type LinkProfile, type ProfileName } from './common.ts';
-import { runPerProfile } from './netns.ts';
+import { readCounters, runPerProfile } from './netns.ts';
 
 export type ManyMode = 'many-senders' | 'many-jobs';
 /** Transfers at once: senders (many-senders) or jobs and receivers (many-jobs). */
@@ -43,9 +43,13 @@ export interface ManyResult {
   cpuSeconds?: { senders: number[]; receivers: number[] };
   /** The machine's CPU busy over the same time, in cores (all processes, the benchmark's own and others'). */
   machineBusyCores?: number;
-  /** Aggregate payload rate (Mbit/s, from the jobs' WireBytes) per second since the common start. */
+  /**
+   * What crossed the link between the nodes (IP bytes, headers included, the benchmark's control traffic
+   * left out), in the busier direction: per second since the common start (Mbit/s), and in all.
+   */
   series?: number[];
-  /** Seconds from the common start to each job's first byte on the wire, and to its last byte. */
+  wireBytes?: number;
+  /** Seconds from the common start to each job's first finished request, and to its last. */
   firstByte?: number[];
   lastByte?: number[];
   verified: boolean;
@@ -80,6 +84,7 @@ interface Job {
 
 /** What the polls saw of the jobs: when each succeeded, its first and last byte, the aggregate per second. */
 interface Watched {
+  wireBytes: number;
   done: number[];
   firstByte: number[];
   lastByte: number[];
@@ -117,9 +122,16 @@ async function startNodes(manySenders: boolean, senders: XferNode[], receivers: 
  */
 async function waitAll(control: ControlClient, jobs: { base: string; id: string }[], t0: number, deadline: number): Promise<Watched> {
   const n = jobs.length;
-  const w: Watched = { done: Array(n).fill(-1), firstByte: Array(n).fill(-1), lastByte: Array(n).fill(-1), series: [] };
+  const w: Watched = { wireBytes: 0, done: Array(n).fill(-1), firstByte: Array(n).fill(-1), lastByte: Array(n).fill(-1), series: [] };
   const wire: number[] = Array(n).fill(0);
   const bases = [...new Set(jobs.map((j) => j.base))];
+  // The namespace's counters (the busier direction), from the common start.
+  const busier = async (): Promise<number> => {
+    // Without a namespace (no root), nothing counts the link: zeros.
+    const c = await readCounters().catch(() => ({ original: 0, reply: 0 }));
+    return Math.max(c.original, c.reply);
+  };
+  const wire0 = await busier();
   const samples: [number, number][] = [[0, 0]];
   for (let round = 0; round < 10_000_000 && w.done.some((d) => d < 0); round++) {
     const listed = new Map<string, Job>();
@@ -135,7 +147,7 @@ async function waitAll(control: ControlClient, jobs: { base: string; id: string 
       wire[i] = Math.max(wire[i] as number, bytes);
       if (j?.State === 'Success' && (w.done[i] as number) < 0) w.done[i] = t;
     }
-    samples.push([t, wire.reduce((s, x) => s + x, 0)]);
+    samples.push([t, (await busier()) - wire0]);
     if (Date.now() > deadline) throw new Error('timeout');
     await sleep(200);
   }
@@ -148,7 +160,8 @@ async function waitAll(control: ControlClient, jobs: { base: string; id: string 
     }
     return (samples[samples.length - 1] as [number, number])[1];
   };
-  const end = (samples[samples.length - 1] as [number, number])[0];
+  const [end, moved] = samples[samples.length - 1] as [number, number];
+  w.wireBytes = moved;
   for (let k = 0; k < Math.ceil(end); k++) w.series.push(((at(k + 1) - at(k)) * 8) / 1e6 / Math.min(1, end - k));
   return w;
 }
@@ -215,6 +228,7 @@ async function inner(spec: ManySpec): Promise<void> {
     const cpu = nodes.map((_, k) => Math.round(((cpu1[k]?.cpuSeconds ?? 0) - (cpu0[k]?.cpuSeconds ?? 0)) * 10) / 10);
     res.cpuSeconds = { senders: cpu.slice(0, senders.length), receivers: cpu.slice(senders.length) };
     res.machineBusyCores = ((machine1.busy - machine0.busy) / Math.max(1, machine1.total - machine0.total)) * cpus().length;
+    if (seen.wireBytes > 0) res.wireBytes = seen.wireBytes;
     res.series = seen.series.map((x) => Math.round(x * 10) / 10);
     res.firstByte = seen.firstByte.map((x) => Math.round(x * 10) / 10);
     res.lastByte = seen.lastByte.map((x) => Math.round(x * 10) / 10);
@@ -239,6 +253,14 @@ async function inner(spec: ManySpec): Promise<void> {
     await control.close();
     await writeFile(spec.out, JSON.stringify(res, null, 1));
   }
+}
+
+/** The link's use counted on the wire (headers included) over the same time. */
+function wireRow(r: ManyResult): string[] {
+  const rate = r.profile.rateMbit;
+  if (r.wireBytes === undefined || r.makespan === null || !rate) return [];
+  const mbit = (r.wireBytes * 8) / 1e6 / r.makespan;
+  return [`| on the wire | ${mbit.toFixed(1)} Mbit/s (${Math.round((mbit / rate) * 100)}% of the link) |`];
 }
 
 /** CPU rows of the table: seconds per node during the transfers, and the machine's load. */
@@ -281,6 +303,7 @@ export function manyMarkdown(r: ManyResult): string[] {
     `| payload | ${(total / 1e6).toFixed(1)} MB in ${r.jobs} jobs |`,
     `| time to the last success | ${r.makespan.toFixed(1)} s |`,
     `| aggregate | ${mbps(aggregate)} Mbit/s${p.rateMbit ? ` (${Math.round((aggregate / p.rateMbit) * 100)}% of the link)` : ''} |`,
+    ...wireRow(r),
     `| fair share | ${mbps(fair)} Mbit/s |`,
     `| per-job rate, min / max | ${mbps(lo)} / ${mbps(hi)} Mbit/s (${pct(lo)} / ${pct(hi)} of the fair share) |`,
     `| per-job time, min / max | ${Math.min(...r.perJob.map((j) => j.seconds)).toFixed(1)} / ${r.makespan.toFixed(1)} s |`,
@@ -290,10 +313,10 @@ export function manyMarkdown(r: ManyResult): string[] {
     '',
     `Destination verified (every instance, MD5): ${r.verified ? 'yes' : 'NO'}.`,
   );
-  if (r.series) lines.push('', `Aggregate per second (Mbit/s): ${r.series.join(' ')}`);
+  if (r.series) lines.push('', `On the link per second (Mbit/s, IP bytes): ${r.series.join(' ')}`);
   if (r.firstByte && r.lastByte) {
     const range = (xs: number[]) => `${Math.min(...xs).toFixed(1)}–${Math.max(...xs).toFixed(1)} s`;
-    lines.push(`First byte of each job: ${range(r.firstByte)}; last byte: ${range(r.lastByte)}.`);
+    lines.push(`First request done of each job: ${range(r.firstByte)}; last: ${range(r.lastByte)}.`);
   }
   return lines;
 }

@@ -105,8 +105,8 @@ async function startNodes(manySenders: boolean, senders: XferNode[], receivers: 
   // Every job stays in the history until it is read (Orthanc's default keeps 10).
   const quiet = { LogLevel: 'warn', HttpTimeout: 120, JobsHistorySize: 100 };
   if (manySenders) {
-    // The receiver holds a transaction per sender: MaxPushTransactions is not what this measures.
-    receivers.push(await startXferNode({ config: { ...quiet, Name: 'rx', Transfers: { MaxPushTransactions: COUNT } } }));
+    // The receiver as configured by default: its MaxPushTransactions (32) holds a transaction per sender.
+    receivers.push(await startXferNode({ config: { ...quiet, Name: 'rx' } }));
     const peers = { rx: [`${(receivers[0] as XferNode).url}/`] };
     for (let i = 0; i < COUNT; i++) senders.push(await startXferNode({ config: { ...quiet, Name: `tx${i}`, OrthancPeers: peers } }));
   } else {

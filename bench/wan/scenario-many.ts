@@ -24,6 +24,8 @@ interface ManySpec {
   dataset: DatasetManifest;
   controlAddress: string | null;
   timeoutSeconds: number;
+  /** Each sender pushes one instance of its group first (then removed at the destination): warm processes. */
+  warm: boolean;
   out: string;
 }
 
@@ -53,6 +55,8 @@ export interface ManyResult {
   firstByte?: number[];
   lastByte?: number[];
   verified: boolean;
+  /** Whether every node had run one small push before (BENCH_MANY_WARM=1). */
+  warm?: boolean;
   error?: string;
 }
 
@@ -166,6 +170,31 @@ async function waitAll(control: ControlClient, jobs: { base: string; id: string 
   return w;
 }
 
+/**
+ * Every job's first instance pushed once, all at once, then deleted at the destination: the timed run then
+ * meets processes that have run a transfer (code compiled, connections and link profiles made), as a node
+ * that serves for days does, instead of 21 cold processes starting together on the benchmark's few cores.
+ */
+async function warmUp(
+  control: ControlClient,
+  ids: string[][],
+  source: (i: number) => XferNode,
+  target: (i: number) => XferNode,
+  deadline: number,
+  log: (s: string) => void,
+): Promise<void> {
+  log('warm-up: one instance per job');
+  const peer = (i: number) => (source(0) === source(1) ? `rx${i}` : 'rx');
+  const jobs = await Promise.all(
+    ids.map(async (list, i) => {
+      const body = { Resources: [{ Level: 'Instance', ID: list[0] }], Compression: 'none', Peer: peer(i) };
+      return { base: source(i).url, id: (await control.json<{ ID: string }>(source(i).url, 'POST', '/transfers/send', body)).ID };
+    }),
+  );
+  await waitAll(control, jobs, performance.now(), deadline);
+  await Promise.all(ids.map((list, i) => control.call(target(i).url, 'DELETE', `/instances/${list[0]}`)));
+}
+
 async function inner(spec: ManySpec): Promise<void> {
   const control = new ControlClient(spec.controlAddress);
   const log = (s: string) => process.stderr.write(`[${spec.mode} ${spec.profile.name}] ${s}\n`);
@@ -178,6 +207,7 @@ async function inner(spec: ManySpec): Promise<void> {
     makespan: null,
     rssMB: { senders: [], receivers: [] },
     verified: false,
+    warm: spec.warm,
   };
   const senders: XferNode[] = [];
   const receivers: XferNode[] = [];
@@ -205,6 +235,7 @@ async function inner(spec: ManySpec): Promise<void> {
           return (JSON.parse(a.body.toString('utf8')) as { ID: string }).ID;
         }),
     );
+    if (spec.warm) await warmUp(control, ids, source, target, deadline, log);
     log(`${COUNT} pushes at once`);
     const nodes = [...senders, ...receivers];
     const cpu0 = await Promise.all(nodes.map((x) => procUsage(x.pid)));
@@ -285,7 +316,9 @@ export function manyMarkdown(r: ManyResult): string[] {
   const p = r.profile;
   const link =
     p.name === 'loopback' ? 'loopback (no emulated link)' : `${p.name}: ${p.rttMs} ms RTT, ${p.rateMbit} Mbit/s, ${p.lossPct}% loss`;
-  const title = r.mode === 'many-senders' ? `${r.jobs} sender nodes → 1 receiver` : `1 node, ${r.jobs} jobs → ${r.jobs} receivers`;
+  const title =
+    (r.mode === 'many-senders' ? `${r.jobs} sender nodes → 1 receiver` : `1 node, ${r.jobs} jobs → ${r.jobs} receivers`) +
+    (r.warm ? ' (warm: each job pushed one instance before)' : '');
   const lines = [`### ${r.mode}, ${link}, ${r.cc.toUpperCase()}: ${title}`, ''];
   if (r.error || r.makespan === null) return [...lines, `**Failed**: ${r.error ?? 'no result'}`];
   const total = r.perJob.reduce((s, j) => s + j.bytes, 0);
@@ -349,6 +382,7 @@ export async function manyScenario(o: ManyOptions): Promise<number> {
       dataset: o.dataset,
       controlAddress: made ? CONTROL_ADDRESS : null,
       timeoutSeconds: o.timeoutSeconds,
+      warm: process.env.BENCH_MANY_WARM === '1',
     }),
   });
   const d = o.dataset;

@@ -251,3 +251,29 @@ describe('push receiver: the memory of held transactions (PushTransactionsMemory
     );
   });
 });
+
+describe('push receiver: the default admits more senders at once than the plugin did', { skip: needs(REAL_DICOM) }, () => {
+  let node: XferNode;
+  before(async () => {
+    // Only defaults: MaxPushTransactions, IdleBeforeEviction and PushTransactionsMemory as a user gets them.
+    node = await startXferNode({ config: { HttpTimeout: 120 } });
+  });
+  after(async () => {
+    await node?.stop();
+  });
+
+  test('six transactions held at once (the plugin holds four), none waited, none evicted', async () => {
+    const knee = await loadInstances('Knee/T2', 6);
+    const txs: { ID: string; Path: string }[] = [];
+    for (const i of knee) {
+      const r = await raw(node, 'POST', '/transfers/push', one(i));
+      assert.equal(r.status, 200, r.body.toString());
+      txs.push(json(r) as { ID: string; Path: string });
+    }
+    assert.deepEqual((await readdir(pushDir(node))).sort(), txs.map((t) => t.ID).sort());
+    assert.equal(await metric(node, 'dicom_xfer_push_waited_creates_total'), 0);
+    assert.equal(await metric(node, 'orthanc_transfers_available_push_count'), 32 - 6);
+    for (const [k, tx] of txs.entries()) assert.equal((await raw(node, 'PUT', `${tx.Path}/0`, (knee[k] as TestInstance).data)).status, 200);
+    for (const tx of txs) assert.equal((await raw(node, 'POST', `${tx.Path}/commit`)).status, 200);
+  });
+});

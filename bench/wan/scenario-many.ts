@@ -7,6 +7,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseOrthancTimestamp } from '../../src/protocol/progress.ts';
 import { mapLimit } from '../../src/util/concurrency.ts';
 import { startXferNode, type XferNode } from '../../test/helpers/node.ts';
 import { ControlClient, linkProfile, procUsage, sleep, type DatasetManifest, type LinkProfile, type ProfileName } from './common.ts';
@@ -84,6 +85,7 @@ interface Job {
   State?: string;
   ErrorDetails?: string;
   Content?: { WireBytes?: number };
+  CompletionTime?: string;
 }
 
 /** What the polls saw of the jobs: when each succeeded, its first and last byte, the aggregate per second. */
@@ -137,6 +139,8 @@ async function waitAll(control: ControlClient, jobs: { base: string; id: string 
   };
   const wire0 = await busier();
   const samples: [number, number][] = [[0, 0]];
+  // The common start on the wall clock, which the jobs' CompletionTime uses.
+  const epoch0 = Date.now() - (performance.now() - t0);
   for (let round = 0; round < 10_000_000 && w.done.some((d) => d < 0); round++) {
     const listed = new Map<string, Job>();
     for (const b of bases) for (const j of await control.json<Job[]>(b, 'GET', '/jobs?expand')) listed.set(`${b} ${j.ID}`, j);
@@ -149,7 +153,9 @@ async function waitAll(control: ControlClient, jobs: { base: string; id: string 
       if (bytes > 0 && (w.firstByte[i] as number) < 0) w.firstByte[i] = t;
       if (bytes > (wire[i] as number)) w.lastByte[i] = t;
       wire[i] = Math.max(wire[i] as number, bytes);
-      if (j?.State === 'Success' && (w.done[i] as number) < 0) w.done[i] = t;
+      // The job's own completion time (not when a poll saw it), from the common start.
+      const completed = j?.CompletionTime ? parseOrthancTimestamp(j.CompletionTime) : undefined;
+      if (j?.State === 'Success' && (w.done[i] as number) < 0) w.done[i] = completed === undefined ? t : (completed - epoch0) / 1000;
     }
     samples.push([t, (await busier()) - wire0]);
     if (Date.now() > deadline) throw new Error('timeout');

@@ -201,6 +201,47 @@ async function warmUp(
   await Promise.all(ids.map((list, i) => control.call(target(i).url, 'DELETE', `/instances/${list[0]}`)));
 }
 
+/**
+ * Starts every push at once and waits for all: what the polls saw, and into `res` the CPU seconds of each
+ * node (`nodes`, the first `nSenders` of them senders) and the machine's busy cores over that time, and
+ * what crossed the link.
+ */
+async function timedPushes(
+  control: ControlClient,
+  pushes: { base: string; peer: string; list: string[] }[],
+  nodes: XferNode[],
+  nSenders: number,
+  res: ManyResult,
+  deadline: number,
+): Promise<Watched> {
+  const cpu0 = await Promise.all(nodes.map((x) => procUsage(x.pid)));
+  const machine0 = await machineJiffies();
+  const t0 = performance.now();
+  const jobIds = await Promise.all(
+    pushes.map(async ({ base, peer, list }) => {
+      const body = { Resources: list.map((ID) => ({ Level: 'Instance', ID })), Compression: 'none', Peer: peer };
+      return (await control.json<{ ID: string }>(base, 'POST', '/transfers/send', body)).ID;
+    }),
+  );
+  const seen = await waitAll(
+    control,
+    jobIds.map((id, i) => ({ base: (pushes[i] as { base: string }).base, id })),
+    t0,
+    deadline,
+  );
+  const machine1 = await machineJiffies();
+  const cpu1 = await Promise.all(nodes.map((x) => procUsage(x.pid)));
+  const cpu = nodes.map((_, k) => Math.round(((cpu1[k]?.cpuSeconds ?? 0) - (cpu0[k]?.cpuSeconds ?? 0)) * 10) / 10);
+  res.cpuSeconds = { senders: cpu.slice(0, nSenders), receivers: cpu.slice(nSenders) };
+  res.machineBusyCores = ((machine1.busy - machine0.busy) / Math.max(1, machine1.total - machine0.total)) * cpus().length;
+  if (seen.wireBytes > 0) res.wireBytes = seen.wireBytes;
+  const tenth = (xs: number[]) => xs.map((x) => Math.round(x * 10) / 10);
+  res.series = tenth(seen.series);
+  res.firstByte = tenth(seen.firstByte);
+  res.lastByte = tenth(seen.lastByte);
+  return seen;
+}
+
 async function inner(spec: ManySpec): Promise<void> {
   const control = new ControlClient(spec.controlAddress);
   const log = (s: string) => process.stderr.write(`[${spec.mode} ${spec.profile.name}] ${s}\n`);
@@ -243,32 +284,8 @@ async function inner(spec: ManySpec): Promise<void> {
     );
     if (spec.warm) await warmUp(control, ids, source, target, deadline, log);
     log(`${COUNT} pushes at once`);
-    const nodes = [...senders, ...receivers];
-    const cpu0 = await Promise.all(nodes.map((x) => procUsage(x.pid)));
-    const machine0 = await machineJiffies();
-    const t0 = performance.now();
-    const jobIds = await Promise.all(
-      ids.map(async (list, i) => {
-        const peer = manySenders ? 'rx' : `rx${i}`;
-        const body = { Resources: list.map((ID) => ({ Level: 'Instance', ID })), Compression: 'none', Peer: peer };
-        return (await control.json<{ ID: string }>(source(i).url, 'POST', '/transfers/send', body)).ID;
-      }),
-    );
-    const seen = await waitAll(
-      control,
-      jobIds.map((id, i) => ({ base: source(i).url, id })),
-      t0,
-      deadline,
-    );
-    const machine1 = await machineJiffies();
-    const cpu1 = await Promise.all(nodes.map((x) => procUsage(x.pid)));
-    const cpu = nodes.map((_, k) => Math.round(((cpu1[k]?.cpuSeconds ?? 0) - (cpu0[k]?.cpuSeconds ?? 0)) * 10) / 10);
-    res.cpuSeconds = { senders: cpu.slice(0, senders.length), receivers: cpu.slice(senders.length) };
-    res.machineBusyCores = ((machine1.busy - machine0.busy) / Math.max(1, machine1.total - machine0.total)) * cpus().length;
-    if (seen.wireBytes > 0) res.wireBytes = seen.wireBytes;
-    res.series = seen.series.map((x) => Math.round(x * 10) / 10);
-    res.firstByte = seen.firstByte.map((x) => Math.round(x * 10) / 10);
-    res.lastByte = seen.lastByte.map((x) => Math.round(x * 10) / 10);
+    const pushes = ids.map((list, i) => ({ base: source(i).url, peer: manySenders ? 'rx' : `rx${i}`, list }));
+    const seen = await timedPushes(control, pushes, [...senders, ...receivers], senders.length, res, deadline);
     res.perJob = groups.map((g, i) => ({ bytes: g.reduce((s, f) => s + f.size, 0), seconds: seen.done[i] as number }));
     res.makespan = Math.max(...seen.done);
     res.rssMB = {

@@ -47,8 +47,9 @@ export interface ManyResult {
   /** The machine's CPU busy over the same time, in cores (all processes, the benchmark's own and others'). */
   machineBusyCores?: number;
   /**
-   * What crossed the link between the nodes (IP bytes, headers included, the benchmark's control traffic
-   * left out), in the busier direction: per second since the common start (Mbit/s), and in all.
+   * What was offered to the link between the nodes (IP bytes entering the emulator's queue: headers, drops
+   * and retransmissions included, the benchmark's control traffic left out), in the busier direction: per
+   * second since the common start (Mbit/s), and in all.
    */
   series?: number[];
   wireBytes?: number;
@@ -309,12 +310,18 @@ async function inner(spec: ManySpec): Promise<void> {
   }
 }
 
-/** The link's use counted on the wire (headers included) over the same time. */
+/**
+ * What was offered to the link over the same time: IP bytes counted as they enter the emulator's queue,
+ * headers included, and so also the packets its full buffer dropped and their retransmissions (above 100%
+ * when many connections overflow it).
+ */
 function wireRow(r: ManyResult): string[] {
   const rate = r.profile.rateMbit;
   if (r.wireBytes === undefined || r.makespan === null || !rate) return [];
   const mbit = (r.wireBytes * 8) / 1e6 / r.makespan;
-  return [`| on the wire | ${mbit.toFixed(1)} Mbit/s (${Math.round((mbit / rate) * 100)}% of the link) |`];
+  return [
+    `| offered to the link (IP bytes, drops included) | ${mbit.toFixed(1)} Mbit/s (${Math.round((mbit / rate) * 100)}% of its rate) |`,
+  ];
 }
 
 /** CPU rows of the table: seconds per node during the transfers, and the machine's load. */
@@ -369,7 +376,7 @@ export function manyMarkdown(r: ManyResult): string[] {
     '',
     `Destination verified (every instance, MD5): ${r.verified ? 'yes' : 'NO'}.`,
   );
-  if (r.series) lines.push('', `On the link per second (Mbit/s, IP bytes): ${r.series.join(' ')}`);
+  if (r.series) lines.push('', `Offered to the link per second (Mbit/s, IP bytes, drops included): ${r.series.join(' ')}`);
   if (r.firstByte && r.lastByte) {
     const range = (xs: number[]) => `${Math.min(...xs).toFixed(1)}–${Math.max(...xs).toFixed(1)} s`;
     lines.push(`First request done of each job: ${range(r.firstByte)}; last: ${range(r.lastByte)}.`);

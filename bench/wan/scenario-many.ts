@@ -1,7 +1,8 @@
 // The many-transfers scenarios of the WAN benchmark (npm run bench:wan -- --scenario many-senders|many-jobs):
 // twenty sender nodes pushing at once to one receiver, or one node running twenty jobs at once to twenty
 // receivers, over one link. Reports each job's rate against the fair share, the aggregate against the
-// link, and each node's peak RSS. bench/wan.ts calls manyScenario, which sets up each profile's namespace
+// link, each node's peak RSS and CPU seconds, and the bytes offered to the link second by second (where the
+// aggregate falls short: the start, the tail). bench/wan.ts calls manyScenario, which sets up each profile's namespace
 // and runs this file inside it (node --import tsx bench/wan/scenario-many.ts SPEC.json).
 import { readFile, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';

@@ -56,6 +56,7 @@ const HELP = `usage: npm run bench:wan -- [options]      (as root; --no-wan runs
   --scenario many-senders|many-jobs  instead of the methods: 20 sender nodes push at once to one receiver,
                             or one node runs 20 jobs at once to 20 receivers; per-job rate against the fair
                             share, aggregate against the link, peak RSS per node (bench/wan/scenario-many.ts)
+                            and CPU per node; BENCH_MANY_WARM=1: each job pushes one instance first (warm nodes)
   --repeat N                run each dicom-xfer method N times (default 1) and report the run of median
                             wall time, with the fastest and slowest beside it; the baselines run once
   --known-peer              the nodes of a dicom-xfer method keep their ports across its runs: every run

@@ -1,15 +1,18 @@
 // The many-transfers scenarios of the WAN benchmark (npm run bench:wan -- --scenario many-senders|many-jobs):
 // twenty sender nodes pushing at once to one receiver, or one node running twenty jobs at once to twenty
 // receivers, over one link. Reports each job's rate against the fair share, the aggregate against the
-// link, and each node's peak RSS. bench/wan.ts calls manyScenario, which sets up each profile's namespace
+// link, each node's peak RSS and CPU seconds, and the bytes offered to the link second by second (where the
+// aggregate falls short: the start, the tail). bench/wan.ts calls manyScenario, which sets up each profile's namespace
 // and runs this file inside it (node --import tsx bench/wan/scenario-many.ts SPEC.json).
 import { readFile, writeFile } from 'node:fs/promises';
+import { cpus } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseOrthancTimestamp } from '../../src/protocol/progress.ts';
 import { mapLimit } from '../../src/util/concurrency.ts';
 import { startXferNode, type XferNode } from '../../test/helpers/node.ts';
-import { ControlClient, linkProfile, sleep, type DatasetManifest, type LinkProfile, type ProfileName } from './common.ts';
-import { runPerProfile } from './netns.ts';
+import { ControlClient, linkProfile, procUsage, sleep, type DatasetManifest, type LinkProfile, type ProfileName } from './common.ts';
+import { readCounters, runPerProfile } from './netns.ts';
 
 export type ManyMode = 'many-senders' | 'many-jobs';
 /** Transfers at once: senders (many-senders) or jobs and receivers (many-jobs). */
@@ -23,6 +26,8 @@ interface ManySpec {
   dataset: DatasetManifest;
   controlAddress: string | null;
   timeoutSeconds: number;
+  /** Each sender pushes one instance of its group first (then removed at the destination): warm processes. */
+  warm: boolean;
   out: string;
 }
 
@@ -38,7 +43,23 @@ export interface ManyResult {
   makespan: number | null;
   /** Peak RSS (VmHWM) of every node, MB: the receivers (or receiver) and the senders (or sender). */
   rssMB: { senders: number[]; receivers: number[] };
+  /** CPU seconds of every node from the common start to the last success. */
+  cpuSeconds?: { senders: number[]; receivers: number[] };
+  /** The machine's CPU busy over the same time, in cores (all processes, the benchmark's own and others'). */
+  machineBusyCores?: number;
+  /**
+   * What was offered to the link between the nodes (IP bytes entering the emulator's queue: headers, drops
+   * and retransmissions included, the benchmark's control traffic left out), in the busier direction: per
+   * second since the common start (Mbit/s), and in all.
+   */
+  series?: number[];
+  wireBytes?: number;
+  /** Seconds from the common start to each job's first finished request, and to its last. */
+  firstByte?: number[];
+  lastByte?: number[];
   verified: boolean;
+  /** Whether every node had run one small push before (BENCH_MANY_WARM=1). */
+  warm?: boolean;
   error?: string;
 }
 
@@ -62,8 +83,29 @@ async function peakRssMB(pid: number): Promise<number> {
 }
 
 interface Job {
+  ID?: string;
   State?: string;
   ErrorDetails?: string;
+  Content?: { WireBytes?: number };
+  CompletionTime?: string;
+}
+
+/** What the polls saw of the jobs: when each succeeded, its first and last byte, the aggregate per second. */
+interface Watched {
+  wireBytes: number;
+  done: number[];
+  firstByte: number[];
+  lastByte: number[];
+  series: number[];
+}
+
+/** Machine CPU jiffies (busy, total) from /proc/stat. */
+async function machineJiffies(): Promise<{ busy: number; total: number }> {
+  const line = (await readFile('/proc/stat', 'utf8')).split('\n')[0] ?? '';
+  const n = line.trim().split(/\s+/).slice(1).map(Number);
+  const total = n.reduce((s, x) => s + x, 0);
+  // idle and iowait
+  return { busy: total - (n[3] ?? 0) - (n[4] ?? 0), total };
 }
 
 /** Starts the nodes: one receiver and COUNT senders (many-senders), or COUNT receivers and one sender. */
@@ -71,8 +113,8 @@ async function startNodes(manySenders: boolean, senders: XferNode[], receivers: 
   // Every job stays in the history until it is read (Orthanc's default keeps 10).
   const quiet = { LogLevel: 'warn', HttpTimeout: 120, JobsHistorySize: 100 };
   if (manySenders) {
-    // The receiver holds a transaction per sender: MaxPushTransactions is not what this measures.
-    receivers.push(await startXferNode({ config: { ...quiet, Name: 'rx', Transfers: { MaxPushTransactions: COUNT } } }));
+    // The receiver as configured by default: its MaxPushTransactions (32) holds a transaction per sender.
+    receivers.push(await startXferNode({ config: { ...quiet, Name: 'rx' } }));
     const peers = { rx: [`${(receivers[0] as XferNode).url}/`] };
     for (let i = 0; i < COUNT; i++) senders.push(await startXferNode({ config: { ...quiet, Name: `tx${i}`, OrthancPeers: peers } }));
   } else {
@@ -82,21 +124,124 @@ async function startNodes(manySenders: boolean, senders: XferNode[], receivers: 
   }
 }
 
-/** Polls every job (`base/jobs/id` URLs) until all succeed: each one's seconds since `t0`. Throws on a failure or the deadline. */
-async function waitAll(control: ControlClient, jobs: string[], t0: number, deadline: number): Promise<number[]> {
-  const done: (number | null)[] = jobs.map(() => null);
-  for (let round = 0; round < 10_000_000 && done.some((d) => d === null); round++) {
-    for (let i = 0; i < jobs.length; i++) {
-      if (done[i] !== null) continue;
-      const url = new URL(jobs[i] as string);
-      const j = await control.json<Job>(url.origin, 'GET', url.pathname);
-      if (j.State === 'Failure') throw new Error(`job ${i} failed: ${j.ErrorDetails ?? ''}`);
-      if (j.State === 'Success') done[i] = (performance.now() - t0) / 1000;
+/**
+ * Polls the jobs (one `GET /jobs?expand` per source node) until all succeed: each one's seconds since `t0`,
+ * its first and last byte on the wire, and the aggregate rate per second. Throws on a failure or the deadline.
+ */
+async function waitAll(control: ControlClient, jobs: { base: string; id: string }[], t0: number, deadline: number): Promise<Watched> {
+  const n = jobs.length;
+  const w: Watched = { wireBytes: 0, done: Array(n).fill(-1), firstByte: Array(n).fill(-1), lastByte: Array(n).fill(-1), series: [] };
+  const wire: number[] = Array(n).fill(0);
+  const bases = [...new Set(jobs.map((j) => j.base))];
+  // The namespace's counters (the busier direction), from the common start.
+  const busier = async (): Promise<number> => {
+    // Without a namespace (no root), nothing counts the link: zeros.
+    const c = await readCounters().catch(() => ({ original: 0, reply: 0 }));
+    return Math.max(c.original, c.reply);
+  };
+  const wire0 = await busier();
+  const samples: [number, number][] = [[0, 0]];
+  // The common start on the wall clock, which the jobs' CompletionTime uses.
+  const epoch0 = Date.now() - (performance.now() - t0);
+  for (let round = 0; round < 10_000_000 && w.done.some((d) => d < 0); round++) {
+    const listed = new Map<string, Job>();
+    for (const b of bases) for (const j of await control.json<Job[]>(b, 'GET', '/jobs?expand')) listed.set(`${b} ${j.ID}`, j);
+    const t = (performance.now() - t0) / 1000;
+    for (let i = 0; i < n; i++) {
+      const job = jobs[i] as { base: string; id: string };
+      const j = listed.get(`${job.base} ${job.id}`);
+      if (j?.State === 'Failure') throw new Error(`job ${i} failed: ${j.ErrorDetails ?? ''}`);
+      const bytes = j?.Content?.WireBytes ?? 0;
+      if (bytes > 0 && (w.firstByte[i] as number) < 0) w.firstByte[i] = t;
+      if (bytes > (wire[i] as number)) w.lastByte[i] = t;
+      wire[i] = Math.max(wire[i] as number, bytes);
+      // The job's own completion time (not when a poll saw it), from the common start.
+      const completed = j?.CompletionTime ? parseOrthancTimestamp(j.CompletionTime) : undefined;
+      if (j?.State === 'Success' && (w.done[i] as number) < 0) w.done[i] = completed === undefined ? t : (completed - epoch0) / 1000;
     }
+    samples.push([t, (await busier()) - wire0]);
     if (Date.now() > deadline) throw new Error('timeout');
-    await sleep(100);
+    await sleep(200);
   }
-  return done as number[];
+  // The bytes moved in each whole second, the cumulative count interpolated between polls.
+  const at = (x: number): number => {
+    for (let k = 1; k < samples.length; k++) {
+      const [t1, b1] = samples[k] as [number, number];
+      const [t0s, b0] = samples[k - 1] as [number, number];
+      if (x <= t1) return t1 === t0s ? b1 : b0 + ((b1 - b0) * (x - t0s)) / (t1 - t0s);
+    }
+    return (samples[samples.length - 1] as [number, number])[1];
+  };
+  const [end, moved] = samples[samples.length - 1] as [number, number];
+  w.wireBytes = moved;
+  for (let k = 0; k < Math.ceil(end); k++) w.series.push(((at(k + 1) - at(k)) * 8) / 1e6 / Math.min(1, end - k));
+  return w;
+}
+
+/**
+ * Every job's first instance pushed once, all at once, then deleted at the destination: the timed run then
+ * meets processes that have run a transfer (code compiled, connections and link profiles made), as a node
+ * that serves for days does, instead of 21 cold processes starting together on the benchmark's few cores.
+ */
+async function warmUp(
+  control: ControlClient,
+  ids: string[][],
+  source: (i: number) => XferNode,
+  target: (i: number) => XferNode,
+  deadline: number,
+  log: (s: string) => void,
+): Promise<void> {
+  log('warm-up: one instance per job');
+  const peer = (i: number) => (source(0) === source(1) ? `rx${i}` : 'rx');
+  const jobs = await Promise.all(
+    ids.map(async (list, i) => {
+      const body = { Resources: [{ Level: 'Instance', ID: list[0] }], Compression: 'none', Peer: peer(i) };
+      return { base: source(i).url, id: (await control.json<{ ID: string }>(source(i).url, 'POST', '/transfers/send', body)).ID };
+    }),
+  );
+  await waitAll(control, jobs, performance.now(), deadline);
+  await Promise.all(ids.map((list, i) => control.call(target(i).url, 'DELETE', `/instances/${list[0]}`)));
+}
+
+/**
+ * Starts every push at once and waits for all: what the polls saw, and into `res` the CPU seconds of each
+ * node (`nodes`, the first `nSenders` of them senders) and the machine's busy cores over that time, and
+ * what crossed the link.
+ */
+async function timedPushes(
+  control: ControlClient,
+  pushes: { base: string; peer: string; list: string[] }[],
+  nodes: XferNode[],
+  nSenders: number,
+  res: ManyResult,
+  deadline: number,
+): Promise<Watched> {
+  const cpu0 = await Promise.all(nodes.map((x) => procUsage(x.pid)));
+  const machine0 = await machineJiffies();
+  const t0 = performance.now();
+  const jobIds = await Promise.all(
+    pushes.map(async ({ base, peer, list }) => {
+      const body = { Resources: list.map((ID) => ({ Level: 'Instance', ID })), Compression: 'none', Peer: peer };
+      return (await control.json<{ ID: string }>(base, 'POST', '/transfers/send', body)).ID;
+    }),
+  );
+  const seen = await waitAll(
+    control,
+    jobIds.map((id, i) => ({ base: (pushes[i] as { base: string }).base, id })),
+    t0,
+    deadline,
+  );
+  const machine1 = await machineJiffies();
+  const cpu1 = await Promise.all(nodes.map((x) => procUsage(x.pid)));
+  const cpu = nodes.map((_, k) => Math.round(((cpu1[k]?.cpuSeconds ?? 0) - (cpu0[k]?.cpuSeconds ?? 0)) * 10) / 10);
+  res.cpuSeconds = { senders: cpu.slice(0, nSenders), receivers: cpu.slice(nSenders) };
+  res.machineBusyCores = ((machine1.busy - machine0.busy) / Math.max(1, machine1.total - machine0.total)) * cpus().length;
+  if (seen.wireBytes > 0) res.wireBytes = seen.wireBytes;
+  const tenth = (xs: number[]) => xs.map((x) => Math.round(x * 10) / 10);
+  res.series = tenth(seen.series);
+  res.firstByte = tenth(seen.firstByte);
+  res.lastByte = tenth(seen.lastByte);
+  return seen;
 }
 
 async function inner(spec: ManySpec): Promise<void> {
@@ -111,6 +256,7 @@ async function inner(spec: ManySpec): Promise<void> {
     makespan: null,
     rssMB: { senders: [], receivers: [] },
     verified: false,
+    warm: spec.warm,
   };
   const senders: XferNode[] = [];
   const receivers: XferNode[] = [];
@@ -138,23 +284,12 @@ async function inner(spec: ManySpec): Promise<void> {
           return (JSON.parse(a.body.toString('utf8')) as { ID: string }).ID;
         }),
     );
+    if (spec.warm) await warmUp(control, ids, source, target, deadline, log);
     log(`${COUNT} pushes at once`);
-    const t0 = performance.now();
-    const jobIds = await Promise.all(
-      ids.map(async (list, i) => {
-        const peer = manySenders ? 'rx' : `rx${i}`;
-        const body = { Resources: list.map((ID) => ({ Level: 'Instance', ID })), Compression: 'none', Peer: peer };
-        return (await control.json<{ ID: string }>(source(i).url, 'POST', '/transfers/send', body)).ID;
-      }),
-    );
-    const done = await waitAll(
-      control,
-      jobIds.map((id, i) => `${source(i).url}/jobs/${id}`),
-      t0,
-      deadline,
-    );
-    res.perJob = groups.map((g, i) => ({ bytes: g.reduce((s, f) => s + f.size, 0), seconds: done[i] as number }));
-    res.makespan = Math.max(...done);
+    const pushes = ids.map((list, i) => ({ base: source(i).url, peer: manySenders ? 'rx' : `rx${i}`, list }));
+    const seen = await timedPushes(control, pushes, [...senders, ...receivers], senders.length, res, deadline);
+    res.perJob = groups.map((g, i) => ({ bytes: g.reduce((s, f) => s + f.size, 0), seconds: seen.done[i] as number }));
+    res.makespan = Math.max(...seen.done);
     res.rssMB = {
       senders: await Promise.all(senders.map((n) => peakRssMB(n.pid))),
       receivers: await Promise.all(receivers.map((n) => peakRssMB(n.pid))),
@@ -176,6 +311,35 @@ async function inner(spec: ManySpec): Promise<void> {
   }
 }
 
+/**
+ * What was offered to the link over the same time: IP bytes counted as they enter the emulator's queue,
+ * headers included, and so also the packets its full buffer dropped and their retransmissions (above 100%
+ * when many connections overflow it).
+ */
+function wireRow(r: ManyResult): string[] {
+  const rate = r.profile.rateMbit;
+  if (r.wireBytes === undefined || r.makespan === null || !rate) return [];
+  const mbit = (r.wireBytes * 8) / 1e6 / r.makespan;
+  return [
+    `| offered to the link (IP bytes, drops included) | ${mbit.toFixed(1)} Mbit/s (${Math.round((mbit / rate) * 100)}% of its rate) |`,
+  ];
+}
+
+/** CPU rows of the table: seconds per node during the transfers, and the machine's load. */
+function cpuRows(r: ManyResult): string[] {
+  if (!r.cpuSeconds || r.makespan === null) return [];
+  const sum = (xs: number[]) => xs.reduce((s, x) => s + x, 0);
+  const range = (xs: number[]) => (xs.length === 1 ? `${xs[0]}` : `${Math.min(...xs)}–${Math.max(...xs)} (sum ${sum(xs).toFixed(1)})`);
+  const rows = [
+    `| CPU s, senders | ${range(r.cpuSeconds.senders)} |`,
+    `| CPU s, receivers | ${range(r.cpuSeconds.receivers)} |`,
+    `| nodes' CPU, cores busy | ${((sum(r.cpuSeconds.senders) + sum(r.cpuSeconds.receivers)) / r.makespan).toFixed(2)} |`,
+  ];
+  if (r.machineBusyCores !== undefined)
+    rows.push(`| machine CPU, cores busy (everything) | ${r.machineBusyCores.toFixed(2)} of ${cpus().length} |`);
+  return rows;
+}
+
 // ---- from bench/wan.ts --------------------------------------------------------------------------------------
 
 /** The Markdown of one profile's result. */
@@ -183,7 +347,9 @@ export function manyMarkdown(r: ManyResult): string[] {
   const p = r.profile;
   const link =
     p.name === 'loopback' ? 'loopback (no emulated link)' : `${p.name}: ${p.rttMs} ms RTT, ${p.rateMbit} Mbit/s, ${p.lossPct}% loss`;
-  const title = r.mode === 'many-senders' ? `${r.jobs} sender nodes → 1 receiver` : `1 node, ${r.jobs} jobs → ${r.jobs} receivers`;
+  const title =
+    (r.mode === 'many-senders' ? `${r.jobs} sender nodes → 1 receiver` : `1 node, ${r.jobs} jobs → ${r.jobs} receivers`) +
+    (r.warm ? ' (warm: each job pushed one instance before)' : '');
   const lines = [`### ${r.mode}, ${link}, ${r.cc.toUpperCase()}: ${title}`, ''];
   if (r.error || r.makespan === null) return [...lines, `**Failed**: ${r.error ?? 'no result'}`];
   const total = r.perJob.reduce((s, j) => s + j.bytes, 0);
@@ -201,14 +367,21 @@ export function manyMarkdown(r: ManyResult): string[] {
     `| payload | ${(total / 1e6).toFixed(1)} MB in ${r.jobs} jobs |`,
     `| time to the last success | ${r.makespan.toFixed(1)} s |`,
     `| aggregate | ${mbps(aggregate)} Mbit/s${p.rateMbit ? ` (${Math.round((aggregate / p.rateMbit) * 100)}% of the link)` : ''} |`,
+    ...wireRow(r),
     `| fair share | ${mbps(fair)} Mbit/s |`,
     `| per-job rate, min / max | ${mbps(lo)} / ${mbps(hi)} Mbit/s (${pct(lo)} / ${pct(hi)} of the fair share) |`,
     `| per-job time, min / max | ${Math.min(...r.perJob.map((j) => j.seconds)).toFixed(1)} / ${r.makespan.toFixed(1)} s |`,
     `| peak RSS, senders | ${mb(r.rssMB.senders)} MB |`,
     `| peak RSS, receivers | ${mb(r.rssMB.receivers)} MB |`,
+    ...cpuRows(r),
     '',
     `Destination verified (every instance, MD5): ${r.verified ? 'yes' : 'NO'}.`,
   );
+  if (r.series) lines.push('', `Offered to the link per second (Mbit/s, IP bytes, drops included): ${r.series.join(' ')}`);
+  if (r.firstByte && r.lastByte) {
+    const range = (xs: number[]) => `${Math.min(...xs).toFixed(1)}–${Math.max(...xs).toFixed(1)} s`;
+    lines.push(`First request done of each job: ${range(r.firstByte)}; last: ${range(r.lastByte)}.`);
+  }
   return lines;
 }
 
@@ -240,6 +413,7 @@ export async function manyScenario(o: ManyOptions): Promise<number> {
       dataset: o.dataset,
       controlAddress: made ? CONTROL_ADDRESS : null,
       timeoutSeconds: o.timeoutSeconds,
+      warm: process.env.BENCH_MANY_WARM === '1',
     }),
   });
   const d = o.dataset;

@@ -86,7 +86,8 @@ export const TRANSFERS_DEFAULTS = {
   BucketSize: 4096,
   /** MB (×1,048,576). */
   CacheSize: 512,
-  MaxPushTransactions: 4,
+  /** The plugin's default is 4; dicom-xfer holds more, their memory bounded by PushTransactionsMemory. */
+  MaxPushTransactions: 32,
   MaxHttpRetries: 0,
   /** Seconds. */
   PeerConnectivityTimeout: 2,
@@ -102,6 +103,8 @@ export const TRANSFERS_DEFAULTS = {
   RetryBudget: 120,
   /** Seconds without a request before a push transaction may be evicted; 0 means as soon as it is idle. */
   IdleBeforeEviction: 60,
+  /** MB (×1,048,576) the held push transactions may take in memory together; 0 means no bound. */
+  PushTransactionsMemory: 64,
   /** Seconds a push create waits, in turn, for room among MaxPushTransactions; 0 means a 503 at once. */
   PushAdmissionWait: 20,
   /** Whether the node lists and uses the protocol extensions (src/transfer/capabilities.ts). */

@@ -295,8 +295,8 @@ export const TRANSFERS_SETTINGS: {
     default: TRANSFERS_DEFAULTS.MaxPushTransactions,
     meaning:
       'Push transactions a receiver holds at once; a new one beyond this evicts the least recently used idle one, or waits its turn ' +
-      '(PushAdmissionWait). An idle transaction holds about 20 KiB plus 0.4 KiB per declared instance in memory: set it to the ' +
-      'number of senders that push at once, so that they share the link instead of taking turns.',
+      '(PushAdmissionWait). The plugin defaults to 4; dicom-xfer to 32, so that up to 32 senders pushing at once share the link ' +
+      'instead of taking turns, the memory the transactions hold bounded by PushTransactionsMemory.',
     source: 'transfers-plugin',
   },
   MaxHttpRetries: {
@@ -369,6 +369,18 @@ export const TRANSFERS_SETTINGS: {
       'dicom-xfer extension: a push transaction is evicted to make room for a new one (beyond MaxPushTransactions) only after it has ' +
       'received no request for this long; when none qualifies, the create waits (PushAdmissionWait), then is answered 503, which ' +
       'senders retry. 0 evicts any transaction without a request in flight.',
+    source: 'dicom-xfer',
+  },
+  PushTransactionsMemory: {
+    schema: uint('MB'),
+    type: 'integer ≥ 0',
+    default: TRANSFERS_DEFAULTS.PushTransactionsMemory,
+    unit: 'MB',
+    meaning:
+      'dicom-xfer extension: memory the push transactions a receiver holds may take together, each counted as about 20 KiB plus ' +
+      '0.4 KiB per instance it declares (its manifest and per-instance state; the bytes in flight are bounded by the requests). ' +
+      'A create beyond it is treated as one beyond MaxPushTransactions (eviction of idle ones, then its turn); one larger than the ' +
+      'bound is admitted when no other transaction is held. 0 means no bound.',
     source: 'dicom-xfer',
   },
   PushAdmissionWait: {

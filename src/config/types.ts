@@ -111,6 +111,8 @@ export interface TransfersConfig {
   IdleBeforeEviction: number;
   /** dicom-xfer extension: seconds a push create waits its turn for room before a 503; 0 = none. */
   PushAdmissionWait: number;
+  /** dicom-xfer extension: MB the held push transactions may take in memory together; 0 = no bound. */
+  PushTransactionsMemory: number;
   /** dicom-xfer extension: list and use the protocol extensions with peers that list them. */
   Extensions: boolean;
   /** dicom-xfer extension: with Extensions, list and use bucket-span (small buckets joined into spans). */

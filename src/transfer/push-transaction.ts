@@ -65,6 +65,11 @@ export interface PushReceiverOptions {
   store: Store;
   /** Transactions held at once (Transfers.MaxPushTransactions); at least 1. */
   maxTransactions: number;
+  /**
+   * Bytes the held transactions may take in memory together, each counted as admission.ts's
+   * transactionMemory of its declared instances (Transfers.PushTransactionsMemory); 0 or absent: no bound.
+   */
+  maxTransactionsMemory?: number;
   /** Seconds without activity after which a transaction is dropped (0 = never). */
   idleTimeoutSeconds: number;
   /**

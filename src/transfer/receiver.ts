@@ -102,6 +102,7 @@ export class PushReceiver {
       txs: this.#txs,
       counters: this.counters,
       max: opts.maxTransactions,
+      maxMemory: opts.maxTransactionsMemory ?? 0,
       evictIdleMs: Math.max(0, opts.idleBeforeEvictionSeconds ?? 0) * 1000,
       waitMs: opts.admissionWaitMs ?? DEFAULT_ADMISSION_WAIT_MS,
     });
@@ -206,7 +207,7 @@ export class PushReceiver {
     this.#checkOpen();
     const create = parseCreate(body, this.#accepts);
     // Full: the create waits its turn (FIFO, bounded) for a transaction to end or become evictable.
-    const turn = await this.#admission.enter();
+    const turn = await this.#admission.enter(create.Instances.length);
     let failed = true;
     try {
       this.#checkOpen();
@@ -222,11 +223,11 @@ export class PushReceiver {
   async #create(create: PushCreateBody): Promise<JobHandle> {
     let total = 0;
     for (const i of create.Instances) total += i.Size;
-    this.#admission.victim(); // 503 early, before the disk is even asked
+    this.#admission.victims(create.Instances.length); // 503 early, before the disk is even asked
     const free = await freeBytes(this.#root);
-    const victim = this.#admission.victim();
+    const victims = this.#admission.victims(create.Instances.length);
     let reserved = STAGING_DISK_RESERVE;
-    for (const t of this.#txs.values()) if (t !== victim) reserved += stillToWrite(t);
+    for (const t of this.#txs.values()) if (!victims.includes(t)) reserved += stillToWrite(t);
     if (total > free - reserved) {
       throw new XferError(
         'FullStorage',
@@ -234,7 +235,7 @@ export class PushReceiver {
       );
     }
     // From here on, synchronous until the new transaction is registered: the checks above still hold.
-    const evicted = victim ? this.#drop(victim, 'evicted') : undefined;
+    const evicted = Promise.all(victims.map((v) => this.#drop(v, 'evicted')));
     const id = randomUUID();
     const now = Date.now();
     const dir = join(this.#root, id);
@@ -252,7 +253,7 @@ export class PushReceiver {
     });
     this.#txs.set(id, tx);
     try {
-      // The victim had no request in flight, so its files go at once; its disk space is counted free.
+      // The victims had no request in flight, so their files go at once; their disk space is counted free.
       await evicted;
       tx.area = await StagingArea.create(tx.dir, create.Instances, this.#store);
       await this.#state.create({ id, createdAt: now, create });
@@ -270,7 +271,7 @@ export class PushReceiver {
     // The store makes ready for the commit while the buckets come.
     void this.#store.prepareFiles?.(create.Instances.length);
     this.#log?.info(
-      { tx: id, instances: create.Instances.length, buckets: create.Buckets.length, bytes: total, evicted: victim?.id },
+      { tx: id, instances: create.Instances.length, buckets: create.Buckets.length, bytes: total, evicted: victims.map((v) => v.id) },
       'push transaction created',
     );
     return toWirePushHandle(id);

@@ -58,6 +58,7 @@ export async function openTransfersServer(opts: TransfersServerOptions): Promise
   const receiver = await PushReceiver.open({
     store,
     maxTransactions: config.Transfers.MaxPushTransactions,
+    maxTransactionsMemory: config.Transfers.PushTransactionsMemory * 1024 * 1024,
     idleTimeoutSeconds: config.Transfers.IdleTransactionTimeout,
     idleBeforeEvictionSeconds: config.Transfers.IdleBeforeEviction,
     admissionWaitMs: config.Transfers.PushAdmissionWait * 1000,

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { isXferError } from '../../src/errors.ts';
 import { EmbeddedStore } from '../../src/store/embedded/store.ts';
+import { transactionMemory } from '../../src/transfer/admission.ts';
 import { PushReceiver } from '../../src/transfer/receiver.ts';
 import { startXferNode, type XferNode } from '../helpers/node.ts';
 import { waitFor } from '../helpers/ports.ts';
@@ -157,5 +158,122 @@ describe('push receiver: a create that waited in vain', { skip: needs(REAL_DICOM
       await r.close();
       await rm(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('push receiver: the memory of held transactions (PushTransactionsMemory)', { skip: needs(REAL_DICOM) }, () => {
+  const dirs: string[] = [];
+  const receivers: PushReceiver[] = [];
+  after(async () => {
+    for (const r of receivers) await r.close();
+    for (const d of dirs) await rm(d, { recursive: true, force: true });
+  });
+  async function receiver(maxTransactionsMemory: number, admissionWaitMs: number): Promise<PushReceiver> {
+    const dir = await mkdtemp(join(tmpdir(), 'dx-admission-mem-'));
+    dirs.push(dir);
+    const store = await EmbeddedStore.open(join(dir, 'data'), { commitThreads: 1 });
+    // Room for many transactions by count: only their memory bounds them. Never evicted here.
+    const r = await PushReceiver.open({
+      store,
+      maxTransactions: 32,
+      maxTransactionsMemory,
+      idleTimeoutSeconds: 0,
+      idleBeforeEvictionSeconds: 3600,
+      admissionWaitMs,
+    });
+    receivers.push(r);
+    return r;
+  }
+  const many = (is: TestInstance[]) =>
+    JSON.parse(
+      createBody(
+        is,
+        is.map((i) => [{ ID: i.ID, Offset: 0, Size: i.Size }]),
+        'none',
+      ),
+    ) as unknown;
+
+  test('a create that does not fit waits in turn; one that would fit does not pass it; each is admitted as memory frees', async () => {
+    const knee = await loadInstances('Knee/T2', 6);
+    const [a, b, c, ...three] = knee as [TestInstance, TestInstance, TestInstance, ...TestInstance[]];
+    const one1 = transactionMemory(1);
+    // Two one-instance transactions fit, or one of three instances, not both.
+    const r = await receiver(2 * one1 + 100, 90_000);
+    const txA = await r.create(many([a]));
+    const txB = await r.create(many([b]));
+    const order: string[] = [];
+    const noted = (name: string) => (h: { ID: string }) => {
+      order.push(name);
+      return h;
+    };
+    const big = r.create(many(three)).then(noted('big'));
+    for (let i = 0; i < 100 && r.waiting === 0; i++) await new Promise((res) => setImmediate(res));
+    assert.equal(r.waiting, 1, 'three instances beside two transactions exceed the memory');
+    await r.discard(txA.ID);
+    // One transaction of one instance left: the big one still does not fit, and C, which would, waits behind it.
+    const small = r.create(many([c])).then(noted('C'));
+    for (let i = 0; i < 100 && r.waiting < 2; i++) await new Promise((res) => setImmediate(res));
+    assert.equal(r.waiting, 2);
+    assert.deepEqual(order, []);
+    await r.discard(txB.ID);
+    const txBig = await big;
+    assert.deepEqual(order, ['big']);
+    assert.equal(r.waiting, 1, 'C does not fit beside the big one');
+    await r.discard(txBig.ID);
+    const txC = await small;
+    assert.deepEqual(order, ['big', 'C']);
+    assert.deepEqual(
+      r.list().map((t) => t.id),
+      [txC.ID],
+    );
+    assert.equal(r.counters.refused, 0);
+    assert.equal(r.counters.evicted, 0);
+  });
+
+  test('a transaction larger than the bound is admitted alone; the next waits, then gets a 503 naming the key', async () => {
+    const [a, b] = (await loadInstances('Knee/T2', 2)) as [TestInstance, TestInstance];
+    const r = await receiver(1000, 200);
+    const held = await r.create(many([a]));
+    await assert.rejects(
+      r.create(many([b])),
+      (e: unknown) => isXferError(e) && e.http === 503 && /PushTransactionsMemory/.test(e.message + (e.details ?? '')),
+    );
+    assert.deepEqual(
+      r.list().map((t) => t.id),
+      [held.ID],
+    );
+    await r.discard(held.ID);
+    // Nothing held: the next one goes in again, however large.
+    const next = await r.create(many([b]));
+    assert.deepEqual(
+      r.list().map((t) => t.id),
+      [next.ID],
+    );
+  });
+});
+
+describe('push receiver: the default admits more senders at once than the plugin did', { skip: needs(REAL_DICOM) }, () => {
+  let node: XferNode;
+  before(async () => {
+    // Only defaults: MaxPushTransactions, IdleBeforeEviction and PushTransactionsMemory as a user gets them.
+    node = await startXferNode({ config: { HttpTimeout: 120 } });
+  });
+  after(async () => {
+    await node?.stop();
+  });
+
+  test('six transactions held at once (the plugin holds four), none waited, none evicted', async () => {
+    const knee = await loadInstances('Knee/T2', 6);
+    const txs: { ID: string; Path: string }[] = [];
+    for (const i of knee) {
+      const r = await raw(node, 'POST', '/transfers/push', one(i));
+      assert.equal(r.status, 200, r.body.toString());
+      txs.push(json(r) as { ID: string; Path: string });
+    }
+    assert.deepEqual((await readdir(pushDir(node))).sort(), txs.map((t) => t.ID).sort());
+    assert.equal(await metric(node, 'dicom_xfer_push_waited_creates_total'), 0);
+    assert.equal(await metric(node, 'orthanc_transfers_available_push_count'), 32 - 6);
+    for (const [k, tx] of txs.entries()) assert.equal((await raw(node, 'PUT', `${tx.Path}/0`, (knee[k] as TestInstance).data)).status, 200);
+    for (const tx of txs) assert.equal((await raw(node, 'POST', `${tx.Path}/commit`)).status, 200);
   });
 });

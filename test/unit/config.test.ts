@@ -351,12 +351,13 @@ describe('defaults and overrides', () => {
   test("defaults equal the plugin's and Orthanc's", () => {
     const { config, warnings } = parse('{}', { baseDir: '/work' });
     assert.deepEqual(warnings, []);
-    // The plugin's defaults (docs/protocol.md#configuration), then dicom-xfer's extensions.
+    // The plugin's defaults (docs/protocol.md#configuration), then dicom-xfer's extensions. One differs:
+    // MaxPushTransactions (the plugin's is 4), so that many senders share a receiver's link at once.
     assert.deepEqual(config.Transfers, {
       Threads: 4,
       BucketSize: 4096,
       CacheSize: 512,
-      MaxPushTransactions: 4,
+      MaxPushTransactions: 32,
       MaxHttpRetries: 0,
       PeerConnectivityTimeout: 2,
       PeerCommitTimeout: 600,
@@ -366,6 +367,7 @@ describe('defaults and overrides', () => {
       RetryBudget: 120,
       IdleBeforeEviction: 60,
       PushAdmissionWait: 20,
+      PushTransactionsMemory: 64,
       Extensions: true,
       BucketSpans: true,
       Zstd: true,

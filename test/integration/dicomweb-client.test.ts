@@ -2,9 +2,11 @@
 // file of the real test data stowed arrives with the same MD5, an instance the archive refuses is named with
 // its reason while the rest are stored, a study comes back by retrieve, and bad requests get Orthanc's errors.
 import assert from 'node:assert/strict';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { REAL_DICOM, describe, listFiles, needs } from '../helpers/data.ts';
 import type { OrthancServer } from '../helpers/orthanc.ts';
+import { waitFor } from '../helpers/ports.ts';
 import { jobEnd } from './dimse-scu-common.ts';
 import {
   fileMd5,
@@ -120,5 +122,42 @@ describe('STOW-RS and retrieve with a real Orthanc and its DICOMweb plugin', {
     const g = await fetch(`${node.url}/dicom-web/servers/nowhere`);
     assert.equal(g.status, 404);
     assert.equal(((await (await fetch(`${node.url}/jobs`)).json()) as string[]).length, before);
+  });
+
+  test('a routing rule that names the DICOMweb server in Send stows what arrives; a name in two lists is refused', async () => {
+    const [first] = await listFiles(join(REAL_DICOM, 'Knix'));
+    assert.ok(first);
+    const routed = await startNode({
+      DicomWeb: { Servers: { archive: [`${orthanc.url}/dicom-web/`] } },
+      Routes: [{ Name: 'to-archive', When: 'Instance', Send: ['archive'] }],
+    });
+    try {
+      await fetch(`${orthanc.url}/instances/${[...(await uploadAll(routed.url, [first])).keys()][0]}`, { method: 'DELETE' });
+      const ids = await uploadAll(routed.url, [first]);
+      const id = [...ids.keys()][0] ?? assert.fail('not stored');
+      await waitFor('the routed instance in Orthanc', async () => (await fetch(`${orthanc.url}/instances/${id}`)).ok, 60_000);
+      assert.equal(await fileMd5(orthanc.url, id), await fileMd5(routed.url, id));
+      const jobs = (await (await fetch(`${routed.url}/jobs?expand`)).json()) as { Type: string; Content: Record<string, unknown> }[];
+      assert.ok(
+        jobs.some((j) => j.Type === 'DicomWebStow' && j.Content.Route === 'to-archive'),
+        JSON.stringify(jobs),
+      );
+    } finally {
+      await routed.close();
+    }
+    const clash = await startNode({
+      DicomWeb: { Servers: { archive: [`${orthanc.url}/dicom-web/`] } },
+      DicomModalities: { archive: ['ARCHIVE', '127.0.0.1', 104] },
+    });
+    try {
+      const r = await fetch(`${clash.url}/routes/x`, { method: 'PUT', body: JSON.stringify({ Send: ['archive'] }) });
+      assert.equal(r.status, 400);
+      assert.match(
+        String(((await r.json()) as { Details?: string }).Details),
+        /"archive" is both a modality \(DicomModalities\) and a DICOMweb server/,
+      );
+    } finally {
+      await clash.close();
+    }
   });
 });

@@ -6,6 +6,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { finishedFacts } from '../../src/jobs/facts.ts';
 import { parseStowAnswer, reasonText } from '../../src/dicomweb/client/stow-body.ts';
 import { groupInstances } from '../../src/dicomweb/client/stow-plan.ts';
 import { bearerTokenOf, parseTokenOutput } from '../../src/dicomweb/client/token.ts';
@@ -87,4 +88,11 @@ test('bearer tokens: the file read again when it changes, the command run again 
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+});
+
+test("a DICOMweb job's log line names its kind and its server", () => {
+  const stow = finishedFacts('DicomWebStow', { Server: 'archive', TotalInstances: 3 }, 2000);
+  assert.equal(stow.message, 'STOW-RS finished: 3 instances to DICOMweb server "archive" in 2 s');
+  const back = finishedFacts('DicomWebRetrieve', { Server: 'archive', TotalInstances: 1 }, 1000);
+  assert.equal(back.message, 'DICOMweb retrieve finished: 1 instance from DICOMweb server "archive" in 1 s');
 });

@@ -93,6 +93,8 @@ export interface StowProxy {
   url: string;
   /** SOP Instance UIDs of every ReferencedSOPSequence answered to the client, one entry per acknowledgement. */
   acknowledged: string[];
+  /** Paths of the GET requests the archive answered with success (QIDO-RS, WADO-RS). */
+  fetched: string[];
   /** Parts sent in requests that the archive answered with success. */
   partsAnswered: number;
   /** Requests refused by the proxy itself (a wrong token, the archive down). */
@@ -110,7 +112,16 @@ export interface StowProxy {
  */
 export async function startStowProxy(target: () => string): Promise<StowProxy> {
   const { createServer } = await import('node:http');
-  const state: StowProxy = { url: '', acknowledged: [], partsAnswered: 0, refused: 0, token: undefined, delayMs: 0, close: async () => {} };
+  const state: StowProxy = {
+    url: '',
+    acknowledged: [],
+    fetched: [],
+    partsAnswered: 0,
+    refused: 0,
+    token: undefined,
+    delayMs: 0,
+    close: async () => {},
+  };
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
@@ -141,6 +152,7 @@ export async function startStowProxy(target: () => string): Promise<StowProxy> {
           return;
         }
         const out = Buffer.from(await answer.arrayBuffer());
+        if (req.method === 'GET' && answer.ok) state.fetched.push(req.url ?? '');
         if (req.method === 'POST' && answer.ok) {
           state.partsAnswered += body.toString('latin1').split('Content-Type: application/dicom\r\n').length - 1;
           const doc = JSON.parse(out.toString('utf8')) as Record<string, { Value?: Record<string, { Value?: string[] }>[] }>;

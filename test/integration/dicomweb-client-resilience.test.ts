@@ -141,4 +141,35 @@ describe('STOW-RS jobs through outages, restarts and expired tokens', {
       await proxy.close();
     }
   });
+
+  test('a retrieve with the node stopped mid-way resumes: the instances already stored are not fetched again', async () => {
+    const studies = (await (await fetch(`${orthanc.url}/studies?expand`)).json()) as {
+      ID: string;
+      MainDicomTags: { StudyInstanceUID: string };
+    }[];
+    const proxy = await startStowProxy(() => orthanc.url);
+    const config = { DicomWeb: { Servers: { archive: [`${proxy.url}/dicom-web/`] } }, Transfers: TRANSFERS };
+    let node = await startNode(config);
+    try {
+      proxy.delayMs = 100;
+      const resources = studies.map((s) => ({ Study: s.MainDicomTags.StudyInstanceUID }));
+      const r = await postJson(`${node.url}/dicom-web/servers/archive/retrieve`, { Resources: resources, Asynchronous: true });
+      assert.equal(r.status, 200, JSON.stringify(r.json));
+      const wado = () => proxy.fetched.filter((p) => /\/instances\/[0-9.]+$/.test(p));
+      await waitFor('a few instances fetched', async () => wado().length >= 10, 60_000);
+      await node.close({ keep: true });
+      node = await startNode(config, node.dir);
+      const job = await jobEnd(node.url, String(r.json.ID), 300_000);
+      assert.equal(job.State, 'Success', JSON.stringify(job));
+      const all = (await (await fetch(`${orthanc.url}/instances`)).json()) as string[];
+      for (const id of all) assert.equal(await fileMd5(node.url, id), await fileMd5(orthanc.url, id), id);
+      // Only the requests in flight at the stop (two at most) may have been made twice.
+      const again = wado().length - new Set(wado()).size;
+      assert.ok(again <= TRANSFERS.MaxThreads, `${again} instances fetched twice`);
+      assert.equal(new Set(wado()).size, all.length);
+    } finally {
+      await node.close();
+      await proxy.close();
+    }
+  });
 });

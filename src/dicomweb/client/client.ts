@@ -8,6 +8,10 @@ import { HttpEndpoint, type EndpointResponse } from '../../http/endpoint.ts';
 import { codeOfAnswer, HttpError, transportError } from '../../http/errors.ts';
 import { bearerTokenOf, type BearerToken } from './token.ts';
 
+/** Answers asked per QIDO-RS page, and the most pages read (a million answers). */
+const QIDO_PAGE = 1000;
+const QIDO_PAGES = 1000;
+
 export interface DicomWebCall {
   method: 'GET' | 'POST';
   /** Path under the server's base URL (`studies`, `studies/1.2/series`...), with its query. */
@@ -84,6 +88,25 @@ export class DicomWebClient {
         badBody: true,
       });
     }
+  }
+
+  /**
+   * Every answer of a QIDO-RS query, page by page (`limit`/`offset`): archives cap the answers of one query
+   * (clouds at a few thousand, some at a hundred, whatever `limit` asks): the next page starts after what
+   * came, and only an empty page ends the list.
+   */
+  async qidoAll(path: string, signal?: AbortSignal): Promise<unknown[]> {
+    const out: unknown[] = [];
+    const sep = path.includes('?') ? '&' : '?';
+    // Bounded: at most QIDO_PAGES pages of QIDO_PAGE answers.
+    for (let page = 0; page < QIDO_PAGES; page++) {
+      const got = await this.getJson(`${path}${sep}limit=${QIDO_PAGE}&offset=${out.length}`, signal);
+      const list = Array.isArray(got) ? got : [];
+      // A server that ignores `offset` answers its first page again: that is the end too.
+      if (list.length === 0 || (out.length > 0 && JSON.stringify(list[0]) === JSON.stringify(out[0]))) return out;
+      out.push(...list);
+    }
+    return out;
   }
 
   /** The error of an answer that is not the one expected (its body read, at most the head of it). */

@@ -160,7 +160,7 @@ async function listInstances(client: DicomWebClient, ctx: Ctx, config: Config): 
     }
     const under = r.Series !== undefined ? `studies/${r.Study}/series/${r.Series}` : `studies/${r.Study}`;
     const list = await retry(
-      (_n, signal) => client.getJson(`${under}/instances?includefield=0020000E&includefield=00080018`, signal),
+      (_n, signal) => client.qidoAll(`${under}/instances?includefield=0020000E&includefield=00080018`, signal),
       retryOptionsFromConfig(config, { signal: ctx.signal }),
     );
     for (const item of Array.isArray(list) ? list : []) {

@@ -230,7 +230,7 @@ async function confirm(state: StowState, task: SendTask<StowState>, client: Dico
   for (const [key, idx] of bySeries) {
     const found = new Set<string>();
     const list = await retry(
-      (_n, signal) => client.getJson(`studies/${key.replace('/', '/series/')}/instances?includefield=00080018`, signal),
+      (_n, signal) => client.qidoAll(`studies/${key.replace('/', '/series/')}/instances?includefield=00080018`, signal),
       retryOptionsFromConfig({ Transfers: { MaxHttpRetries: 3, RetryBudget: 60 } }, { signal: task.signal }),
     );
     for (const item of Array.isArray(list) ? list : []) {

@@ -42,12 +42,34 @@ test('a STOW-RS answer: stored and refused instances with their reasons, as Orth
   assert.equal(reasonText(0x1234), '0x1234');
 });
 
-test('the first part of a WADO-RS multipart answer, its boundary quoted or not', () => {
-  const body = Buffer.from('--b1\r\nContent-Type: application/dicom\r\n\r\nDICM\r\n--x\r\n--b1--\r\n');
+/** Collects what `firstPart` yields for `body` cut into chunks at `cuts`. */
+async function partOf(contentType: string, body: Buffer, cuts: number[]): Promise<Buffer> {
+  async function* chunks(): AsyncGenerator<Buffer> {
+    let from = 0;
+    for (const at of [...cuts, body.length]) {
+      yield body.subarray(from, at);
+      from = at;
+    }
+  }
+  const out: Buffer[] = [];
+  for await (const b of firstPart(contentType, chunks())) out.push(b);
+  return Buffer.concat(out);
+}
+
+test('the first part of a WADO-RS multipart answer, streamed whatever the chunks, its boundary quoted or not', async () => {
+  const payload = Buffer.from('DICM\r\n--b\r\n-- almost a delimiter \r\n--b-1\r\n-');
+  const body = Buffer.concat([Buffer.from('--b1\r\nContent-Type: application/dicom\r\n\r\n'), payload, Buffer.from('\r\n--b1--\r\n')]);
   assert.equal(boundaryOf('multipart/related; type="application/dicom"; boundary="b1"'), 'b1');
   assert.equal(boundaryOf('multipart/related; boundary=b1; type="application/dicom"'), 'b1');
-  assert.equal(firstPart('multipart/related; boundary=b1', body).toString(), 'DICM\r\n--x');
-  assert.throws(() => firstPart('multipart/related; boundary=b1', Buffer.from('--b1\r\n\r\nunfinished')), /ends inside/);
+  const type = 'multipart/related; boundary=b1';
+  // Every place one cut can fall, and every pair of places.
+  for (let i = 0; i <= body.length; i++) {
+    assert.deepEqual(await partOf(type, body, [i]), payload, `cut at ${i}`);
+    for (let j = i; j <= body.length; j += 7) assert.deepEqual(await partOf(type, body, [i, j]), payload, `cuts at ${i}, ${j}`);
+  }
+  assert.deepEqual(await partOf('application/dicom', payload, [3]), payload);
+  await assert.rejects(partOf(type, Buffer.from('--b1\r\n\r\nunfinished'), []), /ends inside/);
+  await assert.rejects(partOf(type, Buffer.from('no part'), []), /no part/);
 });
 
 test('bearer tokens: the file read again when it changes, the command run again before expiry and after a refusal', async () => {

@@ -3,17 +3,16 @@
 // the instances once (kept in the job), then WADO-RS fetches them one per request, as many at once as the
 // link rewards (the transfers' AdaptiveConcurrency), each through the node's ingest path and announced to
 // the routing rules; each instance stored is a finished unit, so a restart fetches only the others.
-import { Readable } from 'node:stream';
+import { rm } from 'node:fs/promises';
 import { z } from 'zod';
 import { ingestSpooled, spool } from '../../api/ingest.ts';
 import type { Config } from '../../config/types.ts';
 import { XferError } from '../../errors.ts';
-import { readBounded } from '../../http/body.ts';
 import type { JobKind, JobRunContext, JobRunner } from '../../jobs/engine.ts';
 import { networkSpeedKBs, toMegabytes } from '../../protocol/progress.ts';
 import type { ArrivalSink } from '../../routing/arrivals.ts';
 import { parseJsonBody, RESOURCES_JSON_BODY } from '../../server/json-body.ts';
-import type { Store } from '../../store/types.ts';
+import type { IngestResult, Store } from '../../store/types.ts';
 import { AdaptiveConcurrency } from '../../transfer/adaptive/controller.ts';
 import { retry, retryOptionsFromConfig } from '../../util/retry.ts';
 import { runAdaptive } from './adaptive-pool.ts';
@@ -41,7 +40,7 @@ export const RETRIEVE_JOB_KIND: JobKind<RetrieveJobQuery, Content, RetrieveState
   private: RetrieveState,
 };
 
-/** Most bytes of one instance fetched (its answer is held whole before it is spooled). */
+/** Most bytes of one instance fetched. */
 const INSTANCE_LIMIT = 2 * 1024 * 1024 * 1024;
 
 /** The plugin's body: `{"Resources": [{"Study", "Series"?, "Instance"?}], "Synchronous"/"Asynchronous", "Priority"}`. */
@@ -121,26 +120,28 @@ export class DicomWebRetrieveJob implements JobRunner<RetrieveJobQuery, Content,
   /** One instance by WADO-RS, with retries, stored through the ingest path; answers its size. */
   async #fetchOne(client: DicomWebClient, ctx: Ctx, x: { Study: string; Series: string; Instance: string }): Promise<number> {
     const path = `studies/${x.Study}/series/${x.Series}/instances/${x.Instance}`;
-    const bytes = await retry(
+    const { store } = this.#deps;
+    const accept = 'multipart/related; type="application/dicom"; transfer-syntax=*';
+    // The answer streams into the spool (never held whole); a failed attempt leaves no file behind.
+    const spooled = await retry(
       async (_n, signal) => {
-        const res = await client.ok({
-          method: 'GET',
-          path,
-          headers: { accept: 'multipart/related; type="application/dicom"; transfer-syntax=*' },
-          signal,
-        });
-        const body = await readBounded(res.body, INSTANCE_LIMIT);
-        return firstPart(String(res.headers['content-type'] ?? ''), body);
+        const res = await client.ok({ method: 'GET', path, headers: { accept }, signal });
+        const part = firstPart(String(res.headers['content-type'] ?? ''), res.body as AsyncIterable<Buffer>);
+        return spool(part, store.stagingRoot(), INSTANCE_LIMIT);
       },
       retryOptionsFromConfig(this.#deps.config, { signal: ctx.signal }),
     );
-    const { store } = this.#deps;
-    const spooled = await spool(Readable.from([bytes]), store.stagingRoot(), INSTANCE_LIMIT);
-    const result = await ingestSpooled(store, spooled);
+    let result: IngestResult;
+    try {
+      result = await ingestSpooled(store, spooled);
+    } catch (e) {
+      await rm(spooled.path, { force: true });
+      throw e;
+    }
     await this.#deps.arrivals.arrived([
       { instanceId: result.ids.instance, origin: { kind: 'rest' }, alreadyStored: result.status === 'AlreadyStored' },
     ]);
-    return bytes.length;
+    return spooled.size;
   }
 }
 

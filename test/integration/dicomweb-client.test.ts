@@ -162,7 +162,7 @@ describe('STOW-RS and retrieve with a real Orthanc and its DICOMweb plugin', {
     }
   });
 
-  test('an instance that the archive refuses (its Lua filter) is named with why (a refusal, or not found afterwards), the others of its request stored', async () => {
+  test('an instance that the archive refuses (its Lua filter) is named with why, the rest of its request stored', async () => {
     const knix = await listFiles(join(REAL_DICOM, 'Knix'));
     const ids = await uploadAll(node.url, knix);
     const victim = [...ids.keys()][3] ?? assert.fail('too few files');

@@ -152,6 +152,8 @@ export function dicomWebSection(): string[] {
     '}',
     '```',
     '',
+    "- **Enable** and **Root** are those of the node's own DICOMweb server. The client routes below live under",
+    '  `Root` too, but unlike the plugin they stay when `Enable` is false: a node may stow without serving.',
     "- A server is `[url]`, `[url, username, password]` (HTTP Basic) or the object form above, as in Orthanc's DICOMweb",
     '  plugin. Names follow the rule of peer names; a name that is also a peer or a modality is refused when a routing',
     '  rule uses it (it would be ambiguous).',

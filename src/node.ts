@@ -20,7 +20,7 @@ import { registerSystemRoutes } from './api/system.ts';
 import { loadConfig } from './config/load.ts';
 import type { Config, ConfigOverrides } from './config/types.ts';
 import { openJobsDb } from './jobs/db.ts';
-import { JobsEngine } from './jobs/engine.ts';
+import { JobsEngine, type JobType } from './jobs/engine.ts';
 import { registerJobRoutes } from './jobs/routes.ts';
 import { BucketLatency, serverBucketHook } from './metrics/buckets.ts';
 import { NodeMetrics, registerMetricsRoutes } from './metrics/metrics.ts';
@@ -50,6 +50,11 @@ import type { CommitmentSink, MoveSender } from './dimse/services.ts';
 import { DicomStoreJob } from './dimse/store-job.ts';
 import { DicomServer } from './dimse/server.ts';
 import { registerDicomMetrics } from './dimse/server-metrics.ts';
+import { DicomWebServers } from './dicomweb/client/servers.ts';
+import { DicomWebDirectory } from './dicomweb/client/stow-destination.ts';
+import { DicomWebStowJob } from './dicomweb/client/stow-job.ts';
+import { DicomWebRetrieveJob } from './dicomweb/client/retrieve-job.ts';
+import { registerDicomWebClientRoutes } from './dicomweb/client/routes.ts';
 
 export interface ServeFlags {
   port?: string;
@@ -198,7 +203,8 @@ function openJobs(
   inFlight: InFlight,
   closers: Closers,
   arrivals: ArrivalSink,
-): { engine: JobsEngine; destinations: TransfersPeerDirectory; commitments: CommitmentTracker } {
+  dicomWeb: DicomWebServers,
+): { engine: JobsEngine; destinations: TransfersPeerDirectory; commitments: CommitmentTracker; dicomWebDestinations: DicomWebDirectory } {
   const { config, store, logger } = base;
   // What the links to the peers taught earlier transfers, so that the next one starts there.
   const linkProfiles = SqliteLinkProfiles.open(join(config.StorageDirectory, 'link-profiles.sqlite'), logger);
@@ -224,16 +230,55 @@ function openJobs(
   // they wait for (the DICOM server hands those to `commitments`, its CommitmentSink).
   const commitments = new CommitmentTracker(config);
   const dicomStore = new DicomStoreJob({ config, store, commitment: commitments });
+  // The DICOMweb client: STOW-RS jobs to the servers of DicomWeb.Servers (as destinations), and retrieves from them.
+  const dicomWebDestinations = new DicomWebDirectory({ config, store, inFlight, servers: dicomWeb });
+  const stow = new DicomWebStowJob(store, dicomWebDestinations);
+  const wadoRetrieve = new DicomWebRetrieveJob({ config, store, servers: dicomWeb, arrivals });
+  const otherRunners = (type: JobType) =>
+    type === 'RemotePullTransfer'
+      ? follower
+      : type === 'DicomModalityStore'
+        ? dicomStore
+        : type === 'DicomWebStow'
+          ? stow
+          : type === 'DicomWebRetrieve'
+            ? wadoRetrieve
+            : runners(type);
   const db = openJobsDb(join(config.StorageDirectory, 'jobs.sqlite'));
   closers.add(() => db.close());
   const engine = new JobsEngine(db, {
     concurrentJobs: config.ConcurrentJobs,
     historySize: config.JobsHistorySize,
-    runners: (type) => (type === 'RemotePullTransfer' ? follower : type === 'DicomModalityStore' ? dicomStore : runners(type)),
+    runners: otherRunners,
     logger,
   });
   closers.add(() => engine.close());
-  return { engine, destinations, commitments };
+  return { engine, destinations, commitments, dicomWebDestinations };
+}
+
+/**
+ * The node's own API over its store: Orthanc's resource API and uploads, the routing rules, and on the embedded
+ * store the arrivals' metadata and the DICOMweb server (DicomWeb.Enable, under DicomWeb.Root), whose STOW-RS
+ * ingests as POST /instances does. Every path announces what it stores to the route engine.
+ */
+function registerStoreApis(http: HttpApp, base: NodeBase, routing: RouteEngine, httpTimeoutSeconds: number): void {
+  const { config, store } = base;
+  const { fastify, routes } = http;
+  registerStoreApi(fastify, store, config, httpTimeoutSeconds, routes, routing);
+  registerRoutesApi(fastify, routing, routes);
+  const embedded = embeddedApiOf(store);
+  if (!embedded) return;
+  registerArrivalMetadata(fastify, embedded, (id) => routing.metadata(id), routes);
+  if (config.DicomWeb.Enable) {
+    const opts = {
+      root: config.DicomWeb.Root,
+      store: embedded,
+      httpTimeoutSeconds,
+      uploadLimits: uploadLimitsOf(config),
+      arrivals: routing,
+    };
+    registerDicomWebServer(fastify, opts, routes);
+  }
 }
 
 /** Builds the parts of a node and registers their routes on `http`; `closers` gets what to stop. */
@@ -256,15 +301,7 @@ async function assemble(http: HttpApp, base: NodeBase, originator: string, close
   const routing = openRouting({ config, store, logger, peers, observer: routeMetrics });
   closers.add(() => routing.close());
   const arrivals = routing.engine;
-  registerStoreApi(fastify, store, config, httpTimeoutSeconds, routes, arrivals);
-  registerRoutesApi(fastify, routing.engine, routes);
-  const embedded = embeddedApiOf(store);
-  if (embedded) registerArrivalMetadata(fastify, embedded, (id) => routing.engine.metadata(id), routes);
-  // DICOMweb (QIDO-RS, WADO-RS, STOW-RS) on the embedded store; STOW-RS ingests as POST /instances does.
-  if (embedded) {
-    const uploadLimits = uploadLimitsOf(config);
-    registerDicomWebServer(fastify, { root: '/dicom-web/', store: embedded, httpTimeoutSeconds, uploadLimits, arrivals }, routes);
-  }
+  registerStoreApis(http, base, routing.engine, httpTimeoutSeconds);
   const peerOfSender = (s: RequestSender) =>
     senderPeer(
       s,
@@ -282,7 +319,9 @@ async function assemble(http: HttpApp, base: NodeBase, originator: string, close
   const latency = new BucketLatency();
   fastify.addHook('onResponse', serverBucketHook(latency));
 
-  const { engine, destinations, commitments } = openJobs(base, peers, latency, inFlight, closers, arrivals);
+  const dicomWeb = new DicomWebServers(config);
+  closers.add(() => dicomWeb.close());
+  const { engine, destinations, commitments, dicomWebDestinations } = openJobs(base, peers, latency, inFlight, closers, arrivals, dicomWeb);
   const proxy = openOrthancProxy(config, httpTimeoutSeconds);
   registerJobRoutes(fastify, engine, routes, proxy?.foreignJobs);
   registerTransfersClientRoutes(fastify, { config, store, peers, engine, originator, httpTimeoutSeconds }, routes);
@@ -290,6 +329,7 @@ async function assemble(http: HttpApp, base: NodeBase, originator: string, close
   if (!config.OrthancStore?.proxy || Object.keys(config.DicomModalities).length > 0) {
     registerModalityRoutes(fastify, { config, store, engine, httpTimeoutSeconds }, routes);
   }
+  registerDicomWebClientRoutes(fastify, { config, store, engine, servers: dicomWeb, httpTimeoutSeconds }, routes);
 
   const metrics = new NodeMetrics({ peers, server: transfers, engine, latency, inFlight });
   closers.add(() => metrics.close());
@@ -297,7 +337,7 @@ async function assemble(http: HttpApp, base: NodeBase, originator: string, close
   bandwidth.registerIn(metrics.registry);
   registerMetricsRoutes(fastify, metrics, routes, proxy?.foreignMetrics);
   // The dashboard lists every destination: the transfers peers, then the DICOM modalities.
-  const listing = combinedListing(destinations, new ModalityDirectory({ config, store }));
+  const listing = combinedListing(destinations, new ModalityDirectory({ config, store }), dicomWebDestinations);
   const bandwidthView = {
     nodeLimitMbps: () => bandwidth.nodeLimitMbps(),
     limitMbps: (p: string) => bandwidth.limitMbps(p),

@@ -106,7 +106,7 @@ export function parseStoreBody(buf: Buffer): StoreRequest {
 }
 
 /** The level of a stored resource from its ID alone, as Orthanc finds it; UnknownResource when none holds it. */
-async function levelOf(store: Store, id: string): Promise<Level> {
+export async function levelOf(store: Store, id: string): Promise<Level> {
   const tries: [Level, () => Promise<unknown>][] = [
     ['Instance', () => store.instanceInfo(id)],
     ['Series', () => store.listInstances('Series', id)],
@@ -128,7 +128,7 @@ async function levelOf(store: Store, id: string): Promise<Level> {
  * The job as it ended (Success or Failure), described at that moment: with a short JobsHistorySize the engine
  * may forget it right after.
  */
-function jobEnded(engine: JobsEngine, id: string): Promise<Record<string, unknown>> {
+export function jobEnded(engine: JobsEngine, id: string): Promise<Record<string, unknown>> {
   return new Promise((resolve) => {
     const check = (changed: string) => {
       if (changed !== id) return;
@@ -144,7 +144,7 @@ function jobEnded(engine: JobsEngine, id: string): Promise<Record<string, unknow
 }
 
 /** The error of a failed job, with its own code when the table knows it. */
-function jobError(job: Record<string, unknown>): XferError {
+export function jobError(job: Record<string, unknown>): XferError {
   const status = job.ErrorCode;
   const code = (Object.keys(ERRORS) as ErrorCode[]).find((k) => ERRORS[k].status === status) ?? 'NetworkProtocol';
   const details = typeof job.ErrorDetails === 'string' && job.ErrorDetails !== '' ? job.ErrorDetails : undefined;

@@ -9,7 +9,7 @@ import { XferError } from '../errors.ts';
 import { displayUrl } from '../util/url.ts';
 import { ORTHANC_IGNORED_KEYS, TRANSFERS_IGNORED_KEYS, type IgnoredKey } from './orthanc-keys.ts';
 import { isDerived, RESERVED_PEER_KEYS, SETTINGS, TRANSFERS_SETTINGS, type Setting } from './schema.ts';
-import type { Config, ConfigOverrides, PeerConfig, TransfersConfig } from './types.ts';
+import type { Config, ConfigOverrides, DicomWebConfig, PeerConfig, TransfersConfig } from './types.ts';
 
 /** Environment variable naming the configuration file when no `--config` flag does. */
 export const CONFIG_ENV_VAR = 'DICOM_XFER_CONFIG';
@@ -435,6 +435,13 @@ function resolvePaths(layer: Layer, baseDir: string): void {
   for (const peer of Object.values(peers ?? {})) {
     if (peer.certificateFile) peer.certificateFile = resolve(baseDir, peer.certificateFile);
     if (peer.certificateKeyFile) peer.certificateKeyFile = resolve(baseDir, peer.certificateKeyFile);
+  }
+  // The DICOMweb servers' files, as the peers' (a token command's program is found on PATH, as a shell would).
+  const dicomWeb = layer.top['DicomWeb'] as DicomWebConfig | undefined;
+  for (const s of Object.values(dicomWeb?.Servers ?? {})) {
+    if (s.certificateFile) s.certificateFile = resolve(baseDir, s.certificateFile);
+    if (s.certificateKeyFile) s.certificateKeyFile = resolve(baseDir, s.certificateKeyFile);
+    if (s.bearerTokenFile) s.bearerTokenFile = resolve(baseDir, s.bearerTokenFile);
   }
 }
 

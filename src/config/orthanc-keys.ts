@@ -130,7 +130,6 @@ const PLUGIN_SECTIONS: readonly string[] = [
   'AzureBlobStorage',
   'ConnectivityChecks',
   'DelayedDeletion',
-  'DicomWeb',
   'Gdcm',
   'GoogleCloudPlatform',
   'Housekeeper',

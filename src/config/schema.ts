@@ -7,6 +7,7 @@ import { isDerived, type Derived, type Setting, type SettingSource } from './set
 import { LOG_LEVELS, type Config, type TransfersConfig } from './types.ts';
 import { DICOM_SETTINGS } from './dicom-settings.ts';
 import { ROUTES_SETTING } from './routes-schema.ts';
+import { DICOMWEB_SETTING } from './dicomweb-schema.ts';
 import { bool, intIn, nonEmpty, onOff, optionalPath, orthancStore, peers, positive, stringMap, uint } from './value-schemas.ts';
 
 // The peer names' rule and reserved keys are part of the configuration's public face.
@@ -241,6 +242,7 @@ export const SETTINGS: { readonly [K in TopKey]-?: Setting<Config[K]> } = {
   },
   ...DICOM_SETTINGS,
   Routes: ROUTES_SETTING,
+  DicomWeb: DICOMWEB_SETTING,
   OrthancStore: {
     schema: orthancStore,
     type: 'object',

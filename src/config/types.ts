@@ -53,6 +53,39 @@ export interface ModalityConfig {
   maximumAssociations?: number;
 }
 
+/** One DICOMweb server of `DicomWeb.Servers` (the Orthanc DICOMweb plugin's two forms), normalised. */
+export interface DicomWebServerConfig {
+  /** The key under DicomWeb.Servers. */
+  name: string;
+  /** http:// or https:// base URL of the DICOMweb service, always ending with '/'. */
+  url: string;
+  username?: string;
+  password?: string;
+  /** Extra headers sent with every request to this server. */
+  httpHeaders: Record<string, string>;
+  certificateFile?: string;
+  certificateKeyFile?: string;
+  certificateKeyPassword?: string;
+  /** Seconds without an answer, overriding HttpTimeout. */
+  timeout?: number;
+  /** dicom-xfer: a file holding a bearer token, read again when it changes. */
+  bearerTokenFile?: string;
+  /** dicom-xfer: a program and its arguments whose standard output is a bearer token. */
+  bearerTokenCommand?: string[];
+  /** dicom-xfer: seconds a token of the command is used when it says no expiry. */
+  tokenLifetime?: number;
+  /** dicom-xfer: MB of the largest STOW-RS request; 0 = no cap. */
+  maxRequestSize: number;
+}
+
+/** The `DicomWeb` section: the node's own DICOMweb server (Enable, Root) and the servers it is a client of. */
+export interface DicomWebConfig {
+  Enable: boolean;
+  /** Path prefix of the node's DICOMweb server, starting and ending with '/'. */
+  Root: string;
+  Servers: Record<string, DicomWebServerConfig>;
+}
+
 /** One routing rule of `Routes` (src/config/routes-schema.ts), defaults filled in. */
 export interface RouteRuleConfig {
   Name: string;
@@ -206,6 +239,8 @@ export interface Config {
   DicomModalities: Record<string, ModalityConfig>;
   /** Routing rules of the file (the API's changes are kept in routes.sqlite). */
   Routes: RouteRuleConfig[];
+  /** The Orthanc DICOMweb plugin's section: the node's DICOMweb server and the DICOMweb servers it sends to. */
+  DicomWeb: DicomWebConfig;
   /** When set, the DICOM lives in this Orthanc instead of the embedded store. */
   OrthancStore?: OrthancStoreConfig;
   Transfers: TransfersConfig;
@@ -261,6 +296,7 @@ export interface ConfigOverrides {
   DicomStorageCommitmentTimeout?: number;
   DicomModalities?: Record<string, unknown>;
   Routes?: unknown[];
+  DicomWeb?: Readonly<Record<string, unknown>>;
   /** As in the file: `{ "Url": ..., "Username": ..., "Password": ... }`; replaces the file's whole. */
   OrthancStore?: Readonly<Record<string, unknown>>;
   Transfers?: Partial<TransfersConfig>;

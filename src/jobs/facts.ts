@@ -28,9 +28,12 @@ export function finishedFacts(
   const rate = moved !== undefined && seconds > 0 ? moved / seconds : undefined;
   if (rate !== undefined) fields['bytesPerSecond'] = Math.round(rate);
   const what = `${instances ?? '?'} instance${instances === 1 ? '' : 's'}${bytes !== undefined ? `, ${mb(bytes)}` : ''}`;
-  const where = peer === undefined ? '' : ` ${type === 'PullTransfer' ? 'from' : 'to'} peer "${peer}"`;
+  const from = type === 'PullTransfer' || type === 'DicomWebRetrieve' ? 'from' : 'to';
+  const server = typeof content['Server'] === 'string' ? content['Server'] : undefined;
+  const where = peer !== undefined ? ` ${from} peer "${peer}"` : server !== undefined ? ` ${from} DICOMweb server "${server}"` : '';
   const pace = rate !== undefined ? `, ${mb(rate)}/s` : '';
-  const kind = type === 'PullTransfer' ? 'pull' : 'push';
+  const kind =
+    type === 'PullTransfer' ? 'pull' : type === 'DicomWebStow' ? 'STOW-RS' : type === 'DicomWebRetrieve' ? 'DICOMweb retrieve' : 'push';
   return { fields, message: `${kind} finished: ${what}${where} in ${fields['seconds']} s${pace}` };
 }
 

@@ -9,8 +9,16 @@ export type JobState = (typeof JOB_STATES)[number];
 /**
  * RemotePullTransfer: a send in pull mode, followed on this node while the peer's PullTransfer runs.
  * DicomModalityStore: a C-STORE to a modality of DicomModalities (Orthanc's name for that job).
+ * DicomWebStow, DicomWebRetrieve: STOW-RS to, and WADO-RS from, a server of DicomWeb.Servers.
  */
-export const JOB_TYPES = ['PushTransfer', 'PullTransfer', 'RemotePullTransfer', 'DicomModalityStore'] as const;
+export const JOB_TYPES = [
+  'PushTransfer',
+  'PullTransfer',
+  'RemotePullTransfer',
+  'DicomModalityStore',
+  'DicomWebStow',
+  'DicomWebRetrieve',
+] as const;
 export type JobType = (typeof JOB_TYPES)[number];
 
 /** A job as stored: query, Content and private state are JSON text, checked by the engine against its kind. */

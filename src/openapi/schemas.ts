@@ -72,7 +72,7 @@ function jobSchema(): Json {
       ID: { type: 'string' },
       Type: {
         type: 'string',
-        enum: ['PushTransfer', 'PullTransfer', 'RemotePullTransfer', 'DicomModalityStore'],
+        enum: ['PushTransfer', 'PullTransfer', 'RemotePullTransfer', 'DicomModalityStore', 'DicomWebStow', 'DicomWebRetrieve'],
         description:
           "RemotePullTransfer: a send in pull mode, following the peer's PullTransfer (Content.RemoteJob, RemoteJobURL, RemoteState). " +
           'DicomModalityStore: a C-STORE to a modality.',

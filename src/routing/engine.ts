@@ -13,7 +13,7 @@ import type { Arrival, ArrivalSink } from './arrivals.ts';
 import type { RoutesDb } from './db.ts';
 import { ArrivalRecorder } from './record.ts';
 import { arrivalMetadata, routeFigures, type RouteFigures } from './figures.ts';
-import { destinationKind, ruleProblem, type RouteTargets, type RuleSet } from './rules.ts';
+import { destinationKind, isDestinationKind, ruleProblem, type RouteTargets, type RuleSet } from './rules.ts';
 import { findJobByKey, submitSend, type SendPlan } from './submit.ts';
 
 /** What the route engine counts, for the metrics (per rule and destination). */
@@ -203,7 +203,7 @@ export class RouteEngine implements ArrivalSink {
     let job: string;
     try {
       if (!rule) throw new Error(`the rule "${batch.rule}" was deleted`);
-      if (kind !== 'peer' && kind !== 'modality') throw new Error(kind);
+      if (!isDestinationKind(kind)) throw new Error(kind);
       const plan: SendPlan = { rule, destination: s.destination, kind, instances, key: sendKey(s.batch, s.destination) };
       job = submitSend(jobs, plan, randomUUID());
     } catch (e) {

@@ -29,6 +29,7 @@ export function openRouting(opts: RoutingOptions): Routing {
   const targets: RouteTargets = {
     isPeer: (name) => peers.get(name) !== undefined,
     isModality: (name) => Object.hasOwn(config.DicomModalities, name),
+    isDicomWeb: (name) => Object.hasOwn(config.DicomWeb.Servers, name),
   };
   const db = openRoutesDb(join(config.StorageDirectory, 'routes.sqlite'));
   try {

@@ -1,7 +1,8 @@
 // The routing rules in force: the file's `Routes` as the initial set, overlaid by what PUT and DELETE
 // /routes/{name} wrote into the routes database (a rule put through the API replaces the file's entry of the
 // same name, a rule deleted through it stays deleted across restarts even if the file still lists it).
-// Also where a destination name points: OrthancPeers first, then DicomModalities (one namespace).
+// Also where a destination name points: OrthancPeers, DicomModalities or DicomWeb.Servers (one namespace: a name in
+// two of them is refused).
 import { z } from 'zod';
 import { RouteRuleSchema } from '../config/routes-schema.ts';
 import type { RouteRuleConfig } from '../config/types.ts';
@@ -13,25 +14,39 @@ import type { RoutesDb } from './db.ts';
 export interface RouteTargets {
   isPeer(name: string): boolean;
   isModality(name: string): boolean;
+  /** A server of DicomWeb.Servers; absent: none. */
+  isDicomWeb?(name: string): boolean;
 }
 
-export type DestinationKind = 'peer' | 'modality';
+export type DestinationKind = 'peer' | 'modality' | 'dicomweb';
 
-/** Where `name` points, or why it cannot be used (unknown, or both a peer and a modality). */
+const KIND_WORDS: Record<DestinationKind, string> = {
+  peer: 'a peer (OrthancPeers)',
+  modality: 'a modality (DicomModalities)',
+  dicomweb: 'a DICOMweb server (DicomWeb.Servers)',
+};
+
+export function isDestinationKind(k: string): k is DestinationKind {
+  return Object.hasOwn(KIND_WORDS, k);
+}
+
+/** Where `name` points, or why it cannot be used (unknown, or in two of the lists: ambiguous). */
 export function destinationKind(name: string, targets: RouteTargets): DestinationKind | string {
-  const peer = targets.isPeer(name);
-  const modality = targets.isModality(name);
-  if (peer && modality) return `"${name}" is both a peer (OrthancPeers) and a modality (DicomModalities): rename one`;
-  if (peer) return 'peer';
-  if (modality) return 'modality';
-  return `"${name}" is neither a peer (OrthancPeers) nor a modality (DicomModalities)`;
+  const kinds: DestinationKind[] = [];
+  if (targets.isPeer(name)) kinds.push('peer');
+  if (targets.isModality(name)) kinds.push('modality');
+  if (targets.isDicomWeb?.(name)) kinds.push('dicomweb');
+  const [only, second] = kinds;
+  if (only !== undefined && second === undefined) return only;
+  if (only !== undefined) return `"${name}" is both ${kinds.map((k) => KIND_WORDS[k]).join(' and ')}: rename one`;
+  return `"${name}" is neither a peer (OrthancPeers) nor a modality (DicomModalities) nor a DICOMweb server (DicomWeb.Servers)`;
 }
 
 /** The first problem of a rule's destinations, naming the rule and the name; undefined when all resolve. */
 export function ruleProblem(rule: RouteRuleConfig, targets: RouteTargets): string | undefined {
   for (const name of [...rule.Send, ...rule.Alternate]) {
     const kind = destinationKind(name, targets);
-    if (kind !== 'peer' && kind !== 'modality') return `routing rule "${rule.Name}": ${kind}`;
+    if (!isDestinationKind(kind)) return `routing rule "${rule.Name}": ${kind}`;
   }
   return undefined;
 }

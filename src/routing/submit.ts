@@ -1,6 +1,7 @@
 // The jobs a routing rule submits: a PushTransfer to a transfers peer (the same job POST /transfers/send
-// makes), or a DicomModalityStore to a DICOM modality. Each carries the rule's name (Content.Route) and its
-// send's key (Content.RouteBatch), by which a send whose job ID was not recorded before a crash finds it again.
+// makes), a DicomModalityStore to a DICOM modality, or a DicomWebStow to a DICOMweb server. Each carries the
+// rule's name (Content.Route) and its send's key (Content.RouteBatch), by which a send whose job ID was not
+// recorded before a crash finds it again.
 import type { RouteRuleConfig } from '../config/types.ts';
 import type { JobsEngine } from '../jobs/engine.ts';
 import type { DestinationKind } from './rules.ts';
@@ -32,6 +33,10 @@ export function submitSend(jobs: JobsEngine, plan: SendPlan, senderTransferId: s
       RouteBatch: plan.key,
     };
     return jobs.submit('PushTransfer', query, rule.Priority, content);
+  }
+  if (plan.kind === 'dicomweb') {
+    const query = { Server: plan.destination, Resources: resources, Priority: rule.Priority, Route: rule.Name, RouteBatch: plan.key };
+    return jobs.submit('DicomWebStow', query, rule.Priority, content);
   }
   const query = {
     Modality: plan.destination,

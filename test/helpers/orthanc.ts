@@ -31,7 +31,9 @@ export interface OrthancOptions {
 
 export async function startOrthanc(opts: OrthancOptions = {}): Promise<OrthancServer> {
   const dir = await mkdtemp(join(tmpdir(), 'dx-orthanc-'));
-  const port = await freePort();
+  // A port given in the configuration (an Orthanc started again on its own port) is the one it listens on.
+  const given = opts.config?.['HttpPort'];
+  const port = typeof given === 'number' ? given : await freePort();
   const config = {
     Name: opts.name ?? 'orthanc-test',
     HttpPort: port,

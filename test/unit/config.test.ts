@@ -416,6 +416,7 @@ describe('defaults and overrides', () => {
       DicomStorageCommitmentTimeout: 600,
       DicomModalities: {},
       Routes: [],
+      DicomWeb: { Enable: true, Root: '/dicom-web/', Servers: {} },
       LogLevel: 'info',
       Transfers: config.Transfers,
     });

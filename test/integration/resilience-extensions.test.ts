@@ -286,6 +286,22 @@ describe('protocol extensions between dicom-xfer nodes', { skip: needs(REAL_DICO
       assert.equal(a.headers['content-type'], 'application/octet-stream');
       assert.ok(a.body.equals(expected), `want ${want}: the bytes of the four instances from the offset`);
     }
+    // Answers one after the other reuse their buffers: each holds its own bytes, none of the one before.
+    for (const first of [9, 13, 17]) {
+      const others = [...source.keys()].sort().slice(first, first + 3);
+      const bytes = Buffer.concat(await Promise.all(others.map(fileOf)));
+      const a = await call(
+        pair.a.url,
+        'GET',
+        `/transfers/chunks/${others.join('.')}?offset=0&size=${bytes.length}&compression=none`,
+        undefined,
+        {
+          'x-dicom-xfer-want-crc32': '2',
+        },
+      );
+      assert.ok(a.body.equals(bytes), `instances ${first} to ${first + 2}`);
+      assert.equal(a.headers['x-dicom-xfer-crc32'], (crc32(bytes) >>> 0).toString(16).padStart(8, '0'));
+    }
     // An instance the store lacks is refused before any byte, as without the checksum.
     const absent = Array.from({ length: 5 }, () => '0'.repeat(8)).join('-');
     const missing = await call(

@@ -48,12 +48,6 @@ export class PayloadBuffers {
     return this.#held;
   }
 
-  /** Lets go of every buffer waiting (those in use are given back later as usual). */
-  clear(): void {
-    this.#free.clear();
-    this.#held = 0;
-  }
-
   /** A buffer of `size` bytes (contents undefined), and how to give it back once nothing reads it any more. */
   take(size: number): { buf: Buffer; give: () => void } {
     if (size < POOLED_MIN) return { buf: Buffer.allocUnsafe(size), give: () => undefined };

@@ -11,7 +11,7 @@ import { crc32 as zlibCrc32 } from 'node:zlib';
 import { createGzipStream } from '../protocol/compression.ts';
 import { checkZstdPayload, zstdCompress } from '../protocol/zstd.ts';
 import { watchCpu } from './adaptive/cpu.ts';
-import { PayloadBuffers, readBucket } from './bucket-body.ts';
+import { readBucket } from './bucket-body.ts';
 import { GzipLevelChooser } from './adaptive/gzip-level.ts';
 import { crc32Hex } from './capabilities.ts';
 import type { Store } from '../store/types.ts';
@@ -67,11 +67,6 @@ export interface ChunkAnswer {
    * answer is fully sent or the client went away, or at once if the answer is not sent.
    */
   release: () => void;
-  /**
-   * An answer held in memory: gives its buffer back for the next answers. Call it only once every byte
-   * was handed to the system (the response finished), before `release`.
-   */
-  recycle?: () => void;
 }
 
 export class ChunkServer {
@@ -86,10 +81,6 @@ export class ChunkServer {
   readonly zstd = new GzipLevelChooser({ codec: 'zstd' });
   #stopCpu: (() => void) | undefined;
   #stopZstdCpu: (() => void) | undefined;
-  /** Buffers of the answers read whole, reused while answers are in flight, let go when none is. */
-  readonly #buffers = new PayloadBuffers(32 * 1024 * 1024);
-  /** Answers read whole not released yet. */
-  #wholeRunning = 0;
   /** zstd answers being produced now. */
   #zstdRunning = 0;
   /** gzip answers being produced now. */
@@ -146,27 +137,10 @@ export class ChunkServer {
     };
     const whole = req.compression === 'zstd' || (req.compression === 'none' && opts.crc32 === true && plan.total <= WHOLE_MAX);
     if (!whole) return { ...this.#body(req, plan), plan, release };
-    if (req.compression === 'zstd') {
-      try {
-        return { ...(await this.#zstdBody(plan)), plan, release };
-      } catch (e) {
-        release();
-        throw e;
-      }
-    }
-    this.#wholeRunning++;
-    let released = false;
-    const releaseWhole = (): void => {
-      if (released) return;
-      released = true;
-      release();
-      // Between pulls no buffer stays behind.
-      if (--this.#wholeRunning === 0) this.#buffers.clear();
-    };
     try {
-      return { ...(await this.#checkedBody(plan)), plan, release: releaseWhole };
+      return { ...(await (req.compression === 'zstd' ? this.#zstdBody(plan) : this.#checkedBody(plan))), plan, release };
     } catch (e) {
-      releaseWhole();
+      release();
       throw e;
     }
   }
@@ -200,16 +174,12 @@ export class ChunkServer {
    */
   async #checkedBody(plan: ChunkPlan): Promise<Omit<ChunkAnswer, 'plan' | 'release'>> {
     this.counters.requests++;
-    const chunks = plan.ranges.map((r) => ({ ID: r.ID, Offset: r.start, Size: r.end - r.start }));
-    const { payload, crc, give } = await readBucket(this.#store, chunks, this.#buffers);
+    const { payload, crc } = await readBucket(
+      this.#store,
+      plan.ranges.map((r) => ({ ID: r.ID, Offset: r.start, Size: r.end - r.start })),
+    );
     this.counters.bytes += payload.length;
-    return {
-      stream: Readable.from([payload]),
-      contentType: 'application/octet-stream',
-      length: payload.length,
-      crc32: crc32Hex(crc),
-      recycle: give,
-    };
+    return { stream: Readable.from([payload]), contentType: 'application/octet-stream', length: payload.length, crc32: crc32Hex(crc) };
   }
 
   /** The body stream of a planned answer. */

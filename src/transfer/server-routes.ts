@@ -177,12 +177,8 @@ function chunksHandler(chunks: ChunkServer, ext: boolean, zstd: boolean, pace: T
         const member = want === '2' && query.compression === 'gzip';
         reply.header(HEADER_CRC32, member ? CRC32_MEMBER : (answer.crc32 ?? (await chunks.crc32(answer.plan))));
       }
-      // The slot is held until the answer is fully sent or the client went away; an answer held in memory
-      // gives its buffer back only when every byte went to the system.
-      reply.raw.once('close', () => {
-        if (reply.raw.writableFinished) answer.recycle?.();
-        release();
-      });
+      // The slot is held until the answer is fully sent or the client went away.
+      reply.raw.once('close', release);
       handedOver = true;
       reply.code(200).header('Content-Type', answer.contentType);
       if (answer.length !== undefined) reply.header('Content-Length', String(answer.length));

@@ -286,7 +286,7 @@ describe('protocol extensions between dicom-xfer nodes', { skip: needs(REAL_DICO
       assert.equal(a.headers['content-type'], 'application/octet-stream');
       assert.ok(a.body.equals(expected), `want ${want}: the bytes of the four instances from the offset`);
     }
-    // Answers one after the other reuse their buffers: each holds its own bytes, none of the one before.
+    // Answers one after the other: each holds its own bytes, none of the one before.
     for (const first of [9, 13, 17]) {
       const others = [...source.keys()].sort().slice(first, first + 3);
       const bytes = Buffer.concat(await Promise.all(others.map(fileOf)));

@@ -11,19 +11,11 @@ import { crc32 as zlibCrc32 } from 'node:zlib';
 import { createGzipStream } from '../protocol/compression.ts';
 import { checkZstdPayload, zstdCompress } from '../protocol/zstd.ts';
 import { watchCpu } from './adaptive/cpu.ts';
-import { readBucket } from './bucket-body.ts';
 import { GzipLevelChooser } from './adaptive/gzip-level.ts';
 import { crc32Hex } from './capabilities.ts';
 import type { Store } from '../store/types.ts';
 import { Limiter } from '../util/concurrency.ts';
 import { InFlight } from './in-flight.ts';
-
-/**
- * Largest answer without compression read whole into memory for its CRC-32; a larger one streams (read twice).
- * Fresh buffers of tens of MB cost more (page faults, collections) than reading the page cache twice: a
- * pull of the full bench set took 3.7 CPU-s per GB with every answer in memory against 2.8 streamed.
- */
-const WHOLE_MAX = 4 * 1024 * 1024;
 
 export interface ChunkPlan {
   ranges: ByteRange[];
@@ -118,10 +110,9 @@ export class ChunkServer {
    * in-flight budget, and builds its body stream; the caller gives both back with `release`.
    * UnknownResource (404) when a needed instance is absent, before any wait and before any byte is
    * produced. The stream reads each range in turn from the store, and is gzipped as one member when
-   * `compression` is gzip. `signal` gives up the waits (the client went away). `crc32`: the caller sends
-   * the payload's CRC-32 (extension bucket-crc32), which an answer in memory carries already.
+   * `compression` is gzip. `signal` gives up the waits (the client went away).
    */
-  async answer(req: ChunkRequest, signal?: AbortSignal, opts: { crc32?: boolean } = {}): Promise<ChunkAnswer> {
+  async answer(req: ChunkRequest, signal?: AbortSignal): Promise<ChunkAnswer> {
     const sizes = new Map<string, number>();
     for (const [id, info] of await this.#store.findInstances([...new Set(req.ids)])) sizes.set(id, info.size);
     const plan = planChunkRead(req, sizes);
@@ -139,10 +130,9 @@ export class ChunkServer {
       budget();
       slot();
     };
-    const whole = req.compression === 'zstd' || (req.compression === 'none' && opts.crc32 === true && plan.total <= WHOLE_MAX);
-    if (!whole) return { ...this.#body(req, plan), plan, release };
+    if (req.compression !== 'zstd') return { ...this.#body(req, plan), plan, release };
     try {
-      return { ...(await (req.compression === 'zstd' ? this.#zstdBody(plan) : this.#checkedBody(plan))), plan, release };
+      return { ...(await this.#zstdBody(plan)), plan, release };
     } catch (e) {
       release();
       throw e;
@@ -169,21 +159,6 @@ export class ChunkServer {
     } finally {
       this.#zstdRunning--;
     }
-  }
-
-  /**
-   * An answer without compression whose CRC-32 is asked: the payload read once, straight into one buffer
-   * of its size (its share of the in-flight budget is held already), checksummed there and sent with its
-   * length. Streamed, it would be read twice, once for the header and once for the body.
-   */
-  async #checkedBody(plan: ChunkPlan): Promise<Omit<ChunkAnswer, 'plan' | 'release'>> {
-    this.counters.requests++;
-    const { payload, crc } = await readBucket(
-      this.#store,
-      plan.ranges.map((r) => ({ ID: r.ID, Offset: r.start, Size: r.end - r.start })),
-    );
-    this.counters.bytes += payload.length;
-    return { stream: Readable.from([payload]), contentType: 'application/octet-stream', length: payload.length, crc32: crc32Hex(crc) };
   }
 
   /** The body stream of a planned answer. */

@@ -163,17 +163,16 @@ function chunksHandler(chunks: ChunkServer, ext: boolean, zstd: boolean, pace: T
     const ids = parseChunkIds(param(req, 'ids'));
     const query = parseChunkQuery(rawQuery(req));
     refuseUnlistedZstd(query.compression, zstd);
-    // Extension bucket-crc32: the payload's CRC-32 (an answer without compression is then read whole,
-    // once, and checksummed in memory; a gzip answer streams, its CRC-32 read ahead of it, or its own
-    // trailer). A puller of version 1 of the extension wants the hexadecimal form whatever the compression.
-    const want = ext ? header(req, HEADER_WANT_CRC32) : undefined;
-    const crc32 = want === '1' || want === '2';
     // Waits for a slot and for the answer's bytes in the node's in-flight budget.
-    const answer = await chunks.answer({ ids, ...query }, undefined, { crc32 });
+    const answer = await chunks.answer({ ids, ...query });
     const { release } = answer;
     let handedOver = false;
     try {
-      if (crc32) {
+      // Extension bucket-crc32: the payload's CRC-32, read once ahead of the answer (cheap next to
+      // the network), so the answer itself still streams; a gzip answer's own trailer is that CRC-32.
+      // A puller of version 1 of the extension wants the hexadecimal form whatever the compression.
+      const want = ext ? header(req, HEADER_WANT_CRC32) : undefined;
+      if (want === '1' || want === '2') {
         const member = want === '2' && query.compression === 'gzip';
         reply.header(HEADER_CRC32, member ? CRC32_MEMBER : (answer.crc32 ?? (await chunks.crc32(answer.plan))));
       }

@@ -66,8 +66,12 @@ export function newPeerStats(): PeerStats {
  */
 export type PeerRequestBody = Buffer | Uint8Array | string | { stream: Readable | AsyncIterable<Uint8Array>; length?: number | undefined };
 
-/** Pieces a body in memory is handed to the socket in when its progress is watched (or paced). */
-const PROGRESS_PIECE = 64 * 1024;
+/**
+ * Pieces a body in memory is handed to the socket in when its progress is watched (or paced; a limit in
+ * force cuts them again into PACE_PIECE). 1 MiB: each piece costs a turn of the stream machinery; on
+ * loopback, PUTs of 4 MiB cost about 0.5 CPU-s per GB in 64 KiB pieces, 0.35 in 1 MiB ones, 0.3 whole.
+ */
+const PROGRESS_PIECE = 1024 * 1024;
 
 export interface PeerRequest {
   method: PeerMethod;
@@ -91,7 +95,7 @@ export interface PeerRequest {
   paced?: boolean | undefined;
   /**
    * Told the payload's bytes as they move, so that a long transfer shows its progress as it goes: the
-   * request body's as they are handed to the socket (a body in memory in pieces of 64 KiB), and a
+   * request body's as they are handed to the socket (a body in memory in pieces of 1 MiB), and a
    * stream call's answer body's as they are read.
    */
   onBodyBytes?: ((n: number) => void) | undefined;

@@ -23,13 +23,65 @@ export function bucketStream(store: Store, bucket: Bucket): Readable {
   return Readable.from(gen(), { objectMode: false });
 }
 
+/** Smallest payload taken from PayloadBuffers (smaller ones are cheap to allocate, and share Node's pool). */
+const POOLED_MIN = 64 * 1024;
+/** Payload buffers are kept in sizes rounded up to this grain. */
+const POOLED_GRAIN = 256 * 1024;
+
+/**
+ * Payload buffers of one transfer, given back once their request succeeded and reused by the next ones. A
+ * fresh buffer per request is memory outside the JavaScript heap, and V8 answers every few tens of MB of it
+ * with a full collection of the heap: on loopback that cost the sender more CPU than its CRC-32. At most
+ * `maxHeld` bytes wait here unused; a buffer not given back (a failed request) is left to the collector.
+ */
+export class PayloadBuffers {
+  readonly #free = new Map<number, Buffer[]>();
+  readonly #maxHeld: number;
+  #held = 0;
+
+  constructor(maxHeld = 64 * 1024 * 1024) {
+    this.#maxHeld = maxHeld;
+  }
+
+  /** Bytes waiting to be reused. */
+  get held(): number {
+    return this.#held;
+  }
+
+  /** A buffer of `size` bytes (contents undefined), and how to give it back once nothing reads it any more. */
+  take(size: number): { buf: Buffer; give: () => void } {
+    if (size < POOLED_MIN) return { buf: Buffer.allocUnsafe(size), give: () => undefined };
+    const capacity = Math.ceil(size / POOLED_GRAIN) * POOLED_GRAIN;
+    let whole = this.#free.get(capacity)?.pop();
+    if (whole) this.#held -= capacity;
+    else whole = Buffer.allocUnsafeSlow(capacity);
+    const kept = whole;
+    let given = false;
+    const give = (): void => {
+      if (given || this.#held + capacity > this.#maxHeld) return;
+      given = true;
+      this.#held += capacity;
+      const list = this.#free.get(capacity);
+      if (list) list.push(kept);
+      else this.#free.set(capacity, [kept]);
+    };
+    return { buf: whole.subarray(0, size), give };
+  }
+}
+
 /**
  * The concatenated bytes of a bucket in one buffer of its size, and their CRC-32: each chunk read straight
  * into its place when the store can (no stream pieces, no copy into the buffer), else copied from its
- * stream, and checksummed right after its read, while its bytes are still in the processor's cache.
+ * stream, and checksummed right after its read, while its bytes are still in the processor's cache. With
+ * `buffers`, the buffer comes from there, and `give` hands it back.
  */
-export async function readBucket(store: Store, bucket: Bucket): Promise<{ payload: Buffer; crc: number }> {
-  const out = Buffer.allocUnsafe(bucketSize(bucket));
+export async function readBucket(
+  store: Store,
+  bucket: Bucket,
+  buffers?: PayloadBuffers,
+): Promise<{ payload: Buffer; crc: number; give: () => void }> {
+  const size = bucketSize(bucket);
+  const { buf: out, give } = buffers ? buffers.take(size) : { buf: Buffer.allocUnsafe(size), give: () => undefined };
   let at = 0;
   let crc = 0;
   for (const c of bucket) {
@@ -40,7 +92,7 @@ export async function readBucket(store: Store, bucket: Bucket): Promise<{ payloa
     crc = zlibCrc32(part, crc);
     at += c.Size;
   }
-  return { payload: out, crc };
+  return { payload: out, crc, give };
 }
 
 /** Copies `source` into `target`, which it must fill exactly. */
@@ -63,6 +115,8 @@ export interface BucketBody {
   /** In memory (can be sent again as is), or a stream (of `length` bytes; without, chunked). */
   body: Buffer | { stream: Readable; length?: number };
   crc32?: string;
+  /** Gives a body in memory back to the PayloadBuffers it came from: call it once its request succeeded. */
+  release?: () => void;
 }
 
 /** How a push builds its bodies with one peer. */
@@ -121,11 +175,15 @@ async function collect(source: AsyncIterable<Buffer>): Promise<Buffer> {
  * held in memory is read straight into one buffer of its size (readBucket): the stream's pieces, their
  * copy into the whole and the garbage they leave cost more CPU than the rest of the sender's work.
  */
-export async function bucketBody(store: Store, bucket: Bucket, o: BodyOptions): Promise<BucketBody> {
+export async function bucketBody(store: Store, bucket: Bucket, o: BodyOptions, buffers?: PayloadBuffers): Promise<BucketBody> {
   if (o.compression === 'none' || o.compression === 'zstd') {
     if (!o.checksum && o.compression === 'none') return { body: { stream: bucketStream(store, bucket), length: bucketSize(bucket) } };
+    if (o.compression === 'none') {
+      const { payload, crc, give } = await readBucket(store, bucket, buffers);
+      return { body: payload, crc32: crc32Hex(crc), release: give };
+    }
     const { payload, crc } = await readBucket(store, bucket);
-    const body = o.compression === 'zstd' ? await zstdCompress(payload, o.zstd?.level ?? ZSTD_DEFAULT_LEVEL) : payload;
+    const body = await zstdCompress(payload, o.zstd?.level ?? ZSTD_DEFAULT_LEVEL);
     return o.checksum ? { body, crc32: crc32Hex(crc) } : { body };
   }
   if (o.gzip.chunked) {

@@ -9,7 +9,7 @@ import { scheduleBuckets } from '../protocol/buckets.ts';
 import type { Compression, InstanceInfo } from '../protocol/wire.ts';
 import { watchCpu } from './adaptive/cpu.ts';
 import { wireCompression, zstdFallbackNote } from './adaptive/gzip-level.ts';
-import { bodiesInMemory, bucketBody, type BodyOptions, type BucketBody } from './bucket-body.ts';
+import { bodiesInMemory, bucketBody, PayloadBuffers, type BodyOptions, type BucketBody } from './bucket-body.ts';
 import { runBuckets, type BucketMeter } from './bucket-phase.ts';
 import type { PeerCapabilities } from './capabilities.ts';
 import { PeerApi, type PushTransaction } from './peer-api.ts';
@@ -215,8 +215,10 @@ export class TransfersPeerDestination implements Destination<TransfersPeerState>
     const compression = state.compression ?? r.q.Compression;
     ctx.setContent({ WireCompression: compression });
     if (compression !== 'none') r.gzip.useCodec(compression);
+    // The payloads held in memory are reused from one request to the next, for this run only.
+    const buffers = new PayloadBuffers();
     const put = (span: Span, signal: AbortSignal | undefined, attempt: number, meter: BucketMeter) =>
-      this.#put(r, caps, tx, span, { signal, attempt, meter, checksum, join, compression });
+      this.#put(r, caps, tx, span, { signal, attempt, meter, checksum, join, compression, buffers });
     const inMemory = bodiesInMemory({ compression, checksum, gzip: { chunked: join } });
     const stopCpu = compression !== 'none' ? watchCpu(r.gzip, () => true) : undefined;
     try {
@@ -242,7 +244,15 @@ export class TransfersPeerDestination implements Destination<TransfersPeerState>
     caps: PeerCapabilities,
     tx: PushTransaction,
     span: Span,
-    o: { signal: AbortSignal | undefined; attempt: number; meter: BucketMeter; checksum: boolean; join: boolean; compression: Compression },
+    o: {
+      signal: AbortSignal | undefined;
+      attempt: number;
+      meter: BucketMeter;
+      checksum: boolean;
+      join: boolean;
+      compression: Compression;
+      buffers: PayloadBuffers;
+    },
   ): Promise<number> {
     const { signal, meter } = o;
     if (o.attempt > 1 && caps.has('resume') && (await this.#holds(r, tx, span, signal))) return 0;
@@ -253,7 +263,7 @@ export class TransfersPeerDestination implements Destination<TransfersPeerState>
     let made: BucketBody | undefined;
     for (let resend = 0; ; resend++) {
       // A body in memory is sent again as it is; a streamed one cannot be replayed and is read again.
-      if (!made || !Buffer.isBuffer(made.body)) made = await bucketBody(r.store, span.chunks, options);
+      if (!made || !Buffer.isBuffer(made.body)) made = await bucketBody(r.store, span.chunks, options, o.buffers);
       let sent = 0;
       const onBodyBytes = (n: number): void => {
         sent += n;
@@ -261,6 +271,8 @@ export class TransfersPeerDestination implements Destination<TransfersPeerState>
       };
       try {
         const answer = await r.api.putBucket(tx, spanSegment(span), made.body, { crc32: made.crc32, signal, onBodyBytes });
+        // A 200 comes once the receiver has read the whole body: nothing reads the buffer any more.
+        made.release?.();
         if (answer.received) meter.delivered(answer.received.bytes, answer.received.at);
         return sent;
       } catch (e) {

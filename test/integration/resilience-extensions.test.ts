@@ -261,6 +261,61 @@ describe('protocol extensions between dicom-xfer nodes', { skip: needs(REAL_DICO
     assert.equal(await ask('gzip', '3'), undefined);
   });
 
+  test('a chunk answer without compression and with its CRC-32, across instances from an offset: bytes, length, CRC-32', async () => {
+    const ids = [...source.keys()].sort().slice(5, 9);
+    const fileOf = async (id: string) => Buffer.from(await (await fetch(`${pair.a.url}/instances/${id}/file`)).arrayBuffer());
+    const whole = Buffer.concat(await Promise.all(ids.map(fileOf)));
+    // From inside the first instance to inside the last: the answer reads four ranges of four files.
+    const offset = 1000;
+    const size = whole.length - offset - 500;
+    const expected = whole.subarray(offset, offset + size);
+    const hex = (crc32(expected) >>> 0).toString(16).padStart(8, '0');
+    for (const want of ['1', '2']) {
+      const a = await call(
+        pair.a.url,
+        'GET',
+        `/transfers/chunks/${ids.join('.')}?offset=${offset}&size=${size}&compression=none`,
+        undefined,
+        {
+          'x-dicom-xfer-want-crc32': want,
+        },
+      );
+      assert.equal(a.status, 200);
+      assert.equal(a.headers['x-dicom-xfer-crc32'], hex);
+      assert.equal(a.headers['content-length'], String(size));
+      assert.equal(a.headers['content-type'], 'application/octet-stream');
+      assert.ok(a.body.equals(expected), `want ${want}: the bytes of the four instances from the offset`);
+    }
+    // Answers one after the other: each holds its own bytes, none of the one before.
+    for (const first of [9, 13, 17]) {
+      const others = [...source.keys()].sort().slice(first, first + 3);
+      const bytes = Buffer.concat(await Promise.all(others.map(fileOf)));
+      const a = await call(
+        pair.a.url,
+        'GET',
+        `/transfers/chunks/${others.join('.')}?offset=0&size=${bytes.length}&compression=none`,
+        undefined,
+        {
+          'x-dicom-xfer-want-crc32': '2',
+        },
+      );
+      assert.ok(a.body.equals(bytes), `instances ${first} to ${first + 2}`);
+      assert.equal(a.headers['x-dicom-xfer-crc32'], (crc32(bytes) >>> 0).toString(16).padStart(8, '0'));
+    }
+    // An instance the store lacks is refused before any byte, as without the checksum.
+    const absent = Array.from({ length: 5 }, () => '0'.repeat(8)).join('-');
+    const missing = await call(
+      pair.a.url,
+      'GET',
+      `/transfers/chunks/${ids[0]}.${absent}?offset=0&size=${whole.length}&compression=none`,
+      undefined,
+      {
+        'x-dicom-xfer-want-crc32': '2',
+      },
+    );
+    assert.equal(missing.status, 404);
+  });
+
   test('a commit whose answer is lost is recognised when retried: not done twice', async () => {
     await reset();
     // B commits the first POST, but the sender never hears of it.

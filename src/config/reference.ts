@@ -3,6 +3,7 @@
 import { DEFAULTS, ORTHANC_STORE_DEFAULTS } from './defaults.ts';
 import { CONFIG_ENV_VAR } from './load.ts';
 import { ORTHANC_IGNORED_KEYS } from './orthanc-keys.ts';
+import { postgresSection } from './postgres-schema.ts';
 import { routesSection } from './routes-schema.ts';
 import { describeConfig, PEER_NAME_RULE, RESERVED_PEER_KEYS, type ConfigKeyInfo } from './schema.ts';
 
@@ -224,6 +225,7 @@ export function configReferenceMarkdown(): string {
     '',
     ...peersSection(),
     ...orthancStoreSection(),
+    ...postgresSection(),
     ...routesSection(),
     ...ignoredSection(),
     ...closing(),

@@ -25,7 +25,13 @@ const KEYS = [
   'Lock',
 ];
 /** Keys of the plugin's section that tune its own engine; accepted and without effect here. */
-const PLUGIN_ONLY = ['EnableVerboseLogs', 'IndexConnectionsCount', 'TransactionMode', 'HousekeepingInterval', 'AllowInconsistentChildCounts'];
+const PLUGIN_ONLY = [
+  'EnableVerboseLogs',
+  'IndexConnectionsCount',
+  'TransactionMode',
+  'HousekeepingInterval',
+  'AllowInconsistentChildCounts',
+];
 
 const pgUri = () =>
   z

@@ -7,6 +7,8 @@ import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
+import type { PostgresConfig } from '../../src/config/types.ts';
+import { connectPool } from '../../src/db/postgres/pool.ts';
 import { freePort, waitFor } from './ports.ts';
 
 const run = promisify(execFile);
@@ -122,3 +124,20 @@ export async function startPostgres(): Promise<PgServer> {
     },
   };
 }
+
+/** A pool on `uri` as the node makes it (schema dicom_xfer first on the search path), for the contract tests. */
+export function pgPool(uri: string): Promise<pg.Pool> {
+  return connectPool({ ...POSTGRES_CONFIG, connectionUri: uri, maximumConnectionRetries: 0 }, { warn: () => undefined });
+}
+
+/** The loaded `PostgreSQL` key with its defaults, for tests that build one. */
+export const POSTGRES_CONFIG: PostgresConfig = {
+  enableIndex: true,
+  host: 'localhost',
+  port: 5432,
+  database: 'orthanc',
+  enableSsl: false,
+  maximumConnectionRetries: 0,
+  connectionRetryInterval: 0,
+  lock: false,
+};

@@ -1,0 +1,42 @@
+// Opening the node's PostgreSQL database: the pool (with the retries of the `PostgreSQL` key), the node's
+// lock when `Lock` is true, then the migrations; and the stores built on it, closed with it.
+import type pg from 'pg';
+import type { PostgresConfig } from '../../config/types.ts';
+import { PgJobStore } from './job-store.ts';
+import { PgLinkProfiles } from './link-profiles.ts';
+import { migrate } from './migrations.ts';
+import { connectPool, type PgLog, takeNodeLock } from './pool.ts';
+
+export interface PgDatabase {
+  readonly pool: pg.Pool;
+  readonly jobs: PgJobStore;
+  readonly linkProfiles: PgLinkProfiles;
+  /** Ends the pool and gives the node's lock back. */
+  close(): Promise<void>;
+}
+
+export async function openPgDatabase(config: PostgresConfig, log: PgLog): Promise<PgDatabase> {
+  const pool = await connectPool(config, log);
+  let lock: { release(): Promise<void> } | undefined;
+  try {
+    if (config.lock) lock = await takeNodeLock(config);
+    await migrate(pool);
+  } catch (e) {
+    await lock?.release();
+    await pool.end().catch(() => undefined);
+    throw e;
+  }
+  let closing: Promise<void> | undefined;
+  return {
+    pool,
+    jobs: new PgJobStore(pool),
+    linkProfiles: new PgLinkProfiles(pool, log),
+    close() {
+      closing ??= (async () => {
+        await pool.end().catch(() => undefined);
+        await lock?.release();
+      })();
+      return closing;
+    },
+  };
+}

@@ -359,11 +359,15 @@ export async function buildNode(base: NodeBase, sslPem?: string): Promise<NodeAp
   };
 }
 
-/** The store of a configuration: the Orthanc of OrthancStore, or the embedded store in StorageDirectory. */
-async function openStore(config: Config, logger: Logger): Promise<Store> {
+/**
+ * The store of a configuration: the Orthanc of OrthancStore, or the embedded store in StorageDirectory (its
+ * index in PostgreSQL when `pg` is given).
+ */
+async function openStore(config: Config, logger: Logger, pg?: PgDatabase): Promise<Store> {
   const orthanc = config.OrthancStore;
   if (!orthanc) {
     return EmbeddedStore.open(config.StorageDirectory, {
+      ...(pg ? { index: pg.index } : {}),
       overwriteInstances: config.OverwriteInstances,
       stableAgeSeconds: config.StableAge,
       commitThreads: config.Transfers.CommitThreadsCount,
@@ -401,7 +405,7 @@ export async function startNode(flags: ServeFlags): Promise<RunningNode> {
   }
   // PostgreSQL.EnableIndex: the node's state in PostgreSQL (src/db/postgres/), opened before the store.
   const pg: PgDatabase | undefined = config.PostgreSQL?.enableIndex ? await openPgDatabase(config.PostgreSQL, logger) : undefined;
-  const store = await openStore(config, logger).catch(async (e: unknown) => {
+  const store = await openStore(config, logger, pg).catch(async (e: unknown) => {
     await pg?.close();
     throw e;
   });

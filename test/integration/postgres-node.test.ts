@@ -1,7 +1,7 @@
 // Real nodes with PostgreSQL.EnableIndex on a real PostgreSQL server: a push of real DICOM between two such
-// nodes succeeds, their jobs and link profiles live in the database (no SQLite file of theirs), a node started
-// again on another folder finds its jobs there, and a database that cannot be reached stops the start with
-// one clear line (exit code 1, no stack, no password).
+// nodes succeeds, their index, jobs and link profiles live in the database (no SQLite file of theirs), the
+// receiver started again finds its instances, a node started again on another folder finds its jobs there,
+// and a database that cannot be reached stops the start with one clear line (exit 1, no stack, no password).
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -40,7 +40,7 @@ describe('nodes on PostgreSQL', { skip: pgSkip() || needs(REAL_DICOM), timeout: 
     await server?.stop();
   });
 
-  test('a push between two nodes on PostgreSQL; the sender started again elsewhere finds its jobs there', async () => {
+  test('a push between two nodes on PostgreSQL; the receiver restarted finds its instances, the sender its jobs', async () => {
     const dbA = await server.database('node_a');
     const dbB = await server.database('node_b');
     pair = await startPair({
@@ -56,8 +56,25 @@ describe('nodes on PostgreSQL', { skip: pgSkip() || needs(REAL_DICOM), timeout: 
     const job = await waitJob(pair.a.url, h.ID as string, 120_000);
     assert.equal(job.State, 'Success', JSON.stringify(job));
     await assertSameInstances(pair.b.url, source);
-    // The jobs and the link profile are rows of PostgreSQL, not files of StorageDirectory.
-    for (const f of ['jobs.sqlite', 'link-profiles.sqlite']) assert.equal(existsSync(join(pair.a.dataDir, f)), false, f);
+    // The index, the jobs and the link profile are rows of PostgreSQL, not files of StorageDirectory.
+    for (const node of [pair.a, pair.b]) {
+      for (const f of ['index.sqlite', 'jobs.sqlite', 'link-profiles.sqlite']) assert.equal(existsSync(join(node.dataDir, f)), false, f);
+    }
+    const receiver = new pg.Client({ connectionString: dbB });
+    await receiver.connect();
+    try {
+      const rows = await receiver.query<{ id: string }>('SELECT id FROM dicom_xfer.resources WHERE level = 3 ORDER BY id');
+      assert.deepEqual(
+        rows.rows.map((r) => r.id),
+        [...source.keys()].sort(),
+      );
+    } finally {
+      await receiver.end();
+    }
+    // B started again on its folder finds every instance through its index in PostgreSQL.
+    await pair.down('b');
+    await pair.up('b');
+    await assertSameInstances(pair.b.url, source);
     const client = new pg.Client({ connectionString: dbA });
     await client.connect();
     try {

@@ -2,6 +2,7 @@
 // lock when `Lock` is true, then the migrations; and the stores built on it, closed with it.
 import type pg from 'pg';
 import type { PostgresConfig } from '../../config/types.ts';
+import { PgInstanceIndex } from './instance-index.ts';
 import { PgJobStore } from './job-store.ts';
 import { PgLinkProfiles } from './link-profiles.ts';
 import { migrate } from './migrations.ts';
@@ -9,6 +10,8 @@ import { connectPool, type PgLog, takeNodeLock } from './pool.ts';
 
 export interface PgDatabase {
   readonly pool: pg.Pool;
+  /** The embedded store's index (its files stay under StorageDirectory). */
+  readonly index: PgInstanceIndex;
   readonly jobs: PgJobStore;
   readonly linkProfiles: PgLinkProfiles;
   /** Ends the pool and gives the node's lock back. */
@@ -29,6 +32,7 @@ export async function openPgDatabase(config: PostgresConfig, log: PgLog): Promis
   let closing: Promise<void> | undefined;
   return {
     pool,
+    index: new PgInstanceIndex(pool),
     jobs: new PgJobStore(pool),
     linkProfiles: new PgLinkProfiles(pool, log),
     close() {

@@ -51,6 +51,38 @@ export const MIGRATIONS: readonly Migration[] = [
     );
     `,
   },
+  {
+    version: 2,
+    description: "the embedded store's index: resources, instances, the journal of files",
+    sql: `
+    CREATE TABLE resources (
+      seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+      id TEXT NOT NULL UNIQUE,
+      level SMALLINT NOT NULL,
+      parent BIGINT REFERENCES resources(seq),
+      main_tags TEXT NOT NULL,
+      patient_tags TEXT,
+      last_update BIGINT NOT NULL
+    );
+    CREATE INDEX resources_parent ON resources (parent);
+    CREATE INDEX resources_level ON resources (level, seq);
+    CREATE TABLE instances (
+      seq BIGINT PRIMARY KEY REFERENCES resources(seq) ON DELETE CASCADE,
+      file TEXT NOT NULL,
+      size BIGINT NOT NULL,
+      md5 TEXT NOT NULL,
+      transfer_syntax TEXT,
+      sop_class TEXT,
+      index_in_series INTEGER,
+      received BIGINT NOT NULL
+    );
+    CREATE INDEX instances_file ON instances (file);
+    CREATE TABLE pending_files (
+      file TEXT PRIMARY KEY,
+      since BIGINT NOT NULL
+    );
+    `,
+  },
 ];
 
 /**

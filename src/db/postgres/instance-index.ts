@@ -285,7 +285,8 @@ async function indexInstance(c: pg.PoolClient, e: IndexEntry, now: number): Prom
   }
   const inst = await upsert('Instance', e.ids.instance, se, e.tags.Instance);
   await c.query(
-    'INSERT INTO instances (seq, file, size, md5, transfer_syntax, sop_class, index_in_series, received) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)',
+    'INSERT INTO instances (seq, file, size, md5, transfer_syntax, sop_class, index_in_series, received) ' +
+      'VALUES ($1, $2, $3, $4, $5, $6, $7, $8)',
     [inst, e.file, e.size, e.md5, e.transferSyntax, e.sopClass, e.indexInSeries, now],
   );
 }

@@ -39,6 +39,7 @@ import { registerTransfersClientRoutes } from './transfer/client-routes.ts';
 import { transferRunners, type TransferDeps } from './transfer/jobs.ts';
 import { RemotePullFollower } from './transfer/remote-job.ts';
 import type { LinkProfileStore } from './transfer/adaptive/link-profile.ts';
+import type { PushTransactionState } from './transfer/push-state/types.ts';
 import { SqliteLinkProfiles } from './transfer/adaptive/link-profile-sqlite.ts';
 import { InFlight } from './transfer/in-flight.ts';
 import { BandwidthPolicy, policyClock } from './transfer/bandwidth/policy.ts';
@@ -148,7 +149,7 @@ export interface NodeBase {
   /** The clock whose local time picks the RateSchedule entry in force; Date.now when absent. */
   now?: () => number;
   /** State kept in a database rather than in StorageDirectory's SQLite files (PostgreSQL); the caller closes it. */
-  state?: { jobs: JobStore; linkProfiles: LinkProfileStore };
+  state?: { jobs: JobStore; linkProfiles: LinkProfileStore; pushState: PushTransactionState };
 }
 
 /** The parts of a built node, for the tests that watch them. */
@@ -288,7 +289,8 @@ async function assemble(http: HttpApp, base: NodeBase, originator: string, close
 
   // One budget of requests and bytes in flight for the whole node: the chunk answers and the jobs' buckets.
   const inFlight = InFlight.fromConfig(config.Transfers);
-  const transfers = await openTransfersServer({ config, store, logger, inFlight, arrivals, senderPeer: peerOfSender });
+  const served = { config, store, logger, inFlight, arrivals, senderPeer: peerOfSender };
+  const transfers = await openTransfersServer(base.state ? { ...served, pushState: base.state.pushState } : served);
   closers.add(() => transfers.close());
   const paceServed = (body: Readable, signal: AbortSignal) => bandwidth.paceServed(body, signal);
   registerTransfersServerRoutes(fastify, { config, store, server: transfers, originator, httpTimeoutSeconds, paceServed }, routes);

@@ -1,6 +1,6 @@
 // Real nodes with PostgreSQL.EnableIndex on a real PostgreSQL server: a push of real DICOM between two such
-// nodes succeeds, their index, jobs and link profiles live in the database (no SQLite file of theirs), the
-// receiver started again finds its instances, a node started again on another folder finds its jobs there,
+// nodes succeeds, their index, jobs, link profiles and push transactions live in the database (no SQLite file
+// of theirs), the receiver started again finds its instances, a node started again elsewhere finds its jobs,
 // and a database that cannot be reached stops the start with one clear line (exit 1, no stack, no password).
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -68,6 +68,11 @@ describe('nodes on PostgreSQL', { skip: pgSkip() || needs(REAL_DICOM), timeout: 
         rows.rows.map((r) => r.id),
         [...source.keys()].sort(),
       );
+      // The push transaction's state too: its commit's outcome recorded, the transaction itself gone.
+      const outcomes = await receiver.query<{ state: string }>("SELECT outcome::json->>'State' AS state FROM dicom_xfer.push_outcomes");
+      assert.deepEqual(outcomes.rows, [{ state: 'Success' }]);
+      const open = await receiver.query('SELECT id FROM dicom_xfer.push_transactions');
+      assert.equal(open.rowCount, 0);
     } finally {
       await receiver.end();
     }

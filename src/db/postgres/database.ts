@@ -7,6 +7,7 @@ import { PgJobStore } from './job-store.ts';
 import { PgLinkProfiles } from './link-profiles.ts';
 import { migrate } from './migrations.ts';
 import { connectPool, type PgLog, takeNodeLock } from './pool.ts';
+import { PgPushState } from './push-state.ts';
 
 export interface PgDatabase {
   readonly pool: pg.Pool;
@@ -14,6 +15,8 @@ export interface PgDatabase {
   readonly index: PgInstanceIndex;
   readonly jobs: PgJobStore;
   readonly linkProfiles: PgLinkProfiles;
+  /** The push transactions being received (their staged bytes stay under StorageDirectory). */
+  readonly pushState: PgPushState;
   /** Ends the pool and gives the node's lock back. */
   close(): Promise<void>;
 }
@@ -35,6 +38,7 @@ export async function openPgDatabase(config: PostgresConfig, log: PgLog): Promis
     index: new PgInstanceIndex(pool),
     jobs: new PgJobStore(pool),
     linkProfiles: new PgLinkProfiles(pool, log),
+    pushState: new PgPushState(pool),
     close() {
       closing ??= (async () => {
         await pool.end().catch(() => undefined);

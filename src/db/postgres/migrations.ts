@@ -83,6 +83,29 @@ export const MIGRATIONS: readonly Migration[] = [
     );
     `,
   },
+  {
+    version: 3,
+    description: 'push transactions being received, their buckets, the outcomes of their commits',
+    sql: `
+    CREATE TABLE push_transactions (
+      id TEXT PRIMARY KEY,
+      manifest TEXT NOT NULL,
+      last_activity BIGINT NOT NULL,
+      refused BOOLEAN NOT NULL DEFAULT false
+    );
+    CREATE TABLE push_buckets (
+      tx TEXT NOT NULL REFERENCES push_transactions(id) ON DELETE CASCADE,
+      idx INTEGER NOT NULL,
+      PRIMARY KEY (tx, idx)
+    );
+    CREATE TABLE push_outcomes (
+      id TEXT PRIMARY KEY,
+      outcome TEXT NOT NULL,
+      at BIGINT NOT NULL
+    );
+    CREATE INDEX push_outcomes_at ON push_outcomes (at);
+    `,
+  },
 ];
 
 /**

@@ -1,4 +1,4 @@
-// The `PostgreSQL` key: where a node keeps its index, jobs, routes, push-transaction state and link profiles
+// The `PostgreSQL` key: where a node keeps its index, jobs, push-transaction state and link profiles
 // when they live in PostgreSQL (src/db/postgres/), in the shape of Orthanc's PostgreSQL plugin section.
 import { isAbsolute } from 'node:path';
 import { z } from 'zod';
@@ -94,7 +94,7 @@ export const POSTGRES_SETTING = {
   type: 'object',
   default: undefined,
   meaning:
-    'With `"EnableIndex": true`, the node keeps its index, jobs, routes, push-transaction state and link profiles in this PostgreSQL ' +
+    'With `"EnableIndex": true`, the node keeps its index, jobs, push-transaction state and link profiles in this PostgreSQL ' +
     'database instead of the SQLite files of StorageDirectory; `{"EnableIndex", "Host", "Port", "Database", "Username", "Password"}` ' +
     'or `"ConnectionUri"`, `"EnableSsl"`, `"SslRootCertificate"`, `"MaximumConnectionRetries"`, `"ConnectionRetryInterval"`, `"Lock"` ' +
     '(see "PostgreSQL" below and docs/postgresql.md). `"EnableStorage": true` is refused: the files stay under StorageDirectory.',
@@ -108,9 +108,10 @@ export function postgresSection(): string[] {
     '## `PostgreSQL`',
     '',
     "The section of Orthanc's PostgreSQL plugin, read by dicom-xfer for its own state. With `EnableIndex` true the",
-    'node keeps in PostgreSQL what it otherwise keeps in the SQLite files of `StorageDirectory`, all in the schema',
-    '`dicom_xfer` of the database (so a database shared with Orthanc keeps its own tables apart). The DICOM files and',
-    'the staging of transfers stay under `StorageDirectory`; `EnableStorage` true is refused.',
+    'node keeps its index, jobs, link profiles and the state of the push transactions it receives in PostgreSQL, all',
+    'in the schema `dicom_xfer` of the database (so a database shared with Orthanc keeps its own tables apart). The',
+    'DICOM files, the staged bytes of transfers, the routes (`routes.sqlite`) and the peers changed at run time',
+    '(`peers.json`) stay under `StorageDirectory`; `EnableStorage` true is refused.',
     '',
     '```jsonc',
     '"PostgreSQL": {',

@@ -85,7 +85,7 @@ export interface OrthancStoreConfig {
 
 /** The `PostgreSQL` section (src/config/postgres-schema.ts), defaults filled in. */
 export interface PostgresConfig {
-  /** The node's state (index, jobs, routes, push transactions, link profiles) in PostgreSQL. */
+  /** The node's state (index, jobs, push transactions, link profiles) in PostgreSQL. */
   enableIndex: boolean;
   host: string;
   port: number;

@@ -75,6 +75,28 @@ describe('the node database on PostgreSQL', { skip: pgSkip() }, () => {
     await again.close();
   });
 
+  test('the server restarted: the stores answer again on the same pool, nothing lost, the process alive', {
+    skip: process.env.DICOM_XFER_TEST_PG ? 'a given server is not restarted' : false,
+  }, async () => {
+    const uri = await server.database('restart');
+    const warnings: string[] = [];
+    const db = await openPgDatabase({ ...POSTGRES_CONFIG, connectionUri: uri, lock: true }, { warn: (_o, m) => void warnings.push(m) });
+    try {
+      const job = { id: 'j1', type: 'PushTransfer', priority: 0, query: '{}', content: '{}', creation_time: 1 } as const;
+      await db.jobs.add(job);
+      // Every connection of the pool is open and idle when the server goes.
+      await Promise.all([1, 2, 3].map(() => db.pool.query('SELECT pg_sleep(0.01)')));
+      await server.restart();
+      // The connections cut while idle have left the pool (with a warning each); the next query opens a new one.
+      const claimed = await db.jobs.claimNext(['PushTransfer']);
+      assert.equal(claimed?.id, 'j1');
+      assert.ok(warnings.includes('PostgreSQL connection lost'), warnings.join());
+      assert.ok(warnings.includes("the node's PostgreSQL lock was lost with its connection"), warnings.join());
+    } finally {
+      await db.close();
+    }
+  });
+
   test('an unreachable server: retried as configured, then an error naming it without the password', async () => {
     const port = await freePort(); // nothing listens there
     const warnings: string[] = [];

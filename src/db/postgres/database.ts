@@ -25,7 +25,7 @@ export async function openPgDatabase(config: PostgresConfig, log: PgLog): Promis
   const pool = await connectPool(config, log);
   let lock: { release(): Promise<void> } | undefined;
   try {
-    if (config.lock) lock = await takeNodeLock(config);
+    if (config.lock) lock = await takeNodeLock(config, log);
     await migrate(pool);
   } catch (e) {
     await lock?.release();

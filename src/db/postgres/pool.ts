@@ -106,9 +106,13 @@ export async function inTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient
  * Takes the node's lock on the database (`Lock`): a session advisory lock on a connection of its own, held
  * until `release`. Throws when another node holds it.
  */
-export async function takeNodeLock(c: PostgresConfig): Promise<{ release(): Promise<void> }> {
+export async function takeNodeLock(c: PostgresConfig, log: PgLog): Promise<{ release(): Promise<void> }> {
   const client = new pg.Client(await poolConfig(c));
-  client.on('error', () => undefined);
+  let released = false;
+  // The lock lives with its session: a server restart ends both, and nothing takes it again yet.
+  client.on('error', (e) => {
+    if (!released) log.warn({ target: describeTarget(c), err: e.message }, "the node's PostgreSQL lock was lost with its connection");
+  });
   await client.connect();
   try {
     const r = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1) AS locked', [NODE_LOCK_KEY]);
@@ -122,5 +126,10 @@ export async function takeNodeLock(c: PostgresConfig): Promise<{ release(): Prom
     await client.end().catch(() => undefined);
     throw e;
   }
-  return { release: () => client.end().catch(() => undefined) };
+  return {
+    release: () => {
+      released = true;
+      return client.end().catch(() => undefined);
+    },
+  };
 }

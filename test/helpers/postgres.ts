@@ -2,7 +2,7 @@
 // user (postgres refuses root), on 127.0.0.1 and a free port; or the server of DICOM_XFER_TEST_PG.
 import { execFile } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
-import { chown, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { chmod, chown, copyFile, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -68,10 +68,17 @@ async function createDatabase(adminUri: string, prefix: string): Promise<string>
   return u.toString();
 }
 
+/** TLS for the server: PEM files of its certificate and key (copied into its folder, readable by it only). */
+export interface PgTls {
+  cert: string;
+  key: string;
+}
+
 /** Starts a server of its own (or wraps DICOM_XFER_TEST_PG); call pgSkip() first. */
-export async function startPostgres(): Promise<PgServer> {
+export async function startPostgres(opts: { tls?: PgTls } = {}): Promise<PgServer> {
   const given = process.env.DICOM_XFER_TEST_PG;
   if (given) {
+    if (opts.tls) throw new Error('TLS needs a server of the helper (DICOM_XFER_TEST_PG is set)');
     return { uri: given, database: (p = 'dx') => createDatabase(given, p), restart: async () => {}, stop: async () => {} };
   }
   const bin = pgBin();
@@ -84,8 +91,19 @@ export async function startPostgres(): Promise<PgServer> {
   const asUser = (prog: string, args: string[]) =>
     user ? run('runuser', ['-u', user.name, '--', join(bin, prog), ...args]) : run(join(bin, prog), args);
   const superuser = 'dx';
-  const opts = `-c listen_addresses=127.0.0.1 -p ${port} -k ${dir} -c fsync=off -c synchronous_commit=off -c full_page_writes=off`;
-  const start = () => asUser('pg_ctl', ['-D', data, '-o', opts, '-l', join(dir, 'server.log'), '-w', '-t', '60', 'start']);
+  let serverOpts = `-c listen_addresses=127.0.0.1 -p ${port} -k ${dir} -c fsync=off -c synchronous_commit=off -c full_page_writes=off`;
+  if (opts.tls) {
+    for (const [from, to] of [
+      [opts.tls.cert, 'server.crt'],
+      [opts.tls.key, 'server.key'],
+    ] as const) {
+      await copyFile(from, join(dir, to));
+      await chmod(join(dir, to), 0o600);
+      if (user) await chown(join(dir, to), user.uid, user.gid);
+    }
+    serverOpts += ` -c ssl=on -c ssl_cert_file=${join(dir, 'server.crt')} -c ssl_key_file=${join(dir, 'server.key')}`;
+  }
+  const start = () => asUser('pg_ctl', ['-D', data, '-o', serverOpts, '-l', join(dir, 'server.log'), '-w', '-t', '60', 'start']);
   const uri = `postgres://${superuser}@127.0.0.1:${port}/postgres`;
   const ready = () =>
     waitFor(

@@ -81,9 +81,9 @@ export async function connectPool(
   }
   await pool.end().catch(() => undefined);
   const why = last instanceof Error ? last.message : String(last);
-  throw new Error(`cannot connect to PostgreSQL at ${describeTarget(c)} after ${c.maximumConnectionRetries + 1} attempts: ${why}`, {
-    cause: last,
-  });
+  const attempts = c.maximumConnectionRetries + 1;
+  const tried = `${attempts} attempt${attempts === 1 ? '' : 's'}`;
+  throw new Error(`cannot connect to PostgreSQL at ${describeTarget(c)} after ${tried}: ${why}`, { cause: last });
 }
 
 /** Runs `fn` in one transaction on one connection: committed when it resolves, rolled back when it throws. */

@@ -1,9 +1,12 @@
 // The node's PostgreSQL database on a real server: migrations started by three nodes at once end in one
-// schema without an error, a newer schema is refused, the node's lock keeps a second node away, and a
+// schema without an error, four nodes claiming jobs at once never take one twice, a newer schema is refused,
+// the node's lock keeps a second node away, a restarted server is met again, and a
 // server that cannot be reached gives an error naming it (never its password) after the configured retries.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import type pg from 'pg';
 import { openPgDatabase } from '../../src/db/postgres/database.ts';
+import { PgJobStore } from '../../src/db/postgres/job-store.ts';
 import { MIGRATIONS, migrate } from '../../src/db/postgres/migrations.ts';
 import { connectPool } from '../../src/db/postgres/pool.ts';
 import { describe } from '../helpers/data.ts';
@@ -37,6 +40,43 @@ describe('the node database on PostgreSQL', { skip: pgSkip() }, () => {
       assert.equal(tables?.rows[0]?.n, 1);
       // A later start finds nothing to do.
       assert.deepEqual(await migrate(pools[1] as NonNullable<(typeof pools)[1]>), []);
+    } finally {
+      await Promise.all(pools.map((p) => p.end()));
+    }
+  });
+
+  test('four nodes claiming from one job table at once: every job claimed exactly once', async () => {
+    const uri = await server.database('claims');
+    const pools = await Promise.all([0, 1, 2, 3].map(() => pgPool(uri)));
+    try {
+      await migrate(pools[0] as pg.Pool);
+      const stores = pools.map((p) => new PgJobStore(p));
+      const ids: string[] = [];
+      for (let i = 0; i < 40; i++) {
+        const j = await stores[0]?.add({
+          id: `c${i}`,
+          type: 'PushTransfer',
+          priority: i % 3,
+          query: '{}',
+          content: '{}',
+          creation_time: i,
+        });
+        if (j) ids.push(j.id);
+      }
+      const claimedBy = await Promise.all(
+        stores.map(async (store) => {
+          const mine: string[] = [];
+          for (let i = 0; i < 100; i++) {
+            const j = await store.claimNext(['PushTransfer']);
+            if (!j) break;
+            mine.push(j.id);
+          }
+          return mine;
+        }),
+      );
+      const all = claimedBy.flat();
+      assert.equal(all.length, ids.length, 'no job claimed twice');
+      assert.deepEqual([...all].sort(), [...ids].sort());
     } finally {
       await Promise.all(pools.map((p) => p.end()));
     }

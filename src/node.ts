@@ -19,8 +19,10 @@ import { senderPeer, type RequestSender } from './routing/origin.ts';
 import { registerSystemRoutes } from './api/system.ts';
 import { loadConfig } from './config/load.ts';
 import type { Config, ConfigOverrides } from './config/types.ts';
+import { openPgDatabase, type PgDatabase } from './db/postgres/database.ts';
 import { openJobsDb } from './jobs/db.ts';
 import { JobsEngine, type JobType } from './jobs/engine.ts';
+import type { JobStore } from './jobs/store.ts';
 import { registerJobRoutes } from './jobs/routes.ts';
 import { BucketLatency, serverBucketHook } from './metrics/buckets.ts';
 import { NodeMetrics, registerMetricsRoutes } from './metrics/metrics.ts';
@@ -36,6 +38,8 @@ import type { Store } from './store/types.ts';
 import { registerTransfersClientRoutes } from './transfer/client-routes.ts';
 import { transferRunners, type TransferDeps } from './transfer/jobs.ts';
 import { RemotePullFollower } from './transfer/remote-job.ts';
+import type { LinkProfileStore } from './transfer/adaptive/link-profile.ts';
+import type { PushTransactionState } from './transfer/push-state/types.ts';
 import { SqliteLinkProfiles } from './transfer/adaptive/link-profile-sqlite.ts';
 import { InFlight } from './transfer/in-flight.ts';
 import { BandwidthPolicy, policyClock } from './transfer/bandwidth/policy.ts';
@@ -149,6 +153,8 @@ export interface NodeBase {
   originator?: string;
   /** The clock whose local time picks the RateSchedule entry in force; Date.now when absent. */
   now?: () => number;
+  /** State kept in a database rather than in StorageDirectory's SQLite files (PostgreSQL); the caller closes it. */
+  state?: { jobs: JobStore; linkProfiles: LinkProfileStore; pushState: PushTransactionState };
 }
 
 /** The parts of a built node, for the tests that watch them. */
@@ -192,6 +198,18 @@ function httpTimeoutOf(config: Config): number {
   return config.HttpTimeout > 0 ? config.HttpTimeout : 3600;
 }
 
+function sqliteLinkProfiles(config: Config, logger: Logger, closers: Closers): LinkProfileStore {
+  const profiles = SqliteLinkProfiles.open(join(config.StorageDirectory, 'link-profiles.sqlite'), logger);
+  closers.add(() => profiles.close());
+  return profiles;
+}
+
+function sqliteJobs(config: Config, closers: Closers): ReturnType<typeof openJobsDb> {
+  const db = openJobsDb(join(config.StorageDirectory, 'jobs.sqlite'));
+  closers.add(() => db.close());
+  return db;
+}
+
 /**
  * The jobs engine (persistent in <StorageDirectory>/jobs.sqlite) with the runners of the transfer jobs,
  * each handed the peers, the store, the bucket observer and the node's in-flight budget. Not started.
@@ -207,8 +225,7 @@ function openJobs(
 ): { engine: JobsEngine; destinations: TransfersPeerDirectory; commitments: CommitmentTracker; dicomWebDestinations: DicomWebDirectory } {
   const { config, store, logger } = base;
   // What the links to the peers taught earlier transfers, so that the next one starts there.
-  const linkProfiles = SqliteLinkProfiles.open(join(config.StorageDirectory, 'link-profiles.sqlite'), logger);
-  closers.add(() => linkProfiles.close());
+  const linkProfiles = base.state?.linkProfiles ?? sqliteLinkProfiles(config, logger, closers);
   const deps: TransferDeps = {
     inFlight,
     linkProfiles,
@@ -244,9 +261,7 @@ function openJobs(
           : type === 'DicomWebRetrieve'
             ? wadoRetrieve
             : runners(type);
-  const db = openJobsDb(join(config.StorageDirectory, 'jobs.sqlite'));
-  closers.add(() => db.close());
-  const engine = new JobsEngine(db, {
+  const engine = new JobsEngine(base.state?.jobs ?? sqliteJobs(config, closers), {
     concurrentJobs: config.ConcurrentJobs,
     historySize: config.JobsHistorySize,
     runners: otherRunners,
@@ -311,7 +326,8 @@ async function assemble(http: HttpApp, base: NodeBase, originator: string, close
 
   // One budget of requests and bytes in flight for the whole node: the chunk answers and the jobs' buckets.
   const inFlight = InFlight.fromConfig(config.Transfers);
-  const transfers = await openTransfersServer({ config, store, logger, inFlight, arrivals, senderPeer: peerOfSender });
+  const served = { config, store, logger, inFlight, arrivals, senderPeer: peerOfSender };
+  const transfers = await openTransfersServer(base.state ? { ...served, pushState: base.state.pushState } : served);
   closers.add(() => transfers.close());
   const paceServed = (body: Readable, signal: AbortSignal) => bandwidth.paceServed(body, signal);
   registerTransfersServerRoutes(fastify, { config, store, server: transfers, originator, httpTimeoutSeconds, paceServed }, routes);
@@ -394,11 +410,15 @@ export async function buildNode(base: NodeBase, sslPem?: string): Promise<NodeAp
   };
 }
 
-/** The store of a configuration: the Orthanc of OrthancStore, or the embedded store in StorageDirectory. */
-async function openStore(config: Config, logger: Logger): Promise<Store> {
+/**
+ * The store of a configuration: the Orthanc of OrthancStore, or the embedded store in StorageDirectory (its
+ * index in PostgreSQL when `pg` is given).
+ */
+async function openStore(config: Config, logger: Logger, pg?: PgDatabase): Promise<Store> {
   const orthanc = config.OrthancStore;
   if (!orthanc) {
     return EmbeddedStore.open(config.StorageDirectory, {
+      ...(pg ? { index: pg.index } : {}),
       overwriteInstances: config.OverwriteInstances,
       stableAgeSeconds: config.StableAge,
       commitThreads: config.Transfers.CommitThreadsCount,
@@ -434,16 +454,22 @@ export async function startNode(flags: ServeFlags): Promise<RunningNode> {
     if (!config.SslCertificate) throw new Error('SslEnabled is true but SslCertificate is not set');
     sslPem = await readSslPem(config.SslCertificate);
   }
-  const store = await openStore(config, logger);
+  // PostgreSQL.EnableIndex: the node's state in PostgreSQL (src/db/postgres/), opened before the store.
+  const pg: PgDatabase | undefined = config.PostgreSQL?.enableIndex ? await openPgDatabase(config.PostgreSQL, logger) : undefined;
+  const store = await openStore(config, logger, pg).catch(async (e: unknown) => {
+    await pg?.close();
+    throw e;
+  });
   let node: NodeApp | undefined;
   try {
-    node = await buildNode({ config, store, logger, now: policyClock(process.env) }, sslPem);
+    node = await buildNode({ config, store, logger, now: policyClock(process.env), ...(pg ? { state: pg } : {}) }, sslPem);
     await node.fastify.listen({ port: config.HttpPort, host: config.HttpHost }).catch((e: unknown) => {
       throw listenError(e, config.HttpHost, config.HttpPort);
     });
   } catch (e) {
     await node?.close().catch(() => undefined);
     await store.close();
+    await pg?.close();
     throw e;
   }
   const started = node;
@@ -461,6 +487,7 @@ export async function startNode(flags: ServeFlags): Promise<RunningNode> {
       stopping ??= (async () => {
         await started.close();
         await store.close();
+        await pg?.close();
         logger.info('dicom-xfer node stopped');
       })();
       return stopping;

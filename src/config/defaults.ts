@@ -134,3 +134,16 @@ export const ORTHANC_STORE_DEFAULTS = {
   /** Whether the node forwards the requests it does not answer to Orthanc. */
   Proxy: false,
 } as const;
+
+/** Defaults of the `PostgreSQL` section (those of Orthanc's PostgreSQL plugin). */
+export const POSTGRES_DEFAULTS = {
+  EnableIndex: false,
+  Host: 'localhost',
+  Port: 5432,
+  Database: 'orthanc',
+  EnableSsl: false,
+  MaximumConnectionRetries: 10,
+  /** Seconds between two attempts to connect at start. */
+  ConnectionRetryInterval: 5,
+  Lock: true,
+} as const;

@@ -139,7 +139,6 @@ const PLUGIN_SECTIONS: readonly string[] = [
   'MySQL',
   'Odbc',
   'OrthancExplorer2',
-  'PostgreSQL',
   'Python',
   'PythonScript',
   'PythonVerbose',

@@ -3,6 +3,7 @@
 import { DEFAULTS, ORTHANC_STORE_DEFAULTS } from './defaults.ts';
 import { CONFIG_ENV_VAR } from './load.ts';
 import { ORTHANC_IGNORED_KEYS } from './orthanc-keys.ts';
+import { postgresSection } from './postgres-schema.ts';
 import { routesSection } from './routes-schema.ts';
 import { dicomWebSection } from './dicomweb-schema.ts';
 import { describeConfig, PEER_NAME_RULE, RESERVED_PEER_KEYS, type ConfigKeyInfo } from './schema.ts';
@@ -225,6 +226,7 @@ export function configReferenceMarkdown(): string {
     '',
     ...peersSection(),
     ...orthancStoreSection(),
+    ...postgresSection(),
     ...routesSection(),
     ...dicomWebSection(),
     ...ignoredSection(),

@@ -6,6 +6,7 @@ import { ANY_HOST, DEFAULTS, LOOPBACK_HOST, TRANSFERS_DEFAULTS } from './default
 import { isDerived, type Derived, type Setting, type SettingSource } from './setting.ts';
 import { LOG_LEVELS, type Config, type TransfersConfig } from './types.ts';
 import { DICOM_SETTINGS } from './dicom-settings.ts';
+import { POSTGRES_SETTING } from './postgres-schema.ts';
 import { ROUTES_SETTING } from './routes-schema.ts';
 import { DICOMWEB_SETTING } from './dicomweb-schema.ts';
 import { bool, intIn, nonEmpty, onOff, optionalPath, orthancStore, peers, positive, stringMap, uint } from './value-schemas.ts';
@@ -255,6 +256,7 @@ export const SETTINGS: { readonly [K in TopKey]-?: Setting<Config[K]> } = {
       'Orthanc Explorer (with the "Transfers accelerator" button) and the transfers routes.',
     source: 'dicom-xfer',
   },
+  PostgreSQL: POSTGRES_SETTING,
   LogLevel: {
     schema: z.enum(LOG_LEVELS, { error: `one of ${LOG_LEVELS.map((l) => `"${l}"`).join(', ')}` }),
     type: `one of ${LOG_LEVELS.join(', ')}`,

@@ -116,6 +116,29 @@ export interface OrthancStoreConfig {
   proxy: boolean;
 }
 
+/** The `PostgreSQL` section (src/config/postgres-schema.ts), defaults filled in. */
+export interface PostgresConfig {
+  /** The node's state (index, jobs, push transactions, link profiles) in PostgreSQL. */
+  enableIndex: boolean;
+  host: string;
+  port: number;
+  database: string;
+  username?: string;
+  /** Never logged. */
+  password?: string;
+  /** postgres:// URI; given, it replaces host, port, database, username and password. */
+  connectionUri?: string;
+  enableSsl: boolean;
+  /** Absolute path of the CA bundle that checks the server's certificate. */
+  sslRootCertificate?: string;
+  /** Attempts to connect at start after the first. */
+  maximumConnectionRetries: number;
+  /** Seconds between two of them. */
+  connectionRetryInterval: number;
+  /** Hold an advisory lock: one node per database. */
+  lock: boolean;
+}
+
 /** The `Transfers` section: the plugin's keys, then dicom-xfer's extensions. */
 export interface TransfersConfig {
   /** HTTP workers per push or pull job; also the bound on concurrently served chunks. */
@@ -243,6 +266,8 @@ export interface Config {
   DicomWeb: DicomWebConfig;
   /** When set, the DICOM lives in this Orthanc instead of the embedded store. */
   OrthancStore?: OrthancStoreConfig;
+  /** When set with enableIndex, the node's state lives in PostgreSQL. */
+  PostgreSQL?: PostgresConfig;
   Transfers: TransfersConfig;
   LogLevel: LogLevel;
 }
@@ -299,6 +324,8 @@ export interface ConfigOverrides {
   DicomWeb?: Readonly<Record<string, unknown>>;
   /** As in the file: `{ "Url": ..., "Username": ..., "Password": ... }`; replaces the file's whole. */
   OrthancStore?: Readonly<Record<string, unknown>>;
+  /** As in the file; replaces the file's whole. */
+  PostgreSQL?: Readonly<Record<string, unknown>>;
   Transfers?: Partial<TransfersConfig>;
   LogLevel?: LogLevel;
 }

@@ -29,6 +29,7 @@ import {
 import { ChunkServer } from './chunk-server.ts';
 import type { InFlight } from './in-flight.ts';
 import { lookupInstances } from './lookup.ts';
+import type { PushTransactionState } from './push-state/types.ts';
 import { PushReceiver } from './receiver.ts';
 import type { ArrivalSink } from '../routing/arrivals.ts';
 import { basicUser, type RequestSender } from '../routing/origin.ts';
@@ -50,6 +51,8 @@ export interface TransfersServerOptions {
   /** Told of what each push commit stored (routing), and how to name the peer that sent it. */
   arrivals?: ArrivalSink;
   senderPeer?: (sender: RequestSender) => Promise<string>;
+  /** Where the push transactions' state is kept; files beside the staging when absent. */
+  pushState?: PushTransactionState;
 }
 
 /** Opens the push receiver (reloading the transactions an earlier run kept on disk) and the chunk server. */
@@ -67,6 +70,7 @@ export async function openTransfersServer(opts: TransfersServerOptions): Promise
     logger: opts.logger.child({ module: 'transfers-server' }),
     ...(opts.arrivals ? { arrivals: opts.arrivals } : {}),
     ...(opts.senderPeer ? { senderPeer: opts.senderPeer } : {}),
+    ...(opts.pushState ? { state: opts.pushState } : {}),
   });
   const chunks = new ChunkServer(store, Math.max(config.Transfers.Threads, config.Transfers.MaxThreads), opts.inFlight);
   return {

@@ -321,13 +321,13 @@ describe('unknown and ignored keys', () => {
     const { warnings, ignored } = parse(`{
       "Foo": 1,
       "DicomAet": "SITEA", "DicomPort": 4242, "IndexDirectory": "/x", "Plugins": ["/p"], "LuaScripts": [],
-      "DicomModalities": { "m": ["M", "127.0.0.1", 104] }, "PostgreSQL": { "EnableIndex": true },
+      "DicomModalities": { "m": ["M", "127.0.0.1", 104] }, "MySQL": { "EnableIndex": true },
       "Transfers": { "Foo": true, "Threads": 2 }
     }`);
     assert.equal(warnings.length, 2, warnings.join('\n'));
     assert.match(warnings[0] ?? '', /test\.json:2:7: unknown key Foo, ignored/);
     assert.match(warnings[1] ?? '', /test\.json:5:22: unknown key Transfers\.Foo, ignored/);
-    assert.deepEqual(ignored, ['IndexDirectory', 'Plugins', 'LuaScripts', 'PostgreSQL']);
+    assert.deepEqual(ignored, ['IndexDirectory', 'Plugins', 'LuaScripts', 'MySQL']);
   });
 
   test('a key in the wrong case is warned with a suggestion', () => {

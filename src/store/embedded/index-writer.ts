@@ -1,5 +1,6 @@
 // A worker thread that runs the SQLite index's large adoptions (a commit's one transaction, a few hundred
 // milliseconds for thousands of instances) on its own connection, so that the event loop keeps serving.
+import { setImmediate as turn } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
 import type { AdoptResult, IndexEntry, ReplacePolicy } from './instance-index.ts';
 
@@ -17,15 +18,26 @@ const ready = (async () => {
   const { SqliteInstanceIndex } = await import(workerData.index);
   return new SqliteInstanceIndex(openDb(workerData.path), { workerMin: Number.POSITIVE_INFINITY });
 })();
+const parts = new Map();
 parentPort.on('message', (m) => {
+  const entries = parts.get(m.id) ?? [];
+  for (const e of m.entries) entries.push(e);
+  if (!m.last) {
+    parts.set(m.id, entries);
+    return;
+  }
+  parts.delete(m.id);
   ready
-    .then((index) => index.adopt(m.entries, m.replace, m.now))
+    .then((index) => index.adopt(entries, m.replace, m.now))
     .then(
       (result) => parentPort.postMessage({ id: m.id, result }),
       (e) => parentPort.postMessage({ id: m.id, error: String((e && e.details) || (e && e.message) || e) }),
     );
 });
 `;
+
+/** Entries copied to the worker per message. */
+const SLICE = 256;
 
 interface Answer {
   id: number;
@@ -45,15 +57,24 @@ export class IndexWriter {
   }
 
   /** Runs SqliteInstanceIndex.adopt in the worker; the caller keeps every other write of the index behind it. */
-  adopt(entries: readonly IndexEntry[], replace: ReplacePolicy, now: number): Promise<AdoptResult> {
+  async adopt(entries: readonly IndexEntry[], replace: ReplacePolicy, now: number): Promise<AdoptResult> {
     const w = this.#start();
     const id = this.#next++;
-    return new Promise<AdoptResult>((resolve, reject) => {
+    const answer = new Promise<AdoptResult>((resolve, reject) => {
       // Held while it has work, so that the process waits for a commit it asked for; let go when idle.
       if (this.#waiting.size === 0) w.ref();
       this.#waiting.set(id, { resolve, reject });
-      w.postMessage({ id, entries, replace, now });
     });
+    // Handled here too: the worker may die between two slices, before the caller awaits the answer.
+    answer.catch(() => undefined);
+    // Sent in slices, a turn of the event loop between two: copying thousands of entries for the thread at
+    // once is itself a stall of tens of ms. The worker begins once it has them all.
+    for (let at = 0; at === 0 || at < entries.length; at += SLICE) {
+      if (at > 0) await turn();
+      if (this.#worker !== w) break;
+      w.postMessage({ id, entries: entries.slice(at, at + SLICE), last: at + SLICE >= entries.length, replace, now });
+    }
+    return answer;
   }
 
   /** Stops the worker (its connection closes with it); the caller has waited for its adoptions. */

@@ -25,7 +25,7 @@ function feed(hash, path, start, end) {
     closeSync(fd);
   }
 }
-parentPort.on('message', (m) => {
+function step(m) {
   let hash = hashes.get(m.key);
   try {
     if (!hash) {
@@ -33,16 +33,16 @@ parentPort.on('message', (m) => {
       hashes.set(m.key, hash);
     }
     if (m.end > m.start) feed(hash, m.path, m.start, m.end);
-    if (m.digest) {
-      hashes.delete(m.key);
-      parentPort.postMessage({ id: m.id, md5: hash.digest('hex') });
-    } else {
-      parentPort.postMessage({ id: m.id });
-    }
+    if (!m.digest) return { id: m.id };
+    hashes.delete(m.key);
+    return { id: m.id, md5: hash.digest('hex') };
   } catch (e) {
     hashes.delete(m.key);
-    parentPort.postMessage({ id: m.id, error: String(e && e.message || e) });
+    return { id: m.id, error: String(e && e.message || e) };
   }
+}
+parentPort.on('message', (batch) => {
+  parentPort.postMessage(batch.map(step));
 });
 `;
 
@@ -52,12 +52,27 @@ interface Answer {
   error?: string;
 }
 
-/** One worker thread that hashes file ranges, started on first use; idle, it never keeps the process alive. */
+interface Step {
+  id: number;
+  key: number;
+  path: string;
+  start: number;
+  end: number;
+  digest: boolean;
+}
+
+/**
+ * One worker thread that hashes file ranges, started on first use; idle, it never keeps the process alive.
+ * The calls of one turn of the event loop go in one message, answered by one: a message per call (thousands
+ * per GB of small instances) cost the event loop more in posting and waking the thread than the hashing saved.
+ */
 export class Md5Worker {
   #worker: Worker | undefined;
   #next = 1;
   #keys = 1;
   readonly #waiting = new Map<number, { resolve(md5: string): void; reject(e: Error): void }>();
+  /** The calls of this turn, posted together at its end. */
+  #batch: Step[] = [];
 
   /** A key for one running hash. */
   newKey(): number {
@@ -76,24 +91,35 @@ export class Md5Worker {
       // Held while it has work, so that the process waits for a hash it asked for; let go when idle.
       if (this.#waiting.size === 0) w.ref();
       this.#waiting.set(id, { resolve, reject });
-      w.postMessage({ id, key, path, start, end, digest });
+      if (this.#batch.length === 0) setImmediate(() => this.#post());
+      this.#batch.push({ id, key, path, start, end, digest });
     });
+  }
+
+  /** Posts the calls of the turn, in the order they were made, to the worker of the moment. */
+  #post(): void {
+    const batch = this.#batch;
+    this.#batch = [];
+    if (batch.length > 0) this.#worker?.postMessage(batch);
   }
 
   #start(): Worker {
     if (this.#worker) return this.#worker;
     const w = new Worker(SOURCE, { eval: true });
-    w.on('message', (a: Answer) => {
-      const waiter = this.#waiting.get(a.id);
-      this.#waiting.delete(a.id);
+    w.on('message', (answers: Answer[]) => {
+      for (const a of answers) {
+        const waiter = this.#waiting.get(a.id);
+        this.#waiting.delete(a.id);
+        if (!waiter) continue;
+        if (a.error !== undefined) waiter.reject(new Error(a.error));
+        else waiter.resolve(a.md5 ?? '');
+      }
       if (this.#waiting.size === 0) w.unref();
-      if (!waiter) return;
-      if (a.error !== undefined) waiter.reject(new Error(a.error));
-      else waiter.resolve(a.md5 ?? '');
     });
     const fail = (e: unknown) => {
       // A worker that died takes its hashes with it: every waiter is refused, the next call starts another.
       if (this.#worker === w) this.#worker = undefined;
+      this.#batch = [];
       for (const waiter of this.#waiting.values()) waiter.reject(e instanceof Error ? e : new Error(String(e)));
       this.#waiting.clear();
     };

@@ -179,16 +179,22 @@ describe('the SQLite instance index', () => {
   after(async () => {
     await rm(dir, { recursive: true, force: true });
   });
+  const damage = async (place: string, id: string) => {
+    const raw = new Database(place);
+    try {
+      assert.equal(raw.prepare(`UPDATE resources SET main_tags = '{"StudyDescription":' WHERE id = ?`).run(id).changes, 1);
+    } finally {
+      raw.close();
+    }
+  };
   instanceIndexContract('SQLite', () => join(dir, `index-${++k}.sqlite`), {
-    open: async (place) => new SqliteInstanceIndex(openDb(place)),
-    async damage(place, id) {
-      const raw = new Database(place);
-      try {
-        assert.equal(raw.prepare(`UPDATE resources SET main_tags = '{"StudyDescription":' WHERE id = ?`).run(id).changes, 1);
-      } finally {
-        raw.close();
-      }
-    },
+    open: async (place) => new SqliteInstanceIndex(openDb(place), { workerMin: Number.POSITIVE_INFINITY }),
+    damage,
+  });
+  // The same contract with every adoption in the worker thread on its own connection.
+  instanceIndexContract('SQLite, adoptions in the worker', () => join(dir, `index-${++k}.sqlite`), {
+    open: async (place) => new SqliteInstanceIndex(openDb(place), { workerMin: 1 }),
+    damage,
   });
 });
 

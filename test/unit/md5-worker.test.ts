@@ -46,4 +46,14 @@ test('a missing file or a range past its end is refused, and the worker answers 
   await assert.rejects(w.hash(w.newKey(), join(dir, 'no-such-file'), 0, 10, true), /ENOENT/);
   await assert.rejects(w.hash(w.newKey(), f, 0, bytes.length + 10, true), /ends at/);
   assert.equal(await w.hash(w.newKey(), f, 0, bytes.length, true), md5(bytes));
+  // Asked in one turn (one message to the worker): each call gets its own answer, a failed one alone refused.
+  const together = [
+    w.hash(w.newKey(), f, 0, bytes.length, true),
+    w.hash(w.newKey(), join(dir, 'no-such-file'), 0, 10, true),
+    w.hash(w.newKey(), f, 10, 20, true),
+  ];
+  const settled = await Promise.allSettled(together);
+  assert.deepEqual(settled[0], { status: 'fulfilled', value: md5(bytes) });
+  assert.equal(settled[1]?.status, 'rejected');
+  assert.deepEqual(settled[2], { status: 'fulfilled', value: md5(bytes.subarray(10, 20)) });
 });

@@ -1,11 +1,13 @@
 // The embedded store's index in SQLite (index.sqlite, schema in db.ts). Each method is one statement or
-// one transaction, run synchronously; rows read back are checked by schemas before use.
+// one transaction; large adoptions run in a worker thread on a second connection (index-writer.ts), the
+// rest synchronously; rows read back are checked by schemas before use.
 import { z } from 'zod';
 import type { Level, MainTags } from '../../dicom/types.ts';
 import { XferError } from '../../errors.ts';
 import { readStored } from '../../util/stored-json.ts';
 import type Database from 'better-sqlite3';
 import type { Db } from './db.ts';
+import { IndexWriter } from './index-writer.ts';
 import type {
   AdoptResult,
   IndexCounts,
@@ -76,12 +78,40 @@ function toInstance(raw: unknown): IndexedInstance {
   return { id: row.id, file: row.file, size: row.size, md5: row.md5, indexInSeries: row.index_in_series };
 }
 
+/** Adoptions of at least this many entries run in the worker (below, the thread's round trip costs more than it spares). */
+const WORKER_MIN = 64;
+
+export interface SqliteIndexOptions {
+  /**
+   * Adoptions of at least this many entries run in a worker thread on its own connection (default 64;
+   * infinite: none). Only for a database file: an in-memory one has no second connection.
+   */
+  workerMin?: number;
+}
+
 export class SqliteInstanceIndex implements InstanceIndex {
   readonly #db: Db;
   readonly #statements = new Map<string, Database.Statement>();
+  readonly #workerMin: number;
+  readonly #writer: IndexWriter | undefined;
+  /**
+   * Every write, in order. A write on this connection while the worker holds the database's write lock
+   * would wait in SQLite's busy handler, the event loop frozen: writes queue here instead, and a read,
+   * which WAL never blocks, sees the state before a running adoption until it commits.
+   */
+  #writes: Promise<unknown> = Promise.resolve();
 
-  constructor(db: Db) {
+  constructor(db: Db, options: SqliteIndexOptions = {}) {
     this.#db = db;
+    this.#workerMin = options.workerMin ?? WORKER_MIN;
+    this.#writer = Number.isFinite(this.#workerMin) && !db.memory && db.name !== '' ? new IndexWriter(db.name) : undefined;
+  }
+
+  /** Runs a write after those queued before it, whatever became of them. */
+  #write<T>(run: () => T | Promise<T>): Promise<T> {
+    const done = this.#writes.then(run, run);
+    this.#writes = done.catch(() => undefined);
+    return done;
   }
 
   /** A prepared statement, prepared once per SQL text. */
@@ -171,21 +201,29 @@ export class SqliteInstanceIndex implements InstanceIndex {
     return { patients: count('Patient'), studies: count('Study'), series: count('Series'), instances: count('Instance'), bytes };
   }
 
-  async journal(files: readonly string[], now: number): Promise<void> {
-    const add = this.#stmt('INSERT OR IGNORE INTO pending_files (file, since) VALUES (?, ?)');
-    this.#db.transaction(() => {
-      for (const f of files) add.run(f, now);
-    })();
+  journal(files: readonly string[], now: number): Promise<void> {
+    return this.#write(() => {
+      const add = this.#stmt('INSERT OR IGNORE INTO pending_files (file, since) VALUES (?, ?)');
+      this.#db.transaction(() => {
+        for (const f of files) add.run(f, now);
+      })();
+    });
   }
 
-  async unjournal(files: readonly string[]): Promise<void> {
-    const drop = this.#stmt('DELETE FROM pending_files WHERE file = ?');
-    this.#db.transaction(() => {
-      for (const f of files) drop.run(f);
-    })();
+  unjournal(files: readonly string[]): Promise<void> {
+    return this.#write(() => {
+      const drop = this.#stmt('DELETE FROM pending_files WHERE file = ?');
+      this.#db.transaction(() => {
+        for (const f of files) drop.run(f);
+      })();
+    });
   }
 
-  async takeOrphans(): Promise<string[]> {
+  takeOrphans(): Promise<string[]> {
+    return this.#write(() => this.#takeOrphans());
+  }
+
+  #takeOrphans(): string[] {
     return this.#db.transaction(() => {
       const pending = this.#stmt('SELECT file FROM pending_files')
         .all()
@@ -197,7 +235,13 @@ export class SqliteInstanceIndex implements InstanceIndex {
     })();
   }
 
-  async adopt(entries: readonly IndexEntry[], replace: ReplacePolicy, now: number): Promise<AdoptResult> {
+  adopt(entries: readonly IndexEntry[], replace: ReplacePolicy, now: number): Promise<AdoptResult> {
+    const writer = this.#writer;
+    if (writer && entries.length >= this.#workerMin) return this.#write(() => writer.adopt(entries, replace, now));
+    return this.#write(() => this.#adopt(entries, replace, now));
+  }
+
+  #adopt(entries: readonly IndexEntry[], replace: ReplacePolicy, now: number): AdoptResult {
     const out: AdoptResult = { adopted: [], kept: [], replaced: [] };
     const add = this.#stmt('INSERT OR IGNORE INTO pending_files (file, since) VALUES (?, ?)');
     const drop = this.#stmt('DELETE FROM pending_files WHERE file = ?');
@@ -265,7 +309,11 @@ export class SqliteInstanceIndex implements InstanceIndex {
     ).run(inst, e.file, e.size, e.md5, e.transferSyntax, e.sopClass, e.indexInSeries, now);
   }
 
-  async remove(level: Level, id: string, now: number): Promise<{ files: string[]; remaining: IndexedResource | undefined } | undefined> {
+  remove(level: Level, id: string, now: number): Promise<{ files: string[]; remaining: IndexedResource | undefined } | undefined> {
+    return this.#write(() => this.#remove(level, id, now));
+  }
+
+  #remove(level: Level, id: string, now: number): { files: string[]; remaining: IndexedResource | undefined } | undefined {
     return this.#db.transaction(() => {
       const raw = this.#stmt('SELECT seq, parent FROM resources WHERE id = ? AND level = ?').get(id, LEVEL_NUM[level]);
       if (raw === undefined) return undefined;
@@ -308,6 +356,9 @@ export class SqliteInstanceIndex implements InstanceIndex {
   }
 
   async close(): Promise<void> {
+    // The writes under way end first (an adoption in the worker commits or fails, never cut off).
+    await this.#writes;
+    await this.#writer?.close();
     this.#db.close();
   }
 }

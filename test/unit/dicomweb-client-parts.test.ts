@@ -12,7 +12,7 @@ import { parseMultipartType, readMultipart } from '../../src/dicomweb/multipart.
 import { EmbeddedStore } from '../../src/store/embedded/store.ts';
 import { md5File } from '../../src/util/fs.ts';
 import { listFiles, someDicom } from '../helpers/data.ts';
-import { groupInstances } from '../../src/dicomweb/client/stow-plan.ts';
+import { groupInstances, sendOrder } from '../../src/dicomweb/client/stow-plan.ts';
 import { bearerTokenOf, parseTokenOutput } from '../../src/dicomweb/client/token.ts';
 import { firstPart } from '../../src/dicomweb/client/retrieve-job.ts';
 
@@ -21,6 +21,14 @@ test('requests of about the bucket size, an instance never split, none above Max
   assert.deepEqual(groupInstances(sizes, 1000, undefined), [[0, 1], [2, 3], [4], [5, 6]]);
   assert.deepEqual(groupInstances(sizes, 1000, 400), [[0, 1], [2], [3], [4], [5, 6]]);
   assert.deepEqual(groupInstances([], 1000, undefined), []);
+});
+
+test('requests are sent largest first (a large instance, never split, does not run alone at the end); those done are left out', () => {
+  const plan = [100, 300, 700, 50, 2000, 10, 10].map((Size) => ({ Size }));
+  const groups = groupInstances(plan, 1000, undefined);
+  assert.deepEqual(sendOrder(groups, plan, new Set()), [2, 1, 0, 3]);
+  assert.deepEqual(sendOrder(groups, plan, new Set([2, 0])), [1, 3]);
+  assert.deepEqual(sendOrder([[0], [1]], [{ Size: 5 }, { Size: 5 }], new Set()), [0, 1]);
 });
 
 test('a STOW-RS answer: stored and refused instances with their reasons, as Orthanc and the standard write them', () => {

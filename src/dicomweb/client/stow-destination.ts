@@ -19,7 +19,7 @@ import { runAdaptive } from './adaptive-pool.ts';
 import type { DicomWebClient } from './client.ts';
 import type { DicomWebServers } from './servers.ts';
 import { parseStowAnswer, reasonText, stowBody, type StowOutcome } from './stow-body.ts';
-import { groupInstances, planStow, STORED, type StowState } from './stow-plan.ts';
+import { groupInstances, sendOrder, planStow, STORED, type StowState } from './stow-plan.ts';
 
 export interface DicomWebDestinationDeps {
   config: Config;
@@ -97,8 +97,7 @@ export class DicomWebDestination implements Destination<StowState> {
   async #sendAll(state: StowState, task: SendTask<StowState>, client: DicomWebClient): Promise<void> {
     const T = this.#deps.config.Transfers;
     const adaptive = new AdaptiveConcurrency({ initial: T.Threads, min: 1, max: Math.max(T.Threads, T.MaxThreads) });
-    const done = task.bucketsDone();
-    const todo = state.groups.map((_g, i) => i).filter((i) => !done.has(i));
+    const todo = sendOrder(state.groups, state.plan, task.bucketsDone());
     const share = this.#deps.inFlight.share(task);
     const started = Date.now();
     let sent = 0;

@@ -13,8 +13,22 @@ export interface StowPart {
 
 const partHeaders = (p: StowPart): Record<string, string> => ({ 'Content-Type': 'application/dicom', 'Content-Length': String(p.Size) });
 
-/** A multipart/related body of `parts`, with its Content-Type and exact length. */
-export function stowBody(store: Store, parts: readonly StowPart[]): { contentType: string; length: number; open: () => Readable } {
+/** The pieces as they are, `onBytes` told of each on its way out. */
+async function* counted(pieces: AsyncIterable<Uint8Array>, onBytes: ((n: number) => void) | undefined): AsyncGenerator<Uint8Array> {
+  for await (const p of pieces) {
+    onBytes?.(p.length);
+    yield p;
+  }
+}
+
+/**
+ * A multipart/related body of `parts`, with its Content-Type and exact length; `open` streams it afresh,
+ * telling `onBytes` of each piece as it goes out (what the requests-in-flight controller measures).
+ */
+export function stowBody(
+  store: Store,
+  parts: readonly StowPart[],
+): { contentType: string; length: number; open: (onBytes?: (n: number) => void) => Readable } {
   const boundary = newBoundary();
   const length = multipartLength(
     parts.map((p) => ({ headers: partHeaders(p), length: p.Size })),
@@ -29,7 +43,7 @@ export function stowBody(store: Store, parts: readonly StowPart[]): { contentTyp
   return {
     contentType: multipartContentType('application/dicom', boundary),
     length,
-    open: () => Readable.from(writeMultipart(outgoing(), boundary), { objectMode: false }),
+    open: (onBytes) => Readable.from(counted(writeMultipart(outgoing(), boundary), onBytes), { objectMode: false }),
   };
 }
 

@@ -38,6 +38,8 @@ const HELP = `usage: npm run bench:wan -- [options]      (as root; --no-wan runs
                             and a 52 MB multi-frame, small ~150 MB, tiny ~8 MB)
   --profiles LIST           link profiles of wanemu.sh: ${Object.keys(PROFILES).join(',')} (default all)
   --methods LIST            ${METHOD_NAMES.join(',')} (default all)
+                            stow and orthanc-stow: STOW-RS by a dicom-xfer node and by Orthanc's DICOMweb plugin
+                            into an Orthanc with that plugin (needs orthanc-dicomweb; orthanc-stow is a baseline)
   --cc cubic|bbr            congestion control inside the namespace (default cubic)
   --no-wan                  plain loopback, no emulated link (for comparison)
   --json FILE               write the full report as JSON

@@ -31,7 +31,9 @@ export function linkProfile(name: ProfileName | 'loopback'): LinkProfile {
  * the wire, as with the plugin), zstd between two nodes that list the extension. Baselines that move one instance per request:
  * Orthanc's own POST /peers/{peer}/store between two real Orthanc servers (with and without its
  * Compress option), and a sequential keep-alive client that re-posts the source's files to the
- * destination's POST /instances.
+ * destination's POST /instances. STOW-RS into an Orthanc with its DICOMweb plugin: `stow` from a dicom-xfer
+ * node (a DicomWebStow job), `orthanc-stow` from an Orthanc with the plugin (its own STOW-RS client, the
+ * baseline); both send the raw instances in multipart/related bodies.
  */
 export const METHODS = {
   'push-gzip': { kind: 'push', compression: 'gzip', baseline: false },
@@ -43,6 +45,8 @@ export const METHODS = {
   'orthanc-store': { kind: 'orthanc', compression: 'none', baseline: true },
   'orthanc-store-gzip': { kind: 'orthanc', compression: 'gzip', baseline: true },
   'post-sequential': { kind: 'post', compression: 'none', baseline: true },
+  stow: { kind: 'stow', compression: 'none', baseline: false },
+  'orthanc-stow': { kind: 'orthanc-stow', compression: 'none', baseline: true },
 } as const;
 export type MethodName = keyof typeof METHODS;
 export const METHOD_NAMES = Object.keys(METHODS) as MethodName[];

@@ -29,6 +29,7 @@ import {
   type WireBytes,
 } from './common.ts';
 import { readCounters, type Counters } from './netns.ts';
+import { runStow, stowUnavailable, type StowRunDeps } from './scenario-stow.ts';
 
 const REPO = resolve(import.meta.dirname, '..', '..');
 const spec = JSON.parse(await readFile(process.argv[2] ?? '', 'utf8')) as RunnerSpec;
@@ -103,10 +104,15 @@ const xferADir = join(spec.workDir, 'xfer-a');
 const orthancADir = join(spec.workDir, 'orthanc-a');
 
 /** A dicom-xfer node on the persistent source directory, with its job history cleared. */
-async function startXferA(port: number, peers: Record<string, string[]>, transfers: Record<string, unknown> = {}): Promise<XferNode> {
+async function startXferA(
+  port: number,
+  peers: Record<string, string[]>,
+  transfers: Record<string, unknown> = {},
+  extra: Record<string, unknown> = {},
+): Promise<XferNode> {
   // A job cut short by a previous run's timeout would resume at start: the source starts without history.
   for (const suffix of ['', '-wal', '-shm']) await rm(join(xferADir, 'data', `jobs.sqlite${suffix}`), { force: true });
-  const config = { Name: 'bench-a', LogLevel: 'warn', OrthancPeers: peers, Transfers: transfers };
+  const config = { Name: 'bench-a', LogLevel: 'warn', OrthancPeers: peers, Transfers: transfers, ...extra };
   return track(await startXferNode({ dir: xferADir, port, config, nodeArgs: nodeArgsOf('BENCH_SENDER_NODE_ARGS') }));
 }
 
@@ -130,7 +136,7 @@ function orthancConfig(name: string): Record<string, unknown> {
   };
 }
 
-async function startOrthancA(peers: Record<string, string[]>): Promise<OrthancServer> {
+async function startOrthancA(peers: Record<string, string[]>, extra: Record<string, unknown> = {}): Promise<OrthancServer> {
   return track(
     await startOrthanc({
       name: 'bench-orthanc-a',
@@ -139,6 +145,7 @@ async function startOrthancA(peers: Record<string, string[]>): Promise<OrthancSe
         StorageDirectory: join(orthancADir, 'storage'),
         IndexDirectory: join(orthancADir, 'index'),
         OrthancPeers: peers,
+        ...extra,
       },
     }),
   );
@@ -457,6 +464,16 @@ async function runPost(method: MethodName, source: Md5Map): Promise<RunResult> {
   return result;
 }
 
+const stowDeps: StowRunDeps = {
+  control,
+  track,
+  orthancConfig,
+  startXferA: (port, extra) => startXferA(port, {}, {}, extra),
+  startOrthancA: (extra) => startOrthancA({}, extra),
+  timed,
+  waitJob,
+};
+
 // ---- the link check and the profile's runs ---------------------------------------------------------------
 
 /** Smallest of five keep-alive HTTP round trips over 127.0.0.1 in this namespace (the shaped path). */
@@ -521,11 +538,16 @@ async function main(): Promise<void> {
     for (const method of spec.methods) {
       if (interrupted) break;
       const kind = METHODS[method].kind;
-      if (kind === 'orthanc' && !orthancInstalled()) {
+      if ((kind === 'orthanc' || kind === 'stow' || kind === 'orthanc-stow') && !orthancInstalled()) {
         result.skipped.push({ method, reason: 'Orthanc is not installed (/usr/sbin/Orthanc)' });
         continue;
       }
-      const sourceKind = kind === 'orthanc' ? 'orthanc' : 'xfer';
+      const noStow = kind === 'stow' || kind === 'orthanc-stow' ? stowUnavailable() : undefined;
+      if (noStow) {
+        result.skipped.push({ method, reason: noStow });
+        continue;
+      }
+      const sourceKind = kind === 'orthanc' || kind === 'orthanc-stow' ? 'orthanc' : 'xfer';
       sources[sourceKind] ??= await prepareSource(sourceKind);
       const source = sources[sourceKind];
       // The baselines run once: they are slow, and bounded in time besides.
@@ -540,7 +562,9 @@ async function main(): Promise<void> {
               ? await runOrthanc(method, source)
               : kind === 'post'
                 ? await runPost(method, source)
-                : await runXfer(method, source);
+                : kind === 'stow' || kind === 'orthanc-stow'
+                  ? await runStow(kind, stowDeps, source)
+                  : await runXfer(method, source);
         } finally {
           await stopAll();
         }

@@ -277,6 +277,16 @@ function headerBlock(headers: Record<string, string>): string {
 }
 
 /**
+ * The exact length of the body writeMultipart makes of parts with these headers and body lengths, for a
+ * Content-Length sent before the first byte (the bodies are then streamed, never held together).
+ */
+export function multipartLength(parts: Iterable<{ headers: Record<string, string>; length: number }>, boundary: string): number {
+  let n = Buffer.byteLength(`--${boundary}--\r\n`, 'latin1');
+  for (const p of parts) n += Buffer.byteLength(`--${boundary}\r\n${headerBlock(p.headers)}`, 'latin1') + p.length + CRLF.length;
+  return n;
+}
+
+/**
  * Writes parts as a multipart body: yields the bytes piece by piece, a part's body as its source yields it.
  * The caller picks the boundary (newBoundary) and says it in the Content-Type (multipartContentType).
  */

@@ -2,21 +2,33 @@
 // MaxRequestSize, a STOW-RS answer read instance by instance, bearer tokens from a real file and a real
 // command (refreshed when the file changes, before expiry, after a refusal).
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { finishedFacts } from '../../src/jobs/facts.ts';
-import { parseStowAnswer, reasonText } from '../../src/dicomweb/client/stow-body.ts';
-import { groupInstances } from '../../src/dicomweb/client/stow-plan.ts';
+import { parseStowAnswer, reasonText, stowBody } from '../../src/dicomweb/client/stow-body.ts';
+import { parseMultipartType, readMultipart } from '../../src/dicomweb/multipart.ts';
+import { EmbeddedStore } from '../../src/store/embedded/store.ts';
+import { md5File } from '../../src/util/fs.ts';
+import { listFiles, someDicom } from '../helpers/data.ts';
+import { groupInstances, sendOrder } from '../../src/dicomweb/client/stow-plan.ts';
 import { bearerTokenOf, parseTokenOutput } from '../../src/dicomweb/client/token.ts';
-import { boundaryOf, firstPart } from '../../src/dicomweb/client/multipart-read.ts';
+import { firstPart } from '../../src/dicomweb/client/retrieve-job.ts';
 
 test('requests of about the bucket size, an instance never split, none above MaxRequestSize unless alone', () => {
   const sizes = [100, 300, 700, 50, 2000, 10, 10].map((Size) => ({ Size }));
   assert.deepEqual(groupInstances(sizes, 1000, undefined), [[0, 1], [2, 3], [4], [5, 6]]);
   assert.deepEqual(groupInstances(sizes, 1000, 400), [[0, 1], [2], [3], [4], [5, 6]]);
   assert.deepEqual(groupInstances([], 1000, undefined), []);
+});
+
+test('requests are sent largest first (a large instance, never split, does not run alone at the end); those done are left out', () => {
+  const plan = [100, 300, 700, 50, 2000, 10, 10].map((Size) => ({ Size }));
+  const groups = groupInstances(plan, 1000, undefined);
+  assert.deepEqual(sendOrder(groups, plan, new Set()), [2, 1, 0, 3]);
+  assert.deepEqual(sendOrder(groups, plan, new Set([2, 0])), [1, 3]);
+  assert.deepEqual(sendOrder([[0], [1]], [{ Size: 5 }, { Size: 5 }], new Set()), [0, 1]);
 });
 
 test('a STOW-RS answer: stored and refused instances with their reasons, as Orthanc and the standard write them', () => {
@@ -42,6 +54,44 @@ test('a STOW-RS answer: stored and refused instances with their reasons, as Orth
   assert.equal(reasonText(0x1234), '0x1234');
 });
 
+test('a STOW-RS body of stored instances: its announced length exact and counted as it streams, each part the stored file', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'dx-stow-body-'));
+  const store = await EmbeddedStore.open(join(dir, 'store'));
+  try {
+    const files = (await listFiles(await someDicom())).slice(0, 5);
+    const parts: { ID: string; Size: number }[] = [];
+    for (const [i, f] of files.entries()) {
+      const copy = join(dir, `in${i}.dcm`);
+      await copyFile(f, copy);
+      const size = (await stat(copy)).size;
+      parts.push({ ID: (await store.ingestFile(copy, size, await md5File(copy))).ids.instance, Size: size });
+    }
+    const body = stowBody(store, parts);
+    assert.equal(parseMultipartType(body.contentType).type, 'application/dicom');
+    // Opened twice, as a retry does: each opening streams the same bytes afresh.
+    for (let round = 0; round < 2; round++) {
+      const bytes: Buffer[] = [];
+      let told = 0;
+      for await (const c of body.open((n) => (told += n))) bytes.push(c as Buffer);
+      const whole = Buffer.concat(bytes);
+      assert.equal(whole.length, body.length);
+      assert.equal(told, body.length, 'every byte told to the controller once');
+      const got: Buffer[] = [];
+      for await (const part of readMultipart([whole], parseMultipartType(body.contentType).boundary)) {
+        assert.equal(part.headers['content-type'], 'application/dicom');
+        const pieces: Buffer[] = [];
+        for await (const p of part.body) pieces.push(p);
+        got.push(Buffer.concat(pieces));
+        assert.equal(part.headers['content-length'], String(got.at(-1)?.length));
+      }
+      assert.deepEqual(got, await Promise.all(files.map((f) => readFile(f))));
+    }
+  } finally {
+    await store.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
 /** Collects what `firstPart` yields for `body` cut into chunks at `cuts`. */
 async function partOf(contentType: string, body: Buffer, cuts: number[]): Promise<Buffer> {
   async function* chunks(): AsyncGenerator<Buffer> {
@@ -59,8 +109,13 @@ async function partOf(contentType: string, body: Buffer, cuts: number[]): Promis
 test('the first part of a WADO-RS multipart answer, streamed whatever the chunks, its boundary quoted or not', async () => {
   const payload = Buffer.from('DICM\r\n--b\r\n-- almost a delimiter \r\n--b-1\r\n-');
   const body = Buffer.concat([Buffer.from('--b1\r\nContent-Type: application/dicom\r\n\r\n'), payload, Buffer.from('\r\n--b1--\r\n')]);
-  assert.equal(boundaryOf('multipart/related; type="application/dicom"; boundary="b1"'), 'b1');
-  assert.equal(boundaryOf('multipart/related; boundary=b1; type="application/dicom"'), 'b1');
+  // The boundary quoted or not, before or after the type parameter.
+  for (const t of [
+    'multipart/related; type="application/dicom"; boundary="b1"',
+    'multipart/related; boundary=b1; type="application/dicom"',
+  ]) {
+    assert.deepEqual(await partOf(t, body, [5]), payload, t);
+  }
   const type = 'multipart/related; boundary=b1';
   // Every place one cut can fall, and every pair of places.
   for (let i = 0; i <= body.length; i++) {
@@ -69,7 +124,9 @@ test('the first part of a WADO-RS multipart answer, streamed whatever the chunks
   }
   assert.deepEqual(await partOf('application/dicom', payload, [3]), payload);
   await assert.rejects(partOf(type, Buffer.from('--b1\r\n\r\nunfinished'), []), /ends inside/);
-  await assert.rejects(partOf(type, Buffer.from('no part'), []), /no part/);
+  await assert.rejects(partOf(type, Buffer.from('no part'), []), /NetworkProtocol|holds no boundary/);
+  await assert.rejects(partOf(type, Buffer.from('--b1--\r\n'), []), /holds no part/);
+  await assert.rejects(partOf('text/plain', payload, []), /WADO-RS answer/);
 });
 
 test('bearer tokens: the file read again when it changes, the command run again before expiry and after a refusal', async () => {

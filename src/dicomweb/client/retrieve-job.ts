@@ -14,10 +14,10 @@ import type { ArrivalSink } from '../../routing/arrivals.ts';
 import { parseJsonBody, RESOURCES_JSON_BODY } from '../../server/json-body.ts';
 import type { IngestResult, Store } from '../../store/types.ts';
 import { AdaptiveConcurrency } from '../../transfer/adaptive/controller.ts';
+import { parseMultipartType, readMultipart } from '../multipart.ts';
 import { retry, retryOptionsFromConfig } from '../../util/retry.ts';
 import { runAdaptive } from './adaptive-pool.ts';
 import type { DicomWebClient } from './client.ts';
-import { firstPart } from './multipart-read.ts';
 import type { DicomWebServers } from './servers.ts';
 
 const Uid = z.string().regex(/^[0-9.]{1,64}$/, { error: 'a DICOM UID' });
@@ -142,6 +142,42 @@ export class DicomWebRetrieveJob implements JobRunner<RetrieveJobQuery, Content,
       { instanceId: result.ids.instance, origin: { kind: 'rest' }, alreadyStored: result.status === 'AlreadyStored' },
     ]);
     return spooled.size;
+  }
+}
+
+/** Most bytes of the first part's headers (and a preamble before it) in a WADO-RS answer. */
+const HEAD_LIMIT = 64 * 1024;
+
+/** A WADO-RS answer that breaks the multipart format is the server's fault, not the node's caller's. */
+function protocolError(e: unknown): unknown {
+  return e instanceof XferError && e.code === 'BadRequest'
+    ? new XferError('NetworkProtocol', `a WADO-RS answer: ${e.details ?? e.message}`)
+    : e;
+}
+
+/**
+ * The body of the first part of a WADO-RS answer as it streams, read by the shared multipart reader (the
+ * part's headers dropped, the rest of the answer left unread); a plain application/dicom answer passes whole.
+ */
+export async function* firstPart(contentType: string, body: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+  if (/^application\/dicom\b/i.test(contentType)) {
+    yield* body;
+    return;
+  }
+  let parts: AsyncGenerator<{ body: AsyncIterable<Buffer> }>;
+  try {
+    parts = readMultipart(body, parseMultipartType(contentType).boundary, { maxHeaderBytes: HEAD_LIMIT, maxParts: 1 });
+  } catch (e) {
+    throw protocolError(e);
+  }
+  try {
+    const first = await parts.next();
+    if (first.done) throw new XferError('NetworkProtocol', 'a WADO-RS answer holds no part');
+    yield* first.value.body;
+  } catch (e) {
+    throw protocolError(e);
+  } finally {
+    await parts.return(undefined);
   }
 }
 

@@ -1,36 +1,49 @@
 // What one STOW-RS request is made of and answers: the multipart/related body of stored instances, written
-// part by part from the store (each instance whole, as stored), and the server's answer read instance by
-// instance (ReferencedSOPSequence, FailedSOPSequence with its reasons). The node's DICOMweb server has its
-// own multipart parser and writer (src/dicomweb/multipart.ts); this writer is the client's small one.
-import { randomBytes } from 'node:crypto';
+// part by part from the store by the shared writer (src/dicomweb/multipart.ts; each instance whole, as
+// stored, never the whole request in memory), and the server's answer read instance by instance
+// (ReferencedSOPSequence, FailedSOPSequence with its reasons).
 import { Readable } from 'node:stream';
 import type { Store } from '../../store/types.ts';
+import { multipartContentType, multipartLength, newBoundary, writeMultipart, type OutgoingPart } from '../multipart.ts';
 
 export interface StowPart {
   ID: string;
   Size: number;
 }
 
-/** A multipart/related body of `parts`, with its Content-Type and exact length. */
-export function stowBody(store: Store, parts: readonly StowPart[]): { contentType: string; length: number; open: () => Readable } {
-  const boundary = `dicom-xfer-${randomBytes(12).toString('hex')}`;
-  const head = (p: StowPart) => Buffer.from(`--${boundary}\r\nContent-Type: application/dicom\r\nContent-Length: ${p.Size}\r\n\r\n`);
-  const tail = Buffer.from(`--${boundary}--\r\n`);
-  const crlf = Buffer.from('\r\n');
-  let length = tail.length;
-  for (const p of parts) length += head(p).length + p.Size + crlf.length;
-  async function* parts_(): AsyncGenerator<Buffer> {
+const partHeaders = (p: StowPart): Record<string, string> => ({ 'Content-Type': 'application/dicom', 'Content-Length': String(p.Size) });
+
+/** The pieces as they are, `onBytes` told of each on its way out. */
+async function* counted(pieces: AsyncIterable<Uint8Array>, onBytes: ((n: number) => void) | undefined): AsyncGenerator<Uint8Array> {
+  for await (const p of pieces) {
+    onBytes?.(p.length);
+    yield p;
+  }
+}
+
+/**
+ * A multipart/related body of `parts`, with its Content-Type and exact length; `open` streams it afresh,
+ * telling `onBytes` of each piece as it goes out (what the requests-in-flight controller measures).
+ */
+export function stowBody(
+  store: Store,
+  parts: readonly StowPart[],
+): { contentType: string; length: number; open: (onBytes?: (n: number) => void) => Readable } {
+  const boundary = newBoundary();
+  const length = multipartLength(
+    parts.map((p) => ({ headers: partHeaders(p), length: p.Size })),
+    boundary,
+  );
+  async function* outgoing(): AsyncGenerator<OutgoingPart> {
     for (const p of parts) {
-      yield head(p);
-      for await (const chunk of await store.readRange(p.ID, 0, p.Size)) yield chunk as Buffer;
-      yield crlf;
+      const range = (await store.readRange(p.ID, 0, p.Size)) as AsyncIterable<Uint8Array>;
+      yield { headers: partHeaders(p), body: range };
     }
-    yield tail;
   }
   return {
-    contentType: `multipart/related; type="application/dicom"; boundary=${boundary}`,
+    contentType: multipartContentType('application/dicom', boundary),
     length,
-    open: () => Readable.from(parts_(), { objectMode: false }),
+    open: (onBytes) => Readable.from(counted(writeMultipart(outgoing(), boundary), onBytes), { objectMode: false }),
   };
 }
 

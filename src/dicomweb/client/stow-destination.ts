@@ -19,7 +19,7 @@ import { runAdaptive } from './adaptive-pool.ts';
 import type { DicomWebClient } from './client.ts';
 import type { DicomWebServers } from './servers.ts';
 import { parseStowAnswer, reasonText, stowBody, type StowOutcome } from './stow-body.ts';
-import { groupInstances, planStow, STORED, type StowState } from './stow-plan.ts';
+import { groupInstances, sendOrder, planStow, STORED, type StowState } from './stow-plan.ts';
 
 export interface DicomWebDestinationDeps {
   config: Config;
@@ -97,8 +97,7 @@ export class DicomWebDestination implements Destination<StowState> {
   async #sendAll(state: StowState, task: SendTask<StowState>, client: DicomWebClient): Promise<void> {
     const T = this.#deps.config.Transfers;
     const adaptive = new AdaptiveConcurrency({ initial: T.Threads, min: 1, max: Math.max(T.Threads, T.MaxThreads) });
-    const done = task.bucketsDone();
-    const todo = state.groups.map((_g, i) => i).filter((i) => !done.has(i));
+    const todo = sendOrder(state.groups, state.plan, task.bucketsDone());
     const share = this.#deps.inFlight.share(task);
     const started = Date.now();
     let sent = 0;
@@ -113,7 +112,6 @@ export class DicomWebDestination implements Destination<StowState> {
       );
       sent += bytes;
       queries++;
-      adaptive.progress(bytes);
       task.setContent({
         UploadedSizeMB: toMegabytes(sent),
         CompletedHttpQueries: queries,
@@ -140,7 +138,9 @@ export class DicomWebDestination implements Destination<StowState> {
     });
     const attempt = async (ps: typeof parts): Promise<StowOutcome[] | string> => {
       try {
-        return await retry((_n, signal) => withGrace(signal, (late) => stowOnce(client, this.#deps.store, ps, late)), opts);
+        // The controller measures the bytes as they stream out, as a push's buckets do, not per answered request.
+        const onBytes = (n: number) => adaptive.progress(n);
+        return await retry((_n, signal) => withGrace(signal, (late) => stowOnce(client, this.#deps.store, ps, late, onBytes)), opts);
       } catch (e) {
         // A refusal of the whole request for what it holds (400, 409, 413, 415...), not of its credentials.
         if (!(e instanceof HttpError) || e.status < 400 || e.status >= 500 || e.status === 401 || e.status === 403) throw e;
@@ -185,13 +185,19 @@ async function withGrace<T>(signal: AbortSignal | undefined, fn: (late: AbortSig
 }
 
 /** POST studies once: the outcomes of the answer (200, 202 partial, 409 all refused). */
-async function stowOnce(client: DicomWebClient, store: Store, parts: { ID: string; Size: number }[], signal: AbortSignal | undefined) {
+async function stowOnce(
+  client: DicomWebClient,
+  store: Store,
+  parts: { ID: string; Size: number }[],
+  signal: AbortSignal | undefined,
+  onBytes: (n: number) => void,
+) {
   const body = stowBody(store, parts);
   const call = {
     method: 'POST' as const,
     path: 'studies',
     headers: { 'content-type': body.contentType, 'content-length': String(body.length), accept: 'application/dicom+json' },
-    body: body.open,
+    body: () => body.open(onBytes),
     signal,
   };
   const res = await client.ok(call, (s) => s === 200 || s === 202 || s === 409);

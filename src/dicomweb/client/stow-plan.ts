@@ -72,3 +72,15 @@ export function groupInstances(plan: readonly { Size: number }[], target: number
   if (cur.length > 0) groups.push(cur);
   return groups;
 }
+
+/**
+ * The requests not yet done, largest first. An instance is never split, so a large one crosses the link on
+ * one connection, whose rate a lossy link caps well below the link's: started first, it runs while the
+ * other requests share the rest of the link, instead of alone at the end.
+ */
+export function sendOrder(groups: readonly (readonly number[])[], plan: readonly { Size: number }[], done: ReadonlySet<number>): number[] {
+  const bytes = groups.map((g) => g.reduce((s, i) => s + (plan[i]?.Size ?? 0), 0));
+  const todo = groups.map((_g, i) => i).filter((i) => !done.has(i));
+  // Stable: requests of equal size keep their plan order.
+  return todo.sort((a, b) => (bytes[b] ?? 0) - (bytes[a] ?? 0));
+}

@@ -1,6 +1,7 @@
 // The node's one budget of what is in flight: requests and bytes of every transfer the node runs (bucket
 // requests of its jobs, chunk answers it serves), capped by Transfers.MaxRequestsInFlight and
-// MaxInFlightSize. One object per node, handed to whatever moves bytes; 0 means no cap.
+// MaxInFlightSize. One object per node, handed to whatever moves bytes; 0 means no cap. It also shares one
+// ceiling of requests in flight between the jobs' controllers (`seat`), so that the node's jobs see one link.
 import type { TransfersConfig } from '../config/types.ts';
 
 /** The caps; 0 (or absent) means none. */
@@ -8,6 +9,11 @@ export interface InFlightLimits {
   maxRequests?: number;
   /** Bytes. */
   maxBytes?: number;
+  /**
+   * The most requests the controllers of the node's running jobs ask for together (their levels), split
+   * between them by `seat`; 0 (or absent): each job its own controller's level.
+   */
+  maxLevels?: number;
 }
 
 /** What is in flight now and since the start, for metrics and tests. */
@@ -39,6 +45,21 @@ export type InFlightOwner = object | string;
 /** The share of the budget one owner (a job's run) uses: `run` as InFlight's, on that owner's behalf. */
 export interface InFlightShare {
   run<T>(bytes: number, signal: AbortSignal | undefined, fn: () => Promise<T>, waiting?: InFlightWaiting): Promise<T>;
+  /** A seat at the node's shared ceiling of requests in flight, for one phase of this owner's buckets. */
+  seat(): InFlightSeat;
+}
+
+/**
+ * One running phase's place at the node's ceiling of requests in flight (InFlightLimits.maxLevels): its
+ * controller says how many requests it wants, the seat answers how many it may run now.
+ */
+export interface InFlightSeat {
+  /** The requests this phase may run now, its controller asking for `wanted` (at least 1). */
+  level(wanted: number): number;
+  /** Calls `fn` when the phase may run more than before (another left, or asks for fewer); answers the unsubscribe. */
+  onRaise(fn: () => void): () => void;
+  /** The phase ends: its share goes to the others. Idempotent. */
+  leave(): void;
 }
 
 /** A request waiting for its share. */
@@ -64,20 +85,31 @@ export class InFlight {
   #peakRequests = 0;
   #peakBytes = 0;
   #waited = 0;
+  readonly #levels: LevelShare;
 
   constructor(limits: InFlightLimits = {}) {
     this.#maxRequests = cap(limits.maxRequests);
     this.#maxBytes = cap(limits.maxBytes);
+    this.#levels = new LevelShare(cap(limits.maxLevels));
   }
 
-  /** The budget of Transfers.MaxRequestsInFlight and Transfers.MaxInFlightSize (MB). */
-  static fromConfig(t: Pick<TransfersConfig, 'MaxRequestsInFlight' | 'MaxInFlightSize'>): InFlight {
-    return new InFlight({ maxRequests: t.MaxRequestsInFlight, maxBytes: t.MaxInFlightSize * MB });
+  /**
+   * The budget of Transfers.MaxRequestsInFlight and Transfers.MaxInFlightSize (MB). The jobs' controllers
+   * share one ceiling: MaxRequestsInFlight when set, else MaxThreads, what one job alone may reach.
+   */
+  static fromConfig(t: Pick<TransfersConfig, 'MaxRequestsInFlight' | 'MaxInFlightSize' | 'MaxThreads'>): InFlight {
+    const maxLevels = t.MaxRequestsInFlight > 0 ? t.MaxRequestsInFlight : t.MaxThreads;
+    return new InFlight({ maxRequests: t.MaxRequestsInFlight, maxBytes: t.MaxInFlightSize * MB, maxLevels });
   }
 
   /** The caps in force (0: none). */
   get limits(): Required<InFlightLimits> {
-    return { maxRequests: this.#maxRequests, maxBytes: this.#maxBytes };
+    return { maxRequests: this.#maxRequests, maxBytes: this.#maxBytes, maxLevels: this.#levels.max };
+  }
+
+  /** A seat at the node's shared ceiling of requests in flight (see InFlightSeat). */
+  seat(): InFlightSeat {
+    return this.#levels.seat();
   }
 
   get counters(): InFlightCounters {
@@ -93,7 +125,7 @@ export class InFlight {
 
   /** The budget as one owner (a job's run) meets it: its requests get their fair share beside the others'. */
   share(owner: InFlightOwner): InFlightShare {
-    return { run: (bytes, signal, fn, waiting) => this.run(bytes, signal, fn, waiting, owner) };
+    return { run: (bytes, signal, fn, waiting) => this.run(bytes, signal, fn, waiting, owner), seat: () => this.seat() };
   }
 
   /**
@@ -207,6 +239,87 @@ export class InFlight {
       }
     }
     return best;
+  }
+}
+
+/** A running phase at the shared ceiling: what its controller asks for now. */
+interface Seated {
+  wanted: number;
+  raised: Set<() => void>;
+}
+
+/**
+ * The node's ceiling of requests in flight split between the running phases: max-min fair (a phase that
+ * asks for less than an even split leaves the rest to the others; what does not divide evenly goes to the
+ * phases seated first), each at least 1. With one phase, its controller's level up to the ceiling: as before.
+ */
+class LevelShare {
+  readonly max: number;
+  /** Seated phases in the order they came. */
+  readonly #seated: Seated[] = [];
+
+  /** `max`: the ceiling; 0 for none (every phase runs its controller's level). */
+  constructor(max: number) {
+    this.max = max;
+  }
+
+  seat(): InFlightSeat {
+    const me: Seated = { wanted: 1, raised: new Set() };
+    this.#seated.push(me);
+    let left = false;
+    return {
+      level: (wanted) => {
+        const w = Math.max(1, Math.floor(wanted));
+        if (!left && w !== me.wanted) {
+          const lower = w < me.wanted;
+          me.wanted = w;
+          if (lower) this.#raiseOthers(me);
+        }
+        return left || this.max === 0 ? w : (this.#grants().get(me) ?? w);
+      },
+      onRaise: (fn) => {
+        me.raised.add(fn);
+        return () => me.raised.delete(fn);
+      },
+      leave: () => {
+        if (left) return;
+        left = true;
+        this.#seated.splice(this.#seated.indexOf(me), 1);
+        this.#raiseOthers(me);
+      },
+    };
+  }
+
+  /** What each seated phase may run now (water-filling of `max` over their wants, seating order on ties). */
+  #grants(): Map<Seated, number> {
+    const out = new Map<Seated, number>();
+    let room = Math.max(this.max, this.#seated.length);
+    const byWant = this.#seated.map((s, i) => ({ s, i })).sort((a, b) => a.s.wanted - b.s.wanted || a.i - b.i);
+    // The smallest wants first: each gets its want or an even split of what is left, whichever is less.
+    const even: { s: Seated; i: number }[] = [];
+    for (let k = 0; k < byWant.length; k++) {
+      const { s, i } = byWant[k] as { s: Seated; i: number };
+      const split = Math.floor(room / (byWant.length - k));
+      if (s.wanted <= split) {
+        out.set(s, s.wanted);
+        room -= s.wanted;
+      } else even.push({ s, i });
+    }
+    // The rest split what is left evenly; the remainder one each to those seated first.
+    even.sort((a, b) => a.i - b.i);
+    const base = even.length > 0 ? Math.floor(room / even.length) : 0;
+    let extra = room - base * even.length;
+    for (const { s } of even) {
+      const g = Math.min(s.wanted, base + (extra > 0 ? 1 : 0));
+      if (extra > 0) extra--;
+      out.set(s, Math.max(1, g));
+    }
+    return out;
+  }
+
+  #raiseOthers(me: Seated): void {
+    if (this.max === 0) return;
+    for (const s of [...this.#seated]) if (s !== me) for (const fn of [...s.raised]) fn();
   }
 }
 

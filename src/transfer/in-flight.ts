@@ -103,8 +103,13 @@ export class InFlight {
   }
 
   /** The caps in force (0: none). */
-  get limits(): Required<InFlightLimits> {
-    return { maxRequests: this.#maxRequests, maxBytes: this.#maxBytes, maxLevels: this.#levels.max };
+  get limits(): Required<Omit<InFlightLimits, 'maxLevels'>> {
+    return { maxRequests: this.#maxRequests, maxBytes: this.#maxBytes };
+  }
+
+  /** The ceiling of requests in flight the running phases share (0: none). */
+  get levelCeiling(): number {
+    return this.#levels.max;
   }
 
   /** A seat at the node's shared ceiling of requests in flight (see InFlightSeat). */

@@ -86,7 +86,7 @@ test('a request aborted while it waits holds nothing, and run() releases after a
 
 test('caps of 0 hold nothing back: every request goes on at once and is still counted', async () => {
   const b = InFlight.fromConfig({ MaxRequestsInFlight: 0, MaxInFlightSize: 0, MaxThreads: 64 });
-  assert.deepEqual(b.limits, { maxRequests: 0, maxBytes: 0, maxLevels: 64 });
+  assert.deepEqual(b.limits, { maxRequests: 0, maxBytes: 0 });
   const told: (string | undefined)[] = [];
   const releases = await Promise.all(Array.from({ length: 500 }, () => b.acquire(64 * MB, undefined, (why) => told.push(why))));
   assert.equal(b.counters.requests, 500);
@@ -99,7 +99,6 @@ test('caps of 0 hold nothing back: every request goes on at once and is still co
   assert.deepEqual(InFlight.fromConfig({ MaxRequestsInFlight: 8, MaxInFlightSize: 64, MaxThreads: 64 }).limits, {
     maxRequests: 8,
     maxBytes: 64 * MB,
-    maxLevels: 8,
   });
 });
 
@@ -270,6 +269,6 @@ test('seats: the others are told when a seat leaves or asks for fewer, not when 
 });
 
 test('the configuration: the ceiling is MaxRequestsInFlight when set, else MaxThreads', () => {
-  assert.equal(InFlight.fromConfig({ MaxRequestsInFlight: 0, MaxInFlightSize: 0, MaxThreads: 64 }).limits.maxLevels, 64);
-  assert.equal(InFlight.fromConfig({ MaxRequestsInFlight: 12, MaxInFlightSize: 0, MaxThreads: 64 }).limits.maxLevels, 12);
+  assert.equal(InFlight.fromConfig({ MaxRequestsInFlight: 0, MaxInFlightSize: 0, MaxThreads: 64 }).levelCeiling, 64);
+  assert.equal(InFlight.fromConfig({ MaxRequestsInFlight: 12, MaxInFlightSize: 0, MaxThreads: 64 }).levelCeiling, 12);
 });

@@ -339,7 +339,8 @@ export const TRANSFERS_SETTINGS: {
     meaning:
       'dicom-xfer extension: most requests one job keeps in flight when it widens beyond Threads on a link that rewards it (a lossy ' +
       'link, where each TCP connection gets a small share). As a source, also the chunk requests served at once. Not below Threads. ' +
-      'Jobs running at once share it (without MaxRequestsInFlight): their levels together stay within it, each its fair part, at least one.',
+      'Jobs running at once share it (without MaxRequestsInFlight): their levels together stay within it, each its fair part, ' +
+      'at least one.',
     source: 'dicom-xfer',
   },
   IdleTransactionTimeout: {

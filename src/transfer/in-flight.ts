@@ -255,8 +255,8 @@ interface Seated {
 
 /**
  * The node's ceiling of requests in flight split between the running phases: max-min fair (a phase that
- * asks for less than an even split leaves the rest to the others; what does not divide evenly goes to the
- * phases seated first), each at least 1. With one phase, its controller's level up to the ceiling: as before.
+ * asks for less than an even split leaves the rest to the others; an even split rounded up, so that phases
+ * get equal parts), each at least 1. With one phase, its controller's level up to the ceiling: as before.
  */
 class LevelShare {
   readonly max: number;
@@ -269,7 +269,8 @@ class LevelShare {
   }
 
   seat(): InFlightSeat {
-    const me: Seated = { wanted: 1, raised: new Set() };
+    // Until it asks, a phase counts as wanting the whole ceiling: the others make room for it at once.
+    const me: Seated = { wanted: Math.max(1, this.max), raised: new Set() };
     this.#seated.push(me);
     let left = false;
     return {
@@ -295,30 +296,24 @@ class LevelShare {
     };
   }
 
-  /** What each seated phase may run now (water-filling of `max` over their wants, seating order on ties). */
+  /** What each seated phase may run now (water-filling of `max` over their wants). */
   #grants(): Map<Seated, number> {
     const out = new Map<Seated, number>();
     let room = Math.max(this.max, this.#seated.length);
-    const byWant = this.#seated.map((s, i) => ({ s, i })).sort((a, b) => a.s.wanted - b.s.wanted || a.i - b.i);
-    // The smallest wants first: each gets its want or an even split of what is left, whichever is less.
-    const even: { s: Seated; i: number }[] = [];
-    for (let k = 0; k < byWant.length; k++) {
-      const { s, i } = byWant[k] as { s: Seated; i: number };
-      const split = Math.floor(room / (byWant.length - k));
-      if (s.wanted <= split) {
-        out.set(s, s.wanted);
-        room -= s.wanted;
-      } else even.push({ s, i });
+    const byWant = [...this.#seated].sort((x, y) => x.wanted - y.wanted);
+    // The smallest wants first, each while it is within an even split of what is left; the rest split it.
+    let k = 0;
+    for (; k < byWant.length; k++) {
+      const s = byWant[k] as Seated;
+      if (s.wanted > Math.floor(room / (byWant.length - k))) break;
+      out.set(s, s.wanted);
+      room -= s.wanted;
     }
-    // The rest split what is left evenly; the remainder one each to those seated first.
-    even.sort((a, b) => a.i - b.i);
-    const base = even.length > 0 ? Math.floor(room / even.length) : 0;
-    let extra = room - base * even.length;
-    for (const { s } of even) {
-      const g = Math.min(s.wanted, base + (extra > 0 ? 1 : 0));
-      if (extra > 0) extra--;
-      out.set(s, Math.max(1, g));
-    }
+    const even = byWant.slice(k);
+    // The rest split what is left evenly, rounded up: an extra request to some would give them a third more
+    // than the others at 3 each (64 among 20); the ceiling is passed by fewer requests than there are phases.
+    const part = even.length > 0 ? Math.ceil(room / even.length) : 0;
+    for (const s of even) out.set(s, Math.max(1, Math.min(s.wanted, part)));
     return out;
   }
 

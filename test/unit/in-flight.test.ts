@@ -219,10 +219,11 @@ test('seats share the node ceiling of requests in flight: alone up to it, then e
   // Two phases wanting more than half: half each.
   assert.equal(c.level(40), 5);
   assert.equal(a.level(40), 5);
-  // A third: 10 does not divide by 3, the one seated first gets the extra request.
+  // A third: 10 does not divide by 3; equal parts, rounded up (one request over the ceiling, not one phase
+  // with a third more than the others).
   const d = b.seat();
-  assert.equal(d.level(40), 3);
-  assert.deepEqual([a.level(40), c.level(40), d.level(40)], [4, 3, 3]);
+  assert.equal(d.level(40), 4);
+  assert.deepEqual([a.level(40), c.level(40), d.level(40)], [4, 4, 4]);
   // One wanting 2 leaves the rest to the others: 4 each.
   assert.deepEqual([c.level(2), a.level(40), d.level(40)], [2, 4, 4]);
   // One leaving gives its part away; leave is idempotent.
@@ -231,6 +232,21 @@ test('seats share the node ceiling of requests in flight: alone up to it, then e
   assert.deepEqual([a.level(40), d.level(40)], [5, 5]);
   // After leaving, a seat no longer counts and answers its own want.
   assert.equal(c.level(7), 7);
+});
+
+test('seats: twenty phases under a ceiling of 64 run 4 each; wants below the split are met and their rest shared', () => {
+  const b = new InFlight({ maxLevels: 64 });
+  const seats = Array.from({ length: 20 }, () => b.seat());
+  assert.deepEqual(new Set(seats.map((s) => s.level(8))), new Set([4]));
+  // Five want 1: the fifteen others share 59, 4 each (rounded up).
+  for (const s of seats.slice(0, 5)) s.level(1);
+  assert.deepEqual(
+    seats.map((s) => s.level(s === seats[0] || seats.indexOf(s) < 5 ? 1 : 64)),
+    [1, 1, 1, 1, 1, ...Array(15).fill(4)],
+  );
+  // Eighteen leave: the two left share 64 between them, one wanting 1.
+  for (const s of seats.slice(1, 19)) s.leave();
+  assert.deepEqual([seats[0]?.level(1), seats[19]?.level(64)], [1, 63]);
 });
 
 test('seats: every phase runs at least one request, however many share the ceiling; 0 means no ceiling', () => {

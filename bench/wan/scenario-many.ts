@@ -2,8 +2,10 @@
 // twenty sender nodes pushing at once to one receiver, or one node running twenty jobs at once to twenty
 // receivers, over one link. Reports each job's rate against the fair share, the aggregate against the
 // link, each node's peak RSS and CPU seconds, and the bytes offered to the link second by second (where the
-// aggregate falls short: the start, the tail). bench/wan.ts calls manyScenario, which sets up each profile's namespace
-// and runs this file inside it (node --import tsx bench/wan/scenario-many.ts SPEC.json).
+// aggregate falls short: the start, the tail). The jobs carry what --set gives: `small` 4.5 MB each (mostly
+// start and tail), `full` about 30 MB each (611 MB; files over half a job's share left out). bench/wan.ts
+// calls manyScenario, which sets up each profile's namespace and runs this file inside it
+// (node --import tsx bench/wan/scenario-many.ts SPEC.json).
 import { readFile, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -364,7 +366,7 @@ export function manyMarkdown(r: ManyResult): string[] {
   lines.push(
     '| figure | value |',
     '|---|---:|',
-    `| payload | ${(total / 1e6).toFixed(1)} MB in ${r.jobs} jobs |`,
+    `| payload | ${(total / 1e6).toFixed(1)} MB in ${r.jobs} jobs (${(total / r.jobs / 1e6).toFixed(1)} MB each) |`,
     `| time to the last success | ${r.makespan.toFixed(1)} s |`,
     `| aggregate | ${mbps(aggregate)} Mbit/s${p.rateMbit ? ` (${Math.round((aggregate / p.rateMbit) * 100)}% of the link)` : ''} |`,
     ...wireRow(r),

@@ -342,7 +342,9 @@ export const TRANSFERS_SETTINGS: {
     },
     meaning:
       'dicom-xfer extension: most requests one job keeps in flight when it widens beyond Threads on a link that rewards it (a lossy ' +
-      'link, where each TCP connection gets a small share). As a source, also the chunk requests served at once. Not below Threads.',
+      'link, where each TCP connection gets a small share). As a source, also the chunk requests served at once. Not below Threads. ' +
+      'Jobs running at once share it (without MaxRequestsInFlight): their levels together stay within it, each its fair part, ' +
+      'at least one.',
     source: 'dicom-xfer',
   },
   IdleTransactionTimeout: {
@@ -432,7 +434,8 @@ export const TRANSFERS_SETTINGS: {
     default: TRANSFERS_DEFAULTS.MaxRequestsInFlight,
     meaning:
       'dicom-xfer: most transfer requests the node has in flight at once, across all its jobs and the chunk answers it serves; a request ' +
-      "beyond it waits its turn (the job says so in Content.Waiting). 0 means no cap beyond each job's MaxThreads.",
+      "beyond it waits its turn (the job says so in Content.Waiting). It is also the ceiling the running jobs' levels share, in " +
+      "place of MaxThreads. 0 means no cap on requests; the jobs' levels then share MaxThreads.",
     source: 'dicom-xfer',
   },
   MaxInFlightSize: {

@@ -12,6 +12,7 @@ import { AdaptiveConcurrency } from './adaptive/controller.ts';
 import { LINK_PROFILE_VERSION, type LinkKey, type LinkProfile } from './adaptive/link-profile.ts';
 import { LevelCap } from './bandwidth/level-cap.ts';
 import { runWithLimit } from './adaptive/pool.ts';
+import type { InFlightSeat } from './in-flight.ts';
 import { type Direction, SIZE_KEY, TransactionGone, type TransferRun } from './run.ts';
 import { SpanQueue, spanLabel, type Span, type SpanQueueOptions } from './spans.ts';
 
@@ -148,23 +149,39 @@ class BucketPhase {
     const adaptive = this.#adaptive;
     // Under a bandwidth limit, no more requests than the level that reached it (bandwidth/level-cap.ts).
     const cap = new LevelCap(() => this.#r.rateCeiling());
-    await runWithLimit(
-      () => this.#nextSpan(queue),
-      () => cap.of(adaptive.limit),
-      (span) => this.#move(span),
-      () => ctx.signal.aborted,
-      (wake) =>
-        adaptive.onDecision(() => {
-          cap.observe(adaptive.limit, adaptive.rate);
-          // The controller's last decisions, [seconds into the run, requests in flight, MB/s measured].
-          const recent = adaptive.history.slice(-ADAPTIVE_HISTORY);
-          ctx.setContent({
-            BucketsInFlight: adaptive.limit,
-            Adaptive: recent.map((d) => [round1((d.at - t0) / 1000), d.limit, round1(d.bytesPerSecond / 1e6)]),
-          });
-          wake();
-        }),
-    );
+    // The node's running jobs share one ceiling of requests in flight (in-flight.ts): each its fair part.
+    const seat = this.#r.inFlight.seat();
+    try {
+      await runWithLimit(
+        () => this.#nextSpan(queue),
+        () => seat.level(cap.of(adaptive.limit)),
+        (span) => this.#move(span),
+        () => ctx.signal.aborted,
+        (wake) => this.#watch(adaptive, cap, seat, t0, wake),
+      );
+    } finally {
+      seat.leave();
+    }
+  }
+
+  /** Wakes the runner after each decision of the controller (published in Content) and when the seat grows. */
+  #watch(adaptive: AdaptiveConcurrency, cap: LevelCap, seat: InFlightSeat, t0: number, wake: () => void): () => void {
+    const { ctx } = this.#r;
+    const offRaise = seat.onRaise(wake);
+    const offDecision = adaptive.onDecision(() => {
+      cap.observe(adaptive.limit, adaptive.rate);
+      // The controller's last decisions, [seconds into the run, requests in flight, MB/s measured].
+      const recent = adaptive.history.slice(-ADAPTIVE_HISTORY);
+      ctx.setContent({
+        BucketsInFlight: adaptive.limit,
+        Adaptive: recent.map((d) => [round1((d.at - t0) / 1000), d.limit, round1(d.bytesPerSecond / 1e6)]),
+      });
+      wake();
+    });
+    return () => {
+      offRaise();
+      offDecision();
+    };
   }
 
   /**

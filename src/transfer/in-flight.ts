@@ -1,6 +1,7 @@
 // The node's one budget of what is in flight: requests and bytes of every transfer the node runs (bucket
 // requests of its jobs, chunk answers it serves), capped by Transfers.MaxRequestsInFlight and
-// MaxInFlightSize. One object per node, handed to whatever moves bytes; 0 means no cap.
+// MaxInFlightSize. One object per node, handed to whatever moves bytes; 0 means no cap. It also shares one
+// ceiling of requests in flight between the jobs' controllers (`seat`), so that the node's jobs see one link.
 import type { TransfersConfig } from '../config/types.ts';
 
 /** The caps; 0 (or absent) means none. */
@@ -8,6 +9,11 @@ export interface InFlightLimits {
   maxRequests?: number;
   /** Bytes. */
   maxBytes?: number;
+  /**
+   * The most requests the controllers of the node's running jobs ask for together (their levels), split
+   * between them by `seat`; 0 (or absent): each job its own controller's level.
+   */
+  maxLevels?: number;
 }
 
 /** What is in flight now and since the start, for metrics and tests. */
@@ -39,6 +45,21 @@ export type InFlightOwner = object | string;
 /** The share of the budget one owner (a job's run) uses: `run` as InFlight's, on that owner's behalf. */
 export interface InFlightShare {
   run<T>(bytes: number, signal: AbortSignal | undefined, fn: () => Promise<T>, waiting?: InFlightWaiting): Promise<T>;
+  /** A seat at the node's shared ceiling of requests in flight, for one phase of this owner's buckets. */
+  seat(): InFlightSeat;
+}
+
+/**
+ * One running phase's place at the node's ceiling of requests in flight (InFlightLimits.maxLevels): its
+ * controller says how many requests it wants, the seat answers how many it may run now.
+ */
+export interface InFlightSeat {
+  /** The requests this phase may run now, its controller asking for `wanted` (at least 1). */
+  level(wanted: number): number;
+  /** Calls `fn` when the phase may run more than before (another left, or asks for fewer); answers the unsubscribe. */
+  onRaise(fn: () => void): () => void;
+  /** The phase ends: its share goes to the others. Idempotent. */
+  leave(): void;
 }
 
 /** A request waiting for its share. */
@@ -64,20 +85,36 @@ export class InFlight {
   #peakRequests = 0;
   #peakBytes = 0;
   #waited = 0;
+  readonly #levels: LevelShare;
 
   constructor(limits: InFlightLimits = {}) {
     this.#maxRequests = cap(limits.maxRequests);
     this.#maxBytes = cap(limits.maxBytes);
+    this.#levels = new LevelShare(cap(limits.maxLevels));
   }
 
-  /** The budget of Transfers.MaxRequestsInFlight and Transfers.MaxInFlightSize (MB). */
-  static fromConfig(t: Pick<TransfersConfig, 'MaxRequestsInFlight' | 'MaxInFlightSize'>): InFlight {
-    return new InFlight({ maxRequests: t.MaxRequestsInFlight, maxBytes: t.MaxInFlightSize * MB });
+  /**
+   * The budget of Transfers.MaxRequestsInFlight and Transfers.MaxInFlightSize (MB). The jobs' controllers
+   * share one ceiling: MaxRequestsInFlight when set, else MaxThreads, what one job alone may reach.
+   */
+  static fromConfig(t: Pick<TransfersConfig, 'MaxRequestsInFlight' | 'MaxInFlightSize' | 'MaxThreads'>): InFlight {
+    const maxLevels = t.MaxRequestsInFlight > 0 ? t.MaxRequestsInFlight : t.MaxThreads;
+    return new InFlight({ maxRequests: t.MaxRequestsInFlight, maxBytes: t.MaxInFlightSize * MB, maxLevels });
   }
 
   /** The caps in force (0: none). */
-  get limits(): Required<InFlightLimits> {
+  get limits(): Required<Omit<InFlightLimits, 'maxLevels'>> {
     return { maxRequests: this.#maxRequests, maxBytes: this.#maxBytes };
+  }
+
+  /** The ceiling of requests in flight the running phases share (0: none). */
+  get levelCeiling(): number {
+    return this.#levels.max;
+  }
+
+  /** A seat at the node's shared ceiling of requests in flight (see InFlightSeat). */
+  seat(): InFlightSeat {
+    return this.#levels.seat();
   }
 
   get counters(): InFlightCounters {
@@ -93,7 +130,7 @@ export class InFlight {
 
   /** The budget as one owner (a job's run) meets it: its requests get their fair share beside the others'. */
   share(owner: InFlightOwner): InFlightShare {
-    return { run: (bytes, signal, fn, waiting) => this.run(bytes, signal, fn, waiting, owner) };
+    return { run: (bytes, signal, fn, waiting) => this.run(bytes, signal, fn, waiting, owner), seat: () => this.seat() };
   }
 
   /**
@@ -207,6 +244,82 @@ export class InFlight {
       }
     }
     return best;
+  }
+}
+
+/** A running phase at the shared ceiling: what its controller asks for now. */
+interface Seated {
+  wanted: number;
+  raised: Set<() => void>;
+}
+
+/**
+ * The node's ceiling of requests in flight split between the running phases: max-min fair (a phase that
+ * asks for less than an even split leaves the rest to the others; an even split rounded up, so that phases
+ * get equal parts), each at least 1. With one phase, its controller's level up to the ceiling: as before.
+ */
+class LevelShare {
+  readonly max: number;
+  /** Seated phases in the order they came. */
+  readonly #seated: Seated[] = [];
+
+  /** `max`: the ceiling; 0 for none (every phase runs its controller's level). */
+  constructor(max: number) {
+    this.max = max;
+  }
+
+  seat(): InFlightSeat {
+    // Until it asks, a phase counts as wanting the whole ceiling: the others make room for it at once.
+    const me: Seated = { wanted: Math.max(1, this.max), raised: new Set() };
+    this.#seated.push(me);
+    let left = false;
+    return {
+      level: (wanted) => {
+        const w = Math.max(1, Math.floor(wanted));
+        if (!left && w !== me.wanted) {
+          const lower = w < me.wanted;
+          me.wanted = w;
+          if (lower) this.#raiseOthers(me);
+        }
+        return left || this.max === 0 ? w : (this.#grants().get(me) ?? w);
+      },
+      onRaise: (fn) => {
+        me.raised.add(fn);
+        return () => me.raised.delete(fn);
+      },
+      leave: () => {
+        if (left) return;
+        left = true;
+        this.#seated.splice(this.#seated.indexOf(me), 1);
+        this.#raiseOthers(me);
+      },
+    };
+  }
+
+  /** What each seated phase may run now (water-filling of `max` over their wants). */
+  #grants(): Map<Seated, number> {
+    const out = new Map<Seated, number>();
+    let room = Math.max(this.max, this.#seated.length);
+    const byWant = [...this.#seated].sort((x, y) => x.wanted - y.wanted);
+    // The smallest wants first, each while it is within an even split of what is left; the rest split it.
+    let k = 0;
+    for (; k < byWant.length; k++) {
+      const s = byWant[k] as Seated;
+      if (s.wanted > Math.floor(room / (byWant.length - k))) break;
+      out.set(s, s.wanted);
+      room -= s.wanted;
+    }
+    const even = byWant.slice(k);
+    // The rest split what is left evenly, rounded up: an extra request to some would give them a third more
+    // than the others at 3 each (64 among 20); the ceiling is passed by fewer requests than there are phases.
+    const part = even.length > 0 ? Math.ceil(room / even.length) : 0;
+    for (const s of even) out.set(s, Math.max(1, Math.min(s.wanted, part)));
+    return out;
+  }
+
+  #raiseOthers(me: Seated): void {
+    if (this.max === 0) return;
+    for (const s of [...this.#seated]) if (s !== me) for (const fn of [...s.raised]) fn();
   }
 }
 

@@ -85,7 +85,7 @@ test('a request aborted while it waits holds nothing, and run() releases after a
 });
 
 test('caps of 0 hold nothing back: every request goes on at once and is still counted', async () => {
-  const b = InFlight.fromConfig({ MaxRequestsInFlight: 0, MaxInFlightSize: 0 });
+  const b = InFlight.fromConfig({ MaxRequestsInFlight: 0, MaxInFlightSize: 0, MaxThreads: 64 });
   assert.deepEqual(b.limits, { maxRequests: 0, maxBytes: 0 });
   const told: (string | undefined)[] = [];
   const releases = await Promise.all(Array.from({ length: 500 }, () => b.acquire(64 * MB, undefined, (why) => told.push(why))));
@@ -96,7 +96,10 @@ test('caps of 0 hold nothing back: every request goes on at once and is still co
   for (const r of releases) r();
   assert.equal(b.counters.requests, 0);
   // The configuration's MB become bytes.
-  assert.deepEqual(InFlight.fromConfig({ MaxRequestsInFlight: 8, MaxInFlightSize: 64 }).limits, { maxRequests: 8, maxBytes: 64 * MB });
+  assert.deepEqual(InFlight.fromConfig({ MaxRequestsInFlight: 8, MaxInFlightSize: 64, MaxThreads: 64 }).limits, {
+    maxRequests: 8,
+    maxBytes: 64 * MB,
+  });
 });
 
 /** Starts `n` requests of `owner`, each noting its name in `order` when admitted, and answers their releases. */
@@ -204,4 +207,84 @@ test("share(owner).run takes the owner's turn; requests without an owner share o
   for (const p of anon.slice(1)) (await p)();
   assert.deepEqual(order, ['job', 'n0', 'n1', 'n2']);
   assert.equal(b.counters.requests, 0);
+});
+
+test('seats share the node ceiling of requests in flight: alone up to it, then even parts, a small want leaving its rest', () => {
+  const b = new InFlight({ maxLevels: 10 });
+  const a = b.seat();
+  // Alone, a phase runs its controller's level, up to the ceiling.
+  assert.equal(a.level(8), 8);
+  assert.equal(a.level(40), 10);
+  const c = b.seat();
+  // Two phases wanting more than half: half each.
+  assert.equal(c.level(40), 5);
+  assert.equal(a.level(40), 5);
+  // A third: 10 does not divide by 3; equal parts, rounded up (one request over the ceiling, not one phase
+  // with a third more than the others).
+  const d = b.seat();
+  assert.equal(d.level(40), 4);
+  assert.deepEqual([a.level(40), c.level(40), d.level(40)], [4, 4, 4]);
+  // One wanting 2 leaves the rest to the others: 4 each.
+  assert.deepEqual([c.level(2), a.level(40), d.level(40)], [2, 4, 4]);
+  // One leaving gives its part away; leave is idempotent.
+  c.leave();
+  c.leave();
+  assert.deepEqual([a.level(40), d.level(40)], [5, 5]);
+  // After leaving, a seat no longer counts and answers its own want.
+  assert.equal(c.level(7), 7);
+});
+
+test('seats: twenty phases under a ceiling of 64 run 4 each; wants below the split are met and their rest shared', () => {
+  const b = new InFlight({ maxLevels: 64 });
+  const seats = Array.from({ length: 20 }, () => b.seat());
+  assert.deepEqual(new Set(seats.map((s) => s.level(8))), new Set([4]));
+  // Five want 1: the fifteen others share 59, 4 each (rounded up).
+  for (const s of seats.slice(0, 5)) s.level(1);
+  assert.deepEqual(
+    seats.map((s) => s.level(s === seats[0] || seats.indexOf(s) < 5 ? 1 : 64)),
+    [1, 1, 1, 1, 1, ...Array(15).fill(4)],
+  );
+  // Eighteen leave: the two left share 64 between them, one wanting 1.
+  for (const s of seats.slice(1, 19)) s.leave();
+  assert.deepEqual([seats[0]?.level(1), seats[19]?.level(64)], [1, 63]);
+});
+
+test('seats: every phase runs at least one request, however many share the ceiling; 0 means no ceiling', () => {
+  const b = new InFlight({ maxLevels: 4 });
+  const seats = Array.from({ length: 6 }, () => b.seat());
+  assert.deepEqual(
+    seats.map((s) => s.level(16)),
+    [1, 1, 1, 1, 1, 1],
+  );
+  for (const s of seats) s.leave();
+  const none = new InFlight({ maxLevels: 0 });
+  const x = none.seat();
+  const y = none.seat();
+  assert.deepEqual([x.level(64), y.level(64)], [64, 64]);
+});
+
+test('seats: the others are told when a seat leaves or asks for fewer, not when it asks for more', () => {
+  const b = new InFlight({ maxLevels: 8 });
+  const a = b.seat();
+  const c = b.seat();
+  a.level(8);
+  c.level(8);
+  const told: string[] = [];
+  const offA = a.onRaise(() => told.push('a'));
+  c.onRaise(() => told.push('c'));
+  c.level(16);
+  assert.deepEqual(told, []);
+  c.level(2);
+  assert.deepEqual(told, ['a']);
+  assert.equal(a.level(8), 6);
+  offA();
+  c.leave();
+  assert.deepEqual(told, ['a']);
+  a.leave();
+  assert.deepEqual(told, ['a']);
+});
+
+test('the configuration: the ceiling is MaxRequestsInFlight when set, else MaxThreads', () => {
+  assert.equal(InFlight.fromConfig({ MaxRequestsInFlight: 0, MaxInFlightSize: 0, MaxThreads: 64 }).levelCeiling, 64);
+  assert.equal(InFlight.fromConfig({ MaxRequestsInFlight: 12, MaxInFlightSize: 0, MaxThreads: 64 }).levelCeiling, 12);
 });

@@ -201,7 +201,7 @@ describe('transfers server in-process', { skip: needs(REAL_DICOM) }, () => {
     const c0 = { ...server.receiver.counters };
     const [a, b] = files as [Buffer, Buffer];
     // Instances the node does not hold yet: copies under new UIDs are not needed, a fresh node is.
-    const other = await startNode();
+    const other = await startNode({ Transfers: { MaxPushTransactions: 4 } });
     try {
       const receiver = other.app.parts.transfers.receiver;
       assert.ok(receiver);

@@ -3,7 +3,6 @@
 import type pg from 'pg';
 import { z } from 'zod';
 import type { Level, MainTags } from '../../dicom/types.ts';
-import { XferError } from '../../errors.ts';
 import type {
   AdoptResult,
   IndexCounts,
@@ -13,37 +12,18 @@ import type {
   InstanceIndex,
   ReplacePolicy,
 } from '../../store/embedded/instance-index.ts';
-import { readStored } from '../../util/stored-json.ts';
 import { inTransaction } from './pool.ts';
-
-const LEVEL_NUM: Record<Level, number> = { Patient: 0, Study: 1, Series: 2, Instance: 3 };
-const NUM_LEVEL: readonly Level[] = ['Patient', 'Study', 'Series', 'Instance'];
-
-const MainTagsSchema = z.record(z.string(), z.string());
-
-const ResourceRow = z.object({
-  seq: z.number().int(),
-  id: z.string(),
-  level: z.number().int().min(0).max(3),
-  parent_id: z.string().nullable(),
-  main_tags: z.string(),
-  patient_tags: z.string().nullable(),
-  last_update: z.number(),
-});
-
-const InstanceRow = z.object({
-  id: z.string(),
-  file: z.string(),
-  size: z.number().int().nonnegative(),
-  md5: z.string(),
-  index_in_series: z.number().int().nullable(),
-});
-
-const SeqRow = z.object({ seq: z.number().int() });
-const ParentRow = z.object({ seq: z.number().int(), parent: z.number().int().nullable() });
-const CountRow = z.object({ n: z.number() });
-const IdRow = z.object({ id: z.string() });
-const FileRow = z.object({ file: z.string() });
+import {
+  CountRow,
+  checked,
+  FileRow,
+  IdRow,
+  LEVEL_NUM,
+  ParentRow,
+  SeqRow,
+  toInstance,
+  toResource,
+} from '../../store/embedded/index-rows.ts';
 
 const RESOURCE = 'SELECT r.*, p.id AS parent_id FROM resources r LEFT JOIN resources p ON p.seq = r.parent';
 const INSTANCE =
@@ -53,30 +33,6 @@ const SUBTREE = 'WITH RECURSIVE sub(seq) AS (SELECT $1::bigint UNION ALL SELECT 
 
 /** Anything that runs a query: the pool, or the one connection of a transaction. */
 type Queryable = pg.Pool | pg.PoolClient;
-
-/** Checks a row; a damaged one is refused with the field at fault (BadFileFormat), never used. */
-function checked<S extends z.ZodType>(schema: S, raw: unknown, what: string): z.output<S> {
-  const r = schema.safeParse(raw);
-  if (!r.success) throw new XferError('BadFileFormat', `index row of ${what}: ${r.error.issues[0]?.message ?? 'invalid'}`);
-  return r.data;
-}
-
-function toResource(raw: unknown): IndexedResource {
-  const row = checked(ResourceRow, raw, 'a resource');
-  return {
-    id: row.id,
-    level: NUM_LEVEL[row.level] as Level,
-    parent: row.parent_id ?? undefined,
-    mainTags: readStored(MainTagsSchema, row.main_tags, `main tags of ${row.id}`),
-    patientTags: row.patient_tags === null ? undefined : readStored(MainTagsSchema, row.patient_tags, `patient tags of ${row.id}`),
-    lastUpdate: row.last_update,
-  };
-}
-
-function toInstance(raw: unknown): IndexedInstance {
-  const row = checked(InstanceRow, raw, 'an instance');
-  return { id: row.id, file: row.file, size: row.size, md5: row.md5, indexInSeries: row.index_in_series };
-}
 
 async function rows(q: Queryable, sql: string, params: unknown[] = []): Promise<unknown[]> {
   return (await q.query(sql, params)).rows;

@@ -1,13 +1,11 @@
 // The embedded store's index in SQLite (index.sqlite, schema in db.ts). Each method is one statement or
 // one transaction; large adoptions run in a worker thread on a second connection (index-writer.ts), the
-// rest synchronously; rows read back are checked by schemas before use.
-import { z } from 'zod';
+// rest synchronously; rows read back are checked by schemas before use (index-rows.ts).
 import type { Level, MainTags } from '../../dicom/types.ts';
-import { XferError } from '../../errors.ts';
-import { readStored } from '../../util/stored-json.ts';
 import type Database from 'better-sqlite3';
 import type { Db } from './db.ts';
 import { IndexWriter } from './index-writer.ts';
+import { CountRow, checked, FileRow, IdRow, LEVEL_NUM, ParentRow, SeqRow, toInstance, toResource } from './index-rows.ts';
 import type {
   AdoptResult,
   IndexCounts,
@@ -18,65 +16,11 @@ import type {
   ReplacePolicy,
 } from './instance-index.ts';
 
-const LEVEL_NUM: Record<Level, number> = { Patient: 0, Study: 1, Series: 2, Instance: 3 };
-const NUM_LEVEL: readonly Level[] = ['Patient', 'Study', 'Series', 'Instance'];
-
-const MainTagsSchema = z.record(z.string(), z.string());
-
-/** A resource row with its parent's ID (the RESOURCE select below). */
-const ResourceRow = z.object({
-  seq: z.number().int(),
-  id: z.string(),
-  level: z.number().int().min(0).max(3),
-  parent_id: z.string().nullable(),
-  main_tags: z.string(),
-  patient_tags: z.string().nullable(),
-  last_update: z.number(),
-});
-
-const InstanceRow = z.object({
-  id: z.string(),
-  file: z.string(),
-  size: z.number().int().nonnegative(),
-  md5: z.string(),
-  index_in_series: z.number().int().nullable(),
-});
-
-const SeqRow = z.object({ seq: z.number().int() });
-const ParentRow = z.object({ seq: z.number().int(), parent: z.number().int().nullable() });
-const CountRow = z.object({ n: z.number() });
-const IdRow = z.object({ id: z.string() });
-const FileRow = z.object({ file: z.string() });
-
 const RESOURCE = 'SELECT r.*, p.id AS parent_id FROM resources r LEFT JOIN resources p ON p.seq = r.parent';
 const INSTANCE =
   'SELECT r.id AS id, i.file AS file, i.size AS size, i.md5 AS md5, i.index_in_series AS index_in_series FROM resources r JOIN instances ' +
   'i ON i.seq = r.seq';
 const SUBTREE = 'WITH RECURSIVE sub(seq) AS (SELECT ? UNION ALL SELECT r.seq FROM resources r JOIN sub ON r.parent = sub.seq)';
-
-/** Checks a row; a damaged one is refused with the field at fault (BadFileFormat), never used. */
-function checked<S extends z.ZodType>(schema: S, raw: unknown, what: string): z.output<S> {
-  const r = schema.safeParse(raw);
-  if (!r.success) throw new XferError('BadFileFormat', `index row of ${what}: ${r.error.issues[0]?.message ?? 'invalid'}`);
-  return r.data;
-}
-
-function toResource(raw: unknown): IndexedResource {
-  const row = checked(ResourceRow, raw, 'a resource');
-  return {
-    id: row.id,
-    level: NUM_LEVEL[row.level] as Level,
-    parent: row.parent_id ?? undefined,
-    mainTags: readStored(MainTagsSchema, row.main_tags, `main tags of ${row.id}`),
-    patientTags: row.patient_tags === null ? undefined : readStored(MainTagsSchema, row.patient_tags, `patient tags of ${row.id}`),
-    lastUpdate: row.last_update,
-  };
-}
-
-function toInstance(raw: unknown): IndexedInstance {
-  const row = checked(InstanceRow, raw, 'an instance');
-  return { id: row.id, file: row.file, size: row.size, md5: row.md5, indexInSeries: row.index_in_series };
-}
 
 /** Adoptions of at least this many entries run in the worker (below, the thread's round trip costs more than it spares). */
 const WORKER_MIN = 64;

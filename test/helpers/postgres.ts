@@ -5,6 +5,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { chmod, chown, copyFile, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
+import { after, before } from 'node:test';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import type { PostgresConfig } from '../../src/config/types.ts';
@@ -146,6 +147,33 @@ export async function startPostgres(opts: { tls?: PgTls } = {}): Promise<PgServe
 /** A pool on `uri` as the node makes it (schema dicom_xfer first on the search path), for the contract tests. */
 export function pgPool(uri: string): Promise<pg.Pool> {
   return connectPool({ ...POSTGRES_CONFIG, connectionUri: uri, maximumConnectionRetries: 0 }, { warn: () => undefined });
+}
+
+/**
+ * For a store contract run inside one describe block: a PostgreSQL server started before its tests and
+ * stopped after, and one database per place of the contract, made at its first use. `pool(place)` opens a
+ * new pool on that place's database (the caller ends it).
+ */
+export function pgPlaces(prefix: string): { pool(place: string): Promise<pg.Pool> } {
+  let server: PgServer | undefined;
+  const databases = new Map<string, string>();
+  before(async () => {
+    server = await startPostgres();
+  });
+  after(async () => {
+    await server?.stop();
+  });
+  return {
+    async pool(place) {
+      if (!server) throw new Error('the PostgreSQL server of the suite is not running');
+      let uri = databases.get(place);
+      if (uri === undefined) {
+        uri = await server.database(prefix);
+        databases.set(place, uri);
+      }
+      return pgPool(uri);
+    },
+  };
 }
 
 /** The loaded `PostgreSQL` key with its defaults, for tests that build one. */

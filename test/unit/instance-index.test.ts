@@ -19,7 +19,7 @@ import { SqliteInstanceIndex } from '../../src/store/embedded/sqlite-index.ts';
 import { PgInstanceIndex } from '../../src/db/postgres/instance-index.ts';
 import { migrate } from '../../src/db/postgres/migrations.ts';
 import { describe as describeOrSkip } from '../helpers/data.ts';
-import { pgPool, pgSkip, startPostgres, type PgServer } from '../helpers/postgres.ts';
+import { pgPlaces, pgSkip } from '../helpers/postgres.ts';
 
 interface Harness {
   open(place: string): Promise<InstanceIndex>;
@@ -199,33 +199,17 @@ describe('the SQLite instance index', () => {
 });
 
 describeOrSkip('the PostgreSQL instance index', { skip: pgSkip() }, () => {
-  let server: PgServer;
-  const databases = new Map<string, string>();
+  const places = pgPlaces('index');
   let k = 0;
-  before(async () => {
-    server = await startPostgres();
-  });
-  after(async () => {
-    await server?.stop();
-  });
-  /** The URI of the place's own database, made at its first opening. */
-  const uriOf = async (place: string): Promise<string> => {
-    let uri = databases.get(place);
-    if (uri === undefined) {
-      uri = await server.database('index');
-      databases.set(place, uri);
-    }
-    return uri;
-  };
   instanceIndexContract('PostgreSQL', () => `place-${++k}`, {
     async open(place) {
-      const pool = await pgPool(await uriOf(place));
+      const pool = await places.pool(place);
       await migrate(pool);
       // The node's pool outlives its index; here each opening has its own, ended with it.
       return Object.assign(new PgInstanceIndex(pool), { close: () => pool.end() });
     },
     async damage(place, id) {
-      const pool = await pgPool(await uriOf(place));
+      const pool = await places.pool(place);
       try {
         const r = await pool.query(`UPDATE resources SET main_tags = '{"StudyDescription":' WHERE id = $1`, [id]);
         assert.equal(r.rowCount, 1);

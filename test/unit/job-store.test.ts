@@ -14,7 +14,7 @@ import type { JobRecord, JobStore, JobType, JobUpdate, NewJob } from '../../src/
 import { PgJobStore } from '../../src/db/postgres/job-store.ts';
 import { migrate } from '../../src/db/postgres/migrations.ts';
 import { describe as describeOrSkip } from '../helpers/data.ts';
-import { pgPool, pgSkip, startPostgres, type PgServer } from '../helpers/postgres.ts';
+import { pgPlaces, pgSkip } from '../helpers/postgres.ts';
 
 /** A store on a fresh or reopened place (`close` ends it), and a way to damage a stored job. */
 interface Harness {
@@ -232,32 +232,16 @@ describe('the SQLite job store', () => {
 });
 
 describeOrSkip('the PostgreSQL job store', { skip: pgSkip() }, () => {
-  let server: PgServer;
-  const databases = new Map<string, string>();
+  const places = pgPlaces('jobs');
   let k = 0;
-  before(async () => {
-    server = await startPostgres();
-  });
-  after(async () => {
-    await server?.stop();
-  });
-  /** The URI of the place's own database, made at its first opening. */
-  const uriOf = async (place: string): Promise<string> => {
-    let uri = databases.get(place);
-    if (uri === undefined) {
-      uri = await server.database('jobs');
-      databases.set(place, uri);
-    }
-    return uri;
-  };
   jobStoreContract('PostgreSQL', () => `place-${++k}`, {
     async open(place) {
-      const pool = await pgPool(await uriOf(place));
+      const pool = await places.pool(place);
       await migrate(pool);
       return { store: new PgJobStore(pool), close: () => pool.end() };
     },
     async damage(place, id, column, value) {
-      const pool = await pgPool(await uriOf(place));
+      const pool = await places.pool(place);
       try {
         // The column name comes from the test itself, never from input.
         const r = await pool.query(`UPDATE jobs SET ${column} = $1 WHERE id = $2`, [value, id]);

@@ -2,17 +2,15 @@
 // page of the node's origin: it searches, reads metadata and retrieves an instance from the node's /dicom-web/,
 // and what it gets is compared with the files.
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { chromium, type BrowserContext } from 'playwright-core';
+import type { BrowserContext } from 'playwright-core';
+import { type Chromium, chromiumSkip, launchChromium } from '../helpers/browser.ts';
 import { describe, needs, REAL_DICOM } from '../helpers/data.ts';
 import { filesUnder, md5, stowBody } from '../helpers/dicomweb.ts';
 import { REPO, startXferNode, type XferNode } from '../helpers/node.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
 const CLIENT = join(REPO, 'node_modules', 'dicomweb-client', 'build', 'dicomweb-client.js');
 const STEP_MS = 30_000;
 
@@ -61,11 +59,11 @@ const PAGE = `<!doctype html><html><head><title>dicomweb</title><script src="/di
 </script></body></html>`;
 
 describe('dicomweb-client in a browser against the node', {
-  skip: (!existsSync(CHROMIUM) && `${CHROMIUM} is missing`) || needs(REAL_DICOM),
+  skip: chromiumSkip() || needs(REAL_DICOM),
 }, () => {
   let node: XferNode;
+  let browser: Chromium | undefined;
   let context: BrowserContext;
-  let profile: string;
   let files: Buffer[];
 
   before(async () => {
@@ -79,23 +77,11 @@ describe('dicomweb-client in a browser against the node', {
     });
     assert.equal(r.status, 200);
     await r.arrayBuffer();
-    profile = await mkdtemp(join(tmpdir(), 'dx-dicomweb-chromium-'));
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-      ],
-    });
+    browser = await launchChromium('dicomweb');
+    context = browser.context;
   });
   after(async () => {
-    await context?.close();
-    if (profile) await rm(profile, { recursive: true, force: true });
+    await browser?.close();
     await node?.stop();
   });
 

@@ -4,42 +4,29 @@
 // beside the one its transfers meet; a job's page shows its Content.RateLimit and, preempted by a job of
 // higher Priority, why it waits with a link to that job.
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { makePatient, makeSeries, makeStudy, writeMrImage } from '../../src/generate/index.ts';
+import { type Chromium, chromiumSkip, launchChromium } from '../helpers/browser.ts';
 import { describe } from '../helpers/data.ts';
 import { startXferNode, type XferNode } from '../helpers/node.ts';
 import { freePort } from '../helpers/ports.ts';
 import { getJson, PER_BUCKET, startPair, startTransfer, waitJob, type JobJson, type Pair } from '../helpers/transfer-nodes.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
 const STEP_MS = 30_000;
-const skip = existsSync(CHROMIUM) ? false : `${CHROMIUM} is missing: apt-get install -y --no-install-recommends chromium`;
+const skip = chromiumSkip();
 
-async function openBrowser(): Promise<{ context: BrowserContext; page: Page; errors: string[]; dir: string }> {
-  const dir = await mkdtemp(join(tmpdir(), 'dx-ui-bandwidth-chromium-'));
-  const context = await chromium.launchPersistentContext(dir, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-    ],
-    viewport: { width: 1280, height: 900 },
-  });
+async function openBrowser(): Promise<Chromium & { page: Page; errors: string[] }> {
+  const browser = await launchChromium('ui-bandwidth', { viewport: { width: 1280, height: 900 } });
+  const { context } = browser;
   const page = context.pages()[0] ?? (await context.newPage());
   page.setDefaultTimeout(STEP_MS);
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
-  return { context, page, errors, dir };
+  return { ...browser, page, errors };
 }
 
 /** Writes `count` MR images of a new patient and study, stores them on `base`; answers the study's ID. */
@@ -71,8 +58,7 @@ describe('dashboard: the bandwidth policy', { skip, timeout: 300_000 }, () => {
     browser = await openBrowser();
   });
   after(async () => {
-    await browser?.context.close();
-    if (browser) await rm(browser.dir, { recursive: true, force: true });
+    await browser?.close();
     for (const n of nodes) await n.stop();
     await pair?.stop();
     if (work) await rm(work, { recursive: true, force: true });
